@@ -2,7 +2,7 @@
 // Creates (or re-creates, when oracle/requirements.txt changed) the Python oracle:
 // an ignored virtualenv with the pinned ZODB, ZEO and msgpack from PyPI.
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,12 +23,41 @@ function run(cmd, args) {
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited with ${r.status}`);
 }
 
+function upToDate(want) {
+  return existsSync(venvPython) && existsSync(stamp) && readFileSync(stamp, 'utf8').trim() === want;
+}
+
+// A lock directory keeps two processes (parallel test runs, a developer and CI) from building one venv at once.
+function withLock(fn) {
+  const lock = venvDir + '.lock';
+  const deadline = Date.now() + 10 * 60_000;
+  for (;;) {
+    try {
+      mkdirSync(lock);
+      break;
+    } catch (e) {
+      if (e.code !== 'EEXIST') throw e;
+      // a lock older than the deadline belongs to a process that died
+      if (Date.now() - statSync(lock).mtimeMs > 10 * 60_000) rmSync(lock, { recursive: true, force: true });
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${lock}`);
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 500);
+    }
+  }
+  try {
+    return fn();
+  } finally {
+    rmSync(lock, { recursive: true, force: true });
+  }
+}
+
 /** Returns the oracle's python, building the venv first when it is missing or its pins changed. */
 export function ensureOracleVenv({ quiet = false } = {}) {
   const want = pinsHash();
-  if (existsSync(venvPython) && existsSync(stamp) && readFileSync(stamp, 'utf8').trim() === want) {
-    return venvPython;
-  }
+  if (upToDate(want)) return venvPython;
+  return withLock(() => (upToDate(want) ? venvPython : buildVenv(want, quiet)));
+}
+
+function buildVenv(want, quiet) {
   const python = process.env.ZEO_TS_PYTHON ?? 'python3';
   if (!quiet) console.error(`oracle: creating ${venvDir} with ${python} and the pins in oracle/requirements.txt`);
   rmSync(venvDir, { recursive: true, force: true });

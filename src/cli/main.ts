@@ -1,0 +1,17 @@
+import { readFileSync } from 'node:fs';
+import { Command } from 'commander';
+import { pickleCommand } from './pickle.js';
+
+const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+export function buildProgram(): Command {
+  const program = new Command('zeo')
+    .description('zeo-ts: ZEO, the client-server storage for ZODB, in TypeScript')
+    .version(pkg.version, '-V, --version')
+    .showHelpAfterError()
+    .enablePositionalOptions();
+  program.addCommand(pickleCommand());
+  return program;
+}
+
+await buildProgram().parseAsync(process.argv);
