@@ -234,15 +234,23 @@ function pyFloatRepr(x: number): string {
   if (Number.isNaN(x)) return 'nan';
   if (x === Infinity) return 'inf';
   if (x === -Infinity) return '-inf';
-  if (Object.is(x, -0)) return '-0.0';
-  const s = String(x);
-  if (/e/.test(s)) {
-    // Python: 1e+16, 1e-07; JS: 1e+16, 1e-7
-    const [m, e] = s.split('e');
-    const exp = Number(e);
-    return `${m}e${exp < 0 ? '-' : '+'}${String(Math.abs(exp)).padStart(2, '0')}`;
+  if (x === 0) return Object.is(x, -0) ? '-0.0' : '0.0';
+  // Python's repr: the shortest round-tripping digits (as JS finds them), in fixed notation when the
+  // decimal exponent is in [-4, 16), else d.ddde+XX
+  const [mant, e] = x.toExponential().split('e');
+  const exp = Number(e);
+  const neg = mant.startsWith('-');
+  const digits = mant.replace('-', '').replace('.', '');
+  let out: string;
+  if (exp >= -4 && exp < 16) {
+    if (exp < 0) out = '0.' + '0'.repeat(-exp - 1) + digits;
+    else if (digits.length > exp + 1) out = digits.slice(0, exp + 1) + '.' + digits.slice(exp + 1);
+    else out = digits + '0'.repeat(exp + 1 - digits.length) + '.0';
+  } else {
+    const m = digits.length > 1 ? digits[0] + '.' + digits.slice(1) : digits;
+    out = `${m}e${exp < 0 ? '-' : '+'}${String(Math.abs(exp)).padStart(2, '0')}`;
   }
-  return Number.isInteger(x) ? `${s}.0` : s;
+  return neg ? '-' + out : out;
 }
 
 function pyStrRepr(s: string): string {
