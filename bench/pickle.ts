@@ -90,7 +90,9 @@ async function main(): Promise<void> {
     process.stderr.write(`building the ZODB workload (scale ${scale}) with Python ZODB...\n`);
     const { records } = await zodbRecords(oracle, { scale });
     const bytes = records.reduce((n, r) => n + r.length, 0);
-    process.stderr.write(`${records.length} records, ${(bytes / 1e6).toFixed(1)} MB; timing ${rounds} rounds each\n`);
+    process.stderr.write(
+      `${records.length} records, ${(bytes / 1e6).toFixed(1)} MB; timing ${rounds} rounds each\n`,
+    );
 
     let decoded: Array<[PickleValue, PickleValue]> = [];
     const decodeAll = () => {
@@ -123,7 +125,15 @@ async function main(): Promise<void> {
     ] as const;
     printTable(
       `pickle: ${records.length} ZODB records, ${(bytes / 1e6).toFixed(1)} MB (Node ${process.version}, Python ${py.python})`,
-      ['operation', 'zeo-ts MB/s', 'zeo-ts rec/s', 'C pickle MB/s', 'zodbpickle MB/s', 'vs C pickle', 'vs zodbpickle'],
+      [
+        'operation',
+        'zeo-ts MB/s',
+        'zeo-ts rec/s',
+        'C pickle MB/s',
+        'zodbpickle MB/s',
+        'vs C pickle',
+        'vs zodbpickle',
+      ],
       rows.map(([op, ts, p, z]) => [
         op,
         mbps(ts).toFixed(1),

@@ -10,7 +10,9 @@ import { ensureOracleVenv } from './oracle-venv.mjs';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const benchDir = join(root, 'dist', 'bench');
 const available = existsSync(benchDir)
-  ? readdirSync(benchDir).filter((f) => f.endsWith('.js')).map((f) => f.slice(0, -3))
+  ? readdirSync(benchDir)
+      .filter((f) => f.endsWith('.js'))
+      .map((f) => f.slice(0, -3))
   : [];
 const [name, ...args] = process.argv.slice(2);
 if (!name || !available.includes(name)) {

@@ -59,7 +59,8 @@ export function ensureOracleVenv({ quiet = false } = {}) {
 
 function buildVenv(want, quiet) {
   const python = process.env.ZEO_TS_PYTHON ?? 'python3';
-  if (!quiet) console.error(`oracle: creating ${venvDir} with ${python} and the pins in oracle/requirements.txt`);
+  if (!quiet)
+    console.error(`oracle: creating ${venvDir} with ${python} and the pins in oracle/requirements.txt`);
   rmSync(venvDir, { recursive: true, force: true });
   try {
     run(python, ['-m', 'venv', venvDir]);

@@ -37,5 +37,9 @@ if (!files.length) {
   console.error('npm test: no test files found under dist/test (did the build run?)');
   process.exit(1);
 }
-const r = spawnSync(process.execPath, ['--test', '--test-reporter=spec', ...files], { stdio: 'inherit', env, cwd: root });
+const r = spawnSync(process.execPath, ['--test', '--test-reporter=spec', ...files], {
+  stdio: 'inherit',
+  env,
+  cwd: root,
+});
 process.exit(r.status ?? 1);

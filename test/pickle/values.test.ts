@@ -36,8 +36,25 @@ test('pyEquals is strict about Python types', () => {
   assert.ok(!pyEquals(new PyFloat(0), new PyFloat(-0)));
   assert.ok(pyEquals(new Set([1, tuple(2)]), new Set([tuple(2), 1])));
   assert.ok(!pyEquals(new Set([1]), new FrozenSet([1])));
-  assert.ok(!pyEquals(new Map([['a', 1], ['b', 2]]), new Map([['b', 2], ['a', 1]])), 'dict order is kept');
-  assert.ok(pyEquals(new PersistentRef(tuple(new Uint8Array(8), null)), new PersistentRef(tuple(new Uint8Array(8), null))));
+  assert.ok(
+    !pyEquals(
+      new Map([
+        ['a', 1],
+        ['b', 2],
+      ]),
+      new Map([
+        ['b', 2],
+        ['a', 1],
+      ]),
+    ),
+    'dict order is kept',
+  );
+  assert.ok(
+    pyEquals(
+      new PersistentRef(tuple(new Uint8Array(8), null)),
+      new PersistentRef(tuple(new Uint8Array(8), null)),
+    ),
+  );
   const a: unknown[] = [];
   a.push(a);
   const b: unknown[] = [];
@@ -63,6 +80,10 @@ else:
   const pickles = unpackList(await oracle.bytes(code, undefined, 'pickles'));
   assert.equal(pickles.length, reprs.length * 5);
   for (let i = 0; i < pickles.length; i++) {
-    assert.equal(pyRepr(loads(pickles[i])), reprs[Math.floor(i / 5)], `value #${Math.floor(i / 5)}, protocol #${i % 5}`);
+    assert.equal(
+      pyRepr(loads(pickles[i])),
+      reprs[Math.floor(i / 5)],
+      `value #${Math.floor(i / 5)}, protocol #${i % 5}`,
+    );
   }
 });
