@@ -39,7 +39,7 @@ function withLock(fn) {
       if (e.code !== 'EEXIST') throw e;
       // a lock older than the deadline belongs to a process that died
       if (Date.now() - statSync(lock).mtimeMs > 10 * 60_000) rmSync(lock, { recursive: true, force: true });
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${lock}`);
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${lock}`, { cause: e });
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 500);
     }
   }
@@ -71,6 +71,7 @@ function buildVenv(want, quiet) {
       `could not create the Python oracle virtualenv (${e.message}).\n` +
         `It needs python3 with the venv module and access to PyPI. ` +
         `Set ZEO_TS_SKIP_INTEROP=1 to run without the interop tests.`,
+      { cause: e },
     );
   }
   writeFileSync(stamp, want + '\n');

@@ -39,7 +39,7 @@ export class OracleError extends Error {
 /** A Python worker process: `run(code, input)` executes code with `input` bytes and returns its `result`. */
 export class Oracle {
   private proc: ChildProcessWithoutNullStreams;
-  private buf = Buffer.alloc(0);
+  private buf: Buffer<ArrayBufferLike> = Buffer.alloc(0);
   private waiting: Array<{ resolve: (r: OracleResult) => void; reject: (e: Error) => void }> = [];
   private exited: Error | null = null;
 
