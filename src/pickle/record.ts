@@ -11,6 +11,7 @@ import { isUtf8 } from 'node:buffer';
 import { inflateSync } from 'node:zlib';
 import { PickleError } from './errors.js';
 import * as op from './opcodes.js';
+import { decodeUtf8Strict, escapeDecode, parseIntText, rawUnicodeEscapeDecode } from './text.js';
 import { pickleEnd, Unpickler, type LoadOptions } from './unpickler.js';
 import {
   Global,
@@ -302,16 +303,6 @@ const td = new TextDecoder('latin1');
 
 function fail(message: string, offset: number): never {
   throw new PickleError(`referencesf: ${message}`, offset);
-}
-
-function hexDigit(x: number): number {
-  return x >= 0x30 && x <= 0x39
-    ? x - 0x30
-    : x >= 0x61 && x <= 0x66
-      ? x - 0x57
-      : x >= 0x41 && x <= 0x46
-        ? x - 0x37
-        : -1;
 }
 
 /**
@@ -830,26 +821,15 @@ export function referencesf(data: Uint8Array, oids: Uint8Array[] = []): Uint8Arr
   return oids;
 }
 
-// Python's int() of a line (PyLong_FromString with base 0 or 10): digits with single underscores between,
-// prefixes with base 0, surrounding whitespace.
-const PY_INT_BASE0 =
-  /^[ \t\n\v\f\r]*[+-]?(?:0[xX](?:_?[0-9a-fA-F])+|0[oO](?:_?[0-7])+|0[bB](?:_?[01])+|0(?:_?0)*|[1-9](?:_?[0-9])*)[ \t\n\v\f\r]*$/;
-const PY_INT_BASE10 = /^[ \t\n\v\f\r]*[+-]?[0-9](?:_?[0-9])*[ \t\n\v\f\r]*$/;
 // C strtol(s, &end, 0) accepting the whole line (or up to a NUL)
 const STRTOL = /^[ \t\n\v\f\r]*[+-]?(?:0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)(?:\n|\0|$)/;
 
 function parsePyLong(s: string, base: 0 | 10, at: number): number {
   const nul = s.indexOf('\0');
-  if (nul >= 0) s = s.slice(0, nul);
-  if (!(base === 0 ? PY_INT_BASE0 : PY_INT_BASE10).test(s))
-    fail(`invalid literal for int(): ${JSON.stringify(s)}`, at);
-  const t = s.trim().replace(/_/g, '');
-  const neg = t.startsWith('-');
-  const body = t.replace(/^[+-]/, '');
-  let v: number;
-  if (base === 0 && /^0[xXoObB]/.test(body)) v = Number(body.toLowerCase());
-  else v = Number(body);
-  return neg ? -v : v;
+  const v = parseIntText(nul >= 0 ? s.slice(0, nul) : s, base === 0);
+  if (v === null) fail(`invalid literal for int(): ${JSON.stringify(s)}`, at);
+  if (typeof v === 'string') fail(v, at);
+  return Number(v);
 }
 
 function parseIntLine(s: string, at: number): number {
@@ -890,136 +870,31 @@ function decodeStringLine(raw: Uint8Array, at: number): Uint8Array {
   while (len > 0 && raw[len - 1] <= 0x20) len--;
   const q = raw[0];
   if (!(len > 1 && (q === 0x22 || q === 0x27) && raw[len - 1] === q)) fail('insecure string pickle', at);
-  const s = raw.subarray(1, len - 1);
-  const out: number[] = [];
-  for (let i = 0; i < s.length; i++) {
-    const c = s[i];
-    if (c !== 0x5c) {
-      out.push(c);
-      continue;
-    }
-    if (++i >= s.length) fail('Trailing \\ in string', at);
-    const e = s[i];
-    switch (e) {
-      case 0x0a:
-        break; // backslash-newline: nothing
-      case 0x5c:
-      case 0x27:
-      case 0x22:
-        out.push(e);
-        break;
-      case 0x62:
-        out.push(8);
-        break;
-      case 0x66:
-        out.push(12);
-        break;
-      case 0x74:
-        out.push(9);
-        break;
-      case 0x6e:
-        out.push(10);
-        break;
-      case 0x72:
-        out.push(13);
-        break;
-      case 0x76:
-        out.push(11);
-        break;
-      case 0x61:
-        out.push(7);
-        break;
-      case 0x78: {
-        const a = i + 1 < s.length ? hexDigit(s[i + 1]) : -1;
-        const b = i + 2 < s.length ? hexDigit(s[i + 2]) : -1;
-        if (a < 0 || b < 0) fail('invalid \\x escape', at);
-        out.push(a * 16 + b);
-        i += 2;
-        break;
-      }
-      default:
-        if (e >= 0x30 && e <= 0x37) {
-          let v = e - 0x30;
-          for (let k = 0; k < 2 && i + 1 < s.length && s[i + 1] >= 0x30 && s[i + 1] <= 0x37; k++)
-            v = v * 8 + s[++i] - 0x30;
-          out.push(v & 0xff);
-        } else {
-          out.push(0x5c, e); // unknown escapes stay as they are
-        }
-    }
-  }
-  return Uint8Array.from(out);
+  const out = escapeDecode(raw, 1, len - 1);
+  if (typeof out === 'string') fail(out, at);
+  return out;
 }
 
-/** raw-unicode-escape: bytes are Latin-1 code points except \uXXXX and \UXXXXXXXX after an odd run of '\'. */
+/** raw-unicode-escape text as the scanner keeps it: its bytes when it is all ASCII, and whether it is. */
 function rawUnicodeEscape(raw: Uint8Array, at: number): [Uint8Array, boolean] {
   if (raw.indexOf(0x5c) < 0) {
     let ascii = true;
     for (let i = 0; i < raw.length; i++) if (raw[i] >= 0x80) ascii = false;
     return [raw, ascii];
   }
-  const cps: number[] = [];
-  let i = 0;
-  while (i < raw.length) {
-    const c = raw[i];
-    if (c !== 0x5c) {
-      cps.push(c);
-      i++;
-      continue;
-    }
-    const bs = i;
-    while (i < raw.length && raw[i] === 0x5c) i++;
-    const run = i - bs;
-    if ((run & 1) === 0 || i >= raw.length || (raw[i] !== 0x75 && raw[i] !== 0x55)) {
-      for (let k = 0; k < run; k++) cps.push(0x5c);
-      continue;
-    }
-    for (let k = 0; k < run - 1; k++) cps.push(0x5c);
-    const count = raw[i] === 0x75 ? 4 : 8;
-    i++;
-    let v = 0;
-    for (let k = 0; k < count; k++, i++) {
-      const d = i < raw.length ? hexDigit(raw[i]) : -1;
-      if (d < 0) fail(`truncated \\${count === 4 ? 'u' : 'U'}XXXX escape (UnicodeDecodeError)`, at);
-      v = v * 16 + d;
-    }
-    if (v > 0x10ffff) fail('\\Uxxxxxxxx out of range (UnicodeDecodeError)', at);
-    cps.push(v);
-  }
-  const ascii = cps.every((x) => x < 0x80);
-  return [ascii ? Uint8Array.from(cps) : new Uint8Array(0), ascii];
+  const s = rawUnicodeEscapeDecode(raw, 0, raw.length);
+  if (s === null) fail('truncated or out of range \\uXXXX escape (UnicodeDecodeError)', at);
+  let ascii = true;
+  for (let i = 0; i < s.length && ascii; i++) ascii = s.charCodeAt(i) < 0x80;
+  return [ascii ? Buffer.from(s, 'latin1') : new Uint8Array(0), ascii];
 }
 
-/** UTF-8 as Python decodes it with 'surrogatepass' (encoded surrogates allowed). From `i` to `e`. */
+/** UTF-8 as Python decodes it with 'surrogatepass' (encoded surrogates allowed), from `i` to `e`. */
 function checkUtf8(data: Uint8Array, i: number, e: number): void {
-  if (e - i > 64 && isUtf8(data.subarray(i, e))) return;
-  while (i < e) {
-    const c = data[i];
-    if (c < 0x80) {
-      i++;
-      continue;
-    }
-    let len: number;
-    let lo = 0x80;
-    let hi = 0xbf;
-    if (c >= 0xc2 && c <= 0xdf) len = 2;
-    else if (c >= 0xe0 && c <= 0xef) {
-      len = 3;
-      if (c === 0xe0) lo = 0xa0;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-      len = 4;
-      if (c === 0xf0) lo = 0x90;
-      if (c === 0xf4) hi = 0x8f;
-    } else fail(`'utf-8' codec can't decode byte 0x${c.toString(16)} (UnicodeDecodeError)`, i);
-    if (i + len > e) fail("'utf-8' codec can't decode: unexpected end of data (UnicodeDecodeError)", i);
-    if (data[i + 1] < lo || data[i + 1] > hi)
-      fail("'utf-8' codec can't decode: invalid continuation byte", i);
-    for (let k = 2; k < len; k++) {
-      if (data[i + k] < 0x80 || data[i + k] > 0xbf)
-        fail("'utf-8' codec can't decode: invalid continuation byte", i);
-    }
-    i += len;
-  }
+  let j = i;
+  while (j < e && data[j] < 0x80) j++;
+  if (j === e || isUtf8(data.subarray(j, e))) return;
+  if (decodeUtf8Strict(data, j, e, true) === null) fail("'utf-8' codec can't decode (UnicodeDecodeError)", i);
 }
 
 // ---------------------------------------------------------------------------------------------------------
