@@ -16,6 +16,9 @@ import {
   type PickleValue,
 } from '../../src/pickle/index.js';
 
+// ZEO_TS_FC_SEED=N replays a failing property run (the seed is in its failure message).
+if (process.env.ZEO_TS_FC_SEED) fc.configureGlobal({ seed: Number(process.env.ZEO_TS_FC_SEED) });
+
 export const FIXTURES_MODULE = 'zeots_fixtures';
 
 /** Python ints: small, 1/2/4-byte boundaries, safe integers, and bigints far past 2^64, both signs. */

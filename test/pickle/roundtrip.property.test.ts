@@ -6,6 +6,9 @@
 //       - a PyObject of kind 'obj' (Python never writes OBJ at protocol 2 or 3: the object comes back as REDUCE),
 //       - with zodbpickle only: a PyObject of kind 'newobj_ex' (zodbpickle's C pickler predates CPython's
 //         functools.partial form below protocol 4 and writes REDUCE of the class's __reduce__ callable instead);
+//       - with zodbpickle only: 1-byte bytes or bytearray. zodbpickle's unpickler returns CPython's shared 1-byte
+//         bytes objects and its pickler reduces a bytearray to one, so its memo joins values that stdlib pickle
+//         (whose output ours matches) keeps apart; found by seed 1656860677;
 //     whose Python pickles still load as the same value, see (b).
 // (b) Our loads of Python's pickle equals the original value (pyEquals), where the original is read as Python
 //     writes it back: 'obj' objects as 'reduce', dotted globals as getattr(parent, name), 'newobj_ex' objects
@@ -165,7 +168,8 @@ function isCanonical(v: PickleValue, lib: Lib): boolean {
     v,
     (x) =>
       x instanceof Set ||
-      (x instanceof PyObject && (x.kind === 'obj' || (lib === 'zodbpickle' && x.kind === 'newobj_ex'))),
+      (x instanceof PyObject && (x.kind === 'obj' || (lib === 'zodbpickle' && x.kind === 'newobj_ex'))) ||
+      (lib === 'zodbpickle' && x instanceof Uint8Array && x.length === 1),
   );
 }
 
