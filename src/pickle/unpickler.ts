@@ -1081,10 +1081,13 @@ export class Unpickler {
   }
 
   private setItem(target: PickleValue, key: PickleValue, value: PickleValue, at: number): void {
-    if (typeof key === 'object' && unhashable(key)) this.fail(`unhashable dict key ${typeName(key)}`, at);
-    if (target instanceof Map) target.set(key, value);
-    else if (target instanceof PyObject) (target.dictItems ??= []).push([key, value]);
-    else this.fail(`cannot set an item of ${typeName(target)}`, at);
+    if (target instanceof Map) {
+      if (typeof key === 'object' && unhashable(key)) this.fail(`unhashable dict key ${typeName(key)}`, at);
+      target.set(key, value);
+    } else if (target instanceof PyObject) {
+      // an object of a class we do not know: its __setitem__, not dict hashing, decides what keys it takes
+      (target.dictItems ??= []).push([key, value]);
+    } else this.fail(`cannot set an item of ${typeName(target)}`, at);
   }
 
   private memoGet(idx: number): PickleValue | undefined {

@@ -452,6 +452,11 @@ test('REDUCE, NEWOBJ, NEWOBJ_EX build PyObjects; BUILD, APPEND(S), SETITEM(S) go
     [1, 2],
     [3, 4],
   ]);
+  // an object's own __setitem__ decides what keys it takes: a list key is kept, while a dict refuses it
+  const lk = load('cmod\nD\n)\x81]K\x01s.') as PyObject;
+  assertPy(lk.dictItems![0][0], []);
+  assertPickleError(() => load('}]K\x01s.'), /unhashable dict key list/);
+  assertPickleError(() => load('}(]K\x01u.'), /unhashable dict key list/);
   // BUILD with a None state on anything is a no-op (Python's default __setstate__)
   assertPy(load(']Nb.'), []);
   assertPickleError(() => load('](K\x01K\x02u.'), /cannot set an item of list/);
