@@ -1,0 +1,191 @@
+// The storage contract: one interface with the semantics of ZODB's IStorage, IMVCCStorage (loadBefore),
+// IStorageRestoreable, IStorageUndoable, IStorageIteration, IExternalGC (deleteObject) and IBlobStorage
+// (src/ZODB/interfaces.py). Names follow ZODB's, in camelCase. Everything that may touch the disk returns a
+// Promise, so a FileStorage never stalls the server's event loop; MemoryStorage answers at once.
+//
+// Two-phase commit is driven with a TransactionMetaData object, whose identity names the transaction (as
+// ZODB's transaction object does): tpcBegin(txn) ... store(..., txn) ... tpcVote(txn) ... tpcFinish(txn).
+
+import type { PyDict } from '../pickle/index.js';
+import type { Oid, Tid } from './ids.js';
+
+/** The user, description and extension of a transaction (ZODB.Connection.TransactionMetaData). */
+export class TransactionMetaData {
+  /** Per-storage scratch space, as ZODB's transaction.data(storage) / set_data. */
+  readonly data = new Map<object, unknown>();
+
+  constructor(
+    public user: Uint8Array = new Uint8Array(0),
+    public description: Uint8Array = new Uint8Array(0),
+    /** The extension dict; its pickle (protocol 3) is what FileStorage writes. */
+    public extension: PyDict = new Map(),
+    /**
+     * The extension exactly as read from a storage, kept so copying or restoring a transaction writes the
+     * same bytes; null for a new transaction.
+     */
+    public extensionBytes: Uint8Array | null = null,
+  ) {}
+}
+
+/** What loadBefore returns: the revision that was current just before a tid. */
+export interface LoadBeforeResult {
+  data: Uint8Array;
+  /** the tid that wrote this revision */
+  start: Tid;
+  /** the tid of the next revision, or null when this one is current */
+  end: Tid | null;
+}
+
+export interface LoadResult {
+  data: Uint8Array;
+  serial: Tid;
+}
+
+/** One entry of history(): ZODB's dict with tid, time, user_name, description, size (and extension keys). */
+export interface HistoryEntry {
+  tid: Tid;
+  /** seconds since the epoch, from the tid's TimeStamp */
+  time: number;
+  userName: Uint8Array;
+  description: Uint8Array;
+  extension: PyDict;
+  size: number;
+}
+
+/** One entry of undoLog()/undoInfo(). */
+export interface UndoLogEntry {
+  /** opaque; hand it back to undo() */
+  id: Uint8Array;
+  time: number;
+  userName: Uint8Array;
+  description: Uint8Array;
+  extension: PyDict;
+}
+
+/** A data record of a transaction, as iterator() yields it (ZODB's IStorageRecordInformation). */
+export interface DataRecord {
+  oid: Oid;
+  tid: Tid;
+  /** null when the object was deleted or its creation undone */
+  data: Uint8Array | null;
+  /** for restore(): the tid of the transaction whose data this record reuses (a back pointer), else null */
+  dataTxn: Tid | null;
+}
+
+/** A transaction, as iterator() yields it (ZODB's IStorageTransactionInformation). */
+export interface TransactionRecord {
+  tid: Tid;
+  /** ' ' committed, 'p' packed, 'u' (in old files) */
+  status: string;
+  user: Uint8Array;
+  description: Uint8Array;
+  extension: PyDict;
+  /** the extension as stored, for byte-exact copies */
+  extensionBytes: Uint8Array;
+  /** read lazily by a FileStorage; iterate with for await */
+  records: AsyncIterable<DataRecord> | Iterable<DataRecord>;
+}
+
+/**
+ * Called by store() when the object changed since `oldSerial` was read: the resolved data, or null when the
+ * conflict stands (then store raises ConflictError). The ZEO server passes none: conflicts go to the client.
+ */
+export type ConflictResolver = (
+  oid: Oid,
+  committedSerial: Tid,
+  oldSerial: Tid,
+  newData: Uint8Array,
+  committedData: Uint8Array,
+) => Promise<Uint8Array | null>;
+
+/** ZODB.serialize.referencesf's shape: the oids a record refers to. */
+export type ReferencesFinder = (data: Uint8Array, oids?: Oid[]) => Oid[];
+
+export interface UndoResult {
+  tid: Tid;
+  oids: Oid[];
+}
+
+export interface Storage {
+  // --- identity and status ---
+  getName(): string;
+  sortKey(): string;
+  isReadOnly(): boolean;
+  /** the tid of the last committed transaction (z64 for an empty storage) */
+  lastTransaction(): Tid;
+  /** approximate size in bytes */
+  getSize(): number;
+  /** the number of objects */
+  len(): number;
+  supportsUndo(): boolean;
+  close(): Promise<void>;
+
+  // --- reads (IStorage, IMVCCStorage) ---
+  /** the current revision; POSKeyError when the oid is unknown or deleted */
+  load(oid: Oid): Promise<LoadResult>;
+  /** the revision current before tid; null when the object did not exist then; POSKeyError if never */
+  loadBefore(oid: Oid, tid: Tid): Promise<LoadBeforeResult | null>;
+  /** that exact revision; POSKeyError when there is none */
+  loadSerial(oid: Oid, serial: Tid): Promise<Uint8Array>;
+  /** newest first, at most `size` entries */
+  history(oid: Oid, size?: number): Promise<HistoryEntry[]>;
+  newOid(): Promise<Oid>;
+
+  // --- two-phase commit ---
+  /** takes the commit lock (waiting for it); tid and status come from restore/copy (IStorageRestoreable) */
+  tpcBegin(txn: TransactionMetaData, tid?: Tid | null, status?: string): Promise<void>;
+  /** ConflictError when the object changed since oldSerial and cannot be resolved */
+  store(oid: Oid, oldSerial: Tid, data: Uint8Array, txn: TransactionMetaData): Promise<void>;
+  /** a record with its tid given (copy, recovery); data null with prevTxn for a back pointer */
+  restore(
+    oid: Oid,
+    serial: Tid,
+    data: Uint8Array | null,
+    prevTxn: Tid | null,
+    txn: TransactionMetaData,
+  ): Promise<void>;
+  /** ReadConflictError when the object's current serial is not `serial` */
+  checkCurrentSerialInTransaction(oid: Oid, serial: Tid, txn: TransactionMetaData): Promise<void>;
+  /** IExternalGC: delete the object (ConflictError if it changed since oldSerial) */
+  deleteObject(oid: Oid, oldSerial: Tid, txn: TransactionMetaData): Promise<void>;
+  /** writes the transaction (not yet committed); returns the oids whose conflicts were resolved */
+  tpcVote(txn: TransactionMetaData): Promise<Oid[]>;
+  /** commits durably (on disk before it returns), calls `onCommitted` with the tid while the lock is held */
+  tpcFinish(txn: TransactionMetaData, onCommitted?: (tid: Tid) => void): Promise<Tid>;
+  tpcAbort(txn: TransactionMetaData): Promise<void>;
+
+  // --- undo (IStorageUndoable) ---
+  undo(undoId: Uint8Array, txn: TransactionMetaData): Promise<UndoResult>;
+  undoLog(first: number, last: number, filter?: (entry: UndoLogEntry) => boolean): Promise<UndoLogEntry[]>;
+  undoInfo(first: number, last: number, specification?: PyDict | null): Promise<UndoLogEntry[]>;
+
+  // --- pack ---
+  /** ZODB's pack-time semantics; `referencesf` finds references for garbage collection */
+  pack(packTime: number, referencesf: ReferencesFinder, options?: { gc?: boolean }): Promise<void>;
+
+  // --- iteration (IStorageIteration) ---
+  iterator(start?: Tid | null, stop?: Tid | null): AsyncIterable<TransactionRecord>;
+  /** (oid, tid, data, nextOid) of the current record at or after `next` (null: the first oid) */
+  recordIternext(next?: Oid | null): Promise<{ oid: Oid; tid: Tid; data: Uint8Array; next: Oid | null }>;
+
+  // --- blobs (IBlobStorage); a storage without a blob directory throws Unsupported ---
+  storeBlob(
+    oid: Oid,
+    oldSerial: Tid,
+    data: Uint8Array,
+    blobFilename: string,
+    txn: TransactionMetaData,
+  ): Promise<void>;
+  restoreBlob(
+    oid: Oid,
+    serial: Tid,
+    data: Uint8Array,
+    blobFilename: string,
+    prevTxn: Tid | null,
+    txn: TransactionMetaData,
+  ): Promise<void>;
+  /** the path of the committed blob file; POSKeyError when there is none */
+  loadBlob(oid: Oid, serial: Tid): Promise<string>;
+  /** a directory on the same file system as the blobs, for uploads */
+  temporaryDirectory(): string;
+}
