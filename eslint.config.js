@@ -3,7 +3,7 @@ import tseslint from 'typescript-eslint';
 import globals from 'globals';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', '.venv-oracle/', 'var/', 'coverage/'] },
+  { ignores: ['dist/', 'build/', 'node_modules/', '.venv-oracle/', 'var/', 'coverage/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
