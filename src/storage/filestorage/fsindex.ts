@@ -1,0 +1,559 @@
+// The in-memory index of a FileStorage: oid -> file position of the object's current data record (ZODB's
+// fsIndex). Compact, as ZODB's is: no JS object or Map entry per oid.
+//
+// Layout: oids are grouped in pages of 4096 consecutive oids (the oid without its low 12 bits, a number below
+// 2^52, names the page; pages are found through a Map and, for ordered walks, a sorted list of page numbers
+// built lazily). A page is either
+//   - sparse: one sorted Float64Array of entries `low12 * 2^41 + position` (the low 12 bits of the oid above
+//     a position below 2^41, in a double's 53 exact bits: sorting the numbers sorts the oids), grown by half,
+//     used up to 2048 entries: 8 bytes an entry plus the growth slack, and inserts move at most 16 KB; or
+//   - dense: one Float64Array(4096) of positions indexed by the low 12 bits, 0 meaning absent (no record
+//     lives at position 0): 32 KB, so 8 bytes an entry when full, 16 at worst. A page holding a position
+//     from 2^41 (2 TiB) on is always dense.
+// ZODB allocates oids from a counter, so real indexes are almost all dense pages: about 8 bytes an object;
+// oids thinned out by packs make sparse pages (1 live oid in 100: about 17 bytes an object). Positions are
+// limited to 48 bits, as in ZODB's fsIndex (and its index file).
+
+import type { Oid } from '../ids.js';
+
+const PAGE_BITS = 12;
+const PAGE_SIZE = 1 << PAGE_BITS;
+const LOW_MASK = PAGE_SIZE - 1;
+/** hi * this + (lo >>> PAGE_BITS) is the page number */
+const HI_MUL = 2 ** (32 - PAGE_BITS);
+/** a sparse entry is low * SPAN + position */
+const SPAN = 2 ** 41;
+/** a sparse page that would grow past this many entries becomes dense */
+const SPARSE_MAX = 2048;
+/** a dense page that shrinks below this many entries becomes sparse (when its positions allow) */
+const SPARSE_MIN = 512;
+const FIRST_CAPACITY = 4;
+/** a sparse page growing past this many entries, holding at least every other oid so far, becomes dense */
+const EARLY_DENSE = 256;
+/** ZODB's fsIndex keeps 6-byte positions */
+export const MAX_INDEX_POS = 2 ** 48 - 1;
+
+class Page {
+  /** entries in the page */
+  n = 0;
+  dense: boolean;
+  /** sparse: sorted entries low * SPAN + position (valid up to n); dense: PAGE_SIZE positions, 0 = absent */
+  vals: Float64Array;
+
+  constructor(dense: boolean, capacity = FIRST_CAPACITY) {
+    this.dense = dense;
+    this.vals = new Float64Array(dense ? PAGE_SIZE : capacity);
+  }
+
+  clone(): Page {
+    const p = new Page(this.dense, 0);
+    p.n = this.n;
+    p.vals = this.dense ? this.vals.slice() : this.vals.slice(0, Math.max(FIRST_CAPACITY, this.n));
+    return p;
+  }
+}
+
+/** The index of the first sparse entry of a key >= k in vals[0..n) (n when none). */
+function lowerBound(vals: Float64Array, n: number, k: number): number {
+  const x = k * SPAN;
+  let lo = 0;
+  let hi = n;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (vals[mid] < x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+function keyOf(e: number): number {
+  return Math.floor(e / SPAN);
+}
+
+function posOf(e: number): number {
+  return e % SPAN;
+}
+
+function oidHi(oid: Uint8Array): number {
+  if (oid.length !== 8) throw new RangeError(`an oid has 8 bytes, not ${oid.length}`);
+  return ((oid[0] << 24) | (oid[1] << 16) | (oid[2] << 8) | oid[3]) >>> 0;
+}
+
+function oidLo(oid: Uint8Array): number {
+  return ((oid[4] << 24) | (oid[5] << 16) | (oid[6] << 8) | oid[7]) >>> 0;
+}
+
+function makeOid(prefix: number, low: number): Oid {
+  const hi = Math.floor(prefix / HI_MUL);
+  const lo = (((prefix % HI_MUL) << PAGE_BITS) | low) >>> 0;
+  const out = new Uint8Array(8);
+  out[0] = hi >>> 24;
+  out[1] = (hi >>> 16) & 0xff;
+  out[2] = (hi >>> 8) & 0xff;
+  out[3] = hi & 0xff;
+  out[4] = lo >>> 24;
+  out[5] = (lo >>> 16) & 0xff;
+  out[6] = (lo >>> 8) & 0xff;
+  out[7] = lo & 0xff;
+  return out;
+}
+
+function checkPos(pos: number): void {
+  if (!(pos >= 1 && pos <= MAX_INDEX_POS && Number.isInteger(pos))) {
+    throw new RangeError(`an index position is an integer from 1 to 2^48-1, not ${pos}`);
+  }
+}
+
+/** oid -> file position, in oid order. Positions are >= 1; get() answers -1 for an absent oid. */
+export class FsIndex {
+  private pages = new Map<number, Page>();
+  /** the page numbers in order, or null when they must be sorted again */
+  private sorted: number[] | null = [];
+  private count = 0;
+  // the page of the last lookup, for runs of oids in the same page
+  private lastPrefix = -1;
+  private lastPage: Page | undefined = undefined;
+
+  /** The number of oids. */
+  get size(): number {
+    return this.count;
+  }
+
+  get(oid: Oid): number {
+    return this.getHiLo(oidHi(oid), oidLo(oid));
+  }
+
+  has(oid: Oid): boolean {
+    return this.getHiLo(oidHi(oid), oidLo(oid)) !== -1;
+  }
+
+  set(oid: Oid, pos: number): void {
+    this.setHiLo(oidHi(oid), oidLo(oid), pos);
+  }
+
+  /** Removes the oid; false when it was absent. */
+  delete(oid: Oid): boolean {
+    return this.deleteHiLo(oidHi(oid), oidLo(oid));
+  }
+
+  clear(): void {
+    this.pages.clear();
+    this.sorted = [];
+    this.count = 0;
+    this.lastPrefix = -1;
+    this.lastPage = undefined;
+  }
+
+  /** get() for the oid given as its high and low 32 bits (unsigned): no allocation. */
+  getHiLo(hi: number, lo: number): number {
+    const prefix = hi * HI_MUL + (lo >>> PAGE_BITS);
+    let page: Page | undefined;
+    if (prefix === this.lastPrefix) {
+      page = this.lastPage;
+    } else {
+      page = this.pages.get(prefix);
+      this.lastPrefix = prefix;
+      this.lastPage = page;
+    }
+    if (page === undefined) return -1;
+    const k = lo & LOW_MASK;
+    const vals = page.vals;
+    if (page.dense) {
+      const v = vals[k];
+      return v === 0 ? -1 : v;
+    }
+    const n = page.n;
+    const i = lowerBound(vals, n, k);
+    if (i < n) {
+      const e = vals[i];
+      const rel = e - k * SPAN;
+      if (rel < SPAN) return rel;
+    }
+    return -1;
+  }
+
+  /** set() for the oid given as its high and low 32 bits (unsigned). */
+  setHiLo(hi: number, lo: number, pos: number): void {
+    checkPos(pos);
+    const prefix = hi * HI_MUL + (lo >>> PAGE_BITS);
+    let page: Page | undefined;
+    if (prefix === this.lastPrefix) {
+      page = this.lastPage;
+    } else {
+      page = this.pages.get(prefix);
+    }
+    if (page === undefined) {
+      page = new Page(pos >= SPAN);
+      this.pages.set(prefix, page);
+      const sorted = this.sorted;
+      if (sorted !== null) {
+        if (sorted.length === 0 || prefix > sorted[sorted.length - 1]) sorted.push(prefix);
+        else this.sorted = null;
+      }
+    }
+    this.lastPrefix = prefix;
+    this.lastPage = page;
+    const k = lo & LOW_MASK;
+    if (!page.dense) {
+      let vals = page.vals;
+      const n = page.n;
+      const e = k * SPAN + pos;
+      let i: number;
+      if (n === 0 || vals[n - 1] < k * SPAN) {
+        i = n; // appending: the usual case, oids come from a counter
+      } else {
+        i = lowerBound(vals, n, k);
+        if (i < n && vals[i] - k * SPAN < SPAN) {
+          if (pos < SPAN) {
+            vals[i] = e;
+            return;
+          }
+          i = -1; // a position that needs the dense form
+        }
+      }
+      if (i >= 0 && n < SPARSE_MAX && pos < SPAN) {
+        if (n === vals.length) {
+          // a page filling up from its start (a counter's oids): dense now rather than after more copies
+          if (n >= EARLY_DENSE && i === n && k < 2 * n) {
+            toDense(page);
+            vals = page.vals;
+            vals[k] = pos;
+            page.n = n + 1;
+            this.count++;
+            return;
+          }
+          const grown = new Float64Array(Math.max(FIRST_CAPACITY, n + (n >> 1)));
+          grown.set(vals);
+          page.vals = vals = grown;
+        }
+        if (i < n) vals.copyWithin(i + 1, i, n);
+        vals[i] = e;
+        page.n = n + 1;
+        this.count++;
+        return;
+      }
+      toDense(page);
+    }
+    const vals = page.vals;
+    if (vals[k] === 0) {
+      page.n++;
+      this.count++;
+    }
+    vals[k] = pos;
+  }
+
+  /**
+   * Sets the oids of one ZODB index group (fsIndex's prefix -> fsBucket): the oids whose top 48 bits are
+   * `hi` and `mid` (16 bits), whose 2-byte suffixes are `bucket[0 .. 2n)` in increasing order, followed by
+   * their 6-byte positions (fsBucket.toString()). Runs that fill a page are written straight into a dense one.
+   */
+  setBucket(hi: number, mid: number, bucket: Uint8Array): void {
+    const n = bucket.length >>> 3;
+    if (bucket.length !== n * 8) throw new RangeError('an fsBucket string has 8 bytes per entry');
+    const loHigh = (mid << 16) >>> 0;
+    const posAt = (i: number): number => {
+      const o = 2 * n + 6 * i;
+      return (
+        ((bucket[o] << 8) | bucket[o + 1]) * 0x100000000 +
+        (((bucket[o + 2] << 24) | (bucket[o + 3] << 16) | (bucket[o + 4] << 8) | bucket[o + 5]) >>> 0)
+      );
+    };
+    let i = 0;
+    while (i < n) {
+      const suffix = (bucket[2 * i] << 8) | bucket[2 * i + 1];
+      const lo = (loHigh | suffix) >>> 0;
+      const prefix = hi * HI_MUL + (lo >>> PAGE_BITS);
+      // the run of entries in this page
+      const pageBits = suffix >>> PAGE_BITS;
+      let j = i + 1;
+      while (j < n && ((bucket[2 * j] << 8) | bucket[2 * j + 1]) >>> PAGE_BITS === pageBits) j++;
+      if (j - i > EARLY_DENSE && !this.pages.has(prefix)) {
+        const page = new Page(true);
+        const vals = page.vals;
+        for (let e = i; e < j; e++) {
+          const pos = posAt(e);
+          checkPos(pos);
+          const k = ((bucket[2 * e] << 8) | bucket[2 * e + 1]) & LOW_MASK;
+          if (vals[k] === 0) page.n++;
+          vals[k] = pos;
+        }
+        this.count += page.n;
+        this.pages.set(prefix, page);
+        const sorted = this.sorted;
+        if (sorted !== null) {
+          if (sorted.length === 0 || prefix > sorted[sorted.length - 1]) sorted.push(prefix);
+          else this.sorted = null;
+        }
+        this.lastPrefix = -1;
+        this.lastPage = undefined;
+      } else {
+        for (let e = i; e < j; e++) {
+          this.setHiLo(hi, (loHigh | (bucket[2 * e] << 8) | bucket[2 * e + 1]) >>> 0, posAt(e));
+        }
+      }
+      i = j;
+    }
+  }
+
+  /** delete() for the oid given as its high and low 32 bits. */
+  deleteHiLo(hi: number, lo: number): boolean {
+    const prefix = hi * HI_MUL + (lo >>> PAGE_BITS);
+    const page = this.pages.get(prefix);
+    if (page === undefined) return false;
+    const k = lo & LOW_MASK;
+    const vals = page.vals;
+    if (page.dense) {
+      if (vals[k] === 0) return false;
+      vals[k] = 0;
+      page.n--;
+    } else {
+      const n = page.n;
+      const i = lowerBound(vals, n, k);
+      if (i === n || vals[i] - k * SPAN >= SPAN) return false;
+      vals.copyWithin(i, i + 1, n);
+      page.n = n - 1;
+    }
+    this.count--;
+    if (page.n === 0) {
+      this.pages.delete(prefix);
+      this.lastPrefix = -1;
+      this.lastPage = undefined;
+      const sorted = this.sorted;
+      if (sorted !== null) sorted.splice(lowerBoundNumbers(sorted, prefix), 1);
+    } else if (page.dense && page.n < SPARSE_MIN) {
+      toSparse(page);
+    }
+    return true;
+  }
+
+  private sortedPrefixes(): number[] {
+    if (this.sorted === null) this.sorted = [...this.pages.keys()].sort((a, b) => a - b);
+    return this.sorted;
+  }
+
+  /**
+   * The smallest oid >= `from` (the smallest oid when from is null/undefined), or null when there is none.
+   * fsIndex.minKey, except that it answers null where ZODB raises ValueError.
+   */
+  minKey(from?: Oid | null): Oid | null {
+    const sorted = this.sortedPrefixes();
+    if (sorted.length === 0) return null;
+    let start = 0;
+    let fromPrefix = -1;
+    let fromLow = 0;
+    if (from != null) {
+      const hi = oidHi(from);
+      const lo = oidLo(from);
+      fromPrefix = hi * HI_MUL + (lo >>> PAGE_BITS);
+      fromLow = lo & LOW_MASK;
+      start = lowerBoundNumbers(sorted, fromPrefix);
+    }
+    for (let j = start; j < sorted.length; j++) {
+      const prefix = sorted[j];
+      const page = this.pages.get(prefix)!;
+      const low = prefix === fromPrefix ? fromLow : 0;
+      const k = firstInPage(page, low);
+      if (k >= 0) return makeOid(prefix, k);
+    }
+    return null;
+  }
+
+  /** The largest oid <= `upTo` (the largest oid when upTo is null/undefined), or null when there is none. */
+  maxKey(upTo?: Oid | null): Oid | null {
+    const sorted = this.sortedPrefixes();
+    if (sorted.length === 0) return null;
+    let start = sorted.length - 1;
+    let toPrefix = -1;
+    let toLow = LOW_MASK;
+    if (upTo != null) {
+      const hi = oidHi(upTo);
+      const lo = oidLo(upTo);
+      toPrefix = hi * HI_MUL + (lo >>> PAGE_BITS);
+      toLow = lo & LOW_MASK;
+      start = lowerBoundNumbers(sorted, toPrefix + 1) - 1;
+    }
+    for (let j = start; j >= 0; j--) {
+      const prefix = sorted[j];
+      const page = this.pages.get(prefix)!;
+      const k = lastInPage(page, prefix === toPrefix ? toLow : LOW_MASK);
+      if (k >= 0) return makeOid(prefix, k);
+    }
+    return null;
+  }
+
+  /** The largest oid, or 8 zero bytes for an empty index (what read_index returns as maxoid). */
+  maxOid(): Oid {
+    return this.maxKey() ?? new Uint8Array(8);
+  }
+
+  /**
+   * Calls fn(hi, lo, pos) for every oid in order (hi and lo: the oid's two 32-bit halves), from `from` on
+   * when given. The index must not change during the walk.
+   */
+  forEach(fn: (hi: number, lo: number, pos: number) => void, from?: Oid | null): void {
+    const sorted = this.sortedPrefixes();
+    let start = 0;
+    let fromPrefix = -1;
+    let fromLow = 0;
+    if (from != null) {
+      const lo = oidLo(from);
+      fromPrefix = oidHi(from) * HI_MUL + (lo >>> PAGE_BITS);
+      fromLow = lo & LOW_MASK;
+      start = lowerBoundNumbers(sorted, fromPrefix);
+    }
+    for (let j = start; j < sorted.length; j++) {
+      const prefix = sorted[j];
+      const page = this.pages.get(prefix)!;
+      const hi = Math.floor(prefix / HI_MUL);
+      const loBase = (prefix % HI_MUL) * PAGE_SIZE;
+      const minLow = prefix === fromPrefix ? fromLow : 0;
+      const vals = page.vals;
+      if (page.dense) {
+        for (let k = minLow; k < PAGE_SIZE; k++) {
+          const v = vals[k];
+          if (v !== 0) fn(hi, loBase + k, v);
+        }
+      } else {
+        for (let i = minLow ? lowerBound(vals, page.n, minLow) : 0; i < page.n; i++) {
+          const e = vals[i];
+          const k = keyOf(e);
+          fn(hi, loBase + k, e - k * SPAN);
+        }
+      }
+    }
+  }
+
+  /** [oid, position] pairs in oid order, from `from` on when given (fsIndex.iteritems; itemsFrom). */
+  *entries(from?: Oid | null): IterableIterator<[Oid, number]> {
+    const sorted = this.sortedPrefixes().slice();
+    let start = 0;
+    let fromPrefix = -1;
+    let fromLow = 0;
+    if (from != null) {
+      const lo = oidLo(from);
+      fromPrefix = oidHi(from) * HI_MUL + (lo >>> PAGE_BITS);
+      fromLow = lo & LOW_MASK;
+      start = lowerBoundNumbers(sorted, fromPrefix);
+    }
+    for (let j = start; j < sorted.length; j++) {
+      const prefix = sorted[j];
+      let low = prefix === fromPrefix ? fromLow : 0;
+      // look the page up again after each yield: the caller may have changed the index in between
+      for (;;) {
+        const page = this.pages.get(prefix);
+        if (page === undefined) break;
+        const k = firstInPage(page, low);
+        if (k < 0) break;
+        yield [makeOid(prefix, k), this.getInPage(page, k)];
+        low = k + 1;
+        if (low > LOW_MASK) break;
+      }
+    }
+  }
+
+  /** entries() from the first oid >= `from`. */
+  itemsFrom(from: Oid | null): IterableIterator<[Oid, number]> {
+    return this.entries(from);
+  }
+
+  *keys(): IterableIterator<Oid> {
+    for (const [oid] of this.entries()) yield oid;
+  }
+
+  [Symbol.iterator](): IterableIterator<[Oid, number]> {
+    return this.entries();
+  }
+
+  private getInPage(page: Page, k: number): number {
+    if (page.dense) return page.vals[k];
+    return posOf(page.vals[lowerBound(page.vals, page.n, k)]);
+  }
+
+  /** An independent copy. */
+  clone(): FsIndex {
+    const c = new FsIndex();
+    for (const [prefix, page] of this.pages) c.pages.set(prefix, page.clone());
+    c.sorted = this.sorted === null ? null : this.sorted.slice();
+    c.count = this.count;
+    return c;
+  }
+
+  /** Sets every entry of `src` (another index, or [oid, position] pairs) in this one. */
+  update(src: FsIndex | Iterable<readonly [Oid, number]>): void {
+    if (src instanceof FsIndex) {
+      if (src === this) return;
+      src.forEach((hi, lo, pos) => this.setHiLo(hi, lo, pos));
+      return;
+    }
+    for (const [oid, pos] of src) this.set(oid, pos);
+  }
+
+  /** The bytes held by the typed arrays of the pages (the index's memory, without small per-page objects). */
+  arrayBytes(): number {
+    let n = 0;
+    for (const page of this.pages.values()) n += page.vals.byteLength;
+    return n;
+  }
+
+  /** Number of pages (for tests and measurements). */
+  pageCount(): number {
+    return this.pages.size;
+  }
+}
+
+function firstInPage(page: Page, low: number): number {
+  const vals = page.vals;
+  if (page.dense) {
+    for (let k = low; k < PAGE_SIZE; k++) if (vals[k] !== 0) return k;
+    return -1;
+  }
+  const i = lowerBound(vals, page.n, low);
+  return i < page.n ? keyOf(vals[i]) : -1;
+}
+
+function lastInPage(page: Page, high: number): number {
+  const vals = page.vals;
+  if (page.dense) {
+    for (let k = high; k >= 0; k--) if (vals[k] !== 0) return k;
+    return -1;
+  }
+  const i = lowerBound(vals, page.n, high + 1) - 1;
+  return i >= 0 ? keyOf(vals[i]) : -1;
+}
+
+function toDense(page: Page): void {
+  const dense = new Float64Array(PAGE_SIZE);
+  const vals = page.vals;
+  for (let i = 0; i < page.n; i++) {
+    const e = vals[i];
+    const k = keyOf(e);
+    dense[k] = e - k * SPAN;
+  }
+  page.dense = true;
+  page.vals = dense;
+}
+
+/** Makes a dense page sparse again, unless it holds a position the sparse form cannot. */
+function toSparse(page: Page): void {
+  const dense = page.vals;
+  for (let k = 0; k < PAGE_SIZE; k++) if (dense[k] >= SPAN) return;
+  const vals = new Float64Array(Math.max(FIRST_CAPACITY, page.n + (page.n >> 1)));
+  let j = 0;
+  for (let k = 0; k < PAGE_SIZE; k++) {
+    const v = dense[k];
+    if (v !== 0) vals[j++] = k * SPAN + v;
+  }
+  page.dense = false;
+  page.vals = vals;
+}
+
+function lowerBoundNumbers(a: number[], x: number): number {
+  let lo = 0;
+  let hi = a.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (a[mid] < x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
