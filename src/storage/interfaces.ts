@@ -123,7 +123,10 @@ export interface Storage {
   // --- reads (IStorage, IMVCCStorage) ---
   /** the current revision; POSKeyError when the oid is unknown or deleted */
   load(oid: Oid): Promise<LoadResult>;
-  /** the revision current before tid; null when the object did not exist then; POSKeyError if never */
+  /**
+   * the revision current before tid; null when the object did not exist then; POSKeyError if never, or when
+   * that revision deleted the object (deleteObject, an undone creation), as FileStorage does
+   */
   loadBefore(oid: Oid, tid: Tid): Promise<LoadBeforeResult | null>;
   /** that exact revision; POSKeyError when there is none */
   loadSerial(oid: Oid, serial: Tid): Promise<Uint8Array>;
@@ -150,7 +153,10 @@ export interface Storage {
   deleteObject(oid: Oid, oldSerial: Tid, txn: TransactionMetaData): Promise<void>;
   /** writes the transaction (not yet committed); returns the oids whose conflicts were resolved */
   tpcVote(txn: TransactionMetaData): Promise<Oid[]>;
-  /** commits durably (on disk before it returns), calls `onCommitted` with the tid while the lock is held */
+  /**
+   * commits durably (on disk before it returns), calls `onCommitted` with the tid while the lock is held; a load
+   * started from the callback sees the new transaction (ZODB's loads wait for tpc_finish)
+   */
   tpcFinish(txn: TransactionMetaData, onCommitted?: (tid: Tid) => void): Promise<Tid>;
   tpcAbort(txn: TransactionMetaData): Promise<void>;
 

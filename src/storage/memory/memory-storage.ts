@@ -1,0 +1,941 @@
+// An in-memory storage: ZODB's MappingStorage (src/ZODB/MappingStorage.py), but keeping every revision for
+// MVCC reads and undo, with FileStorage's semantics wherever MappingStorage has none (undo, pack's reachability
+// at the pack time, 'p' status of packed transactions, back pointers written by undo and restore). Blobs are
+// the FileStorage's job: the blob methods throw Unsupported.
+
+import type { PyDict } from '../../pickle/index.js';
+import { pyEquals, PyFloat, type PickleValue } from '../../pickle/index.js';
+import { CommitLock, type Release } from '../commit-lock.js';
+import {
+  ConflictError,
+  MultipleUndoErrors,
+  POSKeyError,
+  ReadConflictError,
+  ReadOnlyError,
+  StorageError,
+  StorageTransactionError,
+  UndoError,
+  Unsupported,
+} from '../errors.js';
+import { decodeExtension, extensionBytes } from '../extension.js';
+import { compareIds, idCopy, idEquals, p64, tidRepr, u64, z64, type Oid, type Tid } from '../ids.js';
+import type {
+  ConflictResolver,
+  DataRecord,
+  HistoryEntry,
+  LoadBeforeResult,
+  LoadResult,
+  ReferencesFinder,
+  Storage,
+  TransactionMetaData,
+  TransactionRecord,
+  UndoLogEntry,
+  UndoResult,
+} from '../interfaces.js';
+import { newTid, tidTime, TimeStamp } from '../timestamp.js';
+
+/** One revision of an object. */
+interface Revision {
+  readonly tid: Tid;
+  /** the object's state in this revision; null when it was deleted or its creation undone */
+  readonly data: Uint8Array | null;
+  /**
+   * A back pointer: the tid of the revision of this object whose data this one reuses (written by undo and by
+   * restore), as FileStorage's data records point back; null when the record carries its own data.
+   */
+  dataTxn: Tid | null;
+}
+
+interface ObjectHistory {
+  readonly oid: Oid;
+  /** ascending by tid */
+  revs: Revision[];
+  /**
+   * Revisions a pack kept only because a later record points back to them: in their transactions (the
+   * iterator shows them) and back pointer targets, but no longer in the object's history.
+   */
+  detached: Revision[];
+}
+
+interface CommittedTxn {
+  readonly tid: Tid;
+  status: string;
+  readonly user: Uint8Array;
+  readonly description: Uint8Array;
+  readonly extensionBytes: Uint8Array;
+  readonly extension: PyDict;
+  /** in the order they were stored */
+  records: Array<{ oid: Oid; rev: Revision }>;
+}
+
+/** A record of the transaction being committed. */
+interface PendingRecord {
+  oid: Oid;
+  data: Uint8Array | null;
+  dataTxn: Tid | null;
+}
+
+interface Pending {
+  readonly txn: TransactionMetaData;
+  readonly tid: Tid;
+  readonly status: string;
+  // captured at tpcBegin, as FileStorage does
+  readonly user: Uint8Array;
+  readonly description: Uint8Array;
+  readonly extensionBytes: Uint8Array;
+  readonly records: Map<string, PendingRecord>;
+  readonly resolved: Oid[];
+  voted: boolean;
+  readonly release: Release;
+}
+
+/** An oid or tid as a Map key: its 8 bytes as latin1 characters (string order is byte order). */
+function key(id: Uint8Array): string {
+  return String.fromCharCode(id[0], id[1], id[2], id[3], id[4], id[5], id[6], id[7]);
+}
+
+function keyToId(k: string): Uint8Array {
+  const out = new Uint8Array(8);
+  for (let i = 0; i < 8; i++) out[i] = k.charCodeAt(i);
+  return out;
+}
+
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
+}
+
+function copyBytes(b: Uint8Array): Uint8Array {
+  return new Uint8Array(b);
+}
+
+/** The newest revision with tid <= `tid` (index into revs), or -1. */
+function indexAtOrBefore(revs: Revision[], tid: Tid): number {
+  let lo = 0;
+  let hi = revs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (compareIds(revs[mid].tid, tid) <= 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo - 1;
+}
+
+/** The newest revision with tid < `before` (index into revs), or -1. */
+function indexBefore(revs: Revision[], before: Tid): number {
+  let lo = 0;
+  let hi = revs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (compareIds(revs[mid].tid, before) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo - 1;
+}
+
+function indexOfTid(revs: Revision[], tid: Tid): number {
+  const i = indexBefore(revs, tid) + 1;
+  return i < revs.length && idEquals(revs[i].tid, tid) ? i : -1;
+}
+
+/**
+ * The database of a MemoryStorage. Several MemoryStorage objects may share one (a read-only view, a reopen
+ * after close, MVCCMappingStorage's new_instance): they share the data, the oid counter and the commit lock.
+ */
+export class MemoryStorageData {
+  readonly objects = new Map<string, ObjectHistory>();
+  /** ascending by tid */
+  readonly transactions: CommittedTxn[] = [];
+  readonly txnByTid = new Map<string, CommittedTxn>();
+  readonly commitLock = new CommitLock();
+  lastTid: Tid = z64;
+  /** the last tid handed out by tpcBegin (committed or not): new tids are later than it */
+  lastAssigned: Tid = z64;
+  maxOid = 0n;
+  packing = false;
+  private sorted: string[] | null = null;
+
+  /** The oid keys in byte order (cached until an object is added or removed). */
+  sortedKeys(): string[] {
+    if (!this.sorted) this.sorted = [...this.objects.keys()].sort();
+    return this.sorted;
+  }
+
+  objectsChanged(): void {
+    this.sorted = null;
+  }
+}
+
+export interface MemoryStorageOptions {
+  /** getName() and sortKey(); default 'MemoryStorage' */
+  name?: string;
+  readOnly?: boolean;
+  /** tries to resolve write conflicts in store() and undo(); none: conflicts raise ConflictError / UndoError */
+  resolver?: ConflictResolver | null;
+  /** the database to open; default a new, empty one */
+  data?: MemoryStorageData;
+  /** the clock for new tids, in milliseconds since the epoch; default Date.now */
+  clock?: () => number;
+}
+
+const UNDO_LOG_DEFAULT_LAST = -20;
+
+export class MemoryStorage implements Storage {
+  readonly data: MemoryStorageData;
+  private readonly name: string;
+  private readonly readOnly: boolean;
+  private readonly resolver: ConflictResolver | null;
+  private readonly clock: () => number;
+  private pending: Pending | null = null;
+  /** tpcBegin calls waiting for the commit lock, so tpcAbort and close can take them out of the queue */
+  private readonly waiting = new Map<TransactionMetaData, AbortController>();
+  private closed = false;
+
+  constructor(options: MemoryStorageOptions = {}) {
+    this.name = options.name ?? 'MemoryStorage';
+    this.readOnly = options.readOnly ?? false;
+    this.resolver = options.resolver ?? null;
+    this.data = options.data ?? new MemoryStorageData();
+    this.clock = options.clock ?? Date.now;
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // identity and status
+
+  getName(): string {
+    return this.name;
+  }
+
+  sortKey(): string {
+    return this.name;
+  }
+
+  isReadOnly(): boolean {
+    return this.readOnly;
+  }
+
+  lastTransaction(): Tid {
+    return this.data.lastTid;
+  }
+
+  /** MappingStorage's estimate: 50 bytes per object, 100 per revision, plus the data. */
+  getSize(): number {
+    let size = 0;
+    for (const obj of this.data.objects.values()) {
+      size += 50;
+      for (const rev of [...obj.detached, ...obj.revs]) size += 100 + (rev.data?.length ?? 0);
+    }
+    return size;
+  }
+
+  /** Objects with records, as FileStorage counts its index (a deleted object counts until a pack). */
+  len(): number {
+    return this.data.objects.size;
+  }
+
+  supportsUndo(): boolean {
+    return true;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const ac of this.waiting.values()) ac.abort();
+    this.waiting.clear();
+    const p = this.pending;
+    this.pending = null;
+    p?.release();
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new StorageError(`${this.name} is closed`);
+  }
+
+  private checkWritable(): void {
+    this.checkOpen();
+    if (this.readOnly) throw new ReadOnlyError();
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // reads
+
+  private revisionsOf(oid: Oid): ObjectHistory | undefined {
+    return this.data.objects.get(key(oid));
+  }
+
+  async load(oid: Oid): Promise<LoadResult> {
+    this.checkOpen();
+    const revs = this.revisionsOf(oid)?.revs;
+    const cur = revs?.[revs.length - 1];
+    if (!cur || cur.data === null) throw new POSKeyError(oid);
+    return { data: cur.data, serial: cur.tid };
+  }
+
+  async loadBefore(oid: Oid, tid: Tid): Promise<LoadBeforeResult | null> {
+    this.checkOpen();
+    const revs = this.revisionsOf(oid)?.revs;
+    if (!revs?.length) throw new POSKeyError(oid);
+    const i = indexBefore(revs, tid);
+    if (i < 0) return null;
+    const rev = revs[i];
+    // a revision that deleted the object: FileStorage raises rather than answering "did not exist"
+    if (rev.data === null) throw new POSKeyError(oid);
+    return { data: rev.data, start: rev.tid, end: i + 1 < revs.length ? revs[i + 1].tid : null };
+  }
+
+  async loadSerial(oid: Oid, serial: Tid): Promise<Uint8Array> {
+    this.checkOpen();
+    const revs = this.revisionsOf(oid)?.revs;
+    const i = revs ? indexOfTid(revs, serial) : -1;
+    const data = i >= 0 ? revs![i].data : null;
+    if (data === null) throw new POSKeyError(oid, serial);
+    return data;
+  }
+
+  async history(oid: Oid, size = 1): Promise<HistoryEntry[]> {
+    this.checkOpen();
+    const revs = this.revisionsOf(oid)?.revs;
+    if (!revs?.length) throw new POSKeyError(oid);
+    const out: HistoryEntry[] = [];
+    for (let i = revs.length - 1; i >= 0 && out.length < size; i--) {
+      const rev = revs[i];
+      const txn = this.data.txnByTid.get(key(rev.tid))!;
+      out.push({
+        tid: rev.tid,
+        time: tidTime(rev.tid),
+        userName: txn.user,
+        description: txn.description,
+        extension: txn.extension,
+        // FileStorage reports the record's own data length: 0 for a back pointer or a deletion
+        size: rev.dataTxn === null && rev.data ? rev.data.length : 0,
+      });
+    }
+    return out;
+  }
+
+  async newOid(): Promise<Oid> {
+    this.checkWritable();
+    this.data.maxOid += 1n;
+    return p64(this.data.maxOid);
+  }
+
+  /** New oids continue after the largest oid stored (FileStorage's set_max_oid). */
+  private noteOid(oid: Oid): void {
+    const n = u64(oid);
+    if (n > this.data.maxOid) this.data.maxOid = n;
+  }
+
+  /** The record of `oid` in transaction `tid` (detached revisions included: back pointers reach them). */
+  private revisionIn(tid: Tid, oid: Oid): Revision | undefined {
+    return this.data.txnByTid.get(key(tid))?.records.find((r) => idEquals(r.oid, oid))?.rev;
+  }
+
+  private current(oid: Oid): Revision | undefined {
+    const revs = this.revisionsOf(oid)?.revs;
+    return revs?.[revs.length - 1];
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // two-phase commit
+
+  async tpcBegin(txn: TransactionMetaData, tid: Tid | null = null, status = ' '): Promise<void> {
+    this.checkWritable();
+    if (this.pending?.txn === txn || this.waiting.has(txn)) {
+      throw new StorageTransactionError('Duplicate tpc_begin calls for same transaction');
+    }
+    const ac = new AbortController();
+    this.waiting.set(txn, ac);
+    let release: Release;
+    try {
+      release = await this.data.commitLock.acquire(ac.signal);
+    } catch {
+      throw new StorageTransactionError('the transaction was aborted while it waited for the commit lock');
+    } finally {
+      this.waiting.delete(txn);
+    }
+    if (this.closed) {
+      release();
+      throw new StorageError(`${this.name} is closed`);
+    }
+    const d = this.data;
+    if (tid !== null) {
+      // revisions are kept in tid order: a restored transaction must come after the last one
+      if (compareIds(tid, d.lastTid) <= 0) {
+        release();
+        throw new StorageTransactionError(`tid ${tidRepr(tid)} is not later than the last transaction`);
+      }
+      tid = idCopy(tid);
+    } else {
+      tid = newTid(compareIds(d.lastAssigned, d.lastTid) > 0 ? d.lastAssigned : d.lastTid, this.clock());
+    }
+    if (compareIds(tid, d.lastAssigned) > 0) d.lastAssigned = tid;
+    this.pending = {
+      txn,
+      tid,
+      status,
+      user: copyBytes(txn.user),
+      description: copyBytes(txn.description),
+      extensionBytes: copyBytes(extensionBytes(txn)),
+      records: new Map(),
+      resolved: [],
+      voted: false,
+      release,
+    };
+  }
+
+  /** The transaction in progress, which must be `txn` and not yet voted (for store, restore, undo...). */
+  private pendingFor(txn: TransactionMetaData, what: string): Pending {
+    const p = this.pending;
+    if (!p || p.txn !== txn) throw new StorageTransactionError(`${what}: not the transaction in progress`);
+    if (p.voted) throw new StorageTransactionError(`${what} after tpc_vote`);
+    return p;
+  }
+
+  /** After an await: the transaction may have been aborted meanwhile (a client that went away). */
+  private stillPending(p: Pending, what: string): void {
+    if (this.pending !== p) throw new StorageTransactionError(`${what}: the transaction was aborted`);
+    if (p.voted)
+      throw new StorageTransactionError(`${what}: tpc_vote came while it was resolving a conflict`);
+  }
+
+  private async resolve(
+    oid: Oid,
+    committedSerial: Tid,
+    oldSerial: Tid,
+    newData: Uint8Array,
+    committedData: Uint8Array | null,
+  ): Promise<Uint8Array | null> {
+    if (!this.resolver || committedData === null) return null;
+    try {
+      // as ZODB's tryToResolveConflict: any failure of the resolver leaves the conflict standing
+      return await this.resolver(oid, committedSerial, oldSerial, newData, committedData);
+    } catch {
+      return null;
+    }
+  }
+
+  async store(oid: Oid, oldSerial: Tid, data: Uint8Array, txn: TransactionMetaData): Promise<void> {
+    this.checkWritable();
+    const p = this.pendingFor(txn, 'store');
+    oid = idCopy(oid);
+    data = copyBytes(data);
+    this.noteOid(oid);
+    // the check is against the committed revision, as FileStorage's (not a record stored earlier in this txn)
+    const cur = this.current(oid);
+    if (cur && !idEquals(cur.tid, oldSerial)) {
+      const resolved = await this.resolve(oid, cur.tid, oldSerial, data, cur.data);
+      this.stillPending(p, 'store');
+      if (!resolved) throw new ConflictError(oid, [cur.tid, idCopy(oldSerial)], data);
+      data = copyBytes(resolved);
+      p.resolved.push(oid);
+    }
+    p.records.set(key(oid), { oid, data, dataTxn: null });
+  }
+
+  async restore(
+    oid: Oid,
+    serial: Tid,
+    data: Uint8Array | null,
+    prevTxn: Tid | null,
+    txn: TransactionMetaData,
+  ): Promise<void> {
+    this.checkWritable();
+    const p = this.pendingFor(txn, 'restore');
+    if (!idEquals(serial, p.tid)) {
+      throw new StorageTransactionError("restore: the record's serial must be the transaction's tid");
+    }
+    oid = idCopy(oid);
+    this.noteOid(oid);
+    // prevTxn is a hint (FileStorage's _data_find): point back when that revision exists with the same data
+    if (prevTxn !== null) {
+      const target = this.revisionIn(prevTxn, oid);
+      if (target) {
+        const same =
+          data === null
+            ? target.data === null
+            : target.dataTxn !== null || (target.data !== null && bytesEqual(target.data, data));
+        if (same) {
+          p.records.set(key(oid), { oid, data: target.data, dataTxn: target.tid });
+          return;
+        }
+      }
+    }
+    p.records.set(key(oid), { oid, data: data === null ? null : copyBytes(data), dataTxn: null });
+  }
+
+  async checkCurrentSerialInTransaction(oid: Oid, serial: Tid, txn: TransactionMetaData): Promise<void> {
+    this.checkOpen();
+    this.pendingFor(txn, 'checkCurrentSerialInTransaction');
+    const cur = this.current(oid);
+    if (!cur || cur.data === null) throw new POSKeyError(oid);
+    if (!idEquals(cur.tid, serial)) throw new ReadConflictError(idCopy(oid), [cur.tid, idCopy(serial)]);
+  }
+
+  async deleteObject(oid: Oid, oldSerial: Tid, txn: TransactionMetaData): Promise<void> {
+    this.checkWritable();
+    const p = this.pendingFor(txn, 'deleteObject');
+    oid = idCopy(oid);
+    const cur = this.current(oid);
+    if (!cur) throw new POSKeyError(oid);
+    if (!idEquals(cur.tid, oldSerial)) throw new ConflictError(oid, [cur.tid, idCopy(oldSerial)]);
+    p.records.set(key(oid), { oid, data: null, dataTxn: null });
+  }
+
+  async tpcVote(txn: TransactionMetaData): Promise<Oid[]> {
+    this.checkOpen();
+    const p = this.pending;
+    if (!p || p.txn !== txn) throw new StorageTransactionError('tpc_vote called with wrong transaction');
+    p.voted = true;
+    return [...p.resolved];
+  }
+
+  async tpcFinish(txn: TransactionMetaData, onCommitted?: (tid: Tid) => void): Promise<Tid> {
+    this.checkOpen();
+    const p = this.pending;
+    if (!p || p.txn !== txn) throw new StorageTransactionError('tpc_finish called with wrong transaction');
+    if (!p.voted) throw new StorageTransactionError('tpc_finish called before tpc_vote');
+    const d = this.data;
+    const committed: CommittedTxn = {
+      tid: p.tid,
+      status: p.status,
+      user: p.user,
+      description: p.description,
+      extensionBytes: p.extensionBytes,
+      extension: decodeExtension(p.extensionBytes),
+      records: [],
+    };
+    for (const rec of p.records.values()) {
+      const k = key(rec.oid);
+      let obj = d.objects.get(k);
+      if (!obj) {
+        obj = { oid: rec.oid, revs: [], detached: [] };
+        d.objects.set(k, obj);
+        d.objectsChanged();
+      }
+      const rev: Revision = { tid: p.tid, data: rec.data, dataTxn: rec.dataTxn };
+      obj.revs.push(rev); // p.tid is later than every tid stored: the order holds
+      committed.records.push({ oid: rec.oid, rev });
+    }
+    d.transactions.push(committed);
+    d.txnByTid.set(key(p.tid), committed);
+    d.lastTid = p.tid;
+    this.pending = null;
+    // the data is visible before the callback: a load it starts sees this transaction (ZODB's loads wait for
+    // tpc_finish to return); the commit lock is still held, so no other transaction commits in between
+    try {
+      onCommitted?.(p.tid);
+    } finally {
+      p.release();
+    }
+    return p.tid;
+  }
+
+  async tpcAbort(txn: TransactionMetaData): Promise<void> {
+    const waiting = this.waiting.get(txn);
+    if (waiting) {
+      waiting.abort();
+      return;
+    }
+    const p = this.pending;
+    if (!p || p.txn !== txn) return;
+    this.pending = null;
+    p.release();
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // undo
+
+  async undo(undoId: Uint8Array, txn: TransactionMetaData): Promise<UndoResult> {
+    this.checkWritable();
+    const p = this.pendingFor(txn, 'undo');
+    const tid = decodeUndoId(undoId);
+    const undone = this.findUndoable(tid);
+    const records = new Map<string, PendingRecord>();
+    // FileStorage gives a record a second chance when its oid comes again in the transaction
+    const failures = new Map<string, UndoError>();
+    for (const { oid, rev } of undone.records) {
+      const k = key(oid);
+      failures.delete(k);
+      try {
+        records.set(k, await this.undoRecord(p, oid, rev));
+        this.stillPending(p, 'undo');
+      } catch (e) {
+        if (!(e instanceof UndoError)) throw e;
+        failures.set(k, e);
+      }
+    }
+    if (failures.size) throw new MultipleUndoErrors([...failures.values()]);
+    for (const [k, rec] of records) p.records.set(k, rec);
+    return { tid: p.tid, oids: [...records.values()].map((r) => r.oid) };
+  }
+
+  /** The committed transaction `tid`, searched from the newest back to the last packed one. */
+  private findUndoable(tid: Tid): CommittedTxn {
+    const txns = this.data.transactions;
+    for (let i = txns.length - 1; i >= 0; i--) {
+      const t = txns[i];
+      if (idEquals(t.tid, tid)) {
+        if (t.status !== ' ') throw new UndoError('non-undoable transaction');
+        return t;
+      }
+      if (t.status === 'p') break;
+    }
+    throw new UndoError('Invalid transaction id');
+  }
+
+  /** FileStorage's _transactionalUndoRecord: the record that undoes `rev` (of the undone transaction). */
+  private async undoRecord(p: Pending, oid: Oid, rev: Revision): Promise<PendingRecord> {
+    const revs = this.revisionsOf(oid)!.revs;
+    const at = indexOfTid(revs, rev.tid);
+    const pre = at > 0 ? revs[at - 1] : null;
+    // the current state: an earlier undo in this transaction, else the committed revision
+    const inTxn = p.records.get(key(oid));
+    const committed = revs[revs.length - 1];
+    let copy = true;
+    let currentData: Uint8Array | null = null;
+    const isUndone = !inTxn && committed === rev;
+    if (!isUndone) {
+      // does the current record point back to the undone one (same data, nothing to check)?
+      const curPtr = inTxn ? inTxn.dataTxn : committed.dataTxn;
+      if (curPtr === null || !idEquals(curPtr, rev.tid)) {
+        currentData = inTxn ? inTxn.data : committed.data;
+        if (rev.data === null || currentData === null) throw new UndoError('_loadBack() failed', oid);
+        if (!bytesEqual(rev.data, currentData)) {
+          copy = false;
+          if (!pre) {
+            throw new UndoError("Can't undo an add transaction followed by conflicting transactions.", oid);
+          }
+        }
+      }
+    }
+    // undoing the creation: the object is gone again
+    if (!pre) return { oid, data: null, dataTxn: null };
+    if (copy) return { oid, data: pre.data, dataTxn: pre.tid };
+    if (pre.data === null) throw new UndoError('_loadBack() failed', oid);
+    const ctid = inTxn ? p.tid : committed.tid;
+    const resolved = await this.resolve(oid, ctid, rev.tid, pre.data, currentData);
+    if (!resolved) throw new UndoError('Some data were modified by a later transaction', oid);
+    return { oid, data: copyBytes(resolved), dataTxn: null };
+  }
+
+  async undoLog(
+    first = 0,
+    last: number = UNDO_LOG_DEFAULT_LAST,
+    filter?: (entry: UndoLogEntry) => boolean,
+  ): Promise<UndoLogEntry[]> {
+    this.checkOpen();
+    // a negative last is a count: -last entries from first (ZODB 3.4's fix of an off-by-one)
+    if (last < 0) last = first - last;
+    const out: UndoLogEntry[] = [];
+    const txns = this.data.transactions;
+    let i = 0;
+    for (let n = txns.length - 1; n >= 0 && i < last; n--) {
+      const t = txns[n];
+      if (t.status === 'p') break; // nothing at or before a pack can be undone
+      if (t.status !== ' ') continue;
+      const entry: UndoLogEntry = {
+        id: encodeUndoId(t.tid),
+        time: tidTime(t.tid),
+        userName: t.user,
+        description: t.description,
+        extension: t.extension,
+      };
+      if (filter && !filter(entry)) continue;
+      if (i >= first) out.push(entry);
+      i++;
+    }
+    return out;
+  }
+
+  async undoInfo(
+    first = 0,
+    last: number = UNDO_LOG_DEFAULT_LAST,
+    specification?: PyDict | null,
+  ): Promise<UndoLogEntry[]> {
+    if (!specification?.size) return this.undoLog(first, last);
+    const spec = [...specification];
+    return this.undoLog(first, last, (entry) => {
+      const view = undoEntryDict(entry);
+      return spec.every(([k, v]) => pyEquals(lookup(view, k), v));
+    });
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // pack
+
+  async pack(packTime: number, referencesf: ReferencesFinder, options: { gc?: boolean } = {}): Promise<void> {
+    this.checkWritable();
+    const gc = options.gc ?? true;
+    const stop = TimeStamp.fromTime(packTime).raw();
+    if (idEquals(stop, z64)) throw new StorageError('Invalid pack time');
+    const d = this.data;
+    if (d.objects.size === 0) return;
+    if (d.packing) throw new StorageError('Already packing');
+    d.packing = true;
+    try {
+      // no transaction commits while the history is rewritten
+      await d.commitLock.runExclusive(() => this.packLocked(stop, referencesf, gc));
+    } finally {
+      d.packing = false;
+    }
+  }
+
+  private packLocked(stop: Tid, referencesf: ReferencesFinder, gc: boolean): void {
+    const d = this.data;
+    // FileStorage's RedundantPackWarning: when everything up to the pack time is packed already and so is the
+    // transaction after it, an earlier pack went further; a traversal at this time would miss what it removed
+    const txns0 = d.transactions;
+    let n = 0;
+    let unpacked = false;
+    for (; n < txns0.length && compareIds(txns0[n].tid, stop) <= 0; n++)
+      if (txns0[n].status !== 'p') unpacked = true;
+    const after = txns0[n] ?? txns0[n - 1];
+    if (!unpacked && after?.status === 'p') return;
+
+    // the revision of each object current at the pack time, unless it deleted the object (a back pointer to a
+    // deletion counts, as in fspack, which looks at the record, not where it points)
+    const atPack = new Map<string, Revision>();
+    for (const [k, obj] of d.objects) {
+      const i = indexAtOrBefore(obj.revs, stop);
+      if (i >= 0 && (obj.revs[i].data !== null || obj.revs[i].dataTxn !== null)) atPack.set(k, obj.revs[i]);
+    }
+
+    // the revisions at or before the pack time to keep: {oid -> tids}
+    // fspack's GC, structure for structure: `reachable` holds one revision per object (the one current at the
+    // pack time, or the first one a later back pointer reached), `reachEx` the others later records point to
+    const reachable = new Map<string, Revision>();
+    const reachEx = new Map<string, Revision[]>();
+    if (gc) {
+      // reachable from the root at the pack time (findReachableAtPacktime)
+      const traverse = (roots: Oid[]): void => {
+        const todo = [...roots];
+        while (todo.length) {
+          const oid = todo.pop()!;
+          const k = key(oid);
+          if (reachable.has(k)) continue;
+          const rev = atPack.get(k);
+          if (!rev) {
+            if (idEquals(oid, z64) && atPack.size === 0) continue; // packing to before the root existed
+            throw new POSKeyError(oid); // a dangling reference: FileStorage's pack fails the same way
+          }
+          reachable.set(k, rev);
+          if (rev.data) for (const ref of referencesf(rev.data)) if (!reachable.has(key(ref))) todo.push(ref);
+        }
+      };
+      traverse([z64]);
+      // records after the pack time that point back before it keep their target, and what that refers to
+      // (findReachableFromFuture: an undo after the pack time may bring it back)
+      const extraRoots: Revision[] = [];
+      for (const t of d.transactions) {
+        if (compareIds(t.tid, stop) <= 0) continue;
+        for (const { oid, rev } of t.records) {
+          if (rev.dataTxn === null || compareIds(rev.dataTxn, stop) > 0) continue;
+          const k = key(oid);
+          const target = this.revisionIn(rev.dataTxn, oid);
+          if (!target) continue;
+          if (reachable.has(k)) {
+            let ex = reachEx.get(k);
+            if (!ex) reachEx.set(k, (ex = []));
+            if (!ex.includes(target)) {
+              ex.push(target);
+              extraRoots.push(target);
+            }
+          } else reachable.set(k, target); // as fspack: kept, but what it refers to is not followed
+        }
+      }
+      for (const rev of extraRoots) if (rev.data) traverse(referencesf(rev.data));
+    } else {
+      for (const [k, rev] of atPack) reachable.set(k, rev);
+    }
+    const keep = new Map<string, Set<string>>();
+    for (const [k, rev] of reachable)
+      keep.set(k, new Set([key(rev.tid), ...(reachEx.get(k) ?? []).map((r) => key(r.tid))]));
+
+    // The plan, applied only if the pack frees something (FileStorage leaves the file alone otherwise):
+    // - up to the pack time, the kept revisions; the newest stays in the object's history, older ones kept only
+    //   as targets of later back pointers are detached from it (fspack writes packed records with no previous
+    //   record: loadBefore, loadSerial and history do not reach them; the iterator and back pointers do);
+    // - packed records carry their data (no back pointers), as do later records whose target goes;
+    // - transactions up to the pack time keep their surviving records and are marked packed; empty ones go.
+    let changed = false;
+    const plans: Array<{ obj: ObjectHistory; k: string; revs: Revision[]; detached: Revision[] }> = [];
+    const unpoint: Revision[] = [];
+    for (const [k, obj] of d.objects) {
+      const kept = keep.get(k);
+      const before: Revision[] = [];
+      const after: Revision[] = [];
+      for (const rev of [...obj.detached, ...obj.revs]) {
+        if (compareIds(rev.tid, stop) > 0) after.push(rev);
+        else if (kept?.has(key(rev.tid))) {
+          before.push(rev);
+          if (rev.dataTxn !== null) unpoint.push(rev);
+        } else changed = true;
+      }
+      before.sort((a, b) => compareIds(a.tid, b.tid));
+      plans.push({ obj, k, revs: [...before.slice(-1), ...after], detached: before.slice(0, -1) });
+    }
+    const isKept = (oid: Oid, tid: Tid): boolean =>
+      compareIds(tid, stop) > 0 || (keep.get(key(oid))?.has(key(tid)) ?? false);
+    for (const t of d.transactions) {
+      if (compareIds(t.tid, stop) <= 0) continue;
+      for (const { oid, rev } of t.records)
+        if (rev.dataTxn !== null && !isKept(oid, rev.dataTxn)) unpoint.push(rev);
+    }
+    const txns: CommittedTxn[] = [];
+    const packedRecords = new Map<CommittedTxn, CommittedTxn['records']>();
+    for (const t of d.transactions) {
+      if (compareIds(t.tid, stop) > 0) {
+        txns.push(t);
+        continue;
+      }
+      const records = t.records.filter(({ oid, rev }) => isKept(oid, rev.tid));
+      // an empty transaction before the pack time goes too: that frees space
+      if (records.length !== t.records.length || !records.length) changed = true;
+      if (records.length) {
+        packedRecords.set(t, records);
+        txns.push(t);
+      }
+    }
+    // inlining a back pointer changes the file too (a record of another size)
+    if (!changed && unpoint.length === 0) return;
+
+    for (const { obj, k, revs, detached } of plans) {
+      if (!revs.length && !detached.length) {
+        d.objects.delete(k);
+        d.objectsChanged();
+        continue;
+      }
+      obj.revs = revs;
+      obj.detached = detached;
+    }
+    for (const rev of unpoint) rev.dataTxn = null;
+    for (const t of d.transactions)
+      if (!packedRecords.has(t) && compareIds(t.tid, stop) <= 0) d.txnByTid.delete(key(t.tid));
+    for (const [t, records] of packedRecords) {
+      t.records = records;
+      t.status = 'p';
+    }
+    d.transactions.splice(0, d.transactions.length, ...txns);
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // iteration
+
+  iterator(start: Tid | null = null, stop: Tid | null = null): AsyncIterable<TransactionRecord> {
+    this.checkOpen();
+    // the transactions committed when iterator() is called; later commits are not seen
+    const txns = this.data.transactions.filter(
+      (t) =>
+        (start === null || compareIds(t.tid, start) >= 0) && (stop === null || compareIds(t.tid, stop) <= 0),
+    );
+    return iterate(txns);
+  }
+
+  async recordIternext(
+    next: Oid | null = null,
+  ): Promise<{ oid: Oid; tid: Tid; data: Uint8Array; next: Oid | null }> {
+    this.checkOpen();
+    const keys = this.data.sortedKeys();
+    const from = key(next ?? z64);
+    let lo = 0;
+    let hi = keys.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (keys[mid] < from) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo >= keys.length) throw new POSKeyError(next ?? z64);
+    const oid = keyToId(keys[lo]);
+    const { data, serial } = await this.load(oid);
+    return { oid, tid: serial, data, next: lo + 1 < keys.length ? keyToId(keys[lo + 1]) : null };
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // blobs: not here
+
+  async storeBlob(
+    _oid: Oid,
+    _oldSerial: Tid,
+    _data: Uint8Array,
+    _blobFilename: string,
+    _txn: TransactionMetaData,
+  ): Promise<void> {
+    throw new Unsupported('MemoryStorage does not store blobs');
+  }
+
+  async restoreBlob(
+    _oid: Oid,
+    _serial: Tid,
+    _data: Uint8Array,
+    _blobFilename: string,
+    _prevTxn: Tid | null,
+    _txn: TransactionMetaData,
+  ): Promise<void> {
+    throw new Unsupported('MemoryStorage does not store blobs');
+  }
+
+  async loadBlob(_oid: Oid, _serial: Tid): Promise<string> {
+    throw new Unsupported('MemoryStorage does not store blobs');
+  }
+
+  temporaryDirectory(): string {
+    throw new Unsupported('MemoryStorage does not store blobs');
+  }
+}
+
+async function* iterate(txns: CommittedTxn[]): AsyncGenerator<TransactionRecord> {
+  for (const t of txns) {
+    const records: DataRecord[] = t.records.map(({ oid, rev }) => ({
+      oid,
+      tid: rev.tid,
+      data: rev.data,
+      dataTxn: rev.dataTxn,
+    }));
+    yield {
+      tid: t.tid,
+      status: t.status,
+      user: t.user,
+      description: t.description,
+      extension: t.extension,
+      extensionBytes: t.extensionBytes,
+      records,
+    };
+  }
+}
+
+/** FileStorage's undo ids: base64 of the tid, without the trailing newline (encodebytes(tid).rstrip()). */
+function encodeUndoId(tid: Tid): Uint8Array {
+  return new Uint8Array(Buffer.from(Buffer.from(tid).toString('base64'), 'latin1'));
+}
+
+function decodeUndoId(id: Uint8Array): Tid {
+  const text = Buffer.from(id).toString('latin1');
+  const tid = /^[A-Za-z0-9+/=\s]*$/.test(text) ? Buffer.from(text, 'base64') : Buffer.alloc(0);
+  if (tid.length !== 8) throw new UndoError('Invalid transaction id');
+  return new Uint8Array(tid);
+}
+
+/**
+ * An undo log entry as the dict ZODB builds (FileStorage's UndoSearch): id, time, user_name, description, then
+ * the extension's keys, which win over those.
+ */
+function undoEntryDict(e: UndoLogEntry): Array<[PickleValue, PickleValue]> {
+  const d = new Map<PickleValue, PickleValue>([
+    ['id', e.id],
+    ['time', new PyFloat(e.time)],
+    ['user_name', e.userName],
+    ['description', e.description],
+  ]);
+  const out: Array<[PickleValue, PickleValue]> = [...d];
+  for (const [k, v] of e.extension) {
+    const i = out.findIndex(([ok]) => pyEquals(ok, k));
+    if (i >= 0) out[i] = [k, v];
+    else out.push([k, v]);
+  }
+  return out;
+}
+
+/** dict.get(k, None) with Python's key equality. */
+function lookup(items: Array<[PickleValue, PickleValue]>, k: PickleValue): PickleValue {
+  for (const [ik, v] of items) if (pyEquals(ik, k)) return v;
+  return null;
+}
