@@ -1,0 +1,1863 @@
+// FileStorage: ZODB's FileStorage (src/ZODB/FileStorage/FileStorage.py) over a Data.fs that Python's ZODB can
+// open, and that zeo-ts opens after runzeo: same records, same index file, same lock file.
+//
+// Reads are positional reads on the data file (no shared seek pointer, no sync fs call): the index gives the
+// position of an object's current record; older revisions are found through the records' previous pointers,
+// data shared with an older record (undo, restore) through back pointers. A record with no data and a back
+// pointer of 0 is an object whose creation was undone, or that deleteObject removed: load raises POSKeyError.
+//
+// Two-phase commit, as ZODB's: tpcBegin takes the commit lock (FIFO) and picks the tid; store, restore,
+// deleteObject and undo put records in a transaction buffer (in memory, spilled to Data.fs.tmp past a size);
+// tpcVote writes the whole transaction after the last committed one with status 'c' (one positional write);
+// tpcFinish overwrites the status with ' ' and only then moves the end of the committed data, updates the index
+// and lastTransaction, calls onCommitted and releases the lock; tpcAbort truncates what vote wrote.
+//
+// Durability: vote's write is flushed (fdatasync) before vote returns, and the status byte again before
+// tpcFinish returns. ZODB flushes once, at finish, after clearing the status; with one flush the disk may hold
+// the committed status before all of the transaction's data, and a crash then leaves a transaction that looks
+// committed but is not whole. With the data on disk before the status is cleared, a crash leaves either a
+// transaction still marked 'c' (truncated on the next open) or a whole committed one. It also makes the vote
+// mean what 2PC says it means: the transaction is on disk and can be committed.
+//
+// Deviations from ZODB (each deliberate): tpcBegin refuses a given tid that is not after the last transaction
+// (ZODB writes it and its own scan then warns of a time-stamp reduction); store/restore/undo after tpcVote and
+// tpcFinish before tpcVote are StorageTransactionErrors; user/description/extension lengths are checked before
+// the commit lock is taken; an undo that fails leaves nothing in the transaction (ZODB leaves the records of
+// the oids that could be undone in its temporary file); restore finds the prev_txn record through the object's
+// chain of records instead of scanning back over every transaction (the same record); a data file whose
+// records contradict themselves raises CorruptedError where ZODB would sometimes read on.
+// checkCurrentSerialInTransaction checks at once, as ZODB's FileStorage does (BaseStorage's): the commit lock
+// is held from tpcBegin on, so the answer cannot change before the vote.
+
+import { rm, stat, unlink } from 'node:fs/promises';
+import { pyEquals, PyFloat, type PickleValue, type PyDict } from '../../pickle/index.js';
+import { BlobDirectory, isBlobRecord } from '../blobs/index.js';
+import { CommitLock, type Release } from '../commit-lock.js';
+import {
+  ConflictError,
+  CorruptedError,
+  MultipleUndoErrors,
+  POSKeyError,
+  ReadConflictError,
+  ReadOnlyError,
+  StorageError,
+  StorageTransactionError,
+  UndoError,
+  Unsupported,
+} from '../errors.js';
+import { decodeExtension, extensionBytes } from '../extension.js';
+import { compareIds, idCopy, idEquals, oidRepr, p64, tidRepr, u64, z64, type Oid, type Tid } from '../ids.js';
+import type {
+  ConflictResolver,
+  DataRecord,
+  HistoryEntry,
+  LoadBeforeResult,
+  LoadResult,
+  ReferencesFinder,
+  Storage,
+  TransactionMetaData,
+  TransactionRecord,
+  UndoLogEntry,
+  UndoResult,
+} from '../interfaces.js';
+import { newTid, tidTime, TimeStamp } from '../timestamp.js';
+import { RandomAccessFile, ShortReadError } from './file.js';
+import {
+  BACK_PTR_LEN,
+  checkDataHeader,
+  DATA_HDR_LEN,
+  dataRecordLen,
+  decodeTransaction,
+  decodeTxnHeader,
+  encodeTxnHeader,
+  FILE_HEADER_LEN,
+  FILE_MAGIC,
+  MAX_META_LEN,
+  readU64,
+  TRAILER_LEN,
+  TRANS_HDR_LEN,
+  txnHeaderLen,
+  writeU64,
+  type TxnHeaderFull,
+} from './format.js';
+import type { FsIndex } from './fsindex.js';
+import { indexPathFor, writeIndexFile } from './indexfile.js';
+import { LockFile } from './lockfile.js';
+import { FileStorageError, packFileStorage, type PackedFile, type PackTarget } from './pack.js';
+import { scanDataFile, truncateDamagedTail, type ScanLog } from './scan.js';
+
+export { FileStorageError };
+
+// ---------------------------------------------------------------------------------------------------------
+// errors (ZODB.FileStorage.FileStorage's own; FileStorageError lives with the packer, which raises it too)
+
+/** The data file would grow past the quota (FileStorage's `quota`). */
+export class FileStorageQuotaError extends FileStorageError {
+  override readonly pythonName: string = 'ZODB.FileStorage.FileStorage.FileStorageQuotaError';
+  override name = 'FileStorageQuotaError';
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// options
+
+export interface FileStorageOptions {
+  /** start a new, empty file even if one exists (ZODB's create=True) */
+  create?: boolean;
+  /** open for reading only: no lock file, no writes (not even the index file) */
+  readOnly?: boolean;
+  /** the blob directory; blobs are Unsupported without one */
+  blobDir?: string | null;
+  /** the blob directory's layout (default: its `.layout` marker, else as ZODB chooses) */
+  blobLayout?: 'bushy' | 'lawn';
+  /** pack() collects garbage unless told otherwise (ZODB's pack_gc, default true) */
+  packGc?: boolean;
+  /** keep the file before the last pack as Data.fs.old (ZODB's pack_keep_old, default true) */
+  packKeepOld?: boolean;
+  /** FileStorageQuotaError when a record would start past this many bytes (ZODB's quota) */
+  quotaBytes?: number | null;
+  /** tries to resolve write conflicts in store() and undo(); none: ConflictError / UndoError */
+  conflictResolver?: ConflictResolver | null;
+  /** progress of the open-time scan: bytes scanned, bytes to scan */
+  onProgress?: (done: number, total: number) => void;
+  /** where the storage's messages go (ZODB's logger 'ZODB.FileStorage', same wording) */
+  log?: ScanLog;
+  /** flush commits to disk (default true; only tests on throwaway files turn it off) */
+  fsync?: boolean;
+  /** bytes of a transaction kept in memory before the rest goes to Data.fs.tmp (default 16 MiB) */
+  spillThreshold?: number;
+  /** the clock for new tids, in milliseconds since the epoch (default Date.now) */
+  clock?: () => number;
+}
+
+/** A transaction as FileStorage's iterator gives it: with its position in the file. */
+export interface FileTransactionRecord extends TransactionRecord {
+  /** the transaction header's file position */
+  pos: number;
+  records: AsyncIterable<FileDataRecord>;
+}
+
+/** A data record as FileStorage's iterator gives it: with its position in the file. */
+export interface FileDataRecord extends DataRecord {
+  pos: number;
+}
+
+/** FileStorage's undoLog entries also carry the transaction's length (ZODB's 'size'). */
+export interface FileUndoLogEntry extends UndoLogEntry {
+  size: number;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// small helpers
+
+const DEFAULT_SPILL = 16 << 20;
+/** one positional read gets the header and, usually, the whole data of a record */
+const READ_AHEAD = 4096;
+/** transactions up to this size are read whole by the iterator */
+const WHOLE_TXN_READ = 1 << 20;
+const UNDO_LOG_DEFAULT_LAST = -20;
+
+/** An oid as a Map key: its 8 bytes as latin1 characters. */
+function key(id: Uint8Array): string {
+  return String.fromCharCode(id[0], id[1], id[2], id[3], id[4], id[5], id[6], id[7]);
+}
+
+function equalAt(buf: Uint8Array, off: number, id: Uint8Array): boolean {
+  for (let i = 0; i < 8; i++) if (buf[off + i] !== id[i]) return false;
+  return true;
+}
+
+function copy8(b: Uint8Array, off: number): Uint8Array {
+  const out = new Uint8Array(8);
+  out.set(b.subarray(off, off + 8));
+  return out;
+}
+
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
+}
+
+const bufPool: Buffer[] = [];
+function takeBuf(): Buffer {
+  return bufPool.pop() ?? Buffer.allocUnsafe(READ_AHEAD);
+}
+function giveBuf(b: Buffer): void {
+  if (bufPool.length < 64) bufPool.push(b);
+}
+
+/** A data record header read from the file, with its data when asked for. */
+interface RecordAt {
+  pos: number;
+  oid: Oid;
+  tid: Tid;
+  prev: number;
+  tloc: number;
+  plen: number;
+  back: number;
+  /** the data (a copy), when read with `withData` and plen > 0 */
+  data: Uint8Array | null;
+}
+
+/**
+ * Reads the data record at `pos` (FileStorageFormatter._read_data_header): one positional read of the header
+ * and, with `withData`, as much of the data as fits in READ_AHEAD bytes (a second read gets the rest).
+ * `limit` is the end of the committed data: a record that runs past it is corrupted. `oid`, when given, must be
+ * the record's.
+ */
+async function readRecord(
+  file: RandomAccessFile,
+  pos: number,
+  oid: Oid | null,
+  withData: boolean,
+  limit: number,
+): Promise<RecordAt> {
+  if (!(pos >= FILE_HEADER_LEN && pos + DATA_HDR_LEN <= limit)) {
+    throw new CorruptedError(
+      file.path,
+      pos,
+      `no data record can start at ${pos} (the data ends at ${limit})`,
+    );
+  }
+  const buf = takeBuf();
+  try {
+    const want = withData
+      ? Math.min(READ_AHEAD, limit - pos)
+      : Math.min(DATA_HDR_LEN + BACK_PTR_LEN, limit - pos);
+    const n = await file.readAtMost(pos, buf, 0, want);
+    if (n < DATA_HDR_LEN) {
+      throw new CorruptedError(file.path, pos, `data record header truncated (${n} of 42 bytes)`);
+    }
+    if (oid !== null && !equalAt(buf, 0, oid)) {
+      throw new CorruptedError(
+        file.path,
+        pos,
+        `expected a data record of oid ${oidRepr(oid)}, found one of ${oidRepr(buf.subarray(0, 8))}`,
+      );
+    }
+    if (buf[32] !== 0 || buf[33] !== 0) {
+      throw new CorruptedError(
+        file.path,
+        pos,
+        `data record with a version (length ${(buf[32] << 8) | buf[33]})`,
+      );
+    }
+    const plen = readU64(buf, 34);
+    let back = 0;
+    let data: Uint8Array | null = null;
+    if (plen === 0) {
+      if (n < DATA_HDR_LEN + BACK_PTR_LEN) {
+        throw new CorruptedError(file.path, pos, 'data record truncated in its back pointer');
+      }
+      back = readU64(buf, DATA_HDR_LEN);
+    } else if (pos + DATA_HDR_LEN + plen > limit) {
+      throw new CorruptedError(file.path, pos, `data record (length ${plen}) runs past the end of the data`);
+    } else if (withData) {
+      const out = Buffer.allocUnsafe(plen);
+      const have = Math.min(n - DATA_HDR_LEN, plen);
+      buf.copy(out, 0, DATA_HDR_LEN, DATA_HDR_LEN + have);
+      if (have < plen) await file.readExact(pos + DATA_HDR_LEN + have, plen - have, out, have);
+      data = out;
+    }
+    return {
+      pos,
+      oid: copy8(buf, 0),
+      tid: copy8(buf, 8),
+      prev: readU64(buf, 16),
+      tloc: readU64(buf, 24),
+      plen,
+      back,
+      data,
+    };
+  } catch (e) {
+    if (e instanceof ShortReadError) {
+      throw new CorruptedError(file.path, pos, `data record truncated: ${e.message}`);
+    }
+    throw e;
+  } finally {
+    giveBuf(buf);
+  }
+}
+
+/** The transaction header at `tpos` with its user, description and extension (copies). */
+async function readTxnHeader(file: RandomAccessFile, tpos: number, limit: number): Promise<TxnHeaderFull> {
+  if (!(tpos >= FILE_HEADER_LEN && tpos + TRANS_HDR_LEN <= limit)) {
+    throw new CorruptedError(
+      file.path,
+      tpos,
+      `no transaction can start at ${tpos} (the data ends at ${limit})`,
+    );
+  }
+  const buf = takeBuf();
+  try {
+    const n = await file.readAtMost(tpos, buf, 0, Math.min(READ_AHEAD, limit - tpos));
+    const h = decodeTxnHeader(buf.subarray(0, n), 0, file.path, tpos);
+    const hlen = txnHeaderLen(h);
+    if (tpos + hlen > limit)
+      throw new CorruptedError(file.path, tpos, 'transaction header runs past the data');
+    const meta = Buffer.allocUnsafe(hlen - TRANS_HDR_LEN);
+    const have = Math.min(n, hlen) - TRANS_HDR_LEN;
+    buf.copy(meta, 0, TRANS_HDR_LEN, TRANS_HDR_LEN + have);
+    if (have < meta.length) await file.readExact(tpos + TRANS_HDR_LEN + have, meta.length - have, meta, have);
+    const d = h.ulen;
+    const e = d + h.dlen;
+    return {
+      ...h,
+      user: meta.subarray(0, d),
+      description: meta.subarray(d, e),
+      extension: meta.subarray(e, e + h.elen),
+    };
+  } finally {
+    giveBuf(buf);
+  }
+}
+
+/**
+ * The transaction that ends at `end` (its trailing length is the 8 bytes before `end`), read backwards in one
+ * read when it is small: its header position and header.
+ */
+async function readTxnBefore(
+  file: RandomAccessFile,
+  end: number,
+): Promise<{ tpos: number; header: TxnHeaderFull }> {
+  const span = Math.min(READ_AHEAD, end - FILE_HEADER_LEN);
+  if (span < TRAILER_LEN + TRANS_HDR_LEN) {
+    throw new CorruptedError(file.path, end, 'no transaction ends here');
+  }
+  const buf = takeBuf();
+  try {
+    const from = end - span;
+    await file.readExact(from, span, buf, 0);
+    const tl = readU64(buf, span - TRAILER_LEN);
+    const tpos = end - TRAILER_LEN - tl;
+    if (!(tpos >= FILE_HEADER_LEN) || tl < TRANS_HDR_LEN) {
+      throw new CorruptedError(
+        file.path,
+        end - TRAILER_LEN,
+        `invalid transaction length before ${end}: ${tl}`,
+      );
+    }
+    if (tpos >= from) {
+      const off = tpos - from;
+      const h = decodeTxnHeader(buf, off, file.path, tpos);
+      const hlen = txnHeaderLen(h);
+      if (h.tl !== tl) {
+        throw new CorruptedError(file.path, tpos, `transaction length ${h.tl} != its trailing copy ${tl}`);
+      }
+      if (off + hlen <= span) {
+        const meta = Buffer.from(buf.subarray(off + TRANS_HDR_LEN, off + hlen));
+        const d = h.ulen;
+        const e = d + h.dlen;
+        return {
+          tpos,
+          header: {
+            ...h,
+            user: meta.subarray(0, d),
+            description: meta.subarray(d, e),
+            extension: meta.subarray(e, e + h.elen),
+          },
+        };
+      }
+    }
+  } finally {
+    giveBuf(buf);
+  }
+  const tl = readU64(await file.readExact(end - TRAILER_LEN, TRAILER_LEN), 0);
+  const tpos = end - TRAILER_LEN - tl;
+  const header = await readTxnHeader(file, tpos, end);
+  if (header.tl !== tl) {
+    throw new CorruptedError(file.path, tpos, `transaction length ${header.tl} != its trailing copy ${tl}`);
+  }
+  return { tpos, header };
+}
+
+/**
+ * FileStorageFormatter._loadBack_impl: follows back pointers from `back` to the record holding the data.
+ * POSKeyError when `back` is 0 or (with `fail`) the chain ends in a back pointer of 0 (the object did not exist
+ * there); without `fail`, such a chain gives data null.
+ */
+async function loadBack(
+  file: RandomAccessFile,
+  oid: Oid,
+  back: number,
+  fail: boolean,
+  limit: number,
+): Promise<{ data: Uint8Array | null; tid: Tid; pos: number; tloc: number }> {
+  for (;;) {
+    if (!back) throw new POSKeyError(oid);
+    const h = await readRecord(file, back, null, true, limit);
+    if (h.plen) return { data: h.data!, tid: h.tid, pos: back, tloc: h.tloc };
+    if (h.back === 0 && !fail) return { data: null, tid: h.tid, pos: back, tloc: h.tloc };
+    if (h.back >= back) throw new CorruptedError(file.path, back, `invalid back pointer: ${h.back}`);
+    back = h.back;
+  }
+}
+
+/** FileStorage's undo ids: base64 of the tid without the trailing newline (encodebytes(tid).rstrip()). */
+export function encodeUndoId(tid: Tid): Uint8Array {
+  return new Uint8Array(Buffer.from(Buffer.from(tid).toString('base64'), 'latin1'));
+}
+
+/** decodebytes(undo_id + b'\n'); UndoError when it is not the id of a tid. */
+export function decodeUndoId(id: Uint8Array): Tid {
+  const text = Buffer.from(id).toString('latin1');
+  const tid = /^[A-Za-z0-9+/=\s]*$/.test(text) ? Buffer.from(text, 'base64') : Buffer.alloc(0);
+  if (tid.length !== 8) throw new UndoError('Invalid transaction id');
+  return new Uint8Array(tid);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// the transaction buffer (ZODB's Data.fs.tmp)
+
+/**
+ * The data records of the transaction being committed, as they will be written after its header. Kept in
+ * memory up to a threshold; past it everything goes to a spill file (Data.fs.tmp), appended as it comes.
+ */
+class TxnBuffer {
+  private chunks: Buffer[] = [];
+  /** bytes in `chunks` */
+  private memBytes = 0;
+  /** bytes at the start of the spill file */
+  private spilled = 0;
+  private spillFile: RandomAccessFile | null = null;
+
+  constructor(
+    private readonly threshold: number,
+    private readonly openSpill: () => Promise<RandomAccessFile>,
+  ) {}
+
+  get size(): number {
+    return this.spilled + this.memBytes;
+  }
+
+  /** Appends `parts` as one record; resolves with its offset. The caller serializes calls. */
+  async append(parts: Uint8Array[]): Promise<number> {
+    const at = this.size;
+    let n = 0;
+    for (const p of parts) n += p.length;
+    const rec = Buffer.allocUnsafe(n);
+    let o = 0;
+    for (const p of parts) {
+      rec.set(p, o);
+      o += p.length;
+    }
+    this.chunks.push(rec);
+    this.memBytes += n;
+    if (this.memBytes > this.threshold) await this.spill();
+    return at;
+  }
+
+  private async spill(): Promise<void> {
+    if (!this.spillFile) this.spillFile = await this.openSpill();
+    const data = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.memBytes);
+    await this.spillFile.write(this.spilled, data);
+    this.spilled += data.length;
+    this.chunks = [];
+    this.memBytes = 0;
+  }
+
+  /** `len` bytes at `offset` (a copy). */
+  async read(offset: number, len: number): Promise<Uint8Array> {
+    const out = Buffer.allocUnsafe(len);
+    let done = 0;
+    if (offset < this.spilled) {
+      const n = Math.min(len, this.spilled - offset);
+      await this.spillFile!.readExact(offset, n, out, 0);
+      done = n;
+    }
+    let base = this.spilled;
+    for (const c of this.chunks) {
+      if (done === len) break;
+      const want = offset + done;
+      if (want < base + c.length) {
+        const from = want - base;
+        const n = Math.min(c.length - from, len - done);
+        c.copy(out, done, from, from + n);
+        done += n;
+      }
+      base += c.length;
+    }
+    return out;
+  }
+
+  /** Drops everything from `size` on. */
+  truncate(size: number): void {
+    if (size >= this.spilled) {
+      let keep = size - this.spilled;
+      const chunks: Buffer[] = [];
+      for (const c of this.chunks) {
+        if (keep <= 0) break;
+        chunks.push(c.length <= keep ? c : c.subarray(0, keep));
+        keep -= c.length;
+      }
+      this.chunks = chunks;
+      this.memBytes = size - this.spilled;
+    } else {
+      this.chunks = [];
+      this.memBytes = 0;
+      this.spilled = size;
+    }
+  }
+
+  /** Writes the whole transaction: `header`, the records, `trailer`, at `pos` of `file`. */
+  async writeTo(file: RandomAccessFile, pos: number, header: Buffer, trailer: Buffer): Promise<void> {
+    if (!this.spilled) {
+      // the usual case: one positional write of the whole transaction
+      await file.write(pos, Buffer.concat([header, ...this.chunks, trailer]));
+      return;
+    }
+    await file.write(pos, header);
+    await this.spillFile!.copyTo(file, 0, this.spilled, pos + header.length);
+    let at = pos + header.length + this.spilled;
+    for (const c of this.chunks) {
+      await file.write(at, c);
+      at += c.length;
+    }
+    await file.write(at, trailer);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// the transaction in progress
+
+/** A record of the transaction in progress (ZODB's tindex entry, with what undo reads back from it). */
+interface TEntry {
+  oid: Oid;
+  /** its file position once written */
+  pos: number;
+  /** its offset in the transaction buffer */
+  offset: number;
+  tid: Tid;
+  plen: number;
+  back: number;
+}
+
+interface Pending {
+  readonly txn: TransactionMetaData;
+  readonly tid: Tid;
+  readonly status: string;
+  readonly user: Uint8Array;
+  readonly description: Uint8Array;
+  readonly extension: Uint8Array;
+  /** the transaction header's length (ZODB's _thl) */
+  readonly thl: number;
+  /** where the transaction goes: the committed end when it began */
+  readonly tpos: number;
+  readonly buf: TxnBuffer;
+  readonly tindex: Map<string, TEntry>;
+  readonly resolved: Oid[];
+  /** blobs moved into place by this transaction: removed if it aborts */
+  readonly blobs: Array<[Oid, Tid]>;
+  readonly release: Release;
+  voted: boolean;
+  /** vote wrote the transaction to the data file (ZODB's _nextpos != 0) */
+  written: boolean;
+  nextPos: number;
+  finishing: boolean;
+  /** the operations on this transaction, one after the other */
+  chain: Promise<unknown>;
+}
+
+/** The data file and the readers using it: a pack swaps in a new one, the old one closes when its readers end. */
+class DataFileRef {
+  users = 0;
+  retired = false;
+  private drained: Array<() => void> = [];
+
+  constructor(readonly file: RandomAccessFile) {}
+
+  enter(): void {
+    this.users++;
+  }
+
+  leave(): void {
+    if (--this.users > 0) return;
+    for (const d of this.drained.splice(0)) d();
+    if (this.retired) void this.file.close().catch(() => {});
+  }
+
+  /** Resolves once no reader uses the file. */
+  idle(): Promise<void> {
+    if (this.users === 0) return Promise.resolve();
+    return new Promise((resolve) => this.drained.push(resolve));
+  }
+
+  /** Closes the file once its readers are done. */
+  retire(): void {
+    this.retired = true;
+    if (this.users === 0) void this.file.close().catch(() => {});
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+export class FileStorage implements Storage {
+  private readonly name: string;
+  private readonly readOnly: boolean;
+  private readonly resolver: ConflictResolver | null;
+  private readonly quota: number | null;
+  private readonly doFsync: boolean;
+  private readonly spillThreshold: number;
+  private readonly clock: () => number;
+  private readonly packGc: boolean;
+  private readonly packKeepOld: boolean;
+  readonly log: ScanLog;
+  /** the storage's commit lock (ZODB's _commit_lock), shared with the packer */
+  readonly commitLock = new CommitLock();
+
+  private fileRef: DataFileRef;
+  private index: FsIndex;
+  /** the end of the last committed transaction (ZODB's _pos) */
+  private pos: number;
+  private ltid: Tid;
+  /** the largest oid in use (ZODB's _oid) */
+  private maxOid: Oid;
+  /** the tid of the last tpcBegin, committed or not (ZODB's _ts) */
+  private lastTs: Tid;
+  private pending: Pending | null = null;
+  private readonly waiting = new Map<TransactionMetaData, AbortController>();
+  private spillFile: RandomAccessFile | null = null;
+  private readonly iterFiles = new Set<RandomAccessFile>();
+  private packing = false;
+  private packCount = 0;
+  private closed = false;
+  private closing: Promise<void> | null = null;
+
+  private constructor(
+    readonly path: string,
+    file: RandomAccessFile,
+    private lockFile: LockFile | null,
+    init: { index: FsIndex; pos: number; ltid: Tid; maxOid: Oid },
+    readonly blobDirectory: BlobDirectory | null,
+    options: FileStorageOptions,
+  ) {
+    this.name = path;
+    this.readOnly = options.readOnly ?? false;
+    this.resolver = options.conflictResolver ?? null;
+    this.quota = options.quotaBytes ?? null;
+    this.doFsync = options.fsync ?? true;
+    this.spillThreshold = options.spillThreshold ?? DEFAULT_SPILL;
+    this.clock = options.clock ?? Date.now;
+    this.packGc = options.packGc ?? true;
+    this.packKeepOld = options.packKeepOld ?? true;
+    this.log = options.log ?? (() => {});
+    this.fileRef = new DataFileRef(file);
+    this.index = init.index;
+    this.pos = init.pos;
+    this.ltid = init.ltid;
+    this.maxOid = init.maxOid;
+    this.lastTs = init.ltid;
+  }
+
+  /**
+   * Opens (or creates) the FileStorage at `path`: takes Data.fs.lock unless read-only, writes the FS30 header
+   * into a new file, reads Data.fs.index when it agrees with the file and scans the rest (or everything),
+   * truncates a commit interrupted by a crash (when writable), and saves a rebuilt index. CorruptedError for a
+   * damaged file, LockError when another process has it open for writing.
+   */
+  static async open(path: string, options: FileStorageOptions = {}): Promise<FileStorage> {
+    const readOnly = options.readOnly ?? false;
+    const log: ScanLog = options.log ?? (() => {});
+    let create = options.create ?? false;
+    if (readOnly && create) throw new FileStorageError("can't create a read-only file");
+    const lock = readOnly ? null : await LockFile.acquire(path + '.lock');
+    let file: RandomAccessFile | null = null;
+    try {
+      if (!create) {
+        try {
+          file = await RandomAccessFile.open(path, readOnly ? 'r' : 'r+');
+        } catch (e) {
+          if (readOnly || (e as { code?: string }).code !== 'ENOENT') throw e;
+          create = true;
+        }
+      }
+      if (file === null) {
+        file = await RandomAccessFile.open(path, 'w+');
+        await file.write(0, FILE_MAGIC);
+        // a new file: an index left by an earlier one does not describe it
+        await unlink(indexPathFor(path)).catch(() => {});
+      }
+      const scan = await scanDataFile(file.handle, path, {
+        readOnly,
+        onProgress: options.onProgress,
+        log,
+      });
+      if (scan.magic === null && !readOnly) {
+        // an empty (0-byte) file: read_index writes the header
+        await file.write(0, FILE_MAGIC);
+      }
+      if (scan.recovery && !readOnly) {
+        await truncateDamagedTail(file.handle, path, scan.recovery.pos, log);
+        await file.truncate(scan.recovery.pos);
+      }
+      const pos = scan.pos;
+      if (!readOnly && (!scan.usedIndexFile || scan.legacyIndexFile)) {
+        await writeIndexFile(path, scan.index, pos, { fsync: options.fsync ?? true });
+      }
+      futureCheck(path, scan.lastTid, log);
+      let blobs: BlobDirectory | null = null;
+      if (options.blobDir) {
+        // ZODB: a new storage starts with an empty blob directory (remove_committed_dir)
+        if (create) await rm(options.blobDir, { recursive: true, force: true });
+        blobs = await BlobDirectory.open(options.blobDir, {
+          layout: options.blobLayout ?? 'automatic',
+          log,
+        });
+      }
+      return new FileStorage(
+        path,
+        file,
+        lock,
+        { index: scan.index, pos, ltid: scan.lastTid, maxOid: scan.maxOid },
+        blobs,
+        options,
+      );
+    } catch (e) {
+      await file?.close().catch(() => {});
+      await lock?.release().catch(() => {});
+      throw e;
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // identity and status
+
+  getName(): string {
+    return this.name;
+  }
+
+  sortKey(): string {
+    return this.name;
+  }
+
+  isReadOnly(): boolean {
+    return this.readOnly;
+  }
+
+  lastTransaction(): Tid {
+    return this.ltid;
+  }
+
+  /** The size of the committed data (ZODB: the end of the last transaction). */
+  getSize(): number {
+    return this.pos;
+  }
+
+  /** The number of objects in the index (deleted ones count until a pack removes them). */
+  len(): number {
+    return this.index.size;
+  }
+
+  supportsUndo(): boolean {
+    return true;
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new StorageError(`${this.name} is closed`);
+  }
+
+  private checkWritable(): void {
+    if (this.readOnly) throw new ReadOnlyError();
+    this.checkOpen();
+  }
+
+  /** Runs `fn` with the data file and the index that goes with it (read synchronously before any await). */
+  private async reading<T>(
+    fn: (file: RandomAccessFile, index: FsIndex, end: number) => Promise<T>,
+  ): Promise<T> {
+    this.checkOpen();
+    const ref = this.fileRef;
+    ref.enter();
+    try {
+      return await fn(ref.file, this.index, this.pos);
+    } finally {
+      ref.leave();
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // reads
+
+  async load(oid: Oid): Promise<LoadResult> {
+    return this.reading(async (file, index, end) => {
+      const pos = index.get(oid);
+      if (pos < 0) throw new POSKeyError(oid);
+      const h = await readRecord(file, pos, oid, true, end);
+      if (h.plen) return { data: h.data!, serial: h.tid };
+      if (h.back) return { data: (await loadBack(file, oid, h.back, true, end)).data!, serial: h.tid };
+      throw new POSKeyError(oid);
+    });
+  }
+
+  async loadBefore(oid: Oid, tid: Tid): Promise<LoadBeforeResult | null> {
+    return this.reading(async (file, index, end) => {
+      let pos = index.get(oid);
+      if (pos < 0) throw new POSKeyError(oid);
+      let endTid: Tid | null = null;
+      let h: RecordAt;
+      for (;;) {
+        h = await readRecord(file, pos, oid, true, end);
+        if (compareIds(h.tid, tid) < 0) break;
+        if (h.prev >= pos) throw new CorruptedError(file.path, pos, `invalid previous pointer: ${h.prev}`);
+        pos = h.prev;
+        endTid = h.tid;
+        if (!pos) return null;
+      }
+      if (h.plen) return { data: h.data!, start: h.tid, end: endTid };
+      if (h.back)
+        return { data: (await loadBack(file, oid, h.back, true, end)).data!, start: h.tid, end: endTid };
+      throw new POSKeyError(oid);
+    });
+  }
+
+  async loadSerial(oid: Oid, serial: Tid): Promise<Uint8Array> {
+    return this.reading(async (file, index, end) => {
+      let pos = index.get(oid);
+      if (pos < 0) throw new POSKeyError(oid);
+      let h: RecordAt;
+      for (;;) {
+        h = await readRecord(file, pos, oid, true, end);
+        if (idEquals(h.tid, serial)) break;
+        if (h.prev >= pos && h.prev)
+          throw new CorruptedError(file.path, pos, `invalid previous pointer: ${h.prev}`);
+        pos = h.prev;
+        if (compareIds(h.tid, serial) < 0 || !pos) throw new POSKeyError(oid, serial);
+      }
+      if (h.plen) return h.data!;
+      return (await loadBack(file, oid, h.back, true, end)).data!;
+    });
+  }
+
+  async history(oid: Oid, size = 1): Promise<HistoryEntry[]> {
+    return this.reading(async (file, index, end) => {
+      let pos = index.get(oid);
+      if (pos < 0) throw new POSKeyError(oid);
+      const out: HistoryEntry[] = [];
+      while (out.length < size) {
+        const h = await readRecord(file, pos, oid, false, end);
+        const th = await readTxnHeader(file, h.tloc, end);
+        out.push({
+          tid: h.tid,
+          time: tidTime(h.tid),
+          userName: th.user,
+          description: th.description,
+          extension: decodeExtension(th.extension),
+          size: h.plen,
+        });
+        if (!h.prev) break;
+        if (h.prev >= pos) throw new CorruptedError(file.path, pos, `invalid previous pointer: ${h.prev}`);
+        pos = h.prev;
+      }
+      return out;
+    });
+  }
+
+  /** The tid of the object's current record; POSKeyError when it has none or it was deleted (ZODB's getTid). */
+  async getTid(oid: Oid): Promise<Tid> {
+    return this.reading(async (file, index, end) => {
+      const pos = index.get(oid);
+      if (pos < 0) throw new POSKeyError(oid);
+      const h = await readRecord(file, pos, oid, false, end);
+      if (h.plen === 0 && h.back === 0) throw new POSKeyError(oid);
+      return h.tid;
+    });
+  }
+
+  async newOid(): Promise<Oid> {
+    if (this.readOnly) throw new ReadOnlyError();
+    this.checkOpen();
+    this.maxOid = p64(u64(this.maxOid) + 1n);
+    return idCopy(this.maxOid);
+  }
+
+  private noteOid(oid: Oid): void {
+    if (compareIds(oid, this.maxOid) > 0) this.maxOid = idCopy(oid);
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // two-phase commit
+
+  async tpcBegin(txn: TransactionMetaData, tid: Tid | null = null, status = ' '): Promise<void> {
+    this.checkWritable();
+    if (this.pending?.txn === txn || this.waiting.has(txn)) {
+      throw new StorageTransactionError('Duplicate tpc_begin calls for same transaction');
+    }
+    if (status !== ' ' && status !== 'p' && status !== 'u') {
+      throw new StorageTransactionError(`invalid transaction status ${JSON.stringify(status)}`);
+    }
+    const user = new Uint8Array(txn.user);
+    const description = new Uint8Array(txn.description);
+    const extension = new Uint8Array(extensionBytes(txn));
+    // FileStorage._begin's checks (made before taking the lock here)
+    if (user.length > MAX_META_LEN) throw new FileStorageError('user name too long');
+    if (description.length > MAX_META_LEN) throw new FileStorageError('description too long');
+    if (extension.length > MAX_META_LEN) throw new FileStorageError('too much extension data');
+
+    const ac = new AbortController();
+    this.waiting.set(txn, ac);
+    let release: Release;
+    try {
+      release = await this.commitLock.acquire(ac.signal);
+    } catch {
+      throw new StorageTransactionError('the transaction was aborted while it waited for the commit lock');
+    } finally {
+      this.waiting.delete(txn);
+    }
+    if (this.closed) {
+      release();
+      throw new StorageError(`${this.name} is closed`);
+    }
+    if (tid !== null) {
+      if (compareIds(tid, this.ltid) <= 0) {
+        release();
+        throw new StorageTransactionError(
+          `tid ${tidRepr(tid)} is not later than the last transaction ${tidRepr(this.ltid)}`,
+        );
+      }
+      tid = idCopy(tid);
+    } else {
+      tid = newTid(this.lastTs, this.clock());
+    }
+    this.lastTs = tid;
+    this.pending = {
+      txn,
+      tid,
+      status,
+      user,
+      description,
+      extension,
+      thl: TRANS_HDR_LEN + user.length + description.length + extension.length,
+      tpos: this.pos,
+      buf: new TxnBuffer(this.spillThreshold, () => this.openSpillFile()),
+      tindex: new Map(),
+      resolved: [],
+      blobs: [],
+      release,
+      voted: false,
+      written: false,
+      nextPos: 0,
+      finishing: false,
+      chain: Promise.resolve(),
+    };
+  }
+
+  /** The transaction in progress, which must be `txn` and not voted yet. */
+  private pendingFor(txn: TransactionMetaData, what: string): Pending {
+    const p = this.pending;
+    if (!p || p.txn !== txn) throw new StorageTransactionError(`${what}: not the transaction in progress`);
+    if (p.voted) throw new StorageTransactionError(`${what} after tpc_vote`);
+    return p;
+  }
+
+  /** Runs `fn` after the transaction's earlier operations; StorageTransactionError if it was aborted meanwhile. */
+  private inTxn<T>(p: Pending, what: string, fn: () => Promise<T>): Promise<T> {
+    const run = p.chain.then(() => {
+      if (this.pending !== p) throw new StorageTransactionError(`${what}: the transaction was aborted`);
+      return fn();
+    });
+    p.chain = run.catch(() => {});
+    return run;
+  }
+
+  /** Appends a data record to the transaction; its file position. */
+  private async appendRecord(
+    p: Pending,
+    oid: Oid,
+    tid: Tid,
+    prev: number,
+    data: Uint8Array | null,
+    back: number,
+  ): Promise<TEntry> {
+    const here = p.tpos + p.thl + p.buf.size;
+    const plen = data === null ? 0 : data.length;
+    const head = Buffer.allocUnsafe(data === null ? DATA_HDR_LEN + BACK_PTR_LEN : DATA_HDR_LEN);
+    head.set(oid, 0);
+    head.set(tid, 8);
+    writeU64(head, 16, prev);
+    writeU64(head, 24, p.tpos);
+    head[32] = 0;
+    head[33] = 0;
+    writeU64(head, 34, plen);
+    if (data === null) writeU64(head, DATA_HDR_LEN, back);
+    const offset = await p.buf.append(data === null ? [head] : [head, data]);
+    const entry: TEntry = { oid, pos: here, offset, tid, plen, back: data === null ? back : 0 };
+    return entry;
+  }
+
+  private checkQuota(here: number): void {
+    if (this.quota !== null && here > this.quota) {
+      throw new FileStorageQuotaError('The storage quota has been exceeded.');
+    }
+  }
+
+  /** The committed tid of `oid` (header of its current record), or null for an object not in the index. */
+  private async committedTid(oid: Oid): Promise<{ pos: number; tid: Tid } | null> {
+    return this.reading(async (file, index, end) => {
+      const pos = index.get(oid);
+      if (pos < 0) return null;
+      const h = await readRecord(file, pos, oid, false, end);
+      return { pos, tid: h.tid };
+    });
+  }
+
+  /** ZODB's tryToResolveConflict: the resolved data, or null when the conflict stands. */
+  private async tryResolve(
+    oid: Oid,
+    committedSerial: Tid,
+    oldSerial: Tid,
+    newData: Uint8Array,
+    committedData: Uint8Array | null,
+  ): Promise<Uint8Array | null> {
+    if (!this.resolver) return null;
+    try {
+      if (committedData === null || committedData.length === 0) {
+        committedData = await this.loadSerial(oid, committedSerial);
+      }
+      const r = await this.resolver(oid, committedSerial, oldSerial, newData, committedData);
+      return r && r.length ? r : null;
+    } catch {
+      // as ZODB: any failure of the resolution leaves the conflict standing
+      return null;
+    }
+  }
+
+  async store(oid: Oid, oldSerial: Tid, data: Uint8Array, txn: TransactionMetaData): Promise<void> {
+    if (this.readOnly) throw new ReadOnlyError();
+    this.checkOpen();
+    const p = this.pendingFor(txn, 'store');
+    if (data.length === 0) throw new StorageError('store: a record cannot be empty');
+    oid = idCopy(oid);
+    oldSerial = idCopy(oldSerial);
+    data = new Uint8Array(data);
+    return this.inTxn(p, 'store', async () => {
+      this.noteOid(oid);
+      const cur = await this.committedTid(oid);
+      if (cur && !idEquals(oldSerial, cur.tid)) {
+        const resolved = await this.tryResolve(oid, cur.tid, oldSerial, data, null);
+        if (!resolved) throw new ConflictError(oid, [cur.tid, oldSerial], data);
+        data = new Uint8Array(resolved);
+        p.resolved.push(oid);
+      }
+      const e = await this.appendRecord(p, oid, p.tid, cur ? cur.pos : 0, data, 0);
+      p.tindex.set(key(oid), e);
+      this.checkQuota(e.pos);
+    });
+  }
+
+  async deleteObject(oid: Oid, oldSerial: Tid, txn: TransactionMetaData): Promise<void> {
+    if (this.readOnly) throw new ReadOnlyError();
+    this.checkOpen();
+    const p = this.pendingFor(txn, 'deleteObject');
+    oid = idCopy(oid);
+    oldSerial = idCopy(oldSerial);
+    return this.inTxn(p, 'deleteObject', async () => {
+      const cur = await this.committedTid(oid);
+      if (!cur) throw new POSKeyError(oid);
+      if (!idEquals(oldSerial, cur.tid)) throw new ConflictError(oid, [cur.tid, oldSerial]);
+      const e = await this.appendRecord(p, oid, p.tid, cur.pos, null, 0);
+      p.tindex.set(key(oid), e);
+      this.checkQuota(e.pos);
+    });
+  }
+
+  async restore(
+    oid: Oid,
+    serial: Tid,
+    data: Uint8Array | null,
+    prevTxn: Tid | null,
+    txn: TransactionMetaData,
+  ): Promise<void> {
+    if (this.readOnly) throw new ReadOnlyError();
+    this.checkOpen();
+    const p = this.pendingFor(txn, 'restore');
+    if (data !== null && data.length === 0) throw new StorageError('restore: a record cannot be empty');
+    oid = idCopy(oid);
+    serial = idCopy(serial);
+    data = data === null ? null : new Uint8Array(data);
+    prevTxn = prevTxn === null ? null : idCopy(prevTxn);
+    return this.inTxn(p, 'restore', async () => {
+      this.noteOid(oid);
+      const prevPos = prevTxn === null ? 0 : await this.dataFind(oid, prevTxn, data);
+      const old = Math.max(this.index.get(oid), 0);
+      const e = prevPos
+        ? await this.appendRecord(p, oid, serial, old, null, prevPos)
+        : await this.appendRecord(p, oid, serial, old, data, 0);
+      p.tindex.set(key(oid), e);
+    });
+  }
+
+  /**
+   * FileStorage._txn_find + _data_find: the position of the object's record in transaction `tid` when it has
+   * a back pointer (trusted) or the same data, else 0. The record is found through the object's chain.
+   */
+  private async dataFind(oid: Oid, tid: Tid, data: Uint8Array | null): Promise<number> {
+    return this.reading(async (file, index, end) => {
+      let pos = index.get(oid);
+      while (pos > 0) {
+        const h = await readRecord(file, pos, oid, false, end);
+        const c = compareIds(h.tid, tid);
+        if (c < 0) return 0;
+        if (c === 0) {
+          if (h.plen === 0) return pos;
+          if (data === null || h.plen !== data.length) {
+            if (data !== null) this.log('error', `Mismatch between data and backpointer at ${pos}`);
+            return 0;
+          }
+          const r = await readRecord(file, pos, oid, true, end);
+          return bytesEqual(r.data!, data) ? pos : 0;
+        }
+        if (h.prev >= pos) throw new CorruptedError(file.path, pos, `invalid previous pointer: ${h.prev}`);
+        pos = h.prev;
+      }
+      return 0;
+    });
+  }
+
+  /**
+   * ReadConflictError when the object changed since `serial` (BaseStorage.checkCurrentSerialInTransaction).
+   * Checked at once: the commit lock is held from tpcBegin on, so nothing can change it before the vote.
+   */
+  async checkCurrentSerialInTransaction(oid: Oid, serial: Tid, txn: TransactionMetaData): Promise<void> {
+    this.checkOpen();
+    const p = this.pendingFor(txn, 'checkCurrentSerialInTransaction');
+    oid = idCopy(oid);
+    serial = idCopy(serial);
+    return this.inTxn(p, 'checkCurrentSerialInTransaction', async () => {
+      const committed = await this.getTid(oid);
+      if (!idEquals(committed, serial)) throw new ReadConflictError(oid, [committed, serial]);
+    });
+  }
+
+  async tpcVote(txn: TransactionMetaData): Promise<Oid[]> {
+    this.checkOpen();
+    const p = this.pending;
+    if (!p || p.txn !== txn) throw new StorageTransactionError('tpc_vote called with wrong transaction');
+    if (p.voted) return p.chain.then(() => [...p.resolved]);
+    p.voted = true;
+    return this.inTxn(p, 'tpc_vote', async () => {
+      const tl = p.thl + p.buf.size;
+      const header = encodeTxnHeader({
+        tid: p.tid,
+        tl,
+        status: 'c',
+        user: p.user,
+        description: p.description,
+        extension: p.extension,
+      });
+      const trailer = Buffer.allocUnsafe(TRAILER_LEN);
+      writeU64(trailer, 0, tl);
+      const file = this.fileRef.file;
+      p.written = true;
+      try {
+        await p.buf.writeTo(file, p.tpos, header, trailer);
+        if (this.doFsync) await file.datasync();
+      } catch (e) {
+        // a disk full, perhaps: leave no turd at the end
+        await file.truncate(p.tpos).catch(() => {});
+        p.written = false;
+        throw e;
+      }
+      p.nextPos = p.tpos + tl + TRAILER_LEN;
+      return [...p.resolved];
+    });
+  }
+
+  async tpcFinish(txn: TransactionMetaData, onCommitted?: (tid: Tid) => void): Promise<Tid> {
+    this.checkOpen();
+    const p = this.pending;
+    if (!p || p.txn !== txn) throw new StorageTransactionError('tpc_finish called with wrong transaction');
+    if (!p.voted) throw new StorageTransactionError('tpc_finish called before tpc_vote');
+    if (p.finishing) throw new StorageTransactionError('tpc_finish called twice');
+    p.finishing = true;
+    const run = p.chain.then(() => this.finish(p, onCommitted));
+    p.chain = run.catch(() => {});
+    return run;
+  }
+
+  private async finish(p: Pending, onCommitted: ((tid: Tid) => void) | undefined): Promise<Tid> {
+    if (!p.written) {
+      // the vote failed: the transaction cannot commit (it is to be aborted)
+      p.finishing = false;
+      throw new StorageTransactionError('tpc_finish: the vote did not succeed');
+    }
+    const file = this.fileRef.file;
+    try {
+      // clear the checkpoint flag
+      await file.write(p.tpos + 16, Buffer.from(p.status, 'latin1'));
+      if (this.doFsync) await file.datasync();
+    } catch (e) {
+      // ZODB: "Failure in _finish. Closing." The file may or may not hold the committed transaction.
+      this.log('critical', `Failure in _finish. Closing. (${(e as Error).message})`);
+      this.pending = null;
+      p.release();
+      this.closing ??= this.shutDown(false);
+      await this.closing.catch(() => {});
+      throw e;
+    }
+    this.pos = p.nextPos;
+    for (const e of p.tindex.values()) this.index.set(e.oid, e.pos);
+    this.ltid = p.tid;
+    this.pending = null;
+    // the data is visible before the callback: a load it starts sees this transaction; the commit lock is
+    // still held, so no other transaction commits in between
+    try {
+      onCommitted?.(p.tid);
+    } finally {
+      p.release();
+    }
+    return p.tid;
+  }
+
+  async tpcAbort(txn: TransactionMetaData): Promise<void> {
+    const waiting = this.waiting.get(txn);
+    if (waiting) {
+      waiting.abort();
+      return;
+    }
+    const p = this.pending;
+    if (!p || p.txn !== txn) return;
+    if (p.finishing) {
+      // too late to abort: tpc_finish is committing it (if that fails, the abort comes again)
+      await p.chain;
+      if (this.pending !== p) return;
+    }
+    await this.abortPending(p);
+  }
+
+  /** Forgets the transaction in progress: truncates what vote wrote, removes its blobs, releases the lock. */
+  private async abortPending(p: Pending): Promise<void> {
+    this.pending = null;
+    try {
+      await p.chain;
+      if (p.written) await this.fileRef.file.truncate(p.tpos);
+    } finally {
+      const blobs = this.blobDirectory;
+      if (blobs) {
+        for (const [oid, tid] of p.blobs) await blobs.remove(oid, tid).catch(() => false);
+      }
+      p.release();
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // undo
+
+  async undo(undoId: Uint8Array, txn: TransactionMetaData): Promise<UndoResult> {
+    if (this.readOnly) throw new ReadOnlyError();
+    this.checkOpen();
+    const p = this.pendingFor(txn, 'undo');
+    const tid = decodeUndoId(undoId);
+    return this.inTxn(p, 'undo', () =>
+      this.reading(async (file, _index, end) => {
+        const tpos = await this.txnFind(file, tid, end);
+        const oids = await this.txnUndoWrite(p, file, tpos, end);
+        return { tid: p.tid, oids };
+      }),
+    );
+  }
+
+  /** FileStorage._txn_find(tid, stop_at_pack=True): the position of transaction `tid`, searched backwards. */
+  private async txnFind(file: RandomAccessFile, tid: Tid, end: number): Promise<number> {
+    let pos = end;
+    while (pos > 39) {
+      const { tpos, header } = await readTxnBefore(file, pos);
+      if (idEquals(header.tid, tid)) return tpos;
+      // (ZODB 5/6 on Python 3 compares an int with b'p' here and never stops; transactions before a packed one
+      // are packed too, so both end in the same UndoError)
+      if (header.status === 'p') break;
+      pos = tpos;
+    }
+    throw new UndoError('Invalid transaction id');
+  }
+
+  /** FileStorage._txn_undo_write: the records undoing the transaction at `tpos`; the oids undone. */
+  private async txnUndoWrite(p: Pending, file: RandomAccessFile, tpos: number, end: number): Promise<Oid[]> {
+    const th = await readTxnHeader(file, tpos, end);
+    if (th.status !== ' ') throw new UndoError('non-undoable transaction');
+    const tend = tpos + th.tl;
+    let pos = tpos + txnHeaderLen(th);
+    const mark = p.buf.size;
+    const tindex = new Map<string, TEntry>();
+    // failures may be redeemed by a later record of the same oid
+    const failures = new Map<string, UndoError>();
+    try {
+      while (pos < tend) {
+        const h = await readRecord(file, pos, null, false, end);
+        const k = key(h.oid);
+        failures.delete(k);
+        try {
+          const r = await this.undoRecord(p, file, h.oid, pos, h.tid, h.prev, end);
+          if (this.blobDirectory && r.data === null && r.back)
+            await this.undoBlob(p, file, h.oid, r.back, end);
+          const e = await this.appendRecord(p, h.oid, p.tid, r.ipos, r.data, r.back);
+          tindex.set(k, e);
+        } catch (e) {
+          if (!(e instanceof UndoError)) throw e;
+          failures.set(k, e);
+        }
+        pos += dataRecordLen(h.plen);
+        if (pos > tend) throw new UndoError('non-undoable transaction');
+      }
+      if (failures.size) throw new MultipleUndoErrors([...failures.values()]);
+    } catch (e) {
+      p.buf.truncate(mark);
+      throw e;
+    }
+    for (const [k, e] of tindex) p.tindex.set(k, e);
+    return [...tindex.values()].map((e) => e.oid);
+  }
+
+  /**
+   * FileStorage._transactionalUndoRecord: what undoing the record at `pos` (of transaction `tid`, previous
+   * record `pre`) writes: data (resolved), or a back pointer (0: the object's creation is undone); `ipos` is
+   * the object's committed record, the new record's previous pointer.
+   */
+  private async undoRecord(
+    p: Pending,
+    file: RandomAccessFile,
+    oid: Oid,
+    pos: number,
+    tid: Tid,
+    pre: number,
+    end: number,
+  ): Promise<{ data: Uint8Array | null; back: number; ipos: number }> {
+    let copy = true;
+    const te = p.tindex.get(key(oid));
+    const tpos = te ? te.pos : 0;
+    const ipos = Math.max(this.index.get(oid), 0);
+    const tipos = tpos || ipos;
+    let ctid: Tid = z64;
+    let currentData: Uint8Array | null = null;
+    if (tipos !== pos) {
+      // the undone record is not current: a later transaction, or an earlier undo in this one, changed the
+      // object (ZODB's _undoDataInfo)
+      let cdataptr: number;
+      if (te) {
+        ctid = te.tid;
+        if (te.plen) {
+          currentData = await p.buf.read(te.offset + DATA_HDR_LEN, te.plen);
+          cdataptr = te.pos;
+        } else cdataptr = te.back;
+      } else {
+        const h = await readRecord(file, ipos, null, true, end);
+        if (!idEquals(h.oid, oid)) throw new UndoError('Invalid undo transaction id', oid);
+        ctid = h.tid;
+        if (h.plen) {
+          currentData = h.data;
+          cdataptr = ipos;
+        } else cdataptr = h.back;
+      }
+      if (cdataptr !== pos) {
+        // not the same data record: is it the same data?
+        try {
+          const undone = (await loadBack(file, oid, pos, true, end)).data!;
+          if (!currentData) currentData = (await loadBack(file, oid, cdataptr, true, end)).data!;
+          if (!bytesEqual(undone, currentData)) {
+            copy = false;
+            if (!pre) {
+              throw new UndoError("Can't undo an add transaction followed by conflicting transactions.", oid);
+            }
+          }
+        } catch (e) {
+          if (e instanceof POSKeyError) throw new UndoError('_loadBack() failed', oid);
+          throw e;
+        }
+      }
+    }
+    if (!pre) return { data: null, back: 0, ipos };
+    if (copy) return { data: null, back: pre, ipos };
+    let preData: Uint8Array;
+    try {
+      preData = (await loadBack(file, oid, pre, true, end)).data!;
+    } catch (e) {
+      if (e instanceof POSKeyError) throw new UndoError('_loadBack() failed', oid);
+      throw e;
+    }
+    const resolved = await this.tryResolve(oid, ctid, tid, preData, currentData);
+    if (resolved) return { data: resolved, back: 0, ipos };
+    throw new UndoError('Some data were modified by a later transaction', oid);
+  }
+
+  /** Undoing a blob change: the blob of the revision pointed back to is copied for the undo's tid. */
+  private async undoBlob(
+    p: Pending,
+    file: RandomAccessFile,
+    oid: Oid,
+    back: number,
+    end: number,
+  ): Promise<void> {
+    const blobs = this.blobDirectory!;
+    let up: { data: Uint8Array | null; tid: Tid };
+    try {
+      up = await loadBack(file, oid, back, true, end);
+    } catch (e) {
+      if (e instanceof POSKeyError) return; // it was removed: no blob to copy
+      throw e;
+    }
+    if (!isBlobRecord(up.data)) return;
+    const tmp = await blobs.copyToTemp(oid, up.tid);
+    try {
+      await blobs.commit(oid, p.tid, tmp);
+    } catch (e) {
+      await unlink(tmp).catch(() => {});
+      throw e;
+    }
+    p.blobs.push([oid, p.tid]);
+  }
+
+  async undoLog(
+    first = 0,
+    last: number = UNDO_LOG_DEFAULT_LAST,
+    filter?: (entry: UndoLogEntry) => boolean,
+  ): Promise<FileUndoLogEntry[]> {
+    // a negative last is a count: -last entries from first (ZODB 3.4's fix of an off-by-one)
+    if (last < 0) last = first - last;
+    if (this.packing) throw new UndoError('Undo is currently disabled for database maintenance.<p>');
+    return this.reading(async (file, _index, end) => {
+      const out: FileUndoLogEntry[] = [];
+      let pos = end;
+      let i = 0;
+      // ZODB's UndoSearch
+      while (i < last && pos >= 39) {
+        const { tpos, header } = await readTxnBefore(file, pos);
+        pos = tpos;
+        if (header.status === 'p') break;
+        if (header.status !== ' ') continue;
+        const entry: FileUndoLogEntry = {
+          id: encodeUndoId(header.tid),
+          time: tidTime(header.tid),
+          userName: header.user,
+          description: header.description,
+          extension: decodeExtension(header.extension),
+          size: header.tl,
+        };
+        if (filter && !filter(entry)) continue;
+        if (i >= first) out.push(entry);
+        i++;
+      }
+      return out;
+    });
+  }
+
+  async undoInfo(
+    first = 0,
+    last: number = UNDO_LOG_DEFAULT_LAST,
+    specification?: PyDict | null,
+  ): Promise<FileUndoLogEntry[]> {
+    if (!specification?.size) return this.undoLog(first, last);
+    const spec = [...specification];
+    return this.undoLog(first, last, (entry) => {
+      const d = undoEntryDict(entry as FileUndoLogEntry);
+      return spec.every(([k, v]) => pyEquals(lookup(d, k), v));
+    });
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // pack
+
+  /**
+   * FileStorage.pack: removes the history before `packTime` (seconds since the epoch) that is not needed, and,
+   * with gc (the storage's packGc unless told), the objects not reachable from the root then. The packer
+   * (./pack.ts) copies while commits go on and swaps the packed file in under the commit lock; undoLog is
+   * refused meanwhile, as ZODB does.
+   */
+  async pack(packTime: number, referencesf: ReferencesFinder, options: { gc?: boolean } = {}): Promise<void> {
+    if (this.readOnly) throw new ReadOnlyError();
+    this.checkOpen();
+    const stop = TimeStamp.fromTime(packTime).raw();
+    if (idEquals(stop, z64)) throw new FileStorageError('Invalid pack time');
+    // if the storage is empty, there's nothing to do
+    if (this.index.size === 0) return;
+    if (this.packing) throw new FileStorageError('Already packing');
+    this.packing = true;
+    try {
+      await packFileStorage(this.packTarget(), stop, referencesf, {
+        gc: options.gc ?? this.packGc,
+        blobs: this.blobDirectory ?? undefined,
+        keepOld: this.packKeepOld,
+        log: this.log,
+      });
+    } finally {
+      this.packing = false;
+    }
+  }
+
+  /** What the packer works with (see PackTarget in ./pack.ts). */
+  packTarget(): PackTarget {
+    return {
+      path: this.path,
+      committedEnd: () => this.pos,
+      withCommitLock: (fn) => this.commitLock.runExclusive(fn),
+      swap: (packed) => this.swapPacked(packed),
+      saveIndex: async () => {
+        if (!this.closed) await writeIndexFile(this.path, this.index, this.pos, { fsync: this.doFsync });
+      },
+    };
+  }
+
+  /**
+   * FileStorage.pack's swap, called by the packer holding the commit lock: renames the files (packed.rename),
+   * reopens the data file and installs the packed index and end. Loads in flight finish on the old file.
+   */
+  private async swapPacked(packed: PackedFile): Promise<void> {
+    this.checkWritable();
+    if (this.pending) throw new StorageError('pack: a transaction is in progress at the swap');
+    await packed.rename();
+    const file = await RandomAccessFile.open(this.path, 'r+');
+    const previous = this.fileRef;
+    this.fileRef = new DataFileRef(file);
+    this.index = packed.index;
+    this.pos = packed.end;
+    this.packCount++;
+    previous.retire();
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // iteration
+
+  /**
+   * The transactions from the first with tid >= start to the last with tid <= stop, as committed when
+   * iterator() is called. It reads through a file handle of its own (opened at the first step, closed at the
+   * end, on break, and when the storage closes), so a pack during the iteration does not disturb it.
+   */
+  iterator(start: Tid | null = null, stop: Tid | null = null): AsyncGenerator<FileTransactionRecord> {
+    this.checkOpen();
+    return this.iterate(start, stop, this.pos, this.packCount);
+  }
+
+  private async *iterate(
+    start: Tid | null,
+    stop: Tid | null,
+    end: number,
+    packCount: number,
+  ): AsyncGenerator<FileTransactionRecord> {
+    this.checkOpen();
+    if (packCount !== this.packCount) end = this.pos;
+    const file = await RandomAccessFile.open(this.path, 'r');
+    this.iterFiles.add(file);
+    try {
+      const pos = start ? await skipToStart(file, start, end) : FILE_HEADER_LEN;
+      yield* transactionsIn(file, pos, end, stop);
+    } finally {
+      this.iterFiles.delete(file);
+      await file.close();
+    }
+  }
+
+  async recordIternext(
+    next: Oid | null = null,
+  ): Promise<{ oid: Oid; tid: Tid; data: Uint8Array; next: Oid | null }> {
+    this.checkOpen();
+    const oid = this.index.minKey(next);
+    if (oid === null) throw new POSKeyError(next ?? z64);
+    const n = u64(oid);
+    const nextOid = n === 0xffffffffffffffffn ? null : this.index.minKey(p64(n + 1n));
+    const { data, serial } = await this.load(oid);
+    return { oid, tid: serial, data, next: nextOid };
+  }
+
+  /** The tids and oids of the last `count` transactions, oldest first (FileStorage.lastInvalidations). */
+  async lastInvalidations(count: number): Promise<Array<{ tid: Tid; oids: Oid[] }>> {
+    return this.reading(async (file, _index, end) => {
+      let pos = end;
+      while (count-- > 0 && pos > FILE_HEADER_LEN) pos = (await readTxnBefore(file, pos)).tpos;
+      const out: Array<{ tid: Tid; oids: Oid[] }> = [];
+      for await (const t of transactionsIn(file, pos, end, null)) {
+        const oids: Oid[] = [];
+        for await (const r of t.records) oids.push(r.oid);
+        out.push({ tid: t.tid, oids });
+      }
+      return out;
+    });
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // blobs
+
+  private blobs(): BlobDirectory {
+    if (!this.blobDirectory) throw new Unsupported(`${this.name} has no blob directory`);
+    return this.blobDirectory;
+  }
+
+  async storeBlob(
+    oid: Oid,
+    oldSerial: Tid,
+    data: Uint8Array,
+    blobFilename: string,
+    txn: TransactionMetaData,
+  ): Promise<void> {
+    const blobs = this.blobs();
+    const p = this.pendingFor(txn, 'storeBlob');
+    oid = idCopy(oid);
+    await this.store(oid, oldSerial, data, txn);
+    await this.inTxn(p, 'storeBlob', async () => {
+      await blobs.commit(oid, p.tid, blobFilename);
+      p.blobs.push([oid, p.tid]);
+    });
+  }
+
+  async restoreBlob(
+    oid: Oid,
+    serial: Tid,
+    data: Uint8Array,
+    blobFilename: string,
+    prevTxn: Tid | null,
+    txn: TransactionMetaData,
+  ): Promise<void> {
+    const blobs = this.blobs();
+    const p = this.pendingFor(txn, 'restoreBlob');
+    oid = idCopy(oid);
+    serial = idCopy(serial);
+    await this.restore(oid, serial, data, prevTxn, txn);
+    await this.inTxn(p, 'restoreBlob', async () => {
+      await blobs.commit(oid, serial, blobFilename);
+      p.blobs.push([oid, serial]);
+    });
+  }
+
+  async loadBlob(oid: Oid, serial: Tid): Promise<string> {
+    this.checkOpen();
+    const path = this.blobs().path(oid, serial);
+    try {
+      await stat(path);
+    } catch {
+      throw new POSKeyError(oid, serial);
+    }
+    return path;
+  }
+
+  temporaryDirectory(): string {
+    return this.blobs().tmpDir;
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // close
+
+  private async openSpillFile(): Promise<RandomAccessFile> {
+    if (!this.spillFile) this.spillFile = await RandomAccessFile.open(this.path + '.tmp', 'w+');
+    return this.spillFile;
+  }
+
+  /**
+   * Saves the index (Data.fs.index, as ZODB on close), closes the files and releases the lock. A transaction
+   * in progress is aborted; loads in flight finish first. Calls after close throw StorageError.
+   */
+  async close(): Promise<void> {
+    if (!this.closing) this.closing = this.shutDown(true);
+    return this.closing;
+  }
+
+  private async shutDown(saveIndex: boolean): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const ac of this.waiting.values()) ac.abort();
+    this.waiting.clear();
+    const p = this.pending;
+    if (p) {
+      if (p.finishing) await p.chain;
+      if (this.pending === p) await this.abortPending(p).catch(() => {});
+    }
+    const errors: unknown[] = [];
+    if (saveIndex && !this.readOnly) {
+      try {
+        await writeIndexFile(this.path, this.index, this.pos, { fsync: this.doFsync });
+      } catch (e) {
+        this.log('error', `Error saving index on close(): ${(e as Error).message}`);
+      }
+    }
+    for (const f of this.iterFiles) await f.close().catch(() => {});
+    this.iterFiles.clear();
+    const ref = this.fileRef;
+    await ref.idle();
+    await ref.file.close().catch((e: unknown) => errors.push(e));
+    if (this.spillFile) {
+      await this.spillFile.close().catch(() => {});
+      await unlink(this.path + '.tmp').catch(() => {});
+      this.spillFile = null;
+    }
+    if (this.lockFile) {
+      await this.lockFile.release().catch((e: unknown) => errors.push(e));
+      this.lockFile = null;
+    }
+    if (errors.length) throw errors[0];
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// iteration over the file
+
+/** FileIterator._skip_to_start: the position of the first transaction with tid >= start (before `end`). */
+async function skipToStart(file: RandomAccessFile, start: Tid, end: number): Promise<number> {
+  if (end <= FILE_HEADER_LEN) return end;
+  const first = await readTxnHeader(file, FILE_HEADER_LEN, end);
+  if (compareIds(start, first.tid) <= 0) return FILE_HEADER_LEN;
+  const last = await readTxnBefore(file, end);
+  const c = compareIds(last.header.tid, start);
+  if (c < 0) return end;
+  if (c === 0) return last.tpos;
+  // scan from the nearer end, by time (ZODB's heuristic)
+  const t1 = tidTime(first.tid);
+  const t2 = tidTime(last.header.tid);
+  const ts = tidTime(start);
+  if (ts - t1 < t2 - ts) {
+    let pos = FILE_HEADER_LEN;
+    while (pos < end) {
+      const h = await readTxnHeader(file, pos, end);
+      if (compareIds(h.tid, start) >= 0) return pos;
+      pos += h.tl + TRAILER_LEN;
+    }
+    return end;
+  }
+  let pos = end;
+  while (pos > FILE_HEADER_LEN) {
+    const { tpos, header } = await readTxnBefore(file, pos);
+    const d = compareIds(header.tid, start);
+    if (d === 0) return tpos;
+    if (d < 0) return pos;
+    pos = tpos;
+  }
+  return FILE_HEADER_LEN;
+}
+
+/**
+ * The transactions in [pos, end) of `file`, up to the last with tid <= stop, each checked as a whole (header,
+ * records, trailing length) before it is given; records are read when iterated (small transactions are read in
+ * one go).
+ */
+async function* transactionsIn(
+  file: RandomAccessFile,
+  pos: number,
+  end: number,
+  stop: Tid | null,
+): AsyncGenerator<FileTransactionRecord> {
+  while (pos < end) {
+    const firstLen = Math.min(READ_AHEAD, end - pos);
+    if (firstLen < TRANS_HDR_LEN) throw new CorruptedError(file.path, pos, 'transaction header truncated');
+    const first = await file.readExact(pos, firstLen);
+    const h = decodeTxnHeader(first, 0, file.path, pos);
+    const total = h.tl + TRAILER_LEN;
+    if (!(pos + total <= end)) {
+      throw new CorruptedError(file.path, pos, `transaction (length ${h.tl}) runs past the committed data`);
+    }
+    if (stop !== null && compareIds(h.tid, stop) > 0) break;
+    const tpos = pos;
+    pos += total;
+    if (h.status === 'u') continue;
+    if (total <= WHOLE_TXN_READ) {
+      let whole: Buffer;
+      if (total <= first.length) whole = first.subarray(0, total);
+      else {
+        whole = Buffer.allocUnsafe(total);
+        first.copy(whole, 0);
+        await file.readExact(tpos + first.length, total - first.length, whole, first.length);
+      }
+      const t = decodeTransaction(whole, 0, file.path, tpos, null);
+      const records = t.records;
+      yield {
+        tid: t.tid,
+        status: t.status,
+        user: t.user,
+        description: t.description,
+        extension: decodeExtension(t.extension),
+        extensionBytes: t.extension,
+        pos: tpos,
+        records: {
+          [Symbol.asyncIterator]: async function* () {
+            for (const r of records) {
+              yield await dataRecordOf(file, r.pos, r.oid, r.tid, r.plen ? r.data : null, r.back, end);
+            }
+          },
+        },
+      };
+      continue;
+    }
+    // a big transaction: header and trailer now, records one by one when iterated
+    const th = await readTxnHeader(file, tpos, end);
+    const tl2 = readU64(await file.readExact(tpos + h.tl, TRAILER_LEN), 0);
+    if (tl2 !== h.tl) {
+      throw new CorruptedError(
+        file.path,
+        tpos + h.tl,
+        `redundant transaction length check failed: ${tl2} != ${h.tl}`,
+      );
+    }
+    const tend = tpos + h.tl;
+    const rstart = tpos + txnHeaderLen(th);
+    yield {
+      tid: th.tid,
+      status: th.status,
+      user: th.user,
+      description: th.description,
+      extension: decodeExtension(th.extension),
+      extensionBytes: th.extension,
+      pos: tpos,
+      records: {
+        [Symbol.asyncIterator]: async function* () {
+          let rpos = rstart;
+          while (rpos < tend) {
+            const r = await readRecord(file, rpos, null, true, tend);
+            checkDataHeader(th, tpos, r, rpos, file.path);
+            yield await dataRecordOf(file, rpos, r.oid, r.tid, r.data, r.back, end);
+            rpos += dataRecordLen(r.plen);
+          }
+          if (rpos !== tend) throw new CorruptedError(file.path, tpos, "data records don't add up");
+        },
+      },
+    };
+  }
+}
+
+/** TransactionRecordIterator.__next__'s record: data through a back pointer, and the tid it points to. */
+async function dataRecordOf(
+  file: RandomAccessFile,
+  pos: number,
+  oid: Oid,
+  tid: Tid,
+  data: Uint8Array | null,
+  back: number,
+  end: number,
+): Promise<FileDataRecord> {
+  if (data !== null || back === 0) return { oid, tid, data, dataTxn: null, pos };
+  const r = await loadBack(file, oid, back, false, end);
+  const target = await readRecord(file, back, oid, false, end);
+  return { oid, tid, data: r.data, dataTxn: target.tid, pos };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+/** FileStorage.__init__'s complaint about a last transaction in the future. */
+function futureCheck(path: string, ltid: Tid, log: ScanLog): void {
+  const now = TimeStamp.fromTime(Date.now() / 1000);
+  const last = new TimeStamp(ltid);
+  if (last.compare(now) > 0) {
+    const seconds = last.timeTime() - now.timeTime();
+    log(
+      seconds > 30 * 60 ? 'critical' : 'warning',
+      `${path} Database records ${Math.trunc(seconds)} seconds in the future`,
+    );
+  }
+}
+
+/**
+ * An undo log entry as the dict ZODB builds (FileStorage's UndoSearch): id, time, user_name, size,
+ * description, then the extension's keys, which win over those.
+ */
+function undoEntryDict(e: FileUndoLogEntry): Array<[PickleValue, PickleValue]> {
+  const out: Array<[PickleValue, PickleValue]> = [
+    ['id', e.id],
+    ['time', new PyFloat(e.time)],
+    ['user_name', e.userName],
+    ['size', e.size],
+    ['description', e.description],
+  ];
+  for (const [k, v] of e.extension) {
+    const i = out.findIndex(([ok]) => pyEquals(ok, k));
+    if (i >= 0) out[i] = [k, v];
+    else out.push([k, v]);
+  }
+  return out;
+}
+
+/** dict.get(k, None) with Python's key equality. */
+function lookup(items: Array<[PickleValue, PickleValue]>, k: PickleValue): PickleValue {
+  for (const [ik, v] of items) if (pyEquals(ik, k)) return v;
+  return null;
+}

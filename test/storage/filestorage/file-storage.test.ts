@@ -1,0 +1,1102 @@
+// FileStorage (src/storage/filestorage/file-storage.ts) against Python's FileStorage:
+//   - files Python builds (the corpus workload; a workload of overwrites, deletes, undos and records over 1 MB):
+//     every load, loadBefore, loadSerial, history, recordIternext, iterator and undoLog answer is Python's;
+//   - a file we build the same way: fstest and fsrefs find nothing, Python uses our index without a rebuild
+//     and answers every read as we do; a copy made with our iterator and restore() is byte for byte the one
+//     Python's copyTransactionsFrom makes (with and without spilling the transaction buffer);
+//   - durability (a finished commit is on disk for a fresh open; an abort leaves the file as it was; a crash
+//     after the vote is truncated on the next open), the commit lock's order, conflicts, read-only, close.
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { copyFile, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { dumps, Global, referencesf } from '../../../src/pickle/index.js';
+import {
+  ConflictError,
+  POSKeyError,
+  ReadConflictError,
+  ReadOnlyError,
+  StorageError,
+  StorageTransactionError,
+  UndoError,
+  Unsupported,
+} from '../../../src/storage/errors.js';
+import {
+  FileStorage,
+  FileStorageQuotaError,
+  type FileStorageOptions,
+} from '../../../src/storage/filestorage/index.js';
+import { LockError } from '../../../src/storage/filestorage/lockfile.js';
+import { idHex, p64, u64, z64, type Oid, type Tid } from '../../../src/storage/ids.js';
+import { TransactionMetaData, type Storage } from '../../../src/storage/interfaces.js';
+import { fixturesDir } from '../../helpers/corpus.js';
+import { interopTest, type Oracle } from '../../helpers/oracle.js';
+import { mappingRecord, minpo, minpoValue, ref } from '../contract/helpers.js';
+import { hex, pyOpen, withTempDir } from './fs-oracle.js';
+
+const sha = (d: Uint8Array | null): string | null =>
+  d === null ? null : createHash('sha1').update(d).digest('hex');
+const errName = (e: unknown): string => '!' + (e as Error).name;
+const utf8 = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'utf8'));
+
+/** mulberry32: a small seeded PRNG, so our workload is the same on every run. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// every read answer, from Python's FileStorage and from ours, in one JSON shape
+
+type Range = [string | null, string | null];
+
+const PY_DUMP = `
+import hashlib, json
+from ZODB.FileStorage import FileStorage
+from ZODB.utils import p64, u64
+def h(d): return None if d is None else hashlib.sha1(d).hexdigest()
+def err(e): return '!' + type(e).__name__
+def X(b): return b.hex()
+META = {'time', 'user_name', 'description', 'tid', 'size', 'id'}
+def ext_keys(d): return sorted(str(k) for k in d if k not in META)
+fs = FileStorage(args['path'], read_only=True)
+try:
+    objects = {}
+    for oid, _ in list(fs._index.iteritems()):
+        o = {}
+        try:
+            d, t = fs.load(oid)
+            o['load'] = [h(d), X(t)]
+        except Exception as e:
+            o['load'] = err(e)
+        hist = fs.history(oid, size=10**9)
+        o['history'] = [[X(x['tid']), x['size'], X(x['user_name']), X(x['description']), x['time'], ext_keys(x)]
+                        for x in hist]
+        tids = [x['tid'] for x in hist]
+        ser = []
+        for t in tids + [p64(u64(tids[-1]) - 1)]:
+            try:
+                ser.append([X(t), h(fs.loadSerial(oid, t))])
+            except Exception as e:
+                ser.append([X(t), err(e)])
+        o['serial'] = ser
+        bef = []
+        for t in sorted(set(tids) | {p64(u64(t) + 1) for t in tids} | {p64(1), b'\\x7f' + b'\\xff' * 7}):
+            try:
+                r = fs.loadBefore(oid, t)
+                bef.append([X(t), None if r is None else [h(r[0]), X(r[1]), None if r[2] is None else X(r[2])]])
+            except Exception as e:
+                bef.append([X(t), err(e)])
+        o['before'] = bef
+        try:
+            r = fs.record_iternext(oid)
+            o['iternext'] = [X(r[0]), X(r[1]), h(r[2]), None if r[3] is None else X(r[3])]
+        except Exception as e:
+            o['iternext'] = err(e)
+        objects[X(oid)] = o
+    txns = []
+    for t in fs.iterator():
+        recs = [[X(r.oid), X(r.tid), h(r.data), None if r.data_txn is None else X(r.data_txn)] for r in t]
+        txns.append([X(t.tid), t.status, X(t.user), X(t.description), X(t.extension_bytes), recs])
+    undo = [[x['id'].decode('ascii'), x['time'], X(x['user_name']), X(x['description']), x['size'], ext_keys(x)]
+            for x in fs.undoLog(0, 10**9)]
+    ranges = []
+    for s, e in args['ranges']:
+        it = fs.iterator(bytes.fromhex(s) if s else None, bytes.fromhex(e) if e else None)
+        ranges.append([X(t.tid) for t in it])
+    result = dict(len=len(fs), size=fs.getSize(), ltid=X(fs.lastTransaction()), oid=X(fs._oid),
+                  objects=objects, txns=txns, undo=undo, ranges=ranges)
+finally:
+    fs.close()
+`;
+
+interface Dump {
+  len: number;
+  size: number;
+  ltid: string;
+  oid?: string;
+  objects: Record<string, Record<string, unknown>>;
+  txns: unknown[];
+  undo: unknown[];
+  ranges: unknown[];
+}
+
+async function guard<T>(fn: () => Promise<T>): Promise<T | string> {
+  try {
+    return await fn();
+  } catch (e) {
+    return errName(e);
+  }
+}
+
+const extKeys = (m: Map<unknown, unknown>): string[] => [...m.keys()].map(String).sort();
+
+async function ourDump(s: FileStorage, ranges: Range[]): Promise<Dump> {
+  const txns: unknown[] = [];
+  const oids = new Map<string, Oid>();
+  for await (const t of s.iterator()) {
+    const recs: unknown[] = [];
+    for await (const r of t.records) {
+      recs.push([hex(r.oid), hex(r.tid), sha(r.data), r.dataTxn ? hex(r.dataTxn) : null]);
+      oids.set(hex(r.oid), r.oid);
+    }
+    txns.push([hex(t.tid), t.status, hex(t.user), hex(t.description), hex(t.extensionBytes), recs]);
+  }
+  const objects: Dump['objects'] = {};
+  for (const [k, oid] of oids) {
+    const o: Record<string, unknown> = {};
+    o.load = await guard(async () => {
+      const r = await s.load(oid);
+      return [sha(r.data), hex(r.serial)];
+    });
+    const hist = await s.history(oid, 1e9);
+    o.history = hist.map((x) => [
+      hex(x.tid),
+      x.size,
+      hex(x.userName),
+      hex(x.description),
+      x.time,
+      extKeys(x.extension),
+    ]);
+    const tids = hist.map((x) => x.tid);
+    const serial: unknown[] = [];
+    for (const t of [...tids, p64(u64(tids[tids.length - 1]) - 1n)]) {
+      serial.push([hex(t), await guard(async () => sha(await s.loadSerial(oid, t)))]);
+    }
+    o.serial = serial;
+    const probes = new Map<string, Tid>();
+    for (const t of tids) {
+      probes.set(hex(t), t);
+      const t1 = p64(u64(t) + 1n);
+      probes.set(hex(t1), t1);
+    }
+    probes.set(hex(p64(1)), p64(1));
+    probes.set('7fffffffffffffff', p64(0x7fffffffffffffffn));
+    const before: unknown[] = [];
+    for (const k2 of [...probes.keys()].sort()) {
+      before.push([
+        k2,
+        await guard(async () => {
+          const r = await s.loadBefore(oid, probes.get(k2)!);
+          return r === null ? null : [sha(r.data), hex(r.start), r.end === null ? null : hex(r.end)];
+        }),
+      ]);
+    }
+    o.before = before;
+    o.iternext = await guard(async () => {
+      const r = await s.recordIternext(oid);
+      return [hex(r.oid), hex(r.tid), sha(r.data), r.next === null ? null : hex(r.next)];
+    });
+    objects[k] = o;
+  }
+  const undo = (await s.undoLog(0, 1e9)).map((x) => [
+    Buffer.from(x.id).toString('latin1'),
+    x.time,
+    hex(x.userName),
+    hex(x.description),
+    x.size,
+    extKeys(x.extension),
+  ]);
+  const out: unknown[] = [];
+  for (const [a, b] of ranges) {
+    const tids: string[] = [];
+    for await (const t of s.iterator(a ? Buffer.from(a, 'hex') : null, b ? Buffer.from(b, 'hex') : null)) {
+      tids.push(hex(t.tid));
+    }
+    out.push(tids);
+  }
+  return {
+    len: s.len(),
+    size: s.getSize(),
+    ltid: hex(s.lastTransaction()),
+    objects,
+    txns,
+    undo,
+    ranges: out,
+  };
+}
+
+/** Ranges for iterator(start, stop) probes, from the transactions of a dump. */
+function rangesFor(txns: unknown[]): Range[] {
+  const tids = txns.map((t) => (t as string[])[0]);
+  const at = (i: number): string => tids[Math.max(0, Math.min(tids.length - 1, i))];
+  const plus1 = (h: string): string => idHex(p64(u64(Buffer.from(h, 'hex')) + 1n));
+  const n = tids.length;
+  return [
+    [null, null],
+    [at(3), at(7)],
+    [plus1(at(n >> 1)), null],
+    [null, at(2)],
+    [at(n - 1), null],
+    [plus1(at(n - 1)), null],
+    ['0000000000000001', at(0)],
+    [at(n >> 2), plus1(at(n >> 1))],
+  ];
+}
+
+async function pyDump(oracle: Oracle, path: string, ranges: Range[]): Promise<Dump> {
+  return oracle.json<Dump>(PY_DUMP, undefined, { path, ranges });
+}
+
+function assertSameDump(ours: Dump, py: Dump, what: string): void {
+  assert.equal(ours.len, py.len, `${what}: len`);
+  assert.equal(ours.size, py.size, `${what}: getSize`);
+  assert.equal(ours.ltid, py.ltid, `${what}: lastTransaction`);
+  assert.deepEqual(Object.keys(ours.objects).sort(), Object.keys(py.objects).sort(), `${what}: oids`);
+  for (const [oid, o] of Object.entries(py.objects)) {
+    for (const k of Object.keys(o))
+      assert.deepEqual(ours.objects[oid][k], o[k], `${what}: ${k} of oid ${oid}`);
+  }
+  assert.equal(ours.txns.length, py.txns.length, `${what}: number of transactions`);
+  for (let i = 0; i < py.txns.length; i++)
+    assert.deepEqual(ours.txns[i], py.txns[i], `${what}: transaction ${i}`);
+  assert.deepEqual(ours.undo, py.undo, `${what}: undoLog`);
+  assert.deepEqual(ours.ranges, py.ranges, `${what}: iterator(start, stop)`);
+}
+
+/** Opens our storage on `path` (read-only) and checks every answer against Python's. */
+async function checkParity(oracle: Oracle, path: string, what: string): Promise<Dump> {
+  const s = await FileStorage.open(path, { readOnly: true });
+  try {
+    const first = await ourDump(s, []);
+    const ranges = rangesFor(first.txns);
+    const ours = await ourDump(s, ranges);
+    const py = await pyDump(oracle, path, ranges);
+    assertSameDump(ours, py, what);
+    if (process.env.ZEO_TS_FS_DEBUG) {
+      const recs = py.txns.reduce((n: number, t) => n + ((t as unknown[])[5] as unknown[]).length, 0);
+      const probes = Object.values(py.objects).reduce((n, o) => n + (o.before as unknown[]).length, 0);
+      console.log(
+        `${what}: ${Object.keys(py.objects).length} oids, ${py.txns.length} txns, ${recs} records, ${probes} loadBefore probes, ${py.undo.length} undo entries, size ${py.size}`,
+      );
+    }
+    return py;
+  } finally {
+    await s.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// workloads
+
+const PY_CORPUS = `
+import sys
+if args['fixtures'] not in sys.path:
+    sys.path.insert(0, args['fixtures'])
+import zodb_workload
+zodb_workload.build_workload(args['path'], 1)
+result = None
+`;
+
+/** Overwrites, undos (of creations too, and of undos), deleteObject, records over 1 MB, a pack. */
+const PY_CHURN = `
+import random, time, transaction, ZODB
+from ZODB.FileStorage import FileStorage
+from ZODB.Connection import TransactionMetaData
+from ZODB.POSException import UndoError
+from persistent.mapping import PersistentMapping
+rnd = random.Random(args['seed'])
+fs = FileStorage(args['path'])
+db = ZODB.DB(fs)
+conn = db.open()
+root = conn.root()
+objs = []
+for i in range(24):
+    o = PersistentMapping({'i': i})
+    root['o%d' % i] = o
+    objs.append(o)
+t = transaction.get()
+t.note('create')
+t.setUser('alice')
+t.setExtendedInfo('app', 'churn')
+t.commit()
+def undo_last(n=1):
+    log = db.undoLog(0, n)
+    try:
+        db.undo(log[rnd.randrange(len(log))]['id'])
+        transaction.commit()
+    except UndoError:
+        transaction.abort()
+for step in range(70):
+    for o in rnd.sample(objs, 3):
+        o['v'] = step
+    if step % 9 == 0:
+        rnd.choice(objs)['big'] = rnd.randbytes(1_100_000)
+    if step % 10 == 3:
+        root['tmp%d' % step] = PersistentMapping({'tmp': step})
+    t = transaction.get()
+    t.note('step %d' % step)
+    t.commit()
+    if step % 10 == 3:
+        undo_last()  # undoes a creation: a back pointer of 0
+    if step % 7 == 6:
+        undo_last()
+    if step % 11 == 10:
+        undo_last(12)  # may conflict
+    if step % 13 == 12:
+        undo_last()  # often an undo of an undo
+    if step % 17 == 5:
+        orphan = PersistentMapping({'orphan': step})
+        conn.add(orphan)
+        transaction.commit()
+        t = TransactionMetaData()
+        fs.tpc_begin(t)
+        fs.deleteObject(orphan._p_oid, orphan._p_serial, t)
+        fs.tpc_vote(t)
+        fs.tpc_finish(t)
+        conn.cacheMinimize()
+    if step == 40:
+        time.sleep(0.01)
+        db.pack(time.time())
+        time.sleep(0.01)
+conn.close()
+db.close()
+result = None
+`;
+
+const PY_COPY = `
+from ZODB.FileStorage import FileStorage
+src = FileStorage(args['src'], read_only=True)
+dest = FileStorage(args['dest'], create=True)
+dest.copyTransactionsFrom(src)
+dest.close()
+src.close()
+result = None
+`;
+
+const PY_CHECKS = `
+import contextlib, io
+from ZODB.scripts import fsrefs, fstest
+fstest.check(args['path'])
+out = io.StringIO()
+with contextlib.redirect_stdout(out):
+    fsrefs.main(args['path'])
+result = out.getvalue()
+`;
+
+async function commit(
+  s: Storage,
+  records: Array<[Oid, Uint8Array]>,
+  meta: TransactionMetaData = new TransactionMetaData(),
+): Promise<Tid> {
+  await s.tpcBegin(meta);
+  try {
+    for (const [oid, data] of records) {
+      let serial = z64;
+      try {
+        serial = (await s.load(oid)).serial;
+      } catch (e) {
+        if (!(e instanceof POSKeyError)) throw e;
+        serial = await (s as FileStorage).getTid(oid).catch(() => z64);
+      }
+      await s.store(oid, serial, data, meta);
+    }
+    await s.tpcVote(meta);
+    return await s.tpcFinish(meta);
+  } catch (e) {
+    await s.tpcAbort(meta);
+    throw e;
+  }
+}
+
+/** Undoes the transaction of `id`; false when it could not be undone (then nothing was written). */
+async function undo(s: FileStorage, id: Uint8Array, description = 'undo'): Promise<boolean> {
+  const meta = new TransactionMetaData(utf8(''), utf8(description));
+  await s.tpcBegin(meta);
+  try {
+    await s.undo(id, meta);
+    await s.tpcVote(meta);
+    await s.tpcFinish(meta);
+    return true;
+  } catch (e) {
+    await s.tpcAbort(meta);
+    if (e instanceof UndoError) return false;
+    throw e;
+  }
+}
+
+/** Our workload: the churn one, written through our API, with references from the root for fsrefs. */
+async function buildOurs(s: FileStorage, seed: number): Promise<void> {
+  const rnd = prng(seed);
+  const pick = (n: number): number => Math.floor(rnd() * n);
+  const objs: Oid[] = [];
+  for (let i = 0; i < 24; i++) objs.push(await s.newOid());
+  const rootEntries = objs.map((o, i): [string, ReturnType<typeof ref>] => [
+    `o${i}`,
+    ref(o, 'persistent.mapping', 'PersistentMapping'),
+  ]);
+  await commit(
+    s,
+    [[z64, mappingRecord(rootEntries)], ...objs.map((o, i): [Oid, Uint8Array] => [o, minpo(i)])],
+    new TransactionMetaData(utf8('alice'), utf8('create'), new Map([['app', 'ours']])),
+  );
+  const sizeBefore = async (): Promise<Buffer> => readFile(s.path);
+  for (let step = 0; step < 70; step++) {
+    const recs: Array<[Oid, Uint8Array]> = [];
+    for (let j = 0; j < 3; j++) recs.push([objs[pick(objs.length)], minpo(step * 10 + j)]);
+    if (step % 9 === 0) recs.push([objs[pick(objs.length)], minpo(new Uint8Array(randomBytes(1_100_000)))]);
+    const dedup = new Map(recs.map(([o, d]) => [hex(o), [o, d] as [Oid, Uint8Array]]));
+    if (step % 10 === 3) dedup.set('new', [await s.newOid(), minpo(`tmp ${step}`)]);
+    await commit(s, [...dedup.values()], new TransactionMetaData(utf8(''), utf8(`step ${step}`)));
+    if (step % 10 === 3) assert.ok(await undo(s, (await s.undoLog(0, 1))[0].id), 'undo of a creation');
+    if (step % 7 === 6) await undo(s, (await s.undoLog(0, 1))[0].id);
+    if (step % 11 === 10) {
+      const log = await s.undoLog(0, 12);
+      const bytes = await sizeBefore();
+      if (!(await undo(s, log[pick(log.length)].id))) {
+        assert.deepEqual(await sizeBefore(), bytes, 'a failed undo leaves the file as it was');
+      }
+    }
+    if (step % 13 === 12) await undo(s, (await s.undoLog(0, 1))[0].id, 'redo');
+    if (step % 17 === 5) {
+      const orphan = await s.newOid();
+      const tid = await commit(s, [[orphan, minpo('orphan')]]);
+      const meta = new TransactionMetaData();
+      await s.tpcBegin(meta);
+      await s.deleteObject(orphan, tid, meta);
+      await s.tpcVote(meta);
+      await s.tpcFinish(meta);
+    }
+    if (step % 5 === 4) {
+      // a conflict: the transaction is aborted and leaves nothing
+      const oid = objs[pick(objs.length)];
+      const hist = await s.history(oid, 2);
+      if (hist.length === 2) {
+        const meta = new TransactionMetaData();
+        await s.tpcBegin(meta);
+        await assert.rejects(s.store(oid, hist[1].tid, minpo('late'), meta), ConflictError);
+        await s.tpcAbort(meta);
+      }
+    }
+  }
+}
+
+async function copyWithRestore(src: FileStorage, dest: FileStorage): Promise<void> {
+  for await (const t of src.iterator()) {
+    const meta = new TransactionMetaData(t.user, t.description, t.extension, t.extensionBytes);
+    await dest.tpcBegin(meta, t.tid, t.status);
+    for await (const r of t.records) await dest.restore(r.oid, r.tid, r.data, r.dataTxn, meta);
+    await dest.tpcVote(meta);
+    await dest.tpcFinish(meta);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+describe('FileStorage: parity with Python', () => {
+  interopTest(
+    'the corpus workload (BTrees, blobs, a pack, undos, a 1 MB record): every read',
+    async (oracle) => {
+      await withTempDir(async (dir) => {
+        const path = join(dir, 'Data.fs');
+        await oracle.run(PY_CORPUS, undefined, { fixtures: fixturesDir, path });
+        const py = await checkParity(oracle, path, 'corpus');
+        // a writable open takes the lock, and goes on with oids where Python would
+        const s = await FileStorage.open(path);
+        try {
+          assert.equal(hex(await s.newOid()), idHex(p64(u64(Buffer.from(py.oid!, 'hex')) + 1n)));
+        } finally {
+          await s.close();
+        }
+      });
+    },
+  );
+
+  interopTest('overwrites, deletes, undos, records over 1 MB, a pack: every read', async (oracle) => {
+    await withTempDir(async (dir) => {
+      const path = join(dir, 'Data.fs');
+      await oracle.run(PY_CHURN, undefined, { path, seed: 11 });
+      const py = await checkParity(oracle, path, 'churn');
+      const statuses = new Set(py.txns.map((t) => (t as string[])[1]));
+      assert.deepEqual([...statuses].sort(), [' ', 'p'], 'packed and committed transactions');
+      assert.ok(
+        py.txns.some((t) => ((t as unknown[])[5] as unknown[][]).some((r) => r[2] === null)),
+        'some record undoes a creation or deletes',
+      );
+      assert.ok(
+        Object.values(py.objects).some((o) => o.load === '!POSKeyError'),
+        'some object is gone (POSKeyError)',
+      );
+    });
+  });
+
+  interopTest('a file we write: fstest, fsrefs, our index used by Python, every read', async (oracle) => {
+    await withTempDir(async (dir) => {
+      const path = join(dir, 'Data.fs');
+      const s = await FileStorage.open(path);
+      try {
+        await buildOurs(s, 7);
+      } finally {
+        await s.close();
+      }
+      const pos = (await stat(path)).size;
+      assert.equal(await oracle.json(PY_CHECKS, undefined, { path }), '', 'fsrefs reports nothing');
+      const opened = await pyOpen(oracle, path);
+      assert.equal(opened.error, null);
+      assert.equal(opened.usedIndex, 1, 'Python uses our Data.fs.index');
+      assert.deepEqual(opened.starts, [pos], 'and reads nothing before the position it saved');
+      // the index we saved is what Python builds by scanning
+      await copyFile(path, join(dir, 'Scan.fs'));
+      const scanned = await pyOpen(oracle, join(dir, 'Scan.fs'));
+      assert.equal(scanned.usedIndex, 0);
+      assert.deepEqual(opened.index, scanned.index);
+      const py = await checkParity(oracle, path, 'ours');
+      assert.ok(py.txns.length > 90);
+      assert.ok(
+        Object.values(py.objects).some((o) => o.load === '!POSKeyError'),
+        'undone creations',
+      );
+    });
+  });
+
+  interopTest(
+    "a copy through our iterator and restore() is Python's copyTransactionsFrom, byte for byte",
+    async (oracle) => {
+      await withTempDir(async (dir) => {
+        const src = join(dir, 'Data.fs');
+        await oracle.run(PY_CHURN, undefined, { path: src, seed: 3 });
+        await oracle.run(PY_COPY, undefined, { src, dest: join(dir, 'Py.fs') });
+        const expected = await readFile(join(dir, 'Py.fs'));
+        const from = await FileStorage.open(src, { readOnly: true });
+        try {
+          for (const [name, opts] of [
+            ['Ours.fs', {}],
+            ['Spilled.fs', { spillThreshold: 64 << 10 }],
+          ] as Array<[string, FileStorageOptions]>) {
+            const to = await FileStorage.open(join(dir, name), opts);
+            try {
+              await copyWithRestore(from, to);
+            } finally {
+              await to.close();
+            }
+            const got = await readFile(join(dir, name));
+            assert.equal(got.length, expected.length, `${name}: size`);
+            assert.ok(got.equals(expected), `${name}: the same bytes as Python's copy`);
+          }
+        } finally {
+          await from.close();
+        }
+        assert.ok(!(await readdir(dir)).includes('Spilled.fs.tmp'), 'the spill file goes at close');
+      });
+    },
+  );
+});
+
+// ---------------------------------------------------------------------------------------------------------
+
+async function open(dir: string, opts: FileStorageOptions = {}): Promise<FileStorage> {
+  return FileStorage.open(join(dir, 'Data.fs'), opts);
+}
+
+const PY_PACK = `
+from ZODB.FileStorage import FileStorage
+from ZODB.serialize import referencesf
+fs = FileStorage(args['path'])
+fs.pack(args['t'], referencesf)
+fs.close()
+result = None
+`;
+
+const PY_BLOBS = `
+import hashlib
+from ZODB.FileStorage import FileStorage
+from ZODB.blob import is_blob_record
+fs = FileStorage(args['path'], read_only=True, blob_dir=args['blobs'])
+out = []
+try:
+    for t in fs.iterator():
+        for r in t:
+            if r.data is not None and is_blob_record(r.data):
+                with fs.openCommittedBlobFile(r.oid, r.tid) as f:
+                    out.append([r.oid.hex(), r.tid.hex(), hashlib.sha1(f.read()).hexdigest()])
+finally:
+    fs.close()
+result = out
+`;
+
+/** A blob record as ZODB writes one: the class ZODB.blob.Blob, then the state None. */
+const blobRecord = (): Uint8Array =>
+  new Uint8Array(Buffer.concat([dumps(Global.of('ZODB.blob', 'Blob'), 3), dumps(null, 3)]));
+
+describe('FileStorage: pack and blobs, with Python', () => {
+  interopTest(
+    "pack() through the storage gives Python's packed file, byte for byte, and its reads",
+    async (oracle) => {
+      await withTempDir(async (dir) => {
+        const path = join(dir, 'Data.fs');
+        await oracle.run(PY_CHURN, undefined, { path, seed: 5 });
+        await copyFile(path, join(dir, 'Py.fs'));
+        const s = await FileStorage.open(path);
+        let t: number;
+        let lastPy: Tid;
+        try {
+          lastPy = s.lastTransaction();
+          const log = await s.undoLog(0, 1e9);
+          // a pack time between two transactions in the middle of the history
+          t = (log[log.length >> 1].time + log[(log.length >> 1) - 1].time) / 2;
+          const before = s.getSize();
+          const oids: Oid[] = [];
+          for await (const tr of s.iterator()) for await (const r of tr.records) oids.push(r.oid);
+          // loads keep running while the pack copies and swaps the file in (they finish on the old file)
+          let packing = true;
+          let loads = 0;
+          const hammer = (async () => {
+            while (packing) {
+              for (const oid of oids) {
+                await s.load(oid).catch((e: unknown) => assert.ok(e instanceof POSKeyError, String(e)));
+                loads++;
+              }
+            }
+          })();
+          const packed = s.pack(t, referencesf).finally(() => (packing = false));
+          // a commit racing the pack: it lands in the packed file too
+          const racer = await s.newOid();
+          await commit(s, [[racer, minpo('during pack')]]);
+          await packed;
+          await hammer;
+          assert.ok(loads > 0);
+          assert.equal(minpoValue((await s.load(racer)).data), 'during pack');
+          assert.ok(s.getSize() < before, 'the pack freed something');
+          // loads go to the packed file
+          for (const oid of oids)
+            await s.load(oid).catch((e: unknown) => assert.ok(e instanceof POSKeyError));
+          // and commits go on after it
+          const oid = await s.newOid();
+          await commit(s, [[oid, minpo('after pack')]]);
+          assert.equal(minpoValue((await s.load(oid)).data), 'after pack');
+        } finally {
+          await s.close();
+        }
+        await oracle.run(PY_PACK, undefined, { path: join(dir, 'Py.fs'), t });
+        const ours = await readFile(path);
+        const py = await readFile(join(dir, 'Py.fs'));
+        // Python packed the file without the two commits we made since: compare up to them
+        assert.ok(ours.length > py.length);
+        const ro = await FileStorage.open(path, { readOnly: true });
+        let firstOfOurs = 0;
+        try {
+          for await (const tr of ro.iterator(p64(u64(lastPy) + 1n))) {
+            firstOfOurs = tr.pos;
+            break;
+          }
+        } finally {
+          await ro.close();
+        }
+        assert.equal(firstOfOurs, py.length, 'our commits follow the packed history');
+        assert.ok(ours.subarray(0, py.length).equals(py), "the packed part is Python's packed file");
+        assert.ok((await readdir(dir)).includes('Data.fs.old'));
+        await checkParity(oracle, path, 'packed');
+      });
+    },
+  );
+
+  interopTest("blobs: Python's blob directory read through loadBlob; ours read by Python", async (oracle) => {
+    await withTempDir(async (dir) => {
+      const path = join(dir, 'Data.fs');
+      await oracle.run(PY_CORPUS, undefined, { fixtures: fixturesDir, path });
+      const blobs = path + '.blobs';
+      const expected = await oracle.json<string[][]>(PY_BLOBS, undefined, { path, blobs });
+      assert.ok(expected.length > 0);
+      const s = await FileStorage.open(path, { blobDir: blobs });
+      try {
+        for (const [oid, tid, digest] of expected) {
+          const f = await s.loadBlob(Buffer.from(oid, 'hex'), Buffer.from(tid, 'hex'));
+          assert.equal(sha(await readFile(f)), digest);
+        }
+        // a blob of ours, then a change and the undo of that change (which copies the first blob back)
+        const oid = await s.newOid();
+        const upload = async (content: string): Promise<string> => {
+          const f = join(s.temporaryDirectory(), `upload-${content}`);
+          await writeFile(f, content);
+          return f;
+        };
+        let meta = new TransactionMetaData();
+        await s.tpcBegin(meta);
+        await s.storeBlob(oid, z64, blobRecord(), await upload('first'), meta);
+        await s.tpcVote(meta);
+        const t1 = await s.tpcFinish(meta);
+        meta = new TransactionMetaData();
+        await s.tpcBegin(meta);
+        await s.storeBlob(oid, t1, blobRecord(), await upload('second'), meta);
+        await s.tpcVote(meta);
+        const t2 = await s.tpcFinish(meta);
+        assert.equal(await readFile(await s.loadBlob(oid, t2), 'utf8'), 'second');
+        assert.ok(await undo(s, (await s.undoLog(0, 1))[0].id));
+        const t3 = s.lastTransaction();
+        assert.equal(await readFile(await s.loadBlob(oid, t3), 'utf8'), 'first');
+        // an aborted blob is removed
+        meta = new TransactionMetaData();
+        await s.tpcBegin(meta);
+        const up = await upload('aborted');
+        await s.storeBlob(oid, t3, blobRecord(), up, meta);
+        await s.tpcAbort(meta);
+        await assert.rejects(s.loadBlob(oid, p64(u64(t3) + 1n)), POSKeyError);
+        const tmpLeft = await readdir(s.temporaryDirectory());
+        assert.deepEqual(tmpLeft, [], 'uploads are moved into place');
+      } finally {
+        await s.close();
+      }
+      const got = await oracle.json<string[][]>(PY_BLOBS, undefined, { path, blobs });
+      const mine = got.slice(expected.length).map((r) => r[2]);
+      assert.deepEqual(
+        mine,
+        ['first', 'second', 'first'].map((c) => sha(Buffer.from(c))),
+      );
+    });
+  });
+});
+
+it('blobs without a blob directory are Unsupported', async () => {
+  await withTempDir(async (dir) => {
+    const s = await FileStorage.open(join(dir, 'Data.fs'));
+    try {
+      assert.throws(() => s.temporaryDirectory(), Unsupported);
+      await assert.rejects(s.loadBlob(z64, z64), Unsupported);
+      const meta = new TransactionMetaData();
+      await s.tpcBegin(meta);
+      await assert.rejects(s.storeBlob(z64, z64, blobRecord(), '/nonexistent', meta), Unsupported);
+      await s.tpcAbort(meta);
+    } finally {
+      await s.close();
+    }
+  });
+});
+
+describe('FileStorage: durability', () => {
+  interopTest(
+    'a finished commit is on disk for a fresh open (ours, and Python while we run)',
+    async (oracle) => {
+      await withTempDir(async (dir) => {
+        const s = await open(dir);
+        try {
+          const oid = await s.newOid();
+          const tid = await commit(s, [
+            [z64, minpo('root')],
+            [oid, minpo(1)],
+          ]);
+          const ro = await open(dir, { readOnly: true });
+          try {
+            assert.equal(minpoValue((await ro.load(oid)).data), 1);
+            assert.equal(hex(ro.lastTransaction()), hex(tid));
+          } finally {
+            await ro.close();
+          }
+          const py = await pyOpen(oracle, s.path);
+          assert.equal(py.error, null);
+          assert.equal(py.ltid, hex(tid));
+          assert.equal(py.pos, s.getSize());
+        } finally {
+          await s.close();
+        }
+      });
+    },
+  );
+
+  it('an abort after the vote leaves the file byte for byte as it was', async () => {
+    await withTempDir(async (dir) => {
+      const s = await open(dir);
+      try {
+        const oid = await s.newOid();
+        const tid = await commit(s, [[oid, minpo(1)]]);
+        const before = await readFile(s.path);
+        const meta = new TransactionMetaData();
+        await s.tpcBegin(meta);
+        await s.store(oid, tid, minpo(new Uint8Array(200_000)), meta);
+        await s.tpcVote(meta);
+        assert.ok((await stat(s.path)).size > before.length, 'the vote wrote the transaction');
+        await s.tpcAbort(meta);
+        assert.ok((await readFile(s.path)).equals(before));
+        assert.equal(hex(s.lastTransaction()), hex(tid));
+        // and the next commit goes where the aborted one was
+        const tid2 = await commit(s, [[oid, minpo(2)]]);
+        assert.equal(minpoValue((await s.load(oid)).data), 2);
+        assert.equal(hex((await s.loadBefore(oid, tid2))!.start), hex(tid));
+      } finally {
+        await s.close();
+      }
+    });
+  });
+
+  it('a crash after the vote: the next open truncates the transaction (kept in Data.fs.tr0)', async () => {
+    await withTempDir(async (dir) => {
+      const s = await open(dir);
+      const crashed = join(dir, 'crash');
+      await mkdir(crashed);
+      let tid: Tid;
+      let oid: Oid;
+      try {
+        oid = await s.newOid();
+        tid = await commit(s, [[oid, minpo(1)]]);
+        const meta = new TransactionMetaData();
+        await s.tpcBegin(meta);
+        await s.store(oid, tid, minpo(2), meta);
+        await s.tpcVote(meta);
+        await copyFile(s.path, join(crashed, 'Data.fs')); // the disk as a crash would leave it
+        await s.tpcAbort(meta);
+      } finally {
+        await s.close();
+      }
+      const logs: string[] = [];
+      const r = await open(crashed, { log: (_l, m) => logs.push(m) });
+      try {
+        assert.equal(hex(r.lastTransaction()), hex(tid));
+        assert.equal(minpoValue((await r.load(oid)).data), 1);
+        assert.equal(r.getSize(), (await stat(join(crashed, 'Data.fs'))).size);
+      } finally {
+        await r.close();
+      }
+      assert.ok((await readdir(crashed)).includes('Data.fs.tr0'));
+      assert.ok(
+        logs.some((m) => m.includes('truncated')),
+        logs.join('\n'),
+      );
+    });
+  });
+});
+
+describe('FileStorage: transactions', () => {
+  it('transactions waiting for the commit lock get it in order', async () => {
+    await withTempDir(async (dir) => {
+      const s = await open(dir);
+      try {
+        const oid = await s.newOid();
+        const metas = [0, 1, 2, 3].map(() => new TransactionMetaData());
+        const order: number[] = [];
+        await s.tpcBegin(metas[0]);
+        const begun = metas.slice(1).map((m, i) => s.tpcBegin(m).then(() => order.push(i + 1)));
+        await new Promise((r) => setImmediate(r));
+        assert.deepEqual(order, [], 'they wait');
+        await s.store(oid, z64, minpo(0), metas[0]);
+        await s.tpcVote(metas[0]);
+        let last = await s.tpcFinish(metas[0]);
+        for (let i = 1; i < 4; i++) {
+          await begun[i - 1];
+          assert.deepEqual(order, [1, 2, 3].slice(0, i), 'the oldest waiter is served first');
+          await s.store(oid, last, minpo(i), metas[i]);
+          await s.tpcVote(metas[i]);
+          const tid = await s.tpcFinish(metas[i]);
+          assert.ok(u64(tid) > u64(last));
+          last = tid;
+        }
+        assert.equal(minpoValue((await s.load(oid)).data), 3);
+        assert.equal((await s.history(oid, 10)).length, 4);
+      } finally {
+        await s.close();
+      }
+    });
+  });
+
+  it('onCommitted runs with the lock held and the commit visible', async () => {
+    await withTempDir(async (dir) => {
+      const s = await open(dir);
+      try {
+        const oid = await s.newOid();
+        const meta = new TransactionMetaData();
+        await s.tpcBegin(meta);
+        await s.store(oid, z64, minpo(5), meta);
+        await s.tpcVote(meta);
+        let seen: Promise<number> | null = null;
+        const tid = await s.tpcFinish(meta, (t) => {
+          assert.equal(hex(s.lastTransaction()), hex(t));
+          assert.equal(s.commitLock.locked, true);
+          seen = s.load(oid).then((r) => minpoValue(r.data) as number);
+        });
+        assert.equal(await seen!, 5);
+        assert.equal(s.commitLock.locked, false);
+        assert.equal(hex((await s.load(oid)).serial), hex(tid));
+      } finally {
+        await s.close();
+      }
+    });
+  });
+
+  it('conflicts: store, deleteObject, checkCurrentSerialInTransaction; a resolver; the quota', async () => {
+    await withTempDir(async (dir) => {
+      const calls: string[] = [];
+      const s = await open(dir, {
+        conflictResolver: async (oid, committed, old, newData, committedData) => {
+          calls.push(hex(oid));
+          return minpo((minpoValue(newData) as number) + (minpoValue(committedData) as number));
+        },
+        quotaBytes: 50_000,
+      });
+      try {
+        const [a, b] = [await s.newOid(), await s.newOid()];
+        const t1 = await commit(s, [
+          [a, minpo(1)],
+          [b, minpo(10)],
+        ]);
+        const t2 = await commit(s, [[a, minpo(2)]]);
+        let meta = new TransactionMetaData();
+        await s.tpcBegin(meta);
+        await s.store(a, t1, minpo(3), meta); // resolved: 3 + 2
+        await assert.rejects(s.checkCurrentSerialInTransaction(a, t1, meta), (e: unknown) => {
+          assert.ok(e instanceof ReadConflictError);
+          assert.deepEqual(e.serials?.map(hex), [hex(t2), hex(t1)]);
+          return true;
+        });
+        await s.checkCurrentSerialInTransaction(b, t1, meta);
+        await assert.rejects(s.checkCurrentSerialInTransaction(p64(99), t1, meta), POSKeyError);
+        await assert.rejects(s.deleteObject(a, t1, meta), (e: unknown) => {
+          assert.ok(e instanceof ConflictError && !(e instanceof ReadConflictError));
+          assert.deepEqual(e.serials?.map(hex), [hex(t2), hex(t1)]);
+          return true;
+        });
+        await assert.rejects(s.deleteObject(p64(99), z64, meta), POSKeyError);
+        assert.deepEqual((await s.tpcVote(meta)).map(hex), [hex(a)]);
+        await s.tpcFinish(meta);
+        assert.equal(minpoValue((await s.load(a)).data), 5);
+        assert.deepEqual(calls, [hex(a)]);
+
+        // no resolution for data the resolver refuses
+        const s2 = s; // the same storage: a resolver that throws leaves the conflict
+        meta = new TransactionMetaData();
+        await s2.tpcBegin(meta);
+        await assert.rejects(
+          s2.store(a, t1, new Uint8Array([0x80, 0x03, 0x4e, 0x2e]), meta),
+          (e: unknown) => {
+            assert.ok(e instanceof ConflictError);
+            assert.ok(e.data !== null);
+            return true;
+          },
+        );
+        await s2.tpcAbort(meta);
+
+        // as ZODB: a record that starts past the quota (the first one may end past it)
+        meta = new TransactionMetaData();
+        await s.tpcBegin(meta);
+        await s.store(b, t1, minpo(new Uint8Array(60_000)), meta);
+        await assert.rejects(s.store(p64(7), z64, minpo(1), meta), FileStorageQuotaError);
+        await s.tpcAbort(meta);
+      } finally {
+        await s.close();
+      }
+    });
+  });
+
+  it('2PC calls out of order or for another transaction are StorageTransactionErrors', async () => {
+    await withTempDir(async (dir) => {
+      const s = await open(dir);
+      try {
+        const meta = new TransactionMetaData();
+        const other = new TransactionMetaData();
+        await assert.rejects(s.store(p64(1), z64, minpo(1), meta), StorageTransactionError);
+        await assert.rejects(s.tpcVote(meta), StorageTransactionError);
+        await assert.rejects(s.tpcFinish(meta), StorageTransactionError);
+        await s.tpcBegin(meta);
+        await assert.rejects(s.tpcBegin(meta), StorageTransactionError);
+        await assert.rejects(s.store(p64(1), z64, minpo(1), other), StorageTransactionError);
+        await assert.rejects(s.tpcFinish(meta), StorageTransactionError, 'finish before vote');
+        await s.store(p64(1), z64, minpo(1), meta);
+        await s.tpcVote(meta);
+        await assert.rejects(
+          s.store(p64(2), z64, minpo(1), meta),
+          StorageTransactionError,
+          'store after vote',
+        );
+        await s.tpcAbort(other); // not ours: ignored
+        await s.tpcFinish(meta);
+        const t = new TransactionMetaData();
+        await assert.rejects(s.tpcBegin(t, z64), StorageTransactionError, 'a tid not after the last');
+        assert.equal(s.commitLock.locked, false);
+        await assert.rejects(s.undo(new Uint8Array(3), t), StorageTransactionError);
+        await s.tpcBegin(t);
+        await assert.rejects(s.undo(utf8('AAAAAAAAAAE='), t), UndoError, 'no such transaction');
+        await s.tpcAbort(t);
+      } finally {
+        await s.close();
+      }
+    });
+  });
+
+  it('read-only: no lock, ReadOnlyError for writes; a second writer gets LockError', async () => {
+    await withTempDir(async (dir) => {
+      const s = await open(dir);
+      try {
+        const oid = await s.newOid();
+        await commit(s, [[oid, minpo(1)]]);
+        await assert.rejects(open(dir), LockError);
+        const ro = await open(dir, { readOnly: true });
+        try {
+          assert.equal(ro.isReadOnly(), true);
+          assert.equal(minpoValue((await ro.load(oid)).data), 1);
+          await assert.rejects(ro.tpcBegin(new TransactionMetaData()), ReadOnlyError);
+          await assert.rejects(ro.newOid(), ReadOnlyError);
+          await assert.rejects(ro.store(oid, z64, minpo(1), new TransactionMetaData()), ReadOnlyError);
+          await assert.rejects(
+            ro.pack(Date.now() / 1000, () => []),
+            ReadOnlyError,
+          );
+        } finally {
+          await ro.close();
+        }
+        await assert.rejects(open(join(dir, 'nowhere'), { readOnly: true }));
+        await assert.rejects(open(dir, { readOnly: true, create: true }), StorageError);
+      } finally {
+        await s.close();
+      }
+    });
+  });
+
+  it('close saves the index, aborts a transaction in progress; later calls throw', async () => {
+    await withTempDir(async (dir) => {
+      const s = await open(dir);
+      const oid = await s.newOid();
+      const tid = await commit(s, [[oid, minpo(1)]]);
+      const size = s.getSize();
+      const meta = new TransactionMetaData();
+      await s.tpcBegin(meta);
+      await s.store(oid, tid, minpo(2), meta);
+      await s.tpcVote(meta);
+      await s.close();
+      await s.close(); // again: nothing
+      assert.equal((await stat(s.path)).size, size, 'the voted transaction is gone');
+      assert.ok((await stat(s.path + '.index')).size > 0);
+      await assert.rejects(s.load(oid), StorageError);
+      await assert.rejects(s.tpcBegin(new TransactionMetaData()), StorageError);
+      assert.throws(() => s.iterator());
+      const again = await open(dir, { readOnly: true });
+      try {
+        assert.equal(minpoValue((await again.load(oid)).data), 1);
+        assert.equal(again.len(), 1);
+      } finally {
+        await again.close();
+      }
+    });
+  });
+
+  it('an iterator sees the transactions committed when it was made, and reads records lazily', async () => {
+    await withTempDir(async (dir) => {
+      const s = await open(dir);
+      try {
+        const oid = await s.newOid();
+        const t1 = await commit(s, [[oid, minpo(1)]]);
+        const it = s.iterator();
+        const t2 = await commit(s, [[oid, minpo(2)]]);
+        const seen: string[] = [];
+        for await (const t of it) seen.push(hex(t.tid));
+        assert.deepEqual(seen, [hex(t1)]);
+        const all: string[] = [];
+        for await (const t of s.iterator(t2)) {
+          all.push(hex(t.tid));
+          const recs = [];
+          for await (const r of t.records) recs.push(minpoValue(r.data!));
+          assert.deepEqual(recs, [2]);
+        }
+        assert.deepEqual(all, [hex(t2)]);
+        // an iterator left half-way is closed with the storage
+        const half = s.iterator();
+        await half.next();
+      } finally {
+        await s.close();
+      }
+    });
+  });
+});
