@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
+import { dumpCommand } from './dump.js';
 import { pickleCommand } from './pickle.js';
+import { verifyCommand } from './verify.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -13,6 +15,8 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .enablePositionalOptions();
   program.addCommand(pickleCommand());
+  program.addCommand(verifyCommand());
+  program.addCommand(dumpCommand());
   return program;
 }
 

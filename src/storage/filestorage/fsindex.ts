@@ -13,6 +13,13 @@
 // ZODB allocates oids from a counter, so real indexes are almost all dense pages: about 8 bytes an object;
 // oids thinned out by packs make sparse pages (1 live oid in 100: about 17 bytes an object). Positions are
 // limited to 48 bits, as in ZODB's fsIndex (and its index file).
+//
+// Pages filled from an index file (setBucket) start out unread: a dense page that only refers to its part of
+// the file's bucket bytes (2-byte suffixes, 6-byte positions: 8 bytes an entry, as a read page), read into
+// its Float64Array the first time the page is used. Opening a storage from its index file then costs no work
+// per object (ZODB's fsBucket.fromString is a memcpy in C; a loop over a million entries is not free in JS,
+// least of all before the JIT has warmed up). The file's bytes stay referenced until the last such page is
+// read; a position of 0 in them (an index file that is not ZODB's: no record lives at 0) reads as absent.
 
 import type { Oid } from '../ids.js';
 
@@ -33,21 +40,40 @@ const EARLY_DENSE = 256;
 /** ZODB's fsIndex keeps 6-byte positions */
 export const MAX_INDEX_POS = 2 ** 48 - 1;
 
+const NO_VALS = new Float64Array(0);
+
 class Page {
   /** entries in the page */
   n = 0;
   dense: boolean;
   /** sparse: sorted entries low * SPAN + position (valid up to n); dense: PAGE_SIZE positions, 0 = absent */
   vals: Float64Array;
+  /**
+   * An unread page (dense, vals empty): the bucket bytes holding its entries, which are entries
+   * [rawFrom, rawFrom + n) of a bucket of rawCount entries. null once read (see FsIndex.read).
+   */
+  raw: DataView | null = null;
+  rawFrom = 0;
+  rawCount = 0;
+  /** the page's 4 high suffix bits: entries of the bucket bytes without them are not the page's */
+  rawBits = 0;
 
   constructor(dense: boolean, capacity = FIRST_CAPACITY) {
     this.dense = dense;
-    this.vals = new Float64Array(dense ? PAGE_SIZE : capacity);
+    this.vals = capacity === 0 ? NO_VALS : new Float64Array(dense ? PAGE_SIZE : capacity);
   }
 
   clone(): Page {
     const p = new Page(this.dense, 0);
     p.n = this.n;
+    if (this.raw !== null) {
+      // the bucket bytes are never written: share them
+      p.raw = this.raw;
+      p.rawFrom = this.rawFrom;
+      p.rawCount = this.rawCount;
+      p.rawBits = this.rawBits;
+      return p;
+    }
     p.vals = this.dense ? this.vals.slice() : this.vals.slice(0, Math.max(FIRST_CAPACITY, this.n));
     return p;
   }
@@ -156,6 +182,7 @@ export class FsIndex {
       this.lastPage = page;
     }
     if (page === undefined) return -1;
+    if (page.raw !== null) this.read(page);
     const k = lo & LOW_MASK;
     const vals = page.vals;
     if (page.dense) {
@@ -190,6 +217,8 @@ export class FsIndex {
         if (sorted.length === 0 || prefix > sorted[sorted.length - 1]) sorted.push(prefix);
         else this.sorted = null;
       }
+    } else if (page.raw !== null) {
+      this.read(page);
     }
     this.lastPrefix = prefix;
     this.lastPage = page;
@@ -245,39 +274,42 @@ export class FsIndex {
   /**
    * Sets the oids of one ZODB index group (fsIndex's prefix -> fsBucket): the oids whose top 48 bits are
    * `hi` and `mid` (16 bits), whose 2-byte suffixes are `bucket[0 .. 2n)` in increasing order, followed by
-   * their 6-byte positions (fsBucket.toString()). Runs that fill a page are written straight into a dense one.
+   * their 6-byte positions (fsBucket.toString()). A run of entries that has a page to itself is kept unread
+   * (a view of `bucket`, which must not change after) until the page is first used; other entries are set
+   * at once (RangeError for a position of 0 among them).
    */
   setBucket(hi: number, mid: number, bucket: Uint8Array): void {
     const n = bucket.length >>> 3;
     if (bucket.length !== n * 8) throw new RangeError('an fsBucket string has 8 bytes per entry');
+    // DataView reads: one call per 2-, 4- or 6-byte field instead of a load and a shift per byte (this loop
+    // is what reading Data.fs.index costs: a million entries for a million objects)
+    const dv = new DataView(bucket.buffer, bucket.byteOffset, bucket.byteLength);
+    const posBase = 2 * n;
     const loHigh = (mid << 16) >>> 0;
-    const posAt = (i: number): number => {
-      const o = 2 * n + 6 * i;
-      return (
-        ((bucket[o] << 8) | bucket[o + 1]) * 0x100000000 +
-        (((bucket[o + 2] << 24) | (bucket[o + 3] << 16) | (bucket[o + 4] << 8) | bucket[o + 5]) >>> 0)
-      );
-    };
     let i = 0;
     while (i < n) {
-      const suffix = (bucket[2 * i] << 8) | bucket[2 * i + 1];
+      const suffix = dv.getUint16(2 * i);
       const lo = (loHigh | suffix) >>> 0;
       const prefix = hi * HI_MUL + (lo >>> PAGE_BITS);
-      // the run of entries in this page
+      // the run of entries in this page: the suffixes are in order, so a binary search finds its end (a
+      // loop over every entry here would cost what the unread pages save)
       const pageBits = suffix >>> PAGE_BITS;
       let j = i + 1;
-      while (j < n && ((bucket[2 * j] << 8) | bucket[2 * j + 1]) >>> PAGE_BITS === pageBits) j++;
+      let hiJ = n;
+      while (j < hiJ) {
+        const m = (j + hiJ) >>> 1;
+        if (dv.getUint16(2 * m) >>> PAGE_BITS === pageBits) j = m + 1;
+        else hiJ = m;
+      }
       if (j - i > EARLY_DENSE && !this.pages.has(prefix)) {
-        const page = new Page(true);
-        const vals = page.vals;
-        for (let e = i; e < j; e++) {
-          const pos = posAt(e);
-          checkPos(pos);
-          const k = ((bucket[2 * e] << 8) | bucket[2 * e + 1]) & LOW_MASK;
-          if (vals[k] === 0) page.n++;
-          vals[k] = pos;
-        }
-        this.count += page.n;
+        // a page of its own: left unread (see the top of this file)
+        const page = new Page(true, 0);
+        page.raw = dv;
+        page.rawFrom = i;
+        page.rawCount = n;
+        page.rawBits = pageBits;
+        page.n = j - i;
+        this.count += j - i;
         this.pages.set(prefix, page);
         const sorted = this.sorted;
         if (sorted !== null) {
@@ -287,12 +319,52 @@ export class FsIndex {
         this.lastPrefix = -1;
         this.lastPage = undefined;
       } else {
-        for (let e = i; e < j; e++) {
-          this.setHiLo(hi, (loHigh | (bucket[2 * e] << 8) | bucket[2 * e + 1]) >>> 0, posAt(e));
+        for (let e = i, o = posBase + 6 * i; e < j; e++, o += 6) {
+          this.setHiLo(
+            hi,
+            (loHigh | dv.getUint16(2 * e)) >>> 0,
+            dv.getUint16(o) * 0x100000000 + dv.getUint32(o + 2),
+          );
         }
       }
       i = j;
     }
+  }
+
+  /** Reads an unread page's entries from its bucket bytes into a dense Float64Array. */
+  private read(page: Page): void {
+    const dv = page.raw!;
+    const vals = new Float64Array(PAGE_SIZE);
+    const posBase = 2 * page.rawCount;
+    const end = page.rawFrom + page.n;
+    let added = 0;
+    const bits = page.rawBits;
+    for (let e = page.rawFrom, o = posBase + 6 * page.rawFrom; e < end; e++, o += 6) {
+      const pos = dv.getUint16(o) * 0x100000000 + dv.getUint32(o + 2);
+      const suffix = dv.getUint16(2 * e);
+      // (bucket bytes out of order, which ZODB never writes, would put another page's entry here: left out)
+      if (suffix >>> PAGE_BITS !== bits) continue;
+      const k = suffix & LOW_MASK;
+      if (vals[k] === 0 && pos !== 0) added++;
+      vals[k] = pos;
+    }
+    this.count += added - page.n;
+    page.n = added;
+    page.vals = vals;
+    // (a page of nothing but zeros stays, empty: harmless, and walks in progress keep their page list)
+    page.raw = null;
+  }
+
+  /** The page `prefix` names, read (it must exist). */
+  private pageAt(prefix: number): Page {
+    const page = this.pages.get(prefix)!;
+    if (page.raw !== null) this.read(page);
+    return page;
+  }
+
+  /** Reads every unread page (see the top of this file): afterwards the bucket bytes are not referenced. */
+  readAll(): void {
+    for (const page of [...this.pages.values()]) if (page.raw !== null) this.read(page);
   }
 
   /** delete() for the oid given as its high and low 32 bits. */
@@ -300,6 +372,7 @@ export class FsIndex {
     const prefix = hi * HI_MUL + (lo >>> PAGE_BITS);
     const page = this.pages.get(prefix);
     if (page === undefined) return false;
+    if (page.raw !== null) this.read(page);
     const k = lo & LOW_MASK;
     const vals = page.vals;
     if (page.dense) {
@@ -350,7 +423,7 @@ export class FsIndex {
     }
     for (let j = start; j < sorted.length; j++) {
       const prefix = sorted[j];
-      const page = this.pages.get(prefix)!;
+      const page = this.pageAt(prefix);
       const low = prefix === fromPrefix ? fromLow : 0;
       const k = firstInPage(page, low);
       if (k >= 0) return makeOid(prefix, k);
@@ -374,7 +447,7 @@ export class FsIndex {
     }
     for (let j = start; j >= 0; j--) {
       const prefix = sorted[j];
-      const page = this.pages.get(prefix)!;
+      const page = this.pageAt(prefix);
       const k = lastInPage(page, prefix === toPrefix ? toLow : LOW_MASK);
       if (k >= 0) return makeOid(prefix, k);
     }
@@ -403,7 +476,7 @@ export class FsIndex {
     }
     for (let j = start; j < sorted.length; j++) {
       const prefix = sorted[j];
-      const page = this.pages.get(prefix)!;
+      const page = this.pageAt(prefix);
       const hi = Math.floor(prefix / HI_MUL);
       const loBase = (prefix % HI_MUL) * PAGE_SIZE;
       const minLow = prefix === fromPrefix ? fromLow : 0;
@@ -442,6 +515,7 @@ export class FsIndex {
       for (;;) {
         const page = this.pages.get(prefix);
         if (page === undefined) break;
+        if (page.raw !== null) this.read(page);
         const k = firstInPage(page, low);
         if (k < 0) break;
         yield [makeOid(prefix, k), this.getInPage(page, k)];
@@ -491,7 +565,7 @@ export class FsIndex {
   /** The bytes held by the typed arrays of the pages (the index's memory, without small per-page objects). */
   arrayBytes(): number {
     let n = 0;
-    for (const page of this.pages.values()) n += page.vals.byteLength;
+    for (const page of this.pages.values()) n += page.raw !== null ? 8 * page.n : page.vals.byteLength;
     return n;
   }
 

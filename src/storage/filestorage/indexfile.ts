@@ -13,7 +13,7 @@
 //
 // ZODB writes `Data.fs.index.index_tmp` and renames it to `Data.fs.index`.
 
-import { open, readFile, rename, unlink } from 'node:fs/promises';
+import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import {
   Global,
   isBytes,
@@ -118,11 +118,124 @@ function decodeLegacy(info: PickleValue): IndexFileContents {
   return { pos, index, format: 'legacy' };
 }
 
+// The fast path: what fsIndex.save writes (protocol 3, fast mode, so no memo opcodes) parsed without the
+// general unpickler, each bucket going straight from the file's bytes into the index (no copy, no pickle
+// values):
+//   PROTO 3, the position (BININT1 | BININT2 | BININT | LONG1), STOP;
+//   per group: PROTO 3, the prefix (SHORT_BINBYTES 6), the bucket (SHORT_BINBYTES | BINBYTES | BINBYTES8),
+//     TUPLE2, STOP;
+//   PROTO 3, NONE, STOP.
+// Anything else (another protocol, a memo, Python 2 strings, the legacy dict, a cut-short file) makes it give
+// up, and the general unpickler reads the file from the start into a fresh index: same results, same errors.
+
+const OP_PROTO = 0x80;
+const OP_STOP = 0x2e; // '.'
+const OP_NONE = 0x4e; // 'N'
+const OP_BININT = 0x4a; // 'J'
+const OP_BININT1 = 0x4b; // 'K'
+const OP_BININT2 = 0x4d; // 'M'
+const OP_LONG1 = 0x8a;
+const OP_SHORT_BINBYTES = 0x43; // 'C'
+const OP_BINBYTES = 0x42; // 'B'
+const OP_BINBYTES8 = 0x8e;
+const OP_TUPLE2 = 0x86;
+
+/** The stream form read by the fast path, or null when the bytes are not exactly what fsIndex.save writes. */
+function decodeIndexStreamFast(b: Uint8Array): IndexFileContents | null {
+  const n = b.length;
+  if (n < 3 || b[0] !== OP_PROTO || b[1] !== 3) return null;
+  let p = 2;
+  let pos: number;
+  switch (b[p++]) {
+    case OP_BININT1:
+      if (p + 2 > n) return null;
+      pos = b[p];
+      p += 1;
+      break;
+    case OP_BININT2:
+      if (p + 3 > n) return null;
+      pos = b[p] | (b[p + 1] << 8);
+      p += 2;
+      break;
+    case OP_BININT:
+      if (p + 5 > n) return null;
+      pos = b[p] | (b[p + 1] << 8) | (b[p + 2] << 16) | (b[p + 3] << 24); // signed, as pickle's BININT
+      p += 4;
+      break;
+    case OP_LONG1: {
+      // a little-endian two's complement integer of 1 to 7 bytes (positions are below 2^48)
+      const len = b[p++];
+      if (len < 1 || len > 7 || p + len + 1 > n) return null;
+      pos = 0;
+      for (let i = len - 1; i >= 0; i--) pos = pos * 256 + b[p + i];
+      if (b[p + len - 1] & 0x80) return null; // negative: the general path says why
+      p += len;
+      break;
+    }
+    default:
+      return null;
+  }
+  if (b[p++] !== OP_STOP || pos < 0 || pos > MAX_INDEX_POS) return null;
+  const index = new FsIndex();
+  for (;;) {
+    if (p + 3 > n || b[p] !== OP_PROTO || b[p + 1] !== 3) return null;
+    p += 2;
+    if (b[p] === OP_NONE) {
+      if (b[p + 1] !== OP_STOP) return null;
+      return { pos, index, format: 'stream' };
+    }
+    // the prefix: C 6 bytes
+    if (p + 8 > n || b[p] !== OP_SHORT_BINBYTES || b[p + 1] !== 6) return null;
+    const prefix = p + 2;
+    p += 8;
+    if (p + 2 > n) return null;
+    let len: number;
+    const op = b[p++];
+    if (op === OP_SHORT_BINBYTES) {
+      len = b[p];
+      p += 1;
+    } else if (op === OP_BINBYTES) {
+      if (p + 4 > n) return null;
+      len = (b[p] | (b[p + 1] << 8) | (b[p + 2] << 16) | (b[p + 3] << 24)) >>> 0;
+      p += 4;
+    } else if (op === OP_BINBYTES8) {
+      if (p + 8 > n) return null;
+      len = readUint64LE(b, p);
+      p += 8;
+    } else {
+      return null;
+    }
+    if (len > n - p - 2) return null;
+    const bucket = p;
+    p += len;
+    if (b[p] !== OP_TUPLE2 || b[p + 1] !== OP_STOP) return null;
+    p += 2;
+    if (len % 8 !== 0) throw new IndexFileError('state string of wrong size'); // fsBucket's words
+    const hi = ((b[prefix] << 24) | (b[prefix + 1] << 16) | (b[prefix + 2] << 8) | b[prefix + 3]) >>> 0;
+    try {
+      index.setBucket(hi, (b[prefix + 4] << 8) | b[prefix + 5], b.subarray(bucket, bucket + len));
+    } catch (e) {
+      // a position of 0 (no record lives there)
+      if (e instanceof RangeError) throw new IndexFileError(e.message);
+      throw e;
+    }
+  }
+}
+
+function readUint64LE(b: Uint8Array, p: number): number {
+  const lo = (b[p] | (b[p + 1] << 8) | (b[p + 2] << 16) | (b[p + 3] << 24)) >>> 0;
+  const hi = (b[p + 4] | (b[p + 5] << 8) | (b[p + 6] << 16) | (b[p + 7] << 24)) >>> 0;
+  return hi * 0x100000000 + lo;
+}
+
 /**
  * Reads the contents of an index file (fsIndex.load plus _restore_index's conversions). IndexFileError (or a
- * PickleError) when it is not a usable index.
+ * PickleError) when it is not a usable index. The index keeps views of `data` (pages not read yet, see
+ * FsIndex.setBucket): `data` must not change afterwards.
  */
 export function decodeIndexFile(data: Uint8Array): IndexFileContents {
+  const fast = decodeIndexStreamFast(data);
+  if (fast !== null) return fast;
   const u = new Unpickler(data, { encoding: 'bytes' });
   const first = u.load();
   if (typeof first !== 'number') {
@@ -213,12 +326,28 @@ export function indexPathFor(dataPath: string): string {
  * Reads `<dataPath>.index`: null when there is none; IndexFileError (or PickleError) when it cannot be used.
  */
 export async function readIndexFile(dataPath: string): Promise<IndexFileContents | null> {
-  let data: Buffer;
+  let fh: FileHandle;
   try {
-    data = await readFile(indexPathFor(dataPath));
+    fh = await open(indexPathFor(dataPath), 'r');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw e;
+  }
+  // one read of the whole file (readFile reads in 512 KiB steps, a round trip to the thread pool each); the
+  // index keeps views of these bytes (FsIndex.setBucket), so they get a buffer of their own, not a pool slice
+  let data: Buffer;
+  try {
+    const size = (await fh.stat()).size;
+    data = Buffer.allocUnsafeSlow(size);
+    let got = 0;
+    while (got < size) {
+      const { bytesRead } = await fh.read(data, got, size - got, got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    if (got < size) data = data.subarray(0, got);
+  } finally {
+    await fh.close();
   }
   return decodeIndexFile(data);
 }

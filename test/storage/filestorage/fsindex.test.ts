@@ -258,6 +258,93 @@ test('FsIndex.setBucket (an fsBucket string of an index file) sets what setHiLo 
   assert.throws(() => new FsIndex().setBucket(0, 0, Buffer.alloc(8)), RangeError); // position 0
 });
 
+test('FsIndex: pages left unread by setBucket answer every operation as pages set one by one', () => {
+  // whole pages of a bucket stay unread until used (see fsindex.ts): reads, writes, deletes, walks and clones
+  // that reach them in any order see what an index built with setHiLo sees
+  const op = fc.oneof(
+    fc.record({ k: fc.constant('get'), key: fc.integer({ min: 0, max: 20000 }) }),
+    fc.record({
+      k: fc.constant('set'),
+      key: fc.integer({ min: 0, max: 20000 }),
+      pos: fc.integer({ min: 1, max: 2 ** 47 }),
+    }),
+    fc.record({ k: fc.constant('delete'), key: fc.integer({ min: 0, max: 20000 }) }),
+    fc.record({ k: fc.constant('min'), key: fc.integer({ min: 0, max: 20000 }) }),
+    fc.record({ k: fc.constant('max'), key: fc.integer({ min: 0, max: 20000 }) }),
+    fc.record({ k: fc.constant('clone') }),
+    fc.record({ k: fc.constant('walk') }),
+  );
+  fc.assert(
+    fc.property(fc.array(op, { maxLength: 40 }), fc.integer({ min: 0, max: 3 }), (ops, hi) => {
+      // 0..12287 minus a few holes: pages 0-2 whole runs (unread), then a sparse tail
+      const keys = Array.from({ length: 12288 }, (_, i) => i).filter((k) => k % 1001 !== 7);
+      keys.push(12288 + 5, 12288 + 77);
+      const n = keys.length;
+      const bucket = Buffer.alloc(8 * n);
+      keys.forEach((k, i) => {
+        bucket.writeUInt16BE(k & 0xffff, 2 * i);
+        bucket.writeUIntBE(4 + k * 13, 2 * n + 6 * i, 6);
+      });
+      let a = new FsIndex();
+      a.setBucket(hi, 0, bucket.subarray(0, 8 * n)); // keys >= 65536 do not occur: one bucket
+      let b = new FsIndex();
+      keys.forEach((k) => b.setHiLo(hi, k, 4 + k * 13));
+      assert.equal(a.size, b.size);
+      const oid = (key: number) => {
+        const o = p64(BigInt(hi) * 2n ** 32n + BigInt(key));
+        return o;
+      };
+      for (const o of ops) {
+        if (o.k === 'get') assert.equal(a.get(oid(o.key)), b.get(oid(o.key)));
+        else if (o.k === 'set') {
+          a.set(oid(o.key), o.pos);
+          b.set(oid(o.key), o.pos);
+        } else if (o.k === 'delete') assert.equal(a.delete(oid(o.key)), b.delete(oid(o.key)));
+        else if (o.k === 'min') assert.deepEqual(a.minKey(oid(o.key)), b.minKey(oid(o.key)));
+        else if (o.k === 'max') assert.deepEqual(a.maxKey(oid(o.key)), b.maxKey(oid(o.key)));
+        else if (o.k === 'clone') {
+          // the clone and the original go their own ways
+          const c = a.clone();
+          c.set(oid(1), 12345);
+          c.delete(oid(2));
+          assert.equal(a.get(oid(1)), b.get(oid(1)));
+          assert.equal(a.get(oid(2)), b.get(oid(2)));
+          a = a.clone();
+          b = b.clone();
+        } else {
+          const wa: number[] = [];
+          const wb: number[] = [];
+          a.forEach((h, l, p) => wa.push(h, l, p));
+          b.forEach((h, l, p) => wb.push(h, l, p));
+          assert.deepEqual(wa, wb);
+        }
+        assert.equal(a.size, b.size);
+      }
+      assert.deepEqual([...a.entries()], [...b.entries()]);
+      assert.deepEqual(a.maxOid(), b.maxOid());
+    }),
+    { numRuns: 25 },
+  );
+  // before any page is read: size and memory are known, the bytes are 8 an entry
+  const n = 4096 * 3;
+  const bucket = Buffer.alloc(8 * n);
+  for (let i = 0; i < n; i++) {
+    bucket.writeUInt16BE(i, 2 * i);
+    bucket.writeUIntBE(i === 5000 ? 0 : 100 + i, 2 * n + 6 * i, 6); // one position 0: not ZODB's
+  }
+  const ix = new FsIndex();
+  ix.setBucket(0, 0, bucket);
+  assert.equal(ix.size, n);
+  assert.equal(ix.arrayBytes(), 8 * n);
+  // a position of 0 in an unread page reads as absent, and the size follows
+  assert.equal(ix.get(p64(5000)), -1);
+  assert.equal(ix.size, n - 1);
+  assert.equal(ix.get(p64(5001)), 5101);
+  ix.readAll();
+  assert.equal(ix.arrayBytes(), 3 * 4096 * 8);
+  assert.equal(ix.size, n - 1);
+});
+
 test('FsIndex: entries() tolerates changes between steps', () => {
   const ix = new FsIndex();
   for (let i = 0; i < 100; i++) ix.set(p64(i), 10 + i);
