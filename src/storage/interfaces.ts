@@ -60,6 +60,8 @@ export interface UndoLogEntry {
   userName: Uint8Array;
   description: Uint8Array;
   extension: PyDict;
+  /** the transaction's size in bytes, where the storage knows it (FileStorage; ZEO clients get it as 'size') */
+  size?: number;
 }
 
 /** A data record of a transaction, as iterator() yields it (ZODB's IStorageRecordInformation). */

@@ -30,7 +30,7 @@
 // is held from tpcBegin on, so the answer cannot change before the vote.
 
 import { rm, stat, unlink } from 'node:fs/promises';
-import { pyEquals, PyFloat, type PickleValue, type PyDict } from '../../pickle/index.js';
+import { type PyDict } from '../../pickle/index.js';
 import { BlobDirectory, isBlobRecord } from '../blobs/index.js';
 import { CommitLock, type Release } from '../commit-lock.js';
 import {
@@ -46,6 +46,7 @@ import {
   Unsupported,
 } from '../errors.js';
 import { decodeExtension, extensionBytes } from '../extension.js';
+import { decodeUndoId, encodeUndoId, undoInfoFilter } from '../undo-log.js';
 import { compareIds, idCopy, idEquals, oidRepr, p64, tidRepr, u64, z64, type Oid, type Tid } from '../ids.js';
 import type {
   ConflictResolver,
@@ -389,19 +390,6 @@ async function loadBack(
     if (h.back >= back) throw new CorruptedError(file.path, back, `invalid back pointer: ${h.back}`);
     back = h.back;
   }
-}
-
-/** FileStorage's undo ids: base64 of the tid without the trailing newline (encodebytes(tid).rstrip()). */
-export function encodeUndoId(tid: Tid): Uint8Array {
-  return new Uint8Array(Buffer.from(Buffer.from(tid).toString('base64'), 'latin1'));
-}
-
-/** decodebytes(undo_id + b'\n'); UndoError when it is not the id of a tid. */
-export function decodeUndoId(id: Uint8Array): Tid {
-  const text = Buffer.from(id).toString('latin1');
-  const tid = /^[A-Za-z0-9+/=\s]*$/.test(text) ? Buffer.from(text, 'base64') : Buffer.alloc(0);
-  if (tid.length !== 8) throw new UndoError('Invalid transaction id');
-  return new Uint8Array(tid);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1443,11 +1431,7 @@ export class FileStorage implements Storage {
     specification?: PyDict | null,
   ): Promise<FileUndoLogEntry[]> {
     if (!specification?.size) return this.undoLog(first, last);
-    const spec = [...specification];
-    return this.undoLog(first, last, (entry) => {
-      const d = undoEntryDict(entry as FileUndoLogEntry);
-      return spec.every(([k, v]) => pyEquals(lookup(d, k), v));
-    });
+    return this.undoLog(first, last, undoInfoFilter(specification));
   }
 
   // ------------------------------------------------------------------------------------------------------
@@ -1834,30 +1818,4 @@ function futureCheck(path: string, ltid: Tid, log: ScanLog): void {
       `${path} Database records ${Math.trunc(seconds)} seconds in the future`,
     );
   }
-}
-
-/**
- * An undo log entry as the dict ZODB builds (FileStorage's UndoSearch): id, time, user_name, size,
- * description, then the extension's keys, which win over those.
- */
-function undoEntryDict(e: FileUndoLogEntry): Array<[PickleValue, PickleValue]> {
-  const out: Array<[PickleValue, PickleValue]> = [
-    ['id', e.id],
-    ['time', new PyFloat(e.time)],
-    ['user_name', e.userName],
-    ['size', e.size],
-    ['description', e.description],
-  ];
-  for (const [k, v] of e.extension) {
-    const i = out.findIndex(([ok]) => pyEquals(ok, k));
-    if (i >= 0) out[i] = [k, v];
-    else out.push([k, v]);
-  }
-  return out;
-}
-
-/** dict.get(k, None) with Python's key equality. */
-function lookup(items: Array<[PickleValue, PickleValue]>, k: PickleValue): PickleValue {
-  for (const [ik, v] of items) if (pyEquals(ik, k)) return v;
-  return null;
 }

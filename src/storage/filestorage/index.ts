@@ -3,8 +3,6 @@ export {
   FileStorage,
   FileStorageError,
   FileStorageQuotaError,
-  decodeUndoId,
-  encodeUndoId,
   type FileDataRecord,
   type FileStorageOptions,
   type FileTransactionRecord,
@@ -32,3 +30,4 @@ export {
   type ScanLog,
   type ScanOptions,
 } from './scan.js';
+export { decodeUndoId, encodeUndoId } from '../undo-log.js';

@@ -4,7 +4,6 @@
 // the FileStorage's job: the blob methods throw Unsupported.
 
 import type { PyDict } from '../../pickle/index.js';
-import { pyEquals, PyFloat, type PickleValue } from '../../pickle/index.js';
 import { CommitLock, type Release } from '../commit-lock.js';
 import {
   ConflictError,
@@ -18,6 +17,7 @@ import {
   Unsupported,
 } from '../errors.js';
 import { decodeExtension, extensionBytes } from '../extension.js';
+import { decodeUndoId, encodeUndoId, undoInfoFilter } from '../undo-log.js';
 import { compareIds, idCopy, idEquals, p64, tidRepr, u64, z64, type Oid, type Tid } from '../ids.js';
 import type {
   ConflictResolver,
@@ -652,11 +652,7 @@ export class MemoryStorage implements Storage {
     specification?: PyDict | null,
   ): Promise<UndoLogEntry[]> {
     if (!specification?.size) return this.undoLog(first, last);
-    const spec = [...specification];
-    return this.undoLog(first, last, (entry) => {
-      const view = undoEntryDict(entry);
-      return spec.every(([k, v]) => pyEquals(lookup(view, k), v));
-    });
+    return this.undoLog(first, last, undoInfoFilter(specification));
   }
 
   // ------------------------------------------------------------------------------------------------------
@@ -900,42 +896,4 @@ async function* iterate(txns: CommittedTxn[]): AsyncGenerator<TransactionRecord>
       records,
     };
   }
-}
-
-/** FileStorage's undo ids: base64 of the tid, without the trailing newline (encodebytes(tid).rstrip()). */
-function encodeUndoId(tid: Tid): Uint8Array {
-  return new Uint8Array(Buffer.from(Buffer.from(tid).toString('base64'), 'latin1'));
-}
-
-function decodeUndoId(id: Uint8Array): Tid {
-  const text = Buffer.from(id).toString('latin1');
-  const tid = /^[A-Za-z0-9+/=\s]*$/.test(text) ? Buffer.from(text, 'base64') : Buffer.alloc(0);
-  if (tid.length !== 8) throw new UndoError('Invalid transaction id');
-  return new Uint8Array(tid);
-}
-
-/**
- * An undo log entry as the dict ZODB builds (FileStorage's UndoSearch): id, time, user_name, description, then
- * the extension's keys, which win over those.
- */
-function undoEntryDict(e: UndoLogEntry): Array<[PickleValue, PickleValue]> {
-  const d = new Map<PickleValue, PickleValue>([
-    ['id', e.id],
-    ['time', new PyFloat(e.time)],
-    ['user_name', e.userName],
-    ['description', e.description],
-  ]);
-  const out: Array<[PickleValue, PickleValue]> = [...d];
-  for (const [k, v] of e.extension) {
-    const i = out.findIndex(([ok]) => pyEquals(ok, k));
-    if (i >= 0) out[i] = [k, v];
-    else out.push([k, v]);
-  }
-  return out;
-}
-
-/** dict.get(k, None) with Python's key equality. */
-function lookup(items: Array<[PickleValue, PickleValue]>, k: PickleValue): PickleValue {
-  for (const [ik, v] of items) if (pyEquals(ik, k)) return v;
-  return null;
 }
