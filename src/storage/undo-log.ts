@@ -5,6 +5,12 @@ import { UndoError } from './errors.js';
 import type { Tid } from './ids.js';
 import type { UndoLogEntry } from './interfaces.js';
 
+/** A transaction as the undo search sees it: its status, and its undo-log entry, made only when needed. */
+export interface UndoCandidate<E extends UndoLogEntry> {
+  status: string;
+  entry(): E;
+}
+
 /** The entry as Python's undoLog dict, in its key order. */
 export function undoEntryItems(e: UndoLogEntry): Array<[PickleValue, PickleValue]> {
   const out: Array<[PickleValue, PickleValue]> = [
@@ -45,4 +51,40 @@ export function decodeUndoId(id: Uint8Array): Tid {
   const tid = /^[A-Za-z0-9+/=\s]*$/.test(text) ? Buffer.from(text, 'base64') : Buffer.alloc(0);
   if (tid.length !== 8) throw new UndoError('Invalid transaction id');
   return new Uint8Array(tid);
+}
+
+/**
+ * ZODB's UndoSearch over transactions newest first: entries `first` to `last` of the undoable ones that pass
+ * `filter` (a negative `last` is a count, ZODB 3.4's fix of an off-by-one). Nothing at or before a packed
+ * transaction can be undone, so the search stops there.
+ */
+export async function searchUndoLog<E extends UndoLogEntry>(
+  first: number,
+  last: number,
+  filter: ((entry: UndoLogEntry) => boolean) | undefined,
+  newestFirst: AsyncIterable<UndoCandidate<E>> | Iterable<UndoCandidate<E>>,
+): Promise<E[]> {
+  if (last < 0) last = first - last;
+  const out: E[] = [];
+  let i = 0;
+  if (i >= last) return out;
+  for await (const t of newestFirst) {
+    if (t.status === 'p') break;
+    if (t.status !== ' ') continue;
+    const entry = t.entry();
+    if (filter && !filter(entry)) continue;
+    if (i >= first) out.push(entry);
+    if (++i >= last) break;
+  }
+  return out;
+}
+
+/** undoInfo as undoLog with the specification's filter. */
+export function undoInfoVia<E extends UndoLogEntry>(
+  undoLog: (first: number, last: number, filter?: (entry: UndoLogEntry) => boolean) => Promise<E[]>,
+  first: number,
+  last: number,
+  specification: PyDict | null | undefined,
+): Promise<E[]> {
+  return specification?.size ? undoLog(first, last, undoInfoFilter(specification)) : undoLog(first, last);
 }

@@ -46,7 +46,7 @@ import {
   Unsupported,
 } from '../errors.js';
 import { decodeExtension, extensionBytes } from '../extension.js';
-import { decodeUndoId, encodeUndoId, undoInfoFilter } from '../undo-log.js';
+import { decodeUndoId, encodeUndoId, searchUndoLog, undoInfoVia, type UndoCandidate } from '../undo-log.js';
 import { compareIds, idCopy, idEquals, oidRepr, p64, tidRepr, u64, z64, type Oid, type Tid } from '../ids.js';
 import type {
   ConflictResolver,
@@ -1396,33 +1396,10 @@ export class FileStorage implements Storage {
     last: number = UNDO_LOG_DEFAULT_LAST,
     filter?: (entry: UndoLogEntry) => boolean,
   ): Promise<FileUndoLogEntry[]> {
-    // a negative last is a count: -last entries from first (ZODB 3.4's fix of an off-by-one)
-    if (last < 0) last = first - last;
     if (this.packing) throw new UndoError('Undo is currently disabled for database maintenance.<p>');
-    return this.reading(async (file, _index, end) => {
-      const out: FileUndoLogEntry[] = [];
-      let pos = end;
-      let i = 0;
-      // ZODB's UndoSearch
-      while (i < last && pos >= 39) {
-        const { tpos, header } = await readTxnBefore(file, pos);
-        pos = tpos;
-        if (header.status === 'p') break;
-        if (header.status !== ' ') continue;
-        const entry: FileUndoLogEntry = {
-          id: encodeUndoId(header.tid),
-          time: tidTime(header.tid),
-          userName: header.user,
-          description: header.description,
-          extension: decodeExtension(header.extension),
-          size: header.tl,
-        };
-        if (filter && !filter(entry)) continue;
-        if (i >= first) out.push(entry);
-        i++;
-      }
-      return out;
-    });
+    return this.reading((file, _index, end) =>
+      searchUndoLog(first, last, filter, txnsNewestFirst(file, end)),
+    );
   }
 
   async undoInfo(
@@ -1430,8 +1407,7 @@ export class FileStorage implements Storage {
     last: number = UNDO_LOG_DEFAULT_LAST,
     specification?: PyDict | null,
   ): Promise<FileUndoLogEntry[]> {
-    if (!specification?.size) return this.undoLog(first, last);
-    return this.undoLog(first, last, undoInfoFilter(specification));
+    return undoInfoVia((f, l, filter) => this.undoLog(f, l, filter), first, last, specification);
   }
 
   // ------------------------------------------------------------------------------------------------------
@@ -1817,5 +1793,28 @@ function futureCheck(path: string, ltid: Tid, log: ScanLog): void {
       seconds > 30 * 60 ? 'critical' : 'warning',
       `${path} Database records ${Math.trunc(seconds)} seconds in the future`,
     );
+  }
+}
+
+/** The committed transactions from `end` back to the start, as ZODB's UndoSearch reads them (from position 39 on). */
+async function* txnsNewestFirst(
+  file: RandomAccessFile,
+  end: number,
+): AsyncGenerator<UndoCandidate<FileUndoLogEntry>> {
+  let pos = end;
+  while (pos >= 39) {
+    const { tpos, header } = await readTxnBefore(file, pos);
+    pos = tpos;
+    yield {
+      status: header.status,
+      entry: () => ({
+        id: encodeUndoId(header.tid),
+        time: tidTime(header.tid),
+        userName: header.user,
+        description: header.description,
+        extension: decodeExtension(header.extension),
+        size: header.tl,
+      }),
+    };
   }
 }

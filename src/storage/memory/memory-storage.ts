@@ -17,7 +17,7 @@ import {
   Unsupported,
 } from '../errors.js';
 import { decodeExtension, extensionBytes } from '../extension.js';
-import { decodeUndoId, encodeUndoId, undoInfoFilter } from '../undo-log.js';
+import { decodeUndoId, encodeUndoId, searchUndoLog, undoInfoVia, type UndoCandidate } from '../undo-log.js';
 import { compareIds, idCopy, idEquals, p64, tidRepr, u64, z64, type Oid, type Tid } from '../ids.js';
 import type {
   ConflictResolver,
@@ -623,27 +623,23 @@ export class MemoryStorage implements Storage {
     filter?: (entry: UndoLogEntry) => boolean,
   ): Promise<UndoLogEntry[]> {
     this.checkOpen();
-    // a negative last is a count: -last entries from first (ZODB 3.4's fix of an off-by-one)
-    if (last < 0) last = first - last;
-    const out: UndoLogEntry[] = [];
     const txns = this.data.transactions;
-    let i = 0;
-    for (let n = txns.length - 1; n >= 0 && i < last; n--) {
-      const t = txns[n];
-      if (t.status === 'p') break; // nothing at or before a pack can be undone
-      if (t.status !== ' ') continue;
-      const entry: UndoLogEntry = {
-        id: encodeUndoId(t.tid),
-        time: tidTime(t.tid),
-        userName: t.user,
-        description: t.description,
-        extension: t.extension,
-      };
-      if (filter && !filter(entry)) continue;
-      if (i >= first) out.push(entry);
-      i++;
-    }
-    return out;
+    const newestFirst = function* (): Generator<UndoCandidate<UndoLogEntry>> {
+      for (let n = txns.length - 1; n >= 0; n--) {
+        const t = txns[n];
+        yield {
+          status: t.status,
+          entry: () => ({
+            id: encodeUndoId(t.tid),
+            time: tidTime(t.tid),
+            userName: t.user,
+            description: t.description,
+            extension: t.extension,
+          }),
+        };
+      }
+    };
+    return searchUndoLog(first, last, filter, newestFirst());
   }
 
   async undoInfo(
@@ -651,8 +647,7 @@ export class MemoryStorage implements Storage {
     last: number = UNDO_LOG_DEFAULT_LAST,
     specification?: PyDict | null,
   ): Promise<UndoLogEntry[]> {
-    if (!specification?.size) return this.undoLog(first, last);
-    return this.undoLog(first, last, undoInfoFilter(specification));
+    return undoInfoVia((f, l, filter) => this.undoLog(f, l, filter), first, last, specification);
   }
 
   // ------------------------------------------------------------------------------------------------------
