@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { dumpCommand } from './dump.js';
 import { pickleCommand } from './pickle.js';
+import { serveCommand } from './serve.js';
 import { verifyCommand } from './verify.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
@@ -14,6 +15,7 @@ export function buildProgram(): Command {
     .version(pkg.version, '-V, --version')
     .showHelpAfterError()
     .enablePositionalOptions();
+  program.addCommand(serveCommand());
   program.addCommand(pickleCommand());
   program.addCommand(verifyCommand());
   program.addCommand(dumpCommand());

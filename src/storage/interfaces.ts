@@ -175,6 +175,13 @@ export interface Storage {
   iterator(start?: Tid | null, stop?: Tid | null): AsyncIterable<TransactionRecord>;
   /** (oid, tid, data, nextOid) of the current record at or after `next` (null: the first oid) */
   recordIternext(next?: Oid | null): Promise<{ oid: Oid; tid: Tid; data: Uint8Array; next: Oid | null }>;
+  /**
+   * Optional (FileStorage.lastInvalidations, which the ZEO server seeds its invalidation queue from): the last
+   * `count` committed transactions, NEWEST FIRST (ZODB's returns them oldest first and StorageServer reverses
+   * the list), each with the oids of its data records in file order, not deduplicated, as ZODB lists them.
+   * Fewer when the storage has fewer; none for a count of 0 or less.
+   */
+  lastInvalidations?(count: number): Promise<Array<{ tid: Tid; oids: Oid[] }>>;
 
   // --- blobs (IBlobStorage); a storage without a blob directory throws Unsupported ---
   storeBlob(

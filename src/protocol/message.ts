@@ -1,0 +1,249 @@
+// ZEO messages (spec §3): every frame after the handshake is one 4-tuple (msgid, flag, name, args), pickled
+// ('Z') or msgpacked ('M'). Calls carry a boolean flag (true = one-way); replies are named '.reply' and carry 0
+// (result) or 2 (error: (class name, exception args)); the heartbeat is (-1, 0, '.reply', None).
+import {
+  anyGlobal,
+  PickleError,
+  PyFloat,
+  Tuple,
+  tuple,
+  Unpickler,
+  zeoServerGlobals,
+  type GlobalPolicy,
+  type PickleValue,
+} from '../pickle/index.js';
+import { ProtocolError } from './errors.js';
+import type { Encoding } from './handshake.js';
+import { MsgpackWriter, unpack } from './msgpack.js';
+import { ZeoPickleWriter } from './zpickle.js';
+
+export const REPLY = '.reply';
+/** Reply flags. */
+export const REPLY_OK = 0;
+export const REPLY_ERROR = 2;
+
+export interface Message {
+  /** Echoed verbatim in the reply: an int, or a tuple (loadBefore's (oid, tid)), or anything. */
+  msgid: PickleValue;
+  /** As sent: a boolean in calls (true = one-way), the int 0 or 2 in replies and 0 in heartbeats. */
+  flag: PickleValue;
+  name: string;
+  /** A call's positional arguments (the tuple, or list, as sent); [] for a reply, whose value is `body`. */
+  args: PickleValue[];
+  /** The fourth element as sent: the arguments of a call, the result (or (class, args) error pair) of a reply. */
+  body: PickleValue;
+}
+
+/** Python's truth value of the flag: a truthy call flag means one-way (async); a truthy reply flag an error. */
+export function isAsync(m: Message): boolean {
+  return pyTruthy(m.flag);
+}
+
+/** The client's keep-alive: any message with msgid -1, ignored before any other check (server.py). */
+export function isHeartbeat(m: Message): boolean {
+  const id = m.msgid;
+  return id === -1 || id === -1n || (id instanceof PyFloat && id.value === -1);
+}
+
+export function pyTruthy(v: PickleValue): boolean {
+  if (v === null || v === false) return false;
+  switch (typeof v) {
+    case 'boolean':
+      return v;
+    case 'number':
+      return v !== 0;
+    case 'bigint':
+      return v !== 0n;
+    case 'string':
+      return v.length !== 0;
+    default:
+      break;
+  }
+  if (v instanceof PyFloat) return v.value !== 0; // NaN is true, as in Python
+  if (v instanceof Uint8Array || Array.isArray(v)) return v.length !== 0;
+  if (v instanceof Map || v instanceof Set) return v.size !== 0;
+  return true;
+}
+
+/**
+ * Encoders return the payload without its length prefix (see framing.ts), in memory no other message shares
+ * (up to 256 KiB a view of a shared slab, so never transfer or pool its ArrayBuffer). Decoded bytes are views of
+ * the payload: copy what outlives it.
+ */
+export interface MessageCodec {
+  readonly encoding: Encoding;
+  readonly role: 'server' | 'client';
+  /** One frame payload to a Message; a ProtocolError for anything the reference would fail to decode. */
+  decode(payload: Uint8Array): Message;
+  /** (msgid, async, name, tuple(args)). */
+  encodeCall(msgid: PickleValue, async: boolean, name: string, args: PickleValue[]): Uint8Array;
+  /** (msgid, 0, '.reply', result). */
+  encodeReply(msgid: PickleValue, result: PickleValue): Uint8Array;
+  /** (msgid, 2, '.reply', (className, excArgs)). */
+  encodeError(msgid: PickleValue, className: string, excArgs: PickleValue): Uint8Array;
+  /** A one-way call: (0, True, name, tuple(args)); everything the server sends on its own. */
+  encodeAsync(name: string, args: PickleValue[]): Uint8Array;
+}
+
+interface Writer {
+  message(
+    msgid: PickleValue,
+    flag: PickleValue,
+    name: string,
+    body: PickleValue,
+    bodyIsArgs: boolean,
+  ): Buffer;
+}
+
+abstract class BaseCodec implements MessageCodec {
+  abstract readonly encoding: Encoding;
+  protected abstract readonly writer: Writer;
+
+  constructor(readonly role: 'server' | 'client') {}
+
+  protected abstract decodeValue(payload: Uint8Array): PickleValue;
+
+  decode(payload: Uint8Array): Message {
+    let v: PickleValue;
+    try {
+      v = this.decodeValue(payload);
+    } catch (e) {
+      if (e instanceof ProtocolError) throw e;
+      // whatever else a reader throws on hostile input is still the peer's fault
+      throw new ProtocolError(`cannot decode the message: ${(e as Error).message ?? String(e)}`, {
+        cause: e,
+      });
+    }
+    return toMessage(v);
+  }
+
+  encodeCall(msgid: PickleValue, async: boolean, name: string, args: PickleValue[]): Uint8Array {
+    return this.writer.message(msgid, async, name, args, true);
+  }
+
+  encodeReply(msgid: PickleValue, result: PickleValue): Uint8Array {
+    return this.writer.message(msgid, REPLY_OK, REPLY, result, false);
+  }
+
+  encodeError(msgid: PickleValue, className: string, excArgs: PickleValue): Uint8Array {
+    return this.writer.message(msgid, REPLY_ERROR, REPLY, tuple<PickleValue>(className, excArgs), false);
+  }
+
+  encodeAsync(name: string, args: PickleValue[]): Uint8Array {
+    return this.writer.message(0, true, name, args, true);
+  }
+}
+
+/** Checks the 4-tuple shape (server.py unpacks it and looks the name up; client.py does the same). */
+function toMessage(v: PickleValue): Message {
+  if (!(v instanceof Tuple) || v.length !== 4) {
+    throw new ProtocolError(`a message is a 4-tuple (msgid, flag, name, args), not ${kind(v)}`);
+  }
+  const [msgid, flag, name, body] = v;
+  if (typeof name !== 'string') throw new ProtocolError(`a message's name is a str, not ${kind(name)}`);
+  let args: PickleValue[];
+  if (name === REPLY) {
+    args = [];
+  } else if (Array.isArray(body)) {
+    args = body;
+  } else {
+    throw new ProtocolError(`the arguments of call ${JSON.stringify(name)} are a tuple, not ${kind(body)}`);
+  }
+  return { msgid, flag, name, args, body };
+}
+
+function kind(v: PickleValue): string {
+  if (v === null) return 'None';
+  if (v instanceof Tuple) return `a ${v.length}-tuple`;
+  if (Array.isArray(v)) return 'a list';
+  if (v instanceof Uint8Array) return 'bytes';
+  if (v instanceof Map) return 'a dict';
+  if (v instanceof PyFloat) return 'a float';
+  switch (typeof v) {
+    case 'number':
+    case 'bigint':
+      return 'an int';
+    case 'boolean':
+      return 'a bool';
+    case 'string':
+      return 'a str';
+    default:
+      return `a ${(Object.getPrototypeOf(v) as { constructor?: { name?: string } } | null)?.constructor?.name ?? 'value'}`;
+  }
+}
+
+class PickleCodec extends BaseCodec {
+  readonly encoding = 'Z' as const;
+  protected readonly writer = new ZeoPickleWriter();
+  private readonly globals: GlobalPolicy;
+
+  constructor(role: 'server' | 'client') {
+    super(role);
+    // server: marshal.server_find_global's modules; client: globals are kept as Global values, never imported
+    this.globals = role === 'server' ? zeoServerGlobals : anyGlobal;
+  }
+
+  protected decodeValue(payload: Uint8Array): PickleValue {
+    // zodbpickle's Unpickler defaults: Python 2 str opcodes decode as ASCII, strictly
+    const u = new Unpickler(payload, { globals: this.globals, encoding: 'ASCII', errors: 'strict' });
+    let v: PickleValue;
+    try {
+      v = u.load();
+    } catch (e) {
+      if (e instanceof PickleError) throw new ProtocolError(`bad pickle: ${e.message}`, { cause: e });
+      throw e;
+    }
+    // Python's load() ignores what follows STOP; a ZEO peer never sends any, so it is refused here
+    if (u.position !== payload.length) {
+      throw new ProtocolError(
+        `${payload.length - u.position} bytes after the pickle's STOP (at byte ${u.position})`,
+      );
+    }
+    return v;
+  }
+}
+
+class MsgpackCodec extends BaseCodec {
+  readonly encoding = 'M' as const;
+  protected readonly writer: MsgpackWriter;
+
+  constructor(role: 'server' | 'client') {
+    super(role);
+    // the server passes default=server_default to packb; the client passes none
+    this.writer = new MsgpackWriter({ serverDefault: role === 'server' });
+  }
+
+  protected decodeValue(payload: Uint8Array): PickleValue {
+    return unpack(payload);
+  }
+}
+
+/**
+ * The 'Z' codec: zodbpickle protocol 3 in fast mode, byte for byte (marshal.encoder); decoding with the server's
+ * global whitelist (role 'server') or keeping any global as a Global value (role 'client'). Decoded bytes are
+ * views of the payload. Encoders are synchronous and not reentrant; a codec may be shared by any number of
+ * connections.
+ */
+export function pickleCodec(options: { role: 'server' | 'client' }): MessageCodec {
+  return new PickleCodec(options.role);
+}
+
+/** The 'M' codec: packb(use_bin_type=True) / unpackb(raw=False, use_list=False), byte for byte. */
+export function msgpackCodec(options: { role: 'server' | 'client' }): MessageCodec {
+  return new MsgpackCodec(options.role);
+}
+
+const shared = new Map<string, MessageCodec>();
+
+/** The shared codec for an encoding (the client's handshake letter) and a role. */
+export function codecFor(encoding: Encoding, role: 'server' | 'client'): MessageCodec {
+  const key = encoding + role;
+  let c = shared.get(key);
+  if (!c) {
+    if (encoding === 'Z') c = pickleCodec({ role });
+    else if (encoding === 'M') c = msgpackCodec({ role });
+    else throw new ProtocolError(`unknown encoding ${JSON.stringify(encoding)}`);
+    shared.set(key, c);
+  }
+  return c;
+}

@@ -1,0 +1,65 @@
+// Opens the storages a configuration names, as runzeo does with its storage sections.
+
+import { mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { decompressRecord, isZlibRecord, referencesf } from '../pickle/record.js';
+import { FileStorage } from '../storage/filestorage/index.js';
+import type { Storage } from '../storage/interfaces.js';
+import { MemoryStorage } from '../storage/memory/memory-storage.js';
+import type { StorageConfig } from './config.js';
+import type { Logger } from './log.js';
+import type { StorageFlavor } from './served-storage.js';
+
+export interface OpenedStorage {
+  name: string;
+  storage: Storage;
+  flavor: StorageFlavor;
+}
+
+/**
+ * referencesf for pack's garbage collection that also reads zc.zlibstorage's compressed records ('.z' and a
+ * zlib stream): a pickle never starts with '.', so every record can go through it.
+ */
+export function zlibAwareReferences(data: Uint8Array, oids?: Uint8Array[]): Uint8Array[] {
+  return referencesf(isZlibRecord(data) ? decompressRecord(data) : data, oids);
+}
+
+export async function openStorages(configs: StorageConfig[], log: Logger): Promise<OpenedStorage[]> {
+  const opened: OpenedStorage[] = [];
+  const fsLog = log.child('ZODB.FileStorage');
+  try {
+    for (const c of configs) {
+      if (c.kind === 'mappingstorage') {
+        log.info(`opening storage '${c.name}' using MappingStorage`);
+        opened.push({
+          name: c.name,
+          storage: new MemoryStorage({ name: c.description }),
+          flavor: 'mappingstorage',
+        });
+        continue;
+      }
+      log.info(`opening storage '${c.name}' using FileStorage`);
+      if (!c.readOnly) await mkdir(dirname(c.path), { recursive: true });
+      const storage = await FileStorage.open(c.path, {
+        create: c.create,
+        readOnly: c.readOnly,
+        blobDir: c.blobDir,
+        packGc: c.packGc,
+        packKeepOld: c.packKeepOld,
+        quotaBytes: c.quota,
+        log: (level, message) => {
+          if (level === 'critical') fsLog.critical(message);
+          else if (level === 'error') fsLog.error(message);
+          else if (level === 'warning') fsLog.warn(message);
+          else if (level === 'info') fsLog.info(message);
+          else fsLog.debug(message);
+        },
+      });
+      opened.push({ name: c.name, storage, flavor: 'filestorage' });
+    }
+  } catch (e) {
+    for (const o of opened) await o.storage.close().catch(() => {});
+    throw e;
+  }
+  return opened;
+}

@@ -1,0 +1,193 @@
+// One storage as the server offers it under a name: the storage, its commit lock, its invalidation queue,
+// its statistics (server_status), and the sessions registered on it (who gets invalidations).
+
+import { PyFloat, tuple, type PickleValue, type PyDict } from '../pickle/index.js';
+import { Unsupported } from '../storage/errors.js';
+import type { Oid, Tid } from '../storage/ids.js';
+import { compareIds, idHex, p64, u64 } from '../storage/ids.js';
+import type { Storage } from '../storage/interfaces.js';
+import { tidTime } from '../storage/timestamp.js';
+import { InvalidationQueue } from './invalidation-queue.js';
+import { LockManager, type LockClient } from './lock-manager.js';
+import type { Logger } from './log.js';
+
+/** What a registered session must offer the storage it registered on. */
+export interface StorageClient extends LockClient {
+  /** queues invalidateTransaction(tid, oids) behind every reply already promised to this client */
+  invalidateTransaction(tid: Tid, oids: Oid[]): void;
+  sendInfo(info: PyDict): void;
+  /** the lock manager's transaction-timeout: abort the transaction, free the lock, drop the client */
+  transactionTimedOut(): void;
+}
+
+/** ZODB's MappingStorage and FileStorage interface resolution orders, as get_info reports them. */
+const FILESTORAGE_INTERFACES = [
+  'IStorageRestoreable',
+  'IStorageIteration',
+  'IStorageUndoable',
+  'IStorageCurrentRecordIteration',
+  'IExternalGC',
+  'IStorage',
+];
+const BLOB_INTERFACES = ['IBlobStorageRestoreable', 'IBlobStorage'];
+const MAPPINGSTORAGE_INTERFACES = ['IStorage', 'IStorageIteration'];
+
+export type StorageFlavor = 'filestorage' | 'mappingstorage';
+
+export class ServedStorage {
+  readonly clients = new Set<StorageClient>();
+  readonly lock: LockManager<StorageClient>;
+  readonly invalidations: InvalidationQueue;
+  readonly stats = {
+    loads: 0,
+    stores: 0,
+    commits: 0,
+    aborts: 0,
+    activeTxns: 0,
+    conflicts: 0,
+    start: ctime(new Date()),
+  };
+  readonly supportsBlobs: boolean;
+  /** a pack running in the background (pack(t, wait=false)), so close() can wait for it */
+  packing: Promise<void> | null = null;
+
+  constructor(
+    readonly name: string,
+    readonly storage: Storage,
+    readonly flavor: StorageFlavor,
+    private readonly options: {
+      log: Logger;
+      invalidationQueueSize: number;
+      invalidationAge: number | null;
+      transactionTimeout: number | null;
+    },
+  ) {
+    this.lock = new LockManager<StorageClient>(name, options.log, options.transactionTimeout, (c) =>
+      c.transactionTimedOut(),
+    );
+    this.invalidations = new InvalidationQueue(options.invalidationQueueSize);
+    this.supportsBlobs = hasBlobs(storage);
+  }
+
+  /** Seeds the invalidation queue from the storage's last transactions (StorageServer._setup_invq). */
+  async init(): Promise<void> {
+    const n = this.options.invalidationQueueSize;
+    if (this.storage.lastInvalidations) {
+      this.invalidations.seed(await this.storage.lastInvalidations(n));
+    } else {
+      this.invalidations.seed([{ tid: this.storage.lastTransaction(), oids: null }]);
+    }
+  }
+
+  /** After a commit: remember it and tell every other client, in commit order. */
+  invalidate(committer: StorageClient | null, tid: Tid, oids: Oid[]): void {
+    this.invalidations.push(tid, oids);
+    for (const c of this.clients) if (c !== committer) c.invalidateTransaction(tid, oids);
+  }
+
+  broadcastInfo(): void {
+    const info = this.sizeInfo();
+    for (const c of this.clients) c.sendInfo(info);
+  }
+
+  sizeInfo(): PyDict {
+    return new Map<PickleValue, PickleValue>([
+      ['length', this.storage.len()],
+      ['size', this.storage.getSize()],
+    ]);
+  }
+
+  supportsUndo(): boolean {
+    return this.flavor === 'filestorage' && this.storage.supportsUndo();
+  }
+
+  supportsRecordIternext(): boolean {
+    return this.flavor === 'filestorage';
+  }
+
+  getInfo(): PyDict {
+    const names =
+      this.flavor === 'mappingstorage'
+        ? MAPPINGSTORAGE_INTERFACES
+        : [...(this.supportsBlobs ? BLOB_INTERFACES : []), ...FILESTORAGE_INTERFACES];
+    const interfaces = tuple(
+      ...names.map((n) => tuple<PickleValue>('ZODB.interfaces', n)),
+      tuple<PickleValue>('zope.interface', 'Interface'),
+    );
+    return new Map<PickleValue, PickleValue>([
+      ['length', this.storage.len()],
+      ['size', this.storage.getSize()],
+      ['name', this.storage.getName()],
+      ['supportsUndo', this.supportsUndo()],
+      ['supports_record_iternext', this.supportsRecordIternext()],
+      ['interfaces', interfaces],
+    ]);
+  }
+
+  /** server_status, with the reference's keys in its order. */
+  status(): PyDict {
+    const s = this.stats;
+    return new Map<PickleValue, PickleValue>([
+      ['connections', this.clients.size],
+      ['loads', s.loads],
+      ['stores', s.stores],
+      ['commits', s.commits],
+      ['aborts', s.aborts],
+      ['active_txns', s.activeTxns],
+      ['lock_time', this.lock.lockTime === null ? null : new PyFloat(this.lock.lockTime)],
+      ['conflicts', s.conflicts],
+      ['conflicts_resolved', 0],
+      ['start', s.start],
+      ['waiting', this.lock.waiting],
+      ['timeout-thread-is-alive', this.lock.hasTimeout ? true : 'stub'],
+      ['last-transaction', idHex(this.storage.lastTransaction())],
+    ]);
+  }
+
+  /**
+   * getInvalidations: from the queue, or (invalidation-age) by iterating the storage when the client's tid is
+   * recent enough; null when neither can say what changed.
+   */
+  async invalidationsSince(tid: Tid): Promise<{ tid: Tid; oids: Oid[] } | null> {
+    const fromQueue = this.invalidations.since(tid);
+    if (fromQueue) return fromQueue;
+    const age = this.options.invalidationAge;
+    if (age === null || !(age > Date.now() / 1000 - tidTime(tid))) return null;
+    const oids: Oid[] = [];
+    const seen = new Set<string>();
+    let latest: Tid | null = null;
+    for await (const t of this.storage.iterator(p64(u64(tid) + 1n), null)) {
+      for await (const r of t.records) {
+        const key = idHex(r.oid);
+        if (!seen.has(key)) {
+          seen.add(key);
+          oids.push(r.oid);
+        }
+      }
+      latest = t.tid;
+    }
+    if (latest === null || compareIds(latest, tid) <= 0) return null;
+    return { tid: latest, oids };
+  }
+}
+
+function hasBlobs(storage: Storage): boolean {
+  try {
+    storage.temporaryDirectory();
+    return true;
+  } catch (e) {
+    if (e instanceof Unsupported) return false;
+    throw e;
+  }
+}
+
+/** Python's time.ctime(): 'Tue Nov 24 23:28:54 2026' (local time). */
+export function ctime(d: Date): string {
+  const days = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+  const months = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+  const p2 = (n: number): string => String(n).padStart(2, '0');
+  return (
+    `${days[d.getDay()]} ${months[d.getMonth()]} ${String(d.getDate()).padStart(2, ' ')} ` +
+    `${p2(d.getHours())}:${p2(d.getMinutes())}:${p2(d.getSeconds())} ${d.getFullYear()}`
+  );
+}

@@ -1,0 +1,169 @@
+// The storage server (StorageServer): listens on TCP or a unix socket, optionally TLS with client
+// certificates, and serves its named storages to ZEO 5/6 clients.
+
+import { chmod, unlink } from 'node:fs/promises';
+import net from 'node:net';
+import tls from 'node:tls';
+import type { PickleValue, PyDict } from '../pickle/index.js';
+import type { Storage } from '../storage/interfaces.js';
+import type { ListenAddress } from './config.js';
+import { ServerConnection, type ConnectionLimits, type ConnectionServer } from './connection.js';
+import type { Logger } from './log.js';
+import { ServedStorage, type StorageFlavor } from './served-storage.js';
+
+export interface StorageServerOptions {
+  storages: Array<{ name: string; storage: Storage; flavor: StorageFlavor }>;
+  log: Logger;
+  readOnly?: boolean;
+  msgpack?: boolean;
+  invalidationQueueSize?: number;
+  invalidationAge?: number | null;
+  transactionTimeout?: number | null;
+  limits?: Partial<ConnectionLimits>;
+  /** record bytes of one transaction kept in memory before the rest goes to a temporary file */
+  commitLogThreshold?: number;
+}
+
+export const DEFAULT_LIMITS: ConnectionLimits = {
+  maxMessageSize: 256 * 1024 * 1024,
+  outputHighWater: 4 * 1024 * 1024,
+  maxInFlight: 64,
+  maxOutputBytes: 64 * 1024 * 1024,
+};
+
+export class StorageServer implements ConnectionServer {
+  readonly storages = new Map<string, ServedStorage>();
+  readonly readOnly: boolean;
+  readonly msgpack: boolean;
+  readonly limits: ConnectionLimits;
+  readonly commitLogThreshold: number;
+  readonly log: Logger;
+  readonly protocolLog: Logger;
+  private readonly connections = new Set<ServerConnection>();
+  private listener: net.Server | null = null;
+  private unixPath: string | null = null;
+  private closed: Promise<void> | null = null;
+
+  private constructor(options: StorageServerOptions) {
+    this.readOnly = options.readOnly ?? false;
+    this.msgpack = options.msgpack ?? false;
+    this.limits = { ...DEFAULT_LIMITS, ...options.limits };
+    this.commitLogThreshold = options.commitLogThreshold ?? 16 * 1024 * 1024;
+    this.log = options.log.child('ZEO.StorageServer');
+    this.protocolLog = options.log.child('ZEO.asyncio.server');
+    for (const s of options.storages) {
+      this.storages.set(
+        s.name,
+        new ServedStorage(s.name, s.storage, s.flavor, {
+          log: this.log,
+          invalidationQueueSize: options.invalidationQueueSize ?? 100,
+          invalidationAge: options.invalidationAge ?? null,
+          transactionTimeout: options.transactionTimeout ?? null,
+        }),
+      );
+    }
+  }
+
+  static async create(options: StorageServerOptions): Promise<StorageServer> {
+    const server = new StorageServer(options);
+    for (const s of server.storages.values()) await s.init();
+    const desc = [...server.storages.values()]
+      .map((s) => `${s.name}:${s.storage.isReadOnly() ? 'RO' : 'RW'}:${s.storage.getName()}`)
+      .join(', ');
+    server.log.info(`StorageServer created ${server.readOnly ? 'RO' : 'RW'} with storages: ${desc}`);
+    return server;
+  }
+
+  /** Starts listening; resolves with the bound address (the real port when 0 was asked for). */
+  async listen(address: ListenAddress, tlsOptions: tls.TlsOptions | null = null): Promise<ListenAddress> {
+    const onSocket = (socket: net.Socket): void => this.accept(socket);
+    const server: net.Server = tlsOptions
+      ? tls
+          .createServer(tlsOptions, onSocket)
+          .on('tlsClientError', (e) => this.protocolLog.warn(`TLS handshake failed: ${e.message}`))
+      : net.createServer(onSocket);
+    server.maxConnections = 100_000;
+    if (address.kind === 'unix') {
+      // as the reference, a stale socket file from an earlier run is removed first
+      await unlink(address.path).catch(() => {});
+      this.unixPath = address.path;
+    }
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      if (address.kind === 'unix') server.listen(address.path, () => resolve());
+      else
+        server.listen({ host: address.host || undefined, port: address.port, exclusive: true }, () =>
+          resolve(),
+        );
+    });
+    server.on('error', (e) => this.log.error(`listener error: ${e.message}`));
+    this.listener = server;
+    let bound: ListenAddress;
+    if (address.kind === 'unix') {
+      await chmod(address.path, 0o777).catch(() => {});
+      bound = address;
+      this.protocolLog.info(`listening on ${address.path}`);
+    } else {
+      const a = server.address() as net.AddressInfo;
+      bound = { kind: 'tcp', host: address.host, port: a.port };
+      this.protocolLog.info(`listening on ('${a.address}', ${a.port})`);
+    }
+    return bound;
+  }
+
+  private accept(socket: net.Socket): void {
+    if (this.closed) {
+      socket.destroy();
+      return;
+    }
+    const label =
+      socket.remoteAddress !== undefined
+        ? `${socket.remoteAddress}:${socket.remotePort}`
+        : (this.unixPath ?? '');
+    const conn = new ServerConnection(socket, this, label);
+    this.connections.add(conn);
+  }
+
+  connectionClosed(conn: ServerConnection): void {
+    this.connections.delete(conn);
+  }
+
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  statusAll(): PyDict {
+    const out = new Map<PickleValue, PickleValue>();
+    for (const [name, s] of this.storages) out.set(name, s.status());
+    return out;
+  }
+
+  /**
+   * Stops serving: no new connections, lets a commit that is finishing complete, drops every client (their
+   * transactions are aborted), and closes the storages (FileStorage writes its index).
+   */
+  close(): Promise<void> {
+    this.closed ??= this.shutDown();
+    return this.closed;
+  }
+
+  private async shutDown(): Promise<void> {
+    const listener = this.listener;
+    // the listener's close callback waits for every connection to end, so it is awaited after they are gone
+    const stopped = listener
+      ? new Promise<void>((resolve) => listener.close(() => resolve()))
+      : Promise.resolve();
+    const conns = [...this.connections];
+    await Promise.all(conns.flatMap((c) => [...c.critical].map((p) => p.catch(() => {}))));
+    for (const c of conns) c.destroy();
+    // each closed connection aborts its session's transaction
+    while (this.connections.size > 0) await new Promise((r) => setTimeout(r, 5));
+    await stopped;
+    for (const s of this.storages.values()) {
+      if (s.packing) await s.packing;
+      this.log.info(`closing storage '${s.name}'`);
+      await s.storage.close();
+    }
+    if (this.unixPath) await unlink(this.unixPath).catch(() => {});
+  }
+}

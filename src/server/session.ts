@@ -1,0 +1,991 @@
+// One client's session (StorageServer's ZEOStorage): the methods a ZEO 5/6 client calls, with the
+// reference's semantics. A session serves the one storage its client registered for. Stores are only
+// logged; vote takes the storage's commit lock and replays them, so conflicts are found at vote and the
+// lock is held only from vote to tpc_finish/tpc_abort.
+//
+// Write conflicts always go back to the client (the reference's client-conflict-resolution mode): the
+// server runs no Python, and the stock Python client resolves them with the application's own classes.
+
+import { randomBytes } from 'node:crypto';
+import { open, rm, type FileHandle } from 'node:fs/promises';
+import { basename, join, sep } from 'node:path';
+import {
+  isBytes,
+  isTuple,
+  PyFloat,
+  PyObject,
+  pyEquals,
+  tuple,
+  type PickleValue,
+  type PyDict,
+} from '../pickle/index.js';
+import { zlibAwareReferences } from './open-storages.js';
+import { PythonError } from '../protocol/index.js';
+import {
+  ConflictError,
+  POSKeyError,
+  ReadOnlyError,
+  StorageTransactionError,
+  UndoError,
+} from '../storage/errors.js';
+import type { Oid, Tid } from '../storage/ids.js';
+import { idCopy, idHex, u64 } from '../storage/ids.js';
+import {
+  TransactionMetaData,
+  type DataRecord,
+  type TransactionRecord,
+  type UndoLogEntry,
+} from '../storage/interfaces.js';
+import { undoEntryItems } from '../storage/undo-log.js';
+import { CommitLog } from './commit-log.js';
+import type { Logger } from './log.js';
+import type { ServedStorage, StorageClient } from './served-storage.js';
+
+/** What a session needs from its connection. */
+export interface SessionConnection {
+  readonly label: string;
+  readonly connected: boolean;
+  /** queues an async call (invalidateTransaction, info, receiveBlob*) behind every promised reply */
+  sendAsync(name: string, args: PickleValue[]): void;
+  /** resolves when the connection's output has room again (backpressure for blob streams) */
+  writable(): Promise<void>;
+  close(reason?: string): void;
+}
+
+/** A reply slot: messages appended to it go out in order, before anything queued after it. */
+export interface ReplySlot {
+  append(name: string, args: PickleValue[]): void;
+}
+
+export interface SessionServer {
+  readonly storages: ReadonlyMap<string, ServedStorage>;
+  readonly readOnly: boolean;
+  readonly log: Logger;
+  readonly commitLogThreshold: number;
+  /** ruok/server_status of every storage */
+  statusAll(): PyDict;
+}
+
+type Handler = (session: Session, args: PickleValue[], slot: ReplySlot | null) => unknown;
+
+interface MethodSpec {
+  /** Python's parameter names, without self, for TypeError messages */
+  params: string[];
+  /** how many of them are required */
+  required: number;
+  fn: Handler;
+  /** the reply may take long (lock, pack, threads in the reference): it must not hold up later replies */
+  deferred?: boolean;
+  /** the owner shown in TypeError messages (ZEOStorage, or the storage for delegated methods) */
+  owner?: string;
+}
+
+interface ActiveTransaction {
+  id: PickleValue;
+  user: Uint8Array;
+  description: Uint8Array;
+  extension: PyDict;
+  extensionBytes: Uint8Array | null;
+  tid: Tid | null;
+  status: string;
+  log: CommitLog;
+  /** (oid, serial, data, temp file) in upload order; replayed newest first, as the reference does */
+  blobs: Array<{ oid: Oid; serial: Tid; data: Uint8Array; file: string }>;
+  /** the storage's view of the transaction during a vote attempt */
+  meta: TransactionMetaData | null;
+  /** oids to invalidate for other clients, in replay order */
+  invalidated: Oid[];
+  /** vote's result: oids resolved by the storage or changed by undo */
+  serials: Oid[];
+  voting: boolean;
+  /** the last vote returned conflicts: the commit lock stays ours until the client votes again */
+  resolving: boolean;
+}
+
+const MAX_ITERATORS = 1000;
+
+export class Session implements StorageClient {
+  served: ServedStorage | null = null;
+  private readOnly: boolean;
+  private txn: ActiveTransaction | null = null;
+  /** holds the storage's commit lock after a successful vote */
+  locked = false;
+  private blobUpload: { file: string; handle: Promise<FileHandle>; chain: Promise<void> } | null = null;
+  private readonly iterators = new Map<
+    number,
+    AsyncIterator<TransactionRecord> | AsyncIterator<DataRecord> | Iterator<DataRecord>
+  >();
+  private readonly lastTxnOfIterator = new Map<number, TransactionRecord>();
+  private nextIteratorId = 0;
+  label: string;
+
+  constructor(
+    private readonly server: SessionServer,
+    private readonly conn: SessionConnection,
+  ) {
+    this.readOnly = server.readOnly;
+    this.label = conn.label;
+  }
+
+  get connected(): boolean {
+    return this.conn.connected;
+  }
+
+  get registered(): boolean {
+    return this.served !== null;
+  }
+
+  get log(): Logger {
+    return this.server.log;
+  }
+
+  /** The method table before (register only) and after registration. */
+  method(name: string): MethodSpec | undefined {
+    if (!Object.prototype.hasOwnProperty.call(METHODS, name)) return undefined;
+    if (this.served === null) return name === 'register' ? METHODS.register : undefined;
+    if (name === 'register') return undefined;
+    return METHODS[name];
+  }
+
+  /** Checks the argument count as Python would, then runs the method. */
+  call(spec: MethodSpec, name: string, args: PickleValue[], slot: ReplySlot | null): unknown {
+    const max = spec.params.length;
+    if (args.length < spec.required || args.length > max) {
+      throw new PythonError(
+        'builtins.TypeError',
+        tuple(arityMessage(spec.owner ?? 'ZEOStorage', name, spec, args.length)),
+      );
+    }
+    return spec.fn(this, args, slot);
+  }
+
+  // ----------------------------------------------------------------------------------------------------
+  // StorageClient: what the storage's fan-out calls
+
+  invalidateTransaction(tid: Tid, oids: Oid[]): void {
+    this.conn.sendAsync('invalidateTransaction', [tid, oids.slice()]);
+  }
+
+  sendInfo(info: PyDict): void {
+    this.conn.sendAsync('info', [info]);
+  }
+
+  transactionTimedOut(): void {
+    // do what the reference means to do: abort, free the lock for the next voter, drop the client
+    void this.abortActive('transaction timeout').finally(() => this.conn.close('transaction timeout'));
+  }
+
+  // ----------------------------------------------------------------------------------------------------
+  // lifecycle
+
+  /** The connection is gone: abort whatever transaction is in progress and leave the storage. */
+  async disconnected(): Promise<void> {
+    const served = this.served;
+    if (this.txn) {
+      this.log.info(`(${this.label}) disconnected during ${this.locked ? 'locked' : 'unlocked'} transaction`);
+      await this.abortActive('disconnected');
+    } else {
+      this.log.info(`(${this.label}) disconnected`);
+    }
+    await this.dropBlobUpload();
+    for (const id of [...this.iterators.keys()]) await this.closeIterator(id);
+    served?.clients.delete(this);
+  }
+
+  private async abortActive(why: string): Promise<void> {
+    const t = this.txn;
+    const served = this.served;
+    if (!t || !served) return;
+    try {
+      if (t.meta) await served.storage.tpcAbort(t.meta);
+    } catch (e) {
+      this.log.error(`(${this.label}) tpc_abort after ${why} failed`, e);
+    }
+    served.stats.aborts++;
+    await this.clearTransaction();
+  }
+
+  private async clearTransaction(): Promise<void> {
+    const t = this.txn;
+    const served = this.served!;
+    served.lock.release(this);
+    this.locked = false;
+    if (!t) return;
+    this.txn = null;
+    served.stats.activeTxns--;
+    await t.log.close();
+    for (const b of t.blobs) await rm(b.file, { force: true }).catch(() => {});
+  }
+
+  // ----------------------------------------------------------------------------------------------------
+  // registration and information
+
+  register(storageId: PickleValue, readOnly: PickleValue): Tid {
+    const name = typeof storageId === 'string' ? storageId : String(storageId);
+    const served = this.server.storages.get(name);
+    if (!served) {
+      this.log.info(`(${this.label}) unknown storage_id: ${name}`);
+      throw new PythonError('builtins.ValueError', tuple(`unknown storage: ${name}`));
+    }
+    if (!truthy(readOnly) && (this.readOnly || served.storage.isReadOnly())) throw new ReadOnlyError();
+    this.readOnly = this.readOnly || truthy(readOnly);
+    this.served = served;
+    // registration and the last tid are one step: every later commit reaches this client as an invalidation
+    served.clients.add(this);
+    return served.storage.lastTransaction();
+  }
+
+  private get storage(): ServedStorage {
+    return this.served!;
+  }
+
+  // ----------------------------------------------------------------------------------------------------
+  // transactions
+
+  private checkTid(id: PickleValue, raise: boolean): boolean {
+    if (this.readOnly) throw new ReadOnlyError();
+    const t = this.txn;
+    if (t === null || !pyEquals(t.id, id)) {
+      if (raise) {
+        this.log.warn(
+          t === null
+            ? `(${this.label}) no current transaction`
+            : `(${this.label}) ${pyReprId(id)} invalid; current transaction = ${pyReprId(t.id)}`,
+        );
+        throw new PythonError(
+          'ZODB.POSException.StorageTransactionError',
+          tuple(t === null ? null : t.id, id),
+        );
+      }
+      return false;
+    }
+    return true;
+  }
+
+  tpcBegin(args: PickleValue[]): void {
+    const [id, user, description, ext] = args;
+    const tid = args.length > 4 ? args[4] : null;
+    const status = args.length > 5 ? args[5] : ' ';
+    if (this.readOnly) throw new ReadOnlyError();
+    if (this.txn !== null) {
+      if (pyEquals(this.txn.id, id)) {
+        this.log.info(`(${this.label}) duplicate tpc_begin(${pyReprId(id)})`);
+        return;
+      }
+      throw new StorageTransactionError('Multiple simultaneous tpc_begin requests from one client.');
+    }
+    let extension: PyDict = new Map();
+    let extensionBytes: Uint8Array | null = null;
+    if (ext instanceof Map) extension = ext;
+    else if (isBytes(ext)) extensionBytes = ext.length ? new Uint8Array(ext) : null;
+    else if (ext !== null) throw new PythonError('builtins.TypeError', tuple('extension must be a dict'));
+    if (tid !== null && !isOid(tid))
+      throw new PythonError('builtins.TypeError', tuple('tid must be 8 bytes'));
+    if (typeof status !== 'string')
+      throw new PythonError('builtins.TypeError', tuple('status must be a str'));
+    this.txn = {
+      id,
+      user: textOrBytes(user),
+      description: textOrBytes(description),
+      extension,
+      extensionBytes,
+      tid: tid === null ? null : idCopy(tid as Uint8Array),
+      status,
+      log: new CommitLog(this.server.commitLogThreshold),
+      blobs: [],
+      meta: null,
+      invalidated: [],
+      serials: [],
+      voting: false,
+      resolving: false,
+    };
+    this.storage.stats.activeTxns++;
+  }
+
+  storea(oid: PickleValue, serial: PickleValue, data: PickleValue, id: PickleValue): void {
+    this.checkTid(id, true);
+    this.storage.stats.stores++;
+    this.txn!.log.store(oidArg(oid), oidArg(serial), bytesArg(data));
+  }
+
+  restorea(
+    oid: PickleValue,
+    serial: PickleValue,
+    data: PickleValue,
+    prevTxn: PickleValue,
+    id: PickleValue,
+  ): void {
+    this.checkTid(id, true);
+    this.storage.stats.stores++;
+    this.txn!.log.restore(
+      oidArg(oid),
+      oidArg(serial),
+      data === null ? null : bytesArg(data),
+      prevTxn === null ? null : oidArg(prevTxn),
+    );
+  }
+
+  deleteObject(oid: PickleValue, serial: PickleValue, id: PickleValue): void {
+    this.checkTid(id, true);
+    this.storage.stats.stores++;
+    this.txn!.log.delete(oidArg(oid), oidArg(serial));
+  }
+
+  checkCurrentSerialInTransaction(oid: PickleValue, serial: PickleValue, id: PickleValue): void {
+    this.checkTid(id, true);
+    this.txn!.log.checkread(oidArg(oid), oidArg(serial));
+  }
+
+  undoa(undoId: PickleValue, id: PickleValue): void {
+    this.checkTid(id, true);
+    this.txn!.log.undo(bytesArg(undoId));
+  }
+
+  storeBlobStart(): void {
+    if (this.blobUpload) throw new PythonError('builtins.AssertionError', tuple());
+    const dir = this.storage.storage.temporaryDirectory();
+    const file = join(dir, `tmp${randomBytes(6).toString('hex')}`);
+    const handle = open(file, 'wx', 0o600);
+    this.blobUpload = { file, handle, chain: handle.then(() => {}) };
+  }
+
+  storeBlobChunk(chunk: PickleValue): void {
+    const up = this.blobUpload;
+    if (!up) throw new PythonError('builtins.TypeError', tuple('storeBlobChunk without storeBlobStart'));
+    const data = bytesArg(chunk);
+    up.chain = up.chain.then(async () => {
+      const h = await up.handle;
+      let done = 0;
+      while (done < data.length) done += (await h.write(data, done, data.length - done)).bytesWritten;
+    });
+    // a failed write is reported when the upload ends
+    up.chain.catch(() => {});
+  }
+
+  async storeBlobEnd(
+    oid: PickleValue,
+    serial: PickleValue,
+    data: PickleValue,
+    id: PickleValue,
+  ): Promise<void> {
+    this.checkTid(id, true);
+    const up = this.blobUpload;
+    if (!up) throw new PythonError('builtins.TypeError', tuple('storeBlobEnd without storeBlobStart'));
+    this.blobUpload = null;
+    const t = this.txn!;
+    const entry = { oid: oidArg(oid), serial: oidArg(serial), data: bytesArg(data), file: up.file };
+    // listed now, so a transaction ended while the file is being closed still removes it
+    t.blobs.push(entry);
+    await up.chain;
+    await (await up.handle).close();
+  }
+
+  storeBlobShared(
+    oid: PickleValue,
+    serial: PickleValue,
+    data: PickleValue,
+    filename: PickleValue,
+    id: PickleValue,
+  ): void {
+    this.checkTid(id, true);
+    const name = typeof filename === 'string' ? filename : '';
+    if (
+      name.includes(sep) ||
+      name.includes('/') ||
+      !(name.endsWith('.tmp') || name.slice(0, -1).endsWith('.tmp'))
+    ) {
+      this.log.critical(`We're under attack! (bad filename to storeBlobShared, ${JSON.stringify(filename)})`);
+      throw new PythonError('builtins.ValueError', tuple(filename));
+    }
+    const blobs = this.storage.storage as { blobDirectory?: { oidPath(oid: Oid): string } | null };
+    if (!blobs.blobDirectory)
+      throw new PythonError('builtins.AttributeError', tuple('storage has no blob directory'));
+    const o = oidArg(oid);
+    this.txn!.blobs.push({
+      oid: o,
+      serial: oidArg(serial),
+      data: bytesArg(data),
+      file: join(blobs.blobDirectory.oidPath(o), basename(name)),
+    });
+  }
+
+  private async dropBlobUpload(): Promise<void> {
+    const up = this.blobUpload;
+    if (!up) return;
+    this.blobUpload = null;
+    await up.chain.catch(() => {});
+    await (await up.handle.catch(() => null))?.close().catch(() => {});
+    await rm(up.file, { force: true }).catch(() => {});
+  }
+
+  /** vote: the reply waits for the commit lock; returns the replay's result. */
+  vote(id: PickleValue): Promise<PickleValue> | PickleValue {
+    this.checkTid(id, true);
+    const served = this.storage;
+    const t = this.txn!;
+    if (t.resolving && served.lock.locked === this) {
+      // the re-vote after resolving conflicts: still holding the lock, so nothing changed meanwhile
+      t.resolving = false;
+      return this.replay();
+    }
+    return new Promise<PickleValue>((resolve, reject) => {
+      const run = (): void => {
+        this.replay().then(resolve, reject);
+      };
+      if (served.lock.acquire(this, run)) run();
+    });
+  }
+
+  private async replay(): Promise<PickleValue> {
+    const served = this.storage;
+    const storage = served.storage;
+    const t = this.txn;
+    if (!this.conn.connected || !t) return null;
+    const meta = new TransactionMetaData(t.user, t.description, t.extension, t.extensionBytes);
+    t.meta = meta;
+    t.voting = true;
+    t.invalidated = [];
+    // undo's oids from an earlier attempt are replayed again
+    t.serials = [];
+    const conflicts = new Map<string, PyDict>();
+    const store = async (oid: Oid, serial: Tid, data: Uint8Array, blobFile: string | null): Promise<void> => {
+      try {
+        if (blobFile === null) await storage.store(oid, serial, data, meta);
+        else await storage.storeBlob(oid, serial, data, blobFile, meta);
+      } catch (e) {
+        if (e instanceof ConflictError && e.constructor === ConflictError && e.serials) {
+          conflicts.set(
+            idHex(oid),
+            new Map<PickleValue, PickleValue>([
+              ['oid', oid],
+              ['serials', tuple<PickleValue>(e.serials[0], e.serials[1])],
+              ['data', data],
+            ]),
+          );
+          return;
+        }
+        throw e;
+      }
+      conflicts.delete(idHex(oid));
+      t.invalidated.push(oid);
+    };
+    try {
+      this.log.blather(
+        `(${this.label}) Preparing to commit transaction: ${t.log.stores} objects, ${t.log.size} bytes`,
+      );
+      if (t.tid !== null || t.status !== ' ') await storage.tpcBegin(meta, t.tid, t.status);
+      else await storage.tpcBegin(meta);
+      for await (const op of t.log.replay()) {
+        switch (op.op) {
+          case 'store':
+            await store(op.oid, op.serial, op.data, null);
+            break;
+          case 'checkread':
+            await storage.checkCurrentSerialInTransaction(op.oid, op.serial, meta);
+            break;
+          case 'delete':
+            await storage.deleteObject(op.oid, op.serial, meta);
+            break;
+          case 'restore':
+            await storage.restore(op.oid, op.serial, op.data, op.prevTxn, meta);
+            break;
+          case 'undo': {
+            const r = await storage.undo(op.undoId, meta);
+            t.invalidated.push(...r.oids);
+            t.serials.push(...r.oids);
+            break;
+          }
+        }
+      }
+      // blobs: the reference pops them off the end of its list
+      for (let i = t.blobs.length - 1; i >= 0; i--) {
+        const b = t.blobs[i];
+        await store(b.oid, b.serial, b.data, b.file);
+      }
+      if (conflicts.size === 0) {
+        try {
+          t.serials.push(...(await storage.tpcVote(meta)));
+        } catch (e) {
+          if (e instanceof ConflictError && e.constructor === ConflictError && e.oid && e.serials && e.data) {
+            conflicts.set(
+              idHex(e.oid),
+              new Map<PickleValue, PickleValue>([
+                ['oid', e.oid],
+                ['serials', tuple<PickleValue>(e.serials[0], e.serials[1])],
+                ['data', e.data],
+              ]),
+            );
+          } else throw e;
+        }
+      }
+      if (conflicts.size > 0) {
+        // The client resolves these and votes again; its transaction and log stay. Unlike the reference,
+        // the commit lock stays too: were it released, other commits could land during every resolution
+        // round trip and exhaust the client's nine attempts (it then calls tpc_finish unvoted). Holding it,
+        // the re-vote replays against the state the client resolved with. Timeout and disconnect still
+        // release it.
+        await storage.tpcAbort(meta);
+        t.meta = null;
+        t.voting = false;
+        t.resolving = true;
+        this.log.blather(`(${this.label}) vote: ${conflicts.size} conflicts for the client to resolve`);
+        return [...conflicts.values()];
+      }
+      this.locked = true;
+      t.voting = false;
+      if (!this.conn.connected) {
+        // the client left while we voted: nothing will finish this transaction
+        await this.abortActive('disconnect during vote');
+        return null;
+      }
+      return t.serials.slice();
+    } catch (e) {
+      await storage.tpcAbort(meta).catch(() => {});
+      if (this.txn === t) await this.clearTransaction();
+      else served.lock.release(this);
+      if (e instanceof ConflictError) {
+        served.stats.conflicts++;
+        this.log.blather(`(${this.label}) conflict error ${e.message}`);
+      } else if (
+        !(e instanceof StorageTransactionError) &&
+        !(e instanceof POSKeyError) &&
+        !(e instanceof UndoError)
+      ) {
+        this.log.error(`(${this.label}) While voting`, e);
+      }
+      throw e;
+    }
+  }
+
+  /** tpc_finish: commit, tell the other clients, send info, then the tid. */
+  async tpcFinish(id: PickleValue, slot: ReplySlot): Promise<PickleValue> {
+    if (!this.checkTid(id, false)) return null;
+    if (!this.locked) throw new PythonError('builtins.AssertionError', tuple('finished called wo lock'));
+    const t = this.txn!;
+    const served = this.storage;
+    served.stats.commits++;
+    const invalidated = t.invalidated;
+    let tid: Tid;
+    try {
+      tid = await served.storage.tpcFinish(t.meta!, (committed) =>
+        served.invalidate(this, committed, invalidated),
+      );
+    } catch (e) {
+      await this.abortActive('failed tpc_finish');
+      throw e;
+    }
+    slot.append('info', [served.sizeInfo()]);
+    // the lock goes once the reply is queued (the reference releases after sending it)
+    queueMicrotask(() => void this.clearTransaction());
+    return tid;
+  }
+
+  async tpcAbort(id: PickleValue): Promise<null> {
+    if (!this.checkTid(id, false)) return null;
+    await this.abortActive('tpc_abort');
+    return null;
+  }
+
+  // ----------------------------------------------------------------------------------------------------
+  // reads
+
+  async loadBefore(oid: PickleValue, tid: PickleValue): Promise<PickleValue> {
+    const served = this.storage;
+    served.stats.loads++;
+    const r = await served.storage.loadBefore(oidArg(oid), oidArg(tid));
+    if (r === null) return null;
+    return tuple<PickleValue>(r.data, r.start, r.end);
+  }
+
+  async history(oid: PickleValue, size: PickleValue): Promise<PickleValue> {
+    const n = size === undefined ? 1 : Number(size);
+    const entries = await this.storage.storage.history(oidArg(oid), n);
+    return entries.map((e) => {
+      const d = new Map<PickleValue, PickleValue>([
+        ['time', new PyFloat(e.time)],
+        ['user_name', e.userName],
+        ['description', e.description],
+        ['tid', e.tid],
+        ['size', e.size],
+      ]);
+      for (const [k, v] of e.extension) d.set(k, v);
+      return d;
+    });
+  }
+
+  newOids(n: PickleValue): Promise<Oid[]> {
+    let count = Math.min(n === undefined ? 100 : Number(n), 100);
+    if (this.readOnly) throw new ReadOnlyError();
+    if (!(count > 0)) count = 1;
+    const storage = this.storage.storage;
+    return (async () => {
+      const out: Oid[] = [];
+      for (let i = 0; i < count; i++) out.push(await storage.newOid());
+      return out;
+    })();
+  }
+
+  async getInvalidations(tid: PickleValue): Promise<PickleValue> {
+    const r = await this.storage.invalidationsSince(oidArg(tid));
+    if (r === null) return null;
+    this.log.info(`(${this.label}) Return ${r.oids.length} invalidations up to tid ${u64(r.tid)}`);
+    return tuple<PickleValue>(r.tid, r.oids);
+  }
+
+  async pack(time: PickleValue, wait: PickleValue): Promise<null> {
+    const t = time instanceof PyFloat ? time.value : Number(time);
+    const served = this.storage;
+    const run = async (): Promise<void> => {
+      this.log.info(`(${this.label}) pack(time=${pyFloatRepr(t)}) started...`);
+      await served.storage.pack(t, zlibAwareReferences);
+      this.log.info(`(${this.label}) pack(time=${pyFloatRepr(t)}) complete`);
+      served.broadcastInfo();
+    };
+    if (wait === undefined || truthy(wait)) {
+      await run();
+      return null;
+    }
+    const p = run().catch((e) => this.log.error(`(${this.label}) pack failed`, e));
+    served.packing = p.finally(() => {
+      if (served.packing === p) served.packing = null;
+    });
+    return null;
+  }
+
+  async undoLog(first: PickleValue, last: PickleValue): Promise<PickleValue> {
+    if (!this.storage.supportsUndo()) return tuple();
+    const entries = await this.storage.storage.undoLog(Number(first), Number(last));
+    return entries.map(undoDict);
+  }
+
+  async undoInfo(first: PickleValue, last: PickleValue, spec: PickleValue): Promise<PickleValue> {
+    if (!this.storage.supportsUndo()) return tuple();
+    const storage = this.storage.storage;
+    if (spec === null || spec === undefined || (spec instanceof Map && spec.size === 0)) {
+      return (await storage.undoInfo(Number(first), Number(last), null)).map(undoDict);
+    }
+    if (!(spec instanceof Map))
+      throw new PythonError('builtins.TypeError', tuple('specification must be a dict'));
+    const filter = undoSpecificationFilter(spec);
+    return (await storage.undoLog(Number(first), Number(last), filter)).map(undoDict);
+  }
+
+  // ----------------------------------------------------------------------------------------------------
+  // blobs
+
+  async sendBlob(oid: PickleValue, serial: PickleValue, slot: ReplySlot): Promise<null> {
+    const o = oidArg(oid);
+    const s = oidArg(serial);
+    const path = await this.storage.storage.loadBlob(o, s);
+    let handle: FileHandle;
+    try {
+      handle = await open(path, 'r');
+    } catch {
+      throw new POSKeyError(o, s);
+    }
+    try {
+      slot.append('receiveBlobStart', [o, s]);
+      for (;;) {
+        const chunk = Buffer.allocUnsafe(59000);
+        const { bytesRead } = await handle.read(chunk, 0, chunk.length, null);
+        if (bytesRead === 0) break;
+        slot.append('receiveBlobChunk', [o, s, chunk.subarray(0, bytesRead)]);
+        await this.conn.writable();
+        if (!this.conn.connected) return null;
+      }
+      slot.append('receiveBlobStop', [o, s]);
+    } finally {
+      await handle.close();
+    }
+    return null;
+  }
+
+  // ----------------------------------------------------------------------------------------------------
+  // iteration
+
+  iteratorStart(start: PickleValue, stop: PickleValue): number {
+    if (this.iterators.size >= MAX_ITERATORS) {
+      throw new PythonError('builtins.ValueError', tuple(`too many open iterators (${MAX_ITERATORS})`));
+    }
+    const id = this.nextIteratorId++;
+    const it = this.storage.storage.iterator(
+      start === null ? null : oidArg(start),
+      stop === null ? null : oidArg(stop),
+    );
+    this.iterators.set(id, it[Symbol.asyncIterator]());
+    return id;
+  }
+
+  async iteratorNext(iid: PickleValue): Promise<PickleValue> {
+    const id = iteratorId(iid);
+    const it = this.iterators.get(id) as AsyncIterator<TransactionRecord> | undefined;
+    if (!it || !this.isTxnIterator(id)) throw new PythonError('builtins.KeyError', tuple(iid));
+    const r = await it.next();
+    if (r.done) {
+      this.iterators.delete(id);
+      this.lastTxnOfIterator.delete(id);
+      return null;
+    }
+    const t = r.value;
+    this.lastTxnOfIterator.set(id, t);
+    return tuple<PickleValue>(t.tid, t.status, t.user, t.description, t.extension);
+  }
+
+  private isTxnIterator(id: number): boolean {
+    return !this.recordIterators.has(id);
+  }
+
+  private readonly recordIterators = new Set<number>();
+
+  iteratorRecordStart(txnIid: PickleValue, tid: PickleValue): number {
+    const t = this.lastTxnOfIterator.get(iteratorId(txnIid));
+    if (!t) throw new PythonError('builtins.KeyError', tuple(txnIid));
+    if (!isOid(tid) || Buffer.compare(Buffer.from(t.tid), Buffer.from(tid as Uint8Array)) !== 0) {
+      throw new PythonError(
+        'builtins.Exception',
+        tuple(`Out-of-order request for record iterator for transaction ${pyReprId(tid)}`),
+      );
+    }
+    if (this.iterators.size >= MAX_ITERATORS) {
+      throw new PythonError('builtins.ValueError', tuple(`too many open iterators (${MAX_ITERATORS})`));
+    }
+    const id = this.nextIteratorId++;
+    const records = t.records;
+    const it =
+      Symbol.asyncIterator in records
+        ? (records as AsyncIterable<DataRecord>)[Symbol.asyncIterator]()
+        : (records as Iterable<DataRecord>)[Symbol.iterator]();
+    this.iterators.set(id, it);
+    this.recordIterators.add(id);
+    return id;
+  }
+
+  async iteratorRecordNext(iid: PickleValue): Promise<PickleValue> {
+    const id = iteratorId(iid);
+    const it = this.iterators.get(id) as AsyncIterator<DataRecord> | undefined;
+    if (!it || !this.recordIterators.has(id)) throw new PythonError('builtins.KeyError', tuple(iid));
+    const r = await it.next();
+    if (r.done) {
+      this.iterators.delete(id);
+      this.recordIterators.delete(id);
+      return null;
+    }
+    const d = r.value;
+    return tuple<PickleValue>(d.oid, d.tid, d.data, d.dataTxn);
+  }
+
+  async iteratorGc(iids: PickleValue): Promise<void> {
+    if (!Array.isArray(iids)) return;
+    for (const iid of iids) if (typeof iid === 'number') await this.closeIterator(iid);
+  }
+
+  private async closeIterator(id: number): Promise<void> {
+    const it = this.iterators.get(id);
+    this.iterators.delete(id);
+    this.recordIterators.delete(id);
+    this.lastTxnOfIterator.delete(id);
+    try {
+      await it?.return?.(undefined);
+    } catch {
+      // an iterator that fails to close has nothing left to give back
+    }
+  }
+
+  async recordIternext(next: PickleValue): Promise<PickleValue> {
+    const r = await this.storage.storage.recordIternext(
+      next === undefined || next === null ? null : oidArg(next),
+    );
+    return tuple<PickleValue>(r.oid, r.tid, r.data, r.next);
+  }
+
+  setClientLabel(label: PickleValue): void {
+    this.label = `${typeof label === 'string' ? label : String(label)} ${this.conn.label}`;
+  }
+}
+
+// ------------------------------------------------------------------------------------------------------
+// the method table
+
+function m(params: string[], required: number, fn: Handler, extra: Partial<MethodSpec> = {}): MethodSpec {
+  return { params, required, fn, ...extra };
+}
+
+const METHODS: Record<string, MethodSpec> = {
+  register: m(['storage_id', 'read_only'], 2, (s, a) => s.register(a[0], a[1])),
+  get_info: m([], 0, (s) => s.served!.getInfo()),
+  lastTransaction: m([], 0, (s) => s.served!.storage.lastTransaction(), { owner: 'FileStorage' }),
+  getInvalidations: m(['tid'], 1, (s, a) => s.getInvalidations(a[0])),
+  new_oids: m(['n'], 0, (s, a) => s.newOids(a[0])),
+  new_oid: m([], 0, () => {
+    throw new PythonError('builtins.AttributeError', tuple("'ZEOStorage' object has no attribute 'new_oid'"));
+  }),
+  pack: m(['time', 'wait'], 1, (s, a) => s.pack(a[0], a[1]), { deferred: true }),
+  loadBefore: m(['oid', 'tid'], 2, (s, a) => s.loadBefore(a[0], a[1])),
+  loadSerial: m(['oid', 'serial'], 2, (s, a) => s.served!.storage.loadSerial(oidArg(a[0]), oidArg(a[1])), {
+    owner: 'FileStorage',
+  }),
+  getTid: m(['oid'], 1, async (s, a) => (await s.served!.storage.load(oidArg(a[0]))).serial, {
+    owner: 'FileStorage',
+  }),
+  history: m(['tid', 'size'], 1, (s, a) => s.history(a[0], a[1])),
+  record_iternext: m(
+    ['next'],
+    0,
+    (s, a) => {
+      if (!s.served!.supportsRecordIternext()) {
+        throw new PythonError(
+          'builtins.AttributeError',
+          tuple("'ZEOStorage' object has no attribute 'record_iternext'"),
+        );
+      }
+      return s.recordIternext(a[0]);
+    },
+    { owner: 'FileStorage' },
+  ),
+  tpc_begin: m(['id', 'user', 'description', 'ext', 'tid', 'status'], 4, (s, a) => s.tpcBegin(a)),
+  storea: m(['oid', 'serial', 'data', 'id'], 4, (s, a) => s.storea(a[0], a[1], a[2], a[3])),
+  restorea: m(['oid', 'serial', 'data', 'prev_txn', 'id'], 5, (s, a) =>
+    s.restorea(a[0], a[1], a[2], a[3], a[4]),
+  ),
+  deleteObject: m(['oid', 'serial', 'id'], 3, (s, a) => s.deleteObject(a[0], a[1], a[2])),
+  checkCurrentSerialInTransaction: m(['oid', 'serial', 'id'], 3, (s, a) =>
+    s.checkCurrentSerialInTransaction(a[0], a[1], a[2]),
+  ),
+  undoa: m(['trans_id', 'tid'], 2, (s, a) => s.undoa(a[0], a[1])),
+  storeBlobStart: m([], 0, (s) => s.storeBlobStart()),
+  storeBlobChunk: m(['chunk'], 1, (s, a) => s.storeBlobChunk(a[0])),
+  storeBlobEnd: m(['oid', 'serial', 'data', 'id'], 4, (s, a) => s.storeBlobEnd(a[0], a[1], a[2], a[3])),
+  storeBlobShared: m(['oid', 'serial', 'data', 'filename', 'id'], 5, (s, a) =>
+    s.storeBlobShared(a[0], a[1], a[2], a[3], a[4]),
+  ),
+  vote: m(['tid'], 1, (s, a) => s.vote(a[0]), { deferred: true }),
+  tpc_finish: m(['id'], 1, (s, a, slot) => s.tpcFinish(a[0], slot!)),
+  tpc_abort: m(['tid'], 1, (s, a) => s.tpcAbort(a[0])),
+  sendBlob: m(['oid', 'serial'], 2, (s, a, slot) => s.sendBlob(a[0], a[1], slot!)),
+  undoLog: m(['first', 'last'], 2, (s, a) => s.undoLog(a[0], a[1]), { deferred: true }),
+  undoInfo: m(['first', 'last', 'spec'], 3, (s, a) => s.undoInfo(a[0], a[1], a[2]), { deferred: true }),
+  iterator_start: m(['start', 'stop'], 2, (s, a) => s.iteratorStart(a[0], a[1])),
+  iterator_next: m(['iid'], 1, (s, a) => s.iteratorNext(a[0])),
+  iterator_record_start: m(['txn_iid', 'tid'], 2, (s, a) => s.iteratorRecordStart(a[0], a[1])),
+  iterator_record_next: m(['iid'], 1, (s, a) => s.iteratorRecordNext(a[0])),
+  iterator_gc: m(['iids'], 1, (s, a) => s.iteratorGc(a[0])),
+  server_status: m([], 0, (s) => s.served!.status()),
+  set_client_label: m(['label'], 1, (s, a) => s.setClientLabel(a[0])),
+  ping: m([], 0, () => null),
+};
+
+export function isRegisteredMethod(name: string): boolean {
+  return Object.prototype.hasOwnProperty.call(METHODS, name);
+}
+
+// ------------------------------------------------------------------------------------------------------
+// argument helpers
+
+function truthy(v: PickleValue | undefined): boolean {
+  if (v === null || v === undefined || v === false || v === 0 || v === 0n || v === '') return false;
+  if (v instanceof PyFloat) return v.value !== 0;
+  if (v instanceof Uint8Array || Array.isArray(v)) return v.length > 0;
+  if (v instanceof Map || v instanceof Set) return v.size > 0;
+  return true;
+}
+
+function isOid(v: PickleValue | undefined): boolean {
+  return isBytes(v) && v.length === 8;
+}
+
+/** An oid or tid argument: 8 bytes, copied (it may be a view into the frame). */
+function oidArg(v: PickleValue | undefined): Uint8Array {
+  if (!isOid(v)) throw new PythonError('builtins.TypeError', tuple('an oid or tid must be 8 bytes'));
+  return idCopy(v as Uint8Array);
+}
+
+function bytesArg(v: PickleValue | undefined): Uint8Array {
+  if (!isBytes(v)) throw new PythonError('builtins.TypeError', tuple('a bytes argument was expected'));
+  return v;
+}
+
+/** user and description: bytes, or str encoded as UTF-8 (the reference accepts both). */
+function textOrBytes(v: PickleValue | undefined): Uint8Array {
+  if (typeof v === 'string') return new Uint8Array(Buffer.from(v, 'utf8'));
+  if (isBytes(v)) return new Uint8Array(v);
+  if (v === null || v === undefined) return new Uint8Array(0);
+  throw new PythonError('builtins.TypeError', tuple('user and description must be bytes or str'));
+}
+
+function iteratorId(v: PickleValue): number {
+  return typeof v === 'number' ? v : -1;
+}
+
+function undoDict(e: UndoLogEntry): PyDict {
+  return new Map(undoEntryItems(e));
+}
+
+/**
+ * undoInfo's specification: equal values, except ZopeUndo.Prefix.Prefix (Zope's undo screens), which matches
+ * a value starting with its path: Prefix.__eq__ compares the other value's first len(path) characters.
+ */
+function undoSpecificationFilter(spec: PyDict): (e: UndoLogEntry) => boolean {
+  const wanted = [...spec].map(([k, v]) => [k, prefixOf(v)] as const);
+  return (e) => {
+    const items = undoEntryItems(e);
+    return wanted.every(([k, want]) => {
+      const found = items.find(([ik]) => pyEquals(ik, k));
+      const have = found ? found[1] : null;
+      if (typeof want === 'object' && want !== null && 'prefix' in want) {
+        const p = want.prefix;
+        if (typeof have === 'string') return have.slice(0, p.length) === p;
+        if (isBytes(have)) return Buffer.from(have).toString('utf8').slice(0, p.length) === p;
+        return false;
+      }
+      return pyEquals(have, want as PickleValue);
+    });
+  };
+}
+
+function prefixOf(v: PickleValue): PickleValue | { prefix: string } {
+  if (v instanceof PyObject && v.global?.is('ZopeUndo.Prefix', 'Prefix')) {
+    // pickled with its state {'value': (len(path), path)}, or built as Prefix(path)
+    let path: PickleValue = null;
+    const state = v.state;
+    if (state instanceof Map) {
+      const value = state.get('value');
+      if (isTuple(value)) path = value[1];
+    } else if (v.args.length > 0) path = v.args[0];
+    return {
+      prefix: typeof path === 'string' ? path : isBytes(path) ? Buffer.from(path).toString('utf8') : '',
+    };
+  }
+  return v;
+}
+
+/** Python's TypeError text for a wrong number of positional arguments (self counted). */
+function arityMessage(owner: string, name: string, spec: MethodSpec, given: number): string {
+  const fn = `${owner}.${name}()`;
+  if (given < spec.required) {
+    const missing = spec.params.slice(given, spec.required).map((p) => `'${p}'`);
+    const list =
+      missing.length === 1
+        ? missing[0]
+        : missing.length === 2
+          ? `${missing[0]} and ${missing[1]}`
+          : `${missing.slice(0, -1).join(', ')}, and ${missing[missing.length - 1]}`;
+    return `${fn} missing ${missing.length} required positional argument${missing.length === 1 ? '' : 's'}: ${list}`;
+  }
+  const lo = spec.required + 1;
+  const hi = spec.params.length + 1;
+  const takes =
+    lo === hi
+      ? `${hi} positional argument${hi === 1 ? '' : 's'}`
+      : `from ${lo} to ${hi} positional arguments`;
+  return `${fn} takes ${takes} but ${given + 1} ${given + 1 === 1 ? 'was' : 'were'} given`;
+}
+
+function pyReprId(v: PickleValue | undefined): string {
+  if (typeof v === 'number' || typeof v === 'bigint') return String(v);
+  if (isBytes(v)) return `b'${Buffer.from(v).toString('hex')}'`;
+  return JSON.stringify(String(v));
+}
+
+function pyFloatRepr(t: number): string {
+  return new PyFloat(t).toString();
+}

@@ -1,0 +1,323 @@
+// Bad input, each its own case: the offending connection gets an error reply or is closed with one log line;
+// every other client keeps working; committed data is never lost.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { tuple, type PickleValue } from '../../src/pickle/index.js';
+import { p64, u64, z64 } from '../../src/storage/ids.js';
+import { RawClient, ServerError } from '../helpers/raw-client.js';
+import { startServer, type TestServer, type TestServerOptions } from '../helpers/server-fixture.js';
+
+const TXN = 139897414211984;
+const ROOT_RECORD = new Uint8Array(
+  Buffer.from(
+    '80036370657273697374656e742e6d617070696e670a50657273697374656e744d617070696e670a71002e80037d710158040000006461746171027d7103732e',
+    'hex',
+  ),
+);
+
+/** ZEO_TS_T_MEM=1 runs these against a MappingStorage (while a FileStorage change is in progress, say) */
+function memory(): TestServerOptions['storages'] {
+  return process.env.ZEO_TS_T_MEM
+    ? () => [{ kind: 'mappingstorage', name: '1', description: 'Mapping Storage' }]
+    : undefined;
+}
+
+/** Commits one store of the root through a raw client; returns the tid. */
+async function commitRoot(c: RawClient, serial: Uint8Array, id: number = TXN): Promise<Uint8Array> {
+  c.sendAsync('tpc_begin', [id, new Uint8Array(0), new Uint8Array(Buffer.from('t')), new Map(), null, ' ']);
+  c.sendAsync('storea', [z64, serial, ROOT_RECORD, id]);
+  const voted = await c.call('vote', [id]);
+  assert.deepEqual([...(voted as PickleValue[])], []);
+  return (await c.call('tpc_finish', [id])) as Uint8Array;
+}
+
+describe('bad input', () => {
+  let s: TestServer;
+  let good: RawClient;
+  let lastTid: Uint8Array;
+  /** the tid of the root's current revision */
+  let rootTid: Uint8Array;
+
+  before(async () => {
+    s = await startServer({
+      limits: { maxMessageSize: 1024 * 1024, maxOutputBytes: 2 * 1024 * 1024 },
+      storages: memory(),
+    });
+    good = await RawClient.open(s.address);
+    lastTid = rootTid = await commitRoot(good, z64);
+  });
+
+  after(async () => {
+    good.close();
+    await s.stop();
+  });
+
+  /** The well-behaved client still loads the committed root and can commit. */
+  async function othersStillServed(): Promise<void> {
+    const r = (await good.call('loadBefore', [
+      z64,
+      new Uint8Array(Buffer.from('7fffffffffffffff', 'hex')),
+    ])) as PickleValue[];
+    assert.deepEqual(Buffer.from(r[0] as Uint8Array), Buffer.from(ROOT_RECORD));
+    assert.deepEqual(Buffer.from(r[1] as Uint8Array), Buffer.from(rootTid));
+    lastTid = rootTid = await commitRoot(good, rootTid);
+  }
+
+  async function expectClosed(c: RawClient): Promise<void> {
+    await Promise.race([
+      c.closedPromise,
+      new Promise((_, reject) =>
+        setTimeout(() => reject(new Error('the server did not close the connection')), 5000),
+      ),
+    ]);
+  }
+
+  test('a frame that is not a pickle closes that connection', async () => {
+    const c = await RawClient.open(s.address);
+    c.sendFrame(Buffer.from('this is not a pickle'));
+    await expectClosed(c);
+    assert.ok(s.logs.some((l) => l.includes("Can't deserialize message")));
+    await othersStillServed();
+  });
+
+  test('a truncated pickle closes that connection', async () => {
+    const c = await RawClient.open(s.address);
+    const p = c.codec!.encodeCall(5, false, 'lastTransaction', []);
+    c.sendFrame(p.subarray(0, p.length - 3));
+    await expectClosed(c);
+    await othersStillServed();
+  });
+
+  test('a 4 GiB length prefix is refused before anything is buffered', async () => {
+    const c = await RawClient.open(s.address);
+    c.sendRaw(Buffer.from('ffffffff', 'hex'));
+    c.sendRaw(Buffer.alloc(64 * 1024, 0x41));
+    await expectClosed(c);
+    assert.ok(
+      s.logs.some((l) => /4294967295/.test(l)),
+      'the log names the announced length',
+    );
+    await othersStillServed();
+  });
+
+  test('a message over the configured size limit closes the connection', async () => {
+    const c = await RawClient.open(s.address);
+    c.sendFrame(c.codec!.encodeCall(3, false, 'loadBefore', [new Uint8Array(2 * 1024 * 1024), z64]));
+    await expectClosed(c);
+    await othersStillServed();
+  });
+
+  test('invalid msgpack closes that connection', async () => {
+    const c = await RawClient.open(s.address, { encoding: 'M' });
+    c.sendFrame(Buffer.from([0x94, 0x01, 0xc2, 0xc1, 0x90]));
+    await expectClosed(c);
+    await othersStillServed();
+  });
+
+  test('msgpack with invalid UTF-8 in a str closes that connection', async () => {
+    const c = await RawClient.open(s.address, { encoding: 'M' });
+    c.sendFrame(Buffer.from([0x94, 0x01, 0xc2, 0xa2, 0xff, 0xfe, 0x90]));
+    await expectClosed(c);
+    await othersStillServed();
+  });
+
+  test('a pickle naming a forbidden global closes that connection', async () => {
+    const c = await RawClient.open(s.address, { encoding: 'Z' });
+    // (1, False, 'ping', (os.getcwd(),)) -- never imported or called
+    const p = Buffer.concat([
+      Buffer.from('8003284b0189580400000070696e67', 'hex'),
+      Buffer.from('cos\ngetcwd\n)R\x85t.', 'latin1'),
+    ]);
+    c.sendFrame(p);
+    await expectClosed(c);
+    await othersStillServed();
+  });
+
+  test('unknown and private method names close the connection without a reply', async () => {
+    for (const name of ['frobnicate', '_vote', '__init__', 'register', 'undo', 'load', 'ruok']) {
+      const c = await RawClient.open(s.address);
+      c.send(name, []);
+      await expectClosed(c);
+      assert.equal(c.received.length, 0, `no reply to ${name}`);
+    }
+    assert.ok(s.logs.some((l) => l.includes("Invalid method, 'frobnicate'")));
+    await othersStillServed();
+  });
+
+  test('any method before register closes the connection', async () => {
+    const c = await RawClient.open(s.address, { register: null });
+    c.send('lastTransaction', []);
+    await expectClosed(c);
+  });
+
+  test('register of an unknown storage is an error reply; the client may register again', async () => {
+    const c = await RawClient.open(s.address, { register: null });
+    await assert.rejects(c.call('register', ['nosuch', false]), (e: ServerError) => {
+      assert.equal(e.className, 'builtins.ValueError');
+      assert.deepEqual([...(e.args as PickleValue[])], ['unknown storage: nosuch']);
+      return true;
+    });
+    assert.deepEqual(
+      Buffer.from((await c.call('register', ['1', false])) as Uint8Array),
+      Buffer.from(lastTid),
+    );
+    c.close();
+  });
+
+  test('wrong argument counts get a TypeError reply and the connection stays', async () => {
+    const c = await RawClient.open(s.address);
+    await assert.rejects(c.call('history', []), (e: ServerError) => {
+      assert.equal(e.className, 'builtins.TypeError');
+      assert.deepEqual(
+        [...(e.args as PickleValue[])],
+        ["ZEOStorage.history() missing 1 required positional argument: 'tid'"],
+      );
+      return true;
+    });
+    await assert.rejects(c.call('loadBefore', [z64, z64, z64]), (e: ServerError) => {
+      assert.equal(e.className, 'builtins.TypeError');
+      assert.deepEqual(
+        [...(e.args as PickleValue[])],
+        ['ZEOStorage.loadBefore() takes 3 positional arguments but 4 were given'],
+      );
+      return true;
+    });
+    await assert.rejects(c.call('get_info', [1]), (e: ServerError) => e.className === 'builtins.TypeError');
+    // an oid that is not 8 bytes
+    await assert.rejects(
+      c.call('loadBefore', ['x', z64]),
+      (e: ServerError) => e.className === 'builtins.TypeError',
+    );
+    assert.equal(c.closed, false);
+    assert.equal(await c.call('ping'), null);
+    c.close();
+  });
+
+  test('2PC calls out of order', async () => {
+    const c = await RawClient.open(s.address);
+    // vote without tpc_begin: StorageTransactionError(None, id)
+    await assert.rejects(c.call('vote', [42]), (e: ServerError) => {
+      assert.equal(e.className, 'ZODB.POSException.StorageTransactionError');
+      assert.deepEqual([...(e.args as PickleValue[])], [null, 42]);
+      return true;
+    });
+    // tpc_finish and tpc_abort of an unknown transaction: None
+    assert.equal(await c.call('tpc_finish', [42]), null);
+    assert.equal(await c.call('tpc_abort', [42]), null);
+    // tpc_finish before vote
+    c.sendAsync('tpc_begin', [7, new Uint8Array(0), new Uint8Array(0), new Map(), null, ' ']);
+    await assert.rejects(c.call('tpc_finish', [7]), (e: ServerError) => {
+      assert.equal(e.className, 'builtins.AssertionError');
+      assert.deepEqual([...(e.args as PickleValue[])], ['finished called wo lock']);
+      return true;
+    });
+    // vote with another id
+    await assert.rejects(c.call('vote', [8]), (e: ServerError) => {
+      assert.deepEqual([...(e.args as PickleValue[])], [7, 8]);
+      return true;
+    });
+    assert.equal(await c.call('tpc_abort', [7]), null);
+    // a store without a transaction is a failed one-way call: the connection closes
+    c.sendAsync('storea', [z64, lastTid, ROOT_RECORD, 9]);
+    await expectClosed(c);
+    await othersStillServed();
+  });
+
+  test('a second tpc_begin with another id closes the connection; its transaction is aborted', async () => {
+    const c = await RawClient.open(s.address);
+    c.sendAsync('tpc_begin', [1, new Uint8Array(0), new Uint8Array(0), new Map(), null, ' ']);
+    c.sendAsync('tpc_begin', [2, new Uint8Array(0), new Uint8Array(0), new Map(), null, ' ']);
+    await expectClosed(c);
+    await othersStillServed();
+    const st = s.server.storages.get('1')!.status();
+    assert.equal(st.get('active_txns'), 0);
+  });
+
+  test('a client that vanishes holding the commit lock does not wedge the others', async () => {
+    const c = await RawClient.open(s.address);
+    c.sendAsync('tpc_begin', [11, new Uint8Array(0), new Uint8Array(0), new Map(), null, ' ']);
+    c.sendAsync('storea', [z64, rootTid, ROOT_RECORD, 11]);
+    await c.call('vote', [11]);
+    // the good client votes behind it
+    const pending = commitRoot(good, rootTid, 12);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(s.server.storages.get('1')!.status().get('waiting'), 1);
+    c.close();
+    lastTid = rootTid = await pending;
+    await othersStillServed();
+  });
+
+  test('a client that stops reading is disconnected when its output piles up; others are unaffected', async () => {
+    // a unix socket: its kernel buffers are small, so the pile-up reaches the server's own bound quickly
+    const us = await startServer({ unix: true, limits: { maxOutputBytes: 256 * 1024 }, storages: memory() });
+    try {
+      const slow = await RawClient.open(us.address);
+      const writer = await RawClient.open(us.address);
+      slow.socket.pause();
+      const oids = Array.from({ length: 500 }, (_, i) => p64(1000 + i));
+      let serial: Uint8Array = z64;
+      const dropped = (): boolean => us.logs.some((l) => l.includes('client is not reading'));
+      for (let i = 0; i < 400 && !dropped(); i++) {
+        const id = 1000 + i;
+        writer.sendAsync('tpc_begin', [id, new Uint8Array(0), new Uint8Array(0), new Map(), null, ' ']);
+        for (const o of oids) writer.sendAsync('storea', [o, serial, ROOT_RECORD, id]);
+        await writer.call('vote', [id]);
+        serial = (await writer.call('tpc_finish', [id])) as Uint8Array;
+      }
+      assert.ok(dropped(), 'the server dropped the client that does not read');
+      slow.socket.resume();
+      await expectClosed(slow);
+      // the writer was never slowed down by it, and its data is all there
+      const r = (await writer.call('loadBefore', [oids[499], p64(u64(serial) + 1n)])) as PickleValue[];
+      assert.deepEqual(Buffer.from(r[1] as Uint8Array), Buffer.from(serial));
+      writer.close();
+    } finally {
+      await us.stop();
+    }
+    await othersStillServed();
+  });
+
+  test('a client pipelining loads without reading is paused, not buffered without bound', async () => {
+    const c = await RawClient.open(s.address);
+    c.socket.pause();
+    const big = new Uint8Array(200_000);
+    // one big object to load many times
+    const oid = ((await good.call('new_oids', [1])) as Uint8Array[])[0];
+    good.sendAsync('tpc_begin', [77, new Uint8Array(0), new Uint8Array(0), new Map(), null, ' ']);
+    good.sendAsync('storea', [oid, z64, big, 77]);
+    await good.call('vote', [77]);
+    lastTid = (await good.call('tpc_finish', [77])) as Uint8Array;
+    const maxtid = new Uint8Array(Buffer.from('7fffffffffffffff', 'hex'));
+    for (let i = 0; i < 2000; i++) c.send('loadBefore', [oid, maxtid], tuple(i, 0));
+    await new Promise((r) => setTimeout(r, 500));
+    const rss = process.memoryUsage().rss;
+    // 2000 replies of 200 KB would be 400 MB if buffered; the server stopped reading the client instead
+    assert.ok(rss < 600 * 1024 * 1024, `rss ${rss}`);
+    c.socket.resume();
+    let replies = 0;
+    while (replies < 2000) {
+      const m = await c.nextMessage(10000);
+      if (m.name === '.reply') replies++;
+    }
+    assert.equal(replies, 2000);
+    c.close();
+    await othersStillServed();
+  });
+
+  test('a thousand idle connections', async () => {
+    const before = process.memoryUsage();
+    const clients: RawClient[] = [];
+    for (let i = 0; i < 1000; i++) clients.push(await RawClient.open(s.address));
+    await othersStillServed();
+    const afterOpen = process.memoryUsage();
+    assert.ok(s.server.connectionCount >= 1001);
+    // both ends live in this process: the per-connection cost here counts the client side too
+    const perConnection =
+      (afterOpen.heapUsed + afterOpen.external - before.heapUsed - before.external) / 1000;
+    assert.ok(perConnection < 64 * 1024, `per connection ${perConnection} bytes`);
+    for (const c of clients) c.close();
+    await new Promise((r) => setTimeout(r, 200));
+    await othersStillServed();
+  });
+});
