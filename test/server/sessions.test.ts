@@ -263,3 +263,32 @@ describe('sessions', () => {
     await a.closedPromise;
   });
 });
+
+test('a transaction larger than the commit-log threshold spills to disk and commits whole', async () => {
+  const s = await startServer({ commitLogThreshold: 4096 });
+  try {
+    const c = await RawClient.open(s.address);
+    const oids = (await c.call('new_oids', [100])) as Uint8Array[];
+    const record = (i: number): Uint8Array => {
+      const r = new Uint8Array(1000);
+      r.set([0x80, 0x03, 0x42], 0);
+      new DataView(r.buffer).setUint32(3, 1000 - 8, true);
+      r.fill(i, 7, 999);
+      r[999] = 0x2e;
+      return r;
+    };
+    const tid = await commit(
+      c,
+      1,
+      oids.map((o, i) => [o, z64, record(i)]),
+    );
+    for (let i = 0; i < oids.length; i += 17) {
+      const r = (await c.call('loadBefore', [oids[i], maxtid])) as PickleValue[];
+      assert.deepEqual(Buffer.from(r[0] as Uint8Array), Buffer.from(record(i)));
+      assert.equal(hex(r[1]), hex(tid));
+    }
+    c.close();
+  } finally {
+    await s.stop();
+  }
+});
