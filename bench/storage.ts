@@ -6,8 +6,14 @@
 //   - time to open a Data.fs of N objects (default 1M) read-only, with and without Data.fs.index: warm (the
 //     median of several opens in one process) and cold (the first open in a fresh process, the modules already
 //     imported); target: at most half of Python's;
-//   - loadBefore per second from the page cache (random oids, current revisions): one at a time (as Python
-//     calls it) and, ours, 16 at a time (the server's case: loads are async);
+//   - open with the index file and then one loadBefore (the time to a first answer: our open leaves the
+//     index's big buckets in Data.fs.index, loaded in the background or when a load needs one);
+//   - loadBefore per second from the page cache (current revisions), one at a time (as Python calls it)
+//     and, ours, 16 at a time (the server's case: loads are async), for three workloads, each side warmed
+//     the same way: uniform random oids over all N objects (a fresh oid each time: our record cache cannot
+//     help, every load is a read from the thread pool), a working set of 100,000 random oids and a hot set
+//     of 10,000, each read once through before timing (they fit our default 64 MiB cache); with our cache's
+//     hit rate and memory;
 //   - `zeo verify` beside ZODB's fstest on the whole file;
 //   - small commits per second, each durable before it returns (ours: fdatasync at vote and at finish; ZODB:
 //     fsync at finish).
@@ -22,7 +28,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { verifyDataFile } from '../src/cli/verify.js';
 import { dumps, tuple } from '../src/pickle/index.js';
-import { FileStorage } from '../src/storage/filestorage/file-storage.js';
+import { DEFAULT_CACHE_BYTES, FileStorage } from '../src/storage/filestorage/file-storage.js';
 import { scanDataPath } from '../src/storage/filestorage/scan.js';
 import { p64, u64, z64 } from '../src/storage/ids.js';
 import { TransactionMetaData } from '../src/storage/interfaces.js';
@@ -124,6 +130,9 @@ else:
 print(json.dumps(out))
 `;
 
+// the workloads of loads(): 'uniform' draws a fresh oid for each load (a list of UNIFORM_OIDS, gone through
+// once, more than either side loads in the time); a set of `size` oids is read once through, then cycled
+const UNIFORM_OIDS = 500_000;
 const PY_LOADS = `
 import time, random
 from ZODB.FileStorage import FileStorage
@@ -132,22 +141,40 @@ fs = FileStorage(args['path'], read_only=True)
 try:
     tid = p64(u64(fs.lastTransaction()) + 1)
     rnd = random.Random(1)
-    oids = [p64(rnd.randrange(args['n'])) for _ in range(100000)]
-    for o in oids[:20000]:
-        fs.loadBefore(o, tid)
+    size = args['size']
+    oids = [p64(rnd.randrange(args['n'])) for _ in range(size)]
+    if args['warm']:
+        for o in oids:
+            fs.loadBefore(o, tid)
     count = 0
+    i = 0
     t0 = time.perf_counter()
     while True:
-        for o in oids[:10000]:
+        for o in oids[i:i + 10000]:
             fs.loadBefore(o, tid)
         count += 10000
-        oids = oids[10000:] + oids[:10000]
+        i = (i + 10000) % size
         dt = time.perf_counter() - t0
         if dt >= args['seconds']:
             break
     result = count / dt
 finally:
     fs.close()
+`;
+
+const PY_OPEN_LOAD = `
+import time
+from ZODB.FileStorage import FileStorage
+from ZODB.utils import p64, u64
+ts = []
+for i in range(args['rounds']):
+    t0 = time.perf_counter()
+    fs = FileStorage(args['path'], read_only=True)
+    fs.loadBefore(p64(args['oid']), p64(u64(fs.lastTransaction()) + 1))
+    t1 = time.perf_counter()
+    fs.close()
+    ts.append(t1 - t0)
+result = ts
 `;
 
 const PY_COMMITS = `
@@ -233,38 +260,76 @@ async function warmOpens(path: string, rounds: number): Promise<{ ms: number; us
   return { ms: median(times), usedIndex };
 }
 
-async function ourLoads(path: string, concurrency: number): Promise<number> {
+interface LoadFigures {
+  perSecond: number;
+  hitRate: number;
+  /** the cache's allocated bytes at the end (its bound: its capacity) */
+  cacheBytes: number;
+  cacheEntries: number;
+}
+
+async function ourLoads(
+  path: string,
+  concurrency: number,
+  size: number,
+  warm: boolean,
+): Promise<LoadFigures> {
   const fs = await FileStorage.open(path, { readOnly: true });
   try {
     const tid = p64(u64(fs.lastTransaction()) + 1n);
     let x = 1;
-    const oids = Array.from({ length: 100_000 }, () => {
+    const oids = Array.from({ length: size }, () => {
       x = (x * 48271) % 2147483647;
       return p64(x % OBJECTS);
     });
     const runBatch = async (from: number, count: number): Promise<void> => {
       if (concurrency === 1) {
-        for (let i = from; i < from + count; i++) await fs.loadBefore(oids[i % oids.length], tid);
+        for (let i = from; i < from + count; i++) await fs.loadBefore(oids[i % size], tid);
         return;
       }
       let next = from;
       const worker = async (): Promise<void> => {
-        while (next < from + count) await fs.loadBefore(oids[next++ % oids.length], tid);
+        while (next < from + count) await fs.loadBefore(oids[next++ % size], tid);
       };
       await Promise.all(Array.from({ length: concurrency }, worker));
     };
-    await runBatch(0, 20_000); // warm-up
+    if (warm) await runBatch(0, size);
+    const before = fs.cacheStats();
     let done = 0;
     const t0 = now();
     for (;;) {
       await runBatch(done, 10_000);
       done += 10_000;
       const dt = (now() - t0) / 1000;
-      if (dt >= SECONDS) return done / dt;
+      if (dt >= SECONDS) {
+        const after = fs.cacheStats();
+        const hits = (after?.hits ?? 0) - (before?.hits ?? 0);
+        const misses = (after?.misses ?? 0) - (before?.misses ?? 0);
+        return {
+          perSecond: done / dt,
+          hitRate: hits + misses ? hits / (hits + misses) : 0,
+          cacheBytes: after?.allocated ?? 0,
+          cacheEntries: after?.entries ?? 0,
+        };
+      }
     }
   } finally {
     await fs.close();
   }
+}
+
+/** open, then one loadBefore of `oid` (the median of `rounds`, after one not counted), ms */
+async function ourOpenLoad(path: string, oid: number, rounds: number): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < rounds + 1; i++) {
+    const t0 = now();
+    const fs = await FileStorage.open(path, { readOnly: true });
+    await fs.loadBefore(p64(oid), p64(u64(fs.lastTransaction()) + 1n));
+    const dt = now() - t0;
+    await fs.close();
+    if (i > 0) times.push(dt);
+  }
+  return median(times);
 }
 
 async function ourCommits(path: string): Promise<number> {
@@ -340,7 +405,13 @@ async function main(): Promise<void> {
       rounds: ROUNDS,
     });
     if (!pyWith.usedIndex) throw new Error('Python did not use the index file');
-    const coldWith = coldOpens(path, 3);
+    const coldWith = coldOpens(path, 5);
+    // an oid in the middle of the file: in a bucket our open left in Data.fs.index
+    const probeOid = Math.floor(OBJECTS / 2) + 7;
+    const openLoad = await ourOpenLoad(path, probeOid, ROUNDS);
+    const pyOpenLoad = median(
+      await oracle.json<number[]>(PY_OPEN_LOAD, undefined, { path, rounds: ROUNDS, oid: probeOid }),
+    );
 
     // --- open without it (moved aside; read-only opens do not write one)
     log('opens without the index file (scans)...');
@@ -376,9 +447,24 @@ async function main(): Promise<void> {
 
     // --- loads
     log('loadBefore...');
-    const loads1 = await ourLoads(path, 1);
-    const loads16 = await ourLoads(path, 16);
-    const pyLoads = await oracle.json<number>(PY_LOADS, undefined, { path, n: OBJECTS, seconds: SECONDS });
+    const workloads = [
+      { name: `uniform random over ${OBJECTS.toLocaleString('en-US')}`, size: UNIFORM_OIDS, warm: false },
+      { name: 'working set of 100,000, warmed', size: 100_000, warm: true },
+      { name: 'hot set of 10,000, warmed', size: 10_000, warm: true },
+    ];
+    const loads: Array<{ name: string; one: LoadFigures; sixteen: LoadFigures; python: number }> = [];
+    for (const w of workloads) {
+      const one = await ourLoads(path, 1, w.size, w.warm);
+      const sixteen = await ourLoads(path, 16, w.size, w.warm);
+      const python = await oracle.json<number>(PY_LOADS, undefined, {
+        path,
+        n: OBJECTS,
+        seconds: SECONDS,
+        size: w.size,
+        warm: w.warm,
+      });
+      loads.push({ name: w.name, one, sixteen, python });
+    }
 
     // --- commits (a small file of its own, on the same file system)
     log('small commits...');
@@ -428,6 +514,13 @@ async function main(): Promise<void> {
         '>= 2x',
       ],
       [
+        'open with index + one loadBefore, warm (ms)',
+        openLoad.toFixed(2),
+        (pyOpenLoad * 1000).toFixed(2),
+        x(pyOpenLoad * 1000, openLoad),
+        '',
+      ],
+      [
         'open without index (scan), warm (ms)',
         warmWithout.ms.toFixed(0),
         pyWithoutMs.toFixed(0),
@@ -448,8 +541,29 @@ async function main(): Promise<void> {
         x(fstestMs, verifyMs),
         '',
       ],
-      ['loadBefore/s, one at a time', loads1.toFixed(0), pyLoads.toFixed(0), x(loads1, pyLoads), ''],
-      ['loadBefore/s, 16 concurrent', loads16.toFixed(0), '', x(loads16, pyLoads), ''],
+      ...loads.flatMap((l) => [
+        [
+          `loadBefore/s, ${l.name}, one at a time (cache hits ${(l.one.hitRate * 100).toFixed(0)}%)`,
+          l.one.perSecond.toFixed(0),
+          l.python.toFixed(0),
+          x(l.one.perSecond, l.python),
+          '>= 1x',
+        ],
+        [
+          `loadBefore/s, ${l.name}, 16 concurrent (cache hits ${(l.sixteen.hitRate * 100).toFixed(0)}%)`,
+          l.sixteen.perSecond.toFixed(0),
+          '',
+          x(l.sixteen.perSecond, l.python),
+          '',
+        ],
+      ]),
+      [
+        'read cache: bound / allocated after the 100,000 set (MiB)',
+        `${(DEFAULT_CACHE_BYTES / 2 ** 20).toFixed(0)} / ${(loads[1].one.cacheBytes / 2 ** 20).toFixed(1)}`,
+        '',
+        '',
+        '',
+      ],
       ['small commits/s (durable)', commits.toFixed(0), pyCommits.toFixed(0), x(commits, pyCommits), ''],
     ];
     printTable(
@@ -489,8 +603,21 @@ async function main(): Promise<void> {
           pythonCold: coldWithout.python,
         },
       },
+      openWithIndexThenLoadMs: { zeoTsWarm: openLoad, pythonWarm: pyOpenLoad * 1000 },
       verifyMs: { zeoTs: verifyMs, fstest: fstestMs },
-      loadBeforePerSecond: { zeoTs: loads1, zeoTs16Concurrent: loads16, python: pyLoads },
+      loadBeforePerSecond: loads.map((l) => ({
+        workload: l.name,
+        zeoTs: l.one.perSecond,
+        zeoTsHitRate: l.one.hitRate,
+        zeoTs16Concurrent: l.sixteen.perSecond,
+        zeoTs16ConcurrentHitRate: l.sixteen.hitRate,
+        python: l.python,
+      })),
+      readCache: {
+        capacityBytes: DEFAULT_CACHE_BYTES,
+        allocatedBytesAfterWorkingSet: loads[1].one.cacheBytes,
+        entriesAfterWorkingSet: loads[1].one.cacheEntries,
+      },
       durableCommitsPerSecond: { zeoTs: commits, python: pyCommits },
     };
     mkdirSync(resolve(repoRoot, 'bench/results'), { recursive: true });

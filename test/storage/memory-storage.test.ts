@@ -130,6 +130,34 @@ describe('MemoryStorage specifics', () => {
     assert.equal((await s.history(oid, 10)).map((h) => h.size).join(','), '0,0,' + minpo(1).length);
   });
 
+  it('lastInvalidations: the last transactions, newest first, with the oids of their records', async () => {
+    const s = new MemoryStorage();
+    assert.deepEqual(await s.lastInvalidations(5), []);
+    const [a, b, c] = [await s.newOid(), await s.newOid(), await s.newOid()];
+    const t1 = await dostore(s, { oid: a, data: 1 });
+    const t = new TransactionMetaData();
+    await s.tpcBegin(t);
+    await s.store(c, z64, minpo(2), t);
+    await s.store(b, z64, minpo(3), t);
+    await s.tpcVote(t);
+    const t2 = await s.tpcFinish(t);
+    const t3 = await dostore(s, { oid: a, revid: t1, data: 4 });
+    const all = (await s.lastInvalidations(10)).map((e) => [idHex(e.tid), e.oids.map(idHex)]);
+    assert.deepEqual(all, [
+      [idHex(t3), [idHex(a)]],
+      [idHex(t2), [idHex(c), idHex(b)]],
+      [idHex(t1), [idHex(a)]],
+    ]);
+    assert.deepEqual(
+      (await s.lastInvalidations(2)).map((e) => idHex(e.tid)),
+      [idHex(t3), idHex(t2)],
+    );
+    assert.deepEqual(await s.lastInvalidations(0), []);
+    assert.deepEqual(await s.lastInvalidations(-1), []);
+    await s.close();
+    await assert.rejects(s.lastInvalidations(1), StorageError);
+  });
+
   it('pack refuses a pack time before 1900 and does nothing to an empty storage', async () => {
     const s = new MemoryStorage();
     await s.pack(Date.now() / 1000, referencesf);

@@ -18,6 +18,15 @@
 // committed but is not whole. With the data on disk before the status is cleared, a crash leaves either a
 // transaction still marked 'c' (truncated on the next open) or a whole committed one. It also makes the vote
 // mean what 2PC says it means: the transaction is on disk and can be committed.
+// Why not one flush: the format has no checksum, so the next open cannot tell a torn transaction (a block of
+// its data never written, its header and trailer on disk, its status ' ') from a whole one: the data must be
+// on disk before the byte that says it is committed, and with one committer at a time (the commit lock) no
+// other flush can come in between. Each flush is one request to the thread pool (RandomAccessFile's
+// writeDurable: a write through an O_DSYNC descriptor), not a write and then an fdatasync.
+//
+// Reads: the index is what Data.fs.index holds, its big buckets read in the background or when a load first
+// needs one (FsIndex.pending); loads go through a bounded cache of whole data records (the data file's
+// ReadCache, FileStorageOptions.cacheBytes), which commits write through to.
 //
 // Deviations from ZODB (each deliberate): tpcBegin refuses a given tid that is not after the last transaction
 // (ZODB writes it and its own scan then warns of a time-stamp reduction); store/restore/undo after tpcVote and
@@ -62,7 +71,7 @@ import type {
   UndoResult,
 } from '../interfaces.js';
 import { newTid, tidTime, TimeStamp } from '../timestamp.js';
-import { RandomAccessFile, ShortReadError } from './file.js';
+import { MIN_CACHE_BYTES, RandomAccessFile, ShortReadError, type ReadCacheStats } from './file.js';
 import {
   BACK_PTR_LEN,
   checkDataHeader,
@@ -126,6 +135,11 @@ export interface FileStorageOptions {
   fsync?: boolean;
   /** bytes of a transaction kept in memory before the rest goes to Data.fs.tmp (default 16 MiB) */
   spillThreshold?: number;
+  /**
+   * bytes of data records kept in memory for loads (a ReadCache of the data file; default 64 MiB, 0 for
+   * none): a bound on all of its memory, table and slabs
+   */
+  cacheBytes?: number;
   /** the clock for new tids, in milliseconds since the epoch (default Date.now) */
   clock?: () => number;
 }
@@ -151,6 +165,7 @@ export interface FileUndoLogEntry extends UndoLogEntry {
 // small helpers
 
 const DEFAULT_SPILL = 16 << 20;
+export const DEFAULT_CACHE_BYTES = 64 << 20;
 /** one positional read gets the header and, usually, the whole data of a record */
 const READ_AHEAD = 4096;
 /** transactions up to this size are read whole by the iterator */
@@ -218,12 +233,45 @@ async function readRecord(
       `no data record can start at ${pos} (the data ends at ${limit})`,
     );
   }
+  const cache = file.cache;
+  if (cache !== null) {
+    // the whole record, as read before (or written by a commit)
+    const c = cache.get(pos);
+    if (c !== undefined) return parseRecord(file, pos, oid, withData, limit, c, c.length);
+  }
+  const generation = cache === null ? 0 : cache.generation;
   const buf = takeBuf();
   try {
     const want = withData
       ? Math.min(READ_AHEAD, limit - pos)
       : Math.min(DATA_HDR_LEN + BACK_PTR_LEN, limit - pos);
     const n = await file.readAtMost(pos, buf, 0, want);
+    const r = await parseRecord(file, pos, oid, withData, limit, buf, n);
+    if (cache !== null) {
+      const len = DATA_HDR_LEN + (r.plen || BACK_PTR_LEN);
+      if (len <= n) cache.put(pos, buf.subarray(0, len), null, generation);
+      else if (r.data !== null) cache.put(pos, buf.subarray(0, DATA_HDR_LEN), r.data, generation);
+    }
+    return r;
+  } finally {
+    giveBuf(buf);
+  }
+}
+
+/**
+ * readRecord's checks and decoding of the `n` bytes at `pos` in `buf` (the record's start: its header and, with
+ * `withData`, its data when they fit; the rest of the data is read).
+ */
+async function parseRecord(
+  file: RandomAccessFile,
+  pos: number,
+  oid: Oid | null,
+  withData: boolean,
+  limit: number,
+  buf: Buffer,
+  n: number,
+): Promise<RecordAt> {
+  try {
     if (n < DATA_HDR_LEN) {
       throw new CorruptedError(file.path, pos, `data record header truncated (${n} of 42 bytes)`);
     }
@@ -273,8 +321,6 @@ async function readRecord(
       throw new CorruptedError(file.path, pos, `data record truncated: ${e.message}`);
     }
     throw e;
-  } finally {
-    giveBuf(buf);
   }
 }
 
@@ -485,11 +531,37 @@ class TxnBuffer {
     }
   }
 
-  /** Writes the whole transaction: `header`, the records, `trailer`, at `pos` of `file`. */
-  async writeTo(file: RandomAccessFile, pos: number, header: Buffer, trailer: Buffer): Promise<void> {
+  /** Nothing went to the spill file: every record is in memory (forEachRecord). */
+  get inMemory(): boolean {
+    return this.spilled === 0;
+  }
+
+  /** Calls fn(offset, record) for each record appended, in order, when all are in memory (inMemory). */
+  forEachRecord(fn: (offset: number, record: Buffer) => void): void {
+    if (this.spilled) return;
+    let offset = 0;
+    for (const c of this.chunks) {
+      fn(offset, c);
+      offset += c.length;
+    }
+  }
+
+  /**
+   * Writes the whole transaction: `header`, the records, `trailer`, at `pos` of `file`; with `durable`, it is
+   * on disk when this resolves.
+   */
+  async writeTo(
+    file: RandomAccessFile,
+    pos: number,
+    header: Buffer,
+    trailer: Buffer,
+    durable: boolean,
+  ): Promise<void> {
     if (!this.spilled) {
-      // the usual case: one positional write of the whole transaction
-      await file.write(pos, Buffer.concat([header, ...this.chunks, trailer]));
+      // the usual case: one positional write of the whole transaction (with its flush: writeDurable)
+      const whole = Buffer.concat([header, ...this.chunks, trailer]);
+      if (durable) await file.writeDurable(pos, whole);
+      else await file.write(pos, whole);
       return;
     }
     await file.write(pos, header);
@@ -500,6 +572,7 @@ class TxnBuffer {
       at += c.length;
     }
     await file.write(at, trailer);
+    if (durable) await file.datasync();
   }
 }
 
@@ -587,6 +660,7 @@ export class FileStorage implements Storage {
   private readonly clock: () => number;
   private readonly packGc: boolean;
   private readonly packKeepOld: boolean;
+  private readonly cacheBytes: number;
   readonly log: ScanLog;
   /** the storage's commit lock (ZODB's _commit_lock), shared with the packer */
   readonly commitLock = new CommitLock();
@@ -626,6 +700,7 @@ export class FileStorage implements Storage {
     this.clock = options.clock ?? Date.now;
     this.packGc = options.packGc ?? true;
     this.packKeepOld = options.packKeepOld ?? true;
+    this.cacheBytes = cacheBytesOf(options);
     this.log = options.log ?? (() => {});
     this.fileRef = new DataFileRef(file);
     this.index = init.index;
@@ -646,34 +721,44 @@ export class FileStorage implements Storage {
     const log: ScanLog = options.log ?? (() => {});
     let create = options.create ?? false;
     if (readOnly && create) throw new FileStorageError("can't create a read-only file");
+    const fileOptions = { cacheBytes: cacheBytesOf(options) };
     const lock = readOnly ? null : await LockFile.acquire(path + '.lock');
     let file: RandomAccessFile | null = null;
+    let index: FsIndex | null = null;
     try {
       if (!create) {
         try {
-          file = await RandomAccessFile.open(path, readOnly ? 'r' : 'r+');
+          // (synchronous open and fstat: see RandomAccessFile.openSync)
+          file = RandomAccessFile.openSync(path, readOnly ? 'r' : 'r+', undefined, fileOptions);
         } catch (e) {
           if (readOnly || (e as { code?: string }).code !== 'ENOENT') throw e;
           create = true;
         }
       }
       if (file === null) {
-        file = await RandomAccessFile.open(path, 'w+');
-        await file.write(0, FILE_MAGIC);
+        file = await RandomAccessFile.open(path, 'w+', undefined, fileOptions);
+        // (on disk before any commit: writeDurable flushes only what it writes)
+        if (options.fsync ?? true) await file.writeDurable(0, FILE_MAGIC);
+        else await file.write(0, FILE_MAGIC);
         // a new file: an index left by an earlier one does not describe it
         await unlink(indexPathFor(path)).catch(() => {});
       }
-      const scan = await scanDataFile(file.handle, path, {
+      // the index's big buckets stay in Data.fs.index until used, or read in the background (below)
+      const scan = await scanDataFile(file, path, {
         readOnly,
         onProgress: options.onProgress,
         log,
+        fileSize: file.end,
+        lazyIndex: true,
       });
+      index = scan.index;
       if (scan.magic === null && !readOnly) {
         // an empty (0-byte) file: read_index writes the header
-        await file.write(0, FILE_MAGIC);
+        if (options.fsync ?? true) await file.writeDurable(0, FILE_MAGIC);
+        else await file.write(0, FILE_MAGIC);
       }
       if (scan.recovery && !readOnly) {
-        await truncateDamagedTail(file.handle, path, scan.recovery.pos, log);
+        await truncateDamagedTail(file, path, scan.recovery.pos, log);
         await file.truncate(scan.recovery.pos);
       }
       const pos = scan.pos;
@@ -690,7 +775,7 @@ export class FileStorage implements Storage {
           log,
         });
       }
-      return new FileStorage(
+      const storage = new FileStorage(
         path,
         file,
         lock,
@@ -698,7 +783,20 @@ export class FileStorage implements Storage {
         blobs,
         options,
       );
+      // the rest of the index, in the background once open returns (a load that needs a bucket first asks
+      // for it at once); a bucket that cannot be read now is tried again by the first load that needs it
+      if (!index.loaded) {
+        const loading = index;
+        setImmediate(() => {
+          if (storage.closed || storage.index !== loading) return;
+          loading.pendingAll()?.catch((e: unknown) => {
+            if (!storage.closed) log('error', `loading index: ${(e as Error).message} (retried when needed)`);
+          });
+        });
+      }
+      return storage;
     } catch (e) {
+      await index?.dispose().catch(() => {});
       await file?.close().catch(() => {});
       await lock?.release().catch(() => {});
       throw e;
@@ -738,6 +836,11 @@ export class FileStorage implements Storage {
     return true;
   }
 
+  /** The read cache's figures (see FileStorageOptions.cacheBytes), null when there is none. */
+  cacheStats(): ReadCacheStats | null {
+    return this.fileRef.file.cache?.stats() ?? null;
+  }
+
   private checkOpen(): void {
     if (this.closed) throw new StorageError(`${this.name} is closed`);
   }
@@ -747,11 +850,17 @@ export class FileStorage implements Storage {
     this.checkOpen();
   }
 
-  /** Runs `fn` with the data file and the index that goes with it (read synchronously before any await). */
+  /**
+   * Runs `fn` with the data file, the index that goes with it and the committed end (read synchronously before
+   * `fn` runs). `oid`: the object `fn` looks up; its bucket of the index is loaded first, when Data.fs.index
+   * left it deferred (see FsIndex.pending).
+   */
   private async reading<T>(
+    oid: Oid | null,
     fn: (file: RandomAccessFile, index: FsIndex, end: number) => Promise<T>,
   ): Promise<T> {
     this.checkOpen();
+    if (oid !== null && this.index.pendingOid(oid) !== null) await this.indexed(oid);
     const ref = this.fileRef;
     ref.enter();
     try {
@@ -761,11 +870,27 @@ export class FileStorage implements Storage {
     }
   }
 
+  /** Loads the bucket of the index that holds `oid` when it is deferred (see FsIndex.pending). */
+  private async indexed(oid: Oid): Promise<void> {
+    for (let w = this.index.pendingOid(oid); w !== null; w = this.index.pendingOid(oid)) {
+      await w;
+      this.checkOpen();
+    }
+  }
+
+  /** Loads every deferred bucket of the index. */
+  private async indexedAll(): Promise<void> {
+    for (let w = this.index.pendingAll(); w !== null; w = this.index.pendingAll()) {
+      await w;
+      this.checkOpen();
+    }
+  }
+
   // ------------------------------------------------------------------------------------------------------
   // reads
 
   async load(oid: Oid): Promise<LoadResult> {
-    return this.reading(async (file, index, end) => {
+    return this.reading(oid, async (file, index, end) => {
       const pos = index.get(oid);
       if (pos < 0) throw new POSKeyError(oid);
       const h = await readRecord(file, pos, oid, true, end);
@@ -776,7 +901,7 @@ export class FileStorage implements Storage {
   }
 
   async loadBefore(oid: Oid, tid: Tid): Promise<LoadBeforeResult | null> {
-    return this.reading(async (file, index, end) => {
+    return this.reading(oid, async (file, index, end) => {
       let pos = index.get(oid);
       if (pos < 0) throw new POSKeyError(oid);
       let endTid: Tid | null = null;
@@ -797,7 +922,7 @@ export class FileStorage implements Storage {
   }
 
   async loadSerial(oid: Oid, serial: Tid): Promise<Uint8Array> {
-    return this.reading(async (file, index, end) => {
+    return this.reading(oid, async (file, index, end) => {
       let pos = index.get(oid);
       if (pos < 0) throw new POSKeyError(oid);
       let h: RecordAt;
@@ -815,7 +940,7 @@ export class FileStorage implements Storage {
   }
 
   async history(oid: Oid, size = 1): Promise<HistoryEntry[]> {
-    return this.reading(async (file, index, end) => {
+    return this.reading(oid, async (file, index, end) => {
       let pos = index.get(oid);
       if (pos < 0) throw new POSKeyError(oid);
       const out: HistoryEntry[] = [];
@@ -840,7 +965,7 @@ export class FileStorage implements Storage {
 
   /** The tid of the object's current record; POSKeyError when it has none or it was deleted (ZODB's getTid). */
   async getTid(oid: Oid): Promise<Tid> {
-    return this.reading(async (file, index, end) => {
+    return this.reading(oid, async (file, index, end) => {
       const pos = index.get(oid);
       if (pos < 0) throw new POSKeyError(oid);
       const h = await readRecord(file, pos, oid, false, end);
@@ -978,7 +1103,7 @@ export class FileStorage implements Storage {
 
   /** The committed tid of `oid` (header of its current record), or null for an object not in the index. */
   private async committedTid(oid: Oid): Promise<{ pos: number; tid: Tid } | null> {
-    return this.reading(async (file, index, end) => {
+    return this.reading(oid, async (file, index, end) => {
       const pos = index.get(oid);
       if (pos < 0) return null;
       const h = await readRecord(file, pos, oid, false, end);
@@ -1064,6 +1189,7 @@ export class FileStorage implements Storage {
     return this.inTxn(p, 'restore', async () => {
       this.noteOid(oid);
       const prevPos = prevTxn === null ? 0 : await this.dataFind(oid, prevTxn, data);
+      await this.indexed(oid);
       const old = Math.max(this.index.get(oid), 0);
       const e = prevPos
         ? await this.appendRecord(p, oid, serial, old, null, prevPos)
@@ -1077,7 +1203,7 @@ export class FileStorage implements Storage {
    * a back pointer (trusted) or the same data, else 0. The record is found through the object's chain.
    */
   private async dataFind(oid: Oid, tid: Tid, data: Uint8Array | null): Promise<number> {
-    return this.reading(async (file, index, end) => {
+    return this.reading(oid, async (file, index, end) => {
       let pos = index.get(oid);
       while (pos > 0) {
         const h = await readRecord(file, pos, oid, false, end);
@@ -1132,11 +1258,12 @@ export class FileStorage implements Storage {
       });
       const trailer = Buffer.allocUnsafe(TRAILER_LEN);
       writeU64(trailer, 0, tl);
+      // finish updates the index with these oids: their buckets must be loaded (store and restore did)
+      for (const e of p.tindex.values()) await this.indexed(e.oid);
       const file = this.fileRef.file;
       p.written = true;
       try {
-        await p.buf.writeTo(file, p.tpos, header, trailer);
-        if (this.doFsync) await file.datasync();
+        await p.buf.writeTo(file, p.tpos, header, trailer, this.doFsync);
       } catch (e) {
         // a disk full, perhaps: leave no turd at the end
         await file.truncate(p.tpos).catch(() => {});
@@ -1169,8 +1296,9 @@ export class FileStorage implements Storage {
     const file = this.fileRef.file;
     try {
       // clear the checkpoint flag
-      await file.write(p.tpos + 16, Buffer.from(p.status, 'latin1'));
-      if (this.doFsync) await file.datasync();
+      const status = Buffer.from(p.status, 'latin1');
+      if (this.doFsync) await file.writeDurable(p.tpos + 16, status);
+      else await file.write(p.tpos + 16, status);
     } catch (e) {
       // ZODB: "Failure in _finish. Closing." The file may or may not hold the committed transaction.
       this.log('critical', `Failure in _finish. Closing. (${(e as Error).message})`);
@@ -1184,6 +1312,7 @@ export class FileStorage implements Storage {
     for (const e of p.tindex.values()) this.index.set(e.oid, e.pos);
     this.ltid = p.tid;
     this.pending = null;
+    this.cacheCommitted(p, file);
     // the data is visible before the callback: a load it starts sees this transaction; the commit lock is
     // still held, so no other transaction commits in between
     try {
@@ -1192,6 +1321,21 @@ export class FileStorage implements Storage {
       p.release();
     }
     return p.tid;
+  }
+
+  /**
+   * Write-through: the records a commit wrote go to the read cache (clients that were told of the commit load
+   * them next). Only the records the index now points to, and only for a transaction small beside the cache
+   * (a bulk import would push out what is being read).
+   */
+  private cacheCommitted(p: Pending, file: RandomAccessFile): void {
+    const cache = file.cache;
+    if (cache === null || !p.buf.inMemory || p.buf.size > cache.capacity / 8) return;
+    const base = p.tpos + p.thl;
+    p.buf.forEachRecord((offset, record) => {
+      const e = p.tindex.get(key(record));
+      if (e !== undefined && e.pos === base + offset) cache.put(e.pos, record);
+    });
   }
 
   async tpcAbort(txn: TransactionMetaData): Promise<void> {
@@ -1234,7 +1378,7 @@ export class FileStorage implements Storage {
     const p = this.pendingFor(txn, 'undo');
     const tid = decodeUndoId(undoId);
     return this.inTxn(p, 'undo', () =>
-      this.reading(async (file, _index, end) => {
+      this.reading(null, async (file, _index, end) => {
         const tpos = await this.txnFind(file, tid, end);
         const oids = await this.txnUndoWrite(p, file, tpos, end);
         return { tid: p.tid, oids };
@@ -1310,6 +1454,7 @@ export class FileStorage implements Storage {
     let copy = true;
     const te = p.tindex.get(key(oid));
     const tpos = te ? te.pos : 0;
+    await this.indexed(oid);
     const ipos = Math.max(this.index.get(oid), 0);
     const tipos = tpos || ipos;
     let ctid: Tid = z64;
@@ -1397,7 +1542,7 @@ export class FileStorage implements Storage {
     filter?: (entry: UndoLogEntry) => boolean,
   ): Promise<FileUndoLogEntry[]> {
     if (this.packing) throw new UndoError('Undo is currently disabled for database maintenance.<p>');
-    return this.reading((file, _index, end) =>
+    return this.reading(null, (file, _index, end) =>
       searchUndoLog(first, last, filter, txnsNewestFirst(file, end)),
     );
   }
@@ -1448,7 +1593,9 @@ export class FileStorage implements Storage {
       withCommitLock: (fn) => this.commitLock.runExclusive(fn),
       swap: (packed) => this.swapPacked(packed),
       saveIndex: async () => {
-        if (!this.closed) await writeIndexFile(this.path, this.index, this.pos, { fsync: this.doFsync });
+        if (this.closed) return;
+        await this.indexedAll();
+        await writeIndexFile(this.path, this.index, this.pos, { fsync: this.doFsync });
       },
     };
   }
@@ -1461,13 +1608,16 @@ export class FileStorage implements Storage {
     this.checkWritable();
     if (this.pending) throw new StorageError('pack: a transaction is in progress at the swap');
     await packed.rename();
-    const file = await RandomAccessFile.open(this.path, 'r+');
+    const file = await RandomAccessFile.open(this.path, 'r+', undefined, { cacheBytes: this.cacheBytes });
     const previous = this.fileRef;
+    const previousIndex = this.index;
     this.fileRef = new DataFileRef(file);
     this.index = packed.index;
     this.pos = packed.end;
     this.packCount++;
     previous.retire();
+    // (loads of its buckets in flight finish; readers that took the old index before the swap read those)
+    void previousIndex.dispose().catch(() => {});
   }
 
   // ------------------------------------------------------------------------------------------------------
@@ -1506,6 +1656,7 @@ export class FileStorage implements Storage {
     next: Oid | null = null,
   ): Promise<{ oid: Oid; tid: Tid; data: Uint8Array; next: Oid | null }> {
     this.checkOpen();
+    await this.indexedAll();
     const oid = this.index.minKey(next);
     if (oid === null) throw new POSKeyError(next ?? z64);
     const n = u64(oid);
@@ -1514,16 +1665,21 @@ export class FileStorage implements Storage {
     return { oid, tid: serial, data, next: nextOid };
   }
 
-  /** The tids and oids of the last `count` transactions, oldest first (FileStorage.lastInvalidations). */
+  /**
+   * FileStorage.lastInvalidations: the last `count` committed transactions with the oids of their data
+   * records (in file order, repeated when a transaction wrote an oid twice, as ZODB lists them), NEWEST FIRST
+   * (see Storage.lastInvalidations: ZODB's are oldest first, and its StorageServer reverses them). Read
+   * backwards from the end of the committed data, as ZODB finds where to start: transactions marked 'u' (old
+   * files) count but are not listed, as ZODB's iterator skips them.
+   */
   async lastInvalidations(count: number): Promise<Array<{ tid: Tid; oids: Oid[] }>> {
-    return this.reading(async (file, _index, end) => {
-      let pos = end;
-      while (count-- > 0 && pos > FILE_HEADER_LEN) pos = (await readTxnBefore(file, pos)).tpos;
+    return this.reading(null, async (file, _index, end) => {
       const out: Array<{ tid: Tid; oids: Oid[] }> = [];
-      for await (const t of transactionsIn(file, pos, end, null)) {
-        const oids: Oid[] = [];
-        for await (const r of t.records) oids.push(r.oid);
-        out.push({ tid: t.tid, oids });
+      let pos = end;
+      for (; count > 0 && pos > FILE_HEADER_LEN; count--) {
+        const { tpos, header } = await readTxnBefore(file, pos);
+        if (header.status !== 'u') out.push({ tid: header.tid, oids: await oidsOfTxn(file, tpos, header) });
+        pos = tpos;
       }
       return out;
     });
@@ -1618,6 +1774,8 @@ export class FileStorage implements Storage {
     const errors: unknown[] = [];
     if (saveIndex && !this.readOnly) {
       try {
+        // (a bucket Data.fs.index left deferred is read now: the whole index is saved)
+        await this.index.pendingAll();
         await writeIndexFile(this.path, this.index, this.pos, { fsync: this.doFsync });
       } catch (e) {
         this.log('error', `Error saving index on close(): ${(e as Error).message}`);
@@ -1627,6 +1785,7 @@ export class FileStorage implements Storage {
     this.iterFiles.clear();
     const ref = this.fileRef;
     await ref.idle();
+    await this.index.dispose().catch(() => {});
     await ref.file.close().catch((e: unknown) => errors.push(e));
     if (this.spillFile) {
       await this.spillFile.close().catch(() => {});
@@ -1782,6 +1941,46 @@ async function dataRecordOf(
 }
 
 // ---------------------------------------------------------------------------------------------------------
+
+/** The oids of the data records of the transaction at `tpos` (whose header is `h`), in file order. */
+async function oidsOfTxn(file: RandomAccessFile, tpos: number, h: TxnHeaderFull): Promise<Oid[]> {
+  const tend = tpos + h.tl;
+  const oids: Oid[] = [];
+  let pos = tpos + txnHeaderLen(h);
+  if (h.tl + TRAILER_LEN <= WHOLE_TXN_READ) {
+    // one read of the records (data records are at least 42 bytes: their headers are all in it)
+    const buf = await file.readExact(pos, tend - pos);
+    let o = 0;
+    while (o < buf.length) {
+      if (o + DATA_HDR_LEN > buf.length)
+        throw new CorruptedError(file.path, pos + o, 'data record truncated');
+      if (readU64(buf, o + 24) !== tpos) {
+        throw new CorruptedError(file.path, pos + o, 'data record does not point to its transaction header');
+      }
+      oids.push(copy8(buf, o));
+      o += dataRecordLen(readU64(buf, o + 34));
+    }
+    if (o !== buf.length) throw new CorruptedError(file.path, tpos, "data records don't add up");
+    return oids;
+  }
+  while (pos < tend) {
+    const r = await readRecord(file, pos, null, false, tend);
+    if (r.tloc !== tpos) {
+      throw new CorruptedError(file.path, pos, 'data record does not point to its transaction header');
+    }
+    oids.push(r.oid);
+    pos += dataRecordLen(r.plen);
+  }
+  if (pos !== tend) throw new CorruptedError(file.path, tpos, "data records don't add up");
+  return oids;
+}
+
+/** The cache size a storage's options ask for (0: none). */
+function cacheBytesOf(options: FileStorageOptions): number {
+  const n = options.cacheBytes ?? DEFAULT_CACHE_BYTES;
+  if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`cacheBytes: ${n} is not a size`);
+  return n === 0 ? 0 : Math.max(n, MIN_CACHE_BYTES);
+}
 
 /** FileStorage.__init__'s complaint about a last transaction in the future. */
 function futureCheck(path: string, ltid: Tid, log: ScanLog): void {

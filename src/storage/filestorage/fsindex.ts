@@ -20,6 +20,13 @@
 // per object (ZODB's fsBucket.fromString is a memcpy in C; a loop over a million entries is not free in JS,
 // least of all before the JIT has warmed up). The file's bytes stay referenced until the last such page is
 // read; a position of 0 in them (an index file that is not ZODB's: no record lives at 0) reads as absent.
+//
+// Buckets may also be deferred (deferBucket): their bytes are still in the index file, read in the
+// background or when first needed (a BucketSource, see indexfile.ts), so that opening a storage reads only
+// the index file's structure. Their oids count in `size`, but nothing else may touch them before they are
+// attached: `pending(hi, lo)` (or pendingOid) gives the promise to await first (null when there is nothing
+// to wait for), `pendingAll()` the one for every bucket; get, set and delete of an oid in a deferred bucket,
+// and every walk in oid order while buckets are deferred, throw.
 
 import type { Oid } from '../ids.js';
 
@@ -130,9 +137,37 @@ function checkPos(pos: number): void {
   }
 }
 
+/**
+ * Where the bytes of an index's deferred buckets are (an index file being read: see indexfile.ts). Buckets are
+ * named by their key: the top 48 bits of their oids, hi * 65536 + mid.
+ */
+export interface BucketSource {
+  /** Reads the bucket and attaches it (FsIndex.attachBucket); rejects, leaving it deferred, when it cannot. */
+  load(key: number): Promise<void>;
+  /** Loads every deferred bucket. */
+  loadAll(): Promise<void>;
+  /**
+   * The position of the oid with 2-byte suffix `suffix` in the deferred bucket, -1 when absent, read without
+   * loading the bucket (a few small synchronous reads: for the checks made while a storage opens).
+   */
+  probe(key: number, suffix: number): number;
+  /** The deferred bucket's last entry, [suffix, position], read as probe() reads. */
+  probeLast(key: number): [number, number];
+  /** Stops reading (reads in flight finish first); loads asked for afterwards reject. */
+  close(): Promise<void>;
+}
+
+/** An oid in a deferred bucket was used before the bucket was loaded: await FsIndex.pending() first. */
+export class IndexNotLoadedError extends Error {
+  override name = 'IndexNotLoadedError';
+}
+
 /** oid -> file position, in oid order. Positions are >= 1; get() answers -1 for an absent oid. */
 export class FsIndex {
   private pages = new Map<number, Page>();
+  /** deferred buckets (see the top of this file): key -> number of entries; null when there are none */
+  private deferred: Map<number, number> | null = null;
+  private source: BucketSource | null = null;
   /** the page numbers in order, or null when they must be sorted again */
   private sorted: number[] | null = [];
   private count = 0;
@@ -163,6 +198,7 @@ export class FsIndex {
   }
 
   clear(): void {
+    this.checkLoaded('clear');
     this.pages.clear();
     this.sorted = [];
     this.count = 0;
@@ -181,7 +217,10 @@ export class FsIndex {
       this.lastPrefix = prefix;
       this.lastPage = page;
     }
-    if (page === undefined) return -1;
+    if (page === undefined) {
+      if (this.deferred !== null) this.checkNotDeferred(hi, lo);
+      return -1;
+    }
     if (page.raw !== null) this.read(page);
     const k = lo & LOW_MASK;
     const vals = page.vals;
@@ -210,6 +249,7 @@ export class FsIndex {
       page = this.pages.get(prefix);
     }
     if (page === undefined) {
+      if (this.deferred !== null) this.checkNotDeferred(hi, lo);
       page = new Page(pos >= SPAN);
       this.pages.set(prefix, page);
       const sorted = this.sorted;
@@ -278,7 +318,7 @@ export class FsIndex {
    * (a view of `bucket`, which must not change after) until the page is first used; other entries are set
    * at once (RangeError for a position of 0 among them).
    */
-  setBucket(hi: number, mid: number, bucket: Uint8Array): void {
+  setBucket(hi: number, mid: number, bucket: Uint8Array, zeroIsAbsent = false): void {
     const n = bucket.length >>> 3;
     if (bucket.length !== n * 8) throw new RangeError('an fsBucket string has 8 bytes per entry');
     // DataView reads: one call per 2-, 4- or 6-byte field instead of a load and a shift per byte (this loop
@@ -320,16 +360,139 @@ export class FsIndex {
         this.lastPage = undefined;
       } else {
         for (let e = i, o = posBase + 6 * i; e < j; e++, o += 6) {
-          this.setHiLo(
-            hi,
-            (loHigh | dv.getUint16(2 * e)) >>> 0,
-            dv.getUint16(o) * 0x100000000 + dv.getUint32(o + 2),
-          );
+          const pos = dv.getUint16(o) * 0x100000000 + dv.getUint32(o + 2);
+          if (pos === 0 && zeroIsAbsent) continue;
+          this.setHiLo(hi, (loHigh | dv.getUint16(2 * e)) >>> 0, pos);
         }
       }
       i = j;
     }
   }
+
+  // ------------------------------------------------------------------------------------------------------
+  // deferred buckets
+
+  /**
+   * Registers the bucket of the oids whose top 48 bits are `hi` and `mid` (16 bits) as deferred: its `n`
+   * entries are in `source`, which attaches them later (attachBucket). RangeError when the index already has
+   * oids there.
+   */
+  deferBucket(hi: number, mid: number, n: number, source: BucketSource): void {
+    const key = hi * 65536 + mid;
+    const first = hi * HI_MUL + mid * 16;
+    let taken = this.deferred?.has(key) ?? false;
+    for (let i = 0; i < 16 && !taken; i++) taken = this.pages.has(first + i);
+    if (taken) throw new RangeError(`the index already has oids of bucket ${key}`);
+    if (this.source !== null && this.source !== source)
+      throw new RangeError('one source of deferred buckets');
+    this.deferred ??= new Map();
+    this.deferred.set(key, n);
+    this.source = source;
+    this.count += n;
+  }
+
+  /**
+   * The bytes of a deferred bucket (as setBucket takes them), from its source: the bucket becomes an ordinary
+   * one. A position of 0 in them reads as absent (no record lives at 0: not an index ZODB wrote).
+   */
+  attachBucket(hi: number, mid: number, bucket: Uint8Array): void {
+    const key = hi * 65536 + mid;
+    const n = this.deferred?.get(key);
+    if (n === undefined) throw new RangeError(`bucket ${key} is not deferred`);
+    this.deferred!.delete(key);
+    if (this.deferred!.size === 0) this.deferred = null;
+    this.count -= n;
+    this.setBucket(hi, mid, bucket, true);
+  }
+
+  /** Every bucket is in memory (none deferred). */
+  get loaded(): boolean {
+    return this.deferred === null;
+  }
+
+  /** What to await before using the oid (hi, lo): its bucket's load; null when it is there (or absent). */
+  pending(hi: number, lo: number): Promise<void> | null {
+    if (this.deferred === null) return null;
+    const key = hi * 65536 + (lo >>> 16);
+    return this.deferred.has(key) ? this.source!.load(key) : null;
+  }
+
+  /** pending() for an oid. */
+  pendingOid(oid: Oid): Promise<void> | null {
+    if (this.deferred === null) return null;
+    return this.pending(oidHi(oid), oidLo(oid));
+  }
+
+  /** What to await before using the whole index: the load of every deferred bucket; null when none is. */
+  pendingAll(): Promise<void> | null {
+    return this.deferred === null ? null : this.source!.loadAll();
+  }
+
+  /** Releases the source of deferred buckets (see BucketSource.close); they can no longer be loaded. */
+  async dispose(): Promise<void> {
+    const source = this.source;
+    this.source = null;
+    if (source !== null) {
+      await source.close();
+      // (buckets still deferred stay so: using them throws, loads reject)
+      if (this.deferred !== null) this.source = source;
+    }
+  }
+
+  /**
+   * get() while a storage opens: an oid in a deferred bucket is looked up in the source (BucketSource.probe)
+   * without loading the bucket. Same answer as get() once it is loaded, for buckets as ZODB writes them
+   * (suffixes in increasing order).
+   */
+  peekHiLo(hi: number, lo: number): number {
+    if (this.deferred !== null) {
+      const key = hi * 65536 + (lo >>> 16);
+      if (this.deferred.has(key)) return this.source!.probe(key, lo & 0xffff);
+    }
+    return this.getHiLo(hi, lo);
+  }
+
+  /**
+   * maxOid() while buckets are deferred, when it can be told without loading any: the highest bucket is a
+   * deferred one whose last entry has a position (probed). Null when it cannot: load everything, then ask
+   * maxOid().
+   */
+  peekMaxOid(): Oid | null {
+    if (this.deferred === null) return this.maxOid();
+    let top = -1;
+    for (const key of this.deferred.keys()) if (key > top) top = key;
+    // pages above every deferred bucket: the largest oid is in the highest of them that has one
+    const above: number[] = [];
+    for (const prefix of this.pages.keys()) if (Math.floor(prefix / 16) > top) above.push(prefix);
+    above.sort((a, b) => b - a);
+    for (const prefix of above) {
+      const k = lastInPage(this.pageAt(prefix), LOW_MASK);
+      if (k >= 0) return makeOid(prefix, k);
+    }
+    const [suffix, pos] = this.source!.probeLast(top);
+    if (pos <= 0) return null;
+    const hi = Math.floor(top / 65536);
+    const lo = ((top % 65536) * 65536 + suffix) >>> 0;
+    return makeOid(hi * HI_MUL + (lo >>> PAGE_BITS), lo & LOW_MASK);
+  }
+
+  private checkNotDeferred(hi: number, lo: number): void {
+    if (this.deferred!.has(hi * 65536 + (lo >>> 16))) {
+      throw new IndexNotLoadedError(
+        `the index bucket of oid ${hi}:${lo} is not loaded yet (await FsIndex.pending first)`,
+      );
+    }
+  }
+
+  private checkLoaded(what: string): void {
+    if (this.deferred !== null) {
+      throw new IndexNotLoadedError(
+        `${what}: ${this.deferred.size} index buckets are not loaded yet (await FsIndex.pendingAll first)`,
+      );
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------------------
 
   /** Reads an unread page's entries from its bucket bytes into a dense Float64Array. */
   private read(page: Page): void {
@@ -364,6 +527,7 @@ export class FsIndex {
 
   /** Reads every unread page (see the top of this file): afterwards the bucket bytes are not referenced. */
   readAll(): void {
+    this.checkLoaded('readAll');
     for (const page of [...this.pages.values()]) if (page.raw !== null) this.read(page);
   }
 
@@ -371,7 +535,10 @@ export class FsIndex {
   deleteHiLo(hi: number, lo: number): boolean {
     const prefix = hi * HI_MUL + (lo >>> PAGE_BITS);
     const page = this.pages.get(prefix);
-    if (page === undefined) return false;
+    if (page === undefined) {
+      if (this.deferred !== null) this.checkNotDeferred(hi, lo);
+      return false;
+    }
     if (page.raw !== null) this.read(page);
     const k = lo & LOW_MASK;
     const vals = page.vals;
@@ -400,6 +567,7 @@ export class FsIndex {
   }
 
   private sortedPrefixes(): number[] {
+    this.checkLoaded('a walk in oid order');
     if (this.sorted === null) this.sorted = [...this.pages.keys()].sort((a, b) => a - b);
     return this.sorted;
   }
@@ -545,6 +713,7 @@ export class FsIndex {
 
   /** An independent copy. */
   clone(): FsIndex {
+    this.checkLoaded('clone');
     const c = new FsIndex();
     for (const [prefix, page] of this.pages) c.pages.set(prefix, page.clone());
     c.sorted = this.sorted === null ? null : this.sorted.slice();

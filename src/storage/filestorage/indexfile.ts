@@ -13,6 +13,7 @@
 //
 // ZODB writes `Data.fs.index.index_tmp` and renames it to `Data.fs.index`.
 
+import { closeSync, fstatSync, openSync, read as fsRead, readSync, close as fsClose } from 'node:fs';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import {
   Global,
@@ -25,7 +26,7 @@ import {
   Unpickler,
   type PickleValue,
 } from '../../pickle/index.js';
-import { FsIndex, MAX_INDEX_POS } from './fsindex.js';
+import { FsIndex, MAX_INDEX_POS, type BucketSource } from './fsindex.js';
 
 /** The suffix ZODB adds to the data file's name for its index. */
 export const INDEX_SUFFIX = '.index';
@@ -143,39 +144,10 @@ const OP_TUPLE2 = 0x86;
 /** The stream form read by the fast path, or null when the bytes are not exactly what fsIndex.save writes. */
 function decodeIndexStreamFast(b: Uint8Array): IndexFileContents | null {
   const n = b.length;
-  if (n < 3 || b[0] !== OP_PROTO || b[1] !== 3) return null;
-  let p = 2;
-  let pos: number;
-  switch (b[p++]) {
-    case OP_BININT1:
-      if (p + 2 > n) return null;
-      pos = b[p];
-      p += 1;
-      break;
-    case OP_BININT2:
-      if (p + 3 > n) return null;
-      pos = b[p] | (b[p + 1] << 8);
-      p += 2;
-      break;
-    case OP_BININT:
-      if (p + 5 > n) return null;
-      pos = b[p] | (b[p + 1] << 8) | (b[p + 2] << 16) | (b[p + 3] << 24); // signed, as pickle's BININT
-      p += 4;
-      break;
-    case OP_LONG1: {
-      // a little-endian two's complement integer of 1 to 7 bytes (positions are below 2^48)
-      const len = b[p++];
-      if (len < 1 || len > 7 || p + len + 1 > n) return null;
-      pos = 0;
-      for (let i = len - 1; i >= 0; i--) pos = pos * 256 + b[p + i];
-      if (b[p + len - 1] & 0x80) return null; // negative: the general path says why
-      p += len;
-      break;
-    }
-    default:
-      return null;
-  }
-  if (b[p++] !== OP_STOP || pos < 0 || pos > MAX_INDEX_POS) return null;
+  const head = parsePosition(b);
+  if (head === null) return null;
+  const pos = head[0];
+  let p = head[1];
   const index = new FsIndex();
   for (;;) {
     if (p + 3 > n || b[p] !== OP_PROTO || b[p + 1] !== 3) return null;
@@ -350,6 +322,389 @@ export async function readIndexFile(dataPath: string): Promise<IndexFileContents
     await fh.close();
   }
   return decodeIndexFile(data);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// opening an index file for a storage: its structure now, its buckets later
+
+/** Index files up to this size are read whole at once (by readIndexFile's path). */
+const WHOLE_READ_MAX = 64 << 10;
+/** The structure is read in pieces of this size: a record's header, and the small records that follow it. */
+const STRUCTURE_READ = 4096;
+/** At most this many of them are synchronous (see openIndexFile); the rest go to the thread pool. */
+const SYNC_READS = 256;
+/** Deferred buckets read at once by loadAll. */
+const PARALLEL_LOADS = 1;
+
+/** The pickle of the saved position: PROTO 3, an int, STOP. [position, offset after it], null if not that. */
+function parsePosition(b: Uint8Array): [number, number] | null {
+  const n = b.length;
+  if (n < 3 || b[0] !== OP_PROTO || b[1] !== 3) return null;
+  let p = 2;
+  let pos: number;
+  switch (b[p++]) {
+    case OP_BININT1:
+      if (p + 2 > n) return null;
+      pos = b[p];
+      p += 1;
+      break;
+    case OP_BININT2:
+      if (p + 3 > n) return null;
+      pos = b[p] | (b[p + 1] << 8);
+      p += 2;
+      break;
+    case OP_BININT:
+      if (p + 5 > n) return null;
+      pos = b[p] | (b[p + 1] << 8) | (b[p + 2] << 16) | (b[p + 3] << 24); // signed, as pickle's BININT
+      p += 4;
+      break;
+    case OP_LONG1: {
+      // a little-endian two's complement integer of 1 to 7 bytes (positions are below 2^48)
+      const len = b[p++];
+      if (len < 1 || len > 7 || p + len + 1 > n) return null;
+      pos = 0;
+      for (let i = len - 1; i >= 0; i--) pos = pos * 256 + b[p + i];
+      if (b[p + len - 1] & 0x80) return null; // negative: the general path says why
+      p += len;
+      break;
+    }
+    default:
+      return null;
+  }
+  if (b[p++] !== OP_STOP || pos < 0 || pos > MAX_INDEX_POS) return null;
+  return [pos, p];
+}
+
+interface DeferredBucket {
+  key: number;
+  hi: number;
+  mid: number;
+  /** the bucket bytes' offset in the index file, and their length */
+  at: number;
+  len: number;
+  loading: Promise<void> | null;
+}
+
+function readFully(fd: number, buf: Uint8Array, len: number, pos: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let got = 0;
+    const step = (): void => {
+      fsRead(fd, buf, got, len - got, pos + got, (err, n) => {
+        if (err) return reject(err);
+        got += n;
+        if (n === 0 || got === len) resolve(got);
+        else step();
+      });
+    };
+    step();
+  });
+}
+
+function readFullySync(fd: number, buf: Uint8Array, len: number, pos: number): number {
+  let got = 0;
+  while (got < len) {
+    const n = readSync(fd, buf, got, len - got, pos + got);
+    if (n === 0) break;
+    got += n;
+  }
+  return got;
+}
+
+/**
+ * Small synchronous reads through a window of 512 bytes: the sanity check's oids (those of the last
+ * transaction, usually close together) are then found with two reads, not two each.
+ */
+class ProbeWindow {
+  private readonly buf = Buffer.allocUnsafe(512);
+  private start = -1;
+  private len = 0;
+
+  /** [buffer, offset] of the `n` bytes at `at` of the file. */
+  at(fd: number, path: string, at: number, n: number): [Buffer, number] {
+    if (!(at >= this.start && at + n <= this.start + this.len)) {
+      this.start = Math.max(0, at - 128);
+      this.len = readFullySync(fd, this.buf, this.buf.length, this.start);
+      if (at + n > this.start + this.len)
+        throw new IndexFileError(`${path} changed: it ends before ${at + n}`);
+    }
+    return [this.buf, at - this.start];
+  }
+}
+
+/**
+ * The buckets of an index file that openIndexFile left in the file: loaded when asked for (FsIndex.pending)
+ * or all at once (loadAll, which the storage starts in the background after it opens). The descriptor is
+ * closed when the last one is loaded, or by close(). A failed read rejects that load only (the bucket stays
+ * deferred, and the next use tries again): for the storage, an unreadable index file is then what an
+ * unreadable data file is, an error for the loads that need it.
+ */
+class IndexFileSource implements BucketSource {
+  private fd: number | null;
+  readonly buckets = new Map<number, DeferredBucket>();
+  private all: Promise<void> | null = null;
+  private inflight = 0;
+  private drained: Array<() => void> = [];
+  private closed = false;
+  /** probe()'s reads go through two windows, one for suffixes and one for positions */
+  private readonly windows = [new ProbeWindow(), new ProbeWindow()];
+
+  constructor(
+    fd: number,
+    readonly path: string,
+    readonly index: FsIndex,
+  ) {
+    this.fd = fd;
+  }
+
+  load(key: number): Promise<void> {
+    const d = this.buckets.get(key);
+    if (d === undefined) return Promise.resolve();
+    if (d.loading === null) {
+      // a load waits for this one: loadAll's next read waits for it (they would share two cores)
+      this.asked++;
+      d.loading = this.read(d);
+      void d.loading.then(this.answered, this.answered);
+    }
+    return d.loading;
+  }
+
+  /** loads asked for (not by loadAll) and not done; loadAll's reads wait while there are some */
+  private asked = 0;
+  private askedDone: Array<() => void> = [];
+  private readonly answered = (): void => {
+    if (--this.asked === 0) for (const f of this.askedDone.splice(0)) f();
+  };
+
+  private async read(d: DeferredBucket): Promise<void> {
+    if (this.closed || this.fd === null) {
+      d.loading = null;
+      throw new IndexFileError(`${this.path}: closed before its bucket at offset ${d.at} was read`);
+    }
+    const buf = Buffer.allocUnsafeSlow(d.len);
+    this.inflight++;
+    let got: number;
+    try {
+      got = await readFully(this.fd, buf, d.len, d.at);
+    } catch (e) {
+      d.loading = null;
+      throw new IndexFileError(
+        `reading ${this.path} at offset ${d.at} (${d.len} bytes): ${(e as Error).message}`,
+        { cause: e },
+      );
+    } finally {
+      if (--this.inflight === 0) for (const f of this.drained.splice(0)) f();
+    }
+    if (got < d.len) {
+      d.loading = null;
+      throw new IndexFileError(
+        `${this.path} changed: its bucket at offset ${d.at} is cut short (${got} of ${d.len} bytes)`,
+      );
+    }
+    this.buckets.delete(d.key);
+    this.index.attachBucket(d.hi, d.mid, buf);
+    if (this.buckets.size === 0) void this.close();
+  }
+
+  loadAll(): Promise<void> {
+    this.all ??= (async () => {
+      try {
+        const keys = [...this.buckets.keys()];
+        let next = 0;
+        const worker = async (): Promise<void> => {
+          while (next < keys.length) {
+            while (this.asked > 0) await new Promise<void>((resolve) => this.askedDone.push(resolve));
+            const d = this.buckets.get(keys[next++]);
+            if (d === undefined) continue;
+            d.loading ??= this.read(d);
+            await d.loading;
+          }
+        };
+        await Promise.all(Array.from({ length: Math.min(PARALLEL_LOADS, keys.length) }, worker));
+      } finally {
+        this.all = null;
+      }
+    })();
+    return this.all;
+  }
+
+  private u16(at: number): number {
+    const [b, o] = this.windows[0].at(this.fd!, this.path, at, 2);
+    return b.readUInt16BE(o);
+  }
+
+  private u48(at: number): number {
+    const [b, o] = this.windows[1].at(this.fd!, this.path, at, 6);
+    return b.readUIntBE(o, 6);
+  }
+
+  probe(key: number, suffix: number): number {
+    const d = this.buckets.get(key);
+    if (d === undefined || this.fd === null) throw new IndexFileError(`bucket ${key} cannot be probed`);
+    const n = d.len / 8;
+    const at = (i: number): number => {
+      const pos = this.u48(d.at + 2 * n + 6 * i);
+      return pos === 0 ? -1 : pos;
+    };
+    // ZODB's oids come from a counter: in a full bucket the suffix is the entry's index, one read finds it
+    let lo = 0;
+    let hi = n;
+    if (suffix < n) {
+      const s = this.u16(d.at + 2 * suffix);
+      if (s === suffix) return at(suffix);
+      if (s < suffix) lo = suffix + 1;
+      else hi = suffix;
+    }
+    while (lo < hi) {
+      const m = (lo + hi) >>> 1;
+      const s = this.u16(d.at + 2 * m);
+      if (s === suffix) return at(m);
+      if (s < suffix) lo = m + 1;
+      else hi = m;
+    }
+    return -1;
+  }
+
+  probeLast(key: number): [number, number] {
+    const d = this.buckets.get(key);
+    if (d === undefined || this.fd === null) throw new IndexFileError(`bucket ${key} cannot be probed`);
+    const n = d.len / 8;
+    return [this.u16(d.at + 2 * n - 2), this.u48(d.at + 8 * n - 6)];
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.inflight > 0) await new Promise<void>((resolve) => this.drained.push(resolve));
+    const fd = this.fd;
+    this.fd = null;
+    if (fd !== null) await new Promise<void>((resolve) => fsClose(fd, () => resolve()));
+  }
+}
+
+/**
+ * Opens `<dataPath>.index` as a storage opening its data file does: null when there is none; IndexFileError
+ * (or a PickleError, or an I/O error) when it cannot be used, exactly as readIndexFile. The difference is the
+ * buckets: a file as fsIndex.save writes it is read record by record, and a bucket that does not come whole
+ * with its record's header (ZODB's buckets hold 65,536 oids: 512 KiB) is deferred (FsIndex.deferBucket): the
+ * index holds its place, and its bytes are read when the storage first needs them or in the background
+ * (FsIndex.pending, pendingAll). A million objects' index of 8 MB then costs 17 reads of 4 KiB at open instead
+ * of reading 8 MB into memory. The file's structure is checked as decodeIndexFile checks it (each record's
+ * header, sizes and order, the None at the end); a file that is not exactly what fsIndex.save writes is read
+ * whole and decoded by decodeIndexFile. The buckets' contents were never checked at open beyond their size
+ * (their positions are, 5 of them, by the storage's sanity check against the data file).
+ *
+ * The structure is read with synchronous reads (at most 256 of 4 KiB, then asynchronous ones): a storage
+ * opens before it serves anyone, so no other client waits on this event loop meanwhile, and a round trip to
+ * the thread pool for each 4 KiB would cost more than the read. Python's FileStorage reads the whole file
+ * synchronously.
+ */
+export async function openIndexFile(dataPath: string): Promise<IndexFileContents | null> {
+  const path = indexPathFor(dataPath);
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw e;
+  }
+  let source: IndexFileSource | null = null;
+  try {
+    const size = fstatSync(fd).size;
+    const contents = size > WHOLE_READ_MAX ? await readStructure(fd, path, size) : null;
+    if (contents === null) {
+      const data = Buffer.allocUnsafeSlow(size);
+      const got = await readFully(fd, data, size, 0);
+      return decodeIndexFile(got < size ? data.subarray(0, got) : data);
+    }
+    source = contents.source;
+    return contents.contents;
+  } finally {
+    if (source === null) closeSync(fd);
+  }
+}
+
+async function readStructure(
+  fd: number,
+  path: string,
+  size: number,
+): Promise<{ contents: IndexFileContents; source: IndexFileSource | null } | null> {
+  let syncReads = SYNC_READS;
+  /** up to STRUCTURE_READ bytes at `at` (fewer at the end), in a buffer of their own (pages keep views) */
+  const readAt = async (at: number): Promise<Buffer> => {
+    const len = Math.min(STRUCTURE_READ, size - at);
+    const b = Buffer.allocUnsafeSlow(Math.max(len, 0));
+    const got = syncReads-- > 0 ? readFullySync(fd, b, len, at) : await readFully(fd, b, len, at);
+    return got < len ? b.subarray(0, got) : b;
+  };
+  let chunk = await readAt(0);
+  let cs = 0; // chunk holds the file's bytes [cs, cs + chunk.length)
+  const head = parsePosition(chunk);
+  if (head === null) return null;
+  const [pos, afterPos] = head;
+  let p = afterPos; // the next record's offset in the file
+  const index = new FsIndex();
+  let source: IndexFileSource | null = null;
+  let lastKey = -1;
+  for (;;) {
+    // a record's header is at most 2 + 8 + 9 bytes (a None record: 4)
+    if (p + 19 > cs + chunk.length && cs + chunk.length < size) {
+      chunk = await readAt(p);
+      cs = p;
+    }
+    const b = chunk;
+    const n = b.length;
+    let o = p - cs;
+    if (o + 4 > n || b[o] !== OP_PROTO || b[o + 1] !== 3) return null;
+    if (b[o + 2] === OP_NONE) {
+      if (b[o + 3] !== OP_STOP) return null;
+      return { contents: { pos, index, format: 'stream' }, source };
+    }
+    if (o + 11 > n || b[o + 2] !== OP_SHORT_BINBYTES || b[o + 3] !== 6) return null;
+    const hi = ((b[o + 4] << 24) | (b[o + 5] << 16) | (b[o + 6] << 8) | b[o + 7]) >>> 0;
+    const mid = (b[o + 8] << 8) | b[o + 9];
+    o += 10;
+    let len: number;
+    const op = b[o++];
+    if (op === OP_SHORT_BINBYTES) {
+      if (o + 1 > n) return null;
+      len = b[o];
+      o += 1;
+    } else if (op === OP_BINBYTES) {
+      if (o + 4 > n) return null;
+      len = (b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24)) >>> 0;
+      o += 4;
+    } else if (op === OP_BINBYTES8) {
+      if (o + 8 > n) return null;
+      len = readUint64LE(b, o);
+      o += 8;
+    } else {
+      return null;
+    }
+    const key = hi * 65536 + mid;
+    // (a bucket of a wrong size, buckets out of order or repeated, a file cut short: decodeIndexFile says)
+    if (len % 8 !== 0 || key <= lastKey) return null;
+    lastKey = key;
+    const at = cs + o;
+    const end = at + len;
+    if (end + 2 > size) return null;
+    if (end + 2 <= cs + n) {
+      if (b[end - cs] !== OP_TUPLE2 || b[end - cs + 1] !== OP_STOP) return null;
+      try {
+        index.setBucket(hi, mid, b.subarray(o, o + len));
+      } catch (e) {
+        if (e instanceof RangeError) throw new IndexFileError(e.message);
+        throw e;
+      }
+    } else {
+      // the bucket is left in the file; the record's end (TUPLE2 STOP) comes with the next read
+      source ??= new IndexFileSource(fd, path, index);
+      source.buckets.set(key, { key, hi, mid, at, len, loading: null });
+      index.deferBucket(hi, mid, len / 8, source);
+      chunk = await readAt(end);
+      cs = end;
+      if (chunk.length < 2 || chunk[0] !== OP_TUPLE2 || chunk[1] !== OP_STOP) return null;
+    }
+    p = end + 2;
+  }
 }
 
 export interface WriteIndexOptions {

@@ -5,7 +5,10 @@
 //
 //   1. the 4-byte header (FS30, or FS21 from Python 2);
 //   2. Data.fs.index, when present, readable and sane: the transaction ending at the saved position is intact
-//      and its records are where the index says (ZODB's _check_sanity); else the index is rebuilt from scratch;
+//      and its records are where the index says (ZODB's _check_sanity); else the index is rebuilt from scratch.
+//      Its structure is read, its big buckets may stay in the file (openIndexFile, ScanOptions.lazyIndex): the
+//      sanity check and maxOid probe them. The header, the index's structure and the sanity check are small
+//      synchronous reads: this runs before the storage serves anyone (see openIndexFile);
 //   3. a scan from that position (or from byte 4) to the end of the file: every transaction and data record is
 //      checked and indexed, in big sequential reads, without allocating per record.
 //
@@ -19,12 +22,19 @@
 // the end in the middle of the file: zeo-ts checks that no transaction ends the file after it) or only log
 // (a record's previous or back pointer pointing at or after the record itself).
 
-import { open, stat, type FileHandle } from 'node:fs/promises';
+import {
+  fstat as fsFstat,
+  fsync as fsFsync,
+  ftruncate as fsFtruncate,
+  read as fsRead,
+  readSync,
+} from 'node:fs';
+import { open, stat } from 'node:fs/promises';
 import { CorruptedError } from '../errors.js';
 import type { Oid, Tid } from '../ids.js';
 import { checkFileHeader, DATA_HDR_LEN, FILE_HEADER_LEN, TRANS_HDR_LEN, type FileMagic } from './format.js';
 import { FsIndex } from './fsindex.js';
-import { readIndexFile } from './indexfile.js';
+import { IndexFileError, openIndexFile } from './indexfile.js';
 
 export type LogLevel = 'debug' | 'info' | 'warning' | 'error' | 'critical';
 /** Where the open-time messages go; they are ZODB's (logger 'ZODB.FileStorage'), with the same wording. */
@@ -45,6 +55,14 @@ export interface ScanOptions {
   log?: ScanLog;
   /** Bytes per read of the scan (default 4 MiB). */
   chunkSize?: number;
+  /** The file's size, when the caller knows it (saves an fstat). */
+  fileSize?: number;
+  /**
+   * Return the index with the buckets Data.fs.index left deferred (see openIndexFile): the caller loads them
+   * (FsIndex.pending, pendingAll) and releases the file (FsIndex.dispose). Default false: every bucket is
+   * loaded before scanDataFile returns.
+   */
+  lazyIndex?: boolean;
 }
 
 /** A damaged end of file: a commit interrupted by a crash. */
@@ -109,8 +127,17 @@ function tidOf(hi: number, lo: number): Tid {
   return new Uint8Array(t.buffer, t.byteOffset, 8).slice();
 }
 
+/** An open file, named by its descriptor: a FileHandle, a RandomAccessFile (whose owner closes it). */
+export interface OpenFile {
+  readonly fd: number;
+}
+
+function call<T = void>(fn: (cb: (err: NodeJS.ErrnoException | null, v?: T) => void) => void): Promise<T> {
+  return new Promise((resolve, reject) => fn((err, v) => (err ? reject(err) : resolve(v as T))));
+}
+
 async function readFully(
-  fh: FileHandle,
+  fh: OpenFile,
   buf: Uint8Array,
   off: number,
   len: number,
@@ -118,23 +145,23 @@ async function readFully(
 ): Promise<number> {
   let got = 0;
   while (got < len) {
-    const { bytesRead } = await fh.read(buf, off + got, len - got, pos + got);
-    if (bytesRead === 0) break;
-    got += bytesRead;
+    const n = await call<number>((cb) => fsRead(fh.fd, buf, off + got, len - got, pos + got, cb));
+    if (n === 0) break;
+    got += n;
   }
   return got;
 }
 
 /** `n` bytes at `pos` (fewer at the end of the file). */
-async function readAt(fh: FileHandle, pos: number, n: number): Promise<Buffer> {
+async function readAt(fh: OpenFile, pos: number, n: number): Promise<Buffer> {
   const b = Buffer.allocUnsafe(n);
   const got = await readFully(fh, b, 0, n, pos);
   return got === n ? b : b.subarray(0, got);
 }
 
 /** The size of an open file. */
-async function sizeOf(fh: FileHandle): Promise<number> {
-  return (await fh.stat()).size;
+async function sizeOf(fh: OpenFile): Promise<number> {
+  return (await call<{ size: number }>((cb) => fsFstat(fh.fd, cb))).size;
 }
 
 function statusName(s: string): string {
@@ -144,29 +171,72 @@ function statusName(s: string): string {
 // ---------------------------------------------------------------------------------------------------------
 // _check_sanity
 
+const SANITY_WINDOW = 4096;
+
+/** Small synchronous reads of a file (see checkIndexSanity), through a window of a few KiB. */
+class SyncWindow {
+  private buf = Buffer.allocUnsafe(SANITY_WINDOW);
+  private start = 0;
+  private len = 0;
+
+  constructor(
+    private readonly fd: number,
+    private readonly fileSize: number,
+  ) {}
+
+  /**
+   * `n` bytes at `pos` (fewer at the end of the file), a view valid until the next call. `backward`: the
+   * window is read ending there (the next reads go back), else starting there.
+   */
+  at(pos: number, n: number, backward = false): Buffer {
+    if (!(pos >= this.start && pos + n <= this.start + this.len)) {
+      if (n > this.buf.length) this.buf = Buffer.allocUnsafe(n);
+      const size = this.buf.length;
+      const from = backward ? Math.max(0, pos + n - size) : pos;
+      const want = Math.max(0, Math.min(size, this.fileSize - from));
+      let got = 0;
+      while (got < want) {
+        const r = readSync(this.fd, this.buf, got, want - got, from + got);
+        if (r === 0) break;
+        got += r;
+      }
+      this.start = from;
+      this.len = got;
+    }
+    const o = pos - this.start;
+    return this.buf.subarray(o, Math.max(o, Math.min(o + n, this.len)));
+  }
+}
+
 /**
  * FileStorage._check_sanity: reads back from `pos` (the saved index's position) over the last transaction
- * that is not undone or empty, and checks up to 5 of its records against the index. The tid of the
- * transaction ending at `pos` when sane, else null. ZODB also calls a position below 100 insane.
+ * that is not undone or empty, and checks up to 5 of its records against the index (`lookup`: the position
+ * the index gives an oid, -1 for none). The tid of the transaction ending at `pos` when sane, else null. ZODB
+ * also calls a position below 100 insane.
+ *
+ * Synchronous reads on `fd` (two or three of 4 KiB, usually): it runs while a storage opens, before it
+ * serves anyone (see openIndexFile), where a round trip to the thread pool for each would cost more.
  */
-export async function checkIndexSanity(
-  fh: FileHandle,
+export function checkIndexSanity(
+  fd: number,
   fileSize: number,
-  index: FsIndex,
+  lookup: (oidHi: number, oidLo: number) => number,
   pos: number,
-): Promise<Tid | null> {
+): Tid | null {
   if (pos < 100) return null;
   if (fileSize < pos) return null;
+  const w = new SyncWindow(fd, fileSize);
   let ltid: Tid | null = null;
   const maxChecked = 5;
   let checked = 0;
   while (checked < maxChecked) {
-    const rstl = await readAt(fh, pos - 8, 8);
+    const rstl = w.at(pos - 8, 8, true);
     if (rstl.length < 8) return null;
     const tl = be64(rstl, 0);
     pos = pos - tl - 8;
     if (pos < FILE_HEADER_LEN) return null;
-    const h = await readAt(fh, pos, TRANS_HDR_LEN);
+    // the header, and the first records after it
+    const h = w.at(pos, TRANS_HDR_LEN, tl + 8 <= SANITY_WINDOW);
     if (h.length < TRANS_HDR_LEN) return null;
     if (ltid === null) ltid = new Uint8Array(h.subarray(0, 8));
     if (be64(h, 8) !== tl) return null;
@@ -179,13 +249,13 @@ export async function checkIndexSanity(
     let opos = pos + hlen;
     if (opos === tend) continue;
     while (opos < tend && checked < maxChecked) {
-      const d = await readAt(fh, opos, DATA_HDR_LEN);
+      const d = w.at(opos, DATA_HDR_LEN);
       if (d.length < DATA_HDR_LEN) return null;
       if (((d[32] << 8) | d[33]) !== 0) return null;
       const plen = be64(d, 34);
       const reclen = DATA_HDR_LEN + (plen || 8);
       if (opos + reclen > tend || be64(d, 24) !== pos) return null;
-      const cur = index.getHiLo(be32(d, 0), be32(d, 4));
+      const cur = lookup(be32(d, 0), be32(d, 4));
       if ((cur === -1 ? 0 : cur) !== opos) return null;
       checked++;
       opos += reclen;
@@ -213,7 +283,7 @@ export interface ReadIndexResult {
  * `ltid` is the tid of the transaction ending at `start` (z64 at 4). The file's header must have been checked.
  */
 export async function readIndex(
-  fh: FileHandle,
+  fh: OpenFile,
   file: string,
   fileSize: number,
   index: FsIndex,
@@ -507,7 +577,7 @@ export async function readIndex(
  * The position of a whole transaction that ends the file and starts after `after` (its header's length agrees
  * with the file's last 8 bytes), or -1.
  */
-async function transactionEndingFile(fh: FileHandle, fileSize: number, after: number): Promise<number> {
+async function transactionEndingFile(fh: OpenFile, fileSize: number, after: number): Promise<number> {
   if (fileSize < FILE_HEADER_LEN + TRANS_HDR_LEN + 8) return -1;
   const last = await readAt(fh, fileSize - 8, 8);
   const rtl = be64(last, 0);
@@ -527,12 +597,12 @@ async function transactionEndingFile(fh: FileHandle, fileSize: number, after: nu
  * the data file's path (its index is `file + '.index'`); `fh` is open on it for reading.
  */
 export async function scanDataFile(
-  fh: FileHandle,
+  fh: OpenFile,
   file: string,
   options: ScanOptions = {},
 ): Promise<OpenScanResult> {
   const log: ScanLog = options.log ?? (() => {});
-  const fileSize = await sizeOf(fh);
+  const fileSize = options.fileSize ?? (await sizeOf(fh));
   const result: OpenScanResult = {
     magic: null,
     fileSize,
@@ -550,44 +620,99 @@ export async function scanDataFile(
     recordsScanned: 0,
   };
   if (fileSize === 0) return result;
-  result.magic = checkFileHeader(await readAt(fh, 0, FILE_HEADER_LEN), file);
+  // (a synchronous read of 4 bytes: see checkIndexSanity)
+  const header = Buffer.alloc(FILE_HEADER_LEN);
+  const got = readSync(fh.fd, header, 0, FILE_HEADER_LEN, 0);
+  result.magic = checkFileHeader(header.subarray(0, got), file);
 
   let start = FILE_HEADER_LEN;
   let ltid: Tid = Z64;
   if (options.useIndexFile ?? true) {
     let contents = null;
     try {
-      contents = await readIndexFile(file);
+      contents = await openIndexFile(file);
     } catch (e) {
       log('error', `loading index: ${(e as Error).message}`);
       result.indexFileRejected = `unreadable: ${(e as Error).message}`;
     }
     if (contents) {
-      const tid = await checkIndexSanity(fh, fileSize, contents.index, contents.pos);
+      const index = contents.index;
+      let tid: Tid | null = null;
+      let unreadable = false;
+      try {
+        // deferred buckets are probed, not loaded
+        tid = checkIndexSanity(fh.fd, fileSize, (hi, lo) => index.peekHiLo(hi, lo), contents.pos);
+      } catch (e) {
+        // the index file, read by the probes, changed or failed since it was opened
+        if (!(e instanceof IndexFileError)) {
+          await index.dispose();
+          throw e;
+        }
+        log('error', `loading index: ${e.message}`);
+        result.indexFileRejected = `unreadable: ${e.message}`;
+        unreadable = true;
+      }
       const stop = options.stop ?? null;
-      if (!tid) {
+      if (unreadable) {
+        // (said above)
+      } else if (!tid) {
         log('warning', `Ignoring index for ${file}`);
         result.indexFileRejected = `it does not agree with the data file at position ${contents.pos}`;
       } else if (stop && Buffer.compare(tid, stop) >= 0) {
         result.indexFileRejected = 'it covers transactions at or after the stop tid';
       } else {
-        result.index = contents.index;
+        result.index = index;
         result.usedIndexFile = true;
         result.indexFilePos = contents.pos;
         result.legacyIndexFile = contents.format === 'legacy';
         start = contents.pos;
         ltid = tid;
       }
+      if (result.index !== index) await index.dispose();
     }
   }
-  const r = await readIndex(fh, file, fileSize, result.index, start, ltid, options);
-  result.pos = r.pos;
-  result.lastTid = r.lastTid;
-  result.recovery = r.recovery;
-  result.stopped = r.stopped;
-  result.transactionsScanned = r.transactions;
-  result.recordsScanned = r.records;
-  result.maxOid = result.index.maxOid();
+  if (result.usedIndexFile && (start < fileSize || !(options.lazyIndex ?? false))) {
+    // every bucket now (the scan looks every record's oid up); one that cannot be read makes the index
+    // unusable, as an unreadable index file is
+    try {
+      await result.index.pendingAll();
+    } catch (e) {
+      await result.index.dispose();
+      log('error', `loading index: ${(e as Error).message}`);
+      result.indexFileRejected = `unreadable: ${(e as Error).message}`;
+      result.index = new FsIndex();
+      result.usedIndexFile = false;
+      result.indexFilePos = null;
+      result.legacyIndexFile = false;
+      start = FILE_HEADER_LEN;
+      ltid = Z64;
+    }
+  }
+  const index = result.index;
+  try {
+    if (start < fileSize) {
+      const r = await readIndex(fh, file, fileSize, index, start, ltid, options);
+      result.pos = r.pos;
+      result.lastTid = r.lastTid;
+      result.recovery = r.recovery;
+      result.stopped = r.stopped;
+      result.transactionsScanned = r.transactions;
+      result.recordsScanned = r.records;
+    } else {
+      result.pos = start;
+      result.lastTid = ltid;
+      if (options.onProgress) options.onProgress(0, 0);
+    }
+    let maxOid = index.peekMaxOid();
+    if (maxOid === null) {
+      await index.pendingAll();
+      maxOid = index.maxOid();
+    }
+    result.maxOid = maxOid;
+  } catch (e) {
+    await index.dispose();
+    throw e;
+  }
   return result;
 }
 
@@ -619,7 +744,7 @@ async function exists(path: string): Promise<boolean> {
  * and truncates the data file at `pos`. `fh` must be open for writing. Returns the path of the copy.
  */
 export async function truncateDamagedTail(
-  fh: FileHandle,
+  fh: OpenFile,
   file: string,
   pos: number,
   log: ScanLog = () => {},
@@ -641,7 +766,7 @@ export async function truncateDamagedTail(
   } finally {
     await out.close();
   }
-  await fh.truncate(pos);
-  await fh.sync();
+  await call((cb) => fsFtruncate(fh.fd, pos, cb));
+  await call((cb) => fsFsync(fh.fd, cb));
   return copyPath;
 }

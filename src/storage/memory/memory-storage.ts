@@ -840,6 +840,20 @@ export class MemoryStorage implements Storage {
     return { oid, tid: serial, data, next: lo + 1 < keys.length ? keyToId(keys[lo + 1]) : null };
   }
 
+  /**
+   * The last `count` committed transactions with the oids of their records, NEWEST FIRST, as FileStorage's
+   * lastInvalidations gives them (see Storage.lastInvalidations): the records as the iterator lists them.
+   */
+  async lastInvalidations(count: number): Promise<Array<{ tid: Tid; oids: Oid[] }>> {
+    this.checkOpen();
+    const txns = this.data.transactions;
+    const out: Array<{ tid: Tid; oids: Oid[] }> = [];
+    for (let i = txns.length - 1; i >= 0 && out.length < count; i--) {
+      out.push({ tid: idCopy(txns[i].tid), oids: txns[i].records.map((r) => idCopy(r.oid)) });
+    }
+    return out;
+  }
+
   // ------------------------------------------------------------------------------------------------------
   // blobs: not here
 

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import type { FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -8,7 +7,9 @@ import {
   FileIOError,
   RandomAccessFile,
   ShortReadError,
+  fdIO,
   fsyncDirectory,
+  type PositionalIO,
 } from '../../../src/storage/filestorage/file.js';
 
 let dir: string;
@@ -201,26 +202,18 @@ test('appends started together land one after another, in call order', async () 
   }
 });
 
-/** A FileHandle that moves at most `step` bytes per call, as a kernel may. */
-function stingyHandle(real: FileHandle, step: number): FileHandle {
-  return new Proxy(real, {
-    get(target, prop, receiver) {
-      if (prop === 'read') {
-        return (b: Uint8Array, o: number, l: number, p: number) => target.read(b, o, Math.min(l, step), p);
-      }
-      if (prop === 'write') {
-        return (b: Uint8Array, o: number, l: number, p: number) => target.write(b, o, Math.min(l, step), p);
-      }
-      const v = Reflect.get(target, prop, receiver) as unknown;
-      return typeof v === 'function' ? v.bind(target) : v;
-    },
-  });
+/** System calls that move at most `step` bytes per call, as a kernel may. */
+function stingyIO(step: number): PositionalIO {
+  return {
+    read: (fd, b, o, l, p) => fdIO.read(fd, b, o, Math.min(l, step), p),
+    write: (fd, b, o, l, p) => fdIO.write(fd, b, o, Math.min(l, step), p),
+  };
 }
 
 test('short reads and short writes from the kernel are looped over', async () => {
   const path = join(dir, 'stingy.fs');
   const inner = await RandomAccessFile.open(path, 'w+');
-  const f = new RandomAccessFile(stingyHandle(inner.handle, 3), path, 0);
+  const f = new RandomAccessFile(inner.fd, path, 0, { io: stingyIO(3) });
   try {
     const data = bytes(1000, 9);
     await f.write(0, data);
@@ -238,5 +231,43 @@ test('fsyncDirectory syncs a directory and names one it cannot open', async () =
   await assert.rejects(
     fsyncDirectory(missing),
     (e: unknown) => e instanceof FileIOError && e.code === 'ENOENT' && e.message.includes(missing),
+  );
+});
+
+test('writeDurable writes (through an O_DSYNC descriptor of the same file where there is one)', async () => {
+  const path = join(dir, 'durable.fs');
+  const f = await RandomAccessFile.open(path, 'w+');
+  try {
+    await f.writeDurable(0, Buffer.from('FS30'));
+    await f.writeDurable(4, Buffer.from('..abcdef..'), 2, 6);
+    await f.writeDurable(2, Buffer.from('x'));
+    assert.equal(f.end, 10);
+    assert.deepEqual(await readFile(path), Buffer.from('FSx0abcdef'));
+    await assert.rejects(f.writeDurable(-1, Buffer.from('x')), RangeError);
+  } finally {
+    await f.close();
+  }
+  await assert.rejects(f.writeDurable(0, Buffer.from('x')), (e: unknown) => e instanceof FileIOError);
+  // a file opened read-only cannot be written either way
+  const ro = await RandomAccessFile.open(path, 'r');
+  try {
+    await assert.rejects(ro.writeDurable(0, Buffer.from('x')), (e: unknown) => e instanceof FileIOError);
+  } finally {
+    await ro.close();
+  }
+});
+
+test('close waits for the reads in flight (the descriptor is not closed under them)', async () => {
+  const path = join(dir, 'inflight.fs');
+  await writeFile(path, bytes(1 << 20, 5));
+  const f = await RandomAccessFile.open(path);
+  const reads = Array.from({ length: 16 }, (_, i) => f.readExact(i * 65536, 65536));
+  const closed = f.close();
+  const got = await Promise.all(reads);
+  await closed;
+  assert.deepEqual(Buffer.concat(got), bytes(1 << 20, 5));
+  await assert.rejects(
+    f.readExact(0, 1),
+    (e: unknown) => e instanceof FileIOError && /closed/.test(e.message),
   );
 });
