@@ -162,13 +162,15 @@ interopTest(
     const dir = await mkdtemp(join(tmpdir(), 'zeo-ts-restart-'));
     const cacheDir = join(dir, 'cache');
     try {
-      let s = await startServer({ dir });
+      // a port outside the kernel's ephemeral range: while this server is down, no other test's port-0
+      // server can take it and receive the waiting client
+      let s = await startServerOnPort(dir, () => 20000 + Math.floor(Math.random() * 10000));
       const port = 'port' in s.address ? s.address.port : 0;
       await scenario(oracle, 'restart_open(args[0], args[1])', [addrArg(s), cacheDir]);
       await s.stop();
       assert.equal(await scenario<boolean>(oracle, 'restart_disconnected()'), true);
       // the same port again: the client keeps trying it
-      s = await startServerOnPort(dir, port);
+      s = await startServerOnPort(dir, () => port);
       try {
         await scenario(oracle, 'restart_commit_elsewhere(args)', addrArg(s));
         const r = await scenario<{ value: number; ok: boolean }>(oracle, 'restart_check()');
@@ -182,10 +184,10 @@ interopTest(
   },
 );
 
-async function startServerOnPort(dir: string, port: number): Promise<TestServer> {
+async function startServerOnPort(dir: string, port: () => number): Promise<TestServer> {
   for (let i = 0; ; i++) {
     try {
-      return await startServer({ dir, port });
+      return await startServer({ dir, port: port() });
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE' || i > 50) throw e;
       await new Promise((r) => setTimeout(r, 100));
