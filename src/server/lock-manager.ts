@@ -112,6 +112,8 @@ export class LockManager<C extends LockClient> {
 
   private logWaiting(client: C, what: string): void {
     const n = this.queue.length;
+    // on every commit: build the message only when it will be written
+    if (n <= 3 && !this.log.isLevelEnabled('DEBUG')) return;
     const msg = `(${client.label}) (${JSON.stringify(this.storageName).replace(/^"|"$/g, "'")}) ${what}: transactions waiting: ${n}`;
     if (n > 9) this.log.critical(msg);
     else if (n > 3) this.log.warn(msg);

@@ -470,9 +470,11 @@ export class Session implements StorageClient {
       t.invalidated.push(oid);
     };
     try {
-      this.log.blather(
-        `(${this.label}) Preparing to commit transaction: ${t.log.stores} objects, ${t.log.size} bytes`,
-      );
+      if (this.log.isLevelEnabled('BLATHER')) {
+        this.log.blather(
+          `(${this.label}) Preparing to commit transaction: ${t.log.stores} objects, ${t.log.size} bytes`,
+        );
+      }
       if (t.tid !== null || t.status !== ' ') await storage.tpcBegin(meta, t.tid, t.status);
       else await storage.tpcBegin(meta);
       for await (const op of t.log.replay()) {
