@@ -7,9 +7,9 @@ import { join } from 'node:path';
 import type tls from 'node:tls';
 import { Command, Option } from 'commander';
 import { ConfigError, serveOptionsToConfig, type ServerConfig, type SslConfig } from '../server/config.js';
-import { createLogger } from '../server/log.js';
+import { createLogger, type Logger } from '../server/log.js';
 import { openStorages } from '../server/open-storages.js';
-import { StorageServer } from '../server/server.js';
+import { canConnect, describeAddress, StorageServer } from '../server/server.js';
 
 interface ServeOptions {
   configure?: string;
@@ -55,10 +55,22 @@ export function serveCommand(): Command {
 }
 
 export async function serve(config: ServerConfig, opts: ServeOptions = {}): Promise<void> {
+  // as runzeo: refuse an address something already listens on before touching any storage
+  if (await canConnect(config.address)) {
+    process.stderr.write(`Error: address ${describeAddress(config.address)} already in use\n`);
+    process.exit(2);
+  }
   const logging = createLogger(config.eventlog);
-  const log = logging.root.child('ZEO.runzeo');
+  // runzeo's own messages carry its pid
+  const log = withPrefix(logging.root.child('ZEO.runzeo'), `(${process.pid}) `);
   let server: StorageServer | null = null;
+  // the reference writes no pid file for a read-only server
+  const pidFile = config.readOnly ? null : config.pidFilename;
   try {
+    if (pidFile) {
+      await writeFile(pidFile, `${process.pid}\n`);
+      log.info(`created PID file '${pidFile}'`);
+    }
     const tlsOptions = config.ssl ? loadTls(config.ssl) : null;
     const storages = await openStorages(config.storages, log);
     server = await StorageServer.create({
@@ -75,25 +87,26 @@ export async function serve(config: ServerConfig, opts: ServeOptions = {}): Prom
     await server.listen(config.address, tlsOptions);
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    if (err.code === 'EADDRINUSE') log.critical(`address ${describe(config)} already in use`);
+    if (err.code === 'EADDRINUSE') log.critical(`address ${describeAddress(config.address)} already in use`);
     else log.critical(`could not start: ${err.message}`, e);
     await server?.close().catch(() => {});
+    if (pidFile) await unlink(pidFile).catch(() => {});
     await logging.close();
     process.exit(1);
   }
-  // the reference writes no pid file for a read-only server
-  const pidFile = config.readOnly ? null : config.pidFilename;
-  if (pidFile) await writeFile(pidFile, `${process.pid}\n`);
   const running = server;
   let stopping = false;
   const stop = (code: number, why: string): void => {
     if (stopping) return;
     stopping = true;
-    log.info(`terminated by ${why}`);
+    log.info(why);
     void running
       .close()
       .then(async () => {
-        if (pidFile) await unlink(pidFile).catch(() => {});
+        if (pidFile) {
+          await unlink(pidFile).catch(() => {});
+          log.info(`removed PID file '${pidFile}'`);
+        }
         log.info('closed');
         await logging.close();
         process.exit(code);
@@ -104,22 +117,35 @@ export async function serve(config: ServerConfig, opts: ServeOptions = {}): Prom
         process.exit(1);
       });
   };
-  process.on('SIGTERM', () => stop(0, 'SIGTERM'));
-  process.on('SIGINT', () => stop(0, 'SIGINT'));
-  process.on('SIGHUP', () => stop(1, 'SIGHUP'));
+  process.on('SIGTERM', () => stop(0, 'terminated by SIGTERM'));
+  process.on('SIGINT', () => stop(0, 'terminated by SIGINT'));
+  // a supervisor restarts the server on exit status 1
+  process.on('SIGHUP', () => stop(1, 'restarted by SIGHUP'));
   process.on('SIGUSR2', () => {
-    log.info('reopening log files');
     logging.reopen();
+    log.info('Log files reopened successfully');
   });
   process.on('SIGXFSZ', () => {});
 }
 
-function describe(config: ServerConfig): string {
-  const a = config.address;
-  return a.kind === 'unix' ? a.path : `${a.host}:${a.port}`;
+function withPrefix(log: Logger, prefix: string): Logger {
+  return {
+    ...log,
+    trace: (m, e) => log.trace(prefix + m, e),
+    debug: (m, e) => log.debug(prefix + m, e),
+    blather: (m, e) => log.blather(prefix + m, e),
+    info: (m, e) => log.info(prefix + m, e),
+    warn: (m, e) => log.warn(prefix + m, e),
+    error: (m, e) => log.error(prefix + m, e),
+    critical: (m, e) => log.critical(prefix + m, e),
+  };
 }
 
-/** The reference's server TLS context: its certificate, and client certificates required and checked. */
+/**
+ * The reference's server TLS context: its certificate, client certificates required and checked against
+ * `authenticate`, a CA file or a directory as OpenSSL's capath reads it (only `<subject hash>.N`
+ * certificates and `<hash>.rN` CRLs), with the CRLs found there checked for the client's certificate.
+ */
 function loadTls(ssl: SslConfig): tls.TlsOptions {
   const cert = readFileSync(ssl.certificate);
   const key = readFileSync(ssl.key ?? ssl.certificate);
@@ -130,17 +156,26 @@ function loadTls(ssl: SslConfig): tls.TlsOptions {
     rejectUnauthorized: true,
     minVersion: 'TLSv1.2',
   };
+  const ca: string[] = [];
+  const crl: string[] = [];
   if (ssl.authenticate !== 'DYNAMIC') {
-    const st = statSync(ssl.authenticate);
-    options.ca = st.isDirectory()
+    const files = statSync(ssl.authenticate).isDirectory()
       ? readdirSync(ssl.authenticate)
-          .filter((f) => !f.startsWith('.'))
+          .filter((f) => /^[0-9a-f]{8}\.r?\d+$/.test(f))
           .map((f) => join(ssl.authenticate, f))
-          .filter((f) => statSync(f).isFile())
-          .map((f) => readFileSync(f))
-      : [readFileSync(ssl.authenticate)];
-  } else {
-    options.ca = [];
+      : [ssl.authenticate];
+    for (const f of files) {
+      const text = readFileSync(f, 'latin1');
+      ca.push(...pemBlocks(text, 'CERTIFICATE'));
+      crl.push(...pemBlocks(text, 'X509 CRL'));
+    }
   }
+  options.ca = ca;
+  if (crl.length > 0) options.crl = crl;
   return options;
+}
+
+function pemBlocks(text: string, label: string): string[] {
+  const re = new RegExp(`-----BEGIN ${label}-----[\\s\\S]*?-----END ${label}-----`, 'g');
+  return text.match(re) ?? [];
 }

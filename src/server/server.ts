@@ -78,13 +78,15 @@ export class StorageServer implements ConnectionServer {
   async listen(address: ListenAddress, tlsOptions: tls.TlsOptions | null = null): Promise<ListenAddress> {
     const onSocket = (socket: net.Socket): void => this.accept(socket);
     const server: net.Server = tlsOptions
-      ? tls
-          .createServer(tlsOptions, onSocket)
-          .on('tlsClientError', (e) => this.protocolLog.warn(`TLS handshake failed: ${e.message}`))
+      ? tls.createServer(tlsOptions, onSocket)
       : net.createServer(onSocket);
     server.maxConnections = 100_000;
+    if (tlsOptions) {
+      server.on('tlsClientError', (e: Error, socket: net.Socket) => this.tlsRefused(e, socket));
+    }
     if (address.kind === 'unix') {
-      // as the reference, a stale socket file from an earlier run is removed first
+      // a stale socket file from an earlier run is removed first, but never a live server's
+      if (await canConnect(address)) throw addressInUse(address);
       await unlink(address.path).catch(() => {});
       this.unixPath = address.path;
     }
@@ -111,10 +113,47 @@ export class StorageServer implements ConnectionServer {
     return bound;
   }
 
+  private readonly refusedAt = new Map<string, number>();
+
+  /**
+   * A refused TLS handshake: one warning per client address and reason a second. A refused Python client reconnects
+   * at once, hundreds of times a second; runzeo logs none of them, we log the first so it can be found.
+   */
+  private tlsRefused(e: Error, socket: net.Socket): void {
+    const who = socket.remoteAddress ?? this.unixPath ?? '';
+    const now = Date.now();
+    const reason = e.message.trim();
+    let subject = '';
+    try {
+      const cert = socket instanceof tls.TLSSocket ? socket.getPeerX509Certificate() : undefined;
+      if (cert) subject = ` (certificate ${cert.subject.replace(/\n/g, ', ')})`;
+    } catch {
+      // no certificate to name
+    }
+    const key = `${who} ${subject} ${reason}`;
+    const last = this.refusedAt.get(key);
+    const message = `TLS handshake from ${who}${subject} refused: ${reason}`;
+    if (last !== undefined && now - last < 1000) {
+      this.protocolLog.debug(message);
+      return;
+    }
+    if (this.refusedAt.size > 10_000) this.refusedAt.clear();
+    this.refusedAt.set(key, now);
+    this.protocolLog.warn(message);
+  }
+
   private accept(socket: net.Socket): void {
     if (this.closed) {
       socket.destroy();
       return;
+    }
+    if (socket instanceof tls.TLSSocket) {
+      const problem = strictX509Problem(socket);
+      if (problem) {
+        this.tlsRefused(new Error(problem), socket);
+        socket.destroy();
+        return;
+      }
     }
     const label =
       socket.remoteAddress !== undefined
@@ -166,4 +205,49 @@ export class StorageServer implements ConnectionServer {
     }
     if (this.unixPath) await unlink(this.unixPath).catch(() => {});
   }
+}
+
+/** Whether something accepts connections at the address (runzeo's check_socket). */
+export function canConnect(address: ListenAddress): Promise<boolean> {
+  if (address.kind === 'tcp' && address.port === 0) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const socket =
+      address.kind === 'unix'
+        ? net.connect(address.path)
+        : net.connect(address.port, address.host || '127.0.0.1');
+    const done = (ok: boolean): void => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+    socket.setTimeout(2000, () => done(false));
+  });
+}
+
+export function addressInUse(address: ListenAddress): NodeJS.ErrnoException {
+  const e: NodeJS.ErrnoException = new Error(`address ${describeAddress(address)} already in use`);
+  e.code = 'EADDRINUSE';
+  return e;
+}
+
+/** As runzeo prints addresses: a path, or Python's repr of (host, port). */
+export function describeAddress(address: ListenAddress): string {
+  return address.kind === 'unix' ? `'${address.path}'` : `('${address.host}', ${address.port})`;
+}
+
+/** The authority key identifier extension's OID, 2.5.29.35, as DER. */
+const AKI_OID = Buffer.from([0x06, 0x03, 0x55, 0x1d, 0x23]);
+
+/**
+ * What ZEO's VERIFY_X509_STRICT adds to Node's checks for a client certificate: a certificate that is not
+ * self-signed must name its issuer's key (authority key identifier), as OpenSSL's strict mode requires.
+ */
+function strictX509Problem(socket: tls.TLSSocket): string | null {
+  const cert = socket.getPeerX509Certificate();
+  if (!cert) return null;
+  if (cert.issuer !== cert.subject && cert.raw.indexOf(AKI_OID) < 0) {
+    return 'client certificate has no authority key identifier (strict X.509 checking)';
+  }
+  return null;
 }

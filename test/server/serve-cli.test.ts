@@ -1,0 +1,521 @@
+// `zeo serve` as runzeo's replacement, run as a child process (`node bin/zeo serve ...`) the way a supervisor
+// runs runzeo: the default configuration, -a/-f, -C zeo.conf with several storages, the pid file, signals
+// (SIGTERM while a Python client commits, SIGHUP, SIGUSR2), refusals at start and runzeo's log format.
+// Every server listens on 127.0.0.1 port 0 or a unix socket in a temp dir.
+
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { after, test } from 'node:test';
+import { defaultConfig } from '../../src/server/config.js';
+import { fixturesDir } from '../helpers/corpus.js';
+import { interopTest, oraclePython, repoRoot, type Oracle } from '../helpers/oracle.js';
+
+const zeo = resolve(repoRoot, 'bin/zeo');
+const root = mkdtempSync(join(tmpdir(), 'zeo-ts-serve-cli-'));
+after(() => rmSync(root, { recursive: true, force: true }));
+function newDir(): string {
+  return mkdtempSync(join(root, 't-'));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// A `zeo serve` child
+
+interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+class ServeChild {
+  readonly proc: ChildProcess;
+  stderr = '';
+  stdout = '';
+  exit: Exit | null = null;
+  readonly exited: Promise<Exit>;
+
+  constructor(
+    args: string[],
+    readonly options: { cwd?: string; logFile?: string } = {},
+  ) {
+    this.proc = spawn(process.execPath, [zeo, 'serve', ...args], {
+      cwd: options.cwd ?? root,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, INSTANCE_HOME: '' },
+    });
+    this.proc.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
+    this.proc.stdout!.on('data', (d: Buffer) => (this.stdout += d.toString()));
+    this.exited = new Promise((resolveExit) =>
+      this.proc.on('exit', (code, signal) => {
+        this.exit = { code, signal };
+        resolveExit(this.exit);
+      }),
+    );
+  }
+
+  get pid(): number {
+    return this.proc.pid!;
+  }
+
+  /** The log text: the log file when there is one, else stderr. */
+  log(): string {
+    if (!this.options.logFile) return this.stderr;
+    try {
+      return readFileSync(this.options.logFile, 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  /** Waits until the log matches `re`; fails if the server exits first. */
+  async waitForLog(re: RegExp, timeoutMs = 20_000): Promise<RegExpMatchArray> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const m = re.exec(this.log());
+      if (m) return m;
+      if (this.exit)
+        throw new Error(
+          `zeo serve exited (${JSON.stringify(this.exit)}) before logging ${re}:\n${this.diag()}`,
+        );
+      if (Date.now() > deadline) throw new Error(`zeo serve did not log ${re} in time:\n${this.diag()}`);
+      await sleep(25);
+    }
+  }
+
+  /** The port from runzeo's "listening on ('127.0.0.1', PORT)". */
+  async port(): Promise<number> {
+    const m = await this.waitForLog(/INFO ZEO\.asyncio\.server listening on \('127\.0\.0\.1', (\d+)\)/);
+    return Number(m[1]);
+  }
+
+  async stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 20_000): Promise<Exit> {
+    if (!this.exit) this.proc.kill(signal);
+    return await withTimeout(
+      this.exited,
+      timeoutMs,
+      () => `zeo serve did not exit on ${signal}:\n${this.diag()}`,
+    );
+  }
+
+  kill(): void {
+    if (!this.exit) this.proc.kill('SIGKILL');
+  }
+
+  diag(): string {
+    return `stderr:\n${this.stderr.slice(-3000)}${this.options.logFile ? `\nlog file:\n${this.log().slice(-3000)}` : ''}`;
+  }
+}
+
+const children: ServeChild[] = [];
+after(() => children.forEach((c) => c.kill()));
+
+function serve(args: string[], options: { cwd?: string; logFile?: string } = {}): ServeChild {
+  const c = new ServeChild(args, options);
+  children.push(c);
+  return c;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+async function withTimeout<T>(p: Promise<T>, ms: number, why: () => string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(why())), ms))),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function waitFor(pred: () => boolean, ms: number, why: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error(why);
+    await sleep(25);
+  }
+}
+
+/** A raw `ruok`: the server's protocol frame, then its JSON status. */
+async function ruok(
+  address: { port: number } | { path: string },
+): Promise<{ proto: string; status: unknown }> {
+  const sock = 'path' in address ? net.connect(address.path) : net.connect(address.port, '127.0.0.1');
+  const chunks: Buffer[] = [];
+  await new Promise<void>((resolveEnd, reject) => {
+    sock.on('connect', () => sock.write(Buffer.from('\x00\x00\x00\x04ruok', 'latin1')));
+    sock.on('data', (d: Buffer) => chunks.push(d));
+    sock.on('end', () => resolveEnd());
+    sock.on('error', reject);
+    sock.setTimeout(10_000, () => reject(new Error('ruok timed out')));
+  });
+  sock.destroy();
+  const all = Buffer.concat(chunks);
+  const n1 = all.readUInt32BE(0);
+  const proto = all.subarray(4, 4 + n1).toString('latin1');
+  const n2 = all.readUInt32BE(4 + n1);
+  return { proto, status: JSON.parse(all.subarray(8 + n1, 8 + n1 + n2).toString('ascii')) };
+}
+
+function py<T>(oracle: Oracle, call: string, args: unknown = null): Promise<T> {
+  return oracle.json<T>(
+    `import sys\nif ${JSON.stringify(fixturesDir)} not in sys.path: sys.path.insert(0, ${JSON.stringify(fixturesDir)})\n` +
+      `import zeo_serve_clients as c\nresult = c.${call}`,
+    undefined,
+    args,
+  );
+}
+
+/** runzeo's record format: "------" then "<date> LEVEL LOGGER message" (the message may go on for lines). */
+const RECORD_HEAD =
+  /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d (CRITICAL|ERROR|WARNING|INFO|BLATHER|DEBUG|TRACE) [\w.]+ /;
+
+function records(text: string): string[] {
+  assert.ok(
+    text === '' || text.startsWith('------\n'),
+    `log text starts with "------":\n${text.slice(0, 300)}`,
+  );
+  return text
+    .split(/^------\n/m)
+    .slice(1)
+    .map((r) => r.replace(/\n$/, ''));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Configuration and start-up
+
+test('the default configuration: ./var/Data.fs as storage 1 on 127.0.0.1:8100', () => {
+  const c = defaultConfig({});
+  assert.deepEqual(c.address, { kind: 'tcp', host: '127.0.0.1', port: 8100 });
+  assert.equal(c.storages.length, 1);
+  const s = c.storages[0];
+  assert.equal(s.kind, 'filestorage');
+  assert.equal(s.name, '1');
+  assert.equal(s.kind === 'filestorage' && s.path, './var/Data.fs');
+  assert.equal(c.readOnly, false);
+  assert.equal(c.pidFilename, null);
+  assert.equal(c.eventlog, null);
+});
+
+test('no -f: zeo serve creates ./var/Data.fs in its working directory and serves it as storage 1', async () => {
+  const cwd = newDir();
+  const child = serve(['-a', '127.0.0.1:0'], { cwd });
+  const port = await child.port();
+  const { proto, status } = await ruok({ port });
+  assert.equal(proto, 'Z5');
+  assert.deepEqual(Object.keys(status as object), ['1']);
+  assert.ok(existsSync(join(cwd, 'var', 'Data.fs')), 'var/Data.fs created');
+  assert.deepEqual(await child.stop(), { code: 0, signal: null });
+  assert.ok(existsSync(join(cwd, 'var', 'Data.fs.index')), 'the index is written at exit');
+  assert.match(child.stderr, /opening storage '1' using FileStorage/);
+});
+
+test('-a 127.0.0.1:0 -f PATH: the bound port is in the "listening on" log line', async () => {
+  const dir = newDir();
+  const child = serve(['-a', '127.0.0.1:0', '-f', join(dir, 'Data.fs')]);
+  const port = await child.port();
+  assert.ok(port > 0);
+  const { status } = await ruok({ port });
+  const st = (status as Record<string, Record<string, unknown>>)['1'];
+  assert.equal(st['last-transaction'], '0000000000000000');
+  assert.deepEqual(await child.stop('SIGINT'), { code: 0, signal: null });
+  assert.ok(existsSync(join(dir, 'Data.fs')));
+});
+
+interopTest(
+  '-C zeo.conf with a filestorage and a mappingstorage: each reachable by its name',
+  async (oracle) => {
+    const dir = newDir();
+    const conf = join(dir, 'zeo.conf');
+    writeFileSync(
+      conf,
+      `<zeo>\n  address 127.0.0.1:0\n</zeo>\n` +
+        `<filestorage main>\n  path ${dir}/main.fs\n  blob-dir ${dir}/blobs\n</filestorage>\n` +
+        `<mappingstorage scratch>\n</mappingstorage>\n`,
+    );
+    const child = serve(['-C', conf]);
+    try {
+      const port = await child.port();
+      const { status } = await ruok({ port });
+      assert.deepEqual(Object.keys(status as object).sort(), ['main', 'scratch']);
+      type RT = { root: Record<string, { value: unknown }>; last: string };
+      const main = await py<RT>(oracle, 'roundtrip(("127.0.0.1", args), "main", "a", "in main")', port);
+      const scratch = await py<RT>(
+        oracle,
+        'roundtrip(("127.0.0.1", args), "scratch", "b", [1, "in scratch"])',
+        port,
+      );
+      assert.deepEqual(main.root, { a: { value: 'in main' } });
+      assert.deepEqual(scratch.root, { b: { value: [1, 'in scratch'] } });
+      assert.notEqual(main.last, '0000000000000000');
+      assert.notEqual(scratch.last, '0000000000000000');
+      assert.match(child.stderr, /opening storage 'main' using FileStorage/);
+      assert.match(child.stderr, /opening storage 'scratch' using MappingStorage/);
+    } finally {
+      assert.deepEqual(await child.stop(), { code: 0, signal: null });
+    }
+    assert.ok(existsSync(join(dir, 'main.fs.index')));
+  },
+);
+
+test('--pid-file and pid-filename: the pid written at start, removed at exit; none when read-only', async () => {
+  const dir = newDir();
+  // --pid-file
+  const pid1 = join(dir, 'one.pid');
+  const a = serve(['-a', '127.0.0.1:0', '-f', join(dir, 'a.fs'), '--pid-file', pid1]);
+  await a.port();
+  await waitFor(() => existsSync(pid1), 5000, 'pid file written');
+  assert.equal(readFileSync(pid1, 'utf8').trim(), String(a.pid));
+  assert.deepEqual(await a.stop(), { code: 0, signal: null });
+  assert.ok(!existsSync(pid1), 'the pid file is removed at exit');
+
+  // pid-filename in zeo.conf
+  const pid2 = join(dir, 'two.pid');
+  const conf = join(dir, 'zeo.conf');
+  writeFileSync(
+    conf,
+    `<zeo>\n  address 127.0.0.1:0\n  pid-filename ${pid2}\n</zeo>\n<filestorage>\n  path ${dir}/b.fs\n</filestorage>\n`,
+  );
+  const b = serve(['-C', conf]);
+  await b.port();
+  await waitFor(() => existsSync(pid2), 5000, 'pid file written');
+  assert.equal(readFileSync(pid2, 'utf8').trim(), String(b.pid));
+  assert.deepEqual(await b.stop('SIGHUP'), { code: 1, signal: null });
+  assert.ok(!existsSync(pid2), 'the pid file is removed at exit (SIGHUP too)');
+
+  // read-only true: runzeo writes no pid file, from the file or from --pid-file
+  const pid3 = join(dir, 'three.pid');
+  const roConf = join(dir, 'ro.conf');
+  writeFileSync(
+    roConf,
+    `<zeo>\n  address 127.0.0.1:0\n  read-only true\n  pid-filename ${pid3}\n</zeo>\n` +
+      `<filestorage>\n  path ${dir}/b.fs\n</filestorage>\n`,
+  );
+  const pid4 = join(dir, 'four.pid');
+  const c = serve(['-C', roConf]);
+  const d = serve(['-C', roConf, '-f', join(dir, 'a.fs'), '--pid-file', pid4]);
+  await c.port();
+  await d.port();
+  await sleep(300);
+  assert.ok(!existsSync(pid3), 'no pid file for a read-only server');
+  assert.ok(!existsSync(pid4), 'no pid file for a read-only server (--pid-file)');
+  assert.deepEqual(await c.stop(), { code: 0, signal: null });
+  assert.deepEqual(await d.stop(), { code: 0, signal: null });
+});
+
+test('SIGHUP exits 1 (a supervisor restarts it), SIGINT and SIGTERM exit 0', async () => {
+  const dir = newDir();
+  const a = serve(['-a', '127.0.0.1:0', '-f', join(dir, 'a.fs')]);
+  const b = serve(['-a', '127.0.0.1:0', '-f', join(dir, 'b.fs')]);
+  await Promise.all([a.port(), b.port()]);
+  assert.deepEqual(await a.stop('SIGHUP'), { code: 1, signal: null });
+  assert.deepEqual(await b.stop('SIGINT'), { code: 0, signal: null });
+  assert.ok(existsSync(join(dir, 'a.fs.index')) && existsSync(join(dir, 'b.fs.index')));
+});
+
+test('an unknown key in zeo.conf: refused at start, naming the file, the line and the reason', async () => {
+  const dir = newDir();
+  const conf = join(dir, 'zeo.conf');
+  writeFileSync(
+    conf,
+    `<zeo>\n  address 127.0.0.1:0\n  read_only true\n</zeo>\n<filestorage>\n  path ${dir}/Data.fs\n</filestorage>\n`,
+  );
+  const child = serve(['-C', conf]);
+  const exit = await withTimeout(child.exited, 20_000, () => `did not exit:\n${child.diag()}`);
+  assert.notEqual(exit.code, 0);
+  assert.equal(exit.signal, null);
+  assert.ok(child.stderr.includes(conf), `stderr names the file: ${child.stderr}`);
+  assert.match(child.stderr, /line 3\b/);
+  assert.match(child.stderr, /'read_only' is not a known key name/);
+  assert.ok(!existsSync(join(dir, 'Data.fs')), 'nothing was opened');
+});
+
+test('an address already in use (TCP): refused at start', async () => {
+  const dir = newDir();
+  const taken = net.createServer((s) => s.destroy());
+  await new Promise<void>((r) => taken.listen(0, '127.0.0.1', () => r()));
+  try {
+    const port = (taken.address() as net.AddressInfo).port;
+    const child = serve(['-a', `127.0.0.1:${port}`, '-f', join(dir, 'Data.fs')]);
+    const exit = await withTimeout(child.exited, 20_000, () => `did not exit:\n${child.diag()}`);
+    assert.notEqual(exit.code, 0);
+    assert.equal(exit.signal, null);
+    assert.match(child.stderr, /already in use/);
+  } finally {
+    taken.close();
+  }
+});
+
+test('an address already in use (a unix socket another server listens on): refused at start', async () => {
+  const dir = newDir();
+  const sock = join(dir, 'zeo.sock');
+  const first = serve(['-a', sock, '-f', join(dir, 'a.fs')]);
+  try {
+    await first.waitForLog(/listening on /);
+    const second = serve(['-a', sock, '-f', join(dir, 'b.fs')]);
+    const exit = await Promise.race([second.exited, sleep(4000).then(() => null)]);
+    second.kill();
+    // runzeo: "Error: address '/.../zeo.sock' already in use", exit status 2, before opening any storage
+    assert.ok(exit !== null, `the second server should refuse to start; it is serving:\n${second.diag()}`);
+    assert.notEqual(exit.code, 0);
+    assert.match(second.stderr, /already in use/);
+    // the first server is still reachable on its socket
+    const { status } = await ruok({ path: sock });
+    assert.deepEqual(Object.keys(status as object), ['1']);
+  } finally {
+    await first.stop();
+  }
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// SIGTERM while a client commits
+
+interopTest(
+  'SIGTERM while a Python client commits in a loop: exit 0, then ZODB opens Data.fs cleanly with its index',
+  async (oracle) => {
+    const dir = newDir();
+    const path = join(dir, 'Data.fs');
+    const child = serve(['-a', '127.0.0.1:0', '-f', path]);
+    const port = await child.port();
+    const client = spawn(
+      oraclePython(),
+      ['-u', join(fixturesDir, 'zeo_serve_clients.py'), 'commit-loop', '127.0.0.1', String(port)],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let out = '';
+    let err = '';
+    client.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    client.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const clientExit = new Promise<number | null>((r) => client.on('exit', (code) => r(code)));
+    type Line = { i?: number; tid?: string; error?: string; closed?: number; connected?: boolean };
+    const lines = (): Line[] =>
+      out
+        .split('\n')
+        .filter((l) => l.trim())
+        .map((l) => JSON.parse(l) as Line);
+    const acked = (): Line[] => lines().filter((l) => l.tid !== undefined);
+    try {
+      await waitFor(
+        () => acked().length >= 25 || client.exitCode !== null,
+        30_000,
+        `the client did not commit:\n${out}\n${err}`,
+      );
+      assert.equal(client.exitCode, null, `the client stopped early:\n${out}\n${err}`);
+      const exit = await child.stop('SIGTERM');
+      assert.deepEqual(exit, { code: 0, signal: null }, child.diag());
+      await withTimeout(clientExit, 40_000, () => `the client did not stop:\n${out}\n${err}`);
+    } finally {
+      client.kill('SIGKILL');
+    }
+    const done = acked();
+    assert.ok(done.length >= 25);
+    // the loop ends on the disconnection, with an error from the commit it was in
+    assert.ok(
+      lines().some((l) => l.error !== undefined),
+      `the client saw the server go away:\n${out}\n${err}`,
+    );
+    assert.match(child.stderr, /terminated by SIGTERM/);
+
+    const keys = done.map((l) => `k${String(l.i).padStart(5, '0')}`);
+    const r = await py<{
+      size: number;
+      tr0: boolean;
+      tr0_after_open: boolean;
+      index_exists: boolean;
+      index_pos: number | null;
+      fstest: string | null;
+      used_index: number;
+      log: string[];
+      last: string;
+      tids: string[];
+      root: Record<string, number>;
+      n: number;
+    }>(oracle, 'check_file(args[0], args[1])', [path, keys]);
+    assert.equal(r.fstest, null, 'fstest finds no damage');
+    assert.equal(r.tr0, false);
+    assert.equal(r.tr0_after_open, false, 'no truncation on open');
+    assert.ok(r.index_exists, 'Data.fs.index written at exit');
+    assert.equal(r.index_pos, r.size, 'the index covers the whole file');
+    assert.equal(r.used_index, 1, 'ZODB opened Data.fs with the index, without rebuilding it');
+    assert.deepEqual(
+      r.log.filter((l) => !/^(DEBUG|INFO|BLATHER|TRACE) /.test(l)),
+      [],
+      'ZODB logged nothing about the file',
+    );
+    // every acknowledged transaction is there
+    const tids = new Set(r.tids);
+    for (const l of done)
+      assert.ok(tids.has(l.tid!), `acknowledged transaction ${l.tid} (i=${l.i}) is in Data.fs`);
+    for (const l of done) assert.equal(r.root[`k${String(l.i).padStart(5, '0')}`], l.i);
+    assert.ok(r.n >= done[done.length - 1].i!);
+    assert.equal(r.last, r.tids[r.tids.length - 1]);
+  },
+  { timeout: 120_000 },
+);
+
+// ---------------------------------------------------------------------------------------------------------
+// Logs
+
+test("without <eventlog>: runzeo's format on stderr", async () => {
+  const dir = newDir();
+  const child = serve(['-a', '127.0.0.1:0', '-f', join(dir, 'Data.fs')]);
+  const port = await child.port();
+  await ruok({ port });
+  assert.deepEqual(await child.stop(), { code: 0, signal: null });
+  assert.equal(child.stdout, '');
+  const recs = records(child.stderr);
+  assert.ok(recs.length >= 3);
+  for (const r of recs) assert.match(r, RECORD_HEAD);
+  const listening = recs.filter((r) => / ZEO\.asyncio\.server listening on /.test(r));
+  assert.equal(listening.length, 1);
+  assert.match(
+    listening[0],
+    /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d INFO ZEO\.asyncio\.server listening on \('127\.0\.0\.1', \d+\)$/,
+  );
+  assert.ok(recs.some((r) => / INFO ZEO\.runzeo .*terminated by SIGTERM$/.test(r)));
+});
+
+test("runzeo's own messages: '(pid) ' before each ZEO.runzeo message, 'restarted by SIGHUP'", async () => {
+  const dir = newDir();
+  const child = serve(['-a', '127.0.0.1:0', '-f', join(dir, 'Data.fs')]);
+  await child.port();
+  await child.stop('SIGHUP');
+  // runzeo: "INFO ZEO.runzeo (12345) opening storage '1' using FileStorage", "... (12345) restarted by SIGHUP"
+  for (const r of records(child.stderr).filter((x) => / ZEO\.runzeo /.test(x)))
+    assert.match(r, new RegExp(` ZEO\\.runzeo \\(${child.pid}\\) `));
+  assert.match(child.stderr, /restarted by SIGHUP/);
+});
+
+test('<eventlog><logfile>: lines go to the file; SIGUSR2 reopens it after a rotation', async () => {
+  const dir = newDir();
+  const logFile = join(dir, 'zeo.log');
+  const conf = join(dir, 'zeo.conf');
+  writeFileSync(
+    conf,
+    `<zeo>\n  address 127.0.0.1:0\n</zeo>\n<filestorage>\n  path ${dir}/Data.fs\n</filestorage>\n` +
+      `<eventlog>\n  level INFO\n  <logfile>\n    path ${logFile}\n  </logfile>\n</eventlog>\n`,
+  );
+  const child = serve(['-C', conf], { logFile });
+  const port = await child.port();
+  assert.equal(child.stderr, '', 'nothing on stderr');
+  // logrotate: move the file, then SIGUSR2
+  renameSync(logFile, `${logFile}.1`);
+  child.proc.kill('SIGUSR2');
+  await waitFor(() => existsSync(logFile), 10_000, `no new log file after SIGUSR2:\n${child.diag()}`);
+  // new lines land in the new file
+  await ruok({ port });
+  assert.deepEqual(await child.stop(), { code: 0, signal: null });
+  const old = readFileSync(`${logFile}.1`, 'utf8');
+  const now = readFileSync(logFile, 'utf8');
+  for (const r of [...records(old), ...records(now)]) assert.match(r, RECORD_HEAD);
+  assert.match(old, /INFO ZEO\.asyncio\.server listening on \('127\.0\.0\.1', \d+\)/);
+  assert.doesNotMatch(old, /terminated by SIGTERM/);
+  assert.match(now, /INFO ZEO\.runzeo .*terminated by SIGTERM/);
+  assert.doesNotMatch(now, /listening on/);
+  assert.equal(child.stderr, '');
+});
