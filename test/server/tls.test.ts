@@ -318,7 +318,7 @@ interopTest(
 
 interopTest(
   'authenticate a CA directory (hash-named, as OpenSSL capath reads it): the CA-signed client is served',
-  async (oracle, t) => {
+  async (oracle) => {
     if (noOpenssl) throw new Error(noOpenssl);
     const server = new Server('cadir', p('cas'));
     try {
@@ -342,7 +342,7 @@ interopTest(
   { timeout: 60_000 },
 );
 
-test('single TLS handshakes: TLS >= 1.2 and Z5 inside for a good client; a refusal is one log record', async (t) => {
+test('single TLS handshakes: TLS >= 1.2 and Z5 inside for a good client; a refusal is one log record', async () => {
   if (noOpenssl) throw new Error(noOpenssl);
   const server = new Server('raw', p('ca.pem'));
   try {
@@ -371,7 +371,7 @@ test('single TLS handshakes: TLS >= 1.2 and Z5 inside for a good client; a refus
   }
 });
 
-test('a refused handshake is logged on one line', async (t) => {
+test('a refused handshake is logged on one line', async () => {
   if (noOpenssl) throw new Error(noOpenssl);
   const server = new Server('oneline', p('ca.pem'));
   try {
@@ -396,7 +396,7 @@ async function freePort(): Promise<number> {
 
 interopTest(
   'the reference: runzeo serves the CA-signed client and refuses the three below',
-  async (oracle, t) => {
+  async (oracle) => {
     if (noOpenssl) throw new Error(noOpenssl);
     const dirServer = new Server('runzeo-dir', p('cas'), await freePort());
     const fileServer = new Server('runzeo-crl', p('ca+crl.pem'), await freePort());
@@ -424,7 +424,7 @@ interopTest(
 
 interopTest(
   'a CA directory: only hash-named CA files are trusted (a client of a CA stored as other-ca.pem is refused)',
-  async (oracle, t) => {
+  async (oracle) => {
     if (noOpenssl) throw new Error(noOpenssl);
     const server = new Server('cadir2', p('cas'));
     try {
@@ -441,7 +441,7 @@ interopTest(
 
 interopTest(
   'strict X.509 checks (VERIFY_X509_STRICT): a CA-signed client certificate without an authority key id is refused',
-  async (oracle, t) => {
+  async (oracle) => {
     if (noOpenssl) throw new Error(noOpenssl);
     const server = new Server('strict', p('ca.pem'));
     try {
@@ -461,7 +461,7 @@ interopTest(
 
 interopTest(
   'a CA file with a CRL: a revoked client certificate is refused (VERIFY_CRL_CHECK_LEAF)',
-  async (oracle, t) => {
+  async (oracle) => {
     if (noOpenssl) throw new Error(noOpenssl);
     const server = new Server('crl', p('ca+crl.pem'));
     try {
@@ -481,7 +481,7 @@ interopTest(
 
 interopTest(
   'a refused Python client (it reconnects at once, hundreds of times a second) does not flood the log',
-  async (oracle, t) => {
+  async (oracle) => {
     if (noOpenssl) throw new Error(noOpenssl);
     const server = new Server('flood', p('ca.pem'));
     try {
