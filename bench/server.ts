@@ -1,0 +1,465 @@
+// npm run bench -- server [--objects N] [--seconds S] [--clients 1,4] [--phases loads,pipelined,commits]
+//                         [--window W] [--rebuild] [--keep] [--profile PHASE:CLIENTS]
+// The same Python-client workload against runzeo (ZEO's own server, from the oracle venv) and `zeo serve`, in
+// one run: both serve a fresh copy of one Data.fs (N objects, default 30,000, built once by Python's ZODB and
+// kept in the system's temp directory; --rebuild builds it again) with the same zeo.conf shape, both at their
+// defaults (durable commits: each server syncs Data.fs before a commit returns). Each phase runs for S
+// seconds (default 5) with 1 and with 4 Python client processes (the real ZEO 6 ClientStorage, started
+// together behind a barrier: test/fixtures/python/zeo_bench_client.py), first against one server, then the
+// other (the order alternates from phase to phase):
+//   - loads: one loadBefore round trip at a time per client, random oids, the client's cache never asked;
+//   - pipelined loads: W (default 32) loadBefore calls in flight per client;
+//   - small commits: ZODB transactions changing 2 objects of the client's own (no conflicts).
+// For each: operations per second over the phase (all clients), and the server's CPU time per operation (the
+// server process's utime + stime from /proc/<pid>/stat, all its threads, read when the clients start and when
+// they have all finished). Prints the table (ratio > 1: zeo-ts better), a second one for context (each
+// server's CPU use over the phase and its main thread's share, the clients' CPU per operation), and writes
+// bench/results/server-<timestamp>.json.
+// --profile PHASE:CLIENTS (e.g. commits:1) instead runs only that phase, only against `node --cpu-prof zeo
+// serve`, and prints the server's top functions by self time over the phase's window (with the zeo-ts
+// function that called each of Node's), and by file; the profile is kept with --keep.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, closeSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { oraclePython, repoRoot } from '../test/helpers/oracle.js';
+import { printTable } from './report.js';
+
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+const OBJECTS = Number(arg('objects') ?? 30_000);
+const SECONDS = Number(arg('seconds') ?? 5);
+const CLIENTS = (arg('clients') ?? '1,4').split(',').map(Number);
+const WINDOW = Number(arg('window') ?? 32);
+const REBUILD = process.argv.includes('--rebuild');
+const KEEP = process.argv.includes('--keep');
+const PROFILE = arg('profile');
+/** client slots in the Data.fs: the most clients a phase can have */
+const SLOTS = 16;
+
+type Phase = 'loads' | 'pipelined' | 'commits';
+const PHASES: Phase[] = ((arg('phases') ?? 'loads,pipelined,commits').split(',') as Phase[]).filter(Boolean);
+const PHASE_NAMES: Record<Phase, string> = {
+  loads: 'loads',
+  pipelined: `pipelined loads (${WINDOW} in flight)`,
+  commits: 'small commits (2 objects)',
+};
+
+const CLIENT_PY = resolve(repoRoot, 'test/fixtures/python/zeo_bench_client.py');
+const ZEO_BIN = resolve(repoRoot, 'bin/zeo');
+const log = (s: string): void => void process.stderr.write(s + '\n');
+
+interface DataFs {
+  path: string;
+  maxOid: number;
+  objects: number;
+}
+
+interface PhaseRun {
+  ops: number;
+  wall: number;
+  /** the phase's window on CLOCK_MONOTONIC, seconds (V8's profiles use that clock, in µs) */
+  monotonic: [number, number];
+  serverCpu: number;
+  serverMainThreadCpu: number;
+  clientCpu: number;
+  clients: Array<{ ops: number; seconds: number; cpu: number }>;
+}
+
+interface Figures {
+  opsPerSecond: number;
+  serverCpuUsPerOp: number;
+  /** the server's CPU time over the phase's wall time (100 = one core busy) */
+  serverCpuPercent: number;
+  /** the share of the server's CPU time spent by its main thread (the rest: Node's thread pool, V8's threads) */
+  mainThreadShare: number;
+  clientCpuUsPerOp: number;
+  run: PhaseRun;
+}
+
+type ServerKind = 'runzeo' | 'zeo-ts';
+
+interface RunningServer {
+  kind: ServerKind;
+  dir: string;
+  port: number;
+  proc: ChildProcess;
+  logPath: string;
+}
+
+function python(args: string[], timeoutMs: number): string {
+  const r = spawnSync(oraclePython(), args, { encoding: 'utf8', timeout: timeoutMs, cwd: repoRoot });
+  if (r.error) throw new Error(`python ${args[0]}: ${r.error.message}`);
+  if (r.status !== 0)
+    throw new Error(`python ${args.slice(0, 2).join(' ')} failed (${r.status}):\n${r.stderr}`);
+  return r.stdout;
+}
+
+function prepareDataFs(): DataFs {
+  const dir = join(tmpdir(), 'zeo-ts-bench-server');
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, `${OBJECTS}.fs`);
+  const marker = path + '.built';
+  if (REBUILD || !existsSync(marker) || !existsSync(path + '.index')) {
+    for (const s of ['', '.index', '.lock', '.tmp', '.built']) rmSync(path + s, { force: true });
+    log(`building ${path} (${OBJECTS} objects) with Python's ZODB...`);
+    const out = python([CLIENT_PY, 'build', path, String(OBJECTS), String(SLOTS)], 600_000);
+    writeFileSync(marker, out.trim() + '\n');
+  }
+  const built = JSON.parse(readFileSync(marker, 'utf8')) as { maxOid: number; objects: number };
+  return { path, ...built };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      const port = typeof a === 'object' && a ? a.port : 0;
+      s.close(() => resolvePort(port));
+    });
+  });
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** A fresh copy of the Data.fs in `dir`, served by runzeo or `zeo serve` (logs in dir/server.log). */
+async function startServer(
+  kind: ServerKind,
+  data: DataFs,
+  dir: string,
+  nodeFlags: string[] = [],
+): Promise<RunningServer> {
+  mkdirSync(dir, { recursive: true });
+  copyFileSync(data.path, join(dir, 'Data.fs'));
+  copyFileSync(data.path + '.index', join(dir, 'Data.fs.index'));
+  const port = await freePort();
+  const conf = join(dir, 'zeo.conf');
+  writeFileSync(
+    conf,
+    `<zeo>\n  address 127.0.0.1:${port}\n</zeo>\n<filestorage 1>\n  path ${join(dir, 'Data.fs')}\n</filestorage>\n`,
+  );
+  const logPath = join(dir, 'server.log');
+  const fd = openSync(logPath, 'w');
+  const [cmd, args] =
+    kind === 'runzeo'
+      ? [oraclePython(), ['-m', 'ZEO.runzeo', '-C', conf]]
+      : [process.execPath, [...nodeFlags, ZEO_BIN, 'serve', '-C', conf]];
+  const proc = spawn(cmd, args, { cwd: dir, stdio: ['ignore', fd, fd] });
+  closeSync(fd);
+  let exited: number | null = null;
+  proc.on('exit', (code) => (exited = code ?? -1));
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const text = readFileSync(logPath, 'utf8');
+    if (text.includes(`listening on ('127.0.0.1', ${port})`)) break;
+    if (exited !== null || Date.now() > deadline) {
+      proc.kill('SIGKILL');
+      throw new Error(`${kind} did not start (exit ${exited}):\n${text}`);
+    }
+    await sleep(50);
+  }
+  return { kind, dir, port, proc, logPath };
+}
+
+async function stopServer(s: RunningServer): Promise<void> {
+  if (s.proc.exitCode !== null || s.proc.signalCode !== null) return;
+  const exited = new Promise<void>((r) => s.proc.once('exit', () => r()));
+  s.proc.kill('SIGTERM');
+  const timer = setTimeout(() => s.proc.kill('SIGKILL'), 30_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+function runPhase(s: RunningServer, data: DataFs, phase: Phase, clients: number, seed: number): Figures {
+  const args = {
+    host: '127.0.0.1',
+    port: s.port,
+    serverPid: s.proc.pid,
+    phase,
+    clients,
+    seconds: SECONDS,
+    maxOid: data.maxOid,
+    window: WINDOW,
+    seed,
+  };
+  let out: string;
+  try {
+    out = python([CLIENT_PY, 'run', JSON.stringify(args)], (SECONDS + 300) * 1000);
+  } catch (e) {
+    const tail = readFileSync(s.logPath, 'utf8').split('\n').slice(-30).join('\n');
+    throw new Error(`${(e as Error).message}\n${s.kind} log (last lines):\n${tail}`, { cause: e });
+  }
+  const run = JSON.parse(out) as PhaseRun;
+  if (!(run.ops > 0)) throw new Error(`${phase} x${clients} against ${s.kind}: no operations`);
+  return {
+    opsPerSecond: run.ops / run.wall,
+    serverCpuUsPerOp: (run.serverCpu / run.ops) * 1e6,
+    serverCpuPercent: (run.serverCpu / run.wall) * 100,
+    mainThreadShare: run.serverCpu > 0 ? run.serverMainThreadCpu / run.serverCpu : 0,
+    clientCpuUsPerOp: (run.clientCpu / run.ops) * 1e6,
+    run,
+  };
+}
+
+// --- the profile of our server (--profile PHASE:CLIENTS)
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  children?: number[];
+}
+
+/**
+ * The top functions of a .cpuprofile by self time over the phase's window (the samples taken between the
+ * clients' start and end; the server's start-up and shutdown left out), each with the zeo-ts function it was called from (the
+ * nearest frame of our own code above it: for Node's native functions, which of ours made the call), and
+ * the self time by file. The profiler samples the main thread on a timer, so a sample in a native function
+ * (a socket write, a call handing work to the thread pool) includes time the thread was descheduled there.
+ */
+function printProfile(file: string, phase: string, window: [number, number]): void {
+  const prof = JSON.parse(readFileSync(file, 'utf8')) as {
+    nodes: ProfileNode[];
+    samples: number[];
+    timeDeltas: number[];
+    startTime: number;
+  };
+  const byId = new Map(prof.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const selfUs = new Map<number, number>();
+  // timeDeltas[i] is the time from sample i-1 to sample i: charge it to sample i
+  const [from, to] = [window[0] * 1e6, window[1] * 1e6];
+  let t = prof.startTime;
+  prof.samples.forEach((id, i) => {
+    t += prof.timeDeltas[i] ?? 0;
+    if (t > from && t <= to) selfUs.set(id, (selfUs.get(id) ?? 0) + (prof.timeDeltas[i] ?? 0));
+  });
+  if (selfUs.size === 0) throw new Error(`no samples of ${file} fall in the phase's window`);
+  const fileOf = (n: ProfileNode): string => {
+    const url = n.callFrame.url;
+    if (!url) return n.callFrame.functionName;
+    return url.startsWith('file://') ? relative(repoRoot, fileURLToPath(url)) : url;
+  };
+  const name = (n: ProfileNode): string =>
+    `${n.callFrame.functionName || '(anonymous)'}${n.callFrame.url ? `  ${fileOf(n)}:${n.callFrame.lineNumber + 1}` : ''}`;
+  const ours = (n: ProfileNode): boolean => n.callFrame.url.startsWith('file://');
+  const callerOf = (id: number): string => {
+    for (let p = parent.get(id); p !== undefined; p = parent.get(p)) {
+      const n = byId.get(p)!;
+      if (ours(n)) return name(n);
+    }
+    return '';
+  };
+  const byFunction = new Map<string, { us: number; callers: Map<string, number> }>();
+  const byFile = new Map<string, number>();
+  let total = 0;
+  let idle = 0;
+  for (const [id, us] of selfUs) {
+    const n = byId.get(id)!;
+    total += us;
+    if (n.callFrame.functionName === '(idle)') {
+      idle += us;
+      continue;
+    }
+    const f = byFunction.get(name(n)) ?? { us: 0, callers: new Map<string, number>() };
+    f.us += us;
+    if (!ours(n)) {
+      const c = callerOf(id);
+      f.callers.set(c, (f.callers.get(c) ?? 0) + us);
+    }
+    byFunction.set(name(n), f);
+    byFile.set(fileOf(n), (byFile.get(fileOf(n)) ?? 0) + us);
+  }
+  const busy = total - idle;
+  const ms = (us: number): string => (us / 1000).toFixed(0);
+  const pct = (us: number): string => ((us / busy) * 100).toFixed(1);
+  printTable(
+    `zeo serve --cpu-prof, ${phase}: top functions by self time over the phase (${ms(busy)} ms busy of ` +
+      `${ms(total)} ms)`,
+    ['function  location', 'self ms', '% of busy', 'called from (ours; share of its self time)'],
+    [...byFunction]
+      .sort((a, b) => b[1].us - a[1].us)
+      .slice(0, 30)
+      .map(([k, f]) => {
+        const [caller, cus] = [...f.callers].sort((a, b) => b[1] - a[1])[0] ?? ['', 0];
+        return [k, ms(f.us), pct(f.us), caller ? `${caller} (${((cus / f.us) * 100).toFixed(0)}%)` : ''];
+      }),
+  );
+  printTable(
+    'by file (self time)',
+    ['file', 'self ms', '% of busy'],
+    [...byFile]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 15)
+      .map(([k, us]) => [k, ms(us), pct(us)]),
+  );
+}
+
+async function profile(data: DataFs, work: string, spec: string): Promise<void> {
+  const [phase, clients] = spec.split(':') as [Phase, string];
+  if (!PHASE_NAMES[phase] || !(Number(clients) > 0)) throw new Error(`--profile PHASE:CLIENTS, not ${spec}`);
+  const profDir = join(work, 'cpu-prof');
+  const s = await startServer('zeo-ts', data, join(work, 'zeo-ts'), [
+    '--cpu-prof',
+    '--cpu-prof-dir',
+    profDir,
+  ]);
+  let f: Figures;
+  try {
+    log(`profiling zeo serve: ${phase} x${clients}, ${SECONDS} s...`);
+    f = runPhase(s, data, phase, Number(clients), 1);
+  } finally {
+    await stopServer(s);
+  }
+  log(
+    `${phase} x${clients} (under --cpu-prof): ${f.opsPerSecond.toFixed(0)} ops/s, ` +
+      `${f.serverCpuUsPerOp.toFixed(1)} server CPU µs/op, server CPU ${f.serverCpuPercent.toFixed(0)}% ` +
+      `(main thread ${(f.mainThreadShare * 100).toFixed(0)}% of it)`,
+  );
+  const files = readdirSync(profDir).filter((x) => x.endsWith('.cpuprofile'));
+  if (files.length !== 1) throw new Error(`expected one profile in ${profDir}, found ${files.join(', ')}`);
+  printProfile(join(profDir, files[0]), `${PHASE_NAMES[phase]} x${clients}`, f.run.monotonic);
+  if (KEEP) log(`profile: ${join(profDir, files[0])}`);
+}
+
+// --- the comparison
+
+async function main(): Promise<void> {
+  const data = prepareDataFs();
+  const work = mkdtempSync(join(tmpdir(), 'zeo-ts-bench-server-run-'));
+  try {
+    if (PROFILE) return await profile(data, work, PROFILE);
+    const versions = JSON.parse(
+      python(
+        [
+          '-c',
+          'import sys, json, importlib.metadata as m\n' +
+            "print(json.dumps({'python': sys.version.split()[0], 'ZEO': m.version('ZEO'), 'ZODB': m.version('ZODB')}))",
+        ],
+        60_000,
+      ),
+    ) as { python: string; ZEO: string; ZODB: string };
+    const load0 = loadavg()[0];
+    const t0 = performance.now();
+    log(`Data.fs: ${data.objects} objects; starting runzeo and zeo serve on copies of it...`);
+    const servers: Record<ServerKind, RunningServer> = {
+      runzeo: await startServer('runzeo', data, join(work, 'runzeo')),
+      'zeo-ts': await startServer('zeo-ts', data, join(work, 'zeo-ts')),
+    };
+    const results: Array<{ phase: Phase; clients: number; runzeo: Figures; zeoTs: Figures }> = [];
+    try {
+      let k = 0;
+      for (const phase of PHASES) {
+        for (const clients of CLIENTS) {
+          const order: ServerKind[] = k % 2 === 0 ? ['runzeo', 'zeo-ts'] : ['zeo-ts', 'runzeo'];
+          const got: Partial<Record<ServerKind, Figures>> = {};
+          for (const kind of order) {
+            log(`${phase} x${clients} against ${kind}...`);
+            got[kind] = runPhase(servers[kind], data, phase, clients, k + 1);
+          }
+          results.push({ phase, clients, runzeo: got.runzeo!, zeoTs: got['zeo-ts']! });
+          k++;
+        }
+      }
+    } finally {
+      await Promise.all(Object.values(servers).map(stopServer));
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    const x = (a: number): string => `${a.toFixed(2)}x`;
+    printTable(
+      `server: Python clients (ZEO ${versions.ZEO}) against runzeo and zeo serve, Data.fs of ` +
+        `${data.objects.toLocaleString('en-US')} objects, ${SECONDS} s per phase (Node ${process.version}, ` +
+        `Python ${versions.python}; ${cpus().length} CPUs, load average ${load0.toFixed(1)} at start); ` +
+        `ratio > 1: zeo-ts better`,
+      [
+        'phase',
+        'clients',
+        'runzeo ops/s',
+        'zeo-ts ops/s',
+        'ratio',
+        'runzeo CPU µs/op',
+        'zeo-ts CPU µs/op',
+        'ratio',
+      ],
+      results.map((r) => [
+        PHASE_NAMES[r.phase],
+        r.clients,
+        r.runzeo.opsPerSecond.toFixed(0),
+        r.zeoTs.opsPerSecond.toFixed(0),
+        x(r.zeoTs.opsPerSecond / r.runzeo.opsPerSecond),
+        r.runzeo.serverCpuUsPerOp.toFixed(1),
+        r.zeoTs.serverCpuUsPerOp.toFixed(1),
+        x(r.runzeo.serverCpuUsPerOp / r.zeoTs.serverCpuUsPerOp),
+      ]),
+    );
+    printTable(
+      'context: server CPU busy over the phase (100% = one core; in parentheses its main thread share), and the ' +
+        'Python clients CPU per operation',
+      ['phase', 'clients', 'runzeo CPU %', 'zeo-ts CPU %', 'client µs/op (runzeo)', 'client µs/op (zeo-ts)'],
+      results.map((r) => [
+        PHASE_NAMES[r.phase],
+        r.clients,
+        `${r.runzeo.serverCpuPercent.toFixed(0)} (${(r.runzeo.mainThreadShare * 100).toFixed(0)}%)`,
+        `${r.zeoTs.serverCpuPercent.toFixed(0)} (${(r.zeoTs.mainThreadShare * 100).toFixed(0)}%)`,
+        r.runzeo.clientCpuUsPerOp.toFixed(1),
+        r.zeoTs.clientCpuUsPerOp.toFixed(1),
+      ]),
+    );
+    const date = new Date();
+    const out = {
+      bench: 'server',
+      date: date.toISOString(),
+      node: process.version,
+      python: versions.python,
+      zeo: versions.ZEO,
+      zodb: versions.ZODB,
+      cpus: cpus().length,
+      loadAverageAtStart: load0,
+      benchSeconds: seconds,
+      objects: data.objects,
+      secondsPerPhase: SECONDS,
+      pipelineWindow: WINDOW,
+      results: results.map((r) => ({
+        phase: r.phase,
+        clients: r.clients,
+        throughputRatio: r.zeoTs.opsPerSecond / r.runzeo.opsPerSecond,
+        serverCpuRatio: r.runzeo.serverCpuUsPerOp / r.zeoTs.serverCpuUsPerOp,
+        runzeo: summary(r.runzeo),
+        zeoTs: summary(r.zeoTs),
+      })),
+    };
+    const dir = resolve(repoRoot, 'bench/results');
+    mkdirSync(dir, { recursive: true });
+    const file = join(dir, `server-${date.toISOString().replace(/[:.]/g, '-')}.json`);
+    writeFileSync(file, JSON.stringify(out, null, 2) + '\n');
+    log(`wrote ${relative(repoRoot, file)} (${seconds.toFixed(0)} s)`);
+  } finally {
+    if (KEEP) log(`kept ${work}`);
+    else rmSync(work, { recursive: true, force: true });
+  }
+}
+
+function summary(f: Figures): Record<string, number> {
+  return {
+    opsPerSecond: f.opsPerSecond,
+    serverCpuUsPerOp: f.serverCpuUsPerOp,
+    serverCpuPercent: f.serverCpuPercent,
+    serverMainThreadShare: f.mainThreadShare,
+    clientCpuUsPerOp: f.clientCpuUsPerOp,
+    ops: f.run.ops,
+    wallSeconds: f.run.wall,
+    serverCpuSeconds: f.run.serverCpu,
+    serverMainThreadCpuSeconds: f.run.serverMainThreadCpu,
+    clientCpuSeconds: f.run.clientCpu,
+  };
+}
+
+await main();
