@@ -12,17 +12,22 @@
 // tpcFinish overwrites the status with ' ' and only then moves the end of the committed data, updates the index
 // and lastTransaction, calls onCommitted and releases the lock; tpcAbort truncates what vote wrote.
 //
-// Durability: vote's write is flushed (fdatasync) before vote returns, and the status byte again before
-// tpcFinish returns. ZODB flushes once, at finish, after clearing the status; with one flush the disk may hold
-// the committed status before all of the transaction's data, and a crash then leaves a transaction that looks
-// committed but is not whole. With the data on disk before the status is cleared, a crash leaves either a
-// transaction still marked 'c' (truncated on the next open) or a whole committed one. It also makes the vote
-// mean what 2PC says it means: the transaction is on disk and can be committed.
+// Durability: two flushes per commit. Vote writes the transaction (a plain write, so a full disk or another
+// write error fails the vote, as in ZODB) and starts its flush (fdatasync of the data file) without waiting for
+// it; tpcFinish waits for that flush, and only once the data is on disk overwrites the status byte, durably,
+// before it returns. A flush that fails is ZODB's "Failure in _finish": the transaction is not acknowledged and
+// the storage closes (the next open truncates the transaction, still marked 'c'). ZODB flushes once, at finish,
+// after clearing the status; with one flush the disk may hold the committed status before all of the
+// transaction's data, and a crash then leaves a transaction that looks committed but is not whole. With the
+// data on disk before the status is cleared, a crash leaves either a transaction still marked 'c' (truncated
+// on the next open) or a whole committed one.
 // Why not one flush: the format has no checksum, so the next open cannot tell a torn transaction (a block of
 // its data never written, its header and trailer on disk, its status ' ') from a whole one: the data must be
 // on disk before the byte that says it is committed, and with one committer at a time (the commit lock) no
-// other flush can come in between. Each flush is one request to the thread pool (RandomAccessFile's
-// writeDurable: a write through an O_DSYNC descriptor), not a write and then an fdatasync.
+// other write can come in between. Why the first flush in the background: in ZEO the vote's reply, the
+// client's work and its tpc_finish round trip overlap it, so a commit costs about one flush of waiting, not
+// two. The status byte's flush is one request to the thread pool (RandomAccessFile's writeDurable: a write
+// through an O_DSYNC descriptor), not a write and then an fdatasync.
 //
 // Reads: the index is what Data.fs.index holds, its big buckets read in the background or when a load first
 // needs one (FsIndex.pending); loads go through a bounded cache of whole data records (the data file's
@@ -71,7 +76,13 @@ import type {
   UndoResult,
 } from '../interfaces.js';
 import { newTid, tidTime, TimeStamp } from '../timestamp.js';
-import { MIN_CACHE_BYTES, RandomAccessFile, ShortReadError, type ReadCacheStats } from './file.js';
+import {
+  MIN_CACHE_BYTES,
+  RandomAccessFile,
+  ShortReadError,
+  type PositionalIO,
+  type ReadCacheStats,
+} from './file.js';
 import {
   BACK_PTR_LEN,
   checkDataHeader,
@@ -142,6 +153,8 @@ export interface FileStorageOptions {
   cacheBytes?: number;
   /** the clock for new tids, in milliseconds since the epoch (default Date.now) */
   clock?: () => number;
+  /** the data file's system calls (tests: a failing fdatasync, say) */
+  io?: PositionalIO;
 }
 
 /** A transaction as FileStorage's iterator gives it: with its position in the file. */
@@ -547,21 +560,13 @@ class TxnBuffer {
   }
 
   /**
-   * Writes the whole transaction: `header`, the records, `trailer`, at `pos` of `file`; with `durable`, it is
-   * on disk when this resolves.
+   * Writes the whole transaction: `header`, the records, `trailer`, at `pos` of `file` (not flushed: the
+   * caller does that).
    */
-  async writeTo(
-    file: RandomAccessFile,
-    pos: number,
-    header: Buffer,
-    trailer: Buffer,
-    durable: boolean,
-  ): Promise<void> {
+  async writeTo(file: RandomAccessFile, pos: number, header: Buffer, trailer: Buffer): Promise<void> {
     if (!this.spilled) {
-      // the usual case: one positional write of the whole transaction (with its flush: writeDurable)
-      const whole = Buffer.concat([header, ...this.chunks, trailer]);
-      if (durable) await file.writeDurable(pos, whole);
-      else await file.write(pos, whole);
+      // the usual case: one positional write of the whole transaction
+      await file.write(pos, Buffer.concat([header, ...this.chunks, trailer]));
       return;
     }
     await file.write(pos, header);
@@ -572,7 +577,6 @@ class TxnBuffer {
       at += c.length;
     }
     await file.write(at, trailer);
-    if (durable) await file.datasync();
   }
 }
 
@@ -611,6 +615,11 @@ interface Pending {
   voted: boolean;
   /** vote wrote the transaction to the data file (ZODB's _nextpos != 0) */
   written: boolean;
+  /**
+   * the flush of what vote wrote, started by vote and awaited by finish (and abort): resolves with its error,
+   * or null once the data is on disk; null when there is none (no fsync, or not written)
+   */
+  flushed: Promise<Error | null> | null;
   nextPos: number;
   finishing: boolean;
   /** the operations on this transaction, one after the other */
@@ -658,6 +667,7 @@ export class FileStorage implements Storage {
   private readonly doFsync: boolean;
   private readonly spillThreshold: number;
   private readonly clock: () => number;
+  private readonly io: PositionalIO | undefined;
   private readonly packGc: boolean;
   private readonly packKeepOld: boolean;
   private readonly cacheBytes: number;
@@ -698,6 +708,7 @@ export class FileStorage implements Storage {
     this.doFsync = options.fsync ?? true;
     this.spillThreshold = options.spillThreshold ?? DEFAULT_SPILL;
     this.clock = options.clock ?? Date.now;
+    this.io = options.io;
     this.packGc = options.packGc ?? true;
     this.packKeepOld = options.packKeepOld ?? true;
     this.cacheBytes = cacheBytesOf(options);
@@ -721,7 +732,7 @@ export class FileStorage implements Storage {
     const log: ScanLog = options.log ?? (() => {});
     let create = options.create ?? false;
     if (readOnly && create) throw new FileStorageError("can't create a read-only file");
-    const fileOptions = { cacheBytes: cacheBytesOf(options) };
+    const fileOptions = { cacheBytes: cacheBytesOf(options), io: options.io };
     const lock = readOnly ? null : await LockFile.acquire(path + '.lock');
     let file: RandomAccessFile | null = null;
     let index: FsIndex | null = null;
@@ -1004,15 +1015,19 @@ export class FileStorage implements Storage {
     if (description.length > MAX_META_LEN) throw new FileStorageError('description too long');
     if (extension.length > MAX_META_LEN) throw new FileStorageError('too much extension data');
 
-    const ac = new AbortController();
-    this.waiting.set(txn, ac);
-    let release: Release;
-    try {
-      release = await this.commitLock.acquire(ac.signal);
-    } catch {
-      throw new StorageTransactionError('the transaction was aborted while it waited for the commit lock');
-    } finally {
-      this.waiting.delete(txn);
+    // the lock at once when it is free (no AbortController, no wait: the usual case); else wait for it, in
+    // `waiting` so that tpcAbort or close can take the transaction out of the queue
+    let release = this.commitLock.tryAcquire();
+    if (release === null) {
+      const ac = new AbortController();
+      this.waiting.set(txn, ac);
+      try {
+        release = await this.commitLock.acquire(ac.signal);
+      } catch {
+        throw new StorageTransactionError('the transaction was aborted while it waited for the commit lock');
+      } finally {
+        this.waiting.delete(txn);
+      }
     }
     if (this.closed) {
       release();
@@ -1046,6 +1061,7 @@ export class FileStorage implements Storage {
       release,
       voted: false,
       written: false,
+      flushed: null,
       nextPos: 0,
       finishing: false,
       chain: Promise.resolve(),
@@ -1263,12 +1279,19 @@ export class FileStorage implements Storage {
       const file = this.fileRef.file;
       p.written = true;
       try {
-        await p.buf.writeTo(file, p.tpos, header, trailer, this.doFsync);
+        await p.buf.writeTo(file, p.tpos, header, trailer);
       } catch (e) {
         // a disk full, perhaps: leave no turd at the end
         await file.truncate(p.tpos).catch(() => {});
         p.written = false;
         throw e;
+      }
+      // the flush, in the background: finish waits for it before it commits (see the header comment)
+      if (this.doFsync) {
+        p.flushed = file.datasync().then(
+          () => null,
+          (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
+        );
       }
       p.nextPos = p.tpos + tl + TRAILER_LEN;
       return [...p.resolved];
@@ -1295,7 +1318,9 @@ export class FileStorage implements Storage {
     }
     const file = this.fileRef.file;
     try {
-      // clear the checkpoint flag
+      // the transaction's data on disk first (vote's flush), then clear the checkpoint flag
+      const flushFailed = p.flushed && (await p.flushed);
+      if (flushFailed) throw flushFailed;
       const status = Buffer.from(p.status, 'latin1');
       if (this.doFsync) await file.writeDurable(p.tpos + 16, status);
       else await file.write(p.tpos + 16, status);
@@ -1359,6 +1384,8 @@ export class FileStorage implements Storage {
     this.pending = null;
     try {
       await p.chain;
+      // (not under a flush in flight; a failed one does not matter: what it was to flush goes)
+      if (p.flushed) await p.flushed;
       if (p.written) await this.fileRef.file.truncate(p.tpos);
     } finally {
       const blobs = this.blobDirectory;
@@ -1608,7 +1635,10 @@ export class FileStorage implements Storage {
     this.checkWritable();
     if (this.pending) throw new StorageError('pack: a transaction is in progress at the swap');
     await packed.rename();
-    const file = await RandomAccessFile.open(this.path, 'r+', undefined, { cacheBytes: this.cacheBytes });
+    const file = await RandomAccessFile.open(this.path, 'r+', undefined, {
+      cacheBytes: this.cacheBytes,
+      io: this.io,
+    });
     const previous = this.fileRef;
     const previousIndex = this.index;
     this.fileRef = new DataFileRef(file);

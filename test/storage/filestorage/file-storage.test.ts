@@ -27,6 +27,7 @@ import {
   FileStorageQuotaError,
   type FileStorageOptions,
 } from '../../../src/storage/filestorage/index.js';
+import { fdIO, FileIOError, type PositionalIO } from '../../../src/storage/filestorage/file.js';
 import { LockError } from '../../../src/storage/filestorage/lockfile.js';
 import { idHex, p64, u64, z64, type Oid, type Tid } from '../../../src/storage/ids.js';
 import { TransactionMetaData, type Storage } from '../../../src/storage/interfaces.js';
@@ -857,6 +858,222 @@ describe('FileStorage: durability', () => {
         logs.some((m) => m.includes('truncated')),
         logs.join('\n'),
       );
+    });
+  });
+});
+
+/**
+ * The data file's system calls with an fdatasync the test holds back (`hold`, then `release`) or makes fail
+ * (`fail`); `syncs` counts the calls.
+ */
+function flushControl(): {
+  io: PositionalIO;
+  syncs: () => number;
+  hold: () => void;
+  release: () => void;
+  fail: (on: boolean) => void;
+} {
+  let syncs = 0;
+  let failing = false;
+  let held: Array<() => void> | null = null;
+  const io: PositionalIO = {
+    read: fdIO.read,
+    write: fdIO.write,
+    async datasync() {
+      syncs++;
+      if (held) await new Promise<void>((resolve) => held!.push(resolve));
+      if (failing) throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+    },
+  };
+  return {
+    io,
+    syncs: () => syncs,
+    hold: () => {
+      held = [];
+    },
+    release: () => {
+      const h = held ?? [];
+      held = null;
+      for (const r of h) r();
+    },
+    fail: (on) => {
+      failing = on;
+    },
+  };
+}
+
+/** Lets the event loop and the thread pool run a little. */
+const settle = async (): Promise<void> => {
+  for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+};
+
+describe("FileStorage: the vote's flush, in the background", () => {
+  it('a commit whose flush fails is not acknowledged: Failure in _finish, closed, truncated on reopen', async () => {
+    await withTempDir(async (dir) => {
+      const ctl = flushControl();
+      const logs: string[] = [];
+      const s = await open(dir, { io: ctl.io, log: (l, m) => logs.push(`${l} ${m}`) });
+      let tid: Tid;
+      let oid: Oid;
+      let tpos: number;
+      try {
+        oid = await s.newOid();
+        tid = await commit(s, [[oid, minpo(1)]]);
+        assert.ok(ctl.syncs() >= 1, 'the vote flushes through fdatasync');
+        tpos = s.getSize();
+        ctl.fail(true);
+        const meta = new TransactionMetaData();
+        await s.tpcBegin(meta);
+        await s.store(oid, tid, minpo(2), meta);
+        await s.tpcVote(meta); // the write succeeded: the vote does
+        let committed = false;
+        await assert.rejects(
+          s.tpcFinish(meta, () => {
+            committed = true;
+          }),
+          (e: unknown) => e instanceof FileIOError && e.code === 'EIO' && /fdatasync/.test(e.message),
+        );
+        assert.equal(committed, false, 'onCommitted is not called');
+        assert.equal(hex(s.lastTransaction()), hex(tid));
+        assert.ok(
+          logs.some((m) => m.startsWith('critical Failure in _finish')),
+          logs.join('\n'),
+        );
+        await assert.rejects(s.load(oid), StorageError, 'the storage closed');
+      } finally {
+        await s.close().catch(() => {});
+      }
+      // the status byte was never cleared: the transaction is still marked 'c' on disk
+      const bytes = await readFile(join(dir, 'Data.fs'));
+      assert.ok(bytes.length > tpos, 'the vote wrote the transaction');
+      assert.equal(String.fromCharCode(bytes[tpos + 16]), 'c');
+      const reopened: string[] = [];
+      const r = await open(dir, { log: (_l, m) => reopened.push(m) });
+      try {
+        assert.equal(hex(r.lastTransaction()), hex(tid));
+        assert.equal(minpoValue((await r.load(oid)).data), 1);
+        assert.equal(r.getSize(), tpos);
+        // and the storage commits again
+        await commit(r, [[oid, minpo(3)]]);
+        assert.equal(minpoValue((await r.load(oid)).data), 3);
+      } finally {
+        await r.close();
+      }
+      assert.ok(
+        reopened.some((m) => m.includes('truncated')),
+        reopened.join('\n'),
+      );
+    });
+  });
+
+  it('the vote returns before its flush; finish clears the status only after it', async () => {
+    await withTempDir(async (dir) => {
+      const ctl = flushControl();
+      const s = await open(dir, { io: ctl.io });
+      try {
+        const oid = await s.newOid();
+        const tpos = s.getSize();
+        ctl.hold();
+        const meta = new TransactionMetaData();
+        await s.tpcBegin(meta);
+        await s.store(oid, z64, minpo(1), meta);
+        await s.tpcVote(meta); // (resolves with the flush held back)
+        assert.equal(ctl.syncs(), 1, 'the flush has started');
+        let finished = false;
+        const finishing = s.tpcFinish(meta).then((t) => {
+          finished = true;
+          return t;
+        });
+        await settle();
+        assert.equal(finished, false, 'finish waits for the flush');
+        const before = await readFile(s.path);
+        assert.equal(String.fromCharCode(before[tpos + 16]), 'c', 'the status is not cleared yet');
+        ctl.release();
+        const tid = await finishing;
+        const after = await readFile(s.path);
+        assert.equal(String.fromCharCode(after[tpos + 16]), ' ');
+        assert.equal(hex(s.lastTransaction()), hex(tid));
+        assert.equal(minpoValue((await s.load(oid)).data), 1);
+      } finally {
+        ctl.release();
+        await s.close();
+      }
+    });
+  });
+
+  it('an abort waits for the flush in flight, failed or not, then truncates', async () => {
+    await withTempDir(async (dir) => {
+      const ctl = flushControl();
+      const s = await open(dir, { io: ctl.io });
+      try {
+        const oid = await s.newOid();
+        const tid = await commit(s, [[oid, minpo(1)]]);
+        const before = await readFile(s.path);
+        for (const failing of [false, true]) {
+          ctl.hold();
+          ctl.fail(failing);
+          const meta = new TransactionMetaData();
+          await s.tpcBegin(meta);
+          await s.store(oid, tid, minpo(new Uint8Array(10_000)), meta);
+          await s.tpcVote(meta);
+          let aborted = false;
+          const aborting = s.tpcAbort(meta).then(() => {
+            aborted = true;
+          });
+          await settle();
+          assert.equal(aborted, false, 'the abort waits for the flush');
+          assert.ok((await stat(s.path)).size > before.length, 'not truncated under the flush');
+          ctl.release();
+          await aborting;
+          assert.ok((await readFile(s.path)).equals(before), `failing flush: ${failing}`);
+          ctl.fail(false);
+        }
+        // the storage goes on committing
+        const tid2 = await commit(s, [[oid, minpo(2)]]);
+        assert.equal(minpoValue((await s.load(oid)).data), 2);
+        assert.equal(hex((await s.loadBefore(oid, tid2))!.start), hex(tid));
+      } finally {
+        ctl.release();
+        await s.close();
+      }
+    });
+  });
+
+  it('close during a voted transaction waits for its flush and truncates it', async () => {
+    await withTempDir(async (dir) => {
+      const ctl = flushControl();
+      const s = await open(dir, { io: ctl.io });
+      const oid = await s.newOid();
+      const tid = await commit(s, [[oid, minpo(1)]]);
+      const size = s.getSize();
+      ctl.hold();
+      const meta = new TransactionMetaData();
+      await s.tpcBegin(meta);
+      await s.store(oid, tid, minpo(2), meta);
+      await s.tpcVote(meta);
+      const closing = s.close();
+      await settle();
+      ctl.release();
+      await closing;
+      assert.equal((await stat(join(dir, 'Data.fs'))).size, size);
+    });
+  });
+
+  it('tpcAbort right after tpcBegin (not awaited) on a free lock releases it', async () => {
+    await withTempDir(async (dir) => {
+      const s = await open(dir);
+      try {
+        const meta = new TransactionMetaData();
+        const begun = s.tpcBegin(meta);
+        await s.tpcAbort(meta);
+        await begun.catch(() => {});
+        const oid = await s.newOid();
+        // (would wait forever for the lock if the aborted transaction held it)
+        await commit(s, [[oid, minpo(1)]]);
+        assert.equal(minpoValue((await s.load(oid)).data), 1);
+      } finally {
+        await s.close();
+      }
     });
   });
 });
