@@ -66,6 +66,49 @@ export async function serve(config: ServerConfig, opts: ServeOptions = {}): Prom
   let server: StorageServer | null = null;
   // the reference writes no pid file for a read-only server
   const pidFile = config.readOnly ? null : config.pidFilename;
+  // Signals are handled from the start, as runzeo's are: one that comes while the storages open is acted on
+  // as soon as the server exists.
+  let running: StorageServer | null = null;
+  let pending: { code: number; why: string } | null = null;
+  let stopping = false;
+  const stop = (code: number, why: string): void => {
+    if (!running) {
+      pending ??= { code, why };
+      return;
+    }
+    if (stopping) return;
+    stopping = true;
+    log.info(why);
+    void running
+      .close()
+      .then(async () => {
+        if (pidFile) {
+          await unlink(pidFile).catch(() => {});
+          log.info(`removed PID file '${pidFile}'`);
+        }
+        log.info('closed');
+        await logging.close();
+        process.exit(code);
+      })
+      .catch(async (e) => {
+        log.critical('shutdown failed', e);
+        await logging.close();
+        process.exit(1);
+      });
+  };
+  const ready = (s: StorageServer): void => {
+    running = s;
+    if (pending) stop(pending.code, pending.why);
+  };
+  process.on('SIGTERM', () => stop(0, 'terminated by SIGTERM'));
+  process.on('SIGINT', () => stop(0, 'terminated by SIGINT'));
+  // a supervisor restarts the server on exit status 1
+  process.on('SIGHUP', () => stop(1, 'restarted by SIGHUP'));
+  process.on('SIGUSR2', () => {
+    logging.reopen();
+    log.info('Log files reopened successfully');
+  });
+  process.on('SIGXFSZ', () => {});
   try {
     if (pidFile) {
       await writeFile(pidFile, `${process.pid}\n`);
@@ -94,38 +137,7 @@ export async function serve(config: ServerConfig, opts: ServeOptions = {}): Prom
     await logging.close();
     process.exit(1);
   }
-  const running = server;
-  let stopping = false;
-  const stop = (code: number, why: string): void => {
-    if (stopping) return;
-    stopping = true;
-    log.info(why);
-    void running
-      .close()
-      .then(async () => {
-        if (pidFile) {
-          await unlink(pidFile).catch(() => {});
-          log.info(`removed PID file '${pidFile}'`);
-        }
-        log.info('closed');
-        await logging.close();
-        process.exit(code);
-      })
-      .catch(async (e) => {
-        log.critical('shutdown failed', e);
-        await logging.close();
-        process.exit(1);
-      });
-  };
-  process.on('SIGTERM', () => stop(0, 'terminated by SIGTERM'));
-  process.on('SIGINT', () => stop(0, 'terminated by SIGINT'));
-  // a supervisor restarts the server on exit status 1
-  process.on('SIGHUP', () => stop(1, 'restarted by SIGHUP'));
-  process.on('SIGUSR2', () => {
-    logging.reopen();
-    log.info('Log files reopened successfully');
-  });
-  process.on('SIGXFSZ', () => {});
+  ready(server);
 }
 
 function withPrefix(log: Logger, prefix: string): Logger {
@@ -147,6 +159,12 @@ function withPrefix(log: Logger, prefix: string): Logger {
  * certificates and `<hash>.rN` CRLs), with the CRLs found there checked for the client's certificate.
  */
 function loadTls(ssl: SslConfig): tls.TlsOptions {
+  if (ssl.passwordFunction) {
+    throw new Error(
+      `<ssl> password-function ${ssl.passwordFunction} names a Python callable, which zeo-ts cannot call: ` +
+        'give the server an unencrypted key file (readable by the server only)',
+    );
+  }
   const cert = readFileSync(ssl.certificate);
   const key = readFileSync(ssl.key ?? ssl.certificate);
   const options: tls.TlsOptions = {

@@ -163,7 +163,7 @@ export class ServerConnection implements SessionConnection {
       this.inFlight++;
       this.checkPause();
       const p = result.then(
-        (v: unknown) => this.reply(slot, msg, v as PickleValue),
+        (v: unknown) => this.reply(slot, msg, (v ?? null) as PickleValue),
         (e: unknown) => this.replyError(slot, msg, e),
       );
       const done = p.finally(() => {

@@ -91,6 +91,8 @@ interface ActiveTransaction {
   log: CommitLog;
   /** (oid, serial, data, temp file) in upload order; replayed newest first, as the reference does */
   blobs: Array<{ oid: Oid; serial: Tid; data: Uint8Array; file: string }>;
+  /** storeBlobEnd calls still closing their upload files: vote waits for them */
+  uploads: Promise<void>[];
   /** the storage's view of the transaction during a vote attempt */
   meta: TransactionMetaData | null;
   /** oids to invalidate for other clients, in replay order */
@@ -213,6 +215,7 @@ export class Session implements StorageClient {
     if (!t) return;
     this.txn = null;
     served.stats.activeTxns--;
+    await Promise.all(t.uploads);
     await t.log.close();
     for (const b of t.blobs) await rm(b.file, { force: true }).catch(() => {});
   }
@@ -276,7 +279,9 @@ export class Session implements StorageClient {
     }
     let extension: PyDict = new Map();
     let extensionBytes: Uint8Array | null = null;
+    const asDict = ext instanceof PyObject ? dictFromObject(ext) : null;
     if (ext instanceof Map) extension = ext;
+    else if (asDict) extension = asDict;
     else if (isBytes(ext)) extensionBytes = ext.length ? new Uint8Array(ext) : null;
     else if (ext !== null) throw new PythonError('builtins.TypeError', tuple('extension must be a dict'));
     if (tid !== null && !isOid(tid))
@@ -293,6 +298,7 @@ export class Session implements StorageClient {
       status,
       log: new CommitLog(this.server.commitLogThreshold),
       blobs: [],
+      uploads: [],
       meta: null,
       invalidated: [],
       serials: [],
@@ -305,7 +311,7 @@ export class Session implements StorageClient {
   storea(oid: PickleValue, serial: PickleValue, data: PickleValue, id: PickleValue): void {
     this.checkTid(id, true);
     this.storage.stats.stores++;
-    this.txn!.log.store(oidArg(oid), oidArg(serial), bytesArg(data));
+    this.txn!.log.store(oidArg(oid), serialArg(serial), bytesArg(data));
   }
 
   restorea(
@@ -328,12 +334,12 @@ export class Session implements StorageClient {
   deleteObject(oid: PickleValue, serial: PickleValue, id: PickleValue): void {
     this.checkTid(id, true);
     this.storage.stats.stores++;
-    this.txn!.log.delete(oidArg(oid), oidArg(serial));
+    this.txn!.log.delete(oidArg(oid), serialArg(serial));
   }
 
   checkCurrentSerialInTransaction(oid: PickleValue, serial: PickleValue, id: PickleValue): void {
     this.checkTid(id, true);
-    this.txn!.log.checkread(oidArg(oid), oidArg(serial));
+    this.txn!.log.checkread(oidArg(oid), serialArg(serial));
   }
 
   undoa(undoId: PickleValue, id: PickleValue): void {
@@ -373,11 +379,16 @@ export class Session implements StorageClient {
     if (!up) throw new PythonError('builtins.TypeError', tuple('storeBlobEnd without storeBlobStart'));
     this.blobUpload = null;
     const t = this.txn!;
-    const entry = { oid: oidArg(oid), serial: oidArg(serial), data: bytesArg(data), file: up.file };
+    const entry = { oid: oidArg(oid), serial: serialArg(serial), data: bytesArg(data), file: up.file };
     // listed now, so a transaction ended while the file is being closed still removes it
     t.blobs.push(entry);
-    await up.chain;
-    await (await up.handle).close();
+    // one-way calls run concurrently: the vote that follows must wait until the file is whole
+    const done = (async () => {
+      await up.chain;
+      await (await up.handle).close();
+    })();
+    t.uploads.push(done.catch(() => {}));
+    await done;
   }
 
   storeBlobShared(
@@ -403,7 +414,7 @@ export class Session implements StorageClient {
     const o = oidArg(oid);
     this.txn!.blobs.push({
       oid: o,
-      serial: oidArg(serial),
+      serial: serialArg(serial),
       data: bytesArg(data),
       file: join(blobs.blobDirectory.oidPath(o), basename(name)),
     });
@@ -441,6 +452,8 @@ export class Session implements StorageClient {
     const storage = served.storage;
     const t = this.txn;
     if (!this.conn.connected || !t) return null;
+    await Promise.all(t.uploads);
+    if (this.txn !== t) return null;
     const meta = new TransactionMetaData(t.user, t.description, t.extension, t.extensionBytes);
     t.meta = meta;
     t.voting = true;
@@ -600,6 +613,11 @@ export class Session implements StorageClient {
   }
 
   async history(oid: PickleValue, size: PickleValue): Promise<PickleValue> {
+    // FileStorage looks the oid up first: a non-oid is not found, whatever the size
+    if (!isOid(oid)) throw new PythonError('ZODB.POSException.POSKeyError', tuple(oid ?? null));
+    if (size !== undefined && typeof size !== 'number' && typeof size !== 'bigint') {
+      throw new PythonError('builtins.TypeError', tuple('history size must be an int'));
+    }
     const n = size === undefined ? 1 : Number(size);
     const entries = await this.storage.storage.history(oidArg(oid), n);
     return entries.map((e) => {
@@ -901,6 +919,17 @@ function oidArg(v: PickleValue | undefined): Uint8Array {
   return idCopy(v as Uint8Array);
 }
 
+/**
+ * The serial a store is based on. The reference hands it to the storage as it comes, which compares it only
+ * with an existing object's tid: the Python client sends None for a new object, and old tests a str of eight
+ * NULs. Both read here as z64 (no revision), which an existing object's tid never equals either.
+ */
+function serialArg(v: PickleValue | undefined): Uint8Array {
+  if (v === null) return new Uint8Array(8);
+  if (typeof v === 'string' && v.length === 8) return new Uint8Array(Buffer.from(v, 'latin1'));
+  return oidArg(v);
+}
+
 function bytesArg(v: PickleValue | undefined): Uint8Array {
   if (!isBytes(v)) throw new PythonError('builtins.TypeError', tuple('a bytes argument was expected'));
   return v;
@@ -912,6 +941,22 @@ function textOrBytes(v: PickleValue | undefined): Uint8Array {
   if (isBytes(v)) return new Uint8Array(v);
   if (v === null || v === undefined) return new Uint8Array(0);
   throw new PythonError('builtins.TypeError', tuple('user and description must be bytes or str'));
+}
+
+/** A dict pickled by calling dict (`dict(((k, v),))`, a dict subclass): its items, as Python would read it. */
+function dictFromObject(o: PyObject): PyDict | null {
+  if (!o.global?.is('builtins', 'dict') && !o.global?.is('__builtin__', 'dict')) return null;
+  const out: PyDict = new Map();
+  const first = o.args[0];
+  if (first instanceof Map) for (const [k, v] of first) out.set(k, v);
+  else if (Array.isArray(first)) {
+    for (const pair of first) {
+      if (!Array.isArray(pair) || pair.length !== 2) return null;
+      out.set(pair[0], pair[1]);
+    }
+  } else if (first !== undefined) return null;
+  for (const [k, v] of o.dictItems ?? []) out.set(k, v);
+  return out;
 }
 
 function iteratorId(v: PickleValue): number {
