@@ -3,88 +3,33 @@
 // and ZEO's zeo-nagios check agree. Every server listens on 127.0.0.1.
 
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after } from 'node:test';
 import { fixturesDir } from '../helpers/corpus.js';
-import { interopTest, oraclePython, repoRoot, type Oracle } from '../helpers/oracle.js';
+import { interopTest, type Oracle } from '../helpers/oracle.js';
+import {
+  freePort,
+  ruok as rawRuok,
+  ServerProcess,
+  stopLeftovers,
+  type RuokStatus,
+  type ServerKind,
+} from '../helpers/server-process.js';
 
-const zeo = resolve(repoRoot, 'bin/zeo');
 const root = mkdtempSync(join(tmpdir(), 'zeo-ts-interop-runzeo-'));
 after(() => rmSync(root, { recursive: true, force: true }));
 
 // ---------------------------------------------------------------------------------------------------------
 // Server processes
 
-interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-}
+after(stopLeftovers);
 
-class Server {
-  readonly proc: ChildProcess;
-  stderr = '';
-  exit: Exit | null = null;
-  readonly exited: Promise<Exit>;
-
-  constructor(
-    readonly kind: 'runzeo' | 'zeo serve',
-    conf: string,
-  ) {
-    const [cmd, args] =
-      kind === 'runzeo'
-        ? [oraclePython(), ['-m', 'ZEO.runzeo', '-C', conf]]
-        : [process.execPath, [zeo, 'serve', '-C', conf]];
-    this.proc = spawn(cmd, args, {
-      cwd: root,
-      stdio: ['ignore', 'ignore', 'pipe'],
-      env: { ...process.env, INSTANCE_HOME: '', ZEO_MSGPACK: '' },
-    });
-    this.proc.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
-    this.exited = new Promise((r) =>
-      this.proc.on('exit', (code, signal) => {
-        this.exit = { code, signal };
-        r(this.exit);
-      }),
-    );
-    servers.push(this);
-  }
-
-  /** The port of runzeo's (and ours) "listening on ('127.0.0.1', PORT)" line. */
-  async port(): Promise<number> {
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      const m = /INFO ZEO\.asyncio\.server listening on \('127\.0\.0\.1', (\d+)\)/.exec(this.stderr);
-      if (m) return Number(m[1]);
-      if (this.exit) throw new Error(`${this.kind} exited (${JSON.stringify(this.exit)}):\n${this.stderr}`);
-      if (Date.now() > deadline) throw new Error(`${this.kind} did not start:\n${this.stderr}`);
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  }
-
-  async stop(): Promise<void> {
-    if (!this.exit) this.proc.kill('SIGTERM');
-    const timer = setTimeout(() => this.proc.kill('SIGKILL'), 20_000);
-    const exit = await this.exited;
-    clearTimeout(timer);
-    assert.deepEqual(exit, { code: 0, signal: null }, `${this.kind} exit on SIGTERM:\n${this.stderr}`);
-  }
-}
-
-const servers: Server[] = [];
-after(() => servers.forEach((s) => s.exit || s.proc.kill('SIGKILL')));
-
-/** A free loopback port for runzeo, whose log says port 0 when given port 0. */
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
+/** A server in the temp dir, as runzeo is run here: no INSTANCE_HOME, no ZEO_MSGPACK. */
+function startServer(kind: ServerKind, conf: string): ServerProcess {
+  return new ServerProcess({ kind, conf, cwd: root, env: { ZEO_MSGPACK: '' } });
 }
 
 function writeConf(dir: string, name: string, port: number, storages: string): string {
@@ -93,26 +38,13 @@ function writeConf(dir: string, name: string, port: number, storages: string): s
   return conf;
 }
 
-type Status = Record<string, Record<string, unknown>>;
+type Status = RuokStatus;
 
 /** A raw `ruok` exchange: the protocol frame, then the JSON status; the server closes. */
 async function ruok(port: number): Promise<{ proto: string; text: string; status: Status }> {
-  const sock = net.connect(port, '127.0.0.1');
-  const chunks: Buffer[] = [];
-  await new Promise<void>((resolveEnd, reject) => {
-    sock.on('connect', () => sock.write(Buffer.from('\x00\x00\x00\x04ruok', 'latin1')));
-    sock.on('data', (d: Buffer) => chunks.push(d));
-    sock.on('end', () => resolveEnd());
-    sock.on('error', reject);
-    sock.setTimeout(10_000, () => reject(new Error('ruok timed out')));
-  });
-  sock.destroy();
-  const all = Buffer.concat(chunks);
-  const n1 = all.readUInt32BE(0);
-  const n2 = all.readUInt32BE(4 + n1);
-  assert.equal(all.length, 8 + n1 + n2, 'two frames, then the server closes');
-  const text = all.subarray(8 + n1).toString('latin1');
-  return { proto: all.subarray(4, 4 + n1).toString('latin1'), text, status: JSON.parse(text) as Status };
+  const r = await rawRuok({ port });
+  assert.equal(r.excess, 0, 'two frames, then the server closes');
+  return r;
 }
 
 function typeOf(v: unknown): string {
@@ -216,12 +148,12 @@ interopTest(
     const phases: Phase[] = [];
     const statuses: Array<{ who: string; status: Status }> = [];
 
-    const turn = async (kind: 'runzeo' | 'zeo serve', name: string, blobSize: number): Promise<Phase> => {
+    const turn = async (kind: ServerKind, name: string, blobSize: number): Promise<Phase> => {
       const prev = phases[phases.length - 1];
       const stampBefore = prev ? indexStamp(path) : null;
-      const server = new Server(kind, kind === 'runzeo' ? runzeoConf : oursConf);
+      const server = startServer(kind, kind === 'runzeo' ? runzeoConf : oursConf);
       try {
-        const port = await server.port();
+        const port = await server.port(30_000);
         const first = await ruok(port);
         assert.equal(first.proto, 'Z5');
         assert.equal(first.status['1']['last-transaction'], prev ? prev.after_last : '0000000000000000');
@@ -235,7 +167,7 @@ interopTest(
         const after = await ruok(port);
         assert.equal(after.status['1']['last-transaction'], p.after_last);
         statuses.push({ who: kind, status: after.status });
-        if (kind === 'zeo serve') {
+        if (kind === 'zeo-ts') {
           const nagios = await py<{ status: number | null; output: string }>(
             oracle,
             'nagios("127.0.0.1:%d" % args)',
@@ -246,7 +178,7 @@ interopTest(
         phases.push(p);
         return p;
       } finally {
-        await server.stop();
+        await server.stopCleanly();
         assert.doesNotMatch(server.stderr, /Ignoring index|loading index|truncat|Traceback/, server.stderr);
       }
     };
@@ -265,7 +197,7 @@ interopTest(
     checkFile(await py<FileCheck>(oracle, 'check_copy(args)', path), 'runzeo');
 
     // zeo serve sees exactly what runzeo left, and its writes are read back
-    const p2 = await turn('zeo serve', 'p2-zeots', 1_500_000);
+    const p2 = await turn('zeo-ts', 'p2-zeots', 1_500_000);
     assert.equal(p2.before_last, p1.after_last);
     assert.deepEqual(p2.before, p1.after);
     assert.equal(p2.after_last, p2.written_last);
@@ -304,7 +236,7 @@ interopTest(
 
     // ruok: zeo serve's status has runzeo's keys, in runzeo's order, with runzeo's types
     const theirs = statuses.find((s) => s.who === 'runzeo')!.status;
-    const ours = statuses.find((s) => s.who === 'zeo serve')!.status;
+    const ours = statuses.find((s) => s.who === 'zeo-ts')!.status;
     t.diagnostic(`runzeo ruok: ${JSON.stringify(theirs)}`);
     t.diagnostic(`zeo serve ruok: ${JSON.stringify(ours)}`);
     assertSameShape(ours, theirs);
@@ -319,10 +251,10 @@ interopTest(
     const storages = (tag: string): string =>
       `<filestorage 1>\n  path ${dir}/${tag}.fs\n  blob-dir ${dir}/${tag}-blobs\n</filestorage>\n` +
       `<mappingstorage scratch>\n</mappingstorage>\n`;
-    const theirs = new Server('runzeo', writeConf(dir, 'runzeo.conf', await freePort(), storages('runzeo')));
-    const ours = new Server('zeo serve', writeConf(dir, 'zeo.conf', 0, storages('ours')));
+    const theirs = startServer('runzeo', writeConf(dir, 'runzeo.conf', await freePort(), storages('runzeo')));
+    const ours = startServer('zeo-ts', writeConf(dir, 'zeo.conf', 0, storages('ours')));
     try {
-      const [theirPort, ourPort] = await Promise.all([theirs.port(), ours.port()]);
+      const [theirPort, ourPort] = await Promise.all([theirs.port(30_000), ours.port(30_000)]);
       const [a, b] = await Promise.all([ruok(theirPort), ruok(ourPort)]);
       assertSameShape(b.status, a.status);
       assert.equal(b.proto, a.proto);
@@ -374,7 +306,7 @@ interopTest(
       const [e, f] = await Promise.all([idle(theirPort), idle(ourPort)]);
       assert.deepEqual(counters(f), counters(e));
     } finally {
-      await Promise.all([theirs.stop(), ours.stop()]);
+      await Promise.all([theirs.stopCleanly(), ours.stopCleanly()]);
     }
     // the same records in the same transactions (a blob's record twice, as ZEO's server stores it), the same
     // blob files

@@ -4,17 +4,24 @@
 // Every server listens on 127.0.0.1 port 0 or a unix socket in a temp dir.
 
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { defaultConfig } from '../../src/server/config.js';
 import { fixturesDir } from '../helpers/corpus.js';
-import { interopTest, oraclePython, repoRoot, type Oracle } from '../helpers/oracle.js';
+import { interopTest, oraclePython, type Oracle } from '../helpers/oracle.js';
+import {
+  logRecords,
+  ruok,
+  ServerProcess,
+  sleep,
+  stopLeftovers,
+  withTimeout,
+} from '../helpers/server-process.js';
 
-const zeo = resolve(repoRoot, 'bin/zeo');
 const root = mkdtempSync(join(tmpdir(), 'zeo-ts-serve-cli-'));
 after(() => rmSync(root, { recursive: true, force: true }));
 function newDir(): string {
@@ -24,113 +31,10 @@ function newDir(): string {
 // ---------------------------------------------------------------------------------------------------------
 // A `zeo serve` child
 
-interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-}
+after(stopLeftovers);
 
-class ServeChild {
-  readonly proc: ChildProcess;
-  stderr = '';
-  stdout = '';
-  exit: Exit | null = null;
-  readonly exited: Promise<Exit>;
-
-  constructor(
-    args: string[],
-    readonly options: { cwd?: string; logFile?: string } = {},
-  ) {
-    this.proc = spawn(process.execPath, [zeo, 'serve', ...args], {
-      cwd: options.cwd ?? root,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, INSTANCE_HOME: '' },
-    });
-    this.proc.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
-    this.proc.stdout!.on('data', (d: Buffer) => (this.stdout += d.toString()));
-    this.exited = new Promise((resolveExit) =>
-      this.proc.on('exit', (code, signal) => {
-        this.exit = { code, signal };
-        resolveExit(this.exit);
-      }),
-    );
-  }
-
-  get pid(): number {
-    return this.proc.pid!;
-  }
-
-  /** The log text: the log file when there is one, else stderr. */
-  log(): string {
-    if (!this.options.logFile) return this.stderr;
-    try {
-      return readFileSync(this.options.logFile, 'utf8');
-    } catch {
-      return '';
-    }
-  }
-
-  /** Waits until the log matches `re`; fails if the server exits first. */
-  async waitForLog(re: RegExp, timeoutMs = 20_000): Promise<RegExpMatchArray> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const m = re.exec(this.log());
-      if (m) return m;
-      if (this.exit)
-        throw new Error(
-          `zeo serve exited (${JSON.stringify(this.exit)}) before logging ${re}:\n${this.diag()}`,
-        );
-      if (Date.now() > deadline) throw new Error(`zeo serve did not log ${re} in time:\n${this.diag()}`);
-      await sleep(25);
-    }
-  }
-
-  /** The port from runzeo's "listening on ('127.0.0.1', PORT)". */
-  async port(): Promise<number> {
-    const m = await this.waitForLog(/INFO ZEO\.asyncio\.server listening on \('127\.0\.0\.1', (\d+)\)/);
-    return Number(m[1]);
-  }
-
-  async stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 20_000): Promise<Exit> {
-    if (!this.exit) this.proc.kill(signal);
-    return await withTimeout(
-      this.exited,
-      timeoutMs,
-      () => `zeo serve did not exit on ${signal}:\n${this.diag()}`,
-    );
-  }
-
-  kill(): void {
-    if (!this.exit) this.proc.kill('SIGKILL');
-  }
-
-  diag(): string {
-    return `stderr:\n${this.stderr.slice(-3000)}${this.options.logFile ? `\nlog file:\n${this.log().slice(-3000)}` : ''}`;
-  }
-}
-
-const children: ServeChild[] = [];
-after(() => children.forEach((c) => c.kill()));
-
-function serve(args: string[], options: { cwd?: string; logFile?: string } = {}): ServeChild {
-  const c = new ServeChild(args, options);
-  children.push(c);
-  return c;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-async function withTimeout<T>(p: Promise<T>, ms: number, why: () => string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      p,
-      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(why())), ms))),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
+function serve(args: string[], options: { cwd?: string; logFile?: string } = {}): ServerProcess {
+  return new ServerProcess({ kind: 'zeo-ts', args, cwd: options.cwd ?? root, logFile: options.logFile });
 }
 
 async function waitFor(pred: () => boolean, ms: number, why: string): Promise<void> {
@@ -139,27 +43,6 @@ async function waitFor(pred: () => boolean, ms: number, why: string): Promise<vo
     if (Date.now() > deadline) throw new Error(why);
     await sleep(25);
   }
-}
-
-/** A raw `ruok`: the server's protocol frame, then its JSON status. */
-async function ruok(
-  address: { port: number } | { path: string },
-): Promise<{ proto: string; status: unknown }> {
-  const sock = 'path' in address ? net.connect(address.path) : net.connect(address.port, '127.0.0.1');
-  const chunks: Buffer[] = [];
-  await new Promise<void>((resolveEnd, reject) => {
-    sock.on('connect', () => sock.write(Buffer.from('\x00\x00\x00\x04ruok', 'latin1')));
-    sock.on('data', (d: Buffer) => chunks.push(d));
-    sock.on('end', () => resolveEnd());
-    sock.on('error', reject);
-    sock.setTimeout(10_000, () => reject(new Error('ruok timed out')));
-  });
-  sock.destroy();
-  const all = Buffer.concat(chunks);
-  const n1 = all.readUInt32BE(0);
-  const proto = all.subarray(4, 4 + n1).toString('latin1');
-  const n2 = all.readUInt32BE(4 + n1);
-  return { proto, status: JSON.parse(all.subarray(8 + n1, 8 + n1 + n2).toString('ascii')) };
 }
 
 function py<T>(oracle: Oracle, call: string, args: unknown = null): Promise<T> {
@@ -180,10 +63,7 @@ function records(text: string): string[] {
     text === '' || text.startsWith('------\n'),
     `log text starts with "------":\n${text.slice(0, 300)}`,
   );
-  return text
-    .split(/^------\n/m)
-    .slice(1)
-    .map((r) => r.replace(/\n$/, ''));
+  return logRecords(text);
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -5,17 +5,16 @@
 // ssl context (and raw Node TLS sockets for single handshakes).
 
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import net from 'node:net';
 import tls from 'node:tls';
 import { fixturesDir } from '../helpers/corpus.js';
-import { interopTest, oraclePython, repoRoot, type Oracle } from '../helpers/oracle.js';
+import { interopTest, type Oracle } from '../helpers/oracle.js';
+import { freePort, logRecords, ServerProcess, sleep, stopLeftovers } from '../helpers/server-process.js';
 
-const zeo = resolve(repoRoot, 'bin/zeo');
 const dir = mkdtempSync(join(tmpdir(), 'zeo-ts-tls-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -132,12 +131,7 @@ before(() => {
 // ---------------------------------------------------------------------------------------------------------
 // A `zeo serve -C zeo.conf` child with an <ssl> section
 
-class Server {
-  readonly proc: ChildProcess;
-  stderr = '';
-  exit: { code: number | null; signal: NodeJS.Signals | null } | null = null;
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-
+class Server extends ServerProcess {
   /** `zeo serve`, or the reference (runzeo, which logs port 0 when given 0: it gets a free port instead) */
   constructor(name: string, authenticate: string, runzeoPort: number | null = null) {
     const conf = p(`${name}.conf`);
@@ -147,41 +141,12 @@ class Server {
         `    key ${p('server.key')}\n    authenticate ${authenticate}\n  </ssl>\n</zeo>\n` +
         `<filestorage 1>\n  path ${p(`${name}.fs`)}\n</filestorage>\n`,
     );
-    const [cmd, args] =
-      runzeoPort === null
-        ? [process.execPath, [zeo, 'serve', '-C', conf]]
-        : [oraclePython(), ['-m', 'ZEO.runzeo', '-C', conf]];
-    this.proc = spawn(cmd, args, {
-      stdio: ['ignore', 'ignore', 'pipe'],
-      env: { ...process.env, INSTANCE_HOME: '', ZEO_MSGPACK: '' },
-    });
-    this.proc.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
-    this.exited = new Promise((r) =>
-      this.proc.on('exit', (code, signal) => {
-        this.exit = { code, signal };
-        r(this.exit);
-      }),
-    );
-    servers.push(this);
-  }
-
-  async port(): Promise<number> {
-    const deadline = Date.now() + 20_000;
-    for (;;) {
-      const m = /INFO ZEO\.asyncio\.server listening on \('127\.0\.0\.1', (\d+)\)/.exec(this.stderr);
-      if (m) return Number(m[1]);
-      if (this.exit) throw new Error(`zeo serve exited (${JSON.stringify(this.exit)}):\n${this.stderr}`);
-      if (Date.now() > deadline) throw new Error(`zeo serve did not start:\n${this.stderr}`);
-      await sleep(25);
-    }
+    super({ kind: runzeoPort === null ? 'zeo-ts' : 'runzeo', conf, env: { ZEO_MSGPACK: '' } });
   }
 
   /** The log records (runzeo's "------\n" separated format). */
   records(): string[] {
-    return this.stderr
-      .split(/^------\n/m)
-      .slice(1)
-      .map((r) => r.replace(/\n$/, ''));
+    return logRecords(this.stderr);
   }
 
   tlsFailures(): string[] {
@@ -190,22 +155,9 @@ class Server {
       /^\S+ \w+ ZEO\.asyncio\.server (?!received handshake|listening on)/.test(r),
     );
   }
-
-  async stop(): Promise<void> {
-    if (!this.exit) this.proc.kill('SIGTERM');
-    const timer = setTimeout(() => this.proc.kill('SIGKILL'), 20_000);
-    const exit = await this.exited;
-    clearTimeout(timer);
-    assert.deepEqual(exit, { code: 0, signal: null }, this.stderr.slice(-3000));
-  }
 }
 
-const servers: Server[] = [];
-after(() => servers.forEach((s) => s.exit || s.proc.kill('SIGKILL')));
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
+after(stopLeftovers);
 
 function py<T>(oracle: Oracle, call: string, args: unknown = null): Promise<T> {
   return oracle.json<T>(
@@ -310,7 +262,7 @@ interopTest(
         [],
       );
     } finally {
-      await server.stop();
+      await server.stopCleanly();
     }
   },
   { timeout: 90_000 },
@@ -336,7 +288,7 @@ interopTest(
       });
       await py(oracle, 'close_client("dir")');
     } finally {
-      await server.stop();
+      await server.stopCleanly();
     }
   },
   { timeout: 60_000 },
@@ -367,7 +319,7 @@ test('single TLS handshakes: TLS >= 1.2 and Z5 inside for a good client; a refus
     }
     assert.equal((await handshake(port, 'client')).frame, 'Z5', 'still serving');
   } finally {
-    await server.stop();
+    await server.stopCleanly();
   }
 });
 
@@ -382,17 +334,9 @@ test('a refused handshake is logged on one line', async () => {
     while (server.tlsFailures().length < 2 && Date.now() < deadline) await sleep(20);
     for (const r of server.tlsFailures()) assert.doesNotMatch(r, /\n/, JSON.stringify(r));
   } finally {
-    await server.stop();
+    await server.stopCleanly();
   }
 });
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 interopTest(
   'the reference: runzeo serves the CA-signed client and refuses the three below',
@@ -414,7 +358,7 @@ interopTest(
         [true, true, true],
       );
     } finally {
-      await Promise.all([dirServer.stop(), fileServer.stop()]);
+      await Promise.all([dirServer.stopCleanly(), fileServer.stopCleanly()]);
     }
   },
   { timeout: 60_000 },
@@ -433,7 +377,7 @@ interopTest(
       // runzeo: refused (ClientDisconnected); zeo serve trusts every file of the directory
       assert.equal((await tryClient(oracle, port, 'intruder')).refused, true, 'the intruder is refused');
     } finally {
-      await server.stop();
+      await server.stopCleanly();
     }
   },
   { timeout: 60_000 },
@@ -453,7 +397,7 @@ interopTest(
         'the non-strict certificate is refused',
       );
     } finally {
-      await server.stop();
+      await server.stopCleanly();
     }
   },
   { timeout: 60_000 },
@@ -473,7 +417,7 @@ interopTest(
         'the revoked certificate is refused',
       );
     } finally {
-      await server.stop();
+      await server.stopCleanly();
     }
   },
   { timeout: 60_000 },
@@ -492,7 +436,7 @@ interopTest(
       const n = server.tlsFailures().length;
       assert.ok(n <= 20, `${n} log records for one client refused for 2 s`);
     } finally {
-      await server.stop();
+      await server.stopCleanly();
     }
   },
   { timeout: 60_000 },
