@@ -257,7 +257,14 @@ function pyFloatRepr(x: number): string {
   return neg ? '-' + out : out;
 }
 
-function pyStrRepr(s: string): string {
+const NOT_PRINTABLE = /[\p{C}\p{Z}]/u;
+
+/**
+ * Python's repr of a str: what str.isprintable() refuses (control, format, surrogate, private, unassigned and
+ * separator characters other than the space) escaped as \xhh, \uhhhh or \Uhhhhhhhh; with `asciiOnly`,
+ * everything beyond ASCII too (ascii()).
+ */
+export function pyStrRepr(s: string, asciiOnly = false): string {
   const quote = s.includes("'") && !s.includes('"') ? '"' : "'";
   let out = quote;
   for (const ch of s) {
@@ -266,9 +273,11 @@ function pyStrRepr(s: string): string {
     else if (ch === '\n') out += '\\n';
     else if (ch === '\r') out += '\\r';
     else if (ch === '\t') out += '\\t';
-    else if (c < 0x20 || c === 0x7f) out += '\\x' + c.toString(16).padStart(2, '0');
-    else if (c >= 0xd800 && c <= 0xdfff) out += '\\u' + c.toString(16).padStart(4, '0');
-    else out += ch;
+    else if ((asciiOnly && c > 0x7f) || (c !== 0x20 && (c < 0x20 || c === 0x7f || NOT_PRINTABLE.test(ch)))) {
+      if (c <= 0xff) out += '\\x' + c.toString(16).padStart(2, '0');
+      else if (c <= 0xffff) out += '\\u' + c.toString(16).padStart(4, '0');
+      else out += '\\U' + c.toString(16).padStart(8, '0');
+    } else out += ch;
   }
   return out + quote;
 }

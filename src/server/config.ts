@@ -7,6 +7,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { homedir, userInfo } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { pyStrRepr } from '../pickle/index.js';
 import {
   checkLogFormat,
   DEFAULT_DATE_FORMAT,
@@ -171,21 +172,7 @@ function pySplit(s: string): string[] {
 }
 
 /** Python's repr of a str (for messages in ZConfig's wording). */
-function repr(s: string): string {
-  const quote = s.includes("'") && !s.includes('"') ? '"' : "'";
-  let out = quote;
-  for (const ch of s) {
-    const c = ch.codePointAt(0)!;
-    if (ch === quote || ch === '\\') out += '\\' + ch;
-    else if (ch === '\n') out += '\\n';
-    else if (ch === '\r') out += '\\r';
-    else if (ch === '\t') out += '\\t';
-    else if (c < 0x20 || c === 0x7f || (c >= 0x80 && c < 0xa0))
-      out += '\\x' + c.toString(16).padStart(2, '0');
-    else out += ch;
-  }
-  return out + quote;
-}
+const repr = (s: string): string => pyStrRepr(s);
 
 // int() and float() take any Unicode decimal digit; Unicode lays each Nd run out as 0..9
 function asciiDigits(s: string): string {

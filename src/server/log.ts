@@ -5,6 +5,7 @@ import { openSync } from 'node:fs';
 import { threadId, isMainThread } from 'node:worker_threads';
 import { inspect } from 'node:util';
 import pino from 'pino';
+import { pyStrRepr } from '../pickle/index.js';
 import type { EventLogConfig, LogHandlerConfig } from './config.js';
 
 // ---------------------------------------------------------------------------------------------------------
@@ -86,24 +87,8 @@ function typeName(v: PyValue): string {
   return 'tuple';
 }
 
-/** Python's repr of a str. */
-export function pyRepr(s: string, asciiOnly = false): string {
-  const quote = s.includes("'") && !s.includes('"') ? '"' : "'";
-  let out = quote;
-  for (const ch of s) {
-    const c = ch.codePointAt(0)!;
-    if (ch === quote || ch === '\\') out += '\\' + ch;
-    else if (ch === '\n') out += '\\n';
-    else if (ch === '\r') out += '\\r';
-    else if (ch === '\t') out += '\\t';
-    else if (c < 0x20 || c === 0x7f || (c >= 0x80 && c < 0xa0) || (asciiOnly && c > 0x7f)) {
-      if (c <= 0xff) out += '\\x' + c.toString(16).padStart(2, '0');
-      else if (c <= 0xffff) out += '\\u' + c.toString(16).padStart(4, '0');
-      else out += '\\U' + c.toString(16).padStart(8, '0');
-    } else out += ch;
-  }
-  return out + quote;
-}
+/** Python's repr of a str (ascii() with `asciiOnly`). */
+export const pyRepr = pyStrRepr;
 
 // Exact decimal rounding of a double, half to even as CPython's float formatting does (JS's toFixed and
 // toExponential round ties away from zero, so '%.0f' % 2.5 would differ).
