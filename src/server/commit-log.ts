@@ -43,10 +43,6 @@ export class CommitLog {
     return this.memBytes + this.spillPos;
   }
 
-  get memoryBytes(): number {
-    return this.memBytes;
-  }
-
   store(oid: Oid, serial: Tid, data: Uint8Array): void {
     this.ops.push({ op: 'store', oid, serial, data: this.keep(data) });
     this.stores++;

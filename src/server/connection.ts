@@ -6,12 +6,23 @@
 // not reserve a place; they are queued when ready, as the reference's delayed replies are.
 
 import type { Socket } from 'node:net';
-import { isBytes, PyFloat, tuple, type PickleValue, type PyDict } from '../pickle/index.js';
+import {
+  isBytes,
+  PyFloat,
+  pyRepr,
+  pyStrRepr,
+  tuple,
+  type PickleValue,
+  type PyDict,
+} from '../pickle/index.js';
 import {
   codecFor,
   FrameDecoder,
   FrameTooLargeError,
+  frameHeader,
+  isAsync,
   isHeartbeat,
+  PythonError,
   marshalError,
   parseClientHello,
   serverGreeting,
@@ -39,7 +50,14 @@ export interface ConnectionServer extends SessionServer {
   connectionClosed(conn: ServerConnection): void;
 }
 
-const UNLOGGED = [POSKeyError, ConflictError];
+/** What the reference does not log: a missing object or a conflict is the client's business. */
+function unlogged(e: unknown): boolean {
+  if (e instanceof POSKeyError || e instanceof ConflictError) return true;
+  return (
+    e instanceof PythonError &&
+    /^ZODB\.POSException\.(POSKeyError|ConflictError|ReadConflictError)$/.test(e.className)
+  );
+}
 
 class Slot {
   parts: Uint8Array[] = [];
@@ -120,7 +138,7 @@ export class ServerConnection implements SessionConnection {
       return;
     }
     if (hello.kind === 'bad') {
-      this.log.error(`bad handshake ${shortRepr(payload)}`);
+      this.log.error(`bad handshake ${pyRepr(new Uint8Array(payload.subarray(0, 40)))}`);
       this.close();
       return;
     }
@@ -146,7 +164,7 @@ export class ServerConnection implements SessionConnection {
       this.close();
       return;
     }
-    if (truthy(msg.flag)) {
+    if (isAsync(msg)) {
       this.runAsync(spec, msg);
       return;
     }
@@ -179,8 +197,7 @@ export class ServerConnection implements SessionConnection {
 
   private runAsync(spec: NonNullable<ReturnType<Session['method']>>, msg: Message): void {
     const fail = (e: unknown): void => {
-      if (!UNLOGGED.some((c) => e instanceof c))
-        this.log.error(`(${this.label}) async ${pyStrRepr(msg.name)} raised exception:`, e);
+      if (!unlogged(e)) this.log.error(`(${this.label}) async ${pyStrRepr(msg.name)} raised exception:`, e);
       // a one-way call has no way to report its failure
       this.close();
     };
@@ -205,7 +222,7 @@ export class ServerConnection implements SessionConnection {
   }
 
   private replyError(slot: Slot | null, msg: Message, e: unknown): void {
-    if (!UNLOGGED.some((c) => e instanceof c)) {
+    if (!unlogged(e)) {
       this.log.error(`(${this.label}) ${pyStrRepr(msg.name)} raised exception:`, e);
     }
     if (this.closedFlag) return;
@@ -240,9 +257,7 @@ export class ServerConnection implements SessionConnection {
   }
 
   private addToSlot(slot: Slot, payload: Uint8Array): void {
-    const header = Buffer.allocUnsafe(4);
-    header.writeUInt32BE(payload.length, 0);
-    slot.parts.push(header, payload);
+    slot.parts.push(frameHeader(payload.length), payload);
     slot.bytes += payload.length + 4;
     this.queuedBytes += payload.length + 4;
   }
@@ -361,19 +376,6 @@ export class ServerConnection implements SessionConnection {
       .catch((e) => this.log.error(`(${this.label}) disconnect failed`, e));
     void done.finally(() => this.server.connectionClosed(this));
   }
-}
-
-function truthy(v: PickleValue): boolean {
-  return !(v === null || v === false || v === 0 || v === 0n || v === '');
-}
-
-function pyStrRepr(s: string): string {
-  return "'" + s.replace(/\\/g, '\\\\').replace(/'/g, "\\'") + "'";
-}
-
-function shortRepr(b: Uint8Array): string {
-  const s = Buffer.from(b.subarray(0, 40)).toString('latin1');
-  return `b${pyStrRepr(s.replace(/[^\x20-\x7e]/g, (c) => '\\x' + c.charCodeAt(0).toString(16).padStart(2, '0')))}`;
 }
 
 /** json.dumps with Python's default separators, for ruok's answer. */

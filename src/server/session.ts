@@ -15,12 +15,13 @@ import {
   PyFloat,
   PyObject,
   pyEquals,
+  pyRepr,
   tuple,
   type PickleValue,
   type PyDict,
 } from '../pickle/index.js';
 import { zlibAwareReferences } from './open-storages.js';
-import { PythonError } from '../protocol/index.js';
+import { PythonError, pyTruthy } from '../protocol/index.js';
 import {
   ConflictError,
   POSKeyError,
@@ -99,7 +100,6 @@ interface ActiveTransaction {
   invalidated: Oid[];
   /** vote's result: oids resolved by the storage or changed by undo */
   serials: Oid[];
-  voting: boolean;
   /** the last vote returned conflicts: the commit lock stays ours until the client votes again */
   resolving: boolean;
 }
@@ -131,10 +131,6 @@ export class Session implements StorageClient {
 
   get connected(): boolean {
     return this.conn.connected;
-  }
-
-  get registered(): boolean {
-    return this.served !== null;
   }
 
   get log(): Logger {
@@ -230,8 +226,8 @@ export class Session implements StorageClient {
       this.log.info(`(${this.label}) unknown storage_id: ${name}`);
       throw new PythonError('builtins.ValueError', tuple(`unknown storage: ${name}`));
     }
-    if (!truthy(readOnly) && (this.readOnly || served.storage.isReadOnly())) throw new ReadOnlyError();
-    this.readOnly = this.readOnly || truthy(readOnly);
+    if (!pyTruthy(readOnly) && (this.readOnly || served.storage.isReadOnly())) throw new ReadOnlyError();
+    this.readOnly = this.readOnly || pyTruthy(readOnly);
     this.served = served;
     // registration and the last tid are one step: every later commit reaches this client as an invalidation
     served.clients.add(this);
@@ -253,7 +249,7 @@ export class Session implements StorageClient {
         this.log.warn(
           t === null
             ? `(${this.label}) no current transaction`
-            : `(${this.label}) ${pyReprId(id)} invalid; current transaction = ${pyReprId(t.id)}`,
+            : `(${this.label}) ${pyRepr(id)} invalid; current transaction = ${pyRepr(t.id)}`,
         );
         throw new PythonError(
           'ZODB.POSException.StorageTransactionError',
@@ -272,7 +268,7 @@ export class Session implements StorageClient {
     if (this.readOnly) throw new ReadOnlyError();
     if (this.txn !== null) {
       if (pyEquals(this.txn.id, id)) {
-        this.log.info(`(${this.label}) duplicate tpc_begin(${pyReprId(id)})`);
+        this.log.info(`(${this.label}) duplicate tpc_begin(${pyRepr(id)})`);
         return;
       }
       throw new StorageTransactionError('Multiple simultaneous tpc_begin requests from one client.');
@@ -302,7 +298,6 @@ export class Session implements StorageClient {
       meta: null,
       invalidated: [],
       serials: [],
-      voting: false,
       resolving: false,
     };
     this.storage.stats.activeTxns++;
@@ -456,7 +451,6 @@ export class Session implements StorageClient {
     if (this.txn !== t) return null;
     const meta = new TransactionMetaData(t.user, t.description, t.extension, t.extensionBytes);
     t.meta = meta;
-    t.voting = true;
     t.invalidated = [];
     // undo's oids from an earlier attempt are replayed again
     t.serials = [];
@@ -541,13 +535,11 @@ export class Session implements StorageClient {
         // release it.
         await storage.tpcAbort(meta);
         t.meta = null;
-        t.voting = false;
         t.resolving = true;
         this.log.blather(`(${this.label}) vote: ${conflicts.size} conflicts for the client to resolve`);
         return [...conflicts.values()];
       }
       this.locked = true;
-      t.voting = false;
       if (!this.conn.connected) {
         // the client left while we voted: nothing will finish this transaction
         await this.abortActive('disconnect during vote');
@@ -661,7 +653,7 @@ export class Session implements StorageClient {
       this.log.info(`(${this.label}) pack(time=${pyFloatRepr(t)}) complete`);
       served.broadcastInfo();
     };
-    if (wait === undefined || truthy(wait)) {
+    if (wait === undefined || pyTruthy(wait)) {
       await run();
       return null;
     }
@@ -763,7 +755,7 @@ export class Session implements StorageClient {
     if (!isOid(tid) || Buffer.compare(Buffer.from(t.tid), Buffer.from(tid as Uint8Array)) !== 0) {
       throw new PythonError(
         'builtins.Exception',
-        tuple(`Out-of-order request for record iterator for transaction ${pyReprId(tid)}`),
+        tuple(`Out-of-order request for record iterator for transaction ${pyRepr(tid)}`),
       );
     }
     if (this.iterators.size >= MAX_ITERATORS) {
@@ -894,20 +886,8 @@ const METHODS: Record<string, MethodSpec> = {
   ping: m([], 0, () => null),
 };
 
-export function isRegisteredMethod(name: string): boolean {
-  return Object.prototype.hasOwnProperty.call(METHODS, name);
-}
-
 // ------------------------------------------------------------------------------------------------------
 // argument helpers
-
-function truthy(v: PickleValue | undefined): boolean {
-  if (v === null || v === undefined || v === false || v === 0 || v === 0n || v === '') return false;
-  if (v instanceof PyFloat) return v.value !== 0;
-  if (v instanceof Uint8Array || Array.isArray(v)) return v.length > 0;
-  if (v instanceof Map || v instanceof Set) return v.size > 0;
-  return true;
-}
 
 function isOid(v: PickleValue | undefined): boolean {
   return isBytes(v) && v.length === 8;
@@ -1025,12 +1005,6 @@ function arityMessage(owner: string, name: string, spec: MethodSpec, given: numb
       ? `${hi} positional argument${hi === 1 ? '' : 's'}`
       : `from ${lo} to ${hi} positional arguments`;
   return `${fn} takes ${takes} but ${given + 1} ${given + 1 === 1 ? 'was' : 'were'} given`;
-}
-
-function pyReprId(v: PickleValue | undefined): string {
-  if (typeof v === 'number' || typeof v === 'bigint') return String(v);
-  if (isBytes(v)) return `b'${Buffer.from(v).toString('hex')}'`;
-  return JSON.stringify(String(v));
 }
 
 function pyFloatRepr(t: number): string {

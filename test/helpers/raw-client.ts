@@ -2,8 +2,14 @@
 // the bytes they mean (bad frames, out-of-order calls) and see exactly what the server answers.
 
 import net from 'node:net';
-import type { PickleValue } from '../../src/pickle/index.js';
-import { codecFor, FrameDecoder, type Message, type MessageCodec } from '../../src/protocol/index.js';
+import { pyEquals, type PickleValue } from '../../src/pickle/index.js';
+import {
+  codecFor,
+  encodeFrame,
+  FrameDecoder,
+  type Message,
+  type MessageCodec,
+} from '../../src/protocol/index.js';
 
 export class RawClient {
   readonly received: Buffer[] = [];
@@ -85,9 +91,7 @@ export class RawClient {
   }
 
   sendFrame(payload: Uint8Array): void {
-    const h = Buffer.alloc(4);
-    h.writeUInt32BE(payload.length);
-    this.socket.write(Buffer.concat([h, payload]));
+    this.socket.write(encodeFrame(payload));
   }
 
   sendRaw(bytes: Uint8Array): void {
@@ -110,7 +114,7 @@ export class RawClient {
   async reply(msgid: PickleValue, timeoutMs = 10000): Promise<{ flag: PickleValue; result: PickleValue }> {
     for (;;) {
       const m = await this.nextMessage(timeoutMs);
-      if (m.name === '.reply' && sameId(m.msgid, msgid)) return { flag: m.flag, result: m.body };
+      if (m.name === '.reply' && pyEquals(m.msgid, msgid)) return { flag: m.flag, result: m.body };
       this.others.push(m);
     }
   }
@@ -135,12 +139,4 @@ export class ServerError extends Error {
     this.className = reply[0] as string;
     this.args = reply[1];
   }
-}
-
-function sameId(a: PickleValue, b: PickleValue): boolean {
-  if (Array.isArray(a) && Array.isArray(b))
-    return a.length === b.length && a.every((x, i) => sameId(x, b[i]));
-  if (a instanceof Uint8Array && b instanceof Uint8Array)
-    return Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0;
-  return a === b;
 }

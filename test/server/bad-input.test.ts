@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { tuple, type PickleValue } from '../../src/pickle/index.js';
 import { p64, u64, z64 } from '../../src/storage/ids.js';
 import { RawClient, ServerError } from '../helpers/raw-client.js';
-import { startServer, type TestServer, type TestServerOptions } from '../helpers/server-fixture.js';
+import { startServer, type TestServer } from '../helpers/server-fixture.js';
 
 const TXN = 139897414211984;
 const ROOT_RECORD = new Uint8Array(
@@ -15,13 +15,6 @@ const ROOT_RECORD = new Uint8Array(
     'hex',
   ),
 );
-
-/** ZEO_TS_T_MEM=1 runs these against a MappingStorage (while a FileStorage change is in progress, say) */
-function memory(): TestServerOptions['storages'] {
-  return process.env.ZEO_TS_T_MEM
-    ? () => [{ kind: 'mappingstorage', name: '1', description: 'Mapping Storage' }]
-    : undefined;
-}
 
 /** Commits one store of the root through a raw client; returns the tid. */
 async function commitRoot(c: RawClient, serial: Uint8Array, id: number = TXN): Promise<Uint8Array> {
@@ -42,7 +35,6 @@ describe('bad input', () => {
   before(async () => {
     s = await startServer({
       limits: { maxMessageSize: 1024 * 1024, maxOutputBytes: 2 * 1024 * 1024 },
-      storages: memory(),
     });
     good = await RawClient.open(s.address);
     lastTid = rootTid = await commitRoot(good, z64);
@@ -250,7 +242,7 @@ describe('bad input', () => {
 
   test('a client that stops reading is disconnected when its output piles up; others are unaffected', async () => {
     // a unix socket: its kernel buffers are small, so the pile-up reaches the server's own bound quickly
-    const us = await startServer({ unix: true, limits: { maxOutputBytes: 256 * 1024 }, storages: memory() });
+    const us = await startServer({ unix: true, limits: { maxOutputBytes: 256 * 1024 } });
     try {
       const slow = await RawClient.open(us.address);
       const writer = await RawClient.open(us.address);
