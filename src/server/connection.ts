@@ -48,6 +48,8 @@ export interface ConnectionServer extends SessionServer {
   readonly limits: ConnectionLimits;
   readonly protocolLog: Logger;
   connectionClosed(conn: ServerConnection): void;
+  /** sync calls of every connection still running */
+  callsInFlight: number;
 }
 
 /** What the reference does not log: a missing object or a conflict is the client's business. */
@@ -179,6 +181,7 @@ export class ServerConnection implements SessionConnection {
     }
     if (result instanceof Promise) {
       this.inFlight++;
+      this.server.callsInFlight++;
       this.checkPause();
       const p = result.then(
         (v: unknown) => this.reply(slot, msg, (v ?? null) as PickleValue),
@@ -186,6 +189,7 @@ export class ServerConnection implements SessionConnection {
       );
       const done = p.finally(() => {
         this.inFlight--;
+        this.server.callsInFlight--;
         this.critical.delete(done);
         this.checkPause();
       });

@@ -40,6 +40,8 @@ export class StorageServer implements ConnectionServer {
   readonly log: Logger;
   readonly protocolLog: Logger;
   private readonly connections = new Set<ServerConnection>();
+  /** sync calls of every connection still running (their replies not ready yet) */
+  callsInFlight = 0;
   private listener: net.Server | null = null;
   private unixPath: string | null = null;
   private closed: Promise<void> | null = null;
@@ -61,6 +63,8 @@ export class StorageServer implements ConnectionServer {
           transactionTimeout: options.transactionTimeout ?? null,
         }),
       );
+      // a commit's flush may block the event loop only when its tpc_finish is all there is to do
+      if ('mayFlushInline' in s.storage) s.storage.mayFlushInline = () => this.callsInFlight <= 1;
     }
   }
 

@@ -183,6 +183,13 @@ export interface Storage {
    */
   lastInvalidations?(count: number): Promise<Array<{ tid: Tid; oids: Oid[] }>>;
 
+  /**
+   * Optional (FileStorage's): asked before a commit's flush; true when nothing else waits on this thread (the
+   * ZEO server: no other call in progress), so that a fast flush may run synchronously instead of through the
+   * thread pool, saving the round trip and its two thread wake-ups. Null or absent: never.
+   */
+  mayFlushInline?: (() => boolean) | null;
+
   // --- blobs (IBlobStorage); a storage without a blob directory throws Unsupported ---
   storeBlob(
     oid: Oid,

@@ -125,6 +125,47 @@ describe('sessions', () => {
     other.close();
   });
 
+  test("a commit's flush may block the event loop only when its tpc_finish is the only call in progress", async () => {
+    const storage = s.server.storages.get('1')!.storage;
+    const policy = storage.mayFlushInline!;
+    const asked: boolean[] = [];
+    storage.mayFlushInline = () => {
+      const r = policy();
+      asked.push(r);
+      return r;
+    };
+    try {
+      const a = await RawClient.open(s.address);
+      const b = await RawClient.open(s.address);
+      const [oidA, oidB] = (await a.call('new_oids', [2])) as Uint8Array[];
+      await commit(a, 5, [[oidA, z64, rec(1)]]);
+      assert.deepEqual(asked, [true], 'a lone commit');
+      // b's vote waits for the lock a holds: a's flush must not hold b up
+      a.sendAsync('tpc_begin', [6, empty, empty, new Map(), null, ' ']);
+      a.sendAsync('storea', [
+        oidA,
+        ((await a.call('loadBefore', [oidA, maxtid])) as PickleValue[])[1],
+        rec(2),
+        6,
+      ]);
+      await a.call('vote', [6]);
+      b.sendAsync('tpc_begin', [7, empty, empty, new Map(), null, ' ']);
+      b.sendAsync('storea', [oidB, z64, rec(3), 7]);
+      const bVote = b.call('vote', [7]);
+      while (s.server.callsInFlight < 1) await new Promise((r) => setTimeout(r, 5));
+      await a.call('tpc_finish', [6]);
+      assert.deepEqual(asked, [true, false], 'with another call in progress');
+      assert.deepEqual(await bVote, []);
+      await b.call('tpc_finish', [7]);
+      assert.deepEqual(asked, [true, false, true], 'alone again');
+      assert.equal(s.server.callsInFlight, 0);
+      a.close();
+      b.close();
+    } finally {
+      storage.mayFlushInline = policy;
+    }
+  });
+
   test('invalidations reach other clients in commit order, never the committer; info precedes the tid', async () => {
     const a = await RawClient.open(s.address);
     const b = await RawClient.open(s.address);

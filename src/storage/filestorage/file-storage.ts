@@ -12,22 +12,23 @@
 // tpcFinish overwrites the status with ' ' and only then moves the end of the committed data, updates the index
 // and lastTransaction, calls onCommitted and releases the lock; tpcAbort truncates what vote wrote.
 //
-// Durability: two flushes per commit. Vote writes the transaction (a plain write, so a full disk or another
-// write error fails the vote, as in ZODB) and starts its flush (fdatasync of the data file) without waiting for
-// it; tpcFinish waits for that flush, and only once the data is on disk overwrites the status byte, durably,
-// before it returns. A flush that fails is ZODB's "Failure in _finish": the transaction is not acknowledged and
-// the storage closes (the next open truncates the transaction, still marked 'c'). ZODB flushes once, at finish,
-// after clearing the status; with one flush the disk may hold the committed status before all of the
-// transaction's data, and a crash then leaves a transaction that looks committed but is not whole. With the
-// data on disk before the status is cleared, a crash leaves either a transaction still marked 'c' (truncated
-// on the next open) or a whole committed one.
-// Why not one flush: the format has no checksum, so the next open cannot tell a torn transaction (a block of
-// its data never written, its header and trailer on disk, its status ' ') from a whole one: the data must be
-// on disk before the byte that says it is committed, and with one committer at a time (the commit lock) no
-// other write can come in between. Why the first flush in the background: in ZEO the vote's reply, the
-// client's work and its tpc_finish round trip overlap it, so a commit costs about one flush of waiting, not
-// two. The status byte's flush is one request to the thread pool (RandomAccessFile's writeDurable: a write
-// through an O_DSYNC descriptor), not a write and then an fdatasync.
+// Durability: a commit returns only once it is on disk. Vote writes the transaction (a plain write, so a full
+// disk or another write error fails the vote, as in ZODB; a small one synchronously, into the page cache);
+// tpcFinish overwrites the status byte and flushes the file (fdatasync) before it returns, as ZODB does. A
+// flush that fails is ZODB's "Failure in _finish": the transaction is not acknowledged and the storage closes;
+// unlike ZODB, the status goes back to 'c' first, so the next open truncates the transaction.
+// Torn transactions: the format has no checksum, so the next open cannot tell a transaction with a block of
+// its data never written (its header, trailer and status ' ' on disk) from a whole one: the data must not
+// reach the disk after the status byte. One flush suffices where the transaction is appended: the file's new
+// size, without which none of it can be read, is on disk only once its data is (ext4's data=ordered, its
+// default, and XFS; a crash before that leaves the file at its old size). Not so where the transaction
+// overwrites bytes that may already be on disk past the committed end, with their size (a transaction aborted
+// after its vote, a crashed commit truncated at open: `overwriteEnd`): there vote flushes the data, in the
+// background (the vote's reply, the client's work and its tpc_finish round trip overlap it), and finish waits
+// for that flush before it clears the status.
+// The commit's flush goes through the thread pool, unless the server says nothing else waits
+// (mayFlushInline) and recent flushes were fast (under INLINE_FLUSH_MAX_US): then it runs on the event loop,
+// as every one of ZODB's does, and saves the thread pool's round trip.
 //
 // Reads: the index is what Data.fs.index holds, its big buckets read in the background or when a load first
 // needs one (FsIndex.pending); loads go through a bounded cache of whole data records (the data file's
@@ -178,6 +179,16 @@ export interface FileUndoLogEntry extends UndoLogEntry {
 // small helpers
 
 const DEFAULT_SPILL = 16 << 20;
+/**
+ * the biggest transaction vote writes synchronously (RandomAccessFile.writeNow): about what the page cache
+ * takes in the time of the thread-pool round trip it saves
+ */
+const WRITE_NOW_MAX = 128 << 10;
+/**
+ * a commit's flush runs on the event loop (when mayFlushInline allows it) only while recent flushes took less
+ * than this: on a disk that flushes slowly, a client that comes in meanwhile would wait too long
+ */
+const INLINE_FLUSH_MAX_US = 1000;
 export const DEFAULT_CACHE_BYTES = 64 << 20;
 /** one positional read gets the header and, usually, the whole data of a record */
 const READ_AHEAD = 4096;
@@ -565,8 +576,10 @@ class TxnBuffer {
    */
   async writeTo(file: RandomAccessFile, pos: number, header: Buffer, trailer: Buffer): Promise<void> {
     if (!this.spilled) {
-      // the usual case: one positional write of the whole transaction
-      await file.write(pos, Buffer.concat([header, ...this.chunks, trailer]));
+      // the usual case: one positional write of the whole transaction, into the page cache at once if small
+      const whole = Buffer.concat([header, ...this.chunks, trailer]);
+      if (whole.length <= WRITE_NOW_MAX && file.writesNow) file.writeNow(pos, whole);
+      else await file.write(pos, whole);
       return;
     }
     await file.write(pos, header);
@@ -616,8 +629,9 @@ interface Pending {
   /** vote wrote the transaction to the data file (ZODB's _nextpos != 0) */
   written: boolean;
   /**
-   * the flush of what vote wrote, started by vote and awaited by finish (and abort): resolves with its error,
-   * or null once the data is on disk; null when there is none (no fsync, or not written)
+   * the flush of what vote wrote, started by vote when the transaction overwrites `overwriteEnd`'s bytes and
+   * awaited by finish (and abort): resolves with its error, or null once the data is on disk; null when there
+   * is none
    */
   flushed: Promise<Error | null> | null;
   nextPos: number;
@@ -674,11 +688,23 @@ export class FileStorage implements Storage {
   readonly log: ScanLog;
   /** the storage's commit lock (ZODB's _commit_lock), shared with the packer */
   readonly commitLock = new CommitLock();
+  /** see Storage.mayFlushInline */
+  mayFlushInline: (() => boolean) | null = null;
+  /** commits flushed on the event loop and through the thread pool */
+  readonly flushes = { inline: 0, threadPool: 0 };
+  /** how long a commit's flush takes, µs (exponentially weighted; Infinity until one is timed) */
+  private flushMicros = Infinity;
 
   private fileRef: DataFileRef;
   private index: FsIndex;
   /** the end of the last committed transaction (ZODB's _pos) */
   private pos: number;
+  /**
+   * bytes of the data file from `pos` up to here may be on disk already, with the size that covers them (an
+   * aborted transaction's, a crashed commit's): a transaction written over them flushes its data before its
+   * status (see the header comment)
+   */
+  private overwriteEnd: number;
   private ltid: Tid;
   /** the largest oid in use (ZODB's _oid) */
   private maxOid: Oid;
@@ -697,7 +723,7 @@ export class FileStorage implements Storage {
     readonly path: string,
     file: RandomAccessFile,
     private lockFile: LockFile | null,
-    init: { index: FsIndex; pos: number; ltid: Tid; maxOid: Oid },
+    init: { index: FsIndex; pos: number; ltid: Tid; maxOid: Oid; overwriteEnd: number },
     readonly blobDirectory: BlobDirectory | null,
     options: FileStorageOptions,
   ) {
@@ -716,6 +742,7 @@ export class FileStorage implements Storage {
     this.fileRef = new DataFileRef(file);
     this.index = init.index;
     this.pos = init.pos;
+    this.overwriteEnd = init.overwriteEnd;
     this.ltid = init.ltid;
     this.maxOid = init.maxOid;
     this.lastTs = init.ltid;
@@ -768,6 +795,7 @@ export class FileStorage implements Storage {
         if (options.fsync ?? true) await file.writeDurable(0, FILE_MAGIC);
         else await file.write(0, FILE_MAGIC);
       }
+      const sizeAtOpen = file.end;
       if (scan.recovery && !readOnly) {
         await truncateDamagedTail(file, path, scan.recovery.pos, log);
         await file.truncate(scan.recovery.pos);
@@ -790,7 +818,7 @@ export class FileStorage implements Storage {
         path,
         file,
         lock,
-        { index: scan.index, pos, ltid: scan.lastTid, maxOid: scan.maxOid },
+        { index: scan.index, pos, ltid: scan.lastTid, maxOid: scan.maxOid, overwriteEnd: sizeAtOpen },
         blobs,
         options,
       );
@@ -1278,22 +1306,24 @@ export class FileStorage implements Storage {
       for (const e of p.tindex.values()) await this.indexed(e.oid);
       const file = this.fileRef.file;
       p.written = true;
+      p.nextPos = p.tpos + tl + TRAILER_LEN;
       try {
         await p.buf.writeTo(file, p.tpos, header, trailer);
       } catch (e) {
         // a disk full, perhaps: leave no turd at the end
+        this.overwriteEnd = Math.max(this.overwriteEnd, p.nextPos);
         await file.truncate(p.tpos).catch(() => {});
         p.written = false;
         throw e;
       }
-      // the flush, in the background: finish waits for it before it commits (see the header comment)
-      if (this.doFsync) {
+      // over bytes that may be on disk already: the data's flush, in the background, and finish waits for it
+      // before it clears the status (see the header comment)
+      if (this.doFsync && p.tpos < this.overwriteEnd) {
         p.flushed = file.datasync().then(
           () => null,
           (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
         );
       }
-      p.nextPos = p.tpos + tl + TRAILER_LEN;
       return [...p.resolved];
     });
   }
@@ -1317,15 +1347,29 @@ export class FileStorage implements Storage {
       throw new StorageTransactionError('tpc_finish: the vote did not succeed');
     }
     const file = this.fileRef.file;
+    let cleared = false;
     try {
-      // the transaction's data on disk first (vote's flush), then clear the checkpoint flag
+      // over bytes that may be on disk already, the transaction's data first (vote's flush)
       const flushFailed = p.flushed && (await p.flushed);
       if (flushFailed) throw flushFailed;
+      // clear the checkpoint flag, then flush the file
       const status = Buffer.from(p.status, 'latin1');
-      if (this.doFsync) await file.writeDurable(p.tpos + 16, status);
+      if (file.writesNow) file.writeNow(p.tpos + 16, status);
       else await file.write(p.tpos + 16, status);
+      cleared = true;
+      if (this.doFsync) await this.flushCommit(file);
     } catch (e) {
-      // ZODB: "Failure in _finish. Closing." The file may or may not hold the committed transaction.
+      // ZODB: "Failure in _finish. Closing." ZODB leaves the file holding the transaction, committed but not
+      // acknowledged; the checkpoint flag goes back, so the next open truncates it (if this write fails too,
+      // the file may still hold it)
+      if (cleared) {
+        try {
+          if (file.writesNow) file.writeNow(p.tpos + 16, Buffer.from('c', 'latin1'));
+          else await file.write(p.tpos + 16, Buffer.from('c', 'latin1'));
+        } catch {
+          // (logged below, with the flush's error)
+        }
+      }
       this.log('critical', `Failure in _finish. Closing. (${(e as Error).message})`);
       this.pending = null;
       p.release();
@@ -1346,6 +1390,20 @@ export class FileStorage implements Storage {
       p.release();
     }
     return p.tid;
+  }
+
+  /** fdatasync of a commit: on the event loop when nothing else waits and flushes are fast, else in the pool */
+  private async flushCommit(file: RandomAccessFile): Promise<void> {
+    const started = performance.now();
+    if (this.mayFlushInline?.() && this.flushMicros < INLINE_FLUSH_MAX_US && file.datasyncsNow) {
+      this.flushes.inline++;
+      file.datasyncNow();
+    } else {
+      this.flushes.threadPool++;
+      await file.datasync();
+    }
+    const us = (performance.now() - started) * 1000;
+    this.flushMicros = this.flushMicros === Infinity ? us : 0.8 * this.flushMicros + 0.2 * us;
   }
 
   /**
@@ -1386,7 +1444,10 @@ export class FileStorage implements Storage {
       await p.chain;
       // (not under a flush in flight; a failed one does not matter: what it was to flush goes)
       if (p.flushed) await p.flushed;
-      if (p.written) await this.fileRef.file.truncate(p.tpos);
+      if (p.written) {
+        this.overwriteEnd = Math.max(this.overwriteEnd, p.nextPos);
+        await this.fileRef.file.truncate(p.tpos);
+      }
     } finally {
       const blobs = this.blobDirectory;
       if (blobs) {
@@ -1644,6 +1705,7 @@ export class FileStorage implements Storage {
     this.fileRef = new DataFileRef(file);
     this.index = packed.index;
     this.pos = packed.end;
+    this.overwriteEnd = packed.end;
     this.packCount++;
     previous.retire();
     // (loads of its buckets in flight finish; readers that took the old index before the swap read those)

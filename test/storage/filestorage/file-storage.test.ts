@@ -907,8 +907,8 @@ const settle = async (): Promise<void> => {
   for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
 };
 
-describe("FileStorage: the vote's flush, in the background", () => {
-  it('a commit whose flush fails is not acknowledged: Failure in _finish, closed, truncated on reopen', async () => {
+describe("FileStorage: a commit's flush", () => {
+  it('a commit whose flush fails is not acknowledged: Failure in _finish, closed, status back to c, truncated on reopen', async () => {
     await withTempDir(async (dir) => {
       const ctl = flushControl();
       const logs: string[] = [];
@@ -919,7 +919,7 @@ describe("FileStorage: the vote's flush, in the background", () => {
       try {
         oid = await s.newOid();
         tid = await commit(s, [[oid, minpo(1)]]);
-        assert.ok(ctl.syncs() >= 1, 'the vote flushes through fdatasync');
+        assert.equal(ctl.syncs(), 1, 'a commit flushes through fdatasync');
         tpos = s.getSize();
         ctl.fail(true);
         const meta = new TransactionMetaData();
@@ -943,18 +943,25 @@ describe("FileStorage: the vote's flush, in the background", () => {
       } finally {
         await s.close().catch(() => {});
       }
-      // the status byte was never cleared: the transaction is still marked 'c' on disk
+      // finish had cleared the status before the flush failed: it is back to 'c'
       const bytes = await readFile(join(dir, 'Data.fs'));
       assert.ok(bytes.length > tpos, 'the vote wrote the transaction');
       assert.equal(String.fromCharCode(bytes[tpos + 16]), 'c');
       const reopened: string[] = [];
-      const r = await open(dir, { log: (_l, m) => reopened.push(m) });
+      const again = flushControl();
+      const r = await open(dir, { io: again.io, log: (_l, m) => reopened.push(m) });
       try {
         assert.equal(hex(r.lastTransaction()), hex(tid));
         assert.equal(minpoValue((await r.load(oid)).data), 1);
         assert.equal(r.getSize(), tpos);
-        // and the storage commits again
-        await commit(r, [[oid, minpo(3)]]);
+        // and the storage commits again, over the truncated bytes: its vote flushes them first
+        const meta = new TransactionMetaData();
+        await r.tpcBegin(meta);
+        await r.store(oid, tid, minpo(3), meta);
+        await r.tpcVote(meta);
+        assert.equal(again.syncs(), 1, 'the vote flushes data written where a truncated commit was');
+        await r.tpcFinish(meta);
+        assert.equal(again.syncs(), 2);
         assert.equal(minpoValue((await r.load(oid)).data), 3);
       } finally {
         await r.close();
@@ -966,7 +973,7 @@ describe("FileStorage: the vote's flush, in the background", () => {
     });
   });
 
-  it('the vote returns before its flush; finish clears the status only after it', async () => {
+  it('an appended transaction: vote writes without a flush, finish clears the status and then flushes once', async () => {
     await withTempDir(async (dir) => {
       const ctl = flushControl();
       const s = await open(dir, { io: ctl.io });
@@ -977,8 +984,54 @@ describe("FileStorage: the vote's flush, in the background", () => {
         const meta = new TransactionMetaData();
         await s.tpcBegin(meta);
         await s.store(oid, z64, minpo(1), meta);
-        await s.tpcVote(meta); // (resolves with the flush held back)
+        await s.tpcVote(meta);
+        assert.equal(ctl.syncs(), 0, 'no flush at vote');
+        assert.equal(String.fromCharCode((await readFile(s.path))[tpos + 16]), 'c');
+        let finished = false;
+        const finishing = s.tpcFinish(meta).then((t) => {
+          finished = true;
+          return t;
+        });
+        await settle();
         assert.equal(ctl.syncs(), 1, 'the flush has started');
+        assert.equal(finished, false, 'finish waits for the flush');
+        assert.equal(
+          String.fromCharCode((await readFile(s.path))[tpos + 16]),
+          ' ',
+          'cleared before the flush',
+        );
+        ctl.release();
+        const tid = await finishing;
+        assert.equal(ctl.syncs(), 1);
+        assert.equal(hex(s.lastTransaction()), hex(tid));
+        assert.equal(minpoValue((await s.load(oid)).data), 1);
+      } finally {
+        ctl.release();
+        await s.close();
+      }
+    });
+  });
+
+  it('over bytes an aborted transaction wrote: the vote flushes the data, finish clears the status only after it', async () => {
+    await withTempDir(async (dir) => {
+      const ctl = flushControl();
+      const s = await open(dir, { io: ctl.io });
+      try {
+        const oid = await s.newOid();
+        const tpos = s.getSize();
+        const aborted = new TransactionMetaData();
+        await s.tpcBegin(aborted);
+        await s.store(oid, z64, minpo(new Uint8Array(5_000)), aborted);
+        await s.tpcVote(aborted);
+        await s.tpcAbort(aborted);
+        assert.equal(s.getSize(), tpos);
+        assert.equal(ctl.syncs(), 0);
+        ctl.hold();
+        const meta = new TransactionMetaData();
+        await s.tpcBegin(meta);
+        await s.store(oid, z64, minpo(1), meta);
+        await s.tpcVote(meta); // (resolves with the flush held back)
+        assert.equal(ctl.syncs(), 1, "the data's flush has started");
         let finished = false;
         const finishing = s.tpcFinish(meta).then((t) => {
           finished = true;
@@ -986,14 +1039,20 @@ describe("FileStorage: the vote's flush, in the background", () => {
         });
         await settle();
         assert.equal(finished, false, 'finish waits for the flush');
-        const before = await readFile(s.path);
-        assert.equal(String.fromCharCode(before[tpos + 16]), 'c', 'the status is not cleared yet');
+        assert.equal(String.fromCharCode((await readFile(s.path))[tpos + 16]), 'c', 'not cleared yet');
         ctl.release();
         const tid = await finishing;
-        const after = await readFile(s.path);
-        assert.equal(String.fromCharCode(after[tpos + 16]), ' ');
+        assert.equal(ctl.syncs(), 2, 'then the status is flushed');
+        assert.equal(String.fromCharCode((await readFile(s.path))[tpos + 16]), ' ');
         assert.equal(hex(s.lastTransaction()), hex(tid));
         assert.equal(minpoValue((await s.load(oid)).data), 1);
+        // a commit that starts before the aborted transaction's end flushes twice; the next ones, once
+        let n = ctl.syncs();
+        await commit(s, [[oid, minpo(new Uint8Array(6_000))]]);
+        assert.equal(ctl.syncs() - n, 2);
+        n = ctl.syncs();
+        await commit(s, [[oid, minpo(4)]]);
+        assert.equal(ctl.syncs() - n, 1);
       } finally {
         ctl.release();
         await s.close();
@@ -1009,6 +1068,12 @@ describe("FileStorage: the vote's flush, in the background", () => {
         const oid = await s.newOid();
         const tid = await commit(s, [[oid, minpo(1)]]);
         const before = await readFile(s.path);
+        // a first aborted vote: the ones after it write over its bytes, and their votes flush
+        const first = new TransactionMetaData();
+        await s.tpcBegin(first);
+        await s.store(oid, tid, minpo(new Uint8Array(10_000)), first);
+        await s.tpcVote(first);
+        await s.tpcAbort(first);
         for (const failing of [false, true]) {
           ctl.hold();
           ctl.fail(failing);
@@ -1034,6 +1099,68 @@ describe("FileStorage: the vote's flush, in the background", () => {
         assert.equal(hex((await s.loadBefore(oid, tid2))!.start), hex(tid));
       } finally {
         ctl.release();
+        await s.close();
+      }
+    });
+  });
+
+  it('small transactions are written synchronously; the flush runs on the event loop only when allowed and fast', async () => {
+    await withTempDir(async (dir) => {
+      const calls = { write: 0, writeSync: 0, datasync: 0, datasyncSync: 0 };
+      let delayMs = 0;
+      const io: PositionalIO = {
+        read: fdIO.read,
+        write: (...a) => {
+          calls.write++;
+          return fdIO.write(...a);
+        },
+        writeSync: (...a) => {
+          calls.writeSync++;
+          return fdIO.writeSync!(...a);
+        },
+        async datasync() {
+          calls.datasync++;
+          if (delayMs) await new Promise((r) => setTimeout(r, delayMs));
+        },
+        datasyncSync() {
+          calls.datasyncSync++;
+          if (delayMs) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, delayMs);
+        },
+      };
+      const s = await open(dir, { io });
+      try {
+        let allow = true;
+        s.mayFlushInline = () => allow;
+        const oid = await s.newOid();
+        const atOpen = calls.write; // (the new file's header)
+        await commit(s, [[oid, minpo(1)]]);
+        // the first flush is timed through the thread pool
+        assert.deepEqual(s.flushes, { inline: 0, threadPool: 1 });
+        assert.equal(calls.write, atOpen, 'a small transaction and its status byte: written synchronously');
+        assert.equal(calls.writeSync, 2);
+        await commit(s, [[oid, minpo(2)]]);
+        assert.deepEqual(s.flushes, { inline: 1, threadPool: 1 });
+        assert.equal(calls.datasyncSync, 1);
+        allow = false;
+        await commit(s, [[oid, minpo(3)]]);
+        assert.deepEqual(s.flushes, { inline: 1, threadPool: 2 });
+        allow = true;
+        const writes = calls.write;
+        await commit(s, [[oid, minpo(new Uint8Array(200_000))]]);
+        assert.equal(calls.write - writes, 1, 'a big transaction goes through the thread pool');
+        assert.ok((await s.load(oid)).data.length > 200_000);
+        // flushes that take long: the thread pool, allowed or not
+        delayMs = 5;
+        const before = { ...s.flushes };
+        for (let i = 0; i < 8; i++) await commit(s, [[oid, minpo(i)]]);
+        // (inline while the average of recent flushes stays under a millisecond: the first few)
+        assert.ok(s.flushes.inline - before.inline < 4, JSON.stringify(s.flushes));
+        const stuck = s.flushes.inline;
+        await commit(s, [[oid, minpo(5)]]);
+        await commit(s, [[oid, minpo(6)]]);
+        assert.equal(s.flushes.inline, stuck, 'slow flushes stay in the thread pool');
+        assert.equal(minpoValue((await s.load(oid)).data), 6);
+      } finally {
         await s.close();
       }
     });

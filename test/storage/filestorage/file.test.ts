@@ -257,6 +257,61 @@ test('writeDurable writes (through an O_DSYNC descriptor of the same file where 
   }
 });
 
+test('writeNow and datasyncNow: the synchronous write and flush, where the system calls have them', async () => {
+  const path = join(dir, 'now.fs');
+  const f = await RandomAccessFile.open(path, 'w+');
+  try {
+    assert.equal(f.writesNow, true);
+    assert.equal(f.datasyncsNow, true);
+    f.writeNow(0, Buffer.from('FS30'));
+    f.writeNow(4, Buffer.from('..abcdef..'), 2, 6);
+    f.writeNow(2, Buffer.from('x'));
+    f.datasyncNow();
+    assert.equal(f.end, 10);
+    assert.deepEqual(await readFile(path), Buffer.from('FSx0abcdef'));
+    assert.throws(() => f.writeNow(-1, Buffer.from('x')), RangeError);
+    assert.throws(() => f.writeNow(0, Buffer.from('x'), 0, 2), RangeError);
+  } finally {
+    await f.close();
+  }
+  assert.throws(
+    () => f.writeNow(0, Buffer.from('x')),
+    (e: unknown) => e instanceof FileIOError,
+  );
+  assert.throws(
+    () => f.datasyncNow(),
+    (e: unknown) => e instanceof FileIOError,
+  );
+  // a write error names the file and the offset
+  const ro = await RandomAccessFile.open(path, 'r');
+  try {
+    assert.throws(
+      () => ro.writeNow(3, Buffer.from('x')),
+      (e: unknown) =>
+        e instanceof FileIOError && e.code === 'EBADF' && e.message.includes(`${path} at offset 3`),
+    );
+  } finally {
+    await ro.close();
+  }
+  // system calls without the synchronous ones: not offered
+  const inner = await RandomAccessFile.open(path, 'r+');
+  const g = new RandomAccessFile(inner.fd, path, 10, { io: stingyIO(3) });
+  try {
+    assert.equal(g.writesNow, false);
+    assert.equal(g.datasyncsNow, false);
+    assert.throws(
+      () => g.writeNow(0, Buffer.from('x')),
+      (e: unknown) => e instanceof FileIOError,
+    );
+    assert.throws(
+      () => g.datasyncNow(),
+      (e: unknown) => e instanceof FileIOError,
+    );
+  } finally {
+    await inner.close();
+  }
+});
+
 test('close waits for the reads in flight (the descriptor is not closed under them)', async () => {
   const path = join(dir, 'inflight.fs');
   await writeFile(path, bytes(1 << 20, 5));
