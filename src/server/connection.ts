@@ -171,7 +171,7 @@ export class ServerConnection implements SessionConnection {
       return;
     }
     const slot = spec.deferred ? null : this.reserve();
-    const replySlot = slot ? this.slotApi(slot) : null;
+    const replySlot = slot ? this.slotApi(slot, msg) : null;
     let result: unknown;
     try {
       result = session.call(spec, msg.name, msg.args, replySlot);
@@ -214,7 +214,8 @@ export class ServerConnection implements SessionConnection {
   }
 
   private reply(slot: Slot | null, msg: Message, result: PickleValue): void {
-    if (this.closedFlag) return;
+    // (a slot answered early, through ReplySlot.reply, is done)
+    if (this.closedFlag || slot?.done) return;
     let payload: Uint8Array;
     try {
       payload = this.codec!.encodeReply(msg.msgid, result);
@@ -229,7 +230,7 @@ export class ServerConnection implements SessionConnection {
     if (!unlogged(e)) {
       this.log.error(`(${this.label}) ${pyStrRepr(msg.name)} raised exception:`, e);
     }
-    if (this.closedFlag) return;
+    if (this.closedFlag || slot?.done) return;
     const { className, args } = marshalError(e);
     let payload: Uint8Array;
     try {
@@ -250,12 +251,16 @@ export class ServerConnection implements SessionConnection {
     return s;
   }
 
-  private slotApi(slot: Slot): ReplySlot {
+  private slotApi(slot: Slot, msg: Message): ReplySlot {
     return {
       append: (name, args) => {
-        if (this.closedFlag) return;
+        if (this.closedFlag || slot.done) return;
         this.addToSlot(slot, this.codec!.encodeCall(0, true, name, args));
         this.flush();
+      },
+      reply: (result) => {
+        this.reply(slot, msg, result);
+        this.uncork();
       },
     };
   }
@@ -306,10 +311,7 @@ export class ServerConnection implements SessionConnection {
           // gather everything written in this tick into one writev
           this.corked = true;
           this.socket.cork();
-          process.nextTick(() => {
-            this.corked = false;
-            this.socket.uncork();
-          });
+          process.nextTick(() => this.uncork());
         }
         for (const p of head.parts) this.socket.write(p);
         this.queuedBytes -= head.bytes;
@@ -320,6 +322,13 @@ export class ServerConnection implements SessionConnection {
       slots.shift();
     }
     this.checkPause();
+  }
+
+  /** Writes out what was gathered since the cork, now rather than at the end of the tick. */
+  private uncork(): void {
+    if (!this.corked) return;
+    this.corked = false;
+    this.socket.uncork();
   }
 
   private writeFrame(payload: Uint8Array): void {

@@ -56,6 +56,11 @@ export interface SessionConnection {
 /** A reply slot: messages appended to it go out in order, before anything queued after it. */
 export interface ReplySlot {
   append(name: string, args: PickleValue[]): void;
+  /**
+   * answers the call now (behind the replies before it), without waiting for the handler to return; what the
+   * handler then returns or throws is dropped
+   */
+  reply(result: PickleValue): void;
 }
 
 export interface SessionServer {
@@ -564,7 +569,10 @@ export class Session implements StorageClient {
     }
   }
 
-  /** tpc_finish: commit, tell the other clients, send info, then the tid. */
+  /**
+   * tpc_finish: commit; as soon as the transaction is durable and visible, send info and the tid, then tell
+   * the other clients, in the same run of the event loop (no request is served in between).
+   */
   async tpcFinish(id: PickleValue, slot: ReplySlot): Promise<PickleValue> {
     if (!this.checkTid(id, false)) return null;
     if (!this.locked) throw new PythonError('builtins.AssertionError', tuple('finished called wo lock'));
@@ -574,14 +582,16 @@ export class Session implements StorageClient {
     const invalidated = t.invalidated;
     let tid: Tid;
     try {
-      tid = await served.storage.tpcFinish(t.meta!, (committed) =>
-        served.invalidate(this, committed, invalidated),
-      );
+      tid = await served.storage.tpcFinish(t.meta!, (committed) => {
+        // the committer first: the rest of the commit's bookkeeping is not its to wait for
+        slot.append('info', [served.sizeInfo()]);
+        slot.reply(committed);
+        served.invalidate(this, committed, invalidated);
+      });
     } catch (e) {
       await this.abortActive('failed tpc_finish');
       throw e;
     }
-    slot.append('info', [served.sizeInfo()]);
     // the lock goes once the reply is queued (the reference releases after sending it)
     queueMicrotask(() => void this.clearTransaction());
     return tid;

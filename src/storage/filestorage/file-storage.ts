@@ -1381,12 +1381,13 @@ export class FileStorage implements Storage {
     for (const e of p.tindex.values()) this.index.set(e.oid, e.pos);
     this.ltid = p.tid;
     this.pending = null;
-    this.cacheCommitted(p, file);
     // the data is visible before the callback: a load it starts sees this transaction; the commit lock is
     // still held, so no other transaction commits in between
     try {
       onCommitted?.(p.tid);
     } finally {
+      // (the write-through after the callback: the ZEO server answers the committer from it)
+      this.cacheCommitted(p, file);
       p.release();
     }
     return p.tid;
