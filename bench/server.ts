@@ -1,20 +1,24 @@
-// npm run bench -- server [--objects N] [--seconds S] [--clients 1,4] [--phases loads,pipelined,commits]
-//                         [--window W] [--rebuild] [--keep] [--profile PHASE:CLIENTS]
+// npm run bench -- server [--objects N] [--seconds S] [--warmup S] [--rounds R] [--clients 1,4]
+//                         [--phases loads,pipelined,commits] [--window W] [--rebuild] [--keep]
+//                         [--profile PHASE:CLIENTS]
 // The same Python-client workload against runzeo (ZEO's own server, from the oracle venv) and `zeo serve`, in
 // one run: both serve a fresh copy of one Data.fs (N objects, default 30,000, built once by Python's ZODB and
 // kept in the system's temp directory; --rebuild builds it again) with the same zeo.conf shape, both at their
 // defaults (durable commits: each server syncs Data.fs before a commit returns). Each phase runs for S
 // seconds (default 5) with 1 and with 4 Python client processes (the real ZEO 6 ClientStorage, started
-// together behind a barrier: test/fixtures/python/zeo_bench_client.py), first against one server, then the
-// other (the order alternates from phase to phase):
+// together behind a barrier: test/fixtures/python/zeo_bench_client.py), after a warm-up of the same
+// operations (default 2 s, not measured: a server runs for days, and V8 compiles zeo-ts's hot paths in the
+// first second or two of a workload), against one server, then the other, R times (default 3; the order
+// alternates from run to run):
 //   - loads: one loadBefore round trip at a time per client, random oids, the client's cache never asked;
 //   - pipelined loads: W (default 32) loadBefore calls in flight per client;
 //   - small commits: ZODB transactions changing 2 objects of the client's own (no conflicts).
 // For each: operations per second over the phase (all clients), and the server's CPU time per operation (the
 // server process's utime + stime from /proc/<pid>/stat, all its threads, read when the clients start and when
-// they have all finished). Prints the table (ratio > 1: zeo-ts better), a second one for context (each
-// server's CPU use over the phase and its main thread's share, the clients' CPU per operation), and writes
-// bench/results/server-<timestamp>.json.
+// they have all finished), the median of the R runs. Prints the table (ratio > 1: zeo-ts better; with each
+// ratio's range over the runs, paired in run order), a second one for context (each server's CPU use over
+// the phase and its main thread's share, the clients' CPU per operation), and writes
+// bench/results/server-<timestamp>.json with every run.
 // --profile PHASE:CLIENTS (e.g. commits:1) instead runs only that phase, only against `node --cpu-prof zeo
 // serve`, and prints the server's top functions by self time over the phase's window (with the zeo-ts
 // function that called each of Node's), and by file; the profile is kept with --keep.
@@ -35,6 +39,8 @@ function arg(name: string): string | undefined {
 
 const OBJECTS = Number(arg('objects') ?? 30_000);
 const SECONDS = Number(arg('seconds') ?? 5);
+const WARMUP = Number(arg('warmup') ?? 2);
+const ROUNDS = Number(arg('rounds') ?? 3);
 const CLIENTS = (arg('clients') ?? '1,4').split(',').map(Number);
 const WINDOW = Number(arg('window') ?? 32);
 const REBUILD = process.argv.includes('--rebuild');
@@ -186,6 +192,7 @@ function runPhase(s: RunningServer, data: DataFs, phase: Phase, clients: number,
     phase,
     clients,
     seconds: SECONDS,
+    warmup: WARMUP,
     maxOid: data.maxOid,
     window: WINDOW,
     seed,
@@ -354,18 +361,22 @@ async function main(): Promise<void> {
       runzeo: await startServer('runzeo', data, join(work, 'runzeo')),
       'zeo-ts': await startServer('zeo-ts', data, join(work, 'zeo-ts')),
     };
-    const results: Array<{ phase: Phase; clients: number; runzeo: Figures; zeoTs: Figures }> = [];
+    const results: Compared[] = [];
     try {
       let k = 0;
       for (const phase of PHASES) {
         for (const clients of CLIENTS) {
-          const order: ServerKind[] = k % 2 === 0 ? ['runzeo', 'zeo-ts'] : ['zeo-ts', 'runzeo'];
-          const got: Partial<Record<ServerKind, Figures>> = {};
-          for (const kind of order) {
-            log(`${phase} x${clients} against ${kind}...`);
-            got[kind] = runPhase(servers[kind], data, phase, clients, k + 1);
+          const r: Compared = { phase, clients, runzeo: [], zeoTs: [] };
+          for (let round = 0; round < ROUNDS; round++) {
+            const order: ServerKind[] = (k + round) % 2 === 0 ? ['runzeo', 'zeo-ts'] : ['zeo-ts', 'runzeo'];
+            for (const kind of order) {
+              log(`${phase} x${clients} against ${kind} (run ${round + 1} of ${ROUNDS})...`);
+              // (both servers get the same seed in a round: the same oids)
+              const f = runPhase(servers[kind], data, phase, clients, k * ROUNDS + round + 1);
+              (kind === 'runzeo' ? r.runzeo : r.zeoTs).push(f);
+            }
           }
-          results.push({ phase, clients, runzeo: got.runzeo!, zeoTs: got['zeo-ts']! });
+          results.push(r);
           k++;
         }
       }
@@ -373,12 +384,12 @@ async function main(): Promise<void> {
       await Promise.all(Object.values(servers).map(stopServer));
     }
     const seconds = (performance.now() - t0) / 1000;
-    const x = (a: number): string => `${a.toFixed(2)}x`;
     printTable(
       `server: Python clients (ZEO ${versions.ZEO}) against runzeo and zeo serve, Data.fs of ` +
-        `${data.objects.toLocaleString('en-US')} objects, ${SECONDS} s per phase (Node ${process.version}, ` +
-        `Python ${versions.python}; ${cpus().length} CPUs, load average ${load0.toFixed(1)} at start); ` +
-        `ratio > 1: zeo-ts better`,
+        `${data.objects.toLocaleString('en-US')} objects, ${SECONDS} s per phase after ${WARMUP} s of warm-up, ` +
+        `median of ${ROUNDS} runs each (Node ${process.version}, Python ${versions.python}; ${cpus().length} ` +
+        `CPUs, load average ${load0.toFixed(1)} at start); ratio > 1: zeo-ts better (in parentheses: the ` +
+        `ratios of the runs, paired in order)`,
       [
         'phase',
         'clients',
@@ -392,12 +403,18 @@ async function main(): Promise<void> {
       results.map((r) => [
         PHASE_NAMES[r.phase],
         r.clients,
-        r.runzeo.opsPerSecond.toFixed(0),
-        r.zeoTs.opsPerSecond.toFixed(0),
-        x(r.zeoTs.opsPerSecond / r.runzeo.opsPerSecond),
-        r.runzeo.serverCpuUsPerOp.toFixed(1),
-        r.zeoTs.serverCpuUsPerOp.toFixed(1),
-        x(r.runzeo.serverCpuUsPerOp / r.zeoTs.serverCpuUsPerOp),
+        med(r.runzeo, 'opsPerSecond').toFixed(0),
+        med(r.zeoTs, 'opsPerSecond').toFixed(0),
+        withRange(
+          throughputRatio(r),
+          pairedRatios(r, (a, b) => b.opsPerSecond / a.opsPerSecond),
+        ),
+        med(r.runzeo, 'serverCpuUsPerOp').toFixed(1),
+        med(r.zeoTs, 'serverCpuUsPerOp').toFixed(1),
+        withRange(
+          cpuRatio(r),
+          pairedRatios(r, (a, b) => a.serverCpuUsPerOp / b.serverCpuUsPerOp),
+        ),
       ]),
     );
     printTable(
@@ -407,10 +424,10 @@ async function main(): Promise<void> {
       results.map((r) => [
         PHASE_NAMES[r.phase],
         r.clients,
-        `${r.runzeo.serverCpuPercent.toFixed(0)} (${(r.runzeo.mainThreadShare * 100).toFixed(0)}%)`,
-        `${r.zeoTs.serverCpuPercent.toFixed(0)} (${(r.zeoTs.mainThreadShare * 100).toFixed(0)}%)`,
-        r.runzeo.clientCpuUsPerOp.toFixed(1),
-        r.zeoTs.clientCpuUsPerOp.toFixed(1),
+        `${med(r.runzeo, 'serverCpuPercent').toFixed(0)} (${(med(r.runzeo, 'mainThreadShare') * 100).toFixed(0)}%)`,
+        `${med(r.zeoTs, 'serverCpuPercent').toFixed(0)} (${(med(r.zeoTs, 'mainThreadShare') * 100).toFixed(0)}%)`,
+        med(r.runzeo, 'clientCpuUsPerOp').toFixed(1),
+        med(r.zeoTs, 'clientCpuUsPerOp').toFixed(1),
       ]),
     );
     const date = new Date();
@@ -426,14 +443,17 @@ async function main(): Promise<void> {
       benchSeconds: seconds,
       objects: data.objects,
       secondsPerPhase: SECONDS,
+      warmupSeconds: WARMUP,
+      rounds: ROUNDS,
       pipelineWindow: WINDOW,
       results: results.map((r) => ({
         phase: r.phase,
         clients: r.clients,
-        throughputRatio: r.zeoTs.opsPerSecond / r.runzeo.opsPerSecond,
-        serverCpuRatio: r.runzeo.serverCpuUsPerOp / r.zeoTs.serverCpuUsPerOp,
-        runzeo: summary(r.runzeo),
-        zeoTs: summary(r.zeoTs),
+        // from the medians of the runs
+        throughputRatio: throughputRatio(r),
+        serverCpuRatio: cpuRatio(r),
+        runzeo: r.runzeo.map(summary),
+        zeoTs: r.zeoTs.map(summary),
       })),
     };
     const dir = resolve(repoRoot, 'bench/results');
@@ -445,6 +465,38 @@ async function main(): Promise<void> {
     if (KEEP) log(`kept ${work}`);
     else rmSync(work, { recursive: true, force: true });
   }
+}
+
+/** One phase at one client count: every run against each server, in run order. */
+interface Compared {
+  phase: Phase;
+  clients: number;
+  runzeo: Figures[];
+  zeoTs: Figures[];
+}
+
+type FigureKey =
+  'opsPerSecond' | 'serverCpuUsPerOp' | 'serverCpuPercent' | 'mainThreadShare' | 'clientCpuUsPerOp';
+
+function med(runs: Figures[], key: FigureKey): number {
+  const v = runs.map((f) => f[key]).sort((a, b) => a - b);
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
+
+const throughputRatio = (r: Compared): number => med(r.zeoTs, 'opsPerSecond') / med(r.runzeo, 'opsPerSecond');
+const cpuRatio = (r: Compared): number =>
+  med(r.runzeo, 'serverCpuUsPerOp') / med(r.zeoTs, 'serverCpuUsPerOp');
+
+/** The ratio of each round's pair of runs (runzeo's, zeo-ts's). */
+function pairedRatios(r: Compared, ratio: (runzeo: Figures, zeoTs: Figures) => number): number[] {
+  return r.runzeo.map((a, i) => ratio(a, r.zeoTs[i]));
+}
+
+function withRange(ratio: number, each: number[]): string {
+  const text = `${ratio.toFixed(2)}x`;
+  if (each.length < 2) return text;
+  return `${text} (${Math.min(...each).toFixed(2)}–${Math.max(...each).toFixed(2)})`;
 }
 
 function summary(f: Figures): Record<string, number> {
