@@ -1,5 +1,5 @@
 // npm run bench -- server [--objects N] [--seconds S] [--warmup S] [--rounds R] [--clients 1,4]
-//                         [--phases loads,pipelined,commits] [--window W] [--rebuild] [--keep]
+//                         [--phases loads,pipelined,commits] [--window W] [--pin] [--rebuild] [--keep]
 //                         [--profile PHASE:CLIENTS]
 // The same Python-client workload against runzeo (ZEO's own server, from the oracle venv) and `zeo serve`, in
 // one run: both serve a fresh copy of one Data.fs (N objects, default 30,000, built once by Python's ZODB and
@@ -19,6 +19,9 @@
 // ratio's range over the runs, paired in run order), a second one for context (each server's CPU use over
 // the phase and its main thread's share, the clients' CPU per operation), and writes
 // bench/results/server-<timestamp>.json with every run.
+// --pin runs the servers on the last CPU and the clients on the others (taskset), as on separate machines:
+// on a small machine the clients' threads and the server's otherwise share CPUs, and where the kernel puts
+// the clients' threads changes their own speed from one server to the other.
 // --profile PHASE:CLIENTS (e.g. commits:1) instead runs only that phase, only against `node --cpu-prof zeo
 // serve`, and prints the server's top functions by self time over the phase's window (with the zeo-ts
 // function that called each of Node's), and by file; the profile is kept with --keep.
@@ -44,6 +47,9 @@ const ROUNDS = Number(arg('rounds') ?? 3);
 const CLIENTS = (arg('clients') ?? '1,4').split(',').map(Number);
 const WINDOW = Number(arg('window') ?? 32);
 const REBUILD = process.argv.includes('--rebuild');
+const PIN = process.argv.includes('--pin');
+const SERVER_CPUS = String(cpus().length - 1);
+const CLIENT_CPUS = `0-${Math.max(0, cpus().length - 2)}`;
 const KEEP = process.argv.includes('--keep');
 const PROFILE = arg('profile');
 /** client slots in the Data.fs: the most clients a phase can have */
@@ -99,8 +105,11 @@ interface RunningServer {
   logPath: string;
 }
 
-function python(args: string[], timeoutMs: number): string {
-  const r = spawnSync(oraclePython(), args, { encoding: 'utf8', timeout: timeoutMs, cwd: repoRoot });
+function python(args: string[], timeoutMs: number, pin = false): string {
+  const [cmd, argv] = pin
+    ? ['taskset', ['-c', CLIENT_CPUS, oraclePython(), ...args]]
+    : [oraclePython(), args];
+  const r = spawnSync(cmd, argv, { encoding: 'utf8', timeout: timeoutMs, cwd: repoRoot });
   if (r.error) throw new Error(`python ${args[0]}: ${r.error.message}`);
   if (r.status !== 0)
     throw new Error(`python ${args.slice(0, 2).join(' ')} failed (${r.status}):\n${r.stderr}`);
@@ -158,7 +167,9 @@ async function startServer(
     kind === 'runzeo'
       ? [oraclePython(), ['-m', 'ZEO.runzeo', '-C', conf]]
       : [process.execPath, [...nodeFlags, ZEO_BIN, 'serve', '-C', conf]];
-  const proc = spawn(cmd, args, { cwd: dir, stdio: ['ignore', fd, fd] });
+  const proc = PIN
+    ? spawn('taskset', ['-c', SERVER_CPUS, cmd, ...args], { cwd: dir, stdio: ['ignore', fd, fd] })
+    : spawn(cmd, args, { cwd: dir, stdio: ['ignore', fd, fd] });
   closeSync(fd);
   let exited: number | null = null;
   proc.on('exit', (code) => (exited = code ?? -1));
@@ -199,7 +210,7 @@ function runPhase(s: RunningServer, data: DataFs, phase: Phase, clients: number,
   };
   let out: string;
   try {
-    out = python([CLIENT_PY, 'run', JSON.stringify(args)], (SECONDS + 300) * 1000);
+    out = python([CLIENT_PY, 'run', JSON.stringify(args)], (SECONDS + 300) * 1000, PIN);
   } catch (e) {
     const tail = readFileSync(s.logPath, 'utf8').split('\n').slice(-30).join('\n');
     throw new Error(`${(e as Error).message}\n${s.kind} log (last lines):\n${tail}`, { cause: e });
@@ -388,8 +399,9 @@ async function main(): Promise<void> {
       `server: Python clients (ZEO ${versions.ZEO}) against runzeo and zeo serve, Data.fs of ` +
         `${data.objects.toLocaleString('en-US')} objects, ${SECONDS} s per phase after ${WARMUP} s of warm-up, ` +
         `median of ${ROUNDS} runs each (Node ${process.version}, Python ${versions.python}; ${cpus().length} ` +
-        `CPUs, load average ${load0.toFixed(1)} at start); ratio > 1: zeo-ts better (in parentheses: the ` +
-        `ratios of the runs, paired in order)`,
+        `CPUs${PIN ? `, servers on CPU ${SERVER_CPUS}, clients on ${CLIENT_CPUS}` : ''}, load average ` +
+        `${load0.toFixed(1)} at start); ratio > 1: zeo-ts better (in parentheses: the ratios of the runs, ` +
+        `paired in order)`,
       [
         'phase',
         'clients',
@@ -445,6 +457,7 @@ async function main(): Promise<void> {
       secondsPerPhase: SECONDS,
       warmupSeconds: WARMUP,
       rounds: ROUNDS,
+      pinned: PIN ? { servers: SERVER_CPUS, clients: CLIENT_CPUS } : null,
       pipelineWindow: WINDOW,
       results: results.map((r) => ({
         phase: r.phase,
