@@ -71,6 +71,12 @@ function ioError(op: string, path: string, position: number | null, length: numb
   });
 }
 
+/** The bytes a write call moved; moving none is an error naming the file and the offset. */
+function moved(path: string, at: number, n: number): number {
+  if (n <= 0) throw new FileIOError(`write ${path} at offset ${at}: wrote nothing`, path, at);
+  return n;
+}
+
 function checkRange(what: string, pos: number, length: number): void {
   if (!Number.isSafeInteger(pos) || pos < 0) throw new RangeError(`${what}: bad file position ${pos}`);
   if (!Number.isSafeInteger(length) || length < 0) throw new RangeError(`${what}: bad length ${length}`);
@@ -366,20 +372,14 @@ export class RandomAccessFile {
     if (pos + length > this.#end) this.#end = pos + length;
     this.cache?.invalidate(pos, pos + length);
     for (let done = 0; done < length;) {
+      const at = pos + done;
       let n: number;
       try {
-        n = writeSync(this.#fd, data, offset + done, length - done, pos + done);
+        n = writeSync(this.#fd, data, offset + done, length - done, at);
       } catch (e) {
-        throw ioError('write', this.path, pos + done, length - done, e);
+        throw ioError('write', this.path, at, length - done, e);
       }
-      if (n <= 0) {
-        throw new FileIOError(
-          `write ${this.path} at offset ${pos + done}: wrote nothing`,
-          this.path,
-          pos + done,
-        );
-      }
-      done += n;
+      done += moved(this.path, at, n);
     }
   }
 
@@ -389,20 +389,11 @@ export class RandomAccessFile {
     this.#enter();
     try {
       for (let done = 0; done < length;) {
-        let n: number;
-        try {
-          n = await this.#io.write(fd, data, offset + done, length - done, pos + done);
-        } catch (e) {
-          throw ioError('write', this.path, pos + done, length - done, e);
-        }
-        if (n <= 0) {
-          throw new FileIOError(
-            `write ${this.path} at offset ${pos + done}: wrote nothing`,
-            this.path,
-            pos + done,
-          );
-        }
-        done += n;
+        const at = pos + done;
+        const n = await this.#io.write(fd, data, offset + done, length - done, at).catch((e: unknown) => {
+          throw ioError('write', this.path, at, length - done, e);
+        });
+        done += moved(this.path, at, n);
       }
     } finally {
       this.#leave();

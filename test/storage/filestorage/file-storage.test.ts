@@ -902,6 +902,22 @@ function flushControl(): {
   };
 }
 
+/** A FileStorage in a temp dir over flushControl's system calls, released and closed after `fn`. */
+async function withFlushControl(
+  fn: (s: FileStorage, ctl: ReturnType<typeof flushControl>) => Promise<void>,
+): Promise<void> {
+  await withTempDir(async (dir) => {
+    const ctl = flushControl();
+    const s = await open(dir, { io: ctl.io });
+    try {
+      await fn(s, ctl);
+    } finally {
+      ctl.release();
+      await s.close();
+    }
+  });
+}
+
 /** Lets the event loop and the thread pool run a little. */
 const settle = async (): Promise<void> => {
   for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
@@ -974,133 +990,108 @@ describe("FileStorage: a commit's flush", () => {
   });
 
   it('an appended transaction: vote writes without a flush, finish clears the status and then flushes once', async () => {
-    await withTempDir(async (dir) => {
-      const ctl = flushControl();
-      const s = await open(dir, { io: ctl.io });
-      try {
-        const oid = await s.newOid();
-        const tpos = s.getSize();
-        ctl.hold();
-        const meta = new TransactionMetaData();
-        await s.tpcBegin(meta);
-        await s.store(oid, z64, minpo(1), meta);
-        await s.tpcVote(meta);
-        assert.equal(ctl.syncs(), 0, 'no flush at vote');
-        assert.equal(String.fromCharCode((await readFile(s.path))[tpos + 16]), 'c');
-        let finished = false;
-        const finishing = s.tpcFinish(meta).then((t) => {
-          finished = true;
-          return t;
-        });
-        await settle();
-        assert.equal(ctl.syncs(), 1, 'the flush has started');
-        assert.equal(finished, false, 'finish waits for the flush');
-        assert.equal(
-          String.fromCharCode((await readFile(s.path))[tpos + 16]),
-          ' ',
-          'cleared before the flush',
-        );
-        ctl.release();
-        const tid = await finishing;
-        assert.equal(ctl.syncs(), 1);
-        assert.equal(hex(s.lastTransaction()), hex(tid));
-        assert.equal(minpoValue((await s.load(oid)).data), 1);
-      } finally {
-        ctl.release();
-        await s.close();
-      }
+    await withFlushControl(async (s, ctl) => {
+      const oid = await s.newOid();
+      const tpos = s.getSize();
+      ctl.hold();
+      const meta = new TransactionMetaData();
+      await s.tpcBegin(meta);
+      await s.store(oid, z64, minpo(1), meta);
+      await s.tpcVote(meta);
+      assert.equal(ctl.syncs(), 0, 'no flush at vote');
+      assert.equal(String.fromCharCode((await readFile(s.path))[tpos + 16]), 'c');
+      let finished = false;
+      const finishing = s.tpcFinish(meta).then((t) => {
+        finished = true;
+        return t;
+      });
+      await settle();
+      assert.equal(ctl.syncs(), 1, 'the flush has started');
+      assert.equal(finished, false, 'finish waits for the flush');
+      assert.equal(String.fromCharCode((await readFile(s.path))[tpos + 16]), ' ', 'cleared before the flush');
+      ctl.release();
+      const tid = await finishing;
+      assert.equal(ctl.syncs(), 1);
+      assert.equal(hex(s.lastTransaction()), hex(tid));
+      assert.equal(minpoValue((await s.load(oid)).data), 1);
     });
   });
 
   it('over bytes an aborted transaction wrote: the vote flushes the data, finish clears the status only after it', async () => {
-    await withTempDir(async (dir) => {
-      const ctl = flushControl();
-      const s = await open(dir, { io: ctl.io });
-      try {
-        const oid = await s.newOid();
-        const tpos = s.getSize();
-        const aborted = new TransactionMetaData();
-        await s.tpcBegin(aborted);
-        await s.store(oid, z64, minpo(new Uint8Array(5_000)), aborted);
-        await s.tpcVote(aborted);
-        await s.tpcAbort(aborted);
-        assert.equal(s.getSize(), tpos);
-        assert.equal(ctl.syncs(), 0);
-        ctl.hold();
-        const meta = new TransactionMetaData();
-        await s.tpcBegin(meta);
-        await s.store(oid, z64, minpo(1), meta);
-        await s.tpcVote(meta); // (resolves with the flush held back)
-        assert.equal(ctl.syncs(), 1, "the data's flush has started");
-        let finished = false;
-        const finishing = s.tpcFinish(meta).then((t) => {
-          finished = true;
-          return t;
-        });
-        await settle();
-        assert.equal(finished, false, 'finish waits for the flush');
-        assert.equal(String.fromCharCode((await readFile(s.path))[tpos + 16]), 'c', 'not cleared yet');
-        ctl.release();
-        const tid = await finishing;
-        assert.equal(ctl.syncs(), 2, 'then the status is flushed');
-        assert.equal(String.fromCharCode((await readFile(s.path))[tpos + 16]), ' ');
-        assert.equal(hex(s.lastTransaction()), hex(tid));
-        assert.equal(minpoValue((await s.load(oid)).data), 1);
-        // a commit that starts before the aborted transaction's end flushes twice; the next ones, once
-        let n = ctl.syncs();
-        await commit(s, [[oid, minpo(new Uint8Array(6_000))]]);
-        assert.equal(ctl.syncs() - n, 2);
-        n = ctl.syncs();
-        await commit(s, [[oid, minpo(4)]]);
-        assert.equal(ctl.syncs() - n, 1);
-      } finally {
-        ctl.release();
-        await s.close();
-      }
+    await withFlushControl(async (s, ctl) => {
+      const oid = await s.newOid();
+      const tpos = s.getSize();
+      const aborted = new TransactionMetaData();
+      await s.tpcBegin(aborted);
+      await s.store(oid, z64, minpo(new Uint8Array(5_000)), aborted);
+      await s.tpcVote(aborted);
+      await s.tpcAbort(aborted);
+      assert.equal(s.getSize(), tpos);
+      assert.equal(ctl.syncs(), 0);
+      ctl.hold();
+      const meta = new TransactionMetaData();
+      await s.tpcBegin(meta);
+      await s.store(oid, z64, minpo(1), meta);
+      await s.tpcVote(meta); // (resolves with the flush held back)
+      assert.equal(ctl.syncs(), 1, "the data's flush has started");
+      let finished = false;
+      const finishing = s.tpcFinish(meta).then((t) => {
+        finished = true;
+        return t;
+      });
+      await settle();
+      assert.equal(finished, false, 'finish waits for the flush');
+      assert.equal(String.fromCharCode((await readFile(s.path))[tpos + 16]), 'c', 'not cleared yet');
+      ctl.release();
+      const tid = await finishing;
+      assert.equal(ctl.syncs(), 2, 'then the status is flushed');
+      assert.equal(String.fromCharCode((await readFile(s.path))[tpos + 16]), ' ');
+      assert.equal(hex(s.lastTransaction()), hex(tid));
+      assert.equal(minpoValue((await s.load(oid)).data), 1);
+      // a commit that starts before the aborted transaction's end flushes twice; the next ones, once
+      let n = ctl.syncs();
+      await commit(s, [[oid, minpo(new Uint8Array(6_000))]]);
+      assert.equal(ctl.syncs() - n, 2);
+      n = ctl.syncs();
+      await commit(s, [[oid, minpo(4)]]);
+      assert.equal(ctl.syncs() - n, 1);
     });
   });
 
   it('an abort waits for the flush in flight, failed or not, then truncates', async () => {
-    await withTempDir(async (dir) => {
-      const ctl = flushControl();
-      const s = await open(dir, { io: ctl.io });
-      try {
-        const oid = await s.newOid();
-        const tid = await commit(s, [[oid, minpo(1)]]);
-        const before = await readFile(s.path);
-        // a first aborted vote: the ones after it write over its bytes, and their votes flush
-        const first = new TransactionMetaData();
-        await s.tpcBegin(first);
-        await s.store(oid, tid, minpo(new Uint8Array(10_000)), first);
-        await s.tpcVote(first);
-        await s.tpcAbort(first);
-        for (const failing of [false, true]) {
-          ctl.hold();
-          ctl.fail(failing);
-          const meta = new TransactionMetaData();
-          await s.tpcBegin(meta);
-          await s.store(oid, tid, minpo(new Uint8Array(10_000)), meta);
-          await s.tpcVote(meta);
-          let aborted = false;
-          const aborting = s.tpcAbort(meta).then(() => {
-            aborted = true;
-          });
-          await settle();
-          assert.equal(aborted, false, 'the abort waits for the flush');
-          assert.ok((await stat(s.path)).size > before.length, 'not truncated under the flush');
-          ctl.release();
-          await aborting;
-          assert.ok((await readFile(s.path)).equals(before), `failing flush: ${failing}`);
-          ctl.fail(false);
-        }
-        // the storage goes on committing
-        const tid2 = await commit(s, [[oid, minpo(2)]]);
-        assert.equal(minpoValue((await s.load(oid)).data), 2);
-        assert.equal(hex((await s.loadBefore(oid, tid2))!.start), hex(tid));
-      } finally {
+    await withFlushControl(async (s, ctl) => {
+      const oid = await s.newOid();
+      const tid = await commit(s, [[oid, minpo(1)]]);
+      const before = await readFile(s.path);
+      // a first aborted vote: the ones after it write over its bytes, and their votes flush
+      const first = new TransactionMetaData();
+      await s.tpcBegin(first);
+      await s.store(oid, tid, minpo(new Uint8Array(10_000)), first);
+      await s.tpcVote(first);
+      await s.tpcAbort(first);
+      for (const failing of [false, true]) {
+        ctl.hold();
+        ctl.fail(failing);
+        const meta = new TransactionMetaData();
+        await s.tpcBegin(meta);
+        await s.store(oid, tid, minpo(new Uint8Array(10_000)), meta);
+        await s.tpcVote(meta);
+        let aborted = false;
+        const aborting = s.tpcAbort(meta).then(() => {
+          aborted = true;
+        });
+        await settle();
+        assert.equal(aborted, false, 'the abort waits for the flush');
+        assert.ok((await stat(s.path)).size > before.length, 'not truncated under the flush');
         ctl.release();
-        await s.close();
+        await aborting;
+        assert.ok((await readFile(s.path)).equals(before), `failing flush: ${failing}`);
+        ctl.fail(false);
       }
+      // the storage goes on committing
+      const tid2 = await commit(s, [[oid, minpo(2)]]);
+      assert.equal(minpoValue((await s.load(oid)).data), 2);
+      assert.equal(hex((await s.loadBefore(oid, tid2))!.start), hex(tid));
     });
   });
 
