@@ -260,11 +260,33 @@ function formatSeconds(units: number): string {
   return `${whole}.${frac}`.padStart(9, '0');
 }
 
+let anchorWall = Date.now();
+let anchorMono = performance.now();
+
+/**
+ * Milliseconds since the epoch with the sub-millisecond part Python's time.time() has and Date.now() lacks:
+ * the monotonic clock, anchored to the wall clock and kept within its millisecond (re-anchored when the wall
+ * clock jumps ahead). ZODB stamps a transaction with time.time(): with whole milliseconds, a commit made just
+ * after a client read the time (a pack time, say) could get a tid before it.
+ */
+export function preciseNow(): number {
+  const mono = performance.now();
+  const wall = Date.now();
+  const t = anchorWall + (mono - anchorMono);
+  if (t < wall) {
+    anchorWall = wall;
+    anchorMono = mono;
+    return wall;
+  }
+  // (the monotonic clock ran ahead of a wall clock set back or slowed: wait for the wall clock)
+  return t < wall + 1 ? t : wall + 0.999;
+}
+
 /**
  * ZODB.utils.newTid: the tid for a transaction starting at `now` (milliseconds since the epoch, as Date.now()),
  * made later than `last` when the clock gives one that is not.
  */
-export function newTid(last: Tid | null, now: number = Date.now()): Tid {
+export function newTid(last: Tid | null, now: number = preciseNow()): Tid {
   let ts = TimeStamp.fromTime(now / 1000);
   if (last !== null) ts = ts.laterThan(new TimeStamp(last));
   return ts.raw();

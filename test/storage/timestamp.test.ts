@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { idHex, p64 } from '../../src/storage/ids.js';
-import { newTid, TimeStamp } from '../../src/storage/timestamp.js';
+import { newTid, preciseNow, tidTime, TimeStamp } from '../../src/storage/timestamp.js';
 import { interopTest } from '../helpers/oracle.js';
 
 /** A small deterministic PRNG (mulberry32), so a failure replays. */
@@ -70,6 +70,25 @@ test('newTid is later than the last tid even when the clock is behind', () => {
   assert.equal(BigInt('0x' + idHex(second)), BigInt('0x' + idHex(first)) + 1n);
   const future = new TimeStamp(2030, 1, 1).raw();
   assert.equal(idHex(newTid(future, now)), hex(p64(BigInt('0x' + hex(future)) + 1n)));
+});
+
+test('preciseNow: the wall clock with sub-millisecond resolution, and new tids after a time just read', () => {
+  const values: number[] = [];
+  for (let i = 0; i < 2000; i++) {
+    const before = Date.now();
+    const t = preciseNow();
+    const after = Date.now();
+    assert.ok(t >= before && t < after + 1, `${t} outside [${before}, ${after + 1})`);
+    values.push(t);
+  }
+  const ms = new Set(values.map(Math.floor));
+  assert.ok(new Set(values).size > ms.size, 'values within a millisecond differ');
+  // a tid made after a time was read (as a client's pack time) is later than it, also within its millisecond
+  for (let i = 0; i < 200; i++) {
+    const read = preciseNow();
+    while (preciseNow() === read);
+    assert.ok(tidTime(newTid(null)) * 1000 > read - 0.001, 'a new tid is not before a time read earlier');
+  }
 });
 
 test('bad dates are refused as the C TimeStamp refuses them', () => {

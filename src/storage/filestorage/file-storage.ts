@@ -76,7 +76,7 @@ import type {
   UndoLogEntry,
   UndoResult,
 } from '../interfaces.js';
-import { newTid, tidTime, TimeStamp } from '../timestamp.js';
+import { newTid, preciseNow, tidTime, TimeStamp } from '../timestamp.js';
 import {
   MIN_CACHE_BYTES,
   RandomAccessFile,
@@ -152,7 +152,7 @@ export interface FileStorageOptions {
    * none): a bound on all of its memory, table and slabs
    */
   cacheBytes?: number;
-  /** the clock for new tids, in milliseconds since the epoch (default Date.now) */
+  /** the clock for new tids, in milliseconds since the epoch (default preciseNow: Date.now with microseconds) */
   clock?: () => number;
   /** the data file's system calls (tests: a failing fdatasync, say) */
   io?: PositionalIO;
@@ -733,7 +733,7 @@ export class FileStorage implements Storage {
     this.quota = options.quotaBytes ?? null;
     this.doFsync = options.fsync ?? true;
     this.spillThreshold = options.spillThreshold ?? DEFAULT_SPILL;
-    this.clock = options.clock ?? Date.now;
+    this.clock = options.clock ?? preciseNow;
     this.io = options.io;
     this.packGc = options.packGc ?? true;
     this.packKeepOld = options.packKeepOld ?? true;

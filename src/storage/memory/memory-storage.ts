@@ -32,7 +32,7 @@ import type {
   UndoLogEntry,
   UndoResult,
 } from '../interfaces.js';
-import { newTid, tidTime, TimeStamp } from '../timestamp.js';
+import { newTid, preciseNow, tidTime, TimeStamp } from '../timestamp.js';
 
 /** One revision of an object. */
 interface Revision {
@@ -173,7 +173,7 @@ export interface MemoryStorageOptions {
   resolver?: ConflictResolver | null;
   /** the database to open; default a new, empty one */
   data?: MemoryStorageData;
-  /** the clock for new tids, in milliseconds since the epoch; default Date.now */
+  /** the clock for new tids, in milliseconds since the epoch; default preciseNow (Date.now with microseconds) */
   clock?: () => number;
 }
 
@@ -195,7 +195,7 @@ export class MemoryStorage implements Storage {
     this.readOnly = options.readOnly ?? false;
     this.resolver = options.resolver ?? null;
     this.data = options.data ?? new MemoryStorageData();
-    this.clock = options.clock ?? Date.now;
+    this.clock = options.clock ?? preciseNow;
   }
 
   // ------------------------------------------------------------------------------------------------------
