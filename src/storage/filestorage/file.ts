@@ -403,9 +403,9 @@ export class RandomAccessFile {
   /**
    * write() and datasync() in one: the data (and the size, when it grows the file) are on disk when this
    * resolves. Through a second descriptor opened with O_DSYNC where the system has it, so the write and the
-   * flush are one request to the thread pool instead of two (a commit's status byte goes this way); else a
-   * write then an fdatasync. Either way the flush covers the bytes written here; other unflushed writes to the
-   * file may need a datasync() of their own.
+   * flush are one request to the thread pool instead of two (a new Data.fs's header goes this way); else a
+   * write then an fdatasync. Either way the flush covers only the bytes written here (O_DSYNC flushes the
+   * range written): other unflushed writes to the file need a datasync() of their own.
    */
   async writeDurable(
     pos: number,
