@@ -122,7 +122,7 @@ export function defaultConfig(env: NodeJS.ProcessEnv = process.env): ServerConfi
     clientConflictResolution: false,
     msgpack: !!env.ZEO_MSGPACK,
     ssl: null,
-    storages: [fileStorageFromCommandLine('1', './var/Data.fs')],
+    storages: [fileStorageDefaults('1', './var/Data.fs')],
     eventlog: null,
     sources: { address: 'default', msgpack: env.ZEO_MSGPACK ? 'ZEO_MSGPACK' : 'default' },
   };
@@ -1412,8 +1412,8 @@ function parse(
   return toServerConfig(top.finish(st.cx), env, withStorages);
 }
 
-function fileStorageFromCommandLine(name: string, path: string): StorageConfig {
-  // runzeo's -f: a FileStorage with ZODB's defaults (no blobs; the path is not checked)
+/** A FileStorage with ZODB's defaults (no blobs; the path is not checked), as runzeo's -f makes one. */
+export function fileStorageDefaults(name: string, path: string): StorageConfig {
   return {
     kind: 'filestorage',
     name,
@@ -1479,7 +1479,7 @@ export function serveOptionsToConfig(
     sources.address = '-a';
   }
   if (opts.filename?.length) {
-    config.storages = opts.filename.map((f, i) => fileStorageFromCommandLine(String(i + 1), f));
+    config.storages = opts.filename.map((f, i) => fileStorageDefaults(String(i + 1), f));
   }
   if (opts.timeout !== undefined) {
     try {

@@ -4,7 +4,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { StorageConfig } from '../../src/server/config.js';
+import { fileStorageDefaults, type StorageConfig } from '../../src/server/config.js';
 import type { ConnectionLimits } from '../../src/server/connection.js';
 import { createLogger } from '../../src/server/log.js';
 import { openStorages } from '../../src/server/open-storages.js';
@@ -46,16 +46,8 @@ export function fileStorageConfig(
   extra: Partial<StorageConfig> = {},
 ): StorageConfig {
   return {
-    kind: 'filestorage',
-    name,
-    path: join(dir, name === '1' ? 'Data.fs' : `${name}.fs`),
+    ...fileStorageDefaults(name, join(dir, name === '1' ? 'Data.fs' : `${name}.fs`)),
     blobDir: join(dir, name === '1' ? 'blobs' : `${name}-blobs`),
-    create: false,
-    readOnly: false,
-    quota: null,
-    packGc: true,
-    packKeepOld: true,
-    zlib: false,
     ...extra,
   } as StorageConfig;
 }

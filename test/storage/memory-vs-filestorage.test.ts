@@ -11,22 +11,12 @@ import { MemoryStorage } from '../../src/storage/memory/memory-storage.js';
 import { TimeStamp } from '../../src/storage/timestamp.js';
 import { interopTest } from '../helpers/oracle.js';
 import { objectRecord } from './contract/helpers.js';
+import { mulberry32 } from '../helpers/prng.js';
 
 type Op =
   | { op: 'commit'; tid: string; desc: string; stores: Array<[number, string | null]> }
   | { op: 'undo'; tid: string; pick: number }
   | { op: 'pack'; t: number };
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const OIDS: Oid[] = [z64, ...[1, 2, 3, 4, 5, 6].map((n) => p64(n))];
 const BASE = Date.UTC(2020, 0, 1) / 1000;
@@ -45,7 +35,7 @@ function record(refs: number[], value: number): string {
 }
 
 function generate(seed: number, n: number): Op[] {
-  const r = rng(seed);
+  const r = mulberry32(seed);
   const ops: Op[] = [];
   for (let i = 0; i < n; i++) {
     const tid = hex(TimeStamp.fromTime(BASE + i).raw());

@@ -5,18 +5,7 @@ import { test } from 'node:test';
 import { idHex, p64 } from '../../src/storage/ids.js';
 import { newTid, preciseNow, tidTime, TimeStamp } from '../../src/storage/timestamp.js';
 import { interopTest } from '../helpers/oracle.js';
-
-/** A small deterministic PRNG (mulberry32), so a failure replays. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from '../helpers/prng.js';
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 const BIAS = 60 / 2 ** 32;
@@ -102,7 +91,7 @@ test('bad dates are refused as the C TimeStamp refuses them', () => {
 
 /** Dates: random ones, and the edges of minutes, days, months and years, leap and not. */
 function dateCases(): DateArgs[] {
-  const r = rng(20240229);
+  const r = mulberry32(20240229);
   const cases: DateArgs[] = [];
   const secondsEdges = [
     0,
@@ -161,7 +150,7 @@ function dateCases(): DateArgs[] {
 
 /** Raw tids: random bytes, and seconds parts at their edges (all ones: laterThan's carry). */
 function rawCases(): string[] {
-  const r = rng(4242);
+  const r = mulberry32(4242);
   const out: string[] = [];
   const byte = (): string =>
     Math.floor(r() * 256)
@@ -196,7 +185,7 @@ function rawCases(): string[] {
 
 /** Times in milliseconds: random across 1900-2200 and the last moments of minutes, days, months and years. */
 function timeCases(): number[] {
-  const r = rng(77);
+  const r = mulberry32(77);
   const out: number[] = [];
   for (let i = 0; i < 1500; i++) out.push(Math.floor(Date.UTC(1900, 0, 1) + r() * 300 * 365.25 * 86400e3));
   for (const [y, mo, d] of [
@@ -243,7 +232,7 @@ for y, mo, d, h, mi, s in args:
 
 interopTest('raw tids: accessors, str, repr, timeTime() and laterThan agree with Python', async (oracle) => {
   const raws = rawCases();
-  const r = rng(99);
+  const r = mulberry32(99);
   // laterThan against the next raw (often earlier, often later), itself, and its predecessor
   const pairs: Array<[string, string]> = [];
   for (let i = 0; i < raws.length; i++) {
@@ -303,7 +292,7 @@ interopTest(
   'newTid(last, now) is ZODB.utils.newTid at that time; fromTime is pack()s conversion',
   async (oracle) => {
     const times = timeCases();
-    const r = rng(5);
+    const r = mulberry32(5);
     const lasts: Array<string | null> = times.map((ms, i) => {
       const pick = i % 4;
       if (pick === 0) return null;

@@ -12,26 +12,14 @@ import { POSKeyError } from '../../../src/storage/errors.js';
 import { FileStorage } from '../../../src/storage/filestorage/file-storage.js';
 import { p64, z64, type Oid, type Tid } from '../../../src/storage/ids.js';
 import { TransactionMetaData } from '../../../src/storage/interfaces.js';
+import { xorshift32 } from '../../helpers/prng.js';
 
 /** The objects the crash test writes: oids 1 to OBJECTS. */
 export const OBJECTS = 24;
 
-/** A small deterministic generator (xorshift32), so a commit's bytes depend on its number alone. */
-function rng(seed: number): () => number {
-  let x = seed ^ 0x9e3779b9 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
-}
-
 /** The records of commit n: oid number -> data. Every 7th commit writes a large record (a longer write). */
 export function crashPlan(n: number): Array<{ oid: number; data: Buffer }> {
-  const r = rng(n + 1);
+  const r = xorshift32((n + 1) ^ 0x9e3779b9);
   const count = 1 + (r() % 4);
   const oids = new Set<number>();
   while (oids.size < count) oids.add(1 + (r() % OBJECTS));

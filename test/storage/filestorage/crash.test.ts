@@ -23,22 +23,11 @@ import { p64 } from '../../../src/storage/ids.js';
 import { interopDisabled, Oracle } from '../../helpers/oracle.js';
 import { crashPlan, OBJECTS } from './crash-child.js';
 import { withTempDir } from './fs-oracle.js';
+import { xorshift32 } from '../../helpers/prng.js';
 
 const CHILD = fileURLToPath(new URL('./crash-child.js', import.meta.url));
 const KILLS = Number(process.env.ZEO_TS_CRASH_KILLS ?? 50);
 const PYTHON_EVERY = 5;
-
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 0x100000000;
-  };
-}
 
 interface Round {
   acks: Array<{ n: number; tid: string }>;
@@ -209,7 +198,8 @@ test(
   async (t) => {
     const seed = Number(process.env.ZEO_TS_CRASH_SEED ?? Math.floor(Math.random() * 2 ** 31));
     t.diagnostic(`seed ${seed} (ZEO_TS_CRASH_SEED replays it)`);
-    const random = rng(seed);
+    const next = xorshift32(seed);
+    const random = (): number => next() / 0x100000000;
     const oracle = interopDisabled ? null : new Oracle();
     try {
       await withTempDir(async (dir) => {

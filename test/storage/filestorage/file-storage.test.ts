@@ -34,24 +34,13 @@ import { TransactionMetaData, type Storage } from '../../../src/storage/interfac
 import { fixturesDir } from '../../helpers/corpus.js';
 import { interopTest, type Oracle } from '../../helpers/oracle.js';
 import { mappingRecord, minpo, minpoValue, ref } from '../contract/helpers.js';
+import { mulberry32 } from '../../helpers/prng.js';
 import { hex, pyOpen, withTempDir } from './fs-oracle.js';
 
 const sha = (d: Uint8Array | null): string | null =>
   d === null ? null : createHash('sha1').update(d).digest('hex');
 const errName = (e: unknown): string => '!' + (e as Error).name;
 const utf8 = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'utf8'));
-
-/** mulberry32: a small seeded PRNG, so our workload is the same on every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // ---------------------------------------------------------------------------------------------------------
 // every read answer, from Python's FileStorage and from ours, in one JSON shape
@@ -425,7 +414,7 @@ async function undo(s: FileStorage, id: Uint8Array, description = 'undo'): Promi
 
 /** Our workload: the churn one, written through our API, with references from the root for fsrefs. */
 async function buildOurs(s: FileStorage, seed: number): Promise<void> {
-  const rnd = prng(seed);
+  const rnd = mulberry32(seed);
   const pick = (n: number): number => Math.floor(rnd() * n);
   const objs: Oid[] = [];
   for (let i = 0; i < 24; i++) objs.push(await s.newOid());

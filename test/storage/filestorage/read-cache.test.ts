@@ -18,18 +18,7 @@ import { TransactionMetaData } from '../../../src/storage/interfaces.js';
 import { tidTime } from '../../../src/storage/timestamp.js';
 import { encodeUndoId } from '../../../src/storage/undo-log.js';
 import { withTempDir } from './fs-oracle.js';
-
-/** mulberry32: a small seeded PRNG. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from '../../helpers/prng.js';
 
 function bytesFor(pos: number, len: number, salt = 0): Buffer {
   const b = Buffer.alloc(len);
@@ -62,7 +51,7 @@ describe('ReadCache', () => {
 
   it('against a model: hits are exactly what was put and not invalidated since; memory stays bounded', () => {
     for (const capacity of [MIN_CACHE_BYTES, 256 << 10, 2 << 20]) {
-      const rnd = prng(capacity);
+      const rnd = mulberry32(capacity);
       const c = new ReadCache(capacity);
       /** position -> length of what was put there (and may still be cached) */
       const model = new Map<number, number>();
@@ -203,7 +192,7 @@ async function answers(s: FileStorage, oids: Oid[], tids: Tid[]): Promise<unknow
 describe('FileStorage with its read cache', () => {
   it('answers every read as a storage without one, through commits, aborts, undos, packs, reopens', async () => {
     await withTempDir(async (dir) => {
-      const rnd = prng(42);
+      const rnd = mulberry32(42);
       const clock = (): (() => number) => {
         let t = 1.7e12;
         return () => (t += 1500);
