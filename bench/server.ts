@@ -1,6 +1,6 @@
 // npm run bench -- server [--objects N] [--seconds S] [--warmup S] [--rounds R] [--clients 1,4]
-//                         [--phases loads,pipelined,commits] [--window W] [--pin] [--rebuild] [--keep]
-//                         [--profile PHASE:CLIENTS]
+//                         [--phases loads,pipelined,commits] [--window W] [--placement clients|free|split]
+//                         [--pin] [--rebuild] [--keep] [--profile PHASE:CLIENTS]
 // The same Python-client workload against runzeo (ZEO's own server, from the oracle venv) and `zeo serve`, in
 // one run: both serve a fresh copy of one Data.fs (N objects, default 30,000, built once by Python's ZODB and
 // kept in the system's temp directory; --rebuild builds it again) with the same zeo.conf shape, both at their
@@ -19,9 +19,18 @@
 // ratio's range over the runs, paired in run order), a second one for context (each server's CPU use over
 // the phase and its main thread's share, the clients' CPU per operation), and writes
 // bench/results/server-<timestamp>.json with every run.
-// --pin runs the servers on the last CPU and the clients on the others (taskset), as on separate machines:
-// on a small machine the clients' threads and the server's otherwise share CPUs, and where the kernel puts
-// the clients' threads changes their own speed from one server to the other.
+// --placement says where the processes run. The clients and the servers share this machine's CPUs, and a
+// Python ZEO client is two threads (the application's and its asyncio IO thread) that hand the GIL to each
+// other several times per operation: on one CPU each handoff is a context switch, across two (on a VM) an
+// inter-processor wake-up of tens of µs. Where the kernel puts the client's threads follows how often the
+// server's CPU is idle when they wake, so left free it measures the client's placement more than the server:
+// against a server that goes idle sooner, the client's main thread lands beside it, and its commits cost the
+// client ~100 µs more CPU (perf sched shows the split).
+//   clients (default): each client process kept on one CPU (sched_setaffinity, before its IO thread starts;
+//     client i on CPU i mod N), the servers free: a client is GIL-bound and uses one CPU's worth anyway;
+//   free: nothing pinned (the kernel decides, as before; the figures then vary with the placement);
+//   split (or --pin): the servers on the last CPU and the clients on the others (taskset), as on separate
+//     machines.
 // --profile PHASE:CLIENTS (e.g. commits:1) instead runs only that phase, only against `node --cpu-prof zeo
 // serve`, and prints the server's top functions by self time over the phase's window (with the zeo-ts
 // function that called each of Node's), and by file; the profile is kept with --keep.
@@ -47,9 +56,22 @@ const ROUNDS = Number(arg('rounds') ?? 3);
 const CLIENTS = (arg('clients') ?? '1,4').split(',').map(Number);
 const WINDOW = Number(arg('window') ?? 32);
 const REBUILD = process.argv.includes('--rebuild');
-const PIN = process.argv.includes('--pin');
+type Placement = 'clients' | 'free' | 'split';
+const PLACEMENT: Placement = process.argv.includes('--pin')
+  ? 'split'
+  : ((arg('placement') ?? 'clients') as Placement);
+if (!['clients', 'free', 'split'].includes(PLACEMENT))
+  throw new Error(`--placement clients|free|split, not ${PLACEMENT}`);
+const PIN = PLACEMENT === 'split';
 const SERVER_CPUS = String(cpus().length - 1);
 const CLIENT_CPUS = `0-${Math.max(0, cpus().length - 2)}`;
+/** --placement clients: the CPU of each client process, in turn */
+const EACH_CLIENT_CPUS = PLACEMENT === 'clients' ? cpus().map((_, i) => i) : null;
+const PLACEMENT_TEXT = {
+  clients: 'each client process on one CPU, the servers free',
+  free: 'nothing pinned',
+  split: `servers on CPU ${SERVER_CPUS}, clients on ${CLIENT_CPUS}`,
+}[PLACEMENT];
 const KEEP = process.argv.includes('--keep');
 const PROFILE = arg('profile');
 /** client slots in the Data.fs: the most clients a phase can have */
@@ -207,6 +229,7 @@ function runPhase(s: RunningServer, data: DataFs, phase: Phase, clients: number,
     maxOid: data.maxOid,
     window: WINDOW,
     seed,
+    clientCpus: EACH_CLIENT_CPUS,
   };
   let out: string;
   try {
@@ -399,7 +422,7 @@ async function main(): Promise<void> {
       `server: Python clients (ZEO ${versions.ZEO}) against runzeo and zeo serve, Data.fs of ` +
         `${data.objects.toLocaleString('en-US')} objects, ${SECONDS} s per phase after ${WARMUP} s of warm-up, ` +
         `median of ${ROUNDS} runs each (Node ${process.version}, Python ${versions.python}; ${cpus().length} ` +
-        `CPUs${PIN ? `, servers on CPU ${SERVER_CPUS}, clients on ${CLIENT_CPUS}` : ''}, load average ` +
+        `CPUs, ${PLACEMENT_TEXT}; load average ` +
         `${load0.toFixed(1)} at start); ratio > 1: zeo-ts better (in parentheses: the ratios of the runs, ` +
         `paired in order)`,
       [
@@ -457,7 +480,9 @@ async function main(): Promise<void> {
       secondsPerPhase: SECONDS,
       warmupSeconds: WARMUP,
       rounds: ROUNDS,
+      placement: PLACEMENT,
       pinned: PIN ? { servers: SERVER_CPUS, clients: CLIENT_CPUS } : null,
+      clientCpus: EACH_CLIENT_CPUS,
       pipelineWindow: WINDOW,
       results: results.map((r) => ({
         phase: r.phase,
