@@ -107,6 +107,12 @@ interface ActiveTransaction {
   serials: Oid[];
   /** the last vote returned conflicts: the commit lock stays ours until the client votes again */
   resolving: boolean;
+  /**
+   * the first bad argument of a one-way call that adds to the transaction (a str where bytes go): the vote
+   * fails with it. The reference logs these calls unchecked and fails the vote, keeping the connection; a
+   * one-way call's own error could only close it.
+   */
+  badArgument: PythonError | null;
 }
 
 const MAX_ITERATORS = 1000;
@@ -304,6 +310,7 @@ export class Session implements StorageClient {
       invalidated: [],
       serials: [],
       resolving: false,
+      badArgument: null,
     };
     this.storage.stats.activeTxns++;
   }
@@ -311,7 +318,18 @@ export class Session implements StorageClient {
   storea(oid: PickleValue, serial: PickleValue, data: PickleValue, id: PickleValue): void {
     this.checkTid(id, true);
     this.storage.stats.stores++;
-    this.txn!.log.store(oidArg(oid), serialArg(serial), bytesArg(data));
+    const t = this.txn!;
+    this.checkArguments(t, () => t.log.store(oidArg(oid), serialArg(serial), bytesArg(data)));
+  }
+
+  /** Runs a one-way call's conversions; a bad argument fails the transaction's vote (see badArgument). */
+  private checkArguments(t: ActiveTransaction, add: () => void): void {
+    try {
+      add();
+    } catch (e) {
+      if (!(e instanceof PythonError)) throw e;
+      t.badArgument ??= e;
+    }
   }
 
   restorea(
@@ -323,28 +341,34 @@ export class Session implements StorageClient {
   ): void {
     this.checkTid(id, true);
     this.storage.stats.stores++;
-    this.txn!.log.restore(
-      oidArg(oid),
-      oidArg(serial),
-      data === null ? null : bytesArg(data),
-      prevTxn === null ? null : oidArg(prevTxn),
+    const t = this.txn!;
+    this.checkArguments(t, () =>
+      t.log.restore(
+        oidArg(oid),
+        oidArg(serial),
+        data === null ? null : bytesArg(data),
+        prevTxn === null ? null : oidArg(prevTxn),
+      ),
     );
   }
 
   deleteObject(oid: PickleValue, serial: PickleValue, id: PickleValue): void {
     this.checkTid(id, true);
     this.storage.stats.stores++;
-    this.txn!.log.delete(oidArg(oid), serialArg(serial));
+    const t = this.txn!;
+    this.checkArguments(t, () => t.log.delete(oidArg(oid), serialArg(serial)));
   }
 
   checkCurrentSerialInTransaction(oid: PickleValue, serial: PickleValue, id: PickleValue): void {
     this.checkTid(id, true);
-    this.txn!.log.checkread(oidArg(oid), serialArg(serial));
+    const t = this.txn!;
+    this.checkArguments(t, () => t.log.checkread(oidArg(oid), serialArg(serial)));
   }
 
   undoa(undoId: PickleValue, id: PickleValue): void {
     this.checkTid(id, true);
-    this.txn!.log.undo(bytesArg(undoId));
+    const t = this.txn!;
+    this.checkArguments(t, () => t.log.undo(bytesArg(undoId)));
   }
 
   storeBlobStart(): void {
@@ -379,13 +403,17 @@ export class Session implements StorageClient {
     if (!up) throw new PythonError('builtins.TypeError', tuple('storeBlobEnd without storeBlobStart'));
     this.blobUpload = null;
     const t = this.txn!;
-    const entry = { oid: oidArg(oid), serial: serialArg(serial), data: bytesArg(data), file: up.file };
-    // listed now, so a transaction ended while the file is being closed still removes it
-    t.blobs.push(entry);
+    let stored = false;
+    this.checkArguments(t, () => {
+      // listed now, so a transaction ended while the file is being closed still removes it
+      t.blobs.push({ oid: oidArg(oid), serial: serialArg(serial), data: bytesArg(data), file: up.file });
+      stored = true;
+    });
     // one-way calls run concurrently: the vote that follows must wait until the file is whole
     const done = (async () => {
       await up.chain;
       await (await up.handle).close();
+      if (!stored) await rm(up.file, { force: true });
     })();
     t.uploads.push(done.catch(() => {}));
     await done;
@@ -411,12 +439,15 @@ export class Session implements StorageClient {
     const blobs = this.storage.storage as { blobDirectory?: { oidPath(oid: Oid): string } | null };
     if (!blobs.blobDirectory)
       throw new PythonError('builtins.AttributeError', tuple('storage has no blob directory'));
-    const o = oidArg(oid);
-    this.txn!.blobs.push({
-      oid: o,
-      serial: serialArg(serial),
-      data: bytesArg(data),
-      file: join(blobs.blobDirectory.oidPath(o), basename(name)),
+    const t = this.txn!;
+    this.checkArguments(t, () => {
+      const o = oidArg(oid);
+      t.blobs.push({
+        oid: o,
+        serial: serialArg(serial),
+        data: bytesArg(data),
+        file: join(blobs.blobDirectory!.oidPath(o), basename(name)),
+      });
     });
   }
 
@@ -434,6 +465,11 @@ export class Session implements StorageClient {
     this.checkTid(id, true);
     const served = this.storage;
     const t = this.txn!;
+    if (t.badArgument) {
+      // as the reference's vote fails on the stored call: the transaction ends, the connection stays
+      const e = t.badArgument;
+      return this.clearTransaction().then(() => Promise.reject(e));
+    }
     if (t.resolving && served.lock.locked === this) {
       // the re-vote after resolving conflicts: still holding the lock, so nothing changed meanwhile
       t.resolving = false;

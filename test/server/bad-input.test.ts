@@ -2,10 +2,15 @@
 // every other client keeps working; committed data is never lost.
 
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { tuple, type PickleValue } from '../../src/pickle/index.js';
 import { p64, u64, z64 } from '../../src/storage/ids.js';
+import { interopTest } from '../helpers/oracle.js';
 import { RawClient, ServerError } from '../helpers/raw-client.js';
+import { freePort, ServerProcess } from '../helpers/server-process.js';
 import { startServer, type TestServer } from '../helpers/server-fixture.js';
 
 const TXN = 139897414211984;
@@ -313,3 +318,63 @@ describe('bad input', () => {
     await othersStillServed();
   });
 });
+
+/**
+ * The one-way store calls with a str where bytes go (ZEO's own checkTransactionBufferCleanup stores data 'foo'
+ * and aborts): runzeo logs them unchecked and its vote fails on them with a TypeError reply, keeping the
+ * connection; the same sequence against both servers.
+ */
+interopTest(
+  'a str where a store call takes bytes: the vote fails with a TypeError, the connection stays, as runzeo',
+  async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'zeo-ts-bad-argument-'));
+    const runzeoPort = await freePort();
+    const conf = join(dir, 'zeo.conf');
+    writeFileSync(
+      conf,
+      `<zeo>\n  address 127.0.0.1:${runzeoPort}\n</zeo>\n<filestorage 1>\n  path ${join(dir, 'Data.fs')}\n</filestorage>\n`,
+    );
+    const runzeo = new ServerProcess({ kind: 'runzeo', conf, cwd: dir });
+    const ours = await startServer();
+    try {
+      const sequence = async (address: TestServer['address']): Promise<PickleValue[]> => {
+        const c = await RawClient.open(address);
+        try {
+          const seen: PickleValue[] = [];
+          for (const [name, args] of [
+            ['storea', [z64, z64, 'foo']],
+            ['undoa', ['not bytes']],
+          ] as Array<[string, PickleValue[]]>) {
+            c.sendAsync('tpc_begin', [TXN, new Uint8Array(0), new Uint8Array(0), new Map(), null, ' ']);
+            c.sendAsync(name, [...args, TXN]);
+            await assert.rejects(c.call('vote', [TXN]), (e: ServerError) => {
+              seen.push(`${name}: ${e.className}`);
+              return true;
+            });
+            seen.push(await c.call('tpc_abort', [TXN]));
+          }
+          // the connection is still served, and nothing was committed
+          seen.push(Buffer.from((await c.call('lastTransaction', [])) as Uint8Array).toString('hex'));
+          assert.equal(c.closed, false);
+          return seen;
+        } finally {
+          c.close();
+        }
+      };
+      const expected = [
+        'storea: builtins.TypeError',
+        null,
+        'undoa: builtins.TypeError',
+        null,
+        '0000000000000000',
+      ];
+      assert.deepEqual(await sequence({ host: '127.0.0.1', port: await runzeo.port(30_000) }), expected);
+      assert.deepEqual(await sequence(ours.address), expected);
+      assert.equal(ours.server.storages.get('1')!.status().get('active_txns'), 0);
+    } finally {
+      await ours.stop();
+      await runzeo.stop().catch(() => runzeo.kill());
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
