@@ -11,6 +11,7 @@ import { p64, u64, z64 } from '../../src/storage/ids.js';
 import { interopTest } from '../helpers/oracle.js';
 import { RawClient, ServerError } from '../helpers/raw-client.js';
 import { freePort, ServerProcess } from '../helpers/server-process.js';
+import { waitUntil } from '../helpers/wait.js';
 import { startServer, type TestServer } from '../helpers/server-fixture.js';
 
 const TXN = 139897414211984;
@@ -238,8 +239,7 @@ describe('bad input', () => {
     await c.call('vote', [11]);
     // the good client votes behind it
     const pending = commitRoot(good, rootTid, 12);
-    await new Promise((r) => setTimeout(r, 50));
-    assert.equal(s.server.storages.get('1')!.status().get('waiting'), 1);
+    await waitUntil(() => s.server.storages.get('1')!.status().get('waiting') === 1, 'the good vote waits');
     c.close();
     lastTid = rootTid = await pending;
     await othersStillServed();

@@ -21,6 +21,7 @@ import {
   stopLeftovers,
   withTimeout,
 } from '../helpers/server-process.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const root = mkdtempSync(join(tmpdir(), 'zeo-ts-serve-cli-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -35,14 +36,6 @@ after(stopLeftovers);
 
 function serve(args: string[], options: { cwd?: string; logFile?: string } = {}): ServerProcess {
   return new ServerProcess({ kind: 'zeo-ts', args, cwd: options.cwd ?? root, logFile: options.logFile });
-}
-
-async function waitFor(pred: () => boolean, ms: number, why: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(why);
-    await sleep(25);
-  }
 }
 
 function py<T>(oracle: Oracle, call: string, args: unknown = null): Promise<T> {
@@ -149,7 +142,7 @@ test('--pid-file and pid-filename: the pid written at start, removed at exit; no
   const pid1 = join(dir, 'one.pid');
   const a = serve(['-a', '127.0.0.1:0', '-f', join(dir, 'a.fs'), '--pid-file', pid1]);
   await a.port();
-  await waitFor(() => existsSync(pid1), 5000, 'pid file written');
+  await waitUntil(() => existsSync(pid1), 'pid file written');
   assert.equal(readFileSync(pid1, 'utf8').trim(), String(a.pid));
   assert.deepEqual(await a.stop(), { code: 0, signal: null });
   assert.ok(!existsSync(pid1), 'the pid file is removed at exit');
@@ -163,7 +156,7 @@ test('--pid-file and pid-filename: the pid written at start, removed at exit; no
   );
   const b = serve(['-C', conf]);
   await b.port();
-  await waitFor(() => existsSync(pid2), 5000, 'pid file written');
+  await waitUntil(() => existsSync(pid2), 'pid file written');
   assert.equal(readFileSync(pid2, 'utf8').trim(), String(b.pid));
   assert.deepEqual(await b.stop('SIGHUP'), { code: 1, signal: null });
   assert.ok(!existsSync(pid2), 'the pid file is removed at exit (SIGHUP too)');
@@ -280,10 +273,10 @@ interopTest(
         .map((l) => JSON.parse(l) as Line);
     const acked = (): Line[] => lines().filter((l) => l.tid !== undefined);
     try {
-      await waitFor(
+      await waitUntil(
         () => acked().length >= 25 || client.exitCode !== null,
+        () => `the client did not commit:\n${out}\n${err}`,
         30_000,
-        `the client did not commit:\n${out}\n${err}`,
       );
       assert.equal(client.exitCode, null, `the client stopped early:\n${out}\n${err}`);
       const exit = await child.stop('SIGTERM');
@@ -386,7 +379,10 @@ test('<eventlog><logfile>: lines go to the file; SIGUSR2 reopens it after a rota
   // logrotate: move the file, then SIGUSR2
   renameSync(logFile, `${logFile}.1`);
   child.proc.kill('SIGUSR2');
-  await waitFor(() => existsSync(logFile), 10_000, `no new log file after SIGUSR2:\n${child.diag()}`);
+  await waitUntil(
+    () => existsSync(logFile),
+    () => `no new log file after SIGUSR2:\n${child.diag()}`,
+  );
   // new lines land in the new file
   await ruok({ port });
   assert.deepEqual(await child.stop(), { code: 0, signal: null });

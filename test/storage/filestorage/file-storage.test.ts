@@ -35,6 +35,7 @@ import { fixturesDir } from '../../helpers/corpus.js';
 import { interopTest, type Oracle } from '../../helpers/oracle.js';
 import { mappingRecord, minpo, minpoValue, ref } from '../contract/helpers.js';
 import { mulberry32 } from '../../helpers/prng.js';
+import { waitUntil } from '../../helpers/wait.js';
 import { hex, pyOpen, withTempDir } from './fs-oracle.js';
 
 const sha = (d: Uint8Array | null): string | null =>
@@ -912,15 +913,6 @@ const settle = async (): Promise<void> => {
   for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
 };
 
-/** Waits for `cond` (work in the thread pool can take long on a loaded machine), failing after 10 s. */
-const until = async (cond: () => boolean, what: string): Promise<void> => {
-  const deadline = Date.now() + 10_000;
-  while (!cond()) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting: ${what}`);
-    await new Promise((r) => setTimeout(r, 1));
-  }
-};
-
 describe("FileStorage: a commit's flush", () => {
   it('a commit whose flush fails is not acknowledged: Failure in _finish, closed, status back to c, truncated on reopen', async () => {
     await withTempDir(async (dir) => {
@@ -1003,7 +995,7 @@ describe("FileStorage: a commit's flush", () => {
         finished = true;
         return t;
       });
-      await until(() => ctl.syncs() === 1, 'the flush has started');
+      await waitUntil(() => ctl.syncs() === 1, 'the flush has started');
       await settle();
       assert.equal(ctl.syncs(), 1, 'one flush');
       assert.equal(finished, false, 'finish waits for the flush');
