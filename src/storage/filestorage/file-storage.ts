@@ -179,6 +179,13 @@ export interface FileUndoLogEntry extends UndoLogEntry {
 // small helpers
 
 const DEFAULT_SPILL = 16 << 20;
+
+/** Overwrites the status byte of the transaction at `tpos` (synchronously where the file offers it: one byte). */
+async function writeStatus(file: RandomAccessFile, tpos: number, status: string): Promise<void> {
+  const byte = Buffer.from(status, 'latin1');
+  if (file.writesNow) file.writeNow(tpos + 16, byte);
+  else await file.write(tpos + 16, byte);
+}
 /**
  * the biggest transaction vote writes synchronously (RandomAccessFile.writeNow): about what the page cache
  * takes in the time of the thread-pool round trip it saves
@@ -1353,9 +1360,7 @@ export class FileStorage implements Storage {
       const flushFailed = p.flushed && (await p.flushed);
       if (flushFailed) throw flushFailed;
       // clear the checkpoint flag, then flush the file
-      const status = Buffer.from(p.status, 'latin1');
-      if (file.writesNow) file.writeNow(p.tpos + 16, status);
-      else await file.write(p.tpos + 16, status);
+      await writeStatus(file, p.tpos, p.status);
       cleared = true;
       if (this.doFsync) await this.flushCommit(file);
     } catch (e) {
@@ -1364,8 +1369,7 @@ export class FileStorage implements Storage {
       // the file may still hold it)
       if (cleared) {
         try {
-          if (file.writesNow) file.writeNow(p.tpos + 16, Buffer.from('c', 'latin1'));
-          else await file.write(p.tpos + 16, Buffer.from('c', 'latin1'));
+          await writeStatus(file, p.tpos, 'c');
         } catch {
           // (logged below, with the flush's error)
         }
