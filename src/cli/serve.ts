@@ -6,20 +6,19 @@ import { mkdir, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type tls from 'node:tls';
 import { Command, Option } from 'commander';
-import { ConfigError, serveOptionsToConfig, type ServerConfig, type SslConfig } from '../server/config.js';
+import {
+  ConfigError,
+  serveOptionsToConfig,
+  type ServeOptions,
+  type ServerConfig,
+  type SslConfig,
+} from '../server/config.js';
 import { createLogger, type Logger } from '../server/log.js';
 import { openStorages } from '../server/open-storages.js';
 import { canConnect, describeAddress, StorageServer } from '../server/server.js';
 
-interface ServeOptions {
-  configure?: string;
-  address?: string;
-  filename?: string[];
-  timeout?: string;
-  pidFile?: string;
-  override?: string[];
-  maxMessageSize?: string;
-}
+// each option is a ServeOptions field; serveOptionsToConfig reads them all
+const repeatable = (v: string, prev: string[] | undefined): string[] => [...(prev ?? []), v];
 
 export function serveCommand(): Command {
   return new Command('serve')
@@ -28,21 +27,26 @@ export function serveCommand(): Command {
     .option('-a, --address <address>', 'PORT, HOST:PORT or a unix socket PATH')
     .addOption(
       new Option('-f, --filename <file>', 'serve this FileStorage (repeatable; names 1, 2, ...)').argParser(
-        (v: string, prev: string[] | undefined) => [...(prev ?? []), v],
+        repeatable,
       ),
     )
     .option('-t, --timeout <seconds>', 'transaction timeout')
     .option('--pid-file <file>', 'write the server pid here')
     .addOption(
       new Option('-X, --override <section/key=value>', 'override a configuration value (with -C)').argParser(
-        (v: string, prev: string[] | undefined) => [...(prev ?? []), v],
+        repeatable,
       ),
     )
-    .option('--max-message-size <bytes>', 'the largest message a client may send (default 256 MiB)')
+    .option('-r, --read-only', 'serve every storage read-only')
+    .option(
+      '--log-format <format>',
+      "log lines as runzeo writes them ('text', the default) or as JSON ('json')",
+    )
+    .option('--max-message-size <bytes>', 'the largest message a client may send (default 256MB)')
     .action(async (opts: ServeOptions) => {
       let config: ServerConfig;
       try {
-        config = await serveOptionsToConfig(opts, process.env);
+        config = serveOptionsToConfig(opts, process.env);
       } catch (e) {
         if (e instanceof ConfigError) {
           process.stderr.write(`Error: ${e.message}\n`);
@@ -50,11 +54,11 @@ export function serveCommand(): Command {
         }
         throw e;
       }
-      await serve(config, opts);
+      await serve(config);
     });
 }
 
-export async function serve(config: ServerConfig, opts: ServeOptions = {}): Promise<void> {
+export async function serve(config: ServerConfig): Promise<void> {
   // as runzeo: refuse an address something already listens on before touching any storage
   if (await canConnect(config.address)) {
     process.stderr.write(`Error: address ${describeAddress(config.address)} already in use\n`);
@@ -124,7 +128,7 @@ export async function serve(config: ServerConfig, opts: ServeOptions = {}): Prom
       invalidationQueueSize: config.invalidationQueueSize,
       invalidationAge: config.invalidationAge,
       transactionTimeout: config.transactionTimeout,
-      limits: opts.maxMessageSize ? { maxMessageSize: Number(opts.maxMessageSize) } : undefined,
+      limits: config.maxMessageSize ? { maxMessageSize: config.maxMessageSize } : undefined,
     });
     if (config.address.kind === 'unix') await mkdir(join(config.address.path, '..'), { recursive: true });
     await server.listen(config.address, tlsOptions);

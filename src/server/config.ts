@@ -1,27 +1,35 @@
-// The configuration of `zeo serve`: runzeo's zeo.conf (ZConfig syntax, read as runzeo's schema reads it:
-// ZEO's schema.xml and server.xml, ZODB's storage sections, ZConfig's <eventlog>, zdaemon's <runner>) and
-// runzeo's command line (-C, -a, -f, -t, --pid-file, -X). What runzeo accepts we accept and read the same
-// way; what it refuses we refuse; what only Python can do (packers, DemoStorage, ZEO-client storages,
-// other %imported packages, syslog handlers...) is refused here, at parse time, saying so.
-import { readFileSync, statSync } from 'node:fs';
-import { homedir, userInfo } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+// The configuration of `zeo serve`: runzeo's zeo.conf, read by the ZConfig reader (src/zconfig) against
+// runzeo's schema (runzeo-schema.ts: ZEO's schema.xml and server.xml, ZODB's storage sections, ZConfig's
+// <eventlog>, zdaemon's <runner>), and runzeo's command line (ServeOptions: -C, -a, -f, -t, --pid-file, -X,
+// and zeo-ts's own). What runzeo accepts we accept and read the same way; what it refuses we refuse; what only
+// Python can do (packers, DemoStorage, ZEO-client storages, other %imported packages, syslog handlers...) is
+// refused here, at parse time, saying so.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { pyStrRepr } from '../pickle/index.js';
 import {
-  checkLogFormat,
-  DEFAULT_DATE_FORMAT,
-  levelFromNumber,
-  RUNZEO_DEFAULT_FORMAT,
-  type LogLevel,
-} from './log.js';
+  byteSize,
+  ConfigError,
+  DatatypeError,
+  exists,
+  fail,
+  isDir,
+  pyDirname,
+  pyFloat,
+  readConfig,
+  repr,
+  type Position,
+  type SectionValue,
+} from '../zconfig/index.js';
+import { checkLogFormat, type EventLogConfig, type LogLevel } from './log.js';
+import { listenAddress, RUNZEO_SCHEMA, RUNZEO_TYPES, type ListenAddress } from './runzeo-schema.js';
 
-export { levelNumber, type LogLevel } from './log.js';
+export { ConfigError } from '../zconfig/index.js';
+export { levelNumber, type EventLogConfig, type LogHandlerConfig, type LogLevel } from './log.js';
+export type { ListenAddress } from './runzeo-schema.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // The result
-
-export type ListenAddress = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
 
 export interface SslConfig {
   certificate: string;
@@ -52,19 +60,6 @@ export type StorageConfig =
       /** its `name` key, default 'Mapping Storage' */ description: string;
     };
 
-export interface LogHandlerConfig {
-  /** file path, or 'STDOUT' / 'STDERR' */
-  path: string;
-  format: string;
-  level: LogLevel;
-  dateformat: string;
-}
-
-export interface EventLogConfig {
-  level: LogLevel;
-  handlers: LogHandlerConfig[];
-}
-
 export interface ServerConfig {
   address: ListenAddress;
   readOnly: boolean;
@@ -77,9 +72,16 @@ export interface ServerConfig {
   ssl: SslConfig | null;
   storages: StorageConfig[];
   eventlog: EventLogConfig | null;
+  /** the log's output: runzeo's text lines (absent: 'text') or JSON lines, from --log-format */
+  logFormat?: LogFormat;
+  /** the largest message a client may send, from --max-message-size (absent: the server's default) */
+  maxMessageSize?: number;
   /** where each <zeo> setting came from, for messages: "zeo.conf, line 3", "-a", "ZEO_MSGPACK", "default" */
   sources?: Partial<Record<ZeoSetting, string>>;
 }
+
+export type LogFormat = 'text' | 'json';
+export const LOG_FORMATS: readonly LogFormat[] = ['text', 'json'];
 
 type ZeoSetting =
   | 'address'
@@ -91,22 +93,6 @@ type ZeoSetting =
   | 'clientConflictResolution'
   | 'msgpack'
   | 'ssl';
-
-/** A configuration runzeo would refuse, or one zeo-ts cannot serve; the message names file and line. */
-export class ConfigError extends Error {
-  readonly file: string | null;
-  readonly line: number | null;
-  /** the message without the position */
-  readonly reason: string;
-
-  constructor(reason: string, file: string | null = null, line: number | null = null) {
-    super(file && line ? `${file}, line ${line}: ${reason}` : file ? `${file}: ${reason}` : reason);
-    this.name = 'ConfigError';
-    this.file = file;
-    this.line = line;
-    this.reason = reason;
-  }
-}
 
 export const DEFAULT_ADDRESS: ListenAddress = { kind: 'tcp', host: '127.0.0.1', port: 8100 };
 
@@ -134,1001 +120,6 @@ function defaultPidFile(env: NodeJS.ProcessEnv): string | null {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Python's conversions (ZConfig's datatypes call int(), float(), str.lower()...)
-
-/** A ValueError from a datatype: the message is Python's. */
-class DatatypeError extends Error {}
-
-// str.strip()/split() whitespace
-const PY_SPACE =
-  ' \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000';
-const isPySpace = (ch: string): boolean => PY_SPACE.includes(ch);
-
-function pyStrip(s: string): string {
-  let a = 0;
-  let b = s.length;
-  while (a < b && isPySpace(s[a])) a++;
-  while (b > a && isPySpace(s[b - 1])) b--;
-  return s.slice(a, b);
-}
-
-function pyRstrip(s: string): string {
-  let b = s.length;
-  while (b > 0 && isPySpace(s[b - 1])) b--;
-  return s.slice(0, b);
-}
-
-function pySplit(s: string): string[] {
-  const out: string[] = [];
-  let cur = '';
-  for (const ch of s) {
-    if (isPySpace(ch)) {
-      if (cur) out.push(cur);
-      cur = '';
-    } else cur += ch;
-  }
-  if (cur) out.push(cur);
-  return out;
-}
-
-/** Python's repr of a str (for messages in ZConfig's wording). */
-const repr = (s: string): string => pyStrRepr(s);
-
-// int() and float() take any Unicode decimal digit; Unicode lays each Nd run out as 0..9
-function asciiDigits(s: string): string {
-  let out = '';
-  for (const ch of s) {
-    if (ch >= '0' && ch <= '9') out += ch;
-    else if (/\p{Nd}/u.test(ch)) {
-      let cp = ch.codePointAt(0)!;
-      let zero = cp;
-      while (zero > 0 && /\p{Nd}/u.test(String.fromCodePoint(zero - 1))) zero--;
-      cp = (cp - zero) % 10;
-      out += String(cp);
-    } else out += ch;
-  }
-  return out;
-}
-
-/** int(s): decimal, optional sign, single underscores between digits, surrounding whitespace. */
-function pyInt(s: string): number {
-  const t = asciiDigits(pyStrip(s));
-  if (!/^[+-]?\d(?:_?\d)*$/.test(t))
-    throw new DatatypeError(`invalid literal for int() with base 10: ${repr(s)}`);
-  return Number(BigInt(t.replace(/_/g, '')));
-}
-
-/** float(s). */
-function pyFloat(s: string): number {
-  const t = asciiDigits(pyStrip(s)).toLowerCase();
-  const digits = String.raw`\d(?:_?\d)*`;
-  const num = new RegExp(`^[+-]?(?:(?:${digits})?\\.${digits}|${digits}\\.?)(?:e[+-]?${digits})?$`);
-  if (num.test(t)) return Number(t.replace(/_/g, ''));
-  const m = /^([+-]?)(inf|infinity|nan)$/.exec(t);
-  if (m) return m[2] === 'nan' ? NaN : m[1] === '-' ? -Infinity : Infinity;
-  throw new DatatypeError(`could not convert string to float: ${repr(s)}`);
-}
-
-function pyBool(s: string): boolean {
-  const v = s.toLowerCase();
-  if (v === 'yes' || v === 'true' || v === 'on') return true;
-  if (v === 'no' || v === 'false' || v === 'off') return false;
-  throw new DatatypeError(`not a valid boolean value: ${repr(s)}`);
-}
-
-function byteSize(s: string): number {
-  const v = s.toLowerCase();
-  const suffixes: Record<string, number> = { kb: 1024, mb: 1024 * 1024, gb: 1024 * 1024 * 1024 };
-  for (const [suffix, mult] of Object.entries(suffixes)) {
-    if (v.slice(-2) === suffix) return pyInt(v.slice(0, -2)) * mult;
-  }
-  return pyInt(v);
-}
-
-interface ConvContext {
-  env: NodeJS.ProcessEnv;
-}
-
-function expanduser(p: string, env: NodeJS.ProcessEnv): string {
-  if (!p.startsWith('~')) return p;
-  let i = p.indexOf('/', 1);
-  if (i < 0) i = p.length;
-  let home: string;
-  if (i === 1) home = env.HOME ?? homedir();
-  else {
-    let me: string | null;
-    try {
-      me = userInfo().username;
-    } catch {
-      me = null;
-    }
-    if (p.slice(1, i) !== me) return p; // another user's home: Python asks pwd; we leave it as written
-    home = homedir();
-  }
-  home = home.replace(/\/+$/, '');
-  return home + p.slice(i) || '/';
-}
-
-function pyDirname(p: string): string {
-  const i = p.lastIndexOf('/') + 1;
-  let head = p.slice(0, i);
-  if (head && head !== '/'.repeat(head.length)) head = head.replace(/\/+$/, '');
-  return head;
-}
-
-function isDir(p: string): boolean {
-  try {
-    return statSync(p).isDirectory();
-  } catch {
-    return false;
-  }
-}
-
-function exists(p: string): boolean {
-  try {
-    statSync(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** ZConfig's existing-dirpath: the directory the path names a file in must exist. */
-function existingDirpath(v: string, cx: ConvContext): string {
-  const nv = expanduser(v, cx.env);
-  const dir = pyDirname(nv);
-  if (!dir || isDir(dir)) return nv;
-  throw new DatatypeError(`The directory named as part of the path ${v} does not exist.`);
-}
-
-function existingPath(v: string, cx: ConvContext): string {
-  const nv = expanduser(v, cx.env);
-  if (exists(nv)) return nv;
-  throw new DatatypeError(`${v} is not an existing path`);
-}
-
-// zdaemon's variants, for <runner>
-function existingParentDirpath(v: string, cx: ConvContext): string {
-  const nv = expanduser(v, cx.env);
-  const parent = pyDirname(pyDirname(nv));
-  if (!parent || isDir(parent)) return nv;
-  throw new DatatypeError(`The directory named as part of the path ${v} does not exist.`);
-}
-
-function existingParentDirectory(v: string, cx: ConvContext): string {
-  const nv = expanduser(v, cx.env);
-  if (isDir(nv) || isDir(pyDirname(nv))) return nv;
-  throw new DatatypeError(`${v} is not an existing directory`);
-}
-
-function regexConv(re: RegExp, reason: string) {
-  return (v: string): string => {
-    const m = re.exec(v);
-    if (m && m[0] === v) return v;
-    throw new DatatypeError(`${reason}: ${repr(v)}`);
-  };
-}
-
-const IDENT = '[_a-zA-Z][_a-zA-Z0-9]*';
-const dottedName = regexConv(new RegExp(`^${IDENT}(?:\\.${IDENT})*`), 'not a valid dotted name');
-
-/** ZConfig's basic-key: how key names and -X paths are normalised. */
-function basicKey(v: string): string {
-  const m = /^[a-zA-Z][-._a-zA-Z0-9]*/.exec(v);
-  if (m && m[0] === v) return v.toLowerCase();
-  throw new DatatypeError(`value did not match regular expression: ${repr(v)}`);
-}
-
-function portNumber(p: string): number {
-  const n = pyInt(p);
-  if (n < 0) throw new DatatypeError(`${n} is below lower bound (0)`);
-  if (n > 0xffff) throw new DatatypeError(`${n} is above upper bound (65535)`);
-  return n;
-}
-
-/** ZConfig's inet-binding-address: (host, port), port null when not given. */
-function inetAddress(s: string): { host: string; port: number | null } {
-  let host = '';
-  let port: number | null = null;
-  if (s.includes(':')) {
-    const i = s.lastIndexOf(':');
-    host = s.slice(0, i);
-    let p: string | null = s.slice(i + 1);
-    if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
-    else if (host.includes(':')) {
-      // an unbracketed IPv6 address: the last part is not a port
-      host = s;
-      p = null;
-    }
-    if (p) port = portNumber(p);
-    host = host.toLowerCase();
-  } else {
-    try {
-      port = portNumber(s);
-    } catch (e) {
-      if (!(e instanceof DatatypeError)) throw e;
-      // not a port (even '-5' or '99999'): a host name, listening on an ephemeral port
-      if (pySplit(s).length !== 1) throw new DatatypeError(`not a valid host name: ${repr(s)}`);
-      host = s.toLowerCase();
-    }
-  }
-  return { host, port };
-}
-
-function socketBindingAddress(s: string): ListenAddress {
-  if (s.includes('/')) return { kind: 'unix', path: s };
-  const { host, port } = inetAddress(s);
-  // runzeo binds port 0 when none is given
-  return { kind: 'tcp', host, port: port ?? 0 };
-}
-
-/**
- * A listen address as runzeo reads `address` and -a: 'host:port', '[v6]:port', 'port', ':port' (all
- * interfaces: host ''), anything containing '/' is a Unix socket path; 'host:', a bare host name or port 0
- * give an ephemeral port (0). Host names are lowercased.
- */
-export function parseAddress(value: string): ListenAddress {
-  try {
-    return socketBindingAddress(value);
-  } catch (e) {
-    if (e instanceof DatatypeError) throw new ConfigError(e.message);
-    throw e;
-  }
-}
-
-function loggingLevel(v: string): LogLevel {
-  const names: Record<string, number> = {
-    critical: 50,
-    fatal: 50,
-    error: 40,
-    warn: 30,
-    warning: 30,
-    info: 20,
-    blather: 15,
-    debug: 10,
-    trace: 5,
-    all: 1,
-    notset: 0,
-  };
-  const s = v.toLowerCase();
-  const n = s in names ? names[s] : pyInt(s);
-  if (n < 0 || n > 50) throw new DatatypeError(`log level not in range: ${n}`);
-  return levelFromNumber(n);
-}
-
-// ZConfig's escaped_string for log formats: these five escapes, replaced in this order
-function escapedString(v: string): string {
-  return v
-    .replaceAll('\\n', '\n')
-    .replaceAll('\\t', '\t')
-    .replaceAll('\\b', '\b')
-    .replaceAll('\\f', '\f')
-    .replaceAll('\\r', '\r');
-}
-
-function logFormatStyle(v: string): string {
-  const styles = ['classic', 'format', 'safe-template', 'template'];
-  if (styles.includes(v.toLowerCase())) return v.toLowerCase();
-  throw new DatatypeError(
-    `log_format_style must be one of ${styles.map((s) => repr(s)).join(', ')}; found ${repr(v)}`,
-  );
-}
-
-function listOfInts(v: string): number[] {
-  return v ? v.split(',').map((x) => pyInt(x)) : [];
-}
-
-function octal(v: string): number {
-  const t = pyStrip(v);
-  if (!/^[+-]?(?:0[oO])?[0-7](?:_?[0-7])*$/.test(t))
-    throw new DatatypeError(`invalid literal for int() with base 8: ${repr(v)}`);
-  return parseInt(t.replace(/_/g, '').replace(/0[oO]/, ''), 8);
-}
-
-function oneOf(values: string[], message: (v: string) => string, upper = false) {
-  return (v: string): string => {
-    const n = upper ? v.toUpperCase() : v.toLowerCase();
-    if (values.includes(n)) return n;
-    throw new DatatypeError(message(v));
-  };
-}
-
-const str = (v: string): string => v;
-
-// ---------------------------------------------------------------------------------------------------------
-// The schema: runzeo's, as far as a zeo.conf can reach it
-
-type Conv = (value: string, cx: ConvContext) => unknown;
-
-interface KeyInfo {
-  name: string;
-  conv: Conv;
-  required?: boolean;
-  default?: string;
-  multi?: boolean;
-}
-
-interface SectionSlot {
-  /** a concrete section type, or an abstract one any implementing type matches */
-  type: string;
-  attr: string;
-  required?: boolean;
-  multi?: boolean;
-}
-
-interface SectionType {
-  name: string;
-  implements?: string;
-  keys: KeyInfo[];
-  sections: SectionSlot[];
-  /** zeo-ts cannot serve this: why (not said inside <runner>, whose content runzeo ignores) */
-  refuse?: string;
-}
-
-const k = (name: string, conv: Conv, extra: Partial<KeyInfo> = {}): KeyInfo => ({ name, conv, ...extra });
-
-const LOG_HANDLER_BASE: KeyInfo[] = [
-  k('formatter', dottedName),
-  k('dateformat', str, { default: DEFAULT_DATE_FORMAT }),
-  k('level', loggingLevel, { default: 'notset' }),
-  k('style', logFormatStyle, { default: 'classic' }),
-  k('arbitrary-fields', pyBool, { default: 'false' }),
-];
-
-const NOT_A_HANDLER = 'log handlers are not supported by zeo-ts; use <logfile> (a file, STDOUT or STDERR)';
-const BASE_LOGGER: KeyInfo[] = [k('level', loggingLevel, { default: 'info' })];
-const HANDLERS: SectionSlot = { type: 'zconfig.logger.handler', attr: 'handlers', multi: true };
-
-const TYPES: SectionType[] = [
-  // ZEO's server.xml
-  {
-    name: 'zeo',
-    keys: [
-      k('address', socketBindingAddress, { required: true }),
-      k('read-only', pyBool, { default: 'false' }),
-      k('invalidation-queue-size', pyInt, { default: '100' }),
-      k('invalidation-age', pyFloat),
-      k('transaction-timeout', pyInt),
-      k('pid-filename', existingDirpath),
-      k('client-conflict-resolution', pyBool, { default: 'false' }),
-      k('msgpack', pyBool),
-    ],
-    sections: [{ type: 'ssl', attr: 'ssl' }],
-  },
-  {
-    name: 'ssl',
-    keys: [
-      k('certificate', existingDirpath, { required: true }),
-      k('key', existingDirpath),
-      k('password-function', str),
-      k('authenticate', str, { required: true }),
-    ],
-    sections: [],
-  },
-  // ZODB's component.xml
-  {
-    name: 'filestorage',
-    implements: 'zodb.storage',
-    keys: [
-      k('path', existingDirpath, { required: true }),
-      k('blob-dir', existingDirpath),
-      k('create', pyBool),
-      k('read-only', pyBool),
-      k('quota', byteSize),
-      k('packer', str),
-      k('pack-gc', pyBool, { default: 'true' }),
-      k('pack-keep-old', pyBool, { default: 'true' }),
-    ],
-    sections: [],
-  },
-  {
-    name: 'mappingstorage',
-    implements: 'zodb.storage',
-    keys: [k('name', str, { default: 'Mapping Storage' })],
-    sections: [],
-  },
-  {
-    name: 'blobstorage',
-    implements: 'zodb.storage',
-    keys: [k('blob-dir', str, { required: true })],
-    sections: [{ type: 'zodb.storage', attr: 'base' }],
-  },
-  {
-    name: 'demostorage',
-    implements: 'zodb.storage',
-    keys: [],
-    sections: [],
-    refuse:
-      '<demostorage> is not supported by zeo-ts (DemoStorage is Python-only); serve a <filestorage> or a <mappingstorage>',
-  },
-  {
-    name: 'zeoclient',
-    implements: 'zodb.storage',
-    keys: [],
-    sections: [],
-    refuse: "<zeoclient> (serving another ZEO server's storage) is not supported by zeo-ts",
-  },
-  {
-    name: 'fullstorage',
-    implements: 'zodb.storage',
-    keys: [],
-    sections: [],
-    refuse: '<fullstorage> (BerkeleyDB storage) is not supported by zeo-ts',
-  },
-  {
-    name: 'minimalstorage',
-    implements: 'zodb.storage',
-    keys: [],
-    sections: [],
-    refuse: '<minimalstorage> (BerkeleyDB storage) is not supported by zeo-ts',
-  },
-  { name: 'zodb', implements: 'zodb.database', keys: [], sections: [] },
-  // zdaemon's component.xml: runzeo accepts <runner> and ignores it (it is zdaemon's), so do we
-  {
-    name: 'runner',
-    keys: [
-      k('program', (v) => pySplit(v), { required: true }),
-      k('python', existingPath),
-      k('zdrun', existingPath),
-      k('socket-name', existingParentDirpath, { default: 'zdsock' }),
-      k('daemon', pyBool, { default: 'on' }),
-      k('directory', existingParentDirectory),
-      k('backoff-limit', pyInt, { default: '10' }),
-      k('forever', pyBool, { default: 'false' }),
-      k('exit-codes', listOfInts, { default: '0,2' }),
-      k('start-test-program', (v) => pySplit(v)),
-      k('start-timeout', pyInt, { default: '300' }),
-      k('stop-timeout', pyInt, { default: '300' }),
-      k('user', str),
-      k('umask', octal, { default: '022' }),
-      k('hang-around', pyBool, { default: 'false' }),
-      k('default-to-interactive', pyBool, { default: 'true' }),
-      k('logfile', existingDirpath),
-      k('transcript', existingDirpath),
-      k('prompt', str),
-    ],
-    sections: [{ type: 'zconfig.logger.log', attr: 'eventlog' }],
-  },
-  { name: 'environment', keys: [], sections: [] },
-  // ZConfig's logger components
-  { name: 'eventlog', implements: 'zconfig.logger.log', keys: BASE_LOGGER, sections: [HANDLERS] },
-  {
-    name: 'logger',
-    implements: 'zconfig.logger.log',
-    keys: [...BASE_LOGGER, k('propagate', pyBool, { default: 'true' }), k('name', dottedName)],
-    sections: [HANDLERS],
-  },
-  { name: 'zconfig.logger.base-logger', keys: BASE_LOGGER, sections: [HANDLERS] },
-  { name: 'zconfig.logger.base-log-handler', keys: LOG_HANDLER_BASE, sections: [] },
-  {
-    name: 'logfile',
-    implements: 'zconfig.logger.handler',
-    keys: [
-      ...LOG_HANDLER_BASE,
-      k('path', str, { required: true }),
-      k('old-files', pyInt, { default: '0' }),
-      k('max-size', byteSize, { default: '0' }),
-      k('when', str, { default: '' }),
-      k('interval', pyInt, { default: '0' }),
-      k('format', escapedString, { default: RUNZEO_DEFAULT_FORMAT.replace('\n', '\\n') }),
-      k('encoding', str),
-      k('delay', pyBool, { default: 'false' }),
-    ],
-    sections: [],
-  },
-  {
-    name: 'syslog',
-    implements: 'zconfig.logger.handler',
-    keys: [
-      ...LOG_HANDLER_BASE,
-      k(
-        'facility',
-        oneOf(
-          'auth authpriv cron daemon kern local0 local1 local2 local3 local4 local5 local6 local7 lpr mail news security syslog user uucp'.split(
-            ' ',
-          ),
-          () =>
-            'Syslog facility must be one of auth, authpriv, cron, daemon, kern, local0, local1, local2, local3, local4, local5, local6, local7, lpr, mail, news, security, syslog, user, uucp',
-        ),
-        { default: 'user' },
-      ),
-      k('address', (v) => (v.includes('/') ? v : inetAddress(v)), { default: 'localhost:514' }),
-      k('format', escapedString, { default: '%(name)s %(message)s' }),
-    ],
-    sections: [],
-    refuse: `<syslog> ${NOT_A_HANDLER}`,
-  },
-  {
-    name: 'win32-eventlog',
-    implements: 'zconfig.logger.handler',
-    keys: [
-      ...LOG_HANDLER_BASE,
-      k('appname', str, { default: 'Zope' }),
-      k('format', escapedString, { default: '%(levelname)s %(name)s %(message)s' }),
-    ],
-    sections: [],
-    refuse: `<win32-eventlog> ${NOT_A_HANDLER}`,
-  },
-  {
-    name: 'http-logger',
-    implements: 'zconfig.logger.handler',
-    keys: [
-      ...LOG_HANDLER_BASE,
-      k('url', httpHandlerUrl, { default: 'http://localhost/' }),
-      k(
-        'method',
-        oneOf(
-          ['GET', 'POST'],
-          (v) => `method must be "GET" or "POST", instead received: ${repr(v.toUpperCase())}`,
-          true,
-        ),
-        {
-          default: 'GET',
-        },
-      ),
-      k('format', escapedString, { default: '%(asctime)s %(levelname)s %(name)s %(message)s' }),
-    ],
-    sections: [],
-    refuse: `<http-logger> ${NOT_A_HANDLER}`,
-  },
-  {
-    name: 'email-notifier',
-    implements: 'zconfig.logger.handler',
-    keys: [
-      ...LOG_HANDLER_BASE,
-      k('from', str, { required: true }),
-      k('to', str, { required: true, multi: true }),
-      k('subject', str, { default: 'Message from Zope' }),
-      k('smtp-server', (v) => inetAddress(v), { default: 'localhost' }),
-      k('smtp-username', str, { default: '' }),
-      k('smtp-password', str, { default: '' }),
-      k('format', escapedString, { default: '%(asctime)s %(levelname)s %(name)s %(message)s' }),
-    ],
-    sections: [],
-    refuse: `<email-notifier> ${NOT_A_HANDLER}`,
-  },
-];
-
-function httpHandlerUrl(v: string): string {
-  let u: URL;
-  try {
-    u = new URL(v);
-  } catch {
-    throw new DatatypeError('url must be an http url');
-  }
-  if (u.protocol !== 'http:') throw new DatatypeError('url must be an http url');
-  if (!u.host) throw new DatatypeError('url must specify a location');
-  return v;
-}
-
-// zc.zlibstorage's component.xml, for `%import zc.zlibstorage`
-const ZLIB_TYPES: SectionType[] = [
-  {
-    name: 'zlibstorage',
-    implements: 'zodb.storage',
-    keys: [k('compress', pyBool)],
-    sections: [{ type: 'zodb.storage', attr: 'base', required: true }],
-    refuse:
-      '<zlibstorage> (compression by the server) is not supported by zeo-ts; use <serverzlibstorage>, with zc.zlibstorage on the clients',
-  },
-  {
-    name: 'serverzlibstorage',
-    implements: 'zodb.storage',
-    keys: [k('compress', pyBool)],
-    sections: [{ type: 'zodb.storage', attr: 'base', required: true }],
-  },
-];
-
-const TYPES_BY_NAME = new Map<string, SectionType>([...TYPES, ...ZLIB_TYPES].map((t) => [t.name, t]));
-const ABSTRACT = new Set(['zodb.storage', 'zodb.database', 'zconfig.logger.log', 'zconfig.logger.handler']);
-
-// ZEO's schema.xml: the top level
-const TOP: SectionType = {
-  name: '(top level)',
-  keys: [],
-  sections: [
-    { type: 'zeo', attr: 'zeo', required: true },
-    { type: 'runner', attr: 'runner' },
-    { type: 'zodb.storage', attr: 'storages', required: true, multi: true },
-    { type: 'eventlog', attr: 'eventlog' },
-  ],
-};
-
-// Packages a zeo.conf may %import: those runzeo's schema already has (importing them again is a no-op)
-// and zc.zlibstorage, whose <serverzlibstorage> zeo-ts implements.
-const HARMLESS_IMPORTS = new Set(['ZODB', 'ZConfig.components.logger', 'zdaemon']);
-
-// ---------------------------------------------------------------------------------------------------------
-// Parsing (ZConfig's cfgparser, matcher and cmdline, for this schema)
-
-interface Position {
-  file: string | null;
-  line: number | null;
-  /** for -X overrides: the specifier, which stands in for file and line */
-  override?: string;
-}
-
-function fail(reason: string, pos: Position | null): never {
-  if (pos?.override) throw new ConfigError(`-X ${pos.override}: ${reason}`);
-  throw new ConfigError(reason, pos?.file ?? null, pos?.line ?? null);
-}
-
-function convFail(key: string, e: unknown, pos: Position): never {
-  if (e instanceof DatatypeError) fail(`invalid value for '${key}': ${e.message}`, pos);
-  throw e;
-}
-
-interface RawValue {
-  raw: string;
-  pos: Position;
-}
-
-interface SectionValue {
-  type: string;
-  name: string | null;
-  start: Position;
-  /** converted key values by key name ('read-only'), null when absent without default */
-  keys: Map<string, unknown>;
-  keyPos: Map<string, Position>;
-  /** section slots by attribute: a SectionValue, null, or an array for multisections */
-  sections: Map<string, SectionValue | SectionValue[] | null>;
-}
-
-interface OverrideItem {
-  path: string[];
-  value: string;
-  pos: Position;
-}
-
-/** ZConfig's OptionBag: -X values for one section and the ones for its subsections. */
-class OptionBag {
-  readonly keys = new Map<string, Array<{ value: string; pos: Position }>>();
-  sectionItems: OverrideItem[] = [];
-
-  constructor(items: OverrideItem[]) {
-    for (const item of items) {
-      if (item.path.length === 1) {
-        let name: string;
-        try {
-          name = basicKey(item.path[0]);
-        } catch (e) {
-          convFail(item.path[0], e, item.pos);
-        }
-        const list = this.keys.get(name) ?? [];
-        list.push({ value: item.value, pos: item.pos });
-        this.keys.set(name, list);
-      } else this.sectionItems.push(item);
-    }
-  }
-
-  /** The items for a subsection, matched by its name or its type (the first such section takes them). */
-  forSection(type: string, name: string | null): OptionBag | null {
-    const mine: OverrideItem[] = [];
-    const rest: OverrideItem[] = [];
-    for (const item of this.sectionItems) {
-      const s = item.path[0];
-      let bk: string | null;
-      try {
-        bk = basicKey(s);
-      } catch {
-        bk = null;
-      }
-      if ((name && s.toLowerCase() === name) || bk === type) mine.push({ ...item, path: item.path.slice(1) });
-      else rest.push(item);
-    }
-    if (!mine.length) return null;
-    this.sectionItems = rest;
-    return new OptionBag(mine);
-  }
-
-  unconsumed(): string[] {
-    return [
-      ...this.sectionItems.map((i) => i.pos.override!),
-      ...[...this.keys.values()].flat().map((v) => v.pos.override!),
-    ];
-  }
-}
-
-class Matcher {
-  private readonly values = new Map<string, RawValue | RawValue[]>();
-  private readonly sections = new Map<string, SectionValue | SectionValue[]>();
-  private readonly sectionNames = new Set<string>();
-
-  constructor(
-    readonly schema: Schema,
-    readonly type: SectionType,
-    readonly name: string | null,
-    readonly start: Position,
-    /** inside <runner>: checked as runzeo checks it, never used */
-    readonly ignored: boolean,
-    readonly bag: OptionBag | null,
-  ) {}
-
-  addValue(key: string, raw: string, pos: Position, fromBag = false): void {
-    let realKey: string;
-    try {
-      realKey = basicKey(key);
-    } catch (e) {
-      convFail(key, e, pos);
-    }
-    // a -X override replaces what the file says
-    if (!fromBag && this.bag?.keys.has(realKey)) return;
-    const info = this.type.keys.find((ki) => ki.name === realKey);
-    if (!info) fail(`${repr(key)} is not a known key name`, pos);
-    const existing = this.values.get(realKey);
-    if (info.multi) {
-      const list = (existing as RawValue[] | undefined) ?? [];
-      list.push({ raw, pos });
-      this.values.set(realKey, list);
-    } else {
-      if (existing) fail(`${repr(key)} does not support multiple values`, pos);
-      this.values.set(realKey, { raw, pos });
-    }
-  }
-
-  slotFor(type: string, name: string | null, pos: Position): SectionSlot {
-    for (const slot of this.type.sections) {
-      if (slot.type === type) return slot;
-      if (ABSTRACT.has(slot.type) && this.schema.types.get(type)?.implements === slot.type) return slot;
-    }
-    fail(`no matching section defined for type='${type}', name='${name ?? 'None'}'`, pos);
-  }
-
-  createChild(typeName: string, name: string | null, pos: Position): Matcher {
-    if (ABSTRACT.has(typeName)) {
-      fail(
-        `concrete sections cannot match abstract section types; found abstract type ${repr(typeName)}`,
-        pos,
-      );
-    }
-    const type = this.schema.types.get(typeName);
-    if (!type) fail(`unknown type name: ${repr(typeName)}`, pos);
-    const slot = this.slotFor(typeName, name, pos);
-    if (name === '*' || name === '+')
-      fail(`${repr(name)} is not an allowed name for ${repr(slot.type)} sections`, pos);
-    const ignored = this.ignored || typeName === 'runner';
-    if (type.refuse && !ignored) fail(type.refuse, pos);
-    return new Matcher(this.schema, type, name, pos, ignored, this.bag?.forSection(typeName, name) ?? null);
-  }
-
-  addSection(value: SectionValue, pos: Position): void {
-    if (value.name) {
-      if (this.sectionNames.has(value.name)) {
-        fail(`section names must not be re-used within the same container:${repr(value.name)}`, value.start);
-      }
-      this.sectionNames.add(value.name);
-    }
-    const slot = this.slotFor(value.type, value.name, pos);
-    const existing = this.sections.get(slot.attr);
-    if (slot.multi) {
-      const list = (existing as SectionValue[] | undefined) ?? [];
-      list.push(value);
-      this.sections.set(slot.attr, list);
-    } else {
-      if (existing) fail(`too many instances of ${repr(value.type)} section`, value.start);
-      this.sections.set(slot.attr, value);
-    }
-  }
-
-  finish(cx: ConvContext): SectionValue {
-    if (this.bag) {
-      for (const [key, list] of [...this.bag.keys]) {
-        this.bag.keys.delete(key);
-        for (const { value, pos } of list) this.addValue(key, value, pos, true);
-      }
-      const left = this.bag.unconsumed();
-      if (left.length) {
-        throw new ConfigError(
-          `not all command line options were consumed: ${left.map((s) => `-X ${s}`).join(', ')} (no such section)`,
-        );
-      }
-    }
-    const result: SectionValue = {
-      type: this.type.name,
-      name: this.name,
-      start: this.start,
-      keys: new Map(),
-      keyPos: new Map(),
-      sections: new Map(),
-    };
-    const where = this.start;
-    for (const info of this.type.keys) {
-      const given = this.values.get(info.name);
-      if (!given && info.required) fail(`no values for ${repr(info.name)}; 1 required`, where);
-      const convert = (rv: RawValue): unknown => {
-        try {
-          return info.conv(rv.raw, cx);
-        } catch (e) {
-          convFail(info.name, e, rv.pos);
-        }
-      };
-      if (info.multi) {
-        result.keys.set(info.name, ((given as RawValue[] | undefined) ?? []).map(convert));
-      } else if (given) {
-        result.keys.set(info.name, convert(given as RawValue));
-        result.keyPos.set(info.name, (given as RawValue).pos);
-      } else {
-        result.keys.set(info.name, info.default === undefined ? null : info.conv(info.default, cx));
-      }
-    }
-    for (const slot of this.type.sections) {
-      const v = this.sections.get(slot.attr);
-      const what = `section type ${repr(slot.type)}`;
-      if (slot.multi) {
-        const list = (v as SectionValue[] | undefined) ?? [];
-        if (slot.required && !list.length) fail(`not enough values for ${what}; 0 found, 1 required`, where);
-        result.sections.set(slot.attr, list);
-      } else {
-        if (!v && slot.required) fail(`no values for ${what}; 1 required`, where);
-        result.sections.set(slot.attr, (v as SectionValue | undefined) ?? null);
-      }
-    }
-    checkSection(result, this.ignored);
-    return result;
-  }
-}
-
-class Schema {
-  readonly types = new Map<string, SectionType>(TYPES.map((t) => [t.name, t]));
-  private zlib = false;
-
-  import(pkg: string, pos: Position): void {
-    if (HARMLESS_IMPORTS.has(pkg)) return;
-    if (pkg === 'zc.zlibstorage') {
-      if (!this.zlib) for (const t of ZLIB_TYPES) this.types.set(t.name, t);
-      this.zlib = true;
-      return;
-    }
-    if (pkg === 'ZEO') fail(`%import ZEO: type name cannot be redefined: 'ssl' (runzeo refuses it too)`, pos);
-    fail(
-      `%import ${pkg}: zeo-ts cannot load Python packages; the packages it knows are ZODB, ZConfig.components.logger, zdaemon and zc.zlibstorage`,
-      pos,
-    );
-  }
-}
-
-// ZConfig's substitution: $name and ${name} from %define (names case-insensitive), $(NAME) from the
-// environment, $$ for a dollar
-function substitute(s: string, defines: Map<string, string>, env: NodeJS.ProcessEnv, pos: Position): string {
-  if (!s.includes('$')) return s;
-  let out = '';
-  let i = 0;
-  const nameAt = (j: number): string | null => /^[a-zA-Z_][a-zA-Z0-9_]*/.exec(s.slice(j))?.[0] ?? null;
-  while (i < s.length) {
-    const d = s.indexOf('$', i);
-    if (d < 0) {
-      out += s.slice(i);
-      break;
-    }
-    out += s.slice(i, d);
-    const c = s[d + 1];
-    if (c === undefined) fail("illegal lone '$' at end of source", pos);
-    if (c === '$') {
-      out += '$';
-      i = d + 2;
-      continue;
-    }
-    let name: string | null;
-    let value: string | undefined;
-    if (c === '{' || c === '(') {
-      const close = c === '{' ? '}' : ')';
-      name = nameAt(d + 2);
-      if (!name) fail(`'$${c}' not followed by name`, pos);
-      if (s[d + 2 + name.length] !== close) fail(`'$${c}${name}' not followed by '${close}'`, pos);
-      i = d + 3 + name.length;
-      value = c === '{' ? defines.get(name.toLowerCase()) : env[name];
-    } else {
-      name = nameAt(d + 1);
-      if (!name) fail("'$' not followed by '$' or name", pos);
-      i = d + 1 + name.length;
-      value = defines.get(name.toLowerCase());
-    }
-    if (value === undefined) fail(`no replacement for ${repr(name)}`, pos);
-    out += value;
-  }
-  return out;
-}
-
-const NAME = String.raw`[^\s()]+`;
-const KEY_VALUE = new RegExp(`^(${NAME})\\s*(\\S.*)?$`, 's');
-const SECTION_START = new RegExp(`^(${NAME})(?:\\s+(${NAME}))?$`);
-
-interface ParseState {
-  schema: Schema;
-  defines: Map<string, string>;
-  env: NodeJS.ProcessEnv;
-  cx: ConvContext;
-  /** files being read, to refuse an %include loop */
-  including: string[];
-}
-
-function parseResource(text: string, file: string | null, top: Matcher, st: ParseState): void {
-  const lines = text.split(/\r\n|\r|\n/);
-  if (lines.length && lines[lines.length - 1] === '') lines.pop();
-  const stack: Array<{ type: string; name: string | null; parent: Matcher; pos: Position }> = [];
-  let section = top;
-  let lineno = 0;
-  for (const rawLine of lines) {
-    lineno++;
-    const pos: Position = { file, line: lineno };
-    const line = pyStrip(rawLine);
-    if (line === '' || line[0] === '#') continue;
-    if (line.startsWith('</')) {
-      if (line[line.length - 1] !== '>') fail('malformed section end', pos);
-      if (!stack.length) fail('unexpected section end', pos);
-      const type = pyRstrip(line.slice(2, -1)).toLowerCase();
-      const open = stack.pop()!;
-      if (type !== open.type) fail('unbalanced section end', pos);
-      open.parent.addSection(section.finish(st.cx), pos);
-      section = open.parent;
-    } else if (line[0] === '<') {
-      if (line[line.length - 1] !== '>') fail('malformed section start', pos);
-      let rest = line.slice(1, -1);
-      const empty = rest.endsWith('/');
-      if (empty) rest = rest.slice(0, -1);
-      const m = SECTION_START.exec(pyRstrip(rest));
-      if (!m) fail('malformed section header', pos);
-      const type = m[1].toLowerCase();
-      const name = m[2] ? m[2].toLowerCase() : null;
-      const child = section.createChild(type, name, pos);
-      if (empty) section.addSection(child.finish(st.cx), pos);
-      else {
-        stack.push({ type, name, parent: section, pos });
-        section = child;
-      }
-    } else if (line[0] === '%') {
-      const m = KEY_VALUE.exec(line.slice(1));
-      if (!m) fail('missing or unrecognized directive', pos);
-      const [, directive, arg] = m;
-      if (directive !== 'define' && directive !== 'import' && directive !== 'include') {
-        fail(`unknown directive: ${repr(directive)}`, pos);
-      }
-      if (!arg) fail(`missing argument to %${directive} directive`, pos);
-      if (directive === 'define') {
-        const parts = pySplit(arg);
-        const defname = parts[0].toLowerCase();
-        const afterName = arg.slice(arg.indexOf(parts[0]) + parts[0].length);
-        const defvalue = parts.length > 1 ? pyStrip(afterName) : '';
-        if (st.defines.has(defname) && st.defines.get(defname) !== defvalue)
-          fail(`cannot redefine ${repr(defname)}`, pos);
-        if (!/^[a-zA-Z_][a-zA-Z0-9_]*$/.test(defname))
-          fail(`not a substitution legal name: ${repr(defname)}`, pos);
-        st.defines.set(defname, substitute(defvalue, st.defines, st.env, pos));
-      } else if (directive === 'import') {
-        st.schema.import(substitute(pyStrip(arg), st.defines, st.env, pos), pos);
-      } else {
-        const target = substitute(pyStrip(arg), st.defines, st.env, pos);
-        const path = resolveInclude(target, file, pos);
-        if (st.including.includes(path)) fail(`%include ${target}: the file includes itself`, pos);
-        let included: string;
-        try {
-          included = readFileSync(path, 'utf8');
-        } catch (e) {
-          fail(`error opening file ${path}: ${(e as Error).message}`, pos);
-        }
-        st.including.push(path);
-        parseResource(included, path, section, st);
-        st.including.pop();
-      }
-    } else {
-      const m = KEY_VALUE.exec(line);
-      if (!m) fail('malformed configuration data', pos);
-      const [, key, value] = m;
-      section.addValue(key, value ? substitute(value, st.defines, st.env, pos) : '', pos);
-    }
-  }
-  if (stack.length) fail('unclosed sections not allowed', { file, line: lineno });
-}
-
-function resolveInclude(target: string, from: string | null, pos: Position): string {
-  if (/^[a-zA-Z][a-zA-Z0-9+.-]*:/.test(target)) {
-    if (target.startsWith('file:')) return fileURLToPath(target);
-    fail(`%include ${target}: zeo-ts reads configuration from files only`, pos);
-  }
-  return resolve(from ? dirname(from) : process.cwd(), target);
-}
-
-// ---------------------------------------------------------------------------------------------------------
 // What only the server can check: what a section means to zeo-ts
 
 function keyPos(sv: SectionValue, key: string): Position {
@@ -1139,7 +130,7 @@ const UTF8_NAMES = new Set(['utf-8', 'utf8', 'utf_8', 'u8', 'utf', 'cp65001']);
 
 /** Checks a finished section; `ignored` (inside <runner>) keeps only the checks runzeo itself makes. */
 function checkSection(sv: SectionValue, ignored: boolean): void {
-  if (TYPES_BY_NAME.get(sv.type)?.implements === 'zconfig.logger.handler') checkLogHandler(sv, ignored);
+  if (RUNZEO_TYPES.get(sv.type)?.implements === 'zconfig.logger.handler') checkLogHandler(sv, ignored);
   if (ignored) return;
   switch (sv.type) {
     case 'filestorage': {
@@ -1367,15 +358,18 @@ function toServerConfig(top: SectionValue, env: NodeJS.ProcessEnv, withStorages:
   };
 }
 
-function parseOverrides(specs: string[]): OverrideItem[] {
-  return specs.map((spec) => {
-    const pos: Position = { file: null, line: null, override: spec };
-    const eq = spec.indexOf('=');
-    if (eq < 0) fail('invalid configuration specifier (expected section/key=value)', pos);
-    const path = spec.slice(0, eq).split('/');
-    if (path.includes('')) fail("'//' is not allowed in an option path", pos);
-    return { path, value: spec.slice(eq + 1), pos };
-  });
+/**
+ * A listen address as runzeo reads `address` and -a: 'host:port', '[v6]:port', 'port', ':port' (all
+ * interfaces: host ''), anything containing '/' is a Unix socket path; 'host:', a bare host name or port 0
+ * give an ephemeral port (0). Host names are lowercased.
+ */
+export function parseAddress(value: string): ListenAddress {
+  try {
+    return listenAddress(value);
+  } catch (e) {
+    if (e instanceof DatatypeError) throw new ConfigError(e.message);
+    throw e;
+  }
 }
 
 /**
@@ -1396,20 +390,8 @@ function parse(
   withStorages: boolean,
 ): ServerConfig {
   const env = options.env ?? process.env;
-  const file = options.fileName ?? null;
-  const schema = new Schema();
-  const items = parseOverrides(options.overrides ?? []);
-  const bag = items.length ? new OptionBag(items) : null;
-  const top = new Matcher(schema, TOP, null, { file, line: null }, false, bag);
-  const st: ParseState = {
-    schema,
-    defines: new Map(),
-    env,
-    cx: { env },
-    including: file ? [resolve(file)] : [],
-  };
-  parseResource(text, file, top, st);
-  return toServerConfig(top.finish(st.cx), env, withStorages);
+  const top = readConfig(text, RUNZEO_SCHEMA, { ...options, env, check: checkSection });
+  return toServerConfig(top, env, withStorages);
 }
 
 /** A FileStorage with ZODB's defaults (no blobs; the path is not checked), as runzeo's -f makes one. */
@@ -1429,23 +411,35 @@ export function fileStorageDefaults(name: string, path: string): StorageConfig {
 }
 
 /**
- * runzeo's command line for `zeo serve`: -C/--configure FILE, -a/--address, -f/--filename (repeatable;
- * replaces the file's storages, as runzeo does), -t/--timeout (float seconds), --pid-file, -X
- * section/key=value (only with -C), and --read-only (ours: runzeo has no switch for it). Without -C, a missing
- * -a or -f takes the default (127.0.0.1:8100, ./var/Data.fs) where runzeo would stop with a usage error.
+ * `zeo serve`'s command line: runzeo's options (ZEO/runzeo.py and zdaemon's ZDOptions), and zeo-ts's own.
+ * Values are as written; serveOptionsToConfig reads them.
  */
-export function serveOptionsToConfig(
-  opts: {
-    configure?: string;
-    address?: string;
-    filename?: string[];
-    timeout?: string;
-    pidFile?: string;
-    override?: string[];
-    readOnly?: boolean;
-  },
-  env: NodeJS.ProcessEnv = process.env,
-): ServerConfig {
+export interface ServeOptions {
+  /** -C/--configure FILE: a zeo.conf (a path or a file: URL) */
+  configure?: string;
+  /** -a/--address: PORT, HOST:PORT, [V6]:PORT or a unix socket PATH (containing a '/') */
+  address?: string;
+  /** -f/--filename (repeatable): FileStorages named 1, 2, ...; replaces the file's storages, as runzeo does */
+  filename?: string[];
+  /** -t/--timeout: the transaction timeout in seconds (a float) */
+  timeout?: string;
+  /** --pid-file: where to write the pid ('' for runzeo's default, $INSTANCE_HOME/var/ZEO.pid) */
+  pidFile?: string;
+  /** -X section/key=value (repeatable, only with -C): a zeo.conf setting overridden */
+  override?: string[];
+  /** --read-only (zeo-ts; runzeo says `read-only true` in <zeo>): serve every storage read-only */
+  readOnly?: boolean;
+  /** --log-format text|json (zeo-ts): runzeo's text lines, or one JSON object a line for log shippers */
+  logFormat?: string;
+  /** --max-message-size (zeo-ts): the largest message a client may send, a ZConfig byte-size (256MB) */
+  maxMessageSize?: string;
+}
+
+/**
+ * ServeOptions to the server's configuration, in one place. Without -C, a missing -a or -f takes the default
+ * (127.0.0.1:8100, ./var/Data.fs) where runzeo would stop with a usage error.
+ */
+export function serveOptionsToConfig(opts: ServeOptions, env: NodeJS.ProcessEnv = process.env): ServerConfig {
   if (opts.override?.length && !opts.configure) {
     throw new ConfigError('configuration overrides (-X) cannot be used without a configuration file');
   }
@@ -1469,26 +463,14 @@ export function serveOptionsToConfig(
   }
   const sources = (config.sources ??= {});
   if (opts.address !== undefined) {
-    try {
-      config.address = socketBindingAddress(opts.address);
-    } catch (e) {
-      if (e instanceof DatatypeError)
-        throw new ConfigError(`invalid value for -a ${repr(opts.address)}: ${e.message}`);
-      throw e;
-    }
+    config.address = option('-a', opts.address, listenAddress);
     sources.address = '-a';
   }
   if (opts.filename?.length) {
     config.storages = opts.filename.map((f, i) => fileStorageDefaults(String(i + 1), f));
   }
   if (opts.timeout !== undefined) {
-    try {
-      config.transactionTimeout = pyFloat(opts.timeout);
-    } catch (e) {
-      if (e instanceof DatatypeError)
-        throw new ConfigError(`invalid value for -t ${repr(opts.timeout)}: ${e.message}`);
-      throw e;
-    }
+    config.transactionTimeout = option('-t', opts.timeout, pyFloat);
     sources.transactionTimeout = '-t';
   }
   if (opts.pidFile !== undefined) {
@@ -1499,5 +481,34 @@ export function serveOptionsToConfig(
     config.readOnly = true;
     sources.readOnly = '--read-only';
   }
+  if (opts.logFormat !== undefined) {
+    const format = opts.logFormat.toLowerCase();
+    if (!(LOG_FORMATS as readonly string[]).includes(format)) {
+      throw new ConfigError(
+        `invalid value for --log-format ${repr(opts.logFormat)}: must be one of ${LOG_FORMATS.join(', ')}`,
+      );
+    }
+    config.logFormat = format as LogFormat;
+  }
+  if (opts.maxMessageSize !== undefined) {
+    const size = option('--max-message-size', opts.maxMessageSize, byteSize);
+    if (size <= 0) {
+      throw new ConfigError(
+        `invalid value for --max-message-size ${repr(opts.maxMessageSize)}: must be more than 0 bytes`,
+      );
+    }
+    config.maxMessageSize = size;
+  }
   return config;
+}
+
+/** A command-line value read by a datatype; a refusal names the flag. */
+function option<T>(flag: string, value: string, datatype: (v: string) => T): T {
+  try {
+    return datatype(value);
+  } catch (e) {
+    if (e instanceof DatatypeError)
+      throw new ConfigError(`invalid value for ${flag} ${repr(value)}: ${e.message}`);
+    throw e;
+  }
 }

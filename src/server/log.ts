@@ -6,7 +6,22 @@ import { threadId, isMainThread } from 'node:worker_threads';
 import { inspect } from 'node:util';
 import pino from 'pino';
 import { pyStrRepr } from '../pickle/index.js';
-import type { EventLogConfig, LogHandlerConfig } from './config.js';
+
+// ---------------------------------------------------------------------------------------------------------
+// The configuration (ZConfig's <eventlog> and its <logfile> handlers, as zeo.conf gives them)
+
+export interface LogHandlerConfig {
+  /** file path, or 'STDOUT' / 'STDERR' */
+  path: string;
+  format: string;
+  level: LogLevel;
+  dateformat: string;
+}
+
+export interface EventLogConfig {
+  level: LogLevel;
+  handlers: LogHandlerConfig[];
+}
 
 // ---------------------------------------------------------------------------------------------------------
 // Levels

@@ -1,0 +1,334 @@
+// runzeo's schema as data: ZEO's schema.xml (the top level) and server.xml (<zeo>, <ssl>), ZODB's
+// component.xml (storage sections), zdaemon's <runner>, ZConfig's logger component (<eventlog>, handlers),
+// and zc.zlibstorage's component.xml for `%import zc.zlibstorage`. What zeo-ts cannot serve is here too,
+// with the reason it is refused.
+import {
+  boolean,
+  byteSize,
+  dottedName,
+  DatatypeError,
+  escapedString,
+  existingDirpath,
+  existingPath,
+  expanduser,
+  httpHandlerUrl,
+  inetAddress,
+  integer,
+  isDir,
+  key as k,
+  float,
+  logFormatStyle,
+  loggingLevel,
+  oneOf,
+  pyDirname,
+  pyInt,
+  pyOctal,
+  pySplit,
+  repr,
+  socketBindingAddress,
+  string,
+  type ConvContext,
+  type Schema,
+  type SectionSlot,
+  type SectionType,
+  type KeyInfo,
+} from '../zconfig/index.js';
+import { DEFAULT_DATE_FORMAT, levelFromNumber, RUNZEO_DEFAULT_FORMAT, type LogLevel } from './log.js';
+
+/** Where the server listens: TCP (host '' is every interface; port 0 an ephemeral port) or a unix socket. */
+export type ListenAddress = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
+
+/** socket-binding-address as runzeo listens on it: port 0 (ephemeral) when none is given. */
+export function listenAddress(s: string): ListenAddress {
+  const a = socketBindingAddress(s);
+  return a.family === 'unix'
+    ? { kind: 'unix', path: a.path }
+    : { kind: 'tcp', host: a.host, port: a.port ?? 0 };
+}
+
+const logLevel = (v: string): LogLevel => levelFromNumber(loggingLevel(v));
+
+// zdaemon's datatypes, for <runner>
+function existingParentDirpath(v: string, cx: ConvContext): string {
+  const nv = expanduser(v, cx.env);
+  const parent = pyDirname(pyDirname(nv));
+  if (!parent || isDir(parent)) return nv;
+  throw new DatatypeError(`The directory named as part of the path ${v} does not exist.`);
+}
+
+function existingParentDirectory(v: string, cx: ConvContext): string {
+  const nv = expanduser(v, cx.env);
+  if (isDir(nv) || isDir(pyDirname(nv))) return nv;
+  throw new DatatypeError(`${v} is not an existing directory`);
+}
+
+const listOfInts = (v: string): number[] => (v ? v.split(',').map((x) => pyInt(x)) : []);
+
+const LOG_HANDLER_BASE: KeyInfo[] = [
+  k('formatter', dottedName),
+  k('dateformat', string, { default: DEFAULT_DATE_FORMAT }),
+  k('level', logLevel, { default: 'notset' }),
+  k('style', logFormatStyle, { default: 'classic' }),
+  k('arbitrary-fields', boolean, { default: 'false' }),
+];
+
+const NOT_A_HANDLER = 'log handlers are not supported by zeo-ts; use <logfile> (a file, STDOUT or STDERR)';
+const BASE_LOGGER: KeyInfo[] = [k('level', logLevel, { default: 'info' })];
+const HANDLERS: SectionSlot = { type: 'zconfig.logger.handler', attr: 'handlers', multi: true };
+
+const TYPES: SectionType[] = [
+  // ZEO's server.xml
+  {
+    name: 'zeo',
+    keys: [
+      k('address', listenAddress, { required: true }),
+      k('read-only', boolean, { default: 'false' }),
+      k('invalidation-queue-size', integer, { default: '100' }),
+      k('invalidation-age', float),
+      k('transaction-timeout', integer),
+      k('pid-filename', existingDirpath),
+      k('client-conflict-resolution', boolean, { default: 'false' }),
+      k('msgpack', boolean),
+    ],
+    sections: [{ type: 'ssl', attr: 'ssl' }],
+  },
+  {
+    name: 'ssl',
+    keys: [
+      k('certificate', existingDirpath, { required: true }),
+      k('key', existingDirpath),
+      k('password-function', string),
+      k('authenticate', string, { required: true }),
+    ],
+    sections: [],
+  },
+  // ZODB's component.xml
+  {
+    name: 'filestorage',
+    implements: 'zodb.storage',
+    keys: [
+      k('path', existingDirpath, { required: true }),
+      k('blob-dir', existingDirpath),
+      k('create', boolean),
+      k('read-only', boolean),
+      k('quota', byteSize),
+      k('packer', string),
+      k('pack-gc', boolean, { default: 'true' }),
+      k('pack-keep-old', boolean, { default: 'true' }),
+    ],
+    sections: [],
+  },
+  {
+    name: 'mappingstorage',
+    implements: 'zodb.storage',
+    keys: [k('name', string, { default: 'Mapping Storage' })],
+    sections: [],
+  },
+  {
+    name: 'blobstorage',
+    implements: 'zodb.storage',
+    keys: [k('blob-dir', string, { required: true })],
+    sections: [{ type: 'zodb.storage', attr: 'base' }],
+  },
+  {
+    name: 'demostorage',
+    implements: 'zodb.storage',
+    keys: [],
+    sections: [],
+    refuse:
+      '<demostorage> is not supported by zeo-ts (DemoStorage is Python-only); serve a <filestorage> or a <mappingstorage>',
+  },
+  {
+    name: 'zeoclient',
+    implements: 'zodb.storage',
+    keys: [],
+    sections: [],
+    refuse: "<zeoclient> (serving another ZEO server's storage) is not supported by zeo-ts",
+  },
+  {
+    name: 'fullstorage',
+    implements: 'zodb.storage',
+    keys: [],
+    sections: [],
+    refuse: '<fullstorage> (BerkeleyDB storage) is not supported by zeo-ts',
+  },
+  {
+    name: 'minimalstorage',
+    implements: 'zodb.storage',
+    keys: [],
+    sections: [],
+    refuse: '<minimalstorage> (BerkeleyDB storage) is not supported by zeo-ts',
+  },
+  { name: 'zodb', implements: 'zodb.database', keys: [], sections: [] },
+  // zdaemon's component.xml: runzeo accepts <runner> and ignores it (it is zdaemon's), so do we
+  {
+    name: 'runner',
+    ignoreContent: true,
+    keys: [
+      k('program', (v) => pySplit(v), { required: true }),
+      k('python', existingPath),
+      k('zdrun', existingPath),
+      k('socket-name', existingParentDirpath, { default: 'zdsock' }),
+      k('daemon', boolean, { default: 'on' }),
+      k('directory', existingParentDirectory),
+      k('backoff-limit', integer, { default: '10' }),
+      k('forever', boolean, { default: 'false' }),
+      k('exit-codes', listOfInts, { default: '0,2' }),
+      k('start-test-program', (v) => pySplit(v)),
+      k('start-timeout', integer, { default: '300' }),
+      k('stop-timeout', integer, { default: '300' }),
+      k('user', string),
+      k('umask', pyOctal, { default: '022' }),
+      k('hang-around', boolean, { default: 'false' }),
+      k('default-to-interactive', boolean, { default: 'true' }),
+      k('logfile', existingDirpath),
+      k('transcript', existingDirpath),
+      k('prompt', string),
+    ],
+    sections: [{ type: 'zconfig.logger.log', attr: 'eventlog' }],
+  },
+  { name: 'environment', keys: [], sections: [] },
+  // ZConfig's logger components
+  { name: 'eventlog', implements: 'zconfig.logger.log', keys: BASE_LOGGER, sections: [HANDLERS] },
+  {
+    name: 'logger',
+    implements: 'zconfig.logger.log',
+    keys: [...BASE_LOGGER, k('propagate', boolean, { default: 'true' }), k('name', dottedName)],
+    sections: [HANDLERS],
+  },
+  { name: 'zconfig.logger.base-logger', keys: BASE_LOGGER, sections: [HANDLERS] },
+  { name: 'zconfig.logger.base-log-handler', keys: LOG_HANDLER_BASE, sections: [] },
+  {
+    name: 'logfile',
+    implements: 'zconfig.logger.handler',
+    keys: [
+      ...LOG_HANDLER_BASE,
+      k('path', string, { required: true }),
+      k('old-files', integer, { default: '0' }),
+      k('max-size', byteSize, { default: '0' }),
+      k('when', string, { default: '' }),
+      k('interval', integer, { default: '0' }),
+      k('format', escapedString, { default: RUNZEO_DEFAULT_FORMAT.replace('\n', '\\n') }),
+      k('encoding', string),
+      k('delay', boolean, { default: 'false' }),
+    ],
+    sections: [],
+  },
+  {
+    name: 'syslog',
+    implements: 'zconfig.logger.handler',
+    keys: [
+      ...LOG_HANDLER_BASE,
+      k(
+        'facility',
+        oneOf(
+          'auth authpriv cron daemon kern local0 local1 local2 local3 local4 local5 local6 local7 lpr mail news security syslog user uucp'.split(
+            ' ',
+          ),
+          () =>
+            'Syslog facility must be one of auth, authpriv, cron, daemon, kern, local0, local1, local2, local3, local4, local5, local6, local7, lpr, mail, news, security, syslog, user, uucp',
+        ),
+        { default: 'user' },
+      ),
+      k('address', (v) => (v.includes('/') ? v : inetAddress(v)), { default: 'localhost:514' }),
+      k('format', escapedString, { default: '%(name)s %(message)s' }),
+    ],
+    sections: [],
+    refuse: `<syslog> ${NOT_A_HANDLER}`,
+  },
+  {
+    name: 'win32-eventlog',
+    implements: 'zconfig.logger.handler',
+    keys: [
+      ...LOG_HANDLER_BASE,
+      k('appname', string, { default: 'Zope' }),
+      k('format', escapedString, { default: '%(levelname)s %(name)s %(message)s' }),
+    ],
+    sections: [],
+    refuse: `<win32-eventlog> ${NOT_A_HANDLER}`,
+  },
+  {
+    name: 'http-logger',
+    implements: 'zconfig.logger.handler',
+    keys: [
+      ...LOG_HANDLER_BASE,
+      k('url', httpHandlerUrl, { default: 'http://localhost/' }),
+      k(
+        'method',
+        oneOf(
+          ['GET', 'POST'],
+          (v) => `method must be "GET" or "POST", instead received: ${repr(v.toUpperCase())}`,
+          true,
+        ),
+        { default: 'GET' },
+      ),
+      k('format', escapedString, { default: '%(asctime)s %(levelname)s %(name)s %(message)s' }),
+    ],
+    sections: [],
+    refuse: `<http-logger> ${NOT_A_HANDLER}`,
+  },
+  {
+    name: 'email-notifier',
+    implements: 'zconfig.logger.handler',
+    keys: [
+      ...LOG_HANDLER_BASE,
+      k('from', string, { required: true }),
+      k('to', string, { required: true, multi: true }),
+      k('subject', string, { default: 'Message from Zope' }),
+      k('smtp-server', (v) => inetAddress(v), { default: 'localhost' }),
+      k('smtp-username', string, { default: '' }),
+      k('smtp-password', string, { default: '' }),
+      k('format', escapedString, { default: '%(asctime)s %(levelname)s %(name)s %(message)s' }),
+    ],
+    sections: [],
+    refuse: `<email-notifier> ${NOT_A_HANDLER}`,
+  },
+];
+
+// zc.zlibstorage's component.xml, for `%import zc.zlibstorage`
+const ZLIB_TYPES: SectionType[] = [
+  {
+    name: 'zlibstorage',
+    implements: 'zodb.storage',
+    keys: [k('compress', boolean)],
+    sections: [{ type: 'zodb.storage', attr: 'base', required: true }],
+    refuse:
+      '<zlibstorage> (compression by the server) is not supported by zeo-ts; use <serverzlibstorage>, with zc.zlibstorage on the clients',
+  },
+  {
+    name: 'serverzlibstorage',
+    implements: 'zodb.storage',
+    keys: [k('compress', boolean)],
+    sections: [{ type: 'zodb.storage', attr: 'base', required: true }],
+  },
+];
+
+export const RUNZEO_SCHEMA: Schema = {
+  // ZEO's schema.xml: the top level
+  top: {
+    name: '(top level)',
+    keys: [],
+    sections: [
+      { type: 'zeo', attr: 'zeo', required: true },
+      { type: 'runner', attr: 'runner' },
+      { type: 'zodb.storage', attr: 'storages', required: true, multi: true },
+      { type: 'eventlog', attr: 'eventlog' },
+    ],
+  },
+  types: TYPES,
+  abstractTypes: ['zodb.storage', 'zodb.database', 'zconfig.logger.log', 'zconfig.logger.handler'],
+  // those runzeo's schema already has (importing them again is a no-op), and zc.zlibstorage, whose
+  // <serverzlibstorage> zeo-ts implements
+  packages: {
+    ZODB: {},
+    'ZConfig.components.logger': {},
+    zdaemon: {},
+    'zc.zlibstorage': { types: ZLIB_TYPES },
+    ZEO: { refuse: `%import ZEO: type name cannot be redefined: 'ssl' (runzeo refuses it too)` },
+  },
+  unknownPackage: (pkg) =>
+    `%import ${pkg}: zeo-ts cannot load Python packages; the packages it knows are ZODB, ZConfig.components.logger, zdaemon and zc.zlibstorage`,
+};
+
+/** The section types of runzeo's schema, with %import zc.zlibstorage's, by name. */
+export const RUNZEO_TYPES = new Map<string, SectionType>([...TYPES, ...ZLIB_TYPES].map((t) => [t.name, t]));
