@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { defaultConfig } from '../../src/server/config.js';
 import { fixturesDir } from '../helpers/corpus.js';
-import { interopTest, oraclePython, type Oracle } from '../helpers/oracle.js';
+import { interopTest, oraclePython, repoRoot, type Oracle } from '../helpers/oracle.js';
 import {
   logRecords,
   ruok,
@@ -98,6 +98,92 @@ test('-a 127.0.0.1:0 -f PATH: the bound port is in the "listening on" log line',
   assert.equal(st['last-transaction'], '0000000000000000');
   assert.deepEqual(await child.stop('SIGINT'), { code: 0, signal: null });
   assert.ok(existsSync(join(dir, 'Data.fs')));
+});
+
+test('npm start -- -a HOST:PORT -f PATH: the checkout serves at once, with no npx install or second build', async () => {
+  // README's first command is `npm ci && npm start`: the start script runs bin/zeo serve on the dist/ that
+  // npm ci's prepare built (npx zeo serve copied the checkout into npx's cache and built it again, ~11 s)
+  const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as {
+    scripts: Record<string, string>;
+  };
+  assert.equal(pkg.scripts.start, 'node bin/zeo serve');
+  const dir = newDir();
+  const started = performance.now();
+  // its own process group: npm, the shell and the server get the SIGTERM together, as from a terminal
+  const npm = spawn('npm', ['start', '--', '-a', '127.0.0.1:0', '-f', join(dir, 'Data.fs')], {
+    cwd: repoRoot,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, INSTANCE_HOME: '' },
+  });
+  let out = '';
+  let err = '';
+  npm.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  npm.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<number | null>((r) => npm.on('exit', (code) => r(code)));
+  try {
+    const listening = /INFO ZEO\.asyncio\.server listening on \('127\.0\.0\.1', (\d+)\)/;
+    await waitUntil(
+      () => listening.test(err) || npm.exitCode !== null,
+      () => `npm start did not serve:\n${out}\n${err}`,
+      20_000,
+    );
+    const ms = performance.now() - started;
+    const port = Number(listening.exec(err)?.[1]);
+    assert.ok(port > 0, `npm start serves:\n${out}\n${err}`);
+    const { status } = await ruok({ port });
+    assert.deepEqual(Object.keys(status as object), ['1']);
+    // npm itself takes a few hundred ms; building or installing would take seconds
+    assert.ok(ms < 5000, `npm start took ${Math.round(ms)} ms to serve`);
+    assert.match(out, /> node bin\/zeo serve -a 127\.0\.0\.1:0 -f /);
+    process.kill(-npm.pid!, 'SIGTERM');
+    await withTimeout(exited, 20_000, () => `npm start did not stop:\n${out}\n${err}`);
+    await waitUntil(
+      () => /INFO ZEO\.runzeo .*closed$/m.test(err),
+      () => `the server did not close:\n${err}`,
+    );
+  } finally {
+    if (npm.exitCode === null) process.kill(-npm.pid!, 'SIGKILL');
+  }
+  assert.ok(existsSync(join(dir, 'Data.fs.index')), 'closed cleanly: the index is written at exit');
+});
+
+test('-r/--read-only: the server is read-only, and writes no pid file (as runzeo with read-only true)', async () => {
+  const dir = newDir();
+  const path = join(dir, 'Data.fs');
+  // a writable server creates the file; the read-only one then serves it
+  const rw = serve(['-a', '127.0.0.1:0', '-f', path]);
+  await rw.port();
+  assert.deepEqual(await rw.stop(), { code: 0, signal: null });
+  for (const flag of ['-r', '--read-only']) {
+    const pid = join(dir, `${flag}.pid`);
+    const child = serve([flag, '-a', '127.0.0.1:0', '-f', path, '--pid-file', pid]);
+    const port = await child.port();
+    // runzeo's line for a read-only server: the server RO, the storage itself RW
+    assert.match(child.stderr, /StorageServer created RO with storages: 1:RW:/, flag);
+    const { status } = await ruok({ port });
+    assert.deepEqual(Object.keys(status as object), ['1']);
+    assert.ok(!existsSync(pid), `${flag}: no pid file for a read-only server`);
+    assert.deepEqual(await child.stop(), { code: 0, signal: null });
+  }
+});
+
+test('bad --log-format and --max-message-size values: refused at start, naming the option', async () => {
+  const dir = newDir();
+  for (const [args, reason] of [
+    [['--log-format', 'xml'], /invalid value for --log-format 'xml': must be one of text, json/],
+    [
+      ['--max-message-size', '12QB'],
+      /invalid value for --max-message-size '12QB': invalid literal for int\(\)/,
+    ],
+    [['--max-message-size', '0'], /invalid value for --max-message-size '0': must be more than 0 bytes/],
+  ] as const) {
+    const child = serve(['-a', '127.0.0.1:0', '-f', join(dir, 'Data.fs'), ...args]);
+    const exit = await withTimeout(child.exited, 20_000, () => `did not exit:\n${child.diag()}`);
+    assert.deepEqual(exit, { code: 2, signal: null }, child.diag());
+    assert.match(child.stderr, reason);
+  }
+  assert.ok(!existsSync(join(dir, 'Data.fs')), 'nothing was opened');
 });
 
 interopTest(
