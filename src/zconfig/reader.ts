@@ -183,11 +183,20 @@ class Matcher {
     }
   }
 
+  // ZConfig's getsectioninfo: a slot for a section of this type and name
   slotFor(type: string, name: string | null, pos: Position): SectionSlot {
     for (const slot of this.type.sections) {
-      if (slot.type === type) return slot;
-      if (this.schema.abstract.has(slot.type) && this.schema.types.get(type)?.implements === slot.type)
+      const slotName = slot.name ?? '*';
+      const fits =
+        slot.type === type ||
+        (this.schema.abstract.has(slot.type) && this.schema.types.get(type)?.implements === slot.type);
+      if (slotName !== '*' && slotName !== '+') {
+        if (slotName !== name) continue;
+        if (!fits) fail(`name ${repr(name)} must be used for a ${repr(slot.type)} section`, pos);
         return slot;
+      }
+      if (slot.type === type && !name && slotName !== '*') fail(`${repr(type)} sections must be named`, pos);
+      if (fits) return slot;
     }
     fail(`no matching section defined for type='${type}', name='${name ?? 'None'}'`, pos);
   }
@@ -202,8 +211,12 @@ class Matcher {
     const type = this.schema.types.get(typeName);
     if (!type) fail(`unknown type name: ${repr(typeName)}`, pos);
     const slot = this.slotFor(typeName, name, pos);
-    if (name === '*' || name === '+')
-      fail(`${repr(name)} is not an allowed name for ${repr(slot.type)} sections`, pos);
+    if (!allowedName(slot, name)) {
+      fail(
+        `${name === null ? 'None' : repr(name)} is not an allowed name for ${repr(slot.type)} sections`,
+        pos,
+      );
+    }
     const ignored = this.ignored || !!type.ignoreContent;
     if (type.refuse && !ignored) fail(type.refuse, pos);
     const bag = this.bag?.forSection(typeName, name) ?? null;
@@ -285,6 +298,14 @@ class Matcher {
     this.check(result, this.ignored);
     return result;
   }
+}
+
+// ZConfig's isAllowedName
+function allowedName(slot: SectionSlot, name: string | null): boolean {
+  const slotName = slot.name ?? '*';
+  if (name === '*' || name === '+') return false;
+  if (slotName === '+') return !!name;
+  return slotName === '*' || name === slotName;
 }
 
 // ZConfig's substitution: $name and ${name} from %define (names case-insensitive), $(NAME) from the

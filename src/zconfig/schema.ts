@@ -17,6 +17,8 @@ export interface SectionSlot {
   /** a concrete section type, or an abstract one any implementing type matches */
   type: string;
   attr: string;
+  /** '*' (the default): named or not; '+': must be named; anything else: only a section of that name */
+  name?: string;
   required?: boolean;
   /** a multisection: every matching section, in order */
   multi?: boolean;
