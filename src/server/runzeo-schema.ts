@@ -76,6 +76,18 @@ const NOT_A_HANDLER = 'log handlers are not supported by zeo-ts; use <logfile> (
 const BASE_LOGGER: KeyInfo[] = [k('level', logLevel, { default: 'info' })];
 const HANDLERS: SectionSlot = { type: 'zconfig.logger.handler', attr: 'handlers', multi: true };
 
+// a handler ZConfig's logger component defines and zeo-ts refuses: its keys are checked all the same
+// (inside <runner>, which runzeo ignores, a bad value is still an error)
+function refusedHandler(name: string, keys: KeyInfo[]): SectionType {
+  return {
+    name,
+    implements: 'zconfig.logger.handler',
+    keys: [...LOG_HANDLER_BASE, ...keys],
+    sections: [],
+    refuse: `<${name}> ${NOT_A_HANDLER}`,
+  };
+}
+
 const TYPES: SectionType[] = [
   // ZEO's server.xml
   {
@@ -214,75 +226,47 @@ const TYPES: SectionType[] = [
     ],
     sections: [],
   },
-  {
-    name: 'syslog',
-    implements: 'zconfig.logger.handler',
-    keys: [
-      ...LOG_HANDLER_BASE,
-      k(
-        'facility',
-        oneOf(
-          'auth authpriv cron daemon kern local0 local1 local2 local3 local4 local5 local6 local7 lpr mail news security syslog user uucp'.split(
-            ' ',
-          ),
-          () =>
-            'Syslog facility must be one of auth, authpriv, cron, daemon, kern, local0, local1, local2, local3, local4, local5, local6, local7, lpr, mail, news, security, syslog, user, uucp',
+  refusedHandler('syslog', [
+    k(
+      'facility',
+      oneOf(
+        'auth authpriv cron daemon kern local0 local1 local2 local3 local4 local5 local6 local7 lpr mail news security syslog user uucp'.split(
+          ' ',
         ),
-        { default: 'user' },
+        () =>
+          'Syslog facility must be one of auth, authpriv, cron, daemon, kern, local0, local1, local2, local3, local4, local5, local6, local7, lpr, mail, news, security, syslog, user, uucp',
       ),
-      k('address', (v) => (v.includes('/') ? v : inetAddress(v)), { default: 'localhost:514' }),
-      k('format', escapedString, { default: '%(name)s %(message)s' }),
-    ],
-    sections: [],
-    refuse: `<syslog> ${NOT_A_HANDLER}`,
-  },
-  {
-    name: 'win32-eventlog',
-    implements: 'zconfig.logger.handler',
-    keys: [
-      ...LOG_HANDLER_BASE,
-      k('appname', string, { default: 'Zope' }),
-      k('format', escapedString, { default: '%(levelname)s %(name)s %(message)s' }),
-    ],
-    sections: [],
-    refuse: `<win32-eventlog> ${NOT_A_HANDLER}`,
-  },
-  {
-    name: 'http-logger',
-    implements: 'zconfig.logger.handler',
-    keys: [
-      ...LOG_HANDLER_BASE,
-      k('url', httpHandlerUrl, { default: 'http://localhost/' }),
-      k(
-        'method',
-        oneOf(
-          ['GET', 'POST'],
-          (v) => `method must be "GET" or "POST", instead received: ${repr(v.toUpperCase())}`,
-          true,
-        ),
-        { default: 'GET' },
+      { default: 'user' },
+    ),
+    k('address', (v) => (v.includes('/') ? v : inetAddress(v)), { default: 'localhost:514' }),
+    k('format', escapedString, { default: '%(name)s %(message)s' }),
+  ]),
+  refusedHandler('win32-eventlog', [
+    k('appname', string, { default: 'Zope' }),
+    k('format', escapedString, { default: '%(levelname)s %(name)s %(message)s' }),
+  ]),
+  refusedHandler('http-logger', [
+    k('url', httpHandlerUrl, { default: 'http://localhost/' }),
+    k(
+      'method',
+      oneOf(
+        ['GET', 'POST'],
+        (v) => `method must be "GET" or "POST", instead received: ${repr(v.toUpperCase())}`,
+        true,
       ),
-      k('format', escapedString, { default: '%(asctime)s %(levelname)s %(name)s %(message)s' }),
-    ],
-    sections: [],
-    refuse: `<http-logger> ${NOT_A_HANDLER}`,
-  },
-  {
-    name: 'email-notifier',
-    implements: 'zconfig.logger.handler',
-    keys: [
-      ...LOG_HANDLER_BASE,
-      k('from', string, { required: true }),
-      k('to', string, { required: true, multi: true }),
-      k('subject', string, { default: 'Message from Zope' }),
-      k('smtp-server', (v) => inetAddress(v), { default: 'localhost' }),
-      k('smtp-username', string, { default: '' }),
-      k('smtp-password', string, { default: '' }),
-      k('format', escapedString, { default: '%(asctime)s %(levelname)s %(name)s %(message)s' }),
-    ],
-    sections: [],
-    refuse: `<email-notifier> ${NOT_A_HANDLER}`,
-  },
+      { default: 'GET' },
+    ),
+    k('format', escapedString, { default: '%(asctime)s %(levelname)s %(name)s %(message)s' }),
+  ]),
+  refusedHandler('email-notifier', [
+    k('from', string, { required: true }),
+    k('to', string, { required: true, multi: true }),
+    k('subject', string, { default: 'Message from Zope' }),
+    k('smtp-server', (v) => inetAddress(v), { default: 'localhost' }),
+    k('smtp-username', string, { default: '' }),
+    k('smtp-password', string, { default: '' }),
+    k('format', escapedString, { default: '%(asctime)s %(levelname)s %(name)s %(message)s' }),
+  ]),
 ];
 
 // zc.zlibstorage's component.xml, for `%import zc.zlibstorage`

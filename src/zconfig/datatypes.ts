@@ -266,26 +266,19 @@ export function exists(p: string): boolean {
   }
 }
 
-/** existing-directory */
-export function existingDirectory(v: string, cx: ConvContext): string {
-  const nv = expanduser(v, cx.env);
-  if (isDir(nv)) return nv;
-  throw new DatatypeError(`${v} is not an existing directory`);
+// ZConfig's existing-* checks: the path (after ~ expansion) passes `test`
+function existing(test: (path: string) => boolean, what: string): Datatype<string> {
+  return (v, cx) => {
+    const nv = expanduser(v, cx.env);
+    if (test(nv)) return nv;
+    throw new DatatypeError(`${v} is not an existing ${what}`);
+  };
 }
 
-/** existing-path */
-export function existingPath(v: string, cx: ConvContext): string {
-  const nv = expanduser(v, cx.env);
-  if (exists(nv)) return nv;
-  throw new DatatypeError(`${v} is not an existing path`);
-}
-
-/** existing-file (ZConfig checks only that something is there) */
-export function existingFile(v: string, cx: ConvContext): string {
-  const nv = expanduser(v, cx.env);
-  if (exists(nv)) return nv;
-  throw new DatatypeError(`${v} is not an existing file`);
-}
+export const existingDirectory = existing(isDir, 'directory');
+export const existingPath = existing(exists, 'path');
+/** existing-file: ZConfig checks only that something is there */
+export const existingFile = existing(exists, 'file');
 
 /** existing-dirpath: the directory the path names a file in must exist. */
 export function existingDirpath(v: string, cx: ConvContext): string {
