@@ -534,6 +534,41 @@ describe('serveOptionsToConfig and defaultConfig', () => {
   });
 });
 
+describe("ServeOptions: the options zeo-ts adds to runzeo's", () => {
+  test('--read-only, --log-format and --max-message-size reach ServerConfig; absent, they are left out', () => {
+    const plain = serveOptionsToConfig({ address: '8200' }, {});
+    assert.equal(plain.readOnly, false);
+    assert.equal('logFormat' in plain, false);
+    assert.equal('maxMessageSize' in plain, false);
+    const c = serveOptionsToConfig(
+      { address: '8200', readOnly: true, logFormat: 'JSON', maxMessageSize: '64MB' },
+      {},
+    );
+    assert.equal(c.readOnly, true);
+    assert.equal(c.sources?.readOnly, '--read-only');
+    assert.equal(c.logFormat, 'json');
+    assert.equal(c.maxMessageSize, 64 * 1024 * 1024);
+    assert.equal(
+      serveOptionsToConfig({ logFormat: 'text', maxMessageSize: '4096' }, {}).maxMessageSize,
+      4096,
+    );
+  });
+
+  test('refusals name the option and the value', () => {
+    const bad = (opts: Parameters<typeof serveOptionsToConfig>[0], message: string): void =>
+      assert.throws(
+        () => serveOptionsToConfig(opts, {}),
+        (e: unknown) => e instanceof ConfigError && e.message === message,
+      );
+    bad({ logFormat: 'xml' }, "invalid value for --log-format 'xml': must be one of text, json");
+    bad(
+      { maxMessageSize: '1.5MB' },
+      "invalid value for --max-message-size '1.5MB': invalid literal for int() with base 10: '1.5'",
+    );
+    bad({ maxMessageSize: '0KB' }, "invalid value for --max-message-size '0KB': must be more than 0 bytes");
+  });
+});
+
 // ---------------------------------------------------------------------------------------------------------
 // The oracle: runzeo's ZEOOptions on the same files and command lines
 

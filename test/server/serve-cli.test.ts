@@ -10,7 +10,8 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { defaultConfig } from '../../src/server/config.js';
+import { serveCommand } from '../../src/cli/serve.js';
+import { defaultConfig, type ServeOptions } from '../../src/server/config.js';
 import { fixturesDir } from '../helpers/corpus.js';
 import { interopTest, oraclePython, repoRoot, type Oracle } from '../helpers/oracle.js';
 import {
@@ -73,6 +74,34 @@ test('the default configuration: ./var/Data.fs as storage 1 on 127.0.0.1:8100', 
   assert.equal(c.readOnly, false);
   assert.equal(c.pidFilename, null);
   assert.equal(c.eventlog, null);
+});
+
+test("every runzeo option (ZEO/runzeo.py, zdaemon's -C and -X), short and long, and zeo-ts's own, are declared", () => {
+  const parse = (argv: string[]): ServeOptions => {
+    const cmd = serveCommand().exitOverride();
+    const { operands, unknown } = cmd.parseOptions(argv);
+    assert.deepEqual([operands, unknown], [[], []], argv.join(' '));
+    return cmd.opts<ServeOptions>();
+  };
+  const expected: ServeOptions = {
+    configure: 'zeo.conf',
+    address: '127.0.0.1:0',
+    filename: ['a.fs', 'b.fs'],
+    timeout: '30',
+    pidFile: 'zeo.pid',
+    override: ['zeo/read-only=on', 'zeo/msgpack=true'],
+    readOnly: true,
+    logFormat: 'json',
+    maxMessageSize: '64MB',
+  };
+  const short = ['-C', 'zeo.conf', '-a', '127.0.0.1:0', '-f', 'a.fs', '-f', 'b.fs', '-t', '30'];
+  const rest = ['--pid-file', 'zeo.pid', '-X', 'zeo/read-only=on', '-X', 'zeo/msgpack=true'];
+  const ours = ['--log-format', 'json', '--max-message-size', '64MB'];
+  assert.deepEqual(parse([...short, ...rest, '-r', ...ours]), expected);
+  const long = ['--configure', 'zeo.conf', '--address', '127.0.0.1:0', '--filename', 'a.fs'];
+  const long2 = ['--filename', 'b.fs', '--timeout', '30', '--pid-file', 'zeo.pid'];
+  const long3 = ['--override', 'zeo/read-only=on', '--override', 'zeo/msgpack=true', '--read-only'];
+  assert.deepEqual(parse([...long, ...long2, ...long3, ...ours]), expected);
 });
 
 test('no -f: zeo serve creates ./var/Data.fs in its working directory and serves it as storage 1', async () => {
