@@ -10,3 +10,4 @@ export {
   type SectionSlot,
   type SectionType,
 } from './schema.js';
+export { ZODB_CONFIG_SCHEMA } from './components/zodb.js';

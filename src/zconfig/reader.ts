@@ -266,7 +266,14 @@ class Matcher {
     const where = this.start;
     for (const info of this.type.keys) {
       const given = this.values.get(info.name);
-      if (!given && info.required) fail(`no values for ${repr(info.name)}; 1 required`, where);
+      if (!given && info.required) {
+        fail(
+          info.multi
+            ? `not enough values for ${repr(info.name)}; 0 found, 1 required`
+            : `no values for ${repr(info.name)}; 1 required`,
+          where,
+        );
+      }
       const convert = (rv: RawValue): unknown => {
         try {
           return info.datatype(rv.raw, cx);
