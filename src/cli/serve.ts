@@ -37,7 +37,7 @@ export function serveCommand(): Command {
         repeatable,
       ),
     )
-    .option('-r, --read-only', 'serve every storage read-only')
+    .option('-r, --read-only', 'refuse writes from every client (as read-only true in <zeo>)')
     .option(
       '--log-format <format>',
       "log lines as runzeo writes them ('text', the default) or as JSON ('json')",
