@@ -4,6 +4,7 @@ export { ConfigError, convFail, DatatypeError, fail, type Position } from './err
 export { readConfig, substitute, type ReadOptions, type SectionValue } from './reader.js';
 export {
   key,
+  keys,
   type ImportablePackage,
   type KeyInfo,
   type Schema,

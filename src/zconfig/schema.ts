@@ -59,4 +59,11 @@ export function key(name: string, datatype: Datatype, extra: Partial<KeyInfo> = 
   return { name, datatype, ...extra };
 }
 
+/** Keys of one datatype, each with its default as written (null: none). */
+export function keys(datatype: Datatype, defaults: Record<string, string | null>): KeyInfo[] {
+  return Object.entries(defaults).map(([name, d]) =>
+    d === null ? { name, datatype } : { name, datatype, default: d },
+  );
+}
+
 export type { ConvContext };

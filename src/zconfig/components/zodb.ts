@@ -10,55 +10,58 @@ import {
   string,
   timeInterval,
 } from '../datatypes.js';
-import { key as k, type Schema, type SectionType } from '../schema.js';
+import { key as k, keys, type KeyInfo, type Schema, type SectionType } from '../schema.js';
 
 // ZODB's component.xml
 const ZODB_DATABASE: SectionType = {
   name: 'zodb',
   implements: 'zodb.database',
   keys: [
-    k('cache-size', integer, { default: '5000' }),
-    k('cache-size-bytes', byteSize, { default: '0' }),
-    k('large-record-size', byteSize, { default: '16MB' }),
-    k('pool-size', integer, { default: '7' }),
-    k('pool-timeout', timeInterval),
-    k('historical-pool-size', integer, { default: '3' }),
-    k('historical-cache-size', integer, { default: '1000' }),
-    k('historical-cache-size-bytes', byteSize, { default: '0' }),
-    k('historical-timeout', timeInterval, { default: '5m' }),
-    k('database-name', string),
+    ...keys(integer, {
+      'cache-size': '5000',
+      'pool-size': '7',
+      'historical-pool-size': '3',
+      'historical-cache-size': '1000',
+    }),
+    ...keys(byteSize, {
+      'cache-size-bytes': '0',
+      'large-record-size': '16MB',
+      'historical-cache-size-bytes': '0',
+    }),
+    ...keys(timeInterval, { 'pool-timeout': null, 'historical-timeout': '5m' }),
     k('allow-implicit-cross-references', boolean),
-    // a Python dotted name ZODB imports
-    k('class-factory', string),
+    // class-factory is a Python dotted name ZODB imports
+    ...keys(string, { 'database-name': null, 'class-factory': null }),
   ],
   sections: [{ type: 'zodb.storage', attr: 'storage' }],
 };
+
+// the keys ZODB's <zeoclient> and ZEO's <clientstorage> share
+const CLIENT_KEYS: KeyInfo[] = [
+  k('server', socketConnectionAddress, { required: true, multi: true }),
+  k('cache-size', byteSize, { default: '20MB' }),
+  k('blob-dir', string),
+  k('shared-blob-dir', boolean, { default: 'no' }),
+  k('blob-cache-size', byteSize),
+  k('blob-cache-size-check', integer),
+  k('read-only', boolean, { default: 'off' }),
+  k('read-only-fallback', boolean, { default: 'off' }),
+  k('client-label', string),
+  k('storage', string, { default: '1' }),
+  k('name', string, { default: '' }),
+];
 
 // ZODB's component.xml: ZODB's own section for a ZEO ClientStorage
 const ZEOCLIENT: SectionType = {
   name: 'zeoclient',
   implements: 'zodb.storage',
   keys: [
-    k('server', socketConnectionAddress, { required: true, multi: true }),
-    k('blob-dir', string),
-    k('shared-blob-dir', boolean, { default: 'no' }),
-    k('blob-cache-size', byteSize),
-    k('blob-cache-size-check', integer),
-    k('storage', string, { default: '1' }),
-    k('cache-size', byteSize, { default: '20MB' }),
-    k('name', string, { default: '' }),
-    k('client', string),
-    k('var', string),
+    ...CLIENT_KEYS,
+    ...keys(string, { client: null, var: null, username: null, password: null, realm: null }),
     k('min-disconnect-poll', integer, { default: '5' }),
     k('max-disconnect-poll', integer, { default: '300' }),
     k('wait', boolean, { default: 'on' }),
-    k('read-only', boolean, { default: 'off' }),
-    k('read-only-fallback', boolean, { default: 'off' }),
-    k('username', string),
-    k('password', string),
-    k('realm', string),
     k('drop-cache-rather-verify', boolean, { default: 'off' }),
-    k('client-label', string),
   ],
   sections: [],
 };
@@ -81,20 +84,10 @@ const CLIENTSTORAGE: SectionType = {
   name: 'clientstorage',
   implements: 'zodb.storage',
   keys: [
-    k('server', socketConnectionAddress, { required: true, multi: true }),
-    k('cache-size', byteSize, { default: '20MB' }),
+    ...CLIENT_KEYS,
     k('cache-path', string),
-    k('blob-dir', string),
-    k('shared-blob-dir', boolean, { default: 'no' }),
-    k('blob-cache-size', byteSize),
-    k('blob-cache-size-check', integer),
-    k('read-only', boolean, { default: 'off' }),
-    k('read-only-fallback', boolean, { default: 'off' }),
     k('server-sync', boolean, { default: 'off' }),
     k('wait-timeout', integer, { default: '30' }),
-    k('client-label', string),
-    k('storage', string, { default: '1' }),
-    k('name', string, { default: '' }),
   ],
   sections: [{ type: 'ssl', attr: 'ssl' }],
 };
