@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type tls from 'node:tls';
 import { Command, Option } from 'commander';
 import { ConfigError, serveOptionsToConfig, type ServerConfig, type SslConfig } from '../server/config.js';
-import { createLogger, type Logger } from '../server/log.js';
+import { createLogger, type LogFormat, type Logger } from '../server/log.js';
 import { openStorages } from '../server/open-storages.js';
 import { canConnect, describeAddress, StorageServer } from '../server/server.js';
 
@@ -60,7 +60,8 @@ export async function serve(config: ServerConfig, opts: ServeOptions = {}): Prom
     process.stderr.write(`Error: address ${describeAddress(config.address)} already in use\n`);
     process.exit(2);
   }
-  const logging = createLogger(config.eventlog);
+  // --log-format (ServerConfig.logFormat, from the zconfig branch): runzeo's text or JSON lines
+  const logging = createLogger(config.eventlog, { format: (config as { logFormat?: LogFormat }).logFormat });
   // runzeo's own messages carry its pid
   const log = withPrefix(logging.root.child('ZEO.runzeo'), `(${process.pid}) `);
   let server: StorageServer | null = null;

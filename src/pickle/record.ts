@@ -84,6 +84,41 @@ export function decodeClassMeta(data: Uint8Array, options: LoadOptions = {}): Cl
   return classMetaOf(u.load(), 0);
 }
 
+/**
+ * ZODB.utils.get_pickle_metadata: [module, class name] of a record's class metadata, read as ZODB reads it
+ * (a GLOBAL's two lines split without unpickling; else the first pickle loaded), ['', ''] when it cannot be
+ * read, [repr, ''] when it is not a class reference. fsdump prints it; ConflictError's class_name joins it with '.'.
+ */
+export function getPickleMetadata(data: Uint8Array): [string, string] {
+  let d = data;
+  if (d[0] === 0x80) d = d.subarray(2); // PROTO n
+  const prefix = d[0] === 0x28 && d[1] === 0x63 ? 2 : d[0] === 0x63 ? 1 : 0; // '(c' or 'c': GLOBAL
+  if (prefix) {
+    const i1 = d.indexOf(0x0a);
+    const i2 = i1 < 0 ? -1 : d.indexOf(0x0a, i1 + 1);
+    if (i2 < 0) return ['', ''];
+    const text = (a: number, b: number): string =>
+      Buffer.from(d.buffer, d.byteOffset + a, b - a).toString('utf8');
+    return [text(prefix, i1), text(i1 + 1, i2)];
+  }
+  let info: PickleValue;
+  try {
+    info = new Unpickler(d).load();
+  } catch {
+    return ['', ''];
+  }
+  // Python's unpickler there has no persistent_load: a persistent id is an error
+  if (info instanceof PersistentRef) return ['', ''];
+  if (isTuple(info)) {
+    const first = info[0];
+    if (first instanceof PersistentRef) return ['', ''];
+    const pair = isTuple(first) ? first : info;
+    if (pair.length === 2) return [str(pair[0]) ?? pyRepr(pair[0]), str(pair[1]) ?? pyRepr(pair[1])];
+    return ['', ''];
+  }
+  return [pyRepr(info), ''];
+}
+
 function str(v: PickleValue): string | null {
   if (typeof v === 'string') return v;
   // Python 2 records with an unpickler that keeps 8-bit strings as bytes: names are ASCII

@@ -13,6 +13,7 @@ import {
   DEFAULT_DATE_FORMAT,
   levelFromNumber,
   RUNZEO_DEFAULT_FORMAT,
+  type EventLogConfig,
   type LogLevel,
 } from './log.js';
 
@@ -51,19 +52,6 @@ export type StorageConfig =
       name: string;
       /** its `name` key, default 'Mapping Storage' */ description: string;
     };
-
-export interface LogHandlerConfig {
-  /** file path, or 'STDOUT' / 'STDERR' */
-  path: string;
-  format: string;
-  level: LogLevel;
-  dateformat: string;
-}
-
-export interface EventLogConfig {
-  level: LogLevel;
-  handlers: LogHandlerConfig[];
-}
 
 export interface ServerConfig {
   address: ListenAddress;

@@ -15,6 +15,7 @@ import {
   PyFloat,
   PyObject,
   pyEquals,
+  pyFloatRepr,
   pyRepr,
   tuple,
   type PickleValue,
@@ -1051,8 +1052,4 @@ function arityMessage(owner: string, name: string, spec: MethodSpec, given: numb
       ? `${hi} positional argument${hi === 1 ? '' : 's'}`
       : `from ${lo} to ${hi} positional arguments`;
   return `${fn} takes ${takes} but ${given + 1} ${given + 1 === 1 ? 'was' : 'were'} given`;
-}
-
-function pyFloatRepr(t: number): string {
-  return new PyFloat(t).toString();
 }
