@@ -678,10 +678,8 @@ function jsonString(s: string, ensureAscii: boolean): string {
 function jsonFloat(x: number, allowNan: boolean): string {
   if (Number.isFinite(x)) return pyFloatRepr(x);
   if (!allowNan) {
-    throw new JsonDumpsError(
-      'ValueError',
-      `Out of range float values are not JSON compliant: ${pyFloatRepr(x)}`,
-    );
+    // (Python 3.11's message; 3.13 appends the value)
+    throw new JsonDumpsError('ValueError', 'Out of range float values are not JSON compliant');
   }
   return Number.isNaN(x) ? 'NaN' : x > 0 ? 'Infinity' : '-Infinity';
 }
@@ -690,6 +688,8 @@ function jsonTypeName(v: unknown): string {
   if (v instanceof Uint8Array) return v.constructor.name === 'ByteArray' ? 'bytearray' : 'bytes';
   if (v instanceof Set) return v.constructor.name === 'FrozenSet' ? 'frozenset' : 'set';
   if (v === undefined) return 'undefined';
+  if (Array.isArray(v)) return v.constructor.name === 'Tuple' ? 'tuple' : 'list';
+  if (v instanceof Map) return 'dict';
   const name = (v as object).constructor?.name;
   if (name === 'PyObject') {
     const callable = (v as { callable?: { name?: unknown } }).callable;
@@ -773,22 +773,31 @@ export function jsonDumps(value: unknown, options: JsonDumpsOptions = {}): strin
   return encode(value, 0);
 }
 
-// sorted(d.items()): keys of one kind (str, or numbers and bools), else Python's TypeError
+// sorted(d.items()): keys of one kind (str, or numbers and bools), else Python's TypeError, which names the
+// first key of another kind and the first key (what timsort's first comparison meets for two keys)
 function sortEntries(entries: Array<[unknown, unknown]>): Array<[unknown, unknown]> {
-  const kind = (k: unknown): string =>
-    typeof k === 'string'
-      ? 'str'
-      : typeof k === 'number' || typeof k === 'bigint' || typeof k === 'boolean' || k instanceof PyFloat
-        ? 'number'
-        : jsonTypeName(k);
-  const num = (k: unknown): number => (k instanceof PyFloat ? k.value : Number(k));
-  return entries.sort(([a], [b]) => {
-    const ka = kind(a);
-    const kb = kind(b);
-    if (ka !== kb || (ka !== 'str' && ka !== 'number')) {
-      throw new JsonDumpsError('TypeError', `'<' not supported between instances of '${kb}' and '${ka}'`);
+  const typeOf = (k: unknown): string => {
+    if (k === null) return 'NoneType';
+    if (typeof k === 'boolean') return 'bool';
+    if (typeof k === 'bigint') return 'int';
+    if (typeof k === 'number') return Number.isInteger(k) ? 'int' : 'float';
+    if (k instanceof PyFloat) return 'float';
+    if (typeof k === 'string') return 'str';
+    return jsonTypeName(k);
+  };
+  const numeric = (t: string): boolean => t === 'int' || t === 'float' || t === 'bool';
+  if (entries.length > 1) {
+    const t0 = typeOf(entries[0][0]);
+    const ok = (t: string): boolean => (t0 === 'str' ? t === 'str' : numeric(t0) && numeric(t));
+    for (const [k] of entries) {
+      const t = typeOf(k);
+      if (!ok(t) || !ok(t0)) {
+        throw new JsonDumpsError('TypeError', `'<' not supported between instances of '${t}' and '${t0}'`);
+      }
     }
-    if (ka === 'str') return compareCodePoints(a as string, b as string);
-    return num(a) - num(b);
-  });
+  }
+  const num = (k: unknown): number => (k instanceof PyFloat ? k.value : Number(k));
+  return entries.sort(([a], [b]) =>
+    typeof a === 'string' ? compareCodePoints(a, b as string) : num(a) - num(b),
+  );
 }

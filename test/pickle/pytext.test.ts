@@ -278,3 +278,281 @@ result = [[time.strftime(f, time.localtime(t)) for f in args['fmts']] for t in a
     }
   }
 });
+
+const STRS = [
+  '',
+  'plain',
+  "it's",
+  'say "hi"',
+  `both ' and "`,
+  'back\\slash',
+  'tab\tnl\ncr\r',
+  '\x00\x07\x1b\x7f\x80\x9f\xa0\xad\xff',
+  'é€😀',
+  '\u2028\u2029\u200b\ufeff\u00a0\u3000',
+  '\ud800 lone \udfff',
+  '\ue000 private \u{10fffd}',
+  '\u0378 unassigned',
+  'Ω≈ç√∫˜µ≤≥÷',
+];
+
+interopTest("repr of str and bytes, and ascii(), are Python's", async (oracle) => {
+  const byteCases = [
+    new Uint8Array([]),
+    Buffer.from('plain'),
+    Buffer.from("it's"),
+    Buffer.from(`both ' and "`),
+    Buffer.from('say "hi"'),
+    new Uint8Array([0, 7, 9, 10, 13, 27, 0x5c, 0x7e, 0x7f, 0x80, 0xff]),
+    new Uint8Array(Array.from({ length: 256 }, (_, i) => i)),
+  ];
+  const py = await oracle.json<{ str: string[]; ascii: string[]; bytes: string[] }>(
+    `result = {'str': [repr(s) for s in args['s']], 'ascii': [ascii(s) for s in args['s']],
+          'bytes': [repr(bytes.fromhex(h)) for h in args['b']]}`,
+    undefined,
+    { s: STRS, b: byteCases.map((b) => Buffer.from(b).toString('hex')) },
+  );
+  assert.deepEqual(
+    STRS.map((s) => pyStrRepr(s)),
+    py.str,
+  );
+  assert.deepEqual(
+    STRS.map((s) => pyStrRepr(s, true)),
+    py.ascii,
+  );
+  assert.deepEqual(byteCases.map(pyBytesRepr), py.bytes);
+});
+
+interopTest(
+  'float repr at the edges: exponent switch, subnormals, shortest digits, integers past 2^53',
+  async (oracle) => {
+    const xs = [
+      0.1,
+      100,
+      1e-7,
+      1.2345e-5,
+      1e16 - 2,
+      2 ** 53 + 2,
+      2 ** 63,
+      1e21,
+      123456789012345680,
+      2 ** -1074,
+      2 ** -1022,
+      -1e-320,
+      1 / 7,
+      2 / 3,
+      4.35,
+      0.3,
+      1e100,
+      -1.5e-300,
+      NaN,
+      Infinity,
+      -Infinity,
+    ];
+    const py = await oracle.json<string[]>(
+      'result = [repr(float(x)) for x in args]',
+      undefined,
+      xs.map((x) =>
+        Number.isNaN(x) ? 'nan' : x === Infinity ? 'inf' : x === -Infinity ? '-inf' : String(x),
+      ),
+    );
+    assert.deepEqual(xs.map(pyFloatRepr), py);
+    assert.deepEqual(
+      xs.map((x) => String(new PyFloat(x))),
+      py,
+    );
+  },
+);
+
+interopTest("%-format of big ints (bigint) is Python's", async (oracle) => {
+  const values: PyValue[] = [2n ** 64n, -(2n ** 70n), 10n ** 30n + 1n];
+  const formats = ['%(v)d', '%(v)x', '%(v)#o', '%(v)+40d', '%(v).3e', '%(v)s', '%(v)r'];
+  const cases = formats.flatMap((f) => values.map((v) => [f, v] as const));
+  const py = await oracle.json<string[]>(
+    `${PY_VALUES}
+result = [fmt % {'v': from_wire(w)} for fmt, w in args]`,
+    undefined,
+    cases.map(([f, v]) => [f, toWire(v)]),
+  );
+  assert.deepEqual(
+    cases.map(([f, v]) => percentFormat(f, (k) => (k === 'v' ? v : undefined))),
+    py,
+  );
+});
+
+interopTest('ctime is time.ctime on local time', async (oracle) => {
+  const times = [0, 951782400, 1764064800, 1735603200, 1704067200, 1709164800, 4102444800];
+  for (const tz of ['UTC', 'America/New_York', 'Asia/Kolkata']) {
+    const py = await oracle.json<string[]>(
+      `import os, time
+os.environ['TZ'] = args['tz']; time.tzset()
+result = [time.ctime(t) for t in args['times']]`,
+      undefined,
+      { tz, times },
+    );
+    assert.deepEqual(
+      inZone(tz, () => times.map((t) => ctime(new Date(t * 1000)))),
+      py,
+      tz,
+    );
+  }
+});
+
+// Values of the pickle model to json.dumps, each with the Python expression that makes the same value
+const JSON_CASES: Array<[unknown, string]> = [
+  [null, 'None'],
+  [true, 'True'],
+  [false, 'False'],
+  [0, '0'],
+  [-42, '-42'],
+  [2n ** 80n, '2**80'],
+  [new PyFloat(1), '1.0'],
+  [new PyFloat(-0), '-0.0'],
+  [new PyFloat(1e16), '1e16'],
+  [new PyFloat(0.1 + 0.2), '0.1 + 0.2'],
+  [2.5, '2.5'],
+  [new PyFloat(NaN), "float('nan')"],
+  [new PyFloat(Infinity), "float('inf')"],
+  [new PyFloat(-Infinity), "float('-inf')"],
+  ['', "''"],
+  ['a"b\\c/d\n\t\r\b\f\x00\x1f\x7f', "'a\"b\\\\c/d\\n\\t\\r\\b\\f\\x00\\x1f\\x7f'"],
+  ['é€😀\u2028', "'é€😀\\u2028'"],
+  ['\ud800', "'\\ud800'"],
+  [[], '[]'],
+  [[1, [2, [3, []]]], '[1, [2, [3, []]]]'],
+  [tuple(1, 'a', null), "(1, 'a', None)"],
+  [new Map(), '{}'],
+  [
+    new Map<unknown, unknown>([
+      ['z', 1],
+      ['a', [true, false]],
+      ['é', new Map([['n', null]])],
+    ]),
+    "{'z': 1, 'a': [True, False], 'é': {'n': None}}",
+  ],
+  [
+    new Map<unknown, unknown>([
+      [7, 'int'],
+      [new PyFloat(2.5), 'float'],
+      [true, 'bool'],
+      [null, 'none'],
+      [2n ** 70n, 'big'],
+    ]),
+    "{7: 'int', 2.5: 'float', True: 'bool', None: 'none', 2**70: 'big'}",
+  ],
+  [
+    new Map<unknown, unknown>([
+      ['b', 2],
+      ['a', 1],
+      ['\u{10000}', 3],
+      ['\uffff', 4],
+    ]),
+    "{'b': 2, 'a': 1, '\\U00010000': 3, '\\uffff': 4}",
+  ],
+];
+
+const JSON_OPTIONS: Array<[Parameters<typeof jsonDumps>[1], string]> = [
+  [{}, '{}'],
+  [{ ensureAscii: false }, "{'ensure_ascii': False}"],
+  [{ separators: [',', ':'] }, "{'separators': (',', ':')}"],
+  [{ sortKeys: true }, "{'sort_keys': True}"],
+  [{ indent: 2 }, "{'indent': 2}"],
+  [
+    { indent: 0, sortKeys: true, ensureAscii: false },
+    "{'indent': 0, 'sort_keys': True, 'ensure_ascii': False}",
+  ],
+];
+
+interopTest(
+  "json.dumps is Python's: separators, ensure_ascii, sort_keys, indent, non-finite floats",
+  async (oracle) => {
+    const exprs = JSON_CASES.map(([, e]) => e);
+    const py = await oracle.json<Array<Array<string | null>>>(
+      `out = []
+for kw in args['opts']:
+    row = []
+    for e in args['exprs']:
+        try:
+            row.append(json.dumps(eval(e), **eval(kw)))
+        except (TypeError, ValueError) as err:
+            row.append(type(err).__name__)
+    out.append(row)
+result = out
+import json`
+        .replace('import json', '')
+        .replace('out = []', 'import json\nout = []'),
+      undefined,
+      { exprs, opts: JSON_OPTIONS.map(([, kw]) => kw) },
+    );
+    JSON_OPTIONS.forEach(([opts, kw], i) => {
+      JSON_CASES.forEach(([v, e], j) => {
+        let mine: string;
+        try {
+          mine = jsonDumps(v, opts);
+        } catch (err) {
+          if (!(err instanceof JsonDumpsError)) throw err;
+          mine = err.kind;
+        }
+        assert.equal(mine, py[i][j], `json.dumps(${e}, **${kw})`);
+      });
+    });
+  },
+);
+
+interopTest('json.dumps refuses what Python refuses, with its messages', async (oracle) => {
+  const cases: Array<[unknown, string, Parameters<typeof jsonDumps>[1], string]> = [
+    [new Uint8Array([1]), "b'\\x01'", {}, '{}'],
+    [new Set([1]), '{1}', {}, '{}'],
+    [new Map([[tuple(1), 'x']]), "{(1,): 'x'}", {}, '{}'],
+    [new PyFloat(NaN), "float('nan')", { allowNan: false }, "{'allow_nan': False}"],
+    [new PyFloat(-Infinity), "float('-inf')", { allowNan: false }, "{'allow_nan': False}"],
+    [
+      new Map<unknown, unknown>([
+        [1, 'a'],
+        ['b', 2],
+      ]),
+      "{1: 'a', 'b': 2}",
+      { sortKeys: true },
+      "{'sort_keys': True}",
+    ],
+  ];
+  const py = await oracle.json<string[]>(
+    `import json
+out = []
+for e, kw in args:
+    try:
+        out.append(json.dumps(eval(e), **eval(kw)))
+    except (TypeError, ValueError) as err:
+        out.append('%s: %s' % (type(err).__name__, err))
+result = out`,
+    undefined,
+    cases.map(([, e, , kw]) => [e, kw]),
+  );
+  cases.forEach(([v, e, opts], i) => {
+    assert.throws(
+      () => jsonDumps(v, opts),
+      (err: unknown) => err instanceof JsonDumpsError && `${err.kind}: ${err.message}` === py[i],
+      `json.dumps(${e}): Python says ${py[i]}`,
+    );
+  });
+  const cycle: unknown[] = [];
+  cycle.push(cycle);
+  assert.throws(() => jsonDumps(cycle), /Circular reference detected/);
+});
+
+test("ruok's answer: json.dumps of the server status, ASCII", () => {
+  const status = new Map<unknown, unknown>([
+    [
+      '1',
+      new Map<unknown, unknown>([
+        ['last-transaction', '03f0e1c2d3a4b5c6'],
+        ['lock_time', null],
+        ['waiting', 0],
+      ]),
+    ],
+  ]);
+  assert.equal(
+    jsonDumps(status),
+    '{"1": {"last-transaction": "03f0e1c2d3a4b5c6", "lock_time": null, "waiting": 0}}',
+  );
+});
