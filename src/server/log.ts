@@ -10,13 +10,16 @@ import { isMainThread, threadId } from 'node:worker_threads';
 import pino from 'pino';
 import {
   EMPTY_TUPLE,
+  isTuple,
   percentFormat,
   PercentFormatError,
   PyFloat,
+  pyRepr,
   pyStrRepr,
   strftime,
   type PyValue,
 } from '../pickle/index.js';
+import { PythonError, ServerException } from '../protocol/index.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // Configuration (ZConfig's <eventlog>, read by config.ts)
@@ -228,16 +231,27 @@ export function formatRecord(format: string, dateformat: string, record: LogReco
 
 /**
  * An exception as the one line Python's traceback ends with (traceback.format_exception_only): the class, by
- * the Python name a ZODB error goes by, and the message.
+ * the Python name the client gets it as ('builtins.' left out, as Python does), and str() of it.
  */
 export function exceptionLine(err: unknown): string {
-  if (err instanceof Error) {
+  if (!(err instanceof Error)) return typeof err === 'string' ? err : inspect(err, { breakLength: Infinity });
+  let name: string;
+  let text: string;
+  if (err instanceof PythonError || err instanceof ServerException) {
+    // a Python exception made here: str() of its args, KeyError's being the repr of its key
+    name = err.className;
+    const args = err.args;
+    text =
+      name === 'builtins.KeyError' && isTuple(args) && args.length === 1
+        ? pyRepr(args[0])
+        : err.message.slice(err.className.length + 2);
+  } else {
     const pythonName = (err as { pythonName?: unknown }).pythonName;
-    const name = typeof pythonName === 'string' ? pythonName : err.name;
-    return err.message ? `${name}: ${err.message}` : name;
+    name = typeof pythonName === 'string' ? pythonName : err.name;
+    text = err.message;
   }
-  if (typeof err === 'string') return err;
-  return inspect(err, { breakLength: Infinity });
+  if (name.startsWith('builtins.')) name = name.slice('builtins.'.length);
+  return text ? `${name}: ${text}` : name;
 }
 
 /** An exception with its Node stack, and its causes first as Python chains them: what DEBUG shows. */

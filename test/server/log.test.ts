@@ -3,7 +3,7 @@
 // server's log beside runzeo's (the connection lines, and no Node stack below DEBUG).
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
@@ -18,11 +18,21 @@ import {
   type EventLogConfig,
   type LogRecord,
 } from '../../src/server/log.js';
-import { interopTest, repoRoot } from '../helpers/oracle.js';
+import { interopTest, repoRoot, type Oracle } from '../helpers/oracle.js';
 import { inZone, PY_VALUES, toWire, type Wire } from '../helpers/pywire.js';
+import {
+  freePort,
+  logRecords,
+  ServerProcess,
+  stopLeftovers,
+  type ServerKind,
+} from '../helpers/server-process.js';
+import { PythonError, ServerException } from '../../src/protocol/index.js';
+import { tuple } from '../../src/pickle/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'zeo-ts-log-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
+after(stopLeftovers);
 
 class Capture extends Writable {
   text = '';
@@ -379,3 +389,131 @@ process.exit(3);
   assert.equal(lines[5000], 'CRITICAL last words');
   assert.equal(new Set(lines).size, 5002, 'no line written twice');
 });
+
+test('the one line of an exception made for the client is what Python prints', async () => {
+  const stderr = new Capture();
+  const logging = createLogger(
+    { level: 'INFO', handlers: [{ path: 'STDERR', format: '%(message)s', level: 'NOTSET', dateformat: '' }] },
+    { stderr },
+  );
+  const log = logging.root.child('ZEO.asyncio.server');
+  log.error('a', new PythonError('builtins.KeyError', tuple('x')));
+  log.error('b', new PythonError('builtins.TypeError', tuple('history size must be an int')));
+  log.error('c', new PythonError('ZODB.POSException.StorageTransactionError', tuple(null, 'nope')));
+  log.error('d', new ServerException('builtins.AssertionError', tuple()));
+  await logging.close();
+  assert.equal(
+    stderr.text,
+    "a\nKeyError: 'x'\nb\nTypeError: history size must be an int\n" +
+      "c\nZODB.POSException.StorageTransactionError: (None, 'nope')\nd\nAssertionError\n",
+  );
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// A server's log beside runzeo's
+
+const RUNZEO_EVENTLOG_DEBUG = `<eventlog>
+  level DEBUG
+  <logfile>
+    path STDERR
+    format ------\\n%(asctime)s %(levelname)s %(name)s %(message)s
+  </logfile>
+</eventlog>
+`;
+
+/** A server on a fresh Data.fs, logging to stderr (runzeo's default, or `eventlog`). */
+async function startLogged(
+  kind: ServerKind,
+  name: string,
+  eventlog = '',
+): Promise<{ server: ServerProcess; port: number }> {
+  const home = join(dir, name);
+  mkdirSync(home);
+  const conf = join(home, 'zeo.conf');
+  // (runzeo logs the port it was given: 0 would not tell where it listens)
+  const port = await freePort();
+  writeFileSync(
+    conf,
+    `<zeo>\n  address 127.0.0.1:${port}\n</zeo>\n<filestorage 1>\n  path ${join(home, 'Data.fs')}\n</filestorage>\n${eventlog}`,
+  );
+  const server = new ServerProcess({ kind, conf, cwd: home, env: { ZEO_MSGPACK: '' } });
+  assert.equal(await server.port(), port);
+  return { server, port };
+}
+
+// A Python client connects, makes two calls that fail in the storage server (a KeyError and a TypeError that
+// runzeo logs with a traceback), and leaves.
+const FAILING_CALLS = `
+from ZEO.ClientStorage import ClientStorage
+cs = ClientStorage(('127.0.0.1', args), wait=True, wait_timeout=30)
+out = []
+for call in [('iterator_next', 'x'), ('lastTransaction', 1)]:
+    try:
+        cs._call(*call)
+        out.append('no error')
+    except Exception as e:
+        out.append(type(e).__name__)
+cs.close()
+result = out
+`;
+
+/** The records of a run's log, from the client's connection to its disconnection. */
+async function clientRun(oracle: Oracle, kind: ServerKind, name: string, eventlog = ''): Promise<string[]> {
+  const { server, port } = await startLogged(kind, name, eventlog);
+  try {
+    assert.deepEqual(await oracle.json<string[]>(FAILING_CALLS, undefined, port), ['KeyError', 'TypeError']);
+    await server.waitForLog(/INFO ZEO\.StorageServer \([^)]*\) disconnected\n/);
+    const records = logRecords(server.log()).map((r) => r.replace(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d /, ''));
+    const from = records.findIndex((r) => r.startsWith('INFO ZEO.asyncio.base Connected'));
+    const to = records.findIndex((r) => / disconnected$/.test(r));
+    assert.ok(from >= 0 && to > from, `${server.label}'s log:\n${server.log()}`);
+    return records.slice(from, to + 1);
+  } finally {
+    await server.stopCleanly();
+  }
+}
+
+interopTest(
+  "a server's log has runzeo's connection lines, and each error as runzeo's last traceback line (the Node stack only at DEBUG)",
+  async (oracle) => {
+    const theirs = await clientRun(oracle, 'runzeo', 'runzeo-info');
+    const ours = await clientRun(oracle, 'zeo-ts', 'zeo-ts-info');
+    // runzeo names the server's own address in both lines (ZEO passes the listening address to the protocol);
+    // zeo serve names the client's, which is what tells two clients apart
+    const connected =
+      /^INFO ZEO\.asyncio\.base Connected ZEO\.asyncio\.server\.ServerProtocol\(\('127\.0\.0\.1', \d+\)\)$/;
+    const disconnected = /^INFO ZEO\.StorageServer \(127\.0\.0\.1:\d+\) disconnected$/;
+    for (const records of [theirs, ours]) {
+      assert.match(records[0], connected);
+      assert.match(records[1], /^INFO ZEO\.asyncio\.server received handshake 'Z5'$/);
+      assert.match(records[records.length - 1], disconnected);
+    }
+    // each failed call: an ERROR record whose exception line is the last line of runzeo's traceback, and
+    // nothing else: no stack below DEBUG
+    const errors = (records: string[]): string[] => records.filter((r) => r.startsWith('ERROR '));
+    assert.equal(errors(theirs).length, 2, theirs.join('\n------\n'));
+    assert.equal(errors(ours).length, 2, ours.join('\n------\n'));
+    errors(ours).forEach((r, i) => {
+      const lines = r.split('\n');
+      assert.equal(lines.length, 2, r);
+      assert.match(
+        lines[0],
+        /^ERROR ZEO\.asyncio\.server .*'(iterator_next|lastTransaction)'.* raised exception:$/,
+      );
+      const runzeoLines = errors(theirs)[i].split('\n');
+      assert.equal(runzeoLines[1], 'Traceback (most recent call last):');
+      const last = runzeoLines[runzeoLines.length - 1];
+      // runzeo's TypeError names its BaseStorage method; zeo serve names the storage's
+      assert.equal(lines[1].replace('FileStorage.', 'BaseStorage.'), last);
+    });
+    assert.doesNotMatch(ours.join('\n'), /^ {4}at /m);
+
+    // at DEBUG, the error record carries the Node stack
+    const debug = await clientRun(oracle, 'zeo-ts', 'zeo-ts-debug', RUNZEO_EVENTLOG_DEBUG);
+    const debugErrors = errors(debug);
+    assert.equal(debugErrors.length, 2, debug.join('\n------\n'));
+    for (const r of debugErrors) assert.match(r, /\n {4}at /);
+    assert.match(debug[0], connected);
+    assert.match(debug[debug.length - 1], disconnected);
+  },
+);
