@@ -439,6 +439,54 @@ function tzAbbrev(d: Date): string {
   return f.formatToParts(d).find((p) => p.type === 'timeZoneName')?.value ?? '';
 }
 
+const hour12 = (d: Date): number => d.getHours() % 12 || 12;
+
+// The numeric conversions: the value, its width, and the padding when no flag says otherwise
+const NUMERIC: Record<string, (d: Date) => [number, number, string?]> = {
+  C: (d) => [Math.floor(d.getFullYear() / 100), 2],
+  d: (d) => [d.getDate(), 2],
+  e: (d) => [d.getDate(), 2, ' '],
+  g: (d) => [isoWeek(d).year % 100, 2],
+  G: (d) => [isoWeek(d).year, 1],
+  H: (d) => [d.getHours(), 2],
+  I: (d) => [hour12(d), 2],
+  j: (d) => [dayOfYear(d), 3],
+  k: (d) => [d.getHours(), 2, ' '],
+  l: (d) => [hour12(d), 2, ' '],
+  m: (d) => [d.getMonth() + 1, 2],
+  M: (d) => [d.getMinutes(), 2],
+  s: (d) => [Math.floor(d.getTime() / 1000), 1],
+  S: (d) => [d.getSeconds(), 2],
+  u: (d) => [d.getDay() || 7, 1],
+  U: (d) => [Math.floor((dayOfYear(d) - 1 + 7 - d.getDay()) / 7), 2],
+  V: (d) => [isoWeek(d).week, 2],
+  w: (d) => [d.getDay(), 1],
+  W: (d) => [Math.floor((dayOfYear(d) - 1 + 7 - ((d.getDay() + 6) % 7)) / 7), 2],
+  y: (d) => [d.getFullYear() % 100, 2],
+  Y: (d) => [d.getFullYear(), 1],
+};
+
+// The text conversions (the C locale's names and layouts)
+const TEXT: Record<string, (d: Date) => string> = {
+  a: (d) => DAYS[d.getDay()].slice(0, 3),
+  A: (d) => DAYS[d.getDay()],
+  b: (d) => MONTHS[d.getMonth()].slice(0, 3),
+  h: (d) => MONTHS[d.getMonth()].slice(0, 3),
+  B: (d) => MONTHS[d.getMonth()],
+  c: (d) => strftime('%a %b %e %H:%M:%S %Y', d),
+  D: (d) => strftime('%m/%d/%y', d),
+  x: (d) => strftime('%m/%d/%y', d),
+  F: (d) => strftime('%Y-%m-%d', d),
+  p: (d) => (d.getHours() < 12 ? 'AM' : 'PM'),
+  P: (d) => (d.getHours() < 12 ? 'am' : 'pm'),
+  r: (d) => strftime('%I:%M:%S %p', d),
+  R: (d) => strftime('%H:%M', d),
+  T: (d) => strftime('%H:%M:%S', d),
+  X: (d) => strftime('%H:%M:%S', d),
+  Z: (d) => tzAbbrev(d),
+  '%': () => '%',
+};
+
 /**
  * Python's time.strftime(fmt, time.localtime(t)) as glibc does it in the C locale: the conversions,
  * the flags - _ 0 ^ #, a field width, the E and O modifiers (ignored); unknown conversions are kept.
@@ -486,135 +534,24 @@ export function strftime(fmt: string, d: Date): string {
       if (width !== null && s.length < width) s = (padFlag === '0' ? '0' : ' ').repeat(width - s.length) + s;
       return s;
     };
-    const h = d.getHours();
-    const h12 = h % 12 === 0 ? 12 : h % 12;
-    let r: string | null;
-    switch (c) {
-      case 'a':
-        r = alpha(DAYS[d.getDay()].slice(0, 3));
-        break;
-      case 'A':
-        r = alpha(DAYS[d.getDay()]);
-        break;
-      case 'b':
-      case 'h':
-        r = alpha(MONTHS[d.getMonth()].slice(0, 3));
-        break;
-      case 'B':
-        r = alpha(MONTHS[d.getMonth()]);
-        break;
-      case 'c':
-        r = alpha(strftime('%a %b %e %H:%M:%S %Y', d));
-        break;
-      case 'C':
-        r = num(Math.floor(d.getFullYear() / 100), 2);
-        break;
-      case 'd':
-        r = num(d.getDate(), 2);
-        break;
-      case 'D':
-      case 'x':
-        r = alpha(strftime('%m/%d/%y', d));
-        break;
-      case 'e':
-        r = num(d.getDate(), 2, ' ');
-        break;
-      case 'F':
-        r = alpha(strftime('%Y-%m-%d', d));
-        break;
-      case 'g':
-        r = num(isoWeek(d).year % 100, 2);
-        break;
-      case 'G':
-        r = num(isoWeek(d).year, 1);
-        break;
-      case 'H':
-        r = num(h, 2);
-        break;
-      case 'I':
-        r = num(h12, 2);
-        break;
-      case 'j':
-        r = num(dayOfYear(d), 3);
-        break;
-      case 'k':
-        r = num(h, 2, ' ');
-        break;
-      case 'l':
-        r = num(h12, 2, ' ');
-        break;
-      case 'm':
-        r = num(d.getMonth() + 1, 2);
-        break;
-      case 'M':
-        r = num(d.getMinutes(), 2);
-        break;
-      case 'n':
-        r = '\n';
-        break;
-      case 'p':
-        r = alpha(h < 12 ? 'AM' : 'PM', false);
-        break;
-      case 'P':
-        r = alpha(h < 12 ? 'am' : 'pm');
-        break;
-      case 'r':
-        r = alpha(strftime('%I:%M:%S %p', d));
-        break;
-      case 'R':
-        r = alpha(strftime('%H:%M', d));
-        break;
-      case 's':
-        r = num(Math.floor(d.getTime() / 1000), 1);
-        break;
-      case 'S':
-        r = num(d.getSeconds(), 2);
-        break;
-      case 't':
-        r = '\t';
-        break;
-      case 'T':
-      case 'X':
-        r = alpha(strftime('%H:%M:%S', d));
-        break;
-      case 'u':
-        r = num(d.getDay() || 7, 1);
-        break;
-      case 'U':
-        r = num(Math.floor((dayOfYear(d) - 1 + 7 - d.getDay()) / 7), 2);
-        break;
-      case 'V':
-        r = num(isoWeek(d).week, 2);
-        break;
-      case 'w':
-        r = num(d.getDay(), 1);
-        break;
-      case 'W':
-        r = num(Math.floor((dayOfYear(d) - 1 + 7 - ((d.getDay() + 6) % 7)) / 7), 2);
-        break;
-      case 'y':
-        r = num(d.getFullYear() % 100, 2);
-        break;
-      case 'Y':
-        r = num(d.getFullYear(), 1);
-        break;
-      case 'z': {
-        const off = -d.getTimezoneOffset();
-        const a = Math.abs(off);
-        r =
-          (off < 0 ? '-' : '+') +
-          String(Math.floor(a / 60)).padStart(2, '0') +
-          String(a % 60).padStart(2, '0');
-        break;
-      }
-      case 'Z':
-        r = alpha(tzAbbrev(d), false);
-        break;
-      case '%':
-        r = alpha('%');
-        break;
-      default:
-        r = null;
+    let r: string | null = null;
+    const numeric = Object.hasOwn(NUMERIC, c) ? NUMERIC[c] : undefined;
+    const text = Object.hasOwn(TEXT, c) ? TEXT[c] : undefined;
+    if (numeric) {
+      const [n, w, padc] = numeric(d);
+      r = num(n, w, padc);
+    } else if (text) {
+      // %p and %Z: '#' makes them lower case, the others upper
+      r = alpha(text(d), c !== 'p' && c !== 'Z');
+    } else if (c === 'n') {
+      r = '\n';
+    } else if (c === 't') {
+      r = '\t';
+    } else if (c === 'z') {
+      const off = -d.getTimezoneOffset();
+      const m = Math.abs(off);
+      r =
+        (off < 0 ? '-' : '+') + String(Math.floor(m / 60)).padStart(2, '0') + String(m % 60).padStart(2, '0');
     }
     out += r ?? fmt.slice(start, i + 1);
   }
