@@ -292,6 +292,9 @@ function parsePercent(fmt: string): Piece[] {
 
 function pad(body: string, sign: string, spec: Spec, numeric: boolean): string {
   const width = spec.width ?? 0;
+  // (a width counts code points; most fields have none, and a UTF-16 length at least the width is enough)
+  if (sign.length + body.length >= width && (width === 0 || !/[\ud800-\udbff]/.test(body)))
+    return sign + body;
   const len = sign.length + [...body].length;
   if (len >= width) return sign + body;
   if (spec.flags.includes('-')) return sign + body + ' '.repeat(width - len);

@@ -206,6 +206,19 @@ export function recordAttributes(record: LogRecord): Record<string, PyValue> {
   };
 }
 
+// the last date written, per date format: a busy log writes many records a second
+const lastAsctime = new Map<string, { seconds: number; text: string; tz: string | undefined }>();
+
+function asctimeOf(dateformat: string, seconds: number): string {
+  const last = lastAsctime.get(dateformat);
+  const tz = process.env.TZ;
+  if (last && last.seconds === seconds && last.tz === tz) return last.text;
+  const text = strftime(dateformat, new Date(seconds * 1000));
+  if (lastAsctime.size > 16) lastAsctime.clear();
+  lastAsctime.set(dateformat, { seconds, text, tz });
+  return text;
+}
+
 /**
  * logging.Formatter(format, dateformat).format(record): the format applied to the record's attributes,
  * %(asctime)s by the date format (or Python's default '2026-11-25 10:00:00,123' when it is empty), and the
@@ -214,12 +227,11 @@ export function recordAttributes(record: LogRecord): Record<string, PyValue> {
 export function formatRecord(format: string, dateformat: string, record: LogRecord): string {
   const attrs = recordAttributes(record);
   if (format.includes('%(asctime)')) {
-    const date = new Date(Math.floor(record.created) * 1000);
+    const seconds = Math.floor(record.created);
+    const date = asctimeOf(dateformat || '%Y-%m-%d %H:%M:%S', seconds);
     attrs.asctime = dateformat
-      ? strftime(dateformat, date)
-      : strftime('%Y-%m-%d %H:%M:%S', date) +
-        ',' +
-        String(Math.trunc((attrs.msecs as PyFloat).value)).padStart(3, '0');
+      ? date
+      : date + ',' + String(Math.trunc((attrs.msecs as PyFloat).value)).padStart(3, '0');
   }
   let s = percentFormat(format, (k) => attrs[k]);
   if (record.excText) {
