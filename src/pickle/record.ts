@@ -12,6 +12,7 @@ import { inflateSync } from 'node:zlib';
 import { PickleError } from './errors.js';
 import * as op from './opcodes.js';
 import { decodeUtf8Strict, escapeDecode, parseIntText, rawUnicodeEscapeDecode } from './text.js';
+import { pyStrRepr } from './pytext.js';
 import { pickleEnd, Unpickler, type LoadOptions } from './unpickler.js';
 import {
   Global,
@@ -862,7 +863,7 @@ const STRTOL = /^[ \t\n\v\f\r]*[+-]?(?:0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)(?:
 function parsePyLong(s: string, base: 0 | 10, at: number): number {
   const nul = s.indexOf('\0');
   const v = parseIntText(nul >= 0 ? s.slice(0, nul) : s, base === 0);
-  if (v === null) fail(`invalid literal for int(): ${JSON.stringify(s)}`, at);
+  if (v === null) fail(`invalid literal for int() with base ${base}: ${pyStrRepr(s)}`, at);
   if (typeof v === 'string') fail(v, at);
   return Number(v);
 }
@@ -893,7 +894,7 @@ const FLOAT_LINE = /^[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|in
 function checkFloatLine(s: string, at: number): void {
   // PyOS_string_to_double: a float, then '\n' or NUL; overflow is an error
   const m = FLOAT_LINE.exec(s);
-  if (!m) fail(`could not convert string to float: ${JSON.stringify(s)}`, at);
+  if (!m) fail(`could not convert string to float: ${pyStrRepr(s)}`, at);
   const body = m[0].slice(0, -1);
   if (!/inf|nan/i.test(body) && !Number.isFinite(Number(body))) fail('float overflow (OverflowError)', at);
 }

@@ -434,7 +434,7 @@ export class Session implements StorageClient {
       name.includes('/') ||
       !(name.endsWith('.tmp') || name.slice(0, -1).endsWith('.tmp'))
     ) {
-      this.log.critical(`We're under attack! (bad filename to storeBlobShared, ${JSON.stringify(filename)})`);
+      this.log.critical(`We're under attack! (bad filename to storeBlobShared, ${pyRepr(filename)})`);
       throw new PythonError('builtins.ValueError', tuple(filename));
     }
     const blobs = this.storage.storage as { blobDirectory?: { oidPath(oid: Oid): string } | null };
