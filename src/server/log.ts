@@ -99,6 +99,10 @@ export function levelName(levelno: number): string {
       return `Level ${levelno}`;
   }
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Format check (ZConfig's, and logging.Formatter's)
+
 // logging.PercentStyle.validation_pattern: logging.Formatter refuses a format with no field in it
 const VALIDATION_PATTERN = /%\(\w+\)[#0+ -]*(\*|\d+)?(\.(\*|\d+))?[diouxefgcrsa%]/i;
 
@@ -344,8 +348,7 @@ export type Logger = {
 /** One output: a handler's level, how it writes a record, where the line goes. */
 interface Sink {
   levelno: number;
-  /** the Node stack is written only where DEBUG records are */
-  stack: boolean;
+  /** the line of a record (an exception's Node stack only where DEBUG records are written) */
   format(record: LogRecord, err: unknown, fields: LogFields | undefined): string;
   write(line: string): void;
 }
@@ -454,11 +457,14 @@ export function createLogger(
       const format = json
         ? (record: LogRecord, err: unknown, fields: LogFields | undefined): string =>
             jsonRecord(record, err, stack, fields)
-        : (record: LogRecord, err: unknown): string => {
-            if (err !== undefined) record.excText = stack ? formatException(err) : exceptionLine(err);
-            return textLine(handler, record);
-          };
-      sinks.push({ levelno, stack, format, write });
+        : (record: LogRecord, err: unknown): string =>
+            textLine(
+              handler,
+              err === undefined
+                ? record
+                : { ...record, excText: stack ? formatException(err) : exceptionLine(err) },
+            );
+      sinks.push({ levelno, format, write });
     }
   } catch (e) {
     for (const f of files) void f.close();
