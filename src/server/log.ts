@@ -306,7 +306,7 @@ export function jsonRecord(record: LogRecord, err: unknown, stack: boolean, fiel
   }
   if (fields) o.fields = fields;
   try {
-    return JSON.stringify(o, jsonValue);
+    return fields ? JSON.stringify(o, jsonValue) : JSON.stringify(o);
   } catch (e) {
     delete o.fields;
     o.fields_error = (e as Error).message;
