@@ -38,15 +38,7 @@
 
 import { open } from 'node:fs/promises';
 import { Command } from 'commander';
-import {
-  isBytes,
-  isTuple,
-  PersistentRef,
-  PyFloat,
-  pyRepr,
-  Unpickler,
-  type PickleValue,
-} from '../pickle/index.js';
+import { getPickleMetadata, PyFloat, pyRepr, type PickleValue } from '../pickle/index.js';
 import { CorruptedError } from '../storage/errors.js';
 import { decodeExtension } from '../storage/extension.js';
 import { idHex, type Tid } from '../storage/ids.js';
@@ -67,41 +59,8 @@ import { FileReader } from './file-reader.js';
 // ---------------------------------------------------------------------------------------------------------
 // values
 
-/** ZODB.utils.get_pickle_metadata: [module, class name] of a record's class metadata, as fsdump prints it. */
-export function pickleMetadata(data: Uint8Array): [string, string] {
-  let d = data;
-  if (d[0] === 0x80) d = d.subarray(2); // PROTO n
-  const prefix = d[0] === 0x28 && d[1] === 0x63 ? 2 : d[0] === 0x63 ? 1 : 0; // '(c' or 'c': GLOBAL
-  if (prefix) {
-    const i1 = d.indexOf(0x0a);
-    const i2 = i1 < 0 ? -1 : d.indexOf(0x0a, i1 + 1);
-    if (i2 < 0) return ['', ''];
-    const text = (a: number, b: number) => Buffer.from(d.buffer, d.byteOffset + a, b - a).toString('utf8');
-    return [text(prefix, i1), text(i1 + 1, i2)];
-  }
-  let info: PickleValue;
-  try {
-    info = new Unpickler(d).load();
-  } catch {
-    return ['', ''];
-  }
-  // Python's unpickler there has no persistent_load: a persistent id is an error
-  if (info instanceof PersistentRef) return ['', ''];
-  if (isTuple(info)) {
-    const first = info[0];
-    if (first instanceof PersistentRef) return ['', ''];
-    const pair = isTuple(first) ? first : info;
-    if (pair.length === 2) return [strOf(pair[0]), strOf(pair[1])];
-    return ['', ''];
-  }
-  return [pyRepr(info), ''];
-}
-
-function strOf(v: PickleValue): string {
-  if (typeof v === 'string') return v;
-  if (isBytes(v)) return Buffer.from(v).toString('latin1');
-  return pyRepr(v);
-}
+/** ZODB.utils.get_pickle_metadata, as fsdump prints it. */
+export { getPickleMetadata as pickleMetadata } from '../pickle/index.js';
 
 /** A Python value as JSON, by the rules at the top of this file. */
 export function pyToJson(v: PickleValue): unknown {
@@ -320,7 +279,7 @@ export function fsdumpLines(t: DumpTransaction, i: number): string[] {
     let size = '';
     let fullclass = 'undo or abort of object creation';
     if (rec.data !== null) {
-      const [m, c] = pickleMetadata(rec.data);
+      const [m, c] = getPickleMetadata(rec.data);
       size = ` size=${rec.data.length}`;
       fullclass = `${m}.${c}`;
     }
@@ -347,7 +306,7 @@ export function transactionJson(t: DumpTransaction): Record<string, unknown> {
         oid: hex16(rec.oid),
         offset: rec.offset,
         size: rec.data === null ? null : rec.data.length,
-        class: rec.data === null ? null : pickleMetadata(rec.data).join('.'),
+        class: rec.data === null ? null : getPickleMetadata(rec.data).join('.'),
       };
       if (rec.back !== 0 || rec.data === null) {
         out.back = { offset: rec.back, tid: rec.backTid ? hex16(rec.backTid) : null };

@@ -64,7 +64,8 @@ export async function serve(config: ServerConfig): Promise<void> {
     process.stderr.write(`Error: address ${describeAddress(config.address)} already in use\n`);
     process.exit(2);
   }
-  const logging = createLogger(config.eventlog);
+  // --log-format: runzeo's text or JSON lines
+  const logging = createLogger(config.eventlog, { format: config.logFormat });
   // runzeo's own messages carry its pid
   const log = withPrefix(logging.root.child('ZEO.runzeo'), `(${process.pid}) `);
   let server: StorageServer | null = null;

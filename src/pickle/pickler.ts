@@ -59,11 +59,11 @@ import {
   Global,
   PersistentRef,
   PickleBuffer,
-  PyFloat,
   PyObject,
   Tuple,
   type PickleValue,
 } from './values.js';
+import { PyFloat } from './pytext.js';
 
 export interface DumpOptions {
   /**

@@ -12,6 +12,7 @@ import { inflateSync } from 'node:zlib';
 import { PickleError } from './errors.js';
 import * as op from './opcodes.js';
 import { decodeUtf8Strict, escapeDecode, parseIntText, rawUnicodeEscapeDecode } from './text.js';
+import { pyStrRepr } from './pytext.js';
 import { pickleEnd, Unpickler, type LoadOptions } from './unpickler.js';
 import {
   Global,
@@ -82,6 +83,41 @@ export interface ClassMeta {
 export function decodeClassMeta(data: Uint8Array, options: LoadOptions = {}): ClassMeta {
   const u = new Unpickler(data, { ...options, persistentLoad: undefined });
   return classMetaOf(u.load(), 0);
+}
+
+/**
+ * ZODB.utils.get_pickle_metadata: [module, class name] of a record's class metadata, read as ZODB reads it
+ * (a GLOBAL's two lines split without unpickling; else the first pickle loaded), ['', ''] when it cannot be
+ * read, [repr, ''] when it is not a class reference. fsdump prints it; ConflictError's class_name joins it with '.'.
+ */
+export function getPickleMetadata(data: Uint8Array): [string, string] {
+  let d = data;
+  if (d[0] === 0x80) d = d.subarray(2); // PROTO n
+  const prefix = d[0] === 0x28 && d[1] === 0x63 ? 2 : d[0] === 0x63 ? 1 : 0; // '(c' or 'c': GLOBAL
+  if (prefix) {
+    const i1 = d.indexOf(0x0a);
+    const i2 = i1 < 0 ? -1 : d.indexOf(0x0a, i1 + 1);
+    if (i2 < 0) return ['', ''];
+    const text = (a: number, b: number): string =>
+      Buffer.from(d.buffer, d.byteOffset + a, b - a).toString('utf8');
+    return [text(prefix, i1), text(i1 + 1, i2)];
+  }
+  let info: PickleValue;
+  try {
+    info = new Unpickler(d).load();
+  } catch {
+    return ['', ''];
+  }
+  // Python's unpickler there has no persistent_load: a persistent id is an error
+  if (info instanceof PersistentRef) return ['', ''];
+  if (isTuple(info)) {
+    const first = info[0];
+    if (first instanceof PersistentRef) return ['', ''];
+    const pair = isTuple(first) ? first : info;
+    if (pair.length === 2) return [str(pair[0]) ?? pyRepr(pair[0]), str(pair[1]) ?? pyRepr(pair[1])];
+    return ['', ''];
+  }
+  return [pyRepr(info), ''];
 }
 
 function str(v: PickleValue): string | null {
@@ -827,7 +863,7 @@ const STRTOL = /^[ \t\n\v\f\r]*[+-]?(?:0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)(?:
 function parsePyLong(s: string, base: 0 | 10, at: number): number {
   const nul = s.indexOf('\0');
   const v = parseIntText(nul >= 0 ? s.slice(0, nul) : s, base === 0);
-  if (v === null) fail(`invalid literal for int(): ${JSON.stringify(s)}`, at);
+  if (v === null) fail(`invalid literal for int() with base ${base}: ${pyStrRepr(s)}`, at);
   if (typeof v === 'string') fail(v, at);
   return Number(v);
 }
@@ -858,7 +894,7 @@ const FLOAT_LINE = /^[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|in
 function checkFloatLine(s: string, at: number): void {
   // PyOS_string_to_double: a float, then '\n' or NUL; overflow is an error
   const m = FLOAT_LINE.exec(s);
-  if (!m) fail(`could not convert string to float: ${JSON.stringify(s)}`, at);
+  if (!m) fail(`could not convert string to float: ${pyStrRepr(s)}`, at);
   const body = m[0].slice(0, -1);
   if (!/inf|nan/i.test(body) && !Number.isFinite(Number(body))) fail('float overflow (OverflowError)', at);
 }

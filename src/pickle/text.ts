@@ -72,6 +72,29 @@ export function parseFloatText(text: string): number | null {
   return Number(s.includes('_') ? s.replace(/_/g, '') : s);
 }
 
+/** A string built from code points, in chunks (String.fromCharCode takes a bounded number of arguments). */
+class TextBuilder {
+  private readonly units: number[] = [];
+  constructor(private out = '') {}
+
+  push(cp: number): void {
+    if (cp >= 0x10000) {
+      const c = cp - 0x10000;
+      this.units.push(0xd800 + (c >> 10), 0xdc00 + (c & 0x3ff));
+    } else {
+      this.units.push(cp);
+    }
+    if (this.units.length >= 4096) {
+      this.out += String.fromCharCode(...this.units);
+      this.units.length = 0;
+    }
+  }
+
+  toString(): string {
+    return this.out + String.fromCharCode(...this.units);
+  }
+}
+
 /**
  * Strict UTF-8 (Python's codec): overlong forms, code points past U+10FFFF and truncated sequences fail (null);
  * encoded surrogates are accepted only with surrogatePass.
@@ -82,8 +105,7 @@ export function decodeUtf8Strict(
   end: number,
   surrogatePass: boolean,
 ): string | null {
-  const units: number[] = [];
-  let out = '';
+  const text = new TextBuilder();
   let i = start;
   while (i < end) {
     const c = d[i];
@@ -118,18 +140,9 @@ export function decodeUtf8Strict(
     } else {
       return null;
     }
-    if (cp >= 0x10000) {
-      cp -= 0x10000;
-      units.push(0xd800 + (cp >> 10), 0xdc00 + (cp & 0x3ff));
-    } else {
-      units.push(cp);
-    }
-    if (units.length >= 4096) {
-      out += String.fromCharCode(...units);
-      units.length = 0;
-    }
+    text.push(cp);
   }
-  return out + String.fromCharCode(...units);
+  return text.toString();
 }
 
 /** Python's raw-unicode-escape decoding (UNICODE): \uXXXX and \UXXXXXXXX escapes, other bytes are Latin-1; or null. */
@@ -137,19 +150,19 @@ export function rawUnicodeEscapeDecode(d: Uint8Array, start: number, end: number
   let i = start;
   while (i < end && d[i] !== 0x5c) i++;
   if (i === end) return latin1(d, start, end); // no backslash: all Latin-1
-  let out = latin1(d, start, i);
-  const units: number[] = [];
+  const text = new TextBuilder(latin1(d, start, i));
   while (i < end) {
     const c = d[i++];
     if (c !== 0x5c || i >= end) {
-      units.push(c);
+      text.push(c);
     } else {
       const e = d[i++];
       let count: number;
       if (e === 0x75) count = 4;
       else if (e === 0x55) count = 8;
       else {
-        units.push(0x5c, e);
+        text.push(0x5c);
+        text.push(e);
         continue;
       }
       if (i + count > end) return null; // truncated \uXXXX escape
@@ -160,19 +173,10 @@ export function rawUnicodeEscapeDecode(d: Uint8Array, start: number, end: number
         cp = cp * 16 + h;
       }
       if (cp > 0x10ffff) return null;
-      if (cp >= 0x10000) {
-        cp -= 0x10000;
-        units.push(0xd800 + (cp >> 10), 0xdc00 + (cp & 0x3ff));
-      } else {
-        units.push(cp);
-      }
-    }
-    if (units.length >= 4096) {
-      out += String.fromCharCode(...units);
-      units.length = 0;
+      text.push(cp);
     }
   }
-  return out + String.fromCharCode(...units);
+  return text.toString();
 }
 
 export function hexValue(c: number): number {
@@ -180,6 +184,23 @@ export function hexValue(c: number): number {
   if (c >= 0x61 && c <= 0x66) return c - 0x61 + 10;
   if (c >= 0x41 && c <= 0x46) return c - 0x41 + 10;
   return -1;
+}
+
+// escape_decode's one-character escapes: \\ \' \" \b \f \t \n \r \v \a, by the byte after the backslash (-1: none)
+const SIMPLE_ESCAPES = new Int16Array(256).fill(-1);
+for (const [c, v] of [
+  ['\\', 0x5c],
+  ["'", 0x27],
+  ['"', 0x22],
+  ['b', 0x08],
+  ['f', 0x0c],
+  ['t', 0x09],
+  ['n', 0x0a],
+  ['r', 0x0d],
+  ['v', 0x0b],
+  ['a', 0x07],
+] as const) {
+  SIMPLE_ESCAPES[c.charCodeAt(0)] = v;
 }
 
 /** Python's codecs.escape_decode (the STRING opcode's quoted text): the bytes, or a message when it is bad. */
@@ -195,61 +216,26 @@ export function escapeDecode(d: Uint8Array, start: number, end: number): Uint8Ar
     }
     if (i >= end) return 'Trailing \\ in string';
     const e = d[i++];
-    switch (e) {
-      case 0x0a: // backslash-newline: nothing
-        break;
-      case 0x5c:
-      case 0x27:
-      case 0x22:
-        out[o++] = e;
-        break;
-      case 0x62: // \b
-        out[o++] = 0x08;
-        break;
-      case 0x66: // \f
-        out[o++] = 0x0c;
-        break;
-      case 0x74: // \t
-        out[o++] = 0x09;
-        break;
-      case 0x6e: // \n
-        out[o++] = 0x0a;
-        break;
-      case 0x72: // \r
-        out[o++] = 0x0d;
-        break;
-      case 0x76: // \v
-        out[o++] = 0x0b;
-        break;
-      case 0x61: // \a
-        out[o++] = 0x07;
-        break;
-      case 0x30:
-      case 0x31:
-      case 0x32:
-      case 0x33:
-      case 0x34:
-      case 0x35:
-      case 0x36:
-      case 0x37: {
-        let v = e - 0x30;
-        for (let k = 0; k < 2 && i < end && d[i] >= 0x30 && d[i] <= 0x37; k++) v = v * 8 + (d[i++] - 0x30);
-        out[o++] = v & 0xff; // Python 3.11 keeps the low byte of \400-\777
-        break;
-      }
-      case 0x78: {
-        // \xhh: exactly two hex digits
-        const h1 = i < end ? hexValue(d[i]) : -1;
-        const h2 = i + 1 < end ? hexValue(d[i + 1]) : -1;
-        if (h1 < 0 || h2 < 0) return `invalid \\x escape at position ${i - 2 - start}`;
-        out[o++] = h1 * 16 + h2;
-        i += 2;
-        break;
-      }
-      default:
-        // unknown escapes stay as they are (Python warns)
-        out[o++] = 0x5c;
-        out[o++] = e;
+    if (e === 0x0a) continue; // backslash-newline: nothing
+    const simple = SIMPLE_ESCAPES[e];
+    if (simple >= 0) {
+      out[o++] = simple;
+    } else if (e >= 0x30 && e <= 0x37) {
+      // \ooo: up to three octal digits
+      let v = e - 0x30;
+      for (let k = 0; k < 2 && i < end && d[i] >= 0x30 && d[i] <= 0x37; k++) v = v * 8 + (d[i++] - 0x30);
+      out[o++] = v & 0xff; // Python 3.11 keeps the low byte of \400-\777
+    } else if (e === 0x78) {
+      // \xhh: exactly two hex digits
+      const h1 = i < end ? hexValue(d[i]) : -1;
+      const h2 = i + 1 < end ? hexValue(d[i + 1]) : -1;
+      if (h1 < 0 || h2 < 0) return `invalid \\x escape at position ${i - 2 - start}`;
+      out[o++] = h1 * 16 + h2;
+      i += 2;
+    } else {
+      // unknown escapes stay as they are (Python warns)
+      out[o++] = 0x5c;
+      out[o++] = e;
     }
   }
   return out.subarray(0, o);

@@ -30,12 +30,12 @@ import {
   Global,
   PersistentRef,
   PickleBuffer,
-  PyFloat,
   PyObject,
   Tuple,
   type PickleValue,
   type PyDict,
 } from './values.js';
+import { PyFloat } from './pytext.js';
 
 export interface LoadOptions {
   /** Which globals the pickle may name (default anyGlobal); a refused global is a PickleError naming module.name. */

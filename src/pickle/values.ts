@@ -18,6 +18,8 @@
 //                     know, kept so that it pickles back the same way
 //   persistent id     PersistentRef (the pid pickled by the persistent_id hook; ZODB's references)
 
+import { PyFloat, pyBytesRepr, pyFloatRepr, pyStrRepr } from './pytext.js';
+
 export type PickleValue =
   | null
   | boolean
@@ -36,17 +38,6 @@ export type PickleValue =
   | PickleBuffer;
 
 export type PyDict = Map<PickleValue, PickleValue>;
-
-/** A Python float. Boxed because a JS number cannot tell 1.0 from 1. */
-export class PyFloat {
-  constructor(readonly value: number) {}
-  valueOf(): number {
-    return this.value;
-  }
-  toString(): string {
-    return pyFloatRepr(this.value);
-  }
-}
 
 /** A Python tuple. Build one with `tuple(a, b)` (not `new Tuple(n)`, which makes n holes like Array). */
 export class Tuple<T = PickleValue> extends Array<T> {
@@ -232,74 +223,6 @@ export function pyEquals(
     return true;
   }
   return false;
-}
-
-function pyFloatRepr(x: number): string {
-  if (Number.isNaN(x)) return 'nan';
-  if (x === Infinity) return 'inf';
-  if (x === -Infinity) return '-inf';
-  if (x === 0) return Object.is(x, -0) ? '-0.0' : '0.0';
-  // Python's repr: the shortest round-tripping digits (as JS finds them), in fixed notation when the
-  // decimal exponent is in [-4, 16), else d.ddde+XX
-  const [mant, e] = x.toExponential().split('e');
-  const exp = Number(e);
-  const neg = mant.startsWith('-');
-  const digits = mant.replace('-', '').replace('.', '');
-  let out: string;
-  if (exp >= -4 && exp < 16) {
-    if (exp < 0) out = '0.' + '0'.repeat(-exp - 1) + digits;
-    else if (digits.length > exp + 1) out = digits.slice(0, exp + 1) + '.' + digits.slice(exp + 1);
-    else out = digits + '0'.repeat(exp + 1 - digits.length) + '.0';
-  } else {
-    const m = digits.length > 1 ? digits[0] + '.' + digits.slice(1) : digits;
-    out = `${m}e${exp < 0 ? '-' : '+'}${String(Math.abs(exp)).padStart(2, '0')}`;
-  }
-  return neg ? '-' + out : out;
-}
-
-const NOT_PRINTABLE = /[\p{C}\p{Z}]/u;
-
-/**
- * Python's repr of a str: what str.isprintable() refuses (control, format, surrogate, private, unassigned and
- * separator characters other than the space) escaped as \xhh, \uhhhh or \Uhhhhhhhh; with `asciiOnly`,
- * everything beyond ASCII too (ascii()).
- */
-export function pyStrRepr(s: string, asciiOnly = false): string {
-  const quote = s.includes("'") && !s.includes('"') ? '"' : "'";
-  let out = quote;
-  for (const ch of s) {
-    const c = ch.codePointAt(0)!;
-    if (ch === quote || ch === '\\') out += '\\' + ch;
-    else if (ch === '\n') out += '\\n';
-    else if (ch === '\r') out += '\\r';
-    else if (ch === '\t') out += '\\t';
-    else if ((asciiOnly && c > 0x7f) || (c !== 0x20 && (c < 0x20 || c === 0x7f || NOT_PRINTABLE.test(ch)))) {
-      if (c <= 0xff) out += '\\x' + c.toString(16).padStart(2, '0');
-      else if (c <= 0xffff) out += '\\u' + c.toString(16).padStart(4, '0');
-      else out += '\\U' + c.toString(16).padStart(8, '0');
-    } else out += ch;
-  }
-  return out + quote;
-}
-
-function pyBytesRepr(b: Uint8Array): string {
-  let dq = false;
-  let sq = false;
-  for (const c of b) {
-    if (c === 0x27) sq = true;
-    if (c === 0x22) dq = true;
-  }
-  const quote = sq && !dq ? '"' : "'";
-  let out = 'b' + quote;
-  for (const c of b) {
-    if (c === quote.charCodeAt(0) || c === 0x5c) out += '\\' + String.fromCharCode(c);
-    else if (c === 0x0a) out += '\\n';
-    else if (c === 0x0d) out += '\\r';
-    else if (c === 0x09) out += '\\t';
-    else if (c < 0x20 || c >= 0x7f) out += '\\x' + c.toString(16).padStart(2, '0');
-    else out += String.fromCharCode(c);
-  }
-  return out + quote;
 }
 
 /** Python's repr of a value, for messages and tools; objects we do not know print as their construction. */

@@ -5,7 +5,7 @@
 // twin has when ZODB's FileStorage or ZEO's StorageServer raises it.
 import { constants as osConstants } from 'node:os';
 import {
-  decodeClassMeta,
+  getPickleMetadata,
   Global,
   PyObject,
   pyRepr,
@@ -168,24 +168,9 @@ function conflictMessage(err: ConflictError): string {
   return err.message.endsWith(suffix) ? err.message.slice(0, -suffix.length) : err.message;
 }
 
-/** ZODB.utils.get_pickle_metadata joined with '.': the class a record's first pickle names ('.' if none). */
+/** ZODB.utils.get_pickle_metadata joined with '.', as ConflictError's class_name ('.' if none). */
 export function recordClassName(data: Uint8Array): string {
-  let d = data;
-  if (d.length >= 2 && d[0] === 0x80) d = d.subarray(2);
-  const prefix = d[0] === 0x28 && d[1] === 0x63 ? 2 : d[0] === 0x63 ? 1 : 0;
-  if (prefix) {
-    // the GLOBAL's two lines, not unpickled
-    const b = Buffer.from(d.buffer, d.byteOffset, d.byteLength);
-    const nl1 = b.indexOf(0x0a, prefix);
-    const nl2 = nl1 < 0 ? -1 : b.indexOf(0x0a, nl1 + 1);
-    if (nl2 >= 0) return `${b.toString('utf8', prefix, nl1)}.${b.toString('utf8', nl1 + 1, nl2)}`;
-  }
-  try {
-    const meta = decodeClassMeta(data);
-    return `${meta.module}.${meta.name}`;
-  } catch {
-    return '.';
-  }
+  return getPickleMetadata(data).join('.');
 }
 
 /** The reason UndoError was made with (ours prefixes the oid to it). */

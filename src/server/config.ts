@@ -21,11 +21,17 @@ import {
   type Position,
   type SectionValue,
 } from '../zconfig/index.js';
-import { checkLogFormat, type EventLogConfig, type LogLevel } from './log.js';
+import { checkLogFormat, type EventLogConfig, type LogFormat, type LogLevel } from './log.js';
 import { listenAddress, RUNZEO_SCHEMA, RUNZEO_TYPES, type ListenAddress } from './runzeo-schema.js';
 
 export { ConfigError } from '../zconfig/index.js';
-export { levelNumber, type EventLogConfig, type LogHandlerConfig, type LogLevel } from './log.js';
+export {
+  levelNumber,
+  type EventLogConfig,
+  type LogFormat,
+  type LogHandlerConfig,
+  type LogLevel,
+} from './log.js';
 export type { ListenAddress } from './runzeo-schema.js';
 
 // ---------------------------------------------------------------------------------------------------------
@@ -80,7 +86,6 @@ export interface ServerConfig {
   sources?: Partial<Record<ZeoSetting, string>>;
 }
 
-export type LogFormat = 'text' | 'json';
 export const LOG_FORMATS: readonly LogFormat[] = ['text', 'json'];
 
 type ZeoSetting =

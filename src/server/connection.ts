@@ -6,15 +6,7 @@
 // not reserve a place; they are queued when ready, as the reference's delayed replies are.
 
 import type { Socket } from 'node:net';
-import {
-  isBytes,
-  PyFloat,
-  pyRepr,
-  pyStrRepr,
-  tuple,
-  type PickleValue,
-  type PyDict,
-} from '../pickle/index.js';
+import { jsonDumps, pyRepr, pyStrRepr, tuple, type PickleValue } from '../pickle/index.js';
 import {
   codecFor,
   FrameDecoder,
@@ -135,7 +127,7 @@ export class ServerConnection implements SessionConnection {
   private onHello(payload: Buffer): void {
     const hello = parseClientHello(payload);
     if (hello.kind === 'ruok') {
-      this.writeFrame(Buffer.from(pythonJson(this.server.statusAll()), 'ascii'));
+      this.writeFrame(Buffer.from(jsonDumps(this.server.statusAll()), 'ascii'));
       this.close();
       return;
     }
@@ -389,26 +381,4 @@ export class ServerConnection implements SessionConnection {
       .catch((e) => this.log.error(`(${this.label}) disconnect failed`, e));
     void done.finally(() => this.server.connectionClosed(this));
   }
-}
-
-/** json.dumps with Python's default separators, for ruok's answer. */
-export function pythonJson(v: PickleValue): string {
-  if (v === null) return 'null';
-  if (v === true) return 'true';
-  if (v === false) return 'false';
-  if (typeof v === 'number' || typeof v === 'bigint') return String(v);
-  if (v instanceof PyFloat) return v.toString();
-  if (typeof v === 'string')
-    return JSON.stringify(v).replace(
-      /[\u007f-\uffff]/g,
-      (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'),
-    );
-  if (isBytes(v)) throw new TypeError('Object of type bytes is not JSON serializable');
-  if (Array.isArray(v)) return '[' + v.map((x) => pythonJson(x)).join(', ') + ']';
-  if (v instanceof Map) {
-    return (
-      '{' + [...(v as PyDict)].map(([k, x]) => `${pythonJson(String(k))}: ${pythonJson(x)}`).join(', ') + '}'
-    );
-  }
-  throw new TypeError(`not JSON serializable: ${String(v)}`);
 }

@@ -3,6 +3,7 @@
 // FIFO order and their vote replies are deferred. Unlike the reference, a transaction-timeout really aborts
 // the transaction and frees the lock (the reference closes the connection but leaves the lock held).
 
+import { pyStrRepr } from '../pickle/index.js';
 import { StorageTransactionError } from '../storage/errors.js';
 import type { Logger } from './log.js';
 
@@ -114,7 +115,7 @@ export class LockManager<C extends LockClient> {
     const n = this.queue.length;
     // on every commit: build the message only when it will be written
     if (n <= 3 && !this.log.isLevelEnabled('DEBUG')) return;
-    const msg = `(${client.label}) (${JSON.stringify(this.storageName).replace(/^"|"$/g, "'")}) ${what}: transactions waiting: ${n}`;
+    const msg = `(${client.label}) (${pyStrRepr(this.storageName)}) ${what}: transactions waiting: ${n}`;
     if (n > 9) this.log.critical(msg);
     else if (n > 3) this.log.warn(msg);
     else this.log.debug(msg);

@@ -1,7 +1,7 @@
 // One storage as the server offers it under a name: the storage, its commit lock, its invalidation queue,
 // its statistics (server_status), and the sessions registered on it (who gets invalidations).
 
-import { PyFloat, tuple, type PickleValue, type PyDict } from '../pickle/index.js';
+import { ctime, PyFloat, tuple, type PickleValue, type PyDict } from '../pickle/index.js';
 import { Unsupported } from '../storage/errors.js';
 import type { Oid, Tid } from '../storage/ids.js';
 import { compareIds, idHex, p64, u64 } from '../storage/ids.js';
@@ -179,15 +179,4 @@ function hasBlobs(storage: Storage): boolean {
     if (e instanceof Unsupported) return false;
     throw e;
   }
-}
-
-/** Python's time.ctime(): 'Tue Nov 24 23:28:54 2026' (local time). */
-export function ctime(d: Date): string {
-  const days = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
-  const months = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
-  const p2 = (n: number): string => String(n).padStart(2, '0');
-  return (
-    `${days[d.getDay()]} ${months[d.getMonth()]} ${String(d.getDate()).padStart(2, ' ')} ` +
-    `${p2(d.getHours())}:${p2(d.getMinutes())}:${p2(d.getSeconds())} ${d.getFullYear()}`
-  );
 }

@@ -4,7 +4,7 @@
 import { chmod, unlink } from 'node:fs/promises';
 import net from 'node:net';
 import tls from 'node:tls';
-import type { PickleValue, PyDict } from '../pickle/index.js';
+import { pyStrRepr, type PickleValue, type PyDict } from '../pickle/index.js';
 import type { Storage } from '../storage/interfaces.js';
 import type { ListenAddress } from './config.js';
 import { ServerConnection, type ConnectionLimits, type ConnectionServer } from './connection.js';
@@ -39,6 +39,8 @@ export class StorageServer implements ConnectionServer {
   readonly commitLogThreshold: number;
   readonly log: Logger;
   readonly protocolLog: Logger;
+  /** runzeo's 'Connected ...' line comes from ZEO.asyncio.base */
+  private readonly baseLog: Logger;
   private readonly connections = new Set<ServerConnection>();
   /** sync calls of every connection still running (their replies not ready yet) */
   callsInFlight = 0;
@@ -53,6 +55,7 @@ export class StorageServer implements ConnectionServer {
     this.commitLogThreshold = options.commitLogThreshold ?? 16 * 1024 * 1024;
     this.log = options.log.child('ZEO.StorageServer');
     this.protocolLog = options.log.child('ZEO.asyncio.server');
+    this.baseLog = options.log.child('ZEO.asyncio.base');
     for (const s of options.storages) {
       this.storages.set(
         s.name,
@@ -163,6 +166,12 @@ export class StorageServer implements ConnectionServer {
       socket.remoteAddress !== undefined
         ? `${socket.remoteAddress}:${socket.remotePort}`
         : (this.unixPath ?? '');
+    // runzeo's line, with the address repr'd as Python's (host, port) tuple or a unix socket's path
+    const addr =
+      socket.remoteAddress !== undefined
+        ? `(${pyStrRepr(socket.remoteAddress)}, ${socket.remotePort})`
+        : pyStrRepr(this.unixPath ?? '');
+    this.baseLog.info(`Connected ZEO.asyncio.server.ServerProtocol(${addr})`);
     const conn = new ServerConnection(socket, this, label);
     this.connections.add(conn);
   }

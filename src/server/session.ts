@@ -15,6 +15,7 @@ import {
   PyFloat,
   PyObject,
   pyEquals,
+  pyFloatRepr,
   pyRepr,
   tuple,
   type PickleValue,
@@ -433,7 +434,7 @@ export class Session implements StorageClient {
       name.includes('/') ||
       !(name.endsWith('.tmp') || name.slice(0, -1).endsWith('.tmp'))
     ) {
-      this.log.critical(`We're under attack! (bad filename to storeBlobShared, ${JSON.stringify(filename)})`);
+      this.log.critical(`We're under attack! (bad filename to storeBlobShared, ${pyRepr(filename)})`);
       throw new PythonError('builtins.ValueError', tuple(filename));
     }
     const blobs = this.storage.storage as { blobDirectory?: { oidPath(oid: Oid): string } | null };
@@ -1051,8 +1052,4 @@ function arityMessage(owner: string, name: string, spec: MethodSpec, given: numb
       ? `${hi} positional argument${hi === 1 ? '' : 's'}`
       : `from ${lo} to ${hi} positional arguments`;
   return `${fn} takes ${takes} but ${given + 1} ${given + 1 === 1 ? 'was' : 'were'} given`;
-}
-
-function pyFloatRepr(t: number): string {
-  return new PyFloat(t).toString();
 }

@@ -5,7 +5,7 @@
 // Layout: the first 4 bytes are the minutes since 1900-01-01 00:00 UTC, counted as if every month had 31 days;
 // the last 4 bytes are the seconds within the minute scaled by 2^32/60, truncated.
 
-import { pyRepr } from '../pickle/index.js';
+import { percentFormat, PyFloat, pyRepr } from '../pickle/index.js';
 import type { Tid } from './ids.js';
 
 /** 60 / 2^32 (exact in a double): one unit of the seconds part, in seconds. */
@@ -245,19 +245,10 @@ function compareBytes(a: Uint8Array, b: Uint8Array): number {
   return 0;
 }
 
-/**
- * '%09.6f' of units * 60/2^32 as glibc prints it: the exact binary value rounded half to even at the sixth
- * decimal (toFixed rounds ties up, and the value has ties: units = (2k+1) * 2^23).
- */
+/** '%09.6f' of units * 60/2^32 (exact in a double: units < 2^32) as Python prints it, ties to even. */
 function formatSeconds(units: number): string {
-  const den = 1n << 30n;
-  const num = BigInt(units) * 15n * 1_000_000n; // seconds = units * 15 / 2^30
-  let q = num / den;
-  const r2 = (num % den) * 2n;
-  if (r2 > den || (r2 === den && q % 2n === 1n)) q += 1n;
-  const whole = q / 1_000_000n;
-  const frac = (q % 1_000_000n).toString().padStart(6, '0');
-  return `${whole}.${frac}`.padStart(9, '0');
+  const seconds = new PyFloat((units * 15) / 2 ** 30);
+  return percentFormat('%(s)09.6f', () => seconds);
 }
 
 let anchorWall = Date.now();

@@ -1,32 +1,38 @@
-// zeo-ts's log lines against Python logging's: the %-formatting, time.strftime, logging.Formatter on the same
-// record (in the oracle), and the loggers: levels, names, tracebacks, files, reopen, flush on close and exit.
+// zeo-ts's log lines against Python logging's: logging.Formatter on the same record (in the oracle), the
+// loggers (levels, names, exceptions, files, reopen, flush on close and exit), the JSON lines output, and a
+// server's log beside runzeo's (the connection lines, and no Node stack below DEBUG).
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, test } from 'node:test';
-import type { EventLogConfig } from '../../src/server/config.js';
 import {
   createLogger,
   formatRecord,
   levelFromNumber,
   levelName,
-  percentFormat,
-  PercentFormatError,
-  PyFloat,
-  pyFloatRepr,
   recordAttributes,
   RUNZEO_DEFAULT_FORMAT,
-  strftime,
+  type EventLogConfig,
   type LogRecord,
-  type PyValue,
 } from '../../src/server/log.js';
-import { interopTest, repoRoot } from '../helpers/oracle.js';
+import { interopTest, repoRoot, type Oracle } from '../helpers/oracle.js';
+import { inZone, PY_VALUES, toWire, type Wire } from '../helpers/pywire.js';
+import {
+  freePort,
+  logRecords,
+  ServerProcess,
+  stopLeftovers,
+  type ServerKind,
+} from '../helpers/server-process.js';
+import { PythonError, ServerException } from '../../src/protocol/index.js';
+import { tuple } from '../../src/pickle/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'zeo-ts-log-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
+after(stopLeftovers);
 
 class Capture extends Writable {
   text = '';
@@ -35,300 +41,6 @@ class Capture extends Writable {
     cb();
   }
 }
-
-/** Runs `fn` with the process's local time zone set to `tz` (Node reads TZ again when it changes). */
-function inZone<T>(tz: string, fn: () => T): T {
-  const saved = process.env.TZ;
-  process.env.TZ = tz;
-  try {
-    return fn();
-  } finally {
-    if (saved === undefined) delete process.env.TZ;
-    else process.env.TZ = saved;
-  }
-}
-
-// Typed values cross to Python as [type, value]
-type Wire = ['int', string] | ['float', string] | ['str', string] | ['none', null];
-
-function toWire(v: PyValue): Wire {
-  if (typeof v === 'string') return ['str', v];
-  if (typeof v === 'number') return ['int', BigInt(v).toString()];
-  // as text: JSON loses -0
-  if (v instanceof PyFloat) return ['float', Object.is(v.value, -0) ? '-0' : String(v.value)];
-  if (v === null) return ['none', null];
-  throw new Error('tuple');
-}
-
-const PY_VALUES = `
-import math
-def from_wire(w):
-    t, v = w
-    if t == 'int': return int(v)
-    if t == 'float': return float({'NaN': 'nan', 'Infinity': 'inf', '-Infinity': '-inf'}.get(v, v))
-    if t == 'none': return None
-    return v
-`;
-
-function ours(fmt: string, v: PyValue): string {
-  try {
-    return percentFormat(fmt, (k) => (k === 'v' ? v : undefined));
-  } catch (e) {
-    if (e instanceof PercentFormatError) return `${e.kind}`;
-    throw e;
-  }
-}
-
-interopTest("%-formatting of record fields is Python's `fmt % mapping`", async (oracle) => {
-  const values: PyValue[] = [
-    0,
-    42,
-    -7,
-    255,
-    1764064800,
-    2 ** 53,
-    2 ** 60,
-    ...[
-      0.5,
-      1.5,
-      2.5,
-      -2.5,
-      0.125,
-      0.375,
-      1e16,
-      1.5e16,
-      1e-5,
-      0.0001,
-      123.456,
-      -0,
-      1e300,
-      5e-324,
-      1764064800.123,
-      999.9999,
-      0.1 + 0.2,
-      NaN,
-      Infinity,
-      -Infinity,
-      9.5,
-      99.5,
-    ].map((x) => new PyFloat(x)),
-    'hello',
-    "it's",
-    'a"b\'c\n\t\\',
-    'é€😀',
-    'x',
-    null,
-  ];
-  const formats = [
-    '%(v)s',
-    '%(v)r',
-    '%(v)a',
-    '%(v)d',
-    '%(v)i',
-    '%(v)u',
-    '%(v)x',
-    '%(v)X',
-    '%(v)o',
-    '%(v)#x',
-    '%(v)#X',
-    '%(v)#o',
-    '%(v)e',
-    '%(v)E',
-    '%(v)f',
-    '%(v)F',
-    '%(v)g',
-    '%(v)G',
-    '%(v).0f',
-    '%(v).1f',
-    '%(v).2f',
-    '%(v).3e',
-    '%(v)10.4f',
-    '%(v)-12.2e|',
-    '%(v)+d',
-    '%(v) d',
-    '%(v)05d',
-    '%(v)-5d|',
-    '%(v)05s',
-    '%(v).2s',
-    '%(v)8.3s|',
-    '%(v)-8s|',
-    '%(v)c',
-    '%(v)#g',
-    '%(v)#.0f',
-    '%(v)#.0e',
-    '%(v).0e',
-    '%(v).10g',
-    '%(v)20.15g',
-    '%(v)+.3g',
-    '%(v).0g',
-    '%(v)08.2f',
-    '%(v)+08.2f',
-    '%(v)-+8.3g|',
-    '%(v).3d',
-    '%(v)010.3d',
-    '%(v)#010x',
-    '%(v)ld',
-    '%(v)hs',
-    '%(v) 8.1e',
-    '%(v).17g',
-    '%(v).20f',
-    '%(v)%',
-    '100%% %(v)s',
-  ];
-  const cases = formats.flatMap((f) => values.map((v) => [f, v] as const));
-  const py = await oracle.json<string[]>(
-    `${PY_VALUES}
-out = []
-for fmt, w in args:
-    try:
-        out.append(fmt % {'v': from_wire(w)})
-    except (TypeError, ValueError, OverflowError) as e:
-        out.append(type(e).__name__)
-result = out`,
-    undefined,
-    cases.map(([f, v]) => [f, toWire(v)]),
-  );
-  const mismatches: string[] = [];
-  cases.forEach(([f, v], i) => {
-    const mine = ours(f, v);
-    // OverflowError (%c of a huge int) is a TypeError-like refusal on our side
-    const theirs = py[i] === 'OverflowError' ? 'ValueError' : py[i];
-    if (mine !== theirs)
-      mismatches.push(
-        `${f} % ${JSON.stringify(toWire(v))}: ours ${JSON.stringify(mine)}, Python ${JSON.stringify(py[i])}`,
-      );
-  });
-  assert.deepEqual(mismatches, []);
-});
-
-interopTest("float repr is Python's", async (oracle) => {
-  const xs = [
-    0,
-    -0,
-    1,
-    1.5,
-    123,
-    1e15,
-    1e16,
-    1.5e16,
-    1e22,
-    1e-4,
-    1e-5,
-    1.5e-5,
-    0.1 + 0.2,
-    1 / 3,
-    5e-324,
-    1.7976931348623157e308,
-    1764064800.123,
-    -2.5e-7,
-  ];
-  const py = await oracle.json<string[]>(
-    'result = [repr(float(x)) for x in args]',
-    undefined,
-    xs.map((x) => (Object.is(x, -0) ? '-0' : String(x))),
-  );
-  assert.deepEqual(xs.map(pyFloatRepr), py);
-});
-
-interopTest('strftime is time.strftime on local time, in several time zones', async (oracle) => {
-  const directives = [
-    '%a',
-    '%A',
-    '%b',
-    '%B',
-    '%c',
-    '%C',
-    '%d',
-    '%D',
-    '%e',
-    '%F',
-    '%g',
-    '%G',
-    '%h',
-    '%H',
-    '%I',
-    '%j',
-    '%k',
-    '%l',
-    '%m',
-    '%M',
-    '%n',
-    '%p',
-    '%P',
-    '%r',
-    '%R',
-    '%s',
-    '%S',
-    '%t',
-    '%T',
-    '%u',
-    '%U',
-    '%V',
-    '%w',
-    '%W',
-    '%x',
-    '%X',
-    '%y',
-    '%Y',
-    '%z',
-    '%%',
-    '%-d',
-    '%_d',
-    '%^a',
-    '%#b',
-    '%#p',
-    '%5d',
-    '%10Y',
-    '%_5H',
-    '%-j',
-    '%Ey',
-    '%Od',
-    '%f',
-    '%Q',
-    '%+',
-    'x%',
-    '%Y-%m-%dT%H:%M:%S',
-    '%Y-%m-%d %H:%M:%S',
-    '%-5d',
-    '%-10Y',
-    '%10a',
-    '%^10B',
-    '%010a',
-    '%_10a',
-    '%-10a',
-    '%3Y',
-    '%#10B',
-    '%0e',
-    '%-e',
-    '%_m',
-    '%10p',
-    '%5%',
-    '%0_5d',
-    '%_05d',
-  ];
-  const times = [
-    0, 951782400, 1764064800.123, 1735603200, 1735689599, 1704067200, 1709164800, 1710054000, 1710140400,
-    1730613600, 1262304000, 1293753600, 1609459199, 1641081600, 4102444800,
-  ];
-  for (const tz of ['UTC', 'America/New_York', 'Asia/Kolkata', 'Australia/Lord_Howe']) {
-    const fmts = tz === 'UTC' || tz === 'America/New_York' ? [...directives, '%Z', '%#Z'] : directives;
-    const py = await oracle.json<string[][]>(
-      `import os, time
-os.environ['TZ'] = args['tz']; time.tzset()
-result = [[time.strftime(f, time.localtime(t)) for f in args['fmts']] for t in args['times']]`,
-      undefined,
-      { tz, fmts, times },
-    );
-    const mine = inZone(tz, () =>
-      times.map((t) => fmts.map((f) => strftime(f, new Date(Math.floor(t) * 1000)))),
-    );
-    for (let i = 0; i < times.length; i++) {
-      for (let j = 0; j < fmts.length; j++) {
-        assert.equal(mine[i][j], py[i][j], `${tz} ${times[i]} ${JSON.stringify(fmts[j])}`);
-      }
-    }
-  }
-});
 
 interopTest(
   'a record formats as logging.Formatter(format, dateformat).format(record) does',
@@ -480,20 +192,110 @@ test("without <eventlog>: runzeo's default on stderr, INFO and up", async () => 
   assert.match(stderr.text, new RegExp(`\n------\n${STAMP} ERROR ZEO.StorageServer nested\n$`));
 });
 
-test('an exception follows the message as logging appends a traceback, causes first', async () => {
-  const stderr = new Capture();
-  const logging = createLogger(null, { stderr });
+test("an exception is one line below DEBUG (the last line of runzeo's traceback), its Node stack at DEBUG", async () => {
   const cause = new RangeError('inner');
-  logging.root.child('ZEO.asyncio.server').error('(unix) bad frame', new Error('outer', { cause }));
-  logging.root.child('ZEO.asyncio.server').error('not an Error', { code: 7 });
-  await logging.close();
-  const text = stderr.text;
-  assert.match(text, /ERROR ZEO\.asyncio\.server \(unix\) bad frame\nRangeError: inner\n {4}at /);
+  const outer = new Error('outer', { cause });
+  const pos = Object.assign(new Error('0x01'), { pythonName: 'ZODB.POSException.POSKeyError' });
+  const run = async (config: EventLogConfig | null): Promise<string> => {
+    const stderr = new Capture();
+    const logging = createLogger(config, { stderr });
+    const log = logging.root.child('ZEO.asyncio.server');
+    log.error('(unix) bad frame', outer);
+    log.error("`'loadBefore'` raised exception:", pos);
+    log.error('not an Error', { code: 7 });
+    log.error('no message', new TypeError());
+    await logging.close();
+    return stderr.text;
+  };
+  const info = await run(null);
+  assert.doesNotMatch(info, /^ {4}at /m);
+  assert.match(info, /ERROR ZEO\.asyncio\.server \(unix\) bad frame\nError: outer\n------\n/);
+  assert.match(info, /raised exception:\nZODB\.POSException\.POSKeyError: 0x01\n------\n/);
+  assert.match(info, /not an Error\n\{ code: 7 \}\n------\n/);
+  assert.match(info, /no message\nTypeError\n$/);
+  // a handler that lets DEBUG through, under an <eventlog> at DEBUG: the stack, causes first as Python chains them
+  const debug = await run({
+    level: 'DEBUG',
+    handlers: [{ path: 'STDERR', format: RUNZEO_DEFAULT_FORMAT, level: 'NOTSET', dateformat: '%Y' }],
+  });
+  assert.match(debug, /ERROR ZEO\.asyncio\.server \(unix\) bad frame\nRangeError: inner\n {4}at /);
   assert.match(
-    text,
+    debug,
     /\n\nThe above exception was the direct cause of the following exception:\n\nError: outer\n {4}at /,
   );
-  assert.match(text, /not an Error\n\{ code: 7 \}\n$/);
+  assert.match(debug, /not an Error\n\{ code: 7 \}\n/);
+  // the <eventlog> at DEBUG but the handler at INFO: that output gets the one line
+  const handlerInfo = await run({
+    level: 'DEBUG',
+    handlers: [{ path: 'STDERR', format: '%(message)s', level: 'INFO', dateformat: '' }],
+  });
+  assert.doesNotMatch(handlerInfo, /^ {4}at /m);
+  assert.match(handlerInfo, /^\(unix\) bad frame\nError: outer\n/);
+});
+
+test('--log-format json: one JSON object per line (time, level, logger, message, exception, fields)', async () => {
+  const stderr = new Capture();
+  const path = join(dir, 'json.log');
+  const logging = createLogger(
+    {
+      level: 'DEBUG',
+      handlers: [
+        { path: 'STDERR', format: RUNZEO_DEFAULT_FORMAT, level: 'INFO', dateformat: '%Y' },
+        { path, format: '%(message)s', level: 'DEBUG', dateformat: '' },
+      ],
+    },
+    { stderr, format: 'json' },
+  );
+  const log = logging.root.child('ZEO.StorageServer');
+  const before = Date.now();
+  log.info('(127.0.0.1:5) disconnected', undefined, {
+    address: '127.0.0.1:5',
+    tid: 2n ** 63n,
+    oid: new Uint8Array([0, 1]),
+  });
+  log.debug('only in the file');
+  log.error(
+    'line one\nline two "quoted"',
+    Object.assign(new Error('gone'), { pythonName: 'ZODB.POSException.POSKeyError' }),
+  );
+  logging.root.warn('from the root');
+  await logging.close();
+  const after = Date.now();
+  const lines = stderr.text.split('\n');
+  assert.equal(lines.pop(), '');
+  assert.equal(lines.length, 3, stderr.text);
+  const records = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.deepEqual(Object.keys(records[0]), ['time', 'level', 'logger', 'message', 'fields']);
+  const t = Date.parse(records[0].time as string);
+  assert.ok(t >= before - 1 && t <= after, `${String(records[0].time)}`);
+  assert.match(records[0].time as string, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  assert.deepEqual(records[0], {
+    time: records[0].time,
+    level: 'INFO',
+    logger: 'ZEO.StorageServer',
+    message: '(127.0.0.1:5) disconnected',
+    fields: { address: '127.0.0.1:5', tid: '9223372036854775808', oid: '0001' },
+  });
+  assert.deepEqual(records[1], {
+    time: records[1].time,
+    level: 'ERROR',
+    logger: 'ZEO.StorageServer',
+    message: 'line one\nline two "quoted"',
+    exception: 'ZODB.POSException.POSKeyError: gone',
+  });
+  assert.deepEqual(records[2], {
+    time: records[2].time,
+    level: 'WARNING',
+    logger: 'root',
+    message: 'from the root',
+  });
+  // the file lets DEBUG through: its error record carries the Node stack too
+  const fileLines = readFileSync(path, 'utf8').trimEnd().split('\n');
+  assert.equal(fileLines.length, 4);
+  const fileRecords = fileLines.map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.equal(fileRecords[1].message, 'only in the file');
+  assert.equal(fileRecords[1].level, 'DEBUG');
+  assert.match(fileRecords[2].stack as string, /^Error: gone\n {4}at /);
 });
 
 test('<eventlog>: its level, and each <logfile> with its own level and format (file and STDOUT)', async () => {
@@ -519,9 +321,9 @@ test('<eventlog>: its level, and each <logfile> with its own level and format (f
   const file = readFileSync(path, 'utf8');
   assert.match(
     file,
-    /^BLATHER ZEO\.StorageServer: conflict error\nINFO ZEO\.StorageServer: info\nERROR ZEO\.StorageServer: failed\nError: why\n {4}at /,
+    /^BLATHER ZEO\.StorageServer: conflict error\nINFO ZEO\.StorageServer: info\nERROR ZEO\.StorageServer: failed\nError: why\n$/,
   );
-  assert.match(stdout.text, /^\d{4}\|40\|failed\nError: why\n/);
+  assert.match(stdout.text, /^\d{4}\|40\|failed\nError: why\n$/);
   assert.equal(stderr.text, '');
   // an <eventlog> without handlers logs nothing (ZConfig gives it a NullHandler)
   const silent = createLogger({ level: 'ALL', handlers: [] }, { stderr, stdout });
@@ -587,3 +389,131 @@ process.exit(3);
   assert.equal(lines[5000], 'CRITICAL last words');
   assert.equal(new Set(lines).size, 5002, 'no line written twice');
 });
+
+test('the one line of an exception made for the client is what Python prints', async () => {
+  const stderr = new Capture();
+  const logging = createLogger(
+    { level: 'INFO', handlers: [{ path: 'STDERR', format: '%(message)s', level: 'NOTSET', dateformat: '' }] },
+    { stderr },
+  );
+  const log = logging.root.child('ZEO.asyncio.server');
+  log.error('a', new PythonError('builtins.KeyError', tuple('x')));
+  log.error('b', new PythonError('builtins.TypeError', tuple('history size must be an int')));
+  log.error('c', new PythonError('ZODB.POSException.StorageTransactionError', tuple(null, 'nope')));
+  log.error('d', new ServerException('builtins.AssertionError', tuple()));
+  await logging.close();
+  assert.equal(
+    stderr.text,
+    "a\nKeyError: 'x'\nb\nTypeError: history size must be an int\n" +
+      "c\nZODB.POSException.StorageTransactionError: (None, 'nope')\nd\nAssertionError\n",
+  );
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// A server's log beside runzeo's
+
+const RUNZEO_EVENTLOG_DEBUG = `<eventlog>
+  level DEBUG
+  <logfile>
+    path STDERR
+    format ------\\n%(asctime)s %(levelname)s %(name)s %(message)s
+  </logfile>
+</eventlog>
+`;
+
+/** A server on a fresh Data.fs, logging to stderr (runzeo's default, or `eventlog`). */
+async function startLogged(
+  kind: ServerKind,
+  name: string,
+  eventlog = '',
+): Promise<{ server: ServerProcess; port: number }> {
+  const home = join(dir, name);
+  mkdirSync(home);
+  const conf = join(home, 'zeo.conf');
+  // (runzeo logs the port it was given: 0 would not tell where it listens)
+  const port = await freePort();
+  writeFileSync(
+    conf,
+    `<zeo>\n  address 127.0.0.1:${port}\n</zeo>\n<filestorage 1>\n  path ${join(home, 'Data.fs')}\n</filestorage>\n${eventlog}`,
+  );
+  const server = new ServerProcess({ kind, conf, cwd: home, env: { ZEO_MSGPACK: '' } });
+  assert.equal(await server.port(), port);
+  return { server, port };
+}
+
+// A Python client connects, makes two calls that fail in the storage server (a KeyError and a TypeError that
+// runzeo logs with a traceback), and leaves.
+const FAILING_CALLS = `
+from ZEO.ClientStorage import ClientStorage
+cs = ClientStorage(('127.0.0.1', args), wait=True, wait_timeout=30)
+out = []
+for call in [('iterator_next', 'x'), ('lastTransaction', 1)]:
+    try:
+        cs._call(*call)
+        out.append('no error')
+    except Exception as e:
+        out.append(type(e).__name__)
+cs.close()
+result = out
+`;
+
+/** The records of a run's log, from the client's connection to its disconnection. */
+async function clientRun(oracle: Oracle, kind: ServerKind, name: string, eventlog = ''): Promise<string[]> {
+  const { server, port } = await startLogged(kind, name, eventlog);
+  try {
+    assert.deepEqual(await oracle.json<string[]>(FAILING_CALLS, undefined, port), ['KeyError', 'TypeError']);
+    await server.waitForLog(/INFO ZEO\.StorageServer \([^)]*\) disconnected\n/);
+    const records = logRecords(server.log()).map((r) => r.replace(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d /, ''));
+    const from = records.findIndex((r) => r.startsWith('INFO ZEO.asyncio.base Connected'));
+    const to = records.findIndex((r) => / disconnected$/.test(r));
+    assert.ok(from >= 0 && to > from, `${server.label}'s log:\n${server.log()}`);
+    return records.slice(from, to + 1);
+  } finally {
+    await server.stopCleanly();
+  }
+}
+
+interopTest(
+  "a server's log has runzeo's connection lines, and each error as runzeo's last traceback line (the Node stack only at DEBUG)",
+  async (oracle) => {
+    const theirs = await clientRun(oracle, 'runzeo', 'runzeo-info');
+    const ours = await clientRun(oracle, 'zeo-ts', 'zeo-ts-info');
+    // runzeo names the server's own address in both lines (ZEO passes the listening address to the protocol);
+    // zeo serve names the client's, which is what tells two clients apart
+    const connected =
+      /^INFO ZEO\.asyncio\.base Connected ZEO\.asyncio\.server\.ServerProtocol\(\('127\.0\.0\.1', \d+\)\)$/;
+    const disconnected = /^INFO ZEO\.StorageServer \(127\.0\.0\.1:\d+\) disconnected$/;
+    for (const records of [theirs, ours]) {
+      assert.match(records[0], connected);
+      assert.match(records[1], /^INFO ZEO\.asyncio\.server received handshake 'Z5'$/);
+      assert.match(records[records.length - 1], disconnected);
+    }
+    // each failed call: an ERROR record whose exception line is the last line of runzeo's traceback, and
+    // nothing else: no stack below DEBUG
+    const errors = (records: string[]): string[] => records.filter((r) => r.startsWith('ERROR '));
+    assert.equal(errors(theirs).length, 2, theirs.join('\n------\n'));
+    assert.equal(errors(ours).length, 2, ours.join('\n------\n'));
+    errors(ours).forEach((r, i) => {
+      const lines = r.split('\n');
+      assert.equal(lines.length, 2, r);
+      assert.match(
+        lines[0],
+        /^ERROR ZEO\.asyncio\.server .*'(iterator_next|lastTransaction)'.* raised exception:$/,
+      );
+      const runzeoLines = errors(theirs)[i].split('\n');
+      assert.equal(runzeoLines[1], 'Traceback (most recent call last):');
+      const last = runzeoLines[runzeoLines.length - 1];
+      // runzeo's TypeError names its BaseStorage method; zeo serve names the storage's
+      assert.equal(lines[1].replace('FileStorage.', 'BaseStorage.'), last);
+    });
+    assert.doesNotMatch(ours.join('\n'), /^ {4}at /m);
+
+    // at DEBUG, the error record carries the Node stack
+    const debug = await clientRun(oracle, 'zeo-ts', 'zeo-ts-debug', RUNZEO_EVENTLOG_DEBUG);
+    const debugErrors = errors(debug);
+    assert.equal(debugErrors.length, 2, debug.join('\n------\n'));
+    for (const r of debugErrors) assert.match(r, /\n {4}at /);
+    assert.match(debug[0], connected);
+    assert.match(debug[debug.length - 1], disconnected);
+  },
+);
