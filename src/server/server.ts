@@ -10,6 +10,7 @@ import type { ListenAddress } from './config.js';
 import { ServerConnection, type ConnectionLimits, type ConnectionServer } from './connection.js';
 import type { Logger } from './log.js';
 import { ServedStorage, type StorageFlavor } from './served-storage.js';
+import { strictX509Problem } from '../transport/tls.js';
 
 export interface StorageServerOptions {
   storages: Array<{ name: string; storage: Storage; flavor: StorageFlavor }>;
@@ -152,7 +153,7 @@ export class StorageServer implements ConnectionServer {
       return;
     }
     if (socket instanceof tls.TLSSocket) {
-      const problem = strictX509Problem(socket);
+      const problem = strictX509Problem(socket, 'client');
       if (problem) {
         this.tlsRefused(new Error(problem), socket);
         socket.destroy();
@@ -238,20 +239,4 @@ export function addressInUse(address: ListenAddress): NodeJS.ErrnoException {
 /** As runzeo prints addresses: a path, or Python's repr of (host, port). */
 export function describeAddress(address: ListenAddress): string {
   return address.kind === 'unix' ? `'${address.path}'` : `('${address.host}', ${address.port})`;
-}
-
-/** The authority key identifier extension's OID, 2.5.29.35, as DER. */
-const AKI_OID = Buffer.from([0x06, 0x03, 0x55, 0x1d, 0x23]);
-
-/**
- * What ZEO's VERIFY_X509_STRICT adds to Node's checks for a client certificate: a certificate that is not
- * self-signed must name its issuer's key (authority key identifier), as OpenSSL's strict mode requires.
- */
-function strictX509Problem(socket: tls.TLSSocket): string | null {
-  const cert = socket.getPeerX509Certificate();
-  if (!cert) return null;
-  if (cert.issuer !== cert.subject && cert.raw.indexOf(AKI_OID) < 0) {
-    return 'client certificate has no authority key identifier (strict X.509 checking)';
-  }
-  return null;
 }
