@@ -40,6 +40,8 @@ export interface ConnectionServer extends SessionServer {
   readonly limits: ConnectionLimits;
   readonly protocolLog: Logger;
   connectionClosed(conn: ServerConnection): void;
+  /** a large frame was handled, or a connection ended: garbage to collect once things are quiet */
+  memoryBurst(): void;
   /** sync calls of every connection still running */
   callsInFlight: number;
 }
@@ -52,6 +54,9 @@ function unlogged(e: unknown): boolean {
     /^ZODB\.POSException\.(POSKeyError|ConflictError|ReadConflictError)$/.test(e.className)
   );
 }
+
+/** A frame this large leaves garbage worth collecting (its decoded form, the reply). */
+const LARGE_FRAME = 1 << 20;
 
 export class ServerConnection implements SessionConnection {
   readonly session: Session;
@@ -66,7 +71,11 @@ export class ServerConnection implements SessionConnection {
     readonly label: string,
   ) {
     this.channel = new MessageChannel(socket, server.limits, {
-      frame: (payload) => (this.codec ? this.onMessage(payload) : this.onHello(payload)),
+      frame: (payload) => {
+        if (this.codec) this.onMessage(payload);
+        else this.onHello(payload);
+        if (payload.length >= LARGE_FRAME) server.memoryBurst();
+      },
       closing: (reason) => this.onClosing(reason),
       closed: () => this.onClosed(),
     });
@@ -254,7 +263,10 @@ export class ServerConnection implements SessionConnection {
     const done = this.session
       .disconnected()
       .catch((e) => this.log.error(`(${this.label}) disconnect failed`, e));
-    void done.finally(() => this.server.connectionClosed(this));
+    void done.finally(() => {
+      this.server.connectionClosed(this);
+      this.server.memoryBurst();
+    });
   }
 }
 

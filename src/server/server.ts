@@ -9,6 +9,7 @@ import type { Storage } from '../storage/interfaces.js';
 import type { ListenAddress } from './config.js';
 import { ServerConnection, type ConnectionLimits, type ConnectionServer } from './connection.js';
 import type { Logger } from './log.js';
+import { MemoryReclaimer } from './reclaim.js';
 import { ServedStorage, type StorageFlavor } from './served-storage.js';
 import { strictX509Problem } from '../transport/tls.js';
 
@@ -44,6 +45,7 @@ export class StorageServer implements ConnectionServer {
   /** sync calls of every connection still running (their replies not ready yet) */
   callsInFlight = 0;
   private listener: net.Server | null = null;
+  private readonly reclaimer = new MemoryReclaimer();
   private unixPath: string | null = null;
   private closed: Promise<void> | null = null;
 
@@ -172,6 +174,10 @@ export class StorageServer implements ConnectionServer {
     this.connections.delete(conn);
   }
 
+  memoryBurst(): void {
+    this.reclaimer.burst();
+  }
+
   get connectionCount(): number {
     return this.connections.size;
   }
@@ -209,6 +215,7 @@ export class StorageServer implements ConnectionServer {
       await s.storage.close();
     }
     if (this.unixPath) await unlink(this.unixPath).catch(() => {});
+    this.reclaimer.stop();
   }
 }
 
