@@ -280,6 +280,20 @@ export function replyPayload(
   }
 }
 
+/** replyPayload as pieces of one frame (MessageCodec.encodeReplyParts: large byte strings are not copied). */
+export function replyParts(
+  codec: MessageCodec,
+  msgid: PickleValue,
+  result: PickleValue,
+  onUnencodable?: UnencodableHandler,
+): Uint8Array[] {
+  try {
+    return codec.encodeReplyParts(msgid, result);
+  } catch (e) {
+    return [unencodable(codec, msgid, e, onUnencodable)];
+  }
+}
+
 /** server.py send_reply: any failure to encode (a value with no form in the encoding, or a bug) gets the fallback. */
 function unencodable(
   codec: MessageCodec,

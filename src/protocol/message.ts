@@ -79,6 +79,12 @@ export interface MessageCodec {
   encodeCall(msgid: PickleValue, async: boolean, name: string, args: PickleValue[]): Uint8Array;
   /** (msgid, 0, '.reply', result). */
   encodeReply(msgid: PickleValue, result: PickleValue): Uint8Array;
+  /**
+   * encodeReply's payload as pieces to write in order (one frame): large byte strings of the result (object
+   * records) are referenced, not copied, so a reply costs no second copy of its record while it waits to be
+   * written. The result's bytes must not change until then.
+   */
+  encodeReplyParts(msgid: PickleValue, result: PickleValue): Uint8Array[];
   /** (msgid, 2, '.reply', (className, excArgs)). */
   encodeError(msgid: PickleValue, className: string, excArgs: PickleValue): Uint8Array;
   /** A one-way call: (0, True, name, tuple(args)); everything the server sends on its own. */
@@ -92,7 +98,16 @@ interface Writer {
     name: string,
     body: PickleValue,
     bodyIsArgs: boolean,
+    parts?: false,
   ): Buffer;
+  message(
+    msgid: PickleValue,
+    flag: PickleValue,
+    name: string,
+    body: PickleValue,
+    bodyIsArgs: boolean,
+    parts: true,
+  ): Buffer[];
 }
 
 abstract class BaseCodec implements MessageCodec {
@@ -123,6 +138,10 @@ abstract class BaseCodec implements MessageCodec {
 
   encodeReply(msgid: PickleValue, result: PickleValue): Uint8Array {
     return this.writer.message(msgid, REPLY_OK, REPLY, result, false);
+  }
+
+  encodeReplyParts(msgid: PickleValue, result: PickleValue): Uint8Array[] {
+    return this.writer.message(msgid, REPLY_OK, REPLY, result, false, true);
   }
 
   encodeError(msgid: PickleValue, className: string, excArgs: PickleValue): Uint8Array {

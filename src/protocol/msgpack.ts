@@ -61,7 +61,25 @@ export class MsgpackWriter {
     name: string,
     body: PickleValue,
     bodyIsArgs: boolean,
-  ): Buffer {
+    parts?: false,
+  ): Buffer;
+  /** With `parts`, the message as pieces to write in order: its large byte strings are not copied. */
+  message(
+    msgid: PickleValue,
+    flag: PickleValue,
+    name: string,
+    body: PickleValue,
+    bodyIsArgs: boolean,
+    parts: true,
+  ): Buffer[];
+  message(
+    msgid: PickleValue,
+    flag: PickleValue,
+    name: string,
+    body: PickleValue,
+    bodyIsArgs: boolean,
+    parts = false,
+  ): Buffer | Buffer[] {
     const out = this.out;
     try {
       out.byte(0x94);
@@ -70,7 +88,7 @@ export class MsgpackWriter {
       this.str(name);
       if (bodyIsArgs) this.array(body as PickleValue[], 1);
       else this.value(body, 1);
-      return out.finish();
+      return parts ? out.finishParts() : out.finish();
     } catch (e) {
       out.reset();
       throw e;

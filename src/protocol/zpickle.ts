@@ -73,7 +73,25 @@ export class ZeoPickleWriter {
     name: string,
     body: PickleValue,
     bodyIsArgs: boolean,
-  ): Buffer {
+    parts?: false,
+  ): Buffer;
+  /** With `parts`, the message as pieces to write in order: its large byte strings are not copied. */
+  message(
+    msgid: PickleValue,
+    flag: PickleValue,
+    name: string,
+    body: PickleValue,
+    bodyIsArgs: boolean,
+    parts: true,
+  ): Buffer[];
+  message(
+    msgid: PickleValue,
+    flag: PickleValue,
+    name: string,
+    body: PickleValue,
+    bodyIsArgs: boolean,
+    parts = false,
+  ): Buffer | Buffer[] {
     const out = this.out;
     try {
       out.ensure(3);
@@ -90,16 +108,17 @@ export class ZeoPickleWriter {
       out.buf[out.pos] = TUPLE;
       out.buf[out.pos + 1] = STOP;
       out.pos += 2;
-      return out.finish();
+      return parts ? out.finishParts() : out.finish();
     } catch (e) {
       out.reset();
       if (e !== BAIL) throw e;
     }
     const fourth = bodyIsArgs ? tupleFrom(body as PickleValue[]) : body;
     try {
-      return (this.fallback ??= new Pickler(3, { memo: false })).dumps(
+      const whole = (this.fallback ??= new Pickler(3, { memo: false })).dumps(
         tupleFrom([msgid, flag, name, fourth]),
       );
+      return parts ? [whole] : whole;
     } catch (e) {
       if (e instanceof PickleError)
         throw new ProtocolError(`cannot encode the message: ${e.message}`, { cause: e });

@@ -15,7 +15,7 @@ import {
   isHeartbeat,
   PythonError,
   parseClientHello,
-  replyPayload,
+  replyParts,
   serverGreeting,
   type Message,
   type MessageCodec,
@@ -26,6 +26,7 @@ import {
   MessageChannel,
   type ChannelLimits,
   type OutputSlot,
+  type Payload,
 } from '../transport/channel.js';
 import type { Logger } from './log.js';
 import { Session, type ReplySlot, type SessionConnection, type SessionServer } from './session.js';
@@ -175,7 +176,7 @@ export class ServerConnection implements SessionConnection {
   private reply(slot: OutputSlot | null, msg: Message, result: PickleValue): void {
     // (a slot answered early, through ReplySlot.reply, is ended)
     if (!this.channel.connected || slot?.ended) return;
-    this.endSlot(slot, replyPayload(this.codec!, msg.msgid, result, this.unencodable));
+    this.endSlot(slot, replyParts(this.codec!, msg.msgid, result, this.unencodable));
   }
 
   private readonly unencodable = (e: unknown): void =>
@@ -189,7 +190,7 @@ export class ServerConnection implements SessionConnection {
     this.endSlot(slot, errorPayload(this.codec!, msg.msgid, e, this.unencodable));
   }
 
-  private endSlot(slot: OutputSlot | null, payload: Uint8Array): void {
+  private endSlot(slot: OutputSlot | null, payload: Payload): void {
     if (slot) slot.end(payload);
     else this.channel.send(payload);
   }

@@ -33,12 +33,15 @@ export interface ChannelHandlers {
   closed(reason: Error): void;
 }
 
+/** A frame's payload: one buffer, or pieces written one after the other (an encoder's uncopied parts). */
+export type Payload = Uint8Array | readonly Uint8Array[];
+
 /** A place in the output order: what is written to it goes out after every earlier place, before later ones. */
 export interface OutputSlot {
-  /** Queues a frame payload at this place (written at once when this is the first open place). */
-  write(payload: Uint8Array): void;
+  /** Queues a frame at this place (written at once when this is the first open place). */
+  write(payload: Payload): void;
   /** Closes the place (after writing `payload`, if given): the places behind it may go out. */
-  end(payload?: Uint8Array): void;
+  end(payload?: Payload): void;
   readonly ended: boolean;
 }
 
@@ -47,11 +50,11 @@ class Slot implements OutputSlot {
   bytes = 0;
   ended = false;
   constructor(private readonly channel: MessageChannel) {}
-  write(payload: Uint8Array): void {
+  write(payload: Payload): void {
     if (this.ended) throw new Error('write to an ended output slot');
     this.channel.queue(this, payload);
   }
-  end(payload?: Uint8Array): void {
+  end(payload?: Payload): void {
     if (this.ended) return;
     if (payload) this.channel.queue(this, payload);
     this.ended = true;
@@ -212,16 +215,24 @@ export class MessageChannel {
   }
 
   /** Sends a frame after everything queued before it. */
-  send(payload: Uint8Array): void {
+  send(payload: Payload): void {
     this.reserve().end(payload);
   }
 
   /** @internal (Slot) */
-  queue(slot: Slot, payload: Uint8Array): void {
+  queue(slot: Slot, payload: Payload): void {
     if (this.closedReason) return;
-    slot.parts.push(frameHeader(payload.length), payload);
-    slot.bytes += payload.length + 4;
-    this.queuedBytes += payload.length + 4;
+    let length: number;
+    if (payload instanceof Uint8Array) {
+      length = payload.length;
+      slot.parts.push(frameHeader(length), payload);
+    } else {
+      length = 0;
+      for (const p of payload) length += p.length;
+      slot.parts.push(frameHeader(length), ...payload);
+    }
+    slot.bytes += length + 4;
+    this.queuedBytes += length + 4;
     if (this.slots[0] === slot) this.flush();
   }
 
