@@ -92,22 +92,15 @@ export interface MessageCodec {
 }
 
 interface Writer {
+  /** One Buffer; with `parts`, pieces to write in order (Output.finishParts). */
   message(
     msgid: PickleValue,
     flag: PickleValue,
     name: string,
     body: PickleValue,
     bodyIsArgs: boolean,
-    parts?: false,
-  ): Buffer;
-  message(
-    msgid: PickleValue,
-    flag: PickleValue,
-    name: string,
-    body: PickleValue,
-    bodyIsArgs: boolean,
-    parts: true,
-  ): Buffer[];
+    parts?: boolean,
+  ): Buffer | Buffer[];
 }
 
 abstract class BaseCodec implements MessageCodec {
@@ -133,23 +126,29 @@ abstract class BaseCodec implements MessageCodec {
   }
 
   encodeCall(msgid: PickleValue, async: boolean, name: string, args: PickleValue[]): Uint8Array {
-    return this.writer.message(msgid, async, name, args, true);
+    return this.writer.message(msgid, async, name, args, true) as Buffer;
   }
 
   encodeReply(msgid: PickleValue, result: PickleValue): Uint8Array {
-    return this.writer.message(msgid, REPLY_OK, REPLY, result, false);
+    return this.writer.message(msgid, REPLY_OK, REPLY, result, false) as Buffer;
   }
 
   encodeReplyParts(msgid: PickleValue, result: PickleValue): Uint8Array[] {
-    return this.writer.message(msgid, REPLY_OK, REPLY, result, false, true);
+    return this.writer.message(msgid, REPLY_OK, REPLY, result, false, true) as Buffer[];
   }
 
   encodeError(msgid: PickleValue, className: string, excArgs: PickleValue): Uint8Array {
-    return this.writer.message(msgid, REPLY_ERROR, REPLY, tuple<PickleValue>(className, excArgs), false);
+    return this.writer.message(
+      msgid,
+      REPLY_ERROR,
+      REPLY,
+      tuple<PickleValue>(className, excArgs),
+      false,
+    ) as Buffer;
   }
 
   encodeAsync(name: string, args: PickleValue[]): Uint8Array {
-    return this.writer.message(0, true, name, args, true);
+    return this.writer.message(0, true, name, args, true) as Buffer;
   }
 }
 

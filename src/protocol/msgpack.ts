@@ -61,23 +61,7 @@ export class MsgpackWriter {
     name: string,
     body: PickleValue,
     bodyIsArgs: boolean,
-    parts?: false,
-  ): Buffer;
-  /** With `parts`, the message as pieces to write in order: its large byte strings are not copied. */
-  message(
-    msgid: PickleValue,
-    flag: PickleValue,
-    name: string,
-    body: PickleValue,
-    bodyIsArgs: boolean,
-    parts: true,
-  ): Buffer[];
-  message(
-    msgid: PickleValue,
-    flag: PickleValue,
-    name: string,
-    body: PickleValue,
-    bodyIsArgs: boolean,
+    /** pieces to write in order, the large byte strings not copied (Output.finishParts) */
     parts = false,
   ): Buffer | Buffer[] {
     const out = this.out;

@@ -166,21 +166,19 @@ export class MessageChannel {
 
   /** Counts `p` as a running call until it settles (reading stops at maxInFlight of them). */
   track(p: Promise<unknown>): void {
-    this.inFlight++;
-    this.checkPause();
-    const done = (): void => {
-      this.inFlight--;
-      this.checkPause();
-    };
-    p.then(done, done);
+    this.countWhile(p, 'inFlight');
   }
 
   /** Stops reading until `p` settles (a blob chunk being written, for one). */
   holdReading(p: Promise<unknown>): void {
-    this.holds++;
+    this.countWhile(p, 'holds');
+  }
+
+  private countWhile(p: Promise<unknown>, counter: 'inFlight' | 'holds'): void {
+    this[counter]++;
     this.checkPause();
     const done = (): void => {
-      this.holds--;
+      this[counter]--;
       this.checkPause();
     };
     p.then(done, done);

@@ -13,6 +13,7 @@ import tls from 'node:tls';
 import { encodeFrame, FrameDecoder, FrameTooLargeError } from '../../src/protocol/index.js';
 import { ChannelClosedError, MessageChannel, type ChannelLimits } from '../../src/transport/channel.js';
 import { clientTlsOptions, serverTlsOptions } from '../../src/transport/tls.js';
+import { noOpenssl } from '../helpers/openssl.js';
 import { waitUntil } from '../helpers/wait.js';
 
 const LIMITS: ChannelLimits = { maxMessageSize: 1 << 20, outputHighWater: 64 << 10, maxInFlight: 4 };
@@ -186,15 +187,6 @@ describe('MessageChannel', () => {
 const dir = mkdtempSync(join(tmpdir(), 'zeo-ts-transport-tls-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-function haveOpenssl(): boolean {
-  try {
-    execFileSync('openssl', ['version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 function ossl(...args: string[]): void {
   execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
 }
@@ -217,7 +209,7 @@ function makeCertificates(): void {
   }
 }
 
-describe('TLS options', { skip: haveOpenssl() ? false : 'the openssl CLI is not installed' }, () => {
+describe('TLS options', { skip: noOpenssl }, () => {
   const p = (f: string): string => join(dir, f);
 
   /** A TLS channel pair with these options; resolves with the client's first frame, or the error. */
