@@ -216,10 +216,11 @@ export class ServerConnection implements SessionConnection {
     const payload = this.codec.encodeCall(0, true, name, args);
     const waiting = this.channel.outputBytes + payload.length + 4;
     if (waiting > this.server.limits.maxOutputBytes) {
-      // nothing queued for it can be delivered in time: drop it now rather than after a grace period
-      this.channel.destroy(
-        new ChannelClosedError(`client is not reading: ${waiting} bytes wait for it; closing the connection`),
+      this.log.error(
+        `(${this.label}) client is not reading: ${waiting} bytes wait for it; closing the connection`,
       );
+      // nothing queued for it can be delivered in time: drop it now rather than after a grace period
+      this.channel.destroy('client is not reading');
       return;
     }
     this.channel.send(payload);
@@ -252,8 +253,7 @@ export class ServerConnection implements SessionConnection {
     if (reason instanceof FrameTooLargeError) {
       this.log.error(`(${this.label}) ${reason.message}; closing the connection`);
     } else if (reason instanceof ChannelClosedError) {
-      if (/^client is not reading/.test(reason.message)) this.log.error(`(${this.label}) ${reason.message}`);
-      else this.log.debug(`(${this.label}) closing: ${reason.message}`);
+      this.log.debug(`(${this.label}) closing: ${reason.message}`);
     } else {
       // a socket error other than a reset
       this.log.error(`Disconnected ${reason.name}:${reason.message}`);
