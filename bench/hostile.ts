@@ -1,11 +1,12 @@
 // `npm run bench -- hostile [ROUNDS]`: zeo serve and runzeo, in the same run, against hostile clients (a client
 // that pipelines 64 loads of a 1 MiB record and never reads, a 10^6-deep nested pickle, 300 idle connections),
 // each load ROUNDS times (default 3); prints each server's resident memory (VmRSS) before, at the peak of each
-// load and after it.
+// load and after it, and writes them to bench/results/hostile.json.
 
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { repoRoot } from '../test/helpers/oracle.js';
 import { mib, runHostile, startServer, type HostileFigures } from '../test/helpers/hostile.js';
 import { printTable } from './report.js';
 
@@ -37,3 +38,9 @@ printTable(
   ['', ...figures.map((f) => f.kind)],
   rows,
 );
+mkdirSync(resolve(repoRoot, 'bench/results'), { recursive: true });
+writeFileSync(
+  resolve(repoRoot, 'bench/results/hostile.json'),
+  JSON.stringify({ repeat, figures }, null, 2) + '\n',
+);
+console.error('wrote bench/results/hostile.json');
