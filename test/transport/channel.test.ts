@@ -28,6 +28,8 @@ interface Peer {
 async function pair(
   limits: ChannelLimits = LIMITS,
   onFrame: (ch: MessageChannel, f: Buffer) => void = () => {},
+  /** a unix socket path instead of TCP */
+  path?: string,
 ): Promise<{ channel: MessageChannel; got: Buffer[]; closed: Promise<Error>; peer: Peer }> {
   const got: Buffer[] = [];
   let channel!: MessageChannel;
@@ -43,10 +45,12 @@ async function pair(
       server.close();
       resolve();
     });
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as net.AddressInfo).port;
-      peerSocket = net.connect(port, '127.0.0.1');
-    });
+    if (path) server.listen(path, () => (peerSocket = net.connect(path)));
+    else
+      server.listen(0, '127.0.0.1', () => {
+        const port = (server.address() as net.AddressInfo).port;
+        peerSocket = net.connect(port, '127.0.0.1');
+      });
   });
   let peerSocket!: net.Socket;
   await accepted;
@@ -65,6 +69,9 @@ function rawPeer(socket: net.Socket): Peer {
 
 const text = (b: Buffer): string => b.toString('latin1');
 
+const dir = mkdtempSync(join(tmpdir(), 'zeo-ts-transport-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
 describe('MessageChannel', () => {
   test('frames go out in the order their places were taken, gathered into one write per tick', async () => {
     const { channel, peer } = await pair();
@@ -82,6 +89,19 @@ describe('MessageChannel', () => {
     assert.equal(channel.socket.writableCorked, 0, 'uncorked after the tick');
     channel.destroy();
     peer.socket.destroy();
+  });
+
+  test('over a unix socket: frames both ways, in order', async () => {
+    const { channel, got, peer } = await pair(
+      LIMITS,
+      (ch, f) => ch.send(Buffer.concat([f, f])),
+      join(dir, 's'),
+    );
+    peer.socket.write(Buffer.concat(['a', 'b', 'c'].map((s) => encodeFrame(Buffer.from(s)))));
+    await waitUntil(() => peer.frames.length === 3, 'three answers');
+    assert.deepEqual(got.map(text), ['a', 'b', 'c']);
+    assert.deepEqual(peer.frames.map(text), ['aa', 'bb', 'cc']);
+    channel.destroy();
   });
 
   test('frames of one chunk are handed out in order', async () => {
@@ -183,9 +203,6 @@ describe('MessageChannel', () => {
 
 // ---------------------------------------------------------------------------------------------------------
 // TLS
-
-const dir = mkdtempSync(join(tmpdir(), 'zeo-ts-transport-tls-'));
-after(() => rmSync(dir, { recursive: true, force: true }));
 
 function ossl(...args: string[]): void {
   execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
