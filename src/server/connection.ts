@@ -41,7 +41,7 @@ export interface ConnectionServer extends SessionServer {
   readonly limits: ConnectionLimits;
   readonly protocolLog: Logger;
   connectionClosed(conn: ServerConnection): void;
-  /** a large frame was handled, or a connection ended: garbage to collect once things are quiet */
+  /** a large frame was handled, or a connection with a large backlog ended: garbage to collect once quiet */
   memoryBurst(): void;
   /** sync calls of every connection still running */
   callsInFlight: number;
@@ -63,6 +63,8 @@ export class ServerConnection implements SessionConnection {
   readonly session: Session;
   private readonly channel: MessageChannel;
   private codec: MessageCodec | null = null;
+  /** a large frame came in: its garbage is worth a collection when the connection ends */
+  private heavy = false;
   /** calls that must finish before the connection is let go on shutdown (tpc_finish) */
   readonly critical = new Set<Promise<unknown>>();
 
@@ -75,7 +77,10 @@ export class ServerConnection implements SessionConnection {
       frame: (payload) => {
         if (this.codec) this.onMessage(payload);
         else this.onHello(payload);
-        if (payload.length >= LARGE_FRAME) server.memoryBurst();
+        if (payload.length >= LARGE_FRAME) {
+          this.heavy = true;
+          server.memoryBurst();
+        }
       },
       closing: (reason) => this.onClosing(reason),
       closed: () => this.onClosed(),
@@ -266,7 +271,8 @@ export class ServerConnection implements SessionConnection {
       .catch((e) => this.log.error(`(${this.label}) disconnect failed`, e));
     void done.finally(() => {
       this.server.connectionClosed(this);
-      this.server.memoryBurst();
+      // what a client that took its output slowly, or sent large frames, leaves behind
+      if (this.heavy || this.channel.reachedHighWater) this.server.memoryBurst();
     });
   }
 }

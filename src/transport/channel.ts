@@ -74,6 +74,7 @@ export class MessageChannel {
   private inFlight = 0;
   private holds = 0;
   private paused = false;
+  private outputWasHigh = false;
   private corked = false;
   private delivering = false;
   private closingReason: Error | null = null;
@@ -117,6 +118,11 @@ export class MessageChannel {
   /** Bytes waiting to be written: in our queue and in the socket's. */
   get outputBytes(): number {
     return this.queuedBytes + this.socket.writableLength;
+  }
+
+  /** Whether output ever waited above the high-water mark (a peer slow to read, or large replies). */
+  get reachedHighWater(): boolean {
+    return this.outputWasHigh;
   }
 
   /** Whether reading is stopped by backpressure. */
@@ -187,10 +193,9 @@ export class MessageChannel {
   /** Backpressure: stop reading a peer that does not take its output, has too many calls running, or is held. */
   private checkPause(): void {
     if (this.closedReason) return;
-    const busy =
-      this.outputBytes >= this.limits.outputHighWater ||
-      this.inFlight >= this.limits.maxInFlight ||
-      this.holds > 0;
+    const high = this.outputBytes >= this.limits.outputHighWater;
+    if (high) this.outputWasHigh = true;
+    const busy = high || this.inFlight >= this.limits.maxInFlight || this.holds > 0;
     if (busy && !this.paused) {
       this.paused = true;
       this.socket.pause();

@@ -87,6 +87,7 @@ describe('MessageChannel', () => {
     await waitUntil(() => peer.frames.length === 5, 'five frames');
     assert.deepEqual(peer.frames.map(text), ['a1', 'a2', 'b', 'c', 'd']);
     assert.equal(channel.socket.writableCorked, 0, 'uncorked after the tick');
+    assert.equal(channel.reachedHighWater, false);
     channel.destroy();
     peer.socket.destroy();
   });
@@ -123,6 +124,7 @@ describe('MessageChannel', () => {
     }
     assert.ok(channel.readingPaused, `reading paused with ${channel.outputBytes} bytes waiting`);
     assert.ok(channel.outputBytes >= LIMITS.outputHighWater);
+    assert.ok(channel.reachedHighWater);
     peer.socket.write(encodeFrame(Buffer.from('call')));
     await new Promise((r) => setTimeout(r, 100));
     assert.equal(got.length, 0, 'no frame is handed out while paused');
