@@ -1,21 +1,14 @@
 // `zeo serve`: runzeo's replacement. Reads a zeo.conf (-C) or runzeo's command-line options; with none,
 // serves ./var/Data.fs on 127.0.0.1:8100.
 
-import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type tls from 'node:tls';
 import { Command, Option } from 'commander';
-import {
-  ConfigError,
-  serveOptionsToConfig,
-  type ServeOptions,
-  type ServerConfig,
-  type SslConfig,
-} from '../server/config.js';
+import { ConfigError, serveOptionsToConfig, type ServeOptions, type ServerConfig } from '../server/config.js';
 import { createLogger, type Logger } from '../server/log.js';
 import { openStorages } from '../server/open-storages.js';
 import { canConnect, describeAddress, StorageServer } from '../server/server.js';
+import { serverTlsOptions } from '../transport/tls.js';
 
 // each option is a ServeOptions field; serveOptionsToConfig reads them all
 const repeatable = (v: string, prev: string[] | undefined): string[] => [...(prev ?? []), v];
@@ -119,7 +112,7 @@ export async function serve(config: ServerConfig): Promise<void> {
       await writeFile(pidFile, `${process.pid}\n`);
       log.info(`created PID file '${pidFile}'`);
     }
-    const tlsOptions = config.ssl ? loadTls(config.ssl) : null;
+    const tlsOptions = config.ssl ? serverTlsOptions(config.ssl) : null;
     const storages = await openStorages(config.storages, log);
     server = await StorageServer.create({
       storages,
@@ -156,49 +149,4 @@ function withPrefix(log: Logger, prefix: string): Logger {
     error: (m, e) => log.error(prefix + m, e),
     critical: (m, e) => log.critical(prefix + m, e),
   };
-}
-
-/**
- * The reference's server TLS context: its certificate, client certificates required and checked against
- * `authenticate`, a CA file or a directory as OpenSSL's capath reads it (only `<subject hash>.N`
- * certificates and `<hash>.rN` CRLs), with the CRLs found there checked for the client's certificate.
- */
-function loadTls(ssl: SslConfig): tls.TlsOptions {
-  if (ssl.passwordFunction) {
-    throw new Error(
-      `<ssl> password-function ${ssl.passwordFunction} names a Python callable, which zeo-ts cannot call: ` +
-        'give the server an unencrypted key file (readable by the server only)',
-    );
-  }
-  const cert = readFileSync(ssl.certificate);
-  const key = readFileSync(ssl.key ?? ssl.certificate);
-  const options: tls.TlsOptions = {
-    cert,
-    key,
-    requestCert: true,
-    rejectUnauthorized: true,
-    minVersion: 'TLSv1.2',
-  };
-  const ca: string[] = [];
-  const crl: string[] = [];
-  if (ssl.authenticate !== 'DYNAMIC') {
-    const files = statSync(ssl.authenticate).isDirectory()
-      ? readdirSync(ssl.authenticate)
-          .filter((f) => /^[0-9a-f]{8}\.r?\d+$/.test(f))
-          .map((f) => join(ssl.authenticate, f))
-      : [ssl.authenticate];
-    for (const f of files) {
-      const text = readFileSync(f, 'latin1');
-      ca.push(...pemBlocks(text, 'CERTIFICATE'));
-      crl.push(...pemBlocks(text, 'X509 CRL'));
-    }
-  }
-  options.ca = ca;
-  if (crl.length > 0) options.crl = crl;
-  return options;
-}
-
-function pemBlocks(text: string, label: string): string[] {
-  const re = new RegExp(`-----BEGIN ${label}-----[\\s\\S]*?-----END ${label}-----`, 'g');
-  return text.match(re) ?? [];
 }

@@ -27,7 +27,6 @@ import {
   Unsupported,
 } from '../storage/errors.js';
 import { oidRepr, tidRepr } from '../storage/ids.js';
-import { ProtocolError } from './errors.js';
 import type { MessageCodec } from './message.js';
 
 export interface MarshaledError {
@@ -231,28 +230,64 @@ function systemError(err: Error): MarshaledError | null {
   };
 }
 
+/** Told why a reply could not be encoded, before the fallback goes out instead (the reference logs it). */
+export type UnencodableHandler = (error: unknown) => void;
+
 /**
  * An error reply payload for `err`, as server.py send_error: marshalError, and when that cannot be encoded,
  * ('builtins.ValueError', ("Couldn't pickle response",)).
  */
-export function errorPayload(codec: MessageCodec, msgid: PickleValue, err: unknown): Uint8Array {
+export function errorPayload(
+  codec: MessageCodec,
+  msgid: PickleValue,
+  err: unknown,
+  onUnencodable?: UnencodableHandler,
+): Uint8Array {
   const m = marshalError(err);
   try {
     return codec.encodeError(msgid, m.className, m.args);
   } catch (e) {
-    if (!(e instanceof ProtocolError)) throw e;
-    return codec.encodeError(msgid, UNENCODABLE_RESPONSE.className, UNENCODABLE_RESPONSE.args);
+    return unencodable(codec, msgid, e, onUnencodable);
   }
 }
 
 /** A reply payload for `result`, or the reference's "Couldn't pickle response" error reply when it has no encoding. */
-export function replyPayload(codec: MessageCodec, msgid: PickleValue, result: PickleValue): Uint8Array {
+export function replyPayload(
+  codec: MessageCodec,
+  msgid: PickleValue,
+  result: PickleValue,
+  onUnencodable?: UnencodableHandler,
+): Uint8Array {
   try {
     return codec.encodeReply(msgid, result);
   } catch (e) {
-    if (!(e instanceof ProtocolError)) throw e;
-    return codec.encodeError(msgid, UNENCODABLE_RESPONSE.className, UNENCODABLE_RESPONSE.args);
+    return unencodable(codec, msgid, e, onUnencodable);
   }
+}
+
+/** replyPayload as pieces of one frame (MessageCodec.encodeReplyParts: large byte strings are not copied). */
+export function replyParts(
+  codec: MessageCodec,
+  msgid: PickleValue,
+  result: PickleValue,
+  onUnencodable?: UnencodableHandler,
+): Uint8Array[] {
+  try {
+    return codec.encodeReplyParts(msgid, result);
+  } catch (e) {
+    return [unencodable(codec, msgid, e, onUnencodable)];
+  }
+}
+
+/** server.py send_reply: any failure to encode (a value with no form in the encoding, or a bug) gets the fallback. */
+function unencodable(
+  codec: MessageCodec,
+  msgid: PickleValue,
+  e: unknown,
+  onUnencodable: UnencodableHandler | undefined,
+): Uint8Array {
+  onUnencodable?.(e);
+  return codec.encodeError(msgid, UNENCODABLE_RESPONSE.className, UNENCODABLE_RESPONSE.args);
 }
 
 // --- the client side ---

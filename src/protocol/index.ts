@@ -38,7 +38,9 @@ export {
   errorPayload,
   marshalError,
   recordClassName,
+  replyParts,
   replyPayload,
+  type UnencodableHandler,
   unmarshalError,
   type MarshaledError,
 } from './exceptions.js';

@@ -79,6 +79,12 @@ export interface MessageCodec {
   encodeCall(msgid: PickleValue, async: boolean, name: string, args: PickleValue[]): Uint8Array;
   /** (msgid, 0, '.reply', result). */
   encodeReply(msgid: PickleValue, result: PickleValue): Uint8Array;
+  /**
+   * encodeReply's payload as pieces to write in order (one frame): large byte strings of the result (object
+   * records) are referenced, not copied, so a reply costs no second copy of its record while it waits to be
+   * written. The result's bytes must not change until then.
+   */
+  encodeReplyParts(msgid: PickleValue, result: PickleValue): Uint8Array[];
   /** (msgid, 2, '.reply', (className, excArgs)). */
   encodeError(msgid: PickleValue, className: string, excArgs: PickleValue): Uint8Array;
   /** A one-way call: (0, True, name, tuple(args)); everything the server sends on its own. */
@@ -86,13 +92,15 @@ export interface MessageCodec {
 }
 
 interface Writer {
+  /** One Buffer; with `parts`, pieces to write in order (Output.finishParts). */
   message(
     msgid: PickleValue,
     flag: PickleValue,
     name: string,
     body: PickleValue,
     bodyIsArgs: boolean,
-  ): Buffer;
+    parts?: boolean,
+  ): Buffer | Buffer[];
 }
 
 abstract class BaseCodec implements MessageCodec {
@@ -118,19 +126,29 @@ abstract class BaseCodec implements MessageCodec {
   }
 
   encodeCall(msgid: PickleValue, async: boolean, name: string, args: PickleValue[]): Uint8Array {
-    return this.writer.message(msgid, async, name, args, true);
+    return this.writer.message(msgid, async, name, args, true) as Buffer;
   }
 
   encodeReply(msgid: PickleValue, result: PickleValue): Uint8Array {
-    return this.writer.message(msgid, REPLY_OK, REPLY, result, false);
+    return this.writer.message(msgid, REPLY_OK, REPLY, result, false) as Buffer;
+  }
+
+  encodeReplyParts(msgid: PickleValue, result: PickleValue): Uint8Array[] {
+    return this.writer.message(msgid, REPLY_OK, REPLY, result, false, true) as Buffer[];
   }
 
   encodeError(msgid: PickleValue, className: string, excArgs: PickleValue): Uint8Array {
-    return this.writer.message(msgid, REPLY_ERROR, REPLY, tuple<PickleValue>(className, excArgs), false);
+    return this.writer.message(
+      msgid,
+      REPLY_ERROR,
+      REPLY,
+      tuple<PickleValue>(className, excArgs),
+      false,
+    ) as Buffer;
   }
 
   encodeAsync(name: string, args: PickleValue[]): Uint8Array {
-    return this.writer.message(0, true, name, args, true);
+    return this.writer.message(0, true, name, args, true) as Buffer;
   }
 }
 

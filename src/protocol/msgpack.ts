@@ -61,7 +61,9 @@ export class MsgpackWriter {
     name: string,
     body: PickleValue,
     bodyIsArgs: boolean,
-  ): Buffer {
+    /** pieces to write in order, the large byte strings not copied (Output.finishParts) */
+    parts = false,
+  ): Buffer | Buffer[] {
     const out = this.out;
     try {
       out.byte(0x94);
@@ -70,7 +72,7 @@ export class MsgpackWriter {
       this.str(name);
       if (bodyIsArgs) this.array(body as PickleValue[], 1);
       else this.value(body, 1);
-      return out.finish();
+      return parts ? out.finishParts() : out.finish();
     } catch (e) {
       out.reset();
       throw e;

@@ -29,6 +29,15 @@ function allocate(n: number): Buffer {
   return out;
 }
 
+/** finishParts references the large byte strings instead of copying them once there is this much of them. */
+const PARTS_MIN = 64 << 10;
+
+function copyOut(buf: Buffer, start: number, end: number): Buffer {
+  const out = allocate(end - start);
+  buf.copy(out, 0, start, end);
+  return out;
+}
+
 export class Output {
   buf: Buffer = Buffer.allocUnsafe(INITIAL_SIZE);
   pos = 0;
@@ -96,6 +105,27 @@ export class Output {
     }
     this.reset();
     return out;
+  }
+
+  /**
+   * The message written since the last finish or reset as pieces to be written in order, without copying its
+   * large byte strings (they are referenced, so they must not change before the pieces are written); resets.
+   * A message with little deferred is one piece, as finish() makes it.
+   */
+  finishParts(): Buffer[] {
+    if (this.deferredLen < PARTS_MIN) return [this.finish()];
+    const parts: Buffer[] = [];
+    let src = 0;
+    for (let i = 0; i < this.deferred.length; i++) {
+      const at = this.deferredAt[i];
+      if (at > src) parts.push(copyOut(this.buf, src, at));
+      src = at;
+      const d = this.deferred[i];
+      parts.push(Buffer.isBuffer(d) ? d : Buffer.from(d.buffer, d.byteOffset, d.byteLength));
+    }
+    if (this.pos > src) parts.push(copyOut(this.buf, src, this.pos));
+    this.reset();
+    return parts;
   }
 
   /** Drops what was written (after a failed encode too). */

@@ -73,7 +73,9 @@ export class ZeoPickleWriter {
     name: string,
     body: PickleValue,
     bodyIsArgs: boolean,
-  ): Buffer {
+    /** pieces to write in order, the large byte strings not copied (Output.finishParts) */
+    parts = false,
+  ): Buffer | Buffer[] {
     const out = this.out;
     try {
       out.ensure(3);
@@ -90,16 +92,17 @@ export class ZeoPickleWriter {
       out.buf[out.pos] = TUPLE;
       out.buf[out.pos + 1] = STOP;
       out.pos += 2;
-      return out.finish();
+      return parts ? out.finishParts() : out.finish();
     } catch (e) {
       out.reset();
       if (e !== BAIL) throw e;
     }
     const fourth = bodyIsArgs ? tupleFrom(body as PickleValue[]) : body;
     try {
-      return (this.fallback ??= new Pickler(3, { memo: false })).dumps(
+      const whole = (this.fallback ??= new Pickler(3, { memo: false })).dumps(
         tupleFrom([msgid, flag, name, fourth]),
       );
+      return parts ? [whole] : whole;
     } catch (e) {
       if (e instanceof PickleError)
         throw new ProtocolError(`cannot encode the message: ${e.message}`, { cause: e });

@@ -6,31 +6,32 @@
 // not reserve a place; they are queued when ready, as the reference's delayed replies are.
 
 import type { Socket } from 'node:net';
-import { jsonDumps, pyRepr, pyStrRepr, tuple, type PickleValue } from '../pickle/index.js';
+import { jsonDumps, pyRepr, pyStrRepr, type PickleValue } from '../pickle/index.js';
 import {
   codecFor,
-  FrameDecoder,
+  errorPayload,
   FrameTooLargeError,
-  frameHeader,
   isAsync,
   isHeartbeat,
   PythonError,
-  marshalError,
   parseClientHello,
+  replyParts,
   serverGreeting,
   type Message,
   type MessageCodec,
 } from '../protocol/index.js';
 import { ConflictError, POSKeyError } from '../storage/errors.js';
+import {
+  ChannelClosedError,
+  MessageChannel,
+  type ChannelLimits,
+  type OutputSlot,
+  type Payload,
+} from '../transport/channel.js';
 import type { Logger } from './log.js';
 import { Session, type ReplySlot, type SessionConnection, type SessionServer } from './session.js';
 
-export interface ConnectionLimits {
-  /** the largest frame a client may send (its 4-byte length is checked before anything is buffered) */
-  maxMessageSize: number;
-  /** stop reading from a client while this many bytes wait to be written to it, or this many calls run */
-  outputHighWater: number;
-  maxInFlight: number;
+export interface ConnectionLimits extends ChannelLimits {
   /** a client that lets this many bytes pile up (invalidations it does not read) is disconnected */
   maxOutputBytes: number;
 }
@@ -40,6 +41,8 @@ export interface ConnectionServer extends SessionServer {
   readonly limits: ConnectionLimits;
   readonly protocolLog: Logger;
   connectionClosed(conn: ServerConnection): void;
+  /** a large frame was handled, or a connection with a large backlog ended: garbage to collect once quiet */
+  memoryBurst(): void;
   /** sync calls of every connection still running */
   callsInFlight: number;
 }
@@ -53,48 +56,41 @@ function unlogged(e: unknown): boolean {
   );
 }
 
-class Slot {
-  parts: Uint8Array[] = [];
-  bytes = 0;
-  done = false;
-}
+/** A frame this large leaves garbage worth collecting (its decoded form, the reply). */
+const LARGE_FRAME = 1 << 20;
 
 export class ServerConnection implements SessionConnection {
   readonly session: Session;
-  private readonly decoder: FrameDecoder;
+  private readonly channel: MessageChannel;
   private codec: MessageCodec | null = null;
-  private handshakeDone = false;
-  private readonly slots: Slot[] = [];
-  private queuedBytes = 0;
-  private inFlight = 0;
-  private paused = false;
-  private corked = false;
-  private closing = false;
-  private closedFlag = false;
-  private readonly drainWaiters: Array<() => void> = [];
+  /** a large frame came in: its garbage is worth a collection when the connection ends */
+  private heavy = false;
   /** calls that must finish before the connection is let go on shutdown (tpc_finish) */
   readonly critical = new Set<Promise<unknown>>();
 
   constructor(
-    private readonly socket: Socket,
+    socket: Socket,
     private readonly server: ConnectionServer,
     readonly label: string,
   ) {
-    this.decoder = new FrameDecoder(server.limits.maxMessageSize);
-    this.session = new Session(server, this);
-    socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('drain', () => this.onDrain());
-    socket.on('error', (e: NodeJS.ErrnoException) => {
-      if (e.code !== 'ECONNRESET' && e.code !== 'EPIPE')
-        this.log.error(`Disconnected ${e.name}:${e.message}`);
+    this.channel = new MessageChannel(socket, server.limits, {
+      frame: (payload) => {
+        if (this.codec) this.onMessage(payload);
+        else this.onHello(payload);
+        if (payload.length >= LARGE_FRAME) {
+          this.heavy = true;
+          server.memoryBurst();
+        }
+      },
+      closing: (reason) => this.onClosing(reason),
+      closed: () => this.onClosed(),
     });
-    socket.on('close', () => this.onClose());
-    this.writeFrame(serverGreeting(server.msgpack));
+    this.session = new Session(server, this);
+    this.channel.send(serverGreeting(server.msgpack));
   }
 
   get connected(): boolean {
-    return !this.closedFlag && !this.closing;
+    return this.channel.connected;
   }
 
   private get log(): Logger {
@@ -104,41 +100,20 @@ export class ServerConnection implements SessionConnection {
   // ----------------------------------------------------------------------------------------------------
   // input
 
-  private onData(chunk: Buffer): void {
-    let frames: Buffer[];
-    try {
-      frames = this.decoder.push(chunk);
-    } catch (e) {
-      if (e instanceof FrameTooLargeError) {
-        this.log.error(`(${this.label}) ${e.message}; closing the connection`);
-      } else {
-        this.log.error(`(${this.label}) bad frame; closing the connection`, e);
-      }
-      this.close();
-      return;
-    }
-    for (const f of frames) {
-      if (this.closing) return;
-      if (!this.handshakeDone) this.onHello(f);
-      else this.onMessage(f);
-    }
-  }
-
   private onHello(payload: Buffer): void {
     const hello = parseClientHello(payload);
     if (hello.kind === 'ruok') {
-      this.writeFrame(Buffer.from(jsonDumps(this.server.statusAll()), 'ascii'));
-      this.close();
+      this.channel.send(Buffer.from(jsonDumps(this.server.statusAll()), 'ascii'));
+      this.close('ruok answered');
       return;
     }
     if (hello.kind === 'bad') {
       this.log.error(`bad handshake ${pyRepr(new Uint8Array(payload.subarray(0, 40)))}`);
-      this.close();
+      this.close('bad handshake');
       return;
     }
     this.log.info(`received handshake '${hello.encoding}${hello.version}'`);
     this.codec = codecFor(hello.encoding, 'server');
-    this.handshakeDone = true;
   }
 
   private onMessage(payload: Buffer): void {
@@ -147,7 +122,7 @@ export class ServerConnection implements SessionConnection {
       msg = this.codec!.decode(payload);
     } catch (e) {
       this.log.error(`(${this.label}) Can't deserialize message`, e);
-      this.close();
+      this.close('protocol error');
       return;
     }
     if (isHeartbeat(msg)) return;
@@ -155,14 +130,14 @@ export class ServerConnection implements SessionConnection {
     const spec = session.method(msg.name);
     if (!spec) {
       this.log.error(`(${this.label}) Invalid method, ${pyStrRepr(msg.name)}`);
-      this.close();
+      this.close('protocol error');
       return;
     }
     if (isAsync(msg)) {
       this.runAsync(spec, msg);
       return;
     }
-    const slot = spec.deferred ? null : this.reserve();
+    const slot = spec.deferred ? null : this.channel.reserve();
     const replySlot = slot ? this.slotApi(slot, msg) : null;
     let result: unknown;
     try {
@@ -172,19 +147,16 @@ export class ServerConnection implements SessionConnection {
       return;
     }
     if (result instanceof Promise) {
-      this.inFlight++;
       this.server.callsInFlight++;
-      this.checkPause();
       const p = result.then(
         (v: unknown) => this.reply(slot, msg, (v ?? null) as PickleValue),
         (e: unknown) => this.replyError(slot, msg, e),
       );
       const done = p.finally(() => {
-        this.inFlight--;
         this.server.callsInFlight--;
         this.critical.delete(done);
-        this.checkPause();
       });
+      this.channel.track(done);
       if (msg.name === 'tpc_finish') this.critical.add(done);
     } else {
       this.reply(slot, msg, (result ?? null) as PickleValue);
@@ -195,7 +167,7 @@ export class ServerConnection implements SessionConnection {
     const fail = (e: unknown): void => {
       if (!unlogged(e)) this.log.error(`(${this.label}) async ${pyStrRepr(msg.name)} raised exception:`, e);
       // a one-way call has no way to report its failure
-      this.close();
+      this.close('one-way call failed');
     };
     try {
       const r = this.session.call(spec, msg.name, msg.args, null);
@@ -205,180 +177,102 @@ export class ServerConnection implements SessionConnection {
     }
   }
 
-  private reply(slot: Slot | null, msg: Message, result: PickleValue): void {
-    // (a slot answered early, through ReplySlot.reply, is done)
-    if (this.closedFlag || slot?.done) return;
-    let payload: Uint8Array;
-    try {
-      payload = this.codec!.encodeReply(msg.msgid, result);
-    } catch (e) {
-      this.log.error(`(${this.label}) Unpicklable response`, e);
-      payload = this.codec!.encodeError(msg.msgid, 'builtins.ValueError', tuple("Couldn't pickle response"));
-    }
-    this.finishSlot(slot, payload);
+  /** The reply to `msg` at its place (or, for a deferred call, behind everything queued now). */
+  private reply(slot: OutputSlot | null, msg: Message, result: PickleValue): void {
+    // (a slot answered early, through ReplySlot.reply, is ended)
+    if (!this.channel.connected || slot?.ended) return;
+    this.endSlot(slot, replyParts(this.codec!, msg.msgid, result, this.unencodable));
   }
 
-  private replyError(slot: Slot | null, msg: Message, e: unknown): void {
+  private readonly unencodable = (e: unknown): void =>
+    this.log.error(`(${this.label}) Unpicklable response`, e);
+
+  private replyError(slot: OutputSlot | null, msg: Message, e: unknown): void {
     if (!unlogged(e)) {
       this.log.error(`(${this.label}) ${pyStrRepr(msg.name)} raised exception:`, e);
     }
-    if (this.closedFlag || slot?.done) return;
-    const { className, args } = marshalError(e);
-    let payload: Uint8Array;
-    try {
-      payload = this.codec!.encodeError(msg.msgid, className, args);
-    } catch (err) {
-      this.log.error(`(${this.label}) Unpicklable response`, err);
-      payload = this.codec!.encodeError(msg.msgid, 'builtins.ValueError', tuple("Couldn't pickle response"));
-    }
-    this.finishSlot(slot, payload);
+    if (!this.channel.connected || slot?.ended) return;
+    this.endSlot(slot, errorPayload(this.codec!, msg.msgid, e, this.unencodable));
+  }
+
+  private endSlot(slot: OutputSlot | null, payload: Payload): void {
+    if (slot) slot.end(payload);
+    else this.channel.send(payload);
+  }
+
+  private slotApi(slot: OutputSlot, msg: Message): ReplySlot {
+    return {
+      append: (name, args) => {
+        if (!this.channel.connected || slot.ended) return;
+        slot.write(this.codec!.encodeCall(0, true, name, args));
+      },
+      reply: (result) => {
+        this.reply(slot, msg, result);
+        this.channel.uncork();
+      },
+    };
   }
 
   // ----------------------------------------------------------------------------------------------------
   // output
 
-  private reserve(): Slot {
-    const s = new Slot();
-    this.slots.push(s);
-    return s;
-  }
-
-  private slotApi(slot: Slot, msg: Message): ReplySlot {
-    return {
-      append: (name, args) => {
-        if (this.closedFlag || slot.done) return;
-        this.addToSlot(slot, this.codec!.encodeCall(0, true, name, args));
-        this.flush();
-      },
-      reply: (result) => {
-        this.reply(slot, msg, result);
-        this.uncork();
-      },
-    };
-  }
-
-  private addToSlot(slot: Slot, payload: Uint8Array): void {
-    slot.parts.push(frameHeader(payload.length), payload);
-    slot.bytes += payload.length + 4;
-    this.queuedBytes += payload.length + 4;
-  }
-
-  private finishSlot(slot: Slot | null, payload: Uint8Array): void {
-    const s = slot ?? this.reserve();
-    this.addToSlot(s, payload);
-    s.done = true;
-    this.flush();
-  }
-
   sendAsync(name: string, args: PickleValue[]): void {
-    if (this.closing || this.closedFlag || !this.codec) return;
-    const s = this.reserve();
-    this.addToSlot(s, this.codec.encodeCall(0, true, name, args));
-    s.done = true;
-    if (this.queuedBytes + this.socket.writableLength > this.server.limits.maxOutputBytes) {
+    if (!this.channel.connected || !this.codec) return;
+    const payload = this.codec.encodeCall(0, true, name, args);
+    const waiting = this.channel.outputBytes + payload.length + 4;
+    if (waiting > this.server.limits.maxOutputBytes) {
       this.log.error(
-        `(${this.label}) client is not reading: ${this.queuedBytes + this.socket.writableLength} bytes wait for it; closing the connection`,
+        `(${this.label}) client is not reading: ${waiting} bytes wait for it; closing the connection`,
       );
       // nothing queued for it can be delivered in time: drop it now rather than after a grace period
-      this.closing = true;
-      this.socket.destroy();
+      this.channel.destroy('client is not reading');
       return;
     }
-    this.flush();
+    this.channel.send(payload);
   }
 
   /** Resolves once what we wrote to the socket is below the high-water mark. */
   writable(): Promise<void> {
-    if (this.closedFlag || this.socket.writableLength < this.server.limits.outputHighWater)
-      return Promise.resolve();
-    return new Promise((resolve) => this.drainWaiters.push(resolve));
+    return this.channel.writable();
   }
 
-  private flush(): void {
-    const slots = this.slots;
-    while (slots.length > 0) {
-      const head = slots[0];
-      if (head.parts.length > 0) {
-        if (!this.corked) {
-          // gather everything written in this tick into one writev
-          this.corked = true;
-          this.socket.cork();
-          process.nextTick(() => this.uncork());
-        }
-        for (const p of head.parts) this.socket.write(p);
-        this.queuedBytes -= head.bytes;
-        head.bytes = 0;
-        head.parts = [];
-      }
-      if (!head.done) break;
-      slots.shift();
-    }
-    this.checkPause();
-  }
-
-  /** Writes out what was gathered since the cork, now rather than at the end of the tick. */
-  private uncork(): void {
-    if (!this.corked) return;
-    this.corked = false;
-    this.socket.uncork();
-  }
-
-  private writeFrame(payload: Uint8Array): void {
-    const s = this.reserve();
-    this.addToSlot(s, payload);
-    s.done = true;
-    this.flush();
-  }
-
-  private onDrain(): void {
-    for (const w of this.drainWaiters.splice(0)) w();
-    this.checkPause();
-  }
-
-  /** Backpressure: stop reading a client whose replies it does not take, or that has too many calls running. */
-  private checkPause(): void {
-    if (this.closedFlag) return;
-    const limits = this.server.limits;
-    const busy =
-      this.socket.writableLength + this.queuedBytes >= limits.outputHighWater ||
-      this.inFlight >= limits.maxInFlight;
-    if (busy && !this.paused) {
-      this.paused = true;
-      this.socket.pause();
-    } else if (!busy && this.paused) {
-      this.paused = false;
-      this.socket.resume();
-    }
+  /** Stops reading this client's calls until `p` settles (backpressure for a write the session waits for). */
+  holdReading(p: Promise<unknown>): void {
+    this.channel.holdReading(p);
   }
 
   // ----------------------------------------------------------------------------------------------------
   // closing
 
   /** Closes after what is queued has been written; the session's transaction is aborted when it is gone. */
-  close(reason?: string): void {
-    if (this.closing || this.closedFlag) return;
-    this.closing = true;
-    if (reason) this.log.debug(`(${this.label}) closing: ${reason}`);
-    this.socket.end();
-    // a client that never reads would keep a half-closed socket forever
-    setTimeout(() => this.socket.destroy(), 5000).unref();
+  close(reason = 'closed by the server'): void {
+    this.channel.close(reason);
   }
 
   /** Drops the connection at once (server shutdown). */
   destroy(): void {
-    this.socket.destroy();
+    this.channel.destroy('server shutdown');
   }
 
-  private onClose(): void {
-    if (this.closedFlag) return;
-    this.closedFlag = true;
-    this.closing = true;
-    this.slots.length = 0;
-    this.queuedBytes = 0;
-    for (const w of this.drainWaiters.splice(0)) w();
+  private onClosing(reason: Error): void {
+    if (reason instanceof FrameTooLargeError) {
+      this.log.error(`(${this.label}) ${reason.message}; closing the connection`);
+    } else if (reason instanceof ChannelClosedError) {
+      this.log.debug(`(${this.label}) closing: ${reason.message}`);
+    } else {
+      // a socket error other than a reset
+      this.log.error(`Disconnected ${reason.name}:${reason.message}`);
+    }
+  }
+
+  private onClosed(): void {
     const done = this.session
       .disconnected()
       .catch((e) => this.log.error(`(${this.label}) disconnect failed`, e));
-    void done.finally(() => this.server.connectionClosed(this));
+    void done.finally(() => {
+      this.server.connectionClosed(this);
+      // what a client that took its output slowly, or sent large frames, leaves behind
+      if (this.heavy || this.channel.reachedHighWater) this.server.memoryBurst();
+    });
   }
 }

@@ -9,7 +9,9 @@ import type { Storage } from '../storage/interfaces.js';
 import type { ListenAddress } from './config.js';
 import { ServerConnection, type ConnectionLimits, type ConnectionServer } from './connection.js';
 import type { Logger } from './log.js';
+import { MemoryReclaimer } from './reclaim.js';
 import { ServedStorage, type StorageFlavor } from './served-storage.js';
+import { strictX509Problem } from '../transport/tls.js';
 
 export interface StorageServerOptions {
   storages: Array<{ name: string; storage: Storage; flavor: StorageFlavor }>;
@@ -45,6 +47,7 @@ export class StorageServer implements ConnectionServer {
   /** sync calls of every connection still running (their replies not ready yet) */
   callsInFlight = 0;
   private listener: net.Server | null = null;
+  private readonly reclaimer = new MemoryReclaimer();
   private unixPath: string | null = null;
   private closed: Promise<void> | null = null;
 
@@ -155,7 +158,7 @@ export class StorageServer implements ConnectionServer {
       return;
     }
     if (socket instanceof tls.TLSSocket) {
-      const problem = strictX509Problem(socket);
+      const problem = strictX509Problem(socket, 'client');
       if (problem) {
         this.tlsRefused(new Error(problem), socket);
         socket.destroy();
@@ -178,6 +181,10 @@ export class StorageServer implements ConnectionServer {
 
   connectionClosed(conn: ServerConnection): void {
     this.connections.delete(conn);
+  }
+
+  memoryBurst(): void {
+    this.reclaimer.burst();
   }
 
   get connectionCount(): number {
@@ -217,6 +224,7 @@ export class StorageServer implements ConnectionServer {
       await s.storage.close();
     }
     if (this.unixPath) await unlink(this.unixPath).catch(() => {});
+    this.reclaimer.stop();
   }
 }
 
@@ -247,20 +255,4 @@ export function addressInUse(address: ListenAddress): NodeJS.ErrnoException {
 /** As runzeo prints addresses: a path, or Python's repr of (host, port). */
 export function describeAddress(address: ListenAddress): string {
   return address.kind === 'unix' ? `'${address.path}'` : `('${address.host}', ${address.port})`;
-}
-
-/** The authority key identifier extension's OID, 2.5.29.35, as DER. */
-const AKI_OID = Buffer.from([0x06, 0x03, 0x55, 0x1d, 0x23]);
-
-/**
- * What ZEO's VERIFY_X509_STRICT adds to Node's checks for a client certificate: a certificate that is not
- * self-signed must name its issuer's key (authority key identifier), as OpenSSL's strict mode requires.
- */
-function strictX509Problem(socket: tls.TLSSocket): string | null {
-  const cert = socket.getPeerX509Certificate();
-  if (!cert) return null;
-  if (cert.issuer !== cert.subject && cert.raw.indexOf(AKI_OID) < 0) {
-    return 'client certificate has no authority key identifier (strict X.509 checking)';
-  }
-  return null;
 }

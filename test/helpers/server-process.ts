@@ -10,6 +10,11 @@ import { resolve } from 'node:path';
 import { oraclePython, repoRoot } from './oracle.js';
 
 const zeo = resolve(repoRoot, 'bin/zeo');
+/** The node flags of bin/zeo's `#!/usr/bin/env -S node ...` line, for running it as `node FLAGS bin/zeo`. */
+export const zeoNodeFlags: string[] = (/^#!.*\bnode\b(.*)$/m.exec(readFileSync(zeo, 'utf8'))?.[1] ?? '')
+  .trim()
+  .split(/\s+/)
+  .filter((f) => f !== '');
 
 export type ServerKind = 'zeo-ts' | 'runzeo';
 
@@ -54,7 +59,7 @@ export class ServerProcess {
     const [cmd, argv] =
       options.kind === 'runzeo'
         ? [oraclePython(), ['-m', 'ZEO.runzeo', ...args]]
-        : [process.execPath, [zeo, 'serve', ...args]];
+        : [process.execPath, [...zeoNodeFlags, zeo, 'serve', ...args]];
     this.proc = spawn(cmd, argv, {
       cwd: options.cwd,
       stdio: ['ignore', 'pipe', 'pipe'],

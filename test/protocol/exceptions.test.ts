@@ -12,6 +12,7 @@ import {
   marshalError,
   PythonError,
   recordClassName,
+  replyParts,
   replyPayload,
   ServerException,
   unmarshalError,
@@ -183,6 +184,32 @@ test("a reply or an error that cannot be encoded becomes the reference's ValueEr
     Buffer.from(replyPayload(M, 3, 5)).toString('hex'),
     Buffer.from(M.encodeReply(3, 5)).toString('hex'),
   );
+  // the hook sees why, as the reference logs "Unpicklable response"
+  const seen: unknown[] = [];
+  assert.equal(Buffer.from(replyPayload(M, 3, 2n ** 70n, (e) => seen.push(e))).toString('hex'), fallback);
+  assert.equal(seen.length, 1);
+  assert.ok(seen[0] instanceof Error);
+  assert.deepEqual(
+    replyParts(M, 3, 2n ** 70n).map((p) => Buffer.from(p).toString('hex')),
+    [fallback],
+  );
+});
+
+test('replyParts: the bytes of encodeReply, in pieces that reference a large record instead of copying it', () => {
+  for (const enc of ['Z', 'M'] as const) {
+    const codec = codecFor(enc, 'server');
+    for (const size of [10, 1000, 64 << 10, 1 << 20]) {
+      const record = Buffer.alloc(size, 0x61);
+      const result = t(record, Buffer.alloc(8, 1), null);
+      const parts = replyParts(codec, t(1, 2), result);
+      assert.ok(
+        Buffer.concat(parts).equals(Buffer.from(codec.encodeReply(t(1, 2), result))),
+        `${enc} ${size}: same bytes`,
+      );
+      const shared = parts.some((p) => p.buffer === record.buffer && p.byteOffset === record.byteOffset);
+      assert.equal(shared, size >= 64 << 10, `${enc} ${size}: the record is referenced only when large`);
+    }
+  }
 });
 
 /** The JS errors paired with the Python expressions that raise their twins in ZODB/ZEO. */

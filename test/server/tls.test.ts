@@ -12,22 +12,14 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import tls from 'node:tls';
 import { fixturesDir } from '../helpers/corpus.js';
+import { noOpenssl } from '../helpers/openssl.js';
 import { interopTest, type Oracle } from '../helpers/oracle.js';
 import { freePort, logRecords, ServerProcess, sleep, stopLeftovers } from '../helpers/server-process.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'zeo-ts-tls-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-function haveOpenssl(): boolean {
-  try {
-    execFileSync('openssl', ['version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-const openssl = haveOpenssl();
-const noOpenssl = openssl ? false : 'the openssl CLI is not installed: no certificates to test with';
+const openssl = noOpenssl === false;
 
 // ---------------------------------------------------------------------------------------------------------
 // Certificates

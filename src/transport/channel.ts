@@ -1,0 +1,329 @@
+// One ZEO message channel over a stream socket (TCP, unix or TLS), for the server's connections and the client's:
+// ZEO's asyncio/base.py in our terms. Frames in (the pure FrameDecoder of protocol/framing.ts), frames out in
+// the order their places were taken, batched into one writev per tick, with backpressure (reading stops while
+// too many bytes wait to be written, too many calls run, or the owner holds it), and a close with a reason the
+// owner sees. The channel knows nothing of codecs or calls: the owner decodes what it gets.
+
+import type { Socket } from 'node:net';
+import { FrameDecoder, frameHeader } from '../protocol/framing.js';
+
+export interface ChannelLimits {
+  /** the largest frame the peer may send (its 4-byte length is checked before anything is buffered) */
+  maxMessageSize: number;
+  /** stop reading while this many bytes wait to be written ... */
+  outputHighWater: number;
+  /** ... or this many tracked calls run */
+  maxInFlight: number;
+}
+
+/** Why a channel closed: 'closed by peer', 'frame too large', the owner's reason, or the socket's error. */
+export class ChannelClosedError extends Error {
+  override name = 'ChannelClosedError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+export interface ChannelHandlers {
+  /** A complete frame payload (a view of the received bytes: copy what outlives the call). */
+  frame(payload: Buffer): void;
+  /** Called once, when the channel starts closing, for whatever reason (before `closed`). */
+  closing?(reason: Error): void;
+  /** Called once, when the socket is gone; what was queued and not written is dropped. */
+  closed(reason: Error): void;
+}
+
+/** A frame's payload: one buffer, or pieces written one after the other (an encoder's uncopied parts). */
+export type Payload = Uint8Array | readonly Uint8Array[];
+
+/** A place in the output order: what is written to it goes out after every earlier place, before later ones. */
+export interface OutputSlot {
+  /** Queues a frame at this place (written at once when this is the first open place). */
+  write(payload: Payload): void;
+  /** Closes the place (after writing `payload`, if given): the places behind it may go out. */
+  end(payload?: Payload): void;
+  readonly ended: boolean;
+}
+
+class Slot implements OutputSlot {
+  parts: Uint8Array[] = [];
+  bytes = 0;
+  ended = false;
+  constructor(private readonly channel: MessageChannel) {}
+  write(payload: Payload): void {
+    if (this.ended) throw new Error('write to an ended output slot');
+    this.channel.queue(this, payload);
+  }
+  end(payload?: Payload): void {
+    if (this.ended) return;
+    if (payload) this.channel.queue(this, payload);
+    this.ended = true;
+    this.channel.flush();
+  }
+}
+
+/** A net.Socket (or tls.TLSSocket) carrying ZEO frames. */
+export class MessageChannel {
+  private readonly decoder: FrameDecoder;
+  /** Frames received but not yet handed out: reading stopped in the middle of a chunk. */
+  private inbox: Buffer[] = [];
+  private inboxAt = 0;
+  private readonly slots: Slot[] = [];
+  /** Bytes queued in slots that wait behind an open one (not yet given to the socket). */
+  private queuedBytes = 0;
+  private inFlight = 0;
+  private holds = 0;
+  private paused = false;
+  private outputWasHigh = false;
+  private corked = false;
+  private delivering = false;
+  private closingReason: Error | null = null;
+  private closedReason: Error | null = null;
+  private readonly drainWaiters: Array<() => void> = [];
+  /** Settles with the close reason once the socket is gone. */
+  readonly whenClosed: Promise<Error>;
+  private resolveClosed!: (reason: Error) => void;
+
+  constructor(
+    readonly socket: Socket,
+    private readonly limits: ChannelLimits,
+    private readonly handlers: ChannelHandlers,
+  ) {
+    this.decoder = new FrameDecoder(limits.maxMessageSize);
+    this.whenClosed = new Promise((resolve) => (this.resolveClosed = resolve));
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('drain', () => this.onDrain());
+    // (a peer's end is not a close yet: the frames it sent before are still handed out; 'close' follows)
+    socket.on('error', (e: NodeJS.ErrnoException) => {
+      this.startClosing(
+        e.code === 'ECONNRESET' || e.code === 'EPIPE'
+          ? new ChannelClosedError('closed by peer', { cause: e })
+          : e,
+      );
+    });
+    socket.on('close', () => this.onClose());
+  }
+
+  /** Open: neither closing nor closed. */
+  get connected(): boolean {
+    return this.closingReason === null;
+  }
+
+  /** Why the channel is closing or closed, or null while open. */
+  get closeReason(): Error | null {
+    return this.closedReason ?? this.closingReason;
+  }
+
+  /** Bytes waiting to be written: in our queue and in the socket's. */
+  get outputBytes(): number {
+    return this.queuedBytes + this.socket.writableLength;
+  }
+
+  /** Whether output ever waited above the high-water mark (a peer slow to read, or large replies). */
+  get reachedHighWater(): boolean {
+    return this.outputWasHigh;
+  }
+
+  /** Whether reading is stopped by backpressure. */
+  get readingPaused(): boolean {
+    return this.paused;
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // input
+
+  private onData(chunk: Buffer): void {
+    let frames: Buffer[];
+    try {
+      frames = this.decoder.push(chunk);
+    } catch (e) {
+      // FrameTooLargeError: the rest of the stream cannot be read
+      this.close(e as Error);
+      return;
+    }
+    if (frames.length === 0) return;
+    if (this.inboxAt < this.inbox.length) this.inbox.push(...frames);
+    else {
+      this.inbox = frames;
+      this.inboxAt = 0;
+    }
+    this.deliver();
+  }
+
+  /** Hands out received frames until reading is paused, one at a time, so a pause stops the next call. */
+  private deliver(): void {
+    if (this.delivering) return;
+    this.delivering = true;
+    try {
+      while (this.inboxAt < this.inbox.length && !this.paused && this.closingReason === null) {
+        const f = this.inbox[this.inboxAt];
+        this.inbox[this.inboxAt++] = EMPTY;
+        this.handlers.frame(f);
+      }
+      if (this.inboxAt >= this.inbox.length) {
+        this.inbox = [];
+        this.inboxAt = 0;
+      }
+    } finally {
+      this.delivering = false;
+    }
+  }
+
+  /** Counts `p` as a running call until it settles (reading stops at maxInFlight of them). */
+  track(p: Promise<unknown>): void {
+    this.countWhile(p, 'inFlight');
+  }
+
+  /** Stops reading until `p` settles (a blob chunk being written, for one). */
+  holdReading(p: Promise<unknown>): void {
+    this.countWhile(p, 'holds');
+  }
+
+  private countWhile(p: Promise<unknown>, counter: 'inFlight' | 'holds'): void {
+    this[counter]++;
+    this.checkPause();
+    const done = (): void => {
+      this[counter]--;
+      this.checkPause();
+    };
+    p.then(done, done);
+  }
+
+  /** Backpressure: stop reading a peer that does not take its output, has too many calls running, or is held. */
+  private checkPause(): void {
+    if (this.closedReason) return;
+    const high = this.outputBytes >= this.limits.outputHighWater;
+    if (high) this.outputWasHigh = true;
+    const busy = high || this.inFlight >= this.limits.maxInFlight || this.holds > 0;
+    if (busy && !this.paused) {
+      this.paused = true;
+      this.socket.pause();
+    } else if (!busy && this.paused) {
+      this.paused = false;
+      this.socket.resume();
+      // frames read before the pause come first
+      if (this.inboxAt < this.inbox.length) queueMicrotask(() => this.deliver());
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // output
+
+  /** Takes the next place in the output order. */
+  reserve(): OutputSlot {
+    const s = new Slot(this);
+    this.slots.push(s);
+    return s;
+  }
+
+  /** Sends a frame after everything queued before it. */
+  send(payload: Payload): void {
+    this.reserve().end(payload);
+  }
+
+  /** @internal (Slot) */
+  queue(slot: Slot, payload: Payload): void {
+    if (this.closedReason) return;
+    let length: number;
+    if (payload instanceof Uint8Array) {
+      length = payload.length;
+      slot.parts.push(frameHeader(length), payload);
+    } else {
+      length = 0;
+      for (const p of payload) length += p.length;
+      slot.parts.push(frameHeader(length), ...payload);
+    }
+    slot.bytes += length + 4;
+    this.queuedBytes += length + 4;
+    if (this.slots[0] === slot) this.flush();
+  }
+
+  /** @internal (Slot) Gives the socket every part whose turn has come. */
+  flush(): void {
+    const slots = this.slots;
+    while (slots.length > 0) {
+      const head = slots[0];
+      if (head.parts.length > 0) {
+        if (this.closedReason === null) {
+          if (!this.corked) {
+            // gather everything written in this tick into one writev
+            this.corked = true;
+            this.socket.cork();
+            process.nextTick(() => this.uncork());
+          }
+          for (const p of head.parts) this.socket.write(p);
+        }
+        this.queuedBytes -= head.bytes;
+        head.bytes = 0;
+        head.parts = [];
+      }
+      if (!head.ended) break;
+      slots.shift();
+    }
+    this.checkPause();
+  }
+
+  /** Writes out what was gathered since the cork now rather than at the end of the tick. */
+  uncork(): void {
+    if (!this.corked) return;
+    this.corked = false;
+    this.socket.uncork();
+  }
+
+  /** Resolves once the bytes given to the socket are below the high-water mark (or the channel is closed). */
+  writable(): Promise<void> {
+    if (this.closedReason || this.socket.writableLength < this.limits.outputHighWater)
+      return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  private onDrain(): void {
+    for (const w of this.drainWaiters.splice(0)) w();
+    this.checkPause();
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // closing
+
+  private startClosing(reason: Error): boolean {
+    if (this.closingReason !== null) return false;
+    this.closingReason = reason;
+    this.handlers.closing?.(reason);
+    return true;
+  }
+
+  /**
+   * Closes after what is queued has been written (a peer that never reads is dropped after `graceMs`); the
+   * reason is what `closing`/`closed` report.
+   */
+  close(reason: Error | string = 'closed', graceMs = 5000): void {
+    if (!this.startClosing(typeof reason === 'string' ? new ChannelClosedError(reason) : reason)) return;
+    this.uncork();
+    this.socket.end();
+    setTimeout(() => this.socket.destroy(), graceMs).unref();
+  }
+
+  /** Drops the connection at once, and what is queued with it. */
+  destroy(reason: Error | string = 'destroyed'): void {
+    this.startClosing(typeof reason === 'string' ? new ChannelClosedError(reason) : reason);
+    this.socket.destroy();
+  }
+
+  private onClose(): void {
+    if (this.closedReason) return;
+    this.startClosing(new ChannelClosedError('closed by peer'));
+    const reason = this.closingReason!;
+    this.closedReason = reason;
+    // let go of everything a vanished peer would have been sent, and of frames it sent
+    this.slots.length = 0;
+    this.queuedBytes = 0;
+    this.inbox = [];
+    this.inboxAt = 0;
+    for (const w of this.drainWaiters.splice(0)) w();
+    this.resolveClosed(reason);
+    this.handlers.closed(reason);
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
