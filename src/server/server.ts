@@ -9,10 +9,10 @@ import type { Storage } from '../storage/interfaces.js';
 import type { ListenAddress } from './config.js';
 import { ServerConnection, type ConnectionLimits, type ConnectionServer } from './connection.js';
 import type { Logger } from './log.js';
-import { ServedStorage, type StorageFlavor } from './served-storage.js';
+import { ServedStorage } from './served-storage.js';
 
 export interface StorageServerOptions {
-  storages: Array<{ name: string; storage: Storage; flavor: StorageFlavor }>;
+  storages: Array<{ name: string; storage: Storage }>;
   log: Logger;
   readOnly?: boolean;
   msgpack?: boolean;
@@ -56,7 +56,7 @@ export class StorageServer implements ConnectionServer {
     for (const s of options.storages) {
       this.storages.set(
         s.name,
-        new ServedStorage(s.name, s.storage, s.flavor, {
+        new ServedStorage(s.name, s.storage, {
           log: this.log,
           invalidationQueueSize: options.invalidationQueueSize ?? 100,
           invalidationAge: options.invalidationAge ?? null,

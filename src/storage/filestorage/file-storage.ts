@@ -45,9 +45,16 @@
 // is held from tpcBegin on, so the answer cannot change before the vote.
 
 import { rm, stat, unlink } from 'node:fs/promises';
-import { type PyDict } from '../../pickle/index.js';
+import {
+  BaseStorage,
+  pendingState,
+  UNDO_LOG_DEFAULT_LAST,
+  type PendingTransaction,
+  type TransactionMeta,
+  type TransactionStart,
+} from '../base.js';
 import { BlobDirectory, isBlobRecord } from '../blobs/index.js';
-import { CommitLock, type Release } from '../commit-lock.js';
+import { CommitLock } from '../commit-lock.js';
 import {
   ConflictError,
   CorruptedError,
@@ -60,9 +67,9 @@ import {
   UndoError,
   Unsupported,
 } from '../errors.js';
-import { decodeExtension, extensionBytes } from '../extension.js';
-import { decodeUndoId, encodeUndoId, searchUndoLog, undoInfoVia, type UndoCandidate } from '../undo-log.js';
-import { compareIds, idCopy, idEquals, oidRepr, p64, tidRepr, u64, z64, type Oid, type Tid } from '../ids.js';
+import { decodeExtension } from '../extension.js';
+import { decodeUndoId, encodeUndoId, searchUndoLog, type UndoCandidate } from '../undo-log.js';
+import { compareIds, idCopy, idEquals, oidRepr, p64, u64, z64, type Oid, type Tid } from '../ids.js';
 import type {
   ConflictResolver,
   DataRecord,
@@ -70,13 +77,13 @@ import type {
   LoadBeforeResult,
   LoadResult,
   ReferencesFinder,
-  Storage,
+  StorageCapabilities,
   TransactionMetaData,
   TransactionRecord,
   UndoLogEntry,
   UndoResult,
 } from '../interfaces.js';
-import { newTid, preciseNow, tidTime, TimeStamp } from '../timestamp.js';
+import { preciseNow, tidTime, TimeStamp } from '../timestamp.js';
 import {
   MIN_CACHE_BYTES,
   RandomAccessFile,
@@ -201,7 +208,34 @@ export const DEFAULT_CACHE_BYTES = 64 << 20;
 const READ_AHEAD = 4096;
 /** transactions up to this size are read whole by the iterator */
 const WHOLE_TXN_READ = 1 << 20;
-const UNDO_LOG_DEFAULT_LAST = -20;
+
+/** FileStorage's interfaces (its @implementer list), as runzeo's get_info reports them. */
+const FILESTORAGE_INTERFACES = [
+  'ZODB.interfaces.IStorageRestoreable',
+  'ZODB.interfaces.IStorageIteration',
+  'ZODB.interfaces.IStorageUndoable',
+  'ZODB.interfaces.IStorageCurrentRecordIteration',
+  'ZODB.interfaces.IExternalGC',
+  'ZODB.interfaces.IStorage',
+  'zope.interface.Interface',
+];
+
+/** What a FileStorage offers; with a blob directory, ZODB's alsoProvides(IBlobStorageRestoreable) first. */
+function fileStorageCapabilities(blobs: boolean): StorageCapabilities {
+  return {
+    undo: true,
+    blobs,
+    iteration: true,
+    recordIternext: true,
+    restore: true,
+    deleteObject: true,
+    lastInvalidations: true,
+    interfaces: [
+      ...(blobs ? ['ZODB.interfaces.IBlobStorageRestoreable', 'ZODB.interfaces.IBlobStorage'] : []),
+      ...FILESTORAGE_INTERFACES,
+    ],
+  };
+}
 
 /** An oid as a Map key: its 8 bytes as latin1 characters. */
 function key(id: Uint8Array): string {
@@ -615,24 +649,15 @@ interface TEntry {
   back: number;
 }
 
-interface Pending {
-  readonly txn: TransactionMetaData;
-  readonly tid: Tid;
-  readonly status: string;
-  readonly user: Uint8Array;
-  readonly description: Uint8Array;
-  readonly extension: Uint8Array;
+interface Pending extends PendingTransaction {
   /** the transaction header's length (ZODB's _thl) */
   readonly thl: number;
   /** where the transaction goes: the committed end when it began */
   readonly tpos: number;
   readonly buf: TxnBuffer;
   readonly tindex: Map<string, TEntry>;
-  readonly resolved: Oid[];
   /** blobs moved into place by this transaction: removed if it aborts */
   readonly blobs: Array<[Oid, Tid]>;
-  readonly release: Release;
-  voted: boolean;
   /** vote wrote the transaction to the data file (ZODB's _nextpos != 0) */
   written: boolean;
   /**
@@ -642,9 +667,6 @@ interface Pending {
    */
   flushed: Promise<Error | null> | null;
   nextPos: number;
-  finishing: boolean;
-  /** the operations on this transaction, one after the other */
-  chain: Promise<unknown>;
 }
 
 /** The data file and the readers using it: a pack swaps in a new one, the old one closes when its readers end. */
@@ -680,14 +702,15 @@ class DataFileRef {
 
 // ---------------------------------------------------------------------------------------------------------
 
-export class FileStorage implements Storage {
+export class FileStorage extends BaseStorage<Pending> {
+  readonly capabilities: StorageCapabilities;
   private readonly name: string;
   private readonly readOnly: boolean;
   private readonly resolver: ConflictResolver | null;
   private readonly quota: number | null;
   private readonly doFsync: boolean;
   private readonly spillThreshold: number;
-  private readonly clock: () => number;
+  protected readonly clock: () => number;
   private readonly io: PositionalIO | undefined;
   private readonly packGc: boolean;
   private readonly packKeepOld: boolean;
@@ -715,15 +738,11 @@ export class FileStorage implements Storage {
   private ltid: Tid;
   /** the largest oid in use (ZODB's _oid) */
   private maxOid: Oid;
-  /** the tid of the last tpcBegin, committed or not (ZODB's _ts) */
-  private lastTs: Tid;
-  private pending: Pending | null = null;
-  private readonly waiting = new Map<TransactionMetaData, AbortController>();
+  protected lastTs: Tid;
   private spillFile: RandomAccessFile | null = null;
   private readonly iterFiles = new Set<RandomAccessFile>();
   private packing = false;
   private packCount = 0;
-  private closed = false;
   private closing: Promise<void> | null = null;
 
   private constructor(
@@ -734,6 +753,8 @@ export class FileStorage implements Storage {
     readonly blobDirectory: BlobDirectory | null,
     options: FileStorageOptions,
   ) {
+    super();
+    this.capabilities = fileStorageCapabilities(blobDirectory !== null);
     this.name = path;
     this.readOnly = options.readOnly ?? false;
     this.resolver = options.conflictResolver ?? null;
@@ -878,22 +899,9 @@ export class FileStorage implements Storage {
     return this.index.size;
   }
 
-  supportsUndo(): boolean {
-    return true;
-  }
-
   /** The read cache's figures (see FileStorageOptions.cacheBytes), null when there is none. */
   cacheStats(): ReadCacheStats | null {
     return this.fileRef.file.cache?.stats() ?? null;
-  }
-
-  private checkOpen(): void {
-    if (this.closed) throw new StorageError(`${this.name} is closed`);
-  }
-
-  private checkWritable(): void {
-    if (this.readOnly) throw new ReadOnlyError();
-    this.checkOpen();
   }
 
   /**
@@ -1034,91 +1042,28 @@ export class FileStorage implements Storage {
   // ------------------------------------------------------------------------------------------------------
   // two-phase commit
 
-  async tpcBegin(txn: TransactionMetaData, tid: Tid | null = null, status = ' '): Promise<void> {
-    this.checkWritable();
-    if (this.pending?.txn === txn || this.waiting.has(txn)) {
-      throw new StorageTransactionError('Duplicate tpc_begin calls for same transaction');
-    }
+  /** FileStorage._begin's checks, made before the commit lock is taken here. */
+  protected override checkBegin(meta: TransactionMeta, status: string): void {
     if (status !== ' ' && status !== 'p' && status !== 'u') {
       throw new StorageTransactionError(`invalid transaction status ${JSON.stringify(status)}`);
     }
-    const user = new Uint8Array(txn.user);
-    const description = new Uint8Array(txn.description);
-    const extension = new Uint8Array(extensionBytes(txn));
-    // FileStorage._begin's checks (made before taking the lock here)
-    if (user.length > MAX_META_LEN) throw new FileStorageError('user name too long');
-    if (description.length > MAX_META_LEN) throw new FileStorageError('description too long');
-    if (extension.length > MAX_META_LEN) throw new FileStorageError('too much extension data');
+    if (meta.user.length > MAX_META_LEN) throw new FileStorageError('user name too long');
+    if (meta.description.length > MAX_META_LEN) throw new FileStorageError('description too long');
+    if (meta.extension.length > MAX_META_LEN) throw new FileStorageError('too much extension data');
+  }
 
-    // the lock at once when it is free (no AbortController, no wait: the usual case); else wait for it, in
-    // `waiting` so that tpcAbort or close can take the transaction out of the queue
-    let release = this.commitLock.tryAcquire();
-    if (release === null) {
-      const ac = new AbortController();
-      this.waiting.set(txn, ac);
-      try {
-        release = await this.commitLock.acquire(ac.signal);
-      } catch {
-        throw new StorageTransactionError('the transaction was aborted while it waited for the commit lock');
-      } finally {
-        this.waiting.delete(txn);
-      }
-    }
-    if (this.closed) {
-      release();
-      throw new StorageError(`${this.name} is closed`);
-    }
-    if (tid !== null) {
-      if (compareIds(tid, this.ltid) <= 0) {
-        release();
-        throw new StorageTransactionError(
-          `tid ${tidRepr(tid)} is not later than the last transaction ${tidRepr(this.ltid)}`,
-        );
-      }
-      tid = idCopy(tid);
-    } else {
-      tid = newTid(this.lastTs, this.clock());
-    }
-    this.lastTs = tid;
-    this.pending = {
-      txn,
-      tid,
-      status,
-      user,
-      description,
-      extension,
-      thl: TRANS_HDR_LEN + user.length + description.length + extension.length,
+  protected _begin(start: TransactionStart): Pending {
+    return {
+      ...pendingState(start),
+      thl: TRANS_HDR_LEN + start.user.length + start.description.length + start.extension.length,
       tpos: this.pos,
       buf: new TxnBuffer(this.spillThreshold, () => this.openSpillFile()),
       tindex: new Map(),
-      resolved: [],
       blobs: [],
-      release,
-      voted: false,
       written: false,
       flushed: null,
       nextPos: 0,
-      finishing: false,
-      chain: Promise.resolve(),
     };
-  }
-
-  /** The transaction in progress, which must be `txn` and not voted yet. */
-  private pendingFor(txn: TransactionMetaData, what: string): Pending {
-    const p = this.pending;
-    if (!p || p.txn !== txn) throw new StorageTransactionError(`${what}: not the transaction in progress`);
-    if (p.voted) throw new StorageTransactionError(`${what} after tpc_vote`);
-    return p;
-  }
-
-  /** Runs `fn` after the transaction's earlier operations; StorageTransactionError if it was aborted meanwhile. */
-  private inTxn<T>(p: Pending, what: string, fn: () => Promise<T>): Promise<T> {
-    const run = p.chain.then(() => {
-      if (this.pending !== p) throw new StorageTransactionError(`${what}: the transaction was aborted`);
-      return fn();
-    });
-    p.chain = run.catch(() => {});
-    return run;
   }
 
   /** Appends a data record to the transaction; its file position. */
@@ -1291,66 +1236,50 @@ export class FileStorage implements Storage {
     });
   }
 
-  async tpcVote(txn: TransactionMetaData): Promise<Oid[]> {
-    this.checkOpen();
-    const p = this.pending;
-    if (!p || p.txn !== txn) throw new StorageTransactionError('tpc_vote called with wrong transaction');
-    if (p.voted) return p.chain.then(() => [...p.resolved]);
-    p.voted = true;
-    return this.inTxn(p, 'tpc_vote', async () => {
-      const tl = p.thl + p.buf.size;
-      const header = encodeTxnHeader({
-        tid: p.tid,
-        tl,
-        status: 'c',
-        user: p.user,
-        description: p.description,
-        extension: p.extension,
-      });
-      const trailer = Buffer.allocUnsafe(TRAILER_LEN);
-      writeU64(trailer, 0, tl);
-      // finish updates the index with these oids: their buckets must be loaded (store and restore did)
-      for (const e of p.tindex.values()) await this.indexed(e.oid);
-      const file = this.fileRef.file;
-      p.written = true;
-      p.nextPos = p.tpos + tl + TRAILER_LEN;
-      try {
-        await p.buf.writeTo(file, p.tpos, header, trailer);
-      } catch (e) {
-        // a disk full, perhaps: leave no turd at the end
-        this.overwriteEnd = Math.max(this.overwriteEnd, p.nextPos);
-        await file.truncate(p.tpos).catch(() => {});
-        p.written = false;
-        throw e;
-      }
-      // over bytes that may be on disk already: the data's flush, in the background, and finish waits for it
-      // before it clears the status (see the header comment)
-      if (this.doFsync && p.tpos < this.overwriteEnd) {
-        p.flushed = file.datasync().then(
-          () => null,
-          (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
-        );
-      }
-      return [...p.resolved];
+  /** Writes the transaction after the committed data, with status 'c' (not committed yet). */
+  protected override async _vote(p: Pending): Promise<void> {
+    const tl = p.thl + p.buf.size;
+    const header = encodeTxnHeader({
+      tid: p.tid,
+      tl,
+      status: 'c',
+      user: p.user,
+      description: p.description,
+      extension: p.extension,
     });
+    const trailer = Buffer.allocUnsafe(TRAILER_LEN);
+    writeU64(trailer, 0, tl);
+    // finish updates the index with these oids: their buckets must be loaded (store and restore did)
+    for (const e of p.tindex.values()) await this.indexed(e.oid);
+    const file = this.fileRef.file;
+    p.written = true;
+    p.nextPos = p.tpos + tl + TRAILER_LEN;
+    try {
+      await p.buf.writeTo(file, p.tpos, header, trailer);
+    } catch (e) {
+      // a disk full, perhaps: leave no turd at the end
+      this.overwriteEnd = Math.max(this.overwriteEnd, p.nextPos);
+      await file.truncate(p.tpos).catch(() => {});
+      p.written = false;
+      throw e;
+    }
+    // over bytes that may be on disk already: the data's flush, in the background, and finish waits for it
+    // before it clears the status (see the header comment)
+    if (this.doFsync && p.tpos < this.overwriteEnd) {
+      p.flushed = file.datasync().then(
+        () => null,
+        (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
+      );
+    }
   }
 
-  async tpcFinish(txn: TransactionMetaData, onCommitted?: (tid: Tid) => void): Promise<Tid> {
-    this.checkOpen();
-    const p = this.pending;
-    if (!p || p.txn !== txn) throw new StorageTransactionError('tpc_finish called with wrong transaction');
-    if (!p.voted) throw new StorageTransactionError('tpc_finish called before tpc_vote');
-    if (p.finishing) throw new StorageTransactionError('tpc_finish called twice');
-    p.finishing = true;
-    const run = p.chain.then(() => this.finish(p, onCommitted));
-    p.chain = run.catch(() => {});
-    return run;
-  }
-
-  private async finish(p: Pending, onCommitted: ((tid: Tid) => void) | undefined): Promise<Tid> {
+  /**
+   * Overwrites the status with the transaction's own and flushes; only then moves the end of the committed
+   * data, updates the index and lastTransaction.
+   */
+  protected async _finish(p: Pending): Promise<void> {
     if (!p.written) {
       // the vote failed: the transaction cannot commit (it is to be aborted)
-      p.finishing = false;
       throw new StorageTransactionError('tpc_finish: the vote did not succeed');
     }
     const file = this.fileRef.file;
@@ -1384,17 +1313,11 @@ export class FileStorage implements Storage {
     this.pos = p.nextPos;
     for (const e of p.tindex.values()) this.index.set(e.oid, e.pos);
     this.ltid = p.tid;
-    this.pending = null;
-    // the data is visible before the callback: a load it starts sees this transaction; the commit lock is
-    // still held, so no other transaction commits in between
-    try {
-      onCommitted?.(p.tid);
-    } finally {
-      // (the write-through after the callback: the ZEO server answers the committer from it)
-      this.cacheCommitted(p, file);
-      p.release();
-    }
-    return p.tid;
+  }
+
+  /** (the write-through after tpcFinish's callback: the ZEO server answers the committer from it) */
+  protected override _committed(p: Pending): void {
+    this.cacheCommitted(p, this.fileRef.file);
   }
 
   /** fdatasync of a commit: on the event loop when nothing else waits and flushes are fast, else in the pool */
@@ -1426,27 +1349,9 @@ export class FileStorage implements Storage {
     });
   }
 
-  async tpcAbort(txn: TransactionMetaData): Promise<void> {
-    const waiting = this.waiting.get(txn);
-    if (waiting) {
-      waiting.abort();
-      return;
-    }
-    const p = this.pending;
-    if (!p || p.txn !== txn) return;
-    if (p.finishing) {
-      // too late to abort: tpc_finish is committing it (if that fails, the abort comes again)
-      await p.chain;
-      if (this.pending !== p) return;
-    }
-    await this.abortPending(p);
-  }
-
-  /** Forgets the transaction in progress: truncates what vote wrote, removes its blobs, releases the lock. */
-  private async abortPending(p: Pending): Promise<void> {
-    this.pending = null;
+  /** Truncates what vote wrote and removes the transaction's blobs. */
+  protected override async _abort(p: Pending): Promise<void> {
     try {
-      await p.chain;
       // (not under a flush in flight; a failed one does not matter: what it was to flush goes)
       if (p.flushed) await p.flushed;
       if (p.written) {
@@ -1458,7 +1363,6 @@ export class FileStorage implements Storage {
       if (blobs) {
         for (const [oid, tid] of p.blobs) await blobs.remove(oid, tid).catch(() => false);
       }
-      p.release();
     }
   }
 
@@ -1640,14 +1544,6 @@ export class FileStorage implements Storage {
     );
   }
 
-  async undoInfo(
-    first = 0,
-    last: number = UNDO_LOG_DEFAULT_LAST,
-    specification?: PyDict | null,
-  ): Promise<FileUndoLogEntry[]> {
-    return undoInfoVia((f, l, filter) => this.undoLog(f, l, filter), first, last, specification);
-  }
-
   // ------------------------------------------------------------------------------------------------------
   // pack
 
@@ -1790,7 +1686,7 @@ export class FileStorage implements Storage {
     return this.blobDirectory;
   }
 
-  async storeBlob(
+  override async storeBlob(
     oid: Oid,
     oldSerial: Tid,
     data: Uint8Array,
@@ -1807,7 +1703,7 @@ export class FileStorage implements Storage {
     });
   }
 
-  async restoreBlob(
+  override async restoreBlob(
     oid: Oid,
     serial: Tid,
     data: Uint8Array,
@@ -1826,7 +1722,7 @@ export class FileStorage implements Storage {
     });
   }
 
-  async loadBlob(oid: Oid, serial: Tid): Promise<string> {
+  override async loadBlob(oid: Oid, serial: Tid): Promise<string> {
     this.checkOpen();
     const path = this.blobs().path(oid, serial);
     try {
@@ -1837,8 +1733,12 @@ export class FileStorage implements Storage {
     return path;
   }
 
-  temporaryDirectory(): string {
+  override temporaryDirectory(): string {
     return this.blobs().tmpDir;
+  }
+
+  override blobDirectoryOf(oid: Oid): string {
+    return this.blobs().oidPath(oid);
   }
 
   // ------------------------------------------------------------------------------------------------------
@@ -1860,14 +1760,7 @@ export class FileStorage implements Storage {
 
   private async shutDown(saveIndex: boolean): Promise<void> {
     if (this.closed) return;
-    this.closed = true;
-    for (const ac of this.waiting.values()) ac.abort();
-    this.waiting.clear();
-    const p = this.pending;
-    if (p) {
-      if (p.finishing) await p.chain;
-      if (this.pending === p) await this.abortPending(p).catch(() => {});
-    }
+    await this.closeTransactions();
     const errors: unknown[] = [];
     if (saveIndex && !this.readOnly) {
       try {

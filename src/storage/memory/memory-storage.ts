@@ -1,24 +1,30 @@
 // An in-memory storage: ZODB's MappingStorage (src/ZODB/MappingStorage.py), but keeping every revision for
 // MVCC reads and undo, with FileStorage's semantics wherever MappingStorage has none (undo, pack's reachability
 // at the pack time, 'p' status of packed transactions, back pointers written by undo and restore). Blobs are
-// the FileStorage's job: the blob methods throw Unsupported.
+// the FileStorage's job: the blob methods throw Unsupported. Served as runzeo serves a <mappingstorage>, it
+// declares only what MappingStorage provides (options.mappingStorage).
 
 import type { PyDict } from '../../pickle/index.js';
-import { CommitLock, type Release } from '../commit-lock.js';
+import {
+  BaseStorage,
+  pendingState,
+  UNDO_LOG_DEFAULT_LAST,
+  type PendingTransaction,
+  type TransactionStart,
+} from '../base.js';
+import { CommitLock } from '../commit-lock.js';
 import {
   ConflictError,
   MultipleUndoErrors,
   POSKeyError,
   ReadConflictError,
-  ReadOnlyError,
   StorageError,
   StorageTransactionError,
   UndoError,
-  Unsupported,
 } from '../errors.js';
-import { decodeExtension, extensionBytes } from '../extension.js';
-import { decodeUndoId, encodeUndoId, searchUndoLog, undoInfoVia, type UndoCandidate } from '../undo-log.js';
-import { compareIds, idCopy, idEquals, p64, tidRepr, u64, z64, type Oid, type Tid } from '../ids.js';
+import { decodeExtension } from '../extension.js';
+import { decodeUndoId, encodeUndoId, searchUndoLog, type UndoCandidate } from '../undo-log.js';
+import { compareIds, idCopy, idEquals, p64, u64, z64, type Oid, type Tid } from '../ids.js';
 import type {
   ConflictResolver,
   DataRecord,
@@ -26,13 +32,13 @@ import type {
   LoadBeforeResult,
   LoadResult,
   ReferencesFinder,
-  Storage,
+  StorageCapabilities,
   TransactionMetaData,
   TransactionRecord,
   UndoLogEntry,
   UndoResult,
 } from '../interfaces.js';
-import { newTid, preciseNow, tidTime, TimeStamp } from '../timestamp.js';
+import { preciseNow, tidTime, TimeStamp } from '../timestamp.js';
 
 /** One revision of an object. */
 interface Revision {
@@ -75,18 +81,8 @@ interface PendingRecord {
   dataTxn: Tid | null;
 }
 
-interface Pending {
-  readonly txn: TransactionMetaData;
-  readonly tid: Tid;
-  readonly status: string;
-  // captured at tpcBegin, as FileStorage does
-  readonly user: Uint8Array;
-  readonly description: Uint8Array;
-  readonly extensionBytes: Uint8Array;
+interface Pending extends PendingTransaction {
   readonly records: Map<string, PendingRecord>;
-  readonly resolved: Oid[];
-  voted: boolean;
-  readonly release: Release;
 }
 
 /** An oid or tid as a Map key: its 8 bytes as latin1 characters (string order is byte order). */
@@ -175,27 +171,75 @@ export interface MemoryStorageOptions {
   data?: MemoryStorageData;
   /** the clock for new tids, in milliseconds since the epoch; default preciseNow (Date.now with microseconds) */
   clock?: () => number;
+  /**
+   * Declare only what ZODB's MappingStorage provides (IStorage, IStorageIteration), as runzeo serves a
+   * <mappingstorage>: undo, restore, deleteObject, recordIternext and lastInvalidations raise Unsupported.
+   */
+  mappingStorage?: boolean;
 }
 
-const UNDO_LOG_DEFAULT_LAST = -20;
+/** What a MemoryStorage offers: FileStorage's interfaces, without blobs. */
+const MEMORY_STORAGE_CAPABILITIES: StorageCapabilities = {
+  undo: true,
+  blobs: false,
+  iteration: true,
+  recordIternext: true,
+  restore: true,
+  deleteObject: true,
+  lastInvalidations: true,
+  interfaces: [
+    'ZODB.interfaces.IStorageRestoreable',
+    'ZODB.interfaces.IStorageIteration',
+    'ZODB.interfaces.IStorageUndoable',
+    'ZODB.interfaces.IStorageCurrentRecordIteration',
+    'ZODB.interfaces.IExternalGC',
+    'ZODB.interfaces.IStorage',
+    'zope.interface.Interface',
+  ],
+};
 
-export class MemoryStorage implements Storage {
+/** What ZODB's MappingStorage offers (its @implementer list, as runzeo's get_info reports it). */
+export const MAPPING_STORAGE_CAPABILITIES: StorageCapabilities = {
+  undo: false,
+  blobs: false,
+  iteration: true,
+  recordIternext: false,
+  restore: false,
+  deleteObject: false,
+  lastInvalidations: false,
+  interfaces: ['ZODB.interfaces.IStorage', 'ZODB.interfaces.IStorageIteration', 'zope.interface.Interface'],
+};
+
+export class MemoryStorage extends BaseStorage<Pending> {
   readonly data: MemoryStorageData;
+  readonly capabilities: StorageCapabilities;
+  protected readonly clock: () => number;
   private readonly name: string;
   private readonly readOnly: boolean;
   private readonly resolver: ConflictResolver | null;
-  private readonly clock: () => number;
-  private pending: Pending | null = null;
-  /** tpcBegin calls waiting for the commit lock, so tpcAbort and close can take them out of the queue */
-  private readonly waiting = new Map<TransactionMetaData, AbortController>();
-  private closed = false;
 
   constructor(options: MemoryStorageOptions = {}) {
+    super();
     this.name = options.name ?? 'MemoryStorage';
     this.readOnly = options.readOnly ?? false;
     this.resolver = options.resolver ?? null;
     this.data = options.data ?? new MemoryStorageData();
     this.clock = options.clock ?? preciseNow;
+    this.capabilities = options.mappingStorage ? MAPPING_STORAGE_CAPABILITIES : MEMORY_STORAGE_CAPABILITIES;
+  }
+
+  /** the lock of the data, shared by the storages that open it */
+  protected get commitLock(): CommitLock {
+    return this.data.commitLock;
+  }
+
+  protected get lastTs(): Tid {
+    const d = this.data;
+    return compareIds(d.lastAssigned, d.lastTid) > 0 ? d.lastAssigned : d.lastTid;
+  }
+
+  protected set lastTs(tid: Tid) {
+    this.data.lastAssigned = tid;
   }
 
   // ------------------------------------------------------------------------------------------------------
@@ -232,27 +276,8 @@ export class MemoryStorage implements Storage {
     return this.data.objects.size;
   }
 
-  supportsUndo(): boolean {
-    return true;
-  }
-
   async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    for (const ac of this.waiting.values()) ac.abort();
-    this.waiting.clear();
-    const p = this.pending;
-    this.pending = null;
-    p?.release();
-  }
-
-  private checkOpen(): void {
-    if (this.closed) throw new StorageError(`${this.name} is closed`);
-  }
-
-  private checkWritable(): void {
-    this.checkOpen();
-    if (this.readOnly) throw new ReadOnlyError();
+    if (!this.closed) await this.closeTransactions();
   }
 
   // ------------------------------------------------------------------------------------------------------
@@ -337,57 +362,8 @@ export class MemoryStorage implements Storage {
   // ------------------------------------------------------------------------------------------------------
   // two-phase commit
 
-  async tpcBegin(txn: TransactionMetaData, tid: Tid | null = null, status = ' '): Promise<void> {
-    this.checkWritable();
-    if (this.pending?.txn === txn || this.waiting.has(txn)) {
-      throw new StorageTransactionError('Duplicate tpc_begin calls for same transaction');
-    }
-    const ac = new AbortController();
-    this.waiting.set(txn, ac);
-    let release: Release;
-    try {
-      release = await this.data.commitLock.acquire(ac.signal);
-    } catch {
-      throw new StorageTransactionError('the transaction was aborted while it waited for the commit lock');
-    } finally {
-      this.waiting.delete(txn);
-    }
-    if (this.closed) {
-      release();
-      throw new StorageError(`${this.name} is closed`);
-    }
-    const d = this.data;
-    if (tid !== null) {
-      // revisions are kept in tid order: a restored transaction must come after the last one
-      if (compareIds(tid, d.lastTid) <= 0) {
-        release();
-        throw new StorageTransactionError(`tid ${tidRepr(tid)} is not later than the last transaction`);
-      }
-      tid = idCopy(tid);
-    } else {
-      tid = newTid(compareIds(d.lastAssigned, d.lastTid) > 0 ? d.lastAssigned : d.lastTid, this.clock());
-    }
-    if (compareIds(tid, d.lastAssigned) > 0) d.lastAssigned = tid;
-    this.pending = {
-      txn,
-      tid,
-      status,
-      user: copyBytes(txn.user),
-      description: copyBytes(txn.description),
-      extensionBytes: copyBytes(extensionBytes(txn)),
-      records: new Map(),
-      resolved: [],
-      voted: false,
-      release,
-    };
-  }
-
-  /** The transaction in progress, which must be `txn` and not yet voted (for store, restore, undo...). */
-  private pendingFor(txn: TransactionMetaData, what: string): Pending {
-    const p = this.pending;
-    if (!p || p.txn !== txn) throw new StorageTransactionError(`${what}: not the transaction in progress`);
-    if (p.voted) throw new StorageTransactionError(`${what} after tpc_vote`);
-    return p;
+  protected _begin(start: TransactionStart): Pending {
+    return { ...pendingState(start), records: new Map() };
   }
 
   /** After an await: the transaction may have been aborted meanwhile (a client that went away). */
@@ -439,6 +415,7 @@ export class MemoryStorage implements Storage {
     txn: TransactionMetaData,
   ): Promise<void> {
     this.checkWritable();
+    this.require('restore', 'restore');
     const p = this.pendingFor(txn, 'restore');
     if (!idEquals(serial, p.tid)) {
       throw new StorageTransactionError("restore: the record's serial must be the transaction's tid");
@@ -472,6 +449,7 @@ export class MemoryStorage implements Storage {
 
   async deleteObject(oid: Oid, oldSerial: Tid, txn: TransactionMetaData): Promise<void> {
     this.checkWritable();
+    this.require('deleteObject', 'deleteObject');
     const p = this.pendingFor(txn, 'deleteObject');
     oid = idCopy(oid);
     const cur = this.current(oid);
@@ -480,27 +458,15 @@ export class MemoryStorage implements Storage {
     p.records.set(key(oid), { oid, data: null, dataTxn: null });
   }
 
-  async tpcVote(txn: TransactionMetaData): Promise<Oid[]> {
-    this.checkOpen();
-    const p = this.pending;
-    if (!p || p.txn !== txn) throw new StorageTransactionError('tpc_vote called with wrong transaction');
-    p.voted = true;
-    return [...p.resolved];
-  }
-
-  async tpcFinish(txn: TransactionMetaData, onCommitted?: (tid: Tid) => void): Promise<Tid> {
-    this.checkOpen();
-    const p = this.pending;
-    if (!p || p.txn !== txn) throw new StorageTransactionError('tpc_finish called with wrong transaction');
-    if (!p.voted) throw new StorageTransactionError('tpc_finish called before tpc_vote');
+  protected _finish(p: Pending): void {
     const d = this.data;
     const committed: CommittedTxn = {
       tid: p.tid,
       status: p.status,
       user: p.user,
       description: p.description,
-      extensionBytes: p.extensionBytes,
-      extension: decodeExtension(p.extensionBytes),
+      extensionBytes: p.extension,
+      extension: decodeExtension(p.extension),
       records: [],
     };
     for (const rec of p.records.values()) {
@@ -518,27 +484,6 @@ export class MemoryStorage implements Storage {
     d.transactions.push(committed);
     d.txnByTid.set(key(p.tid), committed);
     d.lastTid = p.tid;
-    this.pending = null;
-    // the data is visible before the callback: a load it starts sees this transaction (ZODB's loads wait for
-    // tpc_finish to return); the commit lock is still held, so no other transaction commits in between
-    try {
-      onCommitted?.(p.tid);
-    } finally {
-      p.release();
-    }
-    return p.tid;
-  }
-
-  async tpcAbort(txn: TransactionMetaData): Promise<void> {
-    const waiting = this.waiting.get(txn);
-    if (waiting) {
-      waiting.abort();
-      return;
-    }
-    const p = this.pending;
-    if (!p || p.txn !== txn) return;
-    this.pending = null;
-    p.release();
   }
 
   // ------------------------------------------------------------------------------------------------------
@@ -546,6 +491,7 @@ export class MemoryStorage implements Storage {
 
   async undo(undoId: Uint8Array, txn: TransactionMetaData): Promise<UndoResult> {
     this.checkWritable();
+    this.require('undo', 'undo');
     const p = this.pendingFor(txn, 'undo');
     const tid = decodeUndoId(undoId);
     const undone = this.findUndoable(tid);
@@ -623,6 +569,7 @@ export class MemoryStorage implements Storage {
     filter?: (entry: UndoLogEntry) => boolean,
   ): Promise<UndoLogEntry[]> {
     this.checkOpen();
+    this.require('undo', 'undoLog');
     const txns = this.data.transactions;
     const newestFirst = function* (): Generator<UndoCandidate<UndoLogEntry>> {
       for (let n = txns.length - 1; n >= 0; n--) {
@@ -640,14 +587,6 @@ export class MemoryStorage implements Storage {
       }
     };
     return searchUndoLog(first, last, filter, newestFirst());
-  }
-
-  async undoInfo(
-    first = 0,
-    last: number = UNDO_LOG_DEFAULT_LAST,
-    specification?: PyDict | null,
-  ): Promise<UndoLogEntry[]> {
-    return undoInfoVia((f, l, filter) => this.undoLog(f, l, filter), first, last, specification);
   }
 
   // ------------------------------------------------------------------------------------------------------
@@ -825,6 +764,7 @@ export class MemoryStorage implements Storage {
     next: Oid | null = null,
   ): Promise<{ oid: Oid; tid: Tid; data: Uint8Array; next: Oid | null }> {
     this.checkOpen();
+    this.require('recordIternext', 'recordIternext');
     const keys = this.data.sortedKeys();
     const from = key(next ?? z64);
     let lo = 0;
@@ -846,44 +786,13 @@ export class MemoryStorage implements Storage {
    */
   async lastInvalidations(count: number): Promise<Array<{ tid: Tid; oids: Oid[] }>> {
     this.checkOpen();
+    this.require('lastInvalidations', 'lastInvalidations');
     const txns = this.data.transactions;
     const out: Array<{ tid: Tid; oids: Oid[] }> = [];
     for (let i = txns.length - 1; i >= 0 && out.length < count; i--) {
       out.push({ tid: idCopy(txns[i].tid), oids: txns[i].records.map((r) => idCopy(r.oid)) });
     }
     return out;
-  }
-
-  // ------------------------------------------------------------------------------------------------------
-  // blobs: not here
-
-  async storeBlob(
-    _oid: Oid,
-    _oldSerial: Tid,
-    _data: Uint8Array,
-    _blobFilename: string,
-    _txn: TransactionMetaData,
-  ): Promise<void> {
-    throw new Unsupported('MemoryStorage does not store blobs');
-  }
-
-  async restoreBlob(
-    _oid: Oid,
-    _serial: Tid,
-    _data: Uint8Array,
-    _blobFilename: string,
-    _prevTxn: Tid | null,
-    _txn: TransactionMetaData,
-  ): Promise<void> {
-    throw new Unsupported('MemoryStorage does not store blobs');
-  }
-
-  async loadBlob(_oid: Oid, _serial: Tid): Promise<string> {
-    throw new Unsupported('MemoryStorage does not store blobs');
-  }
-
-  temporaryDirectory(): string {
-    throw new Unsupported('MemoryStorage does not store blobs');
   }
 }
 
