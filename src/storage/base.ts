@@ -169,7 +169,9 @@ export abstract class BaseStorage<P extends PendingTransaction = PendingTransact
       extension: new Uint8Array(extensionBytes(txn)),
     };
     this.checkBegin(meta, status);
-    const release = await this.takeCommitLock(txn);
+    // the lock at once when it is free (the usual case), without an await: a tpcAbort that follows this call
+    // at once finds the transaction
+    const release = this.commitLock.tryAcquire() ?? (await this.waitForCommitLock(txn));
     try {
       this.checkOpen();
       this.pending = this._begin({ txn, tid: this.nextTid(tid), status, ...meta, release });
@@ -179,13 +181,8 @@ export abstract class BaseStorage<P extends PendingTransaction = PendingTransact
     }
   }
 
-  /**
-   * The commit lock: at once when it is free (no AbortController, no wait: the usual case); else waited for
-   * in `waiting`, so that tpcAbort or close can take the transaction out of the queue.
-   */
-  private async takeCommitLock(txn: TransactionMetaData): Promise<Release> {
-    const now = this.commitLock.tryAcquire();
-    if (now !== null) return now;
+  /** The commit lock, waited for in `waiting`, so that tpcAbort or close can take the transaction out of the queue. */
+  private async waitForCommitLock(txn: TransactionMetaData): Promise<Release> {
     const ac = new AbortController();
     this.waiting.set(txn, ac);
     try {
