@@ -12,19 +12,14 @@ import { ReadOnlyError, StorageError, StorageTransactionError, Unsupported } fro
 import { extensionBytes } from './extension.js';
 import { compareIds, idCopy, tidRepr, type Oid, type Tid } from './ids.js';
 import type {
-  HistoryEntry,
-  LoadBeforeResult,
-  LoadResult,
-  ReferencesFinder,
-  Storage,
+  ConflictResolver,
   StorageCapabilities,
   TransactionMetaData,
-  TransactionRecord,
   UndoLogEntry,
   UndoResult,
 } from './interfaces.js';
 import { newTid } from './timestamp.js';
-import { undoInfoVia } from './undo-log.js';
+import { decodeUndoId, undoInfoVia } from './undo-log.js';
 
 /** undoLog's and undoInfo's default `last` (ZODB's -20: the 20 newest) */
 export const UNDO_LOG_DEFAULT_LAST = -20;
@@ -62,8 +57,11 @@ export function pendingState(start: TransactionStart): PendingTransaction {
 
 type Capability = Exclude<keyof StorageCapabilities, 'interfaces'>;
 
-export abstract class BaseStorage<P extends PendingTransaction = PendingTransaction> implements Storage {
-  abstract readonly capabilities: StorageCapabilities;
+/**
+ * The base of a Storage (a subclass says `implements Storage`): what it needs of the storage is below, abstract;
+ * the rest of the contract is the subclass's own.
+ */
+export abstract class BaseStorage<P extends PendingTransaction = PendingTransaction> {
   /** the commit lock (ZODB's _commit_lock) */
   protected abstract readonly commitLock: CommitLock;
   /** the tid of the last tpcBegin, committed or not (ZODB's _ts): new tids come after it */
@@ -75,40 +73,44 @@ export abstract class BaseStorage<P extends PendingTransaction = PendingTransact
   /** tpcBegin calls waiting for the commit lock, so tpcAbort and close can take them out of the queue */
   private readonly waiting = new Map<TransactionMetaData, AbortController>();
 
-  abstract getName(): string;
-  abstract sortKey(): string;
-  abstract isReadOnly(): boolean;
+  /** what it offers beyond the basics (Storage.capabilities) */
+  readonly capabilities: StorageCapabilities;
+  private readonly name: string;
+  private readonly readOnly: boolean;
+  /** tries to resolve write conflicts in store() and undo(); null: they stand */
+  private readonly resolver: ConflictResolver | null;
+
+  constructor(options: {
+    name: string;
+    readOnly: boolean;
+    capabilities: StorageCapabilities;
+    resolver?: ConflictResolver | null;
+  }) {
+    this.name = options.name;
+    this.readOnly = options.readOnly;
+    this.capabilities = options.capabilities;
+    this.resolver = options.resolver ?? null;
+  }
+
   abstract lastTransaction(): Tid;
-  abstract getSize(): number;
-  abstract len(): number;
-  abstract close(): Promise<void>;
-  abstract load(oid: Oid): Promise<LoadResult>;
-  abstract loadBefore(oid: Oid, tid: Tid): Promise<LoadBeforeResult | null>;
   abstract loadSerial(oid: Oid, serial: Tid): Promise<Uint8Array>;
-  abstract history(oid: Oid, size?: number): Promise<HistoryEntry[]>;
-  abstract newOid(): Promise<Oid>;
-  abstract store(oid: Oid, oldSerial: Tid, data: Uint8Array, txn: TransactionMetaData): Promise<void>;
-  abstract restore(
-    oid: Oid,
-    serial: Tid,
-    data: Uint8Array | null,
-    prevTxn: Tid | null,
-    txn: TransactionMetaData,
-  ): Promise<void>;
-  abstract checkCurrentSerialInTransaction(oid: Oid, serial: Tid, txn: TransactionMetaData): Promise<void>;
-  abstract deleteObject(oid: Oid, oldSerial: Tid, txn: TransactionMetaData): Promise<void>;
-  abstract undo(undoId: Uint8Array, txn: TransactionMetaData): Promise<UndoResult>;
   abstract undoLog(
     first: number,
     last: number,
     filter?: (entry: UndoLogEntry) => boolean,
   ): Promise<UndoLogEntry[]>;
-  abstract pack(packTime: number, referencesf: ReferencesFinder, options?: { gc?: boolean }): Promise<void>;
-  abstract iterator(start?: Tid | null, stop?: Tid | null): AsyncIterable<TransactionRecord>;
-  abstract recordIternext(
-    next?: Oid | null,
-  ): Promise<{ oid: Oid; tid: Tid; data: Uint8Array; next: Oid | null }>;
-  abstract lastInvalidations(count: number): Promise<Array<{ tid: Tid; oids: Oid[] }>>;
+
+  getName(): string {
+    return this.name;
+  }
+
+  sortKey(): string {
+    return this.name;
+  }
+
+  isReadOnly(): boolean {
+    return this.readOnly;
+  }
 
   // ------------------------------------------------------------------------------------------------------
   // hooks
@@ -118,6 +120,20 @@ export abstract class BaseStorage<P extends PendingTransaction = PendingTransact
 
   /** The transaction's state, once it holds the commit lock and has its tid (ZODB's _begin). */
   protected abstract _begin(start: TransactionStart): P;
+
+  // the transaction's operations, with their arguments copied, once tpcBegin's transaction is theirs and not
+  // voted yet, and the storage declares them
+  protected abstract _store(p: P, oid: Oid, oldSerial: Tid, data: Uint8Array): Promise<void>;
+  protected abstract _restore(
+    p: P,
+    oid: Oid,
+    serial: Tid,
+    data: Uint8Array | null,
+    prevTxn: Tid | null,
+  ): Promise<void>;
+  protected abstract _deleteObject(p: P, oid: Oid, oldSerial: Tid): Promise<void>;
+  protected abstract _checkCurrentSerial(p: P, oid: Oid, serial: Tid): Promise<void>;
+  protected abstract _undo(p: P, tid: Tid): Promise<UndoResult>;
 
   /** Makes the transaction ready to commit (ZODB's _vote), after its earlier operations. */
   protected async _vote(_p: P): Promise<void> {}
@@ -232,6 +248,70 @@ export abstract class BaseStorage<P extends PendingTransaction = PendingTransact
     });
     p.chain = run.catch(() => {});
     return run;
+  }
+
+  async store(oid: Oid, oldSerial: Tid, data: Uint8Array, txn: TransactionMetaData): Promise<void> {
+    this.checkWritable();
+    const p = this.pendingFor(txn, 'store');
+    return this._store(p, idCopy(oid), idCopy(oldSerial), new Uint8Array(data));
+  }
+
+  async restore(
+    oid: Oid,
+    serial: Tid,
+    data: Uint8Array | null,
+    prevTxn: Tid | null,
+    txn: TransactionMetaData,
+  ): Promise<void> {
+    this.checkWritable();
+    this.require('restore', 'restore');
+    const p = this.pendingFor(txn, 'restore');
+    const copy = data === null ? null : new Uint8Array(data);
+    return this._restore(p, idCopy(oid), idCopy(serial), copy, prevTxn === null ? null : idCopy(prevTxn));
+  }
+
+  async deleteObject(oid: Oid, oldSerial: Tid, txn: TransactionMetaData): Promise<void> {
+    this.checkWritable();
+    this.require('deleteObject', 'deleteObject');
+    const p = this.pendingFor(txn, 'deleteObject');
+    return this._deleteObject(p, idCopy(oid), idCopy(oldSerial));
+  }
+
+  /** ReadConflictError when the object changed since `serial` (BaseStorage.checkCurrentSerialInTransaction). */
+  async checkCurrentSerialInTransaction(oid: Oid, serial: Tid, txn: TransactionMetaData): Promise<void> {
+    this.checkOpen();
+    const p = this.pendingFor(txn, 'checkCurrentSerialInTransaction');
+    return this._checkCurrentSerial(p, idCopy(oid), idCopy(serial));
+  }
+
+  async undo(undoId: Uint8Array, txn: TransactionMetaData): Promise<UndoResult> {
+    this.checkWritable();
+    this.require('undo', 'undo');
+    const p = this.pendingFor(txn, 'undo');
+    return this._undo(p, decodeUndoId(undoId));
+  }
+
+  /**
+   * ZODB's tryToResolveConflict: the resolved data, or null when the conflict stands (no resolver, or any
+   * failure of the resolution). The committed data is read when not given.
+   */
+  protected async tryToResolveConflict(
+    oid: Oid,
+    committedSerial: Tid,
+    oldSerial: Tid,
+    newData: Uint8Array,
+    committedData: Uint8Array | null,
+  ): Promise<Uint8Array | null> {
+    if (!this.resolver) return null;
+    try {
+      if (committedData === null || committedData.length === 0) {
+        committedData = await this.loadSerial(oid, committedSerial);
+      }
+      const r = await this.resolver(oid, committedSerial, oldSerial, newData, committedData);
+      return r && r.length ? new Uint8Array(r) : null;
+    } catch {
+      return null;
+    }
   }
 
   async tpcVote(txn: TransactionMetaData): Promise<Oid[]> {

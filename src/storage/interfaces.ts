@@ -135,7 +135,7 @@ export interface StorageCapabilities {
   readonly interfaces: readonly string[];
 }
 
-/** The capability that each ZODB interface stands for, for checking that a declaration agrees with itself. */
+/** The capability that each ZODB interface stands for. */
 export const CAPABILITY_INTERFACES = {
   undo: 'ZODB.interfaces.IStorageUndoable',
   blobs: 'ZODB.interfaces.IBlobStorage',
@@ -144,6 +144,32 @@ export const CAPABILITY_INTERFACES = {
   restore: 'ZODB.interfaces.IStorageRestoreable',
   deleteObject: 'ZODB.interfaces.IExternalGC',
 } as const;
+
+/**
+ * The capabilities of a storage that provides `interfaces` (zope.interface's __iro__, as get_info reports it):
+ * each capability is there when its interface is (CAPABILITY_INTERFACES).
+ */
+export function capabilitiesOf(
+  interfaces: readonly string[],
+  extra: { lastInvalidations?: boolean } = {},
+): StorageCapabilities {
+  const has = (name: string): boolean => interfaces.includes(name);
+  return {
+    undo: has(CAPABILITY_INTERFACES.undo),
+    blobs: has(CAPABILITY_INTERFACES.blobs),
+    iteration: has(CAPABILITY_INTERFACES.iteration),
+    recordIternext: has(CAPABILITY_INTERFACES.recordIternext),
+    restore: has(CAPABILITY_INTERFACES.restore),
+    deleteObject: has(CAPABILITY_INTERFACES.deleteObject),
+    lastInvalidations: extra.lastInvalidations ?? false,
+    interfaces: [...interfaces],
+  };
+}
+
+/** A storage class's interface resolution order: ZODB.interfaces names, most specific first, then Interface. */
+export function zodbInterfaces(names: string): string[] {
+  return [...names.split(' ').map((n) => `ZODB.interfaces.${n}`), 'zope.interface.Interface'];
+}
 
 export interface Storage {
   /** what it offers beyond the basics (see StorageCapabilities); fixed once the storage is open */

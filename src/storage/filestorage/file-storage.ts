@@ -61,27 +61,29 @@ import {
   MultipleUndoErrors,
   POSKeyError,
   ReadConflictError,
-  ReadOnlyError,
   StorageError,
   StorageTransactionError,
   UndoError,
   Unsupported,
 } from '../errors.js';
 import { decodeExtension } from '../extension.js';
-import { decodeUndoId, encodeUndoId, searchUndoLog, type UndoCandidate } from '../undo-log.js';
+import { encodeUndoId, searchUndoLog, type UndoCandidate } from '../undo-log.js';
 import { compareIds, idCopy, idEquals, oidRepr, p64, u64, z64, type Oid, type Tid } from '../ids.js';
-import type {
-  ConflictResolver,
-  DataRecord,
-  HistoryEntry,
-  LoadBeforeResult,
-  LoadResult,
-  ReferencesFinder,
-  StorageCapabilities,
-  TransactionMetaData,
-  TransactionRecord,
-  UndoLogEntry,
-  UndoResult,
+import {
+  capabilitiesOf,
+  zodbInterfaces,
+  type ConflictResolver,
+  type DataRecord,
+  type HistoryEntry,
+  type LoadBeforeResult,
+  type LoadResult,
+  type ReferencesFinder,
+  type Storage,
+  type StorageCapabilities,
+  type TransactionMetaData,
+  type TransactionRecord,
+  type UndoLogEntry,
+  type UndoResult,
 } from '../interfaces.js';
 import { preciseNow, tidTime, TimeStamp } from '../timestamp.js';
 import {
@@ -209,32 +211,16 @@ const READ_AHEAD = 4096;
 /** transactions up to this size are read whole by the iterator */
 const WHOLE_TXN_READ = 1 << 20;
 
-/** FileStorage's interfaces (its @implementer list), as runzeo's get_info reports them. */
-const FILESTORAGE_INTERFACES = [
-  'ZODB.interfaces.IStorageRestoreable',
-  'ZODB.interfaces.IStorageIteration',
-  'ZODB.interfaces.IStorageUndoable',
-  'ZODB.interfaces.IStorageCurrentRecordIteration',
-  'ZODB.interfaces.IExternalGC',
-  'ZODB.interfaces.IStorage',
-  'zope.interface.Interface',
-];
-
-/** What a FileStorage offers; with a blob directory, ZODB's alsoProvides(IBlobStorageRestoreable) first. */
+/**
+ * What a FileStorage offers: its @implementer list, as runzeo's get_info reports it; with a blob directory,
+ * what ZODB's alsoProvides(IBlobStorageRestoreable) puts in front.
+ */
 function fileStorageCapabilities(blobs: boolean): StorageCapabilities {
-  return {
-    undo: true,
-    blobs,
-    iteration: true,
-    recordIternext: true,
-    restore: true,
-    deleteObject: true,
+  const own =
+    'IStorageRestoreable IStorageIteration IStorageUndoable IStorageCurrentRecordIteration IExternalGC IStorage';
+  return capabilitiesOf(zodbInterfaces(blobs ? `IBlobStorageRestoreable IBlobStorage ${own}` : own), {
     lastInvalidations: true,
-    interfaces: [
-      ...(blobs ? ['ZODB.interfaces.IBlobStorageRestoreable', 'ZODB.interfaces.IBlobStorage'] : []),
-      ...FILESTORAGE_INTERFACES,
-    ],
-  };
+  });
 }
 
 /** An oid as a Map key: its 8 bytes as latin1 characters. */
@@ -702,11 +688,7 @@ class DataFileRef {
 
 // ---------------------------------------------------------------------------------------------------------
 
-export class FileStorage extends BaseStorage<Pending> {
-  readonly capabilities: StorageCapabilities;
-  private readonly name: string;
-  private readonly readOnly: boolean;
-  private readonly resolver: ConflictResolver | null;
+export class FileStorage extends BaseStorage<Pending> implements Storage {
   private readonly quota: number | null;
   private readonly doFsync: boolean;
   private readonly spillThreshold: number;
@@ -753,11 +735,12 @@ export class FileStorage extends BaseStorage<Pending> {
     readonly blobDirectory: BlobDirectory | null,
     options: FileStorageOptions,
   ) {
-    super();
-    this.capabilities = fileStorageCapabilities(blobDirectory !== null);
-    this.name = path;
-    this.readOnly = options.readOnly ?? false;
-    this.resolver = options.conflictResolver ?? null;
+    super({
+      name: path,
+      readOnly: options.readOnly ?? false,
+      capabilities: fileStorageCapabilities(blobDirectory !== null),
+      resolver: options.conflictResolver,
+    });
     this.quota = options.quotaBytes ?? null;
     this.doFsync = options.fsync ?? true;
     this.spillThreshold = options.spillThreshold ?? DEFAULT_SPILL;
@@ -872,18 +855,6 @@ export class FileStorage extends BaseStorage<Pending> {
 
   // ------------------------------------------------------------------------------------------------------
   // identity and status
-
-  getName(): string {
-    return this.name;
-  }
-
-  sortKey(): string {
-    return this.name;
-  }
-
-  isReadOnly(): boolean {
-    return this.readOnly;
-  }
 
   lastTransaction(): Tid {
     return this.ltid;
@@ -1029,8 +1000,7 @@ export class FileStorage extends BaseStorage<Pending> {
   }
 
   async newOid(): Promise<Oid> {
-    if (this.readOnly) throw new ReadOnlyError();
-    this.checkOpen();
+    this.checkWritable();
     this.maxOid = p64(u64(this.maxOid) + 1n);
     return idCopy(this.maxOid);
   }
@@ -1107,42 +1077,15 @@ export class FileStorage extends BaseStorage<Pending> {
     });
   }
 
-  /** ZODB's tryToResolveConflict: the resolved data, or null when the conflict stands. */
-  private async tryResolve(
-    oid: Oid,
-    committedSerial: Tid,
-    oldSerial: Tid,
-    newData: Uint8Array,
-    committedData: Uint8Array | null,
-  ): Promise<Uint8Array | null> {
-    if (!this.resolver) return null;
-    try {
-      if (committedData === null || committedData.length === 0) {
-        committedData = await this.loadSerial(oid, committedSerial);
-      }
-      const r = await this.resolver(oid, committedSerial, oldSerial, newData, committedData);
-      return r && r.length ? r : null;
-    } catch {
-      // as ZODB: any failure of the resolution leaves the conflict standing
-      return null;
-    }
-  }
-
-  async store(oid: Oid, oldSerial: Tid, data: Uint8Array, txn: TransactionMetaData): Promise<void> {
-    if (this.readOnly) throw new ReadOnlyError();
-    this.checkOpen();
-    const p = this.pendingFor(txn, 'store');
+  protected async _store(p: Pending, oid: Oid, oldSerial: Tid, data: Uint8Array): Promise<void> {
     if (data.length === 0) throw new StorageError('store: a record cannot be empty');
-    oid = idCopy(oid);
-    oldSerial = idCopy(oldSerial);
-    data = new Uint8Array(data);
     return this.inTxn(p, 'store', async () => {
       this.noteOid(oid);
       const cur = await this.committedTid(oid);
       if (cur && !idEquals(oldSerial, cur.tid)) {
-        const resolved = await this.tryResolve(oid, cur.tid, oldSerial, data, null);
+        const resolved = await this.tryToResolveConflict(oid, cur.tid, oldSerial, data, null);
         if (!resolved) throw new ConflictError(oid, [cur.tid, oldSerial], data);
-        data = new Uint8Array(resolved);
+        data = resolved;
         p.resolved.push(oid);
       }
       const e = await this.appendRecord(p, oid, p.tid, cur ? cur.pos : 0, data, 0);
@@ -1151,12 +1094,7 @@ export class FileStorage extends BaseStorage<Pending> {
     });
   }
 
-  async deleteObject(oid: Oid, oldSerial: Tid, txn: TransactionMetaData): Promise<void> {
-    if (this.readOnly) throw new ReadOnlyError();
-    this.checkOpen();
-    const p = this.pendingFor(txn, 'deleteObject');
-    oid = idCopy(oid);
-    oldSerial = idCopy(oldSerial);
+  protected async _deleteObject(p: Pending, oid: Oid, oldSerial: Tid): Promise<void> {
     return this.inTxn(p, 'deleteObject', async () => {
       const cur = await this.committedTid(oid);
       if (!cur) throw new POSKeyError(oid);
@@ -1167,21 +1105,14 @@ export class FileStorage extends BaseStorage<Pending> {
     });
   }
 
-  async restore(
+  protected async _restore(
+    p: Pending,
     oid: Oid,
     serial: Tid,
     data: Uint8Array | null,
     prevTxn: Tid | null,
-    txn: TransactionMetaData,
   ): Promise<void> {
-    if (this.readOnly) throw new ReadOnlyError();
-    this.checkOpen();
-    const p = this.pendingFor(txn, 'restore');
     if (data !== null && data.length === 0) throw new StorageError('restore: a record cannot be empty');
-    oid = idCopy(oid);
-    serial = idCopy(serial);
-    data = data === null ? null : new Uint8Array(data);
-    prevTxn = prevTxn === null ? null : idCopy(prevTxn);
     return this.inTxn(p, 'restore', async () => {
       this.noteOid(oid);
       const prevPos = prevTxn === null ? 0 : await this.dataFind(oid, prevTxn, data);
@@ -1221,15 +1152,8 @@ export class FileStorage extends BaseStorage<Pending> {
     });
   }
 
-  /**
-   * ReadConflictError when the object changed since `serial` (BaseStorage.checkCurrentSerialInTransaction).
-   * Checked at once: the commit lock is held from tpcBegin on, so nothing can change it before the vote.
-   */
-  async checkCurrentSerialInTransaction(oid: Oid, serial: Tid, txn: TransactionMetaData): Promise<void> {
-    this.checkOpen();
-    const p = this.pendingFor(txn, 'checkCurrentSerialInTransaction');
-    oid = idCopy(oid);
-    serial = idCopy(serial);
+  /** Checked at once: the commit lock is held from tpcBegin on, so nothing can change it before the vote. */
+  protected async _checkCurrentSerial(p: Pending, oid: Oid, serial: Tid): Promise<void> {
     return this.inTxn(p, 'checkCurrentSerialInTransaction', async () => {
       const committed = await this.getTid(oid);
       if (!idEquals(committed, serial)) throw new ReadConflictError(oid, [committed, serial]);
@@ -1369,11 +1293,7 @@ export class FileStorage extends BaseStorage<Pending> {
   // ------------------------------------------------------------------------------------------------------
   // undo
 
-  async undo(undoId: Uint8Array, txn: TransactionMetaData): Promise<UndoResult> {
-    if (this.readOnly) throw new ReadOnlyError();
-    this.checkOpen();
-    const p = this.pendingFor(txn, 'undo');
-    const tid = decodeUndoId(undoId);
+  protected async _undo(p: Pending, tid: Tid): Promise<UndoResult> {
     return this.inTxn(p, 'undo', () =>
       this.reading(null, async (file, _index, end) => {
         const tpos = await this.txnFind(file, tid, end);
@@ -1501,7 +1421,7 @@ export class FileStorage extends BaseStorage<Pending> {
       if (e instanceof POSKeyError) throw new UndoError('_loadBack() failed', oid);
       throw e;
     }
-    const resolved = await this.tryResolve(oid, ctid, tid, preData, currentData);
+    const resolved = await this.tryToResolveConflict(oid, ctid, tid, preData, currentData);
     if (resolved) return { data: resolved, back: 0, ipos };
     throw new UndoError('Some data were modified by a later transaction', oid);
   }
@@ -1554,8 +1474,7 @@ export class FileStorage extends BaseStorage<Pending> {
    * refused meanwhile, as ZODB does.
    */
   async pack(packTime: number, referencesf: ReferencesFinder, options: { gc?: boolean } = {}): Promise<void> {
-    if (this.readOnly) throw new ReadOnlyError();
-    this.checkOpen();
+    this.checkWritable();
     const stop = TimeStamp.fromTime(packTime).raw();
     if (idEquals(stop, z64)) throw new FileStorageError('Invalid pack time');
     // if the storage is empty, there's nothing to do
@@ -1682,7 +1601,7 @@ export class FileStorage extends BaseStorage<Pending> {
   // blobs
 
   private blobs(): BlobDirectory {
-    if (!this.blobDirectory) throw new Unsupported(`${this.name} has no blob directory`);
+    if (!this.blobDirectory) throw new Unsupported(`${this.getName()} has no blob directory`);
     return this.blobDirectory;
   }
 
@@ -1762,7 +1681,7 @@ export class FileStorage extends BaseStorage<Pending> {
     if (this.closed) return;
     await this.closeTransactions();
     const errors: unknown[] = [];
-    if (saveIndex && !this.readOnly) {
+    if (saveIndex && !this.isReadOnly()) {
       try {
         // (a bucket Data.fs.index left deferred is read now: the whole index is saved)
         await this.index.pendingAll();

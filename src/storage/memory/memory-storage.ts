@@ -23,20 +23,24 @@ import {
   UndoError,
 } from '../errors.js';
 import { decodeExtension } from '../extension.js';
-import { decodeUndoId, encodeUndoId, searchUndoLog, type UndoCandidate } from '../undo-log.js';
+import { encodeUndoId, searchUndoLog, type UndoCandidate } from '../undo-log.js';
 import { compareIds, idCopy, idEquals, p64, u64, z64, type Oid, type Tid } from '../ids.js';
-import type {
-  ConflictResolver,
-  DataRecord,
-  HistoryEntry,
-  LoadBeforeResult,
-  LoadResult,
-  ReferencesFinder,
-  StorageCapabilities,
-  TransactionMetaData,
-  TransactionRecord,
-  UndoLogEntry,
-  UndoResult,
+import {
+  capabilitiesOf,
+  zodbInterfaces,
+  type Storage,
+  // reads
+  type LoadResult,
+  type LoadBeforeResult,
+  type HistoryEntry,
+  // commits
+  type ConflictResolver,
+  // undo, pack, iteration
+  type UndoResult,
+  type UndoLogEntry,
+  type ReferencesFinder,
+  type TransactionRecord,
+  type DataRecord,
 } from '../interfaces.js';
 import { preciseNow, tidTime, TimeStamp } from '../timestamp.js';
 
@@ -98,10 +102,6 @@ function keyToId(k: string): Uint8Array {
 
 function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
-}
-
-function copyBytes(b: Uint8Array): Uint8Array {
-  return new Uint8Array(b);
 }
 
 /** The newest revision with tid <= `tid` (index into revs), or -1. */
@@ -178,54 +178,30 @@ export interface MemoryStorageOptions {
   mappingStorage?: boolean;
 }
 
-/** What a MemoryStorage offers: FileStorage's interfaces, without blobs. */
-const MEMORY_STORAGE_CAPABILITIES: StorageCapabilities = {
-  undo: true,
-  blobs: false,
-  iteration: true,
-  recordIternext: true,
-  restore: true,
-  deleteObject: true,
-  lastInvalidations: true,
-  interfaces: [
-    'ZODB.interfaces.IStorageRestoreable',
-    'ZODB.interfaces.IStorageIteration',
-    'ZODB.interfaces.IStorageUndoable',
-    'ZODB.interfaces.IStorageCurrentRecordIteration',
-    'ZODB.interfaces.IExternalGC',
-    'ZODB.interfaces.IStorage',
-    'zope.interface.Interface',
-  ],
-};
+/** What a MemoryStorage offers: FileStorage's interfaces (see there), without blobs. */
+const MEMORY_STORAGE_CAPABILITIES = capabilitiesOf(
+  zodbInterfaces(
+    'IStorageRestoreable IStorageIteration IStorageUndoable IStorageCurrentRecordIteration IExternalGC IStorage',
+  ),
+  { lastInvalidations: true },
+);
 
 /** What ZODB's MappingStorage offers (its @implementer list, as runzeo's get_info reports it). */
-export const MAPPING_STORAGE_CAPABILITIES: StorageCapabilities = {
-  undo: false,
-  blobs: false,
-  iteration: true,
-  recordIternext: false,
-  restore: false,
-  deleteObject: false,
-  lastInvalidations: false,
-  interfaces: ['ZODB.interfaces.IStorage', 'ZODB.interfaces.IStorageIteration', 'zope.interface.Interface'],
-};
+const MAPPING_STORAGE_CAPABILITIES = capabilitiesOf(zodbInterfaces('IStorage IStorageIteration'));
 
-export class MemoryStorage extends BaseStorage<Pending> {
+export class MemoryStorage extends BaseStorage<Pending> implements Storage {
   readonly data: MemoryStorageData;
-  readonly capabilities: StorageCapabilities;
   protected readonly clock: () => number;
-  private readonly name: string;
-  private readonly readOnly: boolean;
-  private readonly resolver: ConflictResolver | null;
 
   constructor(options: MemoryStorageOptions = {}) {
-    super();
-    this.name = options.name ?? 'MemoryStorage';
-    this.readOnly = options.readOnly ?? false;
-    this.resolver = options.resolver ?? null;
+    super({
+      name: options.name ?? 'MemoryStorage',
+      readOnly: options.readOnly ?? false,
+      capabilities: options.mappingStorage ? MAPPING_STORAGE_CAPABILITIES : MEMORY_STORAGE_CAPABILITIES,
+      resolver: options.resolver,
+    });
     this.data = options.data ?? new MemoryStorageData();
     this.clock = options.clock ?? preciseNow;
-    this.capabilities = options.mappingStorage ? MAPPING_STORAGE_CAPABILITIES : MEMORY_STORAGE_CAPABILITIES;
   }
 
   /** the lock of the data, shared by the storages that open it */
@@ -244,18 +220,6 @@ export class MemoryStorage extends BaseStorage<Pending> {
 
   // ------------------------------------------------------------------------------------------------------
   // identity and status
-
-  getName(): string {
-    return this.name;
-  }
-
-  sortKey(): string {
-    return this.name;
-  }
-
-  isReadOnly(): boolean {
-    return this.readOnly;
-  }
 
   lastTransaction(): Tid {
     return this.data.lastTid;
@@ -373,54 +337,30 @@ export class MemoryStorage extends BaseStorage<Pending> {
       throw new StorageTransactionError(`${what}: tpc_vote came while it was resolving a conflict`);
   }
 
-  private async resolve(
-    oid: Oid,
-    committedSerial: Tid,
-    oldSerial: Tid,
-    newData: Uint8Array,
-    committedData: Uint8Array | null,
-  ): Promise<Uint8Array | null> {
-    if (!this.resolver || committedData === null) return null;
-    try {
-      // as ZODB's tryToResolveConflict: any failure of the resolver leaves the conflict standing
-      return await this.resolver(oid, committedSerial, oldSerial, newData, committedData);
-    } catch {
-      return null;
-    }
-  }
-
-  async store(oid: Oid, oldSerial: Tid, data: Uint8Array, txn: TransactionMetaData): Promise<void> {
-    this.checkWritable();
-    const p = this.pendingFor(txn, 'store');
-    oid = idCopy(oid);
-    data = copyBytes(data);
+  protected async _store(p: Pending, oid: Oid, oldSerial: Tid, data: Uint8Array): Promise<void> {
     this.noteOid(oid);
     // the check is against the committed revision, as FileStorage's (not a record stored earlier in this txn)
     const cur = this.current(oid);
     if (cur && !idEquals(cur.tid, oldSerial)) {
-      const resolved = await this.resolve(oid, cur.tid, oldSerial, data, cur.data);
+      const resolved = await this.tryToResolveConflict(oid, cur.tid, oldSerial, data, cur.data);
       this.stillPending(p, 'store');
-      if (!resolved) throw new ConflictError(oid, [cur.tid, idCopy(oldSerial)], data);
-      data = copyBytes(resolved);
+      if (!resolved) throw new ConflictError(oid, [cur.tid, oldSerial], data);
+      data = resolved;
       p.resolved.push(oid);
     }
     p.records.set(key(oid), { oid, data, dataTxn: null });
   }
 
-  async restore(
+  protected async _restore(
+    p: Pending,
     oid: Oid,
     serial: Tid,
     data: Uint8Array | null,
     prevTxn: Tid | null,
-    txn: TransactionMetaData,
   ): Promise<void> {
-    this.checkWritable();
-    this.require('restore', 'restore');
-    const p = this.pendingFor(txn, 'restore');
     if (!idEquals(serial, p.tid)) {
       throw new StorageTransactionError("restore: the record's serial must be the transaction's tid");
     }
-    oid = idCopy(oid);
     this.noteOid(oid);
     // prevTxn is a hint (FileStorage's _data_find): point back when that revision exists with the same data
     if (prevTxn !== null) {
@@ -436,25 +376,19 @@ export class MemoryStorage extends BaseStorage<Pending> {
         }
       }
     }
-    p.records.set(key(oid), { oid, data: data === null ? null : copyBytes(data), dataTxn: null });
+    p.records.set(key(oid), { oid, data, dataTxn: null });
   }
 
-  async checkCurrentSerialInTransaction(oid: Oid, serial: Tid, txn: TransactionMetaData): Promise<void> {
-    this.checkOpen();
-    this.pendingFor(txn, 'checkCurrentSerialInTransaction');
+  protected async _checkCurrentSerial(_p: Pending, oid: Oid, serial: Tid): Promise<void> {
     const cur = this.current(oid);
     if (!cur || cur.data === null) throw new POSKeyError(oid);
-    if (!idEquals(cur.tid, serial)) throw new ReadConflictError(idCopy(oid), [cur.tid, idCopy(serial)]);
+    if (!idEquals(cur.tid, serial)) throw new ReadConflictError(oid, [cur.tid, serial]);
   }
 
-  async deleteObject(oid: Oid, oldSerial: Tid, txn: TransactionMetaData): Promise<void> {
-    this.checkWritable();
-    this.require('deleteObject', 'deleteObject');
-    const p = this.pendingFor(txn, 'deleteObject');
-    oid = idCopy(oid);
+  protected async _deleteObject(p: Pending, oid: Oid, oldSerial: Tid): Promise<void> {
     const cur = this.current(oid);
     if (!cur) throw new POSKeyError(oid);
-    if (!idEquals(cur.tid, oldSerial)) throw new ConflictError(oid, [cur.tid, idCopy(oldSerial)]);
+    if (!idEquals(cur.tid, oldSerial)) throw new ConflictError(oid, [cur.tid, oldSerial]);
     p.records.set(key(oid), { oid, data: null, dataTxn: null });
   }
 
@@ -489,11 +423,7 @@ export class MemoryStorage extends BaseStorage<Pending> {
   // ------------------------------------------------------------------------------------------------------
   // undo
 
-  async undo(undoId: Uint8Array, txn: TransactionMetaData): Promise<UndoResult> {
-    this.checkWritable();
-    this.require('undo', 'undo');
-    const p = this.pendingFor(txn, 'undo');
-    const tid = decodeUndoId(undoId);
+  protected async _undo(p: Pending, tid: Tid): Promise<UndoResult> {
     const undone = this.findUndoable(tid);
     const records = new Map<string, PendingRecord>();
     // FileStorage gives a record a second chance when its oid comes again in the transaction
@@ -558,9 +488,9 @@ export class MemoryStorage extends BaseStorage<Pending> {
     if (copy) return { oid, data: pre.data, dataTxn: pre.tid };
     if (pre.data === null) throw new UndoError('_loadBack() failed', oid);
     const ctid = inTxn ? p.tid : committed.tid;
-    const resolved = await this.resolve(oid, ctid, rev.tid, pre.data, currentData);
+    const resolved = await this.tryToResolveConflict(oid, ctid, rev.tid, pre.data, currentData);
     if (!resolved) throw new UndoError('Some data were modified by a later transaction', oid);
-    return { oid, data: copyBytes(resolved), dataTxn: null };
+    return { oid, data: resolved, dataTxn: null };
   }
 
   async undoLog(
