@@ -13,13 +13,14 @@ import { extensionBytes } from './extension.js';
 import { compareIds, idCopy, tidRepr, type Oid, type Tid } from './ids.js';
 import type {
   ConflictResolver,
+  DataRecord,
   StorageCapabilities,
   TransactionMetaData,
   UndoLogEntry,
   UndoResult,
 } from './interfaces.js';
-import { newTid } from './timestamp.js';
-import { decodeUndoId, undoInfoVia } from './undo-log.js';
+import { newTid, tidTime } from './timestamp.js';
+import { decodeUndoId, encodeUndoId, undoInfoVia } from './undo-log.js';
 
 /** undoLog's and undoInfo's default `last` (ZODB's -20: the 20 newest) */
 export const UNDO_LOG_DEFAULT_LAST = -20;
@@ -53,6 +54,16 @@ export interface PendingTransaction extends TransactionStart {
 /** The bookkeeping fields of a new PendingTransaction. */
 export function pendingState(start: TransactionStart): PendingTransaction {
   return { ...start, resolved: [], voted: false, finishing: false, chain: Promise.resolve() };
+}
+
+/** An undoLog entry of the transaction `tid`, with the id undo() takes back. */
+export function undoLogEntry(
+  tid: Tid,
+  userName: Uint8Array,
+  description: Uint8Array,
+  extension: PyDict,
+): UndoLogEntry {
+  return { id: encodeUndoId(tid), time: tidTime(tid), userName, description, extension };
 }
 
 type Capability = Exclude<keyof StorageCapabilities, 'interfaces'>;
@@ -124,13 +135,8 @@ export abstract class BaseStorage<P extends PendingTransaction = PendingTransact
   // the transaction's operations, with their arguments copied, once tpcBegin's transaction is theirs and not
   // voted yet, and the storage declares them
   protected abstract _store(p: P, oid: Oid, oldSerial: Tid, data: Uint8Array): Promise<void>;
-  protected abstract _restore(
-    p: P,
-    oid: Oid,
-    serial: Tid,
-    data: Uint8Array | null,
-    prevTxn: Tid | null,
-  ): Promise<void>;
+  /** the record to restore: its oid, its tid (restore's serial), its data and back pointer (prevTxn) */
+  protected abstract _restore(p: P, record: DataRecord): Promise<void>;
   protected abstract _deleteObject(p: P, oid: Oid, oldSerial: Tid): Promise<void>;
   protected abstract _checkCurrentSerial(p: P, oid: Oid, serial: Tid): Promise<void>;
   protected abstract _undo(p: P, tid: Tid): Promise<UndoResult>;
@@ -266,8 +272,12 @@ export abstract class BaseStorage<P extends PendingTransaction = PendingTransact
     this.checkWritable();
     this.require('restore', 'restore');
     const p = this.pendingFor(txn, 'restore');
-    const copy = data === null ? null : new Uint8Array(data);
-    return this._restore(p, idCopy(oid), idCopy(serial), copy, prevTxn === null ? null : idCopy(prevTxn));
+    return this._restore(p, {
+      oid: idCopy(oid),
+      tid: idCopy(serial),
+      data: data === null ? null : new Uint8Array(data),
+      dataTxn: prevTxn === null ? null : idCopy(prevTxn),
+    });
   }
 
   async deleteObject(oid: Oid, oldSerial: Tid, txn: TransactionMetaData): Promise<void> {

@@ -48,6 +48,7 @@ import { rm, stat, unlink } from 'node:fs/promises';
 import {
   BaseStorage,
   pendingState,
+  undoLogEntry,
   UNDO_LOG_DEFAULT_LAST,
   type PendingTransaction,
   type TransactionMeta,
@@ -67,7 +68,7 @@ import {
   Unsupported,
 } from '../errors.js';
 import { decodeExtension } from '../extension.js';
-import { encodeUndoId, searchUndoLog, type UndoCandidate } from '../undo-log.js';
+import { searchUndoLog, type UndoCandidate } from '../undo-log.js';
 import { compareIds, idCopy, idEquals, oidRepr, p64, u64, z64, type Oid, type Tid } from '../ids.js';
 import {
   capabilitiesOf,
@@ -1105,13 +1106,8 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
     });
   }
 
-  protected async _restore(
-    p: Pending,
-    oid: Oid,
-    serial: Tid,
-    data: Uint8Array | null,
-    prevTxn: Tid | null,
-  ): Promise<void> {
+  protected async _restore(p: Pending, record: DataRecord): Promise<void> {
+    const { oid, tid: serial, data, dataTxn: prevTxn } = record;
     if (data !== null && data.length === 0) throw new StorageError('restore: a record cannot be empty');
     return this.inTxn(p, 'restore', async () => {
       this.noteOid(oid);
@@ -1916,11 +1912,7 @@ async function* txnsNewestFirst(
     yield {
       status: header.status,
       entry: () => ({
-        id: encodeUndoId(header.tid),
-        time: tidTime(header.tid),
-        userName: header.user,
-        description: header.description,
-        extension: decodeExtension(header.extension),
+        ...undoLogEntry(header.tid, header.user, header.description, decodeExtension(header.extension)),
         size: header.tl,
       }),
     };

@@ -8,22 +8,25 @@ import type { PyDict } from '../../pickle/index.js';
 import {
   BaseStorage,
   pendingState,
+  undoLogEntry,
   UNDO_LOG_DEFAULT_LAST,
   type PendingTransaction,
   type TransactionStart,
 } from '../base.js';
 import { CommitLock } from '../commit-lock.js';
 import {
-  ConflictError,
-  MultipleUndoErrors,
   POSKeyError,
-  ReadConflictError,
   StorageError,
   StorageTransactionError,
+  // conflicts
+  ConflictError,
+  ReadConflictError,
+  // undo
+  MultipleUndoErrors,
   UndoError,
 } from '../errors.js';
 import { decodeExtension } from '../extension.js';
-import { encodeUndoId, searchUndoLog, type UndoCandidate } from '../undo-log.js';
+import { searchUndoLog, type UndoCandidate } from '../undo-log.js';
 import { compareIds, idCopy, idEquals, p64, u64, z64, type Oid, type Tid } from '../ids.js';
 import {
   capabilitiesOf,
@@ -351,13 +354,8 @@ export class MemoryStorage extends BaseStorage<Pending> implements Storage {
     p.records.set(key(oid), { oid, data, dataTxn: null });
   }
 
-  protected async _restore(
-    p: Pending,
-    oid: Oid,
-    serial: Tid,
-    data: Uint8Array | null,
-    prevTxn: Tid | null,
-  ): Promise<void> {
+  protected async _restore(p: Pending, record: DataRecord): Promise<void> {
+    const { oid, tid: serial, data, dataTxn: prevTxn } = record;
     if (!idEquals(serial, p.tid)) {
       throw new StorageTransactionError("restore: the record's serial must be the transaction's tid");
     }
@@ -506,13 +504,7 @@ export class MemoryStorage extends BaseStorage<Pending> implements Storage {
         const t = txns[n];
         yield {
           status: t.status,
-          entry: () => ({
-            id: encodeUndoId(t.tid),
-            time: tidTime(t.tid),
-            userName: t.user,
-            description: t.description,
-            extension: t.extension,
-          }),
+          entry: () => undoLogEntry(t.tid, t.user, t.description, t.extension),
         };
       }
     };
