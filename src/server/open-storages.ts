@@ -30,7 +30,10 @@ export async function openStorages(configs: StorageConfig[], log: Logger): Promi
       if (c.kind === 'mappingstorage') {
         log.info(`opening storage '${c.name}' using MappingStorage`);
         // offering what runzeo's MappingStorage offers, no more
-        opened.push({ name: c.name, storage: new MemoryStorage({ name: c.description, mappingStorage: true }) });
+        opened.push({
+          name: c.name,
+          storage: new MemoryStorage({ name: c.description, mappingStorage: true }),
+        });
         continue;
       }
       log.info(`opening storage '${c.name}' using FileStorage`);
