@@ -1,5 +1,5 @@
-// get_info, which the server makes of what each storage declares (Storage.capabilities), against the real
-// runzeo's for the same configuration: a FileStorage with blobs, one without, a read-only one, and a
+// get_info, which the server makes of what each storage declares (Storage.capabilities), and what a client
+// may then ask, against the real runzeo's for the same configuration: a FileStorage with blobs, one without, a read-only one, and a
 // MappingStorage. A ZEO client decides from this answer what it may ask (undo, record_iternext, blobs...).
 
 import assert from 'node:assert/strict';
@@ -10,7 +10,7 @@ import { after } from 'node:test';
 import type { PickleValue, PyDict } from '../../src/pickle/index.js';
 import { FileStorage } from '../../src/storage/filestorage/index.js';
 import { interopTest } from '../helpers/oracle.js';
-import { RawClient } from '../helpers/raw-client.js';
+import { RawClient, ServerError } from '../helpers/raw-client.js';
 import { fileStorageConfig, startServer } from '../helpers/server-fixture.js';
 import { freePort, ServerProcess, stopLeftovers } from '../helpers/server-process.js';
 
@@ -50,6 +50,14 @@ async function infos(address: {
         entry[k as string] =
           k === 'interfaces' ? (v as PickleValue[]).map((p) => (p as PickleValue[]).join('.')) : v;
       }
+      // what a client may then ask: undoLog (nothing without undo), record_iternext (no such method without it)
+      entry.undoLog = await c.call('undoLog', [0, 20]);
+      // (on an empty FileStorage runzeo's answer is ZODB's ValueError of an empty tree, ours a POSKeyError: only
+      // whether the method is there is compared)
+      entry.record_iternext = await c.call('record_iternext', []).then(
+        () => 'served',
+        (e: ServerError) => (e.className === 'builtins.AttributeError' ? 'no such method' : 'served'),
+      );
       out[name] = entry;
     } finally {
       c.close();
@@ -105,6 +113,8 @@ interopTest("get_info: each storage's answer is runzeo's for the same kind of st
   assert.equal(theirs['1'].supportsUndo, true);
   assert.equal(theirs['3'].supportsUndo, false);
   assert.equal(theirs['3'].supports_record_iternext, false);
+  assert.equal(theirs['3'].record_iternext, 'no such method');
+  assert.equal(theirs['1'].record_iternext, 'served');
   assert.deepEqual(theirs['3'].interfaces, [
     'ZODB.interfaces.IStorage',
     'ZODB.interfaces.IStorageIteration',
