@@ -6,8 +6,9 @@
 // data shared with an older record (undo, restore) through back pointers. A record with no data and a back
 // pointer of 0 is an object whose creation was undone, or that deleteObject removed: load raises POSKeyError.
 //
-// Two-phase commit, as ZODB's: tpcBegin takes the commit lock (FIFO) and picks the tid; store, restore,
-// deleteObject and undo put records in a transaction buffer (in memory, spilled to Data.fs.tmp past a size);
+// Two-phase commit, as ZODB's (its bookkeeping in BaseStorage, ../base.ts): tpcBegin takes the commit lock
+// (FIFO) and picks the tid; store, restore, deleteObject and undo put records in a transaction buffer (in
+// memory, spilled to Data.fs.tmp past a size);
 // tpcVote writes the whole transaction after the last committed one with status 'c' (one positional write);
 // tpcFinish overwrites the status with ' ' and only then moves the end of the committed data, updates the index
 // and lastTransaction, calls onCommitted and releases the lock; tpcAbort truncates what vote wrote.
