@@ -8,12 +8,10 @@ import type { Storage } from '../storage/interfaces.js';
 import { MemoryStorage } from '../storage/memory/memory-storage.js';
 import type { StorageConfig } from './config.js';
 import type { Logger } from './log.js';
-import type { StorageFlavor } from './served-storage.js';
 
 export interface OpenedStorage {
   name: string;
   storage: Storage;
-  flavor: StorageFlavor;
 }
 
 /**
@@ -31,10 +29,10 @@ export async function openStorages(configs: StorageConfig[], log: Logger): Promi
     for (const c of configs) {
       if (c.kind === 'mappingstorage') {
         log.info(`opening storage '${c.name}' using MappingStorage`);
+        // offering what runzeo's MappingStorage offers, no more
         opened.push({
           name: c.name,
-          storage: new MemoryStorage({ name: c.description }),
-          flavor: 'mappingstorage',
+          storage: new MemoryStorage({ name: c.description, mappingStorage: true }),
         });
         continue;
       }
@@ -55,7 +53,7 @@ export async function openStorages(configs: StorageConfig[], log: Logger): Promi
           else fsLog.debug(message);
         },
       });
-      opened.push({ name: c.name, storage, flavor: 'filestorage' });
+      opened.push({ name: c.name, storage });
     }
   } catch (e) {
     for (const o of opened) await o.storage.close().catch(() => {});

@@ -2,7 +2,6 @@
 // its statistics (server_status), and the sessions registered on it (who gets invalidations).
 
 import { ctime, PyFloat, tuple, type PickleValue, type PyDict } from '../pickle/index.js';
-import { Unsupported } from '../storage/errors.js';
 import type { Oid, Tid } from '../storage/ids.js';
 import { compareIds, idHex, p64, u64 } from '../storage/ids.js';
 import type { Storage } from '../storage/interfaces.js';
@@ -20,20 +19,6 @@ export interface StorageClient extends LockClient {
   transactionTimedOut(): void;
 }
 
-/** ZODB's MappingStorage and FileStorage interface resolution orders, as get_info reports them. */
-const FILESTORAGE_INTERFACES = [
-  'IStorageRestoreable',
-  'IStorageIteration',
-  'IStorageUndoable',
-  'IStorageCurrentRecordIteration',
-  'IExternalGC',
-  'IStorage',
-];
-const BLOB_INTERFACES = ['IBlobStorageRestoreable', 'IBlobStorage'];
-const MAPPINGSTORAGE_INTERFACES = ['IStorage', 'IStorageIteration'];
-
-export type StorageFlavor = 'filestorage' | 'mappingstorage';
-
 export class ServedStorage {
   readonly clients = new Set<StorageClient>();
   readonly lock: LockManager<StorageClient>;
@@ -47,14 +32,12 @@ export class ServedStorage {
     conflicts: 0,
     start: ctime(new Date()),
   };
-  readonly supportsBlobs: boolean;
   /** a pack running in the background (pack(t, wait=false)), so close() can wait for it */
   packing: Promise<void> | null = null;
 
   constructor(
     readonly name: string,
     readonly storage: Storage,
-    readonly flavor: StorageFlavor,
     private readonly options: {
       log: Logger;
       invalidationQueueSize: number;
@@ -66,13 +49,12 @@ export class ServedStorage {
       c.transactionTimedOut(),
     );
     this.invalidations = new InvalidationQueue(options.invalidationQueueSize);
-    this.supportsBlobs = hasBlobs(storage);
   }
 
   /** Seeds the invalidation queue from the storage's last transactions (StorageServer._setup_invq). */
   async init(): Promise<void> {
     const n = this.options.invalidationQueueSize;
-    if (this.storage.lastInvalidations) {
+    if (this.storage.capabilities.lastInvalidations) {
       this.invalidations.seed(await this.storage.lastInvalidations(n));
     } else {
       this.invalidations.seed([{ tid: this.storage.lastTransaction(), oids: null }]);
@@ -97,29 +79,21 @@ export class ServedStorage {
     ]);
   }
 
-  supportsUndo(): boolean {
-    return this.flavor === 'filestorage' && this.storage.supportsUndo();
-  }
-
-  supportsRecordIternext(): boolean {
-    return this.flavor === 'filestorage';
-  }
-
+  /** get_info, from what the storage declares (StorageServer.get_info: its interfaces' __iro__). */
   getInfo(): PyDict {
-    const names =
-      this.flavor === 'mappingstorage'
-        ? MAPPINGSTORAGE_INTERFACES
-        : [...(this.supportsBlobs ? BLOB_INTERFACES : []), ...FILESTORAGE_INTERFACES];
+    const caps = this.storage.capabilities;
     const interfaces = tuple(
-      ...names.map((n) => tuple<PickleValue>('ZODB.interfaces', n)),
-      tuple<PickleValue>('zope.interface', 'Interface'),
+      ...caps.interfaces.map((name) => {
+        const dot = name.lastIndexOf('.');
+        return tuple<PickleValue>(name.slice(0, dot), name.slice(dot + 1));
+      }),
     );
     return new Map<PickleValue, PickleValue>([
       ['length', this.storage.len()],
       ['size', this.storage.getSize()],
       ['name', this.storage.getName()],
-      ['supportsUndo', this.supportsUndo()],
-      ['supports_record_iternext', this.supportsRecordIternext()],
+      ['supportsUndo', caps.undo],
+      ['supports_record_iternext', caps.recordIternext],
       ['interfaces', interfaces],
     ]);
   }
@@ -168,15 +142,5 @@ export class ServedStorage {
     }
     if (latest === null || compareIds(latest, tid) <= 0) return null;
     return { tid: latest, oids };
-  }
-}
-
-function hasBlobs(storage: Storage): boolean {
-  try {
-    storage.temporaryDirectory();
-    return true;
-  } catch (e) {
-    if (e instanceof Unsupported) return false;
-    throw e;
   }
 }

@@ -10,11 +10,11 @@ import type { ListenAddress } from './config.js';
 import { ServerConnection, type ConnectionLimits, type ConnectionServer } from './connection.js';
 import type { Logger } from './log.js';
 import { MemoryReclaimer } from './reclaim.js';
-import { ServedStorage, type StorageFlavor } from './served-storage.js';
+import { ServedStorage } from './served-storage.js';
 import { strictX509Problem } from '../transport/tls.js';
 
 export interface StorageServerOptions {
-  storages: Array<{ name: string; storage: Storage; flavor: StorageFlavor }>;
+  storages: Array<{ name: string; storage: Storage }>;
   log: Logger;
   readOnly?: boolean;
   msgpack?: boolean;
@@ -62,7 +62,7 @@ export class StorageServer implements ConnectionServer {
     for (const s of options.storages) {
       this.storages.set(
         s.name,
-        new ServedStorage(s.name, s.storage, s.flavor, {
+        new ServedStorage(s.name, s.storage, {
           log: this.log,
           invalidationQueueSize: options.invalidationQueueSize ?? 100,
           invalidationAge: options.invalidationAge ?? null,

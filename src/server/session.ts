@@ -437,8 +437,8 @@ export class Session implements StorageClient {
       this.log.critical(`We're under attack! (bad filename to storeBlobShared, ${pyRepr(filename)})`);
       throw new PythonError('builtins.ValueError', tuple(filename));
     }
-    const blobs = this.storage.storage as { blobDirectory?: { oidPath(oid: Oid): string } | null };
-    if (!blobs.blobDirectory)
+    const storage = this.storage.storage;
+    if (!storage.capabilities.blobs)
       throw new PythonError('builtins.AttributeError', tuple('storage has no blob directory'));
     const t = this.txn!;
     this.checkArguments(t, () => {
@@ -447,7 +447,7 @@ export class Session implements StorageClient {
         oid: o,
         serial: serialArg(serial),
         data: bytesArg(data),
-        file: join(blobs.blobDirectory!.oidPath(o), basename(name)),
+        file: join(storage.blobDirectoryOf(o), basename(name)),
       });
     });
   }
@@ -712,13 +712,13 @@ export class Session implements StorageClient {
   }
 
   async undoLog(first: PickleValue, last: PickleValue): Promise<PickleValue> {
-    if (!this.storage.supportsUndo()) return tuple();
+    if (!this.storage.storage.capabilities.undo) return tuple();
     const entries = await this.storage.storage.undoLog(Number(first), Number(last));
     return entries.map(undoDict);
   }
 
   async undoInfo(first: PickleValue, last: PickleValue, spec: PickleValue): Promise<PickleValue> {
-    if (!this.storage.supportsUndo()) return tuple();
+    if (!this.storage.storage.capabilities.undo) return tuple();
     const storage = this.storage.storage;
     if (spec === null || spec === undefined || (spec instanceof Map && spec.size === 0)) {
       return (await storage.undoInfo(Number(first), Number(last), null)).map(undoDict);
@@ -891,7 +891,7 @@ const METHODS: Record<string, MethodSpec> = {
     ['next'],
     0,
     (s, a) => {
-      if (!s.served!.supportsRecordIternext()) {
+      if (!s.served!.storage.capabilities.recordIternext) {
         throw new PythonError(
           'builtins.AttributeError',
           tuple("'ZEOStorage' object has no attribute 'record_iternext'"),

@@ -108,7 +108,73 @@ export interface UndoResult {
   oids: Oid[];
 }
 
+/**
+ * What a storage offers beyond the basics, declared by the storage (as a ZODB storage declares the interfaces
+ * it provides), so that the server and the client read it instead of trying a method and catching Unsupported.
+ * A method of a capability that is not declared raises Unsupported.
+ */
+export interface StorageCapabilities {
+  /** IStorageUndoable: undo, undoLog, undoInfo (ZODB's supportsUndo()) */
+  readonly undo: boolean;
+  /** IBlobStorage and IBlobStorageRestoreable: storeBlob, restoreBlob, loadBlob, temporaryDirectory... */
+  readonly blobs: boolean;
+  /** IStorageIteration: iterator */
+  readonly iteration: boolean;
+  /** IStorageCurrentRecordIteration: recordIternext (ZEO's record_iternext) */
+  readonly recordIternext: boolean;
+  /** IStorageRestoreable: restore */
+  readonly restore: boolean;
+  /** IExternalGC: deleteObject */
+  readonly deleteObject: boolean;
+  /** lastInvalidations (FileStorage's), which the ZEO server seeds its invalidation queue from */
+  readonly lastInvalidations: boolean;
+  /**
+   * The interfaces it provides, as zope.interface's __iro__ lists them and ZEO's get_info reports them: dotted
+   * names, most specific first, ending with zope.interface.Interface.
+   */
+  readonly interfaces: readonly string[];
+}
+
+/** The capability that each ZODB interface stands for. */
+export const CAPABILITY_INTERFACES = {
+  undo: 'ZODB.interfaces.IStorageUndoable',
+  blobs: 'ZODB.interfaces.IBlobStorage',
+  iteration: 'ZODB.interfaces.IStorageIteration',
+  recordIternext: 'ZODB.interfaces.IStorageCurrentRecordIteration',
+  restore: 'ZODB.interfaces.IStorageRestoreable',
+  deleteObject: 'ZODB.interfaces.IExternalGC',
+} as const;
+
+/**
+ * The capabilities of a storage that provides `interfaces` (zope.interface's __iro__, as get_info reports it):
+ * each capability is there when its interface is (CAPABILITY_INTERFACES).
+ */
+export function capabilitiesOf(
+  interfaces: readonly string[],
+  extra: { lastInvalidations?: boolean } = {},
+): StorageCapabilities {
+  const has = (name: string): boolean => interfaces.includes(name);
+  return {
+    undo: has(CAPABILITY_INTERFACES.undo),
+    blobs: has(CAPABILITY_INTERFACES.blobs),
+    iteration: has(CAPABILITY_INTERFACES.iteration),
+    recordIternext: has(CAPABILITY_INTERFACES.recordIternext),
+    restore: has(CAPABILITY_INTERFACES.restore),
+    deleteObject: has(CAPABILITY_INTERFACES.deleteObject),
+    lastInvalidations: extra.lastInvalidations ?? false,
+    interfaces: [...interfaces],
+  };
+}
+
+/** A storage class's interface resolution order: ZODB.interfaces names, most specific first, then Interface. */
+export function zodbInterfaces(names: string): string[] {
+  return [...names.split(' ').map((n) => `ZODB.interfaces.${n}`), 'zope.interface.Interface'];
+}
+
 export interface Storage {
+  /** what it offers beyond the basics (see StorageCapabilities); fixed once the storage is open */
+  readonly capabilities: StorageCapabilities;
+
   // --- identity and status ---
   getName(): string;
   sortKey(): string;
@@ -119,6 +185,7 @@ export interface Storage {
   getSize(): number;
   /** the number of objects */
   len(): number;
+  /** capabilities.undo, under ZODB's name */
   supportsUndo(): boolean;
   close(): Promise<void>;
 
@@ -141,7 +208,7 @@ export interface Storage {
   tpcBegin(txn: TransactionMetaData, tid?: Tid | null, status?: string): Promise<void>;
   /** ConflictError when the object changed since oldSerial and cannot be resolved */
   store(oid: Oid, oldSerial: Tid, data: Uint8Array, txn: TransactionMetaData): Promise<void>;
-  /** a record with its tid given (copy, recovery); data null with prevTxn for a back pointer */
+  /** capabilities.restore: a record with its tid given (copy, recovery); data null with prevTxn for a back pointer */
   restore(
     oid: Oid,
     serial: Tid,
@@ -151,7 +218,7 @@ export interface Storage {
   ): Promise<void>;
   /** ReadConflictError when the object's current serial is not `serial` */
   checkCurrentSerialInTransaction(oid: Oid, serial: Tid, txn: TransactionMetaData): Promise<void>;
-  /** IExternalGC: delete the object (ConflictError if it changed since oldSerial) */
+  /** capabilities.deleteObject (IExternalGC): delete the object (ConflictError if it changed since oldSerial) */
   deleteObject(oid: Oid, oldSerial: Tid, txn: TransactionMetaData): Promise<void>;
   /** writes the transaction (not yet committed); returns the oids whose conflicts were resolved */
   tpcVote(txn: TransactionMetaData): Promise<Oid[]>;
@@ -162,7 +229,7 @@ export interface Storage {
   tpcFinish(txn: TransactionMetaData, onCommitted?: (tid: Tid) => void): Promise<Tid>;
   tpcAbort(txn: TransactionMetaData): Promise<void>;
 
-  // --- undo (IStorageUndoable) ---
+  // --- undo (IStorageUndoable; capabilities.undo) ---
   undo(undoId: Uint8Array, txn: TransactionMetaData): Promise<UndoResult>;
   undoLog(first: number, last: number, filter?: (entry: UndoLogEntry) => boolean): Promise<UndoLogEntry[]>;
   undoInfo(first: number, last: number, specification?: PyDict | null): Promise<UndoLogEntry[]>;
@@ -171,17 +238,17 @@ export interface Storage {
   /** ZODB's pack-time semantics; `referencesf` finds references for garbage collection */
   pack(packTime: number, referencesf: ReferencesFinder, options?: { gc?: boolean }): Promise<void>;
 
-  // --- iteration (IStorageIteration) ---
+  // --- iteration (IStorageIteration, IStorageCurrentRecordIteration; capabilities.iteration, recordIternext) ---
   iterator(start?: Tid | null, stop?: Tid | null): AsyncIterable<TransactionRecord>;
   /** (oid, tid, data, nextOid) of the current record at or after `next` (null: the first oid) */
   recordIternext(next?: Oid | null): Promise<{ oid: Oid; tid: Tid; data: Uint8Array; next: Oid | null }>;
   /**
-   * Optional (FileStorage.lastInvalidations, which the ZEO server seeds its invalidation queue from): the last
+   * capabilities.lastInvalidations (FileStorage's, which the ZEO server seeds its invalidation queue from): the last
    * `count` committed transactions, NEWEST FIRST (ZODB's returns them oldest first and StorageServer reverses
    * the list), each with the oids of its data records in file order, not deduplicated, as ZODB lists them.
    * Fewer when the storage has fewer; none for a count of 0 or less.
    */
-  lastInvalidations?(count: number): Promise<Array<{ tid: Tid; oids: Oid[] }>>;
+  lastInvalidations(count: number): Promise<Array<{ tid: Tid; oids: Oid[] }>>;
 
   /**
    * Optional (FileStorage's): asked before a commit's flush; true when nothing else waits on this thread (the
@@ -190,7 +257,7 @@ export interface Storage {
    */
   mayFlushInline?: (() => boolean) | null;
 
-  // --- blobs (IBlobStorage); a storage without a blob directory throws Unsupported ---
+  // --- blobs (IBlobStorage; capabilities.blobs): a storage without them throws Unsupported ---
   storeBlob(
     oid: Oid,
     oldSerial: Tid,
@@ -210,4 +277,9 @@ export interface Storage {
   loadBlob(oid: Oid, serial: Tid): Promise<string>;
   /** a directory on the same file system as the blobs, for uploads */
   temporaryDirectory(): string;
+  /**
+   * the directory of an object's blob files (ZODB's fshelper.getPathForOID), where a client sharing the blob
+   * directory puts its uploads (ZEO's storeBlobShared)
+   */
+  blobDirectoryOf(oid: Oid): string;
 }

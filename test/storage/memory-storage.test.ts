@@ -35,6 +35,26 @@ const memoryFactory: StorageFactory = {
 
 storageContractTests('MemoryStorage', memoryFactory);
 
+// as runzeo serves a <mappingstorage>: only what ZODB's MappingStorage provides
+storageContractTests('MemoryStorage as MappingStorage', {
+  ...memoryFactory,
+  async open({ dir, readOnly, resolver }) {
+    let data = databases.get(dir);
+    if (!data) databases.set(dir, (data = new MemoryStorageData()));
+    return new MemoryStorage({
+      name: `MappingStorage(${dir})`,
+      data,
+      readOnly,
+      resolver,
+      mappingStorage: true,
+    });
+  },
+  supportsUndo: false,
+  supportsRecordIternext: false,
+  supportsRestore: false,
+  supportsDeleteObject: false,
+});
+
 describe('MemoryStorage specifics', () => {
   it('two storages on one MemoryStorageData share data, oids and the commit lock', async () => {
     const data = new MemoryStorageData();

@@ -6,8 +6,9 @@
 // data shared with an older record (undo, restore) through back pointers. A record with no data and a back
 // pointer of 0 is an object whose creation was undone, or that deleteObject removed: load raises POSKeyError.
 //
-// Two-phase commit, as ZODB's: tpcBegin takes the commit lock (FIFO) and picks the tid; store, restore,
-// deleteObject and undo put records in a transaction buffer (in memory, spilled to Data.fs.tmp past a size);
+// Two-phase commit, as ZODB's (its bookkeeping in BaseStorage, ../base.ts): tpcBegin takes the commit lock
+// (FIFO) and picks the tid; store, restore, deleteObject and undo put records in a transaction buffer (in
+// memory, spilled to Data.fs.tmp past a size);
 // tpcVote writes the whole transaction after the last committed one with status 'c' (one positional write);
 // tpcFinish overwrites the status with ' ' and only then moves the end of the committed data, updates the index
 // and lastTransaction, calls onCommitted and releases the lock; tpcAbort truncates what vote wrote.
@@ -45,38 +46,48 @@
 // is held from tpcBegin on, so the answer cannot change before the vote.
 
 import { rm, stat, unlink } from 'node:fs/promises';
-import { type PyDict } from '../../pickle/index.js';
+import {
+  BaseStorage,
+  pendingState,
+  undoLogEntry,
+  UNDO_LOG_DEFAULT_LAST,
+  type PendingTransaction,
+  type TransactionMeta,
+  type TransactionStart,
+} from '../base.js';
 import { BlobDirectory, isBlobRecord } from '../blobs/index.js';
-import { CommitLock, type Release } from '../commit-lock.js';
+import { CommitLock } from '../commit-lock.js';
 import {
   ConflictError,
   CorruptedError,
   MultipleUndoErrors,
   POSKeyError,
   ReadConflictError,
-  ReadOnlyError,
   StorageError,
   StorageTransactionError,
   UndoError,
   Unsupported,
 } from '../errors.js';
-import { decodeExtension, extensionBytes } from '../extension.js';
-import { decodeUndoId, encodeUndoId, searchUndoLog, undoInfoVia, type UndoCandidate } from '../undo-log.js';
-import { compareIds, idCopy, idEquals, oidRepr, p64, tidRepr, u64, z64, type Oid, type Tid } from '../ids.js';
-import type {
-  ConflictResolver,
-  DataRecord,
-  HistoryEntry,
-  LoadBeforeResult,
-  LoadResult,
-  ReferencesFinder,
-  Storage,
-  TransactionMetaData,
-  TransactionRecord,
-  UndoLogEntry,
-  UndoResult,
+import { decodeExtension } from '../extension.js';
+import { searchUndoLog, type UndoCandidate } from '../undo-log.js';
+import { compareIds, idCopy, idEquals, oidRepr, p64, u64, z64, type Oid, type Tid } from '../ids.js';
+import {
+  capabilitiesOf,
+  zodbInterfaces,
+  type ConflictResolver,
+  type DataRecord,
+  type HistoryEntry,
+  type LoadBeforeResult,
+  type LoadResult,
+  type ReferencesFinder,
+  type Storage,
+  type StorageCapabilities,
+  type TransactionMetaData,
+  type TransactionRecord,
+  type UndoLogEntry,
+  type UndoResult,
 } from '../interfaces.js';
-import { newTid, preciseNow, tidTime, TimeStamp } from '../timestamp.js';
+import { preciseNow, tidTime, TimeStamp } from '../timestamp.js';
 import {
   MIN_CACHE_BYTES,
   RandomAccessFile,
@@ -201,7 +212,18 @@ export const DEFAULT_CACHE_BYTES = 64 << 20;
 const READ_AHEAD = 4096;
 /** transactions up to this size are read whole by the iterator */
 const WHOLE_TXN_READ = 1 << 20;
-const UNDO_LOG_DEFAULT_LAST = -20;
+
+/**
+ * What a FileStorage offers: its @implementer list, as runzeo's get_info reports it; with a blob directory,
+ * what ZODB's alsoProvides(IBlobStorageRestoreable) puts in front.
+ */
+function fileStorageCapabilities(blobs: boolean): StorageCapabilities {
+  const own =
+    'IStorageRestoreable IStorageIteration IStorageUndoable IStorageCurrentRecordIteration IExternalGC IStorage';
+  return capabilitiesOf(zodbInterfaces(blobs ? `IBlobStorageRestoreable IBlobStorage ${own}` : own), {
+    lastInvalidations: true,
+  });
+}
 
 /** An oid as a Map key: its 8 bytes as latin1 characters. */
 function key(id: Uint8Array): string {
@@ -615,24 +637,15 @@ interface TEntry {
   back: number;
 }
 
-interface Pending {
-  readonly txn: TransactionMetaData;
-  readonly tid: Tid;
-  readonly status: string;
-  readonly user: Uint8Array;
-  readonly description: Uint8Array;
-  readonly extension: Uint8Array;
+interface Pending extends PendingTransaction {
   /** the transaction header's length (ZODB's _thl) */
   readonly thl: number;
   /** where the transaction goes: the committed end when it began */
   readonly tpos: number;
   readonly buf: TxnBuffer;
   readonly tindex: Map<string, TEntry>;
-  readonly resolved: Oid[];
   /** blobs moved into place by this transaction: removed if it aborts */
   readonly blobs: Array<[Oid, Tid]>;
-  readonly release: Release;
-  voted: boolean;
   /** vote wrote the transaction to the data file (ZODB's _nextpos != 0) */
   written: boolean;
   /**
@@ -642,9 +655,6 @@ interface Pending {
    */
   flushed: Promise<Error | null> | null;
   nextPos: number;
-  finishing: boolean;
-  /** the operations on this transaction, one after the other */
-  chain: Promise<unknown>;
 }
 
 /** The data file and the readers using it: a pack swaps in a new one, the old one closes when its readers end. */
@@ -680,14 +690,11 @@ class DataFileRef {
 
 // ---------------------------------------------------------------------------------------------------------
 
-export class FileStorage implements Storage {
-  private readonly name: string;
-  private readonly readOnly: boolean;
-  private readonly resolver: ConflictResolver | null;
+export class FileStorage extends BaseStorage<Pending> implements Storage {
   private readonly quota: number | null;
   private readonly doFsync: boolean;
   private readonly spillThreshold: number;
-  private readonly clock: () => number;
+  protected readonly clock: () => number;
   private readonly io: PositionalIO | undefined;
   private readonly packGc: boolean;
   private readonly packKeepOld: boolean;
@@ -715,15 +722,11 @@ export class FileStorage implements Storage {
   private ltid: Tid;
   /** the largest oid in use (ZODB's _oid) */
   private maxOid: Oid;
-  /** the tid of the last tpcBegin, committed or not (ZODB's _ts) */
-  private lastTs: Tid;
-  private pending: Pending | null = null;
-  private readonly waiting = new Map<TransactionMetaData, AbortController>();
+  protected lastTs: Tid;
   private spillFile: RandomAccessFile | null = null;
   private readonly iterFiles = new Set<RandomAccessFile>();
   private packing = false;
   private packCount = 0;
-  private closed = false;
   private closing: Promise<void> | null = null;
 
   private constructor(
@@ -734,9 +737,12 @@ export class FileStorage implements Storage {
     readonly blobDirectory: BlobDirectory | null,
     options: FileStorageOptions,
   ) {
-    this.name = path;
-    this.readOnly = options.readOnly ?? false;
-    this.resolver = options.conflictResolver ?? null;
+    super({
+      name: path,
+      readOnly: options.readOnly ?? false,
+      capabilities: fileStorageCapabilities(blobDirectory !== null),
+      resolver: options.conflictResolver,
+    });
     this.quota = options.quotaBytes ?? null;
     this.doFsync = options.fsync ?? true;
     this.spillThreshold = options.spillThreshold ?? DEFAULT_SPILL;
@@ -852,18 +858,6 @@ export class FileStorage implements Storage {
   // ------------------------------------------------------------------------------------------------------
   // identity and status
 
-  getName(): string {
-    return this.name;
-  }
-
-  sortKey(): string {
-    return this.name;
-  }
-
-  isReadOnly(): boolean {
-    return this.readOnly;
-  }
-
   lastTransaction(): Tid {
     return this.ltid;
   }
@@ -878,22 +872,9 @@ export class FileStorage implements Storage {
     return this.index.size;
   }
 
-  supportsUndo(): boolean {
-    return true;
-  }
-
   /** The read cache's figures (see FileStorageOptions.cacheBytes), null when there is none. */
   cacheStats(): ReadCacheStats | null {
     return this.fileRef.file.cache?.stats() ?? null;
-  }
-
-  private checkOpen(): void {
-    if (this.closed) throw new StorageError(`${this.name} is closed`);
-  }
-
-  private checkWritable(): void {
-    if (this.readOnly) throw new ReadOnlyError();
-    this.checkOpen();
   }
 
   /**
@@ -1021,8 +1002,7 @@ export class FileStorage implements Storage {
   }
 
   async newOid(): Promise<Oid> {
-    if (this.readOnly) throw new ReadOnlyError();
-    this.checkOpen();
+    this.checkWritable();
     this.maxOid = p64(u64(this.maxOid) + 1n);
     return idCopy(this.maxOid);
   }
@@ -1034,91 +1014,28 @@ export class FileStorage implements Storage {
   // ------------------------------------------------------------------------------------------------------
   // two-phase commit
 
-  async tpcBegin(txn: TransactionMetaData, tid: Tid | null = null, status = ' '): Promise<void> {
-    this.checkWritable();
-    if (this.pending?.txn === txn || this.waiting.has(txn)) {
-      throw new StorageTransactionError('Duplicate tpc_begin calls for same transaction');
-    }
+  /** FileStorage._begin's checks, made before the commit lock is taken here. */
+  protected override checkBegin(meta: TransactionMeta, status: string): void {
     if (status !== ' ' && status !== 'p' && status !== 'u') {
       throw new StorageTransactionError(`invalid transaction status ${JSON.stringify(status)}`);
     }
-    const user = new Uint8Array(txn.user);
-    const description = new Uint8Array(txn.description);
-    const extension = new Uint8Array(extensionBytes(txn));
-    // FileStorage._begin's checks (made before taking the lock here)
-    if (user.length > MAX_META_LEN) throw new FileStorageError('user name too long');
-    if (description.length > MAX_META_LEN) throw new FileStorageError('description too long');
-    if (extension.length > MAX_META_LEN) throw new FileStorageError('too much extension data');
+    if (meta.user.length > MAX_META_LEN) throw new FileStorageError('user name too long');
+    if (meta.description.length > MAX_META_LEN) throw new FileStorageError('description too long');
+    if (meta.extension.length > MAX_META_LEN) throw new FileStorageError('too much extension data');
+  }
 
-    // the lock at once when it is free (no AbortController, no wait: the usual case); else wait for it, in
-    // `waiting` so that tpcAbort or close can take the transaction out of the queue
-    let release = this.commitLock.tryAcquire();
-    if (release === null) {
-      const ac = new AbortController();
-      this.waiting.set(txn, ac);
-      try {
-        release = await this.commitLock.acquire(ac.signal);
-      } catch {
-        throw new StorageTransactionError('the transaction was aborted while it waited for the commit lock');
-      } finally {
-        this.waiting.delete(txn);
-      }
-    }
-    if (this.closed) {
-      release();
-      throw new StorageError(`${this.name} is closed`);
-    }
-    if (tid !== null) {
-      if (compareIds(tid, this.ltid) <= 0) {
-        release();
-        throw new StorageTransactionError(
-          `tid ${tidRepr(tid)} is not later than the last transaction ${tidRepr(this.ltid)}`,
-        );
-      }
-      tid = idCopy(tid);
-    } else {
-      tid = newTid(this.lastTs, this.clock());
-    }
-    this.lastTs = tid;
-    this.pending = {
-      txn,
-      tid,
-      status,
-      user,
-      description,
-      extension,
-      thl: TRANS_HDR_LEN + user.length + description.length + extension.length,
+  protected _begin(start: TransactionStart): Pending {
+    return {
+      ...pendingState(start),
+      thl: TRANS_HDR_LEN + start.user.length + start.description.length + start.extension.length,
       tpos: this.pos,
       buf: new TxnBuffer(this.spillThreshold, () => this.openSpillFile()),
       tindex: new Map(),
-      resolved: [],
       blobs: [],
-      release,
-      voted: false,
       written: false,
       flushed: null,
       nextPos: 0,
-      finishing: false,
-      chain: Promise.resolve(),
     };
-  }
-
-  /** The transaction in progress, which must be `txn` and not voted yet. */
-  private pendingFor(txn: TransactionMetaData, what: string): Pending {
-    const p = this.pending;
-    if (!p || p.txn !== txn) throw new StorageTransactionError(`${what}: not the transaction in progress`);
-    if (p.voted) throw new StorageTransactionError(`${what} after tpc_vote`);
-    return p;
-  }
-
-  /** Runs `fn` after the transaction's earlier operations; StorageTransactionError if it was aborted meanwhile. */
-  private inTxn<T>(p: Pending, what: string, fn: () => Promise<T>): Promise<T> {
-    const run = p.chain.then(() => {
-      if (this.pending !== p) throw new StorageTransactionError(`${what}: the transaction was aborted`);
-      return fn();
-    });
-    p.chain = run.catch(() => {});
-    return run;
   }
 
   /** Appends a data record to the transaction; its file position. */
@@ -1162,42 +1079,15 @@ export class FileStorage implements Storage {
     });
   }
 
-  /** ZODB's tryToResolveConflict: the resolved data, or null when the conflict stands. */
-  private async tryResolve(
-    oid: Oid,
-    committedSerial: Tid,
-    oldSerial: Tid,
-    newData: Uint8Array,
-    committedData: Uint8Array | null,
-  ): Promise<Uint8Array | null> {
-    if (!this.resolver) return null;
-    try {
-      if (committedData === null || committedData.length === 0) {
-        committedData = await this.loadSerial(oid, committedSerial);
-      }
-      const r = await this.resolver(oid, committedSerial, oldSerial, newData, committedData);
-      return r && r.length ? r : null;
-    } catch {
-      // as ZODB: any failure of the resolution leaves the conflict standing
-      return null;
-    }
-  }
-
-  async store(oid: Oid, oldSerial: Tid, data: Uint8Array, txn: TransactionMetaData): Promise<void> {
-    if (this.readOnly) throw new ReadOnlyError();
-    this.checkOpen();
-    const p = this.pendingFor(txn, 'store');
+  protected async _store(p: Pending, oid: Oid, oldSerial: Tid, data: Uint8Array): Promise<void> {
     if (data.length === 0) throw new StorageError('store: a record cannot be empty');
-    oid = idCopy(oid);
-    oldSerial = idCopy(oldSerial);
-    data = new Uint8Array(data);
     return this.inTxn(p, 'store', async () => {
       this.noteOid(oid);
       const cur = await this.committedTid(oid);
       if (cur && !idEquals(oldSerial, cur.tid)) {
-        const resolved = await this.tryResolve(oid, cur.tid, oldSerial, data, null);
+        const resolved = await this.tryToResolveConflict(oid, cur.tid, oldSerial, data, null);
         if (!resolved) throw new ConflictError(oid, [cur.tid, oldSerial], data);
-        data = new Uint8Array(resolved);
+        data = resolved;
         p.resolved.push(oid);
       }
       const e = await this.appendRecord(p, oid, p.tid, cur ? cur.pos : 0, data, 0);
@@ -1206,12 +1096,7 @@ export class FileStorage implements Storage {
     });
   }
 
-  async deleteObject(oid: Oid, oldSerial: Tid, txn: TransactionMetaData): Promise<void> {
-    if (this.readOnly) throw new ReadOnlyError();
-    this.checkOpen();
-    const p = this.pendingFor(txn, 'deleteObject');
-    oid = idCopy(oid);
-    oldSerial = idCopy(oldSerial);
+  protected async _deleteObject(p: Pending, oid: Oid, oldSerial: Tid): Promise<void> {
     return this.inTxn(p, 'deleteObject', async () => {
       const cur = await this.committedTid(oid);
       if (!cur) throw new POSKeyError(oid);
@@ -1222,21 +1107,9 @@ export class FileStorage implements Storage {
     });
   }
 
-  async restore(
-    oid: Oid,
-    serial: Tid,
-    data: Uint8Array | null,
-    prevTxn: Tid | null,
-    txn: TransactionMetaData,
-  ): Promise<void> {
-    if (this.readOnly) throw new ReadOnlyError();
-    this.checkOpen();
-    const p = this.pendingFor(txn, 'restore');
+  protected async _restore(p: Pending, record: DataRecord): Promise<void> {
+    const { oid, tid: serial, data, dataTxn: prevTxn } = record;
     if (data !== null && data.length === 0) throw new StorageError('restore: a record cannot be empty');
-    oid = idCopy(oid);
-    serial = idCopy(serial);
-    data = data === null ? null : new Uint8Array(data);
-    prevTxn = prevTxn === null ? null : idCopy(prevTxn);
     return this.inTxn(p, 'restore', async () => {
       this.noteOid(oid);
       const prevPos = prevTxn === null ? 0 : await this.dataFind(oid, prevTxn, data);
@@ -1276,81 +1149,58 @@ export class FileStorage implements Storage {
     });
   }
 
-  /**
-   * ReadConflictError when the object changed since `serial` (BaseStorage.checkCurrentSerialInTransaction).
-   * Checked at once: the commit lock is held from tpcBegin on, so nothing can change it before the vote.
-   */
-  async checkCurrentSerialInTransaction(oid: Oid, serial: Tid, txn: TransactionMetaData): Promise<void> {
-    this.checkOpen();
-    const p = this.pendingFor(txn, 'checkCurrentSerialInTransaction');
-    oid = idCopy(oid);
-    serial = idCopy(serial);
+  /** Checked at once: the commit lock is held from tpcBegin on, so nothing can change it before the vote. */
+  protected async _checkCurrentSerial(p: Pending, oid: Oid, serial: Tid): Promise<void> {
     return this.inTxn(p, 'checkCurrentSerialInTransaction', async () => {
       const committed = await this.getTid(oid);
       if (!idEquals(committed, serial)) throw new ReadConflictError(oid, [committed, serial]);
     });
   }
 
-  async tpcVote(txn: TransactionMetaData): Promise<Oid[]> {
-    this.checkOpen();
-    const p = this.pending;
-    if (!p || p.txn !== txn) throw new StorageTransactionError('tpc_vote called with wrong transaction');
-    if (p.voted) return p.chain.then(() => [...p.resolved]);
-    p.voted = true;
-    return this.inTxn(p, 'tpc_vote', async () => {
-      const tl = p.thl + p.buf.size;
-      const header = encodeTxnHeader({
-        tid: p.tid,
-        tl,
-        status: 'c',
-        user: p.user,
-        description: p.description,
-        extension: p.extension,
-      });
-      const trailer = Buffer.allocUnsafe(TRAILER_LEN);
-      writeU64(trailer, 0, tl);
-      // finish updates the index with these oids: their buckets must be loaded (store and restore did)
-      for (const e of p.tindex.values()) await this.indexed(e.oid);
-      const file = this.fileRef.file;
-      p.written = true;
-      p.nextPos = p.tpos + tl + TRAILER_LEN;
-      try {
-        await p.buf.writeTo(file, p.tpos, header, trailer);
-      } catch (e) {
-        // a disk full, perhaps: leave no turd at the end
-        this.overwriteEnd = Math.max(this.overwriteEnd, p.nextPos);
-        await file.truncate(p.tpos).catch(() => {});
-        p.written = false;
-        throw e;
-      }
-      // over bytes that may be on disk already: the data's flush, in the background, and finish waits for it
-      // before it clears the status (see the header comment)
-      if (this.doFsync && p.tpos < this.overwriteEnd) {
-        p.flushed = file.datasync().then(
-          () => null,
-          (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
-        );
-      }
-      return [...p.resolved];
+  /** Writes the transaction after the committed data, with status 'c' (not committed yet). */
+  protected override async _vote(p: Pending): Promise<void> {
+    const tl = p.thl + p.buf.size;
+    const header = encodeTxnHeader({
+      tid: p.tid,
+      tl,
+      status: 'c',
+      user: p.user,
+      description: p.description,
+      extension: p.extension,
     });
+    const trailer = Buffer.allocUnsafe(TRAILER_LEN);
+    writeU64(trailer, 0, tl);
+    // finish updates the index with these oids: their buckets must be loaded (store and restore did)
+    for (const e of p.tindex.values()) await this.indexed(e.oid);
+    const file = this.fileRef.file;
+    p.written = true;
+    p.nextPos = p.tpos + tl + TRAILER_LEN;
+    try {
+      await p.buf.writeTo(file, p.tpos, header, trailer);
+    } catch (e) {
+      // a disk full, perhaps: leave no turd at the end
+      this.overwriteEnd = Math.max(this.overwriteEnd, p.nextPos);
+      await file.truncate(p.tpos).catch(() => {});
+      p.written = false;
+      throw e;
+    }
+    // over bytes that may be on disk already: the data's flush, in the background, and finish waits for it
+    // before it clears the status (see the header comment)
+    if (this.doFsync && p.tpos < this.overwriteEnd) {
+      p.flushed = file.datasync().then(
+        () => null,
+        (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
+      );
+    }
   }
 
-  async tpcFinish(txn: TransactionMetaData, onCommitted?: (tid: Tid) => void): Promise<Tid> {
-    this.checkOpen();
-    const p = this.pending;
-    if (!p || p.txn !== txn) throw new StorageTransactionError('tpc_finish called with wrong transaction');
-    if (!p.voted) throw new StorageTransactionError('tpc_finish called before tpc_vote');
-    if (p.finishing) throw new StorageTransactionError('tpc_finish called twice');
-    p.finishing = true;
-    const run = p.chain.then(() => this.finish(p, onCommitted));
-    p.chain = run.catch(() => {});
-    return run;
-  }
-
-  private async finish(p: Pending, onCommitted: ((tid: Tid) => void) | undefined): Promise<Tid> {
+  /**
+   * Overwrites the status with the transaction's own and flushes; only then moves the end of the committed
+   * data, updates the index and lastTransaction.
+   */
+  protected async _finish(p: Pending): Promise<void> {
     if (!p.written) {
       // the vote failed: the transaction cannot commit (it is to be aborted)
-      p.finishing = false;
       throw new StorageTransactionError('tpc_finish: the vote did not succeed');
     }
     const file = this.fileRef.file;
@@ -1384,17 +1234,11 @@ export class FileStorage implements Storage {
     this.pos = p.nextPos;
     for (const e of p.tindex.values()) this.index.set(e.oid, e.pos);
     this.ltid = p.tid;
-    this.pending = null;
-    // the data is visible before the callback: a load it starts sees this transaction; the commit lock is
-    // still held, so no other transaction commits in between
-    try {
-      onCommitted?.(p.tid);
-    } finally {
-      // (the write-through after the callback: the ZEO server answers the committer from it)
-      this.cacheCommitted(p, file);
-      p.release();
-    }
-    return p.tid;
+  }
+
+  /** (the write-through after tpcFinish's callback: the ZEO server answers the committer from it) */
+  protected override _committed(p: Pending): void {
+    this.cacheCommitted(p, this.fileRef.file);
   }
 
   /** fdatasync of a commit: on the event loop when nothing else waits and flushes are fast, else in the pool */
@@ -1426,27 +1270,9 @@ export class FileStorage implements Storage {
     });
   }
 
-  async tpcAbort(txn: TransactionMetaData): Promise<void> {
-    const waiting = this.waiting.get(txn);
-    if (waiting) {
-      waiting.abort();
-      return;
-    }
-    const p = this.pending;
-    if (!p || p.txn !== txn) return;
-    if (p.finishing) {
-      // too late to abort: tpc_finish is committing it (if that fails, the abort comes again)
-      await p.chain;
-      if (this.pending !== p) return;
-    }
-    await this.abortPending(p);
-  }
-
-  /** Forgets the transaction in progress: truncates what vote wrote, removes its blobs, releases the lock. */
-  private async abortPending(p: Pending): Promise<void> {
-    this.pending = null;
+  /** Truncates what vote wrote and removes the transaction's blobs. */
+  protected override async _abort(p: Pending): Promise<void> {
     try {
-      await p.chain;
       // (not under a flush in flight; a failed one does not matter: what it was to flush goes)
       if (p.flushed) await p.flushed;
       if (p.written) {
@@ -1458,18 +1284,13 @@ export class FileStorage implements Storage {
       if (blobs) {
         for (const [oid, tid] of p.blobs) await blobs.remove(oid, tid).catch(() => false);
       }
-      p.release();
     }
   }
 
   // ------------------------------------------------------------------------------------------------------
   // undo
 
-  async undo(undoId: Uint8Array, txn: TransactionMetaData): Promise<UndoResult> {
-    if (this.readOnly) throw new ReadOnlyError();
-    this.checkOpen();
-    const p = this.pendingFor(txn, 'undo');
-    const tid = decodeUndoId(undoId);
+  protected async _undo(p: Pending, tid: Tid): Promise<UndoResult> {
     return this.inTxn(p, 'undo', () =>
       this.reading(null, async (file, _index, end) => {
         const tpos = await this.txnFind(file, tid, end);
@@ -1597,7 +1418,7 @@ export class FileStorage implements Storage {
       if (e instanceof POSKeyError) throw new UndoError('_loadBack() failed', oid);
       throw e;
     }
-    const resolved = await this.tryResolve(oid, ctid, tid, preData, currentData);
+    const resolved = await this.tryToResolveConflict(oid, ctid, tid, preData, currentData);
     if (resolved) return { data: resolved, back: 0, ipos };
     throw new UndoError('Some data were modified by a later transaction', oid);
   }
@@ -1640,14 +1461,6 @@ export class FileStorage implements Storage {
     );
   }
 
-  async undoInfo(
-    first = 0,
-    last: number = UNDO_LOG_DEFAULT_LAST,
-    specification?: PyDict | null,
-  ): Promise<FileUndoLogEntry[]> {
-    return undoInfoVia((f, l, filter) => this.undoLog(f, l, filter), first, last, specification);
-  }
-
   // ------------------------------------------------------------------------------------------------------
   // pack
 
@@ -1658,8 +1471,7 @@ export class FileStorage implements Storage {
    * refused meanwhile, as ZODB does.
    */
   async pack(packTime: number, referencesf: ReferencesFinder, options: { gc?: boolean } = {}): Promise<void> {
-    if (this.readOnly) throw new ReadOnlyError();
-    this.checkOpen();
+    this.checkWritable();
     const stop = TimeStamp.fromTime(packTime).raw();
     if (idEquals(stop, z64)) throw new FileStorageError('Invalid pack time');
     // if the storage is empty, there's nothing to do
@@ -1786,11 +1598,11 @@ export class FileStorage implements Storage {
   // blobs
 
   private blobs(): BlobDirectory {
-    if (!this.blobDirectory) throw new Unsupported(`${this.name} has no blob directory`);
+    if (!this.blobDirectory) throw new Unsupported(`${this.getName()} has no blob directory`);
     return this.blobDirectory;
   }
 
-  async storeBlob(
+  override async storeBlob(
     oid: Oid,
     oldSerial: Tid,
     data: Uint8Array,
@@ -1807,7 +1619,7 @@ export class FileStorage implements Storage {
     });
   }
 
-  async restoreBlob(
+  override async restoreBlob(
     oid: Oid,
     serial: Tid,
     data: Uint8Array,
@@ -1826,7 +1638,7 @@ export class FileStorage implements Storage {
     });
   }
 
-  async loadBlob(oid: Oid, serial: Tid): Promise<string> {
+  override async loadBlob(oid: Oid, serial: Tid): Promise<string> {
     this.checkOpen();
     const path = this.blobs().path(oid, serial);
     try {
@@ -1837,8 +1649,12 @@ export class FileStorage implements Storage {
     return path;
   }
 
-  temporaryDirectory(): string {
+  override temporaryDirectory(): string {
     return this.blobs().tmpDir;
+  }
+
+  override blobDirectoryOf(oid: Oid): string {
+    return this.blobs().oidPath(oid);
   }
 
   // ------------------------------------------------------------------------------------------------------
@@ -1860,16 +1676,9 @@ export class FileStorage implements Storage {
 
   private async shutDown(saveIndex: boolean): Promise<void> {
     if (this.closed) return;
-    this.closed = true;
-    for (const ac of this.waiting.values()) ac.abort();
-    this.waiting.clear();
-    const p = this.pending;
-    if (p) {
-      if (p.finishing) await p.chain;
-      if (this.pending === p) await this.abortPending(p).catch(() => {});
-    }
+    await this.closeTransactions();
     const errors: unknown[] = [];
-    if (saveIndex && !this.readOnly) {
+    if (saveIndex && !this.isReadOnly()) {
       try {
         // (a bucket Data.fs.index left deferred is read now: the whole index is saved)
         await this.index.pendingAll();
@@ -2104,11 +1913,7 @@ async function* txnsNewestFirst(
     yield {
       status: header.status,
       entry: () => ({
-        id: encodeUndoId(header.tid),
-        time: tidTime(header.tid),
-        userName: header.user,
-        description: header.description,
-        extension: decodeExtension(header.extension),
+        ...undoLogEntry(header.tid, header.user, header.description, decodeExtension(header.extension)),
         size: header.tl,
       }),
     };

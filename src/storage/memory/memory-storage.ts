@@ -1,38 +1,51 @@
 // An in-memory storage: ZODB's MappingStorage (src/ZODB/MappingStorage.py), but keeping every revision for
 // MVCC reads and undo, with FileStorage's semantics wherever MappingStorage has none (undo, pack's reachability
 // at the pack time, 'p' status of packed transactions, back pointers written by undo and restore). Blobs are
-// the FileStorage's job: the blob methods throw Unsupported.
+// the FileStorage's job: the blob methods throw Unsupported. Served as runzeo serves a <mappingstorage>, it
+// declares only what MappingStorage provides (options.mappingStorage).
 
 import type { PyDict } from '../../pickle/index.js';
-import { CommitLock, type Release } from '../commit-lock.js';
 import {
-  ConflictError,
-  MultipleUndoErrors,
+  BaseStorage,
+  pendingState,
+  undoLogEntry,
+  UNDO_LOG_DEFAULT_LAST,
+  type PendingTransaction,
+  type TransactionStart,
+} from '../base.js';
+import { CommitLock } from '../commit-lock.js';
+import {
   POSKeyError,
-  ReadConflictError,
-  ReadOnlyError,
   StorageError,
   StorageTransactionError,
+  // conflicts
+  ConflictError,
+  ReadConflictError,
+  // undo
+  MultipleUndoErrors,
   UndoError,
-  Unsupported,
 } from '../errors.js';
-import { decodeExtension, extensionBytes } from '../extension.js';
-import { decodeUndoId, encodeUndoId, searchUndoLog, undoInfoVia, type UndoCandidate } from '../undo-log.js';
-import { compareIds, idCopy, idEquals, p64, tidRepr, u64, z64, type Oid, type Tid } from '../ids.js';
-import type {
-  ConflictResolver,
-  DataRecord,
-  HistoryEntry,
-  LoadBeforeResult,
-  LoadResult,
-  ReferencesFinder,
-  Storage,
-  TransactionMetaData,
-  TransactionRecord,
-  UndoLogEntry,
-  UndoResult,
+import { decodeExtension } from '../extension.js';
+import { searchUndoLog, type UndoCandidate } from '../undo-log.js';
+import { compareIds, idCopy, idEquals, p64, u64, z64, type Oid, type Tid } from '../ids.js';
+import {
+  capabilitiesOf,
+  zodbInterfaces,
+  type Storage,
+  // reads
+  type LoadResult,
+  type LoadBeforeResult,
+  type HistoryEntry,
+  // commits
+  type ConflictResolver,
+  // undo, pack, iteration
+  type UndoResult,
+  type UndoLogEntry,
+  type ReferencesFinder,
+  type TransactionRecord,
+  type DataRecord,
 } from '../interfaces.js';
-import { newTid, preciseNow, tidTime, TimeStamp } from '../timestamp.js';
+import { preciseNow, tidTime, TimeStamp } from '../timestamp.js';
 
 /** One revision of an object. */
 interface Revision {
@@ -75,18 +88,8 @@ interface PendingRecord {
   dataTxn: Tid | null;
 }
 
-interface Pending {
-  readonly txn: TransactionMetaData;
-  readonly tid: Tid;
-  readonly status: string;
-  // captured at tpcBegin, as FileStorage does
-  readonly user: Uint8Array;
-  readonly description: Uint8Array;
-  readonly extensionBytes: Uint8Array;
+interface Pending extends PendingTransaction {
   readonly records: Map<string, PendingRecord>;
-  readonly resolved: Oid[];
-  voted: boolean;
-  readonly release: Release;
 }
 
 /** An oid or tid as a Map key: its 8 bytes as latin1 characters (string order is byte order). */
@@ -102,10 +105,6 @@ function keyToId(k: string): Uint8Array {
 
 function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
-}
-
-function copyBytes(b: Uint8Array): Uint8Array {
-  return new Uint8Array(b);
 }
 
 /** The newest revision with tid <= `tid` (index into revs), or -1. */
@@ -175,43 +174,55 @@ export interface MemoryStorageOptions {
   data?: MemoryStorageData;
   /** the clock for new tids, in milliseconds since the epoch; default preciseNow (Date.now with microseconds) */
   clock?: () => number;
+  /**
+   * Declare only what ZODB's MappingStorage provides (IStorage, IStorageIteration), as runzeo serves a
+   * <mappingstorage>: undo, restore, deleteObject, recordIternext and lastInvalidations raise Unsupported.
+   */
+  mappingStorage?: boolean;
 }
 
-const UNDO_LOG_DEFAULT_LAST = -20;
+/** What a MemoryStorage offers: FileStorage's interfaces (see there), without blobs. */
+const MEMORY_STORAGE_CAPABILITIES = capabilitiesOf(
+  zodbInterfaces(
+    'IStorageRestoreable IStorageIteration IStorageUndoable IStorageCurrentRecordIteration IExternalGC IStorage',
+  ),
+  { lastInvalidations: true },
+);
 
-export class MemoryStorage implements Storage {
+/** What ZODB's MappingStorage offers (its @implementer list, as runzeo's get_info reports it). */
+const MAPPING_STORAGE_CAPABILITIES = capabilitiesOf(zodbInterfaces('IStorage IStorageIteration'));
+
+export class MemoryStorage extends BaseStorage<Pending> implements Storage {
   readonly data: MemoryStorageData;
-  private readonly name: string;
-  private readonly readOnly: boolean;
-  private readonly resolver: ConflictResolver | null;
-  private readonly clock: () => number;
-  private pending: Pending | null = null;
-  /** tpcBegin calls waiting for the commit lock, so tpcAbort and close can take them out of the queue */
-  private readonly waiting = new Map<TransactionMetaData, AbortController>();
-  private closed = false;
+  protected readonly clock: () => number;
 
   constructor(options: MemoryStorageOptions = {}) {
-    this.name = options.name ?? 'MemoryStorage';
-    this.readOnly = options.readOnly ?? false;
-    this.resolver = options.resolver ?? null;
+    super({
+      name: options.name ?? 'MemoryStorage',
+      readOnly: options.readOnly ?? false,
+      capabilities: options.mappingStorage ? MAPPING_STORAGE_CAPABILITIES : MEMORY_STORAGE_CAPABILITIES,
+      resolver: options.resolver,
+    });
     this.data = options.data ?? new MemoryStorageData();
     this.clock = options.clock ?? preciseNow;
   }
 
+  /** the lock of the data, shared by the storages that open it */
+  protected get commitLock(): CommitLock {
+    return this.data.commitLock;
+  }
+
+  protected get lastTs(): Tid {
+    const d = this.data;
+    return compareIds(d.lastAssigned, d.lastTid) > 0 ? d.lastAssigned : d.lastTid;
+  }
+
+  protected set lastTs(tid: Tid) {
+    this.data.lastAssigned = tid;
+  }
+
   // ------------------------------------------------------------------------------------------------------
   // identity and status
-
-  getName(): string {
-    return this.name;
-  }
-
-  sortKey(): string {
-    return this.name;
-  }
-
-  isReadOnly(): boolean {
-    return this.readOnly;
-  }
 
   lastTransaction(): Tid {
     return this.data.lastTid;
@@ -232,27 +243,8 @@ export class MemoryStorage implements Storage {
     return this.data.objects.size;
   }
 
-  supportsUndo(): boolean {
-    return true;
-  }
-
   async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    for (const ac of this.waiting.values()) ac.abort();
-    this.waiting.clear();
-    const p = this.pending;
-    this.pending = null;
-    p?.release();
-  }
-
-  private checkOpen(): void {
-    if (this.closed) throw new StorageError(`${this.name} is closed`);
-  }
-
-  private checkWritable(): void {
-    this.checkOpen();
-    if (this.readOnly) throw new ReadOnlyError();
+    if (!this.closed) await this.closeTransactions();
   }
 
   // ------------------------------------------------------------------------------------------------------
@@ -337,57 +329,8 @@ export class MemoryStorage implements Storage {
   // ------------------------------------------------------------------------------------------------------
   // two-phase commit
 
-  async tpcBegin(txn: TransactionMetaData, tid: Tid | null = null, status = ' '): Promise<void> {
-    this.checkWritable();
-    if (this.pending?.txn === txn || this.waiting.has(txn)) {
-      throw new StorageTransactionError('Duplicate tpc_begin calls for same transaction');
-    }
-    const ac = new AbortController();
-    this.waiting.set(txn, ac);
-    let release: Release;
-    try {
-      release = await this.data.commitLock.acquire(ac.signal);
-    } catch {
-      throw new StorageTransactionError('the transaction was aborted while it waited for the commit lock');
-    } finally {
-      this.waiting.delete(txn);
-    }
-    if (this.closed) {
-      release();
-      throw new StorageError(`${this.name} is closed`);
-    }
-    const d = this.data;
-    if (tid !== null) {
-      // revisions are kept in tid order: a restored transaction must come after the last one
-      if (compareIds(tid, d.lastTid) <= 0) {
-        release();
-        throw new StorageTransactionError(`tid ${tidRepr(tid)} is not later than the last transaction`);
-      }
-      tid = idCopy(tid);
-    } else {
-      tid = newTid(compareIds(d.lastAssigned, d.lastTid) > 0 ? d.lastAssigned : d.lastTid, this.clock());
-    }
-    if (compareIds(tid, d.lastAssigned) > 0) d.lastAssigned = tid;
-    this.pending = {
-      txn,
-      tid,
-      status,
-      user: copyBytes(txn.user),
-      description: copyBytes(txn.description),
-      extensionBytes: copyBytes(extensionBytes(txn)),
-      records: new Map(),
-      resolved: [],
-      voted: false,
-      release,
-    };
-  }
-
-  /** The transaction in progress, which must be `txn` and not yet voted (for store, restore, undo...). */
-  private pendingFor(txn: TransactionMetaData, what: string): Pending {
-    const p = this.pending;
-    if (!p || p.txn !== txn) throw new StorageTransactionError(`${what}: not the transaction in progress`);
-    if (p.voted) throw new StorageTransactionError(`${what} after tpc_vote`);
-    return p;
+  protected _begin(start: TransactionStart): Pending {
+    return { ...pendingState(start), records: new Map() };
   }
 
   /** After an await: the transaction may have been aborted meanwhile (a client that went away). */
@@ -397,53 +340,25 @@ export class MemoryStorage implements Storage {
       throw new StorageTransactionError(`${what}: tpc_vote came while it was resolving a conflict`);
   }
 
-  private async resolve(
-    oid: Oid,
-    committedSerial: Tid,
-    oldSerial: Tid,
-    newData: Uint8Array,
-    committedData: Uint8Array | null,
-  ): Promise<Uint8Array | null> {
-    if (!this.resolver || committedData === null) return null;
-    try {
-      // as ZODB's tryToResolveConflict: any failure of the resolver leaves the conflict standing
-      return await this.resolver(oid, committedSerial, oldSerial, newData, committedData);
-    } catch {
-      return null;
-    }
-  }
-
-  async store(oid: Oid, oldSerial: Tid, data: Uint8Array, txn: TransactionMetaData): Promise<void> {
-    this.checkWritable();
-    const p = this.pendingFor(txn, 'store');
-    oid = idCopy(oid);
-    data = copyBytes(data);
+  protected async _store(p: Pending, oid: Oid, oldSerial: Tid, data: Uint8Array): Promise<void> {
     this.noteOid(oid);
     // the check is against the committed revision, as FileStorage's (not a record stored earlier in this txn)
     const cur = this.current(oid);
     if (cur && !idEquals(cur.tid, oldSerial)) {
-      const resolved = await this.resolve(oid, cur.tid, oldSerial, data, cur.data);
+      const resolved = await this.tryToResolveConflict(oid, cur.tid, oldSerial, data, cur.data);
       this.stillPending(p, 'store');
-      if (!resolved) throw new ConflictError(oid, [cur.tid, idCopy(oldSerial)], data);
-      data = copyBytes(resolved);
+      if (!resolved) throw new ConflictError(oid, [cur.tid, oldSerial], data);
+      data = resolved;
       p.resolved.push(oid);
     }
     p.records.set(key(oid), { oid, data, dataTxn: null });
   }
 
-  async restore(
-    oid: Oid,
-    serial: Tid,
-    data: Uint8Array | null,
-    prevTxn: Tid | null,
-    txn: TransactionMetaData,
-  ): Promise<void> {
-    this.checkWritable();
-    const p = this.pendingFor(txn, 'restore');
+  protected async _restore(p: Pending, record: DataRecord): Promise<void> {
+    const { oid, tid: serial, data, dataTxn: prevTxn } = record;
     if (!idEquals(serial, p.tid)) {
       throw new StorageTransactionError("restore: the record's serial must be the transaction's tid");
     }
-    oid = idCopy(oid);
     this.noteOid(oid);
     // prevTxn is a hint (FileStorage's _data_find): point back when that revision exists with the same data
     if (prevTxn !== null) {
@@ -459,48 +374,31 @@ export class MemoryStorage implements Storage {
         }
       }
     }
-    p.records.set(key(oid), { oid, data: data === null ? null : copyBytes(data), dataTxn: null });
+    p.records.set(key(oid), { oid, data, dataTxn: null });
   }
 
-  async checkCurrentSerialInTransaction(oid: Oid, serial: Tid, txn: TransactionMetaData): Promise<void> {
-    this.checkOpen();
-    this.pendingFor(txn, 'checkCurrentSerialInTransaction');
+  protected async _checkCurrentSerial(_p: Pending, oid: Oid, serial: Tid): Promise<void> {
     const cur = this.current(oid);
     if (!cur || cur.data === null) throw new POSKeyError(oid);
-    if (!idEquals(cur.tid, serial)) throw new ReadConflictError(idCopy(oid), [cur.tid, idCopy(serial)]);
+    if (!idEquals(cur.tid, serial)) throw new ReadConflictError(oid, [cur.tid, serial]);
   }
 
-  async deleteObject(oid: Oid, oldSerial: Tid, txn: TransactionMetaData): Promise<void> {
-    this.checkWritable();
-    const p = this.pendingFor(txn, 'deleteObject');
-    oid = idCopy(oid);
+  protected async _deleteObject(p: Pending, oid: Oid, oldSerial: Tid): Promise<void> {
     const cur = this.current(oid);
     if (!cur) throw new POSKeyError(oid);
-    if (!idEquals(cur.tid, oldSerial)) throw new ConflictError(oid, [cur.tid, idCopy(oldSerial)]);
+    if (!idEquals(cur.tid, oldSerial)) throw new ConflictError(oid, [cur.tid, oldSerial]);
     p.records.set(key(oid), { oid, data: null, dataTxn: null });
   }
 
-  async tpcVote(txn: TransactionMetaData): Promise<Oid[]> {
-    this.checkOpen();
-    const p = this.pending;
-    if (!p || p.txn !== txn) throw new StorageTransactionError('tpc_vote called with wrong transaction');
-    p.voted = true;
-    return [...p.resolved];
-  }
-
-  async tpcFinish(txn: TransactionMetaData, onCommitted?: (tid: Tid) => void): Promise<Tid> {
-    this.checkOpen();
-    const p = this.pending;
-    if (!p || p.txn !== txn) throw new StorageTransactionError('tpc_finish called with wrong transaction');
-    if (!p.voted) throw new StorageTransactionError('tpc_finish called before tpc_vote');
+  protected _finish(p: Pending): void {
     const d = this.data;
     const committed: CommittedTxn = {
       tid: p.tid,
       status: p.status,
       user: p.user,
       description: p.description,
-      extensionBytes: p.extensionBytes,
-      extension: decodeExtension(p.extensionBytes),
+      extensionBytes: p.extension,
+      extension: decodeExtension(p.extension),
       records: [],
     };
     for (const rec of p.records.values()) {
@@ -518,36 +416,12 @@ export class MemoryStorage implements Storage {
     d.transactions.push(committed);
     d.txnByTid.set(key(p.tid), committed);
     d.lastTid = p.tid;
-    this.pending = null;
-    // the data is visible before the callback: a load it starts sees this transaction (ZODB's loads wait for
-    // tpc_finish to return); the commit lock is still held, so no other transaction commits in between
-    try {
-      onCommitted?.(p.tid);
-    } finally {
-      p.release();
-    }
-    return p.tid;
-  }
-
-  async tpcAbort(txn: TransactionMetaData): Promise<void> {
-    const waiting = this.waiting.get(txn);
-    if (waiting) {
-      waiting.abort();
-      return;
-    }
-    const p = this.pending;
-    if (!p || p.txn !== txn) return;
-    this.pending = null;
-    p.release();
   }
 
   // ------------------------------------------------------------------------------------------------------
   // undo
 
-  async undo(undoId: Uint8Array, txn: TransactionMetaData): Promise<UndoResult> {
-    this.checkWritable();
-    const p = this.pendingFor(txn, 'undo');
-    const tid = decodeUndoId(undoId);
+  protected async _undo(p: Pending, tid: Tid): Promise<UndoResult> {
     const undone = this.findUndoable(tid);
     const records = new Map<string, PendingRecord>();
     // FileStorage gives a record a second chance when its oid comes again in the transaction
@@ -612,9 +486,9 @@ export class MemoryStorage implements Storage {
     if (copy) return { oid, data: pre.data, dataTxn: pre.tid };
     if (pre.data === null) throw new UndoError('_loadBack() failed', oid);
     const ctid = inTxn ? p.tid : committed.tid;
-    const resolved = await this.resolve(oid, ctid, rev.tid, pre.data, currentData);
+    const resolved = await this.tryToResolveConflict(oid, ctid, rev.tid, pre.data, currentData);
     if (!resolved) throw new UndoError('Some data were modified by a later transaction', oid);
-    return { oid, data: copyBytes(resolved), dataTxn: null };
+    return { oid, data: resolved, dataTxn: null };
   }
 
   async undoLog(
@@ -623,31 +497,18 @@ export class MemoryStorage implements Storage {
     filter?: (entry: UndoLogEntry) => boolean,
   ): Promise<UndoLogEntry[]> {
     this.checkOpen();
+    this.require('undo', 'undoLog');
     const txns = this.data.transactions;
     const newestFirst = function* (): Generator<UndoCandidate<UndoLogEntry>> {
       for (let n = txns.length - 1; n >= 0; n--) {
         const t = txns[n];
         yield {
           status: t.status,
-          entry: () => ({
-            id: encodeUndoId(t.tid),
-            time: tidTime(t.tid),
-            userName: t.user,
-            description: t.description,
-            extension: t.extension,
-          }),
+          entry: () => undoLogEntry(t.tid, t.user, t.description, t.extension),
         };
       }
     };
     return searchUndoLog(first, last, filter, newestFirst());
-  }
-
-  async undoInfo(
-    first = 0,
-    last: number = UNDO_LOG_DEFAULT_LAST,
-    specification?: PyDict | null,
-  ): Promise<UndoLogEntry[]> {
-    return undoInfoVia((f, l, filter) => this.undoLog(f, l, filter), first, last, specification);
   }
 
   // ------------------------------------------------------------------------------------------------------
@@ -825,6 +686,7 @@ export class MemoryStorage implements Storage {
     next: Oid | null = null,
   ): Promise<{ oid: Oid; tid: Tid; data: Uint8Array; next: Oid | null }> {
     this.checkOpen();
+    this.require('recordIternext', 'recordIternext');
     const keys = this.data.sortedKeys();
     const from = key(next ?? z64);
     let lo = 0;
@@ -846,44 +708,13 @@ export class MemoryStorage implements Storage {
    */
   async lastInvalidations(count: number): Promise<Array<{ tid: Tid; oids: Oid[] }>> {
     this.checkOpen();
+    this.require('lastInvalidations', 'lastInvalidations');
     const txns = this.data.transactions;
     const out: Array<{ tid: Tid; oids: Oid[] }> = [];
     for (let i = txns.length - 1; i >= 0 && out.length < count; i--) {
       out.push({ tid: idCopy(txns[i].tid), oids: txns[i].records.map((r) => idCopy(r.oid)) });
     }
     return out;
-  }
-
-  // ------------------------------------------------------------------------------------------------------
-  // blobs: not here
-
-  async storeBlob(
-    _oid: Oid,
-    _oldSerial: Tid,
-    _data: Uint8Array,
-    _blobFilename: string,
-    _txn: TransactionMetaData,
-  ): Promise<void> {
-    throw new Unsupported('MemoryStorage does not store blobs');
-  }
-
-  async restoreBlob(
-    _oid: Oid,
-    _serial: Tid,
-    _data: Uint8Array,
-    _blobFilename: string,
-    _prevTxn: Tid | null,
-    _txn: TransactionMetaData,
-  ): Promise<void> {
-    throw new Unsupported('MemoryStorage does not store blobs');
-  }
-
-  async loadBlob(_oid: Oid, _serial: Tid): Promise<string> {
-    throw new Unsupported('MemoryStorage does not store blobs');
-  }
-
-  temporaryDirectory(): string {
-    throw new Unsupported('MemoryStorage does not store blobs');
   }
 }
 

@@ -30,6 +30,8 @@ export interface StorageFactory {
   supportsBlobs: boolean;
   /** iterator() and recordIternext() */
   supportsIterator: boolean;
+  /** recordIternext(), when it differs from supportsIterator (ZODB's MappingStorage iterates, but has none) */
+  supportsRecordIternext?: boolean;
   /** restore() and tpcBegin with a given tid and status (copying, recovery) */
   supportsRestore: boolean;
   /** deleteObject (IExternalGC) */

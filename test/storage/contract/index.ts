@@ -1,5 +1,6 @@
 // The storage contract suite: every module, for one factory. A storage's test file calls this once.
 import { basicStorageTests } from './basic-storage.js';
+import { capabilitiesTests } from './capabilities.js';
 import { conflictResolutionTests } from './conflict-resolution.js';
 import { corruptionTests } from './corruption.js';
 import type { StorageFactory } from './factory.js';
@@ -18,6 +19,7 @@ import { transactionalUndoStorageTests } from './transactional-undo-storage.js';
 export type { OpenOptions, StorageFactory } from './factory.js';
 export {
   basicStorageTests,
+  capabilitiesTests,
   conflictResolutionTests,
   corruptionTests,
   historyStorageTests,
@@ -35,6 +37,7 @@ export {
 
 export function storageContractTests(name: string, factory: StorageFactory): void {
   basicStorageTests(name, factory);
+  capabilitiesTests(name, factory);
   revisionStorageTests(name, factory);
   historyStorageTests(name, factory);
   transactionalUndoStorageTests(name, factory);

@@ -30,7 +30,7 @@ finally:
 type Entries = Array<[string, string[]]>;
 
 async function ours(s: Storage, count: number): Promise<Entries> {
-  return (await s.lastInvalidations!(count)).map((e) => [idHex(e.tid), e.oids.map(idHex)]);
+  return (await s.lastInvalidations(count)).map((e) => [idHex(e.tid), e.oids.map(idHex)]);
 }
 
 async function compareWithPython(oracle: Oracle, path: string): Promise<number> {
