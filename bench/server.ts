@@ -42,6 +42,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { oraclePython, repoRoot } from '../test/helpers/oracle.js';
+import { zeoNodeFlags } from '../test/helpers/server-process.js';
 import { printTable } from './report.js';
 
 function arg(name: string): string | undefined {
@@ -188,7 +189,7 @@ async function startServer(
   const [cmd, args] =
     kind === 'runzeo'
       ? [oraclePython(), ['-m', 'ZEO.runzeo', '-C', conf]]
-      : [process.execPath, [...nodeFlags, ZEO_BIN, 'serve', '-C', conf]];
+      : [process.execPath, [...zeoNodeFlags, ...nodeFlags, ZEO_BIN, 'serve', '-C', conf]];
   const proc = PIN
     ? spawn('taskset', ['-c', SERVER_CPUS, cmd, ...args], { cwd: dir, stdio: ['ignore', fd, fd] })
     : spawn(cmd, args, { cwd: dir, stdio: ['ignore', fd, fd] });
