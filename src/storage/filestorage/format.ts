@@ -106,7 +106,8 @@ export function writeU64(b: Uint8Array, off: number, n: number): void {
   b[off + 7] = lo & 0xff;
 }
 
-function copy8(b: Uint8Array, off: number): Uint8Array {
+/** A copy of the 8 bytes (an oid, a tid) at `off`. */
+export function copy8(b: Uint8Array, off: number): Uint8Array {
   const out = new Uint8Array(8);
   out.set(b.subarray(off, off + 8));
   return out;
