@@ -76,6 +76,11 @@ export function txnHeaderLen(h: { ulen: number; dlen: number; elen: number }): n
   return TRANS_HDR_LEN + h.ulen + h.dlen + h.elen;
 }
 
+/** txnHeaderLen of the raw transaction header at `off` of `b` (its 23 bytes there). */
+export function txnHeaderLenAt(b: Uint8Array, off: number): number {
+  return TRANS_HDR_LEN + u16(b, off + 17) + u16(b, off + 19) + u16(b, off + 21);
+}
+
 /** The length of a data record (DataHeader.recordlen): header plus data, or header plus back pointer. */
 export function dataRecordLen(plen: number): number {
   return DATA_HDR_LEN + (plen || BACK_PTR_LEN);

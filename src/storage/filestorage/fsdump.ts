@@ -17,7 +17,8 @@ import {
   TRANS_HDR_LEN,
   type DecodedTransaction,
 } from './format.js';
-import { transactionEndingFile, WindowReader } from './window.js';
+import { followBack, transactionEndingFile } from './records.js';
+import { WindowReader } from './window.js';
 
 export interface DumpRecord {
   oid: Uint8Array;
@@ -93,7 +94,7 @@ export async function walkTransactions(
             let backTid: Tid | null = null;
             if (data === null && rec.back !== 0) {
               // (a copy: the random window moves on at the next back pointer)
-              const resolved = await rnd.followBack(rec.back, rec.oid);
+              const resolved = await followBack(rnd, rec.back, rec.oid);
               data = resolved.data && new Uint8Array(resolved.data);
               backTid = resolved.tid;
             }

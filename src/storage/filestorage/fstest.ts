@@ -29,7 +29,6 @@ import {
   checkTxnHeader,
   DATA_HDR_LEN,
   dataRecordLen,
-  decodeDataHeader,
   decodeTxnHeader,
   FILE_HEADER_LEN,
   readU64,
@@ -40,7 +39,8 @@ import {
   type FileMagic,
 } from './format.js';
 import { FsIndex } from './fsindex.js';
-import { transactionEndingFile, WindowReader } from './window.js';
+import { transactionEndingFile, windowDataHeader } from './records.js';
+import { WindowReader } from './window.js';
 
 export interface VerifyOptions {
   /** called as the check goes: bytes checked, file size */
@@ -188,7 +188,7 @@ async function walk(
           );
         }
         // the header and a back pointer; tend + 8 <= size, so both are in the file
-        const dh = decodeDataHeader(await r.at(rpos, DATA_HDR_LEN + 8), 0, file, rpos);
+        const dh = await windowDataHeader(r, rpos);
         checkDataHeader(h, pos, dh, rpos, file);
         if (!idEquals(dh.tid, h.tid)) {
           throw new CorruptedError(

@@ -42,13 +42,14 @@ import { compareIds, idEquals, u64, z64, type Oid, type Tid } from '../ids.js';
 import type { ReferencesFinder } from '../interfaces.js';
 import { isBlobRecord, type BlobDirectory } from '../blobs/index.js';
 import { fsyncDirectory } from './file.js';
+import { followBack, windowDataHeader, windowNum, windowTxnHeader } from './records.js';
 import { readFully, WindowReader } from './window.js';
 import {
   checkDataHeader,
   checkTxnHeader,
   DATA_HDR_LEN,
   dataRecordLen,
-  decodeTxnHeaderFull,
+  decodeTxnHeader,
   encodeDataHeader,
   encodeTxnHeader,
   FILE_HEADER_LEN,
@@ -56,6 +57,7 @@ import {
   STATUS_PACKED,
   TRANS_HDR_LEN,
   txnHeaderLen,
+  txnHeaderLenAt,
   writeU64,
   type DataHeader,
   type TxnHeaderFull,
@@ -338,7 +340,7 @@ class Packer {
 
   /** Checks the trailing copy of the length of the transaction `th` at `pos`; the position after it. */
   async trailer(pos: number, th: TxnHeaderFull): Promise<number> {
-    const tlen = await this.seq.num(pos);
+    const tlen = await windowNum(this.seq, pos);
     if (tlen !== th.tl) {
       this.fail(
         pos,
@@ -353,7 +355,7 @@ class Packer {
     const end = tpos + th.tl;
     let pos = tpos + txnHeaderLen(th);
     while (pos < end) {
-      const dh = await this.seq.dataHeader(pos);
+      const dh = await windowDataHeader(this.seq, pos);
       checkDataHeader(th, tpos, dh, pos, this.file);
       yield [pos, dh];
       pos += dataRecordLen(dh.plen);
@@ -381,7 +383,7 @@ class Packer {
     let unpacked = false;
     let th: TxnHeaderFull | null = null;
     while (pos < this.eof) {
-      th = await this.seq.txnHeader(pos);
+      th = await windowTxnHeader(this.seq, pos);
       if (compareIds(th.tid, this.packTime) > 0) break;
       this.checkTxn(th, pos);
       if (th.status !== STATUS_PACKED) unpacked = true;
@@ -434,7 +436,7 @@ class Packer {
     const extraRoots: number[] = [];
     let pos = this.packpos;
     while (pos < this.eof) {
-      const th = await this.seq.txnHeader(pos);
+      const th = await windowTxnHeader(this.seq, pos);
       this.checkTxn(th, pos);
       for await (const [, dh] of this.records(pos, th)) {
         if (dh.back && dh.back < this.packpos) {
@@ -460,10 +462,10 @@ class Packer {
   /** The oids a revision refers to, following back pointers to its data. */
   async findrefs(pos: number): Promise<Oid[]> {
     let at = pos;
-    let dh = await this.rnd.dataHeader(at);
+    let dh = await windowDataHeader(this.rnd, at);
     while (dh.back) {
       at = dh.back;
-      dh = await this.rnd.dataHeader(at);
+      dh = await windowDataHeader(this.rnd, at);
     }
     if (!dh.plen) return [];
     return this.referencesf(await this.rnd.get(at + DATA_HDR_LEN, dh.plen, 'data'));
@@ -481,14 +483,14 @@ class Packer {
 
   /** The data of a back pointer, following the chain; null when it ends at 0 (an undone creation). */
   async fetchDataViaBackpointer(back: number): Promise<Uint8Array | null> {
-    return back ? (await this.rnd.followBack(back)).data : null;
+    return back ? (await followBack(this.rnd, back)).data : null;
   }
 
   async copyToPacktime(): Promise<[number, number]> {
     let pos = FILE_HEADER_LEN;
     let newPos = pos;
     while (pos < this.packpos) {
-      const th = await this.seq.txnHeader(pos);
+      const th = await windowTxnHeader(this.seq, pos);
       const [newTpos, next] = await this.copyDataRecords(pos, th);
       pos = next;
       if (newTpos) {
@@ -508,7 +510,7 @@ class Packer {
     const tend = tpos + th.tl;
     let pos = tpos + txnHeaderLen(th);
     while (pos < tend) {
-      const h = await this.seq.dataHeader(pos);
+      const h = await windowDataHeader(this.seq, pos);
       const rec = pos;
       pos += dataRecordLen(h.plen);
       if (!this.isReachable(h.oid, rec)) {
@@ -543,7 +545,7 @@ class Packer {
     if (!data || !data.length || !this.isBlob(data)) return;
     // not a duplicate of the kept record (ZEO once wrote blob records twice)
     const rpos = this.reachable.get(h.oid);
-    if (rpos > 0 && idEquals((await this.rnd.dataHeader(rpos)).tid, h.tid)) return;
+    if (rpos > 0 && idEquals((await windowDataHeader(this.rnd, rpos)).tid, h.tid)) return;
     if (rpos < 0) this.removed.push(new Uint8Array(h.oid));
     else {
       const line = new Uint8Array(16);
@@ -570,14 +572,14 @@ class Packer {
   }
 
   async copyOne(ipos: number): Promise<number> {
-    const th = await this.seq.txnHeader(ipos);
+    const th = await windowTxnHeader(this.seq, ipos);
     const pos = this.out.pos;
     await this.out.write(encodeTxnHeader({ ...th, tl: th.tl }));
     const tend = ipos + th.tl;
     let at = ipos + txnHeaderLen(th);
     const tindex: Array<[Oid, number]> = [];
     while (at < tend) {
-      const h = await this.seq.dataHeader(at);
+      const h = await windowDataHeader(this.seq, at);
       const rec = at;
       at += dataRecordLen(h.plen);
       let data: Uint8Array | null;
@@ -586,7 +588,7 @@ class Packer {
         data = await this.seq.get(rec + DATA_HDR_LEN, h.plen, 'data');
       } else {
         if (h.back) {
-          const b = await this.rnd.followBack(h.back, h.oid);
+          const b = await followBack(this.rnd, h.back, h.oid);
           data = b.data && new Uint8Array(b.data); // a copy: the window moves on
           prevTxn = b.tid;
         } else data = null;
@@ -649,20 +651,8 @@ class Packer {
 
   // PackCopier._data_find: the record of oid in the packed transaction at tpos, if it holds `data`
   async dataFind(tpos: number, oid: Oid, data: Uint8Array | null): Promise<number> {
-    const head = await this.out.read(tpos, TRANS_HDR_LEN);
-    const th = decodeTxnHeaderFull(
-      await this.out.read(
-        tpos,
-        txnHeaderLen({
-          ulen: head.readUInt16BE(17),
-          dlen: head.readUInt16BE(19),
-          elen: head.readUInt16BE(21),
-        }),
-      ),
-      0,
-      this.out.path,
-      tpos,
-    );
+    const hlen = txnHeaderLenAt(await this.out.read(tpos, TRANS_HDR_LEN), 0);
+    const th = decodeTxnHeader(await this.out.read(tpos, hlen), 0, this.out.path, tpos);
     const tend = tpos + th.tl;
     let pos = tpos + txnHeaderLen(th);
     while (pos < tend) {

@@ -7,7 +7,7 @@
 // format.ts decodes and checks the bytes; this module only gets them and names the damage.
 
 import { CorruptedError, POSKeyError } from '../errors.js';
-import { oidRepr, type Oid, type Tid } from '../ids.js';
+import { idEquals, idHex, oidRepr, type Oid, type Tid } from '../ids.js';
 import { ShortReadError, type RandomAccessFile } from './file.js';
 import {
   BACK_PTR_LEN,
@@ -16,15 +16,17 @@ import {
   dataRecordLen,
   decodeDataHeader,
   decodeTxnHeader,
-  decodeTxnHeaderFull,
   FILE_HEADER_LEN,
   readU64,
   TRAILER_LEN,
   TRANS_HDR_LEN,
   txnHeaderLen,
+  txnHeaderLenAt,
   type DataHeader,
+  type TxnHeader,
   type TxnHeaderFull,
 } from './format.js';
+import type { WindowReader } from './window.js';
 
 /** one positional read gets the header and, usually, the whole data of a record */
 export const READ_AHEAD = 4096;
@@ -80,13 +82,7 @@ export async function readDataRecord(
   withData: boolean,
   limit: number,
 ): Promise<RecordAt> {
-  if (!(pos >= FILE_HEADER_LEN && pos + DATA_HDR_LEN <= limit)) {
-    throw new CorruptedError(
-      file.path,
-      pos,
-      `no data record can start at ${pos} (the data ends at ${limit})`,
-    );
-  }
+  checkStart(file, pos, DATA_HDR_LEN, limit, 'data record');
   const cache = file.cache;
   if (cache !== null) {
     // the whole record, as read before (or written by a commit); the cache also holds transaction headers and
@@ -181,12 +177,8 @@ async function parseRecord(
   }
 }
 
-/** A transaction header with copies of its user, description and extension. */
-function headerCopy(b: Uint8Array, off: number, file: string, tpos: number): TxnHeaderFull {
-  const h = decodeTxnHeader(b, off, file, tpos);
-  const n = txnHeaderLen(h) - TRANS_HDR_LEN;
-  const meta = Buffer.allocUnsafe(n);
-  if (n) meta.set(b.subarray(off + TRANS_HDR_LEN, off + TRANS_HDR_LEN + n));
+/** The header `h` with its user, description and extension, the parts of `meta`. */
+function withMeta(h: TxnHeader, meta: Buffer): TxnHeaderFull {
   const d = h.ulen;
   const e = d + h.dlen;
   return {
@@ -195,6 +187,22 @@ function headerCopy(b: Uint8Array, off: number, file: string, tpos: number): Txn
     description: meta.subarray(d, e),
     extension: meta.subarray(e, e + h.elen),
   };
+}
+
+/** The transaction header at `off` of `b` (all of it there) with copies of its user, description, extension. */
+function headerCopy(b: Uint8Array, off: number, file: string, tpos: number): TxnHeaderFull {
+  const h = decodeTxnHeader(b, off, file, tpos);
+  const n = txnHeaderLen(h) - TRANS_HDR_LEN;
+  const meta = Buffer.allocUnsafe(n);
+  if (n) meta.set(b.subarray(off + TRANS_HDR_LEN, off + TRANS_HDR_LEN + n));
+  return withMeta(h, meta);
+}
+
+/** CorruptedError unless a `what` of `len` bytes can start at `pos`, after the file header and before `limit`. */
+function checkStart(file: RandomAccessFile, pos: number, len: number, limit: number, what: string): void {
+  if (!(pos >= FILE_HEADER_LEN && pos + len <= limit)) {
+    throw new CorruptedError(file.path, pos, `no ${what} can start at ${pos} (the data ends at ${limit})`);
+  }
 }
 
 /** The bytes at `pos` in the file's cache when it holds at least `n` of them (see readTxnBefore). */
@@ -212,16 +220,10 @@ export async function readTxnHeader(
   tpos: number,
   limit: number,
 ): Promise<TxnHeaderFull> {
-  if (!(tpos >= FILE_HEADER_LEN && tpos + TRANS_HDR_LEN <= limit)) {
-    throw new CorruptedError(
-      file.path,
-      tpos,
-      `no transaction can start at ${tpos} (the data ends at ${limit})`,
-    );
-  }
+  checkStart(file, tpos, TRANS_HDR_LEN, limit, 'transaction');
   const c = cached(file, tpos, TRANS_HDR_LEN);
   if (c !== null) {
-    const hlen = TRANS_HDR_LEN + ((c[17] << 8) | c[18]) + ((c[19] << 8) | c[20]) + ((c[21] << 8) | c[22]);
+    const hlen = txnHeaderLenAt(c, 0);
     if (c.length >= hlen && tpos + hlen <= limit) return headerCopy(c, 0, file.path, tpos);
   }
   const cache = file.cache;
@@ -238,14 +240,7 @@ export async function readTxnHeader(
     buf.copy(meta, 0, TRANS_HDR_LEN, TRANS_HDR_LEN + have);
     if (have < meta.length) await file.readExact(tpos + TRANS_HDR_LEN + have, meta.length - have, meta, have);
     cache?.put(tpos, buf.subarray(0, TRANS_HDR_LEN), meta, generation);
-    const d = h.ulen;
-    const e = d + h.dlen;
-    return {
-      ...h,
-      user: meta.subarray(0, d),
-      description: meta.subarray(d, e),
-      extension: meta.subarray(e, e + h.elen),
-    };
+    return withMeta(h, meta);
   } finally {
     giveBuf(buf);
   }
@@ -341,4 +336,74 @@ export async function loadBack(
     if (h.back >= back) throw new CorruptedError(file.path, back, `invalid back pointer: ${h.back}`);
     back = h.back;
   }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// walks through a WindowReader
+
+/** The 8-byte number at `pos` of the window (a transaction's trailing length). */
+export async function windowNum(w: WindowReader, pos: number): Promise<number> {
+  return readU64(await w.get(pos, TRAILER_LEN, 'transaction length'), 0);
+}
+
+/** The transaction header at `pos` of the window, with copies of its user, description and extension. */
+export async function windowTxnHeader(w: WindowReader, pos: number): Promise<TxnHeaderFull> {
+  const hlen = txnHeaderLenAt(await w.get(pos, TRANS_HDR_LEN, 'transaction header'), 0);
+  // (copies: the window moves on)
+  return headerCopy(await w.get(pos, hlen, 'transaction header'), 0, w.file, pos);
+}
+
+/** The data record header at `pos` of the window (with its back pointer); `oid`, when given, must be its. */
+export async function windowDataHeader(w: WindowReader, pos: number, oid?: Oid): Promise<DataHeader> {
+  const head = await w.get(pos, DATA_HDR_LEN, 'data record header');
+  const plen = readU64(head, 34);
+  const b = plen === 0 ? await w.get(pos, DATA_HDR_LEN + 8, 'data record') : head;
+  const h = decodeDataHeader(b, 0, w.file, pos);
+  if (oid && !idEquals(oid, h.oid)) {
+    throw new CorruptedError(w.file, pos, `back pointer to a record of another oid (${idHex(h.oid)})`);
+  }
+  return h;
+}
+
+/**
+ * FileStorageFormatter._loadBack_impl(oid, back, fail=False) with getTxnFromData: the data at the end of the
+ * back pointer chain from `back` (a view, or null when the chain ends in a 0: an undone creation), and the
+ * tid of the record `back` points to, which must be `oid`'s when given.
+ */
+export async function followBack(
+  w: WindowReader,
+  back: number,
+  oid?: Oid,
+): Promise<{ data: Uint8Array | null; tid: Tid }> {
+  const first = await windowDataHeader(w, back, oid);
+  const seen = new Set<number>();
+  let h = first;
+  for (let at = back; ;) {
+    if (h.plen) return { data: await w.get(at + DATA_HDR_LEN, h.plen, 'data'), tid: first.tid };
+    if (h.back === 0) return { data: null, tid: first.tid };
+    seen.add(at);
+    at = h.back;
+    if (seen.has(at)) throw new CorruptedError(w.file, back, 'back pointers in a loop');
+    h = await windowDataHeader(w, at);
+  }
+}
+
+/**
+ * The position of a whole transaction that ends the file and starts after `after`: its header's length agrees
+ * with the file's last 8 bytes (a crash leaves nothing after the transaction it cut short; a damaged length,
+ * whole transactions). With its status byte; null when there is none.
+ */
+export async function transactionEndingFile(
+  read: (pos: number, n: number) => Promise<Uint8Array>,
+  size: number,
+  after: number,
+): Promise<{ pos: number; status: number } | null> {
+  if (size < 4 + TRANS_HDR_LEN + TRAILER_LEN) return null;
+  const t = await read(size - TRAILER_LEN, TRAILER_LEN);
+  const tl = readU64(t, 0);
+  const q = size - TRAILER_LEN - tl;
+  if (!(q > after) || tl < TRANS_HDR_LEN) return null;
+  const h = await read(q, TRANS_HDR_LEN);
+  if (h.length < TRANS_HDR_LEN || readU64(h, 8) !== tl) return null;
+  return { pos: q, status: h[16] };
 }
