@@ -177,15 +177,25 @@ async function parseRecord(
   }
 }
 
-/** The header `h` with its user, description and extension, the parts of `meta`. */
-function withMeta(h: TxnHeader, meta: Buffer): TxnHeaderFull {
-  const d = h.ulen;
-  const e = d + h.dlen;
+const EMPTY = new Uint8Array(0);
+
+/** `len` bytes of `meta` from `from` (a view; the shared empty array for none, the usual user and extension). */
+function part(meta: Uint8Array, from: number, len: number): Uint8Array {
+  return len === 0 ? EMPTY : meta.subarray(from, from + len);
+}
+
+/** The header `h` with its user, description and extension, the parts of `meta` (built field by field: hot). */
+function withMeta(h: TxnHeader, meta: Uint8Array): TxnHeaderFull {
   return {
-    ...h,
-    user: meta.subarray(0, d),
-    description: meta.subarray(d, e),
-    extension: meta.subarray(e, e + h.elen),
+    tid: h.tid,
+    tl: h.tl,
+    status: h.status,
+    ulen: h.ulen,
+    dlen: h.dlen,
+    elen: h.elen,
+    user: part(meta, 0, h.ulen),
+    description: part(meta, h.ulen, h.dlen),
+    extension: part(meta, h.ulen + h.dlen, h.elen),
   };
 }
 
@@ -193,8 +203,12 @@ function withMeta(h: TxnHeader, meta: Buffer): TxnHeaderFull {
 function headerCopy(b: Uint8Array, off: number, file: string, tpos: number): TxnHeaderFull {
   const h = decodeTxnHeader(b, off, file, tpos);
   const n = txnHeaderLen(h) - TRANS_HDR_LEN;
-  const meta = Buffer.allocUnsafe(n);
-  if (n) meta.set(b.subarray(off + TRANS_HDR_LEN, off + TRANS_HDR_LEN + n));
+  if (n === 0) return withMeta(h, EMPTY);
+  const meta = new Uint8Array(n);
+  const from = off + TRANS_HDR_LEN;
+  // (a short header is copied byte by byte: cheaper than a view to copy from)
+  if (n <= 64) for (let i = 0; i < n; i++) meta[i] = b[from + i];
+  else meta.set(b.subarray(from, from + n));
   return withMeta(h, meta);
 }
 
