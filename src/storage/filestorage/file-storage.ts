@@ -692,6 +692,9 @@ export class FileStorage implements Storage {
   }
 
   async loadBefore(oid: Oid, tid: Tid): Promise<LoadBeforeResult | null> {
+    this.checkOpen();
+    // an oid the (loaded) index does not have: answered here, without a turn through the file's reader
+    if (this.index.loaded && this.index.get(oid) < 0) throw missing(oid);
     return this.reading(oid, async (file, index, end) => {
       let pos = index.get(oid);
       if (pos < 0) throw missing(oid);

@@ -177,15 +177,16 @@ async function parseRecord(
   }
 }
 
-const EMPTY = new Uint8Array(0);
+/** (Buffers, as the header's parts always were) */
+const EMPTY = Buffer.alloc(0);
 
 /** `len` bytes of `meta` from `from` (a view; the shared empty array for none, the usual user and extension). */
-function part(meta: Uint8Array, from: number, len: number): Uint8Array {
+function part(meta: Buffer, from: number, len: number): Uint8Array {
   return len === 0 ? EMPTY : meta.subarray(from, from + len);
 }
 
 /** The header `h` with its user, description and extension, the parts of `meta` (built field by field: hot). */
-function withMeta(h: TxnHeader, meta: Uint8Array): TxnHeaderFull {
+function withMeta(h: TxnHeader, meta: Buffer): TxnHeaderFull {
   return {
     tid: h.tid,
     tl: h.tl,
@@ -204,7 +205,7 @@ function headerCopy(b: Uint8Array, off: number, file: string, tpos: number): Txn
   const h = decodeTxnHeader(b, off, file, tpos);
   const n = txnHeaderLen(h) - TRANS_HDR_LEN;
   if (n === 0) return withMeta(h, EMPTY);
-  const meta = new Uint8Array(n);
+  const meta = Buffer.allocUnsafe(n);
   const from = off + TRANS_HDR_LEN;
   // (a short header is copied byte by byte: cheaper than a view to copy from)
   if (n <= 64) for (let i = 0; i < n; i++) meta[i] = b[from + i];
