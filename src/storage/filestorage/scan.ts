@@ -684,13 +684,16 @@ export async function scanDataFile(
   const index = result.index;
   try {
     if (start < fileSize) {
-      const r = await readIndex(fh, file, fileSize, index, start, ltid, options);
-      result.pos = r.pos;
-      result.lastTid = r.lastTid;
-      result.recovery = r.recovery;
-      result.stopped = r.stopped;
-      result.transactionsScanned = r.transactions;
-      result.recordsScanned = r.records;
+      const { transactions, records, ...found } = await readIndex(
+        fh,
+        file,
+        fileSize,
+        index,
+        start,
+        ltid,
+        options,
+      );
+      Object.assign(result, found, { transactionsScanned: transactions, recordsScanned: records });
     } else {
       result.pos = start;
       result.lastTid = ltid;
