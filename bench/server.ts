@@ -12,7 +12,10 @@
 // alternates from run to run):
 //   - loads: one loadBefore round trip at a time per client, random oids, the client's cache never asked;
 //   - pipelined loads: W (default 32) loadBefore calls in flight per client;
-//   - small commits: ZODB transactions changing 2 objects of the client's own (no conflicts).
+//   - small commits: ZODB transactions changing 2 objects of the client's own (no conflicts);
+//   - undoLog, undoInfo (asked with --phases): one undoLog(0, -20) / undoInfo(0, -20) round trip at a time;
+//   - missing (asked with --phases): one loadBefore round trip at a time of an oid that does not exist (the
+//     POSKeyError reply).
 // For each: operations per second over the phase (all clients), and the server's CPU time per operation (the
 // server process's utime + stime from /proc/<pid>/stat, all its threads, read when the clients start and when
 // they have all finished), the median of the R runs. Prints the table (ratio > 1: zeo-ts better; with each
@@ -78,12 +81,15 @@ const PROFILE = arg('profile');
 /** client slots in the Data.fs: the most clients a phase can have */
 const SLOTS = 16;
 
-type Phase = 'loads' | 'pipelined' | 'commits';
+type Phase = 'loads' | 'pipelined' | 'commits' | 'undoLog' | 'undoInfo' | 'missing';
 const PHASES: Phase[] = ((arg('phases') ?? 'loads,pipelined,commits').split(',') as Phase[]).filter(Boolean);
 const PHASE_NAMES: Record<Phase, string> = {
   loads: 'loads',
   pipelined: `pipelined loads (${WINDOW} in flight)`,
   commits: 'small commits (2 objects)',
+  undoLog: 'undoLog(0, -20)',
+  undoInfo: 'undoInfo(0, -20)',
+  missing: 'loadBefore of a missing oid',
 };
 
 const CLIENT_PY = resolve(repoRoot, 'test/fixtures/python/zeo_bench_client.py');

@@ -26,7 +26,7 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { verifyDataFile } from '../src/cli/verify.js';
+import { verifyDataFile } from '../src/storage/filestorage/fstest.js';
 import { dumps, tuple } from '../src/pickle/index.js';
 import { DEFAULT_CACHE_BYTES, FileStorage } from '../src/storage/filestorage/file-storage.js';
 import { scanDataPath } from '../src/storage/filestorage/scan.js';

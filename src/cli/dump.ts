@@ -36,25 +36,13 @@
 // stderr. Damage anywhere else (a 'c' in the middle of the file included, where ZODB's iterator stops
 // quietly) prints what came before it, then the error naming the offset (exit 1).
 
-import { open } from 'node:fs/promises';
 import { Command } from 'commander';
 import { getPickleMetadata, PyFloat, pyRepr, type PickleValue } from '../pickle/index.js';
-import { CorruptedError } from '../storage/errors.js';
 import { decodeExtension } from '../storage/extension.js';
-import { idHex, type Tid } from '../storage/ids.js';
-import {
-  checkFileHeader,
-  DATA_HDR_LEN,
-  decodeTransaction,
-  decodeTxnHeader,
-  FILE_HEADER_LEN,
-  readU64,
-  TRAILER_LEN,
-  TRANS_HDR_LEN,
-  type DecodedTransaction,
-} from '../storage/filestorage/format.js';
+import { idHex } from '../storage/ids.js';
+import { TRANS_HDR_LEN } from '../storage/filestorage/format.js';
+import { walkTransactions, type DumpEnd, type DumpTransaction } from '../storage/filestorage/fsdump.js';
 import { TimeStamp } from '../storage/timestamp.js';
-import { FileReader } from './file-reader.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // values
@@ -108,155 +96,6 @@ export function textToJson(b: Uint8Array): unknown {
     return { $bytes: buf.toString('hex') };
   }
   return s;
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// the walk
-
-export interface DumpRecord {
-  oid: Uint8Array;
-  /** the record's file position */
-  offset: number;
-  /** the data, found through the back pointer when there is one; null when none */
-  data: Uint8Array | null;
-  /** the back pointer, 0 when the record holds its data */
-  back: number;
-  /** the tid of the record the back pointer points to (fsdump's bp); null for none */
-  backTid: Tid | null;
-}
-
-export interface DumpTransaction {
-  txn: DecodedTransaction;
-  records: DumpRecord[];
-}
-
-export interface DumpEnd {
-  /** why the walk stopped before the end of the file (a commit not finished), or null */
-  note: string | null;
-  /** the damage that stopped it, or null */
-  error: CorruptedError | null;
-}
-
-/**
- * Walks the transactions of the Data.fs at `path` in file order, calling (and awaiting) `onTxn` for each
- * (its views are valid until the promise it returns resolves). Resolves how it ended; I/O errors reject.
- */
-export async function walkTransactions(
-  path: string,
-  onTxn: (t: DumpTransaction) => void | Promise<void>,
-): Promise<DumpEnd> {
-  const fh = await open(path, 'r');
-  try {
-    const size = (await fh.stat()).size;
-    const r = new FileReader(fh, size, 4 << 20, () => {});
-    try {
-      if (size === 0) throw new CorruptedError(path, 0, 'empty file: not a FileStorage data file');
-      const o = await r.ensure(0, FILE_HEADER_LEN);
-      checkFileHeader(r.buf.subarray(o, o + Math.min(FILE_HEADER_LEN, r.avail(0))), path);
-      let pos = FILE_HEADER_LEN;
-      let lastTid: Tid | null = null;
-      while (pos < size) {
-        let off = await r.ensure(pos, TRANS_HDR_LEN);
-        if (r.avail(pos) < TRANS_HDR_LEN) {
-          return { note: `the file ends in a transaction header cut short, at ${pos}`, error: null };
-        }
-        const h = decodeTxnHeader(r.buf, off, path, pos);
-        const next = pos + h.tl + TRAILER_LEN;
-        if (!(next <= size)) {
-          // a crash leaves nothing after the transaction it cut short; a damaged length, whole ones
-          if (await transactionEndsFileAfter(r, size, pos)) {
-            throw new CorruptedError(path, pos, `transaction length ${h.tl} runs past the end of the file`);
-          }
-          return {
-            note: `the transaction at ${pos} runs past the end of the file (a commit cut short): stopped there`,
-            error: null,
-          };
-        }
-        if (h.status === 'c' && next === size) {
-          return {
-            note: `the transaction at ${pos} has not finished its commit (status 'c'): stopped there`,
-            error: null,
-          };
-        }
-        // (a 'c' in the middle of the file is damage: decodeTransaction says so)
-        off = await r.ensure(pos, h.tl + TRAILER_LEN);
-        const txn = decodeTransaction(r.buf, off, path, pos, lastTid);
-        const records: DumpRecord[] = [];
-        if (txn.status !== 'u') {
-          for (const rec of txn.records) {
-            let data = rec.data;
-            let backTid: Tid | null = null;
-            if (data === null && rec.back !== 0) {
-              const resolved = await loadBack(r, path, rec.oid, rec.back);
-              data = resolved.data;
-              backTid = resolved.tid;
-            }
-            records.push({ oid: rec.oid, offset: rec.pos, data, back: rec.back, backTid });
-          }
-        }
-        await onTxn({ txn, records });
-        lastTid = txn.tid;
-        pos = pos + h.tl + TRAILER_LEN;
-      }
-      return { note: null, error: null };
-    } catch (e) {
-      if (e instanceof CorruptedError) return { note: null, error: e };
-      throw e;
-    }
-  } finally {
-    await fh.close();
-  }
-}
-
-/**
- * FileStorageFormatter._loadBackTxn(oid, back, fail=False) and getTxnFromData: the data at the end of the
- * back pointer chain (null when it ends in a 0), and the tid of the record `back` points to.
- */
-async function loadBack(
-  r: FileReader,
-  file: string,
-  oid: Uint8Array,
-  back: number,
-): Promise<{ data: Uint8Array | null; tid: Tid }> {
-  let tid: Tid | null = null;
-  const seen = new Set<number>();
-  for (let p = back; ;) {
-    if (seen.has(p)) throw new CorruptedError(file, back, 'back pointers in a loop');
-    seen.add(p);
-    const h = await r.readAt(p, DATA_HDR_LEN + 8);
-    if (h.length < DATA_HDR_LEN) throw new CorruptedError(file, p, 'back pointer past the end of the file');
-    if (tid === null) {
-      if (Buffer.compare(h.subarray(0, 8), oid) !== 0) {
-        throw new CorruptedError(
-          file,
-          p,
-          `back pointer to a record of another oid (${idHex(h.subarray(0, 8))})`,
-        );
-      }
-      tid = new Uint8Array(h.subarray(8, 16));
-    }
-    const plen = readU64(h, 34);
-    if (plen) {
-      const data = await r.readAt(p + DATA_HDR_LEN, plen);
-      if (data.length < plen) throw new CorruptedError(file, p, 'data record past the end of the file');
-      return { data: new Uint8Array(data), tid };
-    }
-    if (h.length < DATA_HDR_LEN + 8)
-      throw new CorruptedError(file, p, 'back pointer past the end of the file');
-    const next = readU64(h, DATA_HDR_LEN);
-    if (next === 0) return { data: null, tid };
-    p = next;
-  }
-}
-
-async function transactionEndsFileAfter(r: FileReader, size: number, after: number): Promise<boolean> {
-  if (size < FILE_HEADER_LEN + TRANS_HDR_LEN + TRAILER_LEN) return false;
-  const t = await r.readAt(size - TRAILER_LEN, TRAILER_LEN);
-  const tl = readU64(t, 0);
-  const q = size - TRAILER_LEN - tl;
-  if (!(q > after) || tl < TRANS_HDR_LEN) return false;
-  const h = await r.readAt(q, TRANS_HDR_LEN);
-  return h.length === TRANS_HDR_LEN && readU64(h, 8) === tl;
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { copyFile, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { test } from 'node:test';
-import { verifyDataFile } from '../../src/cli/verify.js';
+import { verifyDataFile } from '../../src/storage/filestorage/fstest.js';
 import { decodeTransaction, writeU64 } from '../../src/storage/filestorage/format.js';
 import { fixturesDir } from '../helpers/corpus.js';
 import { interopTest, repoRoot, type Oracle } from '../helpers/oracle.js';

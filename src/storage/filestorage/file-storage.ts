@@ -70,7 +70,7 @@ import {
 } from '../errors.js';
 import { decodeExtension } from '../extension.js';
 import { searchUndoLog, type UndoCandidate } from '../undo-log.js';
-import { compareIds, idCopy, idEquals, oidRepr, p64, u64, z64, type Oid, type Tid } from '../ids.js';
+import { compareIds, idCopy, idEquals, p64, u64, z64, type Oid, type Tid } from '../ids.js';
 import {
   capabilitiesOf,
   zodbInterfaces,
@@ -88,16 +88,11 @@ import {
   type UndoResult,
 } from '../interfaces.js';
 import { preciseNow, tidTime, TimeStamp } from '../timestamp.js';
-import {
-  MIN_CACHE_BYTES,
-  RandomAccessFile,
-  ShortReadError,
-  type PositionalIO,
-  type ReadCacheStats,
-} from './file.js';
+import { MIN_CACHE_BYTES, RandomAccessFile, type PositionalIO, type ReadCacheStats } from './file.js';
 import {
   BACK_PTR_LEN,
   checkDataHeader,
+  copy8,
   DATA_HDR_LEN,
   dataRecordLen,
   decodeTransaction,
@@ -117,6 +112,15 @@ import type { FsIndex } from './fsindex.js';
 import { indexPathFor, writeIndexFile } from './indexfile.js';
 import { LockFile } from './lockfile.js';
 import { FileStorageError, packFileStorage, type PackedFile, type PackTarget } from './pack.js';
+import {
+  loadBack,
+  missing,
+  READ_AHEAD,
+  readDataRecord,
+  readTxnBefore,
+  readTxnHeader,
+  type RecordAt,
+} from './records.js';
 import { scanDataFile, truncateDamagedTail, type ScanLog } from './scan.js';
 
 export { FileStorageError };
@@ -208,8 +212,6 @@ const WRITE_NOW_MAX = 128 << 10;
  */
 const INLINE_FLUSH_MAX_US = 1000;
 export const DEFAULT_CACHE_BYTES = 64 << 20;
-/** one positional read gets the header and, usually, the whole data of a record */
-const READ_AHEAD = 4096;
 /** transactions up to this size are read whole by the iterator */
 const WHOLE_TXN_READ = 1 << 20;
 
@@ -230,265 +232,8 @@ function key(id: Uint8Array): string {
   return String.fromCharCode(id[0], id[1], id[2], id[3], id[4], id[5], id[6], id[7]);
 }
 
-function equalAt(buf: Uint8Array, off: number, id: Uint8Array): boolean {
-  for (let i = 0; i < 8; i++) if (buf[off + i] !== id[i]) return false;
-  return true;
-}
-
-function copy8(b: Uint8Array, off: number): Uint8Array {
-  const out = new Uint8Array(8);
-  out.set(b.subarray(off, off + 8));
-  return out;
-}
-
 function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
-}
-
-const bufPool: Buffer[] = [];
-function takeBuf(): Buffer {
-  return bufPool.pop() ?? Buffer.allocUnsafe(READ_AHEAD);
-}
-function giveBuf(b: Buffer): void {
-  if (bufPool.length < 64) bufPool.push(b);
-}
-
-/** A data record header read from the file, with its data when asked for. */
-interface RecordAt {
-  pos: number;
-  oid: Oid;
-  tid: Tid;
-  prev: number;
-  tloc: number;
-  plen: number;
-  back: number;
-  /** the data (a copy), when read with `withData` and plen > 0 */
-  data: Uint8Array | null;
-}
-
-/**
- * Reads the data record at `pos` (FileStorageFormatter._read_data_header): one positional read of the header
- * and, with `withData`, as much of the data as fits in READ_AHEAD bytes (a second read gets the rest).
- * `limit` is the end of the committed data: a record that runs past it is corrupted. `oid`, when given, must be
- * the record's.
- */
-async function readRecord(
-  file: RandomAccessFile,
-  pos: number,
-  oid: Oid | null,
-  withData: boolean,
-  limit: number,
-): Promise<RecordAt> {
-  if (!(pos >= FILE_HEADER_LEN && pos + DATA_HDR_LEN <= limit)) {
-    throw new CorruptedError(
-      file.path,
-      pos,
-      `no data record can start at ${pos} (the data ends at ${limit})`,
-    );
-  }
-  const cache = file.cache;
-  if (cache !== null) {
-    // the whole record, as read before (or written by a commit)
-    const c = cache.get(pos);
-    if (c !== undefined) return parseRecord(file, pos, oid, withData, limit, c, c.length);
-  }
-  const generation = cache === null ? 0 : cache.generation;
-  const buf = takeBuf();
-  try {
-    const want = withData
-      ? Math.min(READ_AHEAD, limit - pos)
-      : Math.min(DATA_HDR_LEN + BACK_PTR_LEN, limit - pos);
-    const n = await file.readAtMost(pos, buf, 0, want);
-    const r = await parseRecord(file, pos, oid, withData, limit, buf, n);
-    if (cache !== null) {
-      const len = DATA_HDR_LEN + (r.plen || BACK_PTR_LEN);
-      if (len <= n) cache.put(pos, buf.subarray(0, len), null, generation);
-      else if (r.data !== null) cache.put(pos, buf.subarray(0, DATA_HDR_LEN), r.data, generation);
-    }
-    return r;
-  } finally {
-    giveBuf(buf);
-  }
-}
-
-/**
- * readRecord's checks and decoding of the `n` bytes at `pos` in `buf` (the record's start: its header and, with
- * `withData`, its data when they fit; the rest of the data is read).
- */
-async function parseRecord(
-  file: RandomAccessFile,
-  pos: number,
-  oid: Oid | null,
-  withData: boolean,
-  limit: number,
-  buf: Buffer,
-  n: number,
-): Promise<RecordAt> {
-  try {
-    if (n < DATA_HDR_LEN) {
-      throw new CorruptedError(file.path, pos, `data record header truncated (${n} of 42 bytes)`);
-    }
-    if (oid !== null && !equalAt(buf, 0, oid)) {
-      throw new CorruptedError(
-        file.path,
-        pos,
-        `expected a data record of oid ${oidRepr(oid)}, found one of ${oidRepr(buf.subarray(0, 8))}`,
-      );
-    }
-    if (buf[32] !== 0 || buf[33] !== 0) {
-      throw new CorruptedError(
-        file.path,
-        pos,
-        `data record with a version (length ${(buf[32] << 8) | buf[33]})`,
-      );
-    }
-    const plen = readU64(buf, 34);
-    let back = 0;
-    let data: Uint8Array | null = null;
-    if (plen === 0) {
-      if (n < DATA_HDR_LEN + BACK_PTR_LEN) {
-        throw new CorruptedError(file.path, pos, 'data record truncated in its back pointer');
-      }
-      back = readU64(buf, DATA_HDR_LEN);
-    } else if (pos + DATA_HDR_LEN + plen > limit) {
-      throw new CorruptedError(file.path, pos, `data record (length ${plen}) runs past the end of the data`);
-    } else if (withData) {
-      const out = Buffer.allocUnsafe(plen);
-      const have = Math.min(n - DATA_HDR_LEN, plen);
-      buf.copy(out, 0, DATA_HDR_LEN, DATA_HDR_LEN + have);
-      if (have < plen) await file.readExact(pos + DATA_HDR_LEN + have, plen - have, out, have);
-      data = out;
-    }
-    return {
-      pos,
-      oid: copy8(buf, 0),
-      tid: copy8(buf, 8),
-      prev: readU64(buf, 16),
-      tloc: readU64(buf, 24),
-      plen,
-      back,
-      data,
-    };
-  } catch (e) {
-    if (e instanceof ShortReadError) {
-      throw new CorruptedError(file.path, pos, `data record truncated: ${e.message}`);
-    }
-    throw e;
-  }
-}
-
-/** The transaction header at `tpos` with its user, description and extension (copies). */
-async function readTxnHeader(file: RandomAccessFile, tpos: number, limit: number): Promise<TxnHeaderFull> {
-  if (!(tpos >= FILE_HEADER_LEN && tpos + TRANS_HDR_LEN <= limit)) {
-    throw new CorruptedError(
-      file.path,
-      tpos,
-      `no transaction can start at ${tpos} (the data ends at ${limit})`,
-    );
-  }
-  const buf = takeBuf();
-  try {
-    const n = await file.readAtMost(tpos, buf, 0, Math.min(READ_AHEAD, limit - tpos));
-    const h = decodeTxnHeader(buf.subarray(0, n), 0, file.path, tpos);
-    const hlen = txnHeaderLen(h);
-    if (tpos + hlen > limit)
-      throw new CorruptedError(file.path, tpos, 'transaction header runs past the data');
-    const meta = Buffer.allocUnsafe(hlen - TRANS_HDR_LEN);
-    const have = Math.min(n, hlen) - TRANS_HDR_LEN;
-    buf.copy(meta, 0, TRANS_HDR_LEN, TRANS_HDR_LEN + have);
-    if (have < meta.length) await file.readExact(tpos + TRANS_HDR_LEN + have, meta.length - have, meta, have);
-    const d = h.ulen;
-    const e = d + h.dlen;
-    return {
-      ...h,
-      user: meta.subarray(0, d),
-      description: meta.subarray(d, e),
-      extension: meta.subarray(e, e + h.elen),
-    };
-  } finally {
-    giveBuf(buf);
-  }
-}
-
-/**
- * The transaction that ends at `end` (its trailing length is the 8 bytes before `end`), read backwards in one
- * read when it is small: its header position and header.
- */
-async function readTxnBefore(
-  file: RandomAccessFile,
-  end: number,
-): Promise<{ tpos: number; header: TxnHeaderFull }> {
-  const span = Math.min(READ_AHEAD, end - FILE_HEADER_LEN);
-  if (span < TRAILER_LEN + TRANS_HDR_LEN) {
-    throw new CorruptedError(file.path, end, 'no transaction ends here');
-  }
-  const buf = takeBuf();
-  try {
-    const from = end - span;
-    await file.readExact(from, span, buf, 0);
-    const tl = readU64(buf, span - TRAILER_LEN);
-    const tpos = end - TRAILER_LEN - tl;
-    if (!(tpos >= FILE_HEADER_LEN) || tl < TRANS_HDR_LEN) {
-      throw new CorruptedError(
-        file.path,
-        end - TRAILER_LEN,
-        `invalid transaction length before ${end}: ${tl}`,
-      );
-    }
-    if (tpos >= from) {
-      const off = tpos - from;
-      const h = decodeTxnHeader(buf, off, file.path, tpos);
-      const hlen = txnHeaderLen(h);
-      if (h.tl !== tl) {
-        throw new CorruptedError(file.path, tpos, `transaction length ${h.tl} != its trailing copy ${tl}`);
-      }
-      if (off + hlen <= span) {
-        const meta = Buffer.from(buf.subarray(off + TRANS_HDR_LEN, off + hlen));
-        const d = h.ulen;
-        const e = d + h.dlen;
-        return {
-          tpos,
-          header: {
-            ...h,
-            user: meta.subarray(0, d),
-            description: meta.subarray(d, e),
-            extension: meta.subarray(e, e + h.elen),
-          },
-        };
-      }
-    }
-  } finally {
-    giveBuf(buf);
-  }
-  const tl = readU64(await file.readExact(end - TRAILER_LEN, TRAILER_LEN), 0);
-  const tpos = end - TRAILER_LEN - tl;
-  const header = await readTxnHeader(file, tpos, end);
-  if (header.tl !== tl) {
-    throw new CorruptedError(file.path, tpos, `transaction length ${header.tl} != its trailing copy ${tl}`);
-  }
-  return { tpos, header };
-}
-
-/**
- * FileStorageFormatter._loadBack_impl: follows back pointers from `back` to the record holding the data.
- * POSKeyError when `back` is 0 or (with `fail`) the chain ends in a back pointer of 0 (the object did not exist
- * there); without `fail`, such a chain gives data null.
- */
-async function loadBack(
-  file: RandomAccessFile,
-  oid: Oid,
-  back: number,
-  fail: boolean,
-  limit: number,
-): Promise<{ data: Uint8Array | null; tid: Tid; pos: number; tloc: number }> {
-  for (;;) {
-    if (!back) throw new POSKeyError(oid);
-    const h = await readRecord(file, back, null, true, limit);
-    if (h.plen) return { data: h.data!, tid: h.tid, pos: back, tloc: h.tloc };
-    if (h.back === 0 && !fail) return { data: null, tid: h.tid, pos: back, tloc: h.tloc };
-    if (h.back >= back) throw new CorruptedError(file.path, back, `invalid back pointer: ${h.back}`);
-    back = h.back;
-  }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -919,22 +664,25 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
   async load(oid: Oid): Promise<LoadResult> {
     return this.reading(oid, async (file, index, end) => {
       const pos = index.get(oid);
-      if (pos < 0) throw new POSKeyError(oid);
-      const h = await readRecord(file, pos, oid, true, end);
+      if (pos < 0) throw missing(oid);
+      const h = await readDataRecord(file, pos, oid, true, end);
       if (h.plen) return { data: h.data!, serial: h.tid };
       if (h.back) return { data: (await loadBack(file, oid, h.back, true, end)).data!, serial: h.tid };
-      throw new POSKeyError(oid);
+      throw missing(oid);
     });
   }
 
   async loadBefore(oid: Oid, tid: Tid): Promise<LoadBeforeResult | null> {
+    this.checkOpen();
+    // an oid the (loaded) index does not have: answered here, without a turn through the file's reader
+    if (this.index.loaded && this.index.get(oid) < 0) throw missing(oid);
     return this.reading(oid, async (file, index, end) => {
       let pos = index.get(oid);
-      if (pos < 0) throw new POSKeyError(oid);
+      if (pos < 0) throw missing(oid);
       let endTid: Tid | null = null;
       let h: RecordAt;
       for (;;) {
-        h = await readRecord(file, pos, oid, true, end);
+        h = await readDataRecord(file, pos, oid, true, end);
         if (compareIds(h.tid, tid) < 0) break;
         if (h.prev >= pos) throw new CorruptedError(file.path, pos, `invalid previous pointer: ${h.prev}`);
         pos = h.prev;
@@ -944,22 +692,22 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
       if (h.plen) return { data: h.data!, start: h.tid, end: endTid };
       if (h.back)
         return { data: (await loadBack(file, oid, h.back, true, end)).data!, start: h.tid, end: endTid };
-      throw new POSKeyError(oid);
+      throw missing(oid);
     });
   }
 
   async loadSerial(oid: Oid, serial: Tid): Promise<Uint8Array> {
     return this.reading(oid, async (file, index, end) => {
       let pos = index.get(oid);
-      if (pos < 0) throw new POSKeyError(oid);
+      if (pos < 0) throw missing(oid);
       let h: RecordAt;
       for (;;) {
-        h = await readRecord(file, pos, oid, true, end);
+        h = await readDataRecord(file, pos, oid, true, end);
         if (idEquals(h.tid, serial)) break;
         if (h.prev >= pos && h.prev)
           throw new CorruptedError(file.path, pos, `invalid previous pointer: ${h.prev}`);
         pos = h.prev;
-        if (compareIds(h.tid, serial) < 0 || !pos) throw new POSKeyError(oid, serial);
+        if (compareIds(h.tid, serial) < 0 || !pos) throw missing(oid, serial);
       }
       if (h.plen) return h.data!;
       return (await loadBack(file, oid, h.back, true, end)).data!;
@@ -969,10 +717,10 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
   async history(oid: Oid, size = 1): Promise<HistoryEntry[]> {
     return this.reading(oid, async (file, index, end) => {
       let pos = index.get(oid);
-      if (pos < 0) throw new POSKeyError(oid);
+      if (pos < 0) throw missing(oid);
       const out: HistoryEntry[] = [];
       while (out.length < size) {
-        const h = await readRecord(file, pos, oid, false, end);
+        const h = await readDataRecord(file, pos, oid, false, end);
         const th = await readTxnHeader(file, h.tloc, end);
         out.push({
           tid: h.tid,
@@ -994,9 +742,9 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
   async getTid(oid: Oid): Promise<Tid> {
     return this.reading(oid, async (file, index, end) => {
       const pos = index.get(oid);
-      if (pos < 0) throw new POSKeyError(oid);
-      const h = await readRecord(file, pos, oid, false, end);
-      if (h.plen === 0 && h.back === 0) throw new POSKeyError(oid);
+      if (pos < 0) throw missing(oid);
+      const h = await readDataRecord(file, pos, oid, false, end);
+      if (h.plen === 0 && h.back === 0) throw missing(oid);
       return h.tid;
     });
   }
@@ -1074,7 +822,7 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
     return this.reading(oid, async (file, index, end) => {
       const pos = index.get(oid);
       if (pos < 0) return null;
-      const h = await readRecord(file, pos, oid, false, end);
+      const h = await readDataRecord(file, pos, oid, false, end);
       return { pos, tid: h.tid };
     });
   }
@@ -1099,7 +847,7 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
   protected async _deleteObject(p: Pending, oid: Oid, oldSerial: Tid): Promise<void> {
     return this.inTxn(p, 'deleteObject', async () => {
       const cur = await this.committedTid(oid);
-      if (!cur) throw new POSKeyError(oid);
+      if (!cur) throw missing(oid);
       if (!idEquals(oldSerial, cur.tid)) throw new ConflictError(oid, [cur.tid, oldSerial]);
       const e = await this.appendRecord(p, oid, p.tid, cur.pos, null, 0);
       p.tindex.set(key(oid), e);
@@ -1130,7 +878,7 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
     return this.reading(oid, async (file, index, end) => {
       let pos = index.get(oid);
       while (pos > 0) {
-        const h = await readRecord(file, pos, oid, false, end);
+        const h = await readDataRecord(file, pos, oid, false, end);
         const c = compareIds(h.tid, tid);
         if (c < 0) return 0;
         if (c === 0) {
@@ -1139,7 +887,7 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
             if (data !== null) this.log('error', `Mismatch between data and backpointer at ${pos}`);
             return 0;
           }
-          const r = await readRecord(file, pos, oid, true, end);
+          const r = await readDataRecord(file, pos, oid, true, end);
           return bytesEqual(r.data!, data) ? pos : 0;
         }
         if (h.prev >= pos) throw new CorruptedError(file.path, pos, `invalid previous pointer: ${h.prev}`);
@@ -1326,7 +1074,7 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
     const failures = new Map<string, UndoError>();
     try {
       while (pos < tend) {
-        const h = await readRecord(file, pos, null, false, end);
+        const h = await readDataRecord(file, pos, null, false, end);
         const k = key(h.oid);
         failures.delete(k);
         try {
@@ -1384,7 +1132,7 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
           cdataptr = te.pos;
         } else cdataptr = te.back;
       } else {
-        const h = await readRecord(file, ipos, null, true, end);
+        const h = await readDataRecord(file, ipos, null, true, end);
         if (!idEquals(h.oid, oid)) throw new UndoError('Invalid undo transaction id', oid);
         ctid = h.tid;
         if (h.plen) {
@@ -1567,7 +1315,7 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
     this.checkOpen();
     await this.indexedAll();
     const oid = this.index.minKey(next);
-    if (oid === null) throw new POSKeyError(next ?? z64);
+    if (oid === null) throw missing(next ?? z64);
     const n = u64(oid);
     const nextOid = n === 0xffffffffffffffffn ? null : this.index.minKey(p64(n + 1n));
     const { data, serial } = await this.load(oid);
@@ -1644,7 +1392,7 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
     try {
       await stat(path);
     } catch {
-      throw new POSKeyError(oid, serial);
+      throw missing(oid, serial);
     }
     return path;
   }
@@ -1818,7 +1566,7 @@ async function* transactionsIn(
         [Symbol.asyncIterator]: async function* () {
           let rpos = rstart;
           while (rpos < tend) {
-            const r = await readRecord(file, rpos, null, true, tend);
+            const r = await readDataRecord(file, rpos, null, true, tend);
             checkDataHeader(th, tpos, r, rpos, file.path);
             yield await dataRecordOf(file, rpos, r.oid, r.tid, r.data, r.back, end);
             rpos += dataRecordLen(r.plen);
@@ -1842,7 +1590,7 @@ async function dataRecordOf(
 ): Promise<FileDataRecord> {
   if (data !== null || back === 0) return { oid, tid, data, dataTxn: null, pos };
   const r = await loadBack(file, oid, back, false, end);
-  const target = await readRecord(file, back, oid, false, end);
+  const target = await readDataRecord(file, back, oid, false, end);
   return { oid, tid, data: r.data, dataTxn: target.tid, pos };
 }
 
@@ -1870,7 +1618,7 @@ async function oidsOfTxn(file: RandomAccessFile, tpos: number, h: TxnHeaderFull)
     return oids;
   }
   while (pos < tend) {
-    const r = await readRecord(file, pos, null, false, tend);
+    const r = await readDataRecord(file, pos, null, false, tend);
     if (r.tloc !== tpos) {
       throw new CorruptedError(file.path, pos, 'data record does not point to its transaction header');
     }

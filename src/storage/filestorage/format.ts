@@ -76,6 +76,11 @@ export function txnHeaderLen(h: { ulen: number; dlen: number; elen: number }): n
   return TRANS_HDR_LEN + h.ulen + h.dlen + h.elen;
 }
 
+/** txnHeaderLen of the raw transaction header at `off` of `b` (its 23 bytes there). */
+export function txnHeaderLenAt(b: Uint8Array, off: number): number {
+  return TRANS_HDR_LEN + u16(b, off + 17) + u16(b, off + 19) + u16(b, off + 21);
+}
+
 /** The length of a data record (DataHeader.recordlen): header plus data, or header plus back pointer. */
 export function dataRecordLen(plen: number): number {
   return DATA_HDR_LEN + (plen || BACK_PTR_LEN);
@@ -106,7 +111,8 @@ export function writeU64(b: Uint8Array, off: number, n: number): void {
   b[off + 7] = lo & 0xff;
 }
 
-function copy8(b: Uint8Array, off: number): Uint8Array {
+/** A copy of the 8 bytes (an oid, a tid) at `off`. */
+export function copy8(b: Uint8Array, off: number): Uint8Array {
   const out = new Uint8Array(8);
   out.set(b.subarray(off, off + 8));
   return out;

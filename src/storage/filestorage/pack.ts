@@ -42,13 +42,14 @@ import { compareIds, idEquals, u64, z64, type Oid, type Tid } from '../ids.js';
 import type { ReferencesFinder } from '../interfaces.js';
 import { isBlobRecord, type BlobDirectory } from '../blobs/index.js';
 import { fsyncDirectory } from './file.js';
+import { followBack, windowDataHeader, windowNum, windowTxnHeader } from './records.js';
+import { readFully, WindowReader } from './window.js';
 import {
   checkDataHeader,
   checkTxnHeader,
   DATA_HDR_LEN,
   dataRecordLen,
-  decodeDataHeader,
-  decodeTxnHeaderFull,
+  decodeTxnHeader,
   encodeDataHeader,
   encodeTxnHeader,
   FILE_HEADER_LEN,
@@ -56,6 +57,7 @@ import {
   STATUS_PACKED,
   TRANS_HDR_LEN,
   txnHeaderLen,
+  txnHeaderLenAt,
   writeU64,
   type DataHeader,
   type TxnHeaderFull,
@@ -162,85 +164,6 @@ const SEQ_WINDOW = 4 << 20;
 const RANDOM_WINDOW = 64 << 10;
 const WRITE_BUFFER = 1 << 20;
 
-/**
- * Reads through a window: a view of [pos, pos + n) that stays valid until the next call. Never reads at or
- * beyond `limit` (the committed end), so nothing it holds can change under it.
- */
-class WindowReader {
-  #buf: Buffer;
-  #start = 0;
-  #len = 0;
-
-  constructor(
-    private readonly fh: FileHandle,
-    private readonly file: string,
-    public limit: number,
-    windowSize: number,
-  ) {
-    this.#buf = Buffer.allocUnsafe(windowSize);
-  }
-
-  async get(pos: number, n: number, what: string): Promise<Uint8Array> {
-    if (pos >= this.#start && pos + n <= this.#start + this.#len) {
-      return this.#buf.subarray(pos - this.#start, pos - this.#start + n);
-    }
-    if (pos + n > this.limit) {
-      throw new CorruptedError(
-        this.file,
-        pos,
-        `${what} runs past the end of the committed data (${this.limit})`,
-      );
-    }
-    const want = Math.max(n, Math.min(this.#buf.length, this.limit - pos));
-    const buf = want > this.#buf.length ? Buffer.allocUnsafe(want) : this.#buf;
-    let got = 0;
-    while (got < want) {
-      const { bytesRead } = await this.fh.read(buf, got, want - got, pos + got);
-      if (bytesRead === 0) break;
-      got += bytesRead;
-    }
-    if (got < n) throw new CorruptedError(this.file, pos, `${what} truncated: the file ends at ${pos + got}`);
-    if (buf === this.#buf) {
-      this.#start = pos;
-      this.#len = got;
-    }
-    return buf.subarray(0, n);
-  }
-
-  async txnHeader(pos: number): Promise<TxnHeaderFull> {
-    const head = await this.get(pos, TRANS_HDR_LEN, 'transaction header');
-    const hlen = txnHeaderLen({
-      ulen: (head[17] << 8) | head[18],
-      dlen: (head[19] << 8) | head[20],
-      elen: (head[21] << 8) | head[22],
-    });
-    const full = await this.get(pos, hlen, 'transaction header');
-    const h = decodeTxnHeaderFull(full, 0, this.file, pos);
-    // views into the window: copy what outlives the next read (a Buffer's slice() would be a view too)
-    return {
-      ...h,
-      user: new Uint8Array(h.user),
-      description: new Uint8Array(h.description),
-      extension: new Uint8Array(h.extension),
-    };
-  }
-
-  async dataHeader(pos: number, oid?: Oid): Promise<DataHeader> {
-    const head = await this.get(pos, DATA_HDR_LEN, 'data record header');
-    const plen = readU64(head, 34);
-    const b = plen === 0 ? await this.get(pos, DATA_HDR_LEN + 8, 'data record') : head;
-    const h = decodeDataHeader(b, 0, this.file, pos);
-    if (oid && !idEquals(oid, h.oid)) {
-      throw new CorruptedError(this.file, pos, `data record of another oid than the back pointer's`);
-    }
-    return h;
-  }
-
-  async num(pos: number): Promise<number> {
-    return readU64(await this.get(pos, 8, 'transaction length'), 0);
-  }
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // writing Data.fs.pack
 
@@ -296,12 +219,7 @@ class PackWriter {
   async read(pos: number, n: number): Promise<Buffer> {
     await this.flush();
     const b = Buffer.allocUnsafe(n);
-    let got = 0;
-    while (got < n) {
-      const { bytesRead } = await this.fh.read(b, got, n - got, pos + got);
-      if (bytesRead === 0) break;
-      got += bytesRead;
-    }
+    const got = await readFully(this.fh, b, n, pos);
     if (got < n) throw new CorruptedError(this.path, pos, 'read past the end of the packed file');
     return b;
   }
@@ -420,6 +338,30 @@ class Packer {
     this.ltid = th.tid;
   }
 
+  /** Checks the trailing copy of the length of the transaction `th` at `pos`; the position after it. */
+  async trailer(pos: number, th: TxnHeaderFull): Promise<number> {
+    const tlen = await windowNum(this.seq, pos);
+    if (tlen !== th.tl) {
+      this.fail(
+        pos,
+        `redundant transaction length does not match initial transaction length: ${tlen} != ${th.tl}`,
+      );
+    }
+    return pos + 8;
+  }
+
+  /** The data records of the transaction `th` at `tpos`, each checked (checkData), read through the window. */
+  async *records(tpos: number, th: TxnHeaderFull): AsyncGenerator<[number, DataHeader]> {
+    const end = tpos + th.tl;
+    let pos = tpos + txnHeaderLen(th);
+    while (pos < end) {
+      const dh = await windowDataHeader(this.seq, pos);
+      checkDataHeader(th, tpos, dh, pos, this.file);
+      yield [pos, dh];
+      pos += dataRecordLen(dh.plen);
+    }
+  }
+
   // ---- GC (fspack.GC)
 
   async findReachable(): Promise<boolean> {
@@ -441,28 +383,16 @@ class Packer {
     let unpacked = false;
     let th: TxnHeaderFull | null = null;
     while (pos < this.eof) {
-      th = await this.seq.txnHeader(pos);
+      th = await windowTxnHeader(this.seq, pos);
       if (compareIds(th.tid, this.packTime) > 0) break;
       this.checkTxn(th, pos);
       if (th.status !== STATUS_PACKED) unpacked = true;
-      const tpos = pos;
-      const end = pos + th.tl;
-      pos += txnHeaderLen(th);
-      while (pos < end) {
-        const dh = await this.seq.dataHeader(pos);
-        checkDataHeader(th, tpos, dh, pos, this.file);
-        if (dh.plen || dh.back) cur.set(dh.oid, pos);
+      for await (const [rpos, dh] of this.records(pos, th)) {
+        if (dh.plen || dh.back) cur.set(dh.oid, rpos);
         else cur.delete(dh.oid);
-        pos += dataRecordLen(dh.plen);
       }
-      const tlen = await this.seq.num(pos);
-      if (tlen !== th.tl) {
-        this.fail(
-          pos,
-          `redundant transaction length does not match initial transaction length: ${tlen} != ${th.tl}`,
-        );
-      }
-      pos += 8;
+      pos += th.tl;
+      pos = await this.trailer(pos, th);
     }
     this.packpos = pos;
     if (th === null) return false;
@@ -472,13 +402,8 @@ class Packer {
     if (pos >= this.eof) {
       // ZODB reads on in the live file (a transaction committed since the start); at its end, the last one
       const head = Buffer.alloc(TRANS_HDR_LEN);
-      let got = 0;
-      while (got < TRANS_HDR_LEN) {
-        const { bytesRead } = await this.fh.read(head, got, TRANS_HDR_LEN - got, pos + got);
-        if (bytesRead === 0) break;
-        got += bytesRead;
-      }
-      if (got === TRANS_HDR_LEN) next = { ...th, status: String.fromCharCode(head[16]) };
+      if ((await readFully(this.fh, head, TRANS_HDR_LEN, pos)) === TRANS_HDR_LEN)
+        next = { ...th, status: String.fromCharCode(head[16]) };
     }
     if (next.status === STATUS_PACKED) {
       throw new RedundantPackWarning(
@@ -511,14 +436,9 @@ class Packer {
     const extraRoots: number[] = [];
     let pos = this.packpos;
     while (pos < this.eof) {
-      const th = await this.seq.txnHeader(pos);
+      const th = await windowTxnHeader(this.seq, pos);
       this.checkTxn(th, pos);
-      const tpos = pos;
-      const end = pos + th.tl;
-      pos += txnHeaderLen(th);
-      while (pos < end) {
-        const dh = await this.seq.dataHeader(pos);
-        checkDataHeader(th, tpos, dh, pos, this.file);
+      for await (const [, dh] of this.records(pos, th)) {
         if (dh.back && dh.back < this.packpos) {
           if (this.reachable.has(dh.oid)) {
             const key = u64(dh.oid);
@@ -532,16 +452,9 @@ class Packer {
             this.reachable.set(dh.oid, dh.back);
           }
         }
-        pos += dataRecordLen(dh.plen);
       }
-      const tlen = await this.seq.num(pos);
-      if (tlen !== th.tl) {
-        this.fail(
-          pos,
-          `redundant transaction length does not match initial transaction length: ${tlen} != ${th.tl}`,
-        );
-      }
-      pos += 8;
+      pos += th.tl;
+      pos = await this.trailer(pos, th);
     }
     for (const p of extraRoots) await this.findReachableAtPacktime(await this.findrefs(p));
   }
@@ -549,10 +462,10 @@ class Packer {
   /** The oids a revision refers to, following back pointers to its data. */
   async findrefs(pos: number): Promise<Oid[]> {
     let at = pos;
-    let dh = await this.rnd.dataHeader(at);
+    let dh = await windowDataHeader(this.rnd, at);
     while (dh.back) {
       at = dh.back;
-      dh = await this.rnd.dataHeader(at);
+      dh = await windowDataHeader(this.rnd, at);
     }
     if (!dh.plen) return [];
     return this.referencesf(await this.rnd.get(at + DATA_HDR_LEN, dh.plen, 'data'));
@@ -570,20 +483,14 @@ class Packer {
 
   /** The data of a back pointer, following the chain; null when it ends at 0 (an undone creation). */
   async fetchDataViaBackpointer(back: number): Promise<Uint8Array | null> {
-    let at = back;
-    while (at) {
-      const h = await this.rnd.dataHeader(at);
-      if (h.plen) return this.rnd.get(at + DATA_HDR_LEN, h.plen, 'data');
-      at = h.back;
-    }
-    return null;
+    return back ? (await followBack(this.rnd, back)).data : null;
   }
 
   async copyToPacktime(): Promise<[number, number]> {
     let pos = FILE_HEADER_LEN;
     let newPos = pos;
     while (pos < this.packpos) {
-      const th = await this.seq.txnHeader(pos);
+      const th = await windowTxnHeader(this.seq, pos);
       const [newTpos, next] = await this.copyDataRecords(pos, th);
       pos = next;
       if (newTpos) {
@@ -593,14 +500,7 @@ class Packer {
         await this.out.write(u64Bytes(tlen));
         this.txns.add(th.tid, newTpos);
       }
-      const tlen = await this.seq.num(pos);
-      if (tlen !== th.tl) {
-        this.fail(
-          pos,
-          `redundant transaction length does not match initial transaction length: ${tlen} != ${th.tl}`,
-        );
-      }
-      pos += 8;
+      pos = await this.trailer(pos, th);
     }
     return [pos, newPos];
   }
@@ -610,7 +510,7 @@ class Packer {
     const tend = tpos + th.tl;
     let pos = tpos + txnHeaderLen(th);
     while (pos < tend) {
-      const h = await this.seq.dataHeader(pos);
+      const h = await windowDataHeader(this.seq, pos);
       const rec = pos;
       pos += dataRecordLen(h.plen);
       if (!this.isReachable(h.oid, rec)) {
@@ -645,7 +545,7 @@ class Packer {
     if (!data || !data.length || !this.isBlob(data)) return;
     // not a duplicate of the kept record (ZEO once wrote blob records twice)
     const rpos = this.reachable.get(h.oid);
-    if (rpos > 0 && idEquals((await this.rnd.dataHeader(rpos)).tid, h.tid)) return;
+    if (rpos > 0 && idEquals((await windowDataHeader(this.rnd, rpos)).tid, h.tid)) return;
     if (rpos < 0) this.removed.push(new Uint8Array(h.oid));
     else {
       const line = new Uint8Array(16);
@@ -672,14 +572,14 @@ class Packer {
   }
 
   async copyOne(ipos: number): Promise<number> {
-    const th = await this.seq.txnHeader(ipos);
+    const th = await windowTxnHeader(this.seq, ipos);
     const pos = this.out.pos;
     await this.out.write(encodeTxnHeader({ ...th, tl: th.tl }));
     const tend = ipos + th.tl;
     let at = ipos + txnHeaderLen(th);
     const tindex: Array<[Oid, number]> = [];
     while (at < tend) {
-      const h = await this.seq.dataHeader(at);
+      const h = await windowDataHeader(this.seq, at);
       const rec = at;
       at += dataRecordLen(h.plen);
       let data: Uint8Array | null;
@@ -687,9 +587,11 @@ class Packer {
       if (h.plen) {
         data = await this.seq.get(rec + DATA_HDR_LEN, h.plen, 'data');
       } else {
-        const d = await this.fetchDataViaBackpointer(h.back);
-        data = d && new Uint8Array(d); // a copy: the window moves on
-        if (h.back) prevTxn = (await this.rnd.dataHeader(h.back, h.oid)).tid;
+        if (h.back) {
+          const b = await followBack(this.rnd, h.back, h.oid);
+          data = b.data && new Uint8Array(b.data); // a copy: the window moves on
+          prevTxn = b.tid;
+        } else data = null;
       }
       await this.copy(h.oid, h.tid, data, prevTxn, pos, this.out.pos, tindex);
     }
@@ -749,20 +651,8 @@ class Packer {
 
   // PackCopier._data_find: the record of oid in the packed transaction at tpos, if it holds `data`
   async dataFind(tpos: number, oid: Oid, data: Uint8Array | null): Promise<number> {
-    const head = await this.out.read(tpos, TRANS_HDR_LEN);
-    const th = decodeTxnHeaderFull(
-      await this.out.read(
-        tpos,
-        txnHeaderLen({
-          ulen: head.readUInt16BE(17),
-          dlen: head.readUInt16BE(19),
-          elen: head.readUInt16BE(21),
-        }),
-      ),
-      0,
-      this.out.path,
-      tpos,
-    );
+    const hlen = txnHeaderLenAt(await this.out.read(tpos, TRANS_HDR_LEN), 0);
+    const th = decodeTxnHeader(await this.out.read(tpos, hlen), 0, this.out.path, tpos);
     const tend = tpos + th.tl;
     let pos = tpos + txnHeaderLen(th);
     while (pos < tend) {

@@ -32,9 +32,17 @@ import {
 import { open, stat } from 'node:fs/promises';
 import { CorruptedError } from '../errors.js';
 import type { Oid, Tid } from '../ids.js';
-import { checkFileHeader, DATA_HDR_LEN, FILE_HEADER_LEN, TRANS_HDR_LEN, type FileMagic } from './format.js';
+import {
+  checkFileHeader,
+  DATA_HDR_LEN,
+  FILE_HEADER_LEN,
+  TRANS_HDR_LEN,
+  txnHeaderLenAt,
+  type FileMagic,
+} from './format.js';
 import { FsIndex } from './fsindex.js';
 import { IndexFileError, openIndexFile } from './indexfile.js';
+import { transactionEndingFile } from './records.js';
 
 export type LogLevel = 'debug' | 'info' | 'warning' | 'error' | 'critical';
 /** Where the open-time messages go; they are ZODB's (logger 'ZODB.FileStorage'), with the same wording. */
@@ -243,7 +251,7 @@ export function checkIndexSanity(
     const status = String.fromCharCode(h[16]);
     if (status === 'u') continue;
     if (status !== ' ' && status !== 'p') return null;
-    const hlen = TRANS_HDR_LEN + ((h[17] << 8) | h[18]) + ((h[19] << 8) | h[20]) + ((h[21] << 8) | h[22]);
+    const hlen = txnHeaderLenAt(h, 0);
     if (tl < hlen) return null;
     const tend = pos + tl;
     let opos = pos + hlen;
@@ -395,7 +403,8 @@ export async function readIndex(
         if (tend + 8 > fileSize) {
           // a crash leaves nothing after the interrupted transaction; a length damaged in the middle of the
           // file does: a whole transaction ending the file after this one
-          const q = await transactionEndingFile(fh, fileSize, pos);
+          const last = await transactionEndingFile((p, n) => readAt(fh, p, n), fileSize, pos);
+          const q = last !== null && ' puc'.includes(String.fromCharCode(last.status)) ? last.pos : -1;
           if (q !== -1) {
             throw new CorruptedError(
               file,
@@ -573,22 +582,6 @@ export async function readIndex(
   return { pos, lastTid: tidOf(keptHi, keptLo), recovery, stopped, transactions, records };
 }
 
-/**
- * The position of a whole transaction that ends the file and starts after `after` (its header's length agrees
- * with the file's last 8 bytes), or -1.
- */
-async function transactionEndingFile(fh: OpenFile, fileSize: number, after: number): Promise<number> {
-  if (fileSize < FILE_HEADER_LEN + TRANS_HDR_LEN + 8) return -1;
-  const last = await readAt(fh, fileSize - 8, 8);
-  const rtl = be64(last, 0);
-  const q = fileSize - 8 - rtl;
-  if (!(q > after) || rtl < TRANS_HDR_LEN) return -1;
-  const h = await readAt(fh, q, TRANS_HDR_LEN);
-  if (h.length < TRANS_HDR_LEN || be64(h, 8) !== rtl) return -1;
-  const s = h[16];
-  return s === 0x20 || s === 0x70 || s === 0x75 || s === 0x63 ? q : -1;
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // the whole open
 
@@ -691,13 +684,16 @@ export async function scanDataFile(
   const index = result.index;
   try {
     if (start < fileSize) {
-      const r = await readIndex(fh, file, fileSize, index, start, ltid, options);
-      result.pos = r.pos;
-      result.lastTid = r.lastTid;
-      result.recovery = r.recovery;
-      result.stopped = r.stopped;
-      result.transactionsScanned = r.transactions;
-      result.recordsScanned = r.records;
+      const { transactions, records, ...found } = await readIndex(
+        fh,
+        file,
+        fileSize,
+        index,
+        start,
+        ltid,
+        options,
+      );
+      Object.assign(result, found, { transactionsScanned: transactions, recordsScanned: records });
     } else {
       result.pos = start;
       result.lastTid = ltid;

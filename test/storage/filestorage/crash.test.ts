@@ -16,7 +16,7 @@ import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { verifyDataFile } from '../../../src/cli/verify.js';
+import { verifyDataFile } from '../../../src/storage/filestorage/fstest.js';
 import { POSKeyError } from '../../../src/storage/errors.js';
 import { FileStorage } from '../../../src/storage/filestorage/file-storage.js';
 import { p64 } from '../../../src/storage/ids.js';

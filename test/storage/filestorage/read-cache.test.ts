@@ -186,6 +186,15 @@ async function answers(s: FileStorage, oids: Oid[], tids: Tid[]): Promise<unknow
     }
     out.push(await safe(async () => (await s.history(oid, 100)).map((h) => [idHex(h.tid), h.size])));
   }
+  // the undo log reads transaction headers and lengths through the cache too
+  const log = (e: { id: Uint8Array; description: Uint8Array; size?: number }): unknown[] => [
+    hx(e.id),
+    hx(e.description),
+    e.size,
+  ];
+  out.push(await safe(async () => (await s.undoLog(0, -20)).map(log)));
+  out.push(await safe(async () => (await s.undoLog(3, 1000)).map(log)));
+  out.push(await safe(async () => (await s.undoInfo(0, -5)).map(log)));
   return out;
 }
 
@@ -358,6 +367,52 @@ describe('FileStorage with its read cache', () => {
         assert.deepEqual(Buffer.from((await s.load(oid)).data), bytesFor(4, 66));
         assert.deepEqual(Buffer.from(await s.loadSerial(oid, tid1)), bytesFor(1, 100));
         assert.equal(idHex((await s.loadBefore(oid, tid4))!.start), idHex(tid1));
+      } finally {
+        await s.close();
+      }
+    });
+  });
+
+  it('undoLog reads the newest transactions once: asked again, it reads nothing; a commit is seen next time', async () => {
+    await withTempDir(async (dir) => {
+      const s = await FileStorage.open(join(dir, 'Data.fs'), { fsync: false });
+      try {
+        const commit = async (i: number): Promise<Tid> => {
+          const t = new TransactionMetaData(Buffer.from('user'), Buffer.from(`txn ${i}`));
+          await s.tpcBegin(t);
+          await s.store(p64(i + 1), z64, bytesFor(i, 5000), t);
+          await s.tpcVote(t);
+          return s.tpcFinish(t);
+        };
+        const tids: Tid[] = [];
+        for (let i = 0; i < 30; i++) tids.push(await commit(i));
+        const first = await s.undoLog(0, -20);
+        assert.equal(first.length, 20);
+        const before = s.cacheStats()!;
+        const again = await s.undoLog(0, -20);
+        const info = await s.undoInfo(0, -20);
+        const after = s.cacheStats()!;
+        assert.deepEqual(again, first);
+        assert.deepEqual(info, first);
+        assert.equal(after.misses, before.misses, 'no read: every header and length came from the cache');
+        assert.ok(after.hits >= before.hits + 80, `${after.hits - before.hits} hits`);
+        assert.deepEqual(
+          first.map((e) => Buffer.from(e.description).toString()),
+          Array.from({ length: 20 }, (_, i) => `txn ${29 - i}`),
+        );
+        const tid = await commit(30);
+        const next = await s.undoLog(0, -20);
+        assert.equal(Buffer.from(next[0].description).toString(), 'txn 30');
+        assert.deepEqual(next[0].id, encodeUndoId(tid));
+        assert.deepEqual(next.slice(1), first.slice(0, 19));
+        // a missing oid: POSKeyError naming it, as before (its stack is not kept: nobody reads it)
+        await assert.rejects(s.loadBefore(p64(1000), p64(u64(tid) + 1n)), (e: unknown) => {
+          assert.ok(e instanceof POSKeyError);
+          assert.equal((e as POSKeyError).message, '0x03e8');
+          assert.equal(idHex((e as POSKeyError).oid), idHex(p64(1000)));
+          return true;
+        });
+        await assert.rejects(s.load(p64(1000)), POSKeyError);
       } finally {
         await s.close();
       }
