@@ -278,7 +278,7 @@ export class ServerConnection implements SessionConnection {
     this.flush();
   }
 
-  sendAsync(name: string, args: PickleValue[]): void {
+  sendAsync(name: string, args: PickleValue[], now = false): void {
     if (this.closing || this.closedFlag || !this.codec) return;
     const s = this.reserve();
     this.addToSlot(s, this.codec.encodeCall(0, true, name, args));
@@ -293,6 +293,7 @@ export class ServerConnection implements SessionConnection {
       return;
     }
     this.flush();
+    if (now) this.uncork();
   }
 
   /** Resolves once what we wrote to the socket is below the high-water mark. */

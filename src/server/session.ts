@@ -46,8 +46,11 @@ import type { ServedStorage, StorageClient } from './served-storage.js';
 export interface SessionConnection {
   readonly label: string;
   readonly connected: boolean;
-  /** queues an async call (invalidateTransaction, info, receiveBlob*) behind every promised reply */
-  sendAsync(name: string, args: PickleValue[]): void;
+  /**
+   * queues an async call (invalidateTransaction, info, receiveBlob*) behind every promised reply; `now`:
+   * write what can go out to the socket at once rather than gathering it until the end of the tick
+   */
+  sendAsync(name: string, args: PickleValue[], now?: boolean): void;
   /** resolves when the connection's output has room again (backpressure for blob streams) */
   writable(): Promise<void>;
   close(reason?: string): void;
@@ -172,7 +175,8 @@ export class Session implements StorageClient {
   // StorageClient: what the storage's fan-out calls
 
   invalidateTransaction(tid: Tid, oids: Oid[]): void {
-    this.conn.sendAsync('invalidateTransaction', [tid, oids.slice()]);
+    // written now, not at the end of the tick: it must leave before the committer's reply
+    this.conn.sendAsync('invalidateTransaction', [tid, oids.slice()], true);
   }
 
   sendInfo(info: PyDict): void {
@@ -606,8 +610,9 @@ export class Session implements StorageClient {
   }
 
   /**
-   * tpc_finish: commit; as soon as the transaction is durable and visible, send info and the tid, then tell
-   * the other clients, in the same run of the event loop (no request is served in between).
+   * tpc_finish: commit; as soon as the transaction is durable and visible, write the other clients'
+   * invalidations to their sockets, then send the committer info and the tid, in the same run of the event
+   * loop (no request is served in between).
    */
   async tpcFinish(id: PickleValue, slot: ReplySlot): Promise<PickleValue> {
     if (!this.checkTid(id, false)) return null;
@@ -619,10 +624,11 @@ export class Session implements StorageClient {
     let tid: Tid;
     try {
       tid = await served.storage.tpcFinish(t.meta!, (committed) => {
-        // the committer first: the rest of the commit's bookkeeping is not its to wait for
+        // the other clients first, as the reference does: a committer that signals another process out of
+        // band once its commit returns must find the invalidation already on its way to that process
+        served.invalidate(this, committed, invalidated);
         slot.append('info', [served.sizeInfo()]);
         slot.reply(committed);
-        served.invalidate(this, committed, invalidated);
       });
     } catch (e) {
       await this.abortActive('failed tpc_finish');
