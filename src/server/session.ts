@@ -235,8 +235,9 @@ export class Session implements StorageClient {
   // registration and information
 
   register(storageId: PickleValue, readOnly: PickleValue): Tid {
-    const name = typeof storageId === 'string' ? storageId : String(storageId);
-    const served = this.server.storages.get(name);
+    const name = pyStr(storageId);
+    // the reference looks the id up in a dict of str: b'1' is not '1'
+    const served = typeof storageId === 'string' ? this.server.storages.get(name) : undefined;
     if (!served) {
       this.log.info(`(${this.label}) unknown storage_id: ${name}`);
       throw new PythonError('builtins.ValueError', tuple(`unknown storage: ${name}`));
@@ -279,6 +280,7 @@ export class Session implements StorageClient {
   tpcBegin(args: PickleValue[]): void {
     const [id, user, description, ext] = args;
     const tid = args.length > 4 ? args[4] : null;
+    // str or bytes, as Python's FileStorage writes either (zodbtools' restore sends b' ')
     const status = args.length > 5 ? args[5] : ' ';
     if (this.readOnly) throw new ReadOnlyError();
     if (this.txn !== null) {
@@ -297,8 +299,8 @@ export class Session implements StorageClient {
     else if (ext !== null) throw new PythonError('builtins.TypeError', tuple('extension must be a dict'));
     if (tid !== null && !isOid(tid))
       throw new PythonError('builtins.TypeError', tuple('tid must be 8 bytes'));
-    if (typeof status !== 'string')
-      throw new PythonError('builtins.TypeError', tuple('status must be a str'));
+    if (typeof status !== 'string' && !isBytes(status))
+      throw new PythonError('builtins.TypeError', tuple('status must be a str or bytes'));
     this.txn = {
       id,
       user: textOrBytes(user),
@@ -306,7 +308,7 @@ export class Session implements StorageClient {
       extension,
       extensionBytes,
       tid: tid === null ? null : idCopy(tid as Uint8Array),
-      status,
+      status: typeof status === 'string' ? status : Buffer.from(status).toString('latin1'),
       log: new CommitLog(this.server.commitLogThreshold),
       blobs: [],
       uploads: [],
@@ -863,7 +865,7 @@ export class Session implements StorageClient {
   }
 
   setClientLabel(label: PickleValue): void {
-    this.label = `${typeof label === 'string' ? label : String(label)} ${this.conn.label}`;
+    this.label = `${pyStr(label)} ${this.conn.label}`;
   }
 }
 
@@ -989,6 +991,11 @@ function dictFromObject(o: PyObject): PyDict | null {
   } else if (first !== undefined) return null;
   for (const [k, v] of o.dictItems ?? []) out.set(k, v);
   return out;
+}
+
+/** Python's str(v). */
+function pyStr(v: PickleValue | undefined): string {
+  return typeof v === 'string' ? v : pyRepr(v ?? null);
 }
 
 function iteratorId(v: PickleValue): number {
