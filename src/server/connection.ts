@@ -24,7 +24,9 @@ import {
   isHeartbeat,
   PythonError,
   marshalError,
+  MessageRefused,
   parseClientHello,
+  pyTruthy,
   serverGreeting,
   type Message,
   type MessageCodec,
@@ -154,6 +156,12 @@ export class ServerConnection implements SessionConnection {
     try {
       msg = this.codec!.decode(payload);
     } catch (e) {
+      if (e instanceof MessageRefused && !pyTruthy(e.flag as PickleValue)) {
+        // too large once decoded, but a call we can answer: an error reply (logged), and the connection stays
+        const stub = { msgid: e.msgid as PickleValue, flag: false, name: e.call, args: [], body: null };
+        this.replyError(null, stub, new PythonError('builtins.ValueError', tuple(e.message)));
+        return;
+      }
       this.log.error(`(${this.label}) Can't deserialize message`, e);
       this.close();
       return;

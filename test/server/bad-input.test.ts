@@ -132,6 +132,93 @@ describe('bad input', () => {
     await othersStillServed();
   });
 
+  /** A 'Z' call frame: (msgid, False, name, (arg,)) with `arg` as raw pickle opcodes. */
+  function pickledCall(msgid: number, name: string, arg: string): Buffer {
+    const n = Buffer.alloc(4);
+    n.writeUInt32LE(name.length);
+    return Buffer.concat([
+      Buffer.from([0x80, 0x03, 0x28, 0x4b, msgid, 0x89, 0x58]),
+      n,
+      Buffer.from(name + arg + '\x85t.', 'latin1'),
+    ]);
+  }
+
+  /** The call gets a ValueError reply naming the bound, and the connection keeps being served. */
+  async function expectRefused(c: RawClient, msgid: number, bound: RegExp): Promise<void> {
+    const r = await c.reply(msgid);
+    assert.equal(r.flag, 2);
+    const [className, args] = r.result as PickleValue[];
+    assert.equal(className, 'builtins.ValueError');
+    assert.match(String((args as PickleValue[])[0]), bound);
+    assert.equal(c.closed, false);
+    assert.equal(await c.call('ping'), null);
+  }
+
+  test('a 400k-deep nested list in a call is refused with an error reply; the connection stays', async () => {
+    const c = await RawClient.open(s.address);
+    const depth = 400_000;
+    c.sendFrame(pickledCall(7, 'loadBefore', ']'.repeat(depth) + 'a'.repeat(depth - 1)));
+    await expectRefused(c, 7, /nested deeper than 1023/);
+    c.close();
+    await othersStillServed();
+  });
+
+  test('a memo reference repeated 400k times is refused with an error reply; the connection stays', async () => {
+    const c = await RawClient.open(s.address, { encoding: 'Z' });
+    // a list of 100 ints, memoized, then a list of 400k references to it: 800 KB standing for 4*10^7 values
+    const inner = ']q\x00(' + 'K\x01'.repeat(100) + 'e';
+    c.sendFrame(pickledCall(8, 'loadBefore', inner + '0](' + 'h\x00'.repeat(400_000) + 'e'));
+    await expectRefused(c, 8, /more than \d+ elements/);
+    c.close();
+    await othersStillServed();
+  });
+
+  test('a msgpack nested array bomb is refused with an error reply; the connection stays', async () => {
+    const c = await RawClient.open(s.address, { encoding: 'M' });
+    // [9, False, 'ping', [[[...]]]] 500k deep
+    c.sendFrame(
+      Buffer.concat([
+        Buffer.from([0x94, 0x09, 0xc2, 0xa4, ...Buffer.from('ping')]),
+        Buffer.alloc(500_000, 0x91),
+        Buffer.from([0x90]),
+      ]),
+    );
+    await expectRefused(c, 9, /nested too deeply/);
+    c.close();
+    await othersStillServed();
+  });
+
+  test('legit large messages pass the bound: a 10 MiB record, a 10k-oid invalidation list', async () => {
+    const big = await startServer({ msgpack: true });
+    try {
+      for (const encoding of ['Z', 'M'] as const) {
+        const writer = await RawClient.open(big.address, { encoding });
+        const reader = await RawClient.open(big.address, { encoding });
+        const oids = (await Promise.all(
+          Array.from({ length: 100 }, () => writer.call('new_oids', [100])),
+        )) as Uint8Array[][];
+        const all = oids.flat();
+        const record = new Uint8Array(10 * 1024 * 1024).fill(7);
+        const id = 4242;
+        writer.sendAsync('tpc_begin', [id, new Uint8Array(0), new Uint8Array(0), new Map(), null, ' ']);
+        writer.sendAsync('storea', [all[0], z64, record, id]);
+        for (const o of all.slice(1)) writer.sendAsync('storea', [o, z64, ROOT_RECORD, id]);
+        await writer.call('vote', [id]);
+        const tid = (await writer.call('tpc_finish', [id])) as Uint8Array;
+        // the reader is sent the 10k oids, and decodes them within the bound
+        const inv = await reader.nextMessage(20_000);
+        assert.equal(inv.name, 'invalidateTransaction');
+        assert.equal((inv.args[1] as PickleValue[]).length, 10_000);
+        const r = (await reader.call('loadBefore', [all[0], p64(u64(tid) + 1n)])) as PickleValue[];
+        assert.equal((r[0] as Uint8Array).length, record.length);
+        writer.close();
+        reader.close();
+      }
+    } finally {
+      await big.stop();
+    }
+  });
+
   test('unknown and private method names close the connection without a reply', async () => {
     for (const name of ['frobnicate', '_vote', '__init__', 'register', 'undo', 'load', 'ruok']) {
       const c = await RawClient.open(s.address);
