@@ -19,6 +19,7 @@ interface ServeOptions {
   pidFile?: string;
   override?: string[];
   maxMessageSize?: string;
+  maxBlobUpload?: string;
 }
 
 export function serveCommand(): Command {
@@ -39,6 +40,7 @@ export function serveCommand(): Command {
       ),
     )
     .option('--max-message-size <bytes>', 'the largest message a client may send (default 256 MiB)')
+    .option('--max-blob-upload <bytes>', 'the largest blob a client may upload (default 4 GiB)')
     .action(async (opts: ServeOptions) => {
       let config: ServerConfig;
       try {
@@ -125,6 +127,7 @@ export async function serve(config: ServerConfig, opts: ServeOptions = {}): Prom
       invalidationAge: config.invalidationAge,
       transactionTimeout: config.transactionTimeout,
       limits: opts.maxMessageSize ? { maxMessageSize: Number(opts.maxMessageSize) } : undefined,
+      maxBlobUpload: opts.maxBlobUpload ? Number(opts.maxBlobUpload) : undefined,
     });
     if (config.address.kind === 'unix') await mkdir(join(config.address.path, '..'), { recursive: true });
     await server.listen(config.address, tlsOptions);

@@ -77,6 +77,8 @@ export class ServerConnection implements SessionConnection {
   private readonly slots: Slot[] = [];
   private queuedBytes = 0;
   private inFlight = 0;
+  /** one-way calls still running: the client is not read meanwhile */
+  private asyncPending = 0;
   private paused = false;
   private corked = false;
   private closing = false;
@@ -215,7 +217,15 @@ export class ServerConnection implements SessionConnection {
     };
     try {
       const r = this.session.call(spec, msg.name, msg.args, null);
-      if (r instanceof Promise) r.catch(fail);
+      if (r instanceof Promise) {
+        // a one-way call still running (a blob chunk being written): read nothing more until it is done
+        this.asyncPending++;
+        this.checkPause();
+        void r.catch(fail).finally(() => {
+          this.asyncPending--;
+          this.checkPause();
+        });
+      }
     } catch (e) {
       fail(e);
     }
@@ -358,7 +368,8 @@ export class ServerConnection implements SessionConnection {
     const limits = this.server.limits;
     const busy =
       this.socket.writableLength + this.queuedBytes >= limits.outputHighWater ||
-      this.inFlight >= limits.maxInFlight;
+      this.inFlight >= limits.maxInFlight ||
+      this.asyncPending > 0;
     if (busy && !this.paused) {
       this.paused = true;
       this.socket.pause();

@@ -71,6 +71,8 @@ export interface SessionServer {
   readonly readOnly: boolean;
   readonly log: Logger;
   readonly commitLogThreshold: number;
+  /** the largest blob one upload may send */
+  readonly maxBlobUpload: number;
   /** ruok/server_status of every storage */
   statusAll(): PyDict;
 }
@@ -120,13 +122,24 @@ interface ActiveTransaction {
 
 const MAX_ITERATORS = 1000;
 
+/** A storeBlobStart/Chunk/End upload in progress. */
+interface BlobUpload {
+  file: string;
+  handle: Promise<FileHandle>;
+  /** the writes so far, in order */
+  chain: Promise<void>;
+  size: number;
+  /** set once the upload passed the bound: later chunks are dropped and storeBlobEnd fails the transaction */
+  tooLarge: PythonError | null;
+}
+
 export class Session implements StorageClient {
   served: ServedStorage | null = null;
   private readOnly: boolean;
   private txn: ActiveTransaction | null = null;
   /** holds the storage's commit lock after a successful vote */
   locked = false;
-  private blobUpload: { file: string; handle: Promise<FileHandle>; chain: Promise<void> } | null = null;
+  private blobUpload: BlobUpload | null = null;
   private readonly iterators = new Map<
     number,
     AsyncIterator<TransactionRecord> | AsyncIterator<DataRecord> | Iterator<DataRecord>
@@ -226,6 +239,8 @@ export class Session implements StorageClient {
     if (!t) return;
     this.txn = null;
     served.stats.activeTxns--;
+    // an upload the transaction never ended goes with it
+    await this.dropBlobUpload();
     await Promise.all(t.uploads);
     await t.log.close();
     for (const b of t.blobs) await rm(b.file, { force: true }).catch(() => {});
@@ -382,20 +397,41 @@ export class Session implements StorageClient {
     const dir = this.storage.storage.temporaryDirectory();
     const file = join(dir, `tmp${randomBytes(6).toString('hex')}`);
     const handle = open(file, 'wx', 0o600);
-    this.blobUpload = { file, handle, chain: handle.then(() => {}) };
+    this.blobUpload = { file, handle, chain: handle.then(() => {}), size: 0, tooLarge: null };
   }
 
-  storeBlobChunk(chunk: PickleValue): void {
+  /**
+   * Writes the chunk; the promise settles once it is written, and the connection reads nothing more from this
+   * client until then, so a client sending faster than the disk takes is held back instead of buffered.
+   */
+  storeBlobChunk(chunk: PickleValue): Promise<void> | undefined {
     const up = this.blobUpload;
     if (!up) throw new PythonError('builtins.TypeError', tuple('storeBlobChunk without storeBlobStart'));
     const data = bytesArg(chunk);
-    up.chain = up.chain.then(async () => {
-      const h = await up.handle;
-      let done = 0;
-      while (done < data.length) done += (await h.write(data, done, data.length - done)).bytesWritten;
-    });
+    if (up.tooLarge) return undefined;
+    up.size += data.length;
+    const max = this.server.maxBlobUpload;
+    if (up.size > max) {
+      up.tooLarge = new PythonError(
+        'ZODB.POSException.StorageError',
+        tuple(
+          `blob upload of ${up.size} bytes so far is larger than the server's limit of ${max} bytes (--max-blob-upload)`,
+        ),
+      );
+      this.log.error(
+        `(${this.label}) blob upload larger than ${max} bytes: dropped, its transaction will fail`,
+      );
+      // the disk is given back now; what else the client sends of it is read and dropped
+      up.chain = up.chain.catch(() => {}).then(() => rm(up.file, { force: true }));
+    } else {
+      up.chain = up.chain.then(async () => {
+        const h = await up.handle;
+        let done = 0;
+        while (done < data.length) done += (await h.write(data, done, data.length - done)).bytesWritten;
+      });
+    }
     // a failed write is reported when the upload ends
-    up.chain.catch(() => {});
+    return up.chain.catch(() => {});
   }
 
   async storeBlobEnd(
@@ -410,11 +446,13 @@ export class Session implements StorageClient {
     this.blobUpload = null;
     const t = this.txn!;
     let stored = false;
-    this.checkArguments(t, () => {
-      // listed now, so a transaction ended while the file is being closed still removes it
-      t.blobs.push({ oid: oidArg(oid), serial: serialArg(serial), data: bytesArg(data), file: up.file });
-      stored = true;
-    });
+    if (up.tooLarge) t.badArgument ??= up.tooLarge;
+    else
+      this.checkArguments(t, () => {
+        // listed now, so a transaction ended while the file is being closed still removes it
+        t.blobs.push({ oid: oidArg(oid), serial: serialArg(serial), data: bytesArg(data), file: up.file });
+        stored = true;
+      });
     // one-way calls run concurrently: the vote that follows must wait until the file is whole
     const done = (async () => {
       await up.chain;
