@@ -305,25 +305,33 @@ export class Session implements StorageClient {
       }
       throw new StorageTransactionError('Multiple simultaneous tpc_begin requests from one client.');
     }
+    // user and description are encoded now (TransactionMetaData); the reference keeps ext, tid and status
+    // as they come and fails on a bad one only at vote: so does this, with a TypeError
+    const userBytes = textOrBytes(user);
+    const descriptionBytes = textOrBytes(description);
+    let badArgument: PythonError | null = null;
+    const bad = (message: string): void => {
+      badArgument ??= new PythonError('builtins.TypeError', tuple(message));
+    };
     let extension: PyDict = new Map();
     let extensionBytes: Uint8Array | null = null;
     const asDict = ext instanceof PyObject ? dictFromObject(ext) : null;
     if (ext instanceof Map) extension = ext;
     else if (asDict) extension = asDict;
     else if (isBytes(ext)) extensionBytes = ext.length ? new Uint8Array(ext) : null;
-    else if (ext !== null) throw new PythonError('builtins.TypeError', tuple('extension must be a dict'));
-    if (tid !== null && !isOid(tid))
-      throw new PythonError('builtins.TypeError', tuple('tid must be 8 bytes'));
+    else if (ext !== null) bad(`the transaction's extension must be a dict, not ${pyType(ext)}`);
+    if (tid !== null && !isOid(tid)) bad(`tpc_begin's tid must be 8 bytes, not ${pyType(tid)}`);
     if (typeof status !== 'string' && !isBytes(status))
-      throw new PythonError('builtins.TypeError', tuple('status must be a str or bytes'));
+      bad(`tpc_begin's status must be str or bytes, not ${pyType(status)}`);
     this.txn = {
       id,
-      user: textOrBytes(user),
-      description: textOrBytes(description),
+      user: userBytes,
+      description: descriptionBytes,
       extension,
       extensionBytes,
-      tid: tid === null ? null : idCopy(tid as Uint8Array),
-      status: typeof status === 'string' ? status : Buffer.from(status).toString('latin1'),
+      tid: tid !== null && isOid(tid) ? idCopy(tid as Uint8Array) : null,
+      status:
+        typeof status === 'string' ? status : isBytes(status) ? Buffer.from(status).toString('latin1') : ' ',
       log: new CommitLog(this.server.commitLogThreshold),
       blobs: [],
       uploads: [],
@@ -331,7 +339,7 @@ export class Session implements StorageClient {
       invalidated: [],
       serials: [],
       resolving: false,
-      badArgument: null,
+      badArgument,
     };
     this.storage.stats.activeTxns++;
   }
@@ -688,22 +696,37 @@ export class Session implements StorageClient {
   // ----------------------------------------------------------------------------------------------------
   // reads
 
+  /** A bad second argument: FileStorage fails on it only once the oid is found (else POSKeyError). */
+  private async typeErrorIfFound(oid: Oid, v: PickleValue, what: string): Promise<never> {
+    await this.storage.storage.load(oid);
+    throw new PythonError(
+      'builtins.TypeError',
+      tuple(`${what} must be ${what === 'size' ? 'an int' : '8 bytes'}, not ${pyType(v)}`),
+    );
+  }
+
   async loadBefore(oid: PickleValue, tid: PickleValue): Promise<PickleValue> {
     const served = this.storage;
     served.stats.loads++;
-    const r = await served.storage.loadBefore(oidArg(oid), oidArg(tid));
+    const o = indexedOid(oid);
+    if (!isOid(tid)) await this.typeErrorIfFound(o, tid, 'tid');
+    const r = await served.storage.loadBefore(o, oidArg(tid));
     if (r === null) return null;
     return tuple<PickleValue>(r.data, r.start, r.end);
   }
 
+  async loadSerial(oid: PickleValue, serial: PickleValue): Promise<PickleValue> {
+    const o = indexedOid(oid);
+    if (!isOid(serial)) await this.typeErrorIfFound(o, serial, 'serial');
+    return this.storage.storage.loadSerial(o, oidArg(serial));
+  }
+
   async history(oid: PickleValue, size: PickleValue): Promise<PickleValue> {
-    // FileStorage looks the oid up first: a non-oid is not found, whatever the size
-    if (!isOid(oid)) throw new PythonError('ZODB.POSException.POSKeyError', tuple(oid ?? null));
-    if (size !== undefined && typeof size !== 'number' && typeof size !== 'bigint') {
-      throw new PythonError('builtins.TypeError', tuple('history size must be an int'));
-    }
+    // FileStorage looks the oid up first: a bad size matters only for an oid that is there
+    const o = indexedOid(oid);
+    if (size !== undefined && !isInt(size)) await this.typeErrorIfFound(o, size, 'size');
     const n = size === undefined ? 1 : Number(size);
-    const entries = await this.storage.storage.history(oidArg(oid), n);
+    const entries = await this.storage.storage.history(o, n);
     return entries.map((e) => {
       const d = new Map<PickleValue, PickleValue>([
         ['time', new PyFloat(e.time)],
@@ -718,6 +741,17 @@ export class Session implements StorageClient {
   }
 
   newOids(n: PickleValue): Promise<Oid[]> {
+    // min(n, 100), then range(n): anything but an int is a TypeError
+    if (n !== undefined && !isInt(n)) {
+      throw new PythonError(
+        'builtins.TypeError',
+        tuple(
+          n instanceof PyFloat
+            ? "'float' object cannot be interpreted as an integer"
+            : `'<' not supported between instances of 'int' and '${pyType(n)}'`,
+        ),
+      );
+    }
     let count = Math.min(n === undefined ? 100 : Number(n), 100);
     if (this.readOnly) throw new ReadOnlyError();
     if (!(count > 0)) count = 1;
@@ -730,6 +764,8 @@ export class Session implements StorageClient {
   }
 
   async getInvalidations(tid: PickleValue): Promise<PickleValue> {
+    // not a tid: nothing the queue can answer for, as the reference's empty queue (the client verifies)
+    if (!isOid(tid)) return null;
     const r = await this.storage.invalidationsSince(oidArg(tid));
     if (r === null) return null;
     this.log.info(`(${this.label}) Return ${r.oids.length} invalidations up to tid ${u64(r.tid)}`);
@@ -757,19 +793,25 @@ export class Session implements StorageClient {
   }
 
   async undoLog(first: PickleValue, last: PickleValue): Promise<PickleValue> {
+    checkInts(first, last);
     if (!this.storage.supportsUndo()) return tuple();
     const entries = await this.storage.storage.undoLog(Number(first), Number(last));
     return entries.map(undoDict);
   }
 
   async undoInfo(first: PickleValue, last: PickleValue, spec: PickleValue): Promise<PickleValue> {
+    checkInts(first, last);
     if (!this.storage.supportsUndo()) return tuple();
     const storage = this.storage.storage;
     if (spec === null || spec === undefined || (spec instanceof Map && spec.size === 0)) {
       return (await storage.undoInfo(Number(first), Number(last), null)).map(undoDict);
     }
-    if (!(spec instanceof Map))
-      throw new PythonError('builtins.TypeError', tuple('specification must be a dict'));
+    if (!(spec instanceof Map)) {
+      throw new PythonError(
+        'builtins.AttributeError',
+        tuple(`'${pyType(spec)}' object has no attribute 'items'`),
+      );
+    }
     const filter = undoSpecificationFilter(spec);
     return (await storage.undoLog(Number(first), Number(last), filter)).map(undoDict);
   }
@@ -778,7 +820,7 @@ export class Session implements StorageClient {
   // blobs
 
   async sendBlob(oid: PickleValue, serial: PickleValue, slot: ReplySlot): Promise<null> {
-    const o = oidArg(oid);
+    const o = indexedOid(oid);
     const s = oidArg(serial);
     const path = await this.storage.storage.loadBlob(o, s);
     let handle: FileHandle;
@@ -810,6 +852,10 @@ export class Session implements StorageClient {
   iteratorStart(start: PickleValue, stop: PickleValue): number {
     if (this.iterators.size >= MAX_ITERATORS) {
       throw new PythonError('builtins.ValueError', tuple(`too many open iterators (${MAX_ITERATORS})`));
+    }
+    // FileIterator asserts bytes bounds
+    for (const bound of [start, stop]) {
+      if (bound !== null && !isBytes(bound)) throw new PythonError('builtins.AssertionError', tuple());
     }
     const id = this.nextIteratorId++;
     const it = this.storage.storage.iterator(
@@ -879,7 +925,9 @@ export class Session implements StorageClient {
   }
 
   async iteratorGc(iids: PickleValue): Promise<void> {
-    if (!Array.isArray(iids)) return;
+    if (!Array.isArray(iids)) {
+      throw new PythonError('builtins.TypeError', tuple(`'${pyType(iids)}' object is not iterable`));
+    }
     for (const iid of iids) if (typeof iid === 'number') await this.closeIterator(iid);
   }
 
@@ -925,10 +973,10 @@ const METHODS: Record<string, MethodSpec> = {
   }),
   pack: m(['time', 'wait'], 1, (s, a) => s.pack(a[0], a[1]), { deferred: true }),
   loadBefore: m(['oid', 'tid'], 2, (s, a) => s.loadBefore(a[0], a[1])),
-  loadSerial: m(['oid', 'serial'], 2, (s, a) => s.served!.storage.loadSerial(oidArg(a[0]), oidArg(a[1])), {
+  loadSerial: m(['oid', 'serial'], 2, (s, a) => s.loadSerial(a[0], a[1]), {
     owner: 'FileStorage',
   }),
-  getTid: m(['oid'], 1, async (s, a) => (await s.served!.storage.load(oidArg(a[0]))).serial, {
+  getTid: m(['oid'], 1, async (s, a) => (await s.served!.storage.load(indexedOid(a[0]))).serial, {
     owner: 'FileStorage',
   }),
   history: m(['tid', 'size'], 1, (s, a) => s.history(a[0], a[1])),
@@ -985,6 +1033,53 @@ function isOid(v: PickleValue | undefined): boolean {
   return isBytes(v) && v.length === 8;
 }
 
+/**
+ * An oid looked up in FileStorage's index, as the reference fails on it: not bytes is fsIndex's AssertionError;
+ * bytes that are not 8 long are not found.
+ */
+function indexedOid(v: PickleValue | undefined): Uint8Array {
+  if (!isBytes(v)) throw new PythonError('builtins.AssertionError', tuple());
+  if (v.length !== 8) throw new PythonError('ZODB.POSException.POSKeyError', tuple(v));
+  return idCopy(v);
+}
+
+/** An int as Python takes one (bool is an int). */
+function isInt(v: PickleValue | undefined): boolean {
+  return typeof v === 'number' || typeof v === 'bigint' || typeof v === 'boolean';
+}
+
+/** undoLog and undoInfo's first and last, compared with ints before anything is read. */
+function checkInts(...vs: PickleValue[]): void {
+  for (const v of vs) {
+    if (!isInt(v) && !(v instanceof PyFloat)) {
+      throw new PythonError(
+        'builtins.TypeError',
+        tuple(`'<' not supported between instances of '${pyType(v)}' and 'int'`),
+      );
+    }
+  }
+}
+
+/** Python's type(v).__name__ for the values a message carries. */
+function pyType(v: PickleValue | undefined): string {
+  if (v === null || v === undefined) return 'NoneType';
+  switch (typeof v) {
+    case 'boolean':
+      return 'bool';
+    case 'number':
+    case 'bigint':
+      return 'int';
+    case 'string':
+      return 'str';
+  }
+  if (v instanceof PyFloat) return 'float';
+  if (isTuple(v)) return 'tuple';
+  if (Array.isArray(v)) return 'list';
+  if (v instanceof Map) return 'dict';
+  if (isBytes(v)) return 'bytes';
+  return 'object';
+}
+
 /** An oid or tid argument: 8 bytes, copied (it may be a view into the frame). */
 function oidArg(v: PickleValue | undefined): Uint8Array {
   if (!isOid(v)) throw new PythonError('builtins.TypeError', tuple('an oid or tid must be 8 bytes'));
@@ -1012,7 +1107,8 @@ function textOrBytes(v: PickleValue | undefined): Uint8Array {
   if (typeof v === 'string') return new Uint8Array(Buffer.from(v, 'utf8'));
   if (isBytes(v)) return new Uint8Array(v);
   if (v === null || v === undefined) return new Uint8Array(0);
-  throw new PythonError('builtins.TypeError', tuple('user and description must be bytes or str'));
+  // TransactionMetaData calls v.encode('utf-8') on what is not bytes
+  throw new PythonError('builtins.AttributeError', tuple(`'${pyType(v)}' object has no attribute 'encode'`));
 }
 
 /** A dict pickled by calling dict (`dict(((k, v),))`, a dict subclass): its items, as Python would read it. */
