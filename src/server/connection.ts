@@ -161,7 +161,8 @@ export class ServerConnection implements SessionConnection {
       if (e instanceof MessageRefused && !pyTruthy(e.flag as PickleValue)) {
         // too large once decoded, but a call we can answer: an error reply (logged), and the connection stays
         const stub = { msgid: e.msgid as PickleValue, flag: false, name: e.call, args: [], body: null };
-        this.replyError(null, stub, new PythonError('builtins.ValueError', tuple(e.message)));
+        // a TypeError: of the builtins, the one ZEO's client raises as itself (others become ServerException)
+        this.replyError(null, stub, new PythonError('builtins.TypeError', tuple(e.message)));
         return;
       }
       this.log.error(`(${this.label}) Can't deserialize message`, e);

@@ -421,7 +421,8 @@ export class Session implements StorageClient {
     const max = this.server.maxBlobUpload;
     if (up.size > max) {
       up.tooLarge = new PythonError(
-        'ZODB.POSException.StorageError',
+        // StorageTransactionError: a storage error the Python client raises as itself
+        'ZODB.POSException.StorageTransactionError',
         tuple(
           `blob upload of ${up.size} bytes so far is larger than the server's limit of ${max} bytes (--max-blob-upload)`,
         ),

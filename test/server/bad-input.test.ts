@@ -143,12 +143,12 @@ describe('bad input', () => {
     ]);
   }
 
-  /** The call gets a ValueError reply naming the bound, and the connection keeps being served. */
+  /** The call gets a TypeError reply naming the bound, and the connection keeps being served. */
   async function expectRefused(c: RawClient, msgid: number, bound: RegExp): Promise<void> {
     const r = await c.reply(msgid);
     assert.equal(r.flag, 2);
     const [className, args] = r.result as PickleValue[];
-    assert.equal(className, 'builtins.ValueError');
+    assert.equal(className, 'builtins.TypeError');
     assert.match(String((args as PickleValue[])[0]), bound);
     assert.equal(c.closed, false);
     assert.equal(await c.call('ping'), null);
@@ -549,6 +549,46 @@ interopTest(
       await ours.stop();
       await runzeo.stop().catch(() => runzeo.kill());
       rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
+
+interopTest(
+  'the Python client raises the TypeError a too deeply nested call gets, and keeps working',
+  async (oracle) => {
+    const ours = await startServer();
+    try {
+      const address = ours.address as { host: string; port: number };
+      const result = await oracle.json(
+        `
+import sys
+import ZEO.ClientStorage
+from ZODB.utils import z64
+sys.setrecursionlimit(20000)
+st = ZEO.ClientStorage.ClientStorage(tuple(args['addr']), wait_timeout=30)
+try:
+    deep = []
+    for _ in range(5000):
+        deep = [deep]
+    try:
+        st._server.call('loadBefore', deep, z64)
+        raised = None
+    except TypeError as e:
+        raised = ['TypeError', str(e)]
+    result = [raised, st.is_connected(), st.lastTransaction().hex()]
+finally:
+    st.close()
+`,
+        undefined,
+        { addr: [address.host, address.port] },
+      );
+      const [raised, connected, last] = result as [[string, string], boolean, string];
+      assert.equal(raised[0], 'TypeError');
+      assert.match(raised[1], /nested deeper than 1023/);
+      assert.equal(connected, true);
+      assert.equal(last, '0000000000000000');
+    } finally {
+      await ours.stop();
     }
   },
 );

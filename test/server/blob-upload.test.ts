@@ -90,7 +90,7 @@ describe('blob uploads', () => {
     assert.ok(peak - rss0 < 128 * MiB, `rss grew by ${((peak - rss0) / MiB).toFixed(0)} MiB`);
     c.sendAsync('storeBlobEnd', [p64(1), z64, ROOT_RECORD, 1]);
     await assert.rejects(c.call('vote', [1]), (e: ServerError) => {
-      assert.equal(e.className, 'ZODB.POSException.StorageError');
+      assert.equal(e.className, 'ZODB.POSException.StorageTransactionError');
       assert.match(String((e.args as PickleValue[])[0]), /blob upload .* larger than .*268435456 bytes/);
       return true;
     });
