@@ -533,8 +533,16 @@ interopTest(
             } catch (e) {
               answer = e instanceof ServerError ? e.className : `failed: ${(e as Error).message}`;
             }
-            // a tpc_begin that was taken leaves a transaction: end it
-            if (name === 'tpc_begin' && answer === 'ok') await c.call('tpc_abort', [TXN]);
+            // a tpc_begin that was taken leaves a transaction: its vote, then end it
+            if (name === 'tpc_begin' && answer === 'ok') {
+              try {
+                await c.call('vote', [TXN]);
+                answer += ', vote ok';
+              } catch (e) {
+                answer += `, vote ${e instanceof ServerError ? e.className : (e as Error).message}`;
+              }
+              await c.call('tpc_abort', [TXN]);
+            }
             assert.equal(await c.call('ping'), null, `${name} keeps the connection`);
             seen.push(`${name}(${args.map((a) => pyRepr(a)).join(', ')}): ${answer}`);
           } finally {
@@ -544,7 +552,24 @@ interopTest(
         return seen;
       };
       const theirs = await answers({ host: '127.0.0.1', port: await runzeo.port(30_000) });
-      assert.deepEqual(await answers(ours.address), theirs);
+      // Where we differ on purpose: runzeo votes a transaction whose extension is not a dict, or whose status
+      // is not a str or bytes, and tpc_finish would then write a Data.fs its own FileStorage cannot read (an
+      // extension that unpickles to an int, a status byte '5'); zeo-ts fails that vote with a TypeError.
+      const deliberate = new Map([
+        [
+          "tpc_begin(139897414211984, '', '', 5, None, ' '): ok, vote ok",
+          "tpc_begin(139897414211984, '', '', 5, None, ' '): ok, vote builtins.TypeError",
+        ],
+        [
+          "tpc_begin(139897414211984, '', '', {}, None, 5): ok, vote ok",
+          "tpc_begin(139897414211984, '', '', {}, None, 5): ok, vote builtins.TypeError",
+        ],
+      ]);
+      for (const k of deliberate.keys()) assert.ok(theirs.includes(k), `runzeo still answers ${k}`);
+      assert.deepEqual(
+        await answers(ours.address),
+        theirs.map((a) => deliberate.get(a) ?? a),
+      );
     } finally {
       await ours.stop();
       await runzeo.stop().catch(() => runzeo.kill());
