@@ -697,6 +697,18 @@ export class Session implements StorageClient {
   // ----------------------------------------------------------------------------------------------------
   // reads
 
+  /**
+   * An oid looked up as the storage fails on it: FileStorage's index asserts bytes (AssertionError), and bytes
+   * that are not 8 long are not found; MappingStorage's dict finds nothing else either (POSKeyError).
+   */
+  lookupOid(v: PickleValue | undefined): Oid {
+    if (!isBytes(v) && this.storage.flavor !== 'mappingstorage') {
+      throw new PythonError('builtins.AssertionError', tuple());
+    }
+    if (!isOid(v)) throw new PythonError('ZODB.POSException.POSKeyError', tuple(v ?? null));
+    return idCopy(v as Uint8Array);
+  }
+
   /** A bad second argument: FileStorage fails on it only once the oid is found (else POSKeyError). */
   private async typeErrorIfFound(oid: Oid, v: PickleValue, what: string): Promise<never> {
     await this.storage.storage.load(oid);
@@ -709,7 +721,7 @@ export class Session implements StorageClient {
   async loadBefore(oid: PickleValue, tid: PickleValue): Promise<PickleValue> {
     const served = this.storage;
     served.stats.loads++;
-    const o = indexedOid(oid);
+    const o = this.lookupOid(oid);
     if (!isOid(tid)) await this.typeErrorIfFound(o, tid, 'tid');
     const r = await served.storage.loadBefore(o, oidArg(tid));
     if (r === null) return null;
@@ -717,14 +729,14 @@ export class Session implements StorageClient {
   }
 
   async loadSerial(oid: PickleValue, serial: PickleValue): Promise<PickleValue> {
-    const o = indexedOid(oid);
+    const o = this.lookupOid(oid);
     if (!isOid(serial)) await this.typeErrorIfFound(o, serial, 'serial');
     return this.storage.storage.loadSerial(o, oidArg(serial));
   }
 
   async history(oid: PickleValue, size: PickleValue): Promise<PickleValue> {
     // FileStorage looks the oid up first: a bad size matters only for an oid that is there
-    const o = indexedOid(oid);
+    const o = this.lookupOid(oid);
     if (size !== undefined && !isInt(size)) await this.typeErrorIfFound(o, size, 'size');
     const n = size === undefined ? 1 : Number(size);
     const entries = await this.storage.storage.history(o, n);
@@ -765,8 +777,15 @@ export class Session implements StorageClient {
   }
 
   async getInvalidations(tid: PickleValue): Promise<PickleValue> {
-    // not a tid: nothing the queue can answer for, as the reference's empty queue (the client verifies)
-    if (!isOid(tid)) return null;
+    // not a tid: the reference's empty queue answers None, a queue with entries compares it (TypeError); its
+    // queue over a MappingStorage (no lastInvalidations) always holds the last tid
+    if (!isOid(tid)) {
+      if (this.storage.invalidations.length === 0 && this.storage.flavor !== 'mappingstorage') return null;
+      throw new PythonError(
+        'builtins.TypeError',
+        tuple(`'>' not supported between instances of 'bytes' and '${pyType(tid)}'`),
+      );
+    }
     const r = await this.storage.invalidationsSince(oidArg(tid));
     if (r === null) return null;
     this.log.info(`(${this.label}) Return ${r.oids.length} invalidations up to tid ${u64(r.tid)}`);
@@ -794,15 +813,15 @@ export class Session implements StorageClient {
   }
 
   async undoLog(first: PickleValue, last: PickleValue): Promise<PickleValue> {
-    checkInts(first, last);
     if (!this.storage.supportsUndo()) return tuple();
+    checkInts(first, last);
     const entries = await this.storage.storage.undoLog(Number(first), Number(last));
     return entries.map(undoDict);
   }
 
   async undoInfo(first: PickleValue, last: PickleValue, spec: PickleValue): Promise<PickleValue> {
-    checkInts(first, last);
     if (!this.storage.supportsUndo()) return tuple();
+    checkInts(first, last);
     const storage = this.storage.storage;
     if (spec === null || spec === undefined || (spec instanceof Map && spec.size === 0)) {
       return (await storage.undoInfo(Number(first), Number(last), null)).map(undoDict);
@@ -821,7 +840,11 @@ export class Session implements StorageClient {
   // blobs
 
   async sendBlob(oid: PickleValue, serial: PickleValue, slot: ReplySlot): Promise<null> {
-    const o = indexedOid(oid);
+    if (!this.storage.supportsBlobs) {
+      const cls = this.storage.flavor === 'mappingstorage' ? 'MappingStorage' : 'FileStorage';
+      throw new PythonError('builtins.AttributeError', tuple(`'${cls}' object has no attribute 'loadBlob'`));
+    }
+    const o = this.lookupOid(oid);
     const s = oidArg(serial);
     const path = await this.storage.storage.loadBlob(o, s);
     let handle: FileHandle;
@@ -854,9 +877,17 @@ export class Session implements StorageClient {
     if (this.iterators.size >= MAX_ITERATORS) {
       throw new PythonError('builtins.ValueError', tuple(`too many open iterators (${MAX_ITERATORS})`));
     }
-    // FileIterator asserts bytes bounds
+    // FileIterator asserts bytes bounds; MappingStorage's generator fails on them only when first read
     for (const bound of [start, stop]) {
-      if (bound !== null && !isBytes(bound)) throw new PythonError('builtins.AssertionError', tuple());
+      if (bound === null || isOid(bound)) continue;
+      if (this.storage.flavor === 'filestorage' && !isBytes(bound)) {
+        throw new PythonError('builtins.AssertionError', tuple());
+      }
+      const id = this.nextIteratorId++;
+      const error = new PythonError('builtins.TypeError', tuple('iterator bounds must be 8-byte tids'));
+      const failing: AsyncIterator<TransactionRecord> = { next: () => Promise.reject(error) };
+      this.iterators.set(id, failing);
+      return id;
     }
     const id = this.nextIteratorId++;
     const it = this.storage.storage.iterator(
@@ -977,7 +1008,7 @@ const METHODS: Record<string, MethodSpec> = {
   loadSerial: m(['oid', 'serial'], 2, (s, a) => s.loadSerial(a[0], a[1]), {
     owner: 'FileStorage',
   }),
-  getTid: m(['oid'], 1, async (s, a) => (await s.served!.storage.load(indexedOid(a[0]))).serial, {
+  getTid: m(['oid'], 1, async (s, a) => (await s.served!.storage.load(s.lookupOid(a[0]))).serial, {
     owner: 'FileStorage',
   }),
   history: m(['tid', 'size'], 1, (s, a) => s.history(a[0], a[1])),
@@ -1032,16 +1063,6 @@ const METHODS: Record<string, MethodSpec> = {
 
 function isOid(v: PickleValue | undefined): boolean {
   return isBytes(v) && v.length === 8;
-}
-
-/**
- * An oid looked up in FileStorage's index, as the reference fails on it: not bytes is fsIndex's AssertionError;
- * bytes that are not 8 long are not found.
- */
-function indexedOid(v: PickleValue | undefined): Uint8Array {
-  if (!isBytes(v)) throw new PythonError('builtins.AssertionError', tuple());
-  if (v.length !== 8) throw new PythonError('ZODB.POSException.POSKeyError', tuple(v));
-  return idCopy(v);
 }
 
 /** An int as Python takes one (bool is an int). */

@@ -13,6 +13,7 @@ import { RawClient, ServerError } from '../helpers/raw-client.js';
 import { freePort, ServerProcess } from '../helpers/server-process.js';
 import { waitUntil } from '../helpers/wait.js';
 import { startServer, type TestServer } from '../helpers/server-fixture.js';
+import type { StorageConfig } from '../../src/server/config.js';
 
 const TXN = 139897414211984;
 const ROOT_RECORD = new Uint8Array(
@@ -485,6 +486,8 @@ const WRONG_TYPES: Array<[string, PickleValue[]]> = [
   ['getTid', [5]],
   ['history', [z64, 'x']],
   ['history', [5]],
+  ['history', [null, null]],
+  ['getTid', [null]],
   ['record_iternext', [5]],
   ['undoLog', ['a', 'b']],
   ['undoLog', [null, null]],
@@ -508,75 +511,89 @@ const WRONG_TYPES: Array<[string, PickleValue[]]> = [
   ['tpc_abort', [new Map()]],
 ];
 
-interopTest(
-  'a wrong argument type to any method is the error reply runzeo gives, and the connection stays',
-  async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'zeo-ts-wrong-types-'));
-    const runzeoPort = await freePort();
-    const conf = join(dir, 'zeo.conf');
-    writeFileSync(
-      conf,
-      `<zeo>\n  address 127.0.0.1:${runzeoPort}\n</zeo>\n<filestorage 1>\n  path ${join(dir, 'Data.fs')}\n  blob-dir ${join(dir, 'blobs')}\n</filestorage>\n`,
-    );
-    const runzeo = new ServerProcess({ kind: 'runzeo', conf, cwd: dir });
-    const ours = await startServer();
-    try {
-      const answers = async (address: TestServer['address']): Promise<string[]> => {
-        const seen: string[] = [];
-        for (const [name, args] of WRONG_TYPES) {
-          const c = await RawClient.open(address);
-          try {
-            let answer: string;
-            try {
-              await c.call(name, args);
-              answer = 'ok';
-            } catch (e) {
-              answer = e instanceof ServerError ? e.className : `failed: ${(e as Error).message}`;
-            }
-            // a tpc_begin that was taken leaves a transaction: its vote, then end it
-            if (name === 'tpc_begin' && answer === 'ok') {
-              try {
-                await c.call('vote', [TXN]);
-                answer += ', vote ok';
-              } catch (e) {
-                answer += `, vote ${e instanceof ServerError ? e.className : (e as Error).message}`;
-              }
-              await c.call('tpc_abort', [TXN]);
-            }
-            assert.equal(await c.call('ping'), null, `${name} keeps the connection`);
-            seen.push(`${name}(${args.map((a) => pyRepr(a)).join(', ')}): ${answer}`);
-          } finally {
-            c.close();
-          }
-        }
-        return seen;
-      };
-      const theirs = await answers({ host: '127.0.0.1', port: await runzeo.port(30_000) });
-      // Where we differ on purpose: runzeo votes a transaction whose extension is not a dict, or whose status
-      // is not a str or bytes, and tpc_finish would then write a Data.fs its own FileStorage cannot read (an
-      // extension that unpickles to an int, a status byte '5'); zeo-ts fails that vote with a TypeError.
-      const deliberate = new Map([
-        [
-          "tpc_begin(139897414211984, '', '', 5, None, ' '): ok, vote ok",
-          "tpc_begin(139897414211984, '', '', 5, None, ' '): ok, vote builtins.TypeError",
-        ],
-        [
-          "tpc_begin(139897414211984, '', '', {}, None, 5): ok, vote ok",
-          "tpc_begin(139897414211984, '', '', {}, None, 5): ok, vote builtins.TypeError",
-        ],
-      ]);
-      for (const k of deliberate.keys()) assert.ok(theirs.includes(k), `runzeo still answers ${k}`);
-      assert.deepEqual(
-        await answers(ours.address),
-        theirs.map((a) => deliberate.get(a) ?? a),
+for (const kind of ['filestorage', 'mappingstorage'] as const) {
+  interopTest(
+    `a wrong argument type to any method is the error reply runzeo gives, and the connection stays (${kind})`,
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'zeo-ts-wrong-types-'));
+      const runzeoPort = await freePort();
+      const conf = join(dir, 'zeo.conf');
+      writeFileSync(
+        conf,
+        `<zeo>\n  address 127.0.0.1:${runzeoPort}\n</zeo>\n` +
+          (kind === 'filestorage'
+            ? `<filestorage 1>\n  path ${join(dir, 'Data.fs')}\n  blob-dir ${join(dir, 'blobs')}\n</filestorage>\n`
+            : '<mappingstorage 1/>\n'),
       );
-    } finally {
-      await ours.stop();
-      await runzeo.stop().catch(() => runzeo.kill());
-      rmSync(dir, { recursive: true, force: true });
-    }
-  },
-);
+      const runzeo = new ServerProcess({ kind: 'runzeo', conf, cwd: dir });
+      const ours = await startServer(
+        kind === 'filestorage'
+          ? {}
+          : {
+              storages: () =>
+                [{ kind: 'mappingstorage', name: '1', description: 'Mapping Storage' }] as StorageConfig[],
+            },
+      );
+      try {
+        const answers = async (address: TestServer['address']): Promise<string[]> => {
+          const seen: string[] = [];
+          for (const [name, args] of WRONG_TYPES) {
+            const c = await RawClient.open(address);
+            try {
+              let answer: string;
+              try {
+                await c.call(name, args);
+                answer = 'ok';
+              } catch (e) {
+                answer = e instanceof ServerError ? e.className : `failed: ${(e as Error).message}`;
+              }
+              // a tpc_begin that was taken leaves a transaction: its vote, then end it
+              if (name === 'tpc_begin' && answer === 'ok') {
+                try {
+                  await c.call('vote', [TXN]);
+                  answer += ', vote ok';
+                } catch (e) {
+                  answer += `, vote ${e instanceof ServerError ? e.className : (e as Error).message}`;
+                }
+                await c.call('tpc_abort', [TXN]);
+              }
+              assert.equal(await c.call('ping'), null, `${name} keeps the connection`);
+              seen.push(`${name}(${args.map((a) => pyRepr(a)).join(', ')}): ${answer}`);
+            } finally {
+              c.close();
+            }
+          }
+          return seen;
+        };
+        const theirs = await answers({ host: '127.0.0.1', port: await runzeo.port(30_000) });
+        // Where we differ on purpose: runzeo votes a transaction whose extension is not a dict, or whose status
+        // is not a str or bytes, and tpc_finish would then write a Data.fs its own FileStorage cannot read (an
+        // extension that unpickles to an int, a status byte '5'); zeo-ts fails that vote with a TypeError.
+        const deliberate = new Map([
+          [
+            "tpc_begin(139897414211984, '', '', 5, None, ' '): ok, vote ok",
+            "tpc_begin(139897414211984, '', '', 5, None, ' '): ok, vote builtins.TypeError",
+          ],
+          [
+            "tpc_begin(139897414211984, '', '', {}, None, 5): ok, vote ok",
+            "tpc_begin(139897414211984, '', '', {}, None, 5): ok, vote builtins.TypeError",
+          ],
+        ]);
+        if (kind === 'filestorage') {
+          for (const k of deliberate.keys()) assert.ok(theirs.includes(k), `runzeo still answers ${k}`);
+        }
+        assert.deepEqual(
+          await answers(ours.address),
+          theirs.map((a) => deliberate.get(a) ?? a),
+        );
+      } finally {
+        await ours.stop();
+        await runzeo.stop().catch(() => runzeo.kill());
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
+}
 
 interopTest(
   'the Python client raises the TypeError a too deeply nested call gets, and keeps working',
