@@ -1358,9 +1358,9 @@ function unhashable(v: PickleValue): boolean {
   return v instanceof Map || (v instanceof Set && !(v instanceof FrozenSet)) || v instanceof ByteArray;
 }
 
-function typeName(v: PickleValue | undefined): string {
-  if (v === undefined) return 'nothing';
-  if (v === null) return 'None';
+/** Python's type(v).__name__ for a decoded value ('object' for one of a class we do not know). */
+export function pyTypeName(v: PickleValue | undefined): string {
+  if (v === null || v === undefined) return 'NoneType';
   switch (typeof v) {
     case 'boolean':
       return 'bool';
@@ -1378,12 +1378,20 @@ function typeName(v: PickleValue | undefined): string {
   if (v instanceof Map) return 'dict';
   if (v instanceof FrozenSet) return 'frozenset';
   if (v instanceof Set) return 'set';
+  if (v instanceof PickleBuffer) return 'PickleBuffer';
+  return 'object';
+}
+
+/** The kind of a value, for the reader's errors. */
+function typeName(v: PickleValue | undefined): string {
+  if (v === undefined) return 'nothing';
+  if (v === null) return 'None';
   if (v instanceof Global) return `global ${v.module}.${v.name}`;
   if (v instanceof PyObject)
     return `object ${v.global ? `${v.global.module}.${v.global.name}` : ''}`.trimEnd();
   if (v instanceof PersistentRef) return 'persistent reference';
-  if (v instanceof PickleBuffer) return 'PickleBuffer';
-  return 'value';
+  const name = pyTypeName(v);
+  return name === 'object' ? 'value' : name;
 }
 
 // ---- numbers ----

@@ -16,6 +16,7 @@ import {
   PyObject,
   pyEquals,
   pyRepr,
+  pyTypeName,
   tuple,
   type PickleValue,
   type PyDict,
@@ -319,10 +320,10 @@ export class Session implements StorageClient {
     if (ext instanceof Map) extension = ext;
     else if (asDict) extension = asDict;
     else if (isBytes(ext)) extensionBytes = ext.length ? new Uint8Array(ext) : null;
-    else if (ext !== null) bad(`the transaction's extension must be a dict, not ${pyType(ext)}`);
-    if (tid !== null && !isOid(tid)) bad(`tpc_begin's tid must be 8 bytes, not ${pyType(tid)}`);
+    else if (ext !== null) bad(`the transaction's extension must be a dict, not ${pyTypeName(ext)}`);
+    if (tid !== null && !isOid(tid)) bad(`tpc_begin's tid must be 8 bytes, not ${pyTypeName(tid)}`);
     if (typeof status !== 'string' && !isBytes(status))
-      bad(`tpc_begin's status must be str or bytes, not ${pyType(status)}`);
+      bad(`tpc_begin's status must be str or bytes, not ${pyTypeName(status)}`);
     this.txn = {
       id,
       user: userBytes,
@@ -714,7 +715,7 @@ export class Session implements StorageClient {
     await this.storage.storage.load(oid);
     throw new PythonError(
       'builtins.TypeError',
-      tuple(`${what} must be ${what === 'size' ? 'an int' : '8 bytes'}, not ${pyType(v)}`),
+      tuple(`${what} must be ${what === 'size' ? 'an int' : '8 bytes'}, not ${pyTypeName(v)}`),
     );
   }
 
@@ -761,7 +762,7 @@ export class Session implements StorageClient {
         tuple(
           n instanceof PyFloat
             ? "'float' object cannot be interpreted as an integer"
-            : `'<' not supported between instances of 'int' and '${pyType(n)}'`,
+            : `'<' not supported between instances of 'int' and '${pyTypeName(n)}'`,
         ),
       );
     }
@@ -783,7 +784,7 @@ export class Session implements StorageClient {
       if (this.storage.invalidations.length === 0 && this.storage.flavor !== 'mappingstorage') return null;
       throw new PythonError(
         'builtins.TypeError',
-        tuple(`'>' not supported between instances of 'bytes' and '${pyType(tid)}'`),
+        tuple(`'>' not supported between instances of 'bytes' and '${pyTypeName(tid)}'`),
       );
     }
     const r = await this.storage.invalidationsSince(oidArg(tid));
@@ -829,7 +830,7 @@ export class Session implements StorageClient {
     if (!(spec instanceof Map)) {
       throw new PythonError(
         'builtins.AttributeError',
-        tuple(`'${pyType(spec)}' object has no attribute 'items'`),
+        tuple(`'${pyTypeName(spec)}' object has no attribute 'items'`),
       );
     }
     const filter = undoSpecificationFilter(spec);
@@ -958,7 +959,7 @@ export class Session implements StorageClient {
 
   async iteratorGc(iids: PickleValue): Promise<void> {
     if (!Array.isArray(iids)) {
-      throw new PythonError('builtins.TypeError', tuple(`'${pyType(iids)}' object is not iterable`));
+      throw new PythonError('builtins.TypeError', tuple(`'${pyTypeName(iids)}' object is not iterable`));
     }
     for (const iid of iids) if (typeof iid === 'number') await this.closeIterator(iid);
   }
@@ -1076,30 +1077,10 @@ function checkInts(...vs: PickleValue[]): void {
     if (!isInt(v) && !(v instanceof PyFloat)) {
       throw new PythonError(
         'builtins.TypeError',
-        tuple(`'<' not supported between instances of '${pyType(v)}' and 'int'`),
+        tuple(`'<' not supported between instances of '${pyTypeName(v)}' and 'int'`),
       );
     }
   }
-}
-
-/** Python's type(v).__name__ for the values a message carries. */
-function pyType(v: PickleValue | undefined): string {
-  if (v === null || v === undefined) return 'NoneType';
-  switch (typeof v) {
-    case 'boolean':
-      return 'bool';
-    case 'number':
-    case 'bigint':
-      return 'int';
-    case 'string':
-      return 'str';
-  }
-  if (v instanceof PyFloat) return 'float';
-  if (isTuple(v)) return 'tuple';
-  if (Array.isArray(v)) return 'list';
-  if (v instanceof Map) return 'dict';
-  if (isBytes(v)) return 'bytes';
-  return 'object';
 }
 
 /** An oid or tid argument: 8 bytes, copied (it may be a view into the frame). */
@@ -1130,7 +1111,10 @@ function textOrBytes(v: PickleValue | undefined): Uint8Array {
   if (isBytes(v)) return new Uint8Array(v);
   if (v === null || v === undefined) return new Uint8Array(0);
   // TransactionMetaData calls v.encode('utf-8') on what is not bytes
-  throw new PythonError('builtins.AttributeError', tuple(`'${pyType(v)}' object has no attribute 'encode'`));
+  throw new PythonError(
+    'builtins.AttributeError',
+    tuple(`'${pyTypeName(v)}' object has no attribute 'encode'`),
+  );
 }
 
 /** A dict pickled by calling dict (`dict(((k, v),))`, a dict subclass): its items, as Python would read it. */

@@ -408,6 +408,29 @@ describe('bad input', () => {
 });
 
 /**
+ * runzeo (in a temp dir, over `storage`: a zeo.conf storage section given the dir) and a zeo-ts server started
+ * with `ours`, for one test; both stopped after it.
+ */
+async function besideRunzeo(
+  storage: (dir: string) => string,
+  ours: Parameters<typeof startServer>[0],
+  fn: (runzeo: TestServer['address'], ours: TestServer) => Promise<void>,
+): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'zeo-ts-beside-runzeo-'));
+  const conf = join(dir, 'zeo.conf');
+  writeFileSync(conf, `<zeo>\n  address 127.0.0.1:${await freePort()}\n</zeo>\n${storage(dir)}`);
+  const runzeo = new ServerProcess({ kind: 'runzeo', conf, cwd: dir });
+  const server = await startServer(ours);
+  try {
+    await fn({ host: '127.0.0.1', port: await runzeo.port(30_000) }, server);
+  } finally {
+    await server.stop();
+    await runzeo.stop().catch(() => runzeo.kill());
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
  * The one-way store calls with a str where bytes go (ZEO's own checkTransactionBufferCleanup stores data 'foo'
  * and aborts): runzeo logs them unchecked and its vote fails on them with a TypeError reply, keeping the
  * connection; the same sequence against both servers.
@@ -415,55 +438,46 @@ describe('bad input', () => {
 interopTest(
   'a str where a store call takes bytes: the vote fails with a TypeError, the connection stays, as runzeo',
   async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'zeo-ts-bad-argument-'));
-    const runzeoPort = await freePort();
-    const conf = join(dir, 'zeo.conf');
-    writeFileSync(
-      conf,
-      `<zeo>\n  address 127.0.0.1:${runzeoPort}\n</zeo>\n<filestorage 1>\n  path ${join(dir, 'Data.fs')}\n</filestorage>\n`,
-    );
-    const runzeo = new ServerProcess({ kind: 'runzeo', conf, cwd: dir });
-    const ours = await startServer();
-    try {
-      const sequence = async (address: TestServer['address']): Promise<PickleValue[]> => {
-        const c = await RawClient.open(address);
-        try {
-          const seen: PickleValue[] = [];
-          for (const [name, args] of [
-            ['storea', [z64, z64, 'foo']],
-            ['undoa', ['not bytes']],
-          ] as Array<[string, PickleValue[]]>) {
-            c.sendAsync('tpc_begin', [TXN, new Uint8Array(0), new Uint8Array(0), new Map(), null, ' ']);
-            c.sendAsync(name, [...args, TXN]);
-            await assert.rejects(c.call('vote', [TXN]), (e: ServerError) => {
-              seen.push(`${name}: ${e.className}`);
-              return true;
-            });
-            seen.push(await c.call('tpc_abort', [TXN]));
+    await besideRunzeo(
+      (dir) => `<filestorage 1>\n  path ${join(dir, 'Data.fs')}\n</filestorage>\n`,
+      {},
+      async (runzeo, ours) => {
+        const sequence = async (address: TestServer['address']): Promise<PickleValue[]> => {
+          const c = await RawClient.open(address);
+          try {
+            const seen: PickleValue[] = [];
+            for (const [name, args] of [
+              ['storea', [z64, z64, 'foo']],
+              ['undoa', ['not bytes']],
+            ] as Array<[string, PickleValue[]]>) {
+              c.sendAsync('tpc_begin', [TXN, new Uint8Array(0), new Uint8Array(0), new Map(), null, ' ']);
+              c.sendAsync(name, [...args, TXN]);
+              await assert.rejects(c.call('vote', [TXN]), (e: ServerError) => {
+                seen.push(`${name}: ${e.className}`);
+                return true;
+              });
+              seen.push(await c.call('tpc_abort', [TXN]));
+            }
+            // the connection is still served, and nothing was committed
+            seen.push(Buffer.from((await c.call('lastTransaction', [])) as Uint8Array).toString('hex'));
+            assert.equal(c.closed, false);
+            return seen;
+          } finally {
+            c.close();
           }
-          // the connection is still served, and nothing was committed
-          seen.push(Buffer.from((await c.call('lastTransaction', [])) as Uint8Array).toString('hex'));
-          assert.equal(c.closed, false);
-          return seen;
-        } finally {
-          c.close();
-        }
-      };
-      const expected = [
-        'storea: builtins.TypeError',
-        null,
-        'undoa: builtins.TypeError',
-        null,
-        '0000000000000000',
-      ];
-      assert.deepEqual(await sequence({ host: '127.0.0.1', port: await runzeo.port(30_000) }), expected);
-      assert.deepEqual(await sequence(ours.address), expected);
-      assert.equal(ours.server.storages.get('1')!.status().get('active_txns'), 0);
-    } finally {
-      await ours.stop();
-      await runzeo.stop().catch(() => runzeo.kill());
-      rmSync(dir, { recursive: true, force: true });
-    }
+        };
+        const expected = [
+          'storea: builtins.TypeError',
+          null,
+          'undoa: builtins.TypeError',
+          null,
+          '0000000000000000',
+        ];
+        assert.deepEqual(await sequence(runzeo), expected);
+        assert.deepEqual(await sequence(ours.address), expected);
+        assert.equal(ours.server.storages.get('1')!.status().get('active_txns'), 0);
+      },
+    );
   },
 );
 
@@ -515,82 +529,71 @@ for (const kind of ['filestorage', 'mappingstorage'] as const) {
   interopTest(
     `a wrong argument type to any method is the error reply runzeo gives, and the connection stays (${kind})`,
     async () => {
-      const dir = mkdtempSync(join(tmpdir(), 'zeo-ts-wrong-types-'));
-      const runzeoPort = await freePort();
-      const conf = join(dir, 'zeo.conf');
-      writeFileSync(
-        conf,
-        `<zeo>\n  address 127.0.0.1:${runzeoPort}\n</zeo>\n` +
-          (kind === 'filestorage'
+      await besideRunzeo(
+        (dir) =>
+          kind === 'filestorage'
             ? `<filestorage 1>\n  path ${join(dir, 'Data.fs')}\n  blob-dir ${join(dir, 'blobs')}\n</filestorage>\n`
-            : '<mappingstorage 1/>\n'),
-      );
-      const runzeo = new ServerProcess({ kind: 'runzeo', conf, cwd: dir });
-      const ours = await startServer(
+            : '<mappingstorage 1/>\n',
         kind === 'filestorage'
           ? {}
           : {
               storages: () =>
                 [{ kind: 'mappingstorage', name: '1', description: 'Mapping Storage' }] as StorageConfig[],
             },
-      );
-      try {
-        const answers = async (address: TestServer['address']): Promise<string[]> => {
-          const seen: string[] = [];
-          for (const [name, args] of WRONG_TYPES) {
-            const c = await RawClient.open(address);
-            try {
-              let answer: string;
+        async (runzeo, ours) => {
+          const answers = async (address: TestServer['address']): Promise<string[]> => {
+            const seen: string[] = [];
+            for (const [name, args] of WRONG_TYPES) {
+              const c = await RawClient.open(address);
               try {
-                await c.call(name, args);
-                answer = 'ok';
-              } catch (e) {
-                answer = e instanceof ServerError ? e.className : `failed: ${(e as Error).message}`;
-              }
-              // a tpc_begin that was taken leaves a transaction: its vote, then end it
-              if (name === 'tpc_begin' && answer === 'ok') {
+                let answer: string;
                 try {
-                  await c.call('vote', [TXN]);
-                  answer += ', vote ok';
+                  await c.call(name, args);
+                  answer = 'ok';
                 } catch (e) {
-                  answer += `, vote ${e instanceof ServerError ? e.className : (e as Error).message}`;
+                  answer = e instanceof ServerError ? e.className : `failed: ${(e as Error).message}`;
                 }
-                await c.call('tpc_abort', [TXN]);
+                // a tpc_begin that was taken leaves a transaction: its vote, then end it
+                if (name === 'tpc_begin' && answer === 'ok') {
+                  try {
+                    await c.call('vote', [TXN]);
+                    answer += ', vote ok';
+                  } catch (e) {
+                    answer += `, vote ${e instanceof ServerError ? e.className : (e as Error).message}`;
+                  }
+                  await c.call('tpc_abort', [TXN]);
+                }
+                assert.equal(await c.call('ping'), null, `${name} keeps the connection`);
+                seen.push(`${name}(${args.map((a) => pyRepr(a)).join(', ')}): ${answer}`);
+              } finally {
+                c.close();
               }
-              assert.equal(await c.call('ping'), null, `${name} keeps the connection`);
-              seen.push(`${name}(${args.map((a) => pyRepr(a)).join(', ')}): ${answer}`);
-            } finally {
-              c.close();
             }
+            return seen;
+          };
+          const theirs = await answers(runzeo);
+          // Where we differ on purpose: runzeo votes a transaction whose extension is not a dict, or whose status
+          // is not a str or bytes, and tpc_finish would then write a Data.fs its own FileStorage cannot read (an
+          // extension that unpickles to an int, a status byte '5'); zeo-ts fails that vote with a TypeError.
+          const deliberate = new Map([
+            [
+              "tpc_begin(139897414211984, '', '', 5, None, ' '): ok, vote ok",
+              "tpc_begin(139897414211984, '', '', 5, None, ' '): ok, vote builtins.TypeError",
+            ],
+            [
+              "tpc_begin(139897414211984, '', '', {}, None, 5): ok, vote ok",
+              "tpc_begin(139897414211984, '', '', {}, None, 5): ok, vote builtins.TypeError",
+            ],
+          ]);
+          if (kind === 'filestorage') {
+            for (const k of deliberate.keys()) assert.ok(theirs.includes(k), `runzeo still answers ${k}`);
           }
-          return seen;
-        };
-        const theirs = await answers({ host: '127.0.0.1', port: await runzeo.port(30_000) });
-        // Where we differ on purpose: runzeo votes a transaction whose extension is not a dict, or whose status
-        // is not a str or bytes, and tpc_finish would then write a Data.fs its own FileStorage cannot read (an
-        // extension that unpickles to an int, a status byte '5'); zeo-ts fails that vote with a TypeError.
-        const deliberate = new Map([
-          [
-            "tpc_begin(139897414211984, '', '', 5, None, ' '): ok, vote ok",
-            "tpc_begin(139897414211984, '', '', 5, None, ' '): ok, vote builtins.TypeError",
-          ],
-          [
-            "tpc_begin(139897414211984, '', '', {}, None, 5): ok, vote ok",
-            "tpc_begin(139897414211984, '', '', {}, None, 5): ok, vote builtins.TypeError",
-          ],
-        ]);
-        if (kind === 'filestorage') {
-          for (const k of deliberate.keys()) assert.ok(theirs.includes(k), `runzeo still answers ${k}`);
-        }
-        assert.deepEqual(
-          await answers(ours.address),
-          theirs.map((a) => deliberate.get(a) ?? a),
-        );
-      } finally {
-        await ours.stop();
-        await runzeo.stop().catch(() => runzeo.kill());
-        rmSync(dir, { recursive: true, force: true });
-      }
+          assert.deepEqual(
+            await answers(ours.address),
+            theirs.map((a) => deliberate.get(a) ?? a),
+          );
+        },
+      );
     },
   );
 }

@@ -103,12 +103,18 @@ describe('blob uploads', () => {
     await othersStillServed();
   });
 
-  test('an unfinished upload is removed when the transaction is aborted', async () => {
+  /** A client with 4 MiB of an upload on disk and no storeBlobEnd. */
+  async function unfinishedUpload(id: number): Promise<RawClient> {
     const c = await RawClient.open(s.address);
-    begin(c, 2);
+    begin(c, id);
     c.sendAsync('storeBlobStart', []);
     await stream(c, 4 * MiB);
     await waitUntil(() => uploads().length === 1, 'the upload file exists');
+    return c;
+  }
+
+  test('an unfinished upload is removed when the transaction is aborted', async () => {
+    const c = await unfinishedUpload(2);
     assert.equal(await c.call('tpc_abort', [2]), null);
     await waitUntil(() => uploads().length === 0, 'the upload file is removed on abort');
     assert.equal(await c.call('ping'), null);
@@ -117,12 +123,7 @@ describe('blob uploads', () => {
   });
 
   test('an unfinished upload is removed when the connection ends', async () => {
-    const c = await RawClient.open(s.address);
-    begin(c, 3);
-    c.sendAsync('storeBlobStart', []);
-    await stream(c, 4 * MiB);
-    await waitUntil(() => uploads().length === 1, 'the upload file exists');
-    c.close();
+    (await unfinishedUpload(3)).close();
     await waitUntil(() => uploads().length === 0, 'the upload file is removed on disconnect');
     await othersStillServed();
   });
