@@ -36,6 +36,7 @@ export function serveCommand(): Command {
       "log lines as runzeo writes them ('text', the default) or as JSON ('json')",
     )
     .option('--max-message-size <bytes>', 'the largest message a client may send (default 256MB)')
+    .option('--max-blob-upload <bytes>', 'the largest blob a client may upload (default 4GB)')
     .action(async (opts: ServeOptions) => {
       let config: ServerConfig;
       try {
@@ -123,6 +124,7 @@ export async function serve(config: ServerConfig): Promise<void> {
       invalidationAge: config.invalidationAge,
       transactionTimeout: config.transactionTimeout,
       limits: config.maxMessageSize ? { maxMessageSize: config.maxMessageSize } : undefined,
+      maxBlobUpload: config.maxBlobUpload,
     });
     if (config.address.kind === 'unix') await mkdir(join(config.address.path, '..'), { recursive: true });
     await server.listen(config.address, tlsOptions);

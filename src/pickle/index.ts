@@ -6,6 +6,14 @@ export * from './values.js';
 export * from './pytext.js';
 export { PickleError } from './errors.js';
 export { anyGlobal, modulesOnly, namesOnly, zeoServerGlobals, type GlobalPolicy } from './globals.js';
-export { loads, Unpickler, pickleEnd, type LoadOptions } from './unpickler.js';
+export {
+  loads,
+  Unpickler,
+  pickleEnd,
+  overBudget,
+  pyTypeName,
+  type DecodeBudget,
+  type LoadOptions,
+} from './unpickler.js';
 export { dumps, Pickler, type DumpOptions } from './pickler.js';
 export * from './record.js';

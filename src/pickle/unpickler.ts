@@ -59,6 +59,11 @@ export interface LoadOptions {
   /** Limit on MARK nesting (open MARKs at once); default 10000. Deeper pickles are a PickleError. */
   maxDepth?: number;
   /**
+   * Refuse (a PickleError) a value whose decoded form is far larger than its pickle: see DecodeBudget. Checked
+   * once the value is read, before anyone walks it; off by default.
+   */
+  budget?: DecodeBudget;
+  /**
    * bytes values are views into `data` by default (fast, no copy; they change if `data` is changed later).
    * true copies each bytes value into its own buffer.
    */
@@ -66,6 +71,64 @@ export interface LoadOptions {
 }
 
 const DEFAULT_MAX_DEPTH = 10000;
+
+/**
+ * Bounds on a decoded value seen as a tree, as a repr, an equality test or a re-pickle meets it: a value shared
+ * through the memo counts each time it occurs, so a few bytes of memo references that stand for millions of
+ * elements are caught.
+ */
+export interface DecodeBudget {
+  /** containers within containers, the outermost one at depth 1 */
+  maxDepth: number;
+  /** every value in the tree, containers and leaves */
+  maxElements: number;
+}
+
+/**
+ * What in `v` passes the budget, or null. Walks without recursion, and stops as soon as a bound is passed, so
+ * the cost is at most maxElements steps whatever the value.
+ */
+export function overBudget(v: PickleValue, budget: DecodeBudget): string | null {
+  const values: PickleValue[] = [v];
+  const depths: number[] = [0];
+  let count = 0;
+  while (values.length > 0) {
+    const x = values.pop()!;
+    const depth = depths.pop()!;
+    if (++count > budget.maxElements) return `more than ${budget.maxElements} elements`;
+    if (x === null || typeof x !== 'object' || x instanceof Uint8Array) continue;
+    let children: Iterable<PickleValue | undefined>;
+    if (Array.isArray(x)) children = x;
+    else if (x instanceof Map) children = mapEntries(x);
+    else if (x instanceof Set) children = x;
+    else if (x instanceof PyObject) children = objectParts(x);
+    else if (x instanceof PersistentRef) children = [x.id];
+    else continue;
+    if (depth + 1 > budget.maxDepth) return `containers nested deeper than ${budget.maxDepth}`;
+    for (const c of children) {
+      if (c === undefined) continue;
+      values.push(c);
+      depths.push(depth + 1);
+    }
+  }
+  return null;
+}
+
+function* mapEntries(m: Map<PickleValue, PickleValue>): Iterable<PickleValue> {
+  for (const [k, v] of m) {
+    yield k;
+    yield v;
+  }
+}
+
+function* objectParts(o: PyObject): Iterable<PickleValue | undefined> {
+  yield o.callable;
+  yield o.args;
+  if (o.kwargs) yield o.kwargs;
+  yield o.state;
+  if (o.listItems) yield* o.listItems;
+  if (o.dictItems) for (const [k, v] of o.dictItems) yield* [k, v];
+}
 
 // The longest string V8 makes (in UTF-16 units).
 const MAX_STRING_LENGTH = constants.MAX_STRING_LENGTH;
@@ -168,6 +231,7 @@ export class Unpickler {
   private readonly buffers: Iterator<Uint8Array> | null;
   private readonly extensions: ReadonlyMap<number, readonly [string, string]> | null;
   private readonly maxDepth: number;
+  private readonly budget: DecodeBudget | null;
   private readonly copyBytes: boolean;
 
   // the memo survives across load() calls, as in Python (a ZODB record's two pickles share it)
@@ -187,6 +251,7 @@ export class Unpickler {
     this.buffers = options.buffers ? options.buffers[Symbol.iterator]() : null;
     this.extensions = options.extensions ?? null;
     this.maxDepth = options.maxDepth ?? DEFAULT_MAX_DEPTH;
+    this.budget = options.budget ?? null;
     this.copyBytes = options.copyBytes ?? false;
     this.copyBudget = 2 * data.length + 65536;
   }
@@ -849,7 +914,10 @@ export class Unpickler {
         case op.STOP: {
           if (stack.length <= fence) this.underflow(code, at);
           this.position = pos;
-          return stack[stack.length - 1];
+          const result = stack[stack.length - 1];
+          const over = this.budget && overBudget(result, this.budget);
+          if (over) throw new PickleError(`the pickle's value is too large for its size: ${over}`, at);
+          return result;
         }
 
         default:
@@ -1290,9 +1358,9 @@ function unhashable(v: PickleValue): boolean {
   return v instanceof Map || (v instanceof Set && !(v instanceof FrozenSet)) || v instanceof ByteArray;
 }
 
-function typeName(v: PickleValue | undefined): string {
-  if (v === undefined) return 'nothing';
-  if (v === null) return 'None';
+/** Python's type(v).__name__ for a decoded value ('object' for one of a class we do not know). */
+export function pyTypeName(v: PickleValue | undefined): string {
+  if (v === null || v === undefined) return 'NoneType';
   switch (typeof v) {
     case 'boolean':
       return 'bool';
@@ -1310,12 +1378,20 @@ function typeName(v: PickleValue | undefined): string {
   if (v instanceof Map) return 'dict';
   if (v instanceof FrozenSet) return 'frozenset';
   if (v instanceof Set) return 'set';
+  if (v instanceof PickleBuffer) return 'PickleBuffer';
+  return 'object';
+}
+
+/** The kind of a value, for the reader's errors. */
+function typeName(v: PickleValue | undefined): string {
+  if (v === undefined) return 'nothing';
+  if (v === null) return 'None';
   if (v instanceof Global) return `global ${v.module}.${v.name}`;
   if (v instanceof PyObject)
     return `object ${v.global ? `${v.global.module}.${v.global.name}` : ''}`.trimEnd();
   if (v instanceof PersistentRef) return 'persistent reference';
-  if (v instanceof PickleBuffer) return 'PickleBuffer';
-  return 'value';
+  const name = pyTypeName(v);
+  return name === 'object' ? 'value' : name;
 }
 
 // ---- numbers ----

@@ -8,3 +8,20 @@ export class ProtocolError extends Error {
     super(message, options);
   }
 }
+
+/**
+ * A message whose decoded form would be far larger than its bytes (containers nested too deeply, memo
+ * references standing for millions of elements): refused whole, but its msgid, flag and name were read, so
+ * the receiver can answer the call with an error and keep the connection.
+ */
+export class MessageRefused extends ProtocolError {
+  override name = 'MessageRefused';
+  constructor(
+    readonly msgid: unknown,
+    readonly flag: unknown,
+    readonly call: string,
+    readonly reason: string,
+  ) {
+    super(`message ${JSON.stringify(call)} refused: ${reason}`);
+  }
+}

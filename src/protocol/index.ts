@@ -1,6 +1,6 @@
 // zeo-ts/protocol: ZEO's wire protocol without sockets: framing, the handshake, the message codecs (pickle 'Z'
 // and msgpack 'M', byte for byte as ZEO 5/6) and the marshalling of exceptions.
-export { ProtocolError } from './errors.js';
+export { MessageRefused, ProtocolError } from './errors.js';
 export {
   FrameDecoder,
   FrameTooLargeError,

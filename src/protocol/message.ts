@@ -3,18 +3,20 @@
 // (result) or 2 (error: (class name, exception args)); the heartbeat is (-1, 0, '.reply', None).
 import {
   anyGlobal,
+  overBudget,
   PickleError,
   PyFloat,
   Tuple,
   tuple,
   Unpickler,
   zeoServerGlobals,
+  type DecodeBudget,
   type GlobalPolicy,
   type PickleValue,
 } from '../pickle/index.js';
-import { ProtocolError } from './errors.js';
+import { MessageRefused, ProtocolError } from './errors.js';
 import type { Encoding } from './handshake.js';
-import { MsgpackWriter, unpack } from './msgpack.js';
+import { MsgpackWriter, NestedTooDeeply, unpack, unpackMessageHead } from './msgpack.js';
 import { ZeoPickleWriter } from './zpickle.js';
 
 export const REPLY = '.reply';
@@ -122,7 +124,10 @@ abstract class BaseCodec implements MessageCodec {
         cause: e,
       });
     }
-    return toMessage(v);
+    const msg = toMessage(v);
+    const over = overBudget(msg.body, messageBudget(payload.length));
+    if (over) throw new MessageRefused(msg.msgid, msg.flag, msg.name, over);
+    return msg;
   }
 
   encodeCall(msgid: PickleValue, async: boolean, name: string, args: PickleValue[]): Uint8Array {
@@ -150,6 +155,20 @@ abstract class BaseCodec implements MessageCodec {
   encodeAsync(name: string, args: PickleValue[]): Uint8Array {
     return this.writer.message(0, true, name, args, true) as Buffer;
   }
+}
+
+/**
+ * The bound on a decoded message (its arguments, or a reply's value): containers nested at most
+ * MESSAGE_MAX_DEPTH deep (the arguments tuple at depth 1: with the message's own tuple, the 1024 levels
+ * msgpack's unpacker takes), and at most one element per byte of the message plus MESSAGE_ELEMENT_SLACK.
+ * Without the memo every element takes at least a byte, so only memo references that stand for many elements,
+ * or nesting, pass it.
+ */
+export const MESSAGE_MAX_DEPTH = 1023;
+export const MESSAGE_ELEMENT_SLACK = 1024;
+
+export function messageBudget(bytes: number): DecodeBudget {
+  return { maxDepth: MESSAGE_MAX_DEPTH, maxElements: bytes + MESSAGE_ELEMENT_SLACK };
 }
 
 /** Checks the 4-tuple shape (server.py unpacks it and looks the name up; client.py does the same). */
@@ -232,7 +251,14 @@ class MsgpackCodec extends BaseCodec {
   }
 
   protected decodeValue(payload: Uint8Array): PickleValue {
-    return unpack(payload);
+    try {
+      return unpack(payload);
+    } catch (e) {
+      // past msgpack's own stack: still a call the sender can be answered about, when its head reads
+      const head = e instanceof NestedTooDeeply ? unpackMessageHead(payload) : null;
+      if (head) throw new MessageRefused(head.msgid, head.flag, head.name, (e as Error).message);
+      throw e;
+    }
   }
 }
 

@@ -358,6 +358,31 @@ export function unpack(data: Uint8Array): PickleValue {
   return v;
 }
 
+/** Containers nested past msgpack's unpacker stack. */
+export class NestedTooDeeply extends ProtocolError {
+  override name = 'NestedTooDeeply';
+}
+
+/**
+ * The msgid, flag and name of a message (a 4-array) whose arguments did not decode, so that its call can be
+ * answered; null when the head does not read either.
+ */
+export function unpackMessageHead(
+  data: Uint8Array,
+): { msgid: PickleValue; flag: PickleValue; name: string } | null {
+  if (data.length === 0 || data[0] !== 0x94) return null;
+  const r = new Reader(data);
+  r.pos = 1;
+  try {
+    const msgid = r.value(1);
+    const flag = r.value(1);
+    const name = r.value(1);
+    return typeof name === 'string' ? { msgid, flag, name } : null;
+  } catch {
+    return null;
+  }
+}
+
 class Reader {
   readonly buf: Utf8Buffer;
   pos = 0;
@@ -537,7 +562,8 @@ class Reader {
   }
 
   private array(n: number, depth: number, at: number): Tuple {
-    if (depth >= UNPACK_MAX_DEPTH) this.fail('containers nested too deeply', at);
+    if (depth >= UNPACK_MAX_DEPTH)
+      throw new NestedTooDeeply(`msgpack: containers nested too deeply (at byte ${at})`);
     // every item takes at least a byte: a huge count in a short message is truncation, not an allocation
     this.need(n, at);
     const t = new Tuple();
@@ -546,7 +572,8 @@ class Reader {
   }
 
   private map(n: number, depth: number, at: number): Map<PickleValue, PickleValue> {
-    if (depth >= UNPACK_MAX_DEPTH) this.fail('containers nested too deeply', at);
+    if (depth >= UNPACK_MAX_DEPTH)
+      throw new NestedTooDeeply(`msgpack: containers nested too deeply (at byte ${at})`);
     this.need(2 * n, at);
     const m = new Map<PickleValue, PickleValue>();
     for (let i = 0; i < n; i++) {

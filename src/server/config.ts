@@ -82,6 +82,8 @@ export interface ServerConfig {
   logFormat?: LogFormat;
   /** the largest message a client may send, from --max-message-size (absent: the server's default) */
   maxMessageSize?: number;
+  /** the largest blob a client may upload in one transaction, from --max-blob-upload (absent: the default) */
+  maxBlobUpload?: number;
   /** where each <zeo> setting came from, for messages: "zeo.conf, line 3", "-a", "ZEO_MSGPACK", "default" */
   sources?: Partial<Record<ZeoSetting, string>>;
 }
@@ -438,6 +440,8 @@ export interface ServeOptions {
   logFormat?: string;
   /** --max-message-size (zeo-ts): the largest message a client may send, a ZConfig byte-size (256MB) */
   maxMessageSize?: string;
+  /** --max-blob-upload (zeo-ts): the largest blob a client may upload, a ZConfig byte-size (4GB) */
+  maxBlobUpload?: string;
 }
 
 /**
@@ -495,16 +499,18 @@ export function serveOptionsToConfig(opts: ServeOptions, env: NodeJS.ProcessEnv 
     }
     config.logFormat = format as LogFormat;
   }
-  if (opts.maxMessageSize !== undefined) {
-    const size = option('--max-message-size', opts.maxMessageSize, byteSize);
-    if (size <= 0) {
-      throw new ConfigError(
-        `invalid value for --max-message-size ${repr(opts.maxMessageSize)}: must be more than 0 bytes`,
-      );
-    }
-    config.maxMessageSize = size;
-  }
+  if (opts.maxMessageSize !== undefined)
+    config.maxMessageSize = positiveSize('--max-message-size', opts.maxMessageSize);
+  if (opts.maxBlobUpload !== undefined)
+    config.maxBlobUpload = positiveSize('--max-blob-upload', opts.maxBlobUpload);
   return config;
+}
+
+/** A byte-size flag (ZConfig's byte-size: 4096, 64MB) that must be more than 0. */
+function positiveSize(flag: string, value: string): number {
+  const size = option(flag, value, byteSize);
+  if (size <= 0) throw new ConfigError(`invalid value for ${flag} ${repr(value)}: must be more than 0 bytes`);
+  return size;
 }
 
 /** A command-line value read by a datatype; a refusal names the flag. */

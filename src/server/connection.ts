@@ -6,7 +6,7 @@
 // not reserve a place; they are queued when ready, as the reference's delayed replies are.
 
 import type { Socket } from 'node:net';
-import { jsonDumps, pyRepr, pyStrRepr, type PickleValue } from '../pickle/index.js';
+import { jsonDumps, pyRepr, pyStrRepr, tuple, type PickleValue } from '../pickle/index.js';
 import {
   codecFor,
   errorPayload,
@@ -14,7 +14,9 @@ import {
   isAsync,
   isHeartbeat,
   PythonError,
+  MessageRefused,
   parseClientHello,
+  pyTruthy,
   replyParts,
   serverGreeting,
   type Message,
@@ -121,6 +123,13 @@ export class ServerConnection implements SessionConnection {
     try {
       msg = this.codec!.decode(payload);
     } catch (e) {
+      if (e instanceof MessageRefused && !pyTruthy(e.flag as PickleValue)) {
+        // too large once decoded, but a call we can answer: an error reply (logged), and the connection stays
+        const stub = { msgid: e.msgid as PickleValue, flag: false, name: e.call, args: [], body: null };
+        // a TypeError: of the builtins, the one ZEO's client raises as itself (others become ServerException)
+        this.replyError(null, stub, new PythonError('builtins.TypeError', tuple(e.message)));
+        return;
+      }
       this.log.error(`(${this.label}) Can't deserialize message`, e);
       this.close('protocol error');
       return;
@@ -171,7 +180,8 @@ export class ServerConnection implements SessionConnection {
     };
     try {
       const r = this.session.call(spec, msg.name, msg.args, null);
-      if (r instanceof Promise) r.catch(fail);
+      // a one-way call still running (a blob chunk being written): read nothing more until it is done
+      if (r instanceof Promise) this.channel.holdReading(r.catch(fail));
     } catch (e) {
       fail(e);
     }
@@ -216,7 +226,7 @@ export class ServerConnection implements SessionConnection {
   // ----------------------------------------------------------------------------------------------------
   // output
 
-  sendAsync(name: string, args: PickleValue[]): void {
+  sendAsync(name: string, args: PickleValue[], now = false): void {
     if (!this.channel.connected || !this.codec) return;
     const payload = this.codec.encodeCall(0, true, name, args);
     const waiting = this.channel.outputBytes + payload.length + 4;
@@ -229,6 +239,7 @@ export class ServerConnection implements SessionConnection {
       return;
     }
     this.channel.send(payload);
+    if (now) this.channel.uncork();
   }
 
   /** Resolves once what we wrote to the socket is below the high-water mark. */

@@ -24,7 +24,12 @@ export interface StorageServerOptions {
   limits?: Partial<ConnectionLimits>;
   /** record bytes of one transaction kept in memory before the rest goes to a temporary file */
   commitLogThreshold?: number;
+  /** the largest blob one storeBlobStart/Chunk/End upload may send; a larger one fails its transaction */
+  maxBlobUpload?: number;
 }
+
+/** 4 GiB: a blob upload past it fails its transaction (--max-blob-upload). */
+export const DEFAULT_MAX_BLOB_UPLOAD = 4 * 1024 * 1024 * 1024;
 
 export const DEFAULT_LIMITS: ConnectionLimits = {
   maxMessageSize: 256 * 1024 * 1024,
@@ -39,6 +44,7 @@ export class StorageServer implements ConnectionServer {
   readonly msgpack: boolean;
   readonly limits: ConnectionLimits;
   readonly commitLogThreshold: number;
+  readonly maxBlobUpload: number;
   readonly log: Logger;
   readonly protocolLog: Logger;
   /** runzeo's 'Connected ...' line comes from ZEO.asyncio.base */
@@ -56,6 +62,7 @@ export class StorageServer implements ConnectionServer {
     this.msgpack = options.msgpack ?? false;
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
     this.commitLogThreshold = options.commitLogThreshold ?? 16 * 1024 * 1024;
+    this.maxBlobUpload = options.maxBlobUpload ?? DEFAULT_MAX_BLOB_UPLOAD;
     this.log = options.log.child('ZEO.StorageServer');
     this.protocolLog = options.log.child('ZEO.asyncio.server');
     this.baseLog = options.log.child('ZEO.asyncio.base');

@@ -17,6 +17,7 @@ import {
   pyEquals,
   pyFloatRepr,
   pyRepr,
+  pyTypeName,
   tuple,
   type PickleValue,
   type PyDict,
@@ -47,8 +48,11 @@ import type { ServedStorage, StorageClient } from './served-storage.js';
 export interface SessionConnection {
   readonly label: string;
   readonly connected: boolean;
-  /** queues an async call (invalidateTransaction, info, receiveBlob*) behind every promised reply */
-  sendAsync(name: string, args: PickleValue[]): void;
+  /**
+   * queues an async call (invalidateTransaction, info, receiveBlob*) behind every promised reply; `now`:
+   * write what can go out to the socket at once rather than gathering it until the end of the tick
+   */
+  sendAsync(name: string, args: PickleValue[], now?: boolean): void;
   /** resolves when the connection's output has room again (backpressure for blob streams) */
   writable(): Promise<void>;
   close(reason?: string): void;
@@ -69,6 +73,8 @@ export interface SessionServer {
   readonly readOnly: boolean;
   readonly log: Logger;
   readonly commitLogThreshold: number;
+  /** the largest blob one upload may send */
+  readonly maxBlobUpload: number;
   /** ruok/server_status of every storage */
   statusAll(): PyDict;
 }
@@ -118,13 +124,24 @@ interface ActiveTransaction {
 
 const MAX_ITERATORS = 1000;
 
+/** A storeBlobStart/Chunk/End upload in progress. */
+interface BlobUpload {
+  file: string;
+  handle: Promise<FileHandle>;
+  /** the writes so far, in order */
+  chain: Promise<void>;
+  size: number;
+  /** set once the upload passed the bound: later chunks are dropped and storeBlobEnd fails the transaction */
+  tooLarge: PythonError | null;
+}
+
 export class Session implements StorageClient {
   served: ServedStorage | null = null;
   private readOnly: boolean;
   private txn: ActiveTransaction | null = null;
   /** holds the storage's commit lock after a successful vote */
   locked = false;
-  private blobUpload: { file: string; handle: Promise<FileHandle>; chain: Promise<void> } | null = null;
+  private blobUpload: BlobUpload | null = null;
   private readonly iterators = new Map<
     number,
     AsyncIterator<TransactionRecord> | AsyncIterator<DataRecord> | Iterator<DataRecord>
@@ -173,7 +190,8 @@ export class Session implements StorageClient {
   // StorageClient: what the storage's fan-out calls
 
   invalidateTransaction(tid: Tid, oids: Oid[]): void {
-    this.conn.sendAsync('invalidateTransaction', [tid, oids.slice()]);
+    // written now, not at the end of the tick: it must leave before the committer's reply
+    this.conn.sendAsync('invalidateTransaction', [tid, oids.slice()], true);
   }
 
   sendInfo(info: PyDict): void {
@@ -223,6 +241,8 @@ export class Session implements StorageClient {
     if (!t) return;
     this.txn = null;
     served.stats.activeTxns--;
+    // an upload the transaction never ended goes with it
+    await this.dropBlobUpload();
     await Promise.all(t.uploads);
     await t.log.close();
     for (const b of t.blobs) await rm(b.file, { force: true }).catch(() => {});
@@ -232,8 +252,9 @@ export class Session implements StorageClient {
   // registration and information
 
   register(storageId: PickleValue, readOnly: PickleValue): Tid {
-    const name = typeof storageId === 'string' ? storageId : String(storageId);
-    const served = this.server.storages.get(name);
+    const name = pyStr(storageId);
+    // the reference looks the id up in a dict of str: b'1' is not '1'
+    const served = typeof storageId === 'string' ? this.server.storages.get(name) : undefined;
     if (!served) {
       this.log.info(`(${this.label}) unknown storage_id: ${name}`);
       throw new PythonError('builtins.ValueError', tuple(`unknown storage: ${name}`));
@@ -248,6 +269,14 @@ export class Session implements StorageClient {
 
   private get storage(): ServedStorage {
     return this.served!;
+  }
+
+  /**
+   * runzeo answers a bad argument as its storage's Python class does: a MappingStorage (no undo) or a
+   * FileStorage. Which one a storage would be is read from what it declares.
+   */
+  private get pythonClass(): 'MappingStorage' | 'FileStorage' {
+    return this.storage.storage.capabilities.undo ? 'FileStorage' : 'MappingStorage';
   }
 
   // ----------------------------------------------------------------------------------------------------
@@ -276,6 +305,7 @@ export class Session implements StorageClient {
   tpcBegin(args: PickleValue[]): void {
     const [id, user, description, ext] = args;
     const tid = args.length > 4 ? args[4] : null;
+    // str or bytes, as Python's FileStorage writes either (zodbtools' restore sends b' ')
     const status = args.length > 5 ? args[5] : ' ';
     if (this.readOnly) throw new ReadOnlyError();
     if (this.txn !== null) {
@@ -285,25 +315,33 @@ export class Session implements StorageClient {
       }
       throw new StorageTransactionError('Multiple simultaneous tpc_begin requests from one client.');
     }
+    // user and description are encoded now (TransactionMetaData); the reference keeps ext, tid and status
+    // as they come and fails on a bad one only at vote: so does this, with a TypeError
+    const userBytes = textOrBytes(user);
+    const descriptionBytes = textOrBytes(description);
+    let badArgument: PythonError | null = null;
+    const bad = (message: string): void => {
+      badArgument ??= new PythonError('builtins.TypeError', tuple(message));
+    };
     let extension: PyDict = new Map();
     let extensionBytes: Uint8Array | null = null;
     const asDict = ext instanceof PyObject ? dictFromObject(ext) : null;
     if (ext instanceof Map) extension = ext;
     else if (asDict) extension = asDict;
     else if (isBytes(ext)) extensionBytes = ext.length ? new Uint8Array(ext) : null;
-    else if (ext !== null) throw new PythonError('builtins.TypeError', tuple('extension must be a dict'));
-    if (tid !== null && !isOid(tid))
-      throw new PythonError('builtins.TypeError', tuple('tid must be 8 bytes'));
-    if (typeof status !== 'string')
-      throw new PythonError('builtins.TypeError', tuple('status must be a str'));
+    else if (ext !== null) bad(`the transaction's extension must be a dict, not ${pyTypeName(ext)}`);
+    if (tid !== null && !isOid(tid)) bad(`tpc_begin's tid must be 8 bytes, not ${pyTypeName(tid)}`);
+    if (typeof status !== 'string' && !isBytes(status))
+      bad(`tpc_begin's status must be str or bytes, not ${pyTypeName(status)}`);
     this.txn = {
       id,
-      user: textOrBytes(user),
-      description: textOrBytes(description),
+      user: userBytes,
+      description: descriptionBytes,
       extension,
       extensionBytes,
-      tid: tid === null ? null : idCopy(tid as Uint8Array),
-      status,
+      tid: tid !== null && isOid(tid) ? idCopy(tid as Uint8Array) : null,
+      status:
+        typeof status === 'string' ? status : isBytes(status) ? Buffer.from(status).toString('latin1') : ' ',
       log: new CommitLog(this.server.commitLogThreshold),
       blobs: [],
       uploads: [],
@@ -311,7 +349,7 @@ export class Session implements StorageClient {
       invalidated: [],
       serials: [],
       resolving: false,
-      badArgument: null,
+      badArgument,
     };
     this.storage.stats.activeTxns++;
   }
@@ -377,20 +415,42 @@ export class Session implements StorageClient {
     const dir = this.storage.storage.temporaryDirectory();
     const file = join(dir, `tmp${randomBytes(6).toString('hex')}`);
     const handle = open(file, 'wx', 0o600);
-    this.blobUpload = { file, handle, chain: handle.then(() => {}) };
+    this.blobUpload = { file, handle, chain: handle.then(() => {}), size: 0, tooLarge: null };
   }
 
-  storeBlobChunk(chunk: PickleValue): void {
+  /**
+   * Writes the chunk; the promise settles once it is written, and the connection reads nothing more from this
+   * client until then, so a client sending faster than the disk takes is held back instead of buffered.
+   */
+  storeBlobChunk(chunk: PickleValue): Promise<void> | undefined {
     const up = this.blobUpload;
     if (!up) throw new PythonError('builtins.TypeError', tuple('storeBlobChunk without storeBlobStart'));
     const data = bytesArg(chunk);
-    up.chain = up.chain.then(async () => {
-      const h = await up.handle;
-      let done = 0;
-      while (done < data.length) done += (await h.write(data, done, data.length - done)).bytesWritten;
-    });
+    if (up.tooLarge) return undefined;
+    up.size += data.length;
+    const max = this.server.maxBlobUpload;
+    if (up.size > max) {
+      up.tooLarge = new PythonError(
+        // StorageTransactionError: a storage error the Python client raises as itself
+        'ZODB.POSException.StorageTransactionError',
+        tuple(
+          `blob upload of ${up.size} bytes so far is larger than the server's limit of ${max} bytes (--max-blob-upload)`,
+        ),
+      );
+      this.log.error(
+        `(${this.label}) blob upload larger than ${max} bytes: dropped, its transaction will fail`,
+      );
+      // the disk is given back now; what else the client sends of it is read and dropped
+      up.chain = up.chain.catch(() => {}).then(() => rm(up.file, { force: true }));
+    } else {
+      up.chain = up.chain.then(async () => {
+        const h = await up.handle;
+        let done = 0;
+        while (done < data.length) done += (await h.write(data, done, data.length - done)).bytesWritten;
+      });
+    }
     // a failed write is reported when the upload ends
-    up.chain.catch(() => {});
+    return up.chain.catch(() => {});
   }
 
   async storeBlobEnd(
@@ -405,11 +465,13 @@ export class Session implements StorageClient {
     this.blobUpload = null;
     const t = this.txn!;
     let stored = false;
-    this.checkArguments(t, () => {
-      // listed now, so a transaction ended while the file is being closed still removes it
-      t.blobs.push({ oid: oidArg(oid), serial: serialArg(serial), data: bytesArg(data), file: up.file });
-      stored = true;
-    });
+    if (up.tooLarge) t.badArgument ??= up.tooLarge;
+    else
+      this.checkArguments(t, () => {
+        // listed now, so a transaction ended while the file is being closed still removes it
+        t.blobs.push({ oid: oidArg(oid), serial: serialArg(serial), data: bytesArg(data), file: up.file });
+        stored = true;
+      });
     // one-way calls run concurrently: the vote that follows must wait until the file is whole
     const done = (async () => {
       await up.chain;
@@ -607,8 +669,9 @@ export class Session implements StorageClient {
   }
 
   /**
-   * tpc_finish: commit; as soon as the transaction is durable and visible, send info and the tid, then tell
-   * the other clients, in the same run of the event loop (no request is served in between).
+   * tpc_finish: commit; as soon as the transaction is durable and visible, write the other clients'
+   * invalidations to their sockets, then send the committer info and the tid, in the same run of the event
+   * loop (no request is served in between).
    */
   async tpcFinish(id: PickleValue, slot: ReplySlot): Promise<PickleValue> {
     if (!this.checkTid(id, false)) return null;
@@ -620,10 +683,11 @@ export class Session implements StorageClient {
     let tid: Tid;
     try {
       tid = await served.storage.tpcFinish(t.meta!, (committed) => {
-        // the committer first: the rest of the commit's bookkeeping is not its to wait for
+        // the other clients first, as the reference does: a committer that signals another process out of
+        // band once its commit returns must find the invalidation already on its way to that process
+        served.invalidate(this, committed, invalidated);
         slot.append('info', [served.sizeInfo()]);
         slot.reply(committed);
-        served.invalidate(this, committed, invalidated);
       });
     } catch (e) {
       await this.abortActive('failed tpc_finish');
@@ -643,22 +707,49 @@ export class Session implements StorageClient {
   // ----------------------------------------------------------------------------------------------------
   // reads
 
+  /**
+   * An oid looked up as the storage fails on it: FileStorage's index asserts bytes (AssertionError), and bytes
+   * that are not 8 long are not found; MappingStorage's dict finds nothing else either (POSKeyError).
+   */
+  lookupOid(v: PickleValue | undefined): Oid {
+    if (!isBytes(v) && this.pythonClass !== 'MappingStorage') {
+      throw new PythonError('builtins.AssertionError', tuple());
+    }
+    if (!isOid(v)) throw new PythonError('ZODB.POSException.POSKeyError', tuple(v ?? null));
+    return idCopy(v as Uint8Array);
+  }
+
+  /** A bad second argument: FileStorage fails on it only once the oid is found (else POSKeyError). */
+  private async typeErrorIfFound(oid: Oid, v: PickleValue, what: string): Promise<never> {
+    await this.storage.storage.load(oid);
+    throw new PythonError(
+      'builtins.TypeError',
+      tuple(`${what} must be ${what === 'size' ? 'an int' : '8 bytes'}, not ${pyTypeName(v)}`),
+    );
+  }
+
   async loadBefore(oid: PickleValue, tid: PickleValue): Promise<PickleValue> {
     const served = this.storage;
     served.stats.loads++;
-    const r = await served.storage.loadBefore(oidArg(oid), oidArg(tid));
+    const o = this.lookupOid(oid);
+    if (!isOid(tid)) await this.typeErrorIfFound(o, tid, 'tid');
+    const r = await served.storage.loadBefore(o, oidArg(tid));
     if (r === null) return null;
     return tuple<PickleValue>(r.data, r.start, r.end);
   }
 
+  async loadSerial(oid: PickleValue, serial: PickleValue): Promise<PickleValue> {
+    const o = this.lookupOid(oid);
+    if (!isOid(serial)) await this.typeErrorIfFound(o, serial, 'serial');
+    return this.storage.storage.loadSerial(o, oidArg(serial));
+  }
+
   async history(oid: PickleValue, size: PickleValue): Promise<PickleValue> {
-    // FileStorage looks the oid up first: a non-oid is not found, whatever the size
-    if (!isOid(oid)) throw new PythonError('ZODB.POSException.POSKeyError', tuple(oid ?? null));
-    if (size !== undefined && typeof size !== 'number' && typeof size !== 'bigint') {
-      throw new PythonError('builtins.TypeError', tuple('history size must be an int'));
-    }
+    // FileStorage looks the oid up first: a bad size matters only for an oid that is there
+    const o = this.lookupOid(oid);
+    if (size !== undefined && !isInt(size)) await this.typeErrorIfFound(o, size, 'size');
     const n = size === undefined ? 1 : Number(size);
-    const entries = await this.storage.storage.history(oidArg(oid), n);
+    const entries = await this.storage.storage.history(o, n);
     return entries.map((e) => {
       const d = new Map<PickleValue, PickleValue>([
         ['time', new PyFloat(e.time)],
@@ -673,6 +764,17 @@ export class Session implements StorageClient {
   }
 
   newOids(n: PickleValue): Promise<Oid[]> {
+    // min(n, 100), then range(n): anything but an int is a TypeError
+    if (n !== undefined && !isInt(n)) {
+      throw new PythonError(
+        'builtins.TypeError',
+        tuple(
+          n instanceof PyFloat
+            ? "'float' object cannot be interpreted as an integer"
+            : `'<' not supported between instances of 'int' and '${pyTypeName(n)}'`,
+        ),
+      );
+    }
     let count = Math.min(n === undefined ? 100 : Number(n), 100);
     if (this.readOnly) throw new ReadOnlyError();
     if (!(count > 0)) count = 1;
@@ -685,6 +787,15 @@ export class Session implements StorageClient {
   }
 
   async getInvalidations(tid: PickleValue): Promise<PickleValue> {
+    // not a tid: the reference's empty queue answers None, a queue with entries compares it (TypeError); its
+    // queue over a MappingStorage (no lastInvalidations) always holds the last tid
+    if (!isOid(tid)) {
+      if (this.storage.invalidations.length === 0 && this.pythonClass !== 'MappingStorage') return null;
+      throw new PythonError(
+        'builtins.TypeError',
+        tuple(`'>' not supported between instances of 'bytes' and '${pyTypeName(tid)}'`),
+      );
+    }
     const r = await this.storage.invalidationsSince(oidArg(tid));
     if (r === null) return null;
     this.log.info(`(${this.label}) Return ${r.oids.length} invalidations up to tid ${u64(r.tid)}`);
@@ -713,18 +824,24 @@ export class Session implements StorageClient {
 
   async undoLog(first: PickleValue, last: PickleValue): Promise<PickleValue> {
     if (!this.storage.storage.capabilities.undo) return tuple();
+    checkInts(first, last);
     const entries = await this.storage.storage.undoLog(Number(first), Number(last));
     return entries.map(undoDict);
   }
 
   async undoInfo(first: PickleValue, last: PickleValue, spec: PickleValue): Promise<PickleValue> {
     if (!this.storage.storage.capabilities.undo) return tuple();
+    checkInts(first, last);
     const storage = this.storage.storage;
     if (spec === null || spec === undefined || (spec instanceof Map && spec.size === 0)) {
       return (await storage.undoInfo(Number(first), Number(last), null)).map(undoDict);
     }
-    if (!(spec instanceof Map))
-      throw new PythonError('builtins.TypeError', tuple('specification must be a dict'));
+    if (!(spec instanceof Map)) {
+      throw new PythonError(
+        'builtins.AttributeError',
+        tuple(`'${pyTypeName(spec)}' object has no attribute 'items'`),
+      );
+    }
     const filter = undoSpecificationFilter(spec);
     return (await storage.undoLog(Number(first), Number(last), filter)).map(undoDict);
   }
@@ -733,7 +850,11 @@ export class Session implements StorageClient {
   // blobs
 
   async sendBlob(oid: PickleValue, serial: PickleValue, slot: ReplySlot): Promise<null> {
-    const o = oidArg(oid);
+    if (!this.storage.storage.capabilities.blobs) {
+      const cls = this.pythonClass;
+      throw new PythonError('builtins.AttributeError', tuple(`'${cls}' object has no attribute 'loadBlob'`));
+    }
+    const o = this.lookupOid(oid);
     const s = oidArg(serial);
     const path = await this.storage.storage.loadBlob(o, s);
     let handle: FileHandle;
@@ -765,6 +886,18 @@ export class Session implements StorageClient {
   iteratorStart(start: PickleValue, stop: PickleValue): number {
     if (this.iterators.size >= MAX_ITERATORS) {
       throw new PythonError('builtins.ValueError', tuple(`too many open iterators (${MAX_ITERATORS})`));
+    }
+    // FileIterator asserts bytes bounds; MappingStorage's generator fails on them only when first read
+    for (const bound of [start, stop]) {
+      if (bound === null || isOid(bound)) continue;
+      if (this.pythonClass === 'FileStorage' && !isBytes(bound)) {
+        throw new PythonError('builtins.AssertionError', tuple());
+      }
+      const id = this.nextIteratorId++;
+      const error = new PythonError('builtins.TypeError', tuple('iterator bounds must be 8-byte tids'));
+      const failing: AsyncIterator<TransactionRecord> = { next: () => Promise.reject(error) };
+      this.iterators.set(id, failing);
+      return id;
     }
     const id = this.nextIteratorId++;
     const it = this.storage.storage.iterator(
@@ -834,7 +967,9 @@ export class Session implements StorageClient {
   }
 
   async iteratorGc(iids: PickleValue): Promise<void> {
-    if (!Array.isArray(iids)) return;
+    if (!Array.isArray(iids)) {
+      throw new PythonError('builtins.TypeError', tuple(`'${pyTypeName(iids)}' object is not iterable`));
+    }
     for (const iid of iids) if (typeof iid === 'number') await this.closeIterator(iid);
   }
 
@@ -858,7 +993,7 @@ export class Session implements StorageClient {
   }
 
   setClientLabel(label: PickleValue): void {
-    this.label = `${typeof label === 'string' ? label : String(label)} ${this.conn.label}`;
+    this.label = `${pyStr(label)} ${this.conn.label}`;
   }
 }
 
@@ -880,10 +1015,10 @@ const METHODS: Record<string, MethodSpec> = {
   }),
   pack: m(['time', 'wait'], 1, (s, a) => s.pack(a[0], a[1]), { deferred: true }),
   loadBefore: m(['oid', 'tid'], 2, (s, a) => s.loadBefore(a[0], a[1])),
-  loadSerial: m(['oid', 'serial'], 2, (s, a) => s.served!.storage.loadSerial(oidArg(a[0]), oidArg(a[1])), {
+  loadSerial: m(['oid', 'serial'], 2, (s, a) => s.loadSerial(a[0], a[1]), {
     owner: 'FileStorage',
   }),
-  getTid: m(['oid'], 1, async (s, a) => (await s.served!.storage.load(oidArg(a[0]))).serial, {
+  getTid: m(['oid'], 1, async (s, a) => (await s.served!.storage.load(s.lookupOid(a[0]))).serial, {
     owner: 'FileStorage',
   }),
   history: m(['tid', 'size'], 1, (s, a) => s.history(a[0], a[1])),
@@ -940,6 +1075,23 @@ function isOid(v: PickleValue | undefined): boolean {
   return isBytes(v) && v.length === 8;
 }
 
+/** An int as Python takes one (bool is an int). */
+function isInt(v: PickleValue | undefined): boolean {
+  return typeof v === 'number' || typeof v === 'bigint' || typeof v === 'boolean';
+}
+
+/** undoLog and undoInfo's first and last, compared with ints before anything is read. */
+function checkInts(...vs: PickleValue[]): void {
+  for (const v of vs) {
+    if (!isInt(v) && !(v instanceof PyFloat)) {
+      throw new PythonError(
+        'builtins.TypeError',
+        tuple(`'<' not supported between instances of '${pyTypeName(v)}' and 'int'`),
+      );
+    }
+  }
+}
+
 /** An oid or tid argument: 8 bytes, copied (it may be a view into the frame). */
 function oidArg(v: PickleValue | undefined): Uint8Array {
   if (!isOid(v)) throw new PythonError('builtins.TypeError', tuple('an oid or tid must be 8 bytes'));
@@ -967,7 +1119,11 @@ function textOrBytes(v: PickleValue | undefined): Uint8Array {
   if (typeof v === 'string') return new Uint8Array(Buffer.from(v, 'utf8'));
   if (isBytes(v)) return new Uint8Array(v);
   if (v === null || v === undefined) return new Uint8Array(0);
-  throw new PythonError('builtins.TypeError', tuple('user and description must be bytes or str'));
+  // TransactionMetaData calls v.encode('utf-8') on what is not bytes
+  throw new PythonError(
+    'builtins.AttributeError',
+    tuple(`'${pyTypeName(v)}' object has no attribute 'encode'`),
+  );
 }
 
 /** A dict pickled by calling dict (`dict(((k, v),))`, a dict subclass): its items, as Python would read it. */
@@ -984,6 +1140,11 @@ function dictFromObject(o: PyObject): PyDict | null {
   } else if (first !== undefined) return null;
   for (const [k, v] of o.dictItems ?? []) out.set(k, v);
   return out;
+}
+
+/** Python's str(v). */
+function pyStr(v: PickleValue | undefined): string {
+  return typeof v === 'string' ? v : pyRepr(v ?? null);
 }
 
 function iteratorId(v: PickleValue): number {

@@ -24,6 +24,7 @@ export interface TestServerOptions {
   transactionTimeout?: number | null;
   limits?: Partial<ConnectionLimits>;
   commitLogThreshold?: number;
+  maxBlobUpload?: number;
   /** an existing directory to serve from (kept on stop) */
   dir?: string;
 }
@@ -91,6 +92,7 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
     transactionTimeout: options.transactionTimeout,
     limits: options.limits,
     commitLogThreshold: options.commitLogThreshold,
+    maxBlobUpload: options.maxBlobUpload,
   });
   let bound;
   try {

@@ -1,7 +1,7 @@
 // The pickle reader on bad input: every failure is a PickleError with a byte offset, never another exception,
 // never a hang, never an allocation that the input's own size does not bound.
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import {
   Global,
@@ -9,6 +9,7 @@ import {
   Tuple,
   Unpickler,
   loads,
+  overBudget,
   pickleEnd,
   zeoServerGlobals,
   type LoadOptions,
@@ -608,3 +609,62 @@ result = pack_list(pickles)
     }
   },
 );
+
+// ---------------------------------------------------------------------------------------------------------
+// Explosive values: far larger decoded than their bytes. With a DecodeBudget (what the ZEO codecs pass for
+// every message) they are a PickleError; legit large values pass.
+
+describe('a decode budget', () => {
+  const N = 1_000_000;
+  const budgetFor = (p: Uint8Array): LoadOptions => ({
+    budget: { maxDepth: 1000, maxElements: p.length + 1024 },
+  });
+
+  test('a 10^6-deep nested list is refused', () => {
+    const p = b('\x80\x03' + ']'.repeat(N) + 'a'.repeat(N - 1) + '.');
+    assertBad(p, /nested deeper than 1000/, p.length - 1, budgetFor(p));
+  });
+
+  test('a memo reference repeated a million times is refused', () => {
+    // a list of 100 ints, memoized; then a list of a million references to it: 2 MB standing for 10^8 values
+    const inner = ']q\x00(' + 'K\x01'.repeat(100) + 'e';
+    const p = b('\x80\x03' + inner + '](' + 'h\x00'.repeat(N) + 'e.');
+    assertBad(p, /more than \d+ elements/, p.length - 1, budgetFor(p));
+  });
+
+  test('values nested within the depth bound, and deeper ones without a budget, still load', () => {
+    const deep = b('\x80\x03' + ']'.repeat(999) + 'a'.repeat(998) + '.');
+    assert.equal(Array.isArray(loads(deep, budgetFor(deep))), true);
+    const deeper = b('\x80\x03' + ']'.repeat(5000) + 'a'.repeat(4999) + '.');
+    assert.equal(Array.isArray(loads(deeper)), true);
+  });
+
+  test('legit large values pass: 10k oids, a 10 MiB record', () => {
+    const oids = Array.from({ length: 10_000 }, (_, i) => {
+      const o = Buffer.alloc(8);
+      o.writeBigUInt64BE(BigInt(i));
+      return 'C\x08' + o.toString('latin1');
+    });
+    // as Pickler writes a list: APPENDS in batches of 1000
+    let body = ']';
+    for (let i = 0; i < oids.length; i += 1000) body += '(' + oids.slice(i, i + 1000).join('') + 'e';
+    const list = b('\x80\x03' + body + '.');
+    assert.equal((loads(list, budgetFor(list)) as PickleValue[]).length, 10_000);
+    const big = Buffer.concat([
+      b('\x80\x03B' + le(10 * 1024 * 1024, 4)),
+      Buffer.alloc(10 * 1024 * 1024),
+      b('.'),
+    ]);
+    assert.equal((loads(big, budgetFor(big)) as Uint8Array).length, 10 * 1024 * 1024);
+  });
+
+  test('overBudget walks shared values as often as they occur, without recursion', () => {
+    const shared: PickleValue[] = [1, 2, 3];
+    const v = new Tuple(...Array.from({ length: 10 }, () => shared));
+    assert.equal(overBudget(v, { maxDepth: 10, maxElements: 41 }), null);
+    assert.match(overBudget(v, { maxDepth: 10, maxElements: 40 })!, /more than 40 elements/);
+    let chain: PickleValue = [];
+    for (let i = 0; i < 100_000; i++) chain = [chain];
+    assert.match(overBudget(chain, { maxDepth: 1000, maxElements: 1e9 })!, /deeper than 1000/);
+  });
+});

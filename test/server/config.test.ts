@@ -535,15 +535,17 @@ describe('serveOptionsToConfig and defaultConfig', () => {
 });
 
 describe("ServeOptions: the options zeo-ts adds to runzeo's", () => {
-  test('--read-only, --log-format and --max-message-size reach ServerConfig; absent, they are left out', () => {
+  test('--read-only, --log-format, --max-message-size and --max-blob-upload reach ServerConfig; absent, they are left out', () => {
     const plain = serveOptionsToConfig({ address: '8200' }, {});
     assert.equal(plain.readOnly, false);
     assert.equal('logFormat' in plain, false);
     assert.equal('maxMessageSize' in plain, false);
+    assert.equal('maxBlobUpload' in plain, false);
     const c = serveOptionsToConfig(
-      { address: '8200', readOnly: true, logFormat: 'JSON', maxMessageSize: '64MB' },
+      { address: '8200', readOnly: true, logFormat: 'JSON', maxMessageSize: '64MB', maxBlobUpload: '2GB' },
       {},
     );
+    assert.equal(c.maxBlobUpload, 2 * 1024 ** 3);
     assert.equal(c.readOnly, true);
     assert.equal(c.sources?.readOnly, '--read-only');
     assert.equal(c.logFormat, 'json');
@@ -566,6 +568,7 @@ describe("ServeOptions: the options zeo-ts adds to runzeo's", () => {
       "invalid value for --max-message-size '1.5MB': invalid literal for int() with base 10: '1.5'",
     );
     bad({ maxMessageSize: '0KB' }, "invalid value for --max-message-size '0KB': must be more than 0 bytes");
+    bad({ maxBlobUpload: '0' }, "invalid value for --max-blob-upload '0': must be more than 0 bytes");
   });
 });
 

@@ -93,10 +93,11 @@ test("every runzeo option (ZEO/runzeo.py, zdaemon's -C and -X), short and long, 
     readOnly: true,
     logFormat: 'json',
     maxMessageSize: '64MB',
+    maxBlobUpload: '1GB',
   };
   const short = ['-C', 'zeo.conf', '-a', '127.0.0.1:0', '-f', 'a.fs', '-f', 'b.fs', '-t', '30'];
   const rest = ['--pid-file', 'zeo.pid', '-X', 'zeo/read-only=on', '-X', 'zeo/msgpack=true'];
-  const ours = ['--log-format', 'json', '--max-message-size', '64MB'];
+  const ours = ['--log-format', 'json', '--max-message-size', '64MB', '--max-blob-upload', '1GB'];
   assert.deepEqual(parse([...short, ...rest, '-r', ...ours]), expected);
   const long = ['--configure', 'zeo.conf', '--address', '127.0.0.1:0', '--filename', 'a.fs'];
   const long2 = ['--filename', 'b.fs', '--timeout', '30', '--pid-file', 'zeo.pid'];
