@@ -55,10 +55,6 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 type WriteBuffer = Buffer & { utf8Write(s: string, offset: number, length: number): number };
 
-function isWellFormed(s: string): boolean {
-  return (s as unknown as { isWellFormed(): boolean }).isWellFormed();
-}
-
 export class ZeoPickleWriter {
   private readonly out = new Output();
   private fallback: Pickler | null = null;
@@ -240,7 +236,7 @@ export class ZeoPickleWriter {
         return;
       }
     }
-    if (!isWellFormed(s)) throw BAIL;
+    if (!s.isWellFormed()) throw BAIL;
     const max = n < 1 << 20 ? 3 * n : Buffer.byteLength(s, 'utf8');
     out.ensure(5 + max);
     const start = out.pos;
