@@ -223,7 +223,8 @@ function kindOf(o: object): string {
   if (o instanceof Map) return 'dict';
   if (o instanceof FrozenSet) return 'frozenset';
   if (o instanceof Set) return 'set';
-  if (o instanceof PyObject) return o.callable instanceof Global ? `${o.callable} object` : 'object';
+  if (o instanceof PyObject)
+    return o.callable instanceof Global ? `${o.callable.toString()} object` : 'object';
   return describe(o);
 }
 
