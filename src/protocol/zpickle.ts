@@ -41,8 +41,8 @@ import {
 import { ProtocolError } from './errors.js';
 import { Output } from './output.js';
 
-/** Thrown (one shared instance, no stack) when a value needs the general Pickler. */
-const BAIL: object = Object.freeze({ bail: true });
+/** Thrown (one shared instance, made once: no stack per throw) when a value needs the general Pickler. */
+const BAIL: Error = Object.freeze(new Error('a value for the general Pickler'));
 
 /** pickle._BATCHSIZE */
 const BATCHSIZE = 1000;
