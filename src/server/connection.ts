@@ -6,15 +6,7 @@
 // not reserve a place; they are queued when ready, as the reference's delayed replies are.
 
 import type { Socket } from 'node:net';
-import {
-  isBytes,
-  PyFloat,
-  pyRepr,
-  pyStrRepr,
-  tuple,
-  type PickleValue,
-  type PyDict,
-} from '../pickle/index.js';
+import { isBytes, PyFloat, pyRepr, pyStrRepr, tuple, type PickleValue } from '../pickle/index.js';
 import {
   codecFor,
   FrameDecoder,
@@ -387,6 +379,7 @@ export class ServerConnection implements SessionConnection {
     const done = this.session
       .disconnected()
       .catch((e) => this.log.error(`(${this.label}) disconnect failed`, e));
+    // (done does not reject: the catch above logs)
     void done.finally(() => this.server.connectionClosed(this));
   }
 }
@@ -407,8 +400,12 @@ export function pythonJson(v: PickleValue): string {
   if (Array.isArray(v)) return '[' + v.map((x) => pythonJson(x)).join(', ') + ']';
   if (v instanceof Map) {
     return (
-      '{' + [...(v as PyDict)].map(([k, x]) => `${pythonJson(String(k))}: ${pythonJson(x)}`).join(', ') + '}'
+      '{' +
+      [...v]
+        .map(([k, x]) => `${pythonJson(typeof k === 'string' ? k : pythonJson(k))}: ${pythonJson(x)}`)
+        .join(', ') +
+      '}'
     );
   }
-  throw new TypeError(`not JSON serializable: ${String(v)}`);
+  throw new TypeError(`not JSON serializable: ${pyRepr(v)}`);
 }

@@ -181,6 +181,7 @@ export class Session implements StorageClient {
 
   transactionTimedOut(): void {
     // do what the reference means to do: abort, free the lock for the next voter, drop the client
+    // abortActive logs a failed abort and does not reject
     void this.abortActive('transaction timeout').finally(() => this.conn.close('transaction timeout'));
   }
 
@@ -224,14 +225,19 @@ export class Session implements StorageClient {
     served.stats.activeTxns--;
     await Promise.all(t.uploads);
     await t.log.close();
-    for (const b of t.blobs) await rm(b.file, { force: true }).catch(() => {});
+    // (the transaction is over either way: a temporary file that cannot go is logged, not thrown)
+    for (const b of t.blobs) {
+      await rm(b.file, { force: true }).catch((e) =>
+        this.log.warn(`(${this.label}) could not remove ${b.file}`, e),
+      );
+    }
   }
 
   // ----------------------------------------------------------------------------------------------------
   // registration and information
 
   register(storageId: PickleValue, readOnly: PickleValue): Tid {
-    const name = typeof storageId === 'string' ? storageId : String(storageId);
+    const name = typeof storageId === 'string' ? storageId : pyRepr(storageId);
     const served = this.server.storages.get(name);
     if (!served) {
       this.log.info(`(${this.label}) unknown storage_id: ${name}`);
@@ -415,6 +421,7 @@ export class Session implements StorageClient {
       await (await up.handle).close();
       if (!stored) await rm(up.file, { force: true });
     })();
+    // the transaction's end only waits for it to settle; its error reaches the caller through `await done`
     t.uploads.push(done.catch(() => {}));
     await done;
   }
@@ -455,9 +462,12 @@ export class Session implements StorageClient {
     const up = this.blobUpload;
     if (!up) return;
     this.blobUpload = null;
+    // the upload is abandoned: its write and close errors no longer matter, the file goes
     await up.chain.catch(() => {});
     await (await up.handle.catch(() => null))?.close().catch(() => {});
-    await rm(up.file, { force: true }).catch(() => {});
+    await rm(up.file, { force: true }).catch((e) =>
+      this.log.warn(`(${this.label}) could not remove ${up.file}`, e),
+    );
   }
 
   /** vote: the reply waits for the commit lock; returns the replay's result. */
@@ -588,7 +598,10 @@ export class Session implements StorageClient {
       }
       return t.serials.slice();
     } catch (e) {
-      await storage.tpcAbort(meta).catch(() => {});
+      // the vote's error is the one the client gets
+      await storage
+        .tpcAbort(meta)
+        .catch((e2) => this.log.error(`(${this.label}) tpc_abort after a failed vote failed`, e2));
       if (this.txn === t) await this.clearTransaction();
       else served.lock.release(this);
       if (e instanceof ConflictError) {
@@ -629,6 +642,7 @@ export class Session implements StorageClient {
       throw e;
     }
     // the lock goes once the reply is queued (the reference releases after sending it)
+    // (clearTransaction does not reject: the commit log's close and the removals swallow or log their errors)
     queueMicrotask(() => void this.clearTransaction());
     return tid;
   }
@@ -809,10 +823,7 @@ export class Session implements StorageClient {
     }
     const id = this.nextIteratorId++;
     const records = t.records;
-    const it =
-      Symbol.asyncIterator in records
-        ? (records as AsyncIterable<DataRecord>)[Symbol.asyncIterator]()
-        : (records as Iterable<DataRecord>)[Symbol.iterator]();
+    const it = Symbol.asyncIterator in records ? records[Symbol.asyncIterator]() : records[Symbol.iterator]();
     this.iterators.set(id, it);
     this.recordIterators.add(id);
     return id;
@@ -857,7 +868,7 @@ export class Session implements StorageClient {
   }
 
   setClientLabel(label: PickleValue): void {
-    this.label = `${typeof label === 'string' ? label : String(label)} ${this.conn.label}`;
+    this.label = `${typeof label === 'string' ? label : pyRepr(label)} ${this.conn.label}`;
   }
 }
 
@@ -1010,7 +1021,7 @@ function undoSpecificationFilter(spec: PyDict): (e: UndoLogEntry) => boolean {
         if (isBytes(have)) return Buffer.from(have).toString('utf8').slice(0, p.length) === p;
         return false;
       }
-      return pyEquals(have, want as PickleValue);
+      return pyEquals(have, want);
     });
   };
 }
