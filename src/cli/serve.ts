@@ -42,7 +42,7 @@ export function serveCommand(): Command {
     .action(async (opts: ServeOptions) => {
       let config: ServerConfig;
       try {
-        config = await serveOptionsToConfig(opts, process.env);
+        config = serveOptionsToConfig(opts, process.env);
       } catch (e) {
         if (e instanceof ConfigError) {
           process.stderr.write(`Error: ${e.message}\n`);
@@ -83,8 +83,13 @@ export async function serve(config: ServerConfig, opts: ServeOptions = {}): Prom
       .close()
       .then(async () => {
         if (pidFile) {
-          await unlink(pidFile).catch(() => {});
-          log.info(`removed PID file '${pidFile}'`);
+          // as runzeo: a PID file already gone is no error, one that stays is logged
+          await unlink(pidFile).then(
+            () => log.info(`removed PID file '${pidFile}'`),
+            (e: NodeJS.ErrnoException) => {
+              if (e.code !== 'ENOENT') log.error(`PID file '${pidFile}' could not be removed`);
+            },
+          );
         }
         log.info('closed');
         await logging.close();
@@ -132,6 +137,7 @@ export async function serve(config: ServerConfig, opts: ServeOptions = {}): Prom
     const err = e as NodeJS.ErrnoException;
     if (err.code === 'EADDRINUSE') log.critical(`address ${describeAddress(config.address)} already in use`);
     else log.critical(`could not start: ${err.message}`, e);
+    // the startup error, logged above, is the one to report
     await server?.close().catch(() => {});
     if (pidFile) await unlink(pidFile).catch(() => {});
     await logging.close();
