@@ -662,6 +662,7 @@ class DataFileRef {
   leave(): void {
     if (--this.users > 0) return;
     for (const d of this.drained.splice(0)) d();
+    // (a retired file is one a pack replaced: nothing is written to it, so a failed close loses nothing)
     if (this.retired) void this.file.close().catch(() => {});
   }
 
@@ -674,7 +675,7 @@ class DataFileRef {
   /** Closes the file once its readers are done. */
   retire(): void {
     this.retired = true;
-    if (this.users === 0) void this.file.close().catch(() => {});
+    if (this.users === 0) void this.file.close().catch(() => {}); // (as in leave)
   }
 }
 
@@ -786,7 +787,8 @@ export class FileStorage implements Storage {
         if (options.fsync ?? true) await file.writeDurable(0, FILE_MAGIC);
         else await file.write(0, FILE_MAGIC);
         // a new file: an index left by an earlier one does not describe it
-        await unlink(indexPathFor(path)).catch(() => {});
+        // (one that cannot be removed is an error: it would be read at the next open)
+        await rm(indexPathFor(path), { force: true });
       }
       // the index's big buckets stay in Data.fs.index until used, or read in the background (below)
       const scan = await scanDataFile(file, path, {
@@ -842,6 +844,7 @@ export class FileStorage implements Storage {
       }
       return storage;
     } catch (e) {
+      // the open error is the one to report
       await index?.dispose().catch(() => {});
       await file?.close().catch(() => {});
       await lock?.release().catch(() => {});
@@ -1117,6 +1120,7 @@ export class FileStorage implements Storage {
       if (this.pending !== p) throw new StorageTransactionError(`${what}: the transaction was aborted`);
       return fn();
     });
+    // the caller gets run's error; the chain only orders what comes next
     p.chain = run.catch(() => {});
     return run;
   }
@@ -1319,6 +1323,7 @@ export class FileStorage implements Storage {
       } catch (e) {
         // a disk full, perhaps: leave no turd at the end
         this.overwriteEnd = Math.max(this.overwriteEnd, p.nextPos);
+        // (the write's error is the one to report)
         await file.truncate(p.tpos).catch(() => {});
         p.written = false;
         throw e;
@@ -1343,7 +1348,7 @@ export class FileStorage implements Storage {
     if (p.finishing) throw new StorageTransactionError('tpc_finish called twice');
     p.finishing = true;
     const run = p.chain.then(() => this.finish(p, onCommitted));
-    p.chain = run.catch(() => {});
+    p.chain = run.catch(() => {}); // (as in inTxn)
     return run;
   }
 
@@ -1378,7 +1383,7 @@ export class FileStorage implements Storage {
       this.pending = null;
       p.release();
       this.closing ??= this.shutDown(false);
-      await this.closing.catch(() => {});
+      await this.closing.catch(() => {}); // (the finish's error is the one to report)
       throw e;
     }
     this.pos = p.nextPos;
@@ -1456,6 +1461,7 @@ export class FileStorage implements Storage {
     } finally {
       const blobs = this.blobDirectory;
       if (blobs) {
+        // (a blob of an aborted transaction that stays is never referenced: a leftover, not a loss)
         for (const [oid, tid] of p.blobs) await blobs.remove(oid, tid).catch(() => false);
       }
       p.release();
@@ -1623,7 +1629,7 @@ export class FileStorage implements Storage {
     try {
       await blobs.commit(oid, p.tid, tmp);
     } catch (e) {
-      await unlink(tmp).catch(() => {});
+      await unlink(tmp).catch(() => {}); // (the commit's error is the one to report)
       throw e;
     }
     p.blobs.push([oid, p.tid]);
@@ -1714,6 +1720,7 @@ export class FileStorage implements Storage {
     this.packCount++;
     previous.retire();
     // (loads of its buckets in flight finish; readers that took the old index before the swap read those)
+    // (disposing only closes the replaced index file, which nothing reads any more)
     void previousIndex.dispose().catch(() => {});
   }
 
@@ -1866,7 +1873,11 @@ export class FileStorage implements Storage {
     const p = this.pending;
     if (p) {
       if (p.finishing) await p.chain;
-      if (this.pending === p) await this.abortPending(p).catch(() => {});
+      if (this.pending === p) {
+        await this.abortPending(p).catch((e) =>
+          this.log('error', `Error aborting on close(): ${(e as Error).message}`),
+        );
+      }
     }
     const errors: unknown[] = [];
     if (saveIndex && !this.readOnly) {
@@ -1878,6 +1889,8 @@ export class FileStorage implements Storage {
         this.log('error', `Error saving index on close(): ${(e as Error).message}`);
       }
     }
+    // (read-only handles, the index file and the scratch spill file: their close loses nothing; the data
+    // file's and the lock's errors are thrown)
     for (const f of this.iterFiles) await f.close().catch(() => {});
     this.iterFiles.clear();
     const ref = this.fileRef;
