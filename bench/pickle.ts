@@ -132,7 +132,7 @@ async function main(): Promise<void> {
 
     let decoded: Array<[PickleValue, PickleValue]> = [];
     const decodeAll = () => {
-      decoded = new Array(records.length);
+      decoded = new Array<[PickleValue, PickleValue]>(records.length);
       for (let i = 0; i < records.length; i++) {
         const u = new Unpickler(records[i]);
         decoded[i] = [u.load(), u.load()];

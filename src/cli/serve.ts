@@ -82,8 +82,13 @@ export async function serve(config: ServerConfig): Promise<void> {
       .close()
       .then(async () => {
         if (pidFile) {
-          await unlink(pidFile).catch(() => {});
-          log.info(`removed PID file '${pidFile}'`);
+          // as runzeo: a PID file already gone is no error, one that stays is logged
+          await unlink(pidFile).then(
+            () => log.info(`removed PID file '${pidFile}'`),
+            (e: NodeJS.ErrnoException) => {
+              if (e.code !== 'ENOENT') log.error(`PID file '${pidFile}' could not be removed`);
+            },
+          );
         }
         log.info('closed');
         await logging.close();
@@ -132,6 +137,7 @@ export async function serve(config: ServerConfig): Promise<void> {
     const err = e as NodeJS.ErrnoException;
     if (err.code === 'EADDRINUSE') log.critical(`address ${describeAddress(config.address)} already in use`);
     else log.critical(`could not start: ${err.message}`, e);
+    // the startup error, logged above, is the one to report
     await server?.close().catch(() => {});
     if (pidFile) await unlink(pidFile).catch(() => {});
     await logging.close();

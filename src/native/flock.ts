@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 /** The addon's functions; see native/flock.c. */
 export interface FlockBinding {
   /** 0 on success, 'locked' when a conflicting lock is held (nonblocking only), else the errno */
-  flock(fd: number, exclusive: boolean, nonblocking: boolean): 0 | 'locked' | number;
+  flock(fd: number, exclusive: boolean, nonblocking: boolean): 'locked' | number;
   /** 0, or the errno */
   unlock(fd: number): number;
 }

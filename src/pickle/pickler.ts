@@ -126,7 +126,7 @@ function checkGlobalPart(g: Global, part: string, proto: number): void {
       -1,
     );
   }
-  if (!isWellFormed(part)) {
+  if (!part.isWellFormed()) {
     throw new PickleError(`cannot pickle global ${g.module}.${g.name}: lone surrogate in its name`, -1);
   }
 }
@@ -157,10 +157,6 @@ function globalLine(g: Global, proto: number): Buffer | null {
 // Node's Buffer has this fast, unchecked encoder on its prototype (Buffer#write calls it after checking its
 // arguments); it is not in @types/node.
 type WriteBuffer = Buffer & { utf8Write(s: string, offset: number, length: number): number };
-
-function isWellFormed(s: string): boolean {
-  return (s as unknown as { isWellFormed(): boolean }).isWellFormed();
-}
 
 /** UTF-8 with Python's 'surrogatepass': a lone surrogate is encoded as its 3-byte sequence. Returns the end. */
 function encodeUtf8Pass(s: string, i: number, buf: Buffer, p: number): number {
@@ -227,7 +223,8 @@ function kindOf(o: object): string {
   if (o instanceof Map) return 'dict';
   if (o instanceof FrozenSet) return 'frozenset';
   if (o instanceof Set) return 'set';
-  if (o instanceof PyObject) return o.callable instanceof Global ? `${o.callable} object` : 'object';
+  if (o instanceof PyObject)
+    return o.callable instanceof Global ? `${o.callable.toString()} object` : 'object';
   return describe(o);
 }
 
@@ -654,7 +651,7 @@ export class Pickler {
     this.ensure(5 + max);
     const buf = this.buf;
     const start = this.pos;
-    const len = isWellFormed(s)
+    const len = s.isWellFormed()
       ? (buf as WriteBuffer).utf8Write(s, start + 5, max)
       : encodeUtf8Pass(s, 0, buf, start + 5) - start - 5;
     buf[start] = BINUNICODE;

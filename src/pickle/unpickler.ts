@@ -651,7 +651,7 @@ export class Unpickler {
           const args = stack.pop() as PickleValue;
           if (!(args instanceof Tuple))
             this.fail(`REDUCE arguments must be a tuple, not ${typeName(args)}`, at);
-          stack[stack.length - 1] = this.reduce(stack[stack.length - 1], args, at);
+          stack[stack.length - 1] = this.reduce(stack[stack.length - 1], args as Tuple, at);
           break;
         }
 
@@ -660,7 +660,7 @@ export class Unpickler {
           const args = stack.pop() as PickleValue;
           if (!(args instanceof Tuple))
             this.fail(`NEWOBJ arguments must be a tuple, not ${typeName(args)}`, at);
-          stack[stack.length - 1] = new PyObject('newobj', stack[stack.length - 1], args);
+          stack[stack.length - 1] = new PyObject('newobj', stack[stack.length - 1], args as Tuple);
           break;
         }
 
@@ -673,7 +673,7 @@ export class Unpickler {
           if (!(kwargs instanceof Map)) {
             this.fail(`NEWOBJ_EX keyword arguments must be a dict, not ${typeName(kwargs)}`, at);
           }
-          stack[stack.length - 1] = new PyObject('newobj_ex', stack[stack.length - 1], args, kwargs);
+          stack[stack.length - 1] = new PyObject('newobj_ex', stack[stack.length - 1], args as Tuple, kwargs);
           break;
         }
 

@@ -240,7 +240,7 @@ export function pyRepr(v: PickleValue | undefined, seen = new Set<object>()): st
     if (v instanceof ByteArray) return `bytearray(${pyBytesRepr(v)})`;
     if (v instanceof Uint8Array) return pyBytesRepr(v);
     if (v instanceof Tuple) {
-      const items = v.map((x) => pyRepr(x, seen));
+      const items = (v as Tuple).map((x) => pyRepr(x, seen));
       return items.length === 1 ? `(${items[0]},)` : `(${items.join(', ')})`;
     }
     if (Array.isArray(v)) return `[${v.map((x) => pyRepr(x, seen)).join(', ')}]`;
@@ -248,7 +248,9 @@ export function pyRepr(v: PickleValue | undefined, seen = new Set<object>()): st
       return `{${[...v].map(([k, x]) => `${pyRepr(k, seen)}: ${pyRepr(x, seen)}`).join(', ')}}`;
     }
     if (v instanceof FrozenSet) {
-      return v.size ? `frozenset({${[...v].map((x) => pyRepr(x, seen)).join(', ')}})` : 'frozenset()';
+      return v.size
+        ? `frozenset({${[...(v as FrozenSet)].map((x) => pyRepr(x, seen)).join(', ')}})`
+        : 'frozenset()';
     }
     if (v instanceof Set) return v.size ? `{${[...v].map((x) => pyRepr(x, seen)).join(', ')}}` : 'set()';
     if (v instanceof Global) return `<global ${v.module}.${v.name}>`;

@@ -4,15 +4,7 @@
 // ZEO.Exceptions.ServerException(class_name, exc_args). So each storage error is sent in the shape its Python
 // twin has when ZODB's FileStorage or ZEO's StorageServer raises it.
 import { constants as osConstants } from 'node:os';
-import {
-  getPickleMetadata,
-  Global,
-  PyObject,
-  pyRepr,
-  Tuple,
-  tuple,
-  type PickleValue,
-} from '../pickle/index.js';
+import { getPickleMetadata, Global, PyObject, pyRepr, tuple, type PickleValue } from '../pickle/index.js';
 import {
   ConflictError,
   MultipleUndoErrors,
@@ -344,7 +336,8 @@ export function unmarshalError(className: string, args: PickleValue): Error {
         const [p1, p2, p3, reason] = ['p1', 'p2', 'p3', 'reason'].map((k) => d.get(k));
         const why =
           typeof reason === 'number' ? (BTREES_CONFLICTS[reason] ?? String(reason)) : pyRepr(reason);
-        return new ConflictError(null, null, null, `BTrees conflict error at ${p1}/${p2}/${p3}: ${why}`);
+        const at = [p1, p2, p3].map((p) => pyRepr(p)).join('/');
+        return new ConflictError(null, null, null, `BTrees conflict error at ${at}: ${why}`);
       }
       break;
     case `${POSEXC}.ReadOnlyError`:
@@ -394,7 +387,7 @@ function undoErrorOfPair([oid, e]: PickleValue[]): UndoError {
 
 /** Python's str() of an exception with these args: '' for (), str(arg) for one, repr(args) for more. */
 function argsText(args: PickleValue): string {
-  if (args instanceof Tuple || Array.isArray(args)) {
+  if (Array.isArray(args)) {
     if (args.length === 0) return '';
     if (args.length === 1) return typeof args[0] === 'string' ? args[0] : pyRepr(args[0]);
   }

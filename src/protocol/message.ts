@@ -176,7 +176,7 @@ function toMessage(v: PickleValue): Message {
   if (!(v instanceof Tuple) || v.length !== 4) {
     throw new ProtocolError(`a message is a 4-tuple (msgid, flag, name, args), not ${kind(v)}`);
   }
-  const [msgid, flag, name, body] = v;
+  const [msgid, flag, name, body] = v as Tuple;
   if (typeof name !== 'string') throw new ProtocolError(`a message's name is a str, not ${kind(name)}`);
   let args: PickleValue[];
   if (name === REPLY) {

@@ -27,10 +27,6 @@ type Utf8Buffer = Buffer & {
   utf8Slice(start: number, end: number): string;
 };
 
-function isWellFormed(s: string): boolean {
-  return (s as unknown as { isWellFormed(): boolean }).isWellFormed();
-}
-
 function describe(v: unknown): string {
   if (v === undefined) return 'undefined';
   if (typeof v !== 'object' || v === null) return typeof v;
@@ -220,7 +216,7 @@ export class MsgpackWriter {
         return;
       }
     }
-    if (!isWellFormed(s)) {
+    if (!s.isWellFormed()) {
       throw new ProtocolError(
         "cannot encode a str with a lone surrogate in msgpack (Python: 'surrogates not allowed')",
       );

@@ -41,8 +41,8 @@ import {
 import { ProtocolError } from './errors.js';
 import { Output } from './output.js';
 
-/** Thrown (one shared instance, no stack) when a value needs the general Pickler. */
-const BAIL: object = Object.freeze({ bail: true });
+/** Thrown (one shared instance, made once: no stack per throw) when a value needs the general Pickler. */
+const BAIL: Error = Object.freeze(new Error('a value for the general Pickler'));
 
 /** pickle._BATCHSIZE */
 const BATCHSIZE = 1000;
@@ -54,10 +54,6 @@ const F64_BYTES = new Uint8Array(F64.buffer);
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 type WriteBuffer = Buffer & { utf8Write(s: string, offset: number, length: number): number };
-
-function isWellFormed(s: string): boolean {
-  return (s as unknown as { isWellFormed(): boolean }).isWellFormed();
-}
 
 export class ZeoPickleWriter {
   private readonly out = new Output();
@@ -243,7 +239,7 @@ export class ZeoPickleWriter {
         return;
       }
     }
-    if (!isWellFormed(s)) throw BAIL;
+    if (!s.isWellFormed()) throw BAIL;
     const max = n < 1 << 20 ? 3 * n : Buffer.byteLength(s, 'utf8');
     out.ensure(5 + max);
     const start = out.pos;

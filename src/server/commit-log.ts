@@ -86,6 +86,8 @@ export class CommitLog {
     const spill = this.spill;
     this.spill = null;
     if (spill) {
+      // A spill write's error surfaces at replay; here the writes only have to settle. Closing ends a
+      // transaction, which must not fail for its temporary file: one that cannot go is left in tmpdir.
       await this.chain.catch(() => {});
       await spill.file.close().catch(() => {});
       await rm(spill.dir, { recursive: true, force: true }).catch(() => {});

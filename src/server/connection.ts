@@ -280,6 +280,7 @@ export class ServerConnection implements SessionConnection {
     const done = this.session
       .disconnected()
       .catch((e) => this.log.error(`(${this.label}) disconnect failed`, e));
+    // (done does not reject: the catch above logs)
     void done.finally(() => {
       this.server.connectionClosed(this);
       // what a client that took its output slowly, or sent large frames, leaves behind

@@ -56,6 +56,7 @@ export async function openStorages(configs: StorageConfig[], log: Logger): Promi
       opened.push({ name: c.name, storage });
     }
   } catch (e) {
+    // the open error is the one to report
     for (const o of opened) await o.storage.close().catch(() => {});
     throw e;
   }

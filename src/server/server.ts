@@ -104,6 +104,7 @@ export class StorageServer implements ConnectionServer {
     if (address.kind === 'unix') {
       // a stale socket file from an earlier run is removed first, but never a live server's
       if (await canConnect(address)) throw addressInUse(address);
+      // (absent, most often; a file that cannot go shows as listen's EADDRINUSE)
       await unlink(address.path).catch(() => {});
       this.unixPath = address.path;
     }
@@ -119,6 +120,7 @@ export class StorageServer implements ConnectionServer {
     this.listener = server;
     let bound: ListenAddress;
     if (address.kind === 'unix') {
+      // (best effort: the socket serves this user whatever its mode)
       await chmod(address.path, 0o777).catch(() => {});
       bound = address;
       this.protocolLog.info(`listening on ${address.path}`);
@@ -220,6 +222,7 @@ export class StorageServer implements ConnectionServer {
       ? new Promise<void>((resolve) => listener.close(() => resolve()))
       : Promise.resolve();
     const conns = [...this.connections];
+    // waits for them to settle; their errors go to the clients that made the calls
     await Promise.all(conns.flatMap((c) => [...c.critical].map((p) => p.catch(() => {}))));
     for (const c of conns) c.destroy();
     // each closed connection aborts its session's transaction
@@ -230,6 +233,7 @@ export class StorageServer implements ConnectionServer {
       this.log.info(`closing storage '${s.name}'`);
       await s.storage.close();
     }
+    // (a socket file left behind is removed by the next start)
     if (this.unixPath) await unlink(this.unixPath).catch(() => {});
     this.reclaimer.stop();
   }

@@ -200,6 +200,7 @@ export class Session implements StorageClient {
 
   transactionTimedOut(): void {
     // do what the reference means to do: abort, free the lock for the next voter, drop the client
+    // abortActive logs a failed abort and does not reject
     void this.abortActive('transaction timeout').finally(() => this.conn.close('transaction timeout'));
   }
 
@@ -245,7 +246,12 @@ export class Session implements StorageClient {
     await this.dropBlobUpload();
     await Promise.all(t.uploads);
     await t.log.close();
-    for (const b of t.blobs) await rm(b.file, { force: true }).catch(() => {});
+    // (the transaction is over either way: a temporary file that cannot go is logged, not thrown)
+    for (const b of t.blobs) {
+      await rm(b.file, { force: true }).catch((e) =>
+        this.log.warn(`(${this.label}) could not remove ${b.file}`, e),
+      );
+    }
   }
 
   // ----------------------------------------------------------------------------------------------------
@@ -478,6 +484,7 @@ export class Session implements StorageClient {
       await (await up.handle).close();
       if (!stored) await rm(up.file, { force: true });
     })();
+    // the transaction's end only waits for it to settle; its error reaches the caller through `await done`
     t.uploads.push(done.catch(() => {}));
     await done;
   }
@@ -518,9 +525,12 @@ export class Session implements StorageClient {
     const up = this.blobUpload;
     if (!up) return;
     this.blobUpload = null;
+    // the upload is abandoned: its write and close errors no longer matter, the file goes
     await up.chain.catch(() => {});
     await (await up.handle.catch(() => null))?.close().catch(() => {});
-    await rm(up.file, { force: true }).catch(() => {});
+    await rm(up.file, { force: true }).catch((e) =>
+      this.log.warn(`(${this.label}) could not remove ${up.file}`, e),
+    );
   }
 
   /** vote: the reply waits for the commit lock; returns the replay's result. */
@@ -651,7 +661,10 @@ export class Session implements StorageClient {
       }
       return t.serials.slice();
     } catch (e) {
-      await storage.tpcAbort(meta).catch(() => {});
+      // the vote's error is the one the client gets
+      await storage
+        .tpcAbort(meta)
+        .catch((e2) => this.log.error(`(${this.label}) tpc_abort after a failed vote failed`, e2));
       if (this.txn === t) await this.clearTransaction();
       else served.lock.release(this);
       if (e instanceof ConflictError) {
@@ -694,6 +707,7 @@ export class Session implements StorageClient {
       throw e;
     }
     // the lock goes once the reply is queued (the reference releases after sending it)
+    // (clearTransaction does not reject: the commit log's close and the removals swallow or log their errors)
     queueMicrotask(() => void this.clearTransaction());
     return tid;
   }
@@ -943,10 +957,7 @@ export class Session implements StorageClient {
     }
     const id = this.nextIteratorId++;
     const records = t.records;
-    const it =
-      Symbol.asyncIterator in records
-        ? (records as AsyncIterable<DataRecord>)[Symbol.asyncIterator]()
-        : (records as Iterable<DataRecord>)[Symbol.iterator]();
+    const it = Symbol.asyncIterator in records ? records[Symbol.asyncIterator]() : records[Symbol.iterator]();
     this.iterators.set(id, it);
     this.recordIterators.add(id);
     return id;
@@ -1172,7 +1183,7 @@ function undoSpecificationFilter(spec: PyDict): (e: UndoLogEntry) => boolean {
         if (isBytes(have)) return Buffer.from(have).toString('utf8').slice(0, p.length) === p;
         return false;
       }
-      return pyEquals(have, want as PickleValue);
+      return pyEquals(have, want);
     });
   };
 }

@@ -252,6 +252,7 @@ export abstract class BaseStorage<P extends PendingTransaction = PendingTransact
       if (this.pending !== p) throw new StorageTransactionError(`${what}: the transaction was aborted`);
       return fn();
     });
+    // the caller gets run's error; the chain only orders what comes next
     p.chain = run.catch(() => {});
     return run;
   }
@@ -344,7 +345,7 @@ export abstract class BaseStorage<P extends PendingTransaction = PendingTransact
     if (p.finishing) throw new StorageTransactionError('tpc_finish called twice');
     p.finishing = true;
     const run = p.chain.then(() => this.finishPending(p, onCommitted));
-    p.chain = run.catch(() => {});
+    p.chain = run.catch(() => {}); // (as in inTxn)
     return run;
   }
 
@@ -396,16 +397,17 @@ export abstract class BaseStorage<P extends PendingTransaction = PendingTransact
 
   /**
    * close's part: later calls throw StorageError, transactions waiting for the lock leave the queue, and the
-   * one in progress is aborted (after its tpc_finish, when that has begun).
+   * one in progress is aborted (after its tpc_finish, when that has begun); an abort that fails goes to
+   * `onAbortError` (the storage is closing either way).
    */
-  protected async closeTransactions(): Promise<void> {
+  protected async closeTransactions(onAbortError: (e: unknown) => void = () => {}): Promise<void> {
     this.closed = true;
     for (const ac of this.waiting.values()) ac.abort();
     this.waiting.clear();
     const p = this.pending;
     if (!p) return;
     if (p.finishing) await p.chain;
-    if (this.pending === p) await this.abortPending(p).catch(() => {});
+    if (this.pending === p) await this.abortPending(p).catch(onAbortError);
   }
 
   // ------------------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ export function decodeExtension(bytes: Uint8Array): PyDict {
   if (bytes.length === 0) return new Map();
   try {
     const v = loads(bytes, { copyBytes: true });
-    return v instanceof Map ? v : new Map();
+    return v instanceof Map ? v : (new Map() as PyDict);
   } catch {
     return new Map();
   }

@@ -121,6 +121,7 @@ export function zodbRecords(oracle: Oracle, opts: CorpusOptions = {}): Promise<Z
   if (!p) {
     p = build(oracle, scale, opts.dir ?? null);
     cache.set(key, p);
+    // (a failed build is not kept; the caller gets its error from p)
     p.catch(() => cache.delete(key));
   }
   return p;

@@ -2,7 +2,7 @@
 // the bytes they mean (bad frames, out-of-order calls) and see exactly what the server answers.
 
 import net from 'node:net';
-import { pyEquals, type PickleValue } from '../../src/pickle/index.js';
+import { pyEquals, pyRepr, type PickleValue } from '../../src/pickle/index.js';
 import {
   codecFor,
   encodeFrame,
@@ -135,7 +135,7 @@ export class ServerError extends Error {
   readonly className: string;
   readonly args: PickleValue;
   constructor(reply: PickleValue[]) {
-    super(`${String(reply[0])}: ${JSON.stringify(String(reply[1]))}`);
+    super(`${reply[0] as string}: ${pyRepr(reply[1])}`);
     this.className = reply[0] as string;
     this.args = reply[1];
   }

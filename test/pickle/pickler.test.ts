@@ -334,7 +334,7 @@ test('PersistentRef and the persistentId hook: the pid then BINPERSID, the ref i
   const marker = Global.of(EC, 'PidMarker');
   const hook: DumpOptions['persistentId'] = (v) => {
     seen.push(v);
-    return v instanceof PyObject && v.callable === marker ? (v.args[0] as PickleValue) : undefined;
+    return v instanceof PyObject && v.callable === marker ? v.args[0] : undefined;
   };
   const pid = tuple('oid', 7);
   const v = [1, new PyObject('reduce', marker, tuple(pid)), new PersistentRef('p')];
@@ -596,7 +596,7 @@ const CASES: Case[] = [
       new Uint8Array(0),
       Buffer.from('a'),
       Buffer.of(0, 255),
-      Buffer.from(range(256) as number[]),
+      Buffer.from(range(256)),
       new Uint8Array(255),
       Buffer.alloc(70000, 0x41),
     ],
@@ -915,7 +915,7 @@ result = pack_list(out)
 
 const MARKER = echo('PidMarker');
 const markerHook: DumpOptions['persistentId'] = (v) =>
-  v instanceof PyObject && v.callable === MARKER ? (v.args[0] as PickleValue) : undefined;
+  v instanceof PyObject && v.callable === MARKER ? v.args[0] : undefined;
 
 interopTest(
   'parity with Python: pickle.dumps at protocols 3 and 2, zodbpickle, and fast mode',

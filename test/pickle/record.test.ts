@@ -100,7 +100,10 @@ function assertSameVerdicts(records: Uint8Array[], py: PyVerdict[], what: string
     const theirs = py[i];
     if ('skip' in theirs) continue;
     if ('ok' in theirs) {
-      assert.ok('ok' in ours, `${what} #${i} (${hex(records[i])}): Python returns ${theirs.ok}, we throw`);
+      assert.ok(
+        'ok' in ours,
+        `${what} #${i} (${hex(records[i])}): Python returns ${JSON.stringify(theirs.ok)}, we throw`,
+      );
       assert.deepEqual(ours.ok, theirs.ok, `${what} #${i} (${hex(records[i])})`);
     } else {
       assert.ok(

@@ -102,7 +102,7 @@ function asPythonWritesIt(
   if (v instanceof Tuple) {
     const t = new Tuple<PickleValue>();
     seen.set(v, t);
-    for (const x of v) t.push(again(x));
+    for (const x of v as Tuple) t.push(again(x));
     return t;
   }
   if (Array.isArray(v)) {

@@ -329,7 +329,7 @@ test('100k-deep nesting without MARKs loads (no recursion): lists by APPEND, tup
   depth = 0;
   x = tuples;
   while (x instanceof Tuple) {
-    x = x[0];
+    x = (x as Tuple)[0];
     depth++;
   }
   assert.equal(depth, n);

@@ -17,6 +17,7 @@ import {
   namesOnly,
   pickleEnd,
   pyEquals,
+  pyRepr,
   tuple,
   Unpickler,
   type LoadOptions,
@@ -48,7 +49,7 @@ function load(s: string | Uint8Array, options?: LoadOptions): PickleValue {
 function assertPy(actual: PickleValue, expected: PickleValue, message?: string): void {
   assert.ok(
     pyEquals(actual, expected),
-    message ?? `expected equal values:\n${String(actual)}\n${String(expected)}`,
+    message ?? `expected equal values:\n${pyRepr(actual)}\n${pyRepr(expected)}`,
   );
 }
 
@@ -442,7 +443,7 @@ test('REDUCE, NEWOBJ, NEWOBJ_EX build PyObjects; BUILD, APPEND(S), SETITEM(S) go
   const ex = load('cmod\nC\nK\x01\x85}X\x01\x00\x00\x00kK\x02s\x92.') as PyObject;
   assert.equal(ex.kind, 'newobj_ex');
   assertPy(ex.args, tuple(1));
-  assertPy(ex.kwargs as PickleValue, new Map([['k', 2]]));
+  assertPy(ex.kwargs, new Map([['k', 2]]));
   // a list subclass and a dict subclass
   const ls = load('cmod\nL\n)\x81K\x01a(K\x02K\x03e.') as PyObject;
   assert.deepEqual(ls.listItems, [1, 2, 3]);
@@ -528,7 +529,7 @@ test('persistent ids: PERSID (ASCII text), BINPERSID (any value), and the persis
   const v = load('(X\x01\x00\x00\x00aQPb\nl.', {
     persistentLoad: (pid) => {
       seen.push(pid);
-      return `ref:${String(pid)}`;
+      return `ref:${pid as string}`;
     },
   });
   assert.deepEqual(v, ['ref:a', 'ref:b']);

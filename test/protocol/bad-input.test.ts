@@ -165,7 +165,7 @@ test('the msgpack reader alone: types and views', () => {
   const [bin, f64, f32] = v as PickleValue[];
   assert.ok(bin instanceof Uint8Array && bin.buffer === data.buffer, 'bin is a view');
   assert.ok(f64 instanceof PyFloat && f32 instanceof PyFloat);
-  assert.equal(Buffer.from(bin as Uint8Array).toString(), 'abc');
+  assert.equal(Buffer.from(bin).toString(), 'abc');
   assert.equal(String(f64), '1.0');
   assert.equal(String(f32), '1.5');
   assert.throws(() => unpackMsgpack(hex('c1')), /0xc1/);

@@ -48,7 +48,7 @@ async function infos(address: {
       for (const [k, v] of info) {
         if (k === 'name' && name !== '3') continue;
         entry[k as string] =
-          k === 'interfaces' ? (v as PickleValue[]).map((p) => (p as PickleValue[]).join('.')) : v;
+          k === 'interfaces' ? (v as PickleValue[]).map((p) => (p as string[]).join('.')) : v;
       }
       // what a client may then ask: undoLog (nothing without undo), record_iternext (no such method without it)
       entry.undoLog = await c.call('undoLog', [0, 20]);

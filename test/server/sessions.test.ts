@@ -45,7 +45,7 @@ describe('sessions', () => {
     );
     assert.equal(info.get('supportsUndo'), true);
     assert.equal(info.get('supports_record_iternext'), true);
-    const ifaces = (info.get('interfaces') as PickleValue[]).map((p) => (p as PickleValue[]).join('.'));
+    const ifaces = (info.get('interfaces') as PickleValue[]).map((p) => (p as string[]).join('.'));
     assert.deepEqual(ifaces, [
       'ZODB.interfaces.IBlobStorageRestoreable',
       'ZODB.interfaces.IBlobStorage',

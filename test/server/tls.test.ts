@@ -195,7 +195,7 @@ async function handshake(
       data = Buffer.concat([data, d]);
       if (data.length >= 4 && data.length >= 4 + data.readUInt32BE(0)) r(null);
     });
-    sock.on('error', (e) => r(e.message));
+    sock.on('error', (e: Error) => r(e.message));
     sock.on('close', () => r('closed'));
     sock.setTimeout(10_000, () => r('timeout'));
   });

@@ -12,7 +12,7 @@ const meta = (ext: PyDict, bytes: Uint8Array | null = null) =>
 
 /** The same dicts, as Python literals and as values of our model. */
 const CASES: Array<[string, PyDict]> = [
-  ['{}', new Map()],
+  ['{}', new Map<PickleValue, PickleValue>()],
   ["{'k2': 'this is transaction metadata'}", new Map([['k2', 'this is transaction metadata']])],
   [
     "{'user_id': 42, 'path': ['a', 'b'], 'ratio': 2.5, 'none': None, 'flag': True, 'raw': b'\\x00\\xff', 't': (1, 'x')}",

@@ -360,7 +360,7 @@ export class BlobDirectory {
       await copyFile(this.path(oid, tid), tmp);
       await chmod(tmp, 0o600);
     } catch (e) {
-      await unlink(tmp).catch(() => {});
+      await unlink(tmp).catch(() => {}); // (the copy's error is the one to report)
       throw e;
     }
     return tmp;

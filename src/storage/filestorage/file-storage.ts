@@ -417,6 +417,7 @@ class DataFileRef {
   leave(): void {
     if (--this.users > 0) return;
     for (const d of this.drained.splice(0)) d();
+    // (a retired file is one a pack replaced: nothing is written to it, so a failed close loses nothing)
     if (this.retired) void this.file.close().catch(() => {});
   }
 
@@ -429,7 +430,7 @@ class DataFileRef {
   /** Closes the file once its readers are done. */
   retire(): void {
     this.retired = true;
-    if (this.users === 0) void this.file.close().catch(() => {});
+    if (this.users === 0) void this.file.close().catch(() => {}); // (as in leave)
   }
 }
 
@@ -537,7 +538,8 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
         if (options.fsync ?? true) await file.writeDurable(0, FILE_MAGIC);
         else await file.write(0, FILE_MAGIC);
         // a new file: an index left by an earlier one does not describe it
-        await unlink(indexPathFor(path)).catch(() => {});
+        // (one that cannot be removed is an error: it would be read at the next open)
+        await rm(indexPathFor(path), { force: true });
       }
       // the index's big buckets stay in Data.fs.index until used, or read in the background (below)
       const scan = await scanDataFile(file, path, {
@@ -593,6 +595,7 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
       }
       return storage;
     } catch (e) {
+      // the open error is the one to report
       await index?.dispose().catch(() => {});
       await file?.close().catch(() => {});
       await lock?.release().catch(() => {});
@@ -928,6 +931,7 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
     } catch (e) {
       // a disk full, perhaps: leave no turd at the end
       this.overwriteEnd = Math.max(this.overwriteEnd, p.nextPos);
+      // (the write's error is the one to report)
       await file.truncate(p.tpos).catch(() => {});
       p.written = false;
       throw e;
@@ -976,7 +980,7 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
       this.pending = null;
       p.release();
       this.closing ??= this.shutDown(false);
-      await this.closing.catch(() => {});
+      await this.closing.catch(() => {}); // (the finish's error is the one to report)
       throw e;
     }
     this.pos = p.nextPos;
@@ -1030,6 +1034,7 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
     } finally {
       const blobs = this.blobDirectory;
       if (blobs) {
+        // (a blob of an aborted transaction that stays is never referenced: a leftover, not a loss)
         for (const [oid, tid] of p.blobs) await blobs.remove(oid, tid).catch(() => false);
       }
     }
@@ -1192,7 +1197,7 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
     try {
       await blobs.commit(oid, p.tid, tmp);
     } catch (e) {
-      await unlink(tmp).catch(() => {});
+      await unlink(tmp).catch(() => {}); // (the commit's error is the one to report)
       throw e;
     }
     p.blobs.push([oid, p.tid]);
@@ -1274,6 +1279,7 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
     this.packCount++;
     previous.retire();
     // (loads of its buckets in flight finish; readers that took the old index before the swap read those)
+    // (disposing only closes the replaced index file, which nothing reads any more)
     void previousIndex.dispose().catch(() => {});
   }
 
@@ -1424,7 +1430,9 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
 
   private async shutDown(saveIndex: boolean): Promise<void> {
     if (this.closed) return;
-    await this.closeTransactions();
+    await this.closeTransactions((e) =>
+      this.log('error', `Error aborting on close(): ${e instanceof Error ? e.message : String(e)}`),
+    );
     const errors: unknown[] = [];
     if (saveIndex && !this.isReadOnly()) {
       try {
@@ -1435,6 +1443,8 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
         this.log('error', `Error saving index on close(): ${(e as Error).message}`);
       }
     }
+    // (read-only handles, the index file and the scratch spill file: their close loses nothing; the data
+    // file's and the lock's errors are thrown)
     for (const f of this.iterFiles) await f.close().catch(() => {});
     this.iterFiles.clear();
     const ref = this.fileRef;

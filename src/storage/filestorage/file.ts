@@ -98,16 +98,17 @@ export const DEFAULT_CHUNK = 1 << 20;
  * than asked (the caller loops). The default goes through node:fs's callback API on the file's descriptor: one
  * thread-pool request per call, without the promise API's FileHandle bookkeeping (about 3 times the reads per
  * second at 16 concurrent reads, and a shorter round trip for one at a time). Tests pass stingier ones.
+ * (Function properties, not methods: they are called without `this`.)
  */
 export interface PositionalIO {
-  read(fd: number, buf: Uint8Array, offset: number, length: number, position: number): Promise<number>;
-  write(fd: number, buf: Uint8Array, offset: number, length: number, position: number): Promise<number>;
+  read: (fd: number, buf: Uint8Array, offset: number, length: number, position: number) => Promise<number>;
+  write: (fd: number, buf: Uint8Array, offset: number, length: number, position: number) => Promise<number>;
   /** the synchronous write, for writeNow (absent: writeNow is not offered) */
-  writeSync?(fd: number, buf: Uint8Array, offset: number, length: number, position: number): number;
+  writeSync?: (fd: number, buf: Uint8Array, offset: number, length: number, position: number) => number;
   /** fdatasync (default: node:fs's; tests make it fail) */
-  datasync?(fd: number): Promise<void>;
+  datasync?: (fd: number) => Promise<void>;
   /** the synchronous fdatasync, for datasyncNow (absent: datasyncNow is not offered) */
-  datasyncSync?(fd: number): void;
+  datasyncSync?: (fd: number) => void;
 }
 
 export const fdIO: PositionalIO = {

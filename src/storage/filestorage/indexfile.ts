@@ -111,7 +111,8 @@ function decodeLegacy(info: PickleValue): IndexFileContents {
     for (const item of data) {
       if (!(item instanceof Tuple) || item.length !== 2)
         throw new IndexFileError('an fsIndex item is not a pair');
-      addBucket(index, bytesOf(item[0], 'an oid prefix'), bytesOf(item[1], 'a bucket'));
+      const [prefix, bucket] = item as Tuple;
+      addBucket(index, bytesOf(prefix, 'an oid prefix'), bytesOf(bucket, 'a bucket'));
     }
   } else {
     throw new IndexFileError('an index of a form this reader does not know');
@@ -229,7 +230,8 @@ export function decodeIndexFile(data: Uint8Array): IndexFileContents {
       break;
     }
     if (!(v instanceof Tuple) || v.length !== 2) throw new IndexFileError('an index item is not a pair');
-    addBucket(index, bytesOf(v[0], 'an oid prefix'), bytesOf(v[1], 'a bucket'));
+    const [prefix, bucket] = v as Tuple;
+    addBucket(index, bytesOf(prefix, 'an oid prefix'), bytesOf(bucket, 'a bucket'));
   }
   return { pos, index, format: 'stream' };
 }
@@ -734,6 +736,7 @@ export async function writeIndexFile(
     }
     await rename(tmpPath, indexPath);
   } catch (e) {
+    // the write's error is the one to report
     await unlink(tmpPath).catch(() => {});
     throw e;
   }

@@ -55,7 +55,7 @@ export class LockFile {
       fh = await open(path, 'a+');
       appending = true;
     }
-    let r: 0 | 'locked' | number;
+    let r: 'locked' | number;
     try {
       r = flock.flock(fh.fd, true, true);
     } catch (e) {

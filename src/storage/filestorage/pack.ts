@@ -681,6 +681,8 @@ export async function renamePackedIntoPlace(dataPath: string): Promise<void> {
   try {
     await rename(packedPath, dataPath);
   } catch (e) {
+    // the rename's error is the one to report; should the way back fail too, Data.fs.old holds the data (ZODB's
+    // pack does not even try to go back)
     await rename(oldPath, dataPath).catch(() => {});
     throw e;
   }
@@ -766,6 +768,7 @@ async function runPack(
       // the pack frees nothing
       await out.close();
       out = null;
+      // (a Data.fs.pack left behind is truncated by the next pack)
       await unlink(packedPath).catch(() => {});
       log('debug', `pack of ${path}: nothing to remove`);
       return null;
@@ -807,10 +810,11 @@ async function runPack(
       if (done) return done;
       ipos = await p.copyRest(ipos, end);
       await p.out.flush();
-      await out!.datasync();
+      await out.datasync();
     }
   } catch (e) {
-    if (out) await (out as FileHandle).close().catch(() => {});
+    // the pack's error is the one to report
+    if (out) await out.close().catch(() => {});
     // gone when the swap renamed it into place
     await unlink(packedPath).catch(() => {});
     throw e;

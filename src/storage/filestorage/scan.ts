@@ -575,7 +575,7 @@ export async function readIndex(
       keptLo = tidLo;
     }
   } finally {
-    // never leave a read running on the caller's file handle
+    // never leave a read running on the caller's file handle (its result or error no longer matters)
     if (ahead !== null) await (ahead as Promise<number>).catch(() => 0);
   }
   if (onProgress) onProgress(pos - start, total);

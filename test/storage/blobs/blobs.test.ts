@@ -277,7 +277,7 @@ result = out
   for (const [i, [layout, path]] of cases.entries()) {
     const ours = pathToOid(layout, path);
     // an oid has 8 bytes: Python's longer results name nothing
-    const expected = py[i] !== null && py[i]!.length === 16 ? py[i] : null;
+    const expected = py[i] !== null && py[i].length === 16 ? py[i] : null;
     assert.equal(ours && hexOf(ours), expected, `${layout} ${JSON.stringify(path)}`);
     if (ours && py[i] !== null && layout === 'bushy') assert.equal(oidToPath(layout, ours), path);
   }

@@ -332,7 +332,7 @@ export function basicStorageTests(name: string, factory: StorageFactory): void {
       assertId(loaded.serial, tids[1]);
       assert.equal(minpoValue(loaded.data), 'y');
       assertId(s.lastTransaction(), tids[1]);
-      await beginOther;
+      await (beginOther as Promise<void> | null);
       assert.equal(otherBegun, true);
       await s.tpcAbort(other);
     });

@@ -170,7 +170,7 @@ export function txnMeta(
   return new TransactionMetaData(
     utf8(options.user ?? ''),
     utf8(options.description ?? ''),
-    options.extension ?? new Map(),
+    options.extension ?? (new Map() as PyDict),
     options.extensionBytes ?? null,
   );
 }

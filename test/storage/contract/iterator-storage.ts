@@ -154,7 +154,7 @@ export function iteratorStorageTests(name: string, factory: StorageFactory): voi
     storageTest(factory, 'checkIterateRecordsRepeatedly', async ({ storage: s }) => {
       await dostore(s);
       const it = s.iterator()[Symbol.asyncIterator]();
-      const { value: tinfo, done } = await it.next();
+      const { value: tinfo, done } = (await it.next()) as IteratorYieldResult<TransactionRecord>;
       assert.equal(done, false);
       assert.equal((await recordsOf(tinfo)).length, 1);
       assert.equal((await recordsOf(tinfo)).length, 1);

@@ -388,7 +388,7 @@ export function packableStorageTests(name: string, factory: StorageFactory): voi
       try {
         await s.pack(packt1, referencesf);
       } catch (e) {
-        assert.ok(e instanceof StorageError, `a StorageError, not ${e}`);
+        assert.ok(e instanceof StorageError, `a StorageError, not ${String(e)}`);
       }
       // reachable: it must still load
       assert.equal(valueOf((await s.load(lost)).data), 1);

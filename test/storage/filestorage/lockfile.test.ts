@@ -97,10 +97,10 @@ async function childHolding(path: string) {
   });
   let out = '';
   let err = '';
-  child.stderr.on('data', (d: Buffer) => (err += d));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
   await new Promise<void>((resolve, reject) => {
     child.stdout.on('data', (d: Buffer) => {
-      out += d;
+      out += d.toString();
       if (out.includes('held\n')) resolve();
     });
     child.on('exit', (c) => reject(new Error(`the child exited with ${c}: ${err}`)));
@@ -140,7 +140,7 @@ test('without the native addon, acquire fails loudly and says how to build it', 
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d));
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     await once(child, 'exit');
     const r = JSON.parse(out) as { name: string; message: string };
     assert.equal(r.name, 'NativeAddonError');

@@ -408,8 +408,8 @@ describe('FileStorage with its read cache', () => {
         // a missing oid: POSKeyError naming it, as before (its stack is not kept: nobody reads it)
         await assert.rejects(s.loadBefore(p64(1000), p64(u64(tid) + 1n)), (e: unknown) => {
           assert.ok(e instanceof POSKeyError);
-          assert.equal((e as POSKeyError).message, '0x03e8');
-          assert.equal(idHex((e as POSKeyError).oid), idHex(p64(1000)));
+          assert.equal(e.message, '0x03e8');
+          assert.equal(idHex(e.oid), idHex(p64(1000)));
           return true;
         });
         await assert.rejects(s.load(p64(1000)), POSKeyError);
