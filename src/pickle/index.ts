@@ -4,7 +4,7 @@
 
 export * from './values.js';
 export * from './pytext.js';
-export { PickleError } from './errors.js';
+export { PickleError, PickleStackLimitError } from './errors.js';
 export { anyGlobal, modulesOnly, namesOnly, zeoServerGlobals, type GlobalPolicy } from './globals.js';
 export {
   loads,

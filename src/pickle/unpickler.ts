@@ -12,7 +12,7 @@
 //    the values are in use, or pass `copyBytes: true`. bytearray values (mutable) are always copies.
 
 import { constants } from 'node:buffer';
-import { PickleError } from './errors.js';
+import { PickleError, PickleStackLimitError } from './errors.js';
 import { anyGlobal, type GlobalPolicy } from './globals.js';
 import {
   decodeUtf8Strict,
@@ -58,6 +58,12 @@ export interface LoadOptions {
   extensions?: ReadonlyMap<number, readonly [string, string]>;
   /** Limit on MARK nesting (open MARKs at once); default 10000. Deeper pickles are a PickleError. */
   maxDepth?: number;
+  /**
+   * Limit on the values waiting on the stack when a new container (EMPTY_LIST, EMPTY_DICT, EMPTY_SET) or a
+   * MARK begins: a pickle of lists nested a million deep holds a million unfinished lists there before the
+   * first APPEND, so it is refused (PickleStackLimitError) before they are built. Unbounded by default.
+   */
+  maxStack?: number;
   /**
    * Refuse (a PickleError) a value whose decoded form is far larger than its pickle: see DecodeBudget. Checked
    * once the value is read, before anyone walks it; off by default.
@@ -231,6 +237,7 @@ export class Unpickler {
   private readonly buffers: Iterator<Uint8Array> | null;
   private readonly extensions: ReadonlyMap<number, readonly [string, string]> | null;
   private readonly maxDepth: number;
+  private readonly maxStack: number;
   private readonly budget: DecodeBudget | null;
   private readonly copyBytes: boolean;
 
@@ -251,6 +258,7 @@ export class Unpickler {
     this.buffers = options.buffers ? options.buffers[Symbol.iterator]() : null;
     this.extensions = options.extensions ?? null;
     this.maxDepth = options.maxDepth ?? DEFAULT_MAX_DEPTH;
+    this.maxStack = options.maxStack ?? Infinity;
     this.budget = options.budget ?? null;
     this.copyBytes = options.copyBytes ?? false;
     this.copyBudget = 2 * data.length + 65536;
@@ -468,18 +476,22 @@ export class Unpickler {
         }
 
         case op.EMPTY_LIST:
+          if (stack.length >= this.maxStack) this.stackLimit(stack, at);
           stack.push([]);
           break;
 
         case op.EMPTY_DICT:
+          if (stack.length >= this.maxStack) this.stackLimit(stack, at);
           stack.push(new Map());
           break;
 
         case op.EMPTY_SET:
+          if (stack.length >= this.maxStack) this.stackLimit(stack, at);
           stack.push(new Set());
           break;
 
         case op.MARK:
+          if (stack.length >= this.maxStack) this.stackLimit(stack, at);
           if (marks.length >= this.maxDepth) {
             this.fail(`MARK nesting deeper than the limit (maxDepth ${this.maxDepth})`, at);
           }
@@ -931,6 +943,15 @@ export class Unpickler {
   }
 
   // ---- failures (never return; kept out of the loop so the loop stays small) ----
+
+  private stackLimit(stack: PickleValue[], at: number): never {
+    this.position = at;
+    throw new PickleStackLimitError(
+      `more than ${this.maxStack} values wait on the stack (containers nested too deep)`,
+      at,
+      stack.slice(0, 4),
+    );
+  }
 
   private fail(message: string, at: number): never {
     this.position = at;

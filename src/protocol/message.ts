@@ -8,6 +8,7 @@ import {
   PyFloat,
   Tuple,
   tuple,
+  PickleStackLimitError,
   Unpickler,
   zeoServerGlobals,
   type DecodeBudget,
@@ -166,6 +167,13 @@ abstract class BaseCodec implements MessageCodec {
  */
 export const MESSAGE_MAX_DEPTH = 1023;
 export const MESSAGE_ELEMENT_SLACK = 1024;
+/**
+ * While a pickled message is read, at most this many values may wait on the unpickler's stack when a container
+ * begins (LoadOptions.maxStack): deep nesting is refused before it is built. Python's pickler appends and sets
+ * items in batches of 1000, so a real message keeps far fewer there; only a tuple of more elements built with
+ * MARK, and holding containers, could need more.
+ */
+export const MESSAGE_MAX_STACK = 65536;
 
 export function messageBudget(bytes: number): DecodeBudget {
   return { maxDepth: MESSAGE_MAX_DEPTH, maxElements: bytes + MESSAGE_ELEMENT_SLACK };
@@ -222,11 +230,24 @@ class PickleCodec extends BaseCodec {
 
   protected decodeValue(payload: Uint8Array): PickleValue {
     // zodbpickle's Unpickler defaults: Python 2 str opcodes decode as ASCII, strictly
-    const u = new Unpickler(payload, { globals: this.globals, encoding: 'ASCII', errors: 'strict' });
+    const u = new Unpickler(payload, {
+      globals: this.globals,
+      encoding: 'ASCII',
+      errors: 'strict',
+      maxStack: MESSAGE_MAX_STACK,
+    });
     let v: PickleValue;
     try {
       v = u.load();
     } catch (e) {
+      // nested too deep: refused before it was built, and still a call the sender can be answered about when
+      // the message's tuple (MARK msgid flag name args) got as far as its name
+      if (e instanceof PickleStackLimitError) {
+        const [msgid, flag, name] = e.stackBottom as PickleValue[];
+        if (e.stackBottom.length >= 3 && typeof name === 'string') {
+          throw new MessageRefused(msgid, flag, name, e.message);
+        }
+      }
       if (e instanceof PickleError) throw new ProtocolError(`bad pickle: ${e.message}`, { cause: e });
       throw e;
     }

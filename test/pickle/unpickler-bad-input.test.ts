@@ -6,7 +6,10 @@ import fc from 'fast-check';
 import {
   Global,
   PickleError,
+  PickleStackLimitError,
+  pyEquals,
   Tuple,
+  tuple,
   Unpickler,
   loads,
   overBudget,
@@ -630,6 +633,28 @@ describe('a decode budget', () => {
     const inner = ']q\x00(' + 'K\x01'.repeat(100) + 'e';
     const p = b('\x80\x03' + inner + '](' + 'h\x00'.repeat(N) + 'e.');
     assertBad(p, /more than \d+ elements/, p.length - 1, budgetFor(p));
+  });
+
+  test('maxStack refuses deep nesting while it is read, before the containers are built', () => {
+    // a million unfinished lists would wait on the stack before the first APPEND: refused at the 1001st
+    const p = b('\x80\x03(K\x07\x89X\x04\x00\x00\x00call' + ']'.repeat(N) + 'a'.repeat(N - 1) + 't.');
+    const before = process.memoryUsage().heapUsed;
+    assert.throws(
+      () => loads(p, { maxStack: 1000 }),
+      (e: unknown) =>
+        e instanceof PickleStackLimitError &&
+        /more than 1000 values wait on the stack/.test(e.message) &&
+        // PROTO, MARK, msgid, flag and name are 15 bytes; the 998th list would make 1001 values on the stack
+        e.offset === 15 + 997 &&
+        pyEquals(tuple(...(e.stackBottom as PickleValue[])), tuple(7, false, 'call', [])),
+    );
+    // (what was built is a thousand empty lists, not a million)
+    assert.ok(process.memoryUsage().heapUsed - before < 16 << 20);
+    // within the bound, and real messages' shapes: lists appended in batches of 1000, a 10k-item MARK tuple
+    const deep = b('\x80\x03' + ']'.repeat(999) + 'a'.repeat(998) + '.');
+    assert.equal(Array.isArray(loads(deep, { maxStack: 1000 })), true);
+    const wide = b('\x80\x03(' + 'K\x01'.repeat(10_000) + 't.');
+    assert.equal((loads(wide, { maxStack: 1000 }) as PickleValue[]).length, 10_000);
   });
 
   test('values nested within the depth bound, and deeper ones without a budget, still load', () => {

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { Global, PyFloat, PyObject, pyEquals, Tuple, type PickleValue } from '../../src/pickle/index.js';
-import { codecFor, ProtocolError, unpackMsgpack } from '../../src/protocol/index.js';
+import { codecFor, MessageRefused, ProtocolError, unpackMsgpack } from '../../src/protocol/index.js';
 import { interopTest, packList, PY_LIST_HELPERS } from '../helpers/oracle.js';
 
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
@@ -135,6 +135,23 @@ test('bad frames are ProtocolErrors, in both roles', () => {
       assert.throws(() => codecFor(b.encoding, role).decode(b.payload), ProtocolError, `${b.what} (${role})`);
     }
   }
+});
+
+test('a pickled call nested a million deep is refused while it is read, and can still be answered', () => {
+  const N = 1_000_000;
+  const p = lat('\x80\x03(K\x05\x89X\x0a\x00\x00\x00loadBefore(' + ']'.repeat(N) + 'a'.repeat(N - 1) + 'tt.');
+  const before = process.memoryUsage().heapUsed;
+  assert.throws(
+    () => codecFor('Z', 'server').decode(p),
+    (e: unknown) =>
+      e instanceof MessageRefused &&
+      e.msgid === 5 &&
+      e.flag === false &&
+      e.call === 'loadBefore' &&
+      /wait on the stack/.test(e.message),
+  );
+  // refused at 65536 unfinished lists, long before a million were built
+  assert.ok(process.memoryUsage().heapUsed - before < 64 << 20);
 });
 
 test('the same frames minus the fault decode', () => {
