@@ -5,26 +5,20 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileStorageDefaults, type StorageConfig } from '../../src/server/config.js';
-import type { ConnectionLimits } from '../../src/server/connection.js';
 import { createLogger } from '../../src/server/log.js';
 import { openStorages } from '../../src/server/open-storages.js';
-import { StorageServer } from '../../src/server/server.js';
+import { StorageServer, type StorageServerOptions } from '../../src/server/server.js';
 
-export interface TestServerOptions {
+/** the server's own options (read-only, msgpack, limits...), as StorageServer takes them */
+type ServerSettings = Omit<StorageServerOptions, 'storages' | 'log'>;
+
+export interface TestServerOptions extends ServerSettings {
   /** storage sections; default one FileStorage '1' at <dir>/Data.fs with blobs in <dir>/blobs */
   storages?: (dir: string) => StorageConfig[];
   /** serve on a unix socket in the temp dir instead of TCP */
   unix?: boolean;
   /** a fixed TCP port (default 0: any free one) */
   port?: number;
-  readOnly?: boolean;
-  msgpack?: boolean;
-  invalidationQueueSize?: number;
-  invalidationAge?: number | null;
-  transactionTimeout?: number | null;
-  limits?: Partial<ConnectionLimits>;
-  commitLogThreshold?: number;
-  maxBlobUpload?: number;
   /** an existing directory to serve from (kept on stop) */
   dir?: string;
 }
@@ -82,18 +76,8 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
     (options.storages ?? ((d: string) => [fileStorageConfig(d)]))(dir),
     logging.root.child('ZEO.runzeo'),
   );
-  const server = await StorageServer.create({
-    storages,
-    log: logging.root,
-    readOnly: options.readOnly,
-    msgpack: options.msgpack,
-    invalidationQueueSize: options.invalidationQueueSize,
-    invalidationAge: options.invalidationAge,
-    transactionTimeout: options.transactionTimeout,
-    limits: options.limits,
-    commitLogThreshold: options.commitLogThreshold,
-    maxBlobUpload: options.maxBlobUpload,
-  });
+  const { storages: _sections, unix: _unix, port: _port, dir: _dir, ...settings } = options;
+  const server = await StorageServer.create({ ...settings, storages, log: logging.root });
   let bound;
   try {
     bound = await server.listen(

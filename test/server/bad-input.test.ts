@@ -159,7 +159,11 @@ describe('bad input', () => {
     const c = await RawClient.open(s.address);
     const depth = 400_000;
     c.sendFrame(pickledCall(7, 'loadBefore', ']'.repeat(depth) + 'a'.repeat(depth - 1)));
-    await expectRefused(c, 7, /nested deeper than 1023/);
+    // refused while it is read: 65536 unfinished lists on the unpickler's stack, not 400k
+    await expectRefused(c, 7, /more than 65536 values wait on the stack/);
+    // not so deep that the reading stops it, but deeper than the bound: refused once read
+    c.sendFrame(pickledCall(17, 'loadBefore', ']'.repeat(5000) + 'a'.repeat(4999)));
+    await expectRefused(c, 17, /nested deeper than 1023/);
     c.close();
     await othersStillServed();
   });
