@@ -15,5 +15,5 @@ export {
   type DecodeBudget,
   type LoadOptions,
 } from './unpickler.js';
-export { dumps, Pickler, type DumpOptions } from './pickler.js';
+export { dumps, grownBuffer, Pickler, type DumpOptions } from './pickler.js';
 export * from './record.js';

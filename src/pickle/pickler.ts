@@ -232,6 +232,15 @@ function unsupported(v: unknown): PickleError {
   return new PickleError(`cannot pickle ${describe(v)}: not a pickle value`, -1);
 }
 
+/** `buf` with its first `used` bytes copied into one at least twice as large, with room for `need` more. */
+export function grownBuffer(buf: Buffer, used: number, need: number): Buffer {
+  let size = buf.length * 2;
+  while (size < used + need) size *= 2;
+  const bigger = Buffer.allocUnsafe(size);
+  buf.copy(bigger, 0, 0, used);
+  return bigger;
+}
+
 /** A pickle writer for protocol 2 or 3; reuse it: it keeps its output buffer between calls. */
 export class Pickler {
   private readonly proto: 2 | 3;
@@ -329,11 +338,7 @@ export class Pickler {
   }
 
   private grow(n: number): void {
-    let size = this.buf.length * 2;
-    while (size < this.pos + n) size *= 2;
-    const bigger = Buffer.allocUnsafe(size);
-    this.buf.copy(bigger, 0, 0, this.pos);
-    this.buf = bigger;
+    this.buf = grownBuffer(this.buf, this.pos, n);
   }
 
   private op(code: number): void {

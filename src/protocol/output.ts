@@ -2,6 +2,8 @@
 // message. Large byte strings (object records, blob chunks) never go through the scratch: their place is noted
 // and they are copied once, straight into the result.
 
+import { grownBuffer } from '../pickle/index.js';
+
 /** Byte strings at least this long are copied only into the result. */
 export const DEFER_MIN = 1024;
 const INITIAL_SIZE = 4096;
@@ -51,11 +53,7 @@ export class Output {
   }
 
   private grow(n: number): void {
-    let size = this.buf.length * 2;
-    while (size < this.pos + n) size *= 2;
-    const bigger = Buffer.allocUnsafe(size);
-    this.buf.copy(bigger, 0, 0, this.pos);
-    this.buf = bigger;
+    this.buf = grownBuffer(this.buf, this.pos, n);
   }
 
   byte(b: number): void {
