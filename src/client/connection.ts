@@ -175,7 +175,14 @@ export class ClientConnection {
     // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the signal's own reason, as fetch does
     if (signal?.aborted) return Promise.reject(signal.reason);
     const msgid = ++this.lastMsgid;
-    const payload = this.codec.encodeCall(msgid, false, name, args);
+    let payload: Uint8Array;
+    try {
+      payload = this.codec.encodeCall(msgid, false, name, args);
+    } catch (e) {
+      // arguments with no form in the encoding: only this call fails (with the encoder's ProtocolError)
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the encoder's own error
+      return Promise.reject(e);
+    }
     return new Promise<PickleValue>((resolve, reject) => {
       const p: Pending = { name, resolve, reject, timer: null, signal, onAbort: null };
       const ms = options.timeout ?? this.options.timeout ?? 0;

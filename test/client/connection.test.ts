@@ -10,13 +10,7 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { CallTimeoutError, ClientConnection, ClientDisconnected } from '../../src/client/index.js';
 import { dumps, pyRepr, tuple, type PickleValue } from '../../src/pickle/index.js';
-import {
-  codecFor,
-  encodeFrame,
-  FrameDecoder,
-  type Message,
-  type MessageCodec,
-} from '../../src/protocol/index.js';
+import { codecFor, encodeFrame, FrameDecoder, type Message } from '../../src/protocol/index.js';
 import { POSKeyError } from '../../src/storage/errors.js';
 import { maxtid, p64, z64 } from '../../src/storage/ids.js';
 import { interopDisabled } from '../helpers/oracle.js';
@@ -167,7 +161,7 @@ interface BadServer {
   calls: Message[];
   /** the sockets accepted */
   sockets: net.Socket[];
-  codec: MessageCodec;
+  codec: ReturnType<typeof codecFor>;
   send(payload: Uint8Array): void;
   close(): Promise<void>;
 }
@@ -394,6 +388,10 @@ describe('bad servers', () => {
     const m = codec.decode(beats[1]);
     assert.deepEqual([m.msgid, m.flag, m.name, m.body], [-1, 0, '.reply', null]);
     assert.deepEqual(beats[2], beats[1]);
+    // an argument msgpack has no form for fails that call alone, before anything is sent
+    await assert.rejects(c.call('store', [2n ** 70n]), /cannot encode/);
+    assert.equal(c.pendingCalls, 0);
+    assert.equal(c.connected, true);
     await c.close();
     const count = beats.length;
     await new Promise((r) => setTimeout(r, 60));
