@@ -4,6 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +14,8 @@ import { dumps, pyRepr, tuple, type PickleValue } from '../../src/pickle/index.j
 import { codecFor, encodeFrame, FrameDecoder, type Message } from '../../src/protocol/index.js';
 import { POSKeyError } from '../../src/storage/errors.js';
 import { maxtid, p64, z64 } from '../../src/storage/ids.js';
+import { serverTlsOptions, type TlsSection } from '../../src/transport/tls.js';
+import { noOpenssl } from '../helpers/openssl.js';
 import { interopDisabled } from '../helpers/oracle.js';
 import { startServer } from '../helpers/server-fixture.js';
 import { freePort, ServerProcess, stopLeftovers } from '../helpers/server-process.js';
@@ -151,6 +154,50 @@ for (const target of servers) {
     });
   }
 }
+
+test(
+  'TLS: the server checked against its certificate, a client certificate presented; a wrong CA is refused',
+  { skip: noOpenssl, timeout: 60_000 },
+  async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'zeo-ts-client-tls-'));
+    const p = (name: string): string => join(dir, name);
+    // self-signed both: each side's certificate is the other's CA
+    for (const [who, subject, san] of [
+      ['server', '/CN=localhost', 'subjectAltName=DNS:localhost,IP:127.0.0.1'],
+      ['client', '/CN=zeo-ts client', 'subjectAltName=DNS:client'],
+    ]) {
+      execFileSync('openssl', [
+        'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+        '-keyout', p(`${who}.key`), '-out', p(`${who}.pem`), '-days', '2', '-subj', subject, '-addext', san,
+      ], { stdio: ['ignore', 'ignore', 'pipe'] }); // prettier-ignore
+    }
+    const ssl = (certificate: string, authenticate: string): TlsSection => ({
+      certificate: p(`${certificate}.pem`),
+      key: p(`${certificate}.key`),
+      passwordFunction: null,
+      authenticate: p(`${authenticate}.pem`),
+    });
+    const s = await startServer({ tls: serverTlsOptions(ssl('server', 'client')) });
+    try {
+      const c = await ClientConnection.connect(s.address, { tls: ssl('client', 'server') });
+      assert.deepEqual(await c.call('register', ['1', false]), z64);
+      assert.deepEqual(await c.call('lastTransaction'), z64);
+      await c.close();
+      // the client trusting only its own certificate refuses the server's
+      await assert.rejects(
+        ClientConnection.connect(s.address, { tls: ssl('client', 'client') }),
+        (e: Error) => {
+          assert.ok(e instanceof ClientDisconnected);
+          assert.match(e.message, /self[- ]signed certificate/i);
+          return true;
+        },
+      );
+    } finally {
+      await s.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  },
+);
 
 // ---------------------------------------------------------------------------------------------------------
 // Bad servers: a raw socket that greets properly, then misbehaves
