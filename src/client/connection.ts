@@ -51,7 +51,9 @@ export interface CallOptions {
 
 const DEFAULT_LIMITS: ChannelLimits = {
   maxMessageSize: 2 ** 31 - 1,
-  outputHighWater: 4 << 20,
+  // never stop reading because our own output waits: a server that pauses reading while its replies wait
+  // for us would otherwise wait on us forever (ZEO's client keeps reading too)
+  outputHighWater: Number.POSITIVE_INFINITY,
   maxInFlight: Number.MAX_SAFE_INTEGER,
 };
 

@@ -397,6 +397,21 @@ describe('bad servers', () => {
     await bad.close();
   });
 
+  test("a handler that fails on the server's one-way call ends the connection", async () => {
+    const bad = await badServer('Z5', (m, s) => {
+      s.send(s.codec.encodeAsync('info', [new Map()]));
+      s.send(s.codec.encodeReply(m.msgid, null));
+    });
+    const c = await ClientConnection.connect(bad.address, {
+      onServerCall: () => {
+        throw new Error('cannot take it');
+      },
+    });
+    await assert.rejects(c.call('lastTransaction'), /handling the server's info failed: cannot take it/);
+    assert.match((await c.closed).message, /cannot take it/);
+    await bad.close();
+  });
+
   test('a bad or missing greeting rejects connect', async () => {
     const old = await badServer('Z4');
     await assert.rejects(ClientConnection.connect(old.address), /older than protocol 5/);
