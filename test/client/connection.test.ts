@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
+import { getEventListeners } from 'node:events';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -358,7 +359,13 @@ describe('bad servers', () => {
     await assert.rejects(c.call('never sent', [], { signal: pre.signal }), /before it started/);
     assert.equal(c.pendingCalls, 0);
     await waitUntil(() => held.length === 2, 'the server got both calls');
-    assert.equal(await c.call('answer'), 'on time', 'the connection still works after the late replies');
+    const kept = new AbortController();
+    assert.equal(
+      await c.call('answer', [], { signal: kept.signal, timeout: 5000 }),
+      'on time',
+      'the connection still works after the late replies',
+    );
+    assert.equal(getEventListeners(kept.signal, 'abort').length, 0, 'the abort listener is removed');
     assert.equal(c.connected, true);
     await c.close();
     assert.equal(c.pendingCalls, 0);
