@@ -107,16 +107,17 @@ export class ClientConnection {
     const where = describe(address);
     const tcp = typeof address === 'object' && 'host' in address ? address : null;
     const path = typeof address === 'string' ? address : 'path' in address ? address.path : null;
-    let socket: net.Socket;
-    if (options.tls) {
-      const opts = isSection(options.tls) ? clientTlsOptions(options.tls) : options.tls;
-      socket = tcp
-        ? tls.connect({ ...opts, host: tcp.host, port: tcp.port })
-        : tls.connect({ ...opts, path: path! });
-    } else {
-      socket = tcp ? net.connect(tcp.port, tcp.host) : net.connect(path!);
-    }
+    // (in the executor: a TLS section whose files cannot be read rejects, too)
     return new Promise((resolve, reject) => {
+      let socket: net.Socket;
+      if (options.tls) {
+        const opts = isSection(options.tls) ? clientTlsOptions(options.tls) : options.tls;
+        socket = tcp
+          ? tls.connect({ ...opts, host: tcp.host, port: tcp.port })
+          : tls.connect({ ...opts, path: path! });
+      } else {
+        socket = tcp ? net.connect(tcp.port, tcp.host) : net.connect(path!);
+      }
       let conn: ClientConnection | null = null;
       let resolveClosed!: (r: ClientDisconnected) => void;
       const closed = new Promise<ClientDisconnected>((r) => (resolveClosed = r));

@@ -184,6 +184,9 @@ test(
       assert.deepEqual(await c.call('register', ['1', false]), z64);
       assert.deepEqual(await c.call('lastTransaction'), z64);
       await c.close();
+      // a certificate file that is not there: connect rejects (it does not throw)
+      const missing = { ...ssl('client', 'server'), certificate: p('nowhere.pem') };
+      await assert.rejects(ClientConnection.connect(s.address, { tls: missing }), /ENOENT/);
       // the client trusting only its own certificate refuses the server's
       await assert.rejects(
         ClientConnection.connect(s.address, { tls: ssl('client', 'client') }),
