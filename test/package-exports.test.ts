@@ -13,3 +13,11 @@ test('zeo-ts/pickle and zeo-ts/storage export their public API', async () => {
   assert.equal(typeof storage.newTid, 'function');
   assert.ok(new storage.POSKeyError(storage.z64) instanceof storage.POSError);
 });
+
+test('zeo-ts/client exports the connection and its errors', async () => {
+  const client = await import('zeo-ts/client');
+  assert.equal(typeof client.ClientConnection.connect, 'function');
+  const e = new client.ClientDisconnected('gone');
+  assert.equal(e.pythonName, 'ZEO.Exceptions.ClientDisconnected');
+  assert.equal(e.transient, true);
+});

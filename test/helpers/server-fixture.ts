@@ -4,6 +4,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { TlsOptions } from 'node:tls';
 import { fileStorageDefaults, type StorageConfig } from '../../src/server/config.js';
 import { createLogger } from '../../src/server/log.js';
 import { openStorages } from '../../src/server/open-storages.js';
@@ -21,6 +22,8 @@ export interface TestServerOptions extends ServerSettings {
   port?: number;
   /** an existing directory to serve from (kept on stop) */
   dir?: string;
+  /** serve TLS with these options (serverTlsOptions of an <ssl> section) */
+  tls?: TlsOptions;
 }
 
 export interface TestServer {
@@ -76,7 +79,7 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
     (options.storages ?? ((d: string) => [fileStorageConfig(d)]))(dir),
     logging.root.child('ZEO.runzeo'),
   );
-  const { storages: _sections, unix: _unix, port: _port, dir: _dir, ...settings } = options;
+  const { storages: _sections, unix: _unix, port: _port, dir: _dir, tls, ...settings } = options;
   const server = await StorageServer.create({ ...settings, storages, log: logging.root });
   let bound;
   try {
@@ -84,6 +87,7 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
       options.unix
         ? { kind: 'unix', path: join(dir, 'zeo.sock') }
         : { kind: 'tcp', host: '127.0.0.1', port: options.port ?? 0 },
+      tls ?? null,
     );
   } catch (e) {
     await server.close();
