@@ -40,7 +40,10 @@ export interface ClientConnectionOptions {
   tls?: TlsSection | tls.ConnectionOptions;
   /** the server's one-way calls, one at a time in order (a returned promise holds the next one back) */
   onServerCall?: ServerCallHandler;
+  /** the channel's limits; maxMessageSize defaults to DEFAULT_MAX_MESSAGE_SIZE */
   limits?: Partial<ChannelLimits>;
+  /** gives up connecting (before the greeting) with the signal's reason */
+  signal?: AbortSignal;
 }
 
 export interface CallOptions {
@@ -49,8 +52,15 @@ export interface CallOptions {
   timeout?: number;
 }
 
+/**
+ * The largest frame the client accepts from a server unless told otherwise: a record this size or larger is
+ * beyond what a sane database holds (blobs travel in chunks), and a bounded default keeps a broken or hostile
+ * server from making us buffer 2 GiB. The same default as our server's max-message-size.
+ */
+export const DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024 * 1024;
+
 const DEFAULT_LIMITS: ChannelLimits = {
-  maxMessageSize: 2 ** 31 - 1,
+  maxMessageSize: DEFAULT_MAX_MESSAGE_SIZE,
   // never stop reading because our own output waits: a server that pauses reading while its replies wait
   // for us would otherwise wait on us forever (ZEO's client keeps reading too)
   outputHighWater: Number.POSITIVE_INFINITY,
@@ -73,7 +83,8 @@ function isSection(t: TlsSection | tls.ConnectionOptions): t is TlsSection {
   return 'authenticate' in t && 'certificate' in t;
 }
 
-function describe(address: ServerAddress): string {
+/** An address as people write it: host:port, or the socket path. */
+export function describeAddress(address: ServerAddress): string {
   if (typeof address === 'string') return address;
   return 'path' in address ? address.path : `${address.host}:${address.port}`;
 }
@@ -104,10 +115,13 @@ export class ClientConnection {
    * once calls can be made (register first, as ZEO's client does).
    */
   static connect(address: ServerAddress, options: ClientConnectionOptions = {}): Promise<ClientConnection> {
-    const where = describe(address);
+    const where = describeAddress(address);
     const tcp = typeof address === 'object' && 'host' in address ? address : null;
     const path = typeof address === 'string' ? address : 'path' in address ? address.path : null;
     // (in the executor: a TLS section whose files cannot be read rejects, too)
+    const signal = options.signal;
+    // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the signal's own reason, as fetch does
+    if (signal?.aborted) return Promise.reject(signal.reason);
     return new Promise((resolve, reject) => {
       let socket: net.Socket;
       if (options.tls) {
@@ -140,6 +154,7 @@ export class ClientConnection {
               return;
             }
             clearTimeout(timer);
+            signal?.removeEventListener('abort', onAbort);
             channel.send(chosen.reply);
             conn = new ClientConnection(channel, codecFor(chosen.encoding, 'client'), options, closed);
             conn.startHeartbeat();
@@ -147,6 +162,7 @@ export class ClientConnection {
           },
           closing: (reason) => {
             clearTimeout(timer);
+            signal?.removeEventListener('abort', onAbort);
             const r = reasonOf(reason);
             if (conn) conn.onClosing(r);
             else reject(r);
@@ -159,6 +175,15 @@ export class ClientConnection {
         () => channel.destroy(new ClientDisconnected(`no greeting from ${where} within ${ms} ms`)),
         ms,
       );
+      const onAbort = (): void => {
+        const r: unknown = signal!.reason;
+        channel.destroy(
+          r instanceof ClientDisconnected
+            ? r
+            : new ClientDisconnected(`connecting to ${where} given up: ${String(r)}`, { cause: r }),
+        );
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 
