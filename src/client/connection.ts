@@ -34,6 +34,12 @@ export interface ClientConnectionOptions {
   timeout?: number;
   /** ms between heartbeats (ZEO's heartbeat_interval, 60 s); 0: none */
   heartbeatInterval?: number;
+  /**
+   * ms the server may leave a `ping` unanswered before the connection is given up as dead (0, the default:
+   * never). A heartbeat that finds the server silent for a whole interval sends a `ping` instead; a server
+   * that keeps its socket open but answers nothing is noticed within about two intervals plus this.
+   */
+  heartbeatTimeout?: number;
   /** ms for the socket, TLS and the server's greeting (default 10 s) */
   connectTimeout?: number;
   /** TLS as an <ssl> section, or Node's options as they are */
@@ -98,6 +104,13 @@ export class ClientConnection {
   private readonly abandoned = new Set<number>();
   private lastMsgid = 0;
   private heartbeat: NodeJS.Timeout | null = null;
+  /** when the last frame came (or a server call we held reading for finished) */
+  private lastReceived = Date.now();
+  private lastBeat = Date.now();
+  /** when the unanswered liveness ping went out (0: none out) */
+  private pingSent = 0;
+  /** server calls being handled (reading is held: the server's silence is ours) */
+  private handling = 0;
   private closeReason: ClientDisconnected | null = null;
 
   private constructor(
@@ -243,7 +256,34 @@ export class ClientConnection {
     if (every <= 0) return;
     // (-1, 0, '.reply', None), which the server ignores: it keeps idle connections (and NATs) alive
     const beat = this.codec.encodeReply(-1, null);
-    this.heartbeat = setInterval(() => this.channel.send(beat), every);
+    const deadAfter = this.options.heartbeatTimeout ?? 0;
+    this.heartbeat = setInterval(() => {
+      const now = Date.now();
+      // a late tick means our own event loop stalled: the server's replies may be waiting unread
+      const stalled = now - this.lastBeat > every * 1.5;
+      this.lastBeat = now;
+      if (deadAfter > 0 && this.handling === 0) {
+        if (this.pingSent > 0) {
+          if (!stalled && now - this.pingSent > deadAfter) {
+            this.channel.destroy(
+              new ClientDisconnected(
+                `the server stopped answering: no reply to a ping within ${now - this.pingSent} ms`,
+              ),
+            );
+            return;
+          }
+        } else if (now - this.lastReceived >= every) {
+          this.pingSent = now;
+          // any answer will do, an error reply too (a server may refuse calls before register)
+          const done = (): void => {
+            this.pingSent = 0;
+          };
+          this.call('ping', [], { timeout: 0 }).then(done, done);
+          return;
+        }
+      }
+      this.channel.send(beat);
+    }, every);
     this.heartbeat.unref();
   }
 
@@ -270,6 +310,7 @@ export class ClientConnection {
   }
 
   private onFrame(payload: Buffer): void {
+    this.lastReceived = Date.now();
     let msg: Message;
     try {
       msg = this.codec.decode(payload);
@@ -323,7 +364,15 @@ export class ClientConnection {
     try {
       const r = handler(msg.name, msg.args);
       // (read nothing more until it is done: the next call waits its turn)
-      if (r instanceof Promise) this.channel.holdReading(r.catch(fail));
+      if (r instanceof Promise) {
+        this.handling++;
+        this.channel.holdReading(
+          r.catch(fail).finally(() => {
+            this.handling--;
+            this.lastReceived = Date.now();
+          }),
+        );
+      }
     } catch (e) {
       fail(e);
     }

@@ -30,6 +30,8 @@ export interface ConnectionManagerOptions {
   /** passed to ClientConnection */
   connectTimeout?: number;
   heartbeatInterval?: number;
+  /** ms a server may leave a liveness ping unanswered before it is given up (default: heartbeatInterval, 60 s) */
+  heartbeatTimeout?: number;
   timeout?: number;
   tls?: TlsSection | tls.ConnectionOptions;
   limits?: Partial<ChannelLimits>;
@@ -268,6 +270,7 @@ export class ConnectionManager extends EventEmitter {
         conn = await ClientConnection.connect(attempt.address, {
           timeout: this.options.timeout,
           heartbeatInterval: this.options.heartbeatInterval,
+          heartbeatTimeout: this.options.heartbeatTimeout ?? this.options.heartbeatInterval ?? 60_000,
           connectTimeout: this.options.connectTimeout,
           tls: this.options.tls,
           limits: this.options.limits,
