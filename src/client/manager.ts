@@ -83,6 +83,11 @@ interface Waiter {
 const DEFAULT_MIN_POLL = 1000;
 const DEFAULT_MAX_POLL = 30_000;
 
+/**
+ * Events: 'connect' (ConnectEvent), once a connection is registered and current; 'disconnect' (reason:
+ * ClientDisconnected, connection: the ClientConnection left), when the current connection is lost, or left for a
+ * writable one (then the new one is already `connection`, and its 'connect' follows).
+ */
 export class ConnectionManager extends EventEmitter {
   private addresses: ServerAddress[];
   private current: Link | null = null;
@@ -370,10 +375,12 @@ export class ConnectionManager extends EventEmitter {
       return 'failed';
     }
     link.readOnly = readOnly;
-    if (this.current) {
-      const old = this.current;
-      this.current = null;
-      // its calls are dropped: the new registration verified the cache against the new server
+    const old = this.current;
+    // the new one is current before the old one's 'disconnect': a listener can tell a switch from a loss
+    this.current = link;
+    link.held = false;
+    if (old) {
+      // its held calls are dropped: the new registration verified the cache against the new server
       old.queue = null;
       void old.conn.close(`switching to the writable server ${describeAddress(link.address)}`);
       this.emit(
@@ -381,10 +388,9 @@ export class ConnectionManager extends EventEmitter {
         new ClientDisconnected(
           `left the read-only server ${describeAddress(old.address)} for the writable ${describeAddress(link.address)}`,
         ),
+        old.conn,
       );
     }
-    this.current = link;
-    link.held = false;
     if (!readOnly || !this.fallback) this.stopOtherAttempts(link);
     const event: ConnectEvent = { connection: conn, address: link.address, readOnly };
     this.emit('connect', event);
@@ -463,7 +469,7 @@ export class ConnectionManager extends EventEmitter {
     this.current = null;
     this.lastError = reason;
     if (this.closing) return;
-    this.emit('disconnect', reason);
+    this.emit('disconnect', reason, link.conn);
     this.search();
   }
 

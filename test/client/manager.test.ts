@@ -40,13 +40,22 @@ interface Recorder {
   connects: ConnectEvent[];
   calls: Array<[string, PickleValue[]]>;
   registered: Array<{ address: string; readOnly: boolean }>;
+  /** each 'disconnect': the connection left, and the manager's connection at that moment */
+  disconnects: Array<{ left: ClientConnection; current: ClientConnection | null }>;
 }
 
 /** A manager whose register step calls `register` on the wire, recording what happens. */
 function manage(
   options: Partial<ConnectionManagerOptions> & { addresses: ConnectionManagerOptions['addresses'] },
 ): Recorder {
-  const rec: Recorder = { manager: null!, events: [], connects: [], calls: [], registered: [] };
+  const rec: Recorder = {
+    manager: null!,
+    events: [],
+    connects: [],
+    calls: [],
+    registered: [],
+    disconnects: [],
+  };
   rec.manager = new ConnectionManager({
     readOnly: false,
     readOnlyFallback: false,
@@ -66,8 +75,10 @@ function manage(
     rec.connects.push(e);
     rec.events.push(`connect ${port(e.address)}${e.readOnly ? ' read-only' : ''}`);
   });
-  rec.manager.on('disconnect', (reason: ClientDisconnected) => {
+  rec.manager.on('disconnect', (reason: ClientDisconnected, left: ClientConnection) => {
     assert.ok(reason instanceof ClientDisconnected);
+    assert.ok(left instanceof ClientConnection);
+    rec.disconnects.push({ left, current: rec.manager.connection });
     rec.events.push('disconnect');
   });
   return rec;
@@ -142,6 +153,7 @@ test(
       assert.equal(c1.connected, false);
       assert.deepEqual(rec.events, [`connect ${address.port}`, 'disconnect', `connect ${address.port}`]);
       assert.deepEqual(await c2.call('lastTransaction'), tid, 'committed data is there after the restart');
+      assert.deepEqual(rec.disconnects, [{ left: c1, current: null }]);
     } finally {
       await m.close();
       await server.stop();
@@ -232,6 +244,11 @@ test(
       assert.equal(((await c2.call('new_oids', [1])) as Uint8Array[]).length, 1);
       await c1.closed;
       assert.equal(c1.connected, false);
+      assert.deepEqual(
+        rec.disconnects,
+        [{ left: c1, current: c2 }],
+        'a switch: the new one is current already',
+      );
       // it stopped looking: the read-only server holds no connection from us
       await waitUntil(() => ro.server['connections'].size === 0, 'the read-only server is left');
       await new Promise((r) => setTimeout(r, 100));
