@@ -318,6 +318,7 @@ interface Watch {
 }
 
 const NOT_CONNECTED_CAPABILITIES = capabilitiesOf([]);
+const BLOB_INTERFACES = new Set(['ZODB.interfaces.IBlobStorage', 'ZODB.interfaces.IBlobStorageRestoreable']);
 
 export class ClientStorage extends EventEmitter implements Storage {
   /** why the last (re)connection's cache verification ended as it did (ZEO's verify_result) */
@@ -493,9 +494,9 @@ export class ClientStorage extends EventEmitter implements Storage {
         else if (typeof i === 'string') names.push(i);
       }
     }
-    const caps = capabilitiesOf(names);
-    // blobs only with somewhere to put them
-    this.caps = { ...caps, blobs: caps.blobs && Boolean(this.options.blobDir) };
+    // blobs only with somewhere to put them (a blob directory of our own or the server's)
+    const usable = this.options.blobDir ? names : names.filter((n) => !BLOB_INTERFACES.has(n));
+    this.caps = capabilitiesOf(usable);
   }
 
   private async connection(options?: CallOptions): Promise<ClientConnection> {
@@ -775,8 +776,14 @@ export class ClientStorage extends EventEmitter implements Storage {
     }
   }
 
-  /** The transaction's buffer, checked as ZEO's _check_trans. */
+  /** The transaction's buffer, checked as ZEO's _check_trans, for a call made before the vote. */
   private checkTrans(txn: TransactionMetaData, method: string): TransactionBuffer {
+    const tbuf = this.checkTransAny(txn, method);
+    if (tbuf.voted) throw new StorageTransactionError(`${method} after tpc_vote`);
+    return tbuf;
+  }
+
+  private checkTransAny(txn: TransactionMetaData, method: string): TransactionBuffer {
     if (this.options.readOnly || this.connector.readOnly) throw new ReadOnlyError();
     const tbuf = txn.data.get(this);
     if (!(tbuf instanceof TransactionBuffer) || waitingForLock.has(tbuf)) {
@@ -823,7 +830,9 @@ export class ClientStorage extends EventEmitter implements Storage {
       const conn = await this.connection(options);
       const tbuf = new TransactionBuffer(placeholder.id, this.generation);
       txn.data.set(this, tbuf);
-      conn.callAsync('tpc_begin', [tbuf.id, txn.user, txn.description, txn.extension, tid, status]);
+      // the extension's bytes when the transaction has them (a copy), so both servers store them as they are
+      const ext = txn.extensionBytes ?? txn.extension;
+      conn.callAsync('tpc_begin', [tbuf.id, txn.user, txn.description, ext, tid, status]);
     } catch (e) {
       txn.data.delete(this);
       this.commitLock.release(txn);
@@ -912,6 +921,7 @@ export class ClientStorage extends EventEmitter implements Storage {
       throw e;
     }
     for (const u of tbuf.undos) u.oids.push(...undone);
+    tbuf.voted = true;
     return tbuf.resolvedOids();
   }
 
@@ -919,7 +929,13 @@ export class ClientStorage extends EventEmitter implements Storage {
   private async resolveConflict(oid: Oid, committed: Tid, read: Tid, data: Uint8Array): Promise<Uint8Array> {
     if (this.resolver) {
       const committedData = await this.loadSerial(oid, committed);
-      const resolved = await this.resolver(oid, committed, read, data, committedData);
+      let resolved: Uint8Array | null = null;
+      try {
+        resolved = await this.resolver(oid, committed, read, data, committedData);
+      } catch (e) {
+        // a resolver that fails leaves the conflict as it was (ZODB's tryToResolveConflict)
+        if (e instanceof ClientDisconnected) throw e;
+      }
       if (resolved) return resolved;
     }
     throw conflictError(oid, committed, read, data);
@@ -930,7 +946,8 @@ export class ClientStorage extends EventEmitter implements Storage {
     onCommitted?: (tid: Tid) => void,
     options?: CallOptions,
   ): Promise<Tid> {
-    const tbuf = this.checkTrans(txn, 'tpc_finish');
+    const tbuf = this.checkTransAny(txn, 'tpc_finish');
+    if (!tbuf.voted) throw new StorageTransactionError('tpc_finish before tpc_vote');
     try {
       const conn = this.txnConnection(tbuf, 'tpc_finish');
       let tid: Tid;

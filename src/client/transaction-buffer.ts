@@ -22,6 +22,8 @@ export class TransactionBuffer {
   readonly blobs: Array<{ oid: Oid; filename: string }> = [];
   /** the undo results handed out by undo(), filled in at vote and finish */
   readonly undos: Array<{ tid: Uint8Array; oids: Oid[] }> = [];
+  /** tpcVote succeeded: nothing more may be stored, tpcFinish may come */
+  voted = false;
 
   constructor(
     /** the server's name for the transaction (ZEO's id(txn)) */

@@ -9,6 +9,8 @@ export interface ZeoFactoryOptions {
   address(): ClientStorageOptions['server'];
   /** how many storages the server serves */
   storages: number;
+  /** whether the server's storage resolves undo's conflicts with the test's PCounter classes (runzeo does) */
+  undoResolves: boolean;
   /** more client options (cache...) */
   client?: Partial<ClientStorageOptions>;
 }
@@ -48,6 +50,11 @@ export function zeoFactory(options: ZeoFactoryOptions): StorageFactory {
     supportsIterator: true,
     supportsRestore: true,
     supportsDeleteObject: true,
+    // undoa is a one-way call: the server undoes at vote, with its own conflict resolution
+    undoAtVote: true,
+    resolverAppliesToUndo: options.undoResolves,
+    // iterator_next carries the extension as a dict
+    extensionBytesFromIterator: false,
     timeout: 30_000,
   };
 }
