@@ -1,4 +1,12 @@
-// zeo-ts/client: the Node client of a ZEO server. The connection layer (the wire protocol's client side) and the connection manager.
+// zeo-ts/client: the Node client of a ZEO server: ClientStorage (our storage contract over the network) and
+// the connection layer under it (the connection manager, one connection).
+export {
+  ClientStorage,
+  type CacheStats,
+  type ClientCacheLike,
+  type ClientStorageOptions,
+  type ResolverRegistry,
+} from './client-storage.js';
 export {
   ClientConnection,
   DEFAULT_MAX_MESSAGE_SIZE,
@@ -9,4 +17,6 @@ export {
   type ServerCallHandler,
 } from './connection.js';
 export { CallTimeoutError, ClientDisconnected } from './errors.js';
+export { type Invalidation } from './invalidations.js';
 export { ConnectionManager, type ConnectEvent, type ConnectionManagerOptions } from './manager.js';
+export { CacheAheadOfServerError, type VerifyResult } from './verify.js';

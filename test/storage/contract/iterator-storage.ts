@@ -93,9 +93,11 @@ export function iteratorStorageTests(name: string, factory: StorageFactory): voi
       assert.equal(all.length, 1);
       const { txn } = all[0];
       assert.ok(pyEquals(txn.extension, ext));
-      // the bytes as given, not the pickle of the dict read back
-      assertBytes(txn.extensionBytes, PROTOCOL1_EXTENSION);
-      assert.notDeepEqual(Buffer.from(dumps(txn.extension, 3)), Buffer.from(txn.extensionBytes));
+      // the bytes as given, not the pickle of the dict read back (unless only the dict travels: ZEO)
+      if (factory.extensionBytesFromIterator !== false) {
+        assertBytes(txn.extensionBytes, PROTOCOL1_EXTENSION);
+        assert.notDeepEqual(Buffer.from(dumps(txn.extension, 3)), Buffer.from(txn.extensionBytes));
+      }
       // and an extension given as a dict is stored as its protocol 3 pickle
       await dostore(s, { data: 2, extension: ext });
       const again = await readAll(s);
