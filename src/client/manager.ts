@@ -22,7 +22,7 @@ export interface ConnectionManagerOptions {
   readOnly: boolean;
   /** accept a read-only server while no writable one answers; keep looking */
   readOnlyFallback: boolean;
-  /** ms a call waits for a connection before ClientDisconnected (default 30_000) */
+  /** ms a call waits for a connection before ClientDisconnected (default 30_000; Infinity: no limit) */
   waitTimeout: number;
   /** backoff bounds in ms between attempts on one address (ZEO: 1 s .. 30 s) */
   minDisconnectPoll?: number;
@@ -139,7 +139,13 @@ export class ConnectionManager extends EventEmitter {
     const signal = options.signal;
     // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the signal's own reason, as fetch does
     if (signal?.aborted) return Promise.reject(signal.reason);
-    const ms = options.timeout ?? this.options.waitTimeout ?? 30_000;
+    // a call's timeout of 0 means no limit on its reply, not on the wait: waitTimeout then
+    const ms =
+      options.timeout !== undefined && options.timeout > 0
+        ? options.timeout
+        : (this.options.waitTimeout ?? 30_000);
+    // (ZEO: a wait of 0 or less fails at once)
+    if (ms <= 0) return Promise.reject(this.notConnected('not connected'));
     return new Promise<ClientConnection>((resolve, reject) => {
       const finish = (): void => {
         this.waiters.delete(waiter);
@@ -158,13 +164,9 @@ export class ConnectionManager extends EventEmitter {
         },
       };
       const onAbort = (): void => waiter.reject(signal!.reason);
-      const timer =
-        ms > 0 && Number.isFinite(ms)
-          ? setTimeout(
-              () => waiter.reject(this.notConnected(`no connection to a server within ${ms} ms`)),
-              ms,
-            )
-          : null;
+      const timer = Number.isFinite(ms)
+        ? setTimeout(() => waiter.reject(this.notConnected(`no connection to a server within ${ms} ms`)), ms)
+        : null;
       signal?.addEventListener('abort', onAbort, { once: true });
       this.waiters.add(waiter);
     });

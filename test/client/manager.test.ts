@@ -19,20 +19,12 @@ import { z64 } from '../../src/storage/ids.js';
 import { interopDisabled } from '../helpers/oracle.js';
 import { startServer, type TestServer } from '../helpers/server-fixture.js';
 import { freePort, ServerProcess, stopLeftovers } from '../helpers/server-process.js';
+import { assertNoLeaks, handles } from '../helpers/leaks.js';
 import { waitUntil } from '../helpers/wait.js';
 
 after(stopLeftovers);
 
 type Address = { host: string; port: number };
-
-/** Handles of this process that a leak would leave: timers and sockets. */
-function handles(): { timers: number; sockets: number } {
-  const r = process.getActiveResourcesInfo();
-  return {
-    timers: r.filter((x) => x === 'Timeout').length,
-    sockets: r.filter((x) => x === 'TCPSocketWrap' || x === 'PipeWrap').length,
-  };
-}
 
 interface Recorder {
   manager: ConnectionManager;
@@ -160,7 +152,7 @@ test(
       await rm(dir, { recursive: true, force: true });
     }
     await assert.rejects(m.ready(), /the client is closed/);
-    assert.deepEqual(handles(), h0, 'no timer or socket left');
+    await assertNoLeaks(h0);
   },
 );
 
@@ -258,7 +250,7 @@ test(
       await ro.stop();
       await rw?.stop();
     }
-    assert.deepEqual(handles(), h0, 'no timer or socket left');
+    await assertNoLeaks(h0);
   },
 );
 
@@ -362,6 +354,12 @@ test(
     const waited = Date.now() - started;
     assert.ok(waited >= 240 && waited < 5000, `waited ${waited} ms`);
     assert.match(String(m.lastConnectError?.message), /ECONNREFUSED/);
+    // a call timeout of 0 (no limit on the reply) still waits only waitTimeout for a connection
+    await assert.rejects(m.ready({ timeout: 0 }), /no connection to a server within 250 ms/);
+    const impatient = manage({ addresses: [dead], waitTimeout: 0 });
+    impatient.manager.start();
+    await assert.rejects(impatient.manager.ready(), /^ClientDisconnected: not connected \(servers: /);
+    await impatient.manager.close();
     // a signal ends the wait early with its reason
     const ac = new AbortController();
     const aborted = m.ready({ signal: ac.signal });
@@ -371,7 +369,7 @@ test(
     const waiting = m.ready({ timeout: 60_000 });
     await m.close();
     await assert.rejects(waiting, (e: Error) => e instanceof ClientDisconnected && /closed/.test(e.message));
-    assert.deepEqual(handles(), h0, 'no timer or socket left');
+    await assertNoLeaks(h0);
     assert.deepEqual(rec.events, []);
   },
 );
