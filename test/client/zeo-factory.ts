@@ -9,8 +9,6 @@ export interface ZeoFactoryOptions {
   address(): ClientStorageOptions['server'];
   /** how many storages the server serves */
   storages: number;
-  /** whether the server's storage resolves undo's conflicts with the test's PCounter classes (runzeo does) */
-  undoResolves: boolean;
   /** more client options (cache...) */
   client?: Partial<ClientStorageOptions>;
 }
@@ -52,7 +50,9 @@ export function zeoFactory(options: ZeoFactoryOptions): StorageFactory {
     supportsDeleteObject: true,
     // undoa is a one-way call: the server undoes at vote, with its own conflict resolution
     undoAtVote: true,
-    resolverAppliesToUndo: options.undoResolves,
+    // (zeo serve resolves none of the test's PCounter conflicts; runzeo with client-conflict-resolution never
+    // resolves on its side: ZEO's StorageServer gives its storage never_resolve_conflict)
+    resolverAppliesToUndo: false,
     // iterator_next carries the extension as a dict
     extensionBytesFromIterator: false,
     timeout: 30_000,
