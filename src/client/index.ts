@@ -1,5 +1,5 @@
 // zeo-ts/client: the Node client of a ZEO server: ClientStorage (our storage contract over the network) and
-// the connection layer under it.
+// the connection layer under it (the connection manager, one connection).
 export {
   ClientStorage,
   type CacheStats,
@@ -9,6 +9,8 @@ export {
 } from './client-storage.js';
 export {
   ClientConnection,
+  DEFAULT_MAX_MESSAGE_SIZE,
+  describeAddress,
   type CallOptions,
   type ClientConnectionOptions,
   type ServerAddress,
@@ -16,4 +18,5 @@ export {
 } from './connection.js';
 export { CallTimeoutError, ClientDisconnected } from './errors.js';
 export { type Invalidation } from './invalidations.js';
+export { ConnectionManager, type ConnectEvent, type ConnectionManagerOptions } from './manager.js';
 export { CacheAheadOfServerError, type VerifyResult } from './verify.js';
