@@ -7,3 +7,11 @@ export {
   type ServerCallHandler,
 } from './connection.js';
 export { CallTimeoutError, ClientDisconnected } from './errors.js';
+export {
+  ClientCache,
+  ClientCacheError,
+  ENTRY_OVERHEAD,
+  type CacheStats,
+  type ClientCacheOptions,
+} from './cache.js';
+export { CacheFileError } from './cache-file.js';
