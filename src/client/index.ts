@@ -2,7 +2,6 @@
 // the connection layer under it (the connection manager, one connection).
 export {
   ClientStorage,
-  type CacheStats,
   type ClientCacheLike,
   type ClientStorageOptions,
   type ResolverRegistry,
@@ -20,3 +19,11 @@ export { CallTimeoutError, ClientDisconnected } from './errors.js';
 export { type Invalidation } from './invalidations.js';
 export { ConnectionManager, type ConnectEvent, type ConnectionManagerOptions } from './manager.js';
 export { CacheAheadOfServerError, type VerifyResult } from './verify.js';
+export {
+  ClientCache,
+  ClientCacheError,
+  ENTRY_OVERHEAD,
+  type CacheStats,
+  type ClientCacheOptions,
+} from './cache.js';
+export { CacheFileError } from './cache-file.js';
