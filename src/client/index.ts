@@ -7,3 +7,9 @@ export {
   type ServerCallHandler,
 } from './connection.js';
 export { CallTimeoutError, ClientDisconnected } from './errors.js';
+export {
+  ConflictResolverRegistry,
+  defaultResolvers,
+  PersistentReference,
+  type StateResolver,
+} from './conflict.js';
