@@ -13,3 +13,12 @@ export {
   PersistentReference,
   type StateResolver,
 } from './conflict.js';
+export {
+  clientOptionsFromConfig,
+  clientOptionsFromSection,
+  parseZeoUrl,
+  resolveZeoUrl,
+  ZeoUrlError,
+  type ClientConfigOptions,
+  type DatabaseConfig,
+} from './config.js';
