@@ -27,3 +27,18 @@ export {
   type ClientCacheOptions,
 } from './cache.js';
 export { CacheFileError } from './cache-file.js';
+export {
+  ConflictResolverRegistry,
+  defaultResolvers,
+  PersistentReference,
+  type StateResolver,
+} from './conflict.js';
+export {
+  clientOptionsFromConfig,
+  clientOptionsFromSection,
+  parseZeoUrl,
+  resolveZeoUrl,
+  ZeoUrlError,
+  type ClientConfigOptions,
+  type DatabaseConfig,
+} from './config.js';
