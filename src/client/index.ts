@@ -7,3 +7,11 @@ export {
   type ServerCallHandler,
 } from './connection.js';
 export { CallTimeoutError, ClientDisconnected } from './errors.js';
+export { BLOB_CHUNK, ClientBlobs, type ClientBlobsOptions } from './blobs.js';
+export {
+  BlobCacheError,
+  cacheBlobFilePath,
+  cacheOidPath,
+  checkBlobCacheSize,
+  type BlobCacheCheckResult,
+} from './blob-cache.js';
