@@ -12,7 +12,8 @@
 // Files are evicted least recently used first, by atime, which loads set explicitly (relatime mounts would
 // not). A file in a locked directory is skipped (being written or read under the lock), as ZEO skips it.
 
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { open, readdir, rm, stat, unlink, utimes } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -64,10 +65,16 @@ export function createBlobCacheDir(dir: string): void {
   mkdirSync(join(dir, TMP_DIR_NAME), { recursive: true });
   let marker = readLayoutMarker(dir);
   if (marker === null) {
+    // written whole under another name, then linked into place: a process starting beside this one never
+    // reads an empty marker, and of two writers one wins
+    const tmp = join(dir, `${LAYOUT_MARKER}.${process.pid}.${randomBytes(4).toString('hex')}`);
+    writeFileSync(tmp, CACHE_LAYOUT);
     try {
-      writeFileSync(join(dir, LAYOUT_MARKER), CACHE_LAYOUT, { flag: 'wx' });
+      linkSync(tmp, join(dir, LAYOUT_MARKER));
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    } finally {
+      unlinkSync(tmp);
     }
     marker = readLayoutMarker(dir);
   }
