@@ -35,7 +35,7 @@ import {
   readLayoutMarker,
   scanBlobCache,
 } from './blob-cache.js';
-import type { ClientConnection } from './connection.js';
+import type { CallOptions, ClientConnection } from './connection.js';
 
 export interface ClientBlobsOptions {
   blobDir: string;
@@ -92,6 +92,17 @@ async function renameOrCopy(from: string, to: string): Promise<void> {
     await unlink(from);
   }
   await setNotWritable(to);
+}
+
+/** `p`, or the signal's reason once it aborts (what `p` does then is no longer this waiter's business). */
+function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the signal's own reason, as fetch does
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 /** The layout of a storage's blob directory as auto_layout_select finds it (ZEO does not create it). */
@@ -183,31 +194,37 @@ export class ClientBlobs {
    * the cache's file, fetched from the server first when it is missing (one fetch per revision however many
    * loads wait for it, here or in other processes); POSKeyError when the server has none.
    */
-  loadBlob(conn: ClientConnection, oid: Oid, serial: Tid): Promise<string> {
+  loadBlob(conn: ClientConnection, oid: Oid, serial: Tid, options: CallOptions = {}): Promise<string> {
     const path = this.blobFilename(oid, serial);
     if (this.sharedBlobDir) return this.loadShared(path, oid, serial);
     const k = key(oid, serial);
     let p = this.loading.get(k);
     if (!p) {
-      p = this.fetch(conn, oid, serial, path).finally(() => this.loading.delete(k));
+      // the fetch is shared by every load that wants the revision meanwhile: a signal only ends its own wait
+      p = this.fetch(conn, oid, serial, path, options.timeout).finally(() => this.loading.delete(k));
       this.loading.set(k, p);
     }
-    return p;
+    return options.signal ? abortable(p, options.signal) : p;
   }
 
   /**
    * openCommittedBlobFile: the revision opened for reading. The handle keeps the data readable even if the
    * size check removes the file meanwhile; a file removed between load and open is fetched again under its lock.
    */
-  async openCommittedBlobFile(conn: ClientConnection, oid: Oid, serial: Tid): Promise<FileHandle> {
-    const first = await this.loadBlob(conn, oid, serial);
+  async openCommittedBlobFile(
+    conn: ClientConnection,
+    oid: Oid,
+    serial: Tid,
+    options: CallOptions = {},
+  ): Promise<FileHandle> {
+    const first = await this.loadBlob(conn, oid, serial, options);
     try {
       return await open(first, 'r');
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || this.sharedBlobDir) throw e;
     }
     for (let attempt = 0; ; attempt++) {
-      const path = await this.loadBlob(conn, oid, serial);
+      const path = await this.loadBlob(conn, oid, serial, options);
       const lock = await lockBlob(path);
       try {
         if (await exists(path)) {
@@ -233,7 +250,13 @@ export class ClientBlobs {
     return e;
   }
 
-  private async fetch(conn: ClientConnection, oid: Oid, serial: Tid, path: string): Promise<string> {
+  private async fetch(
+    conn: ClientConnection,
+    oid: Oid,
+    serial: Tid,
+    path: string,
+    timeout: number | undefined,
+  ): Promise<string> {
     if (await exists(path)) {
       await accessed(path);
       return path;
@@ -259,7 +282,7 @@ export class ClientBlobs {
       try {
         // the server sends receiveBlobStart/Chunk/Stop before its reply, and the connection hands them to
         // onServerCall in order, each finished before the next message is read
-        await conn.call('sendBlob', [oid, serial]);
+        await conn.call('sendBlob', [oid, serial], timeout === undefined ? {} : { timeout });
         await dl.chain;
       } finally {
         if (this.downloads.get(k) === dl) this.downloads.delete(k);
@@ -350,7 +373,7 @@ export class ClientBlobs {
     blobFilename: string,
     txnId: number,
   ): Promise<string> {
-    const run = this.uploadTail.then(() => this.upload(conn, oid, oldSerial, data, blobFilename, txnId));
+    const run = this.uploadTail.then(() => this.upload({ conn, oid, oldSerial, data, blobFilename, txnId }));
     this.uploadTail = run.then(
       () => {},
       () => {},
@@ -358,14 +381,15 @@ export class ClientBlobs {
     return run;
   }
 
-  private async upload(
-    conn: ClientConnection,
-    oid: Oid,
-    oldSerial: Tid,
-    data: Uint8Array,
-    blobFilename: string,
-    txnId: number,
-  ): Promise<string> {
+  private async upload(u: {
+    conn: ClientConnection;
+    oid: Oid;
+    oldSerial: Tid;
+    data: Uint8Array;
+    blobFilename: string;
+    txnId: number;
+  }): Promise<string> {
+    const { conn, oid, oldSerial, data, blobFilename, txnId } = u;
     // grab the file now (as ZEO): a full disk shows here, not in tpc_finish; the name is the server's
     // accepted form for storeBlobShared, '<tid_repr>XXXX.tmp-', reserved by creating '<...>.tmp' first
     const dir = this.blobDirectoryOf(oid);

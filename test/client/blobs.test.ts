@@ -6,6 +6,7 @@
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import net from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -539,3 +540,121 @@ finally:
     });
   }
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// pacing and cancelling
+
+/** A TCP relay whose server-to-client direction can be held (the server's replies then wait in the relay). */
+async function relay(to: { host: string; port: number }) {
+  let held = false;
+  let fromClient = 0;
+  const waiting: Array<() => void> = [];
+  const sockets: net.Socket[] = [];
+  const proxy = net.createServer((client) => {
+    const server = net.connect(to.port, to.host);
+    sockets.push(client, server);
+    client.on('data', (d) => {
+      fromClient += d.length;
+      server.write(d);
+    });
+    server.on('data', (d) => {
+      if (held) waiting.push(() => client.write(d));
+      else client.write(d);
+    });
+    client.on('error', () => server.destroy());
+    server.on('error', () => client.destroy());
+    client.on('close', () => server.destroy());
+    server.on('close', () => client.destroy());
+  });
+  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+  return {
+    address: { host: '127.0.0.1', port: (proxy.address() as net.AddressInfo).port },
+    get fromClient() {
+      return fromClient;
+    },
+    hold() {
+      held = true;
+    },
+    release() {
+      held = false;
+      for (const w of waiting.splice(0)) w();
+    },
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => proxy.close(r));
+    },
+  };
+}
+
+test(
+  'an upload goes no further than two windows ahead of the server’s answers (never the whole file in memory)',
+  { timeout: 60_000 },
+  async () => {
+    const server = await startOurs(false);
+    const work = await mkdtemp(join(tmpdir(), 'zeo-ts-blobs-'));
+    const r = await relay(server.address as { host: string; port: number });
+    try {
+      const a = await Client.open(r.address, cache(work, 'a'));
+      const [oid] = await a.newOids(1);
+      const content = randomBytes(24 * MB);
+      const file = join(a.blobs.temporaryDirectory(), 'big');
+      await writeFile(file, content);
+      const c = a.conn;
+      c.callAsync('tpc_begin', [1, new Uint8Array(0), new Uint8Array(0), new Map(), null, ' ']);
+      c.callAsync('storea', [oid, z64, BLOB_RECORD, 1]);
+      const before = r.fromClient;
+      r.hold();
+      let done = false;
+      const storing = a.blobs.storeBlob(c, oid, z64, BLOB_RECORD, file, 1).then((f) => {
+        done = true;
+        return f;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 700));
+      const sent = r.fromClient - before;
+      assert.equal(done, false, 'the upload waits for the server');
+      assert.ok(sent <= 3 * MB, `${sent} bytes sent while the server's answers were held`);
+      assert.ok(sent >= MB, `it did send the first window (${sent} bytes)`);
+      r.release();
+      const uploaded = await storing;
+      await c.call('vote', [1]);
+      const tid = (await c.call('tpc_finish', [1])) as Tid;
+      await a.blobs.committed(tid, [{ oid, filename: uploaded }]);
+      await a.close();
+      const b = await Client.open(server.address, cache(work, 'b'));
+      assert.equal(sha(await b.read(oid, tid)), sha(content));
+      await b.close();
+    } finally {
+      await r.close();
+      await server.stop();
+      await rm(work, { recursive: true, force: true });
+    }
+  },
+);
+
+test('a load given a signal stops waiting when it aborts; the fetch it started still fills the cache', async () => {
+  const server = await startOurs(false);
+  const work = await mkdtemp(join(tmpdir(), 'zeo-ts-blobs-'));
+  try {
+    const a = await Client.open(server.address, cache(work, 'a'));
+    const [oid] = await a.newOids(1);
+    const content = randomBytes(4 * MB);
+    const file = join(a.blobs.temporaryDirectory(), 'f');
+    await writeFile(file, content);
+    const tid = await a.commit([{ oid, file }]);
+    await a.close();
+    const b = await Client.open(server.address, cache(work, 'b'));
+    const ac = new AbortController();
+    const loading = b.blobs.loadBlob(b.conn, oid, tid, { signal: ac.signal });
+    ac.abort(new Error('the user went away'));
+    await assert.rejects(loading, /the user went away/);
+    assert.equal(sha(await b.read(oid, tid)), sha(content));
+    assert.equal(b.received, 1, 'one fetch, shared by the aborted load and the next');
+    const already = new AbortController();
+    already.abort(new Error('aborted before'));
+    await assert.rejects(b.blobs.loadBlob(b.conn, oid, tid, { signal: already.signal }), /aborted before/);
+    await b.close();
+  } finally {
+    await server.stop();
+    await rm(work, { recursive: true, force: true });
+  }
+});
