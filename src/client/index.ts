@@ -42,3 +42,11 @@ export {
   type ClientConfigOptions,
   type DatabaseConfig,
 } from './config.js';
+export { BLOB_CHUNK, ClientBlobs, type ClientBlobsOptions } from './blobs.js';
+export {
+  BlobCacheError,
+  cacheBlobFilePath,
+  cacheOidPath,
+  checkBlobCacheSize,
+  type BlobCacheCheckResult,
+} from './blob-cache.js';
