@@ -20,9 +20,6 @@ for (const msgpack of [false, true]) {
     after(async () => {
       await server?.stop();
     });
-    storageContractTests(
-      `ZEO ${label}`,
-      zeoFactory({ address: () => server.address, storages: STORAGES, undoResolves: false }),
-    );
+    storageContractTests(`ZEO ${label}`, zeoFactory({ address: () => server.address, storages: STORAGES }));
   });
 }

@@ -23,6 +23,11 @@ import {
   z64,
 } from './helpers.js';
 
+/** The Python class of an error a ZEO server reported as it is (ServerException's className). */
+function pythonClassOf(e: unknown): string | null {
+  return e instanceof Error && 'className' in e && typeof e.className === 'string' ? e.className : null;
+}
+
 /** IteratorCompare.iter_verify: one record of `oid` per transaction, values counting up from val0. */
 async function iterVerify(
   txns: AsyncIterable<TransactionRecord>,
@@ -197,8 +202,12 @@ export function iteratorStorageTests(name: string, factory: StorageFactory): voi
         const r1 = await s.recordIternext(oids[1]);
         assertId(r1.oid, oids[1]);
         assertId(r1.next, oids[2]);
-        // past the last oid there is nothing
-        await assert.rejects(s.recordIternext(p64(u64(oids[2]) + 1n)), POSKeyError);
+        // past the last oid there is nothing: POSKeyError (ZODB's FileStorage lets its index's ValueError out,
+        // which a client of runzeo gets as it is)
+        await assert.rejects(
+          s.recordIternext(p64(u64(oids[2]) + 1n)),
+          (e) => e instanceof POSKeyError || pythonClassOf(e) === 'builtins.ValueError',
+        );
       },
       { skip: factory.supportsRecordIternext === false && 'no recordIternext' },
     );
