@@ -376,3 +376,47 @@ test(
     await assertNoLeaks(h0);
   },
 );
+
+test(
+  'read-only fallback through ClientStorage: read-only until the writable server comes, then writes and invalidations',
+  { timeout: 30_000 },
+  async () => {
+    const ro = await startServer({ readOnly: true });
+    const rwAddr = { host: '127.0.0.1', port: await freePort() };
+    let rw: TestServer | null = null;
+    const s = await ClientStorage.open(options([rwAddr, ro.address], { readOnlyFallback: true }));
+    const seen: Invalidation[] = [];
+    s.on('invalidations', (inv: Invalidation) => seen.push(inv));
+    const events: string[] = [];
+    s.on('connect', (e: { readOnly: boolean }) => events.push(e.readOnly ? 'connect read-only' : 'connect'));
+    s.on('disconnect', () => events.push('disconnect'));
+    try {
+      assert.equal(s.isReadOnly(), true);
+      await assert.rejects(commitNew(s, 1), (e: Error) => e.name === 'ReadOnlyError');
+      rw = await startServer({ port: rwAddr.port });
+      await waitUntil(
+        () => events.includes('connect'),
+        () => `the switch: ${events.join(', ')}`,
+      );
+      assert.deepEqual(events, ['disconnect', 'connect']);
+      assert.equal(s.isReadOnly(), false);
+      const mine = await commitNew(s, 2);
+      await assertAllThere(s, [mine]);
+      const other = await ClientStorage.open(options(rwAddr));
+      try {
+        const theirs = await commitNew(other, 3);
+        await waitUntil(
+          () => seen.some((i) => idHex(i.tid) === idHex(theirs.tid)),
+          'their invalidation reaches us',
+        );
+        assert.equal(idHex(s.lastTransaction()), idHex(theirs.tid));
+      } finally {
+        await other.close();
+      }
+    } finally {
+      await s.close();
+      await ro.stop();
+      await rw?.stop();
+    }
+  },
+);
