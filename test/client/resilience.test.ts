@@ -5,7 +5,7 @@
 // The bad answers come from a proxy in front of a real server that misbehaves once, on request.
 
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,9 +19,11 @@ import {
 } from '../../src/client/index.js';
 import { ProtocolError, codecFor, encodeFrame, FrameDecoder } from '../../src/protocol/index.js';
 import { idHex, maxtid, z64, type Oid, type Tid } from '../../src/storage/ids.js';
+import { POSKeyError } from '../../src/storage/errors.js';
 import { TransactionMetaData } from '../../src/storage/interfaces.js';
 import { startServer, type TestServer } from '../helpers/server-fixture.js';
-import { freePort, sleep, stopLeftovers } from '../helpers/server-process.js';
+import { interopDisabled } from '../helpers/oracle.js';
+import { freePort, ServerProcess, sleep, stopLeftovers } from '../helpers/server-process.js';
 import { assertNoLeaks, handles } from '../helpers/leaks.js';
 import { waitUntil } from '../helpers/wait.js';
 
@@ -197,6 +199,10 @@ interface Proxy {
   arm(how: Misbehaviour): void;
   /** connections open through it now */
   readonly open: number;
+  /** while true, new connections are closed at once (the server looks down) */
+  refuse: boolean;
+  /** cuts every connection through it */
+  cut(): void;
   close(): Promise<void>;
 }
 
@@ -204,6 +210,10 @@ async function startProxy(target: Address): Promise<Proxy> {
   const pairs = new Set<{ client: net.Socket; upstream: net.Socket }>();
   let armed: Misbehaviour | null = null;
   const server = net.createServer((client) => {
+    if (proxy.refuse) {
+      client.destroy();
+      return;
+    }
     const upstream = net.connect(target.port, target.host);
     const pair = { client, upstream };
     pairs.add(pair);
@@ -262,13 +272,20 @@ async function startProxy(target: Address): Promise<Proxy> {
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
+  const proxy: Proxy = {
     address: { host: '127.0.0.1', port: (server.address() as net.AddressInfo).port },
     arm(how) {
       armed = how;
     },
     get open() {
       return pairs.size;
+    },
+    refuse: false,
+    cut() {
+      for (const p of pairs) {
+        p.client.destroy();
+        p.upstream.destroy();
+      }
     },
     async close() {
       for (const p of pairs) {
@@ -278,6 +295,7 @@ async function startProxy(target: Address): Promise<Proxy> {
       await new Promise((r) => server.close(r));
     },
   };
+  return proxy;
 }
 
 const cases: Array<{ how: Misbehaviour; error: (e: Error) => boolean; reconnects: boolean }> = [
@@ -417,6 +435,140 @@ test(
       await s.close();
       await ro.stop();
       await rw?.stop();
+    }
+  },
+);
+
+test(
+  'with a cache: what changed while the client was away is not served stale once it is back',
+  { timeout: 30_000 },
+  async () => {
+    const h0 = handles();
+    const server = await startServer();
+    const proxy = await startProxy(server.address as Address);
+    const a = await ClientStorage.open(options(proxy.address, { cacheSize: 1 << 20 }));
+    const b = await ClientStorage.open(options(server.address));
+    const seen: Invalidation[] = [];
+    a.on('invalidations', (inv: Invalidation) => seen.push(inv));
+    const events: string[] = [];
+    a.on('connect', () => events.push('connect'));
+    a.on('disconnect', () => events.push('disconnect'));
+    try {
+      const first = await commitNew(a, 1);
+      const loaded = await a.loadBefore(first.oid, maxtid);
+      assert.deepEqual(Buffer.from(loaded!.data), Buffer.from(first.data));
+      // a is cut off; b changes the object meanwhile
+      proxy.refuse = true;
+      proxy.cut();
+      await waitUntil(() => events.includes('disconnect'), 'a notices');
+      const t = new TransactionMetaData();
+      await b.tpcBegin(t);
+      await b.store(first.oid, first.tid, record(2), t);
+      await b.tpcVote(t);
+      const tid2 = await b.tpcFinish(t);
+      // while away, a read waits and fails transiently (waitTimeout), or is served from the cache as of then
+      proxy.refuse = false;
+      await waitUntil(() => events.at(-1) === 'connect', 'a is back');
+      const now = await a.loadBefore(first.oid, maxtid);
+      assert.deepEqual(
+        Buffer.from(now!.data),
+        Buffer.from(record(2)),
+        'the new revision, not the cached one',
+      );
+      assert.equal(idHex(now!.start), idHex(tid2));
+      assert.equal(idHex(a.lastTransaction()), idHex(tid2));
+      assert.ok(
+        seen.some((i) => i.oids.some((o) => idHex(o) === idHex(first.oid))),
+        'the change reached the application as an invalidation',
+      );
+      // the old revision is still there for MVCC readers
+      const old = await a.loadBefore(first.oid, tid2);
+      assert.deepEqual(Buffer.from(old!.data), Buffer.from(first.data));
+    } finally {
+      await a.close();
+      await b.close();
+      await proxy.close();
+      await server.stop();
+    }
+    await assertNoLeaks(h0);
+  },
+);
+
+test(
+  'a transaction cut by a restart fails transiently, aborts cleanly, and leaves nothing behind',
+  { timeout: 30_000 },
+  async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'zeo-ts-resilience-'));
+    let server: TestServer | null = await startServer({ dir });
+    const address = server.address as Address;
+    const s = await ClientStorage.open(options(address));
+    try {
+      const oid = await s.newOid();
+      const t = new TransactionMetaData();
+      await s.tpcBegin(t);
+      await s.store(oid, z64, record(5), t);
+      await server.stop();
+      server = null;
+      await assert.rejects(s.tpcVote(t), (e: Error & { transient?: boolean }) => {
+        assert.ok(e instanceof ClientDisconnected, `${e.name}: ${e.message}`);
+        assert.equal(e.transient, true);
+        return true;
+      });
+      await s.tpcAbort(t);
+      server = await startServer({ dir, port: address.port });
+      // the retry, as an application's transaction manager would do it
+      const done = await retrying([], () => commitNew(s, 6));
+      await assertAllThere(s, [done]);
+      await assert.rejects(s.loadBefore(oid, maxtid), POSKeyError, 'the cut transaction left nothing');
+    } finally {
+      await s.close();
+      await server?.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  },
+);
+
+test(
+  "runzeo (msgpack): a restart of Python's server costs only transient errors; data and invalidations as before",
+  { skip: interopDisabled ? 'ZEO_TS_SKIP_INTEROP=1' : false, timeout: 60_000 },
+  async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'zeo-ts-resilience-runzeo-'));
+    const port = await freePort();
+    const conf = join(dir, 'zeo.conf');
+    await writeFile(
+      conf,
+      `<zeo>\n  address 127.0.0.1:${port}\n  msgpack true\n</zeo>\n<filestorage 1>\n  path ${dir}/Data.fs\n</filestorage>\n`,
+    );
+    const runzeo = async (): Promise<ServerProcess> => {
+      const p = new ServerProcess({ kind: 'runzeo', conf, cwd: dir, env: { ZEO_MSGPACK: '' } });
+      await p.port(30_000);
+      return p;
+    };
+    let py: ServerProcess | null = await runzeo();
+    const address = { host: '127.0.0.1', port };
+    const a = await ClientStorage.open(options(address, { waitTimeout: 100 }));
+    const b = await ClientStorage.open(options(address));
+    const seen: Invalidation[] = [];
+    a.on('invalidations', (inv: Invalidation) => seen.push(inv));
+    const errors: Error[] = [];
+    const committed: Array<{ oid: Oid; tid: Tid; data: Uint8Array }> = [];
+    try {
+      for (let n = 0; n < 3; n++) committed.push(await retrying(errors, () => commitNew(a, n)));
+      await py.stopCleanly();
+      py = null;
+      await assert.rejects(commitNew(a, 99), (e: Error & { transient?: boolean }) => e.transient === true);
+      py = await runzeo();
+      for (let n = 3; n < 6; n++) committed.push(await retrying(errors, () => commitNew(a, n)));
+      assert.ok(errors.every((e) => e instanceof ClientDisconnected));
+      await assertAllThere(a, committed);
+      const theirs = await retrying([], () => commitNew(b, 7));
+      await waitUntil(() => seen.some((i) => idHex(i.tid) === idHex(theirs.tid)), "b's commit reaches a");
+      await assertAllThere(b, committed);
+    } finally {
+      await a.close();
+      await b.close();
+      if (py) await py.stopCleanly();
+      await rm(dir, { recursive: true, force: true });
     }
   },
 );
