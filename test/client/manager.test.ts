@@ -4,6 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -14,6 +15,7 @@ import {
   type ConnectionManagerOptions,
 } from '../../src/client/manager.js';
 import type { PickleValue } from '../../src/pickle/index.js';
+import { encodeFrame } from '../../src/protocol/index.js';
 import { ReadOnlyError } from '../../src/storage/errors.js';
 import { z64 } from '../../src/storage/ids.js';
 import { interopDisabled } from '../helpers/oracle.js';
@@ -445,5 +447,71 @@ test(
       await ours.stop();
       await rm(dir, { recursive: true, force: true });
     }
+  },
+);
+
+test(
+  'a unix socket address (a plain path), reconnected after its server restarts',
+  { timeout: 30_000 },
+  async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'zeo-ts-manager-unix-'));
+    let server: TestServer | null = await startServer({ unix: true, dir });
+    const path = (server.address as { path: string }).path;
+    const rec = manage({ addresses: [path] });
+    const m = rec.manager;
+    try {
+      m.start();
+      const c1 = await m.ready();
+      assert.equal(m.address, path);
+      assert.deepEqual(await c1.call('lastTransaction'), z64);
+      await server.stop();
+      server = null;
+      await waitUntil(() => rec.events.includes('disconnect'), 'the disconnect');
+      server = await startServer({ unix: true, dir });
+      const c2 = await m.ready();
+      assert.notEqual(c2, c1);
+      assert.equal(await c2.call('ping'), null);
+    } finally {
+      await m.close();
+      await server?.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  },
+);
+
+test(
+  'a server that never answers register holds the others back only registerTimeout',
+  { timeout: 30_000 },
+  async () => {
+    const h0 = handles();
+    const registers: net.Socket[] = [];
+    const mute = net.createServer((sock) => {
+      sock.on('error', () => {});
+      sock.once('data', () => registers.push(sock));
+      sock.write(encodeFrame(Buffer.from('Z5')));
+    });
+    await new Promise<void>((r) => mute.listen(0, '127.0.0.1', r));
+    const muteAddr = { host: '127.0.0.1', port: (mute.address() as net.AddressInfo).port };
+    const good = await startServer();
+    const rec = manage({ addresses: [muteAddr], registerTimeout: 300 });
+    const m = rec.manager;
+    try {
+      m.start();
+      await waitUntil(() => registers.length === 1, 'the mute server got the handshake');
+      // the good server is added while the mute one's registration runs: it waits its turn, then wins
+      const started = Date.now();
+      m.newAddr([muteAddr, good.address]);
+      const c = await m.ready({ timeout: 10_000 });
+      assert.ok(Date.now() - started < 5000);
+      assert.deepEqual(m.address, good.address);
+      assert.match(String(m.lastConnectError?.message), /registering with 127\.0\.0\.1:\d+ took over 300 ms/);
+      assert.equal(await c.call('ping'), null);
+    } finally {
+      await m.close();
+      await good.stop();
+      for (const s of registers) s.destroy();
+      await new Promise((r) => mute.close(r));
+    }
+    await assertNoLeaks(h0);
   },
 );
