@@ -3,7 +3,7 @@
 // read-only fallback and the move back to a writable server, newAddr, waitTimeout, and close() leaving nothing.
 
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,7 +20,8 @@ import { ReadOnlyError } from '../../src/storage/errors.js';
 import { z64 } from '../../src/storage/ids.js';
 import { interopDisabled } from '../helpers/oracle.js';
 import { startServer, type TestServer } from '../helpers/server-fixture.js';
-import { freePort, ServerProcess, stopLeftovers } from '../helpers/server-process.js';
+import { runzeo } from '../helpers/runzeo.js';
+import { freePort, stopLeftovers } from '../helpers/server-process.js';
 import { assertNoLeaks, handles } from '../helpers/leaks.js';
 import { waitUntil } from '../helpers/wait.js';
 
@@ -415,20 +416,12 @@ test(
   "runzeo: a client on Python's server fails over to zeo serve when it stops",
   { skip: interopDisabled ? 'ZEO_TS_SKIP_INTEROP=1' : false, timeout: 60_000 },
   async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'zeo-ts-manager-runzeo-'));
-    const pyPort = await freePort();
-    const conf = join(dir, 'zeo.conf');
-    await writeFile(
-      conf,
-      `<zeo>\n  address 127.0.0.1:${pyPort}\n</zeo>\n<filestorage 1>\n  path ${dir}/Data.fs\n</filestorage>\n`,
-    );
-    const py = new ServerProcess({ kind: 'runzeo', conf, cwd: dir, env: { ZEO_MSGPACK: '' } });
-    const pyAddr = { host: '127.0.0.1', port: pyPort };
+    const py = await runzeo();
+    const pyAddr = py.address;
     const ours = await startServer();
     const rec = manage({ addresses: [pyAddr] });
     const m = rec.manager;
     try {
-      await py.port(30_000);
       m.start();
       const c1 = await m.ready();
       const tid = await commitOne(pyAddr);
@@ -436,16 +429,15 @@ test(
       assert.deepEqual(await c1.call('lastTransaction'), tid);
       m.newAddr([pyAddr, ours.address]);
       assert.deepEqual(m.address, pyAddr, 'still on runzeo');
-      await py.stopCleanly();
+      await py.stop();
       const c2 = await m.ready();
       assert.deepEqual(m.address, ours.address);
       assert.deepEqual(await c2.call('lastTransaction'), z64);
-      assert.deepEqual(rec.events, [`connect ${pyPort}`, 'disconnect', `connect ${port(ours.address)}`]);
+      assert.deepEqual(rec.events, [`connect ${pyAddr.port}`, 'disconnect', `connect ${port(ours.address)}`]);
     } finally {
       await m.close();
-      py.kill();
+      await py.dispose();
       await ours.stop();
-      await rm(dir, { recursive: true, force: true });
     }
   },
 );

@@ -5,7 +5,7 @@
 // The bad answers come from a proxy in front of a real server that misbehaves once, on request.
 
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,7 +23,8 @@ import { POSKeyError } from '../../src/storage/errors.js';
 import { TransactionMetaData } from '../../src/storage/interfaces.js';
 import { startServer, type TestServer } from '../helpers/server-fixture.js';
 import { interopDisabled } from '../helpers/oracle.js';
-import { freePort, ServerProcess, sleep, stopLeftovers } from '../helpers/server-process.js';
+import { runzeo } from '../helpers/runzeo.js';
+import { freePort, sleep, stopLeftovers } from '../helpers/server-process.js';
 import { assertNoLeaks, handles } from '../helpers/leaks.js';
 import { waitUntil } from '../helpers/wait.js';
 
@@ -298,6 +299,29 @@ async function startProxy(target: Address): Promise<Proxy> {
   return proxy;
 }
 
+/** A server, the proxy in front of it, and a ClientStorage through the proxy; all gone after, leaking nothing. */
+async function throughProxy(
+  more: Partial<ClientStorageOptions>,
+  body: (s: ClientStorage, proxy: Proxy) => Promise<void>,
+): Promise<void> {
+  const h0 = handles();
+  const server = await startServer();
+  const proxy = await startProxy(server.address as Address);
+  const s = await ClientStorage.open(options(proxy.address, more)).catch(async (e: unknown) => {
+    await proxy.close();
+    await server.stop();
+    throw e;
+  });
+  try {
+    await body(s, proxy);
+  } finally {
+    await s.close();
+    await proxy.close();
+    await server.stop();
+  }
+  await assertNoLeaks(h0);
+}
+
 const cases: Array<{ how: Misbehaviour; error: (e: Error) => boolean; reconnects: boolean }> = [
   {
     how: 'garbage',
@@ -334,14 +358,10 @@ for (const c of cases) {
   test(
     `a bad server answer (${c.how}) fails the affected call clearly, leaks nothing, and the client goes on`,
     { timeout: 30_000 },
-    async () => {
-      const h0 = handles();
-      const server = await startServer();
-      const proxy = await startProxy(server.address as Address);
-      const s = await ClientStorage.open(options(proxy.address, { heartbeatInterval: 50 }));
-      let disconnects = 0;
-      s.on('disconnect', () => disconnects++);
-      try {
+    () =>
+      throughProxy({ heartbeatInterval: 50 }, async (s, proxy) => {
+        let disconnects = 0;
+        s.on('disconnect', () => disconnects++);
         const { oid, tid, data } = await commitNew(s, 7);
         proxy.arm(c.how);
         await assert.rejects(s.loadBefore(oid, maxtid), (e: Error) => {
@@ -357,26 +377,16 @@ for (const c of cases) {
         await waitUntil(() => proxy.open === 1, 'one connection through the proxy');
         // and commits too
         await retrying([], () => commitNew(s, 8));
-      } finally {
-        await s.close();
-        await proxy.close();
-        await server.stop();
-      }
-      await assertNoLeaks(h0);
-    },
+      }),
   );
 }
 
 test(
   'a call with a timeout on a silent server fails alone with a transient CallTimeoutError',
   { timeout: 30_000 },
-  async () => {
-    const h0 = handles();
-    const server = await startServer();
-    const proxy = await startProxy(server.address as Address);
+  () =>
     // the heartbeat would notice only after a minute: the call's own timeout speaks first
-    const s = await ClientStorage.open(options(proxy.address, { timeout: 200 }));
-    try {
+    throughProxy({ timeout: 200 }, async (s, proxy) => {
       const { oid } = await commitNew(s, 1);
       proxy.arm('silence');
       await assert.rejects(s.loadBefore(oid, maxtid), (e: Error) => {
@@ -386,13 +396,7 @@ test(
         return true;
       });
       assert.equal(s.isConnected(), true);
-    } finally {
-      await s.close();
-      await proxy.close();
-      await server.stop();
-    }
-    await assertNoLeaks(h0);
-  },
+    }),
 );
 
 test(
@@ -532,20 +536,8 @@ test(
   "runzeo (msgpack): a restart of Python's server costs only transient errors; data and invalidations as before",
   { skip: interopDisabled ? 'ZEO_TS_SKIP_INTEROP=1' : false, timeout: 60_000 },
   async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'zeo-ts-resilience-runzeo-'));
-    const port = await freePort();
-    const conf = join(dir, 'zeo.conf');
-    await writeFile(
-      conf,
-      `<zeo>\n  address 127.0.0.1:${port}\n  msgpack true\n</zeo>\n<filestorage 1>\n  path ${dir}/Data.fs\n</filestorage>\n`,
-    );
-    const runzeo = async (): Promise<ServerProcess> => {
-      const p = new ServerProcess({ kind: 'runzeo', conf, cwd: dir, env: { ZEO_MSGPACK: '' } });
-      await p.port(30_000);
-      return p;
-    };
-    let py: ServerProcess | null = await runzeo();
-    const address = { host: '127.0.0.1', port };
+    const py = await runzeo({ msgpack: true });
+    const address = py.address;
     const a = await ClientStorage.open(options(address, { waitTimeout: 100 }));
     const b = await ClientStorage.open(options(address));
     const seen: Invalidation[] = [];
@@ -554,10 +546,9 @@ test(
     const committed: Array<{ oid: Oid; tid: Tid; data: Uint8Array }> = [];
     try {
       for (let n = 0; n < 3; n++) committed.push(await retrying(errors, () => commitNew(a, n)));
-      await py.stopCleanly();
-      py = null;
+      await py.stop();
       await assert.rejects(commitNew(a, 99), (e: Error & { transient?: boolean }) => e.transient === true);
-      py = await runzeo();
+      await py.start();
       for (let n = 3; n < 6; n++) committed.push(await retrying(errors, () => commitNew(a, n)));
       assert.ok(errors.every((e) => e instanceof ClientDisconnected));
       await assertAllThere(a, committed);
@@ -567,8 +558,7 @@ test(
     } finally {
       await a.close();
       await b.close();
-      if (py) await py.stopCleanly();
-      await rm(dir, { recursive: true, force: true });
+      await py.dispose();
     }
   },
 );
