@@ -92,6 +92,8 @@ export class ConnectionManager extends EventEmitter {
   private addresses: ServerAddress[];
   private current: Link | null = null;
   private readonly attempts = new Map<string, Attempt>();
+  /** every attempt loop still running, stopped or not (close() waits for them) */
+  private readonly runs = new Set<Promise<void>>();
   /** every connection not yet closed, current or not (closed on close()) */
   private readonly links = new Set<Link>();
   private readonly waiters = new Set<Waiter>();
@@ -204,7 +206,7 @@ export class ConnectionManager extends EventEmitter {
   // ------------------------------------------------------------------------------------------------------
 
   private async settled(): Promise<void> {
-    await Promise.all([...this.attempts.values()].map((a) => a.done));
+    await Promise.all([...this.runs]);
     await Promise.all([...this.links].map((l) => l.conn.closed));
     await this.registering;
   }
@@ -242,8 +244,15 @@ export class ConnectionManager extends EventEmitter {
         })
         .finally(() => {
           if (this.attempts.get(key) === attempt) this.attempts.delete(key);
+          this.runs.delete(attempt.done);
         });
+      this.runs.add(attempt.done);
     }
+  }
+
+  private listed(address: ServerAddress): boolean {
+    const key = describeAddress(address);
+    return this.addresses.some((a) => describeAddress(a) === key);
   }
 
   private stopAttempt(a: Attempt): void {
@@ -334,6 +343,11 @@ export class ConnectionManager extends EventEmitter {
   /** Registers a fresh connection (one at a time) and makes it current if it is still wanted. */
   private async registerLink(link: Link): Promise<'adopted' | 'unwanted' | 'failed'> {
     const conn = link.conn;
+    if (!this.listed(link.address)) {
+      // dropped by newAddr while it waited its turn
+      await conn.close('the address is no longer among the servers');
+      return 'unwanted';
+    }
     if (!this.wanting || !conn.connected) {
       await conn.close(this.closing ? 'the client is closed' : 'another server was chosen');
       return this.wanting ? 'failed' : 'unwanted';
@@ -372,8 +386,22 @@ export class ConnectionManager extends EventEmitter {
       }
     }
     if (!ok) return 'failed';
-    if (this.closing || !conn.connected) {
-      await conn.close(this.closing ? 'the client is closed' : 'lost');
+    if (this.closing) {
+      await conn.close('the client is closed');
+      return 'unwanted';
+    }
+    // From here on the storage has taken this connection as its own (its register step is done): it is adopted,
+    // or, if it died at once, the storage is told so and the search starts over from nothing.
+    if (!conn.connected) {
+      const reason = await conn.closed;
+      this.lastError = reason;
+      if (cur && this.current === cur) {
+        this.current = null;
+        cur.queue = null;
+        void cur.conn.close('the connection replacing it was lost');
+      }
+      this.emit('disconnect', reason, conn);
+      this.search();
       return 'failed';
     }
     link.readOnly = readOnly;
@@ -398,6 +426,8 @@ export class ConnectionManager extends EventEmitter {
     this.emit('connect', event);
     for (const w of [...this.waiters]) w.resolve(conn);
     void this.drain(link);
+    // dropped by newAddr while it registered: leave it (its loss starts the search over the new list)
+    if (!this.listed(link.address)) void conn.close('the address is no longer among the servers');
     return 'adopted';
   }
 
