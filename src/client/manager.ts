@@ -58,10 +58,11 @@ interface Link {
   conn: ClientConnection;
   address: ServerAddress;
   readOnly: boolean;
-  /** server calls held back (null: none, they go straight to the storage) */
-  queue: Array<[string, PickleValue[]]> | null;
-  /** hold its calls: it registers, or it is current and another registers to replace it */
-  held: boolean;
+  /**
+   * server calls held back while it registers, then delivered in order once it is current (null: none held,
+   * they go straight to the storage); `done` settles when one that came after adoption has been delivered
+   */
+  queue: Array<{ name: string; args: PickleValue[]; done?: () => void }> | null;
   draining: boolean;
 }
 
@@ -279,7 +280,6 @@ export class ConnectionManager extends EventEmitter {
         address: attempt.address,
         readOnly: false,
         queue: [],
-        held: true,
         draining: false,
       };
       try {
@@ -356,10 +356,6 @@ export class ConnectionManager extends EventEmitter {
     // replacing a read-only connection: only a writable registration will do
     const upgrading = cur !== null;
     let readOnly = this.options.readOnly;
-    if (upgrading) {
-      cur.held = true;
-      cur.queue ??= [];
-    }
     let ok = false;
     try {
       try {
@@ -379,11 +375,6 @@ export class ConnectionManager extends EventEmitter {
             })
           : (e as Error);
       await conn.close(`registration failed: ${(e as Error)?.message ?? String(e)}`);
-    } finally {
-      if (upgrading && !ok && this.current === cur) {
-        cur.held = false;
-        void this.drain(cur);
-      }
     }
     if (!ok) return 'failed';
     if (this.closing) {
@@ -397,7 +388,6 @@ export class ConnectionManager extends EventEmitter {
       this.lastError = reason;
       if (cur && this.current === cur) {
         this.current = null;
-        cur.queue = null;
         void cur.conn.close('the connection replacing it was lost');
       }
       this.emit('disconnect', reason, conn);
@@ -408,10 +398,8 @@ export class ConnectionManager extends EventEmitter {
     const old = this.current;
     // the new one is current before the old one's 'disconnect': a listener can tell a switch from a loss
     this.current = link;
-    link.held = false;
     if (old) {
-      // its held calls are dropped: the new registration verified the cache against the new server
-      old.queue = null;
+      // (as ZEO's upgrade: what the old one still sends is not delivered, the new one's registration covers it)
       void old.conn.close(`switching to the writable server ${describeAddress(link.address)}`);
       this.emit(
         'disconnect',
@@ -465,9 +453,14 @@ export class ConnectionManager extends EventEmitter {
   /** A server one-way call: to the storage if its connection is current and nothing waits before it. */
   private serverCall(link: Link, name: string, args: PickleValue[]): void | Promise<void> {
     if (link.queue !== null) {
-      // registering (or being replaced, or older calls still being delivered): in order, behind the others
-      link.queue.push([name, args]);
-      return;
+      if (this.current !== link) {
+        // registering: held until it is current (the replies its registration waits for must go on)
+        link.queue.push({ name, args });
+        return;
+      }
+      // current, with held calls still being delivered: behind them, and nothing more is read meanwhile (a
+      // reply must not overtake an invalidation sent before it)
+      return new Promise<void>((done) => link.queue!.push({ name, args, done }));
     }
     if (this.current !== link) return;
     return this.options.onServerCall(link.conn, name, args);
@@ -478,25 +471,35 @@ export class ConnectionManager extends EventEmitter {
     if (link.draining) return;
     link.draining = true;
     try {
-      while (link.queue && link.queue.length > 0 && this.current === link && !link.held) {
-        const [name, args] = link.queue.shift()!;
+      while (link.queue && link.queue.length > 0 && this.current === link) {
+        const { name, args, done } = link.queue.shift()!;
         try {
           await this.options.onServerCall(link.conn, name, args);
         } catch (e) {
           void link.conn.close(`handling the server's ${name} failed: ${(e as Error)?.message ?? String(e)}`);
           return;
+        } finally {
+          done?.();
         }
       }
     } finally {
       link.draining = false;
-      if (this.current === link && !link.held && link.queue?.length === 0) link.queue = null;
+      if (link.queue?.length === 0) link.queue = null;
+      else this.release(link);
     }
+  }
+
+  /** Drops the calls a connection still holds, letting its reading go on (it is closing, or not current). */
+  private release(link: Link): void {
+    const held = link.queue ?? [];
+    link.queue = null;
+    for (const h of held) h.done?.();
   }
 
   /** A connection is gone: if it was the current one, tell the storage and look again. */
   private lost(link: Link, reason: ClientDisconnected): void {
     this.links.delete(link);
-    link.queue = null;
+    this.release(link);
     if (this.current !== link) return;
     this.current = null;
     this.lastError = reason;

@@ -495,8 +495,10 @@ describe('bad servers', () => {
       await ok.call('register', ['1', false]);
       await new Promise((r) => setTimeout(r, 300));
       assert.equal(ok.connected, true, 'a server answering its pings is kept');
-      assert.equal(ok.pendingCalls, 0);
+      // (at most the ping of this moment is out)
+      assert.ok(ok.pendingCalls <= 1, `${ok.pendingCalls} calls waiting`);
       await ok.close();
+      assert.equal(ok.pendingCalls, 0);
     } finally {
       await s.stop();
     }
