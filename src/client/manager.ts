@@ -413,7 +413,8 @@ export class ConnectionManager extends EventEmitter {
     const event: ConnectEvent = { connection: conn, address: link.address, readOnly };
     this.emit('connect', event);
     for (const w of [...this.waiters]) w.resolve(conn);
-    void this.drain(link);
+    // what came while it registered goes first: nothing more is read until it has been delivered
+    conn.holdReading(this.drain(link));
     // dropped by newAddr while it registered: leave it (its loss starts the search over the new list)
     if (!this.listed(link.address)) void conn.close('the address is no longer among the servers');
     return 'adopted';

@@ -507,3 +507,38 @@ test(
     await assertNoLeaks(h0);
   },
 );
+
+test(
+  'no reply overtakes the held calls: reading waits while they are delivered',
+  { timeout: 30_000 },
+  async () => {
+    const s = await startServer();
+    const address = s.address as Address;
+    const order: string[] = [];
+    const rec = manage({
+      addresses: [address],
+      async register(conn, readOnly) {
+        await conn.call('register', ['1', readOnly]);
+        await commitOne(address);
+        await commitOne(address);
+        await conn.call('lastTransaction');
+      },
+      // a slow handler: each held call takes a while to deliver
+      async onServerCall(_conn, name) {
+        await new Promise((r) => setTimeout(r, 30));
+        order.push(name);
+      },
+    });
+    try {
+      rec.manager.start();
+      const conn = await rec.manager.ready();
+      // sent at once; its reply comes back long before the held calls are delivered, and must wait for them
+      const ping = conn.call('ping').then(() => order.push('reply to ping'));
+      await ping;
+      assert.deepEqual(order, ['invalidateTransaction', 'invalidateTransaction', 'reply to ping']);
+    } finally {
+      await rec.manager.close();
+      await s.stop();
+    }
+  },
+);
