@@ -60,6 +60,7 @@ import {
   voteConflict,
 } from './replies.js';
 import { TransactionBuffer } from './transaction-buffer.js';
+import { ruok } from './ruok.js';
 import { verifyCache, type VerifyResult } from './verify.js';
 
 export interface ClientStorageOptions {
@@ -177,6 +178,7 @@ export class ClientStorage extends EventEmitter implements Storage {
   private closed = false;
   private serverAddress: string | null = null;
   private readonly resolver: ConflictResolver | null;
+  private addresses: ServerAddress[];
 
   private constructor(
     private readonly options: ClientStorageOptions,
@@ -188,6 +190,7 @@ export class ClientStorage extends EventEmitter implements Storage {
     this.storageName = options.storage ?? '1';
     const addresses = Array.isArray(options.server) ? options.server : [options.server];
     if (addresses.length === 0) throw new TypeError('ClientStorage needs at least one server address');
+    this.addresses = addresses;
     this.name = options.name ?? addresses.map(describeAddress).join(', ');
     this.cache = cache;
     this.blobs = options.blobDir
@@ -429,6 +432,7 @@ export class ClientStorage extends EventEmitter implements Storage {
   }
 
   newAddr(addresses: ServerAddress[]): void {
+    this.addresses = addresses;
     this.connector.newAddr(addresses);
   }
 
@@ -436,9 +440,14 @@ export class ClientStorage extends EventEmitter implements Storage {
     return this.feed.subscribe();
   }
 
+  /** ZEO's `ruok` request to the server we are connected to (else the first address): every storage's status. */
   ruok(options?: CallOptions): Promise<PickleValue> {
-    // the server's status of every storage, as the ruok command answers it (server_status is ours only)
-    return this.call('server_status', [], options);
+    const address = this.connector.address ?? this.addresses[0];
+    return ruok(address, {
+      tls: this.options.ssl ?? this.options.tls,
+      timeout: options?.timeout,
+      signal: options?.signal,
+    });
   }
 
   serverStatus(options?: CallOptions): Promise<PickleValue> {

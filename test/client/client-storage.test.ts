@@ -362,6 +362,12 @@ describe('calls, connection and close', () => {
     assert.equal(s.supportsUndo(), true);
     assert.match(s.getName(), /\(connected\)$/);
     assert.match(s.sortKey(), /^1:/);
+    // ruok: the server's own answer, outside the protocol; server_status: ours, through it
+    const status = (await s.ruok()) as Map<PickleValue, PickleValue>;
+    const mine = status.get('1') as Map<PickleValue, PickleValue>;
+    assert.ok(Number(mine.get('connections')) >= 1);
+    const served = (await s.serverStatus()) as Map<PickleValue, PickleValue>;
+    assert.deepEqual([...served.keys()], [...mine.keys()]);
     await s.close();
     assert.match(s.getName(), /\(disconnected\)$/);
     await assert.rejects(open({ storage: 'nope', waitTimeout: 1000 }), (e: unknown) => {
