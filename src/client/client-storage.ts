@@ -141,9 +141,9 @@ class CommitLock {
   }
 }
 
-/** An oid being read while invalidations may arrive: the first invalidation's tid is noted. */
+/** An oid being read while invalidations may arrive: the tids that changed it meanwhile, in order. */
 interface Watch {
-  invalidated: Tid | null;
+  invalidated: Tid[];
 }
 
 const NOT_CONNECTED_CAPABILITIES = capabilitiesOf([]);
@@ -328,7 +328,7 @@ export class ClientStorage extends EventEmitter implements Storage {
   /** Loads in flight for `oid` learn that `tid` changed it. */
   private noteInvalidation(oid: Oid, tid: Tid): void {
     const ws = this.watches.get(idHex(oid));
-    if (ws) for (const w of ws) w.invalidated ??= tid;
+    if (ws) for (const w of ws) w.invalidated.push(tid);
   }
 
   private publish(inv: Invalidation): void {
@@ -497,7 +497,7 @@ export class ClientStorage extends EventEmitter implements Storage {
 
   private async loadFromServer(oid: Oid, tid: Tid): Promise<LoadBeforeResult | null> {
     const oidKey = idHex(oid);
-    const watch: Watch = { invalidated: null };
+    const watch: Watch = { invalidated: [] };
     let ws = this.watches.get(oidKey);
     if (!ws) this.watches.set(oidKey, (ws = new Set()));
     ws.add(watch);
@@ -516,10 +516,10 @@ export class ClientStorage extends EventEmitter implements Storage {
       // handled now, in order with the invalidations processed so far
       if (this.cache && generation === this.generation && this.current === conn) {
         let end = result.end;
-        const inv = watch.invalidated;
-        if (end === null && inv !== null) {
-          // an invalidation came first: what we read is current only if it is that transaction's or newer
-          end = compareIds(result.start, inv) < 0 ? inv : null;
+        if (end === null) {
+          // invalidations came first: what we read ended at the first of them after it was written (and is
+          // current only if none came after it)
+          end = watch.invalidated.find((tid) => compareIds(tid, result.start) > 0) ?? null;
         }
         const known = end === null ? this.cache.load(oid) : null;
         // (a current revision as new or newer is there already: ours adds nothing)

@@ -166,6 +166,20 @@ describe('invalidations', () => {
     const before = await b.loadBefore(oid, t2);
     assert.equal(compareIds(before!.start, t1), 0);
     assert.equal(compareIds(before!.end!, t2), 0);
+
+    // a load answered after one commit and overtaken by the next one's invalidation: current until that one
+    r.hold();
+    const other = await a.newOid();
+    const o1 = await dostore(a, { oid: other, data: 1 });
+    const loading2 = b.load(other);
+    await waitUntil(() => r.count('loadBefore') === 2, 'the second load sent');
+    await new Promise((res) => setTimeout(res, 50));
+    const o2 = await dostore(a, { oid: other, revid: o1, data: 2 });
+    await new Promise((res) => setTimeout(res, 50));
+    r.release();
+    assert.equal(compareIds((await loading2).serial, o1), 0);
+    await b.serverSync();
+    assert.equal(compareIds((await b.load(other)).serial, o2), 0, 'not the revision o2 replaced');
     await a.close();
     await b.close();
     await r.close();
