@@ -13,7 +13,6 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe } from 'node:test';
 import { setImmediate as immediate, setTimeout as sleep } from 'node:timers/promises';
-import { ClientCache } from '../../src/client/cache.js';
 import { ClientStorage } from '../../src/client/client-storage.js';
 import type { Invalidation } from '../../src/client/invalidations.js';
 import { decodeRecord, Global, Pickler, type PickleValue } from '../../src/pickle/index.js';
@@ -58,10 +57,10 @@ function counterRecord(value: number): Uint8Array {
   return new Pickler(3).dumpsMany([Global.of('zeots_race', 'Counter'), new Map([['value', value]])]);
 }
 
-async function openClient(port: number): Promise<ClientStorage> {
+function openClient(port: number): Promise<ClientStorage> {
   return ClientStorage.open({
     server: { host: '127.0.0.1', port },
-    cache: await ClientCache.open({ size: 1 << 20 }),
+    cacheSize: 1 << 20,
     waitTimeout: 10_000,
   });
 }
