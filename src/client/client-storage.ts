@@ -521,15 +521,33 @@ export class ClientStorage extends EventEmitter implements Storage {
           // current only if none came after it)
           end = watch.invalidated.find((tid) => compareIds(tid, result.start) > 0) ?? null;
         }
-        const known = end === null ? this.cache.load(oid) : null;
-        // (a current revision as new or newer is there already: ours adds nothing)
-        if (!known || compareIds(known.tid, result.start) < 0)
-          this.cache.store(oid, result.start, end, result.data);
+        this.cacheLoaded(oid, result.start, end, result.data);
       }
       return result;
     } finally {
       ws.delete(watch);
       if (ws.size === 0) this.watches.delete(oidKey);
+    }
+  }
+
+  /** Puts what a load read into the cache, as current (end null) or as the revision that ended at `end`. */
+  private cacheLoaded(oid: Oid, start: Tid, end: Tid | null, data: Uint8Array): void {
+    const cache = this.cache!;
+    if (end === null) {
+      const known = cache.load(oid);
+      if (known) {
+        // the same or a newer current revision is there already: ours adds nothing
+        if (compareIds(known.tid, start) >= 0) return;
+        // an older one: the server answered before the invalidation of ours reached us (the reference's
+        // server does not order them); it ended at or before our revision, so forget it
+        cache.invalidate(oid, null);
+      }
+    }
+    try {
+      cache.store(oid, start, end, data);
+    } catch {
+      // the cache disagrees with what the server said: trust neither, the next load asks again
+      cache.invalidate(oid, null);
     }
   }
 
