@@ -50,7 +50,12 @@ const PROBATION = 2;
 const PROTECTED = 3;
 const FIRST_SLOT = 3;
 
-const WINDOW_SHARE = 0.01;
+// The window's share of the size starts at 1% (W-TinyLFU's best for skewed, stable popularity) and adapts
+// from regret (see adapt()): bigger when recency pays (a moving working set), smaller when frequency does.
+const WINDOW_SHARE_MIN = 0.01;
+const WINDOW_SHARE_MAX = 0.99;
+/** how far one regretted decision moves the window, in multiples of the entry's share of the size */
+const GHOST_GAIN = 8;
 const PROTECTED_SHARE = 0.8;
 
 type Key = number | string;
@@ -100,7 +105,8 @@ class FrequencySketch {
     const width = nextPow2(Math.max(256, Math.min(1 << 24, expectedEntries * 4)));
     this.table = new Uint8Array(width);
     this.mask = width - 1;
-    this.sampleSize = width * 10;
+    // Halve every counter after 10 additions per expected entry (TinyLFU's reset), so popularity ages.
+    this.sampleSize = Math.ceil(width * 2.5);
   }
 
   get width(): number {
@@ -160,6 +166,10 @@ export class ClientCache {
   private ncNext = new Int32Array(0);
   private charge = new Float64Array(0);
   private hash = new Uint32Array(0);
+  private idle = new Uint8Array(0);
+  private ghostCandidates = new Uint32Array(0);
+  private ghostVictims = new Uint32Array(0);
+  private ghostMask = 0;
   private keys: Key[] = [];
   private datas: Array<Uint8Array | null> = [];
   private freeSlots = new Int32Array(0);
@@ -178,6 +188,7 @@ export class ClientCache {
   private nStores = 0;
   private nEvictions = 0;
   private nInvalidations = 0;
+  private windowShare = WINDOW_SHARE_MIN;
 
   private path: string | null = null;
   private lock: LockFile | null = null;
@@ -309,6 +320,7 @@ export class ClientCache {
     const own = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data : data.slice();
     const h = oidHash(oid);
     this.sketch.increment(h);
+    this.adapt(h, charge);
     const slot = this.allocate();
     const o = slot * 24;
     this.ids.set(oid, o);
@@ -319,6 +331,7 @@ export class ClientCache {
     this.datas[slot] = own;
     this.charge[slot] = charge;
     this.hash[slot] = h;
+    this.idle[slot] = 0;
     if (end === null) {
       this.kind[slot] = CURRENT;
       this.current.set(key, slot);
@@ -335,7 +348,8 @@ export class ClientCache {
 
   /**
    * A transaction `tid` changed oid: the current revision becomes non-current, ending at tid. With tid null
-   * (verification could not tell when it changed), everything about oid is forgotten.
+   * (verification could not tell when it changed), everything about oid is forgotten; a tid at or below the
+   * current revision's start forgets that revision.
    */
   invalidate(oid: Oid, tid: Tid | null): void {
     checkId(oid, 'oid');
@@ -360,11 +374,10 @@ export class ClientCache {
     if (cur === undefined) return;
     const ids = this.ids;
     const c = cmpAt(ids, cur * 24 + 8, tid);
-    // ZEO ignores an invalidation by the transaction that wrote the current revision.
-    if (c === 0) return;
     this.nInvalidations++;
-    if (c > 0) {
-      // An invalidation older than the revision we hold cannot bound it: forget the revision.
+    if (c >= 0) {
+      // By the transaction that wrote the revision we hold (ZEO drops it from its index too), or older than
+      // it: the invalidation cannot bound it, so forget it rather than guess.
       this.remove(cur);
       return;
     }
@@ -516,8 +529,26 @@ export class ClientCache {
     this.nEvictions = 0;
   }
 
+  /**
+   * Window sizing from regret, as ARC: a miss on an oid the admission filter recently turned away says the
+   * window (recency) should be bigger; a miss on one it recently evicted in favour of a newcomer says smaller.
+   */
+  private adapt(h: number, charge: number): void {
+    const i = h & this.ghostMask;
+    const tag = h | 1;
+    const step = (GHOST_GAIN * charge) / this.size;
+    if (this.ghostCandidates[i] === tag) {
+      this.ghostCandidates[i] = 0;
+      this.windowShare = Math.min(WINDOW_SHARE_MAX, this.windowShare + step);
+    } else if (this.ghostVictims[i] === tag) {
+      this.ghostVictims[i] = 0;
+      this.windowShare = Math.max(WINDOW_SHARE_MIN, this.windowShare - step);
+    }
+  }
+
   private hit(slot: number): void {
     this.nHits++;
+    this.idle[slot] = 0;
     this.sketch.increment(this.hash[slot]);
     const g = this.seg[slot];
     this.unlink(slot);
@@ -537,7 +568,7 @@ export class ClientCache {
   }
 
   private windowMax(): number {
-    return this.size * WINDOW_SHARE;
+    return this.size * this.windowShare;
   }
 
   private evict(): void {
@@ -550,10 +581,19 @@ export class ClientCache {
       while (this.totalBytes > this.size) {
         const victim = this.mainVictim(cand);
         if (victim < 0) break;
-        if (this.sketch.frequency(this.hash[cand]) > this.sketch.frequency(this.hash[victim])) {
+        const vf = this.sketch.frequency(this.hash[victim]) >> this.idle[victim];
+        if (this.sketch.frequency(this.hash[cand]) > vf) {
+          this.ghostVictims[this.hash[victim] & this.ghostMask] = this.hash[victim] | 1;
           this.evictSlot(victim);
         } else {
+          this.ghostCandidates[this.hash[cand] & this.ghostMask] = this.hash[cand] | 1;
           this.evictSlot(cand);
+          if (this.seg[victim] === PROBATION) {
+            // A victim that keeps winning without being read is stale popularity: it counts for less each time.
+            if (this.idle[victim] < 4) this.idle[victim]++;
+            this.unlink(victim);
+            this.link(victim, PROBATION);
+          }
           break;
         }
       }
@@ -659,6 +699,7 @@ export class ClientCache {
     this.ids = ids;
     this.kind = growU8(this.kind, cap);
     this.seg = growU8(this.seg, cap);
+    this.idle = growU8(this.idle, cap);
     this.prev = growI32(this.prev, cap);
     this.next = growI32(this.next, cap);
     this.ncNext = growI32(this.ncNext, cap);
@@ -679,6 +720,13 @@ export class ClientCache {
     this.cap = cap;
     // Keep the sketch about four counters per entry as the cache grows (losing its history, as Caffeine).
     if (cap * 4 > this.sketch.width * 2) this.sketch = new FrequencySketch(cap);
+    if (cap > this.ghostCandidates.length) {
+      // Regret memory: about one oid per slot of each kind, by hash (collisions just forget).
+      const w = nextPow2(cap);
+      this.ghostCandidates = new Uint32Array(w);
+      this.ghostVictims = new Uint32Array(w);
+      this.ghostMask = w - 1;
+    }
   }
 }
 
