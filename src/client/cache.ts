@@ -152,8 +152,7 @@ export type { CacheFileEntry };
 
 export class ClientCache {
   readonly size: number;
-  /** why an existing cache file was not used (null: it was used, or there was none) */
-  dropReason: string | null = null;
+  private dropped: string | null = null;
 
   private cap = 0;
   /** per slot: oid (0..7), start tid (8..15), end tid (16..23) */
@@ -195,6 +194,7 @@ export class ClientCache {
   private flushing: Promise<void> | null = null;
   private flushAgain = false;
   private closed = false;
+  private closing: Promise<void> | null = null;
 
   /** A memory-only cache (ClientCache.open also reads and keeps a persistent file). */
   constructor(options: ClientCacheOptions) {
@@ -220,7 +220,7 @@ export class ClientCache {
     try {
       const r = await readCacheFile(path);
       cache.path = path;
-      if (r.dropReason !== null) cache.dropReason = r.dropReason;
+      cache.dropped = r.dropReason;
       if (r.snapshot) cache.install(r.snapshot);
     } catch (e) {
       await cache.lock.release();
@@ -228,6 +228,11 @@ export class ClientCache {
       throw e;
     }
     return cache;
+  }
+
+  /** why an existing cache file was not used (null: it was used, or there was none) */
+  get dropReason(): string | null {
+    return this.dropped;
   }
 
   get length(): number {
@@ -478,8 +483,8 @@ export class ClientCache {
 
   /** Writes the persistent file (atomically: a temporary file renamed over it); nothing without a path. */
   flush(): Promise<void> {
-    if (this.path === null) return Promise.resolve();
-    if (this.closed) return Promise.reject(new ClientCacheError('the cache is closed'));
+    // After close() the file holds everything already (and its lock is given up): nothing to do.
+    if (this.path === null || this.closed) return Promise.resolve();
     if (this.flushing) {
       // One more write after the running one, for changes it did not capture.
       this.flushAgain = true;
@@ -501,23 +506,28 @@ export class ClientCache {
   }
 
   /** Flushes the file and releases its lock; the cache keeps answering from memory. Closing twice does nothing. */
-  async close(): Promise<void> {
-    if (this.closed) return;
-    try {
-      if (this.flushing) await this.flushing.catch(() => undefined);
-      await this.flush();
-    } finally {
-      this.closed = true;
-      const lock = this.lock;
-      this.lock = null;
-      if (lock) await lock.release();
-    }
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      try {
+        if (this.flushing) await this.flushing.catch(() => undefined);
+        await this.flush();
+      } finally {
+        this.closed = true;
+        const lock = this.lock;
+        this.lock = null;
+        if (lock) await lock.release();
+      }
+    })();
+    return this.closing;
   }
 
   // ---- internals
 
   private install(snap: CacheSnapshot): void {
     if (snap.lastTid) this.lastTid = snap.lastTid.slice();
+    // Room for every entry first: growing later would start a fresh sketch and lose the restored popularity.
+    const need = snap.entries.length + FIRST_SLOT;
+    if (need > this.cap) this.grow(nextPow2(need));
     for (const e of snap.entries) {
       if (e.end === null && this.current.has(oidKey(e.oid))) continue;
       // Restore the popularity it had (store counts one more) before it competes for room.

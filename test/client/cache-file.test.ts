@@ -61,7 +61,9 @@ test('a restart keeps every revision and the last tid', async () => {
   assert.equal(c.dropReason, null);
   const before = contents(c);
   assert.equal(before.length, 60);
-  await c.close();
+  await Promise.all([c.close(), c.close()]);
+  await c.flush(); // after close: nothing to do, and no error
+  assert.equal(c.length, 60); // still answers from memory
   const d = await ClientCache.open({ size: 1 << 20, path });
   try {
     assert.equal(d.dropReason, null);
