@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { after, test } from 'node:test';
 import fc from 'fast-check';
-import { ClientCache } from '../../src/client/cache.js';
+import { ClientCache, ENTRY_OVERHEAD } from '../../src/client/cache.js';
 import { CacheFileError, decodeCacheFile, encodeCacheFile } from '../../src/client/cache-file.js';
 import { LockError } from '../../src/storage/filestorage/lockfile.js';
 import { p64, u64 } from '../../src/storage/ids.js';
@@ -83,10 +83,11 @@ test('reopened smaller, it keeps what fits, the most used first', async () => {
   for (let k = 0; k < 20; k++) for (let i = 1; i <= 10; i++) c.load(p64(i)); // 1..10 are popular
   c.setLastTid(p64(1));
   await c.close();
-  const d = await ClientCache.open({ size: 20 * 264, path });
+  const d = await ClientCache.open({ size: 12 * (200 + ENTRY_OVERHEAD), path });
   try {
-    assert.ok(d.stats().bytes <= 20 * 264);
-    assert.ok(d.length > 0 && d.length <= 20);
+    d.checkIntegrity();
+    assert.ok(d.stats().bytes <= 12 * (200 + ENTRY_OVERHEAD));
+    assert.ok(d.length > 0 && d.length <= 12);
     for (let i = 1; i <= 10; i++) assert.ok(d.load(p64(i)), `popular oid ${i} kept`);
   } finally {
     await d.close();
