@@ -7,7 +7,7 @@
 // The optional persistent file (cache-file.ts) is a snapshot written atomically by flush() and close().
 
 import { LockFile } from '../storage/filestorage/lockfile.js';
-import { idHex, type Oid, type Tid } from '../storage/ids.js';
+import { compareIds, idHex, type Oid, type Tid } from '../storage/ids.js';
 import { readCacheFile, writeCacheFile, type CacheFileEntry, type CacheSnapshot } from './cache-file.js';
 
 export interface ClientCacheOptions {
@@ -316,7 +316,7 @@ export class ClientCache {
         );
       }
     } else {
-      if (cmpIds(start, end) >= 0) {
+      if (compareIds(start, end) >= 0) {
         throw new ClientCacheError(
           `a non-current revision of oid ${idHex(oid)} must start before it ends (start ${idHex(start)}, end ${idHex(end)})`,
         );
@@ -420,7 +420,7 @@ export class ClientCache {
     checkId(tid, 'tid');
     if (tid.every((b) => b === 0)) return;
     if (this.lastTid !== null) {
-      const c = cmpIds(tid, this.lastTid);
+      const c = compareIds(tid, this.lastTid);
       if (c === 0) return;
       if (c < 0 && this.count > 0) {
         throw new ClientCacheError(
@@ -700,26 +700,22 @@ export class ClientCache {
     this.freeSlots[this.freeTop++] = slot;
   }
 
+  /** Links slot into segment g at its MRU end (right after the sentinel). */
   private link(slot: number, g: number): void {
-    // MRU end: right after the sentinel.
-    const head = g - 1;
-    const first = this.next[head];
-    this.next[slot] = first;
-    this.prev[slot] = head;
-    this.prev[first] = slot;
-    this.next[head] = slot;
-    this.seg[slot] = g;
-    this.segBytes[g] += this.charge[slot];
-    this.totalBytes += this.charge[slot];
+    this.insertAfter(slot, g, g - 1);
   }
 
+  /** Links slot into segment g at its LRU end: the next to go. */
   private linkLru(slot: number, g: number): void {
-    const head = g - 1;
-    const last = this.prev[head];
-    this.prev[slot] = last;
-    this.next[slot] = head;
-    this.next[last] = slot;
-    this.prev[head] = slot;
+    this.insertAfter(slot, g, this.prev[g - 1]);
+  }
+
+  private insertAfter(slot: number, g: number, p: number): void {
+    const n = this.next[p];
+    this.next[slot] = n;
+    this.prev[slot] = p;
+    this.prev[n] = slot;
+    this.next[p] = slot;
     this.seg[slot] = g;
     this.segBytes[g] += this.charge[slot];
     this.totalBytes += this.charge[slot];
@@ -803,14 +799,6 @@ function cmpAt(ids: Uint8Array, off: number, b: Uint8Array): number {
 function cmpSlots(ids: Uint8Array, a: number, b: number): number {
   for (let i = 0; i < 8; i++) {
     const d = ids[a + i] - ids[b + i];
-    if (d !== 0) return d;
-  }
-  return 0;
-}
-
-function cmpIds(a: Uint8Array, b: Uint8Array): number {
-  for (let i = 0; i < 8; i++) {
-    const d = a[i] - b[i];
     if (d !== 0) return d;
   }
   return 0;
