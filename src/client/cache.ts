@@ -261,6 +261,16 @@ export class ClientCache {
   }
 
   /**
+   * The start tid of oid's current revision, or null; unlike load() it is not a lookup: no hit or miss is
+   * counted and the entry's recency is untouched (for a client deciding whether a revision it read is news).
+   */
+  currentTid(oid: Oid): Tid | null {
+    checkId(oid, 'oid');
+    const slot = this.current.get(oidKey(oid));
+    return slot === undefined ? null : this.ids.slice(slot * 24 + 8, slot * 24 + 16);
+  }
+
+  /**
    * The revision that was current just before `before` (start < before <= end), as ZEO's loadBefore: the
    * non-current revision with the greatest start below `before` when its end is at or after `before`, else
    * the current revision when its start is below `before` (end null). As in ZEO, the current revision is

@@ -193,6 +193,16 @@ describe('ZEO test_cache cases', () => {
     );
   });
 
+  test('currentTid: the current revision without counting a lookup', () => {
+    const c = cache();
+    assert.equal(c.currentTid(n1), null);
+    c.store(n1, n2, null, bytes('x'));
+    assert.deepEqual(c.currentTid(n1), n2);
+    c.invalidate(n1, n3);
+    assert.equal(c.currentTid(n1), null);
+    assert.deepEqual([c.stats().hits, c.stats().misses], [0, 0]);
+  });
+
   test('data viewing a larger buffer is copied, so the buffer is not kept', () => {
     const c = cache();
     const frame = new Uint8Array(1000).fill(7);
