@@ -17,8 +17,11 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { ClientBlobs } from '../../src/client/blobs.js';
 import { ClientConnection, type ServerAddress } from '../../src/client/connection.js';
+import { ClientDisconnected } from '../../src/client/errors.js';
+import type { PickleValue } from '../../src/pickle/index.js';
+import { codecFor, encodeFrame, FrameDecoder } from '../../src/protocol/index.js';
 import { POSKeyError } from '../../src/storage/errors.js';
-import { idFromHex, idHex, p64, z64, type Oid, type Tid } from '../../src/storage/ids.js';
+import { idFromHex, idHex, p64, u64, z64, type Oid, type Tid } from '../../src/storage/ids.js';
 import { interopDisabled, Oracle } from '../helpers/oracle.js';
 import { startServer } from '../helpers/server-fixture.js';
 import { freePort, ServerProcess, stopLeftovers } from '../helpers/server-process.js';
@@ -655,6 +658,122 @@ test('a load given a signal stops waiting when it aborts; the fetch it started s
     await b.close();
   } finally {
     await server.stop();
+    await rm(work, { recursive: true, force: true });
+  }
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// a server that answers sendBlob wrongly
+
+type Step = [string, PickleValue[]] | 'reply' | 'cut';
+
+/** Greets in pickle mode, answers register with z64 and ping with None; sendBlob gets the scripted steps. */
+async function scriptedServer(onSendBlob: (oid: Oid, serial: Tid) => Step[]) {
+  const codec = codecFor('Z', 'server');
+  const sockets: net.Socket[] = [];
+  const srv = net.createServer((sock) => {
+    sockets.push(sock);
+    sock.on('error', () => {});
+    const decoder = new FrameDecoder(1 << 24);
+    let hello = true;
+    sock.on('data', (d) => {
+      for (const f of decoder.push(d)) {
+        if (hello) {
+          hello = false;
+          continue;
+        }
+        const msg = codec.decode(Buffer.from(f));
+        if (msg.msgid === -1) continue;
+        const send = (p: Uint8Array): boolean => sock.write(encodeFrame(p));
+        if (msg.name === 'register') send(codec.encodeReply(msg.msgid, z64));
+        else if (msg.name === 'ping') send(codec.encodeReply(msg.msgid, null));
+        else if (msg.name === 'sendBlob') {
+          const [oid, serial] = msg.args as [Oid, Tid];
+          for (const step of onSendBlob(oid, serial)) {
+            if (step === 'reply') send(codec.encodeReply(msg.msgid, null));
+            else if (step === 'cut') sock.destroy();
+            else send(codec.encodeCall(0, true, step[0], step[1]));
+          }
+        }
+      }
+    });
+    sock.write(encodeFrame(Buffer.from('Z5')));
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  return {
+    address: { host: '127.0.0.1', port: (srv.address() as net.AddressInfo).port },
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => srv.close(r));
+    },
+  };
+}
+
+test('bad blob transfers from a server fail the load clearly, leave no file behind, and keep the connection', async () => {
+  const other = p64(77);
+  const srv = await scriptedServer((oid, serial) => {
+    const n = Number(u64(oid));
+    const start: Step = ['receiveBlobStart', [oid, serial]];
+    const chunk: Step = ['receiveBlobChunk', [oid, serial, Buffer.from('part')]];
+    const stop: Step = ['receiveBlobStop', [oid, serial]];
+    switch (n) {
+      case 1: // a chunk that is not bytes
+        return [start, chunk, ['receiveBlobChunk', [oid, serial, 'text']], stop, 'reply'];
+      case 2: // only another blob's calls: nothing for this load
+        return [
+          ['receiveBlobStart', [other, serial]],
+          ['receiveBlobChunk', [other, serial, Buffer.from('x')]],
+          ['receiveBlobStop', [other, serial]],
+          'reply',
+        ];
+      case 3: // a stop without a start, and calls naming no oid
+        return [stop, ['receiveBlobChunk', ['x', 1, 2]], 'reply'];
+      case 4: // the server goes away mid-transfer
+        return [start, chunk, 'cut'];
+      default: // a proper transfer
+        return [
+          start,
+          chunk,
+          ['receiveBlobChunk', [oid, serial, Buffer.from(' and the rest')]],
+          stop,
+          'reply',
+        ];
+    }
+  });
+  const work = await mkdtemp(join(tmpdir(), 'zeo-ts-blobs-'));
+  try {
+    const blobs = cache(work, 'c');
+    const client = await Client.open(srv.address, blobs);
+    const serial = p64(0x1234);
+    const noFiles = async (oid: Oid): Promise<void> => {
+      const dir = blobs.blobDirectoryOf(oid);
+      const names = existsSync(dir) ? await readdir(dir) : [];
+      assert.deepEqual(
+        names.filter((n) => n !== '.lock'),
+        [],
+        `nothing left in ${dir}`,
+      );
+    };
+    await assert.rejects(blobs.loadBlob(client.conn, p64(1), serial), /receiveBlobChunk without bytes/);
+    await noFiles(p64(1));
+    await assert.rejects(blobs.loadBlob(client.conn, p64(2), serial), POSKeyError);
+    await noFiles(p64(2));
+    await noFiles(other);
+    await assert.rejects(
+      blobs.loadBlob(client.conn, p64(3), serial),
+      /receiveBlobStop before receiveBlobStart/,
+    );
+    await noFiles(p64(3));
+    // the connection still works
+    assert.equal(
+      (await readFile(await blobs.loadBlob(client.conn, p64(5), serial))).toString(),
+      'part and the rest',
+    );
+    await assert.rejects(blobs.loadBlob(client.conn, p64(4), serial), ClientDisconnected);
+    await noFiles(p64(4));
+    await client.close();
+  } finally {
+    await srv.close();
     await rm(work, { recursive: true, force: true });
   }
 });
