@@ -223,18 +223,15 @@ export class ClientBlobs {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || this.sharedBlobDir) throw e;
     }
-    for (let attempt = 0; ; attempt++) {
-      const path = await this.loadBlob(conn, oid, serial, options);
-      const lock = await lockBlob(path);
-      try {
-        if (await exists(path)) {
-          await accessed(path);
-          return await open(path, 'r');
-        }
-      } finally {
-        await lock.release();
-      }
-      if (attempt >= 2) throw this.missing(oid, serial, path);
+    // removed between the load and the open (the size check): fetched again and opened under the lock
+    const path = this.blobFilename(oid, serial);
+    await mkdir(dirname(path), { recursive: true });
+    const lock = await lockBlob(path);
+    try {
+      await this.download(conn, oid, serial, path, options.timeout);
+      return await open(path, 'r');
+    } finally {
+      await lock.release();
     }
   }
 
@@ -264,39 +261,50 @@ export class ClientBlobs {
     await mkdir(dirname(path), { recursive: true });
     const lock = await lockBlob(path);
     try {
-      // someone (another process) may have fetched it while we waited for the lock
-      if (await exists(path)) {
-        await accessed(path);
-        return path;
-      }
-      const k = key(oid, serial);
-      const dl: Download = {
-        path,
-        tmp: path + '.dl',
-        handle: null,
-        chain: Promise.resolve(),
-        error: null,
-        done: false,
-      };
-      this.downloads.set(k, dl);
-      try {
-        // the server sends receiveBlobStart/Chunk/Stop before its reply, and the connection hands them to
-        // onServerCall in order, each finished before the next message is read
-        await conn.call('sendBlob', [oid, serial], timeout === undefined ? {} : { timeout });
-        await dl.chain;
-      } finally {
-        if (this.downloads.get(k) === dl) this.downloads.delete(k);
-        await this.dropDownload(dl);
-      }
-      if (dl.error) throw dl.error;
-      if (await exists(path)) {
-        await accessed(path);
-        return path;
-      }
-      throw this.missing(oid, serial, path);
+      return await this.download(conn, oid, serial, path, timeout);
     } finally {
       await lock.release();
     }
+  }
+
+  /** The revision's file, asked of the server unless it is there; the caller holds its directory's lock. */
+  private async download(
+    conn: ClientConnection,
+    oid: Oid,
+    serial: Tid,
+    path: string,
+    timeout: number | undefined,
+  ): Promise<string> {
+    // someone (another process) may have fetched it while we waited for the lock
+    if (await exists(path)) {
+      await accessed(path);
+      return path;
+    }
+    const k = key(oid, serial);
+    const dl: Download = {
+      path,
+      tmp: path + '.dl',
+      handle: null,
+      chain: Promise.resolve(),
+      error: null,
+      done: false,
+    };
+    this.downloads.set(k, dl);
+    try {
+      // the server sends receiveBlobStart/Chunk/Stop before its reply, and the connection hands them to
+      // onServerCall in order, each finished before the next message is read
+      await conn.call('sendBlob', [oid, serial], timeout === undefined ? {} : { timeout });
+      await dl.chain;
+    } finally {
+      if (this.downloads.get(k) === dl) this.downloads.delete(k);
+      await this.dropDownload(dl);
+    }
+    if (dl.error) throw dl.error;
+    if (await exists(path)) {
+      await accessed(path);
+      return path;
+    }
+    throw this.missing(oid, serial, path);
   }
 
   /** A download that did not finish (the call failed, the connection went): its partial file goes. */
