@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
+import { copyCommand } from './copy.js';
 import { dumpCommand } from './dump.js';
 import { pickleCommand } from './pickle.js';
 import { serveCommand } from './serve.js';
@@ -19,6 +20,7 @@ export function buildProgram(): Command {
   program.addCommand(pickleCommand());
   program.addCommand(verifyCommand());
   program.addCommand(dumpCommand());
+  program.addCommand(copyCommand());
   return program;
 }
 
