@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { copyCommand } from './copy.js';
 import { dumpCommand } from './dump.js';
+import { packCommand } from './pack.js';
 import { pickleCommand } from './pickle.js';
 import { serveCommand } from './serve.js';
 import { verifyCommand } from './verify.js';
@@ -21,6 +22,7 @@ export function buildProgram(): Command {
   program.addCommand(verifyCommand());
   program.addCommand(dumpCommand());
   program.addCommand(copyCommand());
+  program.addCommand(packCommand());
   return program;
 }
 

@@ -2,27 +2,12 @@
 // both ways between a local Data.fs and a server (runzeo in pickle and msgpack modes, zeo serve), Python's
 // iterator seeing the same history on both sides; --incremental; refusals with exit 1 and a clear message.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { PY_ADD_BLOBS, pyHistory } from '../helpers/history.js';
-import { interopTest, repoRoot } from '../helpers/oracle.js';
+import { interopTest } from '../helpers/oracle.js';
+import { runZeo } from '../helpers/zeo-servers.js';
 import { PY_BUILD, withTempDir } from '../storage/filestorage/fs-oracle.js';
-
-const zeo = resolve(repoRoot, 'bin/zeo');
-
-/** Runs `zeo ARGS` as a child (asynchronously: a server in this process keeps answering). */
-export function runZeo(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((done, fail) => {
-    const p = spawn(process.execPath, [zeo, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    p.on('error', fail);
-    p.on('close', (status) => done({ status, stdout, stderr }));
-  });
-}
 
 interopTest('zeo copy Data.fs to Data.fs: every transaction and blob, then --incremental', async (oracle) => {
   await withTempDir(async (dir) => {
