@@ -1,4 +1,12 @@
-// zeo-ts/client: the Node client of a ZEO server. So far the connection layer (the wire protocol's client side).
+// zeo-ts/client: the Node client of a ZEO server: ClientStorage (our storage contract over the network) and
+// the connection layer under it.
+export {
+  ClientStorage,
+  type CacheStats,
+  type ClientCacheLike,
+  type ClientStorageOptions,
+  type ResolverRegistry,
+} from './client-storage.js';
 export {
   ClientConnection,
   type CallOptions,
@@ -7,3 +15,5 @@ export {
   type ServerCallHandler,
 } from './connection.js';
 export { CallTimeoutError, ClientDisconnected } from './errors.js';
+export { type Invalidation } from './invalidations.js';
+export { CacheAheadOfServerError, type VerifyResult } from './verify.js';

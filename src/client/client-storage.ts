@@ -1,0 +1,1086 @@
+// ClientStorage: our storage contract over the network, with the semantics of ZEO's ClientStorage and
+// asyncio client. One ordered path carries what the server tells us: its one-way calls (invalidateTransaction,
+// info) arrive in order, and each invalidation updates the cache, is emitted, and only then moves
+// lastTransaction (ZEO#166). Loads store what they read into the cache when their reply is handled, and never
+// as current when an invalidation of that object came in while they were in flight (ZEO#155). Transactions
+// go to the server as one-way calls (storea...), vote is where conflicts come back to be resolved here, and
+// tpc_finish puts what we stored into the cache under the new tid.
+
+import { EventEmitter } from 'node:events';
+import type tls from 'node:tls';
+import { getPickleMetadata, PyFloat, type PickleValue } from '../pickle/index.js';
+import {
+  ConflictError,
+  POSKeyError,
+  ReadOnlyError,
+  StorageTransactionError,
+  Unsupported,
+} from '../storage/errors.js';
+import { compareIds, idHex, maxtid, z64, type Oid, type Tid } from '../storage/ids.js';
+import {
+  capabilitiesOf,
+  type ConflictResolver,
+  type HistoryEntry,
+  type LoadBeforeResult,
+  type LoadResult,
+  type ReferencesFinder,
+  type Storage,
+  type StorageCapabilities,
+  type TransactionMetaData,
+  type TransactionRecord,
+  type UndoLogEntry,
+  type UndoResult,
+} from '../storage/interfaces.js';
+import type { ChannelLimits } from '../transport/channel.js';
+import type { TlsSection } from '../transport/tls.js';
+import { ClientConnection, type CallOptions, type ServerAddress } from './connection.js';
+import { CallTimeoutError, ClientDisconnected } from './errors.js';
+import { InvalidationFeed, type Invalidation } from './invalidations.js';
+import { transactionIterator } from './iterator.js';
+import {
+  badReply,
+  bytesOf,
+  dictOf,
+  historyEntry,
+  idOf,
+  idOrNull,
+  numberOf,
+  sequenceOf,
+  undoEntry,
+  voteConflict,
+} from './replies.js';
+import { TransactionBuffer } from './transaction-buffer.js';
+import { verifyCache, type VerifyResult } from './verify.js';
+
+/** The client cache as ClientStorage uses it (cache.ts's ClientCache). */
+export interface ClientCacheLike {
+  load(oid: Oid): { data: Uint8Array; tid: Tid } | null;
+  loadBefore(oid: Oid, before: Tid): { data: Uint8Array; start: Tid; end: Tid | null } | null;
+  store(oid: Oid, start: Tid, end: Tid | null, data: Uint8Array): void;
+  invalidate(oid: Oid, tid: Tid | null): void;
+  getLastTid(): Tid | null;
+  setLastTid(tid: Tid): void;
+  clear(): void;
+  readonly length: number;
+  close(): Promise<void>;
+}
+
+export interface CacheStats {
+  hits: number;
+  misses: number;
+  hitRate: number;
+  stores: number;
+  evictions: number;
+  invalidations: number;
+  bytes: number;
+  entries: number;
+  size: number;
+}
+
+/** conflict.ts's ConflictResolverRegistry, as used here. */
+export interface ResolverRegistry {
+  resolverFor(loadSerial: (oid: Oid, serial: Tid) => Promise<Uint8Array>): ConflictResolver;
+}
+
+export interface ClientStorageOptions {
+  server: ServerAddress | ServerAddress[];
+  /** the storage name on the server (default '1') */
+  storage?: string;
+  /** bytes (default 20 MB, as ZEO); 0: no cache */
+  cacheSize?: number;
+  /** the persistent cache's client name: <var>/<client>-<storage>.zec */
+  client?: string | null;
+  var?: string;
+  blobDir?: string | null;
+  sharedBlobDir?: boolean;
+  blobCacheSize?: number | null;
+  blobCacheSizeCheck?: number;
+  readOnly?: boolean;
+  readOnlyFallback?: boolean;
+  /** ms a call waits for a connection (default 30 s) */
+  waitTimeout?: number;
+  /** a round trip at tpcBegin, so that invalidations sent before it have arrived */
+  serverSync?: boolean;
+  dropCacheRatherVerify?: boolean;
+  name?: string;
+  minDisconnectPoll?: number;
+  maxDisconnectPoll?: number;
+  heartbeatInterval?: number;
+  connectTimeout?: number;
+  /** the client-wide default per-call timeout in ms (0: none) */
+  timeout?: number;
+  ssl?: TlsSection;
+  tls?: tls.ConnectionOptions;
+  /** passed to register after the storage name and read-only flag */
+  credentials?: PickleValue;
+  conflictResolvers?: ResolverRegistry;
+  /** the low-level resolver (the contract suite's); overrides conflictResolvers */
+  resolver?: ConflictResolver | null;
+  /** open() waits for the first connection (default true) */
+  wait?: boolean;
+  limits?: Partial<ChannelLimits>;
+  /** the cache to use instead of one made from cacheSize/client/var */
+  cache?: ClientCacheLike | null;
+}
+
+/** The connection layer as ClientStorage needs it (ConnectionManager's shape). */
+interface Connector extends EventEmitter {
+  start(): void;
+  ready(options?: { signal?: AbortSignal; timeout?: number }): Promise<ClientConnection>;
+  readonly connection: ClientConnection | null;
+  readonly readOnly: boolean;
+  readonly address: ServerAddress | null;
+  newAddr(addresses: ServerAddress[]): void;
+  close(): Promise<void>;
+}
+
+interface ConnectorOptions {
+  addresses: ServerAddress[];
+  readOnly: boolean;
+  readOnlyFallback: boolean;
+  waitTimeout: number;
+  minDisconnectPoll?: number;
+  maxDisconnectPoll?: number;
+  connectTimeout?: number;
+  heartbeatInterval?: number;
+  timeout?: number;
+  tls?: TlsSection | tls.ConnectionOptions;
+  limits?: Partial<ChannelLimits>;
+  register(conn: ClientConnection, readOnly: boolean): Promise<void>;
+  onServerCall(conn: ClientConnection, name: string, args: PickleValue[]): void | Promise<void>;
+}
+
+/**
+ * Until manager.ts lands: the addresses in order, reconnecting with backoff; a registration that fails is the
+ * reason ready() gives when it times out.
+ */
+class DirectConnector extends EventEmitter implements Connector {
+  connection: ClientConnection | null = null;
+  readOnly = false;
+  address: ServerAddress | null = null;
+  private closed = false;
+  private lastError: unknown = null;
+  private waiters = new Set<(c: ClientConnection | null) => void>();
+  private wake: (() => void) | null = null;
+
+  constructor(private options: ConnectorOptions) {
+    super();
+  }
+
+  start(): void {
+    void this.run();
+  }
+
+  newAddr(addresses: ServerAddress[]): void {
+    this.options = { ...this.options, addresses };
+  }
+
+  private async run(): Promise<void> {
+    const min = this.options.minDisconnectPoll ?? 1000;
+    const max = this.options.maxDisconnectPoll ?? 30_000;
+    let delay = min;
+    while (!this.closed) {
+      let connected = false;
+      for (const address of this.options.addresses) {
+        if (this.closed) return;
+        let conn: ClientConnection | null = null;
+        try {
+          conn = await ClientConnection.connect(address, {
+            timeout: this.options.timeout,
+            heartbeatInterval: this.options.heartbeatInterval,
+            connectTimeout: this.options.connectTimeout,
+            tls: this.options.tls,
+            limits: this.options.limits,
+            onServerCall: (name, args) => this.options.onServerCall(conn!, name, args),
+          });
+          let readOnly = this.options.readOnly;
+          try {
+            await this.options.register(conn, readOnly);
+          } catch (e) {
+            if (!(e instanceof ReadOnlyError) || readOnly || !this.options.readOnlyFallback) throw e;
+            readOnly = true;
+            await this.options.register(conn, true);
+          }
+          if (this.closed) {
+            await conn.close();
+            return;
+          }
+          this.connection = conn;
+          this.address = address;
+          this.readOnly = readOnly;
+          connected = true;
+          for (const w of this.waiters) w(conn);
+          this.waiters.clear();
+          this.emit('connect', { connection: conn, address, readOnly });
+          const reason = await conn.closed;
+          this.connection = null;
+          if (!this.closed) this.emit('disconnect', reason);
+          break;
+        } catch (e) {
+          this.lastError = e;
+          if (conn) await conn.close(`registration failed: ${(e as Error).message}`);
+        }
+      }
+      if (connected) {
+        delay = min;
+        continue;
+      }
+      await new Promise<void>((r) => {
+        const timer = setTimeout(r, delay);
+        this.wake = () => {
+          clearTimeout(timer);
+          r();
+        };
+      });
+      this.wake = null;
+      delay = Math.min(delay * 2, max);
+    }
+  }
+
+  ready(options: { signal?: AbortSignal; timeout?: number } = {}): Promise<ClientConnection> {
+    if (this.closed) return Promise.reject(new ClientDisconnected('closed'));
+    const c = this.connection;
+    if (c && c.connected) return Promise.resolve(c);
+    const ms = options.timeout && options.timeout > 0 ? options.timeout : this.options.waitTimeout;
+    return new Promise<ClientConnection>((resolve, reject) => {
+      const done = (conn: ClientConnection | null): void => {
+        clearTimeout(timer);
+        this.waiters.delete(done);
+        options.signal?.removeEventListener('abort', onAbort);
+        if (conn) resolve(conn);
+        else reject(new ClientDisconnected('closed'));
+      };
+      const onAbort = (): void => {
+        this.waiters.delete(done);
+        clearTimeout(timer);
+        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the signal's own reason
+        reject(options.signal!.reason);
+      };
+      const timer = setTimeout(() => {
+        this.waiters.delete(done);
+        options.signal?.removeEventListener('abort', onAbort);
+        const why = this.lastError ? `: ${(this.lastError as Error).message}` : '';
+        reject(
+          new ClientDisconnected(`timed out waiting for a connection (${ms} ms)${why}`, {
+            cause: this.lastError ?? undefined,
+          }),
+        );
+      }, ms);
+      this.waiters.add(done);
+      options.signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.wake?.();
+    for (const w of [...this.waiters]) w(null);
+    if (this.connection) await this.connection.close();
+  }
+}
+
+/** A lock handed out in order; a waiter can leave the queue (tpcAbort of a transaction still waiting). */
+class CommitLock {
+  private holder: object | null = null;
+  private readonly queue: Array<{ owner: object; resolve(): void; reject(e: unknown): void }> = [];
+
+  acquire(owner: object): Promise<void> {
+    if (this.holder === null) {
+      this.holder = owner;
+      return Promise.resolve();
+    }
+    return new Promise((resolve, reject) => this.queue.push({ owner, resolve, reject }));
+  }
+
+  /** Leaves the queue (rejecting the wait) or releases the lock. */
+  release(owner: object, why?: Error): void {
+    const i = this.queue.findIndex((w) => w.owner === owner);
+    if (i >= 0) {
+      const [w] = this.queue.splice(i, 1);
+      w.reject(why ?? new StorageTransactionError('the transaction was aborted while it waited'));
+      return;
+    }
+    if (this.holder !== owner) return;
+    const next = this.queue.shift();
+    this.holder = next ? next.owner : null;
+    next?.resolve();
+  }
+
+  /** every waiter fails (the storage closes) */
+  failAll(e: Error): void {
+    for (const w of this.queue.splice(0)) w.reject(e);
+  }
+}
+
+/** An oid being read while invalidations may arrive: the first invalidation's tid is noted. */
+interface Watch {
+  invalidated: Tid | null;
+}
+
+const NOT_CONNECTED_CAPABILITIES = capabilitiesOf([]);
+
+export class ClientStorage extends EventEmitter implements Storage {
+  /** why the last (re)connection's cache verification ended as it did (ZEO's verify_result) */
+  verifyResult: VerifyResult | null = null;
+  private readonly storageName: string;
+  private readonly name: string;
+  private readonly cache: ClientCacheLike | null;
+  private readonly connector: Connector;
+  private readonly feed = new InvalidationFeed();
+  private readonly commitLock = new CommitLock();
+  private readonly inflight = new Map<string, Promise<LoadBeforeResult | null>>();
+  private readonly watches = new Map<string, Set<Watch>>();
+  /** invalidations that came while a connection registers: applied once it is verified */
+  private readonly queued = new Map<ClientConnection, Invalidation[]>();
+  private info = new Map<string, PickleValue>([
+    ['length', 0],
+    ['size', 0],
+    ['name', 'ZEO Client'],
+    ['supportsUndo', false],
+    ['interfaces', []],
+  ]);
+  private caps: StorageCapabilities = NOT_CONNECTED_CAPABILITIES;
+  private current: ClientConnection | null = null;
+  private generation = 0;
+  private lastTid: Tid = z64;
+  private readonly oids: Oid[] = [];
+  private newOids: Promise<void> | null = null;
+  private nextTxnId = 1;
+  private closed = false;
+  private serverAddress: string | null = null;
+  private readonly resolver: ConflictResolver | null;
+
+  private constructor(
+    private readonly options: ClientStorageOptions,
+    cache: ClientCacheLike | null,
+  ) {
+    super();
+    this.storageName = options.storage ?? '1';
+    const addresses = Array.isArray(options.server) ? options.server : [options.server];
+    if (addresses.length === 0) throw new TypeError('ClientStorage needs at least one server address');
+    this.name = options.name ?? describeAddresses(addresses);
+    this.cache = cache;
+    const loadSerial = (oid: Oid, serial: Tid): Promise<Uint8Array> => this.loadSerial(oid, serial);
+    this.resolver = options.resolver ?? options.conflictResolvers?.resolverFor(loadSerial) ?? null;
+    this.connector = new DirectConnector({
+      addresses,
+      readOnly: options.readOnly ?? false,
+      readOnlyFallback: options.readOnlyFallback ?? false,
+      waitTimeout: options.waitTimeout ?? 30_000,
+      minDisconnectPoll: options.minDisconnectPoll,
+      maxDisconnectPoll: options.maxDisconnectPoll,
+      connectTimeout: options.connectTimeout,
+      heartbeatInterval: options.heartbeatInterval,
+      timeout: options.timeout,
+      tls: options.ssl ?? options.tls,
+      limits: options.limits,
+      register: (conn, readOnly) => this.register(conn, readOnly),
+      onServerCall: (conn, name, args) => this.onServerCall(conn, name, args),
+    });
+    this.connector.on('connect', (e: { address: ServerAddress; readOnly: boolean }) => {
+      this.serverAddress = describeAddresses([e.address]);
+      this.emit('connect', e);
+    });
+    this.connector.on('disconnect', (reason: ClientDisconnected) => {
+      this.current = null;
+      this.generation++;
+      this.emit('disconnect', reason);
+    });
+  }
+
+  /** Opens the storage; unless `wait` is false, resolves once connected, registered and verified. */
+  static async open(options: ClientStorageOptions): Promise<ClientStorage> {
+    const cache = options.cache ?? null;
+    const s = new ClientStorage(options, cache);
+    s.connector.start();
+    if (options.wait ?? true) {
+      try {
+        await s.connector.ready({ timeout: options.waitTimeout ?? 30_000 });
+      } catch (e) {
+        await s.close();
+        throw e;
+      }
+    }
+    return s;
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // connection: register, verify, the server's one-way calls
+
+  private async register(conn: ClientConnection, readOnly: boolean): Promise<void> {
+    this.queued.set(conn, []);
+    try {
+      const args: PickleValue[] = [this.storageName, readOnly];
+      if (this.options.credentials !== undefined) args.push(this.options.credentials);
+      let registered = await conn.call('register', args);
+      if (registered === null) registered = await conn.call('lastTransaction');
+      const serverTid = idOf(registered, 'register');
+      const verified = await verifyCache(
+        this.cache,
+        serverTid,
+        (tid) => conn.call('getInvalidations', [tid]),
+        {
+          dropCacheRatherVerify: this.options.dropCacheRatherVerify,
+        },
+      );
+      const info = dictOf(await conn.call('get_info'), 'get_info');
+      if (!conn.connected) throw await conn.closed;
+      // from here on, synchronously: the cache, the last tid and the queued invalidations, in order
+      this.verifyResult = verified.result;
+      this.updateInfo(info);
+      this.lastTid = verified.serverTid;
+      this.cache?.setLastTid(verified.serverTid);
+      this.current = conn;
+      this.generation++;
+      if (verified.invalidated) this.publish(verified.invalidated);
+      else if (verified.cleared) this.emit('cacheCleared', verified.result);
+      for (const inv of this.queued.get(conn) ?? []) {
+        if (compareIds(inv.tid, verified.serverTid) > 0) this.invalidateTransaction(inv.tid, inv.oids);
+      }
+    } finally {
+      this.queued.delete(conn);
+    }
+  }
+
+  private onServerCall(conn: ClientConnection, name: string, args: PickleValue[]): void {
+    if (name === 'invalidateTransaction') {
+      const [tidValue, oidsValue] = args;
+      const inv = {
+        tid: idOf(tidValue, 'invalidateTransaction'),
+        oids: sequenceOf(oidsValue, 'invalidateTransaction').map((o) => idOf(o, 'invalidateTransaction')),
+      };
+      const queue = this.queued.get(conn);
+      if (queue) queue.push(inv);
+      else if (conn === this.current) this.invalidateTransaction(inv.tid, inv.oids);
+    } else if (name === 'info') {
+      if (conn === this.current || this.queued.has(conn)) this.updateInfo(dictOf(args[0] ?? null, 'info'));
+    }
+    // receiveBlob*: blobs.ts, once it lands
+  }
+
+  /** One transaction of someone else's: cache, watchers, the application, and then the last tid. */
+  private invalidateTransaction(tid: Tid, oids: Oid[]): void {
+    // at or below what we already know: verification covered it
+    if (compareIds(tid, this.lastTid) <= 0) return;
+    for (const oid of oids) {
+      this.cache?.invalidate(oid, tid);
+      const ws = this.watches.get(idHex(oid));
+      if (ws) for (const w of ws) w.invalidated ??= tid;
+    }
+    this.publish({ tid, oids });
+    this.setLastTid(tid);
+  }
+
+  private publish(inv: Invalidation): void {
+    this.emit('invalidations', inv);
+    this.feed.publish(inv);
+  }
+
+  private setLastTid(tid: Tid): void {
+    if (compareIds(tid, this.lastTid) <= 0) return;
+    this.lastTid = tid;
+    this.cache?.setLastTid(tid);
+  }
+
+  private updateInfo(d: Map<PickleValue, PickleValue>): void {
+    for (const [k, v] of d) if (typeof k === 'string') this.info.set(k, v);
+    const interfaces = this.info.get('interfaces');
+    const names: string[] = [];
+    if (Array.isArray(interfaces)) {
+      for (const i of interfaces as PickleValue[]) {
+        if (Array.isArray(i) && typeof i[0] === 'string' && typeof i[1] === 'string')
+          names.push(`${i[0]}.${i[1]}`);
+        else if (typeof i === 'string') names.push(i);
+      }
+    }
+    const caps = capabilitiesOf(names);
+    // blobs only with somewhere to put them
+    this.caps = { ...caps, blobs: caps.blobs && Boolean(this.options.blobDir) };
+  }
+
+  private async connection(options?: CallOptions): Promise<ClientConnection> {
+    if (this.closed) throw new ClientDisconnected('the storage is closed');
+    const c = this.current;
+    if (c && c.connected) return c;
+    return this.connector.ready(options);
+  }
+
+  /** A call on the current connection (waiting for one up to waitTimeout). */
+  private async call(name: string, args: PickleValue[], options?: CallOptions): Promise<PickleValue> {
+    const conn = await this.connection(options);
+    return conn.call(name, args, options);
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // identity and status
+
+  get capabilities(): StorageCapabilities {
+    return this.caps;
+  }
+
+  getName(): string {
+    return `${this.name} (${this.isConnected() ? 'connected' : 'disconnected'})`;
+  }
+
+  sortKey(): string {
+    return `${this.storageName}:${this.serverAddress ?? this.name}`;
+  }
+
+  isReadOnly(): boolean {
+    return (this.options.readOnly ?? false) || this.connector.readOnly;
+  }
+
+  isConnected(): boolean {
+    return this.current !== null && this.current.connected;
+  }
+
+  lastTransaction(): Tid {
+    return this.lastTid;
+  }
+
+  getSize(): number {
+    return numberOf(this.info.get('size'));
+  }
+
+  len(): number {
+    return numberOf(this.info.get('length'));
+  }
+
+  supportsUndo(): boolean {
+    return Boolean(this.info.get('supportsUndo'));
+  }
+
+  /** what get_info answered (and info calls updated): size, length, name, supportsUndo, interfaces... */
+  getInfo(): Record<string, unknown> {
+    return Object.fromEntries(this.info);
+  }
+
+  cacheStats(): CacheStats {
+    const stats = (this.cache as { stats?: () => CacheStats } | null)?.stats?.();
+    return (
+      stats ?? {
+        hits: 0,
+        misses: 0,
+        hitRate: 0,
+        stores: 0,
+        evictions: 0,
+        invalidations: 0,
+        bytes: 0,
+        entries: 0,
+        size: 0,
+      }
+    );
+  }
+
+  newAddr(addresses: ServerAddress[]): void {
+    this.connector.newAddr(addresses);
+  }
+
+  invalidations(): AsyncIterableIterator<Invalidation> {
+    return this.feed.subscribe();
+  }
+
+  ruok(options?: CallOptions): Promise<PickleValue> {
+    // the server's status of every storage, as the ruok command answers it (server_status is ours only)
+    return this.call('server_status', [], options);
+  }
+
+  serverStatus(options?: CallOptions): Promise<PickleValue> {
+    return this.call('server_status', [], options);
+  }
+
+  /** A round trip: invalidations the server sent before it have been processed when it returns. */
+  async serverSync(options?: CallOptions): Promise<void> {
+    await this.call('ping', [], options);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.current = null;
+    this.commitLock.failAll(new ClientDisconnected('the storage is closed'));
+    this.feed.close();
+    await this.connector.close();
+    await this.cache?.close();
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // reads
+
+  async load(oid: Oid, options?: CallOptions): Promise<LoadResult> {
+    const r = await this.loadBefore(oid, maxtid, options);
+    if (r === null) throw new POSKeyError(oid);
+    return { data: r.data, serial: r.start };
+  }
+
+  loadBefore(oid: Oid, tid: Tid, options?: CallOptions): Promise<LoadBeforeResult | null> {
+    const cached = this.cache?.loadBefore(oid, tid);
+    if (cached) return Promise.resolve(cached);
+    return withCallOptions(this.fetchBefore(oid, tid), options, 'loadBefore');
+  }
+
+  /** loadBefore from the server, merged with a request for the same (oid, tid) already in flight. */
+  private fetchBefore(oid: Oid, tid: Tid): Promise<LoadBeforeResult | null> {
+    const key = idHex(oid) + idHex(tid);
+    const inflight = this.inflight.get(key);
+    if (inflight) return inflight;
+    const p = this.loadFromServer(oid, tid).finally(() => this.inflight.delete(key));
+    this.inflight.set(key, p);
+    return p;
+  }
+
+  private async loadFromServer(oid: Oid, tid: Tid): Promise<LoadBeforeResult | null> {
+    const oidKey = idHex(oid);
+    const watch: Watch = { invalidated: null };
+    let ws = this.watches.get(oidKey);
+    if (!ws) this.watches.set(oidKey, (ws = new Set()));
+    ws.add(watch);
+    try {
+      const conn = await this.connection();
+      const generation = this.generation;
+      const r = await conn.call('loadBefore', [oid, tid]);
+      if (r === null) return null;
+      const t = sequenceOf(r, 'loadBefore');
+      if (t.length !== 3) throw badReply('loadBefore', 'is not (data, start, end)');
+      const result: LoadBeforeResult = {
+        data: bytesOf(t[0], 'loadBefore'),
+        start: idOf(t[1], 'loadBefore'),
+        end: idOrNull(t[2], 'loadBefore'),
+      };
+      // handled now, in order with the invalidations processed so far
+      if (this.cache && generation === this.generation && this.current === conn) {
+        let end = result.end;
+        const inv = watch.invalidated;
+        if (end === null && inv !== null) {
+          // an invalidation came first: what we read is current only if it is that transaction's or newer
+          end = compareIds(result.start, inv) < 0 ? inv : null;
+        }
+        this.cache.store(oid, result.start, end, result.data);
+      }
+      return result;
+    } finally {
+      ws.delete(watch);
+      if (ws.size === 0) this.watches.delete(oidKey);
+    }
+  }
+
+  /**
+   * Starts loading the revisions of `oids` current before `tid` that are not in the cache, all at once; the
+   * loads that follow wait for these instead of asking again. Errors are the later loads' to report.
+   */
+  async prefetch(oids: Oid[], tid: Tid, options?: CallOptions): Promise<void> {
+    if (!this.isConnected()) throw new ClientDisconnected('prefetch while disconnected');
+    const loads: Promise<unknown>[] = [];
+    for (const oid of oids) {
+      if (this.cache?.loadBefore(oid, tid)) continue;
+      loads.push(this.fetchBefore(oid, tid).catch(() => null));
+    }
+    await withCallOptions(Promise.all(loads), options, 'prefetch');
+  }
+
+  async loadSerial(oid: Oid, serial: Tid, options?: CallOptions): Promise<Uint8Array> {
+    return bytesOf(await this.call('loadSerial', [oid, serial], options), 'loadSerial');
+  }
+
+  async history(oid: Oid, size = 1, options?: CallOptions): Promise<HistoryEntry[]> {
+    const r = await this.call('history', [oid, size], options);
+    return sequenceOf(r, 'history').map(historyEntry);
+  }
+
+  async recordIternext(
+    next: Oid | null = null,
+    options?: CallOptions,
+  ): Promise<{ oid: Oid; tid: Tid; data: Uint8Array; next: Oid | null }> {
+    if (!this.caps.recordIternext) throw new Unsupported('the server storage has no record_iternext');
+    const r = sequenceOf(await this.call('record_iternext', [next], options), 'record_iternext');
+    if (r.length !== 4) throw badReply('record_iternext', 'is not (oid, tid, data, next)');
+    return {
+      oid: idOf(r[0], 'record_iternext'),
+      tid: idOf(r[1], 'record_iternext'),
+      data: bytesOf(r[2], 'record_iternext'),
+      next: idOrNull(r[3], 'record_iternext'),
+    };
+  }
+
+  iterator(start: Tid | null = null, stop: Tid | null = null): AsyncIterableIterator<TransactionRecord> {
+    if (!this.caps.iteration) throw new Unsupported('the server storage cannot iterate');
+    return transactionIterator(
+      {
+        call: (name, args) => this.call(name, args),
+        generation: () => this.generation,
+        gc: (iids, generation) => {
+          const c = this.current;
+          if (c && c.connected && generation === this.generation) c.callAsync('iterator_gc', [iids]);
+        },
+      },
+      start,
+      stop,
+    );
+  }
+
+  async undoLog(
+    first = 0,
+    last = -20,
+    filter?: (entry: UndoLogEntry) => boolean,
+    options?: CallOptions,
+  ): Promise<UndoLogEntry[]> {
+    if (!this.caps.undo) throw new Unsupported('the server storage cannot undo');
+    if (!filter) {
+      const r = await this.call('undoLog', [first, last], options);
+      return sequenceOf(r, 'undoLog').map((e) => undoEntry(e, 'undoLog'));
+    }
+    // a filter cannot travel (ZEO's client returns nothing): read the log in growing pages and filter here
+    const count = last < 0 ? -last : last - first;
+    const wanted = first + count;
+    for (let page = Math.max(wanted * 2, 64); ; page *= 4) {
+      const r = sequenceOf(await this.call('undoLog', [0, page], options), 'undoLog');
+      const passing = r.map((e) => undoEntry(e, 'undoLog')).filter(filter);
+      if (passing.length >= wanted || r.length < page) return passing.slice(first, wanted);
+    }
+  }
+
+  async undoInfo(
+    first = 0,
+    last = -20,
+    specification: Map<PickleValue, PickleValue> | null = null,
+    options?: CallOptions,
+  ): Promise<UndoLogEntry[]> {
+    if (!this.caps.undo) throw new Unsupported('the server storage cannot undo');
+    const r = await this.call('undoInfo', [first, last, specification], options);
+    return sequenceOf(r, 'undoInfo').map((e) => undoEntry(e, 'undoInfo'));
+  }
+
+  lastInvalidations(): Promise<Array<{ tid: Tid; oids: Oid[] }>> {
+    return Promise.reject(new Unsupported('lastInvalidations is the server storage’s own'));
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // writes
+
+  async newOid(options?: CallOptions): Promise<Oid> {
+    if (this.isReadOnly()) throw new ReadOnlyError();
+    for (;;) {
+      const oid = this.oids.shift();
+      if (oid) return oid;
+      // one new_oids request at a time; everyone waiting takes from its answer (100 oids, as ZEO)
+      this.newOids ??= (async () => {
+        try {
+          const r = await this.call('new_oids', [], options);
+          for (const o of sequenceOf(r, 'new_oids')) this.oids.push(idOf(o, 'new_oids'));
+        } finally {
+          this.newOids = null;
+        }
+      })();
+      await this.newOids;
+    }
+  }
+
+  /** The transaction's buffer, checked as ZEO's _check_trans. */
+  private checkTrans(txn: TransactionMetaData, method: string): TransactionBuffer {
+    if (this.options.readOnly || this.connector.readOnly) throw new ReadOnlyError();
+    const tbuf = txn.data.get(this);
+    if (!(tbuf instanceof TransactionBuffer) || waitingForLock.has(tbuf)) {
+      throw new StorageTransactionError(`Transaction not committing (${method})`);
+    }
+    if (tbuf.generation !== this.generation) {
+      throw new ClientDisconnected(`${method} on a disconnected transaction`);
+    }
+    return tbuf;
+  }
+
+  /** The connection a transaction's one-way calls go to. */
+  private txnConnection(tbuf: TransactionBuffer, method: string): ClientConnection {
+    const c = this.current;
+    if (!c || !c.connected || tbuf.generation !== this.generation) {
+      throw new ClientDisconnected(`${method} on a disconnected transaction`);
+    }
+    return c;
+  }
+
+  async tpcBegin(
+    txn: TransactionMetaData,
+    tid: Tid | null = null,
+    status = ' ',
+    options?: CallOptions,
+  ): Promise<void> {
+    if (this.isReadOnly()) throw new ReadOnlyError();
+    if (txn.data.get(this) instanceof TransactionBuffer) {
+      throw new StorageTransactionError('Duplicate tpc_begin calls for same transaction');
+    }
+    if (this.options.serverSync) await this.serverSync(options);
+    const placeholder = new TransactionBuffer(this.nextTxnId++, -1);
+    waitingForLock.add(placeholder);
+    txn.data.set(this, placeholder);
+    try {
+      await this.commitLock.acquire(txn);
+    } catch (e) {
+      if (txn.data.get(this) === placeholder) txn.data.delete(this);
+      throw e;
+    } finally {
+      waitingForLock.delete(placeholder);
+    }
+    try {
+      const conn = await this.connection(options);
+      const tbuf = new TransactionBuffer(placeholder.id, this.generation);
+      txn.data.set(this, tbuf);
+      conn.callAsync('tpc_begin', [tbuf.id, txn.user, txn.description, txn.extension, tid, status]);
+    } catch (e) {
+      txn.data.delete(this);
+      this.commitLock.release(txn);
+      throw e;
+    }
+  }
+
+  async store(oid: Oid, oldSerial: Tid, data: Uint8Array, txn: TransactionMetaData): Promise<void> {
+    const tbuf = this.checkTrans(txn, 'store');
+    this.txnConnection(tbuf, 'store').callAsync('storea', [oid, oldSerial, data, tbuf.id]);
+    tbuf.store(oid, data);
+    return Promise.resolve();
+  }
+
+  async restore(
+    oid: Oid,
+    serial: Tid,
+    data: Uint8Array | null,
+    prevTxn: Tid | null,
+    txn: TransactionMetaData,
+  ): Promise<void> {
+    const tbuf = this.checkTrans(txn, 'restore');
+    if (!this.caps.restore) throw new Unsupported('the server storage cannot restore');
+    this.txnConnection(tbuf, 'restore').callAsync('restorea', [oid, serial, data, prevTxn, tbuf.id]);
+    // what a restore writes is not ours to cache as current
+    tbuf.store(oid, null);
+  }
+
+  async checkCurrentSerialInTransaction(oid: Oid, serial: Tid, txn: TransactionMetaData): Promise<void> {
+    const tbuf = this.checkTrans(txn, 'checkCurrentSerialInTransaction');
+    this.txnConnection(tbuf, 'checkCurrentSerialInTransaction').callAsync('checkCurrentSerialInTransaction', [
+      oid,
+      serial,
+      tbuf.id,
+    ]);
+    return Promise.resolve();
+  }
+
+  async deleteObject(oid: Oid, oldSerial: Tid, txn: TransactionMetaData): Promise<void> {
+    const tbuf = this.checkTrans(txn, 'deleteObject');
+    if (!this.caps.deleteObject) throw new Unsupported('the server storage cannot delete objects');
+    this.txnConnection(tbuf, 'deleteObject').callAsync('deleteObject', [oid, oldSerial, tbuf.id]);
+    tbuf.store(oid, null);
+  }
+
+  /**
+   * Undo happens on the server at vote: the result's oids are filled in by tpcVote and its tid by tpcFinish
+   * (ZEO's undo returns nothing; vote reports the oids).
+   */
+  async undo(undoId: Uint8Array, txn: TransactionMetaData): Promise<UndoResult> {
+    const tbuf = this.checkTrans(txn, 'undo');
+    if (!this.caps.undo) throw new Unsupported('the server storage cannot undo');
+    this.txnConnection(tbuf, 'undo').callAsync('undoa', [undoId, tbuf.id]);
+    const result = { tid: z64, oids: [] as Oid[] };
+    tbuf.undos.push(result);
+    return result;
+  }
+
+  async tpcVote(txn: TransactionMetaData, options?: CallOptions): Promise<Oid[]> {
+    const tbuf = this.checkTrans(txn, 'tpc_vote');
+    const conn = this.txnConnection(tbuf, 'tpc_vote');
+    const undone: Oid[] = [];
+    try {
+      let conflicts = true;
+      // resolved conflicts are stored again and voted again; ZEO gives up after 9 rounds
+      for (let attempt = 0; conflicts && attempt < 9; attempt++) {
+        conflicts = false;
+        const r = await conn.call('vote', [tbuf.id], options);
+        for (const item of r === null ? [] : sequenceOf(r, 'vote')) {
+          if (item instanceof Map) {
+            conflicts = true;
+            const c = voteConflict(item);
+            const data = await this.resolveConflict(c.oid, c.committed, c.read, c.data);
+            this.txnConnection(tbuf, 'tpc_vote').callAsync('storea', [c.oid, c.committed, data, tbuf.id]);
+            tbuf.resolve(c.oid, data);
+          } else {
+            const oid = idOf(item, 'vote');
+            tbuf.serverResolve(oid);
+            undone.push(oid);
+          }
+        }
+      }
+    } catch (e) {
+      // an unresolved conflict may come from a stale cache entry: forget it (ZEO's band-aid)
+      if (e instanceof ConflictError && e.oid) this.cache?.invalidate(e.oid, null);
+      throw e;
+    }
+    for (const u of tbuf.undos) u.oids.push(...undone);
+    return tbuf.resolvedOids();
+  }
+
+  /** The resolver's data for a conflict vote reported, or ConflictError naming the class and both serials. */
+  private async resolveConflict(oid: Oid, committed: Tid, read: Tid, data: Uint8Array): Promise<Uint8Array> {
+    if (this.resolver) {
+      const committedData = await this.loadSerial(oid, committed);
+      const resolved = await this.resolver(oid, committed, read, data, committedData);
+      if (resolved) return resolved;
+    }
+    throw conflictError(oid, committed, read, data);
+  }
+
+  async tpcFinish(
+    txn: TransactionMetaData,
+    onCommitted?: (tid: Tid) => void,
+    options?: CallOptions,
+  ): Promise<Tid> {
+    const tbuf = this.checkTrans(txn, 'tpc_finish');
+    try {
+      const conn = this.txnConnection(tbuf, 'tpc_finish');
+      let tid: Tid;
+      try {
+        tid = idOf(await conn.call('tpc_finish', [tbuf.id], options), 'tpc_finish');
+      } catch (e) {
+        // the cache may now disagree with the server: reconnect to verify it again (as ZEO)
+        if (!(e instanceof ClientDisconnected))
+          await conn.close(`tpc_finish failed: ${(e as Error).message}`);
+        throw e;
+      }
+      if (this.cache && conn === this.current) {
+        for (const u of tbuf.updates()) {
+          this.cache.invalidate(u.oid, tid);
+          // a later transaction's invalidation already processed makes ours non-current at once
+          if (u.data && !u.serverResolved && compareIds(tid, this.lastTid) > 0) {
+            this.cache.store(u.oid, tid, null, u.data);
+          }
+        }
+      }
+      for (const u of tbuf.undos) u.tid = tid;
+      this.setLastTid(tid);
+      onCommitted?.(tid);
+      return tid;
+    } finally {
+      this.endTransaction(txn);
+    }
+  }
+
+  async tpcAbort(txn: TransactionMetaData, options?: CallOptions): Promise<void> {
+    const tbuf = txn.data.get(this);
+    if (!(tbuf instanceof TransactionBuffer)) return;
+    if (waitingForLock.has(tbuf)) {
+      // still waiting for our commit lock: leave the queue (its tpcBegin fails)
+      txn.data.delete(this);
+      this.commitLock.release(
+        txn,
+        new StorageTransactionError('the transaction was aborted while it waited'),
+      );
+      return;
+    }
+    try {
+      const c = this.current;
+      if (c && c.connected && tbuf.generation === this.generation)
+        await c.call('tpc_abort', [tbuf.id], options);
+    } catch (e) {
+      if (!(e instanceof ClientDisconnected)) throw e;
+    } finally {
+      this.endTransaction(txn);
+    }
+  }
+
+  private endTransaction(txn: TransactionMetaData): void {
+    if (txn.data.get(this) instanceof TransactionBuffer) {
+      txn.data.delete(this);
+      this.commitLock.release(txn);
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // pack
+
+  /**
+   * ZEO's pack(t, wait): the server packs with its own reference finder and always collects garbage, so
+   * `referencesf` is not used and gc: false cannot be honoured.
+   */
+  async pack(
+    packTime: number,
+    _referencesf?: ReferencesFinder,
+    options?: { gc?: boolean } & CallOptions,
+  ): Promise<void> {
+    if (options?.gc === false) {
+      throw new Unsupported('a ZEO client cannot pack without garbage collection (the server decides)');
+    }
+    if (this.isReadOnly()) throw new ReadOnlyError();
+    await this.call('pack', [new PyFloat(packTime), true], options);
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // blobs (blobs.ts wires these when it lands)
+
+  storeBlob(): Promise<void> {
+    return Promise.reject(new Unsupported('this client has no blob directory'));
+  }
+
+  restoreBlob(): Promise<void> {
+    return Promise.reject(new Unsupported('this client has no blob directory'));
+  }
+
+  loadBlob(): Promise<string> {
+    return Promise.reject(new Unsupported('this client has no blob directory'));
+  }
+
+  temporaryDirectory(): string {
+    throw new Unsupported('this client has no blob directory');
+  }
+
+  blobDirectoryOf(): string {
+    throw new Unsupported('this client has no blob directory');
+  }
+}
+
+/** Transactions still waiting for the client's commit lock. */
+const waitingForLock = new WeakSet<TransactionBuffer>();
+
+function conflictError(oid: Oid, committed: Tid, read: Tid, data: Uint8Array): ConflictError {
+  let className = '?';
+  try {
+    className = getPickleMetadata(data).join('.');
+  } catch {
+    // not a pickle we can read: the conflict stands all the same
+  }
+  const e = new ConflictError(oid, [committed, read], data, `database conflict error (class ${className})`);
+  return Object.assign(e, { className });
+}
+
+/** A shared promise, raced against one caller's signal and timeout. */
+function withCallOptions<T>(p: Promise<T>, options: CallOptions | undefined, name: string): Promise<T> {
+  const signal = options?.signal;
+  const ms = options?.timeout ?? 0;
+  if (!signal && !(ms > 0)) return p;
+  // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the signal's own reason
+  if (signal?.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    let timer: NodeJS.Timeout | undefined;
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the signal's own reason
+      reject(signal!.reason);
+    };
+    if (ms > 0) timer = setTimeout(() => reject(new CallTimeoutError(name, ms)), ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the shared load's own error
+        reject(e);
+      },
+    );
+  });
+}
+
+function describeAddresses(addresses: ServerAddress[]): string {
+  return addresses
+    .map((a) => (typeof a === 'string' ? a : 'path' in a ? a.path : `('${a.host}', ${a.port})`))
+    .join(', ');
+}
