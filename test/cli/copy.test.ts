@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { PY_ADD_BLOBS, pyHistory } from '../helpers/history.js';
 import { interopTest } from '../helpers/oracle.js';
-import { runZeo } from '../helpers/zeo-servers.js';
+import { runZeo, startZeoServer, type ZeoServerKind } from '../helpers/zeo-servers.js';
 import { PY_BUILD, withTempDir } from '../storage/filestorage/fs-oracle.js';
 
 interopTest('zeo copy Data.fs to Data.fs: every transaction and blob, then --incremental', async (oracle) => {
@@ -58,3 +58,93 @@ test('zeo copy: a missing source, TLS options without a server: exit 1 with the 
     assert.match(t.stderr, /^zeo copy: TLS options are for a zeo:\/\/ side/);
   });
 });
+
+/** Python undoes the newest transaction it can (after a pack: back pointers again). */
+const PY_UNDO_NEWEST = `
+import transaction, ZODB
+from ZODB.FileStorage import FileStorage
+db = ZODB.DB(FileStorage(args['path']))
+for e in db.undoLog(0, 20):
+    try:
+        db.undo(e['id'])
+        transaction.commit()
+        break
+    except Exception:
+        transaction.abort()
+else:
+    raise RuntimeError('nothing could be undone')
+db.close()
+result = None
+`;
+
+/** Python adds a few transactions through a ClientStorage (for --incremental from a server). */
+const PY_COMMIT_MORE = `
+import transaction, ZODB
+from ZEO.ClientStorage import ClientStorage
+from persistent.mapping import PersistentMapping
+a = args['address']
+db = ZODB.DB(ClientStorage(('127.0.0.1', a) if isinstance(a, int) else a, wait_timeout=30))
+conn = db.open()
+root = conn.root()
+for i in range(3):
+    root['more%d' % i] = PersistentMapping({'i': i})
+    transaction.get().note('more %d' % i)
+    transaction.get().setUser('user%d' % i)
+    transaction.get().setExtendedInfo('n', i)
+    transaction.commit()
+conn.close()
+db.close()
+result = None
+`;
+
+for (const [kind, msgpack] of [
+  ['runzeo', false],
+  ['runzeo', true],
+  ['zeo-ts', false],
+  ['zeo-ts', true],
+] as Array<[ZeoServerKind, boolean]>) {
+  const label = `${kind === 'runzeo' ? 'runzeo' : 'zeo serve'} (${msgpack ? 'msgpack' : 'pickle'})`;
+  interopTest(
+    `zeo copy both ways between a Data.fs and ${label}; --incremental from the server`,
+    async (oracle) => {
+      await withTempDir(async (dir) => {
+        const local = join(dir, 'local.fs');
+        await oracle.run(PY_BUILD, undefined, { path: local, n: 30, pack: true });
+        await oracle.run(PY_UNDO_NEWEST, undefined, { path: local });
+        const server = await startZeoServer(kind, { msgpack, blobs: false });
+        try {
+          const url = `zeo://${server.spec}?storage=1`;
+          const into = await runZeo(['copy', local, url]);
+          assert.equal(into.status, 0, into.stderr);
+          const before = await pyHistory(oracle, { path: local });
+          assert.ok(
+            before.some((t) => t.status === 'p') && before.some((t) => t.records.some((r) => r.dataTxn)),
+          );
+          assert.deepEqual(await pyHistory(oracle, { address: server.pyAddress }), before);
+          // and back out, into a new Data.fs
+          const back = join(dir, 'back.fs');
+          const out = await runZeo(['copy', url, back]);
+          assert.equal(out.status, 0, out.stderr);
+          assert.match(out.stdout, new RegExp(`copied ${before.length} transactions`));
+          assert.deepEqual(await pyHistory(oracle, { path: back }), before);
+          // the server moves on; --incremental brings the new transactions over
+          await oracle.run(PY_COMMIT_MORE, undefined, { address: server.pyAddress });
+          const inc = await runZeo(['copy', '--incremental', url, back]);
+          assert.equal(inc.status, 0, inc.stderr);
+          assert.match(inc.stdout, /copied 3 transactions, 6 data records/);
+          const now = await pyHistory(oracle, { address: server.pyAddress });
+          assert.equal(now.length, before.length + 3);
+          assert.match(now.at(-1)!.extension, /'n', 2/);
+          assert.match(now.at(-1)!.user, /user2/);
+          assert.deepEqual(await pyHistory(oracle, { path: back }), now);
+          // a plain copy into the server, which has transactions now, is refused
+          const again = await runZeo(['copy', local, url]);
+          assert.equal(again.status, 1);
+          assert.match(again.stderr, /the destination has transactions/);
+        } finally {
+          await server.stop();
+        }
+      });
+    },
+  );
+}
