@@ -54,6 +54,15 @@ export const BLOB_CHUNK = 59_000;
 /** Bytes an upload sends before it waits for a round trip (two windows are in flight at most). */
 const UPLOAD_WINDOW = 1 << 20;
 
+/** A revision to fetch: where it goes, and the sendBlob call's timeout. */
+interface BlobRequest {
+  conn: ClientConnection;
+  oid: Oid;
+  serial: Tid;
+  path: string;
+  timeout: number | undefined;
+}
+
 /** A download in progress: the server's receiveBlob* calls for it write `tmp`, then rename it to `path`. */
 interface Download {
   path: string;
@@ -201,7 +210,9 @@ export class ClientBlobs {
     let p = this.loading.get(k);
     if (!p) {
       // the fetch is shared by every load that wants the revision meanwhile: a signal only ends its own wait
-      p = this.fetch(conn, oid, serial, path, options.timeout).finally(() => this.loading.delete(k));
+      p = this.fetch({ conn, oid, serial, path, timeout: options.timeout }).finally(() =>
+        this.loading.delete(k),
+      );
       this.loading.set(k, p);
     }
     return options.signal ? abortable(p, options.signal) : p;
@@ -225,14 +236,10 @@ export class ClientBlobs {
     }
     // removed between the load and the open (the size check): fetched again and opened under the lock
     const path = this.blobFilename(oid, serial);
-    await mkdir(dirname(path), { recursive: true });
-    const lock = await lockBlob(path);
-    try {
-      await this.download(conn, oid, serial, path, options.timeout);
-      return await open(path, 'r');
-    } finally {
-      await lock.release();
-    }
+    return this.withBlobLock(path, async () => {
+      await this.download({ conn, oid, serial, path, timeout: options.timeout });
+      return open(path, 'r');
+    });
   }
 
   private async loadShared(path: string, oid: Oid, serial: Tid): Promise<string> {
@@ -247,34 +254,28 @@ export class ClientBlobs {
     return e;
   }
 
-  private async fetch(
-    conn: ClientConnection,
-    oid: Oid,
-    serial: Tid,
-    path: string,
-    timeout: number | undefined,
-  ): Promise<string> {
-    if (await exists(path)) {
-      await accessed(path);
-      return path;
+  private async fetch(req: BlobRequest): Promise<string> {
+    if (await exists(req.path)) {
+      await accessed(req.path);
+      return req.path;
     }
+    return this.withBlobLock(req.path, () => this.download(req));
+  }
+
+  /** Runs `fn` holding the lock of the directory of `path` (created first). */
+  private async withBlobLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
     await mkdir(dirname(path), { recursive: true });
     const lock = await lockBlob(path);
     try {
-      return await this.download(conn, oid, serial, path, timeout);
+      return await fn();
     } finally {
       await lock.release();
     }
   }
 
   /** The revision's file, asked of the server unless it is there; the caller holds its directory's lock. */
-  private async download(
-    conn: ClientConnection,
-    oid: Oid,
-    serial: Tid,
-    path: string,
-    timeout: number | undefined,
-  ): Promise<string> {
+  private async download(req: BlobRequest): Promise<string> {
+    const { conn, oid, serial, path, timeout } = req;
     // someone (another process) may have fetched it while we waited for the lock
     if (await exists(path)) {
       await accessed(path);

@@ -23,8 +23,8 @@ import { codecFor, encodeFrame, FrameDecoder } from '../../src/protocol/index.js
 import { POSKeyError } from '../../src/storage/errors.js';
 import { idFromHex, idHex, p64, u64, z64, type Oid, type Tid } from '../../src/storage/ids.js';
 import { interopDisabled, Oracle } from '../helpers/oracle.js';
-import { startServer } from '../helpers/server-fixture.js';
-import { freePort, ServerProcess, stopLeftovers } from '../helpers/server-process.js';
+import { stopLeftovers } from '../helpers/server-process.js';
+import { startZeoServer, type RunningZeoServer, type ZeoServerKind } from '../helpers/zeo-servers.js';
 
 after(stopLeftovers);
 
@@ -32,46 +32,30 @@ after(stopLeftovers);
 const BLOB_RECORD = Buffer.from('\x80\x03cZODB.blob\nBlob\nq\x00.\x80\x03N.', 'latin1');
 const MB = 1 << 20;
 
-interface Running {
-  address: { host: string; port: number } | { path: string };
-  /** the server's blob directory */
-  blobDir: string;
-  pyAddress: string;
-  stop(): Promise<void>;
+type Running = RunningZeoServer & { blobDir: string };
+
+async function startServerOf(kind: ZeoServerKind, msgpack: boolean): Promise<Running> {
+  const s = await startZeoServer(kind, { msgpack });
+  return s as Running; // (a blob directory by default)
 }
 
-async function startOurs(msgpack: boolean): Promise<Running> {
-  const s = await startServer({ msgpack });
-  return { address: s.address, blobDir: join(s.dir, 'blobs'), pyAddress: s.pyAddress, stop: () => s.stop() };
-}
-
-async function startRunzeo(msgpack: boolean): Promise<Running> {
-  const dir = await mkdtemp(join(tmpdir(), 'zeo-ts-blobs-runzeo-'));
-  const conf = join(dir, 'zeo.conf');
-  const port = await freePort();
-  await writeFile(
-    conf,
-    `<zeo>\n  address 127.0.0.1:${port}\n  msgpack ${msgpack}\n</zeo>\n` +
-      `<filestorage 1>\n  path ${dir}/Data.fs\n  blob-dir ${dir}/blobs\n</filestorage>\n`,
-  );
-  const server = new ServerProcess({ kind: 'runzeo', conf, cwd: dir, env: { ZEO_MSGPACK: '' } });
+/** Runs `fn` with a started server and a work directory; stops and removes both after. */
+async function withServer(
+  starting: Promise<Running>,
+  fn: (server: Running, work: string) => Promise<void>,
+): Promise<void> {
+  const server = await starting;
+  const work = await mkdtemp(join(tmpdir(), 'zeo-ts-blobs-'));
   try {
-    await server.port(30_000);
-  } catch (e) {
-    server.kill();
-    await rm(dir, { recursive: true, force: true });
-    throw e;
+    await fn(server, work);
+  } finally {
+    await server.stop();
+    await rm(work, { recursive: true, force: true });
   }
-  return {
-    address: { host: '127.0.0.1', port },
-    blobDir: join(dir, 'blobs'),
-    pyAddress: `('127.0.0.1', ${port})`,
-    async stop() {
-      await server.stopCleanly();
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
 }
+
+const startOurs = (msgpack: boolean): Promise<Running> => startServerOf('zeo-ts', msgpack);
+const startRunzeo = (msgpack: boolean): Promise<Running> => startServerOf('runzeo', msgpack);
 
 const SERVERS = [
   { name: 'zeo serve', start: startOurs, interop: false },
@@ -168,102 +152,102 @@ for (const target of SERVERS) {
         'blobs of 0 bytes, a few bytes and 5 MB stored and loaded back';
       const skip = target.interop && interopDisabled ? 'ZEO_TS_SKIP_INTEROP=1' : false;
       test(name, { skip, timeout: 120_000 }, async () => {
-        const server = await target.start(msgpack);
-        const work = await mkdtemp(join(tmpdir(), 'zeo-ts-blobs-'));
-        const clients: Client[] = [];
-        try {
-          const a = await Client.open(server.address, isShared ? shared(server) : cache(work, 'a'));
-          clients.push(a);
-          const b = await Client.open(server.address, isShared ? shared(server) : cache(work, 'b'));
-          clients.push(b);
-          const contents = [
-            Buffer.alloc(0),
-            Buffer.from('a few bytes of blob'),
-            randomBytes(5 * MB + 12_345),
-          ];
-          const oids = await a.newOids(contents.length);
-          const files: string[] = [];
-          for (let i = 0; i < contents.length; i++) {
-            // the application's file, in the temporary directory as ZODB's Blob writes it
-            files.push(join(a.blobs.temporaryDirectory(), `upload-${i}`));
-            await writeFile(files[i], contents[i]);
-          }
-          const tid = await a.commit(oids.map((oid, i) => ({ oid, file: files[i] })));
-          for (const f of files) assert.ok(!existsSync(f), 'storeBlob took the file over');
+        await withServer(target.start(msgpack), async (server, work) => {
+          const clients: Client[] = [];
+          try {
+            const a = await Client.open(server.address, isShared ? shared(server) : cache(work, 'a'));
+            clients.push(a);
+            const b = await Client.open(server.address, isShared ? shared(server) : cache(work, 'b'));
+            clients.push(b);
+            const contents = [
+              Buffer.alloc(0),
+              Buffer.from('a few bytes of blob'),
+              randomBytes(5 * MB + 12_345),
+            ];
+            const oids = await a.newOids(contents.length);
+            const files: string[] = [];
+            for (let i = 0; i < contents.length; i++) {
+              // the application's file, in the temporary directory as ZODB's Blob writes it
+              files.push(join(a.blobs.temporaryDirectory(), `upload-${i}`));
+              await writeFile(files[i], contents[i]);
+            }
+            const tid = await a.commit(oids.map((oid, i) => ({ oid, file: files[i] })));
+            for (const f of files) assert.ok(!existsSync(f), 'storeBlob took the file over');
 
-          // the writer reads its own blobs: from its cache (moved there on commit) or the shared directory
-          for (let i = 0; i < contents.length; i++) {
-            const path = await a.blobs.loadBlob(a.conn, oids[i], tid);
-            assert.equal(path, a.blobs.blobFilename(oids[i], tid));
-            assert.equal(sha(await readFile(path)), sha(contents[i]), `blob ${i}, read by its writer`);
-            assert.equal((await stat(path)).mode & 0o222, 0, 'a committed blob file is read-only');
-          }
-          assert.equal(a.received, 0, 'the writer had its blobs already');
-          if (!isShared) {
-            // nothing left of the uploads in the cache's oid directories
-            for (const oid of oids) {
-              const names = await readdir(a.blobs.blobDirectoryOf(oid));
+            // the writer reads its own blobs: from its cache (moved there on commit) or the shared directory
+            for (let i = 0; i < contents.length; i++) {
+              const path = await a.blobs.loadBlob(a.conn, oids[i], tid);
+              assert.equal(path, a.blobs.blobFilename(oids[i], tid));
+              assert.equal(sha(await readFile(path)), sha(contents[i]), `blob ${i}, read by its writer`);
+              assert.equal((await stat(path)).mode & 0o222, 0, 'a committed blob file is read-only');
+            }
+            assert.equal(a.received, 0, 'the writer had its blobs already');
+            if (!isShared) {
+              // nothing left of the uploads in the cache's oid directories
+              for (const oid of oids) {
+                const names = await readdir(a.blobs.blobDirectoryOf(oid));
+                assert.deepEqual(
+                  names.filter((n) => !n.endsWith('.blob') && n !== '.lock'),
+                  [],
+                );
+              }
+            }
+
+            // another client: from the server (each blob once, though the big one is asked for three times at once)
+            const reads = await Promise.all([
+              b.read(oids[0], tid),
+              b.read(oids[1], tid),
+              b.read(oids[2], tid),
+              b.read(oids[2], tid),
+              b.read(oids[2], tid),
+            ]);
+            assert.deepEqual(
+              reads.map(sha),
+              [0, 1, 2, 2, 2].map((i) => sha(contents[i])),
+            );
+            assert.equal(b.received, isShared ? 0 : 3, 'one sendBlob per revision');
+            assert.equal(sha(await b.read(oids[2], tid)), sha(contents[2]));
+            assert.equal(b.received, isShared ? 0 : 3, 'a cached revision is not fetched again');
+
+            // a revision the server does not have: POSKeyError, and nothing left behind
+            const missing = p64(0x0123456789n);
+            await assert.rejects(b.blobs.loadBlob(b.conn, oids[1], missing), (e: unknown) => {
+              assert.ok(e instanceof POSKeyError, `POSKeyError, not ${String(e)}`);
+              return true;
+            });
+            await assert.rejects(b.blobs.loadBlob(b.conn, p64(0xfff_fffn), tid), POSKeyError);
+            if (!isShared) {
+              const dir = b.blobs.blobDirectoryOf(oids[1]);
               assert.deepEqual(
-                names.filter((n) => !n.endsWith('.blob') && n !== '.lock'),
+                (await readdir(dir)).filter((n) => n.endsWith('.dl')),
                 [],
+                'no partial download',
               );
             }
-          }
 
-          // another client: from the server (each blob once, though the big one is asked for three times at once)
-          const reads = await Promise.all([
-            b.read(oids[0], tid),
-            b.read(oids[1], tid),
-            b.read(oids[2], tid),
-            b.read(oids[2], tid),
-            b.read(oids[2], tid),
-          ]);
-          assert.deepEqual(
-            reads.map(sha),
-            [0, 1, 2, 2, 2].map((i) => sha(contents[i])),
-          );
-          assert.equal(b.received, isShared ? 0 : 3, 'one sendBlob per revision');
-          assert.equal(sha(await b.read(oids[2], tid)), sha(contents[2]));
-          assert.equal(b.received, isShared ? 0 : 3, 'a cached revision is not fetched again');
-
-          // a revision the server does not have: POSKeyError, and nothing left behind
-          const missing = p64(0x0123456789n);
-          await assert.rejects(b.blobs.loadBlob(b.conn, oids[1], missing), (e: unknown) => {
-            assert.ok(e instanceof POSKeyError, `POSKeyError, not ${String(e)}`);
-            return true;
-          });
-          await assert.rejects(b.blobs.loadBlob(b.conn, p64(0xfff_fffn), tid), POSKeyError);
-          if (!isShared) {
-            const dir = b.blobs.blobDirectoryOf(oids[1]);
-            assert.deepEqual(
-              (await readdir(dir)).filter((n) => n.endsWith('.dl')),
-              [],
-              'no partial download',
+            // a second revision of the big blob, stored by the other client
+            const next = join(b.blobs.temporaryDirectory(), 'next');
+            const nextContent = randomBytes(2 * MB);
+            await writeFile(next, nextContent);
+            const tid2 = await b.commit([{ oid: oids[2], file: next, oldSerial: tid }]);
+            assert.equal(sha(await a.read(oids[2], tid2)), sha(nextContent));
+            assert.equal(
+              sha(await a.read(oids[2], tid)),
+              sha(contents[2]),
+              'the old revision is still there',
             );
+            if (isShared) assert.ok(existsSync(join(server.blobDir, '.layout')));
+          } finally {
+            for (const c of clients) await c.close();
           }
-
-          // a second revision of the big blob, stored by the other client
-          const next = join(b.blobs.temporaryDirectory(), 'next');
-          const nextContent = randomBytes(2 * MB);
-          await writeFile(next, nextContent);
-          const tid2 = await b.commit([{ oid: oids[2], file: next, oldSerial: tid }]);
-          assert.equal(sha(await a.read(oids[2], tid2)), sha(nextContent));
-          assert.equal(sha(await a.read(oids[2], tid)), sha(contents[2]), 'the old revision is still there');
-          if (isShared) assert.ok(existsSync(join(server.blobDir, '.layout')));
-        } finally {
-          for (const c of clients) await c.close();
-          await server.stop();
-          await rm(work, { recursive: true, force: true });
-        }
+        });
       });
     }
   }
 }
 
 test('an aborted transaction’s uploads are removed; a load cut off by a lost connection leaves no partial file', async () => {
-  const server = await startOurs(false);
-  const work = await mkdtemp(join(tmpdir(), 'zeo-ts-blobs-'));
-  try {
+  await withServer(startOurs(false), async (server, work) => {
     const a = await Client.open(server.address, cache(work, 'a'));
     const [oid] = await a.newOids(1);
     const file = join(a.blobs.temporaryDirectory(), 'f');
@@ -300,10 +284,7 @@ test('an aborted transaction’s uploads are removed; a load cut off by a lost c
     const path = b.blobs.blobFilename(oid, tid);
     if (existsSync(path)) assert.equal((await stat(path)).size, 8 * MB);
     await b.blobs.close();
-  } finally {
-    await server.stop();
-    await rm(work, { recursive: true, force: true });
-  }
+  });
 });
 
 // ---------------------------------------------------------------------------------------------------------
@@ -352,9 +333,7 @@ test(
   'several processes loading the same blobs into one cache: each revision fetched once, never seen partly written',
   { timeout: 120_000 },
   async () => {
-    const server = await startOurs(false);
-    const work = await mkdtemp(join(tmpdir(), 'zeo-ts-blobs-'));
-    try {
+    await withServer(startOurs(false), async (server, work) => {
       const blobs = await storeMany(server, work, 12, 400_000);
       const reports = await runChildren(3, {
         address: server.address,
@@ -378,10 +357,7 @@ test(
         12,
         'each revision came from the server once, for all three processes',
       );
-    } finally {
-      await server.stop();
-      await rm(work, { recursive: true, force: true });
-    }
+    });
   },
 );
 
@@ -389,9 +365,7 @@ test(
   'several processes on one bounded cache: it stays near its bound, and the next client brings it under',
   { timeout: 120_000 },
   async () => {
-    const server = await startOurs(true);
-    const work = await mkdtemp(join(tmpdir(), 'zeo-ts-blobs-'));
-    try {
+    await withServer(startOurs(true), async (server, work) => {
       const size = 200_000;
       const blobs = await storeMany(server, work, 20, size);
       const bound = 1_000_000;
@@ -433,10 +407,7 @@ test(
       const after = await probe.cacheBytes();
       assert.ok(after <= bound - check, `${after} bytes after the opening check (target ${bound - check})`);
       assert.ok(after > 0, 'the most recently used blobs stay');
-    } finally {
-      await server.stop();
-      await rm(work, { recursive: true, force: true });
-    }
+    });
   },
 );
 
@@ -446,7 +417,7 @@ test(
 const PY_CLIENT = `
 import ZEO.ClientStorage, ZODB, transaction, ZODB.blob
 def client(blob_dir, shared):
-    return ZEO.ClientStorage.ClientStorage(eval(args['address']), blob_dir=blob_dir, shared_blob_dir=shared, wait_timeout=30)
+    return ZEO.ClientStorage.ClientStorage(args['address'], blob_dir=blob_dir, shared_blob_dir=shared, wait_timeout=30)
 `;
 
 for (const target of SERVERS) {
@@ -454,22 +425,21 @@ for (const target of SERVERS) {
   for (const isShared of [false, true]) {
     const name = `${target.name}, ${msgpack ? 'msgpack' : 'pickle'}, ${isShared ? 'shared' : 'cached'}: Python reads the blobs Node stored, Node reads Python’s`;
     test(name, { skip: interopDisabled ? 'ZEO_TS_SKIP_INTEROP=1' : false, timeout: 120_000 }, async () => {
-      const server = await target.start(msgpack);
-      const work = await mkdtemp(join(tmpdir(), 'zeo-ts-blobs-py-'));
-      const oracle = new Oracle();
-      let node: Client | null = null;
-      try {
-        node = await Client.open(server.address, isShared ? shared(server) : cache(work, 'node'));
-        const ours = [Buffer.alloc(0), randomBytes(3 * MB + 1)];
-        const oids = await node.newOids(ours.length);
-        const files = ours.map((_, i) => join(node!.blobs.temporaryDirectory(), `n${i}`));
-        for (let i = 0; i < ours.length; i++) await writeFile(files[i], ours[i]);
-        const tid = await node.commit(oids.map((oid, i) => ({ oid, file: files[i] })));
+      await withServer(target.start(msgpack), async (server, work) => {
+        const oracle = new Oracle();
+        let node: Client | null = null;
+        try {
+          node = await Client.open(server.address, isShared ? shared(server) : cache(work, 'node'));
+          const ours = [Buffer.alloc(0), randomBytes(3 * MB + 1)];
+          const oids = await node.newOids(ours.length);
+          const files = ours.map((_, i) => join(node!.blobs.temporaryDirectory(), `n${i}`));
+          for (let i = 0; i < ours.length; i++) await writeFile(files[i], ours[i]);
+          const tid = await node.commit(oids.map((oid, i) => ({ oid, file: files[i] })));
 
-        // Python opens the objects as Blobs and reads them
-        const pyRead = await oracle.json<string[]>(
-          PY_CLIENT +
-            `
+          // Python opens the objects as Blobs and reads them
+          const pyRead = await oracle.json<string[]>(
+            PY_CLIENT +
+              `
 import hashlib
 cs = client(args['blob_dir'], args['shared'])
 db = ZODB.DB(cs)
@@ -486,22 +456,22 @@ try:
 finally:
     db.close()
 `,
-          undefined,
-          {
-            address: server.pyAddress,
-            blob_dir: isShared ? server.blobDir : join(work, 'python'),
-            shared: isShared,
-            oids: oids.map(idHex),
-            tid: idHex(tid),
-          },
-        );
-        assert.deepEqual(pyRead, ours.map(sha));
+            undefined,
+            {
+              address: server.pyAddress,
+              blob_dir: isShared ? server.blobDir : join(work, 'python'),
+              shared: isShared,
+              oids: oids.map(idHex),
+              tid: idHex(tid),
+            },
+          );
+          assert.deepEqual(pyRead, ours.map(sha));
 
-        // Python stores blobs (under the root); Node loads them by oid and serial
-        const theirs = [randomBytes(2 * MB + 7), Buffer.from('small')];
-        const stored = await oracle.json<Array<[string, string]>>(
-          PY_CLIENT +
-            `
+          // Python stores blobs (under the root); Node loads them by oid and serial
+          const theirs = [randomBytes(2 * MB + 7), Buffer.from('small')];
+          const stored = await oracle.json<Array<[string, string]>>(
+            PY_CLIENT +
+              `
 import base64
 cs = client(args['blob_dir'], args['shared'])
 db = ZODB.DB(cs)
@@ -520,26 +490,25 @@ try:
 finally:
     db.close()
 `,
-          undefined,
-          {
-            address: server.pyAddress,
-            blob_dir: isShared ? server.blobDir : join(work, 'python'),
-            shared: isShared,
-            data: theirs.map((b) => b.toString('base64')),
-          },
-        );
-        for (let i = 0; i < theirs.length; i++) {
-          const [oid, serial] = stored[i];
-          const got = await node.read(idFromHex(oid), idFromHex(serial));
-          assert.equal(sha(got), sha(theirs[i]), `Python's blob ${i}`);
+            undefined,
+            {
+              address: server.pyAddress,
+              blob_dir: isShared ? server.blobDir : join(work, 'python'),
+              shared: isShared,
+              data: theirs.map((b) => b.toString('base64')),
+            },
+          );
+          for (let i = 0; i < theirs.length; i++) {
+            const [oid, serial] = stored[i];
+            const got = await node.read(idFromHex(oid), idFromHex(serial));
+            assert.equal(sha(got), sha(theirs[i]), `Python's blob ${i}`);
+          }
+          assert.equal(node.received, isShared ? 0 : theirs.length);
+        } finally {
+          oracle.close();
+          await node?.close();
         }
-        assert.equal(node.received, isShared ? 0 : theirs.length);
-      } finally {
-        oracle.close();
-        await node?.close();
-        await server.stop();
-        await rm(work, { recursive: true, force: true });
-      }
+      });
     });
   }
 }
@@ -593,51 +562,47 @@ test(
   'an upload goes no further than two windows ahead of the server’s answers (never the whole file in memory)',
   { timeout: 60_000 },
   async () => {
-    const server = await startOurs(false);
-    const work = await mkdtemp(join(tmpdir(), 'zeo-ts-blobs-'));
-    const r = await relay(server.address as { host: string; port: number });
-    try {
-      const a = await Client.open(r.address, cache(work, 'a'));
-      const [oid] = await a.newOids(1);
-      const content = randomBytes(24 * MB);
-      const file = join(a.blobs.temporaryDirectory(), 'big');
-      await writeFile(file, content);
-      const c = a.conn;
-      c.callAsync('tpc_begin', [1, new Uint8Array(0), new Uint8Array(0), new Map(), null, ' ']);
-      c.callAsync('storea', [oid, z64, BLOB_RECORD, 1]);
-      const before = r.fromClient;
-      r.hold();
-      let done = false;
-      const storing = a.blobs.storeBlob(c, oid, z64, BLOB_RECORD, file, 1).then((f) => {
-        done = true;
-        return f;
-      });
-      await new Promise((resolve) => setTimeout(resolve, 700));
-      const sent = r.fromClient - before;
-      assert.equal(done, false, 'the upload waits for the server');
-      assert.ok(sent <= 3 * MB, `${sent} bytes sent while the server's answers were held`);
-      assert.ok(sent >= MB, `it did send the first window (${sent} bytes)`);
-      r.release();
-      const uploaded = await storing;
-      await c.call('vote', [1]);
-      const tid = (await c.call('tpc_finish', [1])) as Tid;
-      await a.blobs.committed(tid, [{ oid, filename: uploaded }]);
-      await a.close();
-      const b = await Client.open(server.address, cache(work, 'b'));
-      assert.equal(sha(await b.read(oid, tid)), sha(content));
-      await b.close();
-    } finally {
-      await r.close();
-      await server.stop();
-      await rm(work, { recursive: true, force: true });
-    }
+    await withServer(startOurs(false), async (server, work) => {
+      const r = await relay(server.address as { host: string; port: number });
+      try {
+        const a = await Client.open(r.address, cache(work, 'a'));
+        const [oid] = await a.newOids(1);
+        const content = randomBytes(24 * MB);
+        const file = join(a.blobs.temporaryDirectory(), 'big');
+        await writeFile(file, content);
+        const c = a.conn;
+        c.callAsync('tpc_begin', [1, new Uint8Array(0), new Uint8Array(0), new Map(), null, ' ']);
+        c.callAsync('storea', [oid, z64, BLOB_RECORD, 1]);
+        const before = r.fromClient;
+        r.hold();
+        let done = false;
+        const storing = a.blobs.storeBlob(c, oid, z64, BLOB_RECORD, file, 1).then((f) => {
+          done = true;
+          return f;
+        });
+        await new Promise((resolve) => setTimeout(resolve, 700));
+        const sent = r.fromClient - before;
+        assert.equal(done, false, 'the upload waits for the server');
+        assert.ok(sent <= 3 * MB, `${sent} bytes sent while the server's answers were held`);
+        assert.ok(sent >= MB, `it did send the first window (${sent} bytes)`);
+        r.release();
+        const uploaded = await storing;
+        await c.call('vote', [1]);
+        const tid = (await c.call('tpc_finish', [1])) as Tid;
+        await a.blobs.committed(tid, [{ oid, filename: uploaded }]);
+        await a.close();
+        const b = await Client.open(server.address, cache(work, 'b'));
+        assert.equal(sha(await b.read(oid, tid)), sha(content));
+        await b.close();
+      } finally {
+        await r.close();
+      }
+    });
   },
 );
 
 test('a load given a signal stops waiting when it aborts; the fetch it started still fills the cache', async () => {
-  const server = await startOurs(false);
-  const work = await mkdtemp(join(tmpdir(), 'zeo-ts-blobs-'));
-  try {
+  await withServer(startOurs(false), async (server, work) => {
     const a = await Client.open(server.address, cache(work, 'a'));
     const [oid] = await a.newOids(1);
     const content = randomBytes(4 * MB);
@@ -656,10 +621,7 @@ test('a load given a signal stops waiting when it aborts; the fetch it started s
     already.abort(new Error('aborted before'));
     await assert.rejects(b.blobs.loadBlob(b.conn, oid, tid, { signal: already.signal }), /aborted before/);
     await b.close();
-  } finally {
-    await server.stop();
-    await rm(work, { recursive: true, force: true });
-  }
+  });
 });
 
 // ---------------------------------------------------------------------------------------------------------
