@@ -504,6 +504,23 @@ finally:
             assert.equal(sha(got), sha(theirs[i]), `Python's blob ${i}`);
           }
           assert.equal(node.received, isShared ? 0 : theirs.length);
+          if (!isShared) {
+            // one cache for both: Python's ClientStorage finds what Node fetched where it looks, and uses it
+            const nodePaths = stored.map(([o, t]) => node!.blobs.blobFilename(idFromHex(o), idFromHex(t)));
+            const pyPaths = await oracle.json<string[]>(
+              PY_CLIENT +
+                `
+cs = client(args['blob_dir'], False)
+try:
+    result = [cs.loadBlob(bytes.fromhex(o), bytes.fromhex(t)) for o, t in args['stored']]
+finally:
+    cs.close()
+`,
+              undefined,
+              { address: server.pyAddress, blob_dir: node.blobs.blobDir, stored },
+            );
+            assert.deepEqual(pyPaths, nodePaths);
+          }
         } finally {
           oracle.close();
           await node?.close();
