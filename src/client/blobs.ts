@@ -53,6 +53,8 @@ export interface ClientBlobsOptions {
 export const BLOB_CHUNK = 59_000;
 /** Bytes an upload sends before it waits for a round trip (two windows are in flight at most). */
 const UPLOAD_WINDOW = 1 << 20;
+/** Bytes of a download that may wait for the disk before the connection stops reading. */
+const RECEIVE_BACKLOG = 1 << 20;
 
 /** A revision to fetch: where it goes, and the sendBlob call's timeout. */
 interface BlobRequest {
@@ -73,6 +75,8 @@ interface Download {
   /** a local failure (disk full...): later chunks are dropped and the load fails with it */
   error: Error | null;
   done: boolean;
+  /** bytes of chunks received and not yet written */
+  unwritten: number;
 }
 
 function isBytes(v: PickleValue | undefined): v is Uint8Array {
@@ -289,6 +293,7 @@ export class ClientBlobs {
       chain: Promise.resolve(),
       error: null,
       done: false,
+      unwritten: 0,
     };
     this.downloads.set(k, dl);
     try {
@@ -365,7 +370,12 @@ export class ClientBlobs {
         this.log('error', `receiving blob ${dl.path}: ${dl.error.message}`);
       }
     };
-    dl.chain = dl.chain.then(step);
+    const bytes = name === 'receiveBlobChunk' && isBytes(chunk) ? chunk.length : 0;
+    dl.unwritten += bytes;
+    dl.chain = dl.chain.then(step).finally(() => (dl.unwritten -= bytes));
+    // chunks are written behind the connection's back while little is waiting; past that, and at the stop
+    // (the file must be in place before the sendBlob reply is read), the connection waits for the disk
+    if (name !== 'receiveBlobStop' && dl.unwritten < RECEIVE_BACKLOG) return true;
     return dl.chain.then(() => true);
   }
 
