@@ -1,11 +1,6 @@
 // zeo-ts/client: the Node client of a ZEO server: ClientStorage (our storage contract over the network) and
 // the connection layer under it (the connection manager, one connection).
-export {
-  ClientStorage,
-  type ClientCacheLike,
-  type ClientStorageOptions,
-  type ResolverRegistry,
-} from './client-storage.js';
+export { ClientStorage, type ClientStorageOptions } from './client-storage.js';
 export {
   ClientConnection,
   DEFAULT_MAX_MESSAGE_SIZE,

@@ -23,7 +23,10 @@ for (const msgpack of [false, true]) {
       dir = mkdtempSync(join(tmpdir(), 'zeo-ts-runzeo-contract-'));
       port = await freePort();
       const storages = storageNames(STORAGES)
-        .map((n) => `<filestorage ${n}>\n  path ${join(dir, `${n}.fs`)}\n</filestorage>\n`)
+        .map(
+          (n) =>
+            `<filestorage ${n}>\n  path ${join(dir, `${n}.fs`)}\n  blob-dir ${join(dir, `${n}-blobs`)}\n</filestorage>\n`,
+        )
         .join('');
       const conf = join(dir, 'zeo.conf');
       writeFileSync(

@@ -57,6 +57,8 @@ export interface StorageFactory {
    * carries the extension as a dict, which the client can only pickle again.
    */
   extensionBytesFromIterator?: boolean;
+  /** Whether a read-only storage may pack (ZEO's server: "Yes, you can pack a read-only server or storage!") */
+  readOnlyMayPack?: boolean;
   /** FileStorage only: the path of the index file of the storage in `dir` (the Corruption tests) */
   indexFile?(dir: string): string;
   /** Called after the test with each dir it used (a memory factory drops the data kept for it). */
