@@ -16,11 +16,13 @@ import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { ClientBlobs } from '../../src/client/blobs.js';
+import { ClientStorage } from '../../src/client/client-storage.js';
 import { ClientConnection, type ServerAddress } from '../../src/client/connection.js';
 import { ClientDisconnected } from '../../src/client/errors.js';
 import type { PickleValue } from '../../src/pickle/index.js';
 import { codecFor, encodeFrame, FrameDecoder } from '../../src/protocol/index.js';
 import { POSKeyError } from '../../src/storage/errors.js';
+import { TransactionMetaData } from '../../src/storage/interfaces.js';
 import { idFromHex, idHex, p64, u64, z64, type Oid, type Tid } from '../../src/storage/ids.js';
 import { interopDisabled, Oracle } from '../helpers/oracle.js';
 import { stopLeftovers } from '../helpers/server-process.js';
@@ -756,3 +758,134 @@ test('bad blob transfers from a server fail the load clearly, leave no file behi
     await rm(work, { recursive: true, force: true });
   }
 });
+
+// ---------------------------------------------------------------------------------------------------------
+// through ClientStorage
+
+for (const target of SERVERS) {
+  for (const msgpack of [false, true]) {
+    for (const isShared of [false, true]) {
+      const name = `ClientStorage, ${target.name}, ${msgpack ? 'msgpack' : 'pickle'}, ${isShared ? 'shared blob directory' : 'blob cache'}: storeBlob, loadBlob, abort`;
+      const skip = target.interop && interopDisabled ? 'ZEO_TS_SKIP_INTEROP=1' : false;
+      test(name, { skip, timeout: 120_000 }, async () => {
+        await withServer(target.start(msgpack), async (server, work) => {
+          const storages: ClientStorage[] = [];
+          const open = async (cacheName: string): Promise<ClientStorage> => {
+            const s = await ClientStorage.open({
+              server: server.address,
+              blobDir: isShared ? server.blobDir : join(work, cacheName),
+              sharedBlobDir: isShared,
+              blobCacheSize: isShared ? null : 64 * MB,
+              waitTimeout: 20_000,
+            });
+            storages.push(s);
+            return s;
+          };
+          try {
+            const a = await open('a');
+            const b = await open('b');
+            assert.equal(a.capabilities.blobs, true);
+            const contents = [Buffer.alloc(0), Buffer.from('small'), randomBytes(3 * MB + 5)];
+            const oids: Oid[] = [];
+            const t = new TransactionMetaData();
+            await a.tpcBegin(t);
+            for (const content of contents) {
+              const oid = await a.newOid();
+              oids.push(oid);
+              const file = join(a.temporaryDirectory(), `up-${oids.length}`);
+              await writeFile(file, content);
+              await a.storeBlob(oid, z64, BLOB_RECORD, file, t);
+              assert.ok(!existsSync(file), 'the storage took the file over');
+            }
+            await a.tpcVote(t);
+            const tid = await a.tpcFinish(t);
+            for (let i = 0; i < contents.length; i++) {
+              assert.equal(
+                sha(await readFile(await a.loadBlob(oids[i], tid))),
+                sha(contents[i]),
+                `writer, blob ${i}`,
+              );
+              assert.equal(
+                sha(await readFile(await b.loadBlob(oids[i], tid))),
+                sha(contents[i]),
+                `reader, blob ${i}`,
+              );
+              const loaded = await b.load(oids[i]);
+              assert.deepEqual(Buffer.from(loaded.data), BLOB_RECORD);
+            }
+            await assert.rejects(b.loadBlob(oids[1], p64(0x77)), POSKeyError);
+
+            // an aborted transaction: its upload goes, nothing is committed
+            const t2 = new TransactionMetaData();
+            await a.tpcBegin(t2);
+            const file = join(a.temporaryDirectory(), 'aborted');
+            await writeFile(file, randomBytes(100_000));
+            await a.storeBlob(oids[2], tid, BLOB_RECORD, file, t2);
+            await a.tpcAbort(t2);
+            const dir = a.blobDirectoryOf(oids[2]);
+            assert.deepEqual(
+              (await readdir(dir)).filter((n) => n.includes('.tmp')),
+              [],
+              'no upload left in the oid directory',
+            );
+            assert.deepEqual(a.lastTransaction(), tid, 'the aborted transaction committed nothing');
+          } finally {
+            for (const s of storages) await s.close();
+          }
+        });
+      });
+    }
+  }
+}
+
+test(
+  'ClientStorage with blobCacheSize: loads of many blobs leave the cache within its bound',
+  { timeout: 60_000 },
+  async () => {
+    await withServer(startOurs(false), async (server, work) => {
+      const bound = 1_000_000;
+      const open = (name: string, size: number | null): Promise<ClientStorage> =>
+        ClientStorage.open({
+          server: server.address,
+          blobDir: join(work, name),
+          blobCacheSize: size,
+          blobCacheSizeCheck: 20,
+          waitTimeout: 20_000,
+        });
+      const writer = await open('writer', null);
+      const reader = await open('reader', bound);
+      try {
+        const t = new TransactionMetaData();
+        await writer.tpcBegin(t);
+        const oids: Oid[] = [];
+        const contents: Buffer[] = [];
+        for (let i = 0; i < 15; i++) {
+          oids.push(await writer.newOid());
+          contents.push(randomBytes(150_000));
+          const file = join(writer.temporaryDirectory(), `f${i}`);
+          await writeFile(file, contents[i]);
+          await writer.storeBlob(oids[i], z64, BLOB_RECORD, file, t);
+        }
+        await writer.tpcVote(t);
+        const tid = await writer.tpcFinish(t);
+        for (let i = 0; i < oids.length; i++) {
+          assert.equal(sha(await readFile(await reader.loadBlob(oids[i], tid))), sha(contents[i]));
+        }
+        await reader.close(); // waits for the size check under way
+        const probe = new ClientBlobs({
+          blobDir: join(work, 'reader'),
+          sharedBlobDir: false,
+          blobCacheSize: null,
+          blobCacheSizeCheck: 10,
+        });
+        const left = await probe.cacheBytes();
+        // each check brings it to 80% of the bound; a check's worth (20%) and the blob being fetched come after
+        assert.ok(left <= bound + 150_000, `${left} bytes left in a cache bounded at ${bound}`);
+        assert.ok(left < (15 * 150_000) / 2, 'blobs were evicted');
+      } finally {
+        await writer.close();
+        await reader.close();
+      }
+    });
+  },
+);
