@@ -429,36 +429,42 @@ export class ClientBlobs {
     } finally {
       await rm(reserved, { force: true });
     }
-    if (this.sharedBlobDir) {
-      conn.callAsync('storeBlobShared', [oid, oldSerial, data, basename(target), txnId]);
-      return target;
-    }
-    const fh = await open(target, 'r');
     try {
-      conn.callAsync('storeBlobStart', []);
-      let sent = 0;
-      let inFlight: Promise<unknown> | null = null;
-      try {
-        for (;;) {
-          const chunk = Buffer.allocUnsafe(BLOB_CHUNK);
-          const { bytesRead } = await fh.read(chunk, 0, BLOB_CHUNK, null);
-          if (bytesRead === 0) break;
-          conn.callAsync('storeBlobChunk', [chunk.subarray(0, bytesRead)]);
-          sent += bytesRead;
-          if (sent >= UPLOAD_WINDOW) {
-            // a round trip per window, one window ahead: the server has taken what came before it
-            sent = 0;
-            if (inFlight) await inFlight;
-            inFlight = conn.call('ping');
-          }
-        }
-        if (inFlight) await inFlight;
-      } finally {
-        inFlight?.catch(() => {});
+      if (this.sharedBlobDir) {
+        conn.callAsync('storeBlobShared', [oid, oldSerial, data, basename(target), txnId]);
+        return target;
       }
-      conn.callAsync('storeBlobEnd', [oid, oldSerial, data, txnId]);
-    } finally {
-      await fh.close();
+      const fh = await open(target, 'r');
+      try {
+        conn.callAsync('storeBlobStart', []);
+        let sent = 0;
+        let inFlight: Promise<unknown> | null = null;
+        try {
+          for (;;) {
+            const chunk = Buffer.allocUnsafe(BLOB_CHUNK);
+            const { bytesRead } = await fh.read(chunk, 0, BLOB_CHUNK, null);
+            if (bytesRead === 0) break;
+            conn.callAsync('storeBlobChunk', [chunk.subarray(0, bytesRead)]);
+            sent += bytesRead;
+            if (sent >= UPLOAD_WINDOW) {
+              // a round trip per window, one window ahead: the server has taken what came before it
+              sent = 0;
+              if (inFlight) await inFlight;
+              inFlight = conn.call('ping');
+            }
+          }
+          if (inFlight) await inFlight;
+        } finally {
+          inFlight?.catch(() => {});
+        }
+        conn.callAsync('storeBlobEnd', [oid, oldSerial, data, txnId]);
+      } finally {
+        await fh.close();
+      }
+    } catch (e) {
+      // the transaction cannot commit this upload: the file we took over goes (the caller never learns its name)
+      await rm(target, { force: true });
+      throw e;
     }
     return target;
   }
@@ -488,9 +494,10 @@ export class ClientBlobs {
     }
   }
 
-  /** After tpc_abort: the uploaded files of the transaction are removed (ZEO leaves them behind). */
+  /** After tpc_abort: the uploaded files of the transaction are removed (ZEO's client leaves them behind). */
   async aborted(stored: Array<{ oid: Oid; filename: string }>): Promise<void> {
-    if (this.sharedBlobDir) return; // the server removes what storeBlobShared named to it
+    // (in a shared directory the server removes what storeBlobShared named to it, unless the call never
+    // reached it: the file is not needed either way once the transaction is over)
     for (const { filename } of stored) await rm(filename, { force: true });
   }
 

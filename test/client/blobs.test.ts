@@ -889,3 +889,36 @@ test(
     });
   },
 );
+
+test(
+  'an upload cut off by a lost connection fails with ClientDisconnected and leaves no file behind',
+  { timeout: 60_000 },
+  async () => {
+    await withServer(startOurs(false), async (server, work) => {
+      const r = await relay(server.address as { host: string; port: number });
+      try {
+        const a = await Client.open(r.address, cache(work, 'a'));
+        const [oid] = await a.newOids(1);
+        const file = join(a.blobs.temporaryDirectory(), 'big');
+        await writeFile(file, randomBytes(8 * MB));
+        const c = a.conn;
+        c.callAsync('tpc_begin', [1, new Uint8Array(0), new Uint8Array(0), new Map(), null, ' ']);
+        c.callAsync('storea', [oid, z64, BLOB_RECORD, 1]);
+        r.hold();
+        const storing = a.blobs.storeBlob(c, oid, z64, BLOB_RECORD, file, 1);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        await r.close(); // the connection goes while the upload waits for the server
+        await assert.rejects(storing, ClientDisconnected);
+        const names = await readdir(a.blobs.blobDirectoryOf(oid));
+        assert.deepEqual(
+          names.filter((n) => n !== '.lock'),
+          [],
+          'the taken-over file is gone',
+        );
+        await a.blobs.close();
+      } finally {
+        await r.close();
+      }
+    });
+  },
+);
