@@ -236,7 +236,9 @@ export class ClientBlobs {
     try {
       return await open(first, 'r');
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || this.sharedBlobDir) throw e;
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      // (a shared directory's file that went, by a pack: it is nowhere)
+      if (this.sharedBlobDir) throw this.missing(oid, serial, first);
     }
     // removed between the load and the open (the size check): fetched again and opened under the lock
     const path = this.blobFilename(oid, serial);
