@@ -210,6 +210,13 @@ for (const target of SERVERS) {
             assert.equal(b.received, isShared ? 0 : 3, 'one sendBlob per revision');
             assert.equal(sha(await b.read(oids[2], tid)), sha(contents[2]));
             assert.equal(b.received, isShared ? 0 : 3, 'a cached revision is not fetched again');
+            const fh = await b.blobs.openCommittedBlobFile(b.conn, oids[1], tid);
+            try {
+              assert.equal(sha(await fh.readFile()), sha(contents[1]), 'openCommittedBlobFile');
+            } finally {
+              await fh.close();
+            }
+            await assert.rejects(b.blobs.openCommittedBlobFile(b.conn, oids[1], p64(99)), POSKeyError);
 
             // a revision the server does not have: POSKeyError, and nothing left behind
             const missing = p64(0x0123456789n);
