@@ -146,112 +146,289 @@ function shared(server: Running): ClientBlobs {
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
+/** Two ClientBlobs on one server: 0 bytes, a few and 5 MB stored by one, loaded back by both. */
+async function clientBlobsPhase(server: Running, work: string, isShared: boolean): Promise<void> {
+  const clients: Client[] = [];
+  try {
+    const a = await Client.open(server.address, isShared ? shared(server) : cache(work, 'a'));
+    clients.push(a);
+    const b = await Client.open(server.address, isShared ? shared(server) : cache(work, 'b'));
+    clients.push(b);
+    const contents = [Buffer.alloc(0), Buffer.from('a few bytes of blob'), randomBytes(5 * MB + 12_345)];
+    const oids = await a.newOids(contents.length);
+    const files: string[] = [];
+    for (let i = 0; i < contents.length; i++) {
+      // the application's file, in the temporary directory as ZODB's Blob writes it
+      files.push(join(a.blobs.temporaryDirectory(), `upload-${i}`));
+      await writeFile(files[i], contents[i]);
+    }
+    const tid = await a.commit(oids.map((oid, i) => ({ oid, file: files[i] })));
+    for (const f of files) assert.ok(!existsSync(f), 'storeBlob took the file over');
+
+    // the writer reads its own blobs: from its cache (moved there on commit) or the shared directory
+    for (let i = 0; i < contents.length; i++) {
+      const path = await a.blobs.loadBlob(a.conn, oids[i], tid);
+      assert.equal(path, a.blobs.blobFilename(oids[i], tid));
+      assert.equal(sha(await readFile(path)), sha(contents[i]), `blob ${i}, read by its writer`);
+      assert.equal((await stat(path)).mode & 0o222, 0, 'a committed blob file is read-only');
+    }
+    assert.equal(a.received, 0, 'the writer had its blobs already');
+    if (!isShared) {
+      // nothing left of the uploads in the cache's oid directories
+      for (const oid of oids) {
+        const names = await readdir(a.blobs.blobDirectoryOf(oid));
+        assert.deepEqual(
+          names.filter((n) => !n.endsWith('.blob') && n !== '.lock'),
+          [],
+        );
+      }
+    }
+
+    // another client: from the server (each blob once, though the big one is asked for three times at once)
+    const reads = await Promise.all([
+      b.read(oids[0], tid),
+      b.read(oids[1], tid),
+      b.read(oids[2], tid),
+      b.read(oids[2], tid),
+      b.read(oids[2], tid),
+    ]);
+    assert.deepEqual(
+      reads.map(sha),
+      [0, 1, 2, 2, 2].map((i) => sha(contents[i])),
+    );
+    assert.equal(b.received, isShared ? 0 : 3, 'one sendBlob per revision');
+    assert.equal(sha(await b.read(oids[2], tid)), sha(contents[2]));
+    assert.equal(b.received, isShared ? 0 : 3, 'a cached revision is not fetched again');
+    const fh = await b.blobs.openCommittedBlobFile(b.conn, oids[1], tid);
+    try {
+      assert.equal(sha(await fh.readFile()), sha(contents[1]), 'openCommittedBlobFile');
+    } finally {
+      await fh.close();
+    }
+    await assert.rejects(b.blobs.openCommittedBlobFile(b.conn, oids[1], p64(99)), POSKeyError);
+
+    // a revision the server does not have: POSKeyError, and nothing left behind
+    const missing = p64(0x0123456789n);
+    await assert.rejects(b.blobs.loadBlob(b.conn, oids[1], missing), (e: unknown) => {
+      assert.ok(e instanceof POSKeyError, `POSKeyError, not ${String(e)}`);
+      return true;
+    });
+    await assert.rejects(b.blobs.loadBlob(b.conn, p64(0xfff_fffn), tid), POSKeyError);
+    if (!isShared) {
+      const dir = b.blobs.blobDirectoryOf(oids[1]);
+      assert.deepEqual(
+        (await readdir(dir)).filter((n) => n.endsWith('.dl')),
+        [],
+        'no partial download',
+      );
+    }
+
+    // a second revision of the big blob, stored by the other client
+    const next = join(b.blobs.temporaryDirectory(), 'next');
+    const nextContent = randomBytes(2 * MB);
+    await writeFile(next, nextContent);
+    const tid2 = await b.commit([{ oid: oids[2], file: next, oldSerial: tid }]);
+    assert.equal(sha(await a.read(oids[2], tid2)), sha(nextContent));
+    assert.equal(sha(await a.read(oids[2], tid)), sha(contents[2]), 'the old revision is still there');
+    if (isShared) assert.ok(existsSync(join(server.blobDir, '.layout')));
+  } finally {
+    for (const c of clients) await c.close();
+  }
+}
+
+/** Python's ClientStorage reads what Node stored, and Node reads what Python stored. */
+async function pythonPhase(server: Running, work: string, isShared: boolean): Promise<void> {
+  const oracle = new Oracle();
+  let node: Client | null = null;
+  try {
+    node = await Client.open(server.address, isShared ? shared(server) : cache(work, 'node'));
+    const ours = [Buffer.alloc(0), randomBytes(3 * MB + 1)];
+    const oids = await node.newOids(ours.length);
+    const files = ours.map((_, i) => join(node!.blobs.temporaryDirectory(), `n${i}`));
+    for (let i = 0; i < ours.length; i++) await writeFile(files[i], ours[i]);
+    const tid = await node.commit(oids.map((oid, i) => ({ oid, file: files[i] })));
+
+    // Python opens the objects as Blobs and reads them
+    const pyRead = await oracle.json<string[]>(
+      PY_CLIENT +
+        `
+import hashlib
+cs = client(args['blob_dir'], args['shared'])
+db = ZODB.DB(cs)
+try:
+    c = db.open()
+    result = []
+    for o in args['oids']:
+        b = c.get(bytes.fromhex(o))
+        assert isinstance(b, ZODB.blob.Blob), b
+        with b.open('r') as f:
+            result.append(hashlib.sha256(f.read()).hexdigest())
+        assert b._p_serial == bytes.fromhex(args['tid']), b._p_serial
+    c.close()
+finally:
+    db.close()
+`,
+      undefined,
+      {
+        address: server.pyAddress,
+        blob_dir: isShared ? server.blobDir : join(work, 'python'),
+        shared: isShared,
+        oids: oids.map(idHex),
+        tid: idHex(tid),
+      },
+    );
+    assert.deepEqual(pyRead, ours.map(sha));
+
+    // Python stores blobs (under the root); Node loads them by oid and serial
+    const theirs = [randomBytes(2 * MB + 7), Buffer.from('small')];
+    const stored = await oracle.json<Array<[string, string]>>(
+      PY_CLIENT +
+        `
+import base64
+cs = client(args['blob_dir'], args['shared'])
+db = ZODB.DB(cs)
+try:
+    c = db.open()
+    root = c.root()
+    bs = []
+    for i, d in enumerate(args['data']):
+        b = ZODB.blob.Blob(base64.b64decode(d))
+        root['b%d' % i] = b
+        bs.append(b)
+    transaction.commit()
+    # (committed blobs are ghosts again: their serial is the transaction's)
+    result = [[b._p_oid.hex(), cs.lastTransaction().hex()] for b in bs]
+    c.close()
+finally:
+    db.close()
+`,
+      undefined,
+      {
+        address: server.pyAddress,
+        blob_dir: isShared ? server.blobDir : join(work, 'python'),
+        shared: isShared,
+        data: theirs.map((b) => b.toString('base64')),
+      },
+    );
+    for (let i = 0; i < theirs.length; i++) {
+      const [oid, serial] = stored[i];
+      const got: Buffer = await node.read(idFromHex(oid), idFromHex(serial));
+      assert.equal(sha(got), sha(theirs[i]), `Python's blob ${i}`);
+    }
+    assert.equal(node.received, isShared ? 0 : theirs.length);
+    if (!isShared) {
+      // one cache for both: Python's ClientStorage finds what Node fetched where it looks, and uses it
+      const nodePaths = stored.map(([o, t]) => node!.blobs.blobFilename(idFromHex(o), idFromHex(t)));
+      const pyPaths = await oracle.json<string[]>(
+        PY_CLIENT +
+          `
+cs = client(args['blob_dir'], False)
+try:
+    result = [cs.loadBlob(bytes.fromhex(o), bytes.fromhex(t)) for o, t in args['stored']]
+finally:
+    cs.close()
+`,
+        undefined,
+        { address: server.pyAddress, blob_dir: node.blobs.blobDir, stored },
+      );
+      assert.deepEqual(pyPaths, nodePaths);
+    }
+  } finally {
+    oracle.close();
+    await node?.close();
+  }
+}
+
+/** Two ClientStorages with blobDir: storeBlob, loadBlob, an aborted upload. */
+async function clientStoragePhase(server: Running, work: string, isShared: boolean): Promise<void> {
+  const storages: ClientStorage[] = [];
+  const open = async (cacheName: string): Promise<ClientStorage> => {
+    const s = await ClientStorage.open({
+      server: server.address,
+      blobDir: isShared ? server.blobDir : join(work, cacheName),
+      sharedBlobDir: isShared,
+      blobCacheSize: isShared ? null : 64 * MB,
+      waitTimeout: 20_000,
+    });
+    storages.push(s);
+    return s;
+  };
+  try {
+    const a = await open('a');
+    const b = await open('b');
+    assert.equal(a.capabilities.blobs, true);
+    const contents = [Buffer.alloc(0), Buffer.from('small'), randomBytes(3 * MB + 5)];
+    const oids: Oid[] = [];
+    const t = new TransactionMetaData();
+    await a.tpcBegin(t);
+    for (const content of contents) {
+      const oid = await a.newOid();
+      oids.push(oid);
+      const file = join(a.temporaryDirectory(), `up-${oids.length}`);
+      await writeFile(file, content);
+      await a.storeBlob(oid, z64, BLOB_RECORD, file, t);
+      assert.ok(!existsSync(file), 'the storage took the file over');
+    }
+    await a.tpcVote(t);
+    const tid = await a.tpcFinish(t);
+    for (let i = 0; i < contents.length; i++) {
+      assert.equal(
+        sha(await readFile(await a.loadBlob(oids[i], tid))),
+        sha(contents[i]),
+        `writer, blob ${i}`,
+      );
+      assert.equal(
+        sha(await readFile(await b.loadBlob(oids[i], tid))),
+        sha(contents[i]),
+        `reader, blob ${i}`,
+      );
+      const loaded = await b.load(oids[i]);
+      assert.deepEqual(Buffer.from(loaded.data), BLOB_RECORD);
+    }
+    await assert.rejects(b.loadBlob(oids[1], p64(0x77)), POSKeyError);
+
+    // an aborted transaction: its upload goes, nothing is committed
+    const t2 = new TransactionMetaData();
+    await a.tpcBegin(t2);
+    const file = join(a.temporaryDirectory(), 'aborted');
+    await writeFile(file, randomBytes(100_000));
+    await a.storeBlob(oids[2], tid, BLOB_RECORD, file, t2);
+    await a.tpcAbort(t2);
+    const dir = a.blobDirectoryOf(oids[2]);
+    assert.deepEqual(
+      (await readdir(dir)).filter((n) => n.includes('.tmp')),
+      [],
+      'no upload left in the oid directory',
+    );
+    assert.deepEqual(a.lastTransaction(), tid, 'the aborted transaction committed nothing');
+  } finally {
+    for (const s of storages) await s.close();
+  }
+}
+
 for (const target of SERVERS) {
   for (const msgpack of [false, true]) {
-    for (const isShared of [false, true]) {
-      const name =
-        `${target.name}, ${msgpack ? 'msgpack' : 'pickle'}, ${isShared ? 'shared blob directory' : 'blob caches'}: ` +
-        'blobs of 0 bytes, a few bytes and 5 MB stored and loaded back';
-      const skip = target.interop && interopDisabled ? 'ZEO_TS_SKIP_INTEROP=1' : false;
-      test(name, { skip, timeout: 120_000 }, async () => {
-        await withServer(target.start(msgpack), async (server, work) => {
-          const clients: Client[] = [];
-          try {
-            const a = await Client.open(server.address, isShared ? shared(server) : cache(work, 'a'));
-            clients.push(a);
-            const b = await Client.open(server.address, isShared ? shared(server) : cache(work, 'b'));
-            clients.push(b);
-            const contents = [
-              Buffer.alloc(0),
-              Buffer.from('a few bytes of blob'),
-              randomBytes(5 * MB + 12_345),
-            ];
-            const oids = await a.newOids(contents.length);
-            const files: string[] = [];
-            for (let i = 0; i < contents.length; i++) {
-              // the application's file, in the temporary directory as ZODB's Blob writes it
-              files.push(join(a.blobs.temporaryDirectory(), `upload-${i}`));
-              await writeFile(files[i], contents[i]);
-            }
-            const tid = await a.commit(oids.map((oid, i) => ({ oid, file: files[i] })));
-            for (const f of files) assert.ok(!existsSync(f), 'storeBlob took the file over');
-
-            // the writer reads its own blobs: from its cache (moved there on commit) or the shared directory
-            for (let i = 0; i < contents.length; i++) {
-              const path = await a.blobs.loadBlob(a.conn, oids[i], tid);
-              assert.equal(path, a.blobs.blobFilename(oids[i], tid));
-              assert.equal(sha(await readFile(path)), sha(contents[i]), `blob ${i}, read by its writer`);
-              assert.equal((await stat(path)).mode & 0o222, 0, 'a committed blob file is read-only');
-            }
-            assert.equal(a.received, 0, 'the writer had its blobs already');
-            if (!isShared) {
-              // nothing left of the uploads in the cache's oid directories
-              for (const oid of oids) {
-                const names = await readdir(a.blobs.blobDirectoryOf(oid));
-                assert.deepEqual(
-                  names.filter((n) => !n.endsWith('.blob') && n !== '.lock'),
-                  [],
-                );
-              }
-            }
-
-            // another client: from the server (each blob once, though the big one is asked for three times at once)
-            const reads = await Promise.all([
-              b.read(oids[0], tid),
-              b.read(oids[1], tid),
-              b.read(oids[2], tid),
-              b.read(oids[2], tid),
-              b.read(oids[2], tid),
-            ]);
-            assert.deepEqual(
-              reads.map(sha),
-              [0, 1, 2, 2, 2].map((i) => sha(contents[i])),
+    const skip = target.interop && interopDisabled ? 'ZEO_TS_SKIP_INTEROP=1' : false;
+    // Python's client once per server: zeo serve in pickle, runzeo in msgpack
+    const withPython = msgpack === target.interop && !interopDisabled;
+    test(`${target.name}, ${msgpack ? 'msgpack' : 'pickle'}`, { skip, timeout: 180_000 }, async (t) => {
+      await withServer(target.start(msgpack), async (server, work) => {
+        for (const isShared of [false, true]) {
+          const mode = isShared ? 'shared blob directory' : 'blob caches';
+          const dir = (phase: string): string => join(work, `${phase}-${isShared ? 'shared' : 'cached'}`);
+          await t.test(`${mode}: blobs of 0 bytes, a few bytes and 5 MB stored and loaded back`, () =>
+            clientBlobsPhase(server, dir('blobs'), isShared),
+          );
+          await t.test(`${mode}: through ClientStorage: storeBlob, loadBlob, abort`, () =>
+            clientStoragePhase(server, dir('storage'), isShared),
+          );
+          if (withPython)
+            await t.test(`${mode}: Python reads the blobs Node stored, Node reads Python’s`, () =>
+              pythonPhase(server, dir('python'), isShared),
             );
-            assert.equal(b.received, isShared ? 0 : 3, 'one sendBlob per revision');
-            assert.equal(sha(await b.read(oids[2], tid)), sha(contents[2]));
-            assert.equal(b.received, isShared ? 0 : 3, 'a cached revision is not fetched again');
-            const fh = await b.blobs.openCommittedBlobFile(b.conn, oids[1], tid);
-            try {
-              assert.equal(sha(await fh.readFile()), sha(contents[1]), 'openCommittedBlobFile');
-            } finally {
-              await fh.close();
-            }
-            await assert.rejects(b.blobs.openCommittedBlobFile(b.conn, oids[1], p64(99)), POSKeyError);
-
-            // a revision the server does not have: POSKeyError, and nothing left behind
-            const missing = p64(0x0123456789n);
-            await assert.rejects(b.blobs.loadBlob(b.conn, oids[1], missing), (e: unknown) => {
-              assert.ok(e instanceof POSKeyError, `POSKeyError, not ${String(e)}`);
-              return true;
-            });
-            await assert.rejects(b.blobs.loadBlob(b.conn, p64(0xfff_fffn), tid), POSKeyError);
-            if (!isShared) {
-              const dir = b.blobs.blobDirectoryOf(oids[1]);
-              assert.deepEqual(
-                (await readdir(dir)).filter((n) => n.endsWith('.dl')),
-                [],
-                'no partial download',
-              );
-            }
-
-            // a second revision of the big blob, stored by the other client
-            const next = join(b.blobs.temporaryDirectory(), 'next');
-            const nextContent = randomBytes(2 * MB);
-            await writeFile(next, nextContent);
-            const tid2 = await b.commit([{ oid: oids[2], file: next, oldSerial: tid }]);
-            assert.equal(sha(await a.read(oids[2], tid2)), sha(nextContent));
-            assert.equal(
-              sha(await a.read(oids[2], tid)),
-              sha(contents[2]),
-              'the old revision is still there',
-            );
-            if (isShared) assert.ok(existsSync(join(server.blobDir, '.layout')));
-          } finally {
-            for (const c of clients) await c.close();
-          }
-        });
+        }
       });
-    }
+    });
   }
 }
 
@@ -428,116 +605,6 @@ import ZEO.ClientStorage, ZODB, transaction, ZODB.blob
 def client(blob_dir, shared):
     return ZEO.ClientStorage.ClientStorage(args['address'], blob_dir=blob_dir, shared_blob_dir=shared, wait_timeout=30)
 `;
-
-for (const target of SERVERS) {
-  const msgpack = target.interop; // zeo serve in pickle, runzeo in msgpack
-  for (const isShared of [false, true]) {
-    const name = `${target.name}, ${msgpack ? 'msgpack' : 'pickle'}, ${isShared ? 'shared' : 'cached'}: Python reads the blobs Node stored, Node reads Python’s`;
-    test(name, { skip: interopDisabled ? 'ZEO_TS_SKIP_INTEROP=1' : false, timeout: 120_000 }, async () => {
-      await withServer(target.start(msgpack), async (server, work) => {
-        const oracle = new Oracle();
-        let node: Client | null = null;
-        try {
-          node = await Client.open(server.address, isShared ? shared(server) : cache(work, 'node'));
-          const ours = [Buffer.alloc(0), randomBytes(3 * MB + 1)];
-          const oids = await node.newOids(ours.length);
-          const files = ours.map((_, i) => join(node!.blobs.temporaryDirectory(), `n${i}`));
-          for (let i = 0; i < ours.length; i++) await writeFile(files[i], ours[i]);
-          const tid = await node.commit(oids.map((oid, i) => ({ oid, file: files[i] })));
-
-          // Python opens the objects as Blobs and reads them
-          const pyRead = await oracle.json<string[]>(
-            PY_CLIENT +
-              `
-import hashlib
-cs = client(args['blob_dir'], args['shared'])
-db = ZODB.DB(cs)
-try:
-    c = db.open()
-    result = []
-    for o in args['oids']:
-        b = c.get(bytes.fromhex(o))
-        assert isinstance(b, ZODB.blob.Blob), b
-        with b.open('r') as f:
-            result.append(hashlib.sha256(f.read()).hexdigest())
-        assert b._p_serial == bytes.fromhex(args['tid']), b._p_serial
-    c.close()
-finally:
-    db.close()
-`,
-            undefined,
-            {
-              address: server.pyAddress,
-              blob_dir: isShared ? server.blobDir : join(work, 'python'),
-              shared: isShared,
-              oids: oids.map(idHex),
-              tid: idHex(tid),
-            },
-          );
-          assert.deepEqual(pyRead, ours.map(sha));
-
-          // Python stores blobs (under the root); Node loads them by oid and serial
-          const theirs = [randomBytes(2 * MB + 7), Buffer.from('small')];
-          const stored = await oracle.json<Array<[string, string]>>(
-            PY_CLIENT +
-              `
-import base64
-cs = client(args['blob_dir'], args['shared'])
-db = ZODB.DB(cs)
-try:
-    c = db.open()
-    root = c.root()
-    bs = []
-    for i, d in enumerate(args['data']):
-        b = ZODB.blob.Blob(base64.b64decode(d))
-        root['b%d' % i] = b
-        bs.append(b)
-    transaction.commit()
-    # (committed blobs are ghosts again: their serial is the transaction's)
-    result = [[b._p_oid.hex(), cs.lastTransaction().hex()] for b in bs]
-    c.close()
-finally:
-    db.close()
-`,
-            undefined,
-            {
-              address: server.pyAddress,
-              blob_dir: isShared ? server.blobDir : join(work, 'python'),
-              shared: isShared,
-              data: theirs.map((b) => b.toString('base64')),
-            },
-          );
-          for (let i = 0; i < theirs.length; i++) {
-            const [oid, serial] = stored[i];
-            const got = await node.read(idFromHex(oid), idFromHex(serial));
-            assert.equal(sha(got), sha(theirs[i]), `Python's blob ${i}`);
-          }
-          assert.equal(node.received, isShared ? 0 : theirs.length);
-          if (!isShared) {
-            // one cache for both: Python's ClientStorage finds what Node fetched where it looks, and uses it
-            const nodePaths = stored.map(([o, t]) => node!.blobs.blobFilename(idFromHex(o), idFromHex(t)));
-            const pyPaths = await oracle.json<string[]>(
-              PY_CLIENT +
-                `
-cs = client(args['blob_dir'], False)
-try:
-    result = [cs.loadBlob(bytes.fromhex(o), bytes.fromhex(t)) for o, t in args['stored']]
-finally:
-    cs.close()
-`,
-              undefined,
-              { address: server.pyAddress, blob_dir: node.blobs.blobDir, stored },
-            );
-            assert.deepEqual(pyPaths, nodePaths);
-          }
-        } finally {
-          oracle.close();
-          await node?.close();
-        }
-      });
-    });
-  }
-}
 
 // ---------------------------------------------------------------------------------------------------------
 // pacing and cancelling
@@ -768,82 +835,6 @@ test('bad blob transfers from a server fail the load clearly, leave no file behi
 
 // ---------------------------------------------------------------------------------------------------------
 // through ClientStorage
-
-for (const target of SERVERS) {
-  for (const msgpack of [false, true]) {
-    for (const isShared of [false, true]) {
-      const name = `ClientStorage, ${target.name}, ${msgpack ? 'msgpack' : 'pickle'}, ${isShared ? 'shared blob directory' : 'blob cache'}: storeBlob, loadBlob, abort`;
-      const skip = target.interop && interopDisabled ? 'ZEO_TS_SKIP_INTEROP=1' : false;
-      test(name, { skip, timeout: 120_000 }, async () => {
-        await withServer(target.start(msgpack), async (server, work) => {
-          const storages: ClientStorage[] = [];
-          const open = async (cacheName: string): Promise<ClientStorage> => {
-            const s = await ClientStorage.open({
-              server: server.address,
-              blobDir: isShared ? server.blobDir : join(work, cacheName),
-              sharedBlobDir: isShared,
-              blobCacheSize: isShared ? null : 64 * MB,
-              waitTimeout: 20_000,
-            });
-            storages.push(s);
-            return s;
-          };
-          try {
-            const a = await open('a');
-            const b = await open('b');
-            assert.equal(a.capabilities.blobs, true);
-            const contents = [Buffer.alloc(0), Buffer.from('small'), randomBytes(3 * MB + 5)];
-            const oids: Oid[] = [];
-            const t = new TransactionMetaData();
-            await a.tpcBegin(t);
-            for (const content of contents) {
-              const oid = await a.newOid();
-              oids.push(oid);
-              const file = join(a.temporaryDirectory(), `up-${oids.length}`);
-              await writeFile(file, content);
-              await a.storeBlob(oid, z64, BLOB_RECORD, file, t);
-              assert.ok(!existsSync(file), 'the storage took the file over');
-            }
-            await a.tpcVote(t);
-            const tid = await a.tpcFinish(t);
-            for (let i = 0; i < contents.length; i++) {
-              assert.equal(
-                sha(await readFile(await a.loadBlob(oids[i], tid))),
-                sha(contents[i]),
-                `writer, blob ${i}`,
-              );
-              assert.equal(
-                sha(await readFile(await b.loadBlob(oids[i], tid))),
-                sha(contents[i]),
-                `reader, blob ${i}`,
-              );
-              const loaded = await b.load(oids[i]);
-              assert.deepEqual(Buffer.from(loaded.data), BLOB_RECORD);
-            }
-            await assert.rejects(b.loadBlob(oids[1], p64(0x77)), POSKeyError);
-
-            // an aborted transaction: its upload goes, nothing is committed
-            const t2 = new TransactionMetaData();
-            await a.tpcBegin(t2);
-            const file = join(a.temporaryDirectory(), 'aborted');
-            await writeFile(file, randomBytes(100_000));
-            await a.storeBlob(oids[2], tid, BLOB_RECORD, file, t2);
-            await a.tpcAbort(t2);
-            const dir = a.blobDirectoryOf(oids[2]);
-            assert.deepEqual(
-              (await readdir(dir)).filter((n) => n.includes('.tmp')),
-              [],
-              'no upload left in the oid directory',
-            );
-            assert.deepEqual(a.lastTransaction(), tid, 'the aborted transaction committed nothing');
-          } finally {
-            for (const s of storages) await s.close();
-          }
-        });
-      });
-    }
-  }
-}
 
 test(
   'ClientStorage with blobCacheSize: loads of many blobs leave the cache within its bound',
