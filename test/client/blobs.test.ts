@@ -238,6 +238,12 @@ async function clientBlobsPhase(server: Running, work: string, isShared: boolean
 
 /** Python's ClientStorage reads what Node stored, and Node reads what Python stored. */
 async function pythonPhase(server: Running, work: string, isShared: boolean): Promise<void> {
+  // PY_CLIENT's client(): Python's own blob directory (or the server's, shared)
+  const pyClient = {
+    address: server.pyAddress,
+    blob_dir: isShared ? server.blobDir : join(work, 'python'),
+    shared: isShared,
+  };
   const oracle = new Oracle();
   let node: Client | null = null;
   try {
@@ -269,13 +275,7 @@ finally:
     db.close()
 `,
       undefined,
-      {
-        address: server.pyAddress,
-        blob_dir: isShared ? server.blobDir : join(work, 'python'),
-        shared: isShared,
-        oids: oids.map(idHex),
-        tid: idHex(tid),
-      },
+      { ...pyClient, oids: oids.map(idHex), tid: idHex(tid) },
     );
     assert.deepEqual(pyRead, ours.map(sha));
 
@@ -303,12 +303,7 @@ finally:
     db.close()
 `,
       undefined,
-      {
-        address: server.pyAddress,
-        blob_dir: isShared ? server.blobDir : join(work, 'python'),
-        shared: isShared,
-        data: theirs.map((b) => b.toString('base64')),
-      },
+      { ...pyClient, data: theirs.map((b) => b.toString('base64')) },
     );
     for (let i = 0; i < theirs.length; i++) {
       const [oid, serial] = stored[i];
