@@ -511,33 +511,67 @@ async function storeMany(server: Running, work: string, count: number, size: num
 }
 
 test(
-  'several processes loading the same blobs into one cache: each revision fetched once, never seen partly written',
+  'several processes (Node and Python) loading the same blobs into one cache: each revision fetched once, never seen partly written',
   { timeout: 120_000 },
   async () => {
     await withServer(startOurs(false), async (server, work) => {
       const blobs = await storeMany(server, work, 12, 400_000);
-      const reports = await runChildren(3, {
-        address: server.address,
-        blobDir: join(work, 'shared-cache'),
-        blobCacheSize: null,
-        blobCacheSizeCheck: 10,
-        blobs,
-        rounds: 2,
-      });
-      assert.deepEqual(
-        reports.flatMap((r) => r.bad),
-        [],
-        'every load read the whole blob',
-      );
-      assert.equal(
-        reports.reduce((s, r) => s + r.loads, 0),
-        3 * 2 * 12,
-      );
-      assert.equal(
-        reports.reduce((s, r) => s + r.received, 0),
-        12,
-        'each revision came from the server once, for all three processes',
-      );
+      const blobDir = join(work, 'shared-cache');
+      // Python's ClientStorage joins in on the same cache (unless interop is off): ZEO's locks are ours
+      const oracle = interopDisabled ? null : new Oracle();
+      try {
+        const [reports, python] = await Promise.all([
+          runChildren(3, {
+            address: server.address,
+            blobDir,
+            blobCacheSize: null,
+            blobCacheSizeCheck: 10,
+            blobs,
+            rounds: 2,
+          }),
+          oracle?.json<ChildReport>(
+            `
+import ZEO.ClientStorage as CS, hashlib
+n = [0]
+orig = CS.ClientStorage.receiveBlobStart
+def counting(self, oid, serial):
+    n[0] += 1
+    return orig(self, oid, serial)
+CS.ClientStorage.receiveBlobStart = counting
+try:
+    cs = CS.ClientStorage(args['address'], blob_dir=args['blob_dir'], wait_timeout=30)
+    bad = []
+    for b in args['blobs']:
+        with cs.openCommittedBlobFile(bytes.fromhex(b['oid']), bytes.fromhex(b['serial'])) as f:
+            if hashlib.sha256(f.read()).hexdigest() != b['sha256']:
+                bad.append(b['oid'])
+    cs.close()
+finally:
+    CS.ClientStorage.receiveBlobStart = orig
+result = {'loads': len(args['blobs']), 'received': n[0], 'bad': bad}
+`,
+            undefined,
+            { address: server.pyAddress, blob_dir: blobDir, blobs },
+          ),
+        ]);
+        const all = python ? [...reports, python] : reports;
+        assert.deepEqual(
+          all.flatMap((r) => r.bad),
+          [],
+          'every load read the whole blob',
+        );
+        assert.equal(
+          reports.reduce((s, r) => s + r.loads, 0),
+          3 * 2 * 12,
+        );
+        assert.equal(
+          all.reduce((s, r) => s + r.received, 0),
+          12,
+          'each revision came from the server once, for all the processes (Python’s too)',
+        );
+      } finally {
+        oracle?.close();
+      }
     });
   },
 );
