@@ -25,6 +25,7 @@ import { POSKeyError } from '../../src/storage/errors.js';
 import { TransactionMetaData } from '../../src/storage/interfaces.js';
 import { idFromHex, idHex, p64, u64, z64, type Oid, type Tid } from '../../src/storage/ids.js';
 import { interopDisabled, Oracle } from '../helpers/oracle.js';
+import { startServer } from '../helpers/server-fixture.js';
 import { stopLeftovers } from '../helpers/server-process.js';
 import { startZeoServer, type RunningZeoServer, type ZeoServerKind } from '../helpers/zeo-servers.js';
 
@@ -947,5 +948,43 @@ test(
         await r.close();
       }
     });
+  },
+);
+
+test(
+  'ClientStorage: a load while the server restarts waits for the new connection and gets the blob over it',
+  { timeout: 60_000 },
+  async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'zeo-ts-blobs-restart-'));
+    let server = await startServer({ dir });
+    const port = (server.address as { port: number }).port;
+    const s = await ClientStorage.open({
+      server: server.address,
+      blobDir: join(dir, 'client-cache'),
+      waitTimeout: 30_000,
+      minDisconnectPoll: 50,
+      maxDisconnectPoll: 200,
+    });
+    try {
+      const t = new TransactionMetaData();
+      await s.tpcBegin(t);
+      const oid = await s.newOid();
+      const content = randomBytes(MB + 3);
+      const file = join(s.temporaryDirectory(), 'f');
+      await writeFile(file, content);
+      await s.storeBlob(oid, z64, BLOB_RECORD, file, t);
+      await s.tpcVote(t);
+      const tid = await s.tpcFinish(t);
+      await rm(s.blobDirectoryOf(oid), { recursive: true }); // not cached: the load must ask the server
+      await server.stop();
+      const loading = s.loadBlob(oid, tid);
+      await new Promise((r) => setTimeout(r, 300));
+      server = await startServer({ dir, port });
+      assert.equal(sha(await readFile(await loading)), sha(content));
+    } finally {
+      await s.close();
+      await server.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
   },
 );
