@@ -542,3 +542,38 @@ test(
     }
   },
 );
+
+test(
+  'the backoff between attempts grows from minDisconnectPoll to maxDisconnectPoll',
+  { timeout: 30_000 },
+  async () => {
+    const h0 = handles();
+    // a server that hangs up on every connection before its greeting: each attempt fails at once
+    const at: number[] = [];
+    const rude = net.createServer((sock) => {
+      at.push(Date.now());
+      sock.destroy();
+    });
+    await new Promise<void>((r) => rude.listen(0, '127.0.0.1', r));
+    const address = { host: '127.0.0.1', port: (rude.address() as net.AddressInfo).port };
+    const rec = manage({ addresses: [address], minDisconnectPoll: 25, maxDisconnectPoll: 200 });
+    try {
+      rec.manager.start();
+      await new Promise((r) => setTimeout(r, 1500));
+      // 25, 50, 100, 200, 200... (plus a little jitter): about 10 attempts in 1.5 s, not 60
+      assert.ok(at.length >= 5 && at.length <= 13, `${at.length} attempts`);
+      const gaps = at.slice(1).map((t, i) => t - at[i]);
+      assert.ok(gaps[0] >= 20 && gaps[0] < 150, `first gap ${gaps[0]} ms`);
+      assert.ok(gaps.at(-1)! >= 190, `last gap ${gaps.at(-1)} ms (the maximum)`);
+      assert.ok(gaps.at(-1)! > gaps[0] * 3, `growing: ${gaps.join(', ')}`);
+      await assert.rejects(rec.manager.ready({ timeout: 10 }), /last error: .*closed by peer/);
+    } finally {
+      await rec.manager.close();
+      await new Promise((r) => rude.close(r));
+    }
+    const attempts = at.length;
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(at.length, attempts, 'no attempt after close()');
+    await assertNoLeaks(h0);
+  },
+);
