@@ -577,3 +577,40 @@ test(
     await assertNoLeaks(h0);
   },
 );
+
+test(
+  "read-only fallback on Python's read-only runzeo, then the writable zeo serve when it comes",
+  { skip: interopDisabled ? 'ZEO_TS_SKIP_INTEROP=1' : false, timeout: 60_000 },
+  async () => {
+    const py = await runzeo({ readOnly: true });
+    const rwAddr = await deadAddress();
+    let rw: TestServer | null = null;
+    const strict = manage({ addresses: [py.address], waitTimeout: 300 });
+    const rec = manage({ addresses: [py.address, rwAddr], readOnlyFallback: true });
+    try {
+      // runzeo's ReadOnlyError arrives as ours
+      strict.manager.start();
+      await assert.rejects(strict.manager.ready(), /is read-only/);
+      rec.manager.start();
+      const c1 = await rec.manager.ready();
+      assert.equal(rec.manager.readOnly, true);
+      await assert.rejects(c1.call('new_oids', [1]), ReadOnlyError);
+      rw = await startServer({ port: rwAddr.port });
+      await waitUntil(
+        () => rec.events.length === 3,
+        () => `the switch: ${rec.events.join(', ')}`,
+      );
+      assert.deepEqual(rec.events, [
+        `connect ${py.address.port} read-only`,
+        'disconnect',
+        `connect ${rwAddr.port}`,
+      ]);
+      assert.equal(rec.manager.readOnly, false);
+    } finally {
+      await strict.manager.close();
+      await rec.manager.close();
+      await py.dispose();
+      await rw?.stop();
+    }
+  },
+);
