@@ -135,9 +135,16 @@ test(
       assert.ok(events.includes('disconnect') && events.at(-1) === 'connect', events.join(', '));
       await assertAllThere(a, committed);
 
-      // b reconnected too, and its commits reach a again
+      // b reconnected too, and its commits reach a again: as events, and through the async iterator
+      const feed = a.invalidations();
       const other = await retrying([], () => commitNew(b, 1000));
       await waitUntil(() => seen.some((i) => idHex(i.tid) === idHex(other.tid)), "a sees b's commit");
+      for (;;) {
+        const next = await feed.next();
+        assert.equal(next.done, false);
+        if (idHex(next.value.tid) === idHex(other.tid)) break;
+      }
+      await feed.return!();
       assert.equal(idHex(a.lastTransaction()), idHex(other.tid));
       await assertAllThere(b, committed);
     } finally {
