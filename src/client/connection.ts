@@ -36,8 +36,9 @@ export interface ClientConnectionOptions {
   heartbeatInterval?: number;
   /**
    * ms the server may leave a `ping` unanswered before the connection is given up as dead (0, the default:
-   * never). A heartbeat that finds the server silent for a whole interval sends a `ping` instead; a server
-   * that keeps its socket open but answers nothing is noticed within about two intervals plus this.
+   * never). Once a call has been answered (register), a heartbeat that finds the server silent for a whole
+   * interval sends a `ping` instead; a server that keeps its socket open but answers nothing is noticed within
+   * about two intervals plus this.
    */
   heartbeatTimeout?: number;
   /** ms for the socket, TLS and the server's greeting (default 10 s) */
@@ -111,6 +112,11 @@ export class ClientConnection {
   private pingSent = 0;
   /** server calls being handled (reading is held: the server's silence is ours) */
   private handling = 0;
+  /**
+   * a call has been answered (not with an error): registered, so a ping is safe (ZEO's server, and ours, hang up
+   * on any call but register before it)
+   */
+  private answered = false;
   private closeReason: ClientDisconnected | null = null;
 
   private constructor(
@@ -273,7 +279,7 @@ export class ClientConnection {
       // a late tick means our own event loop stalled: the server's replies may be waiting unread
       const stalled = now - this.lastBeat > every * 1.5;
       this.lastBeat = now;
-      if (deadAfter > 0 && this.handling === 0) {
+      if (deadAfter > 0 && this.handling === 0 && this.answered) {
         if (this.pingSent > 0) {
           if (!stalled && now - this.pingSent > deadAfter) {
             this.channel.destroy(
@@ -344,6 +350,7 @@ export class ClientConnection {
       return;
     }
     if (!pyTruthy(msg.flag)) {
+      this.answered = true;
       p.resolve(msg.body);
       return;
     }

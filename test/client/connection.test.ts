@@ -471,8 +471,18 @@ describe('bad servers', () => {
 
   test('heartbeatTimeout: a server that keeps the socket but stops answering is given up; one that answers is kept', async () => {
     const t0 = timers();
-    const silent = await badServer('Z5');
+    // it answers register, then nothing
+    const silent = await badServer('Z5', (m, s) => {
+      if (m.name === 'register') s.send(s.codec.encodeReply(m.msgid, z64));
+    });
     const c = await ClientConnection.connect(silent.address, { heartbeatInterval: 20, heartbeatTimeout: 60 });
+    // no ping before register is answered (servers hang up on any other call before it)
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(
+      silent.calls.map((m) => m.name),
+      [],
+    );
+    assert.deepEqual(await c.call('register', ['1', false]), z64);
     const started = Date.now();
     await assert.rejects(c.call('lastTransaction'), (e: Error) => {
       assert.ok(e instanceof ClientDisconnected);
@@ -492,6 +502,9 @@ describe('bad servers', () => {
     try {
       // (pings every 20 ms; a loaded machine may take a while to answer one, hence the roomy timeout)
       const ok = await ClientConnection.connect(s.address, { heartbeatInterval: 20, heartbeatTimeout: 2000 });
+      // a connection waiting a while for its turn to register is not pinged (the server would hang up)
+      await new Promise((r) => setTimeout(r, 150));
+      assert.equal(ok.connected, true, 'unregistered and idle, still there');
       await ok.call('register', ['1', false]);
       await new Promise((r) => setTimeout(r, 300));
       assert.equal(ok.connected, true, 'a server answering its pings is kept');
