@@ -4,7 +4,10 @@
 // signals and timeouts, close, disconnects, and invalidations at or below register's tid dropped. A relay
 // between client and server shows what the client sends and can hold back what the server answers.
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
 import {
   CallTimeoutError,
@@ -19,7 +22,9 @@ import { codecFor, encodeFrame, FrameDecoder, type Message } from '../../src/pro
 import { ConflictError, ReadOnlyError, Unsupported } from '../../src/storage/errors.js';
 import { compareIds, idHex, maxtid, p64, z64, type Tid } from '../../src/storage/ids.js';
 import { TransactionMetaData } from '../../src/storage/interfaces.js';
+import { serverTlsOptions } from '../../src/transport/tls.js';
 import { startServer, type TestServer } from '../helpers/server-fixture.js';
+import { noOpenssl, selfSignedPair } from '../helpers/openssl.js';
 import { waitUntil } from '../helpers/wait.js';
 import {
   dostore,
@@ -407,4 +412,37 @@ describe('calls, connection and close', () => {
     });
     await s.close();
   });
+});
+
+describe('transports', () => {
+  test(
+    'a unix socket, and TLS with a client certificate: commit, load, ruok',
+    { skip: noOpenssl },
+    async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'zeo-ts-client-storage-tls-'));
+      const ssl = selfSignedPair(dir);
+      const unix = await startServer({ unix: true });
+      const tlsServer = await startServer({ tls: serverTlsOptions(ssl('server', 'client')) });
+      opened.push(
+        { close: () => rm(dir, { recursive: true, force: true }) },
+        { close: () => unix.stop() },
+        { close: () => tlsServer.stop() },
+      );
+      for (const [server, extra] of [
+        [unix, {}],
+        [tlsServer, { ssl: ssl('client', 'server') }],
+      ] as const) {
+        const s = await ClientStorage.open({ server: server.address, waitTimeout: 5000, ...extra });
+        opened.push(s);
+        const oid = await s.newOid();
+        const tid = await dostore(s, { oid, data: 5 });
+        const r = await s.load(oid);
+        assert.equal(compareIds(r.serial, tid), 0);
+        assert.equal(minpoValue(r.data), 5);
+        const status = (await s.ruok()) as Map<PickleValue, PickleValue>;
+        assert.ok(status.has('1'));
+        await s.close();
+      }
+    },
+  );
 });
