@@ -667,7 +667,8 @@ export class ClientStorage extends EventEmitter implements Storage {
       this.newOids ??= (async () => {
         try {
           const r = await this.call('new_oids', [], options);
-          for (const o of sequenceOf(r, 'new_oids')) this.oids.push(idOf(o, 'new_oids'));
+          // (all or nothing: a bad answer leaves no oid of it behind)
+          this.oids.push(...sequenceOf(r, 'new_oids').map((o) => idOf(o, 'new_oids')));
         } finally {
           this.newOids = null;
         }

@@ -116,6 +116,54 @@ async function open(extra: Partial<ClientStorageOptions> = {}): Promise<ClientSt
   return s;
 }
 
+const INFO = new Map<PickleValue, PickleValue>([
+  ['length', 0],
+  ['size', 0],
+  ['interfaces', tuple()],
+]);
+
+/** A scripted server (pickle): answers each call as `onCall` says; closed after the test. */
+async function scriptedServer(
+  onCall: (
+    m: Message,
+    reply: (v: PickleValue) => void,
+    send: (name: string, args: PickleValue[]) => void,
+  ) => void,
+): Promise<number> {
+  const codec = codecFor('Z', 'server');
+  const sockets: net.Socket[] = [];
+  const fake = net.createServer((sock) => {
+    sockets.push(sock);
+    sock.on('error', () => {});
+    const decoder = new FrameDecoder(1 << 20);
+    let hello = true;
+    sock.on('data', (d: Buffer) => {
+      for (const f of decoder.push(d)) {
+        if (hello) {
+          hello = false;
+          continue;
+        }
+        const m = codec.decode(Buffer.from(f));
+        if (m.msgid === -1) continue;
+        onCall(
+          m,
+          (v) => sock.write(encodeFrame(codec.encodeReply(m.msgid, v))),
+          (name, args) => sock.write(encodeFrame(codec.encodeCall(0, true, name, args))),
+        );
+      }
+    });
+    sock.write(encodeFrame(Buffer.from('Z5')));
+  });
+  await new Promise<void>((res) => fake.listen(0, '127.0.0.1', res));
+  opened.push({
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise((res) => fake.close(res));
+    },
+  });
+  return (fake.address() as net.AddressInfo).port;
+}
+
 describe('invalidations', () => {
   test('cross between two clients; lastTransaction moves only after they are emitted (ZEO#166)', async () => {
     const a = await open();
@@ -191,47 +239,16 @@ describe('invalidations', () => {
   });
 
   test('invalidations at or below the tid register returned are dropped', async () => {
-    // a scripted server: register answers tid 5, then invalidations for tids 3 and 6 come
-    const codec = codecFor('Z', 'server');
-    const sockets: net.Socket[] = [];
-    const fake = net.createServer((sock) => {
-      sockets.push(sock);
-      sock.on('error', () => {});
-      const decoder = new FrameDecoder(1 << 20);
-      let hello = true;
-      sock.on('data', (d: Buffer) => {
-        for (const f of decoder.push(d)) {
-          if (hello) {
-            hello = false;
-            continue;
-          }
-          const m = codec.decode(Buffer.from(f));
-          const reply = (v: PickleValue) => sock.write(encodeFrame(codec.encodeReply(m.msgid, v)));
-          if (m.name === 'register') reply(p64(5));
-          else if (m.name === 'get_info') {
-            reply(
-              new Map<PickleValue, PickleValue>([
-                ['length', 0],
-                ['size', 0],
-                ['interfaces', tuple()],
-              ]),
-            );
-            sock.write(encodeFrame(codec.encodeCall(0, true, 'invalidateTransaction', [p64(3), [p64(1)]])));
-            sock.write(encodeFrame(codec.encodeCall(0, true, 'invalidateTransaction', [p64(6), [p64(2)]])));
-          } else if (m.name === 'ping') reply(null);
-        }
-      });
-      sock.write(encodeFrame(Buffer.from('Z5')));
+    // register answers tid 5, then invalidations for tids 3 and 6 come
+    const port = await scriptedServer((m, reply, send) => {
+      if (m.name === 'register') reply(p64(5));
+      else if (m.name === 'get_info') {
+        reply(INFO);
+        send('invalidateTransaction', [p64(3), [p64(1)]]);
+        send('invalidateTransaction', [p64(6), [p64(2)]]);
+      } else if (m.name === 'ping') reply(null);
     });
-    await new Promise<void>((res) => fake.listen(0, '127.0.0.1', res));
-    const port = (fake.address() as net.AddressInfo).port;
     const seen: string[] = [];
-    opened.push({
-      close: async () => {
-        for (const s of sockets) s.destroy();
-        await new Promise((res) => fake.close(res));
-      },
-    });
     const c = await ClientStorage.open({ server: { host: '127.0.0.1', port }, wait: false, cacheSize: 0 });
     opened.push(c);
     c.on('invalidations', (inv: Invalidation) => seen.push(idHex(inv.tid)));
@@ -370,6 +387,24 @@ describe('calls, connection and close', () => {
     await assert.rejects(b.load(oid), ClientDisconnected);
     await a.close();
     await r.close();
+  });
+
+  test('answers of the wrong shape fail their call with a clear error; the connection serves the next', async () => {
+    const port = await scriptedServer((m, reply) => {
+      if (m.name === 'register') reply(z64);
+      else if (m.name === 'get_info') reply(INFO);
+      else if (m.name === 'loadBefore') reply('not a tuple');
+      else if (m.name === 'history') reply(tuple(new Map([['tid', 'short']])));
+      else if (m.name === 'new_oids') reply(tuple(p64(1), 'x'));
+      else if (m.name === 'ping') reply(null);
+    });
+    const c = await ClientStorage.open({ server: { host: '127.0.0.1', port }, cacheSize: 0 });
+    opened.push(c);
+    await assert.rejects(c.load(z64), /the server's answer to loadBefore is not a sequence/);
+    await assert.rejects(c.history(z64), /the server's answer to history has an id that is not 8 bytes/);
+    await assert.rejects(c.newOid(), /the server's answer to new_oids has an id that is not 8 bytes/);
+    await c.serverSync();
+    assert.equal(c.isConnected(), true);
   });
 
   test('get_info, capabilities and names; an unknown storage name fails open with the reason', async () => {
