@@ -25,6 +25,7 @@ import { TransactionMetaData } from '../../src/storage/interfaces.js';
 import { serverTlsOptions } from '../../src/transport/tls.js';
 import { startServer, type TestServer } from '../helpers/server-fixture.js';
 import { noOpenssl, selfSignedPair } from '../helpers/openssl.js';
+import { relay as openRelay, type Relay } from '../helpers/relay.js';
 import { waitUntil } from '../helpers/wait.js';
 import {
   dostore,
@@ -36,64 +37,11 @@ import {
 
 type TcpAddress = { host: string; port: number };
 
-/** A TCP relay that records the client's calls by name and can hold the server's frames, then let them go together. */
-async function relay(to: TcpAddress) {
-  const calls: string[] = [];
-  const held: Buffer[] = [];
-  let holding = false;
-  const clients: net.Socket[] = [];
-  const sockets: net.Socket[] = [];
-  const codec = codecFor('Z', 'server');
-  const proxy = net.createServer((client) => {
-    const server = net.connect(to.port, to.host);
-    sockets.push(client, server);
-    clients.push(client);
-    const decoder = new FrameDecoder(1 << 26);
-    let handshake = true;
-    client.on('data', (d: Buffer) => {
-      for (const f of decoder.push(d)) {
-        if (handshake) {
-          handshake = false;
-          continue;
-        }
-        const msg: Message = codec.decode(Buffer.from(f));
-        if (msg.msgid !== -1) calls.push(msg.name);
-      }
-      server.write(d);
-    });
-    server.on('data', (d: Buffer) => {
-      if (holding) held.push(d);
-      else client.write(d);
-    });
-    client.on('error', () => server.destroy());
-    server.on('error', () => client.destroy());
-    client.on('close', () => server.destroy());
-    server.on('close', () => client.destroy());
-  });
-  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
-  let closed = false;
-  const handle = {
-    address: { host: '127.0.0.1', port: (proxy.address() as net.AddressInfo).port },
-    calls,
-    count: (name: string) => calls.filter((c) => c === name).length,
-    hold() {
-      holding = true;
-    },
-    /** what was held goes to the client in one write (so it is read in one go) */
-    release() {
-      holding = false;
-      const all = Buffer.concat(held.splice(0));
-      if (all.length) clients[clients.length - 1].write(all);
-    },
-    async close() {
-      if (closed) return;
-      closed = true;
-      for (const s of sockets) s.destroy();
-      await new Promise((r) => proxy.close(r));
-    },
-  };
-  opened.push(handle);
-  return handle;
+/** A relay (test/helpers/relay.ts) closed after the test. */
+async function relay(to: TcpAddress): Promise<Relay> {
+  const r = await openRelay(to);
+  opened.push(r);
+  return r;
 }
 
 let server: TestServer;
