@@ -195,6 +195,8 @@ export class ClientStorage extends EventEmitter implements Storage {
     this.addresses = addresses;
     this.name = options.name ?? addresses.map(describeAddress).join(', ');
     this.cache = cache;
+    // before the first connection, what the persistent cache has seen (ZEO's lastTransaction is the cache's)
+    this.lastTid = cache?.getLastTid() ?? z64;
     this.blobs = options.blobDir
       ? new ClientBlobs({
           blobDir: options.blobDir,
