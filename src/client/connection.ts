@@ -242,6 +242,12 @@ export class ClientConnection {
     });
   }
 
+  /** Reads (and hands out) nothing more from the server until `until` settles: replies and calls wait in order. */
+  holdReading(until: Promise<unknown>): void {
+    if (this.closeReason) return;
+    this.channel.holdReading(until.catch(() => undefined));
+  }
+
   /** A one-way call: no reply (the server closes the connection if it fails). */
   callAsync(name: string, args: PickleValue[] = []): void {
     if (this.closeReason) throw this.closeReason;

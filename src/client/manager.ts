@@ -240,7 +240,7 @@ export class ConnectionManager extends EventEmitter {
       this.attempts.set(key, attempt);
       attempt.done = this.run(attempt)
         .catch((e: unknown) => {
-          // (a bug, or a throwing 'connect' listener: this address is not tried again until the next search)
+          // (a bug: this address is not tried again until the next search)
           this.lastError = e as Error;
         })
         .finally(() => {
@@ -390,7 +390,7 @@ export class ConnectionManager extends EventEmitter {
         this.current = null;
         void cur.conn.close('the connection replacing it was lost');
       }
-      this.emit('disconnect', reason, conn);
+      this.announce('disconnect', reason, conn);
       this.search();
       return 'failed';
     }
@@ -401,7 +401,7 @@ export class ConnectionManager extends EventEmitter {
     if (old) {
       // (as ZEO's upgrade: what the old one still sends is not delivered, the new one's registration covers it)
       void old.conn.close(`switching to the writable server ${describeAddress(link.address)}`);
-      this.emit(
+      this.announce(
         'disconnect',
         new ClientDisconnected(
           `left the read-only server ${describeAddress(old.address)} for the writable ${describeAddress(link.address)}`,
@@ -411,9 +411,10 @@ export class ConnectionManager extends EventEmitter {
     }
     if (!readOnly || !this.fallback) this.stopOtherAttempts(link);
     const event: ConnectEvent = { connection: conn, address: link.address, readOnly };
-    this.emit('connect', event);
+    this.announce('connect', event);
     for (const w of [...this.waiters]) w.resolve(conn);
-    void this.drain(link);
+    // what came while it registered goes first: nothing more is read until it has been delivered
+    conn.holdReading(this.drain(link));
     // dropped by newAddr while it registered: leave it (its loss starts the search over the new list)
     if (!this.listed(link.address)) void conn.close('the address is no longer among the servers');
     return 'adopted';
@@ -504,8 +505,22 @@ export class ConnectionManager extends EventEmitter {
     this.current = null;
     this.lastError = reason;
     if (this.closing) return;
-    this.emit('disconnect', reason, link.conn);
+    this.announce('disconnect', reason, link.conn);
     this.search();
+  }
+
+  /**
+   * Emits an event; a listener that throws does not leave the manager half way (a connection current but
+   * never delivered to): its error is thrown again on its own, as an uncaught exception.
+   */
+  private announce(event: 'connect' | 'disconnect', ...args: unknown[]): void {
+    try {
+      this.emit(event, ...args);
+    } catch (e) {
+      queueMicrotask(() => {
+        throw e;
+      });
+    }
   }
 
   private notConnected(what: string): ClientDisconnected {

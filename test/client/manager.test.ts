@@ -507,3 +507,110 @@ test(
     await assertNoLeaks(h0);
   },
 );
+
+test(
+  'no reply overtakes the held calls: reading waits while they are delivered',
+  { timeout: 30_000 },
+  async () => {
+    const s = await startServer();
+    const address = s.address as Address;
+    const order: string[] = [];
+    const rec = manage({
+      addresses: [address],
+      async register(conn, readOnly) {
+        await conn.call('register', ['1', readOnly]);
+        await commitOne(address);
+        await commitOne(address);
+        await conn.call('lastTransaction');
+      },
+      // a slow handler: each held call takes a while to deliver
+      async onServerCall(_conn, name) {
+        await new Promise((r) => setTimeout(r, 30));
+        order.push(name);
+      },
+    });
+    try {
+      rec.manager.start();
+      const conn = await rec.manager.ready();
+      // sent at once; its reply comes back long before the held calls are delivered, and must wait for them
+      const ping = conn.call('ping').then(() => order.push('reply to ping'));
+      await ping;
+      assert.deepEqual(order, ['invalidateTransaction', 'invalidateTransaction', 'reply to ping']);
+    } finally {
+      await rec.manager.close();
+      await s.stop();
+    }
+  },
+);
+
+test(
+  'the backoff between attempts grows from minDisconnectPoll to maxDisconnectPoll',
+  { timeout: 30_000 },
+  async () => {
+    const h0 = handles();
+    // a server that hangs up on every connection before its greeting: each attempt fails at once
+    const at: number[] = [];
+    const rude = net.createServer((sock) => {
+      at.push(Date.now());
+      sock.destroy();
+    });
+    await new Promise<void>((r) => rude.listen(0, '127.0.0.1', r));
+    const address = { host: '127.0.0.1', port: (rude.address() as net.AddressInfo).port };
+    const rec = manage({ addresses: [address], minDisconnectPoll: 25, maxDisconnectPoll: 200 });
+    try {
+      rec.manager.start();
+      await new Promise((r) => setTimeout(r, 1500));
+      // 25, 50, 100, 200, 200... (plus a little jitter): about 10 attempts in 1.5 s, not 60
+      assert.ok(at.length >= 5 && at.length <= 13, `${at.length} attempts`);
+      const gaps = at.slice(1).map((t, i) => t - at[i]);
+      assert.ok(gaps[0] >= 20 && gaps[0] < 150, `first gap ${gaps[0]} ms`);
+      assert.ok(gaps.at(-1)! >= 190, `last gap ${gaps.at(-1)} ms (the maximum)`);
+      assert.ok(gaps.at(-1)! > gaps[0] * 3, `growing: ${gaps.join(', ')}`);
+      await assert.rejects(rec.manager.ready({ timeout: 10 }), /last error: .*closed by peer/);
+    } finally {
+      await rec.manager.close();
+      await new Promise((r) => rude.close(r));
+    }
+    const attempts = at.length;
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(at.length, attempts, 'no attempt after close()');
+    await assertNoLeaks(h0);
+  },
+);
+
+test(
+  "read-only fallback on Python's read-only runzeo, then the writable zeo serve when it comes",
+  { skip: interopDisabled ? 'ZEO_TS_SKIP_INTEROP=1' : false, timeout: 60_000 },
+  async () => {
+    const py = await runzeo({ readOnly: true });
+    const rwAddr = await deadAddress();
+    let rw: TestServer | null = null;
+    const strict = manage({ addresses: [py.address], waitTimeout: 300 });
+    const rec = manage({ addresses: [py.address, rwAddr], readOnlyFallback: true });
+    try {
+      // runzeo's ReadOnlyError arrives as ours
+      strict.manager.start();
+      await assert.rejects(strict.manager.ready(), /is read-only/);
+      rec.manager.start();
+      const c1 = await rec.manager.ready();
+      assert.equal(rec.manager.readOnly, true);
+      await assert.rejects(c1.call('new_oids', [1]), ReadOnlyError);
+      rw = await startServer({ port: rwAddr.port });
+      await waitUntil(
+        () => rec.events.length === 3,
+        () => `the switch: ${rec.events.join(', ')}`,
+      );
+      assert.deepEqual(rec.events, [
+        `connect ${py.address.port} read-only`,
+        'disconnect',
+        `connect ${rwAddr.port}`,
+      ]);
+      assert.equal(rec.manager.readOnly, false);
+    } finally {
+      await strict.manager.close();
+      await rec.manager.close();
+      await py.dispose();
+      await rw?.stop();
+    }
+  },
+);

@@ -192,7 +192,8 @@ test('failover between two addresses: a standby taking over the same data', { ti
 // ---------------------------------------------------------------------------------------------------------
 // A proxy that misbehaves once, on the next loadBefore
 
-type Misbehaviour = 'garbage' | 'unknown msgid' | 'wrong shape' | 'cut mid-reply' | 'silence';
+type Misbehaviour =
+  'garbage' | 'oversized frame' | 'unknown msgid' | 'wrong shape' | 'cut mid-reply' | 'silence';
 
 interface Proxy {
   address: Address;
@@ -257,7 +258,12 @@ async function startProxy(target: Address): Promise<Proxy> {
           armed = null;
           const codec = codecFor('Z', 'server');
           if (how === 'garbage') client.write(encodeFrame(new Uint8Array([0xde, 0xad, 0xbe, 0xef])));
-          else if (how === 'unknown msgid')
+          else if (how === 'oversized frame') {
+            // a header announcing 1 GiB: refused before anything is buffered
+            const head = Buffer.alloc(4);
+            head.writeUInt32BE(1024 * 1024 * 1024);
+            client.write(head);
+          } else if (how === 'unknown msgid')
             client.write(encodeFrame(codec.encodeReply(Number(m.msgid) + 1000, null)));
           else if (how === 'wrong shape')
             client.write(encodeFrame(codec.encodeReply(m.msgid, 'not a record')));
@@ -328,6 +334,13 @@ const cases: Array<{ how: Misbehaviour; error: (e: Error) => boolean; reconnects
     error: (e) =>
       e instanceof ClientDisconnected &&
       /protocol error: cannot decode a message from the server/.test(e.message),
+    reconnects: true,
+  },
+  {
+    how: 'oversized frame',
+    error: (e) =>
+      e instanceof ClientDisconnected &&
+      /frame of 1073741824 bytes announced, more than the limit of 268435456/.test(e.message),
     reconnects: true,
   },
   {

@@ -19,13 +19,14 @@ export interface Runzeo {
   dispose(): Promise<void>;
 }
 
-export async function runzeo(options: { msgpack?: boolean } = {}): Promise<Runzeo> {
+export async function runzeo(options: { msgpack?: boolean; readOnly?: boolean } = {}): Promise<Runzeo> {
   const dir = await mkdtemp(join(tmpdir(), 'zeo-ts-runzeo-'));
   const port = await freePort();
   const conf = join(dir, 'zeo.conf');
   await writeFile(
     conf,
-    `<zeo>\n  address 127.0.0.1:${port}\n  msgpack ${options.msgpack ?? false}\n</zeo>\n` +
+    `<zeo>\n  address 127.0.0.1:${port}\n  msgpack ${options.msgpack ?? false}\n` +
+      `  read-only ${options.readOnly ?? false}\n</zeo>\n` +
       `<filestorage 1>\n  path ${dir}/Data.fs\n</filestorage>\n`,
   );
   const r: Runzeo = {
