@@ -15,6 +15,8 @@ export interface ClientCacheOptions {
   size: number;
   /** the persistent cache file (ZEO's `<var>/<client>-<storage>.zec`); null or absent: memory only */
   path?: string | null;
+  /** ms between background flushes of a changed cache to its file (default 60_000; 0: only flush() and close()) */
+  flushInterval?: number;
 }
 
 export interface CacheStats {
@@ -196,6 +198,10 @@ export class ClientCache {
   private windowShare = WINDOW_SHARE_MIN;
 
   private path: string | null = null;
+  /** mutations so far, and how many the file holds: a background flush only writes a changed cache */
+  private changes = 0;
+  private savedChanges = 0;
+  private timer: NodeJS.Timeout | null = null;
   private lock: LockFile | null = null;
   private flushing: Promise<void> | null = null;
   private flushAgain = false;
@@ -226,6 +232,14 @@ export class ClientCache {
     try {
       const r = await readCacheFile(path);
       cache.path = path;
+      const interval = options.flushInterval ?? 60_000;
+      if (interval > 0) {
+        cache.timer = setInterval(() => {
+          // A failed write is tried again at the next tick; close() reports it.
+          if (cache.changes !== cache.savedChanges) cache.flush().catch(() => undefined);
+        }, interval);
+        cache.timer.unref();
+      }
       cache.dropped = r.dropReason;
       if (r.snapshot) cache.install(r.snapshot);
     } catch (e) {
@@ -363,6 +377,7 @@ export class ClientCache {
     }
     this.count++;
     this.nStores++;
+    this.changes++;
     this.link(slot, WINDOW);
     this.evict();
   }
@@ -389,13 +404,17 @@ export class ClientCache {
         changed = true;
         s = n;
       }
-      if (changed) this.nInvalidations++;
+      if (changed) {
+        this.nInvalidations++;
+        this.changes++;
+      }
       return;
     }
     if (cur === undefined) return;
     const ids = this.ids;
     const c = cmpAt(ids, cur * 24 + 8, tid);
     this.nInvalidations++;
+    this.changes++;
     if (c >= 0) {
       // By the transaction that wrote the revision we hold (ZEO drops it from its index too), or older than
       // it: the invalidation cannot bound it, so forget it rather than guess.
@@ -441,10 +460,12 @@ export class ClientCache {
       }
     }
     this.lastTid = tid.slice();
+    this.changes++;
   }
 
   /** Forgets every entry (the last tid stays, as in ZEO). */
   clear(): void {
+    this.changes++;
     for (let g = WINDOW; g <= PROTECTED; g++) {
       const head = g - 1;
       for (let s = this.next[head]; s !== head;) {
@@ -511,7 +532,9 @@ export class ClientCache {
       try {
         do {
           this.flushAgain = false;
+          const changes = this.changes;
           await writeCacheFile(path, this.snapshot(), this.size);
+          this.savedChanges = changes;
         } while (this.flushAgain);
       } finally {
         this.flushing = null;
@@ -529,6 +552,8 @@ export class ClientCache {
         await this.flush();
       } finally {
         this.closed = true;
+        if (this.timer) clearInterval(this.timer);
+        this.timer = null;
         const lock = this.lock;
         this.lock = null;
         if (lock) await lock.release();
@@ -586,6 +611,7 @@ export class ClientCache {
     }
     this.nStores = 0;
     this.nEvictions = 0;
+    this.savedChanges = this.changes; // the file holds it all
   }
 
   /**
