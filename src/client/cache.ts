@@ -215,7 +215,8 @@ export class ClientCache {
       throw new RangeError(`the cache size is a number of bytes >= 0, not ${String(size)}`);
     }
     this.size = Math.floor(size);
-    this.sketch = new FrequencySketch(Math.ceil(this.size / 512));
+    // (grown with the slot tables; at first, entries of about 1 KiB with their overhead)
+    this.sketch = new FrequencySketch(Math.ceil(this.size / 1024));
     this.grow(64);
   }
 
@@ -324,6 +325,10 @@ export class ClientCache {
    * as in ZEO. A revision larger than the whole cache is not kept.
    */
   store(oid: Oid, start: Tid, end: Tid | null, data: Uint8Array): void {
+    this.put(oid, start, end, data, true);
+  }
+
+  private put(oid: Oid, start: Tid, end: Tid | null, data: Uint8Array, copy: boolean): void {
     checkId(oid, 'oid');
     checkId(start, 'start');
     if (end !== null) checkId(end, 'end');
@@ -351,8 +356,9 @@ export class ClientCache {
     }
     const charge = data.length + ENTRY_OVERHEAD;
     if (charge > this.size) return;
-    // Keep our own copy when data is a view into a larger buffer (a network frame), so it is not retained.
-    const own = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data : data.slice();
+    // Our own copy: the caller's array may be a view into a larger buffer (a network frame) that it would
+    // keep alive, or one the caller goes on to change.
+    const own = copy ? data.slice() : data;
     const h = oidHash(oid);
     this.sketch.increment(h);
     this.adapt(h, charge);
@@ -607,7 +613,7 @@ export class ClientCache {
       // Restore the popularity it had (store counts one more) before it competes for room.
       const h = oidHash(e.oid);
       for (let i = 1; i < e.frequency; i++) this.sketch.increment(h);
-      this.store(e.oid, e.start, e.end, e.data);
+      this.put(e.oid, e.start, e.end, e.data, false); // (decoding copied it out of the file's buffer)
     }
     this.nStores = 0;
     this.nEvictions = 0;
