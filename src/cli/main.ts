@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
+import { copyCommand } from './copy.js';
 import { dumpCommand } from './dump.js';
+import { packCommand } from './pack.js';
 import { pickleCommand } from './pickle.js';
 import { serveCommand } from './serve.js';
 import { verifyCommand } from './verify.js';
@@ -19,6 +21,8 @@ export function buildProgram(): Command {
   program.addCommand(pickleCommand());
   program.addCommand(verifyCommand());
   program.addCommand(dumpCommand());
+  program.addCommand(copyCommand());
+  program.addCommand(packCommand());
   return program;
 }
 

@@ -1,0 +1,145 @@
+// `zeo copy SOURCE DEST [--incremental]`: every transaction of SOURCE restored into DEST with its tid, status,
+// metadata and back pointers, and the blob files when both sides keep blobs (zodbconvert; ZODB's
+// copyTransactionsFrom and copyTransactionsFromTo). Each side is a Data.fs path or a zeo:// URL. Without
+// --incremental DEST must have no transactions; with it the copy continues after DEST's last transaction,
+// and is refused when DEST has transactions SOURCE lacks. Exit 0 when done, 1 when refused or failed (what
+// was committed before a failure stays: --incremental continues from there).
+
+import { Command } from 'commander';
+import { isZeoUrl, openStorage, type OpenSpecOptions } from '../client/open.js';
+import { copyStorage, CopyError, type CopyResult } from '../storage/copy.js';
+import { idHex } from '../storage/ids.js';
+import type { Storage } from '../storage/interfaces.js';
+import type { TlsSection } from '../transport/tls.js';
+import { ProgressBar } from './progress.js';
+
+export interface CopyCommandOptions {
+  incremental?: boolean;
+  sourceBlobDir?: string;
+  destBlobDir?: string;
+  blobs?: boolean;
+  sslCertificate?: string;
+  sslKey?: string;
+  sslAuthenticate?: string;
+  sslCheckHostname?: boolean;
+  sslServerHostname?: string;
+  waitTimeout?: string;
+  quiet?: boolean;
+}
+
+/** The <ssl> section the TLS options make, or null when none is given. */
+export function sslFromOptions(o: {
+  sslCertificate?: string;
+  sslKey?: string;
+  sslAuthenticate?: string;
+  sslCheckHostname?: boolean;
+  sslServerHostname?: string;
+}): TlsSection | null {
+  const given =
+    o.sslCertificate !== undefined ||
+    o.sslKey !== undefined ||
+    o.sslAuthenticate !== undefined ||
+    o.sslServerHostname !== undefined ||
+    o.sslCheckHostname === false;
+  if (!given) return null;
+  return {
+    certificate: o.sslCertificate ?? null,
+    key: o.sslKey ?? null,
+    passwordFunction: null,
+    authenticate: o.sslAuthenticate ?? null,
+    checkHostname: o.sslCheckHostname ?? true,
+    serverHostname: o.sslServerHostname ?? null,
+  };
+}
+
+/** Adds the TLS options a command that connects to a server takes. */
+export function addTlsOptions(cmd: Command): Command {
+  return cmd
+    .option('--ssl-certificate <file>', "the client's certificate (PEM), for a server that asks for one")
+    .option('--ssl-key <file>', "the client certificate's key (PEM; default: in the certificate file)")
+    .option(
+      '--ssl-authenticate <file>',
+      "the CA file (or directory) that the server's certificate is checked against",
+    )
+    .option('--no-ssl-check-hostname', "don't check the server's name against its certificate")
+    .option('--ssl-server-hostname <name>', 'the name to check the certificate against (and send as SNI)');
+}
+
+function parseWaitTimeout(v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new CopyError(`--wait-timeout: not a number of seconds: ${v}`);
+  return n * 1000;
+}
+
+/** Runs the copy; returns what was copied. Errors are thrown (the command prints them). */
+export async function runCopy(
+  source: string,
+  dest: string,
+  opts: CopyCommandOptions,
+  bar: ProgressBar | null,
+): Promise<CopyResult & { after: Uint8Array | null }> {
+  const ssl = sslFromOptions(opts);
+  const waitTimeout = parseWaitTimeout(opts.waitTimeout);
+  const common: OpenSpecOptions = { ssl, waitTimeout };
+  if (ssl && !isZeoUrl(source) && !isZeoUrl(dest)) throw new CopyError('TLS options are for a zeo:// side');
+  let src: Storage | null = null;
+  let dst: Storage | null = null;
+  try {
+    src = await openStorage(source, { ...common, readOnly: true, blobDir: opts.sourceBlobDir ?? null });
+    dst = await openStorage(dest, { ...common, readOnly: false, blobDir: opts.destBlobDir ?? null });
+    const total = src.getSize();
+    bar?.update(0, total);
+    return await copyStorage(src, dst, {
+      incremental: opts.incremental ?? false,
+      blobs: opts.blobs === false ? false : undefined,
+      onTransaction: (p) => bar?.update(Math.min(p.bytes, total > 0 ? total - 1 : p.bytes), total),
+    });
+  } finally {
+    await dst?.close();
+    await src?.close();
+  }
+}
+
+export function copyCommand(): Command {
+  const cmd = new Command('copy')
+    .description(
+      'copy every transaction of SOURCE into DEST with its tid, status, metadata and back pointers, and the ' +
+        'blob files when both keep blobs (as zodbconvert does). Each is a Data.fs path or a zeo:// URL ' +
+        '(zeo://host:port?storage=1, zeo:///path/to/socket). Exit 0 when done, 1 when refused or failed',
+    )
+    .argument('<source>', 'the storage to read: a Data.fs path or a zeo:// URL')
+    .argument('<dest>', 'the storage to write: a Data.fs path (created if missing) or a zeo:// URL')
+    .option(
+      '--incremental',
+      "continue after DEST's last transaction (refused when DEST has transactions SOURCE lacks)",
+    )
+    .option('--source-blob-dir <dir>', "a Data.fs SOURCE's blob directory")
+    .option('--dest-blob-dir <dir>', "a Data.fs DEST's blob directory")
+    .option('--no-blobs', 'copy blob records without their files')
+    .option('--wait-timeout <seconds>', 'how long to wait for a zeo:// server (default 30)');
+  return addTlsOptions(cmd)
+    .option('-q, --quiet', 'no progress bar and no summary')
+    .action(async (source: string, dest: string, opts: CopyCommandOptions) => {
+      const quiet = opts.quiet ?? false;
+      const bar = new ProgressBar({ label: 'copy', total: 0, enabled: !quiet });
+      let r;
+      try {
+        r = await runCopy(source, dest, opts, bar);
+      } catch (e) {
+        bar.finish();
+        console.error(`zeo copy: ${(e as Error).message}`);
+        process.exitCode = 1;
+        return;
+      }
+      bar.finish();
+      if (!quiet) {
+        const from = r.after ? ` after tid ${idHex(r.after)}` : '';
+        const span = r.first && r.last ? ` (tids ${idHex(r.first)}..${idHex(r.last)})` : '';
+        console.log(
+          `zeo copy: copied ${r.transactions} transactions, ${r.records} data records, ${r.blobs} blob files` +
+            `${from}${span}`,
+        );
+      }
+    });
+}

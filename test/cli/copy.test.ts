@@ -1,0 +1,150 @@
+// `zeo copy SOURCE DEST` (src/cli/copy.ts) as a user runs it: Data.fs to Data.fs with blob directories, and
+// both ways between a local Data.fs and a server (runzeo in pickle and msgpack modes, zeo serve), Python's
+// iterator seeing the same history on both sides; --incremental; refusals with exit 1 and a clear message.
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { PY_ADD_BLOBS, pyHistory } from '../helpers/history.js';
+import { interopTest } from '../helpers/oracle.js';
+import { runZeo, startZeoServer, type ZeoServerKind } from '../helpers/zeo-servers.js';
+import { PY_BUILD, withTempDir } from '../storage/filestorage/fs-oracle.js';
+
+interopTest('zeo copy Data.fs to Data.fs: every transaction and blob, then --incremental', async (oracle) => {
+  await withTempDir(async (dir) => {
+    const src = join(dir, 'src.fs');
+    const srcBlobs = join(dir, 'src-blobs');
+    const dst = join(dir, 'dst.fs');
+    const dstBlobs = join(dir, 'dst-blobs');
+    await oracle.run(PY_BUILD, undefined, { path: src, n: 30, pack: false });
+    await oracle.run(PY_ADD_BLOBS, undefined, { path: src, blobDir: srcBlobs, tag: 'a' });
+    const args = ['--source-blob-dir', srcBlobs, '--dest-blob-dir', dstBlobs];
+    const r = await runZeo(['copy', src, dst, ...args]);
+    assert.equal(r.status, 0, r.stderr);
+    const before = await pyHistory(oracle, { path: src, blobDir: srcBlobs });
+    assert.match(
+      r.stdout,
+      new RegExp(`^zeo copy: copied ${before.length} transactions, \\d+ data records, 6 blob files`),
+    );
+    assert.equal(r.stderr, '', 'no progress lines off a terminal for quick work');
+    assert.deepEqual(await pyHistory(oracle, { path: dst, blobDir: dstBlobs }), before);
+
+    // a second plain copy is refused: the destination has transactions
+    const again = await runZeo(['copy', src, dst, ...args]);
+    assert.equal(again.status, 1);
+    assert.match(again.stderr, /^zeo copy: the destination has transactions .*--incremental/);
+
+    await oracle.run(PY_ADD_BLOBS, undefined, { path: src, blobDir: srcBlobs, tag: 'b' });
+    const inc = await runZeo(['copy', '--incremental', src, dst, ...args]);
+    assert.equal(inc.status, 0, inc.stderr);
+    const now = await pyHistory(oracle, { path: src, blobDir: srcBlobs });
+    assert.match(
+      inc.stdout,
+      new RegExp(
+        `copied ${now.length - before.length} transactions, .* after tid ${before.at(-1)!.tid} ` +
+          `\\(tids ${now[before.length].tid}\\.\\.${now.at(-1)!.tid}\\)`,
+      ),
+    );
+    assert.deepEqual(await pyHistory(oracle, { path: dst, blobDir: dstBlobs }), now);
+  });
+});
+
+test('zeo copy: a missing source, TLS options without a server: exit 1 with the reason', async () => {
+  await withTempDir(async (dir) => {
+    const r = await runZeo(['copy', join(dir, 'none.fs'), join(dir, 'dst.fs')]);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /^zeo copy: .*none\.fs/);
+    const t = await runZeo(['copy', '--ssl-authenticate', 'ca.pem', join(dir, 'a.fs'), join(dir, 'b.fs')]);
+    assert.equal(t.status, 1);
+    assert.match(t.stderr, /^zeo copy: TLS options are for a zeo:\/\/ side/);
+  });
+});
+
+/** Python undoes the newest transaction it can (after a pack: back pointers again). */
+const PY_UNDO_NEWEST = `
+import transaction, ZODB
+from ZODB.FileStorage import FileStorage
+db = ZODB.DB(FileStorage(args['path']))
+for e in db.undoLog(0, 20):
+    try:
+        db.undo(e['id'])
+        transaction.commit()
+        break
+    except Exception:
+        transaction.abort()
+else:
+    raise RuntimeError('nothing could be undone')
+db.close()
+result = None
+`;
+
+/** Python adds a few transactions through a ClientStorage (for --incremental from a server). */
+const PY_COMMIT_MORE = `
+import transaction, ZODB
+from ZEO.ClientStorage import ClientStorage
+from persistent.mapping import PersistentMapping
+a = args['address']
+db = ZODB.DB(ClientStorage(('127.0.0.1', a) if isinstance(a, int) else a, wait_timeout=30))
+conn = db.open()
+root = conn.root()
+for i in range(3):
+    root['more%d' % i] = PersistentMapping({'i': i})
+    transaction.get().note('more %d' % i)
+    transaction.get().setUser('user%d' % i)
+    transaction.get().setExtendedInfo('n', i)
+    transaction.commit()
+conn.close()
+db.close()
+result = None
+`;
+
+for (const [kind, msgpack] of [
+  ['runzeo', false],
+  ['runzeo', true],
+  ['zeo-ts', false],
+  ['zeo-ts', true],
+] as Array<[ZeoServerKind, boolean]>) {
+  const label = `${kind === 'runzeo' ? 'runzeo' : 'zeo serve'} (${msgpack ? 'msgpack' : 'pickle'})`;
+  interopTest(
+    `zeo copy both ways between a Data.fs and ${label}; --incremental from the server`,
+    async (oracle) => {
+      await withTempDir(async (dir) => {
+        const local = join(dir, 'local.fs');
+        await oracle.run(PY_BUILD, undefined, { path: local, n: 30, pack: true });
+        await oracle.run(PY_UNDO_NEWEST, undefined, { path: local });
+        const server = await startZeoServer(kind, { msgpack, blobs: false });
+        try {
+          const url = `zeo://${server.spec}?storage=1`;
+          const into = await runZeo(['copy', local, url]);
+          assert.equal(into.status, 0, into.stderr);
+          const before = await pyHistory(oracle, { path: local });
+          assert.ok(
+            before.some((t) => t.status === 'p') && before.some((t) => t.records.some((r) => r.dataTxn)),
+          );
+          assert.deepEqual(await pyHistory(oracle, { address: server.pyAddress }), before);
+          // and back out, into a new Data.fs
+          const back = join(dir, 'back.fs');
+          const out = await runZeo(['copy', url, back]);
+          assert.equal(out.status, 0, out.stderr);
+          assert.match(out.stdout, new RegExp(`copied ${before.length} transactions`));
+          assert.deepEqual(await pyHistory(oracle, { path: back }), before);
+          // the server moves on; --incremental brings the new transactions over
+          await oracle.run(PY_COMMIT_MORE, undefined, { address: server.pyAddress });
+          const inc = await runZeo(['copy', '--incremental', url, back]);
+          assert.equal(inc.status, 0, inc.stderr);
+          assert.match(inc.stdout, /copied 3 transactions, 6 data records/);
+          const now = await pyHistory(oracle, { address: server.pyAddress });
+          assert.equal(now.length, before.length + 3);
+          assert.match(now.at(-1)!.extension, /'n', 2/);
+          assert.match(now.at(-1)!.user, /user2/);
+          assert.deepEqual(await pyHistory(oracle, { path: back }), now);
+          // a plain copy into the server, which has transactions now, is refused
+          const again = await runZeo(['copy', local, url]);
+          assert.equal(again.status, 1);
+          assert.match(again.stderr, /the destination has transactions/);
+        } finally {
+          await server.stop();
+        }
+      });
+    },
+  );
+}

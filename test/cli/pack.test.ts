@@ -1,0 +1,158 @@
+// `zeo pack` (src/cli/pack.ts) as ZEO's zeopack: against zeo serve and runzeo, a pack to now removes the old
+// revisions a Python client wrote (Python's history and loadSerial say so), --days keeps what is younger;
+// unix sockets with -u; zeopack's exit statuses for no arguments, bad specifications, unreachable servers.
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import { packTargets, packTime, targetRepr } from '../../src/cli/pack.js';
+import { interopTest, type Oracle } from '../helpers/oracle.js';
+import { stopLeftovers } from '../helpers/server-process.js';
+import { runZeo, startZeoServer, type RunningZeoServer, type ZeoServerKind } from '../helpers/zeo-servers.js';
+
+after(stopLeftovers);
+
+/** Python writes three revisions of root['x'] through ClientStorage; returns the serials, oldest first. */
+const PY_REVISIONS = `
+import time, transaction, ZODB
+from ZEO.ClientStorage import ClientStorage
+from persistent.mapping import PersistentMapping
+a = args['address']
+cs = ClientStorage(('127.0.0.1', a) if isinstance(a, int) else a, wait_timeout=30)
+db = ZODB.DB(cs)
+conn = db.open()
+root = conn.root()
+x = root['x'] = PersistentMapping()
+serials = []
+for i in range(3):
+    x['i'] = i
+    transaction.commit()
+    serials.append(x._p_serial.hex())
+oid = x._p_oid.hex()
+conn.close()
+db.close()
+time.sleep(0.05)
+result = dict(oid=oid, serials=serials)
+`;
+
+/** Which of the serials the server can still load (loadSerial), and the history's length. */
+const PY_SURVIVORS = `
+from ZEO.ClientStorage import ClientStorage
+from ZODB.POSException import POSKeyError
+a = args['address']
+cs = ClientStorage(('127.0.0.1', a) if isinstance(a, int) else a, wait_timeout=30, read_only=True)
+oid = bytes.fromhex(args['oid'])
+alive = []
+for s in args['serials']:
+    try:
+        cs.loadSerial(oid, bytes.fromhex(s))
+        alive.append(s)
+    except POSKeyError:
+        pass
+result = dict(alive=alive, history=len(cs.history(oid, 10)))
+cs.close()
+`;
+
+async function survivors(oracle: Oracle, s: RunningZeoServer, w: { oid: string; serials: string[] }) {
+  return oracle.json<{ alive: string[]; history: number }>(PY_SURVIVORS, undefined, {
+    address: s.pyAddress,
+    ...w,
+  });
+}
+
+for (const [kind, msgpack, unix] of [
+  ['zeo-ts', false, false],
+  ['zeo-ts', true, true],
+  ['runzeo', false, false],
+  ['runzeo', true, false],
+] as Array<[ZeoServerKind, boolean, boolean]>) {
+  const label = `${kind === 'runzeo' ? 'runzeo' : 'zeo serve'} (${msgpack ? 'msgpack' : 'pickle'}${unix ? ', unix socket' : ''})`;
+  interopTest(
+    `zeo pack against ${label}: --days keeps young revisions, a pack to now removes them`,
+    async (oracle) => {
+      const server = await startZeoServer(kind, { msgpack, unix, blobs: false });
+      try {
+        const w = await oracle.json<{ oid: string; serials: string[] }>(PY_REVISIONS, undefined, {
+          address: server.pyAddress,
+        });
+        const where = unix ? ['-u', `${server.spec}:1`] : [`${server.spec}:1`];
+        const young = await runZeo(['pack', '--days', '1', ...where]);
+        assert.equal(young.status, 0, young.stderr);
+        assert.equal(young.stderr, '');
+        assert.deepEqual(await survivors(oracle, server, w), { alive: w.serials, history: 3 });
+        const r = await runZeo(['pack', ...where]);
+        assert.equal(r.status, 0, r.stderr);
+        assert.equal(r.stdout + r.stderr, '');
+        assert.deepEqual(await survivors(oracle, server, w), { alive: [w.serials[2]], history: 1 });
+      } finally {
+        await server.stop();
+      }
+    },
+  );
+}
+
+test('zeo pack: no arguments print the help; bad specifications exit 1 with "Error:"; bad values exit 2', async () => {
+  const help = await runZeo(['pack']);
+  assert.equal(help.status, 0);
+  assert.match(help.stdout, /^Usage: zeo pack \[options\] \[servers\]/);
+  for (const [args, message] of [
+    [['localhost'], "Invalid server specification: 'localhost'"],
+    [['a:b:c:d'], "Invalid server specification: 'a:b:c:d'"],
+    [['localhost:http'], "Invalid port in server specification: 'localhost:http'"],
+    [['-u', 'a:b:c'], "Invalid server specification: 'a:b:c'"],
+    [['-h', 'localhost'], 'If host (-h) is specified then a port (-p) must be specified as well.'],
+    [['-t', '1:2:3:4', 'x:1'], "Invalid time value: '1:2:3:4'"],
+    [['-d', '3'], 'No servers specified.'],
+  ] as Array<[string[], string]>) {
+    const r = await runZeo(['pack', ...args]);
+    assert.equal(r.status, 1, args.join(' '));
+    assert.equal(r.stderr, `Error:\n${message}\n`);
+  }
+  const bad = await runZeo(['pack', '-d', 'soon', 'x:1']);
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /zeo pack: error: option -d: invalid integer value: 'soon'/);
+});
+
+test('zeo pack: an unreachable server is reported and skipped; none reachable exits 1', async () => {
+  const r = await runZeo(['pack', '-w', '0.2', '127.0.0.1:1', '-u', '/nonexistent/zeo.sock:2']);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /^Couldn't connect to: \(\('127\.0\.0\.1', 1\), '1'\)\n {2}\(.*ECONNREFUSED.*\)\n/);
+  assert.match(r.stderr, /Couldn't connect to: \('\/nonexistent\/zeo\.sock', '2'\)\n/);
+  assert.match(r.stderr, /Error:\nCannot connect to any of the configured ZEO servers\.\n$/);
+});
+
+interopTest('zeo pack: a storage name the server does not have cannot be packed', async () => {
+  const server = await startZeoServer('zeo-ts', { blobs: false });
+  try {
+    const r = await runZeo(['pack', '-w', '0.2', `${server.spec}:nosuch`]);
+    assert.equal(r.status, 1);
+    assert.match(
+      r.stderr,
+      new RegExp(`^Couldn't connect to: \\(\\('127\\.0\\.0\\.1', \\d+\\), 'nosuch'\\)\n`),
+    );
+    assert.match(r.stderr, /nosuch/);
+  } finally {
+    await server.stop();
+  }
+});
+
+test('pack time and targets as zeopack computes them', () => {
+  const now = new Date(2026, 11, 6, 15, 30, 45, 500);
+  assert.equal(packTime(0, undefined, now), now.getTime() / 1000);
+  assert.equal(packTime(2, undefined, now), now.getTime() / 1000 - 2 * 86400);
+  assert.equal(packTime(0, '7', now), new Date(2026, 11, 6, 7, 0, 0).getTime() / 1000);
+  assert.equal(packTime(1, '7:05:09', now), new Date(2026, 11, 6, 7, 5, 9).getTime() / 1000 - 86400);
+  const t = packTargets(['db:8100', 'db:8101:two'], {
+    name: '1',
+    host: 'h',
+    port: '9',
+    unixDeprecated: '/s0',
+    unix: ['/s1', '/s2:three'],
+  });
+  assert.deepEqual(t.map(targetRepr), [
+    "(('h', 9), '1')",
+    "('/s0', '1')",
+    "(('db', 8100), '1')",
+    "(('db', 8101), 'two')",
+    "('/s1', '1')",
+    "('/s2', 'three')",
+  ]);
+});
