@@ -7,6 +7,8 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
 import {
@@ -252,6 +254,26 @@ describe('reads', () => {
     await s.close();
     await r.close();
   });
+});
+
+test('an iteration dropped without being closed closes the server iterator once collected', async () => {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const r = await relay(server.address as TcpAddress);
+  const s = await open({ server: r.address });
+  for (let i = 0; i < 2; i++) await dostore(s, { data: i });
+  await (async () => {
+    // one step, then forgotten (no return(): a consumer that lost interest)
+    const it = s.iterator();
+    await it.next();
+  })();
+  // finalizers run some time after a collection: collect, then let a round trip carry what was sent
+  for (let i = 0; i < 200 && r.count('iterator_gc') === 0; i++) {
+    gc();
+    await new Promise((res) => setTimeout(res, 10));
+    await s.serverSync();
+  }
+  assert.equal(r.count('iterator_gc'), 1);
 });
 
 describe('writes', () => {
