@@ -13,7 +13,8 @@
 // The last tid is the one the content was valid for when it was captured: the client verifies the cache
 // against the server from that tid when it connects.
 
-import { open, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
+import { constants as bufferConstants } from 'node:buffer';
+import { open, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 import { crc32 } from 'node:zlib';
 
@@ -48,10 +49,15 @@ export class CacheFileError extends Error {
 }
 
 const ZERO8 = new Uint8Array(8);
+const MAX_LENGTH = bufferConstants.MAX_LENGTH;
 
 /** The header, the records and the trailer, as buffers to write in order. */
 export function encodeCacheFile(snap: CacheSnapshot, size = 0): Buffer[] {
-  const out: Buffer[] = [];
+  return [...cacheFileParts(snap, size)];
+}
+
+/** encodeCacheFile's buffers one at a time, so a big cache is checksummed as it is written, not all at once. */
+export function* cacheFileParts(snap: CacheSnapshot, size = 0): Generator<Buffer> {
   const header = Buffer.alloc(HEADER_SIZE);
   CACHE_FILE_MAGIC.copy(header, 0);
   header.writeUInt32BE(CACHE_FILE_VERSION, 8);
@@ -61,7 +67,7 @@ export function encodeCacheFile(snap: CacheSnapshot, size = 0): Buffer[] {
   header.writeBigUInt64BE(BigInt(Math.max(0, Math.floor(size))), 28);
   const headerCrc = crc32(header.subarray(0, 36));
   header.writeUInt32BE(headerCrc, 36);
-  out.push(header);
+  yield header;
   let all = crc32(header.subarray(36, 40));
   const crcBuf = Buffer.alloc(4);
   for (const e of snap.entries) {
@@ -75,7 +81,9 @@ export function encodeCacheFile(snap: CacheSnapshot, size = 0): Buffer[] {
     const crc = crc32(e.data, crc32(rh));
     const tail = Buffer.alloc(4);
     tail.writeUInt32BE(crc, 0);
-    out.push(rh, Buffer.from(e.data.buffer, e.data.byteOffset, e.data.byteLength), tail);
+    yield rh;
+    yield Buffer.from(e.data.buffer, e.data.byteOffset, e.data.byteLength);
+    yield tail;
     crcBuf.writeUInt32BE(crc, 0);
     all = crc32(crcBuf, all);
   }
@@ -83,8 +91,7 @@ export function encodeCacheFile(snap: CacheSnapshot, size = 0): Buffer[] {
   TRAILER_MAGIC.copy(trailer, 0);
   trailer.writeUInt32BE(snap.entries.length, 8);
   trailer.writeUInt32BE(all, 12);
-  out.push(trailer);
-  return out;
+  yield trailer;
 }
 
 /** Reads a whole cache file; throws CacheFileError saying what is wrong when any of it does not check out. */
@@ -187,18 +194,26 @@ export interface ReadCacheFileResult {
 export async function readCacheFile(path: string): Promise<ReadCacheFileResult> {
   let buf: Buffer;
   try {
+    const { size } = await stat(path);
+    if (size > MAX_LENGTH)
+      throw new CacheFileError(`${size} bytes, more than this Node reads into one buffer`);
     buf = await readFile(path);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { snapshot: null, dropReason: null };
-    throw e;
+    if (!(e instanceof CacheFileError)) throw e;
+    return drop(path, e);
   }
   try {
     return { snapshot: decodeCacheFile(buf), dropReason: null };
   } catch (e) {
     if (!(e instanceof CacheFileError)) throw e;
-    await rename(path, path + '.bad');
-    return { snapshot: null, dropReason: `${path}: ${e.message}; moved to ${basename(path)}.bad` };
+    return drop(path, e);
   }
+}
+
+async function drop(path: string, e: CacheFileError): Promise<ReadCacheFileResult> {
+  await rename(path, path + '.bad');
+  return { snapshot: null, dropReason: `${path}: ${e.message}; moved to ${basename(path)}.bad` };
 }
 
 /**
@@ -207,11 +222,18 @@ export async function readCacheFile(path: string): Promise<ReadCacheFileResult> 
  */
 export async function writeCacheFile(path: string, snap: CacheSnapshot, size = 0): Promise<void> {
   const tmp = path + '.tmp';
-  const parts = encodeCacheFile(snap, size);
   let fh: FileHandle | null = await open(tmp, 'w');
   try {
-    // writev takes at most IOV_MAX (1024) buffers at a time.
-    for (let i = 0; i < parts.length; i += 1024) await writevAll(fh, parts.slice(i, i + 1024));
+    // writev takes at most IOV_MAX (1024) buffers at a time; between batches other work runs.
+    let batch: Buffer[] = [];
+    for (const part of cacheFileParts(snap, size)) {
+      batch.push(part);
+      if (batch.length === 1024) {
+        await writevAll(fh, batch);
+        batch = [];
+      }
+    }
+    if (batch.length) await writevAll(fh, batch);
     await fh.sync();
     await fh.close();
     fh = null;

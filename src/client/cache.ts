@@ -15,6 +15,8 @@ export interface ClientCacheOptions {
   size: number;
   /** the persistent cache file (ZEO's `<var>/<client>-<storage>.zec`); null or absent: memory only */
   path?: string | null;
+  /** ms between background flushes of a changed cache to its file (default 60_000; 0: only flush() and close()) */
+  flushInterval?: number;
 }
 
 export interface CacheStats {
@@ -196,6 +198,10 @@ export class ClientCache {
   private windowShare = WINDOW_SHARE_MIN;
 
   private path: string | null = null;
+  /** mutations so far, and how many the file holds: a background flush only writes a changed cache */
+  private changes = 0;
+  private savedChanges = 0;
+  private timer: NodeJS.Timeout | null = null;
   private lock: LockFile | null = null;
   private flushing: Promise<void> | null = null;
   private flushAgain = false;
@@ -209,7 +215,8 @@ export class ClientCache {
       throw new RangeError(`the cache size is a number of bytes >= 0, not ${String(size)}`);
     }
     this.size = Math.floor(size);
-    this.sketch = new FrequencySketch(Math.ceil(this.size / 512));
+    // (grown with the slot tables; at first, entries of about 1 KiB with their overhead)
+    this.sketch = new FrequencySketch(Math.ceil(this.size / 1024));
     this.grow(64);
   }
 
@@ -226,6 +233,14 @@ export class ClientCache {
     try {
       const r = await readCacheFile(path);
       cache.path = path;
+      const interval = options.flushInterval ?? 60_000;
+      if (interval > 0) {
+        cache.timer = setInterval(() => {
+          // A failed write is tried again at the next tick; close() reports it.
+          if (cache.changes !== cache.savedChanges) cache.flush().catch(() => undefined);
+        }, interval);
+        cache.timer.unref();
+      }
       cache.dropped = r.dropReason;
       if (r.snapshot) cache.install(r.snapshot);
     } catch (e) {
@@ -310,6 +325,10 @@ export class ClientCache {
    * as in ZEO. A revision larger than the whole cache is not kept.
    */
   store(oid: Oid, start: Tid, end: Tid | null, data: Uint8Array): void {
+    this.put(oid, start, end, data, true);
+  }
+
+  private put(oid: Oid, start: Tid, end: Tid | null, data: Uint8Array, copy: boolean): void {
     checkId(oid, 'oid');
     checkId(start, 'start');
     if (end !== null) checkId(end, 'end');
@@ -337,8 +356,9 @@ export class ClientCache {
     }
     const charge = data.length + ENTRY_OVERHEAD;
     if (charge > this.size) return;
-    // Keep our own copy when data is a view into a larger buffer (a network frame), so it is not retained.
-    const own = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data : data.slice();
+    // Our own copy: the caller's array may be a view into a larger buffer (a network frame) that it would
+    // keep alive, or one the caller goes on to change.
+    const own = copy ? data.slice() : data;
     const h = oidHash(oid);
     this.sketch.increment(h);
     this.adapt(h, charge);
@@ -363,6 +383,7 @@ export class ClientCache {
     }
     this.count++;
     this.nStores++;
+    this.changes++;
     this.link(slot, WINDOW);
     this.evict();
   }
@@ -389,13 +410,17 @@ export class ClientCache {
         changed = true;
         s = n;
       }
-      if (changed) this.nInvalidations++;
+      if (changed) {
+        this.nInvalidations++;
+        this.changes++;
+      }
       return;
     }
     if (cur === undefined) return;
     const ids = this.ids;
     const c = cmpAt(ids, cur * 24 + 8, tid);
     this.nInvalidations++;
+    this.changes++;
     if (c >= 0) {
       // By the transaction that wrote the revision we hold (ZEO drops it from its index too), or older than
       // it: the invalidation cannot bound it, so forget it rather than guess.
@@ -441,10 +466,12 @@ export class ClientCache {
       }
     }
     this.lastTid = tid.slice();
+    this.changes++;
   }
 
   /** Forgets every entry (the last tid stays, as in ZEO). */
   clear(): void {
+    this.changes++;
     for (let g = WINDOW; g <= PROTECTED; g++) {
       const head = g - 1;
       for (let s = this.next[head]; s !== head;) {
@@ -511,7 +538,9 @@ export class ClientCache {
       try {
         do {
           this.flushAgain = false;
+          const changes = this.changes;
           await writeCacheFile(path, this.snapshot(), this.size);
+          this.savedChanges = changes;
         } while (this.flushAgain);
       } finally {
         this.flushing = null;
@@ -529,6 +558,8 @@ export class ClientCache {
         await this.flush();
       } finally {
         this.closed = true;
+        if (this.timer) clearInterval(this.timer);
+        this.timer = null;
         const lock = this.lock;
         this.lock = null;
         if (lock) await lock.release();
@@ -582,10 +613,11 @@ export class ClientCache {
       // Restore the popularity it had (store counts one more) before it competes for room.
       const h = oidHash(e.oid);
       for (let i = 1; i < e.frequency; i++) this.sketch.increment(h);
-      this.store(e.oid, e.start, e.end, e.data);
+      this.put(e.oid, e.start, e.end, e.data, false); // (decoding copied it out of the file's buffer)
     }
     this.nStores = 0;
     this.nEvictions = 0;
+    this.savedChanges = this.changes; // the file holds it all
   }
 
   /**

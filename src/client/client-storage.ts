@@ -172,6 +172,8 @@ export class ClientStorage extends EventEmitter implements Storage {
   private current: ClientConnection | null = null;
   private generation = 0;
   private lastTid: Tid = z64;
+  /** the last tid the current connection's registration returned */
+  private registeredTid: Tid = z64;
   private readonly oids: Oid[] = [];
   private newOids: Promise<void> | null = null;
   private nextTxnId = 1;
@@ -193,6 +195,8 @@ export class ClientStorage extends EventEmitter implements Storage {
     this.addresses = addresses;
     this.name = options.name ?? addresses.map(describeAddress).join(', ');
     this.cache = cache;
+    // before the first connection, what the persistent cache has seen (ZEO's lastTransaction is the cache's)
+    this.lastTid = cache?.getLastTid() ?? z64;
     this.blobs = options.blobDir
       ? new ClientBlobs({
           blobDir: options.blobDir,
@@ -288,12 +292,14 @@ export class ClientStorage extends EventEmitter implements Storage {
     // from here on, synchronously: the cache, the last tid, the connection
     this.verifyResult = verified.result;
     this.updateInfo(info);
-    this.lastTid = verified.serverTid;
-    this.cache?.setLastTid(verified.serverTid);
     this.current = conn;
     this.generation++;
+    // what changed while we were away is emitted before lastTransaction moves past it (ZEO#166)
     if (verified.invalidated) this.publish(verified.invalidated);
     else if (verified.cleared) this.emit('cacheCleared', verified.result);
+    this.registeredTid = verified.serverTid;
+    this.lastTid = verified.serverTid;
+    this.cache?.setLastTid(verified.serverTid);
   }
 
   private onServerCall(conn: ClientConnection, name: string, args: PickleValue[]): void | Promise<void> {
@@ -315,10 +321,18 @@ export class ClientStorage extends EventEmitter implements Storage {
 
   /** One transaction of someone else's: cache, watchers, the application, and then the last tid. */
   private invalidateTransaction(tid: Tid, oids: Oid[]): void {
-    // at or below what we already know: verification covered it
-    if (compareIds(tid, this.lastTid) <= 0) return;
+    // at or below the tid registration returned: verification covered it
+    if (compareIds(tid, this.registeredTid) <= 0) return;
+    // after a later transaction (our own commit's): where it ends the cached revisions is not known
+    const late = compareIds(tid, this.lastTid) <= 0;
     for (const oid of oids) {
-      this.cache?.invalidate(oid, tid);
+      if (this.cache) {
+        try {
+          this.cache.invalidate(oid, late ? null : tid);
+        } catch {
+          this.cache.invalidate(oid, null);
+        }
+      }
       this.noteInvalidation(oid, tid);
     }
     this.publish({ tid, oids });
@@ -519,7 +533,9 @@ export class ClientStorage extends EventEmitter implements Storage {
         if (end === null) {
           // invalidations came first: what we read ended at the first of them after it was written (and is
           // current only if none came after it)
-          end = watch.invalidated.find((tid) => compareIds(tid, result.start) > 0) ?? null;
+          for (const tid of watch.invalidated) {
+            if (compareIds(tid, result.start) > 0 && (end === null || compareIds(tid, end) < 0)) end = tid;
+          }
         }
         this.cacheLoaded(oid, result.start, end, result.data);
       }
@@ -653,7 +669,8 @@ export class ClientStorage extends EventEmitter implements Storage {
       this.newOids ??= (async () => {
         try {
           const r = await this.call('new_oids', [], options);
-          for (const o of sequenceOf(r, 'new_oids')) this.oids.push(idOf(o, 'new_oids'));
+          // (all or nothing: a bad answer leaves no oid of it behind)
+          this.oids.push(...sequenceOf(r, 'new_oids').map((o) => idOf(o, 'new_oids')));
         } finally {
           this.newOids = null;
         }

@@ -28,6 +28,7 @@ import { interopDisabled, Oracle } from '../helpers/oracle.js';
 import { startServer } from '../helpers/server-fixture.js';
 import { stopLeftovers } from '../helpers/server-process.js';
 import { startZeoServer, type RunningZeoServer, type ZeoServerKind } from '../helpers/zeo-servers.js';
+import { relay } from '../helpers/relay.js';
 
 after(stopLeftovers);
 
@@ -638,48 +639,6 @@ def client(blob_dir, shared):
 
 // ---------------------------------------------------------------------------------------------------------
 // pacing and cancelling
-
-/** A TCP relay whose server-to-client direction can be held (the server's replies then wait in the relay). */
-async function relay(to: { host: string; port: number }) {
-  let held = false;
-  let fromClient = 0;
-  const waiting: Array<() => void> = [];
-  const sockets: net.Socket[] = [];
-  const proxy = net.createServer((client) => {
-    const server = net.connect(to.port, to.host);
-    sockets.push(client, server);
-    client.on('data', (d) => {
-      fromClient += d.length;
-      server.write(d);
-    });
-    server.on('data', (d) => {
-      if (held) waiting.push(() => client.write(d));
-      else client.write(d);
-    });
-    client.on('error', () => server.destroy());
-    server.on('error', () => client.destroy());
-    client.on('close', () => server.destroy());
-    server.on('close', () => client.destroy());
-  });
-  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
-  return {
-    address: { host: '127.0.0.1', port: (proxy.address() as net.AddressInfo).port },
-    get fromClient() {
-      return fromClient;
-    },
-    hold() {
-      held = true;
-    },
-    release() {
-      held = false;
-      for (const w of waiting.splice(0)) w();
-    },
-    async close() {
-      for (const s of sockets) s.destroy();
-      await new Promise((r) => proxy.close(r));
-    },
-  };
-}
 
 test(
   'an upload goes no further than two windows ahead of the server’s answers (never the whole file in memory)',

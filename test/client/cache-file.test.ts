@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -18,6 +18,7 @@ import { LockError } from '../../src/storage/filestorage/lockfile.js';
 import { p64, u64 } from '../../src/storage/ids.js';
 import { interopTest, repoRoot } from '../helpers/oracle.js';
 import { mulberry32 } from '../helpers/prng.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const dirs: string[] = [];
 after(async () => {
@@ -113,6 +114,31 @@ test('flush captures the cache as it was when called, with the last tid it was v
   await c.close(); // close writes the rest
   const snap2 = decodeCacheFile(await readFile(path));
   assert.equal(u64(snap2.lastTid!), 101n);
+});
+
+test('a changed cache is flushed in the background every flushInterval; an unchanged one is not rewritten', async () => {
+  const path = join(await tempDir(), 'background.zec');
+  const c = await ClientCache.open({ size: 1 << 20, path, flushInterval: 30 });
+  try {
+    c.store(p64(1), p64(1), null, dataFor(1, 1));
+    c.setLastTid(p64(1));
+    await waitUntil(() => existsSync(path), 'the first background flush');
+    const snap = decodeCacheFile(await readFile(path));
+    assert.deepEqual([snap.entries.length, u64(snap.lastTid!)], [1, 1n]);
+    await new Promise((r) => setTimeout(r, 100)); // (a write already started may still run)
+    const written = (await stat(path)).mtimeMs;
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal((await stat(path)).mtimeMs, written, 'nothing changed, nothing written');
+    c.invalidate(p64(1), p64(2));
+    c.setLastTid(p64(2));
+    const deadline = Date.now() + 10_000;
+    while (u64(decodeCacheFile(await readFile(path)).lastTid!) !== 2n) {
+      assert.ok(Date.now() < deadline, 'the change was not flushed in the background');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  } finally {
+    await c.close();
+  }
 });
 
 test('a second user of the file gets LockError until the first closes', async () => {
@@ -260,6 +286,20 @@ except zc.lockfile.LockError as e:
 const CHILD = `
 import { ClientCache } from ${JSON.stringify(pathToFileURL(join(repoRoot, 'dist/src/client/cache.js')).href)};
 import { p64 } from ${JSON.stringify(pathToFileURL(join(repoRoot, 'dist/src/storage/ids.js')).href)};
+import { open } from 'node:fs/promises';
+// argv[2] > 0: SIGKILL ourselves at that writev call of the flushes (certainly in the middle of one)
+const killAt = Number(process.argv[2]);
+if (killAt > 0) {
+  const fh = await open(process.argv[1] + '.probe', 'w');
+  const proto = Object.getPrototypeOf(fh);
+  await fh.close();
+  const writev = proto.writev;
+  let calls = 0;
+  proto.writev = function (...a) {
+    if (++calls === killAt) process.kill(process.pid, 'SIGKILL');
+    return writev.apply(this, a);
+  };
+}
 const c = await ClientCache.open({ size: 64 << 20, path: process.argv[1] });
 process.stdout.write('open\\n');
 for (let gen = 1; ; gen++) {
@@ -269,6 +309,7 @@ for (let gen = 1; ; gen++) {
     c.store(oid, p64(gen), null, Buffer.from(('gen ' + gen + ' oid ' + i + ' ').padEnd(1000, '*')));
   }
   c.setLastTid(p64(gen));
+  process.stdout.write('flushing ' + gen + '\\n');
   await c.flush();
   process.stdout.write('gen ' + gen + '\\n');
 }
@@ -284,19 +325,24 @@ test(
     let midFlush = 0;
     for (let round = 0; round < 6; round++) {
       const path = join(dir, `kill-${round}.zec`);
-      const child = spawn(process.execPath, ['--input-type=module', '-e', CHILD, path], {
+      // four rounds kill it from inside a flush's writes, two at a moment chosen from outside
+      const killAt = round < 4 ? 4 + Math.floor(rnd() * 16) : 0;
+      const child = spawn(process.execPath, ['--input-type=module', '-e', CHILD, path, String(killAt)], {
         stdio: ['ignore', 'pipe', 'inherit'],
       });
       let out = '';
       child.stdout.on('data', (d: Buffer) => (out += d.toString()));
       const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
-      // Let it write a few generations, then kill it somewhere in the middle of one.
-      while (!/gen [1-9]/.test(out)) await new Promise((r) => setTimeout(r, 10));
-      await new Promise((r) => setTimeout(r, 50 + Math.floor(rnd() * 400)));
-      child.kill('SIGKILL');
+      // Let it write a few generations, then kill it as it flushes one (at once or a little later).
+      if (killAt === 0) {
+        const target = 2 + Math.floor(rnd() * 3);
+        while (!out.includes(`flushing ${target}\n`)) await new Promise((r) => setTimeout(r, 1));
+        await new Promise((r) => setTimeout(r, Math.floor(rnd() * 8)));
+        child.kill('SIGKILL');
+      }
       await exited;
       if (existsSync(path + '.tmp')) midFlush++; // killed while writing the next generation
-      const flushedGens = [...out.matchAll(/gen (\d+)/g)].map((m) => Number(m[1]));
+      const flushedGens = [...out.matchAll(/^gen (\d+)/gm)].map((m) => Number(m[1]));
       const lastReported = Math.max(...flushedGens);
       const c = await ClientCache.open({ size: 64 << 20, path });
       try {
@@ -334,6 +380,6 @@ test(
       }
     }
     assert.equal(usedFiles, 6);
-    assert.ok(midFlush >= 2, `only ${midFlush} of 6 kills landed in the middle of a flush`);
+    assert.ok(midFlush >= 4, `only ${midFlush} of 6 kills landed in the middle of a flush`);
   },
 );

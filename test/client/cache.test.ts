@@ -203,13 +203,17 @@ describe('ZEO test_cache cases', () => {
     assert.deepEqual([c.stats().hits, c.stats().misses], [0, 0]);
   });
 
-  test('data viewing a larger buffer is copied, so the buffer is not kept', () => {
+  test('stored data is copied: a view does not keep its buffer, and changing the original changes nothing', () => {
     const c = cache();
     const frame = new Uint8Array(1000).fill(7);
     c.store(n1, n1, null, frame.subarray(10, 20));
     const got = c.load(n1)!.data;
     assert.equal(got.buffer.byteLength, 10);
     assert.deepEqual(got, new Uint8Array(10).fill(7));
+    const mine = new Uint8Array([1, 2, 3]);
+    c.store(n2, n1, null, mine);
+    mine[0] = 9;
+    assert.deepEqual(c.load(n2)!.data, new Uint8Array([1, 2, 3]));
   });
 });
 

@@ -4,7 +4,12 @@
 // signals and timeouts, close, disconnects, and invalidations at or below register's tid dropped. A relay
 // between client and server shows what the client sends and can hold back what the server answers.
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
 import {
   CallTimeoutError,
@@ -19,7 +24,10 @@ import { codecFor, encodeFrame, FrameDecoder, type Message } from '../../src/pro
 import { ConflictError, ReadOnlyError, Unsupported } from '../../src/storage/errors.js';
 import { compareIds, idHex, maxtid, p64, z64, type Tid } from '../../src/storage/ids.js';
 import { TransactionMetaData } from '../../src/storage/interfaces.js';
+import { serverTlsOptions } from '../../src/transport/tls.js';
 import { startServer, type TestServer } from '../helpers/server-fixture.js';
+import { noOpenssl, selfSignedPair } from '../helpers/openssl.js';
+import { relay as openRelay, type Relay } from '../helpers/relay.js';
 import { waitUntil } from '../helpers/wait.js';
 import {
   dostore,
@@ -31,64 +39,11 @@ import {
 
 type TcpAddress = { host: string; port: number };
 
-/** A TCP relay that records the client's calls by name and can hold the server's frames, then let them go together. */
-async function relay(to: TcpAddress) {
-  const calls: string[] = [];
-  const held: Buffer[] = [];
-  let holding = false;
-  const clients: net.Socket[] = [];
-  const sockets: net.Socket[] = [];
-  const codec = codecFor('Z', 'server');
-  const proxy = net.createServer((client) => {
-    const server = net.connect(to.port, to.host);
-    sockets.push(client, server);
-    clients.push(client);
-    const decoder = new FrameDecoder(1 << 26);
-    let handshake = true;
-    client.on('data', (d: Buffer) => {
-      for (const f of decoder.push(d)) {
-        if (handshake) {
-          handshake = false;
-          continue;
-        }
-        const msg: Message = codec.decode(Buffer.from(f));
-        if (msg.msgid !== -1) calls.push(msg.name);
-      }
-      server.write(d);
-    });
-    server.on('data', (d: Buffer) => {
-      if (holding) held.push(d);
-      else client.write(d);
-    });
-    client.on('error', () => server.destroy());
-    server.on('error', () => client.destroy());
-    client.on('close', () => server.destroy());
-    server.on('close', () => client.destroy());
-  });
-  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
-  let closed = false;
-  const handle = {
-    address: { host: '127.0.0.1', port: (proxy.address() as net.AddressInfo).port },
-    calls,
-    count: (name: string) => calls.filter((c) => c === name).length,
-    hold() {
-      holding = true;
-    },
-    /** what was held goes to the client in one write (so it is read in one go) */
-    release() {
-      holding = false;
-      const all = Buffer.concat(held.splice(0));
-      if (all.length) clients[clients.length - 1].write(all);
-    },
-    async close() {
-      if (closed) return;
-      closed = true;
-      for (const s of sockets) s.destroy();
-      await new Promise((r) => proxy.close(r));
-    },
-  };
-  opened.push(handle);
-  return handle;
+/** A relay (test/helpers/relay.ts) closed after the test. */
+async function relay(to: TcpAddress): Promise<Relay> {
+  const r = await openRelay(to);
+  opened.push(r);
+  return r;
 }
 
 let server: TestServer;
@@ -109,6 +64,54 @@ async function open(extra: Partial<ClientStorageOptions> = {}): Promise<ClientSt
   const s = await ClientStorage.open({ server: server.address, waitTimeout: 5000, ...extra });
   opened.push(s);
   return s;
+}
+
+const INFO = new Map<PickleValue, PickleValue>([
+  ['length', 0],
+  ['size', 0],
+  ['interfaces', tuple()],
+]);
+
+/** A scripted server (pickle): answers each call as `onCall` says; closed after the test. */
+async function scriptedServer(
+  onCall: (
+    m: Message,
+    reply: (v: PickleValue) => void,
+    send: (name: string, args: PickleValue[]) => void,
+  ) => void,
+): Promise<number> {
+  const codec = codecFor('Z', 'server');
+  const sockets: net.Socket[] = [];
+  const fake = net.createServer((sock) => {
+    sockets.push(sock);
+    sock.on('error', () => {});
+    const decoder = new FrameDecoder(1 << 20);
+    let hello = true;
+    sock.on('data', (d: Buffer) => {
+      for (const f of decoder.push(d)) {
+        if (hello) {
+          hello = false;
+          continue;
+        }
+        const m = codec.decode(Buffer.from(f));
+        if (m.msgid === -1) continue;
+        onCall(
+          m,
+          (v) => sock.write(encodeFrame(codec.encodeReply(m.msgid, v))),
+          (name, args) => sock.write(encodeFrame(codec.encodeCall(0, true, name, args))),
+        );
+      }
+    });
+    sock.write(encodeFrame(Buffer.from('Z5')));
+  });
+  await new Promise<void>((res) => fake.listen(0, '127.0.0.1', res));
+  opened.push({
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise((res) => fake.close(res));
+    },
+  });
+  return (fake.address() as net.AddressInfo).port;
 }
 
 describe('invalidations', () => {
@@ -186,47 +189,16 @@ describe('invalidations', () => {
   });
 
   test('invalidations at or below the tid register returned are dropped', async () => {
-    // a scripted server: register answers tid 5, then invalidations for tids 3 and 6 come
-    const codec = codecFor('Z', 'server');
-    const sockets: net.Socket[] = [];
-    const fake = net.createServer((sock) => {
-      sockets.push(sock);
-      sock.on('error', () => {});
-      const decoder = new FrameDecoder(1 << 20);
-      let hello = true;
-      sock.on('data', (d: Buffer) => {
-        for (const f of decoder.push(d)) {
-          if (hello) {
-            hello = false;
-            continue;
-          }
-          const m = codec.decode(Buffer.from(f));
-          const reply = (v: PickleValue) => sock.write(encodeFrame(codec.encodeReply(m.msgid, v)));
-          if (m.name === 'register') reply(p64(5));
-          else if (m.name === 'get_info') {
-            reply(
-              new Map<PickleValue, PickleValue>([
-                ['length', 0],
-                ['size', 0],
-                ['interfaces', tuple()],
-              ]),
-            );
-            sock.write(encodeFrame(codec.encodeCall(0, true, 'invalidateTransaction', [p64(3), [p64(1)]])));
-            sock.write(encodeFrame(codec.encodeCall(0, true, 'invalidateTransaction', [p64(6), [p64(2)]])));
-          } else if (m.name === 'ping') reply(null);
-        }
-      });
-      sock.write(encodeFrame(Buffer.from('Z5')));
+    // register answers tid 5, then invalidations for tids 3 and 6 come
+    const port = await scriptedServer((m, reply, send) => {
+      if (m.name === 'register') reply(p64(5));
+      else if (m.name === 'get_info') {
+        reply(INFO);
+        send('invalidateTransaction', [p64(3), [p64(1)]]);
+        send('invalidateTransaction', [p64(6), [p64(2)]]);
+      } else if (m.name === 'ping') reply(null);
     });
-    await new Promise<void>((res) => fake.listen(0, '127.0.0.1', res));
-    const port = (fake.address() as net.AddressInfo).port;
     const seen: string[] = [];
-    opened.push({
-      close: async () => {
-        for (const s of sockets) s.destroy();
-        await new Promise((res) => fake.close(res));
-      },
-    });
     const c = await ClientStorage.open({ server: { host: '127.0.0.1', port }, wait: false, cacheSize: 0 });
     opened.push(c);
     c.on('invalidations', (inv: Invalidation) => seen.push(idHex(inv.tid)));
@@ -282,6 +254,26 @@ describe('reads', () => {
     await s.close();
     await r.close();
   });
+});
+
+test('an iteration dropped without being closed closes the server iterator once collected', async () => {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const r = await relay(server.address as TcpAddress);
+  const s = await open({ server: r.address });
+  for (let i = 0; i < 2; i++) await dostore(s, { data: i });
+  await (async () => {
+    // one step, then forgotten (no return(): a consumer that lost interest)
+    const it = s.iterator();
+    await it.next();
+  })();
+  // finalizers run some time after a collection: collect, then let a round trip carry what was sent
+  for (let i = 0; i < 200 && r.count('iterator_gc') === 0; i++) {
+    gc();
+    await new Promise((res) => setTimeout(res, 10));
+    await s.serverSync();
+  }
+  assert.equal(r.count('iterator_gc'), 1);
 });
 
 describe('writes', () => {
@@ -367,6 +359,24 @@ describe('calls, connection and close', () => {
     await r.close();
   });
 
+  test('answers of the wrong shape fail their call with a clear error; the connection serves the next', async () => {
+    const port = await scriptedServer((m, reply) => {
+      if (m.name === 'register') reply(z64);
+      else if (m.name === 'get_info') reply(INFO);
+      else if (m.name === 'loadBefore') reply('not a tuple');
+      else if (m.name === 'history') reply(tuple(new Map([['tid', 'short']])));
+      else if (m.name === 'new_oids') reply(tuple(p64(1), 'x'));
+      else if (m.name === 'ping') reply(null);
+    });
+    const c = await ClientStorage.open({ server: { host: '127.0.0.1', port }, cacheSize: 0 });
+    opened.push(c);
+    await assert.rejects(c.load(z64), /the server's answer to loadBefore is not a sequence/);
+    await assert.rejects(c.history(z64), /the server's answer to history has an id that is not 8 bytes/);
+    await assert.rejects(c.newOid(), /the server's answer to new_oids has an id that is not 8 bytes/);
+    await c.serverSync();
+    assert.equal(c.isConnected(), true);
+  });
+
   test('get_info, capabilities and names; an unknown storage name fails open with the reason', async () => {
     const s = await open();
     const info = s.getInfo();
@@ -407,4 +417,37 @@ describe('calls, connection and close', () => {
     });
     await s.close();
   });
+});
+
+describe('transports', () => {
+  test(
+    'a unix socket, and TLS with a client certificate: commit, load, ruok',
+    { skip: noOpenssl },
+    async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'zeo-ts-client-storage-tls-'));
+      const ssl = selfSignedPair(dir);
+      const unix = await startServer({ unix: true });
+      const tlsServer = await startServer({ tls: serverTlsOptions(ssl('server', 'client')) });
+      opened.push(
+        { close: () => rm(dir, { recursive: true, force: true }) },
+        { close: () => unix.stop() },
+        { close: () => tlsServer.stop() },
+      );
+      for (const [server, extra] of [
+        [unix, {}],
+        [tlsServer, { ssl: ssl('client', 'server') }],
+      ] as const) {
+        const s = await ClientStorage.open({ server: server.address, waitTimeout: 5000, ...extra });
+        opened.push(s);
+        const oid = await s.newOid();
+        const tid = await dostore(s, { oid, data: 5 });
+        const r = await s.load(oid);
+        assert.equal(compareIds(r.serial, tid), 0);
+        assert.equal(minpoValue(r.data), 5);
+        const status = (await s.ruok()) as Map<PickleValue, PickleValue>;
+        assert.ok(status.has('1'));
+        await s.close();
+      }
+    },
+  );
 });

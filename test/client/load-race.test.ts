@@ -1,7 +1,8 @@
-// A load that invalidations overtake (ZEO#155), made deterministic with a scripted server on a raw socket: the
-// reply to loadBefore comes after two invalidations of the object and shows the revision of the first. What
-// it read is not current (the second one changed the object again): the cache must not keep it as current.
-// test/client/interop.test.ts's race finds this against real servers, now and then; this one always does.
+// Loads racing invalidations (ZEO#155), made deterministic with a scripted server on a raw socket:
+// - the reply to loadBefore comes after two invalidations of the object and shows the revision of the first:
+//   what it read is not current (the second changed the object again), the cache must not keep it as current;
+// - a reply shows a revision newer than the cache's current one before that revision's invalidation came.
+// test/client/interop.test.ts's race finds both against real servers, now and then; these always do.
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { test } from 'node:test';
@@ -14,12 +15,19 @@ const oid = p64(1);
 const [t1, t2, t3] = [p64(0x100), p64(0x200), p64(0x300)];
 const record = (n: number): Uint8Array => new Uint8Array([0x80, 0x03, 0x4b, n, 0x2e]); // a pickle of n
 
+interface Script {
+  /** sends invalidateTransaction(tid, [oid]) */
+  invalidate(tid: Uint8Array): void;
+  /** replies to a held loadBefore */
+  reply(msgid: PickleValue, value: PickleValue): void;
+}
+
 /**
  * A server that registers any client at t1 and answers loadBefore with `onLoad`, which may send one-way calls
- * first (invalidateTransaction) and returns the reply.
+ * first (invalidateTransaction) and returns the reply, or undefined to hold it (reply later with script.reply).
  */
 async function scriptedServer(
-  onLoad: (args: PickleValue[], invalidate: (tid: Uint8Array) => void) => PickleValue,
+  onLoad: (args: PickleValue[], script: Script, msgid: PickleValue) => PickleValue | undefined,
 ): Promise<{ port: number; loads: PickleValue[][]; close(): Promise<void> }> {
   const codec = codecFor('Z', 'server');
   const loads: PickleValue[][] = [];
@@ -38,16 +46,18 @@ async function scriptedServer(
         }
         const m: Message = codec.decode(Buffer.from(f));
         if (m.msgid === -1 || m.flag) continue;
-        let reply: PickleValue = null;
+        let reply: PickleValue | undefined = null;
         if (m.name === 'register' || m.name === 'lastTransaction') reply = t1;
         else if (m.name === 'get_info') reply = new Map<PickleValue, PickleValue>([['name', 'scripted']]);
         else if (m.name === 'loadBefore') {
           loads.push(m.args);
-          reply = onLoad(m.args, (tid) =>
-            send(codec.encodeCall(0, true, 'invalidateTransaction', [tid, [oid]])),
-          );
+          const script: Script = {
+            invalidate: (tid) => send(codec.encodeCall(0, true, 'invalidateTransaction', [tid, [oid]])),
+            reply: (msgid, value) => send(codec.encodeReply(msgid, value)),
+          };
+          reply = onLoad(m.args, script, m.msgid);
         }
-        send(codec.encodeReply(m.msgid, reply));
+        if (reply !== undefined) send(codec.encodeReply(m.msgid, reply));
       }
     });
     sock.write(encodeFrame(Buffer.from('Z5', 'latin1')));
@@ -64,11 +74,11 @@ async function scriptedServer(
 }
 
 test('a load overtaken by two invalidations is not cached as current', async () => {
-  const server = await scriptedServer((args, invalidate) => {
+  const server = await scriptedServer((_args, script) => {
     if (server.loads.length === 1) {
       // read while t2 was current; the reply leaves after the invalidations of t2 and t3
-      invalidate(t2);
-      invalidate(t3);
+      script.invalidate(t2);
+      script.invalidate(t3);
       return tuple(record(2), t2, null);
     }
     return tuple(record(3), t3, null);
@@ -92,6 +102,41 @@ test('a load overtaken by two invalidations is not cached as current', async () 
       server.loads[0].map((x) => idHex(x as Uint8Array)),
       [oid, maxtid].map(idHex),
     );
+  } finally {
+    await cs.close();
+    await server.close();
+  }
+});
+
+test('a load showing a newer current revision than the cached one, ahead of its invalidation, is not an error', async () => {
+  // two loads at once, for different snapshots: the server reads the second while t1 is current, then t3
+  // commits and it reads the first, whose reply leaves before t3's invalidation (a server that finishes
+  // commits in a thread while it serves loads: the cache then already holds t1 as current)
+  let held: PickleValue = null;
+  const server = await scriptedServer((_args, script, msgid) => {
+    if (server.loads.length === 1) {
+      held = msgid;
+      return undefined;
+    }
+    if (server.loads.length > 2) return tuple(record(3), t3, null);
+    // the second: what was current then; then the first's reply, then the invalidation, each in a packet
+    // of its own (the client handles each before the next comes)
+    script.reply(msgid, tuple(record(1), t1, null));
+    setTimeout(() => script.reply(held, tuple(record(3), t3, null)), 30);
+    setTimeout(() => script.invalidate(t3), 60);
+    return undefined;
+  });
+  const cs = await ClientStorage.open({
+    server: { host: '127.0.0.1', port: server.port },
+    waitTimeout: 5000,
+  });
+  try {
+    const [current, snapshot] = await Promise.all([cs.load(oid), cs.loadBefore(oid, p64(0x101))]);
+    assert.equal(idHex(snapshot!.start), idHex(t1));
+    assert.equal(idHex(current.serial), idHex(t3), 'the load returns what the server read');
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(idHex(cs.lastTransaction()), idHex(t3));
+    assert.equal(idHex((await cs.load(oid)).serial), idHex(t3));
   } finally {
     await cs.close();
     await server.close();

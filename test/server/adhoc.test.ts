@@ -3,16 +3,20 @@
 // StorageServer's 'serving' event, stopped with 'closed'; Python's ClientStorage is the client.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { startServer, StorageServer, type ListenAddress } from '../../src/server/index.js';
+import { ClientStorage } from '../../src/client/client-storage.js';
+import { startServer, StorageServer, type ListenAddress, type TlsSection } from '../../src/server/index.js';
 import { createLogger } from '../../src/server/log.js';
 import { TransactionMetaData } from '../../src/storage/interfaces.js';
 import { MemoryStorage } from '../../src/storage/memory/memory-storage.js';
+import { serverTlsOptions } from '../../src/transport/tls.js';
+import { noOpenssl } from '../helpers/openssl.js';
 import { interopTest, type Oracle } from '../helpers/oracle.js';
 
 let dir = '';
@@ -164,3 +168,47 @@ test('zeo-ts/server is a public entry point', async () => {
   assert.equal(entry.startServer, startServer);
   assert.equal(entry.StorageServer, StorageServer);
 });
+
+test(
+  'TLS from an <ssl> section (or Node options): a client with its certificate is served, one trusting another CA gives up',
+  { skip: noOpenssl, timeout: 60_000 },
+  async () => {
+    const p = (name: string): string => join(dir, name);
+    // self-signed both: each side's certificate is the other's CA
+    for (const [who, subject, san] of [
+      ['server', '/CN=localhost', 'subjectAltName=DNS:localhost,IP:127.0.0.1'],
+      ['client', '/CN=zeo-ts client', 'subjectAltName=DNS:client'],
+    ]) {
+      execFileSync('openssl', [
+      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+      '-keyout', p(`${who}.key`), '-out', p(`${who}.pem`), '-days', '2', '-subj', subject, '-addext', san,
+    ], { stdio: ['ignore', 'ignore', 'pipe'] }); // prettier-ignore
+    }
+    const ssl = (certificate: string, authenticate: string): TlsSection => ({
+      certificate: p(`${certificate}.pem`),
+      key: p(`${certificate}.key`),
+      passwordFunction: null,
+      authenticate: p(`${authenticate}.pem`),
+    });
+    for (const tls of [ssl('server', 'client'), serverTlsOptions(ssl('server', 'client'))]) {
+      const s = await startServer({ tls });
+      try {
+        const cs = await ClientStorage.open({
+          server: s.address,
+          ssl: ssl('client', 'server'),
+          waitTimeout: 5000,
+        });
+        assert.equal(cs.isConnected(), true);
+        assert.equal(cs.getInfo().name, 'MemoryStorage');
+        await cs.close();
+        // a client trusting another CA gives up (ClientDisconnected once its wait is over)
+        await assert.rejects(
+          ClientStorage.open({ server: s.address, ssl: ssl('client', 'client'), waitTimeout: 500 }),
+          /ClientDisconnected|timed out|self[- ]signed/i,
+        );
+      } finally {
+        await s.stop();
+      }
+    }
+  },
+);
