@@ -4,7 +4,6 @@
 
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { execFileSync } from 'node:child_process';
 import { getEventListeners } from 'node:events';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -20,8 +19,8 @@ import { dumps, pyRepr, tuple, type PickleValue } from '../../src/pickle/index.j
 import { codecFor, encodeFrame, FrameDecoder, type Message } from '../../src/protocol/index.js';
 import { POSKeyError } from '../../src/storage/errors.js';
 import { maxtid, p64, z64 } from '../../src/storage/ids.js';
-import { serverTlsOptions, type TlsSection } from '../../src/transport/tls.js';
-import { noOpenssl } from '../helpers/openssl.js';
+import { serverTlsOptions } from '../../src/transport/tls.js';
+import { noOpenssl, selfSignedPair } from '../helpers/openssl.js';
 import { interopDisabled } from '../helpers/oracle.js';
 import { startServer } from '../helpers/server-fixture.js';
 import { runzeo } from '../helpers/runzeo.js';
@@ -148,21 +147,7 @@ test(
     const dir = await mkdtemp(join(tmpdir(), 'zeo-ts-client-tls-'));
     const p = (name: string): string => join(dir, name);
     // self-signed both: each side's certificate is the other's CA
-    for (const [who, subject, san] of [
-      ['server', '/CN=localhost', 'subjectAltName=DNS:localhost,IP:127.0.0.1'],
-      ['client', '/CN=zeo-ts client', 'subjectAltName=DNS:client'],
-    ]) {
-      execFileSync('openssl', [
-        'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-        '-keyout', p(`${who}.key`), '-out', p(`${who}.pem`), '-days', '2', '-subj', subject, '-addext', san,
-      ], { stdio: ['ignore', 'ignore', 'pipe'] }); // prettier-ignore
-    }
-    const ssl = (certificate: string, authenticate: string): TlsSection => ({
-      certificate: p(`${certificate}.pem`),
-      key: p(`${certificate}.key`),
-      passwordFunction: null,
-      authenticate: p(`${authenticate}.pem`),
-    });
+    const ssl = selfSignedPair(dir);
     const s = await startServer({ tls: serverTlsOptions(ssl('server', 'client')) });
     try {
       const c = await ClientConnection.connect(s.address, { tls: ssl('client', 'server') });
