@@ -614,3 +614,37 @@ test(
     }
   },
 );
+
+test(
+  'newAddr while on a read-only fallback: a writable address added is tried, and taken',
+  { timeout: 30_000 },
+  async () => {
+    const ro = await startServer({ readOnly: true });
+    const rw = await startServer();
+    const rec = manage({ addresses: [ro.address], readOnlyFallback: true });
+    const m = rec.manager;
+    try {
+      m.start();
+      await m.ready();
+      assert.equal(m.readOnly, true);
+      await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual(
+        rec.events,
+        [`connect ${port(ro.address)} read-only`],
+        'no other server known: it stays',
+      );
+      m.newAddr([ro.address, rw.address]);
+      await waitUntil(
+        () => rec.events.length === 3,
+        () => `the switch: ${rec.events.join(', ')}`,
+      );
+      assert.deepEqual(rec.events.slice(1), ['disconnect', `connect ${port(rw.address)}`]);
+      assert.equal(m.readOnly, false);
+      assert.deepEqual(m.address, rw.address);
+    } finally {
+      await m.close();
+      await ro.stop();
+      await rw.stop();
+    }
+  },
+);
