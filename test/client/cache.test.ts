@@ -120,6 +120,15 @@ describe('ZEO test_cache cases', () => {
     assert.equal(c.length, 0);
   });
 
+  test('a size that is not a number of bytes is refused; a size of 0 keeps nothing', () => {
+    assert.throws(() => new ClientCache({ size: -1 }), RangeError);
+    assert.throws(() => new ClientCache({ size: Number.NaN }), RangeError);
+    const c = cache(0);
+    c.store(n1, n1, null, new Uint8Array(0));
+    assert.equal(c.load(n1), null);
+    assert.equal(c.length, 0);
+  });
+
   test('clear', () => {
     const c = cache();
     for (let i = 0; i < 10; i++) {
