@@ -63,8 +63,10 @@ const FIRST_SLOT = 3;
 const WINDOW_SHARE_MIN = 0.01;
 const WINDOW_SHARE_MAX = 0.99;
 /** how far one regretted decision moves the window, in multiples of the entry's share of the size */
-const GHOST_GAIN = 8;
+const GHOST_GAIN = 12;
 const PROTECTED_SHARE = 0.8;
+/** a victim's frequency is halved for each time it won without being read since, up to this many times */
+const MAX_IDLE = 4;
 
 type Key = number | string;
 
@@ -438,9 +440,11 @@ export class ClientCache {
     this.kind[cur] = NONCURRENT;
     this.ncNext[cur] = this.noncurrent.get(key) ?? -1;
     this.noncurrent.set(key, cur);
-    // Readers at the current tid no longer want it: it is the next to go.
+    // Readers at the current tid no longer want it: it is the next to go, and the oid's popularity (which the
+    // sketch keeps by oid) must not make it win against newcomers, unless a reader of old states uses it.
     this.unlink(cur);
     this.linkLru(cur, PROBATION);
+    this.idle[cur] = MAX_IDLE;
   }
 
   getLastTid(): Tid | null {
@@ -674,14 +678,17 @@ export class ClientCache {
         if (victim < 0) break;
         const vf = this.sketch.frequency(this.hash[victim]) >> this.idle[victim];
         if (this.sketch.frequency(this.hash[cand]) > vf) {
-          this.ghostVictims[this.hash[victim] & this.ghostMask] = this.hash[victim] | 1;
+          // (a non-current revision gone is no regret when its oid is asked for again: that is for the new one)
+          if (this.kind[victim] === CURRENT)
+            this.ghostVictims[this.hash[victim] & this.ghostMask] = this.hash[victim] | 1;
           this.evictSlot(victim);
         } else {
-          this.ghostCandidates[this.hash[cand] & this.ghostMask] = this.hash[cand] | 1;
+          if (this.kind[cand] === CURRENT)
+            this.ghostCandidates[this.hash[cand] & this.ghostMask] = this.hash[cand] | 1;
           this.evictSlot(cand);
           if (this.seg[victim] === PROBATION) {
             // A victim that keeps winning without being read is stale popularity: it counts for less each time.
-            if (this.idle[victim] < 4) this.idle[victim]++;
+            if (this.idle[victim] < MAX_IDLE) this.idle[victim]++;
             this.unlink(victim);
             this.link(victim, PROBATION);
           }

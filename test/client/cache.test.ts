@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { ClientCache, ClientCacheError, ENTRY_OVERHEAD } from '../../src/client/cache.js';
-import { p64, u64, z64 } from '../../src/storage/ids.js';
+import { maxtid, p64, u64, z64 } from '../../src/storage/ids.js';
 import { makeTrace, replayOurs, replayZeo, type TraceOptions } from '../helpers/cache-trace.js';
 import { interopTest } from '../helpers/oracle.js';
 import { mulberry32 } from '../helpers/prng.js';
@@ -120,6 +120,15 @@ describe('ZEO test_cache cases', () => {
     assert.equal(c.length, 0);
   });
 
+  test('a size that is not a number of bytes is refused; a size of 0 keeps nothing', () => {
+    assert.throws(() => new ClientCache({ size: -1 }), RangeError);
+    assert.throws(() => new ClientCache({ size: Number.NaN }), RangeError);
+    const c = cache(0);
+    c.store(n1, n1, null, new Uint8Array(0));
+    assert.equal(c.load(n1), null);
+    assert.equal(c.length, 0);
+  });
+
   test('clear', () => {
     const c = cache();
     for (let i = 0; i < 10; i++) {
@@ -150,6 +159,15 @@ describe('ZEO test_cache cases', () => {
     assert.equal(c.loadBefore(n1, n1), null);
     assert.deepEqual(c.loadBefore(n1, n2), { data: bytes('first'), start: n1, end: n2 });
     assert.deepEqual(c.loadBefore(n1, n3), { data: bytes('second'), start: n2, end: null });
+  });
+
+  test('as ZEO, the current revision answers any later before, even past the last tid (load is loadBefore(maxtid))', () => {
+    const c = cache();
+    c.store(n1, n2, null, bytes('cur'));
+    c.setLastTid(n3);
+    assert.deepEqual(c.loadBefore(n1, maxtid), { data: bytes('cur'), start: n2, end: null });
+    assert.deepEqual(c.loadBefore(n1, n3), { data: bytes('cur'), start: n2, end: null });
+    assert.equal(c.loadBefore(n1, n2), null);
   });
 
   test('invalidate with null forgets every revision of the oid; by its own tid, the current one', () => {
