@@ -14,6 +14,7 @@ import { join, resolve } from 'node:path';
 import { after, before, describe } from 'node:test';
 import { setImmediate as immediate, setTimeout as sleep } from 'node:timers/promises';
 import { ClientStorage } from '../../src/client/client-storage.js';
+import { ClientDisconnected } from '../../src/client/errors.js';
 import type { Invalidation } from '../../src/client/invalidations.js';
 import { decodeRecord, Global, Pickler, type PickleValue } from '../../src/pickle/index.js';
 import { ConflictError } from '../../src/storage/errors.js';
@@ -71,6 +72,8 @@ interface ReaderStats {
   snapshots: number;
   currentLoads: number;
   prefetches: number;
+  /** calls that failed with ClientDisconnected (a server restart) */
+  transient: number;
   problems: string[];
 }
 
@@ -91,6 +94,28 @@ async function reader(
   // every transaction writes both
   const startHead = cs.lastTransaction();
   while (Date.now() < until && stats.problems.length < 10) {
+    try {
+      await readOnce(cs, oids, rng, startHead, stats);
+    } catch (e) {
+      // ClientDisconnected while the server restarts: transient, retried as an application would
+      if (!(e instanceof ClientDisconnected)) throw e;
+      stats.transient++;
+      await sleep(20);
+    }
+    const pause = rng();
+    if (pause < 0.15) await sleep(Math.floor(pause * 20));
+    else if (pause < 0.6) await immediate();
+  }
+}
+
+async function readOnce(
+  cs: ClientStorage,
+  oids: [Oid, Oid],
+  rng: () => number,
+  startHead: Tid,
+  stats: ReaderStats,
+): Promise<void> {
+  {
     const head = cs.lastTransaction();
     const r = rng();
     if (r < 0.55) {
@@ -103,7 +128,7 @@ async function reader(
       stats.snapshots++;
       if (!a || !b) {
         stats.problems.push(`snapshot at ${idHex(head)}: an object missing`);
-        continue;
+        return;
       }
       const [va, vb] = [counterValue(a.data), counterValue(b.data)];
       if (va !== vb) stats.problems.push(`snapshot at ${idHex(head)}: obj1 ${va} != obj2 ${vb}`);
@@ -124,9 +149,6 @@ async function reader(
         );
       }
     }
-    const pause = rng();
-    if (pause < 0.15) await sleep(Math.floor(pause * 20));
-    else if (pause < 0.6) await immediate();
   }
 }
 
@@ -147,13 +169,14 @@ for (const { kind, msgpack } of SERVERS) {
       let server: ServerProcess;
       let port = 0;
       let spec = '';
+      let conf = '';
       let oids: [Oid, Oid];
       let lengthOid: Oid;
       let mapOid: Oid;
 
       before(async () => {
         dir = mkdtempSync(join(tmpdir(), 'zeo-ts-interop-'));
-        const conf = join(dir, 'zeo.conf');
+        conf = join(dir, 'zeo.conf');
         writeFileSync(
           conf,
           `<zeo>\n  address 127.0.0.1:${await freePort()}\n  msgpack ${msgpack}\n` +
@@ -342,64 +365,103 @@ db.close()
         },
       );
 
+      /**
+       * Python committers and Node readers race for RACE_SECONDS; with `restart`, the server is stopped and
+       * started again (same port, same Data.fs) a second in: every side waits and retries, and the Node clients'
+       * caches are verified when they reconnect, so no reader sees stale data across it either.
+       */
+      async function race(t: { diagnostic(message: string): void }, restart: boolean): Promise<void> {
+        const rng = mulberry32(
+          SEED ^ (kind === 'runzeo' ? 0x5a5a : 0) ^ (msgpack ? 0xa5 : 0) ^ (restart ? 7 : 0),
+        );
+        const clients = [await openClient(port), await openClient(port)];
+        const reconnects = [0, 0];
+        clients.forEach((cs, i) => cs.on('connect', () => reconnects[i]++));
+        try {
+          const until = Date.now() + RACE_SECONDS * 1000;
+          const committers = [1, 2].map((i) =>
+            python([RACE_SCRIPT, 'commit', spec, String(RACE_SECONDS), String((SEED + i) >>> 0)]),
+          );
+          const stats: ReaderStats = {
+            snapshots: 0,
+            currentLoads: 0,
+            prefetches: 0,
+            transient: 0,
+            problems: [],
+          };
+          const readers = clients.flatMap((cs) =>
+            [0, 1].map(() => reader(cs, oids, mulberry32(rng() * 2 ** 32), until, stats)),
+          );
+          const restarted = restart
+            ? sleep(1000).then(async () => {
+                await server.stop();
+                server = new ServerProcess({ kind, conf, cwd: dir, env: { ZEO_MSGPACK: '' } });
+                await server.port(60_000);
+              })
+            : Promise.resolve();
+          const [results] = await Promise.all([Promise.all(committers), Promise.all(readers), restarted]);
+          const done = results.map(
+            (r) =>
+              JSON.parse(r) as { commits: number; conflicts: number; disconnected: number; last: string },
+          );
+          const commits = done.reduce((n, r) => n + r.commits, 0);
+          const last = done
+            .map((r) => r.last)
+            .sort()
+            .at(-1)!;
+          t.diagnostic(
+            `${label}${restart ? ', restarted' : ''}: ${commits} Python commits ` +
+              `(${done.reduce((n, r) => n + r.conflicts, 0)} conflicts, ` +
+              `${done.reduce((n, r) => n + r.disconnected, 0)} disconnected), ` +
+              `${stats.snapshots} snapshots, ${stats.currentLoads} current loads, ${stats.prefetches} prefetches, ` +
+              `${stats.transient} transient errors; ` +
+              `cache hits ${clients.map((c) => c.cacheStats().hits).join('/')}; reconnections ${reconnects.join('/')}`,
+          );
+          assert.deepEqual(stats.problems, [], `stale data (seed ${SEED})`);
+          assert.ok(commits > 10, `the committers committed (${commits})`);
+          assert.ok(stats.snapshots > 20 && stats.currentLoads > 20, 'the readers read');
+          assert.ok(
+            clients.every((c) => c.cacheStats().hits > 0),
+            'loads went through the cache',
+          );
+          if (restart)
+            assert.ok(
+              reconnects.every((n) => n >= 1),
+              `the clients reconnected (${reconnects.join('/')})`,
+            );
+          // once the committers stop, each client's view is theirs: the last transaction and the values
+          for (const cs of clients) {
+            await waitUntil(
+              () => idHex(cs.lastTransaction()) >= last,
+              () => `the client's last transaction ${idHex(cs.lastTransaction())} reaching ${last}`,
+            );
+            const [a, b] = await Promise.all(oids.map((o) => cs.load(o)));
+            assert.equal(idHex(a.serial), last);
+            assert.equal(counterValue(a.data), counterValue(b.data));
+          }
+          const [first] = await Promise.all(oids.map((o) => clients[0].load(o)));
+          const fresh = await openClient(port);
+          try {
+            assert.equal(counterValue((await fresh.load(oids[0])).data), counterValue(first.data));
+          } finally {
+            await fresh.close();
+          }
+        } finally {
+          for (const cs of clients) await cs.close();
+        }
+      }
+
       interopTest(
         `loads racing Python commits never return stale data (seed ${SEED})`,
-        async (_oracle, t) => {
-          const rng = mulberry32(SEED ^ (kind === 'runzeo' ? 0x5a5a : 0) ^ (msgpack ? 0xa5 : 0));
-          const clients = [await openClient(port), await openClient(port)];
-          try {
-            const until = Date.now() + RACE_SECONDS * 1000;
-            const committers = [1, 2].map((i) =>
-              python([RACE_SCRIPT, 'commit', spec, String(RACE_SECONDS), String((SEED + i) >>> 0)]),
-            );
-            const stats: ReaderStats = { snapshots: 0, currentLoads: 0, prefetches: 0, problems: [] };
-            const readers = clients.flatMap((cs) =>
-              [0, 1].map(() => reader(cs, oids, mulberry32(rng() * 2 ** 32), until, stats)),
-            );
-            const [results] = await Promise.all([Promise.all(committers), Promise.all(readers)]);
-            const done = results.map(
-              (r) => JSON.parse(r) as { commits: number; conflicts: number; last: string },
-            );
-            const commits = done.reduce((n, r) => n + r.commits, 0);
-            const last = done
-              .map((r) => r.last)
-              .sort()
-              .at(-1)!;
-            t.diagnostic(
-              `${label}: ${commits} Python commits (${done.reduce((n, r) => n + r.conflicts, 0)} conflicts), ` +
-                `${stats.snapshots} snapshots, ${stats.currentLoads} current loads, ${stats.prefetches} prefetches; ` +
-                `cache hits ${clients.map((c) => c.cacheStats().hits).join('/')}`,
-            );
-            assert.deepEqual(stats.problems, [], `stale data (seed ${SEED})`);
-            assert.ok(commits > 10, `the committers committed (${commits})`);
-            assert.ok(stats.snapshots > 20 && stats.currentLoads > 20, 'the readers read');
-            assert.ok(
-              clients.every((c) => c.cacheStats().hits > 0),
-              'loads went through the cache',
-            );
-            // once the committers stop, each client's view is theirs: the last transaction and the values
-            for (const cs of clients) {
-              await waitUntil(
-                () => idHex(cs.lastTransaction()) >= last,
-                () => `the client's last transaction ${idHex(cs.lastTransaction())} reaching ${last}`,
-              );
-              const [a, b] = await Promise.all(oids.map((o) => cs.load(o)));
-              assert.equal(idHex(a.serial), last);
-              assert.equal(counterValue(a.data), counterValue(b.data));
-            }
-            const [first] = await Promise.all(oids.map((o) => clients[0].load(o)));
-            const fresh = await openClient(port);
-            try {
-              assert.equal(counterValue((await fresh.load(oids[0])).data), counterValue(first.data));
-            } finally {
-              await fresh.close();
-            }
-          } finally {
-            for (const cs of clients) await cs.close();
-          }
-        },
+        (_oracle, t) => race(t, false),
         { timeout: 120_000 },
       );
+
+      if (!msgpack) {
+        interopTest(`... nor across a server restart (seed ${SEED})`, (_oracle, t) => race(t, true), {
+          timeout: 120_000,
+        });
+      }
     },
   );
 }

@@ -3,7 +3,6 @@
 // StorageServer's 'serving' event, stopped with 'closed'; Python's ClientStorage is the client.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
@@ -11,12 +10,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { ClientStorage } from '../../src/client/client-storage.js';
-import { startServer, StorageServer, type ListenAddress, type TlsSection } from '../../src/server/index.js';
+import { startServer, StorageServer, type ListenAddress } from '../../src/server/index.js';
 import { createLogger } from '../../src/server/log.js';
 import { TransactionMetaData } from '../../src/storage/interfaces.js';
 import { MemoryStorage } from '../../src/storage/memory/memory-storage.js';
 import { serverTlsOptions } from '../../src/transport/tls.js';
-import { noOpenssl } from '../helpers/openssl.js';
+import { noOpenssl, selfSignedPair } from '../helpers/openssl.js';
 import { interopTest, type Oracle } from '../helpers/oracle.js';
 
 let dir = '';
@@ -173,23 +172,7 @@ test(
   'TLS from an <ssl> section (or Node options): a client with its certificate is served, one trusting another CA gives up',
   { skip: noOpenssl, timeout: 60_000 },
   async () => {
-    const p = (name: string): string => join(dir, name);
-    // self-signed both: each side's certificate is the other's CA
-    for (const [who, subject, san] of [
-      ['server', '/CN=localhost', 'subjectAltName=DNS:localhost,IP:127.0.0.1'],
-      ['client', '/CN=zeo-ts client', 'subjectAltName=DNS:client'],
-    ]) {
-      execFileSync('openssl', [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-      '-keyout', p(`${who}.key`), '-out', p(`${who}.pem`), '-days', '2', '-subj', subject, '-addext', san,
-    ], { stdio: ['ignore', 'ignore', 'pipe'] }); // prettier-ignore
-    }
-    const ssl = (certificate: string, authenticate: string): TlsSection => ({
-      certificate: p(`${certificate}.pem`),
-      key: p(`${certificate}.key`),
-      passwordFunction: null,
-      authenticate: p(`${authenticate}.pem`),
-    });
+    const ssl = selfSignedPair(dir);
     for (const tls of [ssl('server', 'client'), serverTlsOptions(ssl('server', 'client'))]) {
       const s = await startServer({ tls });
       try {
