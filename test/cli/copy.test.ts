@@ -6,7 +6,13 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { PY_ADD_BLOBS, pyHistory } from '../helpers/history.js';
 import { interopTest } from '../helpers/oracle.js';
-import { runZeo, startZeoServer, type ZeoServerKind } from '../helpers/zeo-servers.js';
+import { FileStorage } from '../../src/storage/filestorage/file-storage.js';
+import { z64 } from '../../src/storage/ids.js';
+import { TransactionMetaData } from '../../src/storage/interfaces.js';
+import { serverTlsOptions } from '../../src/transport/tls.js';
+import { noOpenssl } from '../helpers/openssl.js';
+import { startServer } from '../helpers/server-fixture.js';
+import { runZeo, startZeoServer, tlsPair, type ZeoServerKind } from '../helpers/zeo-servers.js';
 import { PY_BUILD, withTempDir } from '../storage/filestorage/fs-oracle.js';
 
 interopTest('zeo copy Data.fs to Data.fs: every transaction and blob, then --incremental', async (oracle) => {
@@ -148,3 +154,46 @@ for (const [kind, msgpack] of [
     },
   );
 }
+
+test(
+  'zeo copy over TLS: a client certificate, the server checked against its CA',
+  { skip: noOpenssl },
+  async () => {
+    await withTempDir(async (dir) => {
+      const ssl = tlsPair(dir);
+      const local = join(dir, 'local.fs');
+      const fs = await FileStorage.open(local);
+      const txn = new TransactionMetaData(new Uint8Array(0), new TextEncoder().encode('over TLS'));
+      await fs.tpcBegin(txn);
+      await fs.store(z64, z64, new Uint8Array([0x80, 0x03, 0x4e, 0x2e]), txn);
+      await fs.tpcVote(txn);
+      const tid = await fs.tpcFinish(txn);
+      await fs.close();
+      const s = await startServer({ tls: serverTlsOptions(ssl('server', 'client')) });
+      try {
+        const url = `zeo://127.0.0.1:${(s.address as { port: number }).port}`;
+        const client = ssl('client', 'server');
+        const tlsArgs = ['--ssl-certificate', client.certificate!, '--ssl-key', client.key!];
+        const r = await runZeo(['copy', ...tlsArgs, '--ssl-authenticate', client.authenticate!, local, url]);
+        assert.equal(r.status, 0, r.stderr);
+        assert.match(r.stdout, /copied 1 transactions, 1 data records/);
+        assert.deepEqual(s.server.storages.get('1')?.storage.lastTransaction(), tid);
+        // trusting the wrong CA: refused, with the reason
+        const bad = await runZeo([
+          'copy',
+          ...tlsArgs,
+          '--ssl-authenticate',
+          client.certificate!,
+          '--wait-timeout',
+          '2',
+          local,
+          url,
+        ]);
+        assert.equal(bad.status, 1);
+        assert.match(bad.stderr, /^zeo copy: .*self[- ]signed certificate/im);
+      } finally {
+        await s.stop();
+      }
+    });
+  },
+);
