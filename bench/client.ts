@@ -20,16 +20,8 @@
 // 1: ours better) and writes bench/results/client-<timestamp>.json with every run.
 //
 // (The Node clients are this file run with --worker: each warms up, says "ready", and starts on "go".)
-import { spawn, spawnSync } from 'node:child_process';
-import {
-  copyFileSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { spawn } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -37,10 +29,18 @@ import { fileURLToPath } from 'node:url';
 import { ClientStorage } from '../src/client/client-storage.js';
 import { maxtid, p64, z64 } from '../src/storage/ids.js';
 import { TransactionMetaData } from '../src/storage/interfaces.js';
-import { oraclePython, repoRoot } from '../test/helpers/oracle.js';
+import { repoRoot } from '../test/helpers/oracle.js';
 import { mulberry32 } from '../test/helpers/prng.js';
 import { ServerProcess, freePort } from '../test/helpers/server-process.js';
-import { printTable } from './report.js';
+import {
+  benchDataFs,
+  median,
+  oracleVersions,
+  printTable,
+  runPython,
+  withRange,
+  type BenchDataFs,
+} from './report.js';
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
@@ -59,7 +59,6 @@ const PHASE_NAMES: Record<Phase, string> = {
 };
 
 const CLIENT_PY = resolve(repoRoot, 'test/fixtures/python/zeo_client_bench.py');
-const BUILD_PY = resolve(repoRoot, 'test/fixtures/python/zeo_bench_client.py');
 const log = (s: string): void => void process.stderr.write(s + '\n');
 
 /** What a worker (ours) is told. */
@@ -190,35 +189,12 @@ for (const s of SERVERS)
 /** client slots in the Data.fs (zeo_bench_client.py build's; unused here, kept so both benches share it) */
 const SLOTS = 16;
 
-function python(args: string[], timeoutMs: number): string {
-  const r = spawnSync(oraclePython(), args, { encoding: 'utf8', timeout: timeoutMs, cwd: repoRoot });
-  if (r.error) throw new Error(`python ${args[0]}: ${r.error.message}`);
-  if (r.status !== 0)
-    throw new Error(`python ${args.slice(0, 2).join(' ')} failed (${r.status}):\n${r.stderr}`);
-  return r.stdout;
-}
+const python = (args: string[], timeoutMs: number): string => runPython(args, timeoutMs);
 
-interface DataFs {
-  path: string;
-  maxOid: number;
-  objects: number;
-}
+type DataFs = BenchDataFs;
 
-/** bench/server.ts's Data.fs (the same file, built by it or by us). */
-function prepareDataFs(): DataFs {
-  const dir = join(tmpdir(), 'zeo-ts-bench-server');
-  mkdirSync(dir, { recursive: true });
-  const path = join(dir, `${OBJECTS}.fs`);
-  const marker = path + '.built';
-  if (!existsSync(marker) || !existsSync(path + '.index')) {
-    for (const s of ['', '.index', '.lock', '.tmp', '.built']) rmSync(path + s, { force: true });
-    log(`building ${path} (${OBJECTS} objects) with Python's ZODB...`);
-    const out = python([BUILD_PY, 'build', path, String(OBJECTS), String(SLOTS)], 600_000);
-    writeFileSync(marker, out.trim() + '\n');
-  }
-  const built = JSON.parse(readFileSync(marker, 'utf8')) as { maxOid: number; objects: number };
-  return { path, ...built };
-}
+/** bench/server.ts's Data.fs (the same file, built by either). */
+const prepareDataFs = (): DataFs => benchDataFs(OBJECTS, SLOTS);
 
 interface RunningServer {
   kind: ServerKind;
@@ -278,7 +254,13 @@ function figures(run: PhaseRun): Figures {
   };
 }
 
-function runPython(s: RunningServer, data: DataFs, phase: Phase, clients: number, seed: number): Figures {
+function runPythonClients(
+  s: RunningServer,
+  data: DataFs,
+  phase: Phase,
+  clients: number,
+  seed: number,
+): Figures {
   const args = {
     host: '127.0.0.1',
     port: s.port,
@@ -369,15 +351,7 @@ interface Compared {
 type FigureKey = 'opsPerSecond' | 'clientCpuUsPerOp' | 'serverCpuUsPerOp';
 
 function med(runs: Figures[], key: FigureKey): number {
-  const v = runs.map((f) => f[key]).sort((a, b) => a - b);
-  const m = v.length >> 1;
-  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
-}
-
-function withRange(ratio: number, each: number[]): string {
-  const text = `${ratio.toFixed(2)}x`;
-  if (each.length < 2) return text;
-  return `${text} (${Math.min(...each).toFixed(2)}–${Math.max(...each).toFixed(2)})`;
+  return median(runs.map((f) => f[key]));
 }
 
 const throughputRatio = (r: Compared): number => med(r.node, 'opsPerSecond') / med(r.python, 'opsPerSecond');
@@ -399,16 +373,7 @@ function summary(f: Figures): Record<string, unknown> {
 async function main(): Promise<void> {
   const data = prepareDataFs();
   const record = python([CLIENT_PY, 'record'], 60_000).trim();
-  const versions = JSON.parse(
-    python(
-      [
-        '-c',
-        'import sys, json, importlib.metadata as m\n' +
-          "print(json.dumps({'python': sys.version.split()[0], 'ZEO': m.version('ZEO'), 'ZODB': m.version('ZODB')}))",
-      ],
-      60_000,
-    ),
-  ) as { python: string; ZEO: string; ZODB: string };
+  const versions = oracleVersions();
   const work = mkdtempSync(join(tmpdir(), 'zeo-ts-bench-client-'));
   const load0 = loadavg()[0];
   const t0 = performance.now();
@@ -427,7 +392,7 @@ async function main(): Promise<void> {
               for (const client of order) {
                 log(`${kind}: ${phase} x${clients}, ${client} clients (run ${round + 1} of ${ROUNDS})...`);
                 const seed = k * ROUNDS + round + 1;
-                if (client === 'python') r.python.push(runPython(server, data, phase, clients, seed));
+                if (client === 'python') r.python.push(runPythonClients(server, data, phase, clients, seed));
                 else r.node.push(await runNode(server, data, phase, clients, seed, record));
               }
             }
