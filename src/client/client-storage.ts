@@ -7,6 +7,7 @@
 // tpc_finish puts what we stored into the cache under the new tid.
 
 import { EventEmitter } from 'node:events';
+import { join } from 'node:path';
 import type tls from 'node:tls';
 import { getPickleMetadata, PyFloat, type PickleValue } from '../pickle/index.js';
 import {
@@ -33,7 +34,16 @@ import {
 } from '../storage/interfaces.js';
 import type { ChannelLimits } from '../transport/channel.js';
 import type { TlsSection } from '../transport/tls.js';
-import { ClientConnection, type CallOptions, type ServerAddress } from './connection.js';
+import { ClientBlobs } from './blobs.js';
+import { ClientCache, type CacheStats } from './cache.js';
+import { ConflictResolverRegistry, defaultResolvers } from './conflict.js';
+import {
+  describeAddress,
+  type CallOptions,
+  type ClientConnection,
+  type ServerAddress,
+} from './connection.js';
+import { ConnectionManager, type ConnectEvent } from './manager.js';
 import { CallTimeoutError, ClientDisconnected } from './errors.js';
 import { InvalidationFeed, type Invalidation } from './invalidations.js';
 import { transactionIterator } from './iterator.js';
@@ -51,36 +61,6 @@ import {
 } from './replies.js';
 import { TransactionBuffer } from './transaction-buffer.js';
 import { verifyCache, type VerifyResult } from './verify.js';
-
-/** The client cache as ClientStorage uses it (cache.ts's ClientCache). */
-export interface ClientCacheLike {
-  load(oid: Oid): { data: Uint8Array; tid: Tid } | null;
-  loadBefore(oid: Oid, before: Tid): { data: Uint8Array; start: Tid; end: Tid | null } | null;
-  store(oid: Oid, start: Tid, end: Tid | null, data: Uint8Array): void;
-  invalidate(oid: Oid, tid: Tid | null): void;
-  getLastTid(): Tid | null;
-  setLastTid(tid: Tid): void;
-  clear(): void;
-  readonly length: number;
-  close(): Promise<void>;
-}
-
-export interface CacheStats {
-  hits: number;
-  misses: number;
-  hitRate: number;
-  stores: number;
-  evictions: number;
-  invalidations: number;
-  bytes: number;
-  entries: number;
-  size: number;
-}
-
-/** conflict.ts's ConflictResolverRegistry, as used here. */
-export interface ResolverRegistry {
-  resolverFor(loadSerial: (oid: Oid, serial: Tid) => Promise<Uint8Array>): ConflictResolver;
-}
 
 export interface ClientStorageOptions {
   server: ServerAddress | ServerAddress[];
@@ -113,171 +93,19 @@ export interface ClientStorageOptions {
   tls?: tls.ConnectionOptions;
   /** passed to register after the storage name and read-only flag */
   credentials?: PickleValue;
-  conflictResolvers?: ResolverRegistry;
+  /** conflict resolution by class name (default: defaultResolvers, with BTrees.Length.Length) */
+  conflictResolvers?: ConflictResolverRegistry;
   /** the low-level resolver (the contract suite's); overrides conflictResolvers */
   resolver?: ConflictResolver | null;
   /** open() waits for the first connection (default true) */
   wait?: boolean;
   limits?: Partial<ChannelLimits>;
-  /** the cache to use instead of one made from cacheSize/client/var */
-  cache?: ClientCacheLike | null;
+  /** ms the register step (register, verification, get_info) may take (default 60 s) */
+  registerTimeout?: number;
 }
 
-/** The connection layer as ClientStorage needs it (ConnectionManager's shape). */
-interface Connector extends EventEmitter {
-  start(): void;
-  ready(options?: { signal?: AbortSignal; timeout?: number }): Promise<ClientConnection>;
-  readonly connection: ClientConnection | null;
-  readonly readOnly: boolean;
-  readonly address: ServerAddress | null;
-  newAddr(addresses: ServerAddress[]): void;
-  close(): Promise<void>;
-}
-
-interface ConnectorOptions {
-  addresses: ServerAddress[];
-  readOnly: boolean;
-  readOnlyFallback: boolean;
-  waitTimeout: number;
-  minDisconnectPoll?: number;
-  maxDisconnectPoll?: number;
-  connectTimeout?: number;
-  heartbeatInterval?: number;
-  timeout?: number;
-  tls?: TlsSection | tls.ConnectionOptions;
-  limits?: Partial<ChannelLimits>;
-  register(conn: ClientConnection, readOnly: boolean): Promise<void>;
-  onServerCall(conn: ClientConnection, name: string, args: PickleValue[]): void | Promise<void>;
-}
-
-/**
- * Until manager.ts lands: the addresses in order, reconnecting with backoff; a registration that fails is the
- * reason ready() gives when it times out.
- */
-class DirectConnector extends EventEmitter implements Connector {
-  connection: ClientConnection | null = null;
-  readOnly = false;
-  address: ServerAddress | null = null;
-  private closed = false;
-  private lastError: unknown = null;
-  private waiters = new Set<(c: ClientConnection | null) => void>();
-  private wake: (() => void) | null = null;
-
-  constructor(private options: ConnectorOptions) {
-    super();
-  }
-
-  start(): void {
-    void this.run();
-  }
-
-  newAddr(addresses: ServerAddress[]): void {
-    this.options = { ...this.options, addresses };
-  }
-
-  private async run(): Promise<void> {
-    const min = this.options.minDisconnectPoll ?? 1000;
-    const max = this.options.maxDisconnectPoll ?? 30_000;
-    let delay = min;
-    while (!this.closed) {
-      let connected = false;
-      for (const address of this.options.addresses) {
-        if (this.closed) return;
-        let conn: ClientConnection | null = null;
-        try {
-          conn = await ClientConnection.connect(address, {
-            timeout: this.options.timeout,
-            heartbeatInterval: this.options.heartbeatInterval,
-            connectTimeout: this.options.connectTimeout,
-            tls: this.options.tls,
-            limits: this.options.limits,
-            onServerCall: (name, args) => this.options.onServerCall(conn!, name, args),
-          });
-          let readOnly = this.options.readOnly;
-          try {
-            await this.options.register(conn, readOnly);
-          } catch (e) {
-            if (!(e instanceof ReadOnlyError) || readOnly || !this.options.readOnlyFallback) throw e;
-            readOnly = true;
-            await this.options.register(conn, true);
-          }
-          if (this.closed) {
-            await conn.close();
-            return;
-          }
-          this.connection = conn;
-          this.address = address;
-          this.readOnly = readOnly;
-          connected = true;
-          for (const w of this.waiters) w(conn);
-          this.waiters.clear();
-          this.emit('connect', { connection: conn, address, readOnly });
-          const reason = await conn.closed;
-          this.connection = null;
-          if (!this.closed) this.emit('disconnect', reason);
-          break;
-        } catch (e) {
-          this.lastError = e;
-          if (conn) await conn.close(`registration failed: ${(e as Error).message}`);
-        }
-      }
-      if (connected) {
-        delay = min;
-        continue;
-      }
-      await new Promise<void>((r) => {
-        const timer = setTimeout(r, delay);
-        this.wake = () => {
-          clearTimeout(timer);
-          r();
-        };
-      });
-      this.wake = null;
-      delay = Math.min(delay * 2, max);
-    }
-  }
-
-  ready(options: { signal?: AbortSignal; timeout?: number } = {}): Promise<ClientConnection> {
-    if (this.closed) return Promise.reject(new ClientDisconnected('closed'));
-    const c = this.connection;
-    if (c && c.connected) return Promise.resolve(c);
-    const ms = options.timeout && options.timeout > 0 ? options.timeout : this.options.waitTimeout;
-    return new Promise<ClientConnection>((resolve, reject) => {
-      const done = (conn: ClientConnection | null): void => {
-        clearTimeout(timer);
-        this.waiters.delete(done);
-        options.signal?.removeEventListener('abort', onAbort);
-        if (conn) resolve(conn);
-        else reject(new ClientDisconnected('closed'));
-      };
-      const onAbort = (): void => {
-        this.waiters.delete(done);
-        clearTimeout(timer);
-        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the signal's own reason
-        reject(options.signal!.reason);
-      };
-      const timer = setTimeout(() => {
-        this.waiters.delete(done);
-        options.signal?.removeEventListener('abort', onAbort);
-        const why = this.lastError ? `: ${(this.lastError as Error).message}` : '';
-        reject(
-          new ClientDisconnected(`timed out waiting for a connection (${ms} ms)${why}`, {
-            cause: this.lastError ?? undefined,
-          }),
-        );
-      }, ms);
-      this.waiters.add(done);
-      options.signal?.addEventListener('abort', onAbort, { once: true });
-    });
-  }
-
-  async close(): Promise<void> {
-    this.closed = true;
-    this.wake?.();
-    for (const w of [...this.waiters]) w(null);
-    if (this.connection) await this.connection.close();
-  }
-}
+/** ZEO's default cache size: 20 MB. */
+const DEFAULT_CACHE_SIZE = 20 * 1024 * 1024;
 
 /** A lock handed out in order; a waiter can leave the queue (tpcAbort of a transaction still waiting). */
 class CommitLock {
@@ -318,20 +146,20 @@ interface Watch {
 }
 
 const NOT_CONNECTED_CAPABILITIES = capabilitiesOf([]);
+const BLOB_INTERFACES = new Set(['ZODB.interfaces.IBlobStorage', 'ZODB.interfaces.IBlobStorageRestoreable']);
 
 export class ClientStorage extends EventEmitter implements Storage {
   /** why the last (re)connection's cache verification ended as it did (ZEO's verify_result) */
   verifyResult: VerifyResult | null = null;
   private readonly storageName: string;
   private readonly name: string;
-  private readonly cache: ClientCacheLike | null;
-  private readonly connector: Connector;
+  private readonly cache: ClientCache | null;
+  private readonly blobs: ClientBlobs | null;
+  private readonly connector: ConnectionManager;
   private readonly feed = new InvalidationFeed();
   private readonly commitLock = new CommitLock();
   private readonly inflight = new Map<string, Promise<LoadBeforeResult | null>>();
   private readonly watches = new Map<string, Set<Watch>>();
-  /** invalidations that came while a connection registers: applied once it is verified */
-  private readonly queued = new Map<ClientConnection, Invalidation[]>();
   private info = new Map<string, PickleValue>([
     ['length', 0],
     ['size', 0],
@@ -352,17 +180,28 @@ export class ClientStorage extends EventEmitter implements Storage {
 
   private constructor(
     private readonly options: ClientStorageOptions,
-    cache: ClientCacheLike | null,
+    cache: ClientCache | null,
+    /** the persistent cache file, if any */
+    readonly cacheFile: string | null,
   ) {
     super();
     this.storageName = options.storage ?? '1';
     const addresses = Array.isArray(options.server) ? options.server : [options.server];
     if (addresses.length === 0) throw new TypeError('ClientStorage needs at least one server address');
-    this.name = options.name ?? describeAddresses(addresses);
+    this.name = options.name ?? addresses.map(describeAddress).join(', ');
     this.cache = cache;
+    this.blobs = options.blobDir
+      ? new ClientBlobs({
+          blobDir: options.blobDir,
+          sharedBlobDir: options.sharedBlobDir ?? false,
+          blobCacheSize: options.blobCacheSize ?? null,
+          blobCacheSizeCheck: options.blobCacheSizeCheck ?? 10,
+        })
+      : null;
     const loadSerial = (oid: Oid, serial: Tid): Promise<Uint8Array> => this.loadSerial(oid, serial);
-    this.resolver = options.resolver ?? options.conflictResolvers?.resolverFor(loadSerial) ?? null;
-    this.connector = new DirectConnector({
+    this.resolver =
+      options.resolver ?? (options.conflictResolvers ?? defaultResolvers).resolverFor(loadSerial);
+    this.connector = new ConnectionManager({
       addresses,
       readOnly: options.readOnly ?? false,
       readOnlyFallback: options.readOnlyFallback ?? false,
@@ -374,24 +213,39 @@ export class ClientStorage extends EventEmitter implements Storage {
       timeout: options.timeout,
       tls: options.ssl ?? options.tls,
       limits: options.limits,
+      registerTimeout: options.registerTimeout,
       register: (conn, readOnly) => this.register(conn, readOnly),
       onServerCall: (conn, name, args) => this.onServerCall(conn, name, args),
     });
-    this.connector.on('connect', (e: { address: ServerAddress; readOnly: boolean }) => {
-      this.serverAddress = describeAddresses([e.address]);
+    this.connector.on('connect', (e: ConnectEvent) => {
+      this.serverAddress = describeAddress(e.address);
       this.emit('connect', e);
     });
-    this.connector.on('disconnect', (reason: ClientDisconnected) => {
-      this.current = null;
-      this.generation++;
+    this.connector.on('disconnect', (reason: ClientDisconnected, conn: ClientConnection) => {
+      // (a switch to a writable server: the new connection is current already)
+      if (conn === this.current) {
+        this.current = null;
+        this.generation++;
+      }
       this.emit('disconnect', reason);
     });
   }
 
   /** Opens the storage; unless `wait` is false, resolves once connected, registered and verified. */
   static async open(options: ClientStorageOptions): Promise<ClientStorage> {
-    const cache = options.cache ?? null;
-    const s = new ClientStorage(options, cache);
+    const size = options.cacheSize ?? DEFAULT_CACHE_SIZE;
+    const storage = options.storage ?? '1';
+    const path = options.client
+      ? join(options.var ?? process.cwd(), `${options.client}-${storage}.zec`)
+      : null;
+    const cache = size > 0 ? await ClientCache.open({ size, path }) : null;
+    let s: ClientStorage;
+    try {
+      s = new ClientStorage(options, cache, path);
+    } catch (e) {
+      await cache?.close();
+      throw e;
+    }
     s.connector.start();
     if (options.wait ?? true) {
       try {
@@ -404,58 +258,56 @@ export class ClientStorage extends EventEmitter implements Storage {
     return s;
   }
 
+  /** Why an existing persistent cache file was not used (torn, foreign...), or null. */
+  get cacheDropReason(): string | null {
+    return this.cache?.dropReason ?? null;
+  }
+
   // ------------------------------------------------------------------------------------------------------
   // connection: register, verify, the server's one-way calls
 
+  /**
+   * The register step on a fresh connection (the manager holds the server's calls until it returns): register,
+   * verify the cache against the server's last tid, get_info; then, at once, the connection becomes current.
+   */
   private async register(conn: ClientConnection, readOnly: boolean): Promise<void> {
-    this.queued.set(conn, []);
-    try {
-      const args: PickleValue[] = [this.storageName, readOnly];
-      if (this.options.credentials !== undefined) args.push(this.options.credentials);
-      let registered = await conn.call('register', args);
-      if (registered === null) registered = await conn.call('lastTransaction');
-      const serverTid = idOf(registered, 'register');
-      const verified = await verifyCache(
-        this.cache,
-        serverTid,
-        (tid) => conn.call('getInvalidations', [tid]),
-        {
-          dropCacheRatherVerify: this.options.dropCacheRatherVerify,
-        },
-      );
-      const info = dictOf(await conn.call('get_info'), 'get_info');
-      if (!conn.connected) throw await conn.closed;
-      // from here on, synchronously: the cache, the last tid and the queued invalidations, in order
-      this.verifyResult = verified.result;
-      this.updateInfo(info);
-      this.lastTid = verified.serverTid;
-      this.cache?.setLastTid(verified.serverTid);
-      this.current = conn;
-      this.generation++;
-      if (verified.invalidated) this.publish(verified.invalidated);
-      else if (verified.cleared) this.emit('cacheCleared', verified.result);
-      for (const inv of this.queued.get(conn) ?? []) {
-        if (compareIds(inv.tid, verified.serverTid) > 0) this.invalidateTransaction(inv.tid, inv.oids);
-      }
-    } finally {
-      this.queued.delete(conn);
-    }
+    const args: PickleValue[] = [this.storageName, readOnly];
+    if (this.options.credentials !== undefined) args.push(this.options.credentials);
+    let registered = await conn.call('register', args);
+    if (registered === null) registered = await conn.call('lastTransaction');
+    const serverTid = idOf(registered, 'register');
+    const verified = await verifyCache(this.cache, serverTid, (tid) => conn.call('getInvalidations', [tid]), {
+      dropCacheRatherVerify: this.options.dropCacheRatherVerify,
+      cacheFile: this.cacheFile,
+    });
+    const info = dictOf(await conn.call('get_info'), 'get_info');
+    if (!conn.connected) throw await conn.closed;
+    // from here on, synchronously: the cache, the last tid, the connection
+    this.verifyResult = verified.result;
+    this.updateInfo(info);
+    this.lastTid = verified.serverTid;
+    this.cache?.setLastTid(verified.serverTid);
+    this.current = conn;
+    this.generation++;
+    if (verified.invalidated) this.publish(verified.invalidated);
+    else if (verified.cleared) this.emit('cacheCleared', verified.result);
   }
 
-  private onServerCall(conn: ClientConnection, name: string, args: PickleValue[]): void {
+  private onServerCall(conn: ClientConnection, name: string, args: PickleValue[]): void | Promise<void> {
+    if (conn !== this.current) return;
     if (name === 'invalidateTransaction') {
       const [tidValue, oidsValue] = args;
-      const inv = {
-        tid: idOf(tidValue, 'invalidateTransaction'),
-        oids: sequenceOf(oidsValue, 'invalidateTransaction').map((o) => idOf(o, 'invalidateTransaction')),
-      };
-      const queue = this.queued.get(conn);
-      if (queue) queue.push(inv);
-      else if (conn === this.current) this.invalidateTransaction(inv.tid, inv.oids);
+      const tid = idOf(tidValue, 'invalidateTransaction');
+      const oids = sequenceOf(oidsValue, 'invalidateTransaction').map((o) =>
+        idOf(o, 'invalidateTransaction'),
+      );
+      this.invalidateTransaction(tid, oids);
     } else if (name === 'info') {
-      if (conn === this.current || this.queued.has(conn)) this.updateInfo(dictOf(args[0] ?? null, 'info'));
+      this.updateInfo(dictOf(args[0] ?? null, 'info'));
+    } else if (this.blobs) {
+      const r = this.blobs.onServerCall(name, args);
+      if (r instanceof Promise) return r.then(() => undefined);
     }
-    // receiveBlob*: blobs.ts, once it lands
   }
 
   /** One transaction of someone else's: cache, watchers, the application, and then the last tid. */
@@ -464,11 +316,16 @@ export class ClientStorage extends EventEmitter implements Storage {
     if (compareIds(tid, this.lastTid) <= 0) return;
     for (const oid of oids) {
       this.cache?.invalidate(oid, tid);
-      const ws = this.watches.get(idHex(oid));
-      if (ws) for (const w of ws) w.invalidated ??= tid;
+      this.noteInvalidation(oid, tid);
     }
     this.publish({ tid, oids });
     this.setLastTid(tid);
+  }
+
+  /** Loads in flight for `oid` learn that `tid` changed it. */
+  private noteInvalidation(oid: Oid, tid: Tid): void {
+    const ws = this.watches.get(idHex(oid));
+    if (ws) for (const w of ws) w.invalidated ??= tid;
   }
 
   private publish(inv: Invalidation): void {
@@ -493,9 +350,9 @@ export class ClientStorage extends EventEmitter implements Storage {
         else if (typeof i === 'string') names.push(i);
       }
     }
-    const caps = capabilitiesOf(names);
-    // blobs only with somewhere to put them
-    this.caps = { ...caps, blobs: caps.blobs && Boolean(this.options.blobDir) };
+    // blobs only with somewhere to put them (a blob directory of our own or the server's)
+    const usable = this.options.blobDir ? names : names.filter((n) => !BLOB_INTERFACES.has(n));
+    this.caps = capabilitiesOf(usable);
   }
 
   private async connection(options?: CallOptions): Promise<ClientConnection> {
@@ -556,9 +413,8 @@ export class ClientStorage extends EventEmitter implements Storage {
   }
 
   cacheStats(): CacheStats {
-    const stats = (this.cache as { stats?: () => CacheStats } | null)?.stats?.();
     return (
-      stats ?? {
+      this.cache?.stats() ?? {
         hits: 0,
         misses: 0,
         hitRate: 0,
@@ -602,6 +458,7 @@ export class ClientStorage extends EventEmitter implements Storage {
     this.feed.close();
     await this.connector.close();
     await this.cache?.close();
+    await this.blobs?.close();
   }
 
   // ------------------------------------------------------------------------------------------------------
@@ -655,7 +512,10 @@ export class ClientStorage extends EventEmitter implements Storage {
           // an invalidation came first: what we read is current only if it is that transaction's or newer
           end = compareIds(result.start, inv) < 0 ? inv : null;
         }
-        this.cache.store(oid, result.start, end, result.data);
+        const known = end === null ? this.cache.load(oid) : null;
+        // (a current revision as new or newer is there already: ours adds nothing)
+        if (!known || compareIds(known.tid, result.start) < 0)
+          this.cache.store(oid, result.start, end, result.data);
       }
       return result;
     } finally {
@@ -775,8 +635,14 @@ export class ClientStorage extends EventEmitter implements Storage {
     }
   }
 
-  /** The transaction's buffer, checked as ZEO's _check_trans. */
+  /** The transaction's buffer, checked as ZEO's _check_trans, for a call made before the vote. */
   private checkTrans(txn: TransactionMetaData, method: string): TransactionBuffer {
+    const tbuf = this.checkTransAny(txn, method);
+    if (tbuf.voted) throw new StorageTransactionError(`${method} after tpc_vote`);
+    return tbuf;
+  }
+
+  private checkTransAny(txn: TransactionMetaData, method: string): TransactionBuffer {
     if (this.options.readOnly || this.connector.readOnly) throw new ReadOnlyError();
     const tbuf = txn.data.get(this);
     if (!(tbuf instanceof TransactionBuffer) || waitingForLock.has(tbuf)) {
@@ -823,7 +689,9 @@ export class ClientStorage extends EventEmitter implements Storage {
       const conn = await this.connection(options);
       const tbuf = new TransactionBuffer(placeholder.id, this.generation);
       txn.data.set(this, tbuf);
-      conn.callAsync('tpc_begin', [tbuf.id, txn.user, txn.description, txn.extension, tid, status]);
+      // the extension's bytes when the transaction has them (a copy), so both servers store them as they are
+      const ext = txn.extensionBytes ?? txn.extension;
+      conn.callAsync('tpc_begin', [tbuf.id, txn.user, txn.description, ext, tid, status]);
     } catch (e) {
       txn.data.delete(this);
       this.commitLock.release(txn);
@@ -884,6 +752,8 @@ export class ClientStorage extends EventEmitter implements Storage {
 
   async tpcVote(txn: TransactionMetaData, options?: CallOptions): Promise<Oid[]> {
     const tbuf = this.checkTrans(txn, 'tpc_vote');
+    // the blob uploads go before the vote
+    await Promise.all(tbuf.uploads);
     const conn = this.txnConnection(tbuf, 'tpc_vote');
     const undone: Oid[] = [];
     try {
@@ -912,6 +782,7 @@ export class ClientStorage extends EventEmitter implements Storage {
       throw e;
     }
     for (const u of tbuf.undos) u.oids.push(...undone);
+    tbuf.voted = true;
     return tbuf.resolvedOids();
   }
 
@@ -919,7 +790,13 @@ export class ClientStorage extends EventEmitter implements Storage {
   private async resolveConflict(oid: Oid, committed: Tid, read: Tid, data: Uint8Array): Promise<Uint8Array> {
     if (this.resolver) {
       const committedData = await this.loadSerial(oid, committed);
-      const resolved = await this.resolver(oid, committed, read, data, committedData);
+      let resolved: Uint8Array | null = null;
+      try {
+        resolved = await this.resolver(oid, committed, read, data, committedData);
+      } catch (e) {
+        // a resolver that fails leaves the conflict as it was (ZODB's tryToResolveConflict)
+        if (e instanceof ClientDisconnected) throw e;
+      }
       if (resolved) return resolved;
     }
     throw conflictError(oid, committed, read, data);
@@ -930,7 +807,8 @@ export class ClientStorage extends EventEmitter implements Storage {
     onCommitted?: (tid: Tid) => void,
     options?: CallOptions,
   ): Promise<Tid> {
-    const tbuf = this.checkTrans(txn, 'tpc_finish');
+    const tbuf = this.checkTransAny(txn, 'tpc_finish');
+    if (!tbuf.voted) throw new StorageTransactionError('tpc_finish before tpc_vote');
     try {
       const conn = this.txnConnection(tbuf, 'tpc_finish');
       let tid: Tid;
@@ -942,6 +820,7 @@ export class ClientStorage extends EventEmitter implements Storage {
           await conn.close(`tpc_finish failed: ${(e as Error).message}`);
         throw e;
       }
+      for (const u of tbuf.updates()) this.noteInvalidation(u.oid, tid);
       if (this.cache && conn === this.current) {
         for (const u of tbuf.updates()) {
           this.cache.invalidate(u.oid, tid);
@@ -954,6 +833,8 @@ export class ClientStorage extends EventEmitter implements Storage {
       for (const u of tbuf.undos) u.tid = tid;
       this.setLastTid(tid);
       onCommitted?.(tid);
+      // the uploaded files become the blob cache's files of the new revision
+      if (this.blobs && tbuf.blobs.length > 0) await this.blobs.committed(tid, tbuf.blobs);
       return tid;
     } finally {
       this.endTransaction(txn);
@@ -980,6 +861,10 @@ export class ClientStorage extends EventEmitter implements Storage {
       if (!(e instanceof ClientDisconnected)) throw e;
     } finally {
       this.endTransaction(txn);
+      if (this.blobs && tbuf.uploads.length > 0) {
+        await Promise.allSettled(tbuf.uploads);
+        await this.blobs.aborted(tbuf.blobs);
+      }
     }
   }
 
@@ -1005,31 +890,61 @@ export class ClientStorage extends EventEmitter implements Storage {
     if (options?.gc === false) {
       throw new Unsupported('a ZEO client cannot pack without garbage collection (the server decides)');
     }
-    if (this.isReadOnly()) throw new ReadOnlyError();
+    // (a read-only registration may pack, as with ZEO: zeopack registers read-only)
     await this.call('pack', [new PyFloat(packTime), true], options);
+    // the revisions it removed may be in our cache: forget them (ZEO keeps them until evicted; other clients
+    // still may, but they hold only what nothing reaches or what came before the pack time)
+    this.cache?.clear();
   }
 
   // ------------------------------------------------------------------------------------------------------
-  // blobs (blobs.ts wires these when it lands)
+  // blobs: ClientBlobs, with the server's blob directory (sharedBlobDir) or a blob cache of our own
 
-  storeBlob(): Promise<void> {
-    return Promise.reject(new Unsupported('this client has no blob directory'));
+  private blobsOrUnsupported(): ClientBlobs {
+    if (!this.blobs) throw new Unsupported('this client has no blob directory (blobDir)');
+    return this.blobs;
   }
 
+  /**
+   * Stores the record (storea), then hands the file to the server: its upload is done before the vote. The
+   * file is taken over (moved), as ZODB's storeBlob does.
+   */
+  async storeBlob(
+    oid: Oid,
+    oldSerial: Tid,
+    data: Uint8Array,
+    blobFilename: string,
+    txn: TransactionMetaData,
+  ): Promise<void> {
+    const blobs = this.blobsOrUnsupported();
+    const tbuf = this.checkTrans(txn, 'storeBlob');
+    const conn = this.txnConnection(tbuf, 'storeBlob');
+    conn.callAsync('storea', [oid, oldSerial, data, tbuf.id]);
+    tbuf.store(oid, data);
+    const upload = blobs.storeBlob(conn, oid, oldSerial, data, blobFilename, tbuf.id).then((filename) => {
+      tbuf.blobs.push({ oid, filename });
+    });
+    tbuf.uploads.push(upload);
+    await upload;
+  }
+
+  /** ZEO has no call for it: a blob is copied to a server with storeBlob in a transaction begun with its tid. */
   restoreBlob(): Promise<void> {
-    return Promise.reject(new Unsupported('this client has no blob directory'));
+    return Promise.reject(new Unsupported('ZEO has no restoreBlob: restore the record, then storeBlob'));
   }
 
-  loadBlob(): Promise<string> {
-    return Promise.reject(new Unsupported('this client has no blob directory'));
+  async loadBlob(oid: Oid, serial: Tid, options?: CallOptions): Promise<string> {
+    const blobs = this.blobsOrUnsupported();
+    const conn = await this.connection(options);
+    return blobs.loadBlob(conn, oid, serial, options);
   }
 
   temporaryDirectory(): string {
-    throw new Unsupported('this client has no blob directory');
+    return this.blobsOrUnsupported().temporaryDirectory();
   }
 
-  blobDirectoryOf(): string {
-    throw new Unsupported('this client has no blob directory');
+  blobDirectoryOf(oid: Oid): string {
+    return this.blobsOrUnsupported().blobDirectoryOf(oid);
   }
 }
 
@@ -1077,10 +992,4 @@ function withCallOptions<T>(p: Promise<T>, options: CallOptions | undefined, nam
       },
     );
   });
-}
-
-function describeAddresses(addresses: ServerAddress[]): string {
-  return addresses
-    .map((a) => (typeof a === 'string' ? a : 'path' in a ? a.path : `('${a.host}', ${a.port})`))
-    .join(', ');
 }

@@ -34,13 +34,22 @@ export interface ClientConnectionOptions {
   timeout?: number;
   /** ms between heartbeats (ZEO's heartbeat_interval, 60 s); 0: none */
   heartbeatInterval?: number;
+  /**
+   * ms the server may leave a `ping` unanswered before the connection is given up as dead (0, the default:
+   * never). A heartbeat that finds the server silent for a whole interval sends a `ping` instead; a server
+   * that keeps its socket open but answers nothing is noticed within about two intervals plus this.
+   */
+  heartbeatTimeout?: number;
   /** ms for the socket, TLS and the server's greeting (default 10 s) */
   connectTimeout?: number;
   /** TLS as an <ssl> section, or Node's options as they are */
   tls?: TlsSection | tls.ConnectionOptions;
   /** the server's one-way calls, one at a time in order (a returned promise holds the next one back) */
   onServerCall?: ServerCallHandler;
+  /** the channel's limits; maxMessageSize defaults to DEFAULT_MAX_MESSAGE_SIZE */
   limits?: Partial<ChannelLimits>;
+  /** gives up connecting (before the greeting) with the signal's reason */
+  signal?: AbortSignal;
 }
 
 export interface CallOptions {
@@ -49,8 +58,15 @@ export interface CallOptions {
   timeout?: number;
 }
 
+/**
+ * The largest frame the client accepts from a server unless told otherwise: a record this size or larger is
+ * beyond what a sane database holds (blobs travel in chunks), and a bounded default keeps a broken or hostile
+ * server from making us buffer 2 GiB. The same default as our server's max-message-size.
+ */
+export const DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024 * 1024;
+
 const DEFAULT_LIMITS: ChannelLimits = {
-  maxMessageSize: 2 ** 31 - 1,
+  maxMessageSize: DEFAULT_MAX_MESSAGE_SIZE,
   // never stop reading because our own output waits: a server that pauses reading while its replies wait
   // for us would otherwise wait on us forever (ZEO's client keeps reading too)
   outputHighWater: Number.POSITIVE_INFINITY,
@@ -73,7 +89,8 @@ function isSection(t: TlsSection | tls.ConnectionOptions): t is TlsSection {
   return 'authenticate' in t && 'certificate' in t;
 }
 
-function describe(address: ServerAddress): string {
+/** An address as people write it: host:port, or the socket path. */
+export function describeAddress(address: ServerAddress): string {
   if (typeof address === 'string') return address;
   return 'path' in address ? address.path : `${address.host}:${address.port}`;
 }
@@ -87,6 +104,13 @@ export class ClientConnection {
   private readonly abandoned = new Set<number>();
   private lastMsgid = 0;
   private heartbeat: NodeJS.Timeout | null = null;
+  /** when the last frame came (or a server call we held reading for finished) */
+  private lastReceived = Date.now();
+  private lastBeat = Date.now();
+  /** when the unanswered liveness ping went out (0: none out) */
+  private pingSent = 0;
+  /** server calls being handled (reading is held: the server's silence is ours) */
+  private handling = 0;
   private closeReason: ClientDisconnected | null = null;
 
   private constructor(
@@ -104,10 +128,13 @@ export class ClientConnection {
    * once calls can be made (register first, as ZEO's client does).
    */
   static connect(address: ServerAddress, options: ClientConnectionOptions = {}): Promise<ClientConnection> {
-    const where = describe(address);
+    const where = describeAddress(address);
     const tcp = typeof address === 'object' && 'host' in address ? address : null;
     const path = typeof address === 'string' ? address : 'path' in address ? address.path : null;
     // (in the executor: a TLS section whose files cannot be read rejects, too)
+    const signal = options.signal;
+    // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the signal's own reason, as fetch does
+    if (signal?.aborted) return Promise.reject(signal.reason);
     return new Promise((resolve, reject) => {
       let socket: net.Socket;
       if (options.tls) {
@@ -140,6 +167,7 @@ export class ClientConnection {
               return;
             }
             clearTimeout(timer);
+            signal?.removeEventListener('abort', onAbort);
             channel.send(chosen.reply);
             conn = new ClientConnection(channel, codecFor(chosen.encoding, 'client'), options, closed);
             conn.startHeartbeat();
@@ -147,6 +175,7 @@ export class ClientConnection {
           },
           closing: (reason) => {
             clearTimeout(timer);
+            signal?.removeEventListener('abort', onAbort);
             const r = reasonOf(reason);
             if (conn) conn.onClosing(r);
             else reject(r);
@@ -159,6 +188,15 @@ export class ClientConnection {
         () => channel.destroy(new ClientDisconnected(`no greeting from ${where} within ${ms} ms`)),
         ms,
       );
+      const onAbort = (): void => {
+        const r: unknown = signal!.reason;
+        channel.destroy(
+          r instanceof ClientDisconnected
+            ? r
+            : new ClientDisconnected(`connecting to ${where} given up: ${String(r)}`, { cause: r }),
+        );
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 
@@ -218,7 +256,34 @@ export class ClientConnection {
     if (every <= 0) return;
     // (-1, 0, '.reply', None), which the server ignores: it keeps idle connections (and NATs) alive
     const beat = this.codec.encodeReply(-1, null);
-    this.heartbeat = setInterval(() => this.channel.send(beat), every);
+    const deadAfter = this.options.heartbeatTimeout ?? 0;
+    this.heartbeat = setInterval(() => {
+      const now = Date.now();
+      // a late tick means our own event loop stalled: the server's replies may be waiting unread
+      const stalled = now - this.lastBeat > every * 1.5;
+      this.lastBeat = now;
+      if (deadAfter > 0 && this.handling === 0) {
+        if (this.pingSent > 0) {
+          if (!stalled && now - this.pingSent > deadAfter) {
+            this.channel.destroy(
+              new ClientDisconnected(
+                `the server stopped answering: no reply to a ping within ${now - this.pingSent} ms`,
+              ),
+            );
+            return;
+          }
+        } else if (now - this.lastReceived >= every) {
+          this.pingSent = now;
+          // any answer will do, an error reply too (a server may refuse calls before register)
+          const done = (): void => {
+            this.pingSent = 0;
+          };
+          this.call('ping', [], { timeout: 0 }).then(done, done);
+          return;
+        }
+      }
+      this.channel.send(beat);
+    }, every);
     this.heartbeat.unref();
   }
 
@@ -245,6 +310,7 @@ export class ClientConnection {
   }
 
   private onFrame(payload: Buffer): void {
+    this.lastReceived = Date.now();
     let msg: Message;
     try {
       msg = this.codec.decode(payload);
@@ -298,7 +364,15 @@ export class ClientConnection {
     try {
       const r = handler(msg.name, msg.args);
       // (read nothing more until it is done: the next call waits its turn)
-      if (r instanceof Promise) this.channel.holdReading(r.catch(fail));
+      if (r instanceof Promise) {
+        this.handling++;
+        this.channel.holdReading(
+          r.catch(fail).finally(() => {
+            this.handling--;
+            this.lastReceived = Date.now();
+          }),
+        );
+      }
     } catch (e) {
       fail(e);
     }

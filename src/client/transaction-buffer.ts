@@ -20,8 +20,12 @@ export class TransactionBuffer {
   private readonly serverResolved = new Map<string, Oid>();
   /** uploaded blob files, for the blob cache after tpc_finish */
   readonly blobs: Array<{ oid: Oid; filename: string }> = [];
+  /** blob uploads still under way (the vote waits for them) */
+  readonly uploads: Array<Promise<void>> = [];
   /** the undo results handed out by undo(), filled in at vote and finish */
   readonly undos: Array<{ tid: Uint8Array; oids: Oid[] }> = [];
+  /** tpcVote succeeded: nothing more may be stored, tpcFinish may come */
+  voted = false;
 
   constructor(
     /** the server's name for the transaction (ZEO's id(txn)) */

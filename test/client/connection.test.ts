@@ -10,7 +10,12 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { CallTimeoutError, ClientConnection, ClientDisconnected } from '../../src/client/index.js';
+import {
+  CallTimeoutError,
+  ClientConnection,
+  ClientDisconnected,
+  DEFAULT_MAX_MESSAGE_SIZE,
+} from '../../src/client/index.js';
 import { dumps, pyRepr, tuple, type PickleValue } from '../../src/pickle/index.js';
 import { codecFor, encodeFrame, FrameDecoder, type Message } from '../../src/protocol/index.js';
 import { POSKeyError } from '../../src/storage/errors.js';
@@ -438,6 +443,82 @@ describe('bad servers', () => {
       assert.match(e.message, /ECONNREFUSED/);
       return true;
     });
+  });
+
+  test('a frame over the bounded default maxMessageSize (or a configured one) ends the connection', async () => {
+    assert.equal(DEFAULT_MAX_MESSAGE_SIZE, 256 * 1024 * 1024);
+    // only the 4-byte header of a 300 MiB frame: refused before anything is buffered
+    const huge = await badServer('Z5', (_m, _s, sock) => {
+      const head = Buffer.alloc(4);
+      head.writeUInt32BE(300 * 1024 * 1024);
+      sock.write(head);
+    });
+    const c = await ClientConnection.connect(huge.address);
+    await assert.rejects(c.call('loadBefore', [z64, maxtid]), (e: Error) => {
+      assert.ok(e instanceof ClientDisconnected);
+      assert.match(e.message, /frame of 314572800 bytes announced, more than the limit of 268435456/);
+      return true;
+    });
+    await huge.close();
+    const big = await badServer('Z5', (m, s) => s.send(s.codec.encodeReply(m.msgid, new Uint8Array(5000))));
+    const small = await ClientConnection.connect(big.address, { limits: { maxMessageSize: 4096 } });
+    await assert.rejects(small.call('loadBefore', [z64, maxtid]), /more than the limit of 4096/);
+    const roomy = await ClientConnection.connect(big.address, { limits: { maxMessageSize: 8192 } });
+    assert.equal(((await roomy.call('loadBefore', [z64, maxtid])) as Uint8Array).length, 5000);
+    await roomy.close();
+    await big.close();
+  });
+
+  test('connect gives up when its signal aborts', async () => {
+    const t0 = timers();
+    const mute = await badServer(null);
+    const ac = new AbortController();
+    const connecting = ClientConnection.connect(mute.address, { signal: ac.signal, connectTimeout: 60_000 });
+    await waitUntil(() => mute.sockets.length === 1, 'the server accepted');
+    ac.abort(new Error('not needed any more'));
+    await assert.rejects(connecting, (e: Error) => {
+      assert.ok(e instanceof ClientDisconnected);
+      assert.match(e.message, /given up: Error: not needed any more/);
+      return true;
+    });
+    await assert.rejects(
+      ClientConnection.connect(mute.address, { signal: ac.signal }),
+      /not needed any more/,
+    );
+    assert.equal(timers(), t0, 'no timer left');
+    await mute.close();
+  });
+
+  test('heartbeatTimeout: a server that keeps the socket but stops answering is given up; one that answers is kept', async () => {
+    const t0 = timers();
+    const silent = await badServer('Z5');
+    const c = await ClientConnection.connect(silent.address, { heartbeatInterval: 20, heartbeatTimeout: 60 });
+    const started = Date.now();
+    await assert.rejects(c.call('lastTransaction'), (e: Error) => {
+      assert.ok(e instanceof ClientDisconnected);
+      assert.match(e.message, /the server stopped answering: no reply to a ping within \d+ ms/);
+      return true;
+    });
+    assert.ok(Date.now() - started < 5000);
+    assert.ok(
+      silent.calls.some((m) => m.name === 'ping'),
+      'it pinged',
+    );
+    assert.equal(c.pendingCalls, 0);
+    await silent.close();
+    assert.equal(timers(), t0, 'no timer left');
+
+    const s = await startServer();
+    try {
+      const ok = await ClientConnection.connect(s.address, { heartbeatInterval: 20, heartbeatTimeout: 60 });
+      await ok.call('register', ['1', false]);
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(ok.connected, true, 'a server answering its pings is kept');
+      assert.equal(ok.pendingCalls, 0);
+      await ok.close();
+    } finally {
+      await s.stop();
+    }
   });
 
   test('the heartbeat is (-1, 0, ".reply", None), sent every interval', async () => {

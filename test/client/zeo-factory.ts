@@ -1,6 +1,7 @@
 // The contract suite's factory for ClientStorage: one server serves many storages ('1'..'N', as ZEO's own
 // testZEO.py shares a server between tests); each test directory gets a fresh storage name, and reopening the
 // directory reconnects to the same name.
+import { join } from 'node:path';
 import { ClientStorage, type ClientStorageOptions } from '../../src/client/index.js';
 import type { StorageFactory } from '../storage/contract/index.js';
 
@@ -34,7 +35,8 @@ export function zeoFactory(options: ZeoFactoryOptions): StorageFactory {
         storage: name,
         readOnly: readOnly ?? false,
         resolver: resolver ?? null,
-        cacheSize: 0,
+        // a blob cache of its own per test directory
+        blobDir: join(dir, 'blob-cache'),
         waitTimeout: 10_000,
         ...options.client,
       });
@@ -44,10 +46,18 @@ export function zeoFactory(options: ZeoFactoryOptions): StorageFactory {
     supportsPack: true,
     // ZEO's pack(t, wait) has no gc flag: the server always collects garbage
     supportsPackWithoutGc: false,
-    supportsBlobs: false,
+    supportsBlobs: true,
     supportsIterator: true,
     supportsRestore: true,
     supportsDeleteObject: true,
+    // undoa is a one-way call: the server undoes at vote, with its own conflict resolution
+    undoAtVote: true,
+    // (zeo serve resolves none of the test's PCounter conflicts; runzeo with client-conflict-resolution never
+    // resolves on its side: ZEO's StorageServer gives its storage never_resolve_conflict)
+    resolverAppliesToUndo: false,
+    // iterator_next carries the extension as a dict
+    extensionBytesFromIterator: false,
+    readOnlyMayPack: true,
     timeout: 30_000,
   };
 }

@@ -41,6 +41,24 @@ export interface StorageFactory {
    * transaction still waiting takes it out of the queue. Default true. (A ZEO client's lock is the server's.)
    */
   commitLockAtBegin?: boolean;
+  /**
+   * Whether undo() is done by the storage at tpcVote (a ZEO client: undoa is a one-way call), so that the
+   * undone oids come from tpcVote and a bad undo id fails there. Default false: undo() itself does it.
+   */
+  undoAtVote?: boolean;
+  /**
+   * Whether undo resolves its conflicts with the resolver the storage was opened with. Default true. A ZEO
+   * client's undo runs in the server's storage, which resolves with what the server has (runzeo imports the
+   * test's PCounter classes; zeo serve has no resolver for them).
+   */
+  resolverAppliesToUndo?: boolean;
+  /**
+   * Whether iterator() gives a transaction's extension bytes as stored. Default true. ZEO's iterator_next
+   * carries the extension as a dict, which the client can only pickle again.
+   */
+  extensionBytesFromIterator?: boolean;
+  /** Whether a read-only storage may pack (ZEO's server: "Yes, you can pack a read-only server or storage!") */
+  readOnlyMayPack?: boolean;
   /** FileStorage only: the path of the index file of the storage in `dir` (the Corruption tests) */
   indexFile?(dir: string): string;
   /** Called after the test with each dir it used (a memory factory drops the data kept for it). */

@@ -23,6 +23,11 @@ import {
   z64,
 } from './helpers.js';
 
+/** The Python class of an error a ZEO server reported as it is (ServerException's className). */
+function pythonClassOf(e: unknown): string | null {
+  return e instanceof Error && 'className' in e && typeof e.className === 'string' ? e.className : null;
+}
+
 /** IteratorCompare.iter_verify: one record of `oid` per transaction, values counting up from val0. */
 async function iterVerify(
   txns: AsyncIterable<TransactionRecord>,
@@ -93,9 +98,11 @@ export function iteratorStorageTests(name: string, factory: StorageFactory): voi
       assert.equal(all.length, 1);
       const { txn } = all[0];
       assert.ok(pyEquals(txn.extension, ext));
-      // the bytes as given, not the pickle of the dict read back
-      assertBytes(txn.extensionBytes, PROTOCOL1_EXTENSION);
-      assert.notDeepEqual(Buffer.from(dumps(txn.extension, 3)), Buffer.from(txn.extensionBytes));
+      // the bytes as given, not the pickle of the dict read back (unless only the dict travels: ZEO)
+      if (factory.extensionBytesFromIterator !== false) {
+        assertBytes(txn.extensionBytes, PROTOCOL1_EXTENSION);
+        assert.notDeepEqual(Buffer.from(dumps(txn.extension, 3)), Buffer.from(txn.extensionBytes));
+      }
       // and an extension given as a dict is stored as its protocol 3 pickle
       await dostore(s, { data: 2, extension: ext });
       const again = await readAll(s);
@@ -195,8 +202,12 @@ export function iteratorStorageTests(name: string, factory: StorageFactory): voi
         const r1 = await s.recordIternext(oids[1]);
         assertId(r1.oid, oids[1]);
         assertId(r1.next, oids[2]);
-        // past the last oid there is nothing
-        await assert.rejects(s.recordIternext(p64(u64(oids[2]) + 1n)), POSKeyError);
+        // past the last oid there is nothing: POSKeyError (ZODB's FileStorage lets its index's ValueError out,
+        // which a client of runzeo gets as it is)
+        await assert.rejects(
+          s.recordIternext(p64(u64(oids[2]) + 1n)),
+          (e) => e instanceof POSKeyError || pythonClassOf(e) === 'builtins.ValueError',
+        );
       },
       { skip: factory.supportsRecordIternext === false && 'no recordIternext' },
     );

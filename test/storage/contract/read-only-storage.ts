@@ -42,7 +42,8 @@ export function readOnlyStorageTests(name: string, factory: StorageFactory): voi
       // not in ZODB's test, refused by FileStorage all the same
       await assert.rejects(s.restore(z64, z64, minpo(1), null, t), ReadOnlyError);
       await assert.rejects(s.deleteObject(z64, z64, t), ReadOnlyError);
-      await assert.rejects(s.pack(Date.now() / 1000, referencesf), ReadOnlyError);
+      if (!factory.readOnlyMayPack)
+        await assert.rejects(s.pack(Date.now() / 1000, referencesf), ReadOnlyError);
     });
   });
 }

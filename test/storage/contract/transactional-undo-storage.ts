@@ -250,12 +250,18 @@ export function transactionalUndoStorageTests(name: string, factory: StorageFact
 
     storageTest(factory, 'checkUndoUnknownTransaction (not a ZODB method)', async ({ storage: s }) => {
       await dostore(s);
-      const t = new TransactionMetaData();
-      await s.tpcBegin(t);
-      // an id of no transaction, and no id at all
-      await assert.rejects(s.undo(new Uint8Array(Buffer.from('AAAAAAAAAAE=')), t), UndoError);
-      await assert.rejects(s.undo(new Uint8Array(Buffer.from('xx')), t), UndoError);
-      await s.tpcAbort(t);
+      // an id of no transaction, and no id at all: refused by undo, or by the vote of a storage undoing there
+      for (const bad of ['AAAAAAAAAAE=', 'xx']) {
+        const t = new TransactionMetaData();
+        await s.tpcBegin(t);
+        const undo = s.undo(new Uint8Array(Buffer.from(bad)), t);
+        if (factory.undoAtVote) {
+          await undo;
+          // (ZODB's FileStorage decodes the id with base64 first: runzeo reports a malformed one as binascii.Error)
+          await assert.rejects(s.tpcVote(t), bad === 'xx' ? Error : UndoError);
+        } else await assert.rejects(undo, UndoError);
+        await s.tpcAbort(t);
+      }
       // undo needs the transaction in progress
       const [id] = await undoIds(s);
       await assert.rejects(s.undo(id, new TransactionMetaData()), StorageTransactionError);
@@ -604,8 +610,11 @@ export function transactionalUndoStorageTests(name: string, factory: StorageFact
         await db.undo(ids);
         assert.equal(pcounterValue((await s.load(x)).data), 2);
       };
+    const undoResolves =
+      factory.resolverAppliesToUndo === false && "undo resolves conflicts with the server's resolvers";
     storageTest(factory, 'checkUndoMultipleConflictResolution', undoMultipleConflictResolution(false), {
       resolver: (ctx) => pcounterResolver(() => ctx.storage),
+      skip: undoResolves,
     });
     storageTest(
       factory,
@@ -613,6 +622,7 @@ export function transactionalUndoStorageTests(name: string, factory: StorageFact
       undoMultipleConflictResolution(true),
       {
         resolver: (ctx) => pcounterResolver(() => ctx.storage),
+        skip: undoResolves,
       },
     );
 
@@ -628,8 +638,9 @@ export function transactionalUndoStorageTests(name: string, factory: StorageFact
         const t = txnMeta({ description: 'undo it', user: 'u' });
         await s.tpcBegin(t);
         const result = await s.undo(id, t);
-        assert.deepEqual(result.oids.map(hex), [hex(oid)]);
-        await s.tpcVote(t);
+        const voted = await s.tpcVote(t);
+        // a storage that undoes at vote reports the oids there (and fills in the result's)
+        assert.deepEqual((factory.undoAtVote ? voted : result.oids).map(hex), [hex(oid)]);
         const tid = await s.tpcFinish(t);
         assertId(result.tid, tid);
         const [top] = await s.undoLog(0, 1);

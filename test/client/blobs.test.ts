@@ -1,0 +1,660 @@
+// ClientBlobs against real servers: zeo serve (in this process) and Python's runzeo, in pickle and msgpack,
+// with a shared blob directory and with blob caches. Blobs of 0 bytes, a few bytes and several MB go up with
+// storeBlob and come back with loadBlob, byte for byte; a cache fetches a revision once however many loads
+// (in this process, or in several processes sharing the cache) want it, and stays within its bound; Python's
+// ClientStorage reads what we stored and we read what it stored.
+
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import net from 'node:net';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { ClientBlobs } from '../../src/client/blobs.js';
+import { ClientConnection, type ServerAddress } from '../../src/client/connection.js';
+import { POSKeyError } from '../../src/storage/errors.js';
+import { idFromHex, idHex, p64, z64, type Oid, type Tid } from '../../src/storage/ids.js';
+import { interopDisabled, Oracle } from '../helpers/oracle.js';
+import { startServer } from '../helpers/server-fixture.js';
+import { freePort, ServerProcess, stopLeftovers } from '../helpers/server-process.js';
+
+after(stopLeftovers);
+
+/** What ZODB writes for a Blob: the class ZODB.blob.Blob, and no state. */
+const BLOB_RECORD = Buffer.from('\x80\x03cZODB.blob\nBlob\nq\x00.\x80\x03N.', 'latin1');
+const MB = 1 << 20;
+
+interface Running {
+  address: { host: string; port: number } | { path: string };
+  /** the server's blob directory */
+  blobDir: string;
+  pyAddress: string;
+  stop(): Promise<void>;
+}
+
+async function startOurs(msgpack: boolean): Promise<Running> {
+  const s = await startServer({ msgpack });
+  return { address: s.address, blobDir: join(s.dir, 'blobs'), pyAddress: s.pyAddress, stop: () => s.stop() };
+}
+
+async function startRunzeo(msgpack: boolean): Promise<Running> {
+  const dir = await mkdtemp(join(tmpdir(), 'zeo-ts-blobs-runzeo-'));
+  const conf = join(dir, 'zeo.conf');
+  const port = await freePort();
+  await writeFile(
+    conf,
+    `<zeo>\n  address 127.0.0.1:${port}\n  msgpack ${msgpack}\n</zeo>\n` +
+      `<filestorage 1>\n  path ${dir}/Data.fs\n  blob-dir ${dir}/blobs\n</filestorage>\n`,
+  );
+  const server = new ServerProcess({ kind: 'runzeo', conf, cwd: dir, env: { ZEO_MSGPACK: '' } });
+  try {
+    await server.port(30_000);
+  } catch (e) {
+    server.kill();
+    await rm(dir, { recursive: true, force: true });
+    throw e;
+  }
+  return {
+    address: { host: '127.0.0.1', port },
+    blobDir: join(dir, 'blobs'),
+    pyAddress: `('127.0.0.1', ${port})`,
+    async stop() {
+      await server.stopCleanly();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+const SERVERS = [
+  { name: 'zeo serve', start: startOurs, interop: false },
+  { name: 'runzeo', start: startRunzeo, interop: true },
+];
+
+/** A registered connection whose receiveBlob* calls go to `blobs`; counts the blobs the server sent. */
+class Client {
+  received = 0;
+  private txn = 0;
+  private constructor(
+    readonly conn: ClientConnection,
+    readonly blobs: ClientBlobs,
+  ) {}
+
+  static async open(address: ServerAddress, blobs: ClientBlobs): Promise<Client> {
+    let self: Client | null = null;
+    const conn = await ClientConnection.connect(address, {
+      timeout: 60_000,
+      onServerCall: async (name, args) => {
+        if (name === 'receiveBlobStart') self!.received++;
+        await blobs.onServerCall(name, args);
+      },
+    });
+    self = new Client(conn, blobs);
+    await conn.call('register', ['1', false]);
+    return self;
+  }
+
+  async newOids(n: number): Promise<Oid[]> {
+    return (await this.conn.call('new_oids', [n])) as Oid[];
+  }
+
+  /** One transaction storing each file as a new revision of its oid (oldSerial z64: a new object). */
+  async commit(items: Array<{ oid: Oid; file: string; oldSerial?: Tid }>): Promise<Tid> {
+    const id = ++this.txn;
+    const c = this.conn;
+    c.callAsync('tpc_begin', [
+      id,
+      new Uint8Array(0),
+      new Uint8Array(Buffer.from('blobs')),
+      new Map(),
+      null,
+      ' ',
+    ]);
+    const stored: Array<{ oid: Oid; filename: string }> = [];
+    for (const it of items) {
+      const serial = it.oldSerial ?? z64;
+      c.callAsync('storea', [it.oid, serial, BLOB_RECORD, id]);
+      const filename = await this.blobs.storeBlob(c, it.oid, serial, BLOB_RECORD, it.file, id);
+      stored.push({ oid: it.oid, filename });
+    }
+    await c.call('vote', [id]);
+    const tid = (await c.call('tpc_finish', [id])) as Tid;
+    await this.blobs.committed(tid, stored);
+    return tid;
+  }
+
+  async read(oid: Oid, serial: Tid): Promise<Buffer> {
+    return readFile(await this.blobs.loadBlob(this.conn, oid, serial));
+  }
+
+  async close(): Promise<void> {
+    await this.blobs.close();
+    await this.conn.close();
+  }
+}
+
+function cache(dir: string, name: string, size: number | null = null): ClientBlobs {
+  return new ClientBlobs({
+    blobDir: join(dir, name),
+    sharedBlobDir: false,
+    blobCacheSize: size,
+    blobCacheSizeCheck: 10,
+  });
+}
+
+function shared(server: Running): ClientBlobs {
+  return new ClientBlobs({
+    blobDir: server.blobDir,
+    sharedBlobDir: true,
+    blobCacheSize: null,
+    blobCacheSizeCheck: 10,
+  });
+}
+
+const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+
+for (const target of SERVERS) {
+  for (const msgpack of [false, true]) {
+    for (const isShared of [false, true]) {
+      const name =
+        `${target.name}, ${msgpack ? 'msgpack' : 'pickle'}, ${isShared ? 'shared blob directory' : 'blob caches'}: ` +
+        'blobs of 0 bytes, a few bytes and 5 MB stored and loaded back';
+      const skip = target.interop && interopDisabled ? 'ZEO_TS_SKIP_INTEROP=1' : false;
+      test(name, { skip, timeout: 120_000 }, async () => {
+        const server = await target.start(msgpack);
+        const work = await mkdtemp(join(tmpdir(), 'zeo-ts-blobs-'));
+        const clients: Client[] = [];
+        try {
+          const a = await Client.open(server.address, isShared ? shared(server) : cache(work, 'a'));
+          clients.push(a);
+          const b = await Client.open(server.address, isShared ? shared(server) : cache(work, 'b'));
+          clients.push(b);
+          const contents = [
+            Buffer.alloc(0),
+            Buffer.from('a few bytes of blob'),
+            randomBytes(5 * MB + 12_345),
+          ];
+          const oids = await a.newOids(contents.length);
+          const files: string[] = [];
+          for (let i = 0; i < contents.length; i++) {
+            // the application's file, in the temporary directory as ZODB's Blob writes it
+            files.push(join(a.blobs.temporaryDirectory(), `upload-${i}`));
+            await writeFile(files[i], contents[i]);
+          }
+          const tid = await a.commit(oids.map((oid, i) => ({ oid, file: files[i] })));
+          for (const f of files) assert.ok(!existsSync(f), 'storeBlob took the file over');
+
+          // the writer reads its own blobs: from its cache (moved there on commit) or the shared directory
+          for (let i = 0; i < contents.length; i++) {
+            const path = await a.blobs.loadBlob(a.conn, oids[i], tid);
+            assert.equal(path, a.blobs.blobFilename(oids[i], tid));
+            assert.equal(sha(await readFile(path)), sha(contents[i]), `blob ${i}, read by its writer`);
+            assert.equal((await stat(path)).mode & 0o222, 0, 'a committed blob file is read-only');
+          }
+          assert.equal(a.received, 0, 'the writer had its blobs already');
+          if (!isShared) {
+            // nothing left of the uploads in the cache's oid directories
+            for (const oid of oids) {
+              const names = await readdir(a.blobs.blobDirectoryOf(oid));
+              assert.deepEqual(
+                names.filter((n) => !n.endsWith('.blob') && n !== '.lock'),
+                [],
+              );
+            }
+          }
+
+          // another client: from the server (each blob once, though the big one is asked for three times at once)
+          const reads = await Promise.all([
+            b.read(oids[0], tid),
+            b.read(oids[1], tid),
+            b.read(oids[2], tid),
+            b.read(oids[2], tid),
+            b.read(oids[2], tid),
+          ]);
+          assert.deepEqual(
+            reads.map(sha),
+            [0, 1, 2, 2, 2].map((i) => sha(contents[i])),
+          );
+          assert.equal(b.received, isShared ? 0 : 3, 'one sendBlob per revision');
+          assert.equal(sha(await b.read(oids[2], tid)), sha(contents[2]));
+          assert.equal(b.received, isShared ? 0 : 3, 'a cached revision is not fetched again');
+
+          // a revision the server does not have: POSKeyError, and nothing left behind
+          const missing = p64(0x0123456789n);
+          await assert.rejects(b.blobs.loadBlob(b.conn, oids[1], missing), (e: unknown) => {
+            assert.ok(e instanceof POSKeyError, `POSKeyError, not ${String(e)}`);
+            return true;
+          });
+          await assert.rejects(b.blobs.loadBlob(b.conn, p64(0xfff_fffn), tid), POSKeyError);
+          if (!isShared) {
+            const dir = b.blobs.blobDirectoryOf(oids[1]);
+            assert.deepEqual(
+              (await readdir(dir)).filter((n) => n.endsWith('.dl')),
+              [],
+              'no partial download',
+            );
+          }
+
+          // a second revision of the big blob, stored by the other client
+          const next = join(b.blobs.temporaryDirectory(), 'next');
+          const nextContent = randomBytes(2 * MB);
+          await writeFile(next, nextContent);
+          const tid2 = await b.commit([{ oid: oids[2], file: next, oldSerial: tid }]);
+          assert.equal(sha(await a.read(oids[2], tid2)), sha(nextContent));
+          assert.equal(sha(await a.read(oids[2], tid)), sha(contents[2]), 'the old revision is still there');
+          if (isShared) assert.ok(existsSync(join(server.blobDir, '.layout')));
+        } finally {
+          for (const c of clients) await c.close();
+          await server.stop();
+          await rm(work, { recursive: true, force: true });
+        }
+      });
+    }
+  }
+}
+
+test('an aborted transaction’s uploads are removed; a load cut off by a lost connection leaves no partial file', async () => {
+  const server = await startOurs(false);
+  const work = await mkdtemp(join(tmpdir(), 'zeo-ts-blobs-'));
+  try {
+    const a = await Client.open(server.address, cache(work, 'a'));
+    const [oid] = await a.newOids(1);
+    const file = join(a.blobs.temporaryDirectory(), 'f');
+    await writeFile(file, randomBytes(300_000));
+    const c = a.conn;
+    c.callAsync('tpc_begin', [1, new Uint8Array(0), new Uint8Array(0), new Map(), null, ' ']);
+    c.callAsync('storea', [oid, z64, BLOB_RECORD, 1]);
+    const uploaded = await a.blobs.storeBlob(c, oid, z64, BLOB_RECORD, file, 1);
+    assert.ok(existsSync(uploaded));
+    await c.call('tpc_abort', [1]);
+    await a.blobs.aborted([{ oid, filename: uploaded }]);
+    assert.ok(!existsSync(uploaded));
+
+    const big = join(a.blobs.temporaryDirectory(), 'big');
+    await writeFile(big, randomBytes(8 * MB));
+    const tid = await a.commit([{ oid, file: big }]);
+    await a.close();
+
+    const b = await Client.open(server.address, cache(work, 'b'));
+    const loading = b.blobs.loadBlob(b.conn, oid, tid);
+    // cut the connection while the blob streams in
+    setImmediate(() => void b.conn.close('cut by the test'));
+    await loading.then(
+      () => {}, // it may have finished first: then the file is whole (checked below)
+      (e: unknown) => assert.match(String(e), /ClientDisconnected|cut by the test/),
+    );
+    const dir = b.blobs.blobDirectoryOf(oid);
+    const names = await readdir(dir);
+    assert.deepEqual(
+      names.filter((n) => n.endsWith('.dl')),
+      [],
+      'the partial download is gone',
+    );
+    const path = b.blobs.blobFilename(oid, tid);
+    if (existsSync(path)) assert.equal((await stat(path)).size, 8 * MB);
+    await b.blobs.close();
+  } finally {
+    await server.stop();
+    await rm(work, { recursive: true, force: true });
+  }
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// several processes on one cache
+
+const child = fileURLToPath(new URL('./blobs-child.js', import.meta.url));
+const run = promisify(execFile);
+
+interface ChildReport {
+  loads: number;
+  received: number;
+  bad: string[];
+}
+
+async function runChildren(n: number, job: Record<string, unknown>): Promise<ChildReport[]> {
+  return Promise.all(
+    Array.from({ length: n }, async (_, i) => {
+      const { stdout } = await run(process.execPath, [child, JSON.stringify({ ...job, seed: i + 1 })], {
+        timeout: 120_000,
+      });
+      return JSON.parse(stdout) as ChildReport;
+    }),
+  );
+}
+
+async function storeMany(server: Running, work: string, count: number, size: number) {
+  const a = await Client.open(server.address, cache(work, 'writer'));
+  try {
+    const oids = await a.newOids(count);
+    const items = [];
+    const contents: Buffer[] = [];
+    for (let i = 0; i < count; i++) {
+      contents.push(randomBytes(size + i));
+      const file = join(a.blobs.temporaryDirectory(), `f${i}`);
+      await writeFile(file, contents[i]);
+      items.push({ oid: oids[i], file });
+    }
+    const tid = await a.commit(items);
+    return oids.map((oid, i) => ({ oid: idHex(oid), serial: idHex(tid), sha256: sha(contents[i]) }));
+  } finally {
+    await a.close();
+  }
+}
+
+test(
+  'several processes loading the same blobs into one cache: each revision fetched once, never seen partly written',
+  { timeout: 120_000 },
+  async () => {
+    const server = await startOurs(false);
+    const work = await mkdtemp(join(tmpdir(), 'zeo-ts-blobs-'));
+    try {
+      const blobs = await storeMany(server, work, 12, 400_000);
+      const reports = await runChildren(3, {
+        address: server.address,
+        blobDir: join(work, 'shared-cache'),
+        blobCacheSize: null,
+        blobCacheSizeCheck: 10,
+        blobs,
+        rounds: 2,
+      });
+      assert.deepEqual(
+        reports.flatMap((r) => r.bad),
+        [],
+        'every load read the whole blob',
+      );
+      assert.equal(
+        reports.reduce((s, r) => s + r.loads, 0),
+        3 * 2 * 12,
+      );
+      assert.equal(
+        reports.reduce((s, r) => s + r.received, 0),
+        12,
+        'each revision came from the server once, for all three processes',
+      );
+    } finally {
+      await server.stop();
+      await rm(work, { recursive: true, force: true });
+    }
+  },
+);
+
+test(
+  'several processes on one bounded cache: it stays near its bound, and the next client brings it under',
+  { timeout: 120_000 },
+  async () => {
+    const server = await startOurs(true);
+    const work = await mkdtemp(join(tmpdir(), 'zeo-ts-blobs-'));
+    try {
+      const size = 200_000;
+      const blobs = await storeMany(server, work, 20, size);
+      const bound = 1_000_000;
+      const check = bound / 10;
+      const dir = join(work, 'bounded-cache');
+      const n = 3;
+      const reports = await runChildren(n, {
+        address: server.address,
+        blobDir: dir,
+        blobCacheSize: bound,
+        blobCacheSizeCheck: 10,
+        blobs,
+        rounds: 2,
+      });
+      assert.deepEqual(
+        reports.flatMap((r) => r.bad),
+        [],
+        'every load read the whole blob, evictions or not',
+      );
+      const received = reports.reduce((s, r) => s + r.received, 0);
+      assert.ok(received > 20, `evicted blobs were fetched again (${received} fetches of 20 blobs)`);
+      const probe = new ClientBlobs({
+        blobDir: dir,
+        sharedBlobDir: false,
+        blobCacheSize: null,
+        blobCacheSizeCheck: 10,
+      });
+      const left = await probe.cacheBytes();
+      // each process may have written up to a check's worth, plus the blob a check ran beside, since its last check
+      assert.ok(left <= bound + n * (check + size + 20), `${left} bytes left in a cache bounded at ${bound}`);
+      // a client opening the cache checks its size at once, as ZEO's does
+      const next = new ClientBlobs({
+        blobDir: dir,
+        sharedBlobDir: false,
+        blobCacheSize: bound,
+        blobCacheSizeCheck: 10,
+      });
+      await next.close();
+      const after = await probe.cacheBytes();
+      assert.ok(after <= bound - check, `${after} bytes after the opening check (target ${bound - check})`);
+      assert.ok(after > 0, 'the most recently used blobs stay');
+    } finally {
+      await server.stop();
+      await rm(work, { recursive: true, force: true });
+    }
+  },
+);
+
+// ---------------------------------------------------------------------------------------------------------
+// with Python's ClientStorage
+
+const PY_CLIENT = `
+import ZEO.ClientStorage, ZODB, transaction, ZODB.blob
+def client(blob_dir, shared):
+    return ZEO.ClientStorage.ClientStorage(eval(args['address']), blob_dir=blob_dir, shared_blob_dir=shared, wait_timeout=30)
+`;
+
+for (const target of SERVERS) {
+  const msgpack = target.interop; // zeo serve in pickle, runzeo in msgpack
+  for (const isShared of [false, true]) {
+    const name = `${target.name}, ${msgpack ? 'msgpack' : 'pickle'}, ${isShared ? 'shared' : 'cached'}: Python reads the blobs Node stored, Node reads Python’s`;
+    test(name, { skip: interopDisabled ? 'ZEO_TS_SKIP_INTEROP=1' : false, timeout: 120_000 }, async () => {
+      const server = await target.start(msgpack);
+      const work = await mkdtemp(join(tmpdir(), 'zeo-ts-blobs-py-'));
+      const oracle = new Oracle();
+      let node: Client | null = null;
+      try {
+        node = await Client.open(server.address, isShared ? shared(server) : cache(work, 'node'));
+        const ours = [Buffer.alloc(0), randomBytes(3 * MB + 1)];
+        const oids = await node.newOids(ours.length);
+        const files = ours.map((_, i) => join(node!.blobs.temporaryDirectory(), `n${i}`));
+        for (let i = 0; i < ours.length; i++) await writeFile(files[i], ours[i]);
+        const tid = await node.commit(oids.map((oid, i) => ({ oid, file: files[i] })));
+
+        // Python opens the objects as Blobs and reads them
+        const pyRead = await oracle.json<string[]>(
+          PY_CLIENT +
+            `
+import hashlib
+cs = client(args['blob_dir'], args['shared'])
+db = ZODB.DB(cs)
+try:
+    c = db.open()
+    result = []
+    for o in args['oids']:
+        b = c.get(bytes.fromhex(o))
+        assert isinstance(b, ZODB.blob.Blob), b
+        with b.open('r') as f:
+            result.append(hashlib.sha256(f.read()).hexdigest())
+        assert b._p_serial == bytes.fromhex(args['tid']), b._p_serial
+    c.close()
+finally:
+    db.close()
+`,
+          undefined,
+          {
+            address: server.pyAddress,
+            blob_dir: isShared ? server.blobDir : join(work, 'python'),
+            shared: isShared,
+            oids: oids.map(idHex),
+            tid: idHex(tid),
+          },
+        );
+        assert.deepEqual(pyRead, ours.map(sha));
+
+        // Python stores blobs (under the root); Node loads them by oid and serial
+        const theirs = [randomBytes(2 * MB + 7), Buffer.from('small')];
+        const stored = await oracle.json<Array<[string, string]>>(
+          PY_CLIENT +
+            `
+import base64
+cs = client(args['blob_dir'], args['shared'])
+db = ZODB.DB(cs)
+try:
+    c = db.open()
+    root = c.root()
+    bs = []
+    for i, d in enumerate(args['data']):
+        b = ZODB.blob.Blob(base64.b64decode(d))
+        root['b%d' % i] = b
+        bs.append(b)
+    transaction.commit()
+    # (committed blobs are ghosts again: their serial is the transaction's)
+    result = [[b._p_oid.hex(), cs.lastTransaction().hex()] for b in bs]
+    c.close()
+finally:
+    db.close()
+`,
+          undefined,
+          {
+            address: server.pyAddress,
+            blob_dir: isShared ? server.blobDir : join(work, 'python'),
+            shared: isShared,
+            data: theirs.map((b) => b.toString('base64')),
+          },
+        );
+        for (let i = 0; i < theirs.length; i++) {
+          const [oid, serial] = stored[i];
+          const got = await node.read(idFromHex(oid), idFromHex(serial));
+          assert.equal(sha(got), sha(theirs[i]), `Python's blob ${i}`);
+        }
+        assert.equal(node.received, isShared ? 0 : theirs.length);
+      } finally {
+        oracle.close();
+        await node?.close();
+        await server.stop();
+        await rm(work, { recursive: true, force: true });
+      }
+    });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// pacing and cancelling
+
+/** A TCP relay whose server-to-client direction can be held (the server's replies then wait in the relay). */
+async function relay(to: { host: string; port: number }) {
+  let held = false;
+  let fromClient = 0;
+  const waiting: Array<() => void> = [];
+  const sockets: net.Socket[] = [];
+  const proxy = net.createServer((client) => {
+    const server = net.connect(to.port, to.host);
+    sockets.push(client, server);
+    client.on('data', (d) => {
+      fromClient += d.length;
+      server.write(d);
+    });
+    server.on('data', (d) => {
+      if (held) waiting.push(() => client.write(d));
+      else client.write(d);
+    });
+    client.on('error', () => server.destroy());
+    server.on('error', () => client.destroy());
+    client.on('close', () => server.destroy());
+    server.on('close', () => client.destroy());
+  });
+  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+  return {
+    address: { host: '127.0.0.1', port: (proxy.address() as net.AddressInfo).port },
+    get fromClient() {
+      return fromClient;
+    },
+    hold() {
+      held = true;
+    },
+    release() {
+      held = false;
+      for (const w of waiting.splice(0)) w();
+    },
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => proxy.close(r));
+    },
+  };
+}
+
+test(
+  'an upload goes no further than two windows ahead of the server’s answers (never the whole file in memory)',
+  { timeout: 60_000 },
+  async () => {
+    const server = await startOurs(false);
+    const work = await mkdtemp(join(tmpdir(), 'zeo-ts-blobs-'));
+    const r = await relay(server.address as { host: string; port: number });
+    try {
+      const a = await Client.open(r.address, cache(work, 'a'));
+      const [oid] = await a.newOids(1);
+      const content = randomBytes(24 * MB);
+      const file = join(a.blobs.temporaryDirectory(), 'big');
+      await writeFile(file, content);
+      const c = a.conn;
+      c.callAsync('tpc_begin', [1, new Uint8Array(0), new Uint8Array(0), new Map(), null, ' ']);
+      c.callAsync('storea', [oid, z64, BLOB_RECORD, 1]);
+      const before = r.fromClient;
+      r.hold();
+      let done = false;
+      const storing = a.blobs.storeBlob(c, oid, z64, BLOB_RECORD, file, 1).then((f) => {
+        done = true;
+        return f;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 700));
+      const sent = r.fromClient - before;
+      assert.equal(done, false, 'the upload waits for the server');
+      assert.ok(sent <= 3 * MB, `${sent} bytes sent while the server's answers were held`);
+      assert.ok(sent >= MB, `it did send the first window (${sent} bytes)`);
+      r.release();
+      const uploaded = await storing;
+      await c.call('vote', [1]);
+      const tid = (await c.call('tpc_finish', [1])) as Tid;
+      await a.blobs.committed(tid, [{ oid, filename: uploaded }]);
+      await a.close();
+      const b = await Client.open(server.address, cache(work, 'b'));
+      assert.equal(sha(await b.read(oid, tid)), sha(content));
+      await b.close();
+    } finally {
+      await r.close();
+      await server.stop();
+      await rm(work, { recursive: true, force: true });
+    }
+  },
+);
+
+test('a load given a signal stops waiting when it aborts; the fetch it started still fills the cache', async () => {
+  const server = await startOurs(false);
+  const work = await mkdtemp(join(tmpdir(), 'zeo-ts-blobs-'));
+  try {
+    const a = await Client.open(server.address, cache(work, 'a'));
+    const [oid] = await a.newOids(1);
+    const content = randomBytes(4 * MB);
+    const file = join(a.blobs.temporaryDirectory(), 'f');
+    await writeFile(file, content);
+    const tid = await a.commit([{ oid, file }]);
+    await a.close();
+    const b = await Client.open(server.address, cache(work, 'b'));
+    const ac = new AbortController();
+    const loading = b.blobs.loadBlob(b.conn, oid, tid, { signal: ac.signal });
+    ac.abort(new Error('the user went away'));
+    await assert.rejects(loading, /the user went away/);
+    assert.equal(sha(await b.read(oid, tid)), sha(content));
+    assert.equal(b.received, 1, 'one fetch, shared by the aborted load and the next');
+    const already = new AbortController();
+    already.abort(new Error('aborted before'));
+    await assert.rejects(b.blobs.loadBlob(b.conn, oid, tid, { signal: already.signal }), /aborted before/);
+    await b.close();
+  } finally {
+    await server.stop();
+    await rm(work, { recursive: true, force: true });
+  }
+});
