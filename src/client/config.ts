@@ -11,37 +11,17 @@ import { readConfig, ZODB_CONFIG_SCHEMA, type Schema, type SectionValue } from '
 import { fail, type Position } from '../zconfig/errors.js';
 import type { SocketAddress } from '../zconfig/datatypes.js';
 import type { TlsSection } from '../transport/tls.js';
+import type { ClientStorageOptions } from './client-storage.js';
 import type { ServerAddress } from './connection.js';
 
 /**
- * What a configuration says of a ZEO client: ClientStorageOptions' keys (the camelCase of ZEO's), plus two
- * ZEO has that ClientStorageOptions does not name yet: `cachePath` (`<clientstorage>`'s cache-path, the
- * persistent cache file itself) and `clientLabel` (a label for the server's log).
+ * What a configuration says of a ZEO client: ClientStorage's options, the server list and storage name always
+ * given, plus two ZEO has that ClientStorageOptions does not take yet: `cachePath` (`<clientstorage>`'s
+ * cache-path, the persistent cache file itself) and `clientLabel` (a label for the server's log).
  */
-export interface ClientConfigOptions {
+export interface ClientConfigOptions extends ClientStorageOptions {
   server: ServerAddress[];
   storage: string;
-  cacheSize?: number;
-  client?: string | null;
-  var?: string;
-  blobDir?: string | null;
-  sharedBlobDir?: boolean;
-  blobCacheSize?: number | null;
-  /** percent of blobCacheSize loaded between size checks (ZEO's default 10) */
-  blobCacheSizeCheck?: number;
-  readOnly?: boolean;
-  readOnlyFallback?: boolean;
-  /** ms */
-  waitTimeout?: number;
-  serverSync?: boolean;
-  dropCacheRatherVerify?: boolean;
-  name?: string;
-  /** ms */
-  minDisconnectPoll?: number;
-  /** ms */
-  maxDisconnectPoll?: number;
-  wait?: boolean;
-  ssl?: TlsSection;
   cachePath?: string;
   clientLabel?: string;
 }

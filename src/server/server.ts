@@ -1,6 +1,7 @@
 // The storage server (StorageServer): listens on TCP or a unix socket, optionally TLS with client
 // certificates, and serves its named storages to ZEO 5/6 clients.
 
+import { EventEmitter } from 'node:events';
 import { chmod, unlink } from 'node:fs/promises';
 import net from 'node:net';
 import tls from 'node:tls';
@@ -38,7 +39,11 @@ export const DEFAULT_LIMITS: ConnectionLimits = {
   maxOutputBytes: 64 * 1024 * 1024,
 };
 
-export class StorageServer implements ConnectionServer {
+/**
+ * Events, as ZEO's Serving and Closed: 'serving' (the bound ListenAddress: the real port when 0 was asked
+ * for) once listen() listens, and 'closed' once close() has dropped every client and closed the storages.
+ */
+export class StorageServer extends EventEmitter implements ConnectionServer {
   readonly storages = new Map<string, ServedStorage>();
   readonly readOnly: boolean;
   readonly msgpack: boolean;
@@ -58,6 +63,7 @@ export class StorageServer implements ConnectionServer {
   private closed: Promise<void> | null = null;
 
   private constructor(options: StorageServerOptions) {
+    super();
     this.readOnly = options.readOnly ?? false;
     this.msgpack = options.msgpack ?? false;
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
@@ -129,6 +135,7 @@ export class StorageServer implements ConnectionServer {
       bound = { kind: 'tcp', host: address.host, port: a.port };
       this.protocolLog.info(`listening on ('${a.address}', ${a.port})`);
     }
+    this.emit('serving', bound);
     return bound;
   }
 
@@ -236,6 +243,7 @@ export class StorageServer implements ConnectionServer {
     // (a socket file left behind is removed by the next start)
     if (this.unixPath) await unlink(this.unixPath).catch(() => {});
     this.reclaimer.stop();
+    this.emit('closed');
   }
 }
 

@@ -15,6 +15,9 @@ import {
   ZeoUrlError,
   type ClientConfigOptions,
 } from '../../src/client/config.js';
+import { ClientStorage } from '../../src/client/client-storage.js';
+import { startServer } from '../../src/server/adhoc.js';
+import { z64 } from '../../src/storage/ids.js';
 import { ConfigError, readConfig, ZODB_CONFIG_SCHEMA } from '../../src/zconfig/index.js';
 import { interopTest } from '../helpers/oracle.js';
 
@@ -368,3 +371,31 @@ result = out
     );
   },
 );
+
+test('the options open a ClientStorage: a <zeoclient> text and a zeo:// URL reach the ad-hoc server', async () => {
+  const server = await startServer({ name: 'main' });
+  const { port } = server.address as { port: number };
+  const sock = await startServer({ unix: join(tmp, 'adhoc.sock') });
+  try {
+    const fromText = clientOptionsFromConfig(
+      `<zodb>\n<zeoclient>\nserver 127.0.0.1:${port}\nstorage main\ncache-size 1MB\n</zeoclient>\n</zodb>`,
+    ).options;
+    for (const options of [fromText, parseZeoUrl(`zeo://127.0.0.1:${port}?storage=main&cache_size=1MB`)]) {
+      const cs = await ClientStorage.open(options);
+      try {
+        assert.equal(cs.isConnected(), true);
+        // registered with storage 'main' (another name would be refused), which is empty
+        assert.equal(cs.getInfo().name, 'MemoryStorage');
+        assert.deepEqual(cs.lastTransaction(), z64);
+      } finally {
+        await cs.close();
+      }
+    }
+    const cs = await ClientStorage.open(parseZeoUrl(`zeo://${join(tmp, 'adhoc.sock')}`));
+    assert.equal(cs.isConnected(), true);
+    await cs.close();
+  } finally {
+    await server.stop();
+    await sock.stop();
+  }
+});

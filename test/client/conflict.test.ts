@@ -197,6 +197,24 @@ function serialsOf(c: Case): { loadSerial: (oid: Oid, serial: Tid) => Promise<Ui
   return { loadSerial, calls };
 }
 
+/** Resolves a case with `reg`, the committed data given (as the server's conflict report carries it) or not. */
+async function resolveCase(
+  reg: ConflictResolverRegistry,
+  c: Case,
+  given = true,
+): Promise<{ resolved: Uint8Array | null; calls: string[] }> {
+  const { loadSerial, calls } = serialsOf(c);
+  const committed = given ? c.committed : new Uint8Array(0);
+  const resolved = await reg.resolverFor(loadSerial)(
+    c.oid,
+    c.committedSerial,
+    c.oldSerial,
+    c.newData,
+    committed,
+  );
+  return { resolved, calls };
+}
+
 const hex = (b: Uint8Array | null): string | null => (b ? Buffer.from(b).toString('hex') : null);
 
 interopTest('records made by ZODB resolve to the bytes ZODB resolves them to', async (oracle) => {
@@ -208,14 +226,7 @@ interopTest('records made by ZODB resolve to the bytes ZODB resolves them to', a
     if (c.name === 'length-protocol-2') continue;
     // committed data given (as the server's conflict report carries it), and read with loadSerial
     for (const given of [true, false]) {
-      const { loadSerial, calls } = serialsOf(c);
-      const ours = await reg.resolverFor(loadSerial)(
-        c.oid,
-        c.committedSerial,
-        c.oldSerial,
-        c.newData,
-        given ? c.committed : new Uint8Array(0),
-      );
+      const { resolved: ours, calls } = await resolveCase(reg, c, given);
       assert.equal(hex(ours), hex(c.resolved), `${c.name} (committed data ${given ? 'given' : 'loaded'})`);
       if (c.name !== 'no-resolver') assert.equal(calls.length, given ? 1 : 2, `${c.name}: revisions read`);
       else assert.equal(calls.length, 0, 'a class without a resolver reads nothing');
@@ -235,14 +246,7 @@ interopTest('records made by ZODB resolve to the bytes ZODB resolves them to', a
   });
   // Length's resolved state is committed + new - old, as Python ints (2**62 + 2**62 - 7 is a bigint)
   const big = cases.find((c) => c.name === 'length-big')!;
-  const { loadSerial } = serialsOf(big);
-  const r = await defaultResolvers.resolverFor(loadSerial)(
-    big.oid,
-    big.committedSerial,
-    big.oldSerial,
-    big.newData,
-    big.committed,
-  );
+  const r = (await resolveCase(defaultResolvers, big)).resolved;
   assert.ok(r);
   const { Unpickler } = await import('../../src/pickle/unpickler.js');
   const u = new Unpickler(r);
@@ -256,14 +260,7 @@ interopTest(
     const cases = await pythonCases(oracle);
     const tally = cases.find((c) => c.name === 'tally')!;
     assert.ok(tally.resolved, 'Python resolves it with Tally._p_resolveConflict');
-    const { loadSerial, calls } = serialsOf(tally);
-    const r = await new ConflictResolverRegistry().resolverFor(loadSerial)(
-      tally.oid,
-      tally.committedSerial,
-      tally.oldSerial,
-      tally.newData,
-      tally.committed,
-    );
+    const { resolved: r, calls } = await resolveCase(new ConflictResolverRegistry(), tally);
     assert.equal(r, null);
     assert.deepEqual(calls, []);
   },
@@ -277,14 +274,7 @@ interopTest(
     assert.ok(c.resolved);
     assert.equal(c.newData[1], 2, 'the new record is protocol 2');
     assert.equal(c.resolved[1], 3, 'ZODB writes protocol 3');
-    const { loadSerial } = serialsOf(c);
-    const ours = await defaultResolvers.resolverFor(loadSerial)(
-      c.oid,
-      c.committedSerial,
-      c.oldSerial,
-      c.newData,
-      c.committed,
-    );
+    const ours = (await resolveCase(defaultResolvers, c)).resolved;
     assert.ok(ours);
     assert.equal(ours[1], 2, 'we keep protocol 2');
     // the same values: Python reads both records to the same class and state
