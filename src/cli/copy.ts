@@ -5,6 +5,9 @@
 // and is refused when DEST has transactions SOURCE lacks. Exit 0 when done, 1 when refused or failed (what
 // was committed before a failure stays: --incremental continues from there).
 
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Command } from 'commander';
 import { isZeoUrl, openStorage, type OpenSpecOptions } from '../client/open.js';
 import { copyStorage, CopyError, type CopyResult } from '../storage/copy.js';
@@ -85,8 +88,15 @@ export async function runCopy(
   if (ssl && !isZeoUrl(source) && !isZeoUrl(dest)) throw new CopyError('TLS options are for a zeo:// side');
   let src: Storage | null = null;
   let dst: Storage | null = null;
+  // a server's blobs come through a blob cache: a temporary one unless one is named
+  const cache =
+    isZeoUrl(source) && !opts.sourceBlobDir ? await mkdtemp(join(tmpdir(), 'zeo-copy-blobs-')) : null;
   try {
-    src = await openStorage(source, { ...common, readOnly: true, blobDir: opts.sourceBlobDir ?? null });
+    src = await openStorage(source, {
+      ...common,
+      readOnly: true,
+      blobDir: opts.sourceBlobDir ?? cache,
+    });
     dst = await openStorage(dest, { ...common, readOnly: false, blobDir: opts.destBlobDir ?? null });
     const total = src.getSize();
     bar?.update(0, total);
@@ -98,6 +108,7 @@ export async function runCopy(
   } finally {
     await dst?.close();
     await src?.close();
+    if (cache) await rm(cache, { recursive: true, force: true });
   }
 }
 
@@ -114,7 +125,10 @@ export function copyCommand(): Command {
       '--incremental',
       "continue after DEST's last transaction (refused when DEST has transactions SOURCE lacks)",
     )
-    .option('--source-blob-dir <dir>', "a Data.fs SOURCE's blob directory")
+    .option(
+      '--source-blob-dir <dir>',
+      "a Data.fs SOURCE's blob directory (a zeo:// SOURCE's blob cache; default: a temporary one)",
+    )
     .option('--dest-blob-dir <dir>', "a Data.fs DEST's blob directory")
     .option('--no-blobs', 'copy blob records without their files')
     .option('--wait-timeout <seconds>', 'how long to wait for a zeo:// server (default 30)');

@@ -197,3 +197,44 @@ test(
     });
   },
 );
+
+for (const [kind, msgpack] of [
+  ['runzeo', false],
+  ['zeo-ts', true],
+] as Array<[ZeoServerKind, boolean]>) {
+  const label = `${kind === 'runzeo' ? 'runzeo' : 'zeo serve'} (${msgpack ? 'msgpack' : 'pickle'})`;
+  interopTest(
+    `zeo copy out of ${label} with blobs: the files come through the blob cache`,
+    async (oracle) => {
+      const server = await startZeoServer(kind, {
+        msgpack,
+        prepare: async (path, blobDir) => {
+          await oracle.run(PY_ADD_BLOBS, undefined, { path, blobDir, tag: 'a' });
+        },
+      });
+      try {
+        await withTempDir(async (dir) => {
+          const url = `zeo://${server.spec}`;
+          const out = join(dir, 'out.fs');
+          const outBlobs = join(dir, 'out-blobs');
+          // without a blob directory for the copy: refused, nothing written
+          const refused = await runZeo(['copy', url, out]);
+          assert.equal(refused.status, 1);
+          assert.match(refused.stderr, /the source keeps blobs and the destination does not.*--no-blobs/);
+          const r = await runZeo(['copy', url, out, '--dest-blob-dir', outBlobs]);
+          assert.equal(r.status, 0, r.stderr);
+          assert.match(r.stdout, /, 6 blob files/);
+          const theirs = await pyHistory(oracle, { address: server.pyAddress });
+          assert.ok(theirs.some((t) => t.records.some((x) => x.blob !== null && x.blob !== 'missing')));
+          assert.deepEqual(await pyHistory(oracle, { path: out, blobDir: outBlobs }), theirs);
+          // into a server, blob files cannot go (ZEO has no restoreBlob): refused unless left out
+          const into = await runZeo(['copy', '--source-blob-dir', outBlobs, out, url]);
+          assert.equal(into.status, 1);
+          assert.match(into.stderr, /a ZEO server cannot take blob files/);
+        });
+      } finally {
+        await server.stop();
+      }
+    },
+  );
+}

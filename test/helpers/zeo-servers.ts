@@ -19,6 +19,8 @@ export interface ZeoServerOptions {
   blobs?: boolean;
   /** listen on a unix socket instead of TCP */
   unix?: boolean;
+  /** makes the Data.fs (and the blobs) the server starts on */
+  prepare?: (dataFile: string, blobDir: string | null) => Promise<void>;
 }
 
 export interface RunningZeoServer {
@@ -41,28 +43,44 @@ export async function startZeoServer(
 ): Promise<RunningZeoServer> {
   const blobs = options.blobs ?? true;
   const msgpack = options.msgpack ?? false;
+  const dir = await mkdtemp(join(tmpdir(), `zeo-ts-${kind}-`));
+  const blobDir = blobs ? join(dir, 'blobs') : null;
+  try {
+    await options.prepare?.(join(dir, 'Data.fs'), blobDir);
+  } catch (e) {
+    await rm(dir, { recursive: true, force: true });
+    throw e;
+  }
   if (kind === 'zeo-ts') {
-    const s = await startServer({
-      msgpack,
-      unix: options.unix,
-      storages: blobs ? undefined : (d) => [fileStorageConfig(d, '1', { blobDir: null })],
-    });
+    let s;
+    try {
+      s = await startServer({
+        dir,
+        msgpack,
+        unix: options.unix,
+        storages: (d) => [fileStorageConfig(d, '1', { blobDir })],
+      });
+    } catch (e) {
+      await rm(dir, { recursive: true, force: true });
+      throw e;
+    }
     const a = s.address;
     return {
       kind,
       address: a,
       pyAddress: 'path' in a ? a.path : a.port,
       spec: 'path' in a ? a.path : `${a.host}:${a.port}`,
-      dataFile: join(s.dir, 'Data.fs'),
-      blobDir: blobs ? join(s.dir, 'blobs') : null,
-      stop: () => s.stop(),
+      dataFile: join(dir, 'Data.fs'),
+      blobDir,
+      async stop() {
+        await s.stop();
+        await rm(dir, { recursive: true, force: true });
+      },
     };
   }
-  const dir = await mkdtemp(join(tmpdir(), 'zeo-ts-runzeo-'));
   const conf = join(dir, 'zeo.conf');
   const port = options.unix ? 0 : await freePort();
   const sock = join(dir, 'zeo.sock');
-  const blobDir = blobs ? join(dir, 'blobs') : null;
   await writeFile(
     conf,
     `<zeo>\n  address ${options.unix ? sock : `127.0.0.1:${port}`}\n  msgpack ${msgpack}\n</zeo>\n` +
