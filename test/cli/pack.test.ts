@@ -4,9 +4,19 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { packTargets, packTime, targetRepr } from '../../src/cli/pack.js';
+import { serverTlsOptions } from '../../src/transport/tls.js';
+import { noOpenssl } from '../helpers/openssl.js';
 import { interopTest, type Oracle } from '../helpers/oracle.js';
+import { startServer } from '../helpers/server-fixture.js';
 import { stopLeftovers } from '../helpers/server-process.js';
-import { runZeo, startZeoServer, type RunningZeoServer, type ZeoServerKind } from '../helpers/zeo-servers.js';
+import {
+  runZeo,
+  startZeoServer,
+  tlsPair,
+  type RunningZeoServer,
+  type ZeoServerKind,
+} from '../helpers/zeo-servers.js';
+import { withTempDir } from '../storage/filestorage/fs-oracle.js';
 
 after(stopLeftovers);
 
@@ -156,3 +166,31 @@ test('pack time and targets as zeopack computes them', () => {
     "('/s2', 'three')",
   ]);
 });
+
+test(
+  'zeo pack over TLS: a client certificate, the server checked against its CA',
+  { skip: noOpenssl },
+  async () => {
+    await withTempDir(async (dir) => {
+      const ssl = tlsPair(dir);
+      const s = await startServer({ tls: serverTlsOptions(ssl('server', 'client')) });
+      try {
+        const port = (s.address as { port: number }).port;
+        const c = ssl('client', 'server');
+        const args = ['--ssl-certificate', c.certificate!, '--ssl-key', c.key!];
+        const r = await runZeo(['pack', ...args, '--ssl-authenticate', c.authenticate!, `127.0.0.1:${port}`]);
+        assert.equal(r.status, 0, r.stderr);
+        assert.ok(
+          s.logs.some((l) => /pack\(time=[\d.]+\) complete/.test(l)),
+          'the server packed',
+        );
+        // without TLS options the server is not reached
+        const plain = await runZeo(['pack', '-w', '1', `127.0.0.1:${port}`]);
+        assert.equal(plain.status, 1);
+        assert.match(plain.stderr, /Cannot connect to any of the configured ZEO servers/);
+      } finally {
+        await s.stop();
+      }
+    });
+  },
+);
