@@ -2,15 +2,16 @@
 // metadata and back pointers, and the blob files when both sides keep blobs (zodbconvert; ZODB's
 // copyTransactionsFrom and copyTransactionsFromTo). Each side is a Data.fs path or a zeo:// URL. Without
 // --incremental DEST must have no transactions; with it the copy continues after DEST's last transaction,
-// and is refused when DEST has transactions SOURCE lacks. Exit 0 when done, 1 when refused or failed (what
-// was committed before a failure stays: --incremental continues from there).
+// and is refused when DEST has transactions SOURCE lacks. Exit 0 when done, 1 when refused, failed or
+// interrupted (Ctrl-C stops after the transaction in hand; what was committed before stays, and
+// --incremental continues from there).
 
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { isZeoUrl, openStorage, type OpenSpecOptions } from '../client/open.js';
-import { copyStorage, CopyError, type CopyResult } from '../storage/copy.js';
+import { copyStorage, CopyError, type CopyProgress, type CopyResult } from '../storage/copy.js';
 import { idHex } from '../storage/ids.js';
 import type { Storage } from '../storage/interfaces.js';
 import type { TlsSection } from '../transport/tls.js';
@@ -81,6 +82,7 @@ export async function runCopy(
   dest: string,
   opts: CopyCommandOptions,
   bar: ProgressBar | null,
+  control: { signal?: AbortSignal; onTransaction?: (p: CopyProgress) => void } = {},
 ): Promise<CopyResult & { after: Uint8Array | null }> {
   const ssl = sslFromOptions(opts);
   const waitTimeout = parseWaitTimeout(opts.waitTimeout);
@@ -103,7 +105,11 @@ export async function runCopy(
     return await copyStorage(src, dst, {
       incremental: opts.incremental ?? false,
       blobs: opts.blobs === false ? false : undefined,
-      onTransaction: (p) => bar?.update(Math.min(p.bytes, total > 0 ? total - 1 : p.bytes), total),
+      signal: control.signal,
+      onTransaction: (p) => {
+        bar?.update(Math.min(p.bytes, total > 0 ? total - 1 : p.bytes), total);
+        control.onTransaction?.(p);
+      },
     });
   } finally {
     await dst?.close();
@@ -137,14 +143,36 @@ export function copyCommand(): Command {
     .action(async (source: string, dest: string, opts: CopyCommandOptions) => {
       const quiet = opts.quiet ?? false;
       const bar = new ProgressBar({ label: 'copy', total: 0, enabled: !quiet });
+      // Ctrl-C stops after the transaction in hand and closes both storages (a second one: at once)
+      const interrupt = new AbortController();
+      const onSignal = (): void => {
+        if (interrupt.signal.aborted) process.exit(130);
+        interrupt.abort(new CopyError('interrupted'));
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+      let done: CopyProgress | null = null;
       let r;
       try {
-        r = await runCopy(source, dest, opts, bar);
+        r = await runCopy(source, dest, opts, bar, {
+          signal: interrupt.signal,
+          onTransaction: (p) => (done = p),
+        });
       } catch (e) {
         bar.finish();
         console.error(`zeo copy: ${(e as Error).message}`);
+        const copied = done as CopyProgress | null;
+        if (copied) {
+          console.error(
+            `zeo copy: ${copied.transactions} transactions were copied before that (the last ` +
+              `${idHex(copied.tid)}): --incremental continues from there`,
+          );
+        }
         process.exitCode = 1;
         return;
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
       }
       bar.finish();
       if (!quiet) {

@@ -67,7 +67,11 @@ export function packTime(days: number, time: string | undefined, now: Date = new
   return t - days * 86400;
 }
 
-/** The storages the arguments and options name, in zeopack's order (-h/-p, -U, arguments, -u). */
+/**
+ * The storages the arguments and options name, in zeopack's order (-h/-p, -U, arguments, -u). One
+ * difference: a server given without a storage name gets -S's (zeopack ignores -S there and packs '1', which
+ * `-S main host:port` would pack by surprise); without -S both use '1'.
+ */
 export function packTargets(args: string[], o: PackCommandOptions): PackTarget[] {
   const targets: PackTarget[] = [];
   if (o.host !== undefined) {
@@ -84,12 +88,12 @@ export function packTargets(args: string[], o: PackCommandOptions): PackTarget[]
       throw new PackUsageError(`Invalid server specification: ${pyRepr(server)}`);
     if (!/^\s*[-+]?\d+\s*$/.test(data[1]))
       throw new PackUsageError(`Invalid port in server specification: ${pyRepr(server)}`);
-    targets.push({ address: { host: data[0], port: Number(data[1]) }, name: data[2] ?? '1' });
+    targets.push({ address: { host: data[0], port: Number(data[1]) }, name: data[2] ?? o.name });
   }
   for (const server of o.unix ?? []) {
     const data = server.split(':');
     if (data.length > 2) throw new PackUsageError(`Invalid server specification: ${pyRepr(server)}`);
-    targets.push({ address: data[0], name: data[1] ?? '1' });
+    targets.push({ address: data[0], name: data[1] ?? o.name });
   }
   return targets;
 }
@@ -183,7 +187,7 @@ export function packCommand(): Command {
     .option('-p <port>', 'deprecated: used with the -h and -S options, specifies the port to connect to')
     .option(
       '-S <name>',
-      'deprecated: the storage name to use with -h and -p, or with -U. Defaults to 1.',
+      'the storage name to use with -h and -p, with -U, and for servers given without one. Defaults to 1.',
       '1',
     )
     .option('-U <socket>', 'deprecated: used with the -S option, unix-domain socket to connect to')

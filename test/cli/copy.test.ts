@@ -2,10 +2,12 @@
 // both ways between a local Data.fs and a server (runzeo in pickle and msgpack modes, zeo serve), Python's
 // iterator seeing the same history on both sides; --incremental; refusals with exit 1 and a clear message.
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { existsSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { PY_ADD_BLOBS, pyHistory } from '../helpers/history.js';
-import { interopTest } from '../helpers/oracle.js';
+import { interopTest, repoRoot } from '../helpers/oracle.js';
 import { FileStorage } from '../../src/storage/filestorage/file-storage.js';
 import { z64 } from '../../src/storage/ids.js';
 import { TransactionMetaData } from '../../src/storage/interfaces.js';
@@ -13,7 +15,10 @@ import { serverTlsOptions } from '../../src/transport/tls.js';
 import { noOpenssl } from '../helpers/openssl.js';
 import { startServer } from '../helpers/server-fixture.js';
 import { runZeo, startZeoServer, tlsPair, type ZeoServerKind } from '../helpers/zeo-servers.js';
+import { waitUntil } from '../helpers/wait.js';
 import { PY_BUILD, withTempDir } from '../storage/filestorage/fs-oracle.js';
+
+const zeoBin = resolve(repoRoot, 'bin/zeo');
 
 interopTest('zeo copy Data.fs to Data.fs: every transaction and blob, then --incremental', async (oracle) => {
   await withTempDir(async (dir) => {
@@ -238,3 +243,50 @@ for (const [kind, msgpack] of [
     },
   );
 }
+
+test('zeo copy interrupted (SIGINT) stops after a transaction; --incremental finishes the copy', async () => {
+  await withTempDir(async (dir) => {
+    const src = join(dir, 'src.fs');
+    const dst = join(dir, 'dst.fs');
+    const fs = await FileStorage.open(src, { fsync: false });
+    const oid = await fs.newOid();
+    let serial = z64;
+    for (let i = 0; i < 1200; i++) {
+      const txn = new TransactionMetaData();
+      await fs.tpcBegin(txn);
+      await fs.store(oid, serial, new TextEncoder().encode(`revision ${i}`), txn);
+      await fs.tpcVote(txn);
+      serial = await fs.tpcFinish(txn);
+    }
+    await fs.close();
+    const child = spawn(process.execPath, [zeoBin, 'copy', src, dst], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
+    // once some transactions are in (each commit is synced: the copy takes a while)
+    const size = (): number => (existsSync(dst) ? statSync(dst).size : 0);
+    await waitUntil(
+      () => size() > 10_000,
+      () => `the copy to start: ${stderr}`,
+      30_000,
+    );
+    child.kill('SIGINT');
+    assert.equal(await exited, 1, stderr);
+    const m =
+      /^zeo copy: interrupted\nzeo copy: (\d+) transactions were copied before that \(the last ([0-9a-f]{16})\): --incremental continues from there\n$/.exec(
+        stderr,
+      );
+    assert.ok(m, stderr);
+    assert.ok(Number(m[1]) > 0 && Number(m[1]) < 1200);
+    const rest = await runZeo(['copy', '--incremental', src, dst]);
+    assert.equal(rest.status, 0, rest.stderr);
+    assert.match(rest.stdout, new RegExp(`copied ${1200 - Number(m[1])} transactions, .* after tid ${m[2]}`));
+    const check = await FileStorage.open(dst, { readOnly: true });
+    try {
+      assert.deepEqual(check.lastTransaction(), serial);
+      assert.equal((await check.history(oid, 5000)).length, 1200);
+    } finally {
+      await check.close();
+    }
+  });
+});

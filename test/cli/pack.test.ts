@@ -150,6 +150,11 @@ test('pack time and targets as zeopack computes them', () => {
   assert.equal(packTime(2, undefined, now), now.getTime() / 1000 - 2 * 86400);
   assert.equal(packTime(0, '7', now), new Date(2026, 11, 6, 7, 0, 0).getTime() / 1000);
   assert.equal(packTime(1, '7:05:09', now), new Date(2026, 11, 6, 7, 5, 9).getTime() / 1000 - 86400);
+  // -S names the storage of a server given without one (zeopack would pack '1' there)
+  assert.deepEqual(packTargets(['db:8100'], { name: 'main', unix: ['/s'] }).map(targetRepr), [
+    "(('db', 8100), 'main')",
+    "('/s', 'main')",
+  ]);
   const t = packTargets(['db:8100', 'db:8101:two'], {
     name: '1',
     host: 'h',
