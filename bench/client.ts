@@ -23,7 +23,7 @@
 import { spawn } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { join, relative, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { ClientStorage } from '../src/client/client-storage.js';
@@ -34,6 +34,8 @@ import { mulberry32 } from '../test/helpers/prng.js';
 import { ServerProcess, freePort } from '../test/helpers/server-process.js';
 import {
   benchDataFs,
+  runRecord,
+  writeResult,
   median,
   oracleVersions,
   printTable,
@@ -447,15 +449,7 @@ async function main(): Promise<void> {
   );
   const date = new Date();
   const out = {
-    bench: 'client',
-    date: date.toISOString(),
-    node: process.version,
-    python: versions.python,
-    zeo: versions.ZEO,
-    zodb: versions.ZODB,
-    cpus: cpus().length,
-    loadAverageAtStart: load0,
-    benchSeconds: seconds,
+    ...runRecord('client', date, versions, { loadAverageAtStart: load0, benchSeconds: seconds }),
     objects: data.objects,
     secondsPerPhase: SECONDS,
     warmupSeconds: WARMUP,
@@ -472,11 +466,7 @@ async function main(): Promise<void> {
       node: r.node.map(summary),
     })),
   };
-  const dir = resolve(repoRoot, 'bench/results');
-  mkdirSync(dir, { recursive: true });
-  const file = join(dir, `client-${date.toISOString().replace(/[:.]/g, '-')}.json`);
-  writeFileSync(file, JSON.stringify(out, null, 2) + '\n');
-  log(`wrote ${relative(repoRoot, file)} (${seconds.toFixed(0)} s)`);
+  writeResult('client', date, out, seconds);
 }
 
 const w = process.argv.indexOf('--worker');

@@ -3,8 +3,8 @@
 
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { cpus, tmpdir } from 'node:os';
+import { join, relative, resolve } from 'node:path';
 import { oraclePython, repoRoot } from '../test/helpers/oracle.js';
 
 /** "2.31x" when ours is faster (theirs / ours in time), "0.80x" when slower. */
@@ -89,4 +89,32 @@ export function benchDataFs(objects: number, slots: number, rebuild = false): Be
   }
   const built = JSON.parse(readFileSync(marker, 'utf8')) as { maxOid: number; objects: number };
   return { path, ...built };
+}
+
+/** What every comparison with the oracle records about its run (the head of its JSON result). */
+export function runRecord(
+  bench: string,
+  date: Date,
+  versions: { python: string; ZEO: string; ZODB: string },
+  figures: { loadAverageAtStart: number; benchSeconds: number },
+): Record<string, unknown> {
+  return {
+    bench,
+    date: date.toISOString(),
+    node: process.version,
+    python: versions.python,
+    zeo: versions.ZEO,
+    zodb: versions.ZODB,
+    cpus: cpus().length,
+    ...figures,
+  };
+}
+
+/** Writes bench/results/<bench>-<date>.json and says so on stderr. */
+export function writeResult(bench: string, date: Date, out: unknown, seconds: number): void {
+  const dir = resolve(repoRoot, 'bench/results');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `${bench}-${date.toISOString().replace(/[:.]/g, '-')}.json`);
+  writeFileSync(file, JSON.stringify(out, null, 2) + '\n');
+  process.stderr.write(`wrote ${relative(repoRoot, file)} (${seconds.toFixed(0)} s)\n`);
 }

@@ -48,6 +48,8 @@ import { oraclePython, repoRoot } from '../test/helpers/oracle.js';
 import { zeoNodeFlags } from '../test/helpers/server-process.js';
 import {
   benchDataFs,
+  runRecord,
+  writeResult,
   median,
   oracleVersions,
   printTable,
@@ -451,15 +453,7 @@ async function main(): Promise<void> {
     );
     const date = new Date();
     const out = {
-      bench: 'server',
-      date: date.toISOString(),
-      node: process.version,
-      python: versions.python,
-      zeo: versions.ZEO,
-      zodb: versions.ZODB,
-      cpus: cpus().length,
-      loadAverageAtStart: load0,
-      benchSeconds: seconds,
+      ...runRecord('server', date, versions, { loadAverageAtStart: load0, benchSeconds: seconds }),
       objects: data.objects,
       secondsPerPhase: SECONDS,
       warmupSeconds: WARMUP,
@@ -478,11 +472,7 @@ async function main(): Promise<void> {
         zeoTs: r.zeoTs.map(summary),
       })),
     };
-    const dir = resolve(repoRoot, 'bench/results');
-    mkdirSync(dir, { recursive: true });
-    const file = join(dir, `server-${date.toISOString().replace(/[:.]/g, '-')}.json`);
-    writeFileSync(file, JSON.stringify(out, null, 2) + '\n');
-    log(`wrote ${relative(repoRoot, file)} (${seconds.toFixed(0)} s)`);
+    writeResult('server', date, out, seconds);
   } finally {
     if (KEEP) log(`kept ${work}`);
     else rmSync(work, { recursive: true, force: true });
