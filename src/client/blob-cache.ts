@@ -13,7 +13,15 @@
 // not). A file in a locked directory is skipped (being written or read under the lock), as ZEO skips it.
 
 import { randomBytes } from 'node:crypto';
-import { existsSync, linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  linkSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { open, readdir, rm, stat, unlink, utimes } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -62,8 +70,17 @@ export function readLayoutMarker(dir: string): string | null {
  * server's blob directory) is refused: evicting from it would destroy committed data.
  */
 export function createBlobCacheDir(dir: string): void {
+  let marker = existsSync(dir) ? readLayoutMarker(dir) : null;
+  if (marker === null && existsSync(dir) && readdirSync(dir).some((n) => /^0x[0-9a-f]+$/.test(n))) {
+    // a storage's blob directory from before layout markers (lawn, or bushy): never ours to evict from
+    throw new BlobCacheError(
+      `blob-dir ${dir} holds a storage's blob files (its 0x.. directories) and no ${LAYOUT_MARKER}: ` +
+        'give the client a directory of its own, or set shared-blob-dir when this is the server’s blob directory',
+    );
+  }
+  // (refused before anything is made in it)
+  if (marker !== null && marker !== CACHE_LAYOUT) throw notACache(dir, marker);
   mkdirSync(join(dir, TMP_DIR_NAME), { recursive: true });
-  let marker = readLayoutMarker(dir);
   if (marker === null) {
     // written whole under another name, then linked into place: a process starting beside this one never
     // reads an empty marker, and of two writers one wins
@@ -78,13 +95,15 @@ export function createBlobCacheDir(dir: string): void {
     }
     marker = readLayoutMarker(dir);
   }
-  if (marker !== CACHE_LAYOUT) {
-    throw new BlobCacheError(
-      `blob-dir ${dir} has the \`${marker}\` layout (its ${LAYOUT_MARKER}), so it is a storage's blob directory, ` +
-        `not a ZEO client's blob cache (\`${CACHE_LAYOUT}\`): give the client a directory of its own, or set ` +
-        'shared-blob-dir when this is the server’s blob directory shared with the client',
-    );
-  }
+  if (marker !== CACHE_LAYOUT) throw notACache(dir, marker);
+}
+
+function notACache(dir: string, marker: string | null): BlobCacheError {
+  return new BlobCacheError(
+    `blob-dir ${dir} has the \`${marker}\` layout (its ${LAYOUT_MARKER}), so it is a storage's blob directory, ` +
+      `not a ZEO client's blob cache (\`${CACHE_LAYOUT}\`): give the client a directory of its own, or set ` +
+      'shared-blob-dir when this is the server’s blob directory shared with the client',
+  );
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -53,6 +53,17 @@ export interface ClientBlobsOptions {
 export const BLOB_CHUNK = 59_000;
 /** Bytes an upload sends before it waits for a round trip (two windows are in flight at most). */
 const UPLOAD_WINDOW = 1 << 20;
+/** Bytes of a download that may wait for the disk before the connection stops reading. */
+const RECEIVE_BACKLOG = 1 << 20;
+
+/** A revision to fetch: where it goes, and the sendBlob call's timeout. */
+interface BlobRequest {
+  conn: ClientConnection;
+  oid: Oid;
+  serial: Tid;
+  path: string;
+  timeout: number | undefined;
+}
 
 /** A download in progress: the server's receiveBlob* calls for it write `tmp`, then rename it to `path`. */
 interface Download {
@@ -64,6 +75,8 @@ interface Download {
   /** a local failure (disk full...): later chunks are dropped and the load fails with it */
   error: Error | null;
   done: boolean;
+  /** bytes of chunks received and not yet written */
+  unwritten: number;
 }
 
 function isBytes(v: PickleValue | undefined): v is Uint8Array {
@@ -201,7 +214,9 @@ export class ClientBlobs {
     let p = this.loading.get(k);
     if (!p) {
       // the fetch is shared by every load that wants the revision meanwhile: a signal only ends its own wait
-      p = this.fetch(conn, oid, serial, path, options.timeout).finally(() => this.loading.delete(k));
+      p = this.fetch({ conn, oid, serial, path, timeout: options.timeout }).finally(() =>
+        this.loading.delete(k),
+      );
       this.loading.set(k, p);
     }
     return options.signal ? abortable(p, options.signal) : p;
@@ -221,21 +236,16 @@ export class ClientBlobs {
     try {
       return await open(first, 'r');
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || this.sharedBlobDir) throw e;
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      // (a shared directory's file that went, by a pack: it is nowhere)
+      if (this.sharedBlobDir) throw this.missing(oid, serial, first);
     }
-    for (let attempt = 0; ; attempt++) {
-      const path = await this.loadBlob(conn, oid, serial, options);
-      const lock = await lockBlob(path);
-      try {
-        if (await exists(path)) {
-          await accessed(path);
-          return await open(path, 'r');
-        }
-      } finally {
-        await lock.release();
-      }
-      if (attempt >= 2) throw this.missing(oid, serial, path);
-    }
+    // removed between the load and the open (the size check): fetched again and opened under the lock
+    const path = this.blobFilename(oid, serial);
+    return this.withBlobLock(path, async () => {
+      await this.download({ conn, oid, serial, path, timeout: options.timeout });
+      return open(path, 'r');
+    });
   }
 
   private async loadShared(path: string, oid: Oid, serial: Tid): Promise<string> {
@@ -250,53 +260,59 @@ export class ClientBlobs {
     return e;
   }
 
-  private async fetch(
-    conn: ClientConnection,
-    oid: Oid,
-    serial: Tid,
-    path: string,
-    timeout: number | undefined,
-  ): Promise<string> {
+  private async fetch(req: BlobRequest): Promise<string> {
+    if (await exists(req.path)) {
+      await accessed(req.path);
+      return req.path;
+    }
+    return this.withBlobLock(req.path, () => this.download(req));
+  }
+
+  /** Runs `fn` holding the lock of the directory of `path` (created first). */
+  private async withBlobLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
+    await mkdir(dirname(path), { recursive: true });
+    const lock = await lockBlob(path);
+    try {
+      return await fn();
+    } finally {
+      await lock.release();
+    }
+  }
+
+  /** The revision's file, asked of the server unless it is there; the caller holds its directory's lock. */
+  private async download(req: BlobRequest): Promise<string> {
+    const { conn, oid, serial, path, timeout } = req;
+    // someone (another process) may have fetched it while we waited for the lock
     if (await exists(path)) {
       await accessed(path);
       return path;
     }
-    await mkdir(dirname(path), { recursive: true });
-    const lock = await lockBlob(path);
+    const k = key(oid, serial);
+    const dl: Download = {
+      path,
+      tmp: path + '.dl',
+      handle: null,
+      chain: Promise.resolve(),
+      error: null,
+      done: false,
+      unwritten: 0,
+    };
+    this.downloads.set(k, dl);
     try {
-      // someone (another process) may have fetched it while we waited for the lock
-      if (await exists(path)) {
-        await accessed(path);
-        return path;
-      }
-      const k = key(oid, serial);
-      const dl: Download = {
-        path,
-        tmp: path + '.dl',
-        handle: null,
-        chain: Promise.resolve(),
-        error: null,
-        done: false,
-      };
-      this.downloads.set(k, dl);
-      try {
-        // the server sends receiveBlobStart/Chunk/Stop before its reply, and the connection hands them to
-        // onServerCall in order, each finished before the next message is read
-        await conn.call('sendBlob', [oid, serial], timeout === undefined ? {} : { timeout });
-        await dl.chain;
-      } finally {
-        if (this.downloads.get(k) === dl) this.downloads.delete(k);
-        await this.dropDownload(dl);
-      }
-      if (dl.error) throw dl.error;
-      if (await exists(path)) {
-        await accessed(path);
-        return path;
-      }
-      throw this.missing(oid, serial, path);
+      // the server sends receiveBlobStart/Chunk/Stop before its reply, and the connection hands them to
+      // onServerCall in order, each finished before the next message is read
+      await conn.call('sendBlob', [oid, serial], timeout === undefined ? {} : { timeout });
+      await dl.chain;
     } finally {
-      await lock.release();
+      if (this.downloads.get(k) === dl) this.downloads.delete(k);
+      await this.dropDownload(dl);
     }
+    if (dl.error) throw dl.error;
+    if (await exists(path)) {
+      await accessed(path);
+      return path;
+    }
+    throw this.missing(oid, serial, path);
   }
 
   /** A download that did not finish (the call failed, the connection went): its partial file goes. */
@@ -356,7 +372,12 @@ export class ClientBlobs {
         this.log('error', `receiving blob ${dl.path}: ${dl.error.message}`);
       }
     };
-    dl.chain = dl.chain.then(step);
+    const bytes = name === 'receiveBlobChunk' && isBytes(chunk) ? chunk.length : 0;
+    dl.unwritten += bytes;
+    dl.chain = dl.chain.then(step).finally(() => (dl.unwritten -= bytes));
+    // chunks are written behind the connection's back while little is waiting; past that, and at the stop
+    // (the file must be in place before the sendBlob reply is read), the connection waits for the disk
+    if (name !== 'receiveBlobStop' && dl.unwritten < RECEIVE_BACKLOG) return true;
     return dl.chain.then(() => true);
   }
 
@@ -410,36 +431,42 @@ export class ClientBlobs {
     } finally {
       await rm(reserved, { force: true });
     }
-    if (this.sharedBlobDir) {
-      conn.callAsync('storeBlobShared', [oid, oldSerial, data, basename(target), txnId]);
-      return target;
-    }
-    const fh = await open(target, 'r');
     try {
-      conn.callAsync('storeBlobStart', []);
-      let sent = 0;
-      let inFlight: Promise<unknown> | null = null;
-      try {
-        for (;;) {
-          const chunk = Buffer.allocUnsafe(BLOB_CHUNK);
-          const { bytesRead } = await fh.read(chunk, 0, BLOB_CHUNK, null);
-          if (bytesRead === 0) break;
-          conn.callAsync('storeBlobChunk', [chunk.subarray(0, bytesRead)]);
-          sent += bytesRead;
-          if (sent >= UPLOAD_WINDOW) {
-            // a round trip per window, one window ahead: the server has taken what came before it
-            sent = 0;
-            if (inFlight) await inFlight;
-            inFlight = conn.call('ping');
-          }
-        }
-        if (inFlight) await inFlight;
-      } finally {
-        inFlight?.catch(() => {});
+      if (this.sharedBlobDir) {
+        conn.callAsync('storeBlobShared', [oid, oldSerial, data, basename(target), txnId]);
+        return target;
       }
-      conn.callAsync('storeBlobEnd', [oid, oldSerial, data, txnId]);
-    } finally {
-      await fh.close();
+      const fh = await open(target, 'r');
+      try {
+        conn.callAsync('storeBlobStart', []);
+        let sent = 0;
+        let inFlight: Promise<unknown> | null = null;
+        try {
+          for (;;) {
+            const chunk = Buffer.allocUnsafe(BLOB_CHUNK);
+            const { bytesRead } = await fh.read(chunk, 0, BLOB_CHUNK, null);
+            if (bytesRead === 0) break;
+            conn.callAsync('storeBlobChunk', [chunk.subarray(0, bytesRead)]);
+            sent += bytesRead;
+            if (sent >= UPLOAD_WINDOW) {
+              // a round trip per window, one window ahead: the server has taken what came before it
+              sent = 0;
+              if (inFlight) await inFlight;
+              inFlight = conn.call('ping');
+            }
+          }
+          if (inFlight) await inFlight;
+        } finally {
+          inFlight?.catch(() => {});
+        }
+        conn.callAsync('storeBlobEnd', [oid, oldSerial, data, txnId]);
+      } finally {
+        await fh.close();
+      }
+    } catch (e) {
+      // the transaction cannot commit this upload: the file we took over goes (the caller never learns its name)
+      await rm(target, { force: true });
+      throw e;
     }
     return target;
   }
@@ -469,9 +496,10 @@ export class ClientBlobs {
     }
   }
 
-  /** After tpc_abort: the uploaded files of the transaction are removed (ZEO leaves them behind). */
+  /** After tpc_abort: the uploaded files of the transaction are removed (ZEO's client leaves them behind). */
   async aborted(stored: Array<{ oid: Oid; filename: string }>): Promise<void> {
-    if (this.sharedBlobDir) return; // the server removes what storeBlobShared named to it
+    // (in a shared directory the server removes what storeBlobShared named to it, unless the call never
+    // reached it: the file is not needed either way once the transaction is over)
     for (const { filename } of stored) await rm(filename, { force: true });
   }
 

@@ -7,7 +7,7 @@
 // The optional persistent file (cache-file.ts) is a snapshot written atomically by flush() and close().
 
 import { LockFile } from '../storage/filestorage/lockfile.js';
-import { idHex, type Oid, type Tid } from '../storage/ids.js';
+import { compareIds, idHex, type Oid, type Tid } from '../storage/ids.js';
 import { readCacheFile, writeCacheFile, type CacheFileEntry, type CacheSnapshot } from './cache-file.js';
 
 export interface ClientCacheOptions {
@@ -32,8 +32,14 @@ export interface CacheStats {
   size: number;
 }
 
-/** Bytes charged per entry beside its data: our bookkeeping (ids, links, sizes) and the data array's header. */
-export const ENTRY_OVERHEAD = 64;
+/**
+ * Bytes charged per entry beside its data, so the size bounds memory rather than data alone: the typed-array
+ * bookkeeping (about 60 bytes, up to twice that while the tables have room to grow), the index Map's entry, and
+ * the data's own Uint8Array and ArrayBuffer objects. `npm run bench -- cache` measures about 310 bytes of V8
+ * heap and buffers per 100-byte revision beside its data. (ZEO's file counts 43 bytes per record; its
+ * in-memory index is on top.)
+ */
+export const ENTRY_OVERHEAD = 256;
 
 /** A cache misuse ZEO raises ValueError for (a second current revision, the last tid moving back). */
 export class ClientCacheError extends Error {
@@ -50,7 +56,12 @@ const PROBATION = 2;
 const PROTECTED = 3;
 const FIRST_SLOT = 3;
 
-const WINDOW_SHARE = 0.01;
+// The window's share of the size starts at 1% (W-TinyLFU's best for skewed, stable popularity) and adapts
+// from regret (see adapt()): bigger when recency pays (a moving working set), smaller when frequency does.
+const WINDOW_SHARE_MIN = 0.01;
+const WINDOW_SHARE_MAX = 0.99;
+/** how far one regretted decision moves the window, in multiples of the entry's share of the size */
+const GHOST_GAIN = 8;
 const PROTECTED_SHARE = 0.8;
 
 type Key = number | string;
@@ -100,7 +111,8 @@ class FrequencySketch {
     const width = nextPow2(Math.max(256, Math.min(1 << 24, expectedEntries * 4)));
     this.table = new Uint8Array(width);
     this.mask = width - 1;
-    this.sampleSize = width * 10;
+    // Halve every counter after 10 additions per expected entry (TinyLFU's reset), so popularity ages.
+    this.sampleSize = Math.ceil(width * 2.5);
   }
 
   get width(): number {
@@ -146,8 +158,7 @@ export type { CacheFileEntry };
 
 export class ClientCache {
   readonly size: number;
-  /** why an existing cache file was not used (null: it was used, or there was none) */
-  dropReason: string | null = null;
+  private dropped: string | null = null;
 
   private cap = 0;
   /** per slot: oid (0..7), start tid (8..15), end tid (16..23) */
@@ -160,6 +171,10 @@ export class ClientCache {
   private ncNext = new Int32Array(0);
   private charge = new Float64Array(0);
   private hash = new Uint32Array(0);
+  private idle = new Uint8Array(0);
+  private ghostCandidates = new Uint32Array(0);
+  private ghostVictims = new Uint32Array(0);
+  private ghostMask = 0;
   private keys: Key[] = [];
   private datas: Array<Uint8Array | null> = [];
   private freeSlots = new Int32Array(0);
@@ -178,12 +193,14 @@ export class ClientCache {
   private nStores = 0;
   private nEvictions = 0;
   private nInvalidations = 0;
+  private windowShare = WINDOW_SHARE_MIN;
 
   private path: string | null = null;
   private lock: LockFile | null = null;
   private flushing: Promise<void> | null = null;
   private flushAgain = false;
   private closed = false;
+  private closing: Promise<void> | null = null;
 
   /** A memory-only cache (ClientCache.open also reads and keeps a persistent file). */
   constructor(options: ClientCacheOptions) {
@@ -209,7 +226,7 @@ export class ClientCache {
     try {
       const r = await readCacheFile(path);
       cache.path = path;
-      if (r.dropReason !== null) cache.dropReason = r.dropReason;
+      cache.dropped = r.dropReason;
       if (r.snapshot) cache.install(r.snapshot);
     } catch (e) {
       await cache.lock.release();
@@ -217,6 +234,11 @@ export class ClientCache {
       throw e;
     }
     return cache;
+  }
+
+  /** why an existing cache file was not used (null: it was used, or there was none) */
+  get dropReason(): string | null {
+    return this.dropped;
   }
 
   get length(): number {
@@ -236,6 +258,16 @@ export class ClientCache {
     this.hit(slot);
     const o = slot * 24;
     return { data: this.datas[slot]!, tid: this.ids.slice(o + 8, o + 16) };
+  }
+
+  /**
+   * The start tid of oid's current revision, or null; unlike load() it is not a lookup: no hit or miss is
+   * counted and the entry's recency is untouched (for a client deciding whether a revision it read is news).
+   */
+  currentTid(oid: Oid): Tid | null {
+    checkId(oid, 'oid');
+    const slot = this.current.get(oidKey(oid));
+    return slot === undefined ? null : this.ids.slice(slot * 24 + 8, slot * 24 + 16);
   }
 
   /**
@@ -294,7 +326,7 @@ export class ClientCache {
         );
       }
     } else {
-      if (cmpIds(start, end) >= 0) {
+      if (compareIds(start, end) >= 0) {
         throw new ClientCacheError(
           `a non-current revision of oid ${idHex(oid)} must start before it ends (start ${idHex(start)}, end ${idHex(end)})`,
         );
@@ -309,6 +341,7 @@ export class ClientCache {
     const own = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data : data.slice();
     const h = oidHash(oid);
     this.sketch.increment(h);
+    this.adapt(h, charge);
     const slot = this.allocate();
     const o = slot * 24;
     this.ids.set(oid, o);
@@ -319,6 +352,7 @@ export class ClientCache {
     this.datas[slot] = own;
     this.charge[slot] = charge;
     this.hash[slot] = h;
+    this.idle[slot] = 0;
     if (end === null) {
       this.kind[slot] = CURRENT;
       this.current.set(key, slot);
@@ -335,7 +369,8 @@ export class ClientCache {
 
   /**
    * A transaction `tid` changed oid: the current revision becomes non-current, ending at tid. With tid null
-   * (verification could not tell when it changed), everything about oid is forgotten.
+   * (verification could not tell when it changed), everything about oid is forgotten; a tid at or below the
+   * current revision's start forgets that revision.
    */
   invalidate(oid: Oid, tid: Tid | null): void {
     checkId(oid, 'oid');
@@ -360,11 +395,10 @@ export class ClientCache {
     if (cur === undefined) return;
     const ids = this.ids;
     const c = cmpAt(ids, cur * 24 + 8, tid);
-    // ZEO ignores an invalidation by the transaction that wrote the current revision.
-    if (c === 0) return;
     this.nInvalidations++;
-    if (c > 0) {
-      // An invalidation older than the revision we hold cannot bound it: forget the revision.
+    if (c >= 0) {
+      // By the transaction that wrote the revision we hold (ZEO drops it from its index too), or older than
+      // it: the invalidation cannot bound it, so forget it rather than guess.
       this.remove(cur);
       return;
     }
@@ -396,7 +430,7 @@ export class ClientCache {
     checkId(tid, 'tid');
     if (tid.every((b) => b === 0)) return;
     if (this.lastTid !== null) {
-      const c = cmpIds(tid, this.lastTid);
+      const c = compareIds(tid, this.lastTid);
       if (c === 0) return;
       if (c < 0 && this.count > 0) {
         throw new ClientCacheError(
@@ -465,8 +499,8 @@ export class ClientCache {
 
   /** Writes the persistent file (atomically: a temporary file renamed over it); nothing without a path. */
   flush(): Promise<void> {
-    if (this.path === null) return Promise.resolve();
-    if (this.closed) return Promise.reject(new ClientCacheError('the cache is closed'));
+    // After close() the file holds everything already (and its lock is given up): nothing to do.
+    if (this.path === null || this.closed) return Promise.resolve();
     if (this.flushing) {
       // One more write after the running one, for changes it did not capture.
       this.flushAgain = true;
@@ -488,23 +522,61 @@ export class ClientCache {
   }
 
   /** Flushes the file and releases its lock; the cache keeps answering from memory. Closing twice does nothing. */
-  async close(): Promise<void> {
-    if (this.closed) return;
-    try {
-      if (this.flushing) await this.flushing.catch(() => undefined);
-      await this.flush();
-    } finally {
-      this.closed = true;
-      const lock = this.lock;
-      this.lock = null;
-      if (lock) await lock.release();
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      try {
+        if (this.flushing) await this.flushing.catch(() => undefined);
+        await this.flush();
+      } finally {
+        this.closed = true;
+        const lock = this.lock;
+        this.lock = null;
+        if (lock) await lock.release();
+      }
+    })();
+    return this.closing;
+  }
+
+  /** Checks the bookkeeping (lists, byte counts, indexes) and throws on any inconsistency; for tests. */
+  checkIntegrity(): void {
+    let n = 0;
+    let total = 0;
+    for (let g = WINDOW; g <= PROTECTED; g++) {
+      const head = g - 1;
+      let bytes = 0;
+      for (let s = this.next[head]; s !== head; s = this.next[s]) {
+        if (this.seg[s] !== g || this.prev[this.next[s]] !== s)
+          throw new Error(`slot ${s}: broken list ${g}`);
+        const key = this.keys[s];
+        if (this.kind[s] === CURRENT) {
+          if (this.current.get(key) !== s) throw new Error(`slot ${s}: not the current index's`);
+        } else {
+          let t = this.noncurrent.get(key) ?? -1;
+          while (t >= 0 && t !== s) t = this.ncNext[t];
+          if (t !== s) throw new Error(`slot ${s}: not in its oid's non-current chain`);
+        }
+        bytes += this.charge[s];
+        n++;
+      }
+      if (bytes !== this.segBytes[g])
+        throw new Error(`segment ${g}: ${bytes} bytes, counted ${this.segBytes[g]}`);
+      total += bytes;
     }
+    let indexed = this.current.size;
+    for (const head of this.noncurrent.values()) for (let t = head; t >= 0; t = this.ncNext[t]) indexed++;
+    if (n !== this.count || indexed !== n)
+      throw new Error(`${n} linked, ${indexed} indexed, counted ${this.count}`);
+    if (total !== this.totalBytes || total > this.size)
+      throw new Error(`${total} bytes, counted ${this.totalBytes}, size ${this.size}`);
   }
 
   // ---- internals
 
   private install(snap: CacheSnapshot): void {
     if (snap.lastTid) this.lastTid = snap.lastTid.slice();
+    // Room for every entry first: growing later would start a fresh sketch and lose the restored popularity.
+    const need = snap.entries.length + FIRST_SLOT;
+    if (need > this.cap) this.grow(nextPow2(need));
     for (const e of snap.entries) {
       if (e.end === null && this.current.has(oidKey(e.oid))) continue;
       // Restore the popularity it had (store counts one more) before it competes for room.
@@ -516,8 +588,26 @@ export class ClientCache {
     this.nEvictions = 0;
   }
 
+  /**
+   * Window sizing from regret, as ARC: a miss on an oid the admission filter recently turned away says the
+   * window (recency) should be bigger; a miss on one it recently evicted in favour of a newcomer says smaller.
+   */
+  private adapt(h: number, charge: number): void {
+    const i = h & this.ghostMask;
+    const tag = h | 1;
+    const step = (GHOST_GAIN * charge) / this.size;
+    if (this.ghostCandidates[i] === tag) {
+      this.ghostCandidates[i] = 0;
+      this.windowShare = Math.min(WINDOW_SHARE_MAX, this.windowShare + step);
+    } else if (this.ghostVictims[i] === tag) {
+      this.ghostVictims[i] = 0;
+      this.windowShare = Math.max(WINDOW_SHARE_MIN, this.windowShare - step);
+    }
+  }
+
   private hit(slot: number): void {
     this.nHits++;
+    this.idle[slot] = 0;
     this.sketch.increment(this.hash[slot]);
     const g = this.seg[slot];
     this.unlink(slot);
@@ -537,7 +627,7 @@ export class ClientCache {
   }
 
   private windowMax(): number {
-    return this.size * WINDOW_SHARE;
+    return this.size * this.windowShare;
   }
 
   private evict(): void {
@@ -550,10 +640,19 @@ export class ClientCache {
       while (this.totalBytes > this.size) {
         const victim = this.mainVictim(cand);
         if (victim < 0) break;
-        if (this.sketch.frequency(this.hash[cand]) > this.sketch.frequency(this.hash[victim])) {
+        const vf = this.sketch.frequency(this.hash[victim]) >> this.idle[victim];
+        if (this.sketch.frequency(this.hash[cand]) > vf) {
+          this.ghostVictims[this.hash[victim] & this.ghostMask] = this.hash[victim] | 1;
           this.evictSlot(victim);
         } else {
+          this.ghostCandidates[this.hash[cand] & this.ghostMask] = this.hash[cand] | 1;
           this.evictSlot(cand);
+          if (this.seg[victim] === PROBATION) {
+            // A victim that keeps winning without being read is stale popularity: it counts for less each time.
+            if (this.idle[victim] < 4) this.idle[victim]++;
+            this.unlink(victim);
+            this.link(victim, PROBATION);
+          }
           break;
         }
       }
@@ -611,26 +710,22 @@ export class ClientCache {
     this.freeSlots[this.freeTop++] = slot;
   }
 
+  /** Links slot into segment g at its MRU end (right after the sentinel). */
   private link(slot: number, g: number): void {
-    // MRU end: right after the sentinel.
-    const head = g - 1;
-    const first = this.next[head];
-    this.next[slot] = first;
-    this.prev[slot] = head;
-    this.prev[first] = slot;
-    this.next[head] = slot;
-    this.seg[slot] = g;
-    this.segBytes[g] += this.charge[slot];
-    this.totalBytes += this.charge[slot];
+    this.insertAfter(slot, g, g - 1);
   }
 
+  /** Links slot into segment g at its LRU end: the next to go. */
   private linkLru(slot: number, g: number): void {
-    const head = g - 1;
-    const last = this.prev[head];
-    this.prev[slot] = last;
-    this.next[slot] = head;
-    this.next[last] = slot;
-    this.prev[head] = slot;
+    this.insertAfter(slot, g, this.prev[g - 1]);
+  }
+
+  private insertAfter(slot: number, g: number, p: number): void {
+    const n = this.next[p];
+    this.next[slot] = n;
+    this.prev[slot] = p;
+    this.prev[n] = slot;
+    this.next[p] = slot;
     this.seg[slot] = g;
     this.segBytes[g] += this.charge[slot];
     this.totalBytes += this.charge[slot];
@@ -659,6 +754,7 @@ export class ClientCache {
     this.ids = ids;
     this.kind = growU8(this.kind, cap);
     this.seg = growU8(this.seg, cap);
+    this.idle = growU8(this.idle, cap);
     this.prev = growI32(this.prev, cap);
     this.next = growI32(this.next, cap);
     this.ncNext = growI32(this.ncNext, cap);
@@ -679,6 +775,13 @@ export class ClientCache {
     this.cap = cap;
     // Keep the sketch about four counters per entry as the cache grows (losing its history, as Caffeine).
     if (cap * 4 > this.sketch.width * 2) this.sketch = new FrequencySketch(cap);
+    if (cap > this.ghostCandidates.length) {
+      // Regret memory: about one oid per slot of each kind, by hash (collisions just forget).
+      const w = nextPow2(cap);
+      this.ghostCandidates = new Uint32Array(w);
+      this.ghostVictims = new Uint32Array(w);
+      this.ghostMask = w - 1;
+    }
   }
 }
 
@@ -706,14 +809,6 @@ function cmpAt(ids: Uint8Array, off: number, b: Uint8Array): number {
 function cmpSlots(ids: Uint8Array, a: number, b: number): number {
   for (let i = 0; i < 8; i++) {
     const d = ids[a + i] - ids[b + i];
-    if (d !== 0) return d;
-  }
-  return 0;
-}
-
-function cmpIds(a: Uint8Array, b: Uint8Array): number {
-  for (let i = 0; i < 8; i++) {
-    const d = a[i] - b[i];
     if (d !== 0) return d;
   }
   return 0;

@@ -60,6 +60,7 @@ import {
   voteConflict,
 } from './replies.js';
 import { TransactionBuffer } from './transaction-buffer.js';
+import { ruok } from './ruok.js';
 import { verifyCache, type VerifyResult } from './verify.js';
 
 export interface ClientStorageOptions {
@@ -140,9 +141,9 @@ class CommitLock {
   }
 }
 
-/** An oid being read while invalidations may arrive: the first invalidation's tid is noted. */
+/** An oid being read while invalidations may arrive: the tids that changed it meanwhile, in order. */
 interface Watch {
-  invalidated: Tid | null;
+  invalidated: Tid[];
 }
 
 const NOT_CONNECTED_CAPABILITIES = capabilitiesOf([]);
@@ -177,6 +178,7 @@ export class ClientStorage extends EventEmitter implements Storage {
   private closed = false;
   private serverAddress: string | null = null;
   private readonly resolver: ConflictResolver | null;
+  private addresses: ServerAddress[];
 
   private constructor(
     private readonly options: ClientStorageOptions,
@@ -188,6 +190,7 @@ export class ClientStorage extends EventEmitter implements Storage {
     this.storageName = options.storage ?? '1';
     const addresses = Array.isArray(options.server) ? options.server : [options.server];
     if (addresses.length === 0) throw new TypeError('ClientStorage needs at least one server address');
+    this.addresses = addresses;
     this.name = options.name ?? addresses.map(describeAddress).join(', ');
     this.cache = cache;
     this.blobs = options.blobDir
@@ -325,7 +328,7 @@ export class ClientStorage extends EventEmitter implements Storage {
   /** Loads in flight for `oid` learn that `tid` changed it. */
   private noteInvalidation(oid: Oid, tid: Tid): void {
     const ws = this.watches.get(idHex(oid));
-    if (ws) for (const w of ws) w.invalidated ??= tid;
+    if (ws) for (const w of ws) w.invalidated.push(tid);
   }
 
   private publish(inv: Invalidation): void {
@@ -429,6 +432,7 @@ export class ClientStorage extends EventEmitter implements Storage {
   }
 
   newAddr(addresses: ServerAddress[]): void {
+    this.addresses = addresses;
     this.connector.newAddr(addresses);
   }
 
@@ -436,9 +440,14 @@ export class ClientStorage extends EventEmitter implements Storage {
     return this.feed.subscribe();
   }
 
+  /** ZEO's `ruok` request to the server we are connected to (else the first address): every storage's status. */
   ruok(options?: CallOptions): Promise<PickleValue> {
-    // the server's status of every storage, as the ruok command answers it (server_status is ours only)
-    return this.call('server_status', [], options);
+    const address = this.connector.address ?? this.addresses[0];
+    return ruok(address, {
+      tls: this.options.ssl ?? this.options.tls,
+      timeout: options?.timeout,
+      signal: options?.signal,
+    });
   }
 
   serverStatus(options?: CallOptions): Promise<PickleValue> {
@@ -488,7 +497,7 @@ export class ClientStorage extends EventEmitter implements Storage {
 
   private async loadFromServer(oid: Oid, tid: Tid): Promise<LoadBeforeResult | null> {
     const oidKey = idHex(oid);
-    const watch: Watch = { invalidated: null };
+    const watch: Watch = { invalidated: [] };
     let ws = this.watches.get(oidKey);
     if (!ws) this.watches.set(oidKey, (ws = new Set()));
     ws.add(watch);
@@ -507,20 +516,38 @@ export class ClientStorage extends EventEmitter implements Storage {
       // handled now, in order with the invalidations processed so far
       if (this.cache && generation === this.generation && this.current === conn) {
         let end = result.end;
-        const inv = watch.invalidated;
-        if (end === null && inv !== null) {
-          // an invalidation came first: what we read is current only if it is that transaction's or newer
-          end = compareIds(result.start, inv) < 0 ? inv : null;
+        if (end === null) {
+          // invalidations came first: what we read ended at the first of them after it was written (and is
+          // current only if none came after it)
+          end = watch.invalidated.find((tid) => compareIds(tid, result.start) > 0) ?? null;
         }
-        const known = end === null ? this.cache.load(oid) : null;
-        // (a current revision as new or newer is there already: ours adds nothing)
-        if (!known || compareIds(known.tid, result.start) < 0)
-          this.cache.store(oid, result.start, end, result.data);
+        this.cacheLoaded(oid, result.start, end, result.data);
       }
       return result;
     } finally {
       ws.delete(watch);
       if (ws.size === 0) this.watches.delete(oidKey);
+    }
+  }
+
+  /** Puts what a load read into the cache, as current (end null) or as the revision that ended at `end`. */
+  private cacheLoaded(oid: Oid, start: Tid, end: Tid | null, data: Uint8Array): void {
+    const cache = this.cache!;
+    if (end === null) {
+      const known = cache.load(oid);
+      if (known) {
+        // the same or a newer current revision is there already: ours adds nothing
+        if (compareIds(known.tid, start) >= 0) return;
+        // an older one: the server answered before the invalidation of ours reached us (the reference's
+        // server does not order them); it ended at or before our revision, so forget it
+        cache.invalidate(oid, null);
+      }
+    }
+    try {
+      cache.store(oid, start, end, data);
+    } catch {
+      // the cache disagrees with what the server said: trust neither, the next load asks again
+      cache.invalidate(oid, null);
     }
   }
 

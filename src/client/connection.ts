@@ -146,6 +146,7 @@ export class ClientConnection {
         socket = tcp ? net.connect(tcp.port, tcp.host) : net.connect(path!);
       }
       let conn: ClientConnection | null = null;
+      let failed: ClientDisconnected | null = null;
       let resolveClosed!: (r: ClientDisconnected) => void;
       const closed = new Promise<ClientDisconnected>((r) => (resolveClosed = r));
       const reasonOf = (e: Error): ClientDisconnected =>
@@ -178,9 +179,13 @@ export class ClientConnection {
             signal?.removeEventListener('abort', onAbort);
             const r = reasonOf(reason);
             if (conn) conn.onClosing(r);
-            else reject(r);
+            else failed = r;
           },
-          closed: (reason) => resolveClosed(conn?.closeReason ?? reasonOf(reason)),
+          closed: (reason) => {
+            // (a connect that failed rejects once its socket is gone: nothing of it outlives the promise)
+            if (failed) reject(failed);
+            resolveClosed(conn?.closeReason ?? reasonOf(reason));
+          },
         },
       );
       const ms = options.connectTimeout ?? 10_000;

@@ -22,7 +22,7 @@ export interface ConnectionManagerOptions {
   readOnly: boolean;
   /** accept a read-only server while no writable one answers; keep looking */
   readOnlyFallback: boolean;
-  /** ms a call waits for a connection before ClientDisconnected (default 30_000) */
+  /** ms a call waits for a connection before ClientDisconnected (default 30_000; Infinity: no limit) */
   waitTimeout: number;
   /** backoff bounds in ms between attempts on one address (ZEO: 1 s .. 30 s) */
   minDisconnectPoll?: number;
@@ -58,10 +58,11 @@ interface Link {
   conn: ClientConnection;
   address: ServerAddress;
   readOnly: boolean;
-  /** server calls held back (null: none, they go straight to the storage) */
-  queue: Array<[string, PickleValue[]]> | null;
-  /** hold its calls: it registers, or it is current and another registers to replace it */
-  held: boolean;
+  /**
+   * server calls held back while it registers, then delivered in order once it is current (null: none held,
+   * they go straight to the storage); `done` settles when one that came after adoption has been delivered
+   */
+  queue: Array<{ name: string; args: PickleValue[]; done?: () => void }> | null;
   draining: boolean;
 }
 
@@ -92,6 +93,8 @@ export class ConnectionManager extends EventEmitter {
   private addresses: ServerAddress[];
   private current: Link | null = null;
   private readonly attempts = new Map<string, Attempt>();
+  /** every attempt loop still running, stopped or not (close() waits for them) */
+  private readonly runs = new Set<Promise<void>>();
   /** every connection not yet closed, current or not (closed on close()) */
   private readonly links = new Set<Link>();
   private readonly waiters = new Set<Waiter>();
@@ -139,7 +142,13 @@ export class ConnectionManager extends EventEmitter {
     const signal = options.signal;
     // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the signal's own reason, as fetch does
     if (signal?.aborted) return Promise.reject(signal.reason);
-    const ms = options.timeout ?? this.options.waitTimeout ?? 30_000;
+    // a call's timeout of 0 means no limit on its reply, not on the wait: waitTimeout then
+    const ms =
+      options.timeout !== undefined && options.timeout > 0
+        ? options.timeout
+        : (this.options.waitTimeout ?? 30_000);
+    // (ZEO: a wait of 0 or less fails at once)
+    if (ms <= 0) return Promise.reject(this.notConnected('not connected'));
     return new Promise<ClientConnection>((resolve, reject) => {
       const finish = (): void => {
         this.waiters.delete(waiter);
@@ -158,13 +167,9 @@ export class ConnectionManager extends EventEmitter {
         },
       };
       const onAbort = (): void => waiter.reject(signal!.reason);
-      const timer =
-        ms > 0 && Number.isFinite(ms)
-          ? setTimeout(
-              () => waiter.reject(this.notConnected(`no connection to a server within ${ms} ms`)),
-              ms,
-            )
-          : null;
+      const timer = Number.isFinite(ms)
+        ? setTimeout(() => waiter.reject(this.notConnected(`no connection to a server within ${ms} ms`)), ms)
+        : null;
       signal?.addEventListener('abort', onAbort, { once: true });
       this.waiters.add(waiter);
     });
@@ -202,7 +207,7 @@ export class ConnectionManager extends EventEmitter {
   // ------------------------------------------------------------------------------------------------------
 
   private async settled(): Promise<void> {
-    await Promise.all([...this.attempts.values()].map((a) => a.done));
+    await Promise.all([...this.runs]);
     await Promise.all([...this.links].map((l) => l.conn.closed));
     await this.registering;
   }
@@ -240,8 +245,15 @@ export class ConnectionManager extends EventEmitter {
         })
         .finally(() => {
           if (this.attempts.get(key) === attempt) this.attempts.delete(key);
+          this.runs.delete(attempt.done);
         });
+      this.runs.add(attempt.done);
     }
+  }
+
+  private listed(address: ServerAddress): boolean {
+    const key = describeAddress(address);
+    return this.addresses.some((a) => describeAddress(a) === key);
   }
 
   private stopAttempt(a: Attempt): void {
@@ -268,7 +280,6 @@ export class ConnectionManager extends EventEmitter {
         address: attempt.address,
         readOnly: false,
         queue: [],
-        held: true,
         draining: false,
       };
       try {
@@ -332,6 +343,11 @@ export class ConnectionManager extends EventEmitter {
   /** Registers a fresh connection (one at a time) and makes it current if it is still wanted. */
   private async registerLink(link: Link): Promise<'adopted' | 'unwanted' | 'failed'> {
     const conn = link.conn;
+    if (!this.listed(link.address)) {
+      // dropped by newAddr while it waited its turn
+      await conn.close('the address is no longer among the servers');
+      return 'unwanted';
+    }
     if (!this.wanting || !conn.connected) {
       await conn.close(this.closing ? 'the client is closed' : 'another server was chosen');
       return this.wanting ? 'failed' : 'unwanted';
@@ -340,10 +356,6 @@ export class ConnectionManager extends EventEmitter {
     // replacing a read-only connection: only a writable registration will do
     const upgrading = cur !== null;
     let readOnly = this.options.readOnly;
-    if (upgrading) {
-      cur.held = true;
-      cur.queue ??= [];
-    }
     let ok = false;
     try {
       try {
@@ -363,25 +375,31 @@ export class ConnectionManager extends EventEmitter {
             })
           : (e as Error);
       await conn.close(`registration failed: ${(e as Error)?.message ?? String(e)}`);
-    } finally {
-      if (upgrading && !ok && this.current === cur) {
-        cur.held = false;
-        void this.drain(cur);
-      }
     }
     if (!ok) return 'failed';
-    if (this.closing || !conn.connected) {
-      await conn.close(this.closing ? 'the client is closed' : 'lost');
+    if (this.closing) {
+      await conn.close('the client is closed');
+      return 'unwanted';
+    }
+    // From here on the storage has taken this connection as its own (its register step is done): it is adopted,
+    // or, if it died at once, the storage is told so and the search starts over from nothing.
+    if (!conn.connected) {
+      const reason = await conn.closed;
+      this.lastError = reason;
+      if (cur && this.current === cur) {
+        this.current = null;
+        void cur.conn.close('the connection replacing it was lost');
+      }
+      this.emit('disconnect', reason, conn);
+      this.search();
       return 'failed';
     }
     link.readOnly = readOnly;
     const old = this.current;
     // the new one is current before the old one's 'disconnect': a listener can tell a switch from a loss
     this.current = link;
-    link.held = false;
     if (old) {
-      // its held calls are dropped: the new registration verified the cache against the new server
-      old.queue = null;
+      // (as ZEO's upgrade: what the old one still sends is not delivered, the new one's registration covers it)
       void old.conn.close(`switching to the writable server ${describeAddress(link.address)}`);
       this.emit(
         'disconnect',
@@ -396,6 +414,8 @@ export class ConnectionManager extends EventEmitter {
     this.emit('connect', event);
     for (const w of [...this.waiters]) w.resolve(conn);
     void this.drain(link);
+    // dropped by newAddr while it registered: leave it (its loss starts the search over the new list)
+    if (!this.listed(link.address)) void conn.close('the address is no longer among the servers');
     return 'adopted';
   }
 
@@ -433,9 +453,14 @@ export class ConnectionManager extends EventEmitter {
   /** A server one-way call: to the storage if its connection is current and nothing waits before it. */
   private serverCall(link: Link, name: string, args: PickleValue[]): void | Promise<void> {
     if (link.queue !== null) {
-      // registering (or being replaced, or older calls still being delivered): in order, behind the others
-      link.queue.push([name, args]);
-      return;
+      if (this.current !== link) {
+        // registering: held until it is current (the replies its registration waits for must go on)
+        link.queue.push({ name, args });
+        return;
+      }
+      // current, with held calls still being delivered: behind them, and nothing more is read meanwhile (a
+      // reply must not overtake an invalidation sent before it)
+      return new Promise<void>((done) => link.queue!.push({ name, args, done }));
     }
     if (this.current !== link) return;
     return this.options.onServerCall(link.conn, name, args);
@@ -446,25 +471,35 @@ export class ConnectionManager extends EventEmitter {
     if (link.draining) return;
     link.draining = true;
     try {
-      while (link.queue && link.queue.length > 0 && this.current === link && !link.held) {
-        const [name, args] = link.queue.shift()!;
+      while (link.queue && link.queue.length > 0 && this.current === link) {
+        const { name, args, done } = link.queue.shift()!;
         try {
           await this.options.onServerCall(link.conn, name, args);
         } catch (e) {
           void link.conn.close(`handling the server's ${name} failed: ${(e as Error)?.message ?? String(e)}`);
           return;
+        } finally {
+          done?.();
         }
       }
     } finally {
       link.draining = false;
-      if (this.current === link && !link.held && link.queue?.length === 0) link.queue = null;
+      if (link.queue?.length === 0) link.queue = null;
+      else this.release(link);
     }
+  }
+
+  /** Drops the calls a connection still holds, letting its reading go on (it is closing, or not current). */
+  private release(link: Link): void {
+    const held = link.queue ?? [];
+    link.queue = null;
+    for (const h of held) h.done?.();
   }
 
   /** A connection is gone: if it was the current one, tell the storage and look again. */
   private lost(link: Link, reason: ClientDisconnected): void {
     this.links.delete(link);
-    link.queue = null;
+    this.release(link);
     if (this.current !== link) return;
     this.current = null;
     this.lastError = reason;

@@ -83,6 +83,17 @@ test('createBlobCacheDir: directory, tmp and the zeocache marker; a storage blob
         e instanceof BlobCacheError && /`bushy` layout/.test(e.message) && /shared-blob-dir/.test(e.message),
     );
     assert.equal(await readFile(join(server, '.layout'), 'utf8'), 'bushy', 'the marker is left alone');
+    assert.ok(!existsSync(join(server, 'tmp')), 'nothing is created in a refused directory');
+    // a storage's blob directory from before markers (lawn): refused too, and not marked
+    const old = join(dir, 'old');
+    await mkdir(join(old, '0x2a'), { recursive: true });
+    await writeFile(join(old, '0x2a', '0x03.blob'), 'data');
+    assert.throws(
+      () => createBlobCacheDir(old),
+      (e: unknown) => e instanceof BlobCacheError && /0x\.\. directories/.test(e.message),
+    );
+    assert.ok(!existsSync(join(old, '.layout')));
+    assert.ok(!existsSync(join(old, 'tmp')), 'nothing is created in it');
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

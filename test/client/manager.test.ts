@@ -3,7 +3,8 @@
 // read-only fallback and the move back to a writable server, newAddr, waitTimeout, and close() leaving nothing.
 
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -14,25 +15,19 @@ import {
   type ConnectionManagerOptions,
 } from '../../src/client/manager.js';
 import type { PickleValue } from '../../src/pickle/index.js';
+import { encodeFrame } from '../../src/protocol/index.js';
 import { ReadOnlyError } from '../../src/storage/errors.js';
 import { z64 } from '../../src/storage/ids.js';
 import { interopDisabled } from '../helpers/oracle.js';
 import { startServer, type TestServer } from '../helpers/server-fixture.js';
-import { freePort, ServerProcess, stopLeftovers } from '../helpers/server-process.js';
+import { runzeo } from '../helpers/runzeo.js';
+import { freePort, stopLeftovers } from '../helpers/server-process.js';
+import { assertNoLeaks, handles } from '../helpers/leaks.js';
 import { waitUntil } from '../helpers/wait.js';
 
 after(stopLeftovers);
 
 type Address = { host: string; port: number };
-
-/** Handles of this process that a leak would leave: timers and sockets. */
-function handles(): { timers: number; sockets: number } {
-  const r = process.getActiveResourcesInfo();
-  return {
-    timers: r.filter((x) => x === 'Timeout').length,
-    sockets: r.filter((x) => x === 'TCPSocketWrap' || x === 'PipeWrap').length,
-  };
-}
 
 interface Recorder {
   manager: ConnectionManager;
@@ -160,7 +155,7 @@ test(
       await rm(dir, { recursive: true, force: true });
     }
     await assert.rejects(m.ready(), /the client is closed/);
-    assert.deepEqual(handles(), h0, 'no timer or socket left');
+    await assertNoLeaks(h0);
   },
 );
 
@@ -258,7 +253,7 @@ test(
       await ro.stop();
       await rw?.stop();
     }
-    assert.deepEqual(handles(), h0, 'no timer or socket left');
+    await assertNoLeaks(h0);
   },
 );
 
@@ -362,6 +357,12 @@ test(
     const waited = Date.now() - started;
     assert.ok(waited >= 240 && waited < 5000, `waited ${waited} ms`);
     assert.match(String(m.lastConnectError?.message), /ECONNREFUSED/);
+    // a call timeout of 0 (no limit on the reply) still waits only waitTimeout for a connection
+    await assert.rejects(m.ready({ timeout: 0 }), /no connection to a server within 250 ms/);
+    const impatient = manage({ addresses: [dead], waitTimeout: 0 });
+    impatient.manager.start();
+    await assert.rejects(impatient.manager.ready(), /^ClientDisconnected: not connected \(servers: /);
+    await impatient.manager.close();
     // a signal ends the wait early with its reason
     const ac = new AbortController();
     const aborted = m.ready({ signal: ac.signal });
@@ -371,7 +372,7 @@ test(
     const waiting = m.ready({ timeout: 60_000 });
     await m.close();
     await assert.rejects(waiting, (e: Error) => e instanceof ClientDisconnected && /closed/.test(e.message));
-    assert.deepEqual(handles(), h0, 'no timer or socket left');
+    await assertNoLeaks(h0);
     assert.deepEqual(rec.events, []);
   },
 );
@@ -415,20 +416,12 @@ test(
   "runzeo: a client on Python's server fails over to zeo serve when it stops",
   { skip: interopDisabled ? 'ZEO_TS_SKIP_INTEROP=1' : false, timeout: 60_000 },
   async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'zeo-ts-manager-runzeo-'));
-    const pyPort = await freePort();
-    const conf = join(dir, 'zeo.conf');
-    await writeFile(
-      conf,
-      `<zeo>\n  address 127.0.0.1:${pyPort}\n</zeo>\n<filestorage 1>\n  path ${dir}/Data.fs\n</filestorage>\n`,
-    );
-    const py = new ServerProcess({ kind: 'runzeo', conf, cwd: dir, env: { ZEO_MSGPACK: '' } });
-    const pyAddr = { host: '127.0.0.1', port: pyPort };
+    const py = await runzeo();
+    const pyAddr = py.address;
     const ours = await startServer();
     const rec = manage({ addresses: [pyAddr] });
     const m = rec.manager;
     try {
-      await py.port(30_000);
       m.start();
       const c1 = await m.ready();
       const tid = await commitOne(pyAddr);
@@ -436,16 +429,81 @@ test(
       assert.deepEqual(await c1.call('lastTransaction'), tid);
       m.newAddr([pyAddr, ours.address]);
       assert.deepEqual(m.address, pyAddr, 'still on runzeo');
-      await py.stopCleanly();
+      await py.stop();
       const c2 = await m.ready();
       assert.deepEqual(m.address, ours.address);
       assert.deepEqual(await c2.call('lastTransaction'), z64);
-      assert.deepEqual(rec.events, [`connect ${pyPort}`, 'disconnect', `connect ${port(ours.address)}`]);
+      assert.deepEqual(rec.events, [`connect ${pyAddr.port}`, 'disconnect', `connect ${port(ours.address)}`]);
     } finally {
       await m.close();
-      py.kill();
+      await py.dispose();
       await ours.stop();
+    }
+  },
+);
+
+test(
+  'a unix socket address (a plain path), reconnected after its server restarts',
+  { timeout: 30_000 },
+  async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'zeo-ts-manager-unix-'));
+    let server: TestServer | null = await startServer({ unix: true, dir });
+    const path = (server.address as { path: string }).path;
+    const rec = manage({ addresses: [path] });
+    const m = rec.manager;
+    try {
+      m.start();
+      const c1 = await m.ready();
+      assert.equal(m.address, path);
+      assert.deepEqual(await c1.call('lastTransaction'), z64);
+      await server.stop();
+      server = null;
+      await waitUntil(() => rec.events.includes('disconnect'), 'the disconnect');
+      server = await startServer({ unix: true, dir });
+      const c2 = await m.ready();
+      assert.notEqual(c2, c1);
+      assert.equal(await c2.call('ping'), null);
+    } finally {
+      await m.close();
+      await server?.stop();
       await rm(dir, { recursive: true, force: true });
     }
+  },
+);
+
+test(
+  'a server that never answers register holds the others back only registerTimeout',
+  { timeout: 30_000 },
+  async () => {
+    const h0 = handles();
+    const registers: net.Socket[] = [];
+    const mute = net.createServer((sock) => {
+      sock.on('error', () => {});
+      sock.once('data', () => registers.push(sock));
+      sock.write(encodeFrame(Buffer.from('Z5')));
+    });
+    await new Promise<void>((r) => mute.listen(0, '127.0.0.1', r));
+    const muteAddr = { host: '127.0.0.1', port: (mute.address() as net.AddressInfo).port };
+    const good = await startServer();
+    const rec = manage({ addresses: [muteAddr], registerTimeout: 300 });
+    const m = rec.manager;
+    try {
+      m.start();
+      await waitUntil(() => registers.length === 1, 'the mute server got the handshake');
+      // the good server is added while the mute one's registration runs: it waits its turn, then wins
+      const started = Date.now();
+      m.newAddr([muteAddr, good.address]);
+      const c = await m.ready({ timeout: 10_000 });
+      assert.ok(Date.now() - started < 5000);
+      assert.deepEqual(m.address, good.address);
+      assert.match(String(m.lastConnectError?.message), /registering with 127\.0\.0\.1:\d+ took over 300 ms/);
+      assert.equal(await c.call('ping'), null);
+    } finally {
+      await m.close();
+      await good.stop();
+      for (const s of registers) s.destroy();
+      await new Promise((r) => mute.close(r));
+    }
+    await assertNoLeaks(h0);
   },
 );
