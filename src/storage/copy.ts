@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { isBlobRecord } from './blobs/index.js';
 import { POSKeyError, Unsupported } from './errors.js';
-import { compareIds, idEquals, p64, tidRepr, u64, z64, type Tid } from './ids.js';
+import { compareIds, idCopy, idEquals, p64, tidRepr, u64, z64, type Tid } from './ids.js';
 import { TimeStamp } from './timestamp.js';
 import { TransactionMetaData, type Storage, type TransactionRecord } from './interfaces.js';
 
@@ -134,8 +134,9 @@ export async function copyTransactionsDetailed(
     result.transactions++;
     result.records += records;
     result.blobs += blobs;
-    result.first ??= txn.tid;
-    result.last = txn.tid;
+    // (an iterator's ids may be views of its buffers: keep copies)
+    result.first ??= idCopy(txn.tid);
+    result.last = idCopy(txn.tid);
     // a FileStorage's iterator says where the transaction is: the exact share of the file read so far
     const pos = (txn as { pos?: unknown }).pos;
     bytes =
@@ -176,7 +177,7 @@ async function firstTid(
   start: Tid | null = null,
   stop: Tid | null = null,
 ): Promise<Tid | null> {
-  for await (const txn of storage.iterator(start, stop)) return txn.tid;
+  for await (const txn of storage.iterator(start, stop)) return idCopy(txn.tid);
   return null;
 }
 
