@@ -1,13 +1,16 @@
 // `zeo pack` (src/cli/pack.ts) as ZEO's zeopack: against zeo serve and runzeo, a pack to now removes the old
 // revisions a Python client wrote (Python's history and loadSerial say so), --days keeps what is younger;
-// unix sockets with -u; zeopack's exit statuses for no arguments, bad specifications, unreachable servers.
+// unix sockets with -u; TLS; zeopack's exit statuses for no arguments, bad specifications, unreachable
+// servers, a pack the server refuses.
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { packTargets, packTime, targetRepr } from '../../src/cli/pack.js';
+import { FileStorage } from '../../src/storage/filestorage/file-storage.js';
 import { serverTlsOptions } from '../../src/transport/tls.js';
 import { noOpenssl } from '../helpers/openssl.js';
 import { interopTest, type Oracle } from '../helpers/oracle.js';
-import { startServer } from '../helpers/server-fixture.js';
+import { fileStorageConfig, startServer } from '../helpers/server-fixture.js';
 import { stopLeftovers } from '../helpers/server-process.js';
 import {
   runZeo,
@@ -199,3 +202,25 @@ test(
     });
   },
 );
+
+test('zeo pack: a pack the server refuses exits 1 with the error and "Error packing storage"', async () => {
+  await withTempDir(async (dir) => {
+    await (await FileStorage.open(join(dir, 'Data.fs'))).close();
+    const s = await startServer({
+      dir,
+      storages: (d) => [fileStorageConfig(d, '1', { readOnly: true, blobDir: null })],
+    });
+    try {
+      const port = (s.address as { port: number }).port;
+      const r = await runZeo(['pack', `127.0.0.1:${port}`]);
+      assert.equal(r.status, 1);
+      assert.match(r.stderr, /^ReadOnlyError: /);
+      assert.match(
+        r.stderr,
+        new RegExp(`Error:\nError packing storage 1 in \\('127\\.0\\.0\\.1', ${port}\\)\n$`),
+      );
+    } finally {
+      await s.stop();
+    }
+  });
+});
