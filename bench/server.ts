@@ -37,8 +37,8 @@
 // --profile PHASE:CLIENTS (e.g. commits:1) instead runs only that phase, only against `node --cpu-prof zeo
 // serve`, and prints the server's top functions by self time over the phase's window (with the zeo-ts
 // function that called each of Node's), and by file; the profile is kept with --keep.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, closeSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, openSync, closeSync } from 'node:fs';
 import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -46,7 +46,17 @@ import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { oraclePython, repoRoot } from '../test/helpers/oracle.js';
 import { zeoNodeFlags } from '../test/helpers/server-process.js';
-import { printTable } from './report.js';
+import {
+  benchDataFs,
+  runRecord,
+  writeResult,
+  median,
+  oracleVersions,
+  printTable,
+  runPython,
+  withRange,
+  type BenchDataFs,
+} from './report.js';
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
@@ -96,11 +106,7 @@ const CLIENT_PY = resolve(repoRoot, 'test/fixtures/python/zeo_bench_client.py');
 const ZEO_BIN = resolve(repoRoot, 'bin/zeo');
 const log = (s: string): void => void process.stderr.write(s + '\n');
 
-interface DataFs {
-  path: string;
-  maxOid: number;
-  objects: number;
-}
+type DataFs = BenchDataFs;
 
 interface PhaseRun {
   ops: number;
@@ -135,29 +141,11 @@ interface RunningServer {
 }
 
 function python(args: string[], timeoutMs: number, pin = false): string {
-  const [cmd, argv] = pin
-    ? ['taskset', ['-c', CLIENT_CPUS, oraclePython(), ...args]]
-    : [oraclePython(), args];
-  const r = spawnSync(cmd, argv, { encoding: 'utf8', timeout: timeoutMs, cwd: repoRoot });
-  if (r.error) throw new Error(`python ${args[0]}: ${r.error.message}`);
-  if (r.status !== 0)
-    throw new Error(`python ${args.slice(0, 2).join(' ')} failed (${r.status}):\n${r.stderr}`);
-  return r.stdout;
+  return runPython(args, timeoutMs, pin ? ['taskset', '-c', CLIENT_CPUS] : []);
 }
 
 function prepareDataFs(): DataFs {
-  const dir = join(tmpdir(), 'zeo-ts-bench-server');
-  mkdirSync(dir, { recursive: true });
-  const path = join(dir, `${OBJECTS}.fs`);
-  const marker = path + '.built';
-  if (REBUILD || !existsSync(marker) || !existsSync(path + '.index')) {
-    for (const s of ['', '.index', '.lock', '.tmp', '.built']) rmSync(path + s, { force: true });
-    log(`building ${path} (${OBJECTS} objects) with Python's ZODB...`);
-    const out = python([CLIENT_PY, 'build', path, String(OBJECTS), String(SLOTS)], 600_000);
-    writeFileSync(marker, out.trim() + '\n');
-  }
-  const built = JSON.parse(readFileSync(marker, 'utf8')) as { maxOid: number; objects: number };
-  return { path, ...built };
+  return benchDataFs(OBJECTS, SLOTS, REBUILD);
 }
 
 function freePort(): Promise<number> {
@@ -385,16 +373,7 @@ async function main(): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), 'zeo-ts-bench-server-run-'));
   try {
     if (PROFILE) return await profile(data, work, PROFILE);
-    const versions = JSON.parse(
-      python(
-        [
-          '-c',
-          'import sys, json, importlib.metadata as m\n' +
-            "print(json.dumps({'python': sys.version.split()[0], 'ZEO': m.version('ZEO'), 'ZODB': m.version('ZODB')}))",
-        ],
-        60_000,
-      ),
-    ) as { python: string; ZEO: string; ZODB: string };
+    const versions = oracleVersions();
     const load0 = loadavg()[0];
     const t0 = performance.now();
     log(`Data.fs: ${data.objects} objects; starting runzeo and zeo serve on copies of it...`);
@@ -474,15 +453,7 @@ async function main(): Promise<void> {
     );
     const date = new Date();
     const out = {
-      bench: 'server',
-      date: date.toISOString(),
-      node: process.version,
-      python: versions.python,
-      zeo: versions.ZEO,
-      zodb: versions.ZODB,
-      cpus: cpus().length,
-      loadAverageAtStart: load0,
-      benchSeconds: seconds,
+      ...runRecord('server', date, versions, { loadAverageAtStart: load0, benchSeconds: seconds }),
       objects: data.objects,
       secondsPerPhase: SECONDS,
       warmupSeconds: WARMUP,
@@ -501,11 +472,7 @@ async function main(): Promise<void> {
         zeoTs: r.zeoTs.map(summary),
       })),
     };
-    const dir = resolve(repoRoot, 'bench/results');
-    mkdirSync(dir, { recursive: true });
-    const file = join(dir, `server-${date.toISOString().replace(/[:.]/g, '-')}.json`);
-    writeFileSync(file, JSON.stringify(out, null, 2) + '\n');
-    log(`wrote ${relative(repoRoot, file)} (${seconds.toFixed(0)} s)`);
+    writeResult('server', date, out, seconds);
   } finally {
     if (KEEP) log(`kept ${work}`);
     else rmSync(work, { recursive: true, force: true });
@@ -524,9 +491,7 @@ type FigureKey =
   'opsPerSecond' | 'serverCpuUsPerOp' | 'serverCpuPercent' | 'mainThreadShare' | 'clientCpuUsPerOp';
 
 function med(runs: Figures[], key: FigureKey): number {
-  const v = runs.map((f) => f[key]).sort((a, b) => a - b);
-  const m = v.length >> 1;
-  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+  return median(runs.map((f) => f[key]));
 }
 
 const throughputRatio = (r: Compared): number => med(r.zeoTs, 'opsPerSecond') / med(r.runzeo, 'opsPerSecond');
@@ -536,12 +501,6 @@ const cpuRatio = (r: Compared): number =>
 /** The ratio of each round's pair of runs (runzeo's, zeo-ts's). */
 function pairedRatios(r: Compared, ratio: (runzeo: Figures, zeoTs: Figures) => number): number[] {
   return r.runzeo.map((a, i) => ratio(a, r.zeoTs[i]));
-}
-
-function withRange(ratio: number, each: number[]): string {
-  const text = `${ratio.toFixed(2)}x`;
-  if (each.length < 2) return text;
-  return `${text} (${Math.min(...each).toFixed(2)}–${Math.max(...each).toFixed(2)})`;
 }
 
 function summary(f: Figures): Record<string, number> {

@@ -2,12 +2,16 @@
 // metadata and back pointers, and the blob files when both sides keep blobs (zodbconvert; ZODB's
 // copyTransactionsFrom and copyTransactionsFromTo). Each side is a Data.fs path or a zeo:// URL. Without
 // --incremental DEST must have no transactions; with it the copy continues after DEST's last transaction,
-// and is refused when DEST has transactions SOURCE lacks. Exit 0 when done, 1 when refused or failed (what
-// was committed before a failure stays: --incremental continues from there).
+// and is refused when DEST has transactions SOURCE lacks. Exit 0 when done, 1 when refused, failed or
+// interrupted (Ctrl-C stops after the transaction in hand; what was committed before stays, and
+// --incremental continues from there).
 
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Command } from 'commander';
 import { isZeoUrl, openStorage, type OpenSpecOptions } from '../client/open.js';
-import { copyStorage, CopyError, type CopyResult } from '../storage/copy.js';
+import { copyStorage, CopyError, type CopyProgress, type CopyResult } from '../storage/copy.js';
 import { idHex } from '../storage/ids.js';
 import type { Storage } from '../storage/interfaces.js';
 import type { TlsSection } from '../transport/tls.js';
@@ -78,6 +82,7 @@ export async function runCopy(
   dest: string,
   opts: CopyCommandOptions,
   bar: ProgressBar | null,
+  control: { signal?: AbortSignal; onTransaction?: (p: CopyProgress) => void } = {},
 ): Promise<CopyResult & { after: Uint8Array | null }> {
   const ssl = sslFromOptions(opts);
   const waitTimeout = parseWaitTimeout(opts.waitTimeout);
@@ -85,19 +90,31 @@ export async function runCopy(
   if (ssl && !isZeoUrl(source) && !isZeoUrl(dest)) throw new CopyError('TLS options are for a zeo:// side');
   let src: Storage | null = null;
   let dst: Storage | null = null;
+  // a server's blobs come through a blob cache: a temporary one unless one is named
+  const cache =
+    isZeoUrl(source) && !opts.sourceBlobDir ? await mkdtemp(join(tmpdir(), 'zeo-copy-blobs-')) : null;
   try {
-    src = await openStorage(source, { ...common, readOnly: true, blobDir: opts.sourceBlobDir ?? null });
+    src = await openStorage(source, {
+      ...common,
+      readOnly: true,
+      blobDir: opts.sourceBlobDir ?? cache,
+    });
     dst = await openStorage(dest, { ...common, readOnly: false, blobDir: opts.destBlobDir ?? null });
     const total = src.getSize();
     bar?.update(0, total);
     return await copyStorage(src, dst, {
       incremental: opts.incremental ?? false,
       blobs: opts.blobs === false ? false : undefined,
-      onTransaction: (p) => bar?.update(Math.min(p.bytes, total > 0 ? total - 1 : p.bytes), total),
+      signal: control.signal,
+      onTransaction: (p) => {
+        bar?.update(Math.min(p.bytes, total > 0 ? total - 1 : p.bytes), total);
+        control.onTransaction?.(p);
+      },
     });
   } finally {
     await dst?.close();
     await src?.close();
+    if (cache) await rm(cache, { recursive: true, force: true });
   }
 }
 
@@ -114,7 +131,10 @@ export function copyCommand(): Command {
       '--incremental',
       "continue after DEST's last transaction (refused when DEST has transactions SOURCE lacks)",
     )
-    .option('--source-blob-dir <dir>', "a Data.fs SOURCE's blob directory")
+    .option(
+      '--source-blob-dir <dir>',
+      "a Data.fs SOURCE's blob directory (a zeo:// SOURCE's blob cache; default: a temporary one)",
+    )
     .option('--dest-blob-dir <dir>', "a Data.fs DEST's blob directory")
     .option('--no-blobs', 'copy blob records without their files')
     .option('--wait-timeout <seconds>', 'how long to wait for a zeo:// server (default 30)');
@@ -123,14 +143,36 @@ export function copyCommand(): Command {
     .action(async (source: string, dest: string, opts: CopyCommandOptions) => {
       const quiet = opts.quiet ?? false;
       const bar = new ProgressBar({ label: 'copy', total: 0, enabled: !quiet });
+      // Ctrl-C stops after the transaction in hand and closes both storages (a second one: at once)
+      const interrupt = new AbortController();
+      const onSignal = (): void => {
+        if (interrupt.signal.aborted) process.exit(130);
+        interrupt.abort(new CopyError('interrupted'));
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+      let done: CopyProgress | null = null;
       let r;
       try {
-        r = await runCopy(source, dest, opts, bar);
+        r = await runCopy(source, dest, opts, bar, {
+          signal: interrupt.signal,
+          onTransaction: (p) => (done = p),
+        });
       } catch (e) {
         bar.finish();
         console.error(`zeo copy: ${(e as Error).message}`);
+        const copied = done as CopyProgress | null;
+        if (copied) {
+          console.error(
+            `zeo copy: ${copied.transactions} transactions were copied before that (the last ` +
+              `${idHex(copied.tid)}): --incremental continues from there`,
+          );
+        }
         process.exitCode = 1;
         return;
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
       }
       bar.finish();
       if (!quiet) {

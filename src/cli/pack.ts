@@ -3,12 +3,15 @@
 // less -d days, waiting for the pack to finish. The same options and exit statuses: none at all prints the
 // help (exit 0); a bad specification or a failed pack prints "Error:" and the reason on stderr (exit 1); a
 // server that cannot be reached is reported and skipped, and exit 1 when none could be. Like zeopack it
-// registers read-only (ZEO lets a read-only client pack) and waits (60 s) for each server to answer.
+// registers read-only (ZEO lets a read-only client pack) and waits (60 s) for each server to answer, through
+// a ClientStorage (its connection manager retries with backoff meanwhile).
 
 import os from 'node:os';
 import { Command } from 'commander';
-import { ClientConnection, type ServerAddress } from '../client/connection.js';
-import { PyFloat, pyRepr, tuple } from '../pickle/index.js';
+import { ClientStorage } from '../client/client-storage.js';
+import type { ServerAddress } from '../client/connection.js';
+import { pyRepr, tuple } from '../pickle/index.js';
+import type { TlsSection } from '../transport/tls.js';
 import { addTlsOptions, sslFromOptions } from './copy.js';
 
 /** One storage to pack: its server and its name there. */
@@ -64,7 +67,11 @@ export function packTime(days: number, time: string | undefined, now: Date = new
   return t - days * 86400;
 }
 
-/** The storages the arguments and options name, in zeopack's order (-h/-p, -U, arguments, -u). */
+/**
+ * The storages the arguments and options name, in zeopack's order (-h/-p, -U, arguments, -u). One
+ * difference: a server given without a storage name gets -S's (zeopack ignores -S there and packs '1', which
+ * `-S main host:port` would pack by surprise); without -S both use '1'.
+ */
 export function packTargets(args: string[], o: PackCommandOptions): PackTarget[] {
   const targets: PackTarget[] = [];
   if (o.host !== undefined) {
@@ -81,12 +88,12 @@ export function packTargets(args: string[], o: PackCommandOptions): PackTarget[]
       throw new PackUsageError(`Invalid server specification: ${pyRepr(server)}`);
     if (!/^\s*[-+]?\d+\s*$/.test(data[1]))
       throw new PackUsageError(`Invalid port in server specification: ${pyRepr(server)}`);
-    targets.push({ address: { host: data[0], port: Number(data[1]) }, name: data[2] ?? '1' });
+    targets.push({ address: { host: data[0], port: Number(data[1]) }, name: data[2] ?? o.name });
   }
   for (const server of o.unix ?? []) {
     const data = server.split(':');
     if (data.length > 2) throw new PackUsageError(`Invalid server specification: ${pyRepr(server)}`);
-    targets.push({ address: data[0], name: data[1] ?? '1' });
+    targets.push({ address: data[0], name: data[1] ?? o.name });
   }
   return targets;
 }
@@ -103,36 +110,24 @@ function addressRepr(t: PackTarget): string {
   return pyRepr(typeof a === 'string' ? a : 'path' in a ? a.path : tuple<string | number>(a.host, a.port));
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/**
- * Connects to the target's server and registers its storage read-only, retrying once a second until
- * `waitMs` has passed (zeopack: 60 tries a second apart); null when it could not, with the last reason.
- */
+/** A read-only ClientStorage on the target's storage, or the reason there is none after `waitMs`. */
 async function connect(
   t: PackTarget,
   waitMs: number,
-  tls: ReturnType<typeof sslFromOptions>,
-): Promise<{ conn: ClientConnection | null; reason: string }> {
-  const deadline = Date.now() + waitMs;
-  let reason: string;
-  for (;;) {
-    let conn: ClientConnection | null = null;
-    try {
-      conn = await ClientConnection.connect(t.address, {
-        connectTimeout: Math.max(1000, Math.min(10_000, deadline - Date.now())),
-        heartbeatInterval: 60_000,
-        tls: tls ?? undefined,
-      });
-      await conn.call('register', [t.name, true]);
-      return { conn, reason: '' };
-    } catch (e) {
-      await conn?.close();
-      reason = (e as Error).message;
-    }
-    const left = deadline - Date.now();
-    if (left <= 0) return { conn: null, reason };
-    await sleep(Math.min(1000, left));
+  ssl: TlsSection | null,
+): Promise<{ storage: ClientStorage | null; reason: string }> {
+  try {
+    const storage = await ClientStorage.open({
+      server: t.address,
+      storage: t.name,
+      readOnly: true,
+      waitTimeout: waitMs,
+      cacheSize: 0,
+      ...(ssl ? { ssl } : {}),
+    });
+    return { storage, reason: '' };
+  } catch (e) {
+    return { storage: null, reason: (e as Error).message };
   }
 }
 
@@ -140,26 +135,26 @@ async function connect(
 export async function runPack(
   targets: PackTarget[],
   packt: number,
-  options: { waitMs: number; tls?: ReturnType<typeof sslFromOptions>; err?: (s: string) => void },
+  options: { waitMs: number; tls?: TlsSection | null; err?: (s: string) => void },
 ): Promise<number> {
   const err = options.err ?? ((s: string) => process.stderr.write(s));
   let found = false;
   for (const t of targets) {
-    const { conn, reason } = await connect(t, options.waitMs, options.tls ?? null);
-    if (conn === null) {
+    const { storage, reason } = await connect(t, options.waitMs, options.tls ?? null);
+    if (storage === null) {
       err(`Couldn't connect to: ${targetRepr(t)}\n  (${reason})\n`);
       continue;
     }
     found = true;
     try {
-      await conn.call('pack', [new PyFloat(packt), true]);
+      await storage.pack(packt);
     } catch (e) {
       const error = e as Error;
       err(`${error.name}: ${error.message}\n`);
       err(`Error:\nError packing storage ${t.name} in ${addressRepr(t)}\n`);
       return 1;
     } finally {
-      await conn.close();
+      await storage.close();
     }
   }
   if (!found) {
@@ -192,7 +187,7 @@ export function packCommand(): Command {
     .option('-p <port>', 'deprecated: used with the -h and -S options, specifies the port to connect to')
     .option(
       '-S <name>',
-      'deprecated: the storage name to use with -h and -p, or with -U. Defaults to 1.',
+      'the storage name to use with -h and -p, with -U, and for servers given without one. Defaults to 1.',
       '1',
     )
     .option('-U <socket>', 'deprecated: used with the -S option, unix-domain socket to connect to')

@@ -8,8 +8,8 @@ import { copyFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { isBlobRecord } from './blobs/index.js';
-import { POSKeyError } from './errors.js';
-import { compareIds, idEquals, p64, tidRepr, u64, z64, type Tid } from './ids.js';
+import { POSKeyError, Unsupported } from './errors.js';
+import { compareIds, idCopy, idEquals, p64, tidRepr, u64, z64, type Tid } from './ids.js';
 import { TimeStamp } from './timestamp.js';
 import { TransactionMetaData, type Storage, type TransactionRecord } from './interfaces.js';
 
@@ -110,6 +110,12 @@ export async function copyTransactionsDetailed(
             await dest.restoreBlob(r.oid, tid, r.data!, copy, r.dataTxn, meta);
           } catch (e) {
             await unlink(copy).catch(() => {});
+            if (e instanceof Unsupported) {
+              throw new CopyError(
+                `the destination cannot restore blob files (${e.message}): copy the blob records without ` +
+                  'their files (--no-blobs)',
+              );
+            }
             throw e;
           }
           blobs++;
@@ -128,8 +134,9 @@ export async function copyTransactionsDetailed(
     result.transactions++;
     result.records += records;
     result.blobs += blobs;
-    result.first ??= txn.tid;
-    result.last = txn.tid;
+    // (an iterator's ids may be views of its buffers: keep copies)
+    result.first ??= idCopy(txn.tid);
+    result.last = idCopy(txn.tid);
     // a FileStorage's iterator says where the transaction is: the exact share of the file read so far
     const pos = (txn as { pos?: unknown }).pos;
     bytes =
@@ -170,7 +177,7 @@ async function firstTid(
   start: Tid | null = null,
   stop: Tid | null = null,
 ): Promise<Tid | null> {
-  for await (const txn of storage.iterator(start, stop)) return txn.tid;
+  for await (const txn of storage.iterator(start, stop)) return idCopy(txn.tid);
   return null;
 }
 
@@ -221,8 +228,9 @@ export async function copyStorage(
   if (blobs && source.capabilities.blobs && !dest.capabilities.blobs) {
     // the records would arrive without their files
     throw new CopyError(
-      'the source keeps blobs and the destination does not: give the destination a blob directory, ' +
-        'or copy the blob records without their files (--no-blobs)',
+      'the source keeps blobs and the destination does not: give a Data.fs destination a blob directory ' +
+        '(a ZEO server cannot take blob files: ZEO has no restoreBlob), or copy the blob records without ' +
+        'their files (--no-blobs)',
     );
   }
   let start: Tid | null = null;

@@ -5,7 +5,17 @@ export * from './errors.js';
 export { TimeStamp, newTid, tidTime } from './timestamp.js';
 export { CommitLock, type Release } from './commit-lock.js';
 export { extensionBytes, decodeExtension } from './extension.js';
-export { copyTransactions } from './copy.js';
+export {
+  copyStorage,
+  copyTransactions,
+  copyTransactionsDetailed,
+  CopyError,
+  incrementalStart,
+  type CopyOptions,
+  type CopyProgress,
+  type CopyResult,
+  type CopyStorageOptions,
+} from './copy.js';
 export { MemoryStorage } from './memory/memory-storage.js';
 export { FileStorage, FileStorageError, type FileStorageOptions } from './filestorage/index.js';
 export { BlobDirectory } from './blobs/index.js';

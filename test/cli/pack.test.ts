@@ -1,12 +1,25 @@
 // `zeo pack` (src/cli/pack.ts) as ZEO's zeopack: against zeo serve and runzeo, a pack to now removes the old
 // revisions a Python client wrote (Python's history and loadSerial say so), --days keeps what is younger;
-// unix sockets with -u; zeopack's exit statuses for no arguments, bad specifications, unreachable servers.
+// unix sockets with -u; TLS; zeopack's exit statuses for no arguments, bad specifications, unreachable
+// servers, a pack the server refuses.
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { packTargets, packTime, targetRepr } from '../../src/cli/pack.js';
+import { FileStorage } from '../../src/storage/filestorage/file-storage.js';
+import { serverTlsOptions } from '../../src/transport/tls.js';
+import { noOpenssl } from '../helpers/openssl.js';
 import { interopTest, type Oracle } from '../helpers/oracle.js';
+import { fileStorageConfig, startServer } from '../helpers/server-fixture.js';
 import { stopLeftovers } from '../helpers/server-process.js';
-import { runZeo, startZeoServer, type RunningZeoServer, type ZeoServerKind } from '../helpers/zeo-servers.js';
+import {
+  runZeo,
+  startZeoServer,
+  tlsPair,
+  type RunningZeoServer,
+  type ZeoServerKind,
+} from '../helpers/zeo-servers.js';
+import { withTempDir } from '../storage/filestorage/fs-oracle.js';
 
 after(stopLeftovers);
 
@@ -140,6 +153,11 @@ test('pack time and targets as zeopack computes them', () => {
   assert.equal(packTime(2, undefined, now), now.getTime() / 1000 - 2 * 86400);
   assert.equal(packTime(0, '7', now), new Date(2026, 11, 6, 7, 0, 0).getTime() / 1000);
   assert.equal(packTime(1, '7:05:09', now), new Date(2026, 11, 6, 7, 5, 9).getTime() / 1000 - 86400);
+  // -S names the storage of a server given without one (zeopack would pack '1' there)
+  assert.deepEqual(packTargets(['db:8100'], { name: 'main', unix: ['/s'] }).map(targetRepr), [
+    "(('db', 8100), 'main')",
+    "('/s', 'main')",
+  ]);
   const t = packTargets(['db:8100', 'db:8101:two'], {
     name: '1',
     host: 'h',
@@ -155,4 +173,54 @@ test('pack time and targets as zeopack computes them', () => {
     "('/s1', '1')",
     "('/s2', 'three')",
   ]);
+});
+
+test(
+  'zeo pack over TLS: a client certificate, the server checked against its CA',
+  { skip: noOpenssl },
+  async () => {
+    await withTempDir(async (dir) => {
+      const ssl = tlsPair(dir);
+      const s = await startServer({ tls: serverTlsOptions(ssl('server', 'client')) });
+      try {
+        const port = (s.address as { port: number }).port;
+        const c = ssl('client', 'server');
+        const args = ['--ssl-certificate', c.certificate!, '--ssl-key', c.key!];
+        const r = await runZeo(['pack', ...args, '--ssl-authenticate', c.authenticate!, `127.0.0.1:${port}`]);
+        assert.equal(r.status, 0, r.stderr);
+        assert.ok(
+          s.logs.some((l) => /pack\(time=[\d.]+\) complete/.test(l)),
+          'the server packed',
+        );
+        // without TLS options the server is not reached
+        const plain = await runZeo(['pack', '-w', '1', `127.0.0.1:${port}`]);
+        assert.equal(plain.status, 1);
+        assert.match(plain.stderr, /Cannot connect to any of the configured ZEO servers/);
+      } finally {
+        await s.stop();
+      }
+    });
+  },
+);
+
+test('zeo pack: a pack the server refuses exits 1 with the error and "Error packing storage"', async () => {
+  await withTempDir(async (dir) => {
+    await (await FileStorage.open(join(dir, 'Data.fs'))).close();
+    const s = await startServer({
+      dir,
+      storages: (d) => [fileStorageConfig(d, '1', { readOnly: true, blobDir: null })],
+    });
+    try {
+      const port = (s.address as { port: number }).port;
+      const r = await runZeo(['pack', `127.0.0.1:${port}`]);
+      assert.equal(r.status, 1);
+      assert.match(r.stderr, /^ReadOnlyError: /);
+      assert.match(
+        r.stderr,
+        new RegExp(`Error:\nError packing storage 1 in \\('127\\.0\\.0\\.1', ${port}\\)\n$`),
+      );
+    } finally {
+      await s.stop();
+    }
+  });
 });

@@ -2,10 +2,11 @@
 // Python's runzeo as a child (server-process.ts), in pickle or msgpack mode, over a FileStorage with a blob
 // directory, on 127.0.0.1 (a port of the OS's choosing) or a unix socket. Stopped (and its files removed) by
 // stop(). And runZeo: the `zeo` command as a child process.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import type { TlsSection } from '../../src/transport/tls.js';
 import { repoRoot } from './oracle.js';
 import { fileStorageConfig, startServer } from './server-fixture.js';
 import { freePort, ServerProcess } from './server-process.js';
@@ -18,6 +19,8 @@ export interface ZeoServerOptions {
   blobs?: boolean;
   /** listen on a unix socket instead of TCP */
   unix?: boolean;
+  /** makes the Data.fs (and the blobs) the server starts on */
+  prepare?: (dataFile: string, blobDir: string | null) => Promise<void>;
 }
 
 export interface RunningZeoServer {
@@ -40,28 +43,44 @@ export async function startZeoServer(
 ): Promise<RunningZeoServer> {
   const blobs = options.blobs ?? true;
   const msgpack = options.msgpack ?? false;
+  const dir = await mkdtemp(join(tmpdir(), `zeo-ts-${kind}-`));
+  const blobDir = blobs ? join(dir, 'blobs') : null;
+  try {
+    await options.prepare?.(join(dir, 'Data.fs'), blobDir);
+  } catch (e) {
+    await rm(dir, { recursive: true, force: true });
+    throw e;
+  }
   if (kind === 'zeo-ts') {
-    const s = await startServer({
-      msgpack,
-      unix: options.unix,
-      storages: blobs ? undefined : (d) => [fileStorageConfig(d, '1', { blobDir: null })],
-    });
+    let s;
+    try {
+      s = await startServer({
+        dir,
+        msgpack,
+        unix: options.unix,
+        storages: (d) => [fileStorageConfig(d, '1', { blobDir })],
+      });
+    } catch (e) {
+      await rm(dir, { recursive: true, force: true });
+      throw e;
+    }
     const a = s.address;
     return {
       kind,
       address: a,
       pyAddress: 'path' in a ? a.path : a.port,
       spec: 'path' in a ? a.path : `${a.host}:${a.port}`,
-      dataFile: join(s.dir, 'Data.fs'),
-      blobDir: blobs ? join(s.dir, 'blobs') : null,
-      stop: () => s.stop(),
+      dataFile: join(dir, 'Data.fs'),
+      blobDir,
+      async stop() {
+        await s.stop();
+        await rm(dir, { recursive: true, force: true });
+      },
     };
   }
-  const dir = await mkdtemp(join(tmpdir(), 'zeo-ts-runzeo-'));
   const conf = join(dir, 'zeo.conf');
   const port = options.unix ? 0 : await freePort();
   const sock = join(dir, 'zeo.sock');
-  const blobDir = blobs ? join(dir, 'blobs') : null;
   await writeFile(
     conf,
     `<zeo>\n  address ${options.unix ? sock : `127.0.0.1:${port}`}\n  msgpack ${msgpack}\n</zeo>\n` +
@@ -102,5 +121,31 @@ export function runZeo(args: string[]): Promise<{ status: number | null; stdout:
     p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     p.on('error', fail);
     p.on('close', (status) => done({ status, stdout, stderr }));
+  });
+}
+
+/**
+ * Certificates for a TLS server on 127.0.0.1 and its client, made with the openssl CLI in `dir`: each
+ * self-signed (each side's certificate is the other's CA). `ssl(certificate, authenticate)` is the <ssl>
+ * section of the side with that certificate that trusts the other.
+ */
+export function tlsPair(
+  dir: string,
+): (certificate: 'server' | 'client', authenticate: 'server' | 'client') => TlsSection {
+  const p = (name: string): string => join(dir, name);
+  for (const [who, subject, san] of [
+    ['server', '/CN=localhost', 'subjectAltName=DNS:localhost,IP:127.0.0.1'],
+    ['client', '/CN=zeo-ts client', 'subjectAltName=DNS:client'],
+  ]) {
+    execFileSync('openssl', [
+      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+      '-keyout', p(`${who}.key`), '-out', p(`${who}.pem`), '-days', '2', '-subj', subject, '-addext', san,
+    ], { stdio: ['ignore', 'ignore', 'pipe'] }); // prettier-ignore
+  }
+  return (certificate, authenticate) => ({
+    certificate: p(`${certificate}.pem`),
+    key: p(`${certificate}.key`),
+    passwordFunction: null,
+    authenticate: p(`${authenticate}.pem`),
   });
 }

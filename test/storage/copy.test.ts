@@ -180,3 +180,38 @@ interopTest(
     });
   },
 );
+
+test('an aborted copy stops after the transaction in hand; --incremental continues from there', async () => {
+  await withTempDir(async (dir) => {
+    const a = await FileStorage.open(join(dir, 'a.fs'), { fsync: false });
+    const b = await FileStorage.open(join(dir, 'b.fs'), { fsync: false });
+    try {
+      const tids = [];
+      for (let i = 0; i < 5; i++) {
+        const txn = new TransactionMetaData();
+        await a.tpcBegin(txn);
+        await a.store(await a.newOid(), z64, new TextEncoder().encode(`record ${i}`), txn);
+        await a.tpcVote(txn);
+        tids.push(await a.tpcFinish(txn));
+      }
+      const stop = new AbortController();
+      await assert.rejects(
+        copyStorage(a, b, {
+          signal: stop.signal,
+          onTransaction: (p) => {
+            if (p.transactions === 2) stop.abort(new CopyError('interrupted'));
+          },
+        }),
+        /interrupted/,
+      );
+      assert.deepEqual(b.lastTransaction(), tids[1]);
+      const rest = await copyStorage(a, b, { incremental: true });
+      assert.equal(rest.transactions, 3);
+      assert.deepEqual(rest.after, tids[1]);
+      assert.deepEqual(b.lastTransaction(), tids[4]);
+    } finally {
+      await b.close();
+      await a.close();
+    }
+  });
+});
