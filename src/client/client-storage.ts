@@ -550,10 +550,11 @@ export class ClientStorage extends EventEmitter implements Storage {
   private cacheLoaded(oid: Oid, start: Tid, end: Tid | null, data: Uint8Array): void {
     const cache = this.cache!;
     if (end === null) {
-      const known = cache.load(oid);
+      // (currentTid, not load: this check is no application read, so it counts no hit or miss)
+      const known = cache.currentTid(oid);
       if (known) {
         // the same or a newer current revision is there already: ours adds nothing
-        if (compareIds(known.tid, start) >= 0) return;
+        if (compareIds(known, start) >= 0) return;
         // an older one: the server answered before the invalidation of ours reached us (the reference's
         // server does not order them); it ended at or before our revision, so forget it
         cache.invalidate(oid, null);

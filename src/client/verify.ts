@@ -62,7 +62,9 @@ export async function verifyCache(
     invalidated: null,
     cleared,
   });
-  if (!cache || (cache.length === 0 && cache.getLastTid() === null)) return verified('empty cache');
+  // as ZEO (`if cache:`): an empty cache has nothing to verify, whatever last tid it remembers; it follows the
+  // server (an empty cache accepts any last tid)
+  if (!cache || cache.length === 0) return verified('empty cache');
   const cacheTid = cache.getLastTid();
   if (cacheTid === null) {
     cache.clear();
