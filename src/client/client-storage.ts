@@ -72,6 +72,10 @@ export interface ClientStorageOptions {
   /** the persistent cache's client name: <var>/<client>-<storage>.zec */
   client?: string | null;
   var?: string;
+  /** the persistent cache file itself (`<clientstorage>`'s cache-path); overrides client and var */
+  cachePath?: string | null;
+  /** a label for this client in the server's log (ZEO's client_label, sent with set_client_label) */
+  clientLabel?: string | null;
   blobDir?: string | null;
   sharedBlobDir?: boolean;
   blobCacheSize?: number | null;
@@ -242,9 +246,9 @@ export class ClientStorage extends EventEmitter implements Storage {
   static async open(options: ClientStorageOptions): Promise<ClientStorage> {
     const size = options.cacheSize ?? DEFAULT_CACHE_SIZE;
     const storage = options.storage ?? '1';
-    const path = options.client
-      ? join(options.var ?? process.cwd(), `${options.client}-${storage}.zec`)
-      : null;
+    const path =
+      options.cachePath ??
+      (options.client ? join(options.var ?? process.cwd(), `${options.client}-${storage}.zec`) : null);
     const cache = size > 0 ? await ClientCache.open({ size, path }) : null;
     let s: ClientStorage;
     try {
@@ -289,6 +293,8 @@ export class ClientStorage extends EventEmitter implements Storage {
     });
     const info = dictOf(await conn.call('get_info'), 'get_info');
     if (!conn.connected) throw await conn.closed;
+    // as ZEO's notify_connected: the label goes out once registered, before the connection is used
+    if (this.options.clientLabel) conn.callAsync('set_client_label', [this.options.clientLabel]);
     // from here on, synchronously: the cache, the last tid, the connection
     this.verifyResult = verified.result;
     this.updateInfo(info);

@@ -14,16 +14,10 @@ import type { TlsSection } from '../transport/tls.js';
 import type { ClientStorageOptions } from './client-storage.js';
 import type { ServerAddress } from './connection.js';
 
-/**
- * What a configuration says of a ZEO client: ClientStorage's options, the server list and storage name always
- * given, plus two ZEO has that ClientStorageOptions does not take yet: `cachePath` (`<clientstorage>`'s
- * cache-path, the persistent cache file itself) and `clientLabel` (a label for the server's log).
- */
+/** What a configuration says of a ZEO client: ClientStorage's options, the server list and storage name always given. */
 export interface ClientConfigOptions extends ClientStorageOptions {
   server: ServerAddress[];
   storage: string;
-  cachePath?: string;
-  clientLabel?: string;
 }
 
 /** The `<zodb>` section's settings (ZODB.DB's keyword arguments, camelCase; durations in ms). */

@@ -401,6 +401,30 @@ describe('calls, connection and close', () => {
     });
   });
 
+  test('clientLabel names the client in the server log (set_client_label); cachePath is the persistent cache file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'zeo-ts-label-'));
+    try {
+      const cachePath = join(dir, 'mine.zec');
+      const s = await open({ clientLabel: 'label-of-fink', cachePath });
+      assert.equal(s.cacheFile, cachePath);
+      const oid = await s.newOid();
+      await dostore(s, { oid, data: 7 });
+      await s.close();
+      await waitUntil(
+        () => server.logs.some((l) => l.includes('label-of-fink')),
+        'the label in the log',
+        5000,
+      );
+      const again = await open({ cachePath });
+      assert.equal(again.verifyResult, 'Cache up to date');
+      await again.load(oid);
+      assert.equal(again.cacheStats().hits, 1, 'the reopened cache file answers the load');
+      await again.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   test('a lost server: disconnect event, calls fail after waitTimeout with ClientDisconnected (transient)', async () => {
     const own = await startServer();
     const s = await ClientStorage.open({ server: own.address, waitTimeout: 300, minDisconnectPoll: 50 });
