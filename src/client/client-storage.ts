@@ -17,6 +17,7 @@ import {
   StorageTransactionError,
   Unsupported,
 } from '../storage/errors.js';
+import { CommitLock, type Release } from '../storage/commit-lock.js';
 import { compareIds, idHex, maxtid, z64, type Oid, type Tid } from '../storage/ids.js';
 import {
   capabilitiesOf,
@@ -112,39 +113,6 @@ export interface ClientStorageOptions {
 /** ZEO's default cache size: 20 MB. */
 const DEFAULT_CACHE_SIZE = 20 * 1024 * 1024;
 
-/** A lock handed out in order; a waiter can leave the queue (tpcAbort of a transaction still waiting). */
-class CommitLock {
-  private holder: object | null = null;
-  private readonly queue: Array<{ owner: object; resolve(): void; reject(e: unknown): void }> = [];
-
-  acquire(owner: object): Promise<void> {
-    if (this.holder === null) {
-      this.holder = owner;
-      return Promise.resolve();
-    }
-    return new Promise((resolve, reject) => this.queue.push({ owner, resolve, reject }));
-  }
-
-  /** Leaves the queue (rejecting the wait) or releases the lock. */
-  release(owner: object, why?: Error): void {
-    const i = this.queue.findIndex((w) => w.owner === owner);
-    if (i >= 0) {
-      const [w] = this.queue.splice(i, 1);
-      w.reject(why ?? new StorageTransactionError('the transaction was aborted while it waited'));
-      return;
-    }
-    if (this.holder !== owner) return;
-    const next = this.queue.shift();
-    this.holder = next ? next.owner : null;
-    next?.resolve();
-  }
-
-  /** every waiter fails (the storage closes) */
-  failAll(e: Error): void {
-    for (const w of this.queue.splice(0)) w.reject(e);
-  }
-}
-
 /** An oid being read while invalidations may arrive: the tids that changed it meanwhile, in order. */
 interface Watch {
   invalidated: Tid[];
@@ -162,7 +130,12 @@ export class ClientStorage extends EventEmitter implements Storage {
   private readonly blobs: ClientBlobs | null;
   private readonly connector: ConnectionManager;
   private readonly feed = new InvalidationFeed();
+  /** one transaction at a time on this client (the server's lock is taken at vote) */
   private readonly commitLock = new CommitLock();
+  /** the lock's release per transaction holding it */
+  private readonly lockHeld = new WeakMap<TransactionMetaData, Release>();
+  /** the transactions waiting for the lock: aborting one takes it out of the queue */
+  private readonly lockWaits = new Map<TransactionBuffer, AbortController>();
   private readonly inflight = new Map<string, Promise<LoadBeforeResult | null>>();
   private readonly watches = new Map<string, Set<Watch>>();
   private info = new Map<string, PickleValue>([
@@ -483,7 +456,7 @@ export class ClientStorage extends EventEmitter implements Storage {
     if (this.closed) return;
     this.closed = true;
     this.current = null;
-    this.commitLock.failAll(new ClientDisconnected('the storage is closed'));
+    for (const wait of this.lockWaits.values()) wait.abort(new ClientDisconnected('the storage is closed'));
     this.feed.close();
     await this.connector.close();
     await this.cache?.close();
@@ -696,7 +669,7 @@ export class ClientStorage extends EventEmitter implements Storage {
   private checkTransAny(txn: TransactionMetaData, method: string): TransactionBuffer {
     if (this.options.readOnly || this.connector.readOnly) throw new ReadOnlyError();
     const tbuf = txn.data.get(this);
-    if (!(tbuf instanceof TransactionBuffer) || waitingForLock.has(tbuf)) {
+    if (!(tbuf instanceof TransactionBuffer) || this.lockWaits.has(tbuf)) {
       throw new StorageTransactionError(`Transaction not committing (${method})`);
     }
     if (tbuf.generation !== this.generation) {
@@ -726,15 +699,16 @@ export class ClientStorage extends EventEmitter implements Storage {
     }
     if (this.options.serverSync) await this.serverSync(options);
     const placeholder = new TransactionBuffer(this.nextTxnId++, -1);
-    waitingForLock.add(placeholder);
+    const wait = new AbortController();
+    this.lockWaits.set(placeholder, wait);
     txn.data.set(this, placeholder);
     try {
-      await this.commitLock.acquire(txn);
+      this.lockHeld.set(txn, await this.commitLock.acquire(wait.signal));
     } catch (e) {
       if (txn.data.get(this) === placeholder) txn.data.delete(this);
       throw e;
     } finally {
-      waitingForLock.delete(placeholder);
+      this.lockWaits.delete(placeholder);
     }
     try {
       const conn = await this.connection(options);
@@ -745,7 +719,7 @@ export class ClientStorage extends EventEmitter implements Storage {
       conn.callAsync('tpc_begin', [tbuf.id, txn.user, txn.description, ext, tid, status]);
     } catch (e) {
       txn.data.delete(this);
-      this.commitLock.release(txn);
+      this.releaseLock(txn);
       throw e;
     }
   }
@@ -895,13 +869,11 @@ export class ClientStorage extends EventEmitter implements Storage {
   async tpcAbort(txn: TransactionMetaData, options?: CallOptions): Promise<void> {
     const tbuf = txn.data.get(this);
     if (!(tbuf instanceof TransactionBuffer)) return;
-    if (waitingForLock.has(tbuf)) {
+    const wait = this.lockWaits.get(tbuf);
+    if (wait) {
       // still waiting for our commit lock: leave the queue (its tpcBegin fails)
       txn.data.delete(this);
-      this.commitLock.release(
-        txn,
-        new StorageTransactionError('the transaction was aborted while it waited'),
-      );
+      wait.abort(new StorageTransactionError('the transaction was aborted while it waited'));
       return;
     }
     try {
@@ -922,8 +894,13 @@ export class ClientStorage extends EventEmitter implements Storage {
   private endTransaction(txn: TransactionMetaData): void {
     if (txn.data.get(this) instanceof TransactionBuffer) {
       txn.data.delete(this);
-      this.commitLock.release(txn);
+      this.releaseLock(txn);
     }
+  }
+
+  private releaseLock(txn: TransactionMetaData): void {
+    this.lockHeld.get(txn)?.();
+    this.lockHeld.delete(txn);
   }
 
   // ------------------------------------------------------------------------------------------------------
@@ -998,9 +975,6 @@ export class ClientStorage extends EventEmitter implements Storage {
     return this.blobsOrUnsupported().blobDirectoryOf(oid);
   }
 }
-
-/** Transactions still waiting for the client's commit lock. */
-const waitingForLock = new WeakSet<TransactionBuffer>();
 
 function conflictError(oid: Oid, committed: Tid, read: Tid, data: Uint8Array): ConflictError {
   let className = '?';
