@@ -12,9 +12,9 @@ import { FileStorage } from '../../src/storage/filestorage/file-storage.js';
 import { z64 } from '../../src/storage/ids.js';
 import { TransactionMetaData } from '../../src/storage/interfaces.js';
 import { serverTlsOptions } from '../../src/transport/tls.js';
-import { noOpenssl } from '../helpers/openssl.js';
+import { noOpenssl, selfSignedPair } from '../helpers/openssl.js';
 import { startServer } from '../helpers/server-fixture.js';
-import { runZeo, startZeoServer, tlsPair, type ZeoServerKind } from '../helpers/zeo-servers.js';
+import { runZeo, startZeoServer, type ZeoServerKind } from '../helpers/zeo-servers.js';
 import { waitUntil } from '../helpers/wait.js';
 import { PY_BUILD, withTempDir } from '../storage/filestorage/fs-oracle.js';
 
@@ -165,7 +165,7 @@ test(
   { skip: noOpenssl },
   async () => {
     await withTempDir(async (dir) => {
-      const ssl = tlsPair(dir);
+      const ssl = selfSignedPair(dir);
       const local = join(dir, 'local.fs');
       const fs = await FileStorage.open(local);
       const txn = new TransactionMetaData(new Uint8Array(0), new TextEncoder().encode('over TLS'));

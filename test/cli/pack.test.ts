@@ -8,17 +8,11 @@ import { after, test } from 'node:test';
 import { packTargets, packTime, targetRepr } from '../../src/cli/pack.js';
 import { FileStorage } from '../../src/storage/filestorage/file-storage.js';
 import { serverTlsOptions } from '../../src/transport/tls.js';
-import { noOpenssl } from '../helpers/openssl.js';
+import { noOpenssl, selfSignedPair } from '../helpers/openssl.js';
 import { interopTest, type Oracle } from '../helpers/oracle.js';
 import { fileStorageConfig, startServer } from '../helpers/server-fixture.js';
 import { stopLeftovers } from '../helpers/server-process.js';
-import {
-  runZeo,
-  startZeoServer,
-  tlsPair,
-  type RunningZeoServer,
-  type ZeoServerKind,
-} from '../helpers/zeo-servers.js';
+import { runZeo, startZeoServer, type RunningZeoServer, type ZeoServerKind } from '../helpers/zeo-servers.js';
 import { withTempDir } from '../storage/filestorage/fs-oracle.js';
 
 after(stopLeftovers);
@@ -180,7 +174,7 @@ test(
   { skip: noOpenssl },
   async () => {
     await withTempDir(async (dir) => {
-      const ssl = tlsPair(dir);
+      const ssl = selfSignedPair(dir);
       const s = await startServer({ tls: serverTlsOptions(ssl('server', 'client')) });
       try {
         const port = (s.address as { port: number }).port;

@@ -2,11 +2,10 @@
 // Python's runzeo as a child (server-process.ts), in pickle or msgpack mode, over a FileStorage with a blob
 // directory, on 127.0.0.1 (a port of the OS's choosing) or a unix socket. Stopped (and its files removed) by
 // stop(). And runZeo: the `zeo` command as a child process.
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import type { TlsSection } from '../../src/transport/tls.js';
 import { repoRoot } from './oracle.js';
 import { fileStorageConfig, startServer } from './server-fixture.js';
 import { freePort, ServerProcess } from './server-process.js';
@@ -121,31 +120,5 @@ export function runZeo(args: string[]): Promise<{ status: number | null; stdout:
     p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     p.on('error', fail);
     p.on('close', (status) => done({ status, stdout, stderr }));
-  });
-}
-
-/**
- * Certificates for a TLS server on 127.0.0.1 and its client, made with the openssl CLI in `dir`: each
- * self-signed (each side's certificate is the other's CA). `ssl(certificate, authenticate)` is the <ssl>
- * section of the side with that certificate that trusts the other.
- */
-export function tlsPair(
-  dir: string,
-): (certificate: 'server' | 'client', authenticate: 'server' | 'client') => TlsSection {
-  const p = (name: string): string => join(dir, name);
-  for (const [who, subject, san] of [
-    ['server', '/CN=localhost', 'subjectAltName=DNS:localhost,IP:127.0.0.1'],
-    ['client', '/CN=zeo-ts client', 'subjectAltName=DNS:client'],
-  ]) {
-    execFileSync('openssl', [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-      '-keyout', p(`${who}.key`), '-out', p(`${who}.pem`), '-days', '2', '-subj', subject, '-addext', san,
-    ], { stdio: ['ignore', 'ignore', 'pipe'] }); // prettier-ignore
-  }
-  return (certificate, authenticate) => ({
-    certificate: p(`${certificate}.pem`),
-    key: p(`${certificate}.key`),
-    passwordFunction: null,
-    authenticate: p(`${authenticate}.pem`),
   });
 }
