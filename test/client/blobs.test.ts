@@ -6,7 +6,6 @@
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import net from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -20,7 +19,6 @@ import { ClientStorage } from '../../src/client/client-storage.js';
 import { ClientConnection, type ServerAddress } from '../../src/client/connection.js';
 import { ClientDisconnected } from '../../src/client/errors.js';
 import type { PickleValue } from '../../src/pickle/index.js';
-import { codecFor, encodeFrame, FrameDecoder } from '../../src/protocol/index.js';
 import { POSKeyError } from '../../src/storage/errors.js';
 import { TransactionMetaData } from '../../src/storage/interfaces.js';
 import { idFromHex, idHex, p64, u64, z64, type Oid, type Tid } from '../../src/storage/ids.js';
@@ -29,6 +27,7 @@ import { startServer } from '../helpers/server-fixture.js';
 import { stopLeftovers } from '../helpers/server-process.js';
 import { startZeoServer, type RunningZeoServer, type ZeoServerKind } from '../helpers/zeo-servers.js';
 import { relay } from '../helpers/relay.js';
+import { scriptedServer as startScripted, type ScriptedServer } from '../helpers/scripted-server.js';
 
 after(stopLeftovers);
 
@@ -712,45 +711,19 @@ test('a load given a signal stops waiting when it aborts; the fetch it started s
 type Step = [string, PickleValue[]] | 'reply' | 'cut';
 
 /** Greets in pickle mode, answers register with z64 and ping with None; sendBlob gets the scripted steps. */
-async function scriptedServer(onSendBlob: (oid: Oid, serial: Tid) => Step[]) {
-  const codec = codecFor('Z', 'server');
-  const sockets: net.Socket[] = [];
-  const srv = net.createServer((sock) => {
-    sockets.push(sock);
-    sock.on('error', () => {});
-    const decoder = new FrameDecoder(1 << 24);
-    let hello = true;
-    sock.on('data', (d) => {
-      for (const f of decoder.push(d)) {
-        if (hello) {
-          hello = false;
-          continue;
-        }
-        const msg = codec.decode(Buffer.from(f));
-        if (msg.msgid === -1) continue;
-        const send = (p: Uint8Array): boolean => sock.write(encodeFrame(p));
-        if (msg.name === 'register') send(codec.encodeReply(msg.msgid, z64));
-        else if (msg.name === 'ping') send(codec.encodeReply(msg.msgid, null));
-        else if (msg.name === 'sendBlob') {
-          const [oid, serial] = msg.args as [Oid, Tid];
-          for (const step of onSendBlob(oid, serial)) {
-            if (step === 'reply') send(codec.encodeReply(msg.msgid, null));
-            else if (step === 'cut') sock.destroy();
-            else send(codec.encodeCall(0, true, step[0], step[1]));
-          }
-        }
+function scriptedServer(onSendBlob: (oid: Oid, serial: Tid) => Step[]): Promise<ScriptedServer> {
+  return startScripted('Z5', (msg, srv, sock) => {
+    if (msg.name === 'register') srv.reply(sock, msg.msgid, z64);
+    else if (msg.name === 'ping') srv.reply(sock, msg.msgid, null);
+    else if (msg.name === 'sendBlob') {
+      const [oid, serial] = msg.args as [Oid, Tid];
+      for (const step of onSendBlob(oid, serial)) {
+        if (step === 'reply') srv.reply(sock, msg.msgid, null);
+        else if (step === 'cut') sock.destroy();
+        else srv.notify(sock, step[0], step[1]);
       }
-    });
-    sock.write(encodeFrame(Buffer.from('Z5')));
+    }
   });
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  return {
-    address: { host: '127.0.0.1', port: (srv.address() as net.AddressInfo).port },
-    async close() {
-      for (const s of sockets) s.destroy();
-      await new Promise((r) => srv.close(r));
-    },
-  };
 }
 
 test('bad blob transfers from a server fail the load clearly, leave no file behind, and keep the connection', async () => {

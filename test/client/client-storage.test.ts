@@ -5,7 +5,6 @@
 // between client and server shows what the client sends and can hold back what the server answers.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -20,7 +19,7 @@ import {
   type Invalidation,
 } from '../../src/client/index.js';
 import { referencesf, tuple, type PickleValue } from '../../src/pickle/index.js';
-import { codecFor, encodeFrame, FrameDecoder, type Message } from '../../src/protocol/index.js';
+import type { Message } from '../../src/protocol/index.js';
 import { ConflictError, ReadOnlyError, Unsupported } from '../../src/storage/errors.js';
 import { compareIds, idHex, maxtid, p64, z64, type Tid } from '../../src/storage/ids.js';
 import { TransactionMetaData } from '../../src/storage/interfaces.js';
@@ -28,6 +27,7 @@ import { serverTlsOptions } from '../../src/transport/tls.js';
 import { startServer, type TestServer } from '../helpers/server-fixture.js';
 import { noOpenssl, selfSignedPair } from '../helpers/openssl.js';
 import { relay as openRelay, type Relay } from '../helpers/relay.js';
+import { scriptedServer as startScripted } from '../helpers/scripted-server.js';
 import { waitUntil } from '../helpers/wait.js';
 import {
   dostore,
@@ -72,7 +72,7 @@ const INFO = new Map<PickleValue, PickleValue>([
   ['interfaces', tuple()],
 ]);
 
-/** A scripted server (pickle): answers each call as `onCall` says; closed after the test. */
+/** A scripted server (test/helpers/scripted-server.ts, pickle): answers each call as `onCall` says; closed after the test. */
 async function scriptedServer(
   onCall: (
     m: Message,
@@ -80,38 +80,15 @@ async function scriptedServer(
     send: (name: string, args: PickleValue[]) => void,
   ) => void,
 ): Promise<number> {
-  const codec = codecFor('Z', 'server');
-  const sockets: net.Socket[] = [];
-  const fake = net.createServer((sock) => {
-    sockets.push(sock);
-    sock.on('error', () => {});
-    const decoder = new FrameDecoder(1 << 20);
-    let hello = true;
-    sock.on('data', (d: Buffer) => {
-      for (const f of decoder.push(d)) {
-        if (hello) {
-          hello = false;
-          continue;
-        }
-        const m = codec.decode(Buffer.from(f));
-        if (m.msgid === -1) continue;
-        onCall(
-          m,
-          (v) => sock.write(encodeFrame(codec.encodeReply(m.msgid, v))),
-          (name, args) => sock.write(encodeFrame(codec.encodeCall(0, true, name, args))),
-        );
-      }
-    });
-    sock.write(encodeFrame(Buffer.from('Z5')));
-  });
-  await new Promise<void>((res) => fake.listen(0, '127.0.0.1', res));
-  opened.push({
-    close: async () => {
-      for (const s of sockets) s.destroy();
-      await new Promise((res) => fake.close(res));
-    },
-  });
-  return (fake.address() as net.AddressInfo).port;
+  const s = await startScripted('Z5', (m, srv, sock) =>
+    onCall(
+      m,
+      (v) => srv.reply(sock, m.msgid, v),
+      (name, args) => srv.notify(sock, name, args),
+    ),
+  );
+  opened.push(s);
+  return s.address.port;
 }
 
 describe('invalidations', () => {

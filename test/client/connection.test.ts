@@ -21,6 +21,7 @@ import { POSKeyError } from '../../src/storage/errors.js';
 import { maxtid, p64, z64 } from '../../src/storage/ids.js';
 import { serverTlsOptions } from '../../src/transport/tls.js';
 import { noOpenssl, selfSignedPair } from '../helpers/openssl.js';
+import { scriptedServer } from '../helpers/scripted-server.js';
 import { interopDisabled } from '../helpers/oracle.js';
 import { startServer } from '../helpers/server-fixture.js';
 import { runzeo } from '../helpers/runzeo.js';
@@ -176,58 +177,7 @@ test(
 // ---------------------------------------------------------------------------------------------------------
 // Bad servers: a raw socket that greets properly, then misbehaves
 
-interface BadServer {
-  address: { host: string; port: number };
-  /** the calls the client made, decoded */
-  calls: Message[];
-  /** the sockets accepted */
-  sockets: net.Socket[];
-  codec: ReturnType<typeof codecFor>;
-  send(payload: Uint8Array): void;
-  close(): Promise<void>;
-}
-
-async function badServer(
-  greeting: string | null,
-  onCall: (msg: Message, s: BadServer, sock: net.Socket) => void = () => {},
-): Promise<BadServer> {
-  const codec = codecFor('Z', 'server');
-  const bad: BadServer = {
-    address: { host: '127.0.0.1', port: 0 },
-    calls: [],
-    sockets: [],
-    codec,
-    send(payload) {
-      bad.sockets[bad.sockets.length - 1].write(encodeFrame(payload));
-    },
-    close: async () => {
-      for (const s of bad.sockets) s.destroy();
-      await new Promise((r) => srv.close(r));
-    },
-  };
-  const srv = net.createServer((sock) => {
-    bad.sockets.push(sock);
-    sock.on('error', () => {});
-    const decoder = new FrameDecoder(1 << 24);
-    let hello = true;
-    sock.on('data', (d) => {
-      for (const f of decoder.push(d)) {
-        if (hello) {
-          hello = false;
-          continue;
-        }
-        const msg = codec.decode(Buffer.from(f));
-        if (msg.msgid === -1) continue;
-        bad.calls.push(msg);
-        onCall(msg, bad, sock);
-      }
-    });
-    if (greeting !== null) sock.write(encodeFrame(Buffer.from(greeting, 'latin1')));
-  });
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  bad.address.port = (srv.address() as net.AddressInfo).port;
-  return bad;
-}
+const badServer = scriptedServer;
 
 describe('bad servers', () => {
   test('garbage after the greeting fails every waiting call with ClientDisconnected', async () => {

@@ -4,12 +4,11 @@
 // - a reply shows a revision newer than the cache's current one before that revision's invalidation came.
 // test/client/interop.test.ts's race finds both against real servers, now and then; these always do.
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { test } from 'node:test';
 import { ClientStorage } from '../../src/client/client-storage.js';
 import { tuple, type PickleValue } from '../../src/pickle/index.js';
-import { codecFor, encodeFrame, FrameDecoder, type Message } from '../../src/protocol/index.js';
 import { idHex, maxtid, p64 } from '../../src/storage/ids.js';
+import { scriptedServer as startScripted } from '../helpers/scripted-server.js';
 
 const oid = p64(1);
 const [t1, t2, t3] = [p64(0x100), p64(0x200), p64(0x300)];
@@ -23,54 +22,30 @@ interface Script {
 }
 
 /**
- * A server that registers any client at t1 and answers loadBefore with `onLoad`, which may send one-way calls
- * first (invalidateTransaction) and returns the reply, or undefined to hold it (reply later with script.reply).
+ * A server (test/helpers/scripted-server.ts) that registers any client at t1 and answers loadBefore with `onLoad`,
+ * which may send one-way calls first (invalidateTransaction) and returns the reply, or undefined to hold it
+ * (reply later with script.reply).
  */
 async function scriptedServer(
   onLoad: (args: PickleValue[], script: Script, msgid: PickleValue) => PickleValue | undefined,
 ): Promise<{ port: number; loads: PickleValue[][]; close(): Promise<void> }> {
-  const codec = codecFor('Z', 'server');
   const loads: PickleValue[][] = [];
-  const sockets: net.Socket[] = [];
-  const srv = net.createServer((sock) => {
-    sockets.push(sock);
-    sock.on('error', () => {});
-    const decoder = new FrameDecoder(1 << 24);
-    let hello = true;
-    const send = (payload: Uint8Array): boolean => sock.write(encodeFrame(payload));
-    sock.on('data', (d: Buffer) => {
-      for (const f of decoder.push(d)) {
-        if (hello) {
-          hello = false;
-          continue;
-        }
-        const m: Message = codec.decode(Buffer.from(f));
-        if (m.msgid === -1 || m.flag) continue;
-        let reply: PickleValue | undefined = null;
-        if (m.name === 'register' || m.name === 'lastTransaction') reply = t1;
-        else if (m.name === 'get_info') reply = new Map<PickleValue, PickleValue>([['name', 'scripted']]);
-        else if (m.name === 'loadBefore') {
-          loads.push(m.args);
-          const script: Script = {
-            invalidate: (tid) => send(codec.encodeCall(0, true, 'invalidateTransaction', [tid, [oid]])),
-            reply: (msgid, value) => send(codec.encodeReply(msgid, value)),
-          };
-          reply = onLoad(m.args, script, m.msgid);
-        }
-        if (reply !== undefined) send(codec.encodeReply(m.msgid, reply));
-      }
-    });
-    sock.write(encodeFrame(Buffer.from('Z5', 'latin1')));
+  const srv = await startScripted('Z5', (m, s, sock) => {
+    if (m.flag) return;
+    let reply: PickleValue | undefined = null;
+    if (m.name === 'register' || m.name === 'lastTransaction') reply = t1;
+    else if (m.name === 'get_info') reply = new Map<PickleValue, PickleValue>([['name', 'scripted']]);
+    else if (m.name === 'loadBefore') {
+      loads.push(m.args);
+      const script: Script = {
+        invalidate: (tid) => s.notify(sock, 'invalidateTransaction', [tid, [oid]]),
+        reply: (msgid, value) => s.reply(sock, msgid, value),
+      };
+      reply = onLoad(m.args, script, m.msgid);
+    }
+    if (reply !== undefined) s.reply(sock, m.msgid, reply);
   });
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  return {
-    port: (srv.address() as net.AddressInfo).port,
-    loads,
-    close: async () => {
-      for (const s of sockets) s.destroy();
-      await new Promise((r) => srv.close(r));
-    },
-  };
+  return { port: srv.address.port, loads, close: () => srv.close() };
 }
 
 test('a load overtaken by two invalidations is not cached as current', async () => {
