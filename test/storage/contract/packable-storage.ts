@@ -408,83 +408,81 @@ export function packableStorageTests(name: string, factory: StorageFactory): voi
     });
   });
 
-  storageSuite(
-    `${name}: IExternalGC`,
-    (!factory.supportsDeleteObject && 'no deleteObject') ||
-      (!factory.supportsPackWithoutGc && 'no pack without gc'),
-    () => {
-      storageTest(factory, 'IExternalGC.test', async ({ storage: s }) => {
-        const db = await Db.open(s);
-        const oid0 = await s.newOid();
-        const oid1 = await s.newOid();
-        await db.commit([
-          [
-            z64,
-            mappingRecord([
-              [0, ref(oid0, 'persistent.mapping', 'PersistentMapping')],
-              [1, ref(oid1, MODULE, 'C')],
-            ]),
-          ],
-          [oid0, mappingRecord([])],
-          [oid1, C(1)],
-        ]);
-        const rootSerial = await db.commit([[z64, mappingRecord([])]]);
-        // garbage, but still there; a pack without gc keeps it
-        const { data: p0, serial: s0 } = await s.load(oid0);
-        const { data: p1, serial: s1 } = await s.load(oid1);
-        assert.equal(s.len(), 3);
+  storageSuite(`${name}: IExternalGC`, !factory.supportsDeleteObject && 'no deleteObject', () => {
+    storageTest(factory, 'IExternalGC.test', async ({ storage: s }) => {
+      const db = await Db.open(s);
+      const oid0 = await s.newOid();
+      const oid1 = await s.newOid();
+      await db.commit([
+        [
+          z64,
+          mappingRecord([
+            [0, ref(oid0, 'persistent.mapping', 'PersistentMapping')],
+            [1, ref(oid1, MODULE, 'C')],
+          ]),
+        ],
+        [oid0, mappingRecord([])],
+        [oid1, C(1)],
+      ]);
+      const rootSerial = await db.commit([[z64, mappingRecord([])]]);
+      // garbage, but still there; a pack without gc keeps it
+      const { data: p0, serial: s0 } = await s.load(oid0);
+      const { data: p1, serial: s1 } = await s.load(oid1);
+      assert.equal(s.len(), 3);
+      // (a storage that always collects garbage when it packs, as a ZEO client's, skips this step)
+      if (factory.supportsPackWithoutGc) {
         await s.pack(Date.now() / 1000 + 1, referencesf, { gc: false });
         assert.equal(s.len(), 3);
         assertBytes((await s.load(oid0)).data, p0);
         assertBytes((await s.load(oid1)).data, p1);
+      }
 
-        const txn = new TransactionMetaData();
-        await s.tpcBegin(txn);
-        await s.deleteObject(oid0, s0, txn);
-        await s.deleteObject(oid1, s1, txn);
-        await s.tpcVote(txn);
-        const tid = await s.tpcFinish(txn);
-        assertId(tid, s.lastTransaction());
-        await assert.rejects(s.load(oid0), POSKeyError);
-        await assert.rejects(s.load(oid1), POSKeyError);
-        // still there before the deletion
-        for (const [oid, p, serial] of [
-          [oid0, p0, s0],
-          [oid1, p1, s1],
-        ] as Array<[Oid, Uint8Array, Tid]>) {
-          const r = await s.loadBefore(oid, rootSerial);
-          assert.ok(r);
-          assertBytes(r.data, p);
-          assertId(r.start, serial);
-          assertId(r.end, tid);
-        }
-        // a pack after the deletion removes them for good
-        await s.pack(Date.now() / 1000 + 1, referencesf, { gc: false });
-        assert.equal(s.len(), 1);
-        for (const oid of [oid0, oid1]) {
-          await assert.rejects(s.load(oid), POSKeyError);
-          await assert.rejects(s.loadBefore(oid, rootSerial), POSKeyError);
-        }
+      const txn = new TransactionMetaData();
+      await s.tpcBegin(txn);
+      await s.deleteObject(oid0, s0, txn);
+      await s.deleteObject(oid1, s1, txn);
+      await s.tpcVote(txn);
+      const tid = await s.tpcFinish(txn);
+      assertId(tid, s.lastTransaction());
+      await assert.rejects(s.load(oid0), POSKeyError);
+      await assert.rejects(s.load(oid1), POSKeyError);
+      // still there before the deletion
+      for (const [oid, p, serial] of [
+        [oid0, p0, s0],
+        [oid1, p1, s1],
+      ] as Array<[Oid, Uint8Array, Tid]>) {
+        const r = await s.loadBefore(oid, rootSerial);
+        assert.ok(r);
+        assertBytes(r.data, p);
+        assertId(r.start, serial);
+        assertId(r.end, tid);
+      }
+      // a pack after the deletion removes them for good (without gc: the deletion alone does it)
+      await s.pack(Date.now() / 1000 + 1, referencesf, factory.supportsPackWithoutGc ? { gc: false } : {});
+      assert.equal(s.len(), 1);
+      for (const oid of [oid0, oid1]) {
+        await assert.rejects(s.load(oid), POSKeyError);
+        await assert.rejects(s.loadBefore(oid, rootSerial), POSKeyError);
+      }
 
-        // deleteObject with a serial that is not current: ConflictError
-        const oid = await s.newOid();
-        const badSerial = await db.commit([
-          [z64, mappingRecord([[0, ref(oid, 'persistent.mapping', 'PersistentMapping')]])],
-          [oid, mappingRecord([])],
-        ]);
-        await db.commit([[oid, mappingRecord([['x', 1]])]]);
-        const t2 = new TransactionMetaData();
-        await s.tpcBegin(t2);
-        await assert.rejects(
-          (async () => {
-            await s.deleteObject(oid, badSerial, t2);
-            await s.tpcVote(t2);
-          })(),
-          (e: unknown) => e instanceof ConflictError && idEquals(e.oid!, oid),
-        );
-        await s.tpcAbort(t2);
-        assert.ok((await s.load(oid)).data.length > 0);
-      });
-    },
-  );
+      // deleteObject with a serial that is not current: ConflictError
+      const oid = await s.newOid();
+      const badSerial = await db.commit([
+        [z64, mappingRecord([[0, ref(oid, 'persistent.mapping', 'PersistentMapping')]])],
+        [oid, mappingRecord([])],
+      ]);
+      await db.commit([[oid, mappingRecord([['x', 1]])]]);
+      const t2 = new TransactionMetaData();
+      await s.tpcBegin(t2);
+      await assert.rejects(
+        (async () => {
+          await s.deleteObject(oid, badSerial, t2);
+          await s.tpcVote(t2);
+        })(),
+        (e: unknown) => e instanceof ConflictError && idEquals(e.oid!, oid),
+      );
+      await s.tpcAbort(t2);
+      assert.ok((await s.load(oid)).data.length > 0);
+    });
+  });
 }
