@@ -429,8 +429,12 @@ export class ClientStorage extends EventEmitter implements Storage {
     this.connector.newAddr(addresses);
   }
 
-  invalidations(): AsyncIterableIterator<Invalidation> {
-    return this.feed.subscribe();
+  /**
+   * Every transaction's invalidations from now on, in order, as an async iterator (ended by close()). One
+   * that leaves more than `maxQueued` transactions unread fails with InvalidationsLost instead of growing.
+   */
+  invalidations(options: { maxQueued?: number } = {}): AsyncIterableIterator<Invalidation> {
+    return this.feed.subscribe(options.maxQueued);
   }
 
   /** ZEO's `ruok` request to the server we are connected to (else the first address): every storage's status. */

@@ -11,7 +11,7 @@ export {
   type ServerCallHandler,
 } from './connection.js';
 export { CallTimeoutError, ClientDisconnected } from './errors.js';
-export { type Invalidation } from './invalidations.js';
+export { DEFAULT_MAX_QUEUED, InvalidationsLost, type Invalidation } from './invalidations.js';
 export { ConnectionManager, type ConnectEvent, type ConnectionManagerOptions } from './manager.js';
 export { CacheAheadOfServerError, type VerifyResult } from './verify.js';
 export {
