@@ -142,7 +142,7 @@ for (const target of servers) {
 }
 
 test(
-  'TLS: the server checked against its certificate, a client certificate presented; a wrong CA is refused',
+  'TLS: the server checked against its certificate and its name (unless check-hostname is off), a client certificate presented; a wrong CA is refused',
   { skip: noOpenssl, timeout: 60_000 },
   async () => {
     const dir = await mkdtemp(join(tmpdir(), 'zeo-ts-client-tls-'));
@@ -155,6 +155,22 @@ test(
       assert.deepEqual(await c.call('register', ['1', false]), z64);
       assert.deepEqual(await c.call('lastTransaction'), z64);
       await c.close();
+      // hostname checking (<ssl> check-hostname, server-hostname): the certificate names localhost and 127.0.0.1
+      const named = await ClientConnection.connect(s.address, {
+        tls: { ...ssl('client', 'server'), serverHostname: 'localhost' },
+      });
+      await named.close();
+      const otherName = { ...ssl('client', 'server'), serverHostname: 'db.example.org' };
+      await assert.rejects(ClientConnection.connect(s.address, { tls: otherName }), (e: Error) => {
+        assert.ok(e instanceof ClientDisconnected);
+        assert.match(e.message, /does not match certificate's altnames|db\.example\.org/);
+        return true;
+      });
+      const unchecked = await ClientConnection.connect(s.address, {
+        tls: { ...otherName, checkHostname: false },
+      });
+      assert.deepEqual(await unchecked.call('register', ['1', false]), z64);
+      await unchecked.close();
       // a certificate file that is not there: connect rejects (it does not throw)
       const missing = { ...ssl('client', 'server'), certificate: p('nowhere.pem') };
       await assert.rejects(ClientConnection.connect(s.address, { tls: missing }), /ENOENT/);
