@@ -501,22 +501,35 @@ export class ClientStorage extends EventEmitter implements Storage {
 
   /** loadBefore from the server, merged with a request for the same (oid, tid) already in flight. */
   private fetchBefore(oid: Oid, tid: Tid): Promise<LoadBeforeResult | null> {
-    const key = idHex(oid) + idHex(tid);
+    const oidKey = idHex(oid);
+    const key = oidKey + idHex(tid);
     const inflight = this.inflight.get(key);
     if (inflight) return inflight;
-    const p = this.loadFromServer(oid, tid).finally(() => this.inflight.delete(key));
+    const p = this.loadFromServer(oid, tid, oidKey, key);
     this.inflight.set(key, p);
     return p;
   }
 
-  private async loadFromServer(oid: Oid, tid: Tid): Promise<LoadBeforeResult | null> {
-    const oidKey = idHex(oid);
-    const watch: Watch = { invalidated: [] };
-    let ws = this.watches.get(oidKey);
-    if (!ws) this.watches.set(oidKey, (ws = new Set()));
-    ws.add(watch);
+  /** (Takes itself out of `inflight` when done: always after fetchBefore put it there, an await comes first.) */
+  private async loadFromServer(
+    oid: Oid,
+    tid: Tid,
+    oidKey: string,
+    key: string,
+  ): Promise<LoadBeforeResult | null> {
+    // the invalidations that come while the load is out matter only to what it puts in the cache
+    let watch: Watch | null = null;
+    let ws: Set<Watch> | undefined;
+    if (this.cache) {
+      watch = { invalidated: [] };
+      ws = this.watches.get(oidKey);
+      if (!ws) this.watches.set(oidKey, (ws = new Set()));
+      ws.add(watch);
+    }
     try {
-      const conn = await this.connection();
+      // (the current connection without a promise of its own: loads are the hot path)
+      const c = this.current;
+      const conn = c !== null && c.connected && !this.closed ? c : await this.connection();
       const generation = this.generation;
       const r = await conn.call('loadBefore', [oid, tid]);
       if (r === null) return null;
@@ -528,7 +541,7 @@ export class ClientStorage extends EventEmitter implements Storage {
         end: idOrNull(t[2], 'loadBefore'),
       };
       // handled now, in order with the invalidations processed so far
-      if (this.cache && generation === this.generation && this.current === conn) {
+      if (watch && generation === this.generation && this.current === conn) {
         let end = result.end;
         if (end === null) {
           // invalidations came first: what we read ended at the first of them after it was written (and is
@@ -541,8 +554,11 @@ export class ClientStorage extends EventEmitter implements Storage {
       }
       return result;
     } finally {
-      ws.delete(watch);
-      if (ws.size === 0) this.watches.delete(oidKey);
+      this.inflight.delete(key);
+      if (ws) {
+        ws.delete(watch!);
+        if (ws.size === 0) this.watches.delete(oidKey);
+      }
     }
   }
 
