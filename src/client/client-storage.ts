@@ -17,7 +17,7 @@ import {
   StorageTransactionError,
   Unsupported,
 } from '../storage/errors.js';
-import { compareIds, idHex, maxtid, z64, type Oid, type Tid } from '../storage/ids.js';
+import { compareIds, maxtid, z64, type Oid, type Tid } from '../storage/ids.js';
 import {
   capabilitiesOf,
   type ConflictResolver,
@@ -341,7 +341,7 @@ export class ClientStorage extends EventEmitter implements Storage {
 
   /** Loads in flight for `oid` learn that `tid` changed it. */
   private noteInvalidation(oid: Oid, tid: Tid): void {
-    const ws = this.watches.get(idHex(oid));
+    const ws = this.watches.get(idKey(oid));
     if (ws) for (const w of ws) w.invalidated.push(tid);
   }
 
@@ -501,8 +501,8 @@ export class ClientStorage extends EventEmitter implements Storage {
 
   /** loadBefore from the server, merged with a request for the same (oid, tid) already in flight. */
   private fetchBefore(oid: Oid, tid: Tid): Promise<LoadBeforeResult | null> {
-    const oidKey = idHex(oid);
-    const key = oidKey + idHex(tid);
+    const oidKey = idKey(oid);
+    const key = oidKey + idKey(tid);
     const inflight = this.inflight.get(key);
     if (inflight) return inflight;
     const p = this.loadFromServer(oid, tid, oidKey, key);
@@ -1021,6 +1021,14 @@ function conflictError(oid: Oid, committed: Tid, read: Tid, data: Uint8Array): C
   }
   const e = new ConflictError(oid, [committed, read], data, `database conflict error (class ${className})`);
   return Object.assign(e, { className });
+}
+
+/**
+ * An 8-byte id as a 4-character key for the load tables (two bytes a UTF-16 unit): one small string, where hex
+ * made a Buffer view and a 16-digit string per id on every load.
+ */
+function idKey(b: Uint8Array): string {
+  return String.fromCharCode((b[0] << 8) | b[1], (b[2] << 8) | b[3], (b[4] << 8) | b[5], (b[6] << 8) | b[7]);
 }
 
 /** A shared promise, raced against one caller's signal and timeout. */
