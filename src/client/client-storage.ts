@@ -18,7 +18,7 @@ import {
   Unsupported,
 } from '../storage/errors.js';
 import { CommitLock, type Release } from '../storage/commit-lock.js';
-import { compareIds, idHex, maxtid, z64, type Oid, type Tid } from '../storage/ids.js';
+import { compareIds, maxtid, z64, type Oid, type Tid } from '../storage/ids.js';
 import {
   capabilitiesOf,
   type ConflictResolver,
@@ -320,7 +320,7 @@ export class ClientStorage extends EventEmitter implements Storage {
 
   /** Loads in flight for `oid` learn that `tid` changed it. */
   private noteInvalidation(oid: Oid, tid: Tid): void {
-    const ws = this.watches.get(idHex(oid));
+    const ws = this.watches.get(idKey(oid));
     if (ws) for (const w of ws) w.invalidated.push(tid);
   }
 
@@ -484,22 +484,35 @@ export class ClientStorage extends EventEmitter implements Storage {
 
   /** loadBefore from the server, merged with a request for the same (oid, tid) already in flight. */
   private fetchBefore(oid: Oid, tid: Tid): Promise<LoadBeforeResult | null> {
-    const key = idHex(oid) + idHex(tid);
+    const oidKey = idKey(oid);
+    const key = oidKey + idKey(tid);
     const inflight = this.inflight.get(key);
     if (inflight) return inflight;
-    const p = this.loadFromServer(oid, tid).finally(() => this.inflight.delete(key));
+    const p = this.loadFromServer(oid, tid, oidKey, key);
     this.inflight.set(key, p);
     return p;
   }
 
-  private async loadFromServer(oid: Oid, tid: Tid): Promise<LoadBeforeResult | null> {
-    const oidKey = idHex(oid);
-    const watch: Watch = { invalidated: [] };
-    let ws = this.watches.get(oidKey);
-    if (!ws) this.watches.set(oidKey, (ws = new Set()));
-    ws.add(watch);
+  /** (Takes itself out of `inflight` when done: always after fetchBefore put it there, an await comes first.) */
+  private async loadFromServer(
+    oid: Oid,
+    tid: Tid,
+    oidKey: string,
+    key: string,
+  ): Promise<LoadBeforeResult | null> {
+    // the invalidations that come while the load is out matter only to what it puts in the cache
+    let watch: Watch | null = null;
+    let ws: Set<Watch> | undefined;
+    if (this.cache) {
+      watch = { invalidated: [] };
+      ws = this.watches.get(oidKey);
+      if (!ws) this.watches.set(oidKey, (ws = new Set()));
+      ws.add(watch);
+    }
     try {
-      const conn = await this.connection();
+      // (the current connection without a promise of its own: loads are the hot path)
+      const c = this.current;
+      const conn = c !== null && c.connected && !this.closed ? c : await this.connection();
       const generation = this.generation;
       const r = await conn.call('loadBefore', [oid, tid]);
       if (r === null) return null;
@@ -511,7 +524,7 @@ export class ClientStorage extends EventEmitter implements Storage {
         end: idOrNull(t[2], 'loadBefore'),
       };
       // handled now, in order with the invalidations processed so far
-      if (this.cache && generation === this.generation && this.current === conn) {
+      if (watch && generation === this.generation && this.current === conn) {
         let end = result.end;
         if (end === null) {
           // invalidations came first: what we read ended at the first of them after it was written (and is
@@ -524,8 +537,11 @@ export class ClientStorage extends EventEmitter implements Storage {
       }
       return result;
     } finally {
-      ws.delete(watch);
-      if (ws.size === 0) this.watches.delete(oidKey);
+      this.inflight.delete(key);
+      if (ws) {
+        ws.delete(watch!);
+        if (ws.size === 0) this.watches.delete(oidKey);
+      }
     }
   }
 
@@ -989,6 +1005,14 @@ function conflictError(oid: Oid, committed: Tid, read: Tid, data: Uint8Array): C
   }
   const e = new ConflictError(oid, [committed, read], data, `database conflict error (class ${className})`);
   return Object.assign(e, { className });
+}
+
+/**
+ * An 8-byte id as a 4-character key for the load tables (two bytes a UTF-16 unit): one small string, where hex
+ * made a Buffer view and a 16-digit string per id on every load.
+ */
+function idKey(b: Uint8Array): string {
+  return String.fromCharCode((b[0] << 8) | b[1], (b[2] << 8) | b[3], (b[4] << 8) | b[5], (b[6] << 8) | b[7]);
 }
 
 /** A shared promise, raced against one caller's signal and timeout. */

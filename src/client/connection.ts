@@ -221,9 +221,9 @@ export class ClientConnection {
   }
 
   /** A synchronous call: resolves with the reply's value, rejects with the error rebuilt from an error reply. */
-  call(name: string, args: PickleValue[] = [], options: CallOptions = {}): Promise<PickleValue> {
+  call(name: string, args: PickleValue[] = [], options?: CallOptions): Promise<PickleValue> {
     if (this.closeReason) return Promise.reject(this.closeReason);
-    const signal = options.signal ?? null;
+    const signal = options?.signal ?? null;
     // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the signal's own reason, as fetch does
     if (signal?.aborted) return Promise.reject(signal.reason);
     const msgid = ++this.lastMsgid;
@@ -237,7 +237,7 @@ export class ClientConnection {
     }
     return new Promise<PickleValue>((resolve, reject) => {
       const p: Pending = { name, resolve, reject, timer: null, signal, onAbort: null };
-      const ms = options.timeout ?? this.options.timeout ?? 0;
+      const ms = options?.timeout ?? this.options.timeout ?? 0;
       if (ms > 0) p.timer = setTimeout(() => this.abandon(msgid, new CallTimeoutError(name, ms)), ms);
       if (signal) {
         p.onAbort = () => this.abandon(msgid, signal.reason);

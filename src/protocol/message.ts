@@ -126,8 +126,10 @@ abstract class BaseCodec implements MessageCodec {
       });
     }
     const msg = toMessage(v);
-    const over = overBudget(msg.body, messageBudget(payload.length));
-    if (over) throw new MessageRefused(msg.msgid, msg.flag, msg.name, over);
+    if (!withinAnyBudget(msg.body)) {
+      const over = overBudget(msg.body, messageBudget(payload.length));
+      if (over) throw new MessageRefused(msg.msgid, msg.flag, msg.name, over);
+    }
     return msg;
   }
 
@@ -174,6 +176,21 @@ export const MESSAGE_ELEMENT_SLACK = 1024;
  * MARK, and holding containers, could need more.
  */
 export const MESSAGE_MAX_STACK = 65536;
+
+/**
+ * A body no message budget refuses, found without walking it: a scalar, bytes, or a sequence of at most
+ * MESSAGE_ELEMENT_SLACK - 1 of them (one level deep, and fewer elements than the slack alone allows): most
+ * calls and replies (loadBefore's (data, start, end)).
+ */
+function withinAnyBudget(body: PickleValue): boolean {
+  if (body === null || typeof body !== 'object' || body instanceof Uint8Array) return true;
+  if (!Array.isArray(body) || body.length >= MESSAGE_ELEMENT_SLACK) return false;
+  for (let i = 0; i < body.length; i++) {
+    const x: PickleValue = body[i];
+    if (x !== null && typeof x === 'object' && !(x instanceof Uint8Array)) return false;
+  }
+  return true;
+}
 
 export function messageBudget(bytes: number): DecodeBudget {
   return { maxDepth: MESSAGE_MAX_DEPTH, maxElements: bytes + MESSAGE_ELEMENT_SLACK };

@@ -11,6 +11,19 @@ export const maxtid: Uint8Array = new Uint8Array([0x7f, 0xff, 0xff, 0xff, 0xff, 
 
 export function p64(n: bigint | number): Uint8Array {
   const out = new Uint8Array(8);
+  if (typeof n === 'number' && n >= 0 && n <= Number.MAX_SAFE_INTEGER && Number.isInteger(n)) {
+    // (no BigInt nor DataView for the common case: oids are made by the thousand)
+    const hi = Math.floor(n / 0x100000000);
+    const lo = n >>> 0;
+    out[1] = hi >>> 16;
+    out[2] = hi >>> 8;
+    out[3] = hi;
+    out[4] = lo >>> 24;
+    out[5] = lo >>> 16;
+    out[6] = lo >>> 8;
+    out[7] = lo;
+    return out;
+  }
   new DataView(out.buffer).setBigUint64(0, BigInt(n));
   return out;
 }
@@ -54,6 +67,7 @@ export const tidRepr = oidRepr;
 /** A copy that owns its bytes (ids read from a file or a frame are views that must not be kept). */
 export function idCopy(b: Uint8Array): Uint8Array {
   const out = new Uint8Array(8);
-  out.set(b.subarray(0, 8));
+  // (a loop: a subarray view to set from costs more than the eight bytes)
+  for (let i = 0; i < 8; i++) out[i] = b[i];
   return out;
 }
