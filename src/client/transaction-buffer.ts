@@ -14,9 +14,13 @@ export interface BufferedRecord {
 }
 
 export class TransactionBuffer {
-  private readonly records: Array<{ oid: Oid; data: Uint8Array | null }> = [];
-  /** oid hex -> the index of the record holding the client's resolution */
-  private readonly clientResolved = new Map<string, number>();
+  /**
+   * oid hex -> the latest record stored for it, in the order of each oid's first store (a Map keeps it): a
+   * repeated store, or the client's resolution at vote, replaces the earlier data
+   */
+  private readonly latest = new Map<string, { oid: Oid; data: Uint8Array | null }>();
+  /** the oids whose conflicts the client resolved (their data in `latest` is the resolution) */
+  private readonly clientResolved = new Set<string>();
   private readonly serverResolved = new Map<string, Oid>();
   /** uploaded blob files, for the blob cache after tpc_finish */
   readonly blobs: Array<{ oid: Oid; filename: string }> = [];
@@ -35,13 +39,13 @@ export class TransactionBuffer {
   ) {}
 
   store(oid: Oid, data: Uint8Array | null): void {
-    this.records.push({ oid, data });
+    this.latest.set(idHex(oid), { oid, data });
   }
 
   /** the client resolved a conflict: this data replaces what was stored for the oid */
   resolve(oid: Oid, data: Uint8Array): void {
     this.store(oid, data);
-    this.clientResolved.set(idHex(oid), this.records.length - 1);
+    this.clientResolved.add(idHex(oid));
   }
 
   /** the server resolved the oid (or undo touched it): what it wrote is not known here */
@@ -52,37 +56,20 @@ export class TransactionBuffer {
   /** the oids vote reports as resolved: the server's, then the client's */
   resolvedOids(): Oid[] {
     const out = [...this.serverResolved.values()];
-    for (const [, i] of this.clientResolved) out.push(this.records[i].oid);
+    for (const key of this.clientResolved) out.push(this.latest.get(key)!.oid);
     return out;
   }
 
   /**
-   * The cache updates of the committed transaction, as TransactionBuffer.__iter__: each oid once (a client
-   * resolution replaces the earlier store), then the oids only the server knows about (undo).
+   * The cache updates of the committed transaction, as TransactionBuffer.__iter__: each oid once with its
+   * latest data, then the oids only the server knows about (undo).
    */
   *updates(): Generator<BufferedRecord> {
-    const seen = new Set<string>();
-    for (let i = 0; i < this.records.length; i++) {
-      const { oid, data } = this.records[i];
-      const key = idHex(oid);
-      if ((this.clientResolved.get(key) ?? i) !== i) continue;
-      // a repeated store: the last one wins
-      if (seen.has(key)) continue;
-      seen.add(key);
-      yield { oid, data: this.lastDataOf(key, i, data), serverResolved: this.serverResolved.has(key) };
+    for (const [key, { oid, data }] of this.latest) {
+      yield { oid, data, serverResolved: this.serverResolved.has(key) };
     }
     for (const [key, oid] of this.serverResolved) {
-      if (!seen.has(key)) yield { oid, data: null, serverResolved: true };
+      if (!this.latest.has(key)) yield { oid, data: null, serverResolved: true };
     }
-  }
-
-  private lastDataOf(key: string, from: number, data: Uint8Array | null): Uint8Array | null {
-    const resolved = this.clientResolved.get(key);
-    if (resolved !== undefined) return this.records[resolved].data;
-    let last = data;
-    for (let j = from + 1; j < this.records.length; j++) {
-      if (idHex(this.records[j].oid) === key) last = this.records[j].data;
-    }
-    return last;
   }
 }
