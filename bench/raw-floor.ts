@@ -10,6 +10,7 @@
 import net from 'node:net';
 import { tuple, type PickleValue } from '../src/pickle/index.js';
 import { codecFor, encodeFrame, serverGreeting, type Encoding } from '../src/protocol/index.js';
+import { arg } from './report.js';
 
 /**
  * The length of the msgid at `at` of a request payload (the bytes a reply copies), or -1 when it is not one
@@ -129,11 +130,6 @@ export function startFloor(
     server.once('error', reject);
     server.listen(port, host, () => resolve(server));
   });
-}
-
-function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : undefined;
 }
 
 if (process.argv[1]?.endsWith('raw-floor.js') && process.argv.includes('--serve')) {

@@ -525,6 +525,14 @@ async function runWorker(task: GeneratorTask, ints: Int32Array, slot: number): P
     }
   };
   const open = (): Promise<GenConnection> => GenConnection.open(task.host, task.port, task.encoding);
+  /** one connection, set up before the phase */
+  const single = async (): Promise<GenConnection> => {
+    const c = await open();
+    conns.push(c);
+    parentPort!.postMessage({ type: 'ready' });
+    await started;
+    return c;
+  };
   switch (task.phase) {
     case 'loads': {
       const t = loadTemplate(task.encoding);
@@ -584,10 +592,7 @@ async function runWorker(task: GeneratorTask, ints: Int32Array, slot: number): P
       return;
     }
     case 'iterate': {
-      const c = await open();
-      conns.push(c);
-      parentPort!.postMessage({ type: 'ready' });
-      await started;
+      const c = await single();
       // iterator_start / iterator_next / iterator_record_start / iterator_record_next, as zodbconvert copies a
       // ClientStorage out (ZEO's TransactionIterator); one operation per record
       let iid: PickleValue = null;
@@ -612,10 +617,7 @@ async function runWorker(task: GeneratorTask, ints: Int32Array, slot: number): P
       return;
     }
     case 'iternext': {
-      const c = await open();
-      conns.push(c);
-      parentPort!.postMessage({ type: 'ready' });
-      await started;
+      const c = await single();
       let next: PickleValue = null;
       await loop(c, async () => {
         const r = (await c.call('record_iternext', [next])) as PickleValue[];

@@ -42,6 +42,7 @@ import {
 } from './raw-generator.js';
 import { rawChartSvg } from './raw-chart.js';
 import {
+  arg,
   benchDataFs,
   machineDescription,
   median,
@@ -60,11 +61,6 @@ import {
 } from './report.js';
 import { maxtid } from '../src/storage/ids.js';
 import type { Encoding } from '../src/protocol/index.js';
-
-function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-}
 
 const OBJECTS = Number(arg('objects') ?? 30_000);
 const SECONDS = Number(arg('seconds') ?? 5);
@@ -514,7 +510,6 @@ async function main(): Promise<void> {
         `ops/s ratios: zeo / other; CPU ratio: runzeo / zeo (> 1: zeo spends less)`,
       [
         'phase',
-        'gen thr',
         'runzeo ops/s',
         'zeo ops/s',
         'floor ops/s',
@@ -532,7 +527,6 @@ async function main(): Promise<void> {
         const { zeo, runzeo, floor } = r.runs;
         return [
           r.phase.title,
-          threadsOf(r),
           fmt(med(runzeo, 'opsPerSecond')),
           fmt(med(zeo, 'opsPerSecond')),
           fmt(med(floor, 'opsPerSecond')),
@@ -545,6 +539,34 @@ async function main(): Promise<void> {
           us(med(zeo, 'serverCpuUsPerOp')),
           us(med(floor, 'serverCpuUsPerOp')),
           fmt(med(runzeo, 'serverCpuUsPerOp') / med(zeo, 'serverCpuUsPerOp'), 2),
+        ];
+      }),
+    );
+    printTable(
+      "context: each server's CPU busy over the phase (100% = one core), and the generator (its threads, its " +
+        'CPU per operation over warm-up and phase: it must stay well below the time per operation)',
+      [
+        'phase',
+        'runzeo CPU %',
+        'zeo CPU %',
+        'floor CPU %',
+        'gen threads',
+        'gen µs/op (runzeo)',
+        'gen µs/op (zeo)',
+        'gen µs/op (floor)',
+      ],
+      results.map((r) => {
+        const { zeo, runzeo, floor } = r.runs;
+        const busy = (f: Figures[] | undefined): string => fmt((med(f, 'serverCpu') / med(f, 'wall')) * 100);
+        return [
+          r.phase.title,
+          busy(runzeo),
+          busy(zeo),
+          busy(floor),
+          threadsOf(r),
+          us(med(runzeo, 'generatorCpuUsPerOp')),
+          us(med(zeo, 'generatorCpuUsPerOp')),
+          us(med(floor, 'generatorCpuUsPerOp')),
         ];
       }),
     );

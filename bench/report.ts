@@ -11,6 +11,12 @@ import { fileURLToPath } from 'node:url';
 import { oraclePython, repoRoot } from '../test/helpers/oracle.js';
 import { zeoNodeFlags } from '../test/helpers/server-process.js';
 
+/** The value of a command-line flag `--name VALUE`, if given. */
+export function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
 /** "2.31x" when ours is faster (theirs / ours in time), "0.80x" when slower. */
 export function ratio(theirSeconds: number, ourSeconds: number): string {
   return `${(theirSeconds / ourSeconds).toFixed(2)}x`;
