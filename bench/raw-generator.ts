@@ -260,7 +260,7 @@ export class GenConnection {
   }
 
   /** Connects, answers the greeting with `encoding` and registers storage '1' (read-write). */
-  static async open(host: string, port: number, encoding: Encoding, register = true): Promise<GenConnection> {
+  static async open(host: string, port: number, encoding: Encoding): Promise<GenConnection> {
     let conn: GenConnection | null = null;
     const greeting = new Promise<Buffer>((resolve, reject) => {
       const socket = net.connect({
@@ -270,17 +270,16 @@ export class GenConnection {
       });
       conn = new GenConnection(socket);
       conn.greeting = resolve;
-      socket.once('error', reject);
+      // (after an error too; a no-op once the greeting came)
+      socket.once('close', () => reject(conn!.failure ?? new Error('the server closed the connection')));
     });
     const c = conn as unknown as GenConnection;
     await greeting;
     c.socket.write(encodeFrame(Buffer.from(`${encoding}5`, 'latin1')));
     c.codec = codecFor(encoding, 'client');
-    if (register) {
-      const r = await c.call('register', ['1', false]);
-      if (r !== null && !(r instanceof Uint8Array && r.length === 8))
-        throw new Error(`register answered ${pyRepr(r)}`);
-    }
+    const r = await c.call('register', ['1', false]);
+    if (r !== null && !(r instanceof Uint8Array && r.length === 8))
+      throw new Error(`register answered ${pyRepr(r)}`);
     return c;
   }
 

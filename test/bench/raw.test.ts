@@ -4,7 +4,7 @@
 // (oid, tid) pairs, with a reply the codec reads as a loadBefore result; the histogram and the SVG chart.
 
 import assert from 'node:assert/strict';
-import type { AddressInfo, Server } from 'node:net';
+import { createServer, type AddressInfo, type Server } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { pyRepr, tuple, type PickleValue } from '../../src/pickle/index.js';
 import { codecFor, type Encoding } from '../../src/protocol/index.js';
@@ -264,6 +264,17 @@ describe('the generator against zeo serve', () => {
     assert.ok(sink.ops < 1000);
     c.close();
   });
+});
+
+test('opening a connection to a server that closes before its greeting fails, and does not hang', async () => {
+  const server = createServer((c) => c.destroy());
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  try {
+    const { port } = server.address() as AddressInfo;
+    await assert.rejects(GenConnection.open('127.0.0.1', port, 'Z'), /closed the connection/);
+  } finally {
+    await new Promise<void>((r) => server.close(() => r()));
+  }
 });
 
 describe('the chart', () => {
