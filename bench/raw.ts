@@ -570,6 +570,20 @@ async function main(): Promise<void> {
         ];
       }),
     );
+    // how far the generator drives a server at all: its best phase against the floor
+    const reach = results
+      .filter((r) => r.runs.floor)
+      .map((r) => ({
+        phase: r.phase.name,
+        opsPerSecond: med(r.runs.floor, 'opsPerSecond'),
+        threads: threadsOf(r),
+      }))
+      .sort((a, b) => b.opsPerSecond - a.opsPerSecond)[0];
+    if (reach)
+      log(
+        `the generator drives the floor at up to ${reach.opsPerSecond.toFixed(0)} loads/s (${reach.phase}, ` +
+          `${reach.threads} generator thread${reach.threads > 1 ? 's' : ''})`,
+      );
     const ts = targets(results);
     if (ts.length)
       printTable(
@@ -589,6 +603,7 @@ async function main(): Promise<void> {
       generatorThreadsMax: THREADS,
       commitObjects: COMMIT_OBJECTS,
       floorDataBytes: dataBytes,
+      generatorReach: reach,
       servers: SERVERS,
       targets: ts,
       results: results.map((r) => ({
