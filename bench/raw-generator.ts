@@ -288,7 +288,6 @@ export class GenConnection {
     this.failure = e;
     for (const p of this.pending.values()) p.reject(e);
     this.pending.clear();
-    this.lean?.fail(e);
     if (!this.closed || e.message !== 'connection closed') this.onFail?.(e);
   }
 
@@ -388,7 +387,6 @@ export class LeanLoads {
   private due = 0;
   private seen = 0;
   stopped = false;
-  failure: Error | null = null;
 
   constructor(
     private readonly conn: GenConnection,
@@ -407,10 +405,6 @@ export class LeanLoads {
   start(): void {
     this.due = this.depth;
     this.flush();
-  }
-
-  fail(e: Error): void {
-    this.failure ??= e;
   }
 
   /** One reply frame: payload at `start` of `buf`, `len` bytes. */
