@@ -12,13 +12,14 @@
 // (default 3; the order of the servers turns from round to round), and reports the median of the rounds:
 //   loads-dD-cC    loadBefore(random oid, maxtid) at depth D (1, or 32 pipelined) on each of C connections
 //                  (1, 8, 64); uniformly random oids among the Data.fs's;
-//   commits-cC     small commits on each of C connections (1, 4, 16), each connection updating its own K
-//                  objects (default 2; made from new_oids before the phase): tpc_begin and storea one-way,
-//                  vote and tpc_finish waited for, as ZEO 5 clients send them;
 //   iterate        iterator_start / iterator_next / iterator_record_start / iterator_record_next over the
 //                  whole database, as zodbconvert copies a ClientStorage out (one operation: a record);
 //   iternext       record_iternext scans of the whole database (one operation: a call);
 //   connect        connect, handshake, register, close, one at a time (one operation: a cycle);
+//   commits-cC     small commits on each of C connections (1, 4, 16), each connection updating its own K
+//                  objects (default 2; made from new_oids before the phase): tpc_begin and storea one-way,
+//                  vote and tpc_finish waited for, as ZEO 5 clients send them (they run after the read-only
+//                  phases, whatever the order of --phases, so that those see the same Data.fs in every server);
 //   cold           a freshly started server's first 5,000 loads at depth 1 on one connection (no warm-up:
 //                  what short tool sessions see).
 // For each: operations per second, p50/p99 latency (fixed histogram buckets, 6% wide) and the server's CPU per
@@ -106,14 +107,6 @@ const ALL_PHASES: PhaseSpec[] = [
       floor: true,
     })),
   ),
-  ...[1, 4, 16].map((c) => ({
-    name: `commits-c${c}`,
-    title: `commits (${COMMIT_OBJECTS} obj), ${c} conn${c > 1 ? 's' : ''}`,
-    task: 'commits' as const,
-    connections: c,
-    depth: 1,
-    floor: false,
-  })),
   { name: 'iterate', title: 'iterate (per record)', task: 'iterate', connections: 1, depth: 1, floor: false },
   { name: 'iternext', title: 'record_iternext', task: 'iternext', connections: 1, depth: 1, floor: false },
   {
@@ -124,6 +117,15 @@ const ALL_PHASES: PhaseSpec[] = [
     depth: 1,
     floor: false,
   },
+  // (after the read-only phases, which then all see the same Data.fs in every server)
+  ...[1, 4, 16].map((c) => ({
+    name: `commits-c${c}`,
+    title: `commits (${COMMIT_OBJECTS} obj), ${c} conn${c > 1 ? 's' : ''}`,
+    task: 'commits' as const,
+    connections: c,
+    depth: 1,
+    floor: false,
+  })),
   {
     name: 'cold',
     title: `cold: first ${COLD_LOADS} loads`,
@@ -134,6 +136,7 @@ const ALL_PHASES: PhaseSpec[] = [
     cold: true,
   },
 ];
+/** the phases asked for, in the order of ALL_PHASES */
 const PHASES: PhaseSpec[] = arg('phases')
   ? arg('phases')!
       .split(',')
@@ -144,6 +147,7 @@ const PHASES: PhaseSpec[] = arg('phases')
           throw new Error(`--phases: unknown ${n} (one of ${ALL_PHASES.map((x) => x.name).join(', ')})`);
         return p;
       })
+      .sort((a, b) => ALL_PHASES.indexOf(a) - ALL_PHASES.indexOf(b))
   : ALL_PHASES;
 
 interface Running {
