@@ -28,7 +28,7 @@
 // bench/results/raw-<timestamp>.json (with the machine's description) and raw-<timestamp>.svg.
 // --profile PHASE runs only that phase, only against `node --cpu-prof zeo serve`, and prints its top functions.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -58,7 +58,6 @@ import {
   stopProcess,
   writeResult,
   type BenchDataFs,
-  type BenchServer,
 } from './report.js';
 import { maxtid } from '../src/storage/ids.js';
 import type { Encoding } from '../src/protocol/index.js';
@@ -155,8 +154,8 @@ interface Running {
   port: number;
   pid: number;
   stop(): Promise<void>;
-  /** the zeo/runzeo server, for its log */
-  bench?: BenchServer;
+  /** the server's log, if it writes one */
+  logPath?: string;
 }
 
 /** One phase against one server. */
@@ -206,7 +205,7 @@ async function startReal(
     nodeFlags,
     msgpack: ENCODING === 'M',
   });
-  return { kind, port: s.port, pid: s.proc.pid!, stop: () => stopBenchServer(s), bench: s };
+  return { kind, port: s.port, pid: s.proc.pid!, stop: () => stopBenchServer(s), logPath: s.logPath };
 }
 
 /** A worker of the generator; resolves `ready` once its connections are set up. */
@@ -215,7 +214,6 @@ class GenWorker {
   readonly ready: Promise<void>;
   readonly done: Promise<void>;
   private readonly waiters = new Map<string, () => void>();
-  error: Error | null = null;
 
   constructor(task: GeneratorTask, counters: SharedArrayBuffer, slot: number, onError: (e: Error) => void) {
     this.worker = new Worker(GENERATOR_JS, { workerData: { rawGenerator: true, task, counters, slot } });
@@ -223,10 +221,7 @@ class GenWorker {
     this.ready = wait('ready');
     this.done = wait('done');
     this.worker.on('message', (m: { type: string; message?: string }) => {
-      if (m.type === 'error') {
-        this.error = new Error(`generator: ${m.message}`);
-        onError(this.error);
-      }
+      if (m.type === 'error') onError(new Error(`generator: ${m.message}`));
       this.waiters.get(m.type)?.();
     });
     this.worker.on('error', (e) => onError(e));
@@ -492,6 +487,10 @@ async function main(): Promise<void> {
             // (every server gets the same seed in a round: the same oids)
             const f = await runPhase(s, p, data, k * ROUNDS + round + 1);
             (r.runs[kind] ??= []).push(f);
+          } catch (e) {
+            if (!s.logPath) throw e;
+            const tail = readFileSync(s.logPath, 'utf8').split('\n').slice(-30).join('\n');
+            throw new Error(`${(e as Error).message}\n${kind} log (last lines):\n${tail}`, { cause: e });
           } finally {
             if (p.cold) {
               await s.stop();
