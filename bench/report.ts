@@ -4,12 +4,11 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, copyFileSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { cpus, loadavg, release as osRelease, tmpdir, totalmem, type as osType } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { oraclePython, repoRoot } from '../test/helpers/oracle.js';
-import { zeoNodeFlags } from '../test/helpers/server-process.js';
+import { freePort, zeoNodeFlags } from '../test/helpers/server-process.js';
 
 /** The value of a command-line flag `--name VALUE`, if given. */
 export function arg(name: string): string | undefined {
@@ -139,19 +138,6 @@ export interface BenchServer {
   port: number;
   proc: ChildProcess;
   logPath: string;
-}
-
-/** A free TCP port on the loopback. */
-export function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      const port = typeof a === 'object' && a ? a.port : 0;
-      s.close(() => resolvePort(port));
-    });
-  });
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
