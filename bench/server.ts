@@ -13,6 +13,7 @@
 //   - loads: one loadBefore round trip at a time per client, random oids, the client's cache never asked;
 //   - pipelined loads: W (default 32) loadBefore calls in flight per client;
 //   - small commits: ZODB transactions changing 2 objects of the client's own (no conflicts);
+//   - single-object commits (asked with --phases commits1): the same, changing 1 object;
 //   - undoLog, undoInfo (asked with --phases): one undoLog(0, -20) / undoInfo(0, -20) round trip at a time;
 //   - missing (asked with --phases): one loadBefore round trip at a time of an oid that does not exist (the
 //     POSKeyError reply).
@@ -91,12 +92,13 @@ const PROFILE = arg('profile');
 /** client slots in the Data.fs: the most clients a phase can have */
 const SLOTS = 16;
 
-type Phase = 'loads' | 'pipelined' | 'commits' | 'undoLog' | 'undoInfo' | 'missing';
+type Phase = 'loads' | 'pipelined' | 'commits' | 'commits1' | 'undoLog' | 'undoInfo' | 'missing';
 const PHASES: Phase[] = ((arg('phases') ?? 'loads,pipelined,commits').split(',') as Phase[]).filter(Boolean);
 const PHASE_NAMES: Record<Phase, string> = {
   loads: 'loads',
   pipelined: `pipelined loads (${WINDOW} in flight)`,
   commits: 'small commits (2 objects)',
+  commits1: 'single-object commits',
   undoLog: 'undoLog(0, -20)',
   undoInfo: 'undoInfo(0, -20)',
   missing: 'loadBefore of a missing oid',
