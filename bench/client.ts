@@ -21,7 +21,7 @@
 //
 // (The Node clients are this file run with --worker: each warms up, says "ready", and starts on "go".)
 import { spawn } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -39,6 +39,7 @@ import {
   median,
   oracleVersions,
   printTable,
+  processCpu,
   runPython,
   withRange,
   type BenchDataFs,
@@ -222,13 +223,6 @@ async function startServer(kind: ServerKind, data: DataFs, dir: string): Promise
     throw e;
   }
   return { kind, port, process: p };
-}
-
-/** A process's user + system CPU seconds, all its threads (/proc/<pid>/stat fields 14 and 15). */
-function processCpu(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  // fields[0] is field 3 (state)
-  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 interface PhaseRun {

@@ -118,3 +118,10 @@ export function writeResult(bench: string, date: Date, out: unknown, seconds: nu
   writeFileSync(file, JSON.stringify(out, null, 2) + '\n');
   process.stderr.write(`wrote ${relative(repoRoot, file)} (${seconds.toFixed(0)} s)\n`);
 }
+
+/** A process's user + system CPU seconds, all its threads (/proc/<pid>/stat fields 14 and 15). */
+export function processCpu(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  // fields[0] is field 3 (state)
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
