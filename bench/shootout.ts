@@ -19,11 +19,14 @@
 //   hot     read N objects from the client's cache (the connection's pickle cache emptied): barely the server
 // N is --objects (its --object-counts; default 100). Each figure is zodbshootout's: seconds per operation (one
 // transaction, or one pass over the N objects), the median of its values (pyperf's -p processes x -n values,
-// after -w warm-up values each, -l loops per value or calibrated when 0; defaults 1, 2, 1, 0). Also each
-// server's CPU time over the run (utime + stime from /proc/<pid>/stat: it is idle while the other's benchmark
-// runs). Prints the table (ratio > 1: zeo serve faster) with the targets (every phase at least as fast
-// as runzeo; cold reads at least 1.5x), and writes bench/results/shootout-<timestamp>.json with the machine's
-// description, zodbshootout's version and the patches applied.
+// after -w warm-up values each, -l loops per value or calibrated when 0; defaults 1, 3, 1, 1: one worker
+// process per benchmark and server and no calibration run, so that the whole run takes about 10 minutes on 2
+// cores; each value is zodbshootout's inner loops, 100 operations at concurrency up to 10 and 30 above, except
+// warm's, one operation). Also each server's CPU time over the run (utime + stime from /proc/<pid>/stat: it
+// is idle while the other's benchmark runs). Prints the table (ratio > 1: zeo serve faster) with the issue's
+// targets (every phase at least as fast as runzeo; cold reads at least 1.5x), and writes
+// bench/results/shootout-<timestamp>.json with the machine's description, zodbshootout's version and the
+// patches applied.
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
@@ -56,9 +59,9 @@ const ENCODINGS = list(arg('encodings') ?? 'pickle,msgpack') as Encoding[];
 const PHASES = list(arg('phases') ?? 'add,update,cold,warm,hot') as Phase[];
 const PYPERF = {
   processes: Number(arg('processes') ?? 1),
-  values: Number(arg('values') ?? 2),
+  values: Number(arg('values') ?? 3),
   warmups: Number(arg('warmups') ?? 1),
-  loops: Number(arg('loops') ?? 0),
+  loops: Number(arg('loops') ?? 1),
 };
 const KEEP = process.argv.includes('--keep');
 
