@@ -17,12 +17,12 @@
 //   add     add N objects in one transaction         update  change N objects in one transaction
 //   cold    read N objects, every cache emptied       warm    write N objects, then read them back
 //   hot     read N objects from the client's cache (the connection's pickle cache emptied): barely the server
-// N is --objects (its --object-counts; default 100). Each figure is zodbshootout's: seconds per operation (one
+// N is --objects (its --object-counts; default 200). Each figure is zodbshootout's: seconds per operation (one
 // transaction, or one pass over the N objects), the median of its values (pyperf's -p processes x -n values,
 // after -w warm-up values each, -l loops per value or calibrated when 0; defaults 1, 3, 1, 1: one worker
 // process per benchmark and server and no calibration run, so that the whole run takes about 10 minutes on 2
-// cores; each value is zodbshootout's inner loops, 100 operations at concurrency up to 10 and 30 above, except
-// warm's, one operation). Also each server's CPU time over the run (utime + stime from /proc/<pid>/stat: it
+// cores; each value is zodbshootout's inner loops: 10 operations (100 when N <= 100: 100 objects per transaction
+// make a run five times as long), and warm's one operation). Also each server's CPU time over the run (utime + stime from /proc/<pid>/stat: it
 // is idle while the other's benchmark runs). Prints the table (ratio > 1: zeo serve faster) with the issue's
 // targets (every phase at least as fast as runzeo; cold reads at least 1.5x), and writes
 // bench/results/shootout-<timestamp>.json with the machine's description, zodbshootout's version and the
@@ -53,7 +53,7 @@ type ServerKind = 'runzeo' | 'zeo-ts';
 type Encoding = 'pickle' | 'msgpack';
 type Phase = 'add' | 'update' | 'cold' | 'warm' | 'hot';
 
-const OBJECTS = Number(arg('objects') ?? 100);
+const OBJECTS = Number(arg('objects') ?? 200);
 const CONCURRENCY = list(arg('concurrency') ?? '1,4,16').map(Number);
 const ENCODINGS = list(arg('encodings') ?? 'pickle,msgpack') as Encoding[];
 const PHASES = list(arg('phases') ?? 'add,update,cold,warm,hot') as Phase[];
@@ -257,6 +257,30 @@ function machine(): Record<string, unknown> {
 
 const ms = (s: number): string => (s * 1000 < 10 ? (s * 1000).toFixed(2) : (s * 1000).toFixed(1));
 
+function compare(runs: Run[]) {
+  return runs.flatMap((r) =>
+    PHASES.map((phase) => {
+      const a = r.figures.runzeo[phase];
+      const b = r.figures['zeo-ts'][phase];
+      if (!a || !b) throw new Error(`zodbshootout reported no ${phase} for ${a ? 'zeo-ts' : 'runzeo'}`);
+      const speedRatio = a.seconds / b.seconds;
+      const met = !a.failed && !b.failed && speedRatio >= TARGET[phase];
+      const { encoding, concurrency } = r;
+      return {
+        encoding,
+        concurrency,
+        phase,
+        name: PHASE_NAMES[phase],
+        speedRatio,
+        target: TARGET[phase],
+        met,
+        runzeo: a,
+        zeoTs: b,
+      };
+    }),
+  );
+}
+
 async function main(): Promise<void> {
   ensureZodbshootout();
   const patches = JSON.parse(runPython([RUNNER_PY, '--list-patches'], 60_000)) as Record<string, string>;
@@ -264,49 +288,47 @@ async function main(): Promise<void> {
   const load0 = loadavg()[0];
   const machineAtStart = machine();
   const work = mkdtempSync(join(tmpdir(), 'zeo-ts-bench-shootout-'));
+  const date = new Date();
   const t0 = performance.now();
   const runs: Run[] = [];
+  // written again after each zodbshootout run: a run cut short keeps what it measured
+  const write = (complete: boolean): void => {
+    const seconds = (performance.now() - t0) / 1000;
+    writeResult(
+      'shootout',
+      date,
+      {
+        ...runRecord('shootout', date, versions, { loadAverageAtStart: load0, benchSeconds: seconds }),
+        complete,
+        machine: { ...machineAtStart, loadAverageAtEnd: loadavg() },
+        zodbshootout: { ...PINS, patches },
+        objectsPerTransaction: OBJECTS,
+        pyperf: PYPERF,
+        runs: runs.map((r) => ({
+          encoding: r.encoding,
+          concurrency: r.concurrency,
+          order: r.order,
+          wallSeconds: r.wallSeconds,
+          serverCpuSeconds: r.serverCpuSeconds,
+        })),
+        results: compare(runs),
+      },
+      seconds,
+    );
+  };
   try {
     let k = 0;
     for (const encoding of ENCODINGS)
-      for (const concurrency of CONCURRENCY) runs.push(await runOne(work, encoding, concurrency, k++));
+      for (const concurrency of CONCURRENCY) {
+        runs.push(await runOne(work, encoding, concurrency, k++));
+        write(runs.length === ENCODINGS.length * CONCURRENCY.length);
+      }
   } finally {
     if (KEEP) log(`kept ${work}`);
     else rmSync(work, { recursive: true, force: true });
   }
-  const seconds = (performance.now() - t0) / 1000;
 
-  const rows: Array<Array<string | number>> = [];
-  const results = [];
-  for (const r of runs) {
-    for (const phase of PHASES) {
-      const a = r.figures.runzeo[phase];
-      const b = r.figures['zeo-ts'][phase];
-      if (!a || !b) throw new Error(`zodbshootout reported no ${phase} for ${a ? 'zeo-ts' : 'runzeo'}`);
-      const speed = a.seconds / b.seconds;
-      const met = !a.failed && !b.failed && speed >= TARGET[phase];
-      rows.push([
-        r.encoding,
-        r.concurrency,
-        PHASE_NAMES[phase],
-        ms(a.seconds) + (a.failed ? ' (failed)' : ''),
-        ms(b.seconds) + (b.failed ? ' (failed)' : ''),
-        `${speed.toFixed(2)}x`,
-        `>= ${TARGET[phase].toFixed(1)}x: ${met ? 'met' : 'NOT MET'}`,
-      ]);
-      results.push({
-        encoding: r.encoding,
-        concurrency: r.concurrency,
-        phase,
-        name: PHASE_NAMES[phase],
-        speedRatio: speed,
-        target: TARGET[phase],
-        met,
-        runzeo: a,
-        zeoTs: b,
-      });
-    }
-  }
+  const results = compare(runs);
   printTable(
     `zodbshootout ${PINS.zodbshootout} (ZEO ${versions.ZEO} clients, Python ${versions.python}) against runzeo and ` +
       `zeo serve (Node ${process.version}), ${OBJECTS} objects per transaction, ms per operation (the median ` +
@@ -314,7 +336,15 @@ async function main(): Promise<void> {
       `${PYPERF.loops ? `${PYPERF.loops} loops` : 'calibrated loops'}); ${cpus().length} CPUs, load average ` +
       `${load0.toFixed(1)} at start; ratio > 1: zeo serve faster`,
     ['encoding', 'clients', 'benchmark', 'runzeo ms', 'zeo-ts ms', 'ratio', 'target'],
-    rows,
+    results.map((r) => [
+      r.encoding,
+      r.concurrency,
+      r.name,
+      ms(r.runzeo.seconds) + (r.runzeo.failed ? ' (failed)' : ''),
+      ms(r.zeoTs.seconds) + (r.zeoTs.failed ? ' (failed)' : ''),
+      `${r.speedRatio.toFixed(2)}x`,
+      `>= ${r.target.toFixed(1)}x: ${r.met ? 'met' : 'NOT MET'}`,
+    ]),
   );
   printTable(
     "context: each server's CPU time over its zodbshootout run (both benchmarked in one run, one at a time)",
@@ -334,27 +364,6 @@ async function main(): Promise<void> {
     notMet.length === 0
       ? 'every target met'
       : `targets not met: ${notMet.map((r) => `${r.encoding} c=${r.concurrency} ${r.phase} ${r.speedRatio.toFixed(2)}x`).join(', ')}`,
-  );
-  const date = new Date();
-  writeResult(
-    'shootout',
-    date,
-    {
-      ...runRecord('shootout', date, versions, { loadAverageAtStart: load0, benchSeconds: seconds }),
-      machine: { ...machineAtStart, loadAverageAtEnd: loadavg() },
-      zodbshootout: { ...PINS, patches },
-      objectsPerTransaction: OBJECTS,
-      pyperf: PYPERF,
-      runs: runs.map((r) => ({
-        encoding: r.encoding,
-        concurrency: r.concurrency,
-        order: r.order,
-        wallSeconds: r.wallSeconds,
-        serverCpuSeconds: r.serverCpuSeconds,
-      })),
-      results,
-    },
-    seconds,
   );
 }
 
