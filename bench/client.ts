@@ -21,7 +21,7 @@
 //
 // (The Node clients are this file run with --worker: each warms up, says "ready", and starts on "go".)
 import { spawn } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -31,7 +31,6 @@ import { maxtid, p64, z64 } from '../src/storage/ids.js';
 import { TransactionMetaData } from '../src/storage/interfaces.js';
 import { repoRoot } from '../test/helpers/oracle.js';
 import { mulberry32 } from '../test/helpers/prng.js';
-import { ServerProcess, freePort } from '../test/helpers/server-process.js';
 import {
   benchDataFs,
   runRecord,
@@ -41,6 +40,8 @@ import {
   printTable,
   processCpu,
   runPython,
+  startBenchServer,
+  type BenchServer,
   withRange,
   type BenchDataFs,
 } from './report.js';
@@ -199,30 +200,13 @@ type DataFs = BenchDataFs;
 /** bench/server.ts's Data.fs (the same file, built by either). */
 const prepareDataFs = (): DataFs => benchDataFs(OBJECTS, SLOTS);
 
-interface RunningServer {
-  kind: ServerKind;
-  port: number;
-  process: ServerProcess;
-}
+type RunningServer = BenchServer;
 
 async function startServer(kind: ServerKind, data: DataFs, dir: string): Promise<RunningServer> {
   mkdirSync(dir, { recursive: true });
   copyFileSync(data.path, join(dir, 'Data.fs'));
   copyFileSync(data.path + '.index', join(dir, 'Data.fs.index'));
-  const port = await freePort();
-  const conf = join(dir, 'zeo.conf');
-  writeFileSync(
-    conf,
-    `<zeo>\n  address 127.0.0.1:${port}\n</zeo>\n<filestorage 1>\n  path ${join(dir, 'Data.fs')}\n</filestorage>\n`,
-  );
-  const p = new ServerProcess({ kind, conf, cwd: dir, env: { ZEO_MSGPACK: '' } });
-  try {
-    await p.port(60_000);
-  } catch (e) {
-    p.kill();
-    throw e;
-  }
-  return { kind, port, process: p };
+  return startBenchServer(kind, dir);
 }
 
 interface PhaseRun {

@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { cpus, tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { oraclePython, repoRoot } from '../test/helpers/oracle.js';
+import { ServerProcess, freePort, type ServerKind } from '../test/helpers/server-process.js';
 
 /** "2.31x" when ours is faster (theirs / ours in time), "0.80x" when slower. */
 export function ratio(theirSeconds: number, ourSeconds: number): string {
@@ -124,4 +125,33 @@ export function processCpu(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
   // fields[0] is field 3 (state)
   return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+export interface BenchServer {
+  kind: ServerKind;
+  port: number;
+  process: ServerProcess;
+}
+
+/**
+ * runzeo or `zeo serve` over dir/Data.fs (an empty one, or the copy the caller put there) on a free loopback
+ * port, at its defaults (durable commits), with `zeo` added to its <zeo> section (e.g. `msgpack true`).
+ */
+export async function startBenchServer(kind: ServerKind, dir: string, zeo = ''): Promise<BenchServer> {
+  mkdirSync(dir, { recursive: true });
+  const port = await freePort();
+  const conf = join(dir, 'zeo.conf');
+  writeFileSync(
+    conf,
+    `<zeo>\n  address 127.0.0.1:${port}\n${zeo}</zeo>\n` +
+      `<filestorage 1>\n  path ${join(dir, 'Data.fs')}\n</filestorage>\n`,
+  );
+  const p = new ServerProcess({ kind, conf, cwd: dir, env: { ZEO_MSGPACK: '' } });
+  try {
+    await p.port(60_000);
+  } catch (e) {
+    p.kill();
+    throw e;
+  }
+  return { kind, port, process: p };
 }

@@ -28,11 +28,10 @@
 // bench/results/shootout-<timestamp>.json with the machine's description, zodbshootout's version and the
 // patches applied.
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { oraclePython, repoRoot } from '../test/helpers/oracle.js';
-import { ServerProcess, freePort } from '../test/helpers/server-process.js';
 import {
   median,
   oracleVersions,
@@ -40,7 +39,9 @@ import {
   processCpu,
   runPython,
   runRecord,
+  startBenchServer,
   writeResult,
+  type BenchServer,
 } from './report.js';
 
 function arg(name: string): string | undefined {
@@ -107,31 +108,11 @@ function ensureZodbshootout(): void {
   );
 }
 
-interface Server {
-  kind: ServerKind;
-  port: number;
-  process: ServerProcess;
-}
+type Server = BenchServer;
 
-/** runzeo or `zeo serve` on an empty Data.fs in `dir`, at its defaults (and `msgpack true` for msgpack). */
-async function startServer(kind: ServerKind, encoding: Encoding, dir: string): Promise<Server> {
-  mkdirSync(dir, { recursive: true });
-  const port = await freePort();
-  const conf = join(dir, 'zeo.conf');
-  writeFileSync(
-    conf,
-    `<zeo>\n  address 127.0.0.1:${port}\n  msgpack ${encoding === 'msgpack'}\n</zeo>\n` +
-      `<filestorage 1>\n  path ${join(dir, 'Data.fs')}\n</filestorage>\n`,
-  );
-  const p = new ServerProcess({ kind, conf, cwd: dir, env: { ZEO_MSGPACK: '' } });
-  try {
-    await p.port(60_000);
-  } catch (e) {
-    p.kill();
-    throw e;
-  }
-  return { kind, port, process: p };
-}
+/** runzeo or `zeo serve` on an empty Data.fs in `dir` (with `msgpack true` for msgpack). */
+const startServer = (kind: ServerKind, encoding: Encoding, dir: string): Promise<Server> =>
+  startBenchServer(kind, dir, `  msgpack ${encoding === 'msgpack'}\n`);
 
 /** Runs the patched zodbshootout with `args`, its output to `logPath`; fails with the log's tail. */
 function runShootout(args: string[], logPath: string, timeoutMs: number): Promise<void> {
