@@ -16,7 +16,8 @@
 // both, one after the other for each of its benchmarks (the order of the two alternates from run to run):
 //   add     add N objects in one transaction         update  change N objects in one transaction
 //   cold    read N objects, every cache emptied       warm    write N objects, then read them back
-//   hot     read N objects from the client's cache (the connection's pickle cache emptied): barely the server
+//   hot     read N objects from the client's cache (the connection's pickle cache emptied): no request reaches
+//           the server while it is timed, so its ratio shows the machine's noise, not the server
 // N is --objects (its --object-counts; default 200). Each figure is zodbshootout's: seconds per operation (one
 // transaction, or one pass over the N objects), the median of its values (pyperf's -p processes x -n values,
 // after -w warm-up values each, -l loops per value or calibrated when 0; defaults 1, 3, 1, 1: one worker
@@ -346,6 +347,8 @@ async function main(): Promise<void> {
       ? 'every target met'
       : `targets not met: ${notMet.map((r) => `${r.encoding} c=${r.concurrency} ${r.phase} ${r.speedRatio.toFixed(2)}x`).join(', ')}`,
   );
+  if (PHASES.includes('hot'))
+    console.log("(hot: no request reaches the server while it is timed; its ratio is the clients' noise)");
 }
 
 await main();
