@@ -21,7 +21,7 @@
 //
 // (The Node clients are this file run with --worker: each warms up, says "ready", and starts on "go".)
 import { spawn } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -31,7 +31,6 @@ import { maxtid, p64, z64 } from '../src/storage/ids.js';
 import { TransactionMetaData } from '../src/storage/interfaces.js';
 import { repoRoot } from '../test/helpers/oracle.js';
 import { mulberry32 } from '../test/helpers/prng.js';
-import { ServerProcess, freePort } from '../test/helpers/server-process.js';
 import {
   benchDataFs,
   runRecord,
@@ -39,7 +38,10 @@ import {
   median,
   oracleVersions,
   printTable,
+  processCpuSeconds,
   runPython,
+  startManagedServer,
+  type ManagedServer,
   withRange,
   type BenchDataFs,
 } from './report.js';
@@ -198,37 +200,13 @@ type DataFs = BenchDataFs;
 /** bench/server.ts's Data.fs (the same file, built by either). */
 const prepareDataFs = (): DataFs => benchDataFs(OBJECTS, SLOTS);
 
-interface RunningServer {
-  kind: ServerKind;
-  port: number;
-  process: ServerProcess;
-}
+type RunningServer = ManagedServer;
 
 async function startServer(kind: ServerKind, data: DataFs, dir: string): Promise<RunningServer> {
   mkdirSync(dir, { recursive: true });
   copyFileSync(data.path, join(dir, 'Data.fs'));
   copyFileSync(data.path + '.index', join(dir, 'Data.fs.index'));
-  const port = await freePort();
-  const conf = join(dir, 'zeo.conf');
-  writeFileSync(
-    conf,
-    `<zeo>\n  address 127.0.0.1:${port}\n</zeo>\n<filestorage 1>\n  path ${join(dir, 'Data.fs')}\n</filestorage>\n`,
-  );
-  const p = new ServerProcess({ kind, conf, cwd: dir, env: { ZEO_MSGPACK: '' } });
-  try {
-    await p.port(60_000);
-  } catch (e) {
-    p.kill();
-    throw e;
-  }
-  return { kind, port, process: p };
-}
-
-/** A process's user + system CPU seconds, all its threads (/proc/<pid>/stat fields 14 and 15). */
-function processCpu(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  // fields[0] is field 3 (state)
-  return (Number(fields[11]) + Number(fields[12])) / 100;
+  return startManagedServer(kind, dir);
 }
 
 interface PhaseRun {
@@ -322,12 +300,12 @@ async function runNode(
       const l = await w.line();
       if (l !== 'ready') throw new Error(`a Node client said ${JSON.stringify(l)}`);
     }
-    const cpu0 = processCpu(s.process.pid);
+    const cpu0 = processCpuSeconds(s.process.pid);
     const t0 = performance.now();
     for (const w of workers) w.p.stdin.write('go\n');
     const runs = await Promise.all(workers.map(async (w) => JSON.parse(await w.line()) as ClientRun));
     const wall = (performance.now() - t0) / 1000;
-    const serverCpu = processCpu(s.process.pid) - cpu0;
+    const serverCpu = processCpuSeconds(s.process.pid) - cpu0;
     for (const w of workers) w.p.stdin.end();
     await Promise.all(workers.map((w) => w.exited));
     return figures({

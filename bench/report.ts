@@ -8,7 +8,7 @@ import { cpus, loadavg, release as osRelease, tmpdir, totalmem, type as osType }
 import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { oraclePython, repoRoot } from '../test/helpers/oracle.js';
-import { freePort, zeoNodeFlags } from '../test/helpers/server-process.js';
+import { ServerProcess, freePort, zeoNodeFlags, type ServerKind } from '../test/helpers/server-process.js';
 
 /** The value of a command-line flag `--name VALUE`, if given. */
 export function arg(name: string): string | undefined {
@@ -316,4 +316,35 @@ export function printProfile(file: string, phase: string, window: [number, numbe
       .slice(0, 15)
       .map(([k, us]) => [k, ms(us), pct(us)]),
   );
+}
+
+/** A server run by the test helper ServerProcess (its log kept in memory), on a free loopback port. */
+export interface ManagedServer {
+  kind: ServerKind;
+  port: number;
+  process: ServerProcess;
+}
+
+/**
+ * runzeo or `zeo serve` over dir/Data.fs (an empty one, or the copy the caller put there) on a free loopback
+ * port, at its defaults (durable commits), with `zeo` added to its <zeo> section (e.g. `msgpack true`); for the
+ * benches that need no taskset or node flags (client, shootout).
+ */
+export async function startManagedServer(kind: ServerKind, dir: string, zeo = ''): Promise<ManagedServer> {
+  mkdirSync(dir, { recursive: true });
+  const port = await freePort();
+  const conf = join(dir, 'zeo.conf');
+  writeFileSync(
+    conf,
+    `<zeo>\n  address 127.0.0.1:${port}\n${zeo}</zeo>\n` +
+      `<filestorage 1>\n  path ${join(dir, 'Data.fs')}\n</filestorage>\n`,
+  );
+  const p = new ServerProcess({ kind, conf, cwd: dir, env: { ZEO_MSGPACK: '' } });
+  try {
+    await p.port(60_000);
+  } catch (e) {
+    p.kill();
+    throw e;
+  }
+  return { kind, port, process: p };
 }
