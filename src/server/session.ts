@@ -695,13 +695,17 @@ export class Session implements StorageClient {
     const invalidated = t.invalidated;
     let tid: Tid;
     try {
-      tid = await served.storage.tpcFinish(t.meta!, (committed) => {
+      const finishing = served.storage.tpcFinish(t.meta!, (committed) => {
         // the other clients first, as the reference does: a committer that signals another process out of
         // band once its commit returns must find the invalidation already on its way to that process
         served.invalidate(this, committed, invalidated);
         slot.append('info', [served.sizeInfo()]);
         slot.reply(committed);
       });
+      // the next voter may replay now: the storage's commit lock holds it back until this transaction is
+      // written, and it writes while this one waits for its flush (FileStorage's group commit)
+      served.lock.release(this);
+      tid = await finishing;
     } catch (e) {
       await this.abortActive('failed tpc_finish');
       throw e;
