@@ -141,6 +141,11 @@ export class Session implements StorageClient {
   private txn: ActiveTransaction | null = null;
   /** holds the storage's commit lock after a successful vote */
   locked = false;
+  /**
+   * the reply slot of this session's tpc_finish while its transaction waits for its flush: the invalidations
+   * of the transactions committed before it go into it, ahead of its reply (see invalidateTransaction)
+   */
+  private finishSlot: ReplySlot | null = null;
   private blobUpload: BlobUpload | null = null;
   private readonly iterators = new Map<
     number,
@@ -190,6 +195,12 @@ export class Session implements StorageClient {
   // StorageClient: what the storage's fan-out calls
 
   invalidateTransaction(tid: Tid, oids: Oid[]): void {
+    // A transaction committed before this session's own, which waits for its flush (group commit): behind the
+    // tpc_finish call's place in the output, this would reach the client after its reply, a later tid
+    if (this.finishSlot) {
+      this.finishSlot.append('invalidateTransaction', [tid, oids.slice()]);
+      return;
+    }
     // written now, not at the end of the tick: it must leave before the committer's reply
     this.conn.sendAsync('invalidateTransaction', [tid, oids.slice()], true);
   }
@@ -694,8 +705,10 @@ export class Session implements StorageClient {
     served.stats.commits++;
     const invalidated = t.invalidated;
     let tid: Tid;
+    this.finishSlot = slot;
     try {
       const finishing = served.storage.tpcFinish(t.meta!, (committed) => {
+        this.finishSlot = null;
         // the other clients first, as the reference does: a committer that signals another process out of
         // band once its commit returns must find the invalidation already on its way to that process
         served.invalidate(this, committed, invalidated);
@@ -707,6 +720,7 @@ export class Session implements StorageClient {
       served.lock.release(this);
       tid = await finishing;
     } catch (e) {
+      this.finishSlot = null;
       await this.abortActive('failed tpc_finish');
       throw e;
     }
