@@ -123,6 +123,11 @@ interface ActiveTransaction {
 }
 
 const MAX_ITERATORS = 1000;
+/**
+ * bytes of a blob upload's chunks that may wait to be written while the connection reads on: the network and
+ * the disk overlap (the Python client sends 59,000-byte chunks), memory stays bounded
+ */
+const BLOB_WRITE_AHEAD = 4 << 20;
 
 /** A storeBlobStart/Chunk/End upload in progress. */
 interface BlobUpload {
@@ -131,6 +136,8 @@ interface BlobUpload {
   /** the writes so far, in order */
   chain: Promise<void>;
   size: number;
+  /** bytes of chunks received and not yet written */
+  queued: number;
   /** set once the upload passed the bound: later chunks are dropped and storeBlobEnd fails the transaction */
   tooLarge: PythonError | null;
 }
@@ -432,12 +439,14 @@ export class Session implements StorageClient {
     const dir = this.storage.storage.temporaryDirectory();
     const file = join(dir, `tmp${randomBytes(6).toString('hex')}`);
     const handle = open(file, 'wx', 0o600);
-    this.blobUpload = { file, handle, chain: handle.then(() => {}), size: 0, tooLarge: null };
+    this.blobUpload = { file, handle, chain: handle.then(() => {}), size: 0, queued: 0, tooLarge: null };
   }
 
   /**
-   * Writes the chunk; the promise settles once it is written, and the connection reads nothing more from this
-   * client until then, so a client sending faster than the disk takes is held back instead of buffered.
+   * Writes the chunk, after the ones before. While less than BLOB_WRITE_AHEAD bytes wait to be written, the
+   * connection reads on (the next chunks arrive while this one is written); past it, the promise settles once
+   * this chunk is written and the connection reads nothing more from this client until then, so a client
+   * sending faster than the disk takes is held back instead of buffered.
    */
   storeBlobChunk(chunk: PickleValue): Promise<void> | undefined {
     const up = this.blobUpload;
@@ -460,11 +469,21 @@ export class Session implements StorageClient {
       // the disk is given back now; what else the client sends of it is read and dropped
       up.chain = up.chain.catch(() => {}).then(() => rm(up.file, { force: true }));
     } else {
+      up.queued += data.length;
       up.chain = up.chain.then(async () => {
-        const h = await up.handle;
-        let done = 0;
-        while (done < data.length) done += (await h.write(data, done, data.length - done)).bytesWritten;
+        try {
+          const h = await up.handle;
+          let done = 0;
+          while (done < data.length) done += (await h.write(data, done, data.length - done)).bytesWritten;
+        } finally {
+          up.queued -= data.length;
+        }
       });
+      if (up.queued <= BLOB_WRITE_AHEAD) {
+        // (a failed write is reported when the upload ends)
+        up.chain.catch(() => {});
+        return undefined;
+      }
     }
     // a failed write is reported when the upload ends
     return up.chain.catch(() => {});
