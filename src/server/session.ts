@@ -123,6 +123,11 @@ interface ActiveTransaction {
 }
 
 const MAX_ITERATORS = 1000;
+/**
+ * bytes of a blob upload's chunks that may wait to be written while the connection reads on: the network and
+ * the disk overlap (the Python client sends 59,000-byte chunks), memory stays bounded
+ */
+const BLOB_WRITE_AHEAD = 4 << 20;
 
 /** A storeBlobStart/Chunk/End upload in progress. */
 interface BlobUpload {
@@ -131,6 +136,8 @@ interface BlobUpload {
   /** the writes so far, in order */
   chain: Promise<void>;
   size: number;
+  /** bytes of chunks received and not yet written */
+  queued: number;
   /** set once the upload passed the bound: later chunks are dropped and storeBlobEnd fails the transaction */
   tooLarge: PythonError | null;
 }
@@ -141,6 +148,11 @@ export class Session implements StorageClient {
   private txn: ActiveTransaction | null = null;
   /** holds the storage's commit lock after a successful vote */
   locked = false;
+  /**
+   * the reply slot of this session's tpc_finish while its transaction waits for its flush: the invalidations
+   * of the transactions committed before it go into it, ahead of its reply (see invalidateTransaction)
+   */
+  private finishSlot: ReplySlot | null = null;
   private blobUpload: BlobUpload | null = null;
   private readonly iterators = new Map<
     number,
@@ -190,6 +202,12 @@ export class Session implements StorageClient {
   // StorageClient: what the storage's fan-out calls
 
   invalidateTransaction(tid: Tid, oids: Oid[]): void {
+    // A transaction committed before this session's own, which waits for its flush (group commit): behind the
+    // tpc_finish call's place in the output, this would reach the client after its reply, a later tid
+    if (this.finishSlot) {
+      this.finishSlot.append('invalidateTransaction', [tid, oids.slice()]);
+      return;
+    }
     // written now, not at the end of the tick: it must leave before the committer's reply
     this.conn.sendAsync('invalidateTransaction', [tid, oids.slice()], true);
   }
@@ -421,12 +439,14 @@ export class Session implements StorageClient {
     const dir = this.storage.storage.temporaryDirectory();
     const file = join(dir, `tmp${randomBytes(6).toString('hex')}`);
     const handle = open(file, 'wx', 0o600);
-    this.blobUpload = { file, handle, chain: handle.then(() => {}), size: 0, tooLarge: null };
+    this.blobUpload = { file, handle, chain: handle.then(() => {}), size: 0, queued: 0, tooLarge: null };
   }
 
   /**
-   * Writes the chunk; the promise settles once it is written, and the connection reads nothing more from this
-   * client until then, so a client sending faster than the disk takes is held back instead of buffered.
+   * Writes the chunk, after the ones before. While less than BLOB_WRITE_AHEAD bytes wait to be written, the
+   * connection reads on (the next chunks arrive while this one is written); past it, the promise settles once
+   * this chunk is written and the connection reads nothing more from this client until then, so a client
+   * sending faster than the disk takes is held back instead of buffered.
    */
   storeBlobChunk(chunk: PickleValue): Promise<void> | undefined {
     const up = this.blobUpload;
@@ -449,11 +469,21 @@ export class Session implements StorageClient {
       // the disk is given back now; what else the client sends of it is read and dropped
       up.chain = up.chain.catch(() => {}).then(() => rm(up.file, { force: true }));
     } else {
+      up.queued += data.length;
       up.chain = up.chain.then(async () => {
-        const h = await up.handle;
-        let done = 0;
-        while (done < data.length) done += (await h.write(data, done, data.length - done)).bytesWritten;
+        try {
+          const h = await up.handle;
+          let done = 0;
+          while (done < data.length) done += (await h.write(data, done, data.length - done)).bytesWritten;
+        } finally {
+          up.queued -= data.length;
+        }
       });
+      if (up.queued <= BLOB_WRITE_AHEAD) {
+        // (a failed write is reported when the upload ends)
+        up.chain.catch(() => {});
+        return undefined;
+      }
     }
     // a failed write is reported when the upload ends
     return up.chain.catch(() => {});
@@ -694,15 +724,22 @@ export class Session implements StorageClient {
     served.stats.commits++;
     const invalidated = t.invalidated;
     let tid: Tid;
+    this.finishSlot = slot;
     try {
-      tid = await served.storage.tpcFinish(t.meta!, (committed) => {
+      const finishing = served.storage.tpcFinish(t.meta!, (committed) => {
+        this.finishSlot = null;
         // the other clients first, as the reference does: a committer that signals another process out of
         // band once its commit returns must find the invalidation already on its way to that process
         served.invalidate(this, committed, invalidated);
         slot.append('info', [served.sizeInfo()]);
         slot.reply(committed);
       });
+      // the next voter may replay now: the storage's commit lock holds it back until this transaction is
+      // written, and it writes while this one waits for its flush (FileStorage's group commit)
+      served.lock.release(this);
+      tid = await finishing;
     } catch (e) {
+      this.finishSlot = null;
       await this.abortActive('failed tpc_finish');
       throw e;
     }

@@ -47,13 +47,25 @@ export interface PendingTransaction extends TransactionStart {
   readonly resolved: Oid[];
   voted: boolean;
   finishing: boolean;
+  /** tpcFinish's callback, called by published() */
+  onCommitted: ((tid: Tid) => void) | null;
+  /** published() ran: the transaction is committed and visible */
+  published: boolean;
   /** the operations on this transaction, one after the other (see inTxn) */
   chain: Promise<unknown>;
 }
 
 /** The bookkeeping fields of a new PendingTransaction. */
 export function pendingState(start: TransactionStart): PendingTransaction {
-  return { ...start, resolved: [], voted: false, finishing: false, chain: Promise.resolve() };
+  return {
+    ...start,
+    resolved: [],
+    voted: false,
+    finishing: false,
+    onCommitted: null,
+    published: false,
+    chain: Promise.resolve(),
+  };
 }
 
 /** An undoLog entry of the transaction `tid`, with the id undo() takes back. */
@@ -147,6 +159,8 @@ export abstract class BaseStorage<P extends PendingTransaction = PendingTransact
   /**
    * Commits the transaction, durably, and makes it visible (ZODB's _finish): lastTransaction() is its tid
    * after. A failure leaves it to be aborted (or, when the storage cannot go on, the storage closes).
+   * A storage may give up the commit lock before the transaction is durable (unlocked(), FileStorage's group
+   * commit), and then calls published() itself once it is, in commit order; else tpcFinish does after this.
    */
   protected abstract _finish(p: P): Promise<void> | void;
 
@@ -224,7 +238,7 @@ export abstract class BaseStorage<P extends PendingTransaction = PendingTransact
   private nextTid(given: Tid | null): Tid {
     let tid: Tid;
     if (given !== null) {
-      const last = this.lastTransaction();
+      const last = this.lastWrittenTid();
       if (compareIds(given, last) <= 0) {
         throw new StorageTransactionError(
           `tid ${tidRepr(given)} is not later than the last transaction ${tidRepr(last)}`,
@@ -236,6 +250,14 @@ export abstract class BaseStorage<P extends PendingTransaction = PendingTransact
     }
     if (compareIds(tid, this.lastTs) > 0) this.lastTs = tid;
     return tid;
+  }
+
+  /**
+   * The tid of the last transaction written, durable or not: lastTransaction(), unless the storage gives up
+   * the commit lock before a transaction is durable (see _finish)
+   */
+  protected lastWrittenTid(): Tid {
+    return this.lastTransaction();
   }
 
   /** The transaction in progress, which must be `txn` and not voted yet (for store, restore, undo...). */
@@ -344,28 +366,49 @@ export abstract class BaseStorage<P extends PendingTransaction = PendingTransact
     if (!p.voted) throw new StorageTransactionError('tpc_finish called before tpc_vote');
     if (p.finishing) throw new StorageTransactionError('tpc_finish called twice');
     p.finishing = true;
-    const run = p.chain.then(() => this.finishPending(p, onCommitted));
+    p.onCommitted = onCommitted ?? null;
+    const run = p.chain.then(() => this.finishPending(p));
     p.chain = run.catch(() => {}); // (as in inTxn)
     return run;
   }
 
-  private async finishPending(p: P, onCommitted: ((tid: Tid) => void) | undefined): Promise<Tid> {
+  private async finishPending(p: P): Promise<Tid> {
     try {
       await this._finish(p);
     } catch (e) {
       p.finishing = false;
       throw e;
     }
-    this.pending = null;
+    if (!p.published) this.published(p);
+    return p.tid;
+  }
+
+  /**
+   * The transaction is committed, durable and visible (lastTransaction() is its tid): tpcFinish's callback,
+   * the write-through, and the commit lock goes if the transaction still holds it. Synchronous, so a storage
+   * publishing several transactions at once calls each one's callback in commit order with nothing in
+   * between. Throws the callback's error.
+   */
+  protected published(p: P): void {
+    p.published = true;
+    if (this.pending === p) this.pending = null;
     // the data is visible before the callback: a load it starts sees this transaction (ZODB's loads wait for
-    // tpc_finish to return); the commit lock is still held, so no other transaction commits in between
+    // tpc_finish to return); no later transaction is visible yet
     try {
-      onCommitted?.(p.tid);
+      p.onCommitted?.(p.tid);
     } finally {
       this._committed(p);
       p.release();
     }
-    return p.tid;
+  }
+
+  /**
+   * The commit lock goes before the transaction is durable (group commit): the next transaction may begin
+   * and write; this one can no longer be aborted, and its _finish calls published() once it is durable.
+   */
+  protected unlocked(p: P): void {
+    if (this.pending === p) this.pending = null;
+    p.release();
   }
 
   async tpcAbort(txn: TransactionMetaData): Promise<void> {

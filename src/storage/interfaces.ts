@@ -223,8 +223,10 @@ export interface Storage {
   /** writes the transaction (not yet committed); returns the oids whose conflicts were resolved */
   tpcVote(txn: TransactionMetaData): Promise<Oid[]>;
   /**
-   * commits durably (on disk before it returns), calls `onCommitted` with the tid while the lock is held; a load
-   * started from the callback sees the new transaction (ZODB's loads wait for tpc_finish)
+   * commits durably (on disk before it returns), calls `onCommitted` with the tid once it is durable and
+   * visible, before any later transaction is (callbacks come in commit order); a load started from the
+   * callback sees the new transaction (ZODB's loads wait for tpc_finish). The next transaction may begin
+   * before then (FileStorage's group commit: the commit lock goes once the transaction is written).
    */
   tpcFinish(txn: TransactionMetaData, onCommitted?: (tid: Tid) => void): Promise<Tid>;
   tpcAbort(txn: TransactionMetaData): Promise<void>;

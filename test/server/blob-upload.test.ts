@@ -1,7 +1,7 @@
 // A blob upload that never ends, or grows past the server's bound (issue 9, item 8): chunks are written with
-// backpressure (the connection is not read while a chunk's write is pending), so server memory stays flat; the
-// upload fails the transaction's vote with a clear error once over the bound; its temporary file goes when the
-// transaction or the connection ends; every other client keeps being served.
+// backpressure (the connection is not read while more than a few MiB of chunks wait to be written), so server
+// memory stays flat; the upload fails the transaction's vote with a clear error once over the bound; its
+// temporary file goes when the transaction or the connection ends; every other client keeps being served.
 
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';

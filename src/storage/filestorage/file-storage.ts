@@ -9,15 +9,31 @@
 // Two-phase commit, as ZODB's (its bookkeeping in BaseStorage, ../base.ts): tpcBegin takes the commit lock
 // (FIFO) and picks the tid; store, restore, deleteObject and undo put records in a transaction buffer (in
 // memory, spilled to Data.fs.tmp past a size);
-// tpcVote writes the whole transaction after the last committed one with status 'c' (one positional write);
-// tpcFinish overwrites the status with ' ' and only then moves the end of the committed data, updates the index
-// and lastTransaction, calls onCommitted and releases the lock; tpcAbort truncates what vote wrote.
+// tpcVote writes the whole transaction after the last one written with status 'c' (one positional write);
+// tpcFinish overwrites the status with ' ', releases the lock, and once a flush has made the transaction
+// durable moves the end of the committed data, updates the index and lastTransaction and calls onCommitted;
+// tpcAbort truncates what vote wrote.
 //
 // Durability: a commit returns only once it is on disk. Vote writes the transaction (a plain write, so a full
 // disk or another write error fails the vote, as in ZODB; a small one synchronously, into the page cache);
-// tpcFinish overwrites the status byte and flushes the file (fdatasync) before it returns, as ZODB does. A
-// flush that fails is ZODB's "Failure in _finish": the transaction is not acknowledged and the storage closes;
-// unlike ZODB, the status goes back to 'c' first, so the next open truncates the transaction.
+// tpcFinish overwrites the status byte and waits for a flush of the file (fdatasync) that started after that
+// write, as ZODB flushes before it returns.
+// Group commit: the commit lock goes as soon as the status is written, so the next transaction stores, votes
+// (writes after this one) and finishes while this one's flush runs; one flush then covers every transaction
+// whose status was written before it started (the flusher: one flush at a time; the transactions written
+// meanwhile wait for the next, which starts when it ends). A transaction written but not yet durable is seen
+// only by the transactions that follow it: their conflict checks (store, deleteObject,
+// checkCurrentSerialInTransaction) read `unflushedIndex` first, and the next tid comes after its (`wltid`);
+// restore, undo and the pack's swap wait for the flushes (drained), as they read the file's transactions.
+// Everyone else (loads, loadBefore by tid, the iterator, lastTransaction, lastInvalidations, the ZEO
+// server's invalidations and last tid, which it takes from onCommitted and lastTransaction) sees it only
+// once it is durable: then, for each transaction the flush covered, in commit order and in one synchronous
+// run, the index, the committed end and lastTransaction move and onCommitted runs. A crash between the write
+// and the flush leaves a transaction that nobody saw and no client had acknowledged, in the file or not.
+// A flush (or status write) that fails is ZODB's "Failure in _finish": every transaction written and not yet
+// durable fails, none acknowledged, and the storage closes; unlike ZODB, the first of them goes back to 'c'
+// and the file ends after it, so the next open truncates it (a later fsync that succeeds says nothing of
+// pages a failed one lost: nothing after a failed flush is acknowledged).
 // Torn transactions: the format has no checksum, so the next open cannot tell a transaction with a block of
 // its data never written (its header, trailer and status ' ' on disk) from a whole one: the data must not
 // reach the disk after the status byte. One flush suffices where the transaction is appended: the file's new
@@ -403,6 +419,8 @@ interface Pending extends PendingTransaction {
    */
   flushed: Promise<Error | null> | null;
   nextPos: number;
+  /** settles the promise _finish waits on once a flush covered the transaction (group commit) */
+  durable: { resolve: () => void; reject: (e: unknown) => void } | null;
 }
 
 /** The data file and the readers using it: a pack swaps in a new one, the old one closes when its readers end. */
@@ -468,7 +486,29 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
    * status (see the header comment)
    */
   private overwriteEnd: number;
+  /** the last durable transaction's tid: what readers see */
   private ltid: Tid;
+  /**
+   * the end of the last transaction written, status and all, durable or not: where the next one goes (`pos`
+   * while nothing waits for a flush); `wltid` its tid
+   */
+  private wpos: number;
+  private wltid: Tid;
+  /**
+   * oid → its newest record in a transaction written but not durable yet: the conflict checks of the next
+   * transactions see these, readers do not (the index gets them once they are durable)
+   */
+  private readonly unflushedIndex = new Map<string, number>();
+  /** transactions written (status too), waiting for the next flush to start, in commit order */
+  private flushQueue: Pending[] = [];
+  /** the transactions the flush in progress covers; null while none runs */
+  private flushing: Pending[] | null = null;
+  /** drained()'s callers */
+  private drainWaiters: Array<() => void> = [];
+  /** a status write or flush of a commit failed: the storage is closing, later finishes fail with it */
+  private flushFailure: Error | null = null;
+  /** where failFinish cut the file: transactions after it are gone already */
+  private failedEnd: number | null = null;
   /** the largest oid in use (ZODB's _oid) */
   private maxOid: Oid;
   protected lastTs: Tid;
@@ -506,6 +546,8 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
     this.pos = init.pos;
     this.overwriteEnd = init.overwriteEnd;
     this.ltid = init.ltid;
+    this.wpos = init.pos;
+    this.wltid = init.ltid;
     this.maxOid = init.maxOid;
     this.lastTs = init.ltid;
   }
@@ -611,6 +653,10 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
 
   lastTransaction(): Tid {
     return this.ltid;
+  }
+
+  protected override lastWrittenTid(): Tid {
+    return this.wltid;
   }
 
   /** The size of the committed data (ZODB: the end of the last transaction). */
@@ -782,13 +828,14 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
     return {
       ...pendingState(start),
       thl: TRANS_HDR_LEN + start.user.length + start.description.length + start.extension.length,
-      tpos: this.pos,
+      tpos: this.wpos,
       buf: new TxnBuffer(this.spillThreshold, () => this.openSpillFile()),
       tindex: new Map(),
       blobs: [],
       written: false,
       flushed: null,
       nextPos: 0,
+      durable: null,
     };
   }
 
@@ -823,13 +870,19 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
     }
   }
 
-  /** The committed tid of `oid` (header of its current record), or null for an object not in the index. */
-  private async committedTid(oid: Oid): Promise<{ pos: number; tid: Tid } | null> {
-    return this.reading(oid, async (file, index, end) => {
-      const pos = index.get(oid);
+  /**
+   * The header of the current record of `oid` as the transaction in progress sees it (written transactions
+   * not yet durable included), or null for an object not in the index.
+   */
+  private async committedTid(
+    oid: Oid,
+  ): Promise<{ pos: number; tid: Tid; plen: number; back: number } | null> {
+    const unflushed = this.unflushedIndex.size ? this.unflushedIndex.get(key(oid)) : undefined;
+    return this.reading(unflushed === undefined ? oid : null, async (file, index, end) => {
+      const pos = unflushed ?? index.get(oid);
       if (pos < 0) return null;
-      const h = await readDataRecord(file, pos, oid, false, end);
-      return { pos, tid: h.tid };
+      const h = await readDataRecord(file, pos, oid, false, unflushed === undefined ? end : this.wpos);
+      return { pos, tid: h.tid, plen: h.plen, back: h.back };
     });
   }
 
@@ -865,6 +918,8 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
     const { oid, tid: serial, data, dataTxn: prevTxn } = record;
     if (data !== null && data.length === 0) throw new StorageError('restore: a record cannot be empty');
     return this.inTxn(p, 'restore', async () => {
+      // (it reads the file's transactions and the index: those written before, durable)
+      await this.drained();
       this.noteOid(oid);
       const prevPos = prevTxn === null ? 0 : await this.dataFind(oid, prevTxn, data);
       await this.indexed(oid);
@@ -906,8 +961,10 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
   /** Checked at once: the commit lock is held from tpcBegin on, so nothing can change it before the vote. */
   protected async _checkCurrentSerial(p: Pending, oid: Oid, serial: Tid): Promise<void> {
     return this.inTxn(p, 'checkCurrentSerialInTransaction', async () => {
-      const committed = await this.getTid(oid);
-      if (!idEquals(committed, serial)) throw new ReadConflictError(oid, [committed, serial]);
+      // (getTid's answer, written transactions not yet durable included)
+      const cur = await this.committedTid(oid);
+      if (!cur || (cur.plen === 0 && cur.back === 0)) throw missing(oid);
+      if (!idEquals(cur.tid, serial)) throw new ReadConflictError(oid, [cur.tid, serial]);
     });
   }
 
@@ -950,8 +1007,8 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
   }
 
   /**
-   * Overwrites the status with the transaction's own and flushes; only then moves the end of the committed
-   * data, updates the index and lastTransaction.
+   * Overwrites the status with the transaction's own; the commit lock goes, and the next flush makes it
+   * durable (group commit, see the header comment); only then does it become visible.
    */
   protected async _finish(p: Pending): Promise<void> {
     if (!p.written) {
@@ -961,34 +1018,137 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
     const file = this.fileRef.file;
     let cleared = false;
     try {
+      if (this.flushFailure) throw this.flushFailure;
       // over bytes that may be on disk already, the transaction's data first (vote's flush)
       const flushFailed = p.flushed && (await p.flushed);
       if (flushFailed) throw flushFailed;
-      // clear the checkpoint flag, then flush the file
+      // clear the checkpoint flag
       await writeStatus(file, p.tpos, p.status);
       cleared = true;
-      if (this.doFsync) await this.flushCommit(file);
+      // a flush that failed meanwhile may have lost pages of the file: a later one that succeeds says nothing
+      const failedMeanwhile = this.failure();
+      if (failedMeanwhile) throw failedMeanwhile;
     } catch (e) {
-      // ZODB: "Failure in _finish. Closing." ZODB leaves the file holding the transaction, committed but not
-      // acknowledged; the checkpoint flag goes back, so the next open truncates it (if this write fails too,
-      // the file may still hold it)
-      if (cleared) {
-        try {
-          await writeStatus(file, p.tpos, 'c');
-        } catch {
-          // (logged below, with the flush's error)
-        }
-      }
-      this.log('critical', `Failure in _finish. Closing. (${(e as Error).message})`);
-      this.pending = null;
-      p.release();
-      this.closing ??= this.shutDown(false);
-      await this.closing.catch(() => {}); // (the finish's error is the one to report)
+      // ZODB: "Failure in _finish. Closing."
+      this.unlocked(p);
+      await this.failFinish(e, cleared ? p : null);
       throw e;
     }
+    if (!this.doFsync) {
+      this.makeVisible(p);
+      return;
+    }
+    this.wpos = p.nextPos;
+    this.wltid = p.tid;
+    for (const [k, e] of p.tindex) this.unflushedIndex.set(k, e.pos);
+    const durable = new Promise<void>((resolve, reject) => (p.durable = { resolve, reject }));
+    this.flushQueue.push(p);
+    // the next transaction may write while this one waits for its flush
+    this.unlocked(p);
+    this.startFlush();
+    await durable;
+  }
+
+  /** (read through a call: TypeScript keeps its narrowing of the field across an await) */
+  private failure(): Error | null {
+    return this.flushFailure;
+  }
+
+  /** The transaction's records in the index, the end of the committed data and lastTransaction move. */
+  private makeVisible(p: Pending): void {
     this.pos = p.nextPos;
-    for (const e of p.tindex.values()) this.index.set(e.oid, e.pos);
+    for (const [k, e] of p.tindex) {
+      this.index.set(e.oid, e.pos);
+      if (this.unflushedIndex.get(k) === e.pos) this.unflushedIndex.delete(k);
+    }
     this.ltid = p.tid;
+    if (!this.doFsync) {
+      this.wpos = this.pos;
+      this.wltid = this.ltid;
+    }
+  }
+
+  /** Starts a flush of every transaction written since the last one started, unless one runs. */
+  private startFlush(): void {
+    if (this.flushing !== null || this.flushQueue.length === 0) return;
+    const batch = this.flushQueue;
+    this.flushQueue = [];
+    this.flushing = batch;
+    void this.runFlush(batch);
+  }
+
+  /**
+   * One fdatasync for `batch` (every transaction in it was written before it started); then each becomes
+   * visible and its tpcFinish callback runs, in commit order, in one synchronous run.
+   */
+  private async runFlush(batch: Pending[]): Promise<void> {
+    try {
+      await this.flushCommit(this.fileRef.file);
+    } catch (e) {
+      await this.failFinish(e);
+      return;
+    }
+    this.flushing = null;
+    for (const p of batch) {
+      this.makeVisible(p);
+      try {
+        this.published(p);
+        p.durable!.resolve();
+      } catch (e) {
+        p.durable!.reject(e);
+      }
+    }
+    this.startFlush();
+    if (this.flushing === null) for (const d of this.drainWaiters.splice(0)) d();
+  }
+
+  /**
+   * ZODB's "Failure in _finish. Closing.": a status write or a flush failed. Every transaction written and
+   * not yet durable fails, none acknowledged: the first one's checkpoint flag goes back to 'c' and the file
+   * ends after it (the next open truncates it; a 'c' before other transactions would be corruption); if
+   * these writes fail too, the file may still hold them, on disk and never acknowledged, as ZODB leaves a
+   * transaction whose _finish failed. The storage closes. `cleared`: the transaction whose status the
+   * failing _finish wrote.
+   */
+  private async failFinish(e: unknown, cleared: Pending | null = null): Promise<void> {
+    const error = e instanceof Error ? e : new Error(String(e));
+    this.flushFailure ??= error;
+    const failed = [...(this.flushing ?? []), ...this.flushQueue];
+    this.flushing = null;
+    this.flushQueue = [];
+    this.unflushedIndex.clear();
+    this.wpos = this.pos;
+    this.wltid = this.ltid;
+    const file = this.fileRef.file;
+    try {
+      if (this.failedEnd === null) {
+        const all = cleared ? [...failed, cleared] : failed;
+        if (all.length) {
+          const first = all.reduce((a, b) => (b.tpos < a.tpos ? b : a));
+          this.failedEnd = first.nextPos;
+          await writeStatus(file, first.tpos, 'c');
+          await file.truncate(first.nextPos);
+        }
+      } else if (cleared) {
+        // (its status write raced an earlier failure's truncation)
+        await file.truncate(this.failedEnd);
+      }
+    } catch {
+      // (logged below, with the first error)
+    }
+    this.log('critical', `Failure in _finish. Closing. (${error.message})`);
+    for (const d of this.drainWaiters.splice(0)) d();
+    // (a close already under way may be waiting for the transaction failing here: not waited for)
+    const closing = this.closing;
+    this.closing ??= this.shutDown(false);
+    if (!closing) await this.closing.catch(() => {}); // (the finish's error is the one to report)
+    for (const p of failed) p.durable!.reject(error);
+  }
+
+  /** Resolves once no transaction waits for its flush (the ones written so far are durable, or failed). */
+  private drained(): Promise<void> {
+    if (this.flushing === null && this.flushQueue.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 
   /** (the write-through after tpcFinish's callback: the ZEO server answers the committer from it) */
@@ -1030,7 +1190,7 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
     try {
       // (not under a flush in flight; a failed one does not matter: what it was to flush goes)
       if (p.flushed) await p.flushed;
-      if (p.written) {
+      if (p.written && !(this.failedEnd !== null && p.tpos >= this.failedEnd)) {
         this.overwriteEnd = Math.max(this.overwriteEnd, p.nextPos);
         await this.fileRef.file.truncate(p.tpos);
       }
@@ -1047,13 +1207,15 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
   // undo
 
   protected async _undo(p: Pending, tid: Tid): Promise<UndoResult> {
-    return this.inTxn(p, 'undo', () =>
-      this.reading(null, async (file, _index, end) => {
+    return this.inTxn(p, 'undo', async () => {
+      // (it reads the file's transactions and the index: those written before, durable)
+      await this.drained();
+      return this.reading(null, async (file, _index, end) => {
         const tpos = await this.txnFind(file, tid, end);
         const oids = await this.txnUndoWrite(p, file, tpos, end);
         return { tid: p.tid, oids };
-      }),
-    );
+      });
+    });
   }
 
   /** FileStorage._txn_find(tid, stop_at_pack=True): the position of transaction `tid`, searched backwards. */
@@ -1251,7 +1413,12 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
     return {
       path: this.path,
       committedEnd: () => this.pos,
-      withCommitLock: (fn) => this.commitLock.runExclusive(fn),
+      // (under the lock, once the transactions written before are durable: `pos` is the file's end)
+      withCommitLock: (fn) =>
+        this.commitLock.runExclusive(async () => {
+          await this.drained();
+          return fn();
+        }),
       swap: (packed) => this.swapPacked(packed),
       saveIndex: async () => {
         if (this.closed) return;
@@ -1278,6 +1445,7 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
     this.fileRef = new DataFileRef(file);
     this.index = packed.index;
     this.pos = packed.end;
+    this.wpos = packed.end;
     this.overwriteEnd = packed.end;
     this.packCount++;
     previous.retire();
@@ -1436,6 +1604,8 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
     await this.closeTransactions((e) =>
       this.log('error', `Error aborting on close(): ${e instanceof Error ? e.message : String(e)}`),
     );
+    // the commits written before: their flush ends (or fails), and their callers have their answer
+    await this.drained();
     const errors: unknown[] = [];
     if (saveIndex && !this.isReadOnly()) {
       try {
