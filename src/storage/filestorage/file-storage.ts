@@ -702,6 +702,46 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
     });
   }
 
+  /**
+   * loadBefore answered at once from the read cache, for the server's hot path: the same result (its data a
+   * view into the cache, valid only until the storage is used again: copy it first), or undefined when that
+   * needs the file or is not the usual answer (a record not cached, a back pointer, a deleted object, a
+   * missing oid, a deferred index bucket, a damaged record): loadBefore then gives it.
+   */
+  loadBeforeCached(oid: Oid, tid: Tid): LoadBeforeResult | null | undefined {
+    const cache = this.fileRef.file.cache;
+    if (this.closed || cache === null || this.index.pendingOid(oid) !== null) return undefined;
+    let pos = this.index.get(oid);
+    if (pos < 0) return undefined;
+    const end = this.pos;
+    let endTid: Tid | null = null;
+    for (;;) {
+      if (pos < FILE_HEADER_LEN || pos + DATA_HDR_LEN > end) return undefined;
+      const c = cache.get(pos, false);
+      if (c === undefined || c.length < DATA_HDR_LEN) return undefined;
+      const plen = readU64(c, 34);
+      if (c.length < dataRecordLen(plen) || pos + DATA_HDR_LEN + plen > end) return undefined;
+      for (let i = 0; i < 8; i++) if (c[i] !== oid[i]) return undefined;
+      if (c[32] !== 0 || c[33] !== 0) return undefined;
+      let older = false;
+      for (let i = 8; i < 16; i++) {
+        if (c[i] !== tid[i - 8]) {
+          older = c[i] < tid[i - 8];
+          break;
+        }
+      }
+      if (older) {
+        if (plen === 0) return undefined;
+        return { data: c.subarray(DATA_HDR_LEN, DATA_HDR_LEN + plen), start: copy8(c, 8), end: endTid };
+      }
+      const prev = readU64(c, 16);
+      if (prev >= pos) return undefined;
+      endTid = copy8(c, 8);
+      if (!prev) return null;
+      pos = prev;
+    }
+  }
+
   async loadSerial(oid: Oid, serial: Tid): Promise<Uint8Array> {
     return this.reading(oid, async (file, index, end) => {
       let pos = index.get(oid);

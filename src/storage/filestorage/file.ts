@@ -690,12 +690,13 @@ export class ReadCache {
 
   /**
    * The bytes cached at `pos` (a view into the cache, valid until the next put() or invalidate(): copy what
-   * you keep), or undefined.
+   * you keep), or undefined. `countMiss` false: the caller reads on through get() when this misses (the
+   * server's synchronous loads), so the miss is counted there, once.
    */
-  get(pos: number): Buffer | undefined {
+  get(pos: number, countMiss = true): Buffer | undefined {
     const i = this.find(pos);
     if (i < 0) {
-      this.misses++;
+      if (countMiss) this.misses++;
       return undefined;
     }
     this.hits++;
