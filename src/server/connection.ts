@@ -129,7 +129,7 @@ export class ServerConnection implements SessionConnection {
       const result = this.session.loadBeforeNow(load.oid, load.tid);
       if (result !== undefined) {
         // (encoded with its record copied: the record is a view of the storage's cache)
-        this.channel.send(replyPayload(this.codec!, load.msgid, result, this.unencodable));
+        this.channel.sendCopy(replyPayload(this.codec!, load.msgid, result, this.unencodable));
         return;
       }
     }
