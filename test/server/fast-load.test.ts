@@ -87,7 +87,7 @@ describe('loadBefore: the fast path answers as the general path', () => {
           frames.push(codec.encodeCall(7, false, 'loadBefore', args));
         }
         let answeredFast = 0;
-        // twice: the first load of a record reads the file (and caches it), the second is answered from memory
+        // twice: the first load of a record reads it (at once or in the thread pool), the second finds it cached
         for (let round = 0; round < 2; round++) {
           for (const f of frames) {
             const call = codec.decode(f);

@@ -1,10 +1,12 @@
-// FileStorage.loadBeforeCached, the server's synchronous loadBefore from the read cache: whenever it answers,
-// the answer is loadBefore's (current and older revisions, a tid before the object's creation); it leaves to
-// loadBefore what needs the file or is an error (a record not cached, a missing oid, a deleted object, a back
-// pointer), and never answers without a cache.
+// FileStorage.loadBeforeCached, the server's synchronous loadBefore (the read cache, or one synchronous read of
+// a record not cached): whenever it answers, the answer is loadBefore's (current and older revisions, a tid
+// before the object's creation); it leaves to loadBefore what is an error (a missing oid, a deleted object) or
+// needs more (a back pointer, no synchronous read, sync reads off after a slow one), and never answers without
+// a cache.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { fdIO, SLOW_SYNC_READ_MS } from '../../../src/storage/filestorage/file.js';
 import { FileStorage } from '../../../src/storage/filestorage/file-storage.js';
 import { p64, u64, type Oid, type Tid } from '../../../src/storage/ids.js';
 import type { LoadBeforeResult } from '../../../src/storage/interfaces.js';
@@ -48,20 +50,19 @@ describe('FileStorage.loadBeforeCached', () => {
             }
           }
         }
-        // opened cold: nothing is answered before loadBefore has read it; then every plain record is
+        // opened cold: a record is read at once (a synchronous read), and kept in the cache
         const fresh = await FileStorage.open(join(dir, 'Data.fs'), { readOnly: true });
         try {
           const oid = p64(15n);
           const now = p64(0x7fffffffffffffffn);
-          assert.equal(fresh.loadBeforeCached(oid, now), undefined);
-          const r = await fresh.loadBefore(oid, now);
-          assert.ok(r);
-          const again = fresh.loadBeforeCached(oid, now);
-          assert.ok(again);
-          assert.deepEqual(Buffer.from(again.data), Buffer.from(r.data));
-          // a tid before the object's creation: None, once its records are cached
-          await fresh.loadBefore(oid, tids[1]);
-          await fresh.loadBefore(oid, tids[0]);
+          const before = fresh.cacheStats()!;
+          const cold = copied(fresh.loadBeforeCached(oid, now));
+          assert.ok(cold);
+          assert.deepEqual(cold, await loadBefore(fresh, oid, now));
+          const after = fresh.cacheStats()!;
+          assert.equal(after.misses - before.misses, 1, 'the read at once counts as one miss');
+          assert.equal(after.hits - before.hits, 1, 'then loadBefore found it in the cache');
+          // a tid before the object's creation: None, its two records read at once
           assert.equal(fresh.loadBeforeCached(oid, tids[0]), null);
           assert.equal(await fresh.loadBefore(oid, tids[0]), null);
           // a missing oid, a deleted object: loadBefore's POSKeyError, not answered here
@@ -75,6 +76,46 @@ describe('FileStorage.loadBeforeCached', () => {
         assert.ok(answered > OBJECTS * asks.length, `${answered} answered`);
       } finally {
         await s.close();
+      }
+    });
+  });
+
+  it('reads at once only with a synchronous read, and not for a while after a slow one', async () => {
+    await withTempDir(async (dir) => {
+      const path = join(dir, 'Data.fs');
+      await buildRevisions(path);
+      const now = p64(0x7fffffffffffffffn);
+      // an io without readSync: a record not cached is left to loadBefore, then answered from the cache
+      const { readSync: _readSync, ...asyncOnly } = fdIO;
+      const s = await FileStorage.open(path, { readOnly: true, io: asyncOnly });
+      try {
+        assert.equal(s.loadBeforeCached(p64(15n), now), undefined);
+        assert.ok(await s.loadBefore(p64(15n), now));
+        assert.ok(s.loadBeforeCached(p64(15n), now));
+      } finally {
+        await s.close();
+      }
+      // a read that takes longer than a page-cache read (the disk): answered, then sync reads stop
+      let reads = 0;
+      const slow = {
+        ...fdIO,
+        readSync(fd: number, buf: Uint8Array, offset: number, length: number, position: number): number {
+          reads++;
+          const until = performance.now() + 2 * SLOW_SYNC_READ_MS;
+          while (performance.now() < until);
+          return fdIO.readSync!(fd, buf, offset, length, position);
+        },
+      };
+      const t = await FileStorage.open(path, { readOnly: true, io: slow });
+      try {
+        assert.ok(t.loadBeforeCached(p64(15n), now));
+        assert.equal(reads, 1);
+        assert.equal(t.loadBeforeCached(p64(16n), now), undefined, 'sync reads are off');
+        assert.equal(reads, 1);
+        assert.ok(await t.loadBefore(p64(16n), now));
+        assert.ok(t.loadBeforeCached(p64(16n), now), 'what the cache has is still answered');
+      } finally {
+        await t.close();
       }
     });
   });
