@@ -123,7 +123,8 @@ export function encodeFrame(payload: Uint8Array): Buffer {
   return out;
 }
 
-function checkLength(length: number): void {
+/** Throws when `length` bytes do not fit in one frame. */
+export function checkLength(length: number): void {
   if (length > MAX_FRAME_LENGTH) {
     throw new ProtocolError(`cannot frame ${length} bytes: a frame holds at most ${MAX_FRAME_LENGTH}`);
   }

@@ -30,6 +30,7 @@ export {
   type Message,
   type MessageCodec,
 } from './message.js';
+export { readLoadBefore, type LoadBeforeCall } from './fastcall.js';
 export { MsgpackWriter, unpack as unpackMsgpack } from './msgpack.js';
 export {
   PythonError,

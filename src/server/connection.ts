@@ -17,7 +17,9 @@ import {
   MessageRefused,
   parseClientHello,
   pyTruthy,
+  readLoadBefore,
   replyParts,
+  replyPayload,
   serverGreeting,
   type Message,
   type MessageCodec,
@@ -119,6 +121,18 @@ export class ServerConnection implements SessionConnection {
   }
 
   private onMessage(payload: Buffer): void {
+    // the hot path: a loadBefore whose record is in memory is answered here, without the general decoding and
+    // call machinery; its reply is the same bytes, at the same place in the output (taken now, as a sync
+    // call's is on arrival). Anything else, or a load that needs the file, goes the general way.
+    const load = readLoadBefore(this.codec!.encoding, payload);
+    if (load !== null) {
+      const result = this.session.loadBeforeNow(load.oid, load.tid);
+      if (result !== undefined) {
+        // (encoded with its record copied: the record is a view of the storage's cache)
+        this.channel.sendCopy(replyPayload(this.codec!, load.msgid, result, this.unencodable));
+        return;
+      }
+    }
     let msg: Message;
     try {
       msg = this.codec!.decode(payload);

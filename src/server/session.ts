@@ -789,6 +789,21 @@ export class Session implements StorageClient {
     return tuple<PickleValue>(r.data, r.start, r.end);
   }
 
+  /**
+   * loadBefore(oid, tid) (8 bytes each) answered at once when the storage has the record in memory: the same
+   * result as loadBefore's (its data valid only until the storage is used again), or undefined, and then
+   * loadBefore must answer. Before registration there is nothing to load from: undefined.
+   */
+  loadBeforeNow(oid: Uint8Array, tid: Uint8Array): PickleValue | undefined {
+    const served = this.served;
+    if (served === null) return undefined;
+    const r = served.storage.loadBeforeCached?.(oid, tid);
+    if (r === undefined) return undefined;
+    served.stats.loads++;
+    if (r === null) return null;
+    return tuple<PickleValue>(r.data, r.start, r.end);
+  }
+
   async loadSerial(oid: PickleValue, serial: PickleValue): Promise<PickleValue> {
     const o = this.lookupOid(oid);
     if (!isOid(serial)) await this.typeErrorIfFound(o, serial, 'serial');

@@ -197,6 +197,11 @@ export interface Storage {
    * that revision deleted the object (deleteObject, an undone creation), as FileStorage does
    */
   loadBefore(oid: Oid, tid: Tid): Promise<LoadBeforeResult | null>;
+  /**
+   * loadBefore's result when it can be had at once (from memory), its data valid only until the storage is used
+   * again; undefined when not (then loadBefore answers). Optional: the server's fast path for loads.
+   */
+  loadBeforeCached?(oid: Oid, tid: Tid): LoadBeforeResult | null | undefined;
   /** that exact revision; POSKeyError when there is none */
   loadSerial(oid: Oid, serial: Tid): Promise<Uint8Array>;
   /** newest first, at most `size` entries */

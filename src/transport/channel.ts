@@ -5,7 +5,7 @@
 // owner sees. The channel knows nothing of codecs or calls: the owner decodes what it gets.
 
 import type { Socket } from 'node:net';
-import { FrameDecoder, frameHeader } from '../protocol/framing.js';
+import { checkLength, FrameDecoder, frameHeader } from '../protocol/framing.js';
 
 export interface ChannelLimits {
   /** the largest frame the peer may send (its 4-byte length is checked before anything is buffered) */
@@ -76,6 +76,16 @@ export class MessageChannel {
   private paused = false;
   private outputWasHigh = false;
   private corked = false;
+  /**
+   * Small frames sent this tick with sendCopy, copied one after the other (header and payload) into one
+   * buffer: the bytes from batchStart to batchPos go to the socket as one write at the end of the tick, or
+   * before anything sent after them. The rest of the buffer is used by the next ticks.
+   */
+  private batch: Buffer | null = null;
+  private batchStart = 0;
+  private batchPos = 0;
+  /** a batchTick is queued */
+  private batchDue = false;
   private delivering = false;
   private closingReason: Error | null = null;
   private closedReason: Error | null = null;
@@ -117,7 +127,7 @@ export class MessageChannel {
 
   /** Bytes waiting to be written: in our queue and in the socket's. */
   get outputBytes(): number {
-    return this.queuedBytes + this.socket.writableLength;
+    return this.queuedBytes + this.batchPos - this.batchStart + this.socket.writableLength;
   }
 
   /** Whether output ever waited above the high-water mark (a peer slow to read, or large replies). */
@@ -222,6 +232,63 @@ export class MessageChannel {
     this.reserve().end(payload);
   }
 
+  /**
+   * send() for a small payload the caller may reuse at once (it is copied now): gathered with the other small
+   * frames of this tick into one buffer, so a frame costs no objects of its own on the way to the socket.
+   */
+  sendCopy(payload: Uint8Array): void {
+    if (this.closedReason) return;
+    const n = payload.length;
+    if (this.slots.length > 0 || n > BATCH_MAX) {
+      // behind a place not written yet (its turn first), or too large to be worth a copy
+      this.send(payload);
+      return;
+    }
+    checkLength(n);
+    let b = this.batch;
+    if (b === null || this.batchPos + 4 + n > b.length) {
+      this.writeBatch();
+      b = this.batch = Buffer.allocUnsafeSlow(BATCH_SIZE);
+      this.batchStart = this.batchPos = 0;
+    }
+    const at = this.batchPos;
+    b.writeUInt32BE(n, at);
+    if (n <= 64) for (let i = 0; i < n; i++) b[at + 4 + i] = payload[i];
+    else b.set(payload, at + 4);
+    this.batchPos = at + 4 + n;
+    if (!this.batchDue) {
+      this.batchDue = true;
+      process.nextTick(this.batchTick);
+    }
+    if (this.batchPos - this.batchStart >= this.limits.outputHighWater) this.checkPause();
+  }
+
+  /** The end of a tick with frames from sendCopy: one write (no cork: nothing else to gather with it). */
+  private readonly batchTick = (): void => {
+    this.batchDue = false;
+    if (this.batchPos === this.batchStart) return;
+    this.writeBatch();
+    // (sendCopy does not look at the output on each frame: the socket may now hold more than the peer reads)
+    this.checkPause();
+  };
+
+  /** Gathers what is written in this tick into one writev, at the end of the tick. */
+  private corkForTick(): void {
+    if (this.corked) return;
+    this.corked = true;
+    this.socket.cork();
+    process.nextTick(() => this.uncork());
+  }
+
+  /** Gives the socket the frames gathered by sendCopy (before anything sent after them). */
+  private writeBatch(): void {
+    if (this.batchPos === this.batchStart) return;
+    const b = this.batch!;
+    const from = this.batchStart;
+    this.batchStart = this.batchPos;
+    if (this.closedReason === null) this.socket.write(b.subarray(from, this.batchPos));
+  }
+
   /** @internal (Slot) */
   queue(slot: Slot, payload: Payload): void {
     if (this.closedReason) return;
@@ -246,12 +313,8 @@ export class MessageChannel {
       const head = slots[0];
       if (head.parts.length > 0) {
         if (this.closedReason === null) {
-          if (!this.corked) {
-            // gather everything written in this tick into one writev
-            this.corked = true;
-            this.socket.cork();
-            process.nextTick(() => this.uncork());
-          }
+          this.corkForTick();
+          this.writeBatch();
           for (const p of head.parts) this.socket.write(p);
         }
         this.queuedBytes -= head.bytes;
@@ -266,6 +329,7 @@ export class MessageChannel {
 
   /** Writes out what was gathered since the cork now rather than at the end of the tick. */
   uncork(): void {
+    this.writeBatch();
     if (!this.corked) return;
     this.corked = false;
     this.socket.uncork();
@@ -318,6 +382,8 @@ export class MessageChannel {
     // let go of everything a vanished peer would have been sent, and of frames it sent
     this.slots.length = 0;
     this.queuedBytes = 0;
+    this.batch = null;
+    this.batchStart = this.batchPos = 0;
     this.inbox = [];
     this.inboxAt = 0;
     for (const w of this.drainWaiters.splice(0)) w();
@@ -327,3 +393,7 @@ export class MessageChannel {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** sendCopy's buffer: frames of several ticks (loadBefore replies of a few hundred bytes) share one */
+const BATCH_SIZE = 64 << 10;
+/** payloads larger than this go out by reference (send), not copied */
+const BATCH_MAX = 4096;

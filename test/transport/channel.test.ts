@@ -92,6 +92,56 @@ describe('MessageChannel', () => {
     peer.socket.destroy();
   });
 
+  test('sendCopy: copied frames keep their place among the others, and leave in one write', async () => {
+    const { channel, peer } = await pair();
+    const writes: number[] = [];
+    // (the real socket's write, watched: how many writes the frames take)
+    const socket = channel.socket;
+    const write = socket.write.bind(socket);
+    socket.write = (b: Uint8Array) => {
+      writes.push(b.length);
+      return write(b);
+    };
+    const reused = Buffer.from('c1');
+    channel.sendCopy(reused);
+    reused.write('XX'); // copied at once: the caller may reuse it
+    channel.sendCopy(Buffer.from('c2'));
+    channel.sendCopy(Buffer.alloc(0));
+    assert.deepEqual(writes, [], 'nothing written before the end of the tick');
+    await waitUntil(() => peer.frames.length === 3, 'three frames');
+    assert.deepEqual(writes, [4 + 2 + 4 + 2 + 4], 'one write for the three');
+    // behind an open place, and between places
+    const a = channel.reserve();
+    channel.sendCopy(Buffer.from('c3'));
+    channel.send(Buffer.from('s'));
+    a.end(Buffer.from('a'));
+    channel.sendCopy(Buffer.from('c4'));
+    channel.sendCopy(Buffer.alloc(5000, 0x61)); // too large to copy: by reference, in its place
+    channel.sendCopy(Buffer.from('c5'));
+    await waitUntil(() => peer.frames.length === 9, 'nine frames');
+    assert.deepEqual(peer.frames.map(text), ['c1', 'c2', '', 'a', 'c3', 's', 'c4', 'a'.repeat(5000), 'c5']);
+    // a close right after: the copied frames go out first
+    channel.sendCopy(Buffer.from('last'));
+    channel.close('done');
+    await peer.ended;
+    assert.equal(text(peer.frames[peer.frames.length - 1]), 'last');
+  });
+
+  test('sendCopy: reading stops when a peer does not take the copied frames', async () => {
+    const { channel, peer } = await pair();
+    peer.socket.pause();
+    const reply = Buffer.alloc(300, 7);
+    for (let i = 0; i < 400 && !channel.readingPaused; i++) {
+      for (let j = 0; j < 100; j++) channel.sendCopy(reply);
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    assert.ok(channel.readingPaused, `reading paused with ${channel.outputBytes} bytes waiting`);
+    assert.ok(channel.outputBytes >= LIMITS.outputHighWater);
+    peer.socket.resume();
+    await waitUntil(() => !channel.readingPaused, 'reading again after the drain');
+    channel.destroy();
+  });
+
   test('over a unix socket: frames both ways, in order', async () => {
     const { channel, got, peer } = await pair(
       LIMITS,

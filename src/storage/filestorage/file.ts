@@ -25,6 +25,7 @@ import {
   openSync,
   read as fsRead,
   write as fsWrite,
+  readSync as fsReadSync,
   writeSync as fsWriteSync,
 } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
@@ -92,6 +93,10 @@ function checkBuffer(what: string, buf: Uint8Array, offset: number, length: numb
 }
 
 export const DEFAULT_CHUNK = 1 << 20;
+/** a synchronous read taking longer than this went to the disk (see readNow) */
+export const SLOW_SYNC_READ_MS = 0.5;
+/** ... and then readNow reads nothing for this long */
+export const SYNC_READS_OFF_MS = 1000;
 
 /**
  * The positional system calls a RandomAccessFile makes; each resolves with the bytes moved, which may be fewer
@@ -103,6 +108,8 @@ export const DEFAULT_CHUNK = 1 << 20;
 export interface PositionalIO {
   read: (fd: number, buf: Uint8Array, offset: number, length: number, position: number) => Promise<number>;
   write: (fd: number, buf: Uint8Array, offset: number, length: number, position: number) => Promise<number>;
+  /** the synchronous read, for readNow (absent: readNow reads nothing) */
+  readSync?: (fd: number, buf: Uint8Array, offset: number, length: number, position: number) => number;
   /** the synchronous write, for writeNow (absent: writeNow is not offered) */
   writeSync?: (fd: number, buf: Uint8Array, offset: number, length: number, position: number) => number;
   /** fdatasync (default: node:fs's; tests make it fail) */
@@ -121,6 +128,9 @@ export const fdIO: PositionalIO = {
     return new Promise((resolve, reject) => {
       fsWrite(fd, buf, offset, length, position, (err, n) => (err ? reject(err) : resolve(n)));
     });
+  },
+  readSync(fd, buf, offset, length, position) {
+    return fsReadSync(fd, buf, offset, length, position);
   },
   writeSync(fd, buf, offset, length, position) {
     return fsWriteSync(fd, buf, offset, length, position);
@@ -160,6 +170,8 @@ export class RandomAccessFile {
   #dsync: number | null | false = false;
   /** see RandomAccessFileOptions.cacheBytes; null when there is none */
   readonly cache: ReadCache | null;
+  /** readNow reads nothing before this time (performance.now()): a read of its was slow (see readNow) */
+  #syncReadsOffUntil = 0;
 
   /**
    * Wraps an open descriptor, which the object then owns (it closes it); `end` is the file size (use
@@ -258,6 +270,33 @@ export class RandomAccessFile {
 
   #leave(): void {
     if (--this.#inflight === 0 && this.#drained.length) for (const d of this.#drained.splice(0)) d();
+  }
+
+  /**
+   * readAtMost as one synchronous read, for a small read the caller would otherwise wait for (a load's
+   * record): the bytes read, or -1 when it read nothing and readAtMost must (no synchronous read in the file's
+   * io, an error, or sync reads off for now). A read from the page cache costs ~2 us of CPU where a thread-pool
+   * round trip costs ~18 (measured on 4 KiB reads); one that had to wait for the disk (longer than
+   * SLOW_SYNC_READ_MS) stalls the event loop, so sync reads stop for SYNC_READS_OFF_MS and reads wait in the
+   * thread pool meanwhile.
+   */
+  readNow(pos: number, into: Uint8Array, offset: number, length: number): number {
+    const readSync = this.#io.readSync;
+    if (readSync === undefined || this.#closed) return -1;
+    const start = performance.now();
+    if (start < this.#syncReadsOffUntil) return -1;
+    checkRange(`read ${this.path}`, pos, length);
+    checkBuffer(`read ${this.path}`, into, offset, length);
+    let n: number;
+    try {
+      n = readSync(this.#fd, into, offset, length, pos);
+    } catch {
+      // (readAtMost reads again and reports the error)
+      return -1;
+    }
+    const end = performance.now();
+    if (end - start > SLOW_SYNC_READ_MS) this.#syncReadsOffUntil = end + SYNC_READS_OFF_MS;
+    return n;
   }
 
   /**
@@ -690,12 +729,13 @@ export class ReadCache {
 
   /**
    * The bytes cached at `pos` (a view into the cache, valid until the next put() or invalidate(): copy what
-   * you keep), or undefined.
+   * you keep), or undefined. `countMiss` false: the caller reads on through get() when this misses (the
+   * server's synchronous loads), so the miss is counted there, once.
    */
-  get(pos: number): Buffer | undefined {
+  get(pos: number, countMiss = true): Buffer | undefined {
     const i = this.find(pos);
     if (i < 0) {
-      this.misses++;
+      if (countMiss) this.misses++;
       return undefined;
     }
     this.hits++;
