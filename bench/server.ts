@@ -37,17 +37,17 @@
 // --profile PHASE:CLIENTS (e.g. commits:1) instead runs only that phase, only against `node --cpu-prof zeo
 // serve`, and prints the server's top functions by self time over the phase's window (with the zeo-ts
 // function that called each of Node's), and by file; the profile is kept with --keep.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, openSync, closeSync } from 'node:fs';
-import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { join, relative, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { oraclePython, repoRoot } from '../test/helpers/oracle.js';
-import { zeoNodeFlags } from '../test/helpers/server-process.js';
+import { join, resolve } from 'node:path';
+import { repoRoot } from '../test/helpers/oracle.js';
 import {
   benchDataFs,
+  printProfile,
+  startBenchServer,
+  stopBenchServer,
+  type BenchServer,
+  type BenchServerKind,
   runRecord,
   writeResult,
   median,
@@ -103,7 +103,6 @@ const PHASE_NAMES: Record<Phase, string> = {
 };
 
 const CLIENT_PY = resolve(repoRoot, 'test/fixtures/python/zeo_bench_client.py');
-const ZEO_BIN = resolve(repoRoot, 'bin/zeo');
 const log = (s: string): void => void process.stderr.write(s + '\n');
 
 type DataFs = BenchDataFs;
@@ -130,15 +129,9 @@ interface Figures {
   run: PhaseRun;
 }
 
-type ServerKind = 'runzeo' | 'zeo-ts';
+type ServerKind = BenchServerKind;
 
-interface RunningServer {
-  kind: ServerKind;
-  dir: string;
-  port: number;
-  proc: ChildProcess;
-  logPath: string;
-}
+type RunningServer = BenchServer;
 
 function python(args: string[], timeoutMs: number, pin = false): string {
   return runPython(args, timeoutMs, pin ? ['taskset', '-c', CLIENT_CPUS] : []);
@@ -148,68 +141,14 @@ function prepareDataFs(): DataFs {
   return benchDataFs(OBJECTS, SLOTS, REBUILD);
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      const port = typeof a === 'object' && a ? a.port : 0;
-      s.close(() => resolvePort(port));
-    });
-  });
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
 /** A fresh copy of the Data.fs in `dir`, served by runzeo or `zeo serve` (logs in dir/server.log). */
-async function startServer(
+function startServer(
   kind: ServerKind,
   data: DataFs,
   dir: string,
   nodeFlags: string[] = [],
 ): Promise<RunningServer> {
-  mkdirSync(dir, { recursive: true });
-  copyFileSync(data.path, join(dir, 'Data.fs'));
-  copyFileSync(data.path + '.index', join(dir, 'Data.fs.index'));
-  const port = await freePort();
-  const conf = join(dir, 'zeo.conf');
-  writeFileSync(
-    conf,
-    `<zeo>\n  address 127.0.0.1:${port}\n</zeo>\n<filestorage 1>\n  path ${join(dir, 'Data.fs')}\n</filestorage>\n`,
-  );
-  const logPath = join(dir, 'server.log');
-  const fd = openSync(logPath, 'w');
-  const [cmd, args] =
-    kind === 'runzeo'
-      ? [oraclePython(), ['-m', 'ZEO.runzeo', '-C', conf]]
-      : [process.execPath, [...zeoNodeFlags, ...nodeFlags, ZEO_BIN, 'serve', '-C', conf]];
-  const proc = PIN
-    ? spawn('taskset', ['-c', SERVER_CPUS, cmd, ...args], { cwd: dir, stdio: ['ignore', fd, fd] })
-    : spawn(cmd, args, { cwd: dir, stdio: ['ignore', fd, fd] });
-  closeSync(fd);
-  let exited: number | null = null;
-  proc.on('exit', (code) => (exited = code ?? -1));
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const text = readFileSync(logPath, 'utf8');
-    if (text.includes(`listening on ('127.0.0.1', ${port})`)) break;
-    if (exited !== null || Date.now() > deadline) {
-      proc.kill('SIGKILL');
-      throw new Error(`${kind} did not start (exit ${exited}):\n${text}`);
-    }
-    await sleep(50);
-  }
-  return { kind, dir, port, proc, logPath };
-}
-
-async function stopServer(s: RunningServer): Promise<void> {
-  if (s.proc.exitCode !== null || s.proc.signalCode !== null) return;
-  const exited = new Promise<void>((r) => s.proc.once('exit', () => r()));
-  s.proc.kill('SIGTERM');
-  const timer = setTimeout(() => s.proc.kill('SIGKILL'), 30_000);
-  await exited;
-  clearTimeout(timer);
+  return startBenchServer(kind, data.path, dir, { nodeFlags, taskset: PIN ? SERVER_CPUS : undefined });
 }
 
 function runPhase(s: RunningServer, data: DataFs, phase: Phase, clients: number, seed: number): Figures {
@@ -245,100 +184,6 @@ function runPhase(s: RunningServer, data: DataFs, phase: Phase, clients: number,
   };
 }
 
-// --- the profile of our server (--profile PHASE:CLIENTS)
-
-interface ProfileNode {
-  id: number;
-  callFrame: { functionName: string; url: string; lineNumber: number };
-  children?: number[];
-}
-
-/**
- * The top functions of a .cpuprofile by self time over the phase's window (the samples taken between the
- * clients' start and end; the server's start-up and shutdown left out), each with the zeo-ts function it was called from (the
- * nearest frame of our own code above it: for Node's native functions, which of ours made the call), and
- * the self time by file. The profiler samples the main thread on a timer, so a sample in a native function
- * (a socket write, a call handing work to the thread pool) includes time the thread was descheduled there.
- */
-function printProfile(file: string, phase: string, window: [number, number]): void {
-  const prof = JSON.parse(readFileSync(file, 'utf8')) as {
-    nodes: ProfileNode[];
-    samples: number[];
-    timeDeltas: number[];
-    startTime: number;
-  };
-  const byId = new Map(prof.nodes.map((n) => [n.id, n]));
-  const parent = new Map<number, number>();
-  for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
-  const selfUs = new Map<number, number>();
-  // timeDeltas[i] is the time from sample i-1 to sample i: charge it to sample i
-  const [from, to] = [window[0] * 1e6, window[1] * 1e6];
-  let t = prof.startTime;
-  prof.samples.forEach((id, i) => {
-    t += prof.timeDeltas[i] ?? 0;
-    if (t > from && t <= to) selfUs.set(id, (selfUs.get(id) ?? 0) + (prof.timeDeltas[i] ?? 0));
-  });
-  if (selfUs.size === 0) throw new Error(`no samples of ${file} fall in the phase's window`);
-  const fileOf = (n: ProfileNode): string => {
-    const url = n.callFrame.url;
-    if (!url) return n.callFrame.functionName;
-    return url.startsWith('file://') ? relative(repoRoot, fileURLToPath(url)) : url;
-  };
-  const name = (n: ProfileNode): string =>
-    `${n.callFrame.functionName || '(anonymous)'}${n.callFrame.url ? `  ${fileOf(n)}:${n.callFrame.lineNumber + 1}` : ''}`;
-  const ours = (n: ProfileNode): boolean => n.callFrame.url.startsWith('file://');
-  const callerOf = (id: number): string => {
-    for (let p = parent.get(id); p !== undefined; p = parent.get(p)) {
-      const n = byId.get(p)!;
-      if (ours(n)) return name(n);
-    }
-    return '';
-  };
-  const byFunction = new Map<string, { us: number; callers: Map<string, number> }>();
-  const byFile = new Map<string, number>();
-  let total = 0;
-  let idle = 0;
-  for (const [id, us] of selfUs) {
-    const n = byId.get(id)!;
-    total += us;
-    if (n.callFrame.functionName === '(idle)') {
-      idle += us;
-      continue;
-    }
-    const f = byFunction.get(name(n)) ?? { us: 0, callers: new Map<string, number>() };
-    f.us += us;
-    if (!ours(n)) {
-      const c = callerOf(id);
-      f.callers.set(c, (f.callers.get(c) ?? 0) + us);
-    }
-    byFunction.set(name(n), f);
-    byFile.set(fileOf(n), (byFile.get(fileOf(n)) ?? 0) + us);
-  }
-  const busy = total - idle;
-  const ms = (us: number): string => (us / 1000).toFixed(0);
-  const pct = (us: number): string => ((us / busy) * 100).toFixed(1);
-  printTable(
-    `zeo serve --cpu-prof, ${phase}: top functions by self time over the phase (${ms(busy)} ms busy of ` +
-      `${ms(total)} ms)`,
-    ['function  location', 'self ms', '% of busy', 'called from (ours; share of its self time)'],
-    [...byFunction]
-      .sort((a, b) => b[1].us - a[1].us)
-      .slice(0, 30)
-      .map(([k, f]) => {
-        const [caller, cus] = [...f.callers].sort((a, b) => b[1] - a[1])[0] ?? ['', 0];
-        return [k, ms(f.us), pct(f.us), caller ? `${caller} (${((cus / f.us) * 100).toFixed(0)}%)` : ''];
-      }),
-  );
-  printTable(
-    'by file (self time)',
-    ['file', 'self ms', '% of busy'],
-    [...byFile]
-      .sort((a, b) => b[1] - a[1])
-      .slice(0, 15)
-      .map(([k, us]) => [k, ms(us), pct(us)]),
-  );
-}
-
 async function profile(data: DataFs, work: string, spec: string): Promise<void> {
   const [phase, clients] = spec.split(':') as [Phase, string];
   if (!PHASE_NAMES[phase] || !(Number(clients) > 0)) throw new Error(`--profile PHASE:CLIENTS, not ${spec}`);
@@ -353,7 +198,7 @@ async function profile(data: DataFs, work: string, spec: string): Promise<void> 
     log(`profiling zeo serve: ${phase} x${clients}, ${SECONDS} s...`);
     f = runPhase(s, data, phase, Number(clients), 1);
   } finally {
-    await stopServer(s);
+    await stopBenchServer(s);
   }
   log(
     `${phase} x${clients} (under --cpu-prof): ${f.opsPerSecond.toFixed(0)} ops/s, ` +
@@ -401,7 +246,7 @@ async function main(): Promise<void> {
         }
       }
     } finally {
-      await Promise.all(Object.values(servers).map(stopServer));
+      await Promise.all(Object.values(servers).map(stopBenchServer));
     }
     const seconds = (performance.now() - t0) / 1000;
     printTable(
