@@ -25,24 +25,33 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
-import net from 'node:net';
-import { cpus, totalmem, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { p64 } from '../src/storage/ids.js';
 import { oraclePython, repoRoot } from '../test/helpers/oracle.js';
 import { RawClient } from '../test/helpers/raw-client.js';
 import { zeoNodeFlags } from '../test/helpers/server-process.js';
-import { median, oracleVersions, printTable, runPython, runRecord, writeResult } from './report.js';
+import {
+  arg,
+  freePort,
+  machineDescription,
+  median,
+  oracleVersions,
+  printTable,
+  processCpuSeconds,
+  runPython,
+  runRecord,
+  sleep,
+  stopProcess,
+  writeResult,
+} from './report.js';
 
-function arg(name: string, dflt: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : dflt;
-}
+const num = (name: string, dflt: number): number => Number(arg(name) ?? dflt);
 
-const OBJECTS = arg('objects', 1_000_000);
-const ROUNDS = arg('rounds', 3);
-const LOADS = arg('loads', 100_000);
+const OBJECTS = num('objects', 1_000_000);
+const ROUNDS = num('rounds', 3);
+const LOADS = num('loads', 100_000);
 const REBUILD = process.argv.includes('--rebuild');
 const ZEO_BIN = resolve(repoRoot, 'bin/zeo');
 const log = (s: string): void => void process.stderr.write(s + '\n');
@@ -165,26 +174,6 @@ function procStatus(pid: number): { rss: number; peak: number; anon: number } {
   return { rss: kb('VmRSS'), peak: kb('VmHWM'), anon: kb('RssAnon') };
 }
 
-/** utime + stime of a process (all its threads), seconds */
-function cpuSeconds(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
-  return (Number(rest[11]) + Number(rest[12])) / 100;
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-function freePort(): Promise<number> {
-  return new Promise((ok, fail) => {
-    const s = net.createServer();
-    s.once('error', fail);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => ok(port));
-    });
-  });
-}
-
 interface ServeFigures {
   /** spawn until register answered */
   startMs: number;
@@ -241,7 +230,7 @@ async function serveOnce(
     if (loads > 0) {
       const tid = p64(0x7fffffffffffffffn);
       let x = 12345;
-      const c0 = cpuSeconds(pid);
+      const c0 = processCpuSeconds(pid);
       const l0 = performance.now();
       const DEPTH = 64;
       for (let done = 0; done < loads; done += DEPTH) {
@@ -256,7 +245,7 @@ async function serveOnce(
         }
       }
       loadsPerSecond = loads / ((performance.now() - l0) / 1000);
-      loadCpuUs = ((cpuSeconds(pid) - c0) / loads) * 1e6;
+      loadCpuUs = ((processCpuSeconds(pid) - c0) / loads) * 1e6;
     }
     const served = procStatus(pid);
     client.close();
@@ -271,13 +260,7 @@ async function serveOnce(
       loadsPerSecond,
     };
   } finally {
-    if (!exited) {
-      const gone = new Promise<void>((r) => proc.once('exit', () => r()));
-      proc.kill('SIGTERM');
-      const timer = setTimeout(() => proc.kill('SIGKILL'), 60_000);
-      await gone;
-      clearTimeout(timer);
-    }
+    await stopProcess(proc);
     rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -531,11 +514,7 @@ async function main(): Promise<void> {
     date,
     {
       ...runRecord('scale', date, versions, { loadAverageAtStart, benchSeconds: seconds }),
-      machine: {
-        cpu: cpus()[0]?.model,
-        memoryBytes: totalmem(),
-        kernel: readFileSync('/proc/version', 'utf8').trim(),
-      },
+      machine: machineDescription(),
       objects: OBJECTS,
       records: data.records,
       dataFsBytes: size,
