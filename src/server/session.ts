@@ -1008,18 +1008,24 @@ export class Session implements StorageClient {
       throw new PythonError('builtins.ValueError', tuple(`too many open iterators (${MAX_ITERATORS})`));
     }
     const id = this.nextIteratorId++;
-    const records = t.records;
-    const it = Symbol.asyncIterator in records ? records[Symbol.asyncIterator]() : records[Symbol.iterator]();
+    // a storage that can give the records synchronously (FileStorage, for transactions it read whole) is
+    // answered at once, without a promise per record
+    const records = t.records as Partial<AsyncIterable<DataRecord> & Iterable<DataRecord>>;
+    const it = records[Symbol.iterator]?.() ?? records[Symbol.asyncIterator]!();
     this.iterators.set(id, it);
     this.recordIterators.add(id);
     return id;
   }
 
-  async iteratorRecordNext(iid: PickleValue): Promise<PickleValue> {
+  iteratorRecordNext(iid: PickleValue): PickleValue | Promise<PickleValue> {
     const id = iteratorId(iid);
-    const it = this.iterators.get(id) as AsyncIterator<DataRecord> | undefined;
+    const it = this.iterators.get(id) as AsyncIterator<DataRecord> | Iterator<DataRecord> | undefined;
     if (!it || !this.recordIterators.has(id)) throw new PythonError('builtins.KeyError', tuple(iid));
-    const r = await it.next();
+    const r = it.next();
+    return r instanceof Promise ? r.then((x) => this.recordItem(id, x)) : this.recordItem(id, r);
+  }
+
+  private recordItem(id: number, r: IteratorResult<DataRecord>): PickleValue {
     if (r.done) {
       this.iterators.delete(id);
       this.recordIterators.delete(id);

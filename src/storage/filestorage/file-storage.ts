@@ -122,21 +122,14 @@ import {
   TRANS_HDR_LEN,
   txnHeaderLen,
   writeU64,
+  type DecodedRecord,
   type TxnHeaderFull,
 } from './format.js';
 import type { FsIndex } from './fsindex.js';
 import { indexPathFor, writeIndexFile } from './indexfile.js';
 import { LockFile } from './lockfile.js';
 import { FileStorageError, packFileStorage, type PackedFile, type PackTarget } from './pack.js';
-import {
-  loadBack,
-  missing,
-  READ_AHEAD,
-  readDataRecord,
-  readTxnBefore,
-  readTxnHeader,
-  type RecordAt,
-} from './records.js';
+import { loadBack, missing, readDataRecord, readTxnBefore, readTxnHeader, type RecordAt } from './records.js';
 import { scanDataFile, truncateDamagedTail, type ScanLog } from './scan.js';
 
 export { FileStorageError };
@@ -233,6 +226,8 @@ export const DEFAULT_CACHE_BYTES = 64 << 20;
  * 5000-record transactions went from 30,000 reads to 8); bigger ones record by record, so memory stays bounded
  */
 const WHOLE_TXN_READ = 8 << 20;
+/** the iterator reads the file in chunks of this size (at least): small transactions need no read each */
+const ITER_CHUNK = 128 << 10;
 
 /**
  * What a FileStorage offers: its @implementer list, as runzeo's get_info reports it; with a blob directory,
@@ -1744,11 +1739,19 @@ async function* transactionsIn(
   end: number,
   stop: Tid | null,
 ): AsyncGenerator<FileTransactionRecord> {
+  // the file is read in chunks of ITER_CHUNK and more (a whole small transaction at least): small
+  // transactions come out of memory, not one read through the thread pool each. A chunk is never reused:
+  // the records given out are views of it.
+  let chunk: Buffer = Buffer.alloc(0);
+  let chunkPos = pos;
   while (pos < end) {
-    const firstLen = Math.min(READ_AHEAD, end - pos);
-    if (firstLen < TRANS_HDR_LEN) throw new CorruptedError(file.path, pos, 'transaction header truncated');
-    const first = await file.readExact(pos, firstLen);
-    const h = decodeTxnHeader(first, 0, file.path, pos);
+    if (end - pos < TRANS_HDR_LEN) throw new CorruptedError(file.path, pos, 'transaction header truncated');
+    if (pos + TRANS_HDR_LEN > chunkPos + chunk.length) {
+      chunkPos = pos;
+      chunk = await file.readExact(pos, Math.min(ITER_CHUNK, end - pos));
+    }
+    let off = pos - chunkPos;
+    const h = decodeTxnHeader(chunk, off, file.path, pos);
     const total = h.tl + TRAILER_LEN;
     if (!(pos + total <= end)) {
       throw new CorruptedError(file.path, pos, `transaction (length ${h.tl}) runs past the committed data`);
@@ -1758,15 +1761,17 @@ async function* transactionsIn(
     pos += total;
     if (h.status === 'u') continue;
     if (total <= WHOLE_TXN_READ) {
-      let whole: Buffer;
-      if (total <= first.length) whole = first.subarray(0, total);
-      else {
-        whole = Buffer.allocUnsafe(total);
-        first.copy(whole, 0);
-        await file.readExact(tpos + first.length, total - first.length, whole, first.length);
+      if (off + total > chunk.length) {
+        // the transaction runs past the chunk: a new chunk from its start
+        const next = Buffer.allocUnsafe(Math.min(Math.max(ITER_CHUNK, total), end - tpos));
+        const have = chunk.length - off;
+        chunk.copy(next, 0, off);
+        await file.readExact(tpos + have, next.length - have, next, have);
+        chunk = next;
+        chunkPos = tpos;
+        off = 0;
       }
-      const t = decodeTransaction(whole, 0, file.path, tpos, null);
-      const records = t.records;
+      const t = decodeTransaction(chunk, off, file.path, tpos, null);
       yield {
         tid: t.tid,
         status: t.status,
@@ -1775,13 +1780,7 @@ async function* transactionsIn(
         extension: decodeExtension(t.extension),
         extensionBytes: t.extension,
         pos: tpos,
-        records: {
-          [Symbol.asyncIterator]: async function* () {
-            for (const r of records) {
-              yield await dataRecordOf(file, r.pos, r.oid, r.tid, r.plen ? r.data : null, r.back, end);
-            }
-          },
-        },
+        records: recordsOf(file, t.records, end),
       };
       continue;
     }
@@ -1819,6 +1818,37 @@ async function* transactionsIn(
       },
     };
   }
+}
+
+/**
+ * The records of a transaction read whole: when none needs a read through a back pointer (the usual case),
+ * also a synchronous iterable (the server answers iterator_record_next at once, without a promise).
+ */
+function recordsOf(
+  file: RandomAccessFile,
+  records: DecodedRecord[],
+  end: number,
+): AsyncIterable<FileDataRecord> & Partial<Iterable<FileDataRecord>> {
+  if (records.some((r) => r.data === null && r.back !== 0)) {
+    return {
+      [Symbol.asyncIterator]: async function* () {
+        for (const r of records) yield await dataRecordOf(file, r.pos, r.oid, r.tid, r.data, r.back, end);
+      },
+    };
+  }
+  const list = records.map((r): FileDataRecord => ({
+    oid: r.oid,
+    tid: r.tid,
+    data: r.data,
+    dataTxn: null,
+    pos: r.pos,
+  }));
+  return {
+    [Symbol.iterator]: () => list[Symbol.iterator](),
+    [Symbol.asyncIterator]: async function* () {
+      yield* list;
+    },
+  };
 }
 
 /** TransactionRecordIterator.__next__'s record: data through a back pointer, and the tid it points to. */

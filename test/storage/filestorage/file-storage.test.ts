@@ -30,7 +30,7 @@ import {
 import { fdIO, FileIOError, type PositionalIO } from '../../../src/storage/filestorage/file.js';
 import { LockError } from '../../../src/storage/filestorage/lockfile.js';
 import { idHex, p64, u64, z64, type Oid, type Tid } from '../../../src/storage/ids.js';
-import { TransactionMetaData, type Storage } from '../../../src/storage/interfaces.js';
+import { TransactionMetaData, type DataRecord, type Storage } from '../../../src/storage/interfaces.js';
 import { fixturesDir } from '../../helpers/corpus.js';
 import { interopTest, type Oracle } from '../../helpers/oracle.js';
 import { mappingRecord, minpo, minpoValue, ref } from '../contract/helpers.js';
@@ -549,6 +549,60 @@ describe('FileStorage: parity with Python', () => {
       );
     });
   });
+
+  interopTest(
+    "150 small transactions across the iterator's read chunks, an undo: every read; the records given synchronously are the asynchronous ones",
+    async (oracle) => {
+      await withTempDir(async (dir) => {
+        const path = join(dir, 'Data.fs');
+        const s = await FileStorage.open(path);
+        const rnd = mulberry32(5);
+        try {
+          const oids: Oid[] = [];
+          for (let i = 0; i < 30; i++) oids.push(await s.newOid());
+          // about 300 KB of transactions of 100 to 5,000 bytes: some straddle each 128 KB chunk
+          for (let i = 0; i < 150; i++) {
+            const recs = new Map<Oid, Uint8Array>();
+            for (let j = 0; j <= i % 2; j++)
+              recs.set(oids[Math.floor(rnd() * oids.length)], minpo('x'.repeat(Math.floor(rnd() * 2500))));
+            await commit(s, [...recs]);
+            // an undo writes back pointers: a transaction whose records are read through them
+            if (i === 100) assert.ok(await undo(s, (await s.undoLog(0, 1))[0].id));
+          }
+        } finally {
+          await s.close();
+        }
+        await checkParity(oracle, path, 'small transactions');
+        const r = await FileStorage.open(path, { readOnly: true });
+        try {
+          let sync = 0;
+          let async = 0;
+          for await (const t of r.iterator()) {
+            const viaAsync: unknown[] = [];
+            for await (const d of t.records) viaAsync.push([hex(d.oid), hex(d.tid), sha(d.data), d.dataTxn]);
+            const records = t.records as Partial<Iterable<DataRecord>>;
+            const it = records[Symbol.iterator];
+            if (it === undefined) {
+              async++;
+              continue;
+            }
+            sync++;
+            const viaSync = [...{ [Symbol.iterator]: it.bind(records) }].map((d) => [
+              hex(d.oid),
+              hex(d.tid),
+              sha(d.data),
+              d.dataTxn,
+            ]);
+            assert.deepEqual(viaSync, viaAsync, `records of ${hex(t.tid)}`);
+          }
+          assert.equal(sync, 150, 'every transaction without back pointers is given synchronously too');
+          assert.equal(async, 1, 'the undo, whose records point back, only asynchronously');
+        } finally {
+          await r.close();
+        }
+      });
+    },
+  );
 
   interopTest(
     "a copy through our iterator and restore() is Python's copyTransactionsFrom, byte for byte",
