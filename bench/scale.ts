@@ -31,10 +31,9 @@ import { pathToFileURL } from 'node:url';
 import { p64 } from '../src/storage/ids.js';
 import { oraclePython, repoRoot } from '../test/helpers/oracle.js';
 import { RawClient } from '../test/helpers/raw-client.js';
-import { zeoNodeFlags } from '../test/helpers/server-process.js';
+import { freePort, zeoNodeFlags } from '../test/helpers/server-process.js';
 import {
   arg,
-  freePort,
   machineDescription,
   median,
   oracleVersions,

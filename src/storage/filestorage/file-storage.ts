@@ -129,7 +129,15 @@ import type { FsIndex } from './fsindex.js';
 import { indexPathFor, writeIndexFile } from './indexfile.js';
 import { LockFile } from './lockfile.js';
 import { FileStorageError, packFileStorage, type PackedFile, type PackTarget } from './pack.js';
-import { loadBack, missing, readDataRecord, readTxnBefore, readTxnHeader, type RecordAt } from './records.js';
+import {
+  loadBack,
+  missing,
+  READ_AHEAD,
+  readDataRecord,
+  readTxnBefore,
+  readTxnHeader,
+  type RecordAt,
+} from './records.js';
 import { scanDataFile, truncateDamagedTail, type ScanLog } from './scan.js';
 
 export { FileStorageError };
