@@ -40,7 +40,7 @@ import {
   type UndoLogEntry,
 } from '../storage/interfaces.js';
 import { undoEntryItems } from '../storage/undo-log.js';
-import { CommitLog } from './commit-log.js';
+import { CommitLog, type ReplayOp } from './commit-log.js';
 import type { Logger } from './log.js';
 import type { AsyncCall, ServedStorage, StorageClient } from './served-storage.js';
 
@@ -627,8 +627,26 @@ export class Session implements StorageClient {
         }
         throw e;
       }
-      conflicts.delete(idHex(oid));
+      // (the map is almost always empty: no hex key built for every store)
+      if (conflicts.size > 0) conflicts.delete(idHex(oid));
       t.invalidated.push(oid);
+    };
+    const apply = async (op: ReplayOp): Promise<void> => {
+      switch (op.op) {
+        case 'store':
+          return store(op.oid, op.serial, op.data, null);
+        case 'checkread':
+          return storage.checkCurrentSerialInTransaction(op.oid, op.serial, meta);
+        case 'delete':
+          return storage.deleteObject(op.oid, op.serial, meta);
+        case 'restore':
+          return storage.restore(op.oid, op.serial, op.data, op.prevTxn, meta);
+        case 'undo': {
+          const r = await storage.undo(op.undoId, meta);
+          t.invalidated.push(...r.oids);
+          t.serials.push(...r.oids);
+        }
+      }
     };
     try {
       if (this.log.isLevelEnabled('BLATHER')) {
@@ -638,28 +656,9 @@ export class Session implements StorageClient {
       }
       if (t.tid !== null || t.status !== ' ') await storage.tpcBegin(meta, t.tid, t.status);
       else await storage.tpcBegin(meta);
-      for await (const op of t.log.replay()) {
-        switch (op.op) {
-          case 'store':
-            await store(op.oid, op.serial, op.data, null);
-            break;
-          case 'checkread':
-            await storage.checkCurrentSerialInTransaction(op.oid, op.serial, meta);
-            break;
-          case 'delete':
-            await storage.deleteObject(op.oid, op.serial, meta);
-            break;
-          case 'restore':
-            await storage.restore(op.oid, op.serial, op.data, op.prevTxn, meta);
-            break;
-          case 'undo': {
-            const r = await storage.undo(op.undoId, meta);
-            t.invalidated.push(...r.oids);
-            t.serials.push(...r.oids);
-            break;
-          }
-        }
-      }
+      const ops = t.log.inMemory();
+      if (ops !== null) for (const op of ops) await apply(op);
+      else for await (const op of t.log.replay()) await apply(op);
       // blobs: the reference pops them off the end of its list
       for (let i = t.blobs.length - 1; i >= 0; i--) {
         const b = t.blobs[i];

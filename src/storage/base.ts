@@ -57,8 +57,15 @@ export interface PendingTransaction extends TransactionStart {
 
 /** The bookkeeping fields of a new PendingTransaction. */
 export function pendingState(start: TransactionStart): PendingTransaction {
+  // (fields named, not spread: a spread copies through the runtime's slow path, on every commit)
   return {
-    ...start,
+    txn: start.txn,
+    tid: start.tid,
+    status: start.status,
+    user: start.user,
+    description: start.description,
+    extension: start.extension,
+    release: start.release,
     resolved: [],
     voted: false,
     finishing: false,
@@ -210,7 +217,15 @@ export abstract class BaseStorage<P extends PendingTransaction = PendingTransact
     const release = this.commitLock.tryAcquire() ?? (await this.waitForCommitLock(txn));
     try {
       this.checkOpen();
-      this.pending = this._begin({ txn, tid: this.nextTid(tid), status, ...meta, release });
+      this.pending = this._begin({
+        txn,
+        tid: this.nextTid(tid),
+        status,
+        user: meta.user,
+        description: meta.description,
+        extension: meta.extension,
+        release,
+      });
     } catch (e) {
       release();
       throw e;
