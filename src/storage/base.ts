@@ -101,7 +101,7 @@ export abstract class BaseStorage<P extends PendingTransaction = PendingTransact
   protected pending: P | null = null;
   protected closed = false;
   /** tpcBegin calls waiting for the commit lock, so tpcAbort and close can take them out of the queue */
-  private readonly waiting = new Map<TransactionMetaData, AbortController>();
+  private readonly waiting = new Map<TransactionMetaData, () => void>();
 
   /** what it offers beyond the basics (Storage.capabilities) */
   readonly capabilities: StorageCapabilities;
@@ -234,10 +234,10 @@ export abstract class BaseStorage<P extends PendingTransaction = PendingTransact
 
   /** The commit lock, waited for in `waiting`, so that tpcAbort or close can take the transaction out of the queue. */
   private async waitForCommitLock(txn: TransactionMetaData): Promise<Release> {
-    const ac = new AbortController();
-    this.waiting.set(txn, ac);
+    const { granted, cancel } = this.commitLock.wait();
+    this.waiting.set(txn, cancel);
     try {
-      return await this.commitLock.acquire(ac.signal);
+      return await granted;
     } catch {
       throw new StorageTransactionError('the transaction was aborted while it waited for the commit lock');
     } finally {
@@ -427,9 +427,9 @@ export abstract class BaseStorage<P extends PendingTransaction = PendingTransact
   }
 
   async tpcAbort(txn: TransactionMetaData): Promise<void> {
-    const waiting = this.waiting.get(txn);
-    if (waiting) {
-      waiting.abort();
+    const cancel = this.waiting.get(txn);
+    if (cancel) {
+      cancel();
       return;
     }
     const p = this.pending;
@@ -460,7 +460,7 @@ export abstract class BaseStorage<P extends PendingTransaction = PendingTransact
    */
   protected async closeTransactions(onAbortError: (e: unknown) => void = () => {}): Promise<void> {
     this.closed = true;
-    for (const ac of this.waiting.values()) ac.abort();
+    for (const cancel of this.waiting.values()) cancel();
     this.waiting.clear();
     const p = this.pending;
     if (!p) return;
