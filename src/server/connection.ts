@@ -129,8 +129,9 @@ export class ServerConnection implements SessionConnection {
     if (load !== null) {
       const result = this.session.loadBeforeNow(load.oid, load.tid);
       if (result !== undefined) {
-        // (encoded with its record copied: the record is a view of the storage's cache)
-        this.channel.sendCopy(replyPayload(this.codec!, load.msgid, result, this.unencodable));
+        // (a view of the codec's buffer, holding a copy of the record, itself a view of the storage's cache:
+        // sendCopy copies it into the tick's batch at once, before anything else is encoded)
+        this.channel.sendCopy(replyPayload(this.codec!, load.msgid, result, this.unencodable, true));
         return;
       }
     }
