@@ -8,6 +8,7 @@ import { ConfigError, serveOptionsToConfig, type ServeOptions, type ServerConfig
 import { createLogger, type Logger } from '../server/log.js';
 import { openStorages } from '../server/open-storages.js';
 import { canConnect, describeAddress, StorageServer } from '../server/server.js';
+import { warmUp, warmUpBudget } from '../server/warmup.js';
 import { serverTlsOptions } from '../transport/tls.js';
 
 // each option is a ServeOptions field; serveOptionsToConfig reads them all
@@ -131,6 +132,9 @@ export async function serve(config: ServerConfig): Promise<void> {
       limits: config.maxMessageSize ? { maxMessageSize: config.maxMessageSize } : undefined,
       maxBlobUpload: config.maxBlobUpload,
     });
+    // the hot paths compiled before the first client comes (off with ZEO_TS_WARMUP_MS=0)
+    // (a warm-up that fails, for want of a temporary directory say, only leaves the code cold)
+    await warmUp(warmUpBudget(process.env)).catch((e) => log.debug('warm-up failed', e));
     if (config.address.kind === 'unix') await mkdir(join(config.address.path, '..'), { recursive: true });
     await server.listen(config.address, tlsOptions);
   } catch (e) {

@@ -249,9 +249,11 @@ export function replyPayload(
   msgid: PickleValue,
   result: PickleValue,
   onUnencodable?: UnencodableHandler,
+  /** the bytes may be a view of the codec's buffer, valid until its next encode (encodeReplyTransient) */
+  transient = false,
 ): Uint8Array {
   try {
-    return codec.encodeReply(msgid, result);
+    return transient ? codec.encodeReplyTransient(msgid, result) : codec.encodeReply(msgid, result);
   } catch (e) {
     return unencodable(codec, msgid, e, onUnencodable);
   }

@@ -88,6 +88,11 @@ export interface MessageCodec {
    * written. The result's bytes must not change until then.
    */
   encodeReplyParts(msgid: PickleValue, result: PickleValue): Uint8Array[];
+  /**
+   * encodeReply's bytes without their copy out of the codec's own buffer: valid only until the codec's next
+   * encode, so the caller copies them at once (the server's fast loads, into the channel's batch).
+   */
+  encodeReplyTransient(msgid: PickleValue, result: PickleValue): Uint8Array;
   /** (msgid, 2, '.reply', (className, excArgs)). */
   encodeError(msgid: PickleValue, className: string, excArgs: PickleValue): Uint8Array;
   /** A one-way call: (0, True, name, tuple(args)); everything the server sends on its own. */
@@ -102,7 +107,7 @@ interface Writer {
     name: string,
     body: PickleValue,
     bodyIsArgs: boolean,
-    parts?: boolean,
+    parts?: boolean | 'view',
   ): Buffer | Buffer[];
 }
 
@@ -143,6 +148,10 @@ abstract class BaseCodec implements MessageCodec {
 
   encodeReplyParts(msgid: PickleValue, result: PickleValue): Uint8Array[] {
     return this.writer.message(msgid, REPLY_OK, REPLY, result, false, true) as Buffer[];
+  }
+
+  encodeReplyTransient(msgid: PickleValue, result: PickleValue): Uint8Array {
+    return this.writer.message(msgid, REPLY_OK, REPLY, result, false, 'view') as Buffer;
   }
 
   encodeError(msgid: PickleValue, className: string, excArgs: PickleValue): Uint8Array {

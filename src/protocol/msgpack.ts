@@ -57,8 +57,11 @@ export class MsgpackWriter {
     name: string,
     body: PickleValue,
     bodyIsArgs: boolean,
-    /** pieces to write in order, the large byte strings not copied (Output.finishParts) */
-    parts = false,
+    /**
+     * true: pieces to write in order, the large byte strings not copied (Output.finishParts); 'view': one
+     * Buffer that is a view of the writer's own buffer, valid until its next message (Output.finishView)
+     */
+    parts: boolean | 'view' = false,
   ): Buffer | Buffer[] {
     const out = this.out;
     try {
@@ -68,7 +71,7 @@ export class MsgpackWriter {
       this.str(name);
       if (bodyIsArgs) this.array(body as PickleValue[], 1);
       else this.value(body, 1);
-      return parts ? out.finishParts() : out.finish();
+      return parts === 'view' ? out.finishView() : parts ? out.finishParts() : out.finish();
     } catch (e) {
       out.reset();
       throw e;

@@ -106,6 +106,18 @@ export class Output {
   }
 
   /**
+   * finish() without its copy: the message as a view of this Output's own buffer, valid only until the next
+   * write (copy it at once); a message with deferred byte strings is finished as finish() does. Resets.
+   */
+  finishView(): Buffer {
+    if (this.deferred.length !== 0) return this.finish();
+    const view = this.buf.subarray(0, this.pos);
+    // (a reset that drops a grown buffer leaves the view on the old one: still valid)
+    this.reset();
+    return view;
+  }
+
+  /**
    * The message written since the last finish or reset as pieces to be written in order, without copying its
    * large byte strings (they are referenced, so they must not change before the pieces are written); resets.
    * A message with little deferred is one piece, as finish() makes it.

@@ -69,8 +69,11 @@ export class ZeoPickleWriter {
     name: string,
     body: PickleValue,
     bodyIsArgs: boolean,
-    /** pieces to write in order, the large byte strings not copied (Output.finishParts) */
-    parts = false,
+    /**
+     * true: pieces to write in order, the large byte strings not copied (Output.finishParts); 'view': one
+     * Buffer that is a view of the writer's own buffer, valid until its next message (Output.finishView)
+     */
+    parts: boolean | 'view' = false,
   ): Buffer | Buffer[] {
     const out = this.out;
     try {
@@ -88,7 +91,7 @@ export class ZeoPickleWriter {
       out.buf[out.pos] = TUPLE;
       out.buf[out.pos + 1] = STOP;
       out.pos += 2;
-      return parts ? out.finishParts() : out.finish();
+      return parts === 'view' ? out.finishView() : parts ? out.finishParts() : out.finish();
     } catch (e) {
       out.reset();
       if (e !== BAIL) throw e;
@@ -98,7 +101,7 @@ export class ZeoPickleWriter {
       const whole = (this.fallback ??= new Pickler(3, { memo: false })).dumps(
         tupleFrom([msgid, flag, name, fourth]),
       );
-      return parts ? [whole] : whole;
+      return parts === true ? [whole] : whole;
     } catch (e) {
       if (e instanceof PickleError)
         throw new ProtocolError(`cannot encode the message: ${e.message}`, { cause: e });

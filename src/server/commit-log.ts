@@ -68,6 +68,15 @@ export class CommitLog {
     this.stores++;
   }
 
+  /**
+   * replay's operations when nothing was spilled (the usual, small transaction): the log's own list, with no
+   * generator, promise or copy per operation; null when replay() must read the spill file.
+   */
+  inMemory(): readonly ReplayOp[] | null {
+    // (without a spill every record's bytes are in hand: a CommitOp is then a ReplayOp)
+    return this.spillPos === 0 ? (this.ops as readonly ReplayOp[]) : null;
+  }
+
   /** The operations in the order they came, record bytes read back from the spill file as needed. */
   async *replay(): AsyncGenerator<ReplayOp> {
     await this.chain;

@@ -33,6 +33,7 @@ import {
   type Payload,
 } from '../transport/channel.js';
 import type { Logger } from './log.js';
+import type { AsyncCall } from './served-storage.js';
 import { Session, type ReplySlot, type SessionConnection, type SessionServer } from './session.js';
 
 export interface ConnectionLimits extends ChannelLimits {
@@ -128,8 +129,9 @@ export class ServerConnection implements SessionConnection {
     if (load !== null) {
       const result = this.session.loadBeforeNow(load.oid, load.tid);
       if (result !== undefined) {
-        // (encoded with its record copied: the record is a view of the storage's cache)
-        this.channel.sendCopy(replyPayload(this.codec!, load.msgid, result, this.unencodable));
+        // (a view of the codec's buffer, holding a copy of the record, itself a view of the storage's cache:
+        // sendCopy copies it into the tick's batch at once, before anything else is encoded)
+        this.channel.sendCopy(replyPayload(this.codec!, load.msgid, result, this.unencodable, true));
         return;
       }
     }
@@ -230,6 +232,10 @@ export class ServerConnection implements SessionConnection {
         if (!this.channel.connected || slot.ended) return;
         slot.write(this.codec!.encodeCall(0, true, name, args));
       },
+      appendCall: (call) => {
+        if (!this.channel.connected || slot.ended) return;
+        slot.write(call.encode(this.codec!));
+      },
       reply: (result) => {
         this.reply(slot, msg, result);
         this.channel.uncork();
@@ -242,7 +248,19 @@ export class ServerConnection implements SessionConnection {
 
   sendAsync(name: string, args: PickleValue[], now = false): void {
     if (!this.channel.connected || !this.codec) return;
-    const payload = this.codec.encodeCall(0, true, name, args);
+    this.sendEncoded(this.codec.encodeCall(0, true, name, args), now);
+  }
+
+  sendCall(call: AsyncCall): void {
+    if (!this.channel.connected || !this.codec) return;
+    this.sendEncoded(call.encode(this.codec), false);
+  }
+
+  flushOutput(): void {
+    this.channel.uncork();
+  }
+
+  private sendEncoded(payload: Uint8Array, now: boolean): void {
     const waiting = this.channel.outputBytes + payload.length + 4;
     if (waiting > this.server.limits.maxOutputBytes) {
       this.log.error(

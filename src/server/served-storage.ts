@@ -6,14 +6,39 @@ import type { Oid, Tid } from '../storage/ids.js';
 import { compareIds, idHex, p64, u64 } from '../storage/ids.js';
 import type { Storage } from '../storage/interfaces.js';
 import { tidTime } from '../storage/timestamp.js';
+import type { MessageCodec } from '../protocol/index.js';
 import { InvalidationQueue } from './invalidation-queue.js';
 import { LockManager, type LockClient } from './lock-manager.js';
 import type { Logger } from './log.js';
 
+/**
+ * A one-way call sent to many clients (a transaction's invalidations): encoded once per encoding, the same
+ * bytes queued on every connection (an encoded payload shares its memory with no other message).
+ */
+export class AsyncCall {
+  private pickle: Uint8Array | null = null;
+  private msgpack: Uint8Array | null = null;
+
+  constructor(
+    readonly name: string,
+    readonly args: PickleValue[],
+  ) {}
+
+  encode(codec: MessageCodec): Uint8Array {
+    if (codec.encoding === 'M') return (this.msgpack ??= codec.encodeCall(0, true, this.name, this.args));
+    return (this.pickle ??= codec.encodeCall(0, true, this.name, this.args));
+  }
+}
+
 /** What a registered session must offer the storage it registered on. */
 export interface StorageClient extends LockClient {
-  /** queues invalidateTransaction(tid, oids) behind every reply already promised to this client */
-  invalidateTransaction(tid: Tid, oids: Oid[]): void;
+  /**
+   * queues invalidateTransaction(tid, oids) (`call`) behind every reply already promised to this client;
+   * written to the socket by flushOutput() or at the end of the tick
+   */
+  invalidateTransaction(call: AsyncCall): void;
+  /** writes what is queued for this client and may go out now, rather than at the end of the tick */
+  flushOutput(): void;
   sendInfo(info: PyDict): void;
   /** the lock manager's transaction-timeout: abort the transaction, free the lock, drop the client */
   transactionTimedOut(): void;
@@ -61,10 +86,61 @@ export class ServedStorage {
     }
   }
 
-  /** After a commit: remember it and tell every other client, in commit order. */
+  /**
+   * After a commit: remember it and tell every other client, in commit order. The invalidations are queued
+   * now and written by flushInvalidations(), before any reply given to afterInvalidations(): a group commit's
+   * transactions cost each client one write, not one per transaction.
+   */
   invalidate(committer: StorageClient | null, tid: Tid, oids: Oid[]): void {
     this.invalidations.push(tid, oids);
-    for (const c of this.clients) if (c !== committer) c.invalidateTransaction(tid, oids);
+    // (a copy: the committer's list is not kept past its transaction)
+    const call = new AsyncCall('invalidateTransaction', [tid, oids.slice()]);
+    for (const c of this.clients) {
+      if (c === committer) continue;
+      c.invalidateTransaction(call);
+      this.unflushed.add(c);
+    }
+    this.scheduleFlush();
+  }
+
+  /**
+   * Runs `reply` (a committer's tpc_finish reply) once every invalidation queued so far is written: the other
+   * clients' invalidations leave before the committer learns its commit is done (a committer that signals
+   * another process out of band must find the invalidation already on its way there).
+   */
+  afterInvalidations(reply: () => void): void {
+    this.replies.push(reply);
+    this.scheduleFlush();
+  }
+
+  /** Writes the queued invalidations, then runs the replies waiting for them, in order. */
+  flushInvalidations(): void {
+    this.flushDue = false;
+    while (this.unflushed.size > 0 || this.replies.length > 0) {
+      const clients = [...this.unflushed];
+      this.unflushed.clear();
+      for (const c of clients) c.flushOutput();
+      const replies = this.replies.splice(0);
+      for (const r of replies) r();
+    }
+  }
+
+  /** clients with invalidations queued and not yet written */
+  private readonly unflushed = new Set<StorageClient>();
+  /** tpc_finish replies waiting for them */
+  private replies: Array<() => void> = [];
+  private flushDue = false;
+
+  /**
+   * At the end of the synchronous run that queued them (a group commit publishes all its transactions in one
+   * run): a microtask runs before the ticks that would write the connections' output on their own.
+   */
+  private scheduleFlush(): void {
+    if (this.flushDue) return;
+    this.flushDue = true;
+    queueMicrotask(() => {
+      if (this.flushDue) this.flushInvalidations();
+    });
   }
 
   broadcastInfo(): void {

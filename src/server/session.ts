@@ -40,9 +40,9 @@ import {
   type UndoLogEntry,
 } from '../storage/interfaces.js';
 import { undoEntryItems } from '../storage/undo-log.js';
-import { CommitLog } from './commit-log.js';
+import { CommitLog, type ReplayOp } from './commit-log.js';
 import type { Logger } from './log.js';
-import type { ServedStorage, StorageClient } from './served-storage.js';
+import type { AsyncCall, ServedStorage, StorageClient } from './served-storage.js';
 
 /** What a session needs from its connection. */
 export interface SessionConnection {
@@ -53,6 +53,10 @@ export interface SessionConnection {
    * write what can go out to the socket at once rather than gathering it until the end of the tick
    */
   sendAsync(name: string, args: PickleValue[], now?: boolean): void;
+  /** sendAsync of a call encoded once for many connections */
+  sendCall(call: AsyncCall): void;
+  /** writes what is queued and may go out now, rather than at the end of the tick */
+  flushOutput(): void;
   /** resolves when the connection's output has room again (backpressure for blob streams) */
   writable(): Promise<void>;
   close(reason?: string): void;
@@ -61,6 +65,8 @@ export interface SessionConnection {
 /** A reply slot: messages appended to it go out in order, before anything queued after it. */
 export interface ReplySlot {
   append(name: string, args: PickleValue[]): void;
+  /** append of a call encoded once for many connections */
+  appendCall(call: AsyncCall): void;
   /**
    * answers the call now (behind the replies before it), without waiting for the handler to return; what the
    * handler then returns or throws is dropped
@@ -201,15 +207,19 @@ export class Session implements StorageClient {
   // ----------------------------------------------------------------------------------------------------
   // StorageClient: what the storage's fan-out calls
 
-  invalidateTransaction(tid: Tid, oids: Oid[]): void {
+  invalidateTransaction(call: AsyncCall): void {
     // A transaction committed before this session's own, which waits for its flush (group commit): behind the
     // tpc_finish call's place in the output, this would reach the client after its reply, a later tid
     if (this.finishSlot) {
-      this.finishSlot.append('invalidateTransaction', [tid, oids.slice()]);
+      this.finishSlot.appendCall(call);
       return;
     }
-    // written now, not at the end of the tick: it must leave before the committer's reply
-    this.conn.sendAsync('invalidateTransaction', [tid, oids.slice()], true);
+    // (written by the storage's flushInvalidations, before the committer's reply)
+    this.conn.sendCall(call);
+  }
+
+  flushOutput(): void {
+    this.conn.flushOutput();
   }
 
   sendInfo(info: PyDict): void {
@@ -617,8 +627,26 @@ export class Session implements StorageClient {
         }
         throw e;
       }
-      conflicts.delete(idHex(oid));
+      // (the map is almost always empty: no hex key built for every store)
+      if (conflicts.size > 0) conflicts.delete(idHex(oid));
       t.invalidated.push(oid);
+    };
+    const apply = async (op: ReplayOp): Promise<void> => {
+      switch (op.op) {
+        case 'store':
+          return store(op.oid, op.serial, op.data, null);
+        case 'checkread':
+          return storage.checkCurrentSerialInTransaction(op.oid, op.serial, meta);
+        case 'delete':
+          return storage.deleteObject(op.oid, op.serial, meta);
+        case 'restore':
+          return storage.restore(op.oid, op.serial, op.data, op.prevTxn, meta);
+        case 'undo': {
+          const r = await storage.undo(op.undoId, meta);
+          t.invalidated.push(...r.oids);
+          t.serials.push(...r.oids);
+        }
+      }
     };
     try {
       if (this.log.isLevelEnabled('BLATHER')) {
@@ -628,28 +656,9 @@ export class Session implements StorageClient {
       }
       if (t.tid !== null || t.status !== ' ') await storage.tpcBegin(meta, t.tid, t.status);
       else await storage.tpcBegin(meta);
-      for await (const op of t.log.replay()) {
-        switch (op.op) {
-          case 'store':
-            await store(op.oid, op.serial, op.data, null);
-            break;
-          case 'checkread':
-            await storage.checkCurrentSerialInTransaction(op.oid, op.serial, meta);
-            break;
-          case 'delete':
-            await storage.deleteObject(op.oid, op.serial, meta);
-            break;
-          case 'restore':
-            await storage.restore(op.oid, op.serial, op.data, op.prevTxn, meta);
-            break;
-          case 'undo': {
-            const r = await storage.undo(op.undoId, meta);
-            t.invalidated.push(...r.oids);
-            t.serials.push(...r.oids);
-            break;
-          }
-        }
-      }
+      const ops = t.log.inMemory();
+      if (ops !== null) for (const op of ops) await apply(op);
+      else for await (const op of t.log.replay()) await apply(op);
       // blobs: the reference pops them off the end of its list
       for (let i = t.blobs.length - 1; i >= 0; i--) {
         const b = t.blobs[i];
@@ -731,13 +740,20 @@ export class Session implements StorageClient {
         // the other clients first, as the reference does: a committer that signals another process out of
         // band once its commit returns must find the invalidation already on its way to that process
         served.invalidate(this, committed, invalidated);
-        slot.append('info', [served.sizeInfo()]);
-        slot.reply(committed);
+        const info = served.sizeInfo();
+        // the reply once the invalidations are written: those of every transaction of a group commit go to a
+        // client in one write
+        served.afterInvalidations(() => {
+          slot.append('info', [info]);
+          slot.reply(committed);
+        });
       });
       // the next voter may replay now: the storage's commit lock holds it back until this transaction is
       // written, and it writes while this one waits for its flush (FileStorage's group commit)
       served.lock.release(this);
       tid = await finishing;
+      // (the reply is given before tpcFinish returns, whatever ran between)
+      served.flushInvalidations();
     } catch (e) {
       this.finishSlot = null;
       await this.abortActive('failed tpc_finish');

@@ -57,8 +57,15 @@ export interface PendingTransaction extends TransactionStart {
 
 /** The bookkeeping fields of a new PendingTransaction. */
 export function pendingState(start: TransactionStart): PendingTransaction {
+  // (fields named, not spread: a spread copies through the runtime's slow path, on every commit)
   return {
-    ...start,
+    txn: start.txn,
+    tid: start.tid,
+    status: start.status,
+    user: start.user,
+    description: start.description,
+    extension: start.extension,
+    release: start.release,
     resolved: [],
     voted: false,
     finishing: false,
@@ -94,7 +101,7 @@ export abstract class BaseStorage<P extends PendingTransaction = PendingTransact
   protected pending: P | null = null;
   protected closed = false;
   /** tpcBegin calls waiting for the commit lock, so tpcAbort and close can take them out of the queue */
-  private readonly waiting = new Map<TransactionMetaData, AbortController>();
+  private readonly waiting = new Map<TransactionMetaData, () => void>();
 
   /** what it offers beyond the basics (Storage.capabilities) */
   readonly capabilities: StorageCapabilities;
@@ -210,7 +217,15 @@ export abstract class BaseStorage<P extends PendingTransaction = PendingTransact
     const release = this.commitLock.tryAcquire() ?? (await this.waitForCommitLock(txn));
     try {
       this.checkOpen();
-      this.pending = this._begin({ txn, tid: this.nextTid(tid), status, ...meta, release });
+      this.pending = this._begin({
+        txn,
+        tid: this.nextTid(tid),
+        status,
+        user: meta.user,
+        description: meta.description,
+        extension: meta.extension,
+        release,
+      });
     } catch (e) {
       release();
       throw e;
@@ -219,10 +234,10 @@ export abstract class BaseStorage<P extends PendingTransaction = PendingTransact
 
   /** The commit lock, waited for in `waiting`, so that tpcAbort or close can take the transaction out of the queue. */
   private async waitForCommitLock(txn: TransactionMetaData): Promise<Release> {
-    const ac = new AbortController();
-    this.waiting.set(txn, ac);
+    const { granted, cancel } = this.commitLock.wait();
+    this.waiting.set(txn, cancel);
     try {
-      return await this.commitLock.acquire(ac.signal);
+      return await granted;
     } catch {
       throw new StorageTransactionError('the transaction was aborted while it waited for the commit lock');
     } finally {
@@ -412,9 +427,9 @@ export abstract class BaseStorage<P extends PendingTransaction = PendingTransact
   }
 
   async tpcAbort(txn: TransactionMetaData): Promise<void> {
-    const waiting = this.waiting.get(txn);
-    if (waiting) {
-      waiting.abort();
+    const cancel = this.waiting.get(txn);
+    if (cancel) {
+      cancel();
       return;
     }
     const p = this.pending;
@@ -445,7 +460,7 @@ export abstract class BaseStorage<P extends PendingTransaction = PendingTransact
    */
   protected async closeTransactions(onAbortError: (e: unknown) => void = () => {}): Promise<void> {
     this.closed = true;
-    for (const ac of this.waiting.values()) ac.abort();
+    for (const cancel of this.waiting.values()) cancel();
     this.waiting.clear();
     const p = this.pending;
     if (!p) return;

@@ -51,6 +51,30 @@ export class CommitLock {
     });
   }
 
+  /**
+   * acquire() with a cancel function in place of an AbortSignal (no controller and listener for every wait, as
+   * tpcBegin waits on every contended commit): cancel() before the lock is granted takes the waiter out of the
+   * queue and rejects `granted`; after, it does nothing.
+   */
+  wait(): { granted: Promise<Release>; cancel: () => void } {
+    if (!this.held) {
+      this.held = true;
+      return { granted: Promise.resolve(this.releaser()), cancel: () => {} };
+    }
+    let cancel!: () => void;
+    const granted = new Promise<Release>((resolve, reject) => {
+      const waiter: Waiter = { grant: resolve };
+      this.queue.push(waiter);
+      cancel = () => {
+        const i = this.queue.indexOf(waiter);
+        if (i < 0) return;
+        this.queue.splice(i, 1);
+        reject(new DOMException('The operation was aborted', 'AbortError'));
+      };
+    });
+    return { granted, cancel };
+  }
+
   /** The lock at once if it is free and nobody waits, else null. */
   tryAcquire(): Release | null {
     if (this.held) return null;

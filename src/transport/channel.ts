@@ -240,8 +240,9 @@ export class MessageChannel {
     if (this.closedReason) return;
     const n = payload.length;
     if (this.slots.length > 0 || n > BATCH_MAX) {
-      // behind a place not written yet (its turn first), or too large to be worth a copy
-      this.send(payload);
+      // behind a place not written yet (its turn first), or too large to batch: copied all the same, as the
+      // caller may reuse its buffer at once (the fast loads' replies are views of the codec's buffer)
+      this.send(Buffer.from(payload));
       return;
     }
     checkLength(n);

@@ -212,6 +212,35 @@ test('replyParts: the bytes of encodeReply, in pieces that reference a large rec
   }
 });
 
+test('replyPayload transient: the bytes of encodeReply, valid until the next encode, for every encoding and size', () => {
+  for (const enc of ['Z', 'M'] as const) {
+    const codec = codecFor(enc, 'server');
+    // small and large records (the large one deferred by the writer), an int and a tuple msgid, a value only
+    // the general Pickler writes ('Z': a set), and one msgpack cannot write (the ValueError fallback)
+    const results: PickleValue[] = [
+      t(Buffer.alloc(10, 0x61), Buffer.alloc(8, 1), null),
+      t(Buffer.alloc(1 << 20, 0x62), Buffer.alloc(8, 1), Buffer.alloc(8, 2)),
+      null,
+      2n ** 70n,
+    ];
+    if (enc === 'Z') results.push(new Set<PickleValue>([1]));
+    for (const msgid of [7, t(Buffer.alloc(8, 3), Buffer.alloc(8, 4))] as PickleValue[]) {
+      for (const result of results) {
+        const seenBefore: unknown[] = [];
+        const expected = Buffer.from(replyPayload(codec, msgid, result, (e) => seenBefore.push(e)));
+        const seen: unknown[] = [];
+        const got = Buffer.from(replyPayload(codec, msgid, result, (e) => seen.push(e), true));
+        assert.ok(got.equals(expected), `${enc} ${pyRepr(msgid)} ${pyRepr(result).slice(0, 40)}: same bytes`);
+        assert.equal(seen.length, seenBefore.length, 'the same unencodable hook calls');
+      }
+    }
+    // valid until the next encode: copied before it, it stays right
+    const first = Buffer.from(codec.encodeReplyTransient(1, Buffer.from('one')));
+    codec.encodeReplyTransient(2, Buffer.from('two'));
+    assert.ok(first.equals(Buffer.from(codec.encodeReply(1, Buffer.from('one')))));
+  }
+});
+
 /** The JS errors paired with the Python expressions that raise their twins in ZODB/ZEO. */
 const PAIRS: Array<[unknown, string]> = [
   [new POSKeyError(id(0)), 'P.POSKeyError(p64(0))'],

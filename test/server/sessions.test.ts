@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { PyFloat, type PickleValue, type PyDict } from '../../src/pickle/index.js';
+import { codecFor } from '../../src/protocol/index.js';
 import { maxtid, p64, u64, z64 } from '../../src/storage/ids.js';
 import { RawClient, ServerError } from '../helpers/raw-client.js';
 import { startServer, type TestServer } from '../helpers/server-fixture.js';
@@ -192,6 +193,43 @@ describe('sessions', () => {
     ]);
     a.close();
     b.close();
+  });
+
+  test("a transaction's invalidation, encoded once, reaches pickle and msgpack clients as each codec encodes it", async () => {
+    const a = await RawClient.open(s.address, { encoding: 'Z' });
+    const others = [
+      await RawClient.open(s.address, { encoding: 'Z' }),
+      await RawClient.open(s.address, { encoding: 'M' }),
+      await RawClient.open(s.address, { encoding: 'Z' }),
+      await RawClient.open(s.address, { encoding: 'M' }),
+    ];
+    const oids = (await a.call('new_oids', [2])) as Uint8Array[];
+    const tids = [
+      await commit(a, 60, [
+        [oids[0], z64, rec(1)],
+        [oids[1], z64, rec(2)],
+      ]),
+    ];
+    tids.push(await commit(a, 61, [[oids[1], tids[0], rec(3)]]));
+    const expected = (enc: 'Z' | 'M', i: number): Buffer =>
+      Buffer.from(
+        codecFor(enc, 'server').encodeCall(0, true, 'invalidateTransaction', [
+          tids[i],
+          i === 0 ? [oids[0], oids[1]] : [oids[1]],
+        ]),
+      );
+    for (const [k, c] of others.entries()) {
+      const enc = k % 2 === 0 ? 'Z' : 'M';
+      for (let i = 0; i < 2; i++) {
+        assert.deepEqual(await c.nextFrame(), expected(enc, i), `client ${k} (${enc}), transaction ${i}`);
+      }
+      c.close();
+    }
+    assert.deepEqual(
+      a.others.map((m) => m.name),
+      ['info', 'info'],
+    );
+    a.close();
   });
 
   test('a load that read the old revision is answered before the invalidation that ends it', async () => {

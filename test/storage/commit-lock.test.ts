@@ -88,6 +88,27 @@ test('an already aborted signal is refused even when the lock is free; abort aft
   assert.equal(lock.locked, false);
 });
 
+test('wait: granted at once when free; a cancelled waiter leaves the queue, a cancel after the grant is harmless', async () => {
+  const lock = new CommitLock();
+  const first = lock.wait();
+  const r1 = await first.granted;
+  assert.equal(lock.locked, true);
+  const gone = lock.wait();
+  const next = lock.wait();
+  assert.equal(lock.waiting, 2);
+  gone.cancel();
+  await assert.rejects(gone.granted, { name: 'AbortError' });
+  assert.equal(lock.waiting, 1);
+  first.cancel();
+  assert.equal(lock.locked, true, 'cancelling a granted wait releases nothing');
+  r1();
+  const r3 = await next.granted;
+  next.cancel();
+  assert.equal(lock.locked, true);
+  r3();
+  assert.equal(lock.locked, false, 'the cancelled waiter holds nothing');
+});
+
 test('a timeout signal gives up waiting', async () => {
   const lock = new CommitLock();
   const release = await lock.acquire();

@@ -111,12 +111,17 @@ describe('MessageChannel', () => {
     await waitUntil(() => peer.frames.length === 3, 'three frames');
     assert.deepEqual(writes, [4 + 2 + 4 + 2 + 4], 'one write for the three');
     // behind an open place, and between places
+    // (copied there too: the caller may reuse its buffer at once)
     const a = channel.reserve();
-    channel.sendCopy(Buffer.from('c3'));
+    const behind = Buffer.from('c3');
+    channel.sendCopy(behind);
+    behind.write('XX');
     channel.send(Buffer.from('s'));
     a.end(Buffer.from('a'));
     channel.sendCopy(Buffer.from('c4'));
-    channel.sendCopy(Buffer.alloc(5000, 0x61)); // too large to copy: by reference, in its place
+    const large = Buffer.alloc(5000, 0x61);
+    channel.sendCopy(large); // too large to batch: on its own, in its place
+    large.fill(0x62);
     channel.sendCopy(Buffer.from('c5'));
     await waitUntil(() => peer.frames.length === 9, 'nine frames');
     assert.deepEqual(peer.frames.map(text), ['c1', 'c2', '', 'a', 'c3', 's', 'c4', 'a'.repeat(5000), 'c5']);

@@ -888,18 +888,19 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
   }
 
   protected _begin(start: TransactionStart): Pending {
-    return {
-      ...pendingState(start),
-      thl: TRANS_HDR_LEN + start.user.length + start.description.length + start.extension.length,
-      tpos: this.wpos,
-      buf: new TxnBuffer(this.spillThreshold, () => this.openSpillFile()),
-      tindex: new Map(),
-      blobs: [],
-      written: false,
-      flushed: null,
-      nextPos: 0,
-      durable: null,
-    };
+    // (FileStorage's fields added to the base's object, always in this order, rather than both spread into a
+    // new one: the spread's copy showed at 3% of the server's time in commits over 16 connections)
+    const p = pendingState(start) as { -readonly [K in keyof Pending]: Pending[K] };
+    p.thl = TRANS_HDR_LEN + start.user.length + start.description.length + start.extension.length;
+    p.tpos = this.wpos;
+    p.buf = new TxnBuffer(this.spillThreshold, () => this.openSpillFile());
+    p.tindex = new Map();
+    p.blobs = [];
+    p.written = false;
+    p.flushed = null;
+    p.nextPos = 0;
+    p.durable = null;
+    return p;
   }
 
   /** Appends a data record to the transaction; its file position. */

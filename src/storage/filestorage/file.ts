@@ -95,8 +95,14 @@ function checkBuffer(what: string, buf: Uint8Array, offset: number, length: numb
 export const DEFAULT_CHUNK = 1 << 20;
 /** a synchronous read taking longer than this went to the disk (see readNow) */
 export const SLOW_SYNC_READ_MS = 0.5;
-/** ... and then readNow reads nothing for this long */
-export const SYNC_READS_OFF_MS = 1000;
+/**
+ * ... and then readNow reads nothing for this long, doubled for each slow read in a row up to
+ * SYNC_READS_OFF_MAX_MS (a fast one starts again from here): a file whose records are not in the page cache
+ * is read in the thread pool with a probe now and then, while one slow read (a freshly started server's first
+ * reads, a preempted syscall on a busy machine) leaves the page cache's reads synchronous a moment later.
+ */
+export const SYNC_READS_OFF_MS = 10;
+export const SYNC_READS_OFF_MAX_MS = 1000;
 
 /**
  * The positional system calls a RandomAccessFile makes; each resolves with the bytes moved, which may be fewer
@@ -172,6 +178,8 @@ export class RandomAccessFile {
   readonly cache: ReadCache | null;
   /** readNow reads nothing before this time (performance.now()): a read of its was slow (see readNow) */
   #syncReadsOffUntil = 0;
+  /** how long the next slow read turns sync reads off */
+  #syncReadsOffMs = SYNC_READS_OFF_MS;
 
   /**
    * Wraps an open descriptor, which the object then owns (it closes it); `end` is the file size (use
@@ -277,8 +285,8 @@ export class RandomAccessFile {
    * record): the bytes read, or -1 when it read nothing and readAtMost must (no synchronous read in the file's
    * io, an error, or sync reads off for now). A read from the page cache costs ~2 us of CPU where a thread-pool
    * round trip costs ~18 (measured on 4 KiB reads); one that had to wait for the disk (longer than
-   * SLOW_SYNC_READ_MS) stalls the event loop, so sync reads stop for SYNC_READS_OFF_MS and reads wait in the
-   * thread pool meanwhile.
+   * SLOW_SYNC_READ_MS) stalls the event loop, so sync reads stop for a while (SYNC_READS_OFF_MS, longer while
+   * they keep being slow) and reads wait in the thread pool meanwhile.
    */
   readNow(pos: number, into: Uint8Array, offset: number, length: number): number {
     const readSync = this.#io.readSync;
@@ -295,7 +303,10 @@ export class RandomAccessFile {
       return -1;
     }
     const end = performance.now();
-    if (end - start > SLOW_SYNC_READ_MS) this.#syncReadsOffUntil = end + SYNC_READS_OFF_MS;
+    if (end - start > SLOW_SYNC_READ_MS) {
+      this.#syncReadsOffUntil = end + this.#syncReadsOffMs;
+      this.#syncReadsOffMs = Math.min(2 * this.#syncReadsOffMs, SYNC_READS_OFF_MAX_MS);
+    } else this.#syncReadsOffMs = SYNC_READS_OFF_MS;
     return n;
   }
 

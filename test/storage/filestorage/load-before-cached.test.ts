@@ -6,7 +6,8 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { fdIO, SLOW_SYNC_READ_MS } from '../../../src/storage/filestorage/file.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fdIO, SLOW_SYNC_READ_MS, SYNC_READS_OFF_MS } from '../../../src/storage/filestorage/file.js';
 import { FileStorage } from '../../../src/storage/filestorage/file-storage.js';
 import { p64, u64, type Oid, type Tid } from '../../../src/storage/ids.js';
 import type { LoadBeforeResult } from '../../../src/storage/interfaces.js';
@@ -114,6 +115,13 @@ describe('FileStorage.loadBeforeCached', () => {
         assert.equal(reads, 1);
         assert.ok(await t.loadBefore(p64(16n), now));
         assert.ok(t.loadBeforeCached(p64(16n), now), 'what the cache has is still answered');
+        // a moment later they are back (one slow read, as a fresh server's first, does not cost a second);
+        // slow again, they are off again
+        await sleep(SYNC_READS_OFF_MS + 5);
+        assert.ok(t.loadBeforeCached(p64(17n), now), 'sync reads are back');
+        assert.equal(reads, 2);
+        assert.equal(t.loadBeforeCached(p64(18n), now), undefined, 'off again');
+        assert.equal(reads, 2);
       } finally {
         await t.close();
       }

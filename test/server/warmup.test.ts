@@ -1,0 +1,91 @@
+// The server's start-up warm-up (src/server/warmup.ts): it drives a private server on a scratch storage and
+// leaves no trace in the served one (counters, storage, log, connections, files), and a `zeo serve` that
+// warmed up serves as before.
+
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { jsonDumps } from '../../src/pickle/index.js';
+import { maxtid, z64 } from '../../src/storage/ids.js';
+import { warmUp, warmUpBudget, DEFAULT_WARMUP_MS } from '../../src/server/warmup.js';
+import { RawClient } from '../helpers/raw-client.js';
+import { startServer } from '../helpers/server-fixture.js';
+import { ruok, ServerProcess, stopLeftovers } from '../helpers/server-process.js';
+
+after(stopLeftovers);
+
+test('the warm-up touches nothing of a served server: counters, storage, log, connections; its files go', async () => {
+  const served = await startServer();
+  const scratch = await mkdtemp(join(tmpdir(), 'zeo-ts-warmup-test-'));
+  try {
+    const dataFs = join(served.dir, 'Data.fs');
+    const before = {
+      status: jsonDumps(served.server.statusAll()),
+      logs: served.logs.length,
+      size: (await stat(dataFs)).size,
+      last: served.server.storages.get('1')!.storage.lastTransaction(),
+    };
+    const r = await warmUp(100, { tmp: scratch });
+    assert.ok(r.loads > 0, 'loads were answered');
+    assert.equal(jsonDumps(served.server.statusAll()), before.status);
+    assert.equal(served.logs.length, before.logs, 'nothing logged');
+    assert.equal(served.server.connectionCount, 0);
+    assert.equal((await stat(dataFs)).size, before.size);
+    assert.deepEqual(served.server.storages.get('1')!.storage.lastTransaction(), before.last);
+    assert.deepEqual(await readdir(scratch), [], 'the scratch storage is removed');
+  } finally {
+    await served.stop();
+    await rm(scratch, { recursive: true, force: true });
+  }
+});
+
+test('ZEO_TS_WARMUP_MS: the budget in CPU milliseconds, 0 for none; anything else is refused', async () => {
+  assert.equal(warmUpBudget({}), DEFAULT_WARMUP_MS);
+  assert.equal(warmUpBudget({ ZEO_TS_WARMUP_MS: '' }), DEFAULT_WARMUP_MS);
+  assert.equal(warmUpBudget({ ZEO_TS_WARMUP_MS: '0' }), 0);
+  assert.equal(warmUpBudget({ ZEO_TS_WARMUP_MS: '400' }), 400);
+  assert.throws(() => warmUpBudget({ ZEO_TS_WARMUP_MS: 'soon' }), /ZEO_TS_WARMUP_MS/);
+  assert.throws(() => warmUpBudget({ ZEO_TS_WARMUP_MS: '-1' }), /ZEO_TS_WARMUP_MS/);
+  assert.deepEqual(await warmUp(0), { loads: 0, cpuMs: 0 });
+});
+
+test('a zeo serve that warmed up starts with zero counters, logs nothing of it, and serves', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'zeo-ts-served-'));
+  const child = new ServerProcess({
+    kind: 'zeo-ts',
+    args: ['-a', '127.0.0.1:0', '-f', join(dir, 'Data.fs')],
+    env: { ZEO_TS_WARMUP_MS: '200' },
+  });
+  try {
+    const port = await child.port();
+    const st = (await ruok({ port })).status['1'];
+    for (const k of ['connections', 'loads', 'stores', 'commits', 'aborts'] as const)
+      assert.equal(st[k], 0, k);
+    assert.equal(st['last-transaction'], '0000000000000000');
+    const c = await RawClient.open({ host: '127.0.0.1', port });
+    try {
+      const [oid] = (await c.call('new_oids', [1])) as Uint8Array[];
+      const data = Buffer.from('80037d71002e', 'hex');
+      c.sendAsync('tpc_begin', [1, Buffer.from(''), Buffer.from(''), new Map(), null, ' ']);
+      c.sendAsync('storea', [oid, z64, data, 1]);
+      await c.call('vote', [1]);
+      const tid = (await c.call('tpc_finish', [1])) as Uint8Array;
+      const r = (await c.call('loadBefore', [oid, maxtid])) as [Uint8Array, Uint8Array, null];
+      assert.deepEqual(Buffer.from(r[0]), data);
+      assert.deepEqual(Buffer.from(r[1]), Buffer.from(tid));
+      assert.equal(r[2], null);
+    } finally {
+      c.close();
+    }
+    const log = child.stderr;
+    assert.doesNotMatch(log, /warm/i);
+    // one line each for the ruok and the client's connections, none for the warm-up's
+    assert.equal(log.match(/Connected ZEO\.asyncio\.server\.ServerProtocol/g)?.length, 2);
+    assert.equal(log.match(/StorageServer created/g)?.length, 1);
+  } finally {
+    await child.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
