@@ -10,8 +10,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
-import { isZeoUrl, openStorage, type OpenSpecOptions } from '../client/open.js';
-import { copyStorage, CopyError, type CopyProgress, type CopyResult } from '../storage/copy.js';
+import type { OpenSpecOptions } from '../client/open.js';
+import { CopyError, type CopyProgress, type CopyResult } from '../storage/copy.js';
 import { idHex } from '../storage/ids.js';
 import type { Storage } from '../storage/interfaces.js';
 import type { TlsSection } from '../transport/tls.js';
@@ -84,6 +84,11 @@ export async function runCopy(
   bar: ProgressBar | null,
   control: { signal?: AbortSignal; onTransaction?: (p: CopyProgress) => void } = {},
 ): Promise<CopyResult & { after: Uint8Array | null }> {
+  // the client's modules load only when a copy runs
+  const [{ isZeoUrl, openStorage }, { copyStorage }] = await Promise.all([
+    import('../client/open.js'),
+    import('../storage/copy.js'),
+  ]);
   const ssl = sslFromOptions(opts);
   const waitTimeout = parseWaitTimeout(opts.waitTimeout);
   const common: OpenSpecOptions = { ssl, waitTimeout };

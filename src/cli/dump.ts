@@ -41,7 +41,7 @@ import { getPickleMetadata, PyFloat, pyRepr, type PickleValue } from '../pickle/
 import { decodeExtension } from '../storage/extension.js';
 import { idHex } from '../storage/ids.js';
 import { TRANS_HDR_LEN } from '../storage/filestorage/format.js';
-import { walkTransactions, type DumpEnd, type DumpTransaction } from '../storage/filestorage/fsdump.js';
+import type { DumpEnd, DumpTransaction } from '../storage/filestorage/fsdump.js';
 import { TimeStamp } from '../storage/timestamp.js';
 
 // ---------------------------------------------------------------------------------------------------------
@@ -182,6 +182,7 @@ export function dumpCommand(): Command {
           });
         }
       };
+      const { walkTransactions } = await import('../storage/filestorage/fsdump.js');
       let i = 0;
       let end: DumpEnd;
       try {

@@ -8,7 +8,7 @@
 
 import os from 'node:os';
 import { Command } from 'commander';
-import { ClientStorage } from '../client/client-storage.js';
+import type { ClientStorage } from '../client/client-storage.js';
 import type { ServerAddress } from '../client/connection.js';
 import { pyRepr, tuple } from '../pickle/index.js';
 import type { TlsSection } from '../transport/tls.js';
@@ -117,6 +117,8 @@ async function connect(
   ssl: TlsSection | null,
 ): Promise<{ storage: ClientStorage | null; reason: string }> {
   try {
+    // the client's modules load only when a pack runs
+    const { ClientStorage } = await import('../client/client-storage.js');
     const storage = await ClientStorage.open({
       server: t.address,
       storage: t.name,

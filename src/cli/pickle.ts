@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
-import { decodeRecord, loads, PickleError, pyRepr } from '../pickle/index.js';
 
 function readInput(file: string | undefined): Buffer {
   return file && file !== '-' ? readFileSync(file) : readFileSync(0);
@@ -14,7 +13,9 @@ export function pickleCommand(): Command {
     .argument('[file]', 'file to read; standard input when absent or -')
     .option('-r, --record', 'the input is a ZODB data record: class metadata pickle, then state pickle')
     .option('--hex', 'the input is hexadecimal text')
-    .action((file: string | undefined, opts: { record?: boolean; hex?: boolean }) => {
+    .action(async (file: string | undefined, opts: { record?: boolean; hex?: boolean }) => {
+      // the pickle modules load only for this command
+      const { decodeRecord, loads, PickleError, pyRepr } = await import('../pickle/index.js');
       let data = readInput(file);
       if (opts.hex) data = Buffer.from(data.toString('latin1').replace(/\s+/g, ''), 'hex');
       try {

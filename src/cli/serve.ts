@@ -4,12 +4,9 @@
 import { mkdir, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
-import { ConfigError, serveOptionsToConfig, type ServeOptions, type ServerConfig } from '../server/config.js';
-import { createLogger, type Logger } from '../server/log.js';
-import { openStorages } from '../server/open-storages.js';
-import { canConnect, describeAddress, StorageServer } from '../server/server.js';
-import { warmUp, warmUpBudget } from '../server/warmup.js';
-import { serverTlsOptions } from '../transport/tls.js';
+import type { ServeOptions, ServerConfig } from '../server/config.js';
+import type { Logger } from '../server/log.js';
+import type { StorageServer } from '../server/server.js';
 
 // each option is a ServeOptions field; serveOptionsToConfig reads them all
 const repeatable = (v: string, prev: string[] | undefined): string[] => [...(prev ?? []), v];
@@ -39,6 +36,8 @@ export function serveCommand(): Command {
     .option('--max-message-size <bytes>', 'the largest message a client may send (default 256MB)')
     .option('--max-blob-upload <bytes>', 'the largest blob a client may upload (default 4GB)')
     .action(async (opts: ServeOptions) => {
+      // the server's modules load only when a server is started (main.ts's other commands and --help skip them)
+      const { ConfigError, serveOptionsToConfig } = await import('../server/config.js');
       let config: ServerConfig;
       try {
         config = serveOptionsToConfig(opts, process.env);
@@ -54,6 +53,20 @@ export function serveCommand(): Command {
 }
 
 export async function serve(config: ServerConfig): Promise<void> {
+  // loaded together, while nothing else waits
+  const [
+    { createLogger },
+    { openStorages },
+    { canConnect, describeAddress, StorageServer },
+    { serverTlsOptions },
+    { warmUp, warmUpBudget },
+  ] = await Promise.all([
+    import('../server/log.js'),
+    import('../server/open-storages.js'),
+    import('../server/server.js'),
+    import('../transport/tls.js'),
+    import('../server/warmup.js'),
+  ]);
   // as runzeo: refuse an address something already listens on before touching any storage
   if (await canConnect(config.address)) {
     process.stderr.write(`Error: address ${describeAddress(config.address)} already in use\n`);

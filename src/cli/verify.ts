@@ -2,7 +2,7 @@
 // ZODB's own reader) finds in a Data.fs, with a progress bar; exit 0 when sound, 1 at the first error.
 
 import { Command } from 'commander';
-import { verifyDataFile, type VerifyResult } from '../storage/filestorage/fstest.js';
+import type { VerifyResult } from '../storage/filestorage/fstest.js';
 import { formatBytes, ProgressBar } from './progress.js';
 
 /** The one-line summary of a sound file. */
@@ -27,6 +27,7 @@ export function verifyCommand(): Command {
     .action(async (path: string, opts: { quiet?: boolean }) => {
       const quiet = opts.quiet ?? false;
       const bar = new ProgressBar({ label: 'verify', total: 0, enabled: !quiet });
+      const { verifyDataFile } = await import('../storage/filestorage/fstest.js');
       let r: VerifyResult;
       try {
         r = await verifyDataFile(path, { onProgress: (done, total) => bar.update(done, total) });

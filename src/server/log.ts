@@ -5,9 +5,10 @@
 // An error is one line, as the last line of runzeo's traceback ("TypeError: ..."); a Node stack never goes
 // into an output that does not let DEBUG through.
 import { openSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { inspect } from 'node:util';
 import { isMainThread, threadId } from 'node:worker_threads';
-import pino from 'pino';
+import type pino from 'pino';
 import {
   EMPTY_TUPLE,
   isTuple,
@@ -361,6 +362,11 @@ interface Sink {
  * libuv's thread pool is not waited for (nothing can wait at 'exit'), so only that last chunk is at risk,
  * and only when the process exits without close().
  */
+// pino (~30 ms of module loading: its serializers, redaction and transports) is loaded when the first log
+// file is opened, synchronously, so that runzeo's default logging to stderr starts without it
+let pinoModule: typeof pino | null = null;
+const loadPino = (): typeof pino => (pinoModule ??= createRequire(import.meta.url)('pino') as typeof pino);
+
 class FileSink {
   private dest: ReturnType<typeof pino.destination>;
   private closing: Array<Promise<void>> = [];
@@ -372,7 +378,7 @@ class FileSink {
 
   private open(): ReturnType<typeof pino.destination> {
     const fd = openSync(this.path, 'a');
-    const dest = pino.destination({ fd, sync: false });
+    const dest = loadPino().destination({ fd, sync: false });
     dest.on('error', (e: Error) => {
       process.stderr.write(`zeo: cannot write the log file ${this.path}: ${e.message}\n`);
     });
