@@ -32,6 +32,7 @@ import { TransactionMetaData } from '../src/storage/interfaces.js';
 import { repoRoot } from '../test/helpers/oracle.js';
 import { mulberry32 } from '../test/helpers/prng.js';
 import {
+  arg,
   benchDataFs,
   runRecord,
   writeResult,
@@ -45,11 +46,6 @@ import {
   withRange,
   type BenchDataFs,
 } from './report.js';
-
-function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-}
 
 type Phase = 'loads' | 'pipelined' | 'storeCommits';
 type ServerKind = 'zeo-ts' | 'runzeo';

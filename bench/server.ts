@@ -43,6 +43,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { repoRoot } from '../test/helpers/oracle.js';
 import {
+  arg,
   benchDataFs,
   printProfile,
   startBenchServer,
@@ -58,11 +59,6 @@ import {
   withRange,
   type BenchDataFs,
 } from './report.js';
-
-function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-}
 
 const OBJECTS = Number(arg('objects') ?? 30_000);
 const SECONDS = Number(arg('seconds') ?? 5);

@@ -34,6 +34,7 @@ import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { oraclePython, repoRoot } from '../test/helpers/oracle.js';
 import {
+  arg,
   median,
   oracleVersions,
   printTable,
@@ -45,10 +46,6 @@ import {
   type ManagedServer,
 } from './report.js';
 
-function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-}
 const list = (s: string): string[] => s.split(',').filter(Boolean);
 
 type ServerKind = 'runzeo' | 'zeo-ts';
