@@ -1205,6 +1205,42 @@ describe("FileStorage: a commit's flush", () => {
     });
   });
 
+  it('flushes sent to the thread pool by their time are timed inline again now and then', async () => {
+    await withTempDir(async (dir) => {
+      // the thread pool's flushes are slow (its round trip, say), the disk's own flush is not
+      const io: PositionalIO = {
+        read: fdIO.read,
+        write: fdIO.write,
+        writeSync: fdIO.writeSync,
+        datasync: () => new Promise((r) => setTimeout(r, 3)),
+        datasyncSync() {},
+      };
+      const s = await open(dir, { io });
+      try {
+        s.mayFlushInline = () => true;
+        const oid = await s.newOid();
+        // the first flush is timed through the pool (3 ms): the next 15 stay there
+        for (let i = 1; i <= 16; i++) await commit(s, [[oid, minpo(i)]]);
+        assert.deepEqual(s.flushes, { inline: 0, threadPool: 16 });
+        // the 16th since is timed inline
+        await commit(s, [[oid, minpo(17)]]);
+        assert.deepEqual(s.flushes, { inline: 1, threadPool: 16 });
+        // fast, so the flushes stay inline; (were this process held up during that one, the next re-timing
+        // comes 16 flushes later: at least two more inline in 32, whatever the machine does)
+        for (let i = 18; i < 50; i++) await commit(s, [[oid, minpo(i)]]);
+        assert.ok(s.flushes.inline >= 3, JSON.stringify(s.flushes));
+        // not allowed: the pool, whatever the time
+        s.mayFlushInline = () => false;
+        const before = { ...s.flushes };
+        await commit(s, [[oid, minpo(50)]]);
+        assert.deepEqual(s.flushes, { inline: before.inline, threadPool: before.threadPool + 1 });
+        assert.equal(minpoValue((await s.load(oid)).data), 50);
+      } finally {
+        await s.close();
+      }
+    });
+  });
+
   it('close during a voted transaction waits for its flush and truncates it', async () => {
     await withTempDir(async (dir) => {
       const ctl = flushControl();
