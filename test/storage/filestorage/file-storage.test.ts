@@ -1205,6 +1205,26 @@ describe("FileStorage: a commit's flush", () => {
     });
   });
 
+  it('newOid counts on after the largest oid stored, carrying across bytes, and each call gets its own bytes', async () => {
+    await withTempDir(async (dir) => {
+      const s = await open(dir);
+      try {
+        assert.equal(hex(await s.newOid()), idHex(p64(1)));
+        for (const last of [0xffn, 0xffffn, 0x1ffffffffn, 0xfeffffffffffffffn]) {
+          await commit(s, [[p64(last), minpo(1)]]);
+          const a = await s.newOid();
+          const b = await s.newOid();
+          assert.equal(hex(a), idHex(p64(last + 1n)));
+          assert.equal(hex(b), idHex(p64(last + 2n)));
+          a[7] = 0x55; // (the caller's copy: the next one does not follow it)
+          assert.equal(hex(await s.newOid()), idHex(p64(last + 3n)));
+        }
+      } finally {
+        await s.close();
+      }
+    });
+  });
+
   it('flushes sent to the thread pool by their time are timed inline again now and then', async () => {
     await withTempDir(async (dir) => {
       // the thread pool's flushes are slow (its round trip, say), the disk's own flush is not
