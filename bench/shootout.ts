@@ -1,6 +1,6 @@
 // npm run bench -- shootout [--objects N] [--concurrency 1,4,16] [--encodings pickle,msgpack]
 //                           [--phases add,update,cold,warm,hot] [--processes P] [--values V] [--warmups W]
-//                           [--loops L] [--keep]
+//                           [--loops L] [--rounds R] [--keep]
 // zodbshootout, the benchmark ZODB users know (PyPI, 0.8.0, the latest release), against runzeo (ZEO's own
 // server, from the oracle venv) and `zeo serve`, in one run, with its table side by side.
 //
@@ -28,6 +28,11 @@
 // targets (every phase at least as fast as runzeo; cold reads at least 1.5x), and writes
 // bench/results/shootout-<timestamp>.json with the machine's description, zodbshootout's version and the
 // patches applied.
+// --rounds R (default 1): each encoding and concurrency is run R times, on fresh servers each time, the order of
+// the two alternating from round to round (runzeo first, then zeo serve first, ...); a figure is the median of
+// the values of all rounds. With 3 values per server and benchmark, one server's values spread by 20-40% on a
+// machine others use (hot, which the servers take no part in, moves by as much): the table shows each side's
+// spread, and a ratio whose two spreads overlap is marked "(overlap)", not told apart from the noise.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
@@ -63,6 +68,8 @@ const PYPERF = {
   loops: Number(arg('loops') ?? 1),
 };
 const KEEP = process.argv.includes('--keep');
+const ROUNDS = Number(arg('rounds') ?? 1);
+if (!(ROUNDS >= 1)) throw new Error(`--rounds: not a count: ${ROUNDS}`);
 
 const PHASE_NAMES: Record<Phase, string> = {
   add: `add ${OBJECTS} objects`,
@@ -172,8 +179,14 @@ function readSuite(outDir: string, kind: ServerKind): Partial<Record<Phase, Figu
   return figures;
 }
 
-async function runOne(work: string, encoding: Encoding, concurrency: number, k: number): Promise<Run> {
-  const dir = join(work, `${encoding}-c${concurrency}`);
+async function runOne(
+  work: string,
+  encoding: Encoding,
+  concurrency: number,
+  k: number,
+  round: number,
+): Promise<Run> {
+  const dir = join(work, `${encoding}-c${concurrency}${round ? `-${round + 1}` : ''}`);
   const order: ServerKind[] = k % 2 === 0 ? ['runzeo', 'zeo-ts'] : ['zeo-ts', 'runzeo'];
   const servers = {} as Record<ServerKind, Server>;
   try {
@@ -196,7 +209,8 @@ async function runOne(work: string, encoding: Encoding, concurrency: number, k: 
       ...['-l', String(PYPERF.loops), '--include-mapping', 'false', '--object-counts', String(OBJECTS)],
       ...['-c', String(concurrency), '-o', out, conf, ...PHASES],
     ];
-    log(`${encoding}, concurrency ${concurrency}: zodbshootout against ${order.join(', then ')}...`);
+    const of = ROUNDS > 1 ? ` (round ${round + 1} of ${ROUNDS})` : '';
+    log(`${encoding}, concurrency ${concurrency}${of}: zodbshootout against ${order.join(', then ')}...`);
     const cpu0 = {
       runzeo: processCpuSeconds(servers.runzeo.process.pid),
       'zeo-ts': processCpuSeconds(servers['zeo-ts'].process.pid),
@@ -235,24 +249,43 @@ function machine(): Record<string, unknown> {
 }
 
 const ms = (s: number): string => (s * 1000 < 10 ? (s * 1000).toFixed(2) : (s * 1000).toFixed(1));
+/** the lowest and highest of a server's values, ms */
+const spread = (values: number[]): string => `${ms(Math.min(...values))}-${ms(Math.max(...values))}`;
+
+/** One server's figures for a benchmark over the rounds of an encoding and concurrency: their values pooled. */
+function pooled(runs: Run[], kind: ServerKind, phase: Phase): Figure {
+  const figures = runs.map((r) => r.figures[kind][phase]);
+  if (figures.some((f) => !f)) throw new Error(`zodbshootout reported no ${phase} for ${kind}`);
+  const values = figures.flatMap((f) => f!.values);
+  return { seconds: median(values), values, failed: figures.some((f) => f!.failed) };
+}
 
 function compare(runs: Run[]) {
-  return runs.flatMap((r) =>
+  const groups = new Map<string, Run[]>();
+  for (const r of runs) {
+    const k = `${r.encoding} ${r.concurrency}`;
+    groups.set(k, [...(groups.get(k) ?? []), r]);
+  }
+  return [...groups.values()].flatMap((rounds) =>
     PHASES.map((phase) => {
-      const a = r.figures.runzeo[phase];
-      const b = r.figures['zeo-ts'][phase];
-      if (!a || !b) throw new Error(`zodbshootout reported no ${phase} for ${a ? 'zeo-ts' : 'runzeo'}`);
+      const a = pooled(rounds, 'runzeo', phase);
+      const b = pooled(rounds, 'zeo-ts', phase);
       const speedRatio = a.seconds / b.seconds;
       const met = !a.failed && !b.failed && speedRatio >= TARGET[phase];
-      const { encoding, concurrency } = r;
+      // the two servers' values overlap: this ratio is not told apart from the machine's noise
+      const overlap =
+        Math.min(...a.values) <= Math.max(...b.values) && Math.min(...b.values) <= Math.max(...a.values);
+      const { encoding, concurrency } = rounds[0];
       return {
         encoding,
         concurrency,
+        rounds: rounds.length,
         phase,
         name: PHASE_NAMES[phase],
         speedRatio,
         target: TARGET[phase],
         met,
+        overlap,
         runzeo: a,
         zeoTs: b,
       };
@@ -283,6 +316,7 @@ async function main(): Promise<void> {
         zodbshootout: { ...PINS, patches },
         objectsPerTransaction: OBJECTS,
         pyperf: PYPERF,
+        rounds: ROUNDS,
         runs: runs.map((r) => ({
           encoding: r.encoding,
           concurrency: r.concurrency,
@@ -298,10 +332,11 @@ async function main(): Promise<void> {
   try {
     let k = 0;
     for (const encoding of ENCODINGS)
-      for (const concurrency of CONCURRENCY) {
-        runs.push(await runOne(work, encoding, concurrency, k++));
-        write(runs.length === ENCODINGS.length * CONCURRENCY.length);
-      }
+      for (const concurrency of CONCURRENCY)
+        for (let round = 0; round < ROUNDS; round++) {
+          runs.push(await runOne(work, encoding, concurrency, k++, round));
+          write(runs.length === ENCODINGS.length * CONCURRENCY.length * ROUNDS);
+        }
   } finally {
     if (KEEP) log(`kept ${work}`);
     else rmSync(work, { recursive: true, force: true });
@@ -311,17 +346,29 @@ async function main(): Promise<void> {
   printTable(
     `zodbshootout ${PINS.zodbshootout} (ZEO ${versions.ZEO} clients, Python ${versions.python}) against runzeo and ` +
       `zeo serve (Node ${process.version}), ${OBJECTS} objects per transaction, ms per operation (the median ` +
-      `of ${PYPERF.processes} x ${PYPERF.values} values after ${PYPERF.warmups} warm-up, ` +
+      `of ${ROUNDS > 1 ? `${ROUNDS} rounds x ` : ''}${PYPERF.processes} x ${PYPERF.values} values after ${PYPERF.warmups} warm-up, ` +
       `${PYPERF.loops ? `${PYPERF.loops} loops` : 'calibrated loops'}); ${cpus().length} CPUs, load average ` +
       `${load0.toFixed(1)} at start; ratio > 1: zeo serve faster`,
-    ['encoding', 'clients', 'benchmark', 'runzeo ms', 'zeo-ts ms', 'ratio', 'target'],
+    [
+      'encoding',
+      'clients',
+      'benchmark',
+      'runzeo ms',
+      'zeo-ts ms',
+      'runzeo spread',
+      'zeo-ts spread',
+      'ratio',
+      'target',
+    ],
     results.map((r) => [
       r.encoding,
       r.concurrency,
       r.name,
       ms(r.runzeo.seconds) + (r.runzeo.failed ? ' (failed)' : ''),
       ms(r.zeoTs.seconds) + (r.zeoTs.failed ? ' (failed)' : ''),
-      `${r.speedRatio.toFixed(2)}x`,
+      spread(r.runzeo.values),
+      spread(r.zeoTs.values),
+      `${r.speedRatio.toFixed(2)}x${r.overlap ? ' (overlap)' : ''}`,
       `>= ${r.target.toFixed(1)}x: ${r.met ? 'met' : 'NOT MET'}`,
     ]),
   );
@@ -342,8 +389,12 @@ async function main(): Promise<void> {
   console.log(
     notMet.length === 0
       ? 'every target met'
-      : `targets not met: ${notMet.map((r) => `${r.encoding} c=${r.concurrency} ${r.phase} ${r.speedRatio.toFixed(2)}x`).join(', ')}`,
+      : `targets not met: ${notMet.map((r) => `${r.encoding} c=${r.concurrency} ${r.phase} ${r.speedRatio.toFixed(2)}x${r.overlap ? ' (overlap)' : ''}`).join(', ')}`,
   );
+  if (notMet.some((r) => r.overlap))
+    console.log(
+      "(overlap: the two servers' values overlap; --rounds R pools R runs, alternating which server goes first)",
+    );
   if (PHASES.includes('hot'))
     console.log("(hot: no request reaches the server while it is timed; its ratio is the clients' noise)");
 }
