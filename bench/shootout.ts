@@ -1,6 +1,7 @@
 // npm run bench -- shootout [--objects N] [--concurrency 1,4,16] [--encodings pickle,msgpack]
 //                           [--phases add,update,cold,warm,hot] [--processes P] [--values V] [--warmups W]
 //                           [--loops L] [--rounds R] [--keep]
+//                           [--driver N]
 // zodbshootout, the benchmark ZODB users know (PyPI, 0.8.0, the latest release), against runzeo (ZEO's own
 // server, from the oracle venv) and `zeo serve`, in one run, with its table side by side.
 //
@@ -33,8 +34,13 @@
 // the values of all rounds. With 3 values per server and benchmark, one server's values spread by 20-40% on a
 // machine others use (hot, which the servers take no part in, moves by as much): the table shows each side's
 // spread, and a ratio whose two spreads overlap is marked "(overlap)", not told apart from the noise.
+// --driver N: instead of zodbshootout, test/fixtures/python/shootout_phases.py does what each benchmark times
+// (zodbshootout's speedtest code and data), N operations per server, in one client process against both
+// servers, alternating from one operation to the next: a comparison the machine's noise reaches alike (at
+// concurrency 1; --concurrency is not used). Reports each side's median and first quartile, and each server's
+// CPU per operation (all its threads, from /proc/<pid>/task/*/schedstat) over the phase.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, openSync, closeSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { oraclePython, repoRoot } from '../test/helpers/oracle.js';
@@ -69,6 +75,8 @@ const PYPERF = {
 };
 const KEEP = process.argv.includes('--keep');
 const ROUNDS = Number(arg('rounds') ?? 1);
+const DRIVER = Number(arg('driver') ?? 0);
+if (!(DRIVER >= 0)) throw new Error(`--driver: not a count: ${DRIVER}`);
 if (!(ROUNDS >= 1)) throw new Error(`--rounds: not a count: ${ROUNDS}`);
 
 const PHASE_NAMES: Record<Phase, string> = {
@@ -293,8 +301,119 @@ function compare(runs: Run[]) {
   );
 }
 
+/** A process's CPU seconds over all its threads (ns precision: /proc/<pid>/task/<tid>/schedstat). */
+function threadsCpuSeconds(pid: number): number {
+  let ns = 0;
+  for (const t of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      // (a thread that ended meanwhile)
+    }
+  }
+  return ns / 1e9;
+}
+
+const DRIVER_PY = resolve(repoRoot, 'test/fixtures/python/shootout_phases.py');
+const quantile = (v: number[], q: number): number =>
+  [...v].sort((a, b) => a - b)[Math.floor(q * (v.length - 1))];
+
+interface DriverSide {
+  median: number;
+  q1: number;
+  values: number[];
+  cpuPerOp: number;
+}
+
+/** --driver N: the phases op by op, both servers alternating, in one client process (see the header). */
+async function runDriver(): Promise<void> {
+  const versions = oracleVersions();
+  const load0 = loadavg()[0];
+  const machineAtStart = machine();
+  const work = mkdtempSync(join(tmpdir(), 'zeo-ts-bench-shootout-'));
+  const date = new Date();
+  const t0 = performance.now();
+  const rows: Array<{ encoding: Encoding; phase: Phase; runzeo: DriverSide; zeoTs: DriverSide }> = [];
+  const kinds: ServerKind[] = ['runzeo', 'zeo-ts'];
+  try {
+    for (const encoding of ENCODINGS) {
+      const servers = {} as Record<ServerKind, Server>;
+      try {
+        for (const kind of kinds)
+          servers[kind] = await startServer(kind, encoding, join(work, `${encoding}-driver`, kind));
+        for (const phase of PHASES) {
+          log(`${encoding}, ${phase}: ${DRIVER} operations per server, alternating...`);
+          const cpu0 = kinds.map((k) => threadsCpuSeconds(servers[k].process.pid));
+          const ports = kinds.map((k) => String(servers[k].port));
+          const out = JSON.parse(
+            runPython([DRIVER_PY, phase, String(DRIVER), ...ports], 30 * 60_000),
+          ) as Record<string, number[]>;
+          // (the driver's connections, its populate and 3 untimed operations per server are in the CPU too)
+          const side = (i: number): DriverSide => {
+            const v = out[ports[i]];
+            const cpu = threadsCpuSeconds(servers[kinds[i]].process.pid) - cpu0[i];
+            return { median: median(v), q1: quantile(v, 0.25), values: v, cpuPerOp: cpu / (DRIVER + 3) };
+          };
+          rows.push({ encoding, phase, runzeo: side(0), zeoTs: side(1) });
+        }
+      } finally {
+        for (const s of Object.values(servers)) await s.process.stop('SIGTERM', 30_000);
+      }
+    }
+  } finally {
+    if (KEEP) log(`kept ${work}`);
+    else rmSync(work, { recursive: true, force: true });
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  writeResult(
+    'shootout',
+    date,
+    {
+      ...runRecord('shootout', date, versions, { loadAverageAtStart: load0, benchSeconds: seconds }),
+      mode: 'driver',
+      machine: { ...machineAtStart, loadAverageAtEnd: loadavg() },
+      zodbshootout: { zodbshootout: PINS.zodbshootout },
+      objectsPerTransaction: OBJECTS,
+      operationsPerServer: DRIVER,
+      results: rows,
+    },
+    seconds,
+  );
+  printTable(
+    `zodbshootout's benchmarks op by op (test/fixtures/python/shootout_phases.py, ZEO ${versions.ZEO} client, ` +
+      `one process), runzeo and zeo serve alternating, ${DRIVER} operations each, ${OBJECTS} objects; ms per ` +
+      `operation and each server's CPU per operation; load average ${load0.toFixed(1)} at start; ratio > 1: zeo ` +
+      `serve faster or cheaper`,
+    [
+      'encoding',
+      'benchmark',
+      'runzeo ms',
+      'zeo-ts ms',
+      'ratio',
+      'q1 ratio',
+      'runzeo CPU ms',
+      'zeo-ts CPU ms',
+      'CPU ratio',
+    ],
+    rows.map(({ encoding, phase, runzeo: a, zeoTs: b }) => [
+      encoding,
+      PHASE_NAMES[phase],
+      ms(a.median),
+      ms(b.median),
+      `${(a.median / b.median).toFixed(2)}x`,
+      `${(a.q1 / b.q1).toFixed(2)}x`,
+      (a.cpuPerOp * 1000).toFixed(2),
+      (b.cpuPerOp * 1000).toFixed(2),
+      `${(a.cpuPerOp / b.cpuPerOp).toFixed(2)}x`,
+    ]),
+  );
+  if (PHASES.includes('hot'))
+    console.log("(hot: no request reaches the server while it is timed; its ratio is the client's noise)");
+}
+
 async function main(): Promise<void> {
   ensureZodbshootout();
+  if (DRIVER > 0) return runDriver();
   const patches = JSON.parse(runPython([RUNNER_PY, '--list-patches'], 60_000)) as Record<string, string>;
   const versions = oracleVersions();
   const load0 = loadavg()[0];
