@@ -342,7 +342,10 @@ async function runDriver(): Promise<void> {
         for (const kind of kinds)
           servers[kind] = await startServer(kind, encoding, join(work, `${encoding}-driver`, kind));
         for (const phase of PHASES) {
-          log(`${encoding}, ${phase}: ${DRIVER} operations per server, alternating...`);
+          log(
+            `${encoding}, ${phase}: ${DRIVER} operations per server, alternating (runzeo at port ` +
+              `${servers.runzeo.port}, zeo serve at ${servers['zeo-ts'].port})...`,
+          );
           const cpu0 = kinds.map((k) => threadsCpuSeconds(servers[k].process.pid));
           const ports = kinds.map((k) => String(servers[k].port));
           const out = JSON.parse(
