@@ -325,14 +325,21 @@ interface DriverSide {
   cpuPerOp: number;
 }
 
+/** What a run records at its start, and its work directory. */
+function beginRun() {
+  return {
+    versions: oracleVersions(),
+    load0: loadavg()[0],
+    machineAtStart: machine(),
+    work: mkdtempSync(join(tmpdir(), 'zeo-ts-bench-shootout-')),
+    date: new Date(),
+    t0: performance.now(),
+  };
+}
+
 /** --driver N: the phases op by op, both servers alternating, in one client process (see the header). */
 async function runDriver(): Promise<void> {
-  const versions = oracleVersions();
-  const load0 = loadavg()[0];
-  const machineAtStart = machine();
-  const work = mkdtempSync(join(tmpdir(), 'zeo-ts-bench-shootout-'));
-  const date = new Date();
-  const t0 = performance.now();
+  const { versions, load0, machineAtStart, work, date, t0 } = beginRun();
   const rows: Array<{ encoding: Encoding; phase: Phase; runzeo: DriverSide; zeoTs: DriverSide }> = [];
   const kinds: ServerKind[] = ['runzeo', 'zeo-ts'];
   try {
@@ -418,12 +425,7 @@ async function main(): Promise<void> {
   ensureZodbshootout();
   if (DRIVER > 0) return runDriver();
   const patches = JSON.parse(runPython([RUNNER_PY, '--list-patches'], 60_000)) as Record<string, string>;
-  const versions = oracleVersions();
-  const load0 = loadavg()[0];
-  const machineAtStart = machine();
-  const work = mkdtempSync(join(tmpdir(), 'zeo-ts-bench-shootout-'));
-  const date = new Date();
-  const t0 = performance.now();
+  const { versions, load0, machineAtStart, work, date, t0 } = beginRun();
   const runs: Run[] = [];
   // written again after each zodbshootout run: a run cut short keeps what it measured
   const write = (complete: boolean): void => {
