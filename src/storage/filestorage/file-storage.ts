@@ -86,7 +86,7 @@ import {
 } from '../errors.js';
 import { decodeExtension } from '../extension.js';
 import { searchUndoLog, type UndoCandidate } from '../undo-log.js';
-import { compareIds, idCopy, idEquals, p64, u64, z64, type Oid, type Tid } from '../ids.js';
+import { compareIds, idCopy, idEquals, maxtid, p64, u64, z64, type Oid, type Tid } from '../ids.js';
 import {
   capabilitiesOf,
   zodbInterfaces,
@@ -1564,6 +1564,26 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
   }
 
   /**
+   * recordIternext answered at once, for the server's hot path: the index walked in memory and the current
+   * record found as loadBeforeCached finds it (the read cache, or one synchronous read). The same result (its
+   * data a view, valid only until the storage is used again: copy it first), or undefined when it needs more
+   * (a deferred index bucket, a record not read so, a back pointer, a deleted object, no oid at or after
+   * `next`): recordIternext then gives it, or its error.
+   */
+  recordIternextCached(
+    next: Oid | null,
+  ): { oid: Oid; tid: Tid; data: Uint8Array; next: Oid | null } | undefined {
+    if (this.closed || !this.index.loaded) return undefined;
+    const oid = this.index.minKey(next);
+    if (oid === null) return undefined;
+    // (the current record is older than maxtid: loadBeforeCached gives it, or undefined, never null)
+    const r = this.loadBeforeCached(oid, maxtid);
+    if (!r) return undefined;
+    const after = oidAfter(oid);
+    return { oid, tid: r.start, data: r.data, next: after === null ? null : this.index.minKey(after) };
+  }
+
+  /**
    * FileStorage.lastInvalidations: the last `count` committed transactions with the oids of their data
    * records (in file order, repeated when a transaction wrote an oid twice, as ZODB lists them), NEWEST FIRST
    * (see Storage.lastInvalidations: ZODB's are oldest first, and its StorageServer reverses them). Read
@@ -1909,6 +1929,19 @@ async function oidsOfTxn(file: RandomAccessFile, tpos: number, h: TxnHeaderFull)
   }
   if (pos !== tend) throw new CorruptedError(file.path, tpos, "data records don't add up");
   return oids;
+}
+
+/** The oid after `oid` (a new array), or null after the largest. */
+function oidAfter(oid: Oid): Oid | null {
+  const o = Uint8Array.from(oid);
+  for (let i = 7; i >= 0; i--) {
+    if (o[i] !== 0xff) {
+      o[i]++;
+      return o;
+    }
+    o[i] = 0;
+  }
+  return null;
 }
 
 /** The cache size a storage's options ask for (0: none). */
