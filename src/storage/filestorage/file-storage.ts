@@ -111,7 +111,8 @@ import {
   copy8,
   DATA_HDR_LEN,
   dataRecordLen,
-  decodeTransaction,
+  checkTransaction,
+  decodeRecord,
   decodeTxnHeader,
   encodeTxnHeader,
   FILE_HEADER_LEN,
@@ -1800,7 +1801,7 @@ async function* transactionsIn(
         chunkPos = tpos;
         off = 0;
       }
-      const t = decodeTransaction(chunk, off, file.path, tpos, null);
+      const t = checkTransaction(chunk, off, file.path, tpos, null);
       yield {
         tid: t.tid,
         status: t.status,
@@ -1809,7 +1810,7 @@ async function* transactionsIn(
         extension: decodeExtension(t.extension),
         extensionBytes: t.extension,
         pos: tpos,
-        records: recordsOf(file, t.records, end),
+        records: recordsOf(file, chunk, off, tpos, t, end),
       };
       continue;
     }
@@ -1850,32 +1851,42 @@ async function* transactionsIn(
 }
 
 /**
- * The records of a transaction read whole: when none needs a read through a back pointer (the usual case),
+ * The records of a transaction read whole (at `off` of `chunk`, file position `tpos`) and checked, each decoded
+ * when it is reached (a transaction's worth of records held at once would outlive the young generation: its
+ * collection was half the iteration's CPU): when none needs a read through a back pointer (the usual case),
  * also a synchronous iterable (the server answers iterator_record_next at once, without a promise).
  */
 function recordsOf(
   file: RandomAccessFile,
-  records: DecodedRecord[],
+  chunk: Buffer,
+  off: number,
+  tpos: number,
+  t: TxnHeaderFull & { backPointers: boolean },
   end: number,
 ): AsyncIterable<FileDataRecord> & Partial<Iterable<FileDataRecord>> {
-  if (records.some((r) => r.data === null && r.back !== 0)) {
+  const tend = tpos + t.tl;
+  const rstart = tpos + txnHeaderLen(t);
+  function* decoded(): Generator<DecodedRecord> {
+    for (let rpos = rstart; rpos < tend;) {
+      const r = decodeRecord(chunk, off + (rpos - tpos), file.path, rpos);
+      yield r;
+      rpos += dataRecordLen(r.plen);
+    }
+  }
+  if (t.backPointers) {
     return {
       [Symbol.asyncIterator]: async function* () {
-        for (const r of records) yield await dataRecordOf(file, r.pos, r.oid, r.tid, r.data, r.back, end);
+        for (const r of decoded()) yield await dataRecordOf(file, r.pos, r.oid, r.tid, r.data, r.back, end);
       },
     };
   }
-  const list = records.map((r): FileDataRecord => ({
-    oid: r.oid,
-    tid: r.tid,
-    data: r.data,
-    dataTxn: null,
-    pos: r.pos,
-  }));
+  function* plain(): Generator<FileDataRecord> {
+    for (const r of decoded()) yield { oid: r.oid, tid: r.tid, data: r.data, dataTxn: null, pos: r.pos };
+  }
   return {
-    [Symbol.iterator]: () => list[Symbol.iterator](),
+    [Symbol.iterator]: plain,
     [Symbol.asyncIterator]: async function* () {
-      yield* list;
+      yield* plain();
     },
   };
 }
