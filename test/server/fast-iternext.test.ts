@@ -4,50 +4,26 @@
 // encodings, get byte-identical replies from both: a walk over the whole storage (plain records, back
 // pointers, a deleted object: POSKeyError), oids between and past the objects, and bad arguments.
 import assert from 'node:assert/strict';
-import { copyFile, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { PickleValue } from '../../src/pickle/index.js';
-import { codecFor, type Encoding } from '../../src/protocol/index.js';
-import { createLogger } from '../../src/server/log.js';
-import { StorageServer } from '../../src/server/server.js';
+import { codecFor, encodeFrame, type Encoding } from '../../src/protocol/index.js';
 import { FileStorage } from '../../src/storage/filestorage/file-storage.js';
 import { p64 } from '../../src/storage/ids.js';
 import { RawClient } from '../helpers/raw-client.js';
-import { buildRevisions, REVISED_OBJECTS } from '../helpers/revisions.js';
+import { REVISED_OBJECTS, serveRevisionsTwice } from '../helpers/revisions.js';
 
 describe('record_iternext: the fast path answers as the general path', () => {
-  let dir: string;
+  let served: Awaited<ReturnType<typeof serveRevisionsTwice>>;
   let cached: FileStorage;
-  let server: StorageServer;
   let address: { host: string; port: number };
 
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'zeo-ts-fast-iternext-'));
-    await buildRevisions(join(dir, 'a.fs'));
-    await copyFile(join(dir, 'a.fs'), join(dir, 'b.fs'));
-    cached = await FileStorage.open(join(dir, 'a.fs'), { fsync: false });
-    const uncached = await FileStorage.open(join(dir, 'b.fs'), { fsync: false, cacheBytes: 0 });
-    const logging = createLogger(
-      { level: 'CRITICAL', handlers: [] },
-      { stderr: { write: () => true } as unknown as NodeJS.WritableStream },
-    );
-    server = await StorageServer.create({
-      storages: [
-        { name: '1', storage: cached },
-        { name: '2', storage: uncached },
-      ],
-      log: logging.root,
-    });
-    const bound = await server.listen({ kind: 'tcp', host: '127.0.0.1', port: 0 }, null);
-    assert.equal(bound.kind, 'tcp');
-    address = { host: '127.0.0.1', port: (bound as { port: number }).port };
+    served = await serveRevisionsTwice('zeo-ts-fast-iternext-');
+    ({ cached, address } = served);
   });
 
   after(async () => {
-    await server?.close();
-    await rm(dir, { recursive: true, force: true });
+    await served?.close();
   });
 
   for (const enc of ['Z', 'M'] as Encoding[]) {
@@ -87,28 +63,24 @@ describe('record_iternext: the fast path answers as the general path', () => {
     const c = await RawClient.open(address, { encoding: 'Z', register: '1' });
     const codec = codecFor('Z', 'client');
     try {
-      // objects 2..10 point back (read in the thread pool), 11..20 are plain (at once)
-      const batch: Buffer[] = [];
-      const ids: number[] = [];
-      for (let i = 2; i <= REVISED_OBJECTS; i++) {
-        const p = codec.encodeCall(1000 + i, false, 'record_iternext', [p64(BigInt(i))]);
-        const h = Buffer.alloc(4);
-        h.writeUInt32BE(p.length);
-        batch.push(h, Buffer.from(p));
-        ids.push(1000 + i);
-      }
-      c.sendRaw(Buffer.concat(batch));
-      const got: PickleValue[] = [];
-      const oids: number[] = [];
-      for (let i = 0; i < ids.length; i++) {
+      // objects 2..10 point back (read in the thread pool), 11..20 are plain (at once); all sent in one write
+      const oids = Array.from({ length: REVISED_OBJECTS - 1 }, (_, i) => i + 2);
+      c.sendRaw(
+        Buffer.concat(
+          oids.map((n) =>
+            encodeFrame(codec.encodeCall(1000 + n, false, 'record_iternext', [p64(BigInt(n))])),
+          ),
+        ),
+      );
+      const replies: Array<[PickleValue, number]> = [];
+      for (const _ of oids) {
         const m = await c.nextMessage();
-        got.push(m.msgid);
-        oids.push(Buffer.from((m.body as PickleValue[])[0] as Uint8Array).readUInt32BE(4));
+        replies.push([m.msgid, Buffer.from((m.body as PickleValue[])[0] as Uint8Array).readUInt32BE(4)]);
       }
-      assert.deepEqual(got, ids);
+      // in the order asked, each with its own oid
       assert.deepEqual(
-        oids,
-        ids.map((id) => id - 1000),
+        replies,
+        oids.map((n) => [1000 + n, n]),
       );
     } finally {
       c.close();
