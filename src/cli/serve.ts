@@ -8,6 +8,9 @@ import type { ServeOptions, ServerConfig } from '../server/config.js';
 import type { Logger } from '../server/log.js';
 import type { StorageServer } from '../server/server.js';
 
+/** How long a stop waits for the warm-up to end (it ends within a round: milliseconds) */
+const WARM_UP_STOP_MS = 2000;
+
 // each option is a ServeOptions field; serveOptionsToConfig reads them all
 const repeatable = (v: string, prev: string[] | undefined): string[] => [...(prev ?? []), v];
 
@@ -97,7 +100,12 @@ export async function serve(config: ServerConfig): Promise<void> {
     log.info(why);
     const server = running;
     warmUpStop.abort();
-    void warming
+    // (it stops within a round; should it hang, the server closes all the same)
+    const warmUpOver = Promise.race([
+      warming,
+      new Promise((resolve) => setTimeout(resolve, WARM_UP_STOP_MS).unref()),
+    ]);
+    void warmUpOver
       .then(() => server.close())
       .then(async () => {
         if (pidFile) {
