@@ -51,6 +51,8 @@ const num = (name: string, dflt: number): number => Number(arg(name) ?? dflt);
 const OBJECTS = num('objects', 1_000_000);
 const ROUNDS = num('rounds', 3);
 const LOADS = num('loads', 100_000);
+/** loads one at a time right after the first reply (their CPU: a fresh server's, as short sessions see it) */
+const FIRST_LOADS = 2000;
 const REBUILD = process.argv.includes('--rebuild');
 const ZEO_BIN = resolve(repoRoot, 'bin/zeo');
 const log = (s: string): void => void process.stderr.write(s + '\n');
@@ -142,6 +144,37 @@ console.log(JSON.stringify({ ms, rssBefore: before, rss: s.VmRSS, peak: f.VmHWM,
 `;
 }
 
+/**
+ * zeo-ts's read cache after the servers' random loads (the same oids, through loadBefore, in a storage alone in
+ * a fresh process): the bytes it holds and allocates, the part of our server's RSS that runzeo leaves to the
+ * system's page cache.
+ */
+function readCacheAfterLoads(
+  path: string,
+  loads: number,
+): { allocated: number; bytes: number; capacity: number } {
+  const fsUrl = pathToFileURL(resolve(repoRoot, 'dist/src/storage/filestorage/file-storage.js')).href;
+  const idsUrl = pathToFileURL(resolve(repoRoot, 'dist/src/storage/ids.js')).href;
+  const script = `
+const { FileStorage } = await import(${JSON.stringify(fsUrl)});
+const { p64 } = await import(${JSON.stringify(idsUrl)});
+const fs = await FileStorage.open(${JSON.stringify(path)}, { readOnly: true });
+const tid = p64(0x7fffffffffffffffn);
+let x = 12345;
+for (let i = 0; i < ${loads + 1 + FIRST_LOADS}; i++) {
+  x = (x * 48271) % 2147483647;
+  const oid = p64(x % ${OBJECTS});
+  if (fs.loadBeforeCached(oid, tid) === undefined) await fs.loadBefore(oid, tid);
+}
+const c = fs.cacheStats();
+await fs.close();
+console.log(JSON.stringify({ allocated: c.allocated, bytes: c.bytes, capacity: c.capacity }));
+`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`read cache measure failed: ${r.stderr}`);
+  return JSON.parse(r.stdout) as { allocated: number; bytes: number; capacity: number };
+}
+
 interface OpenFigures {
   ms: number;
   rssBefore: number;
@@ -176,6 +209,10 @@ function procStatus(pid: number): { rss: number; peak: number; anon: number } {
 interface ServeFigures {
   /** spawn until register answered */
   startMs: number;
+  /** spawn until the first loadBefore (sent once registered) answered */
+  firstReplyMs: number;
+  /** server CPU per load over the first FIRST_LOADS loads, one at a time, right after the first */
+  firstLoadsCpuUs: number;
   rss: number;
   peak: number;
   /** after the loads */
@@ -226,9 +263,21 @@ async function serveOnce(
     const started = procStatus(pid);
     let loadCpuUs = 0;
     let loadsPerSecond = 0;
+    let firstReplyMs = 0;
+    let firstLoadsCpuUs = 0;
     if (loads > 0) {
       const tid = p64(0x7fffffffffffffffn);
       let x = 12345;
+      // what a short tool session sees: the first reply, then loads one at a time on a freshly started server
+      const nextOid = (): Uint8Array => {
+        x = (x * 48271) % 2147483647;
+        return p64(x % OBJECTS);
+      };
+      await client.call('loadBefore', [nextOid(), tid]);
+      firstReplyMs = performance.now() - t0;
+      const f0 = processCpuSeconds(pid);
+      for (let i = 0; i < FIRST_LOADS; i++) await client.call('loadBefore', [nextOid(), tid]);
+      firstLoadsCpuUs = ((processCpuSeconds(pid) - f0) / FIRST_LOADS) * 1e6;
       const c0 = processCpuSeconds(pid);
       const l0 = performance.now();
       const DEPTH = 64;
@@ -250,6 +299,8 @@ async function serveOnce(
     client.close();
     return {
       startMs,
+      firstReplyMs,
+      firstLoadsCpuUs,
       rss: started.rss,
       peak: started.peak,
       servedRss: served.rss,
@@ -345,6 +396,9 @@ async function main(): Promise<void> {
     rmSync(bare, { recursive: true, force: true });
     rmSync(work, { recursive: true, force: true });
   }
+
+  log(`zeo-ts's read cache after the same loads...`);
+  const readCache = readCacheAfterLoads(data.path, LOADS);
 
   // --- the table
   const x = (theirs: number, ours: number): string => `${(theirs / ours).toFixed(2)}x`;
@@ -457,6 +511,20 @@ async function main(): Promise<void> {
         '>= 2x',
       ],
       [
+        `server ${label}: start until the first load answered, ms`,
+        m(ts, 'firstReplyMs').toFixed(0),
+        m(py, 'firstReplyMs').toFixed(0),
+        x(m(py, 'firstReplyMs'), m(ts, 'firstReplyMs')),
+        '',
+      ],
+      [
+        `server ${label}: CPU per load, the first ${FIRST_LOADS} one at a time after start, µs`,
+        m(ts, 'firstLoadsCpuUs').toFixed(1),
+        m(py, 'firstLoadsCpuUs').toFixed(1),
+        x(m(py, 'firstLoadsCpuUs'), m(ts, 'firstLoadsCpuUs')),
+        '>= 1x',
+      ],
+      [
         `server ${label}: RSS when registered, MiB`,
         (m(ts, 'rss') / MB).toFixed(0),
         (m(py, 'rss') / MB).toFixed(0),
@@ -464,11 +532,25 @@ async function main(): Promise<void> {
         '> 1x',
       ],
       [
+        `server ${label}: RSS when registered over an idle server's on an empty Data.fs, MiB`,
+        ((m(ts, 'rss') - m(e['zeo-ts'], 'rss')) / MB).toFixed(0),
+        ((m(py, 'rss') - m(e.runzeo, 'rss')) / MB).toFixed(0),
+        x(m(py, 'rss') - m(e.runzeo, 'rss'), m(ts, 'rss') - m(e['zeo-ts'], 'rss')),
+        '',
+      ],
+      [
         `server ${label}: RSS after ${LOADS} random loads, MiB`,
         (m(ts, 'servedRss') / MB).toFixed(0),
         (m(py, 'servedRss') / MB).toFixed(0),
         x(m(py, 'servedRss'), m(ts, 'servedRss')),
         '> 1x',
+      ],
+      [
+        `server ${label}: RSS after the loads over an idle server's on an empty Data.fs, MiB`,
+        ((m(ts, 'servedRss') - m(e['zeo-ts'], 'rss')) / MB).toFixed(0),
+        ((m(py, 'servedRss') - m(e.runzeo, 'rss')) / MB).toFixed(0),
+        x(m(py, 'servedRss') - m(e.runzeo, 'rss'), m(ts, 'servedRss') - m(e['zeo-ts'], 'rss')),
+        '',
       ],
       [
         `server ${label}: RssAnon after the loads (own memory), MiB`,
@@ -492,7 +574,7 @@ async function main(): Promise<void> {
         '',
       ],
       [
-        `server ${label}: CPU per load (first ${LOADS} after start, 64 in flight), µs`,
+        `server ${label}: CPU per load (the ${LOADS} after those, 64 in flight), µs`,
         m(ts, 'loadCpuUs').toFixed(1),
         m(py, 'loadCpuUs').toFixed(1),
         x(m(py, 'loadCpuUs'), m(ts, 'loadCpuUs')),
@@ -500,6 +582,14 @@ async function main(): Promise<void> {
       ],
     );
   }
+  rows.push([
+    `read cache after the servers' loads (a storage alone, the same loads): allocated (of its ${(readCache.capacity / MB).toFixed(0)} MiB bound) / record bytes, MiB`,
+    `${(readCache.allocated / MB).toFixed(0)} / ${(readCache.bytes / MB).toFixed(0)}`,
+    '-',
+    '',
+    '',
+  ]);
+  summary.readCache = readCache;
   printTable(
     `scale: Data.fs of ${OBJECTS.toLocaleString('en-US')} objects (${data.records.toLocaleString('en-US')} records, ` +
       `${(size / 1e6).toFixed(0)} MB, index ${(indexSize / 1e6).toFixed(0)} MB); medians of ${ROUNDS} fresh ` +

@@ -8,6 +8,9 @@ import type { ServeOptions, ServerConfig } from '../server/config.js';
 import type { Logger } from '../server/log.js';
 import type { StorageServer } from '../server/server.js';
 
+/** How long a stop waits for the warm-up to end (it ends within a round: milliseconds) */
+const WARM_UP_STOP_MS = 2000;
+
 // each option is a ServeOptions field; serveOptionsToConfig reads them all
 const repeatable = (v: string, prev: string[] | undefined): string[] => [...(prev ?? []), v];
 
@@ -84,6 +87,9 @@ export async function serve(config: ServerConfig): Promise<void> {
   let running: StorageServer | null = null;
   let pending: { code: number; why: string } | null = null;
   let stopping = false;
+  // the warm-up beside the server, stopped (its private server closed, its files gone) before the server closes
+  const warmUpStop = new AbortController();
+  let warming: Promise<unknown> = Promise.resolve();
   const stop = (code: number, why: string): void => {
     if (!running) {
       pending ??= { code, why };
@@ -92,8 +98,15 @@ export async function serve(config: ServerConfig): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info(why);
-    void running
-      .close()
+    const server = running;
+    warmUpStop.abort();
+    // (it stops within a round; should it hang, the server closes all the same)
+    const warmUpOver = Promise.race([
+      warming,
+      new Promise((resolve) => setTimeout(resolve, WARM_UP_STOP_MS).unref()),
+    ]);
+    void warmUpOver
+      .then(() => server.close())
       .then(async () => {
         if (pidFile) {
           // as runzeo: a PID file already gone is no error, one that stays is logged
@@ -133,6 +146,7 @@ export async function serve(config: ServerConfig): Promise<void> {
       log.info(`created PID file '${pidFile}'`);
     }
     const tlsOptions = config.ssl ? serverTlsOptions(config.ssl) : null;
+    const warmUpMs = warmUpBudget(process.env);
     const storages = await openStorages(config.storages, log);
     server = await StorageServer.create({
       storages,
@@ -145,11 +159,15 @@ export async function serve(config: ServerConfig): Promise<void> {
       limits: config.maxMessageSize ? { maxMessageSize: config.maxMessageSize } : undefined,
       maxBlobUpload: config.maxBlobUpload,
     });
-    // the hot paths compiled before the first client comes (off with ZEO_TS_WARMUP_MS=0)
-    // (a warm-up that fails, for want of a temporary directory say, only leaves the code cold)
-    await warmUp(warmUpBudget(process.env)).catch((e) => log.debug('warm-up failed', e));
     if (config.address.kind === 'unix') await mkdir(join(config.address.path, '..'), { recursive: true });
     await server.listen(config.address, tlsOptions);
+    // then the hot paths compiled while no client is busy (off with ZEO_TS_WARMUP_MS=0)
+    // (a warm-up that fails, for want of a temporary directory say, only leaves the code cold)
+    const served = server;
+    warming = warmUp(warmUpMs, {
+      beside: { activity: () => served.activity(), servedLoads: () => served.servedLoads() },
+      signal: warmUpStop.signal,
+    }).catch((e) => log.debug('warm-up failed', e));
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     if (err.code === 'EADDRINUSE') log.critical(`address ${describeAddress(config.address)} already in use`);

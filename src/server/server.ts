@@ -4,7 +4,7 @@
 import { EventEmitter } from 'node:events';
 import { chmod, unlink } from 'node:fs/promises';
 import net from 'node:net';
-import tls from 'node:tls';
+import type tls from 'node:tls';
 import { pyStrRepr, type PickleValue, type PyDict } from '../pickle/index.js';
 import type { Storage } from '../storage/interfaces.js';
 import type { ListenAddress } from './config.js';
@@ -55,6 +55,11 @@ export class StorageServer extends EventEmitter implements ConnectionServer {
   /** runzeo's 'Connected ...' line comes from ZEO.asyncio.base */
   private readonly baseLog: Logger;
   private readonly connections = new Set<ServerConnection>();
+  /** the clients' sockets, and how many were accepted: what activity() looks at */
+  private readonly sockets = new Set<net.Socket>();
+  private accepted = 0;
+  /** node:tls, loaded by a listen() with TLS options (a server without TLS does without it) */
+  private tls: typeof tls | null = null;
   /** sync calls of every connection still running (their replies not ready yet) */
   callsInFlight = 0;
   private listener: net.Server | null = null;
@@ -100,8 +105,9 @@ export class StorageServer extends EventEmitter implements ConnectionServer {
   /** Starts listening; resolves with the bound address (the real port when 0 was asked for). */
   async listen(address: ListenAddress, tlsOptions: tls.TlsOptions | null = null): Promise<ListenAddress> {
     const onSocket = (socket: net.Socket): void => this.accept(socket);
+    if (tlsOptions) this.tls ??= (await import('node:tls')).default;
     const server: net.Server = tlsOptions
-      ? tls.createServer(tlsOptions, onSocket)
+      ? this.tls!.createServer(tlsOptions, onSocket)
       : net.createServer(onSocket);
     server.maxConnections = 100_000;
     if (tlsOptions) {
@@ -151,7 +157,8 @@ export class StorageServer extends EventEmitter implements ConnectionServer {
     const reason = e.message.trim();
     let subject = '';
     try {
-      const cert = socket instanceof tls.TLSSocket ? socket.getPeerX509Certificate() : undefined;
+      const cert =
+        this.tls && socket instanceof this.tls.TLSSocket ? socket.getPeerX509Certificate() : undefined;
       if (cert) subject = ` (certificate ${cert.subject.replace(/\n/g, ', ')})`;
     } catch {
       // no certificate to name
@@ -173,7 +180,7 @@ export class StorageServer extends EventEmitter implements ConnectionServer {
       socket.destroy();
       return;
     }
-    if (socket instanceof tls.TLSSocket) {
+    if (this.tls && socket instanceof this.tls.TLSSocket) {
       const problem = strictX509Problem(socket, 'client');
       if (problem) {
         this.tlsRefused(new Error(problem), socket);
@@ -193,6 +200,26 @@ export class StorageServer extends EventEmitter implements ConnectionServer {
     this.baseLog.info(`Connected ZEO.asyncio.server.ServerProtocol(${addr})`);
     const conn = new ServerConnection(socket, this, label);
     this.connections.add(conn);
+    this.accepted++;
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+  }
+
+  /**
+   * A number that changes whenever a client connects or sends anything (bytes read over the live sockets,
+   * plus the connections accepted): the warm-up runs only while it stays the same.
+   */
+  activity(): number {
+    let n = this.accepted;
+    for (const s of this.sockets) n += s.bytesRead;
+    return n;
+  }
+
+  /** loadBefore calls answered, over every storage */
+  servedLoads(): number {
+    let n = 0;
+    for (const s of this.storages.values()) n += s.stats.loads;
+    return n;
   }
 
   connectionClosed(conn: ServerConnection): void {

@@ -1070,11 +1070,14 @@ export class Session implements StorageClient {
     }
   }
 
-  async recordIternext(next: PickleValue): Promise<PickleValue> {
-    const r = await this.storage.storage.recordIternext(
-      next === undefined || next === null ? null : oidArg(next),
-    );
-    return tuple<PickleValue>(r.oid, r.tid, r.data, r.next);
+  /** record_iternext: at once when the storage has the record in memory (recordIternextCached), else awaited. */
+  recordIternext(next: PickleValue): PickleValue | Promise<PickleValue> {
+    const from = next === undefined || next === null ? null : oidArg(next);
+    const storage = this.storage.storage;
+    const now = storage.recordIternextCached?.(from);
+    // (its data is a view of the storage's cache: copied before anything else uses the storage)
+    if (now !== undefined) return tuple<PickleValue>(now.oid, now.tid, Buffer.from(now.data), now.next);
+    return storage.recordIternext(from).then((r) => tuple<PickleValue>(r.oid, r.tid, r.data, r.next));
   }
 
   setClientLabel(label: PickleValue): void {

@@ -1,9 +1,13 @@
-// The server's self warm-up at start-up. A freshly started Node server runs its hot paths interpreted for the
-// first few thousand calls, at about twice runzeo's CPU per load, which is all a short tool session sees. So
-// before listening, `zeo serve` drives the real code (framing, the handshake, the fast loadBefore path and the
-// general one, error replies, a commit, the channel's batching) over loopback against a private server on a
-// scratch FileStorage in a temporary directory, for a bounded CPU time. The served storages, the served
-// server's counters and its log are never touched: the private server has its own storage and a silent log.
+// The server's self warm-up. A freshly started Node server runs its hot paths interpreted for the first few
+// thousand calls, at about twice runzeo's CPU per load, which is all a short tool session sees. So `zeo serve`
+// drives the real code (framing, the handshake, the fast loadBefore path and the general one, error replies, a
+// commit, the channel's batching) over loopback against a private server on a scratch FileStorage in a
+// temporary directory, for a bounded CPU time. It does so once it listens, beside the served server and only
+// while that one is idle: a round (a few ms) at a time, the event loop given back between rounds, paused while
+// clients send anything, and over once the served clients' loads and its own add up to what warms the code
+// (real traffic warms the same code). So a client is served at once, and a server left idle after its start
+// is warm when its first client comes. The served storages, the served server's counters and its log are
+// never touched: the private server has its own storage and a silent log.
 
 import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
@@ -23,15 +27,34 @@ export const DEFAULT_WARMUP_MS = 250;
 const OBJECTS = 64;
 /** loadBefore calls sent at once, as a pipelining client does (depth-1 rounds are mixed in too) */
 const DEPTH = 32;
+/** the kinds of round (which oids, depth 1 or DEPTH, error calls or not), repeating */
+const ROUND_KINDS = 64;
 
 /** Loads after which the code is as warm as it gets (TurboFan has compiled the hot functions). */
 const ENOUGH_LOADS = 40_000;
+/** Beside a server: how long a pause for its clients lasts before the next look */
+const IDLE_WAIT_MS = 10;
+/** Beside a server: no warm-up left this long after the start (a server busy from the first moment) */
+const BESIDE_MAX_MS = 60_000;
 
 /** A record: a ZODB class pickle and state pickle (PersistentMapping, empty). */
 const RECORD = Buffer.from(
   '80036370657273697374656e742e6d617070696e670a50657273697374656e744d617070696e670a71002e80037d71012e',
   'hex',
 );
+
+export interface WarmUpOptions {
+  /** where the scratch storage's directory goes (default the system's temporary directory) */
+  tmp?: string;
+  /**
+   * The served server to warm up beside: a round only while `activity()` (a number that changes whenever a
+   * client connects or sends anything) has not changed since the last look, and none once `servedLoads()`
+   * (the loads it answered) and the warm-up's own reach what warms the code.
+   */
+  beside?: { activity(): number; servedLoads(): number };
+  /** stops the warm-up before its next round (its private server closed, its files removed) */
+  signal?: AbortSignal;
+}
 
 export interface WarmUpResult {
   /** loadBefore calls answered */
@@ -68,50 +91,94 @@ function cpuMs(): number {
 }
 
 /**
- * Warms the server's code paths for about `budgetMs` of CPU (at least one round of each kind of call), on a
- * private server and scratch storage (in a new directory under `tmp`, default the system's) that are gone
- * when it resolves.
+ * Warms the server's code paths for about `budgetMs` of CPU (at least one round of each kind of call unless
+ * stopped), on a private server and scratch storage that are gone when it resolves; beside a served server
+ * (options.beside) only while that one is idle.
  */
 export async function warmUp(
   budgetMs = DEFAULT_WARMUP_MS,
-  options: { tmp?: string } = {},
+  options: WarmUpOptions = {},
 ): Promise<WarmUpResult> {
-  const start = cpuMs();
   if (budgetMs <= 0) return { loads: 0, cpuMs: 0 };
+  const { beside, signal } = options;
+  const started = performance.now();
+  // the CPU of the warm-up's own steps (beside a server, not what its clients cost meanwhile)
+  let spent = 0;
+  const step = async <T>(f: () => Promise<T>): Promise<T> => {
+    const c0 = cpuMs();
+    try {
+      return await f();
+    } finally {
+      spent += cpuMs() - c0;
+    }
+  };
+  let loads = 0;
+  // beside a server: true once it is idle (its activity the same as at the last look), false to stop
+  let seen = beside?.activity();
+  const idle = async (): Promise<boolean> => {
+    for (;;) {
+      if (signal?.aborted) return false;
+      if (!beside) return true;
+      if (beside.servedLoads() + loads >= ENOUGH_LOADS) return false;
+      // the served server's clients first: what is ready for them runs before the next step
+      await new Promise((r) => setImmediate(r));
+      if (performance.now() - started > BESIDE_MAX_MS) return false;
+      const now = beside.activity();
+      if (now === seen) return true;
+      seen = now;
+      await new Promise((r) => setTimeout(r, IDLE_WAIT_MS));
+    }
+  };
+  if (!(await idle())) return { loads: 0, cpuMs: 0 };
   const dir = await mkdtemp(join(options.tmp ?? tmpdir(), 'zeo-ts-warmup-'));
   let server: StorageServer | null = null;
   const clients: WarmClient[] = [];
-  let loads = 0;
   try {
-    const storage = await FileStorage.open(join(dir, 'Data.fs'), { create: true });
-    server = await StorageServer.create({ storages: [{ name: '1', storage }], log: silent });
-    const address = await server.listen({ kind: 'tcp', host: '127.0.0.1', port: 0 });
-    const port = address.kind === 'tcp' ? address.port : 0;
-    // both encodings: a server answers pickle and msgpack clients alike (the commit comes before the second
-    // client registers, so that no invalidation comes between its replies)
-    clients.push(await WarmClient.open(port, 'Z'));
-    const oids = await clients[0].commitNew(OBJECTS);
-    clients.push(await WarmClient.open(port, 'M'));
+    const oids = await step(async () => {
+      const storage = await FileStorage.open(join(dir, 'Data.fs'), { create: true });
+      server = await StorageServer.create({ storages: [{ name: '1', storage }], log: silent });
+      const address = await server.listen({ kind: 'tcp', host: '127.0.0.1', port: 0 });
+      const port = address.kind === 'tcp' ? address.port : 0;
+      // both encodings: a server answers pickle and msgpack clients alike (the commit comes before the second
+      // client registers, so that no invalidation comes between its replies)
+      clients.push(await WarmClient.open(port, 'Z'));
+      const made = await clients[0].commitNew(OBJECTS);
+      clients.push(await WarmClient.open(port, 'M'));
+      return made;
+    });
+    // the rounds' requests, encoded once (a round's cost is then the server's, which is what is warmed)
     const missing = Buffer.alloc(8, 0xff);
+    const rounds = new Map<number, { bytes: Buffer; calls: number; loads: number }>();
+    const roundOf = (round: number, c: WarmClient): { bytes: Buffer; calls: number; loads: number } => {
+      const key = (round % ROUND_KINDS) * clients.length + clients.indexOf(c);
+      let r = rounds.get(key);
+      if (r === undefined) {
+        const depth = round % 4 === 0 ? 1 : DEPTH;
+        const calls: Array<[string, PickleValue[]]> = [];
+        for (let i = 0; i < depth; i++)
+          calls.push(['loadBefore', [oids[(round * 7 + i) % oids.length], maxtid]]);
+        // the general path now and then: a missing oid (an error reply), and a plain call
+        if (round % 8 === 0) calls.push(['loadBefore', [missing, maxtid]], ['lastTransaction', []]);
+        r = { bytes: c.encode(calls), calls: calls.length, loads: depth };
+        rounds.set(key, r);
+      }
+      return r;
+    };
     let round = 0;
-    while (loads < ENOUGH_LOADS && (round < 2 || cpuMs() - start < budgetMs)) {
+    for (;;) {
+      if (loads >= ENOUGH_LOADS || (round >= 2 && spent >= budgetMs) || !(await idle())) break;
       const c = clients[round % clients.length];
       round++;
-      const depth = round % 4 === 0 ? 1 : DEPTH;
-      const calls: Array<[string, PickleValue[]]> = [];
-      for (let i = 0; i < depth; i++)
-        calls.push(['loadBefore', [oids[(round * 7 + i) % oids.length], maxtid]]);
-      // the general path now and then: a missing oid (an error reply), and a plain call
-      if (round % 8 === 0) calls.push(['loadBefore', [missing, maxtid]], ['lastTransaction', []]);
-      await c.callMany(calls);
-      loads += depth;
+      const r = roundOf(round, c);
+      await step(() => c.sendEncoded(r.bytes, r.calls));
+      loads += r.loads;
     }
   } finally {
     for (const c of clients) c.close();
-    await server?.close();
+    await (server as StorageServer | null)?.close();
     await rm(dir, { recursive: true, force: true });
   }
-  return { loads, cpuMs: cpuMs() - start };
+  return { loads, cpuMs: spent };
 }
 
 /** A bare protocol client on loopback: one batch of calls at a time, replies matched by count. */
@@ -170,12 +237,22 @@ class WarmClient {
 
   /** Sends the calls at once (one write, as a pipelining client does) and waits for their replies. */
   async callMany(calls: Array<[string, PickleValue[]]>): Promise<PickleValue[]> {
-    const out = calls.map(([name, args]) =>
-      encodeFrame(this.codec.encodeCall(++this.msgid, false, name, args)),
-    );
-    this.socket.write(Buffer.concat(out));
+    this.socket.write(this.encode(calls));
     const replies = await this.frames_(calls.length);
     return replies.map((f) => this.codec.decode(f).body);
+  }
+
+  /** The calls' frames, one after the other. */
+  encode(calls: Array<[string, PickleValue[]]>): Buffer {
+    return Buffer.concat(
+      calls.map(([name, args]) => encodeFrame(this.codec.encodeCall(++this.msgid, false, name, args))),
+    );
+  }
+
+  /** Sends calls encoded before and waits for as many replies (not decoded: only the server is warmed). */
+  async sendEncoded(bytes: Buffer, calls: number): Promise<void> {
+    this.socket.write(bytes);
+    await this.frames_(calls);
   }
 
   private sendAsync(name: string, args: PickleValue[]): void {

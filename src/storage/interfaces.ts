@@ -250,6 +250,13 @@ export interface Storage {
   /** (oid, tid, data, nextOid) of the current record at or after `next` (null: the first oid) */
   recordIternext(next?: Oid | null): Promise<{ oid: Oid; tid: Tid; data: Uint8Array; next: Oid | null }>;
   /**
+   * recordIternext's result when it can be had at once (from memory), its data valid only until the storage is
+   * used again; undefined when not (then recordIternext answers). Optional: the server's fast path.
+   */
+  recordIternextCached?(
+    next: Oid | null,
+  ): { oid: Oid; tid: Tid; data: Uint8Array; next: Oid | null } | undefined;
+  /**
    * capabilities.lastInvalidations (FileStorage's, which the ZEO server seeds its invalidation queue from): the last
    * `count` committed transactions, NEWEST FIRST (ZODB's returns them oldest first and StorageServer reverses
    * the list), each with the oids of its data records in file order, not deduplicated, as ZODB lists them.

@@ -1,5 +1,10 @@
 // A small Data.fs with the record kinds a load meets: current and older revisions, back pointers (an undo) and
 // a deleted object; for tests of the read path (the storage's and the server's).
+import { copyFile, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createLogger } from '../../src/server/log.js';
+import { StorageServer } from '../../src/server/server.js';
 import { FileStorage } from '../../src/storage/filestorage/file-storage.js';
 import { p64, z64, type Tid } from '../../src/storage/ids.js';
 import { TransactionMetaData } from '../../src/storage/interfaces.js';
@@ -44,4 +49,48 @@ export async function buildRevisions(path: string): Promise<Tid[]> {
     await s.close();
   }
   return tids;
+}
+
+/**
+ * One in-process server on two copies of buildRevisions' Data.fs: '1' with its read cache (what is in memory
+ * takes the server's fast paths), '2' without (every call takes the general path), for tests that send both the
+ * same frames and compare the replies. Its log is silent.
+ */
+export async function serveRevisionsTwice(prefix: string): Promise<{
+  tids: Tid[];
+  cached: FileStorage;
+  uncached: FileStorage;
+  server: StorageServer;
+  address: { host: string; port: number };
+  close(): Promise<void>;
+}> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  const tids = await buildRevisions(join(dir, 'a.fs'));
+  await copyFile(join(dir, 'a.fs'), join(dir, 'b.fs'));
+  const cached = await FileStorage.open(join(dir, 'a.fs'), { fsync: false });
+  const uncached = await FileStorage.open(join(dir, 'b.fs'), { fsync: false, cacheBytes: 0 });
+  const logging = createLogger(
+    { level: 'CRITICAL', handlers: [] },
+    { stderr: { write: () => true } as unknown as NodeJS.WritableStream },
+  );
+  const server = await StorageServer.create({
+    storages: [
+      { name: '1', storage: cached },
+      { name: '2', storage: uncached },
+    ],
+    log: logging.root,
+  });
+  const bound = await server.listen({ kind: 'tcp', host: '127.0.0.1', port: 0 }, null);
+  if (bound.kind !== 'tcp') throw new Error('not a tcp address');
+  return {
+    tids,
+    cached,
+    uncached,
+    server,
+    address: { host: '127.0.0.1', port: bound.port },
+    close: async () => {
+      await server.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
 }

@@ -5,52 +5,28 @@
 // revisions, a tid before the object's creation (None), back pointers, a deleted object and a missing oid
 // (POSKeyError), and bad arguments (their errors).
 import assert from 'node:assert/strict';
-import { copyFile, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { tuple, type PickleValue } from '../../src/pickle/index.js';
 import { codecFor, type Encoding } from '../../src/protocol/index.js';
-import { createLogger } from '../../src/server/log.js';
-import { StorageServer } from '../../src/server/server.js';
 import { FileStorage } from '../../src/storage/filestorage/file-storage.js';
 import { p64, u64, type Tid } from '../../src/storage/ids.js';
 import { RawClient } from '../helpers/raw-client.js';
-import { buildRevisions, REVISED_OBJECTS } from '../helpers/revisions.js';
+import { REVISED_OBJECTS, serveRevisionsTwice } from '../helpers/revisions.js';
 
 describe('loadBefore: the fast path answers as the general path', () => {
-  let dir: string;
+  let served: Awaited<ReturnType<typeof serveRevisionsTwice>>;
   let tids: Tid[];
   let cached: FileStorage;
-  let uncached: FileStorage;
-  let server: StorageServer;
   let address: { host: string; port: number };
 
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'zeo-ts-fast-load-'));
-    tids = await buildRevisions(join(dir, 'a.fs'));
-    await copyFile(join(dir, 'a.fs'), join(dir, 'b.fs'));
-    cached = await FileStorage.open(join(dir, 'a.fs'), { fsync: false });
-    uncached = await FileStorage.open(join(dir, 'b.fs'), { fsync: false, cacheBytes: 0 });
-    const logging = createLogger(
-      { level: 'CRITICAL', handlers: [] },
-      { stderr: { write: () => true } as unknown as NodeJS.WritableStream },
-    );
-    server = await StorageServer.create({
-      storages: [
-        { name: '1', storage: cached },
-        { name: '2', storage: uncached },
-      ],
-      log: logging.root,
-    });
-    const bound = await server.listen({ kind: 'tcp', host: '127.0.0.1', port: 0 }, null);
-    assert.equal(bound.kind, 'tcp');
-    address = { host: '127.0.0.1', port: (bound as { port: number }).port };
+    served = await serveRevisionsTwice('zeo-ts-fast-load-');
+    ({ cached, address } = served);
+    tids = served.tids;
   });
 
   after(async () => {
-    await server?.close();
-    await rm(dir, { recursive: true, force: true });
+    await served?.close();
   });
 
   for (const enc of ['Z', 'M'] as Encoding[]) {

@@ -1,6 +1,7 @@
-// The server's start-up warm-up (src/server/warmup.ts): it drives a private server on a scratch storage and
-// leaves no trace in the served one (counters, storage, log, connections, files), and a `zeo serve` that
-// warmed up serves as before.
+// The server's self warm-up (src/server/warmup.ts): it drives a private server on a scratch storage and
+// leaves no trace in the served one (counters, storage, log, connections, files); beside a served server it
+// runs only while that one is idle, stops once the served loads are enough, and when told to; a `zeo serve`
+// that warms up serves as before, at once.
 
 import assert from 'node:assert/strict';
 import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
@@ -41,6 +42,36 @@ test('the warm-up touches nothing of a served server: counters, storage, log, co
   }
 });
 
+test('beside a server: nothing while it is busy, nothing once its own loads are enough, a stop when told', async () => {
+  const scratch = await mkdtemp(join(tmpdir(), 'zeo-ts-warmup-test-'));
+  try {
+    // a server whose clients send something between every two looks: no round, until stopped
+    let traffic = 0;
+    const stop = new AbortController();
+    const busy = warmUp(100, {
+      tmp: scratch,
+      beside: { activity: () => traffic++, servedLoads: () => 0 },
+      signal: stop.signal,
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    stop.abort();
+    assert.deepEqual(await busy, { loads: 0, cpuMs: 0 });
+    assert.ok(traffic > 1, 'it looked more than once');
+    // a server whose clients made enough loads: no warm-up
+    const warmed = await warmUp(100, {
+      tmp: scratch,
+      beside: { activity: () => 0, servedLoads: () => 1_000_000 },
+    });
+    assert.deepEqual(warmed, { loads: 0, cpuMs: 0 });
+    // an idle server: rounds, counted with its loads
+    const idle = await warmUp(50, { tmp: scratch, beside: { activity: () => 7, servedLoads: () => 0 } });
+    assert.ok(idle.loads > 0);
+    assert.deepEqual(await readdir(scratch), [], 'the scratch storages are removed');
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+});
+
 test('ZEO_TS_WARMUP_MS: the budget in CPU milliseconds, 0 for none; anything else is refused', async () => {
   assert.equal(warmUpBudget({}), DEFAULT_WARMUP_MS);
   assert.equal(warmUpBudget({ ZEO_TS_WARMUP_MS: '' }), DEFAULT_WARMUP_MS);
@@ -51,12 +82,35 @@ test('ZEO_TS_WARMUP_MS: the budget in CPU milliseconds, 0 for none; anything els
   assert.deepEqual(await warmUp(0), { loads: 0, cpuMs: 0 });
 });
 
-test('a zeo serve that warmed up starts with zero counters, logs nothing of it, and serves', async () => {
+test("the server's activity changes with its clients' connections and requests; its loads are counted", async () => {
+  const served = await startServer();
+  try {
+    const a0 = served.server.activity();
+    const c = await RawClient.open(served.address);
+    try {
+      const a1 = served.server.activity();
+      assert.notEqual(a1, a0);
+      const [oid] = (await c.call('new_oids', [1])) as Uint8Array[];
+      assert.notEqual(served.server.activity(), a1);
+      const l0 = served.server.servedLoads();
+      await c.call('loadBefore', [oid, maxtid]).catch(() => {});
+      assert.equal(served.server.servedLoads(), l0 + 1);
+    } finally {
+      c.close();
+    }
+  } finally {
+    await served.stop();
+  }
+});
+
+test('a zeo serve that warms up starts with zero counters, logs nothing of it, serves, and stops', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'zeo-ts-served-'));
+  // the warm-up's scratch storage goes here: nothing of it is left once the server has stopped
+  const scratch = await mkdtemp(join(tmpdir(), 'zeo-ts-warmup-tmp-'));
   const child = new ServerProcess({
     kind: 'zeo-ts',
     args: ['-a', '127.0.0.1:0', '-f', join(dir, 'Data.fs')],
-    env: { ZEO_TS_WARMUP_MS: '200' },
+    env: { ZEO_TS_WARMUP_MS: '200', TMPDIR: scratch },
   });
   try {
     const port = await child.port();
@@ -84,8 +138,20 @@ test('a zeo serve that warmed up starts with zero counters, logs nothing of it, 
     // one line each for the ruok and the client's connections, none for the warm-up's
     assert.equal(log.match(/Connected ZEO\.asyncio\.server\.ServerProtocol/g)?.length, 2);
     assert.equal(log.match(/StorageServer created/g)?.length, 1);
+    await child.stopCleanly();
+    assert.deepEqual(await readdir(scratch), []);
+    // stopped as soon as it listens (the warm-up under way, or not started): a clean exit all the same
+    const early = new ServerProcess({
+      kind: 'zeo-ts',
+      args: ['-a', '127.0.0.1:0', '-f', join(dir, 'Data.fs')],
+      env: { ZEO_TS_WARMUP_MS: '5000', TMPDIR: scratch },
+    });
+    await early.port();
+    await early.stopCleanly();
+    assert.deepEqual(await readdir(scratch), []);
   } finally {
     await child.stop();
     await rm(dir, { recursive: true, force: true });
+    await rm(scratch, { recursive: true, force: true });
   }
 });

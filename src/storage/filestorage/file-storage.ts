@@ -86,7 +86,7 @@ import {
 } from '../errors.js';
 import { decodeExtension } from '../extension.js';
 import { searchUndoLog, type UndoCandidate } from '../undo-log.js';
-import { compareIds, idCopy, idEquals, p64, u64, z64, type Oid, type Tid } from '../ids.js';
+import { compareIds, idCopy, idEquals, maxtid, p64, u64, z64, type Oid, type Tid } from '../ids.js';
 import {
   capabilitiesOf,
   zodbInterfaces,
@@ -111,7 +111,8 @@ import {
   copy8,
   DATA_HDR_LEN,
   dataRecordLen,
-  decodeTransaction,
+  checkTransaction,
+  decodeRecord,
   decodeTxnHeader,
   encodeTxnHeader,
   FILE_HEADER_LEN,
@@ -1581,6 +1582,26 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
   }
 
   /**
+   * recordIternext answered at once, for the server's hot path: the index walked in memory and the current
+   * record found as loadBeforeCached finds it (the read cache, or one synchronous read). The same result (its
+   * data a view, valid only until the storage is used again: copy it first), or undefined when it needs more
+   * (a deferred index bucket, a record not read so, a back pointer, a deleted object, no oid at or after
+   * `next`): recordIternext then gives it, or its error.
+   */
+  recordIternextCached(
+    next: Oid | null,
+  ): { oid: Oid; tid: Tid; data: Uint8Array; next: Oid | null } | undefined {
+    if (this.closed || !this.index.loaded) return undefined;
+    const oid = this.index.minKey(next);
+    if (oid === null) return undefined;
+    // (the current record is older than maxtid: loadBeforeCached gives it, or undefined, never null)
+    const r = this.loadBeforeCached(oid, maxtid);
+    if (!r) return undefined;
+    const after = oidAfter(oid);
+    return { oid, tid: r.start, data: r.data, next: after === null ? null : this.index.minKey(after) };
+  }
+
+  /**
    * FileStorage.lastInvalidations: the last `count` committed transactions with the oids of their data
    * records (in file order, repeated when a transaction wrote an oid twice, as ZODB lists them), NEWEST FIRST
    * (see Storage.lastInvalidations: ZODB's are oldest first, and its StorageServer reverses them). Read
@@ -1797,7 +1818,7 @@ async function* transactionsIn(
         chunkPos = tpos;
         off = 0;
       }
-      const t = decodeTransaction(chunk, off, file.path, tpos, null);
+      const t = checkTransaction(chunk, off, file.path, tpos, null);
       yield {
         tid: t.tid,
         status: t.status,
@@ -1806,7 +1827,7 @@ async function* transactionsIn(
         extension: decodeExtension(t.extension),
         extensionBytes: t.extension,
         pos: tpos,
-        records: recordsOf(file, t.records, end),
+        records: recordsOf(file, chunk, off, tpos, t, end),
       };
       continue;
     }
@@ -1847,32 +1868,42 @@ async function* transactionsIn(
 }
 
 /**
- * The records of a transaction read whole: when none needs a read through a back pointer (the usual case),
+ * The records of a transaction read whole (at `off` of `chunk`, file position `tpos`) and checked, each decoded
+ * when it is reached (a transaction's worth of records held at once would outlive the young generation: its
+ * collection was half the iteration's CPU): when none needs a read through a back pointer (the usual case),
  * also a synchronous iterable (the server answers iterator_record_next at once, without a promise).
  */
 function recordsOf(
   file: RandomAccessFile,
-  records: DecodedRecord[],
+  chunk: Buffer,
+  off: number,
+  tpos: number,
+  t: TxnHeaderFull & { backPointers: boolean },
   end: number,
 ): AsyncIterable<FileDataRecord> & Partial<Iterable<FileDataRecord>> {
-  if (records.some((r) => r.data === null && r.back !== 0)) {
+  const tend = tpos + t.tl;
+  const rstart = tpos + txnHeaderLen(t);
+  function* decoded(): Generator<DecodedRecord> {
+    for (let rpos = rstart; rpos < tend;) {
+      const r = decodeRecord(chunk, off + (rpos - tpos), file.path, rpos);
+      yield r;
+      rpos += dataRecordLen(r.plen);
+    }
+  }
+  if (t.backPointers) {
     return {
       [Symbol.asyncIterator]: async function* () {
-        for (const r of records) yield await dataRecordOf(file, r.pos, r.oid, r.tid, r.data, r.back, end);
+        for (const r of decoded()) yield await dataRecordOf(file, r.pos, r.oid, r.tid, r.data, r.back, end);
       },
     };
   }
-  const list = records.map((r): FileDataRecord => ({
-    oid: r.oid,
-    tid: r.tid,
-    data: r.data,
-    dataTxn: null,
-    pos: r.pos,
-  }));
+  function* plain(): Generator<FileDataRecord> {
+    for (const r of decoded()) yield { oid: r.oid, tid: r.tid, data: r.data, dataTxn: null, pos: r.pos };
+  }
   return {
-    [Symbol.iterator]: () => list[Symbol.iterator](),
+    [Symbol.iterator]: plain,
     [Symbol.asyncIterator]: async function* () {
-      yield* list;
+      yield* plain();
     },
   };
 }
@@ -1926,6 +1957,19 @@ async function oidsOfTxn(file: RandomAccessFile, tpos: number, h: TxnHeaderFull)
   }
   if (pos !== tend) throw new CorruptedError(file.path, tpos, "data records don't add up");
   return oids;
+}
+
+/** The oid after `oid` (a new array), or null after the largest. */
+function oidAfter(oid: Oid): Oid | null {
+  const o = Uint8Array.from(oid);
+  for (let i = 7; i >= 0; i--) {
+    if (o[i] !== 0xff) {
+      o[i]++;
+      return o;
+    }
+    o[i] = 0;
+  }
+  return null;
 }
 
 /** The cache size a storage's options ask for (0: none). */

@@ -11,10 +11,12 @@ import { p64 } from '../../../src/storage/ids.js';
 import {
   checkDataHeader,
   checkFileHeader,
+  checkTransaction,
   checkTxnHeader,
   DATA_HDR_LEN,
   dataRecordLen,
   decodeDataHeader,
+  decodeRecord,
   decodeTransaction,
   decodeTxnHeader,
   decodeTxnHeaderFull,
@@ -132,6 +134,11 @@ test('transactions: encode then decode gives back header, metadata, records and 
         });
         const th = decodeTxnHeaderFull(buf, prefix, F, tpos);
         assert.deepEqual(encodeTxnHeader(th), buf.subarray(prefix, prefix + txnHeaderLen(th)));
+        // the iterator's way: the checks alone, then each record decoded where decodeTransaction found it
+        const checked = checkTransaction(buf, prefix, F, tpos);
+        const { records: _, pos: __, ...header } = d;
+        assert.deepEqual(checked, { ...header, backPointers: recs.some((r) => r.data === null && r.back) });
+        for (const r of d.records) assert.deepEqual(decodeRecord(buf, prefix + (r.pos - tpos), F, r.pos), r);
       },
     ),
   );
@@ -217,11 +224,18 @@ test('checks: checkTxn and checkData of format.py, as CorruptedErrors naming the
   fails(() => decodeDataHeader(versioned, dpos - 1000, F, dpos), dpos, /version/);
   const badTrailer = Buffer.from(enc.bytes);
   badTrailer[badTrailer.length - 1] ^= 1;
-  fails(() => decodeTransaction(badTrailer, 0, F, 1000), 1000 + enc.tl, /redundant transaction length/);
-  fails(() => decodeTransaction(enc.bytes.subarray(0, enc.bytes.length - 1), 0, F, 1000), 1000, /runs past/);
   const shortTl = Buffer.from(enc.bytes);
   writeU64(shortTl, 8, enc.tl - 1);
-  assert.throws(() => decodeTransaction(shortTl, 0, F, 1000), CorruptedError);
+  const badPrev = Buffer.from(enc.bytes);
+  writeU64(badPrev, dpos - 1000 + 16, dpos);
+  // (checkTransaction, the iterator's, refuses what decodeTransaction refuses)
+  for (const whole of [decodeTransaction, checkTransaction]) {
+    fails(() => whole(badTrailer, 0, F, 1000), 1000 + enc.tl, /redundant transaction length/);
+    fails(() => whole(enc.bytes.subarray(0, enc.bytes.length - 1), 0, F, 1000), 1000, /runs past/);
+    assert.throws(() => whole(shortTl, 0, F, 1000), CorruptedError);
+    fails(() => whole(badPrev, 0, F, 1000), dpos, /invalid previous pointer/);
+    fails(() => whole(versioned, 0, F, 1000), dpos, /version/);
+  }
   assert.equal(dataRecordLen(0), 50);
   assert.equal(dataRecordLen(7), 49);
 });

@@ -1,7 +1,8 @@
 // Opening a storage from Data.fs.index without reading its big buckets (openIndexFile, FsIndex's deferred
 // buckets): the structure is checked at open as before, the buckets come in the background or when a load
 // needs one, and every answer is the one a scan-built index gives:
-//   - loads, commits, recordIternext and close right after the open (before the background load);
+//   - loads, commits, recordIternext and close right after the open (before the background load; the
+//     server's synchronous recordIternextCached leaves them to recordIternext);
 //   - the open-time checks (sanity, maxOid) answered by probing the file, the same as the loaded buckets;
 //   - damaged structure, a file cut short, a stale index, a wrong entry: not used (or the tail scanned), as
 //     before; a bucket that cannot be read after the open fails the loads that need it, until it can be read;
@@ -115,6 +116,8 @@ describe('Data.fs.index opened lazily', () => {
       const s = await FileStorage.open(path, { fsync: false });
       let tid: Tid;
       try {
+        // (the background load starts after open returns: buckets are deferred now) left to recordIternext
+        assert.equal(s.recordIternextCached(p64(65_535)), undefined);
         assert.equal(s.len(), truth.index.size);
         // every bucket at once, before the background load got far
         const got = await Promise.all(sample().map((n) => s.load(p64(n)).catch((e: Error) => e.name)));
