@@ -744,30 +744,59 @@ export class ReadCache {
    * server's synchronous loads), so the miss is counted there, once.
    */
   get(pos: number, countMiss = true): Buffer | undefined {
-    const i = this.find(pos);
-    if (i < 0) {
+    const at = this.locate(pos);
+    if (at < 0) {
       if (countMiss) this.misses++;
       return undefined;
     }
+    return this.found.subarray(at, at + this.foundLen);
+  }
+
+  /** The slab of the entry locate() found last. */
+  found: Buffer = Buffer.alloc(0);
+  /** The length of the entry locate() found last. */
+  foundLen = 0;
+
+  /**
+   * get() without a view (the server's loads: no object per hit): the offset of the entry at `pos` in
+   * `found`, its length in `foundLen`, valid as get()'s view is; -1 when it is not cached (not counted as a
+   * miss: the caller counts it).
+   */
+  locate(pos: number): number {
+    const i = this.find(pos);
+    if (i < 0) return -1;
     this.hits++;
     const v = this.vals[i];
     const s = Math.floor(v / TWO32);
     const off = v - s * TWO32;
     const slab = this.slabs[s];
-    const len = slab.readUInt32LE(off + 8);
-    const bytes = slab.subarray(off + ENTRY_HEAD, off + ENTRY_HEAD + len);
+    const len = slab[off + 8] | (slab[off + 9] << 8) | (slab[off + 10] << 16) | (slab[off + 11] << 24);
     if (
       (this.slabs.length === this.maxSlabs || this.keys.length === this.maxSlots) &&
       this.curSeq - this.seq[s] > this.order.length >> 1
     ) {
-      // full (what comes next pushes the oldest out), and in the older half: a second chance in the newest slab
-      const copy = Buffer.from(bytes);
+      // full (what comes next pushes the oldest out), and in the older half: a second chance in the newest
+      // slab (copied out first: making room may reuse the slab it is in)
+      const copy = Buffer.from(slab.subarray(off + ENTRY_HEAD, off + ENTRY_HEAD + len));
       this.removeSlot(i);
       this.dataBytes -= len;
       this.store(pos, copy, null);
-      return copy;
+      const j = this.find(pos);
+      if (j < 0) {
+        // (not kept: no room in the table) the copy is the answer
+        this.found = copy;
+        this.foundLen = len;
+        return 0;
+      }
+      const w = this.vals[j];
+      const t = Math.floor(w / TWO32);
+      this.found = this.slabs[t];
+      this.foundLen = len;
+      return w - t * TWO32 + ENTRY_HEAD;
     }
-    return bytes;
+    this.found = slab;
+    this.foundLen = len;
+    return off + ENTRY_HEAD;
   }
 
   /**
