@@ -328,7 +328,9 @@ export function writeLoadBeforeReply(
     }
     const data = found.data;
     const from = found.dataAt;
-    if (d <= 64) for (let i = 0; i < d; i++) out[at + i] = data[from + i];
+    // (Buffer#copy: the native copy of a range, without the view that set() of a subarray makes)
+    if (d <= 16) for (let i = 0; i < d; i++) out[at + i] = data[from + i];
+    else if (data instanceof Buffer) data.copy(out, at, from, from + d);
     else out.set(data.subarray(from, from + d), at);
     at += d;
     const bin8 = packed ? BIN8 : SHORT_BINBYTES;

@@ -161,7 +161,8 @@ describe('scanLoadBefore and writeLoadBeforeReply', () => {
             assert.deepEqual(chunk.subarray(at.oidAt, at.oidAt + 8), Buffer.from(oid));
             assert.deepEqual(chunk.subarray(at.tidAt, at.tidAt + 8), Buffer.from(tid));
             // the record's data inside a larger buffer too (the read cache's slab)
-            const data = Buffer.alloc(size + 9);
+            // (a Buffer, as the read cache gives, or a plain Uint8Array)
+            const data = hasEnd ? Buffer.alloc(size + 9) : new Uint8Array(size + 9);
             for (let i = 0; i < data.length; i++) data[i] = Math.floor(rand() * 256);
             const start = id8(rand);
             const end = id8(rand);
