@@ -25,6 +25,24 @@ function id8(rand: () => number): Uint8Array {
   return b;
 }
 
+/** msgids of every width the server reads (and msgpack's uint32), and Python's (oid, tid) */
+function msgidMakers(enc: Encoding): Array<(oid: Uint8Array, tid: Uint8Array) => PickleValue> {
+  const msgids: Array<(oid: Uint8Array, tid: Uint8Array) => PickleValue> = [
+    () => 0,
+    () => 1,
+    () => 127,
+    () => 128,
+    () => 255,
+    () => 256,
+    () => 65535,
+    () => 65536,
+    () => 0x7fffffff,
+    (oid, tid) => tuple<PickleValue>(oid, tid),
+  ];
+  if (enc === 'M') msgids.push(() => 0xffffffff);
+  return msgids;
+}
+
 describe('readLoadBefore', () => {
   for (const enc of ENCODINGS) {
     const client = codecFor(enc, 'client');
@@ -32,19 +50,7 @@ describe('readLoadBefore', () => {
 
     it(`${enc}: reads what the general decoder reads, for int and (oid, tid) msgids`, () => {
       const rand = mulberry32(11);
-      const msgids: Array<(oid: Uint8Array, tid: Uint8Array) => PickleValue> = [
-        () => 0,
-        () => 1,
-        () => 127,
-        () => 128,
-        () => 255,
-        () => 256,
-        () => 65535,
-        () => 65536,
-        () => 0x7fffffff,
-        (oid, tid) => tuple<PickleValue>(oid, tid),
-      ];
-      if (enc === 'M') msgids.push(() => 0xffffffff);
+      const msgids = msgidMakers(enc);
       for (const mk of msgids) {
         for (let i = 0; i < 20; i++) {
           const oid = id8(rand);
@@ -134,18 +140,7 @@ describe('scanLoadBefore and writeLoadBeforeReply', () => {
 
     it(`${enc}: the reply written in place is encodeReply's, for every msgid and data size, found or None`, () => {
       const rand = mulberry32(23);
-      const msgids: Array<(oid: Uint8Array, tid: Uint8Array) => PickleValue> = [
-        () => 0,
-        () => 127,
-        () => 128,
-        () => 255,
-        () => 256,
-        () => 65535,
-        () => 65536,
-        () => 0x7fffffff,
-        (oid, tid) => tuple<PickleValue>(oid, tid),
-      ];
-      if (enc === 'M') msgids.push(() => 0xffffffff);
+      const msgids = msgidMakers(enc);
       const sizes = [0, 1, 64, 65, 255, 256, 4096, 65535, 65536, 70000];
       for (const mk of msgids) {
         for (const size of sizes) {
