@@ -5,6 +5,8 @@
 // flag, an unusual but valid encoding), which the general path then decodes as always.
 
 import { tuple, type PickleValue } from '../pickle/index.js';
+// (the module's binding, not the global: Node's global Buffer is a getter, called at each use)
+import { Buffer } from 'node:buffer';
 import {
   BINBYTES,
   BININT,
