@@ -27,7 +27,7 @@
 // ratios against runzeo and the floor and the issue's targets marked met or not; writes
 // bench/results/raw-<timestamp>.json (with the machine's description) and raw-<timestamp>.svg.
 // --profile PHASE runs only that phase, only against `node --cpu-prof zeo serve`, and prints its top functions.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
@@ -77,6 +77,7 @@ const COLD_LOADS = 5000;
 const KEEP = process.argv.includes('--keep');
 const REBUILD = process.argv.includes('--rebuild');
 const PROFILE = arg('profile');
+const PERF = arg('perf');
 const log = (s: string): void => void process.stderr.write(s + '\n');
 
 type Kind = 'zeo' | 'runzeo' | 'floor';
@@ -172,7 +173,25 @@ export interface Figures {
   threads: number;
   /** the phase's window on CLOCK_MONOTONIC, seconds (for --profile) */
   monotonic: [number, number];
+  /** the server's read and write system calls per operation (/proc/PID/io syscr, syscw) */
+  readsPerOp: number;
+  writesPerOp: number;
+  /** the kernel's share of the server's CPU (stime / (utime + stime)) */
+  systemShare: number;
 }
+
+/** The read and write system calls a process made so far (/proc/PID/io), and its system CPU in clock ticks. */
+function processSyscalls(pid: number): { r: number; w: number; sys: number } {
+  const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return {
+    r: Number(/syscr: (\d+)/.exec(io)![1]),
+    w: Number(/syscw: (\d+)/.exec(io)![1]),
+    sys: Number(stat[12]) / CLOCK_TICKS,
+  };
+}
+/** USER_HZ, the unit of /proc/PID/stat times (100 on Linux whatever the kernel tick) */
+const CLOCK_TICKS = 100;
 
 const FLOOR_JS = resolve(repoRoot, 'dist/bench/raw-floor.js');
 const GENERATOR_JS = resolve(repoRoot, 'dist/bench/raw-generator.js');
@@ -285,6 +304,7 @@ async function runPhase(s: Running, p: PhaseSpec, data: BenchDataFs, seed: numbe
     check();
     const gen0 = process.cpuUsage();
     let cpu0 = processCpuSeconds(s.pid);
+    let io0 = processSyscalls(s.pid);
     let t0 = performance.now();
     let m0 = monotonicNow();
     let c0 = readCounters(ints, threads);
@@ -295,6 +315,7 @@ async function runPhase(s: Running, p: PhaseSpec, data: BenchDataFs, seed: numbe
       await Promise.race([sleep(WARMUP * 1000), failedP]);
       check();
       cpu0 = processCpuSeconds(s.pid);
+      io0 = processSyscalls(s.pid);
       t0 = performance.now();
       m0 = monotonicNow();
       c0 = readCounters(ints, threads);
@@ -302,6 +323,7 @@ async function runPhase(s: Running, p: PhaseSpec, data: BenchDataFs, seed: numbe
     }
     check();
     const cpu1 = processCpuSeconds(s.pid);
+    const io1 = processSyscalls(s.pid);
     const t1 = performance.now();
     const m1 = monotonicNow();
     const c1 = readCounters(ints, threads);
@@ -324,6 +346,9 @@ async function runPhase(s: Running, p: PhaseSpec, data: BenchDataFs, seed: numbe
       checkedReplies: c1.checked,
       threads,
       monotonic: [m0, m1],
+      readsPerOp: (io1.r - io0.r) / ops,
+      writesPerOp: (io1.w - io0.w) / ops,
+      systemShare: (io1.sys - io0.sys) / serverCpu,
     };
   } finally {
     await Promise.all(workers.map((w) => w.stop()));
@@ -439,12 +464,52 @@ async function profile(data: BenchDataFs, work: string, name: string): Promise<v
   }
   log(
     `${p.name} (under --cpu-prof): ${f.opsPerSecond.toFixed(0)} ops/s, ${f.serverCpuUsPerOp.toFixed(1)} server ` +
-      `CPU µs/op, p50 ${us(f.p50us)} µs, p99 ${us(f.p99us)} µs`,
+      `CPU µs/op, p50 ${us(f.p50us)} µs, p99 ${us(f.p99us)} µs, ${fmt(f.readsPerOp, 3)} reads and ` +
+      `${fmt(f.writesPerOp, 3)} writes per op, ${fmt(f.systemShare * 100)}% of the CPU in the kernel`,
   );
   const files = readdirSync(profDir).filter((x) => x.endsWith('.cpuprofile'));
   if (files.length !== 1) throw new Error(`expected one profile in ${profDir}, found ${files.join(', ')}`);
   printProfile(join(profDir, files[0]), p.title, f.monotonic);
   if (KEEP) log(`profile: ${join(profDir, files[0])}`);
+}
+
+/**
+ * --perf PHASE: `perf record` of `node --perf-basic-prof zeo serve` over the phase (user space: native code,
+ * the JIT's JS functions and what node's C++ does per call, which --cpu-prof lumps into the native it
+ * called), then `perf report`'s top symbols.
+ */
+async function perfProfile(data: BenchDataFs, work: string, name: string): Promise<void> {
+  const p = ALL_PHASES.find((x) => x.name === name);
+  if (!p) throw new Error(`--perf PHASE, one of ${ALL_PHASES.map((x) => x.name).join(', ')}`);
+  const s = await startReal('zeo', data, join(work, 'zeo-perf'), ['--perf-basic-prof']);
+  const out = join(work, 'perf.data');
+  let f: Figures;
+  try {
+    log(`perf record of zeo serve: ${p.name}, ${SECONDS} s (and its warm-up)...`);
+    const rec = spawn('perf', ['record', '-F', '2000', '-g', '-p', String(s.pid), '-o', out], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+    await sleep(500);
+    f = await runPhase(s, p, data, 1);
+    const stopped = new Promise<void>((r) => rec.once('exit', () => r()));
+    rec.kill('SIGINT');
+    await stopped;
+  } finally {
+    await s.stop();
+  }
+  log(
+    `${p.name} (under perf): ${f.opsPerSecond.toFixed(0)} ops/s, ${f.serverCpuUsPerOp.toFixed(1)} server CPU µs/op`,
+  );
+  const report = spawnSync(
+    'perf',
+    ['report', '-i', out, '--no-children', '--stdio', '-g', 'none', '--percent-limit', '0.7'],
+    {
+      encoding: 'utf8',
+      maxBuffer: 64 << 20,
+    },
+  );
+  process.stdout.write(report.stdout);
+  if (KEEP) log(`perf data: ${out}`);
 }
 
 async function main(): Promise<void> {
@@ -453,6 +518,7 @@ async function main(): Promise<void> {
   const started: Running[] = [];
   try {
     if (PROFILE) return await profile(data, work, PROFILE);
+    if (PERF) return await perfProfile(data, work, PERF);
     const versions = oracleVersions();
     const machine = machineDescription();
     const load0 = loadavg()[0];
@@ -557,6 +623,12 @@ async function main(): Promise<void> {
         'gen µs/op (runzeo)',
         'gen µs/op (zeo)',
         'gen µs/op (floor)',
+        'reads+writes/op runzeo',
+        'zeo',
+        'floor',
+        'kernel % of CPU runzeo',
+        'zeo',
+        'floor',
       ],
       results.map((r) => {
         const { zeo, runzeo, floor } = r.runs;
@@ -570,6 +642,10 @@ async function main(): Promise<void> {
           us(med(runzeo, 'generatorCpuUsPerOp')),
           us(med(zeo, 'generatorCpuUsPerOp')),
           us(med(floor, 'generatorCpuUsPerOp')),
+          ...[runzeo, zeo, floor].map((f) =>
+            f ? `${fmt(med(f, 'readsPerOp'), 3)}+${fmt(med(f, 'writesPerOp'), 3)}` : '-',
+          ),
+          ...[runzeo, zeo, floor].map((f) => (f ? fmt(med(f, 'systemShare') * 100) : '-')),
         ];
       }),
     );

@@ -30,7 +30,15 @@ export {
   type Message,
   type MessageCodec,
 } from './message.js';
-export { readLoadBefore, type LoadBeforeCall } from './fastcall.js';
+export {
+  LoadBeforeAt,
+  loadBeforeReplyLength,
+  readLoadBefore,
+  scanLoadBefore,
+  writeLoadBeforeReply,
+  type LoadBeforeCall,
+  type LoadBeforeFound,
+} from './fastcall.js';
 export { MsgpackWriter, unpack as unpackMsgpack } from './msgpack.js';
 export {
   PythonError,

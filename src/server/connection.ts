@@ -17,14 +17,17 @@ import {
   MessageRefused,
   parseClientHello,
   pyTruthy,
-  readLoadBefore,
+  LoadBeforeAt,
+  loadBeforeReplyLength,
   replyParts,
-  replyPayload,
+  scanLoadBefore,
+  writeLoadBeforeReply,
   serverGreeting,
   type Message,
   type MessageCodec,
 } from '../protocol/index.js';
 import { ConflictError, POSKeyError } from '../storage/errors.js';
+import { LoadBeforeHit } from '../storage/interfaces.js';
 import {
   ChannelClosedError,
   MessageChannel,
@@ -87,6 +90,7 @@ export class ServerConnection implements SessionConnection {
           server.memoryBurst();
         }
       },
+      frameAt: (chunk, start, length) => this.codec !== null && this.fastLoad(chunk, start, length),
       closing: (reason) => this.onClosing(reason),
       closed: () => this.onClosed(),
     });
@@ -121,20 +125,41 @@ export class ServerConnection implements SessionConnection {
     this.codec = codecFor(hello.encoding, 'server');
   }
 
-  private onMessage(payload: Buffer): void {
-    // the hot path: a loadBefore whose record is in memory is answered here, without the general decoding and
-    // call machinery; its reply is the same bytes, at the same place in the output (taken now, as a sync
-    // call's is on arrival). Anything else, or a load that needs the file, goes the general way.
-    const load = readLoadBefore(this.codec!.encoding, payload);
-    if (load !== null) {
-      const result = this.session.loadBeforeNow(load.oid, load.tid);
-      if (result !== undefined) {
-        // (a view of the codec's buffer, holding a copy of the record, itself a view of the storage's cache:
-        // sendCopy copies it into the tick's batch at once, before anything else is encoded)
-        this.channel.sendCopy(replyPayload(this.codec!, load.msgid, result, this.unencodable, true));
-        return;
-      }
+  /**
+   * The hot path: a loadBefore (req[start .. start + length]) whose record is in memory is answered here,
+   * without the general decoding and call machinery and without an object of its own: read in place, looked
+   * up into reused fields, its reply written straight into the channel's batch. The same bytes as the general
+   * path's reply, at the same place in the output (taken now, as a sync call's is on arrival). False for
+   * anything else, or a load that needs the file: the general way.
+   */
+  private fastLoad(req: Buffer, start: number, length: number): boolean {
+    const encoding = this.codec!.encoding;
+    const call = this.loadAt;
+    if (!scanLoadBefore(encoding, req, start, length, call)) return false;
+    const r = this.session.loadBeforeNow(req, call.oidAt, call.tidAt, this.hit);
+    if (r < 0) return false;
+    const found = r > 0 ? this.hit : null;
+    const n = loadBeforeReplyLength(encoding, call, found);
+    const channel = this.channel;
+    const at = channel.batchFrame(n);
+    if (at >= 0) {
+      writeLoadBeforeReply(encoding, channel.batchBuffer, at, req, call, found);
+    } else {
+      // behind a reply not sent yet, or large: a frame of its own (the record is copied: the cache's view
+      // is valid only until the storage is used again)
+      const out = Buffer.allocUnsafe(n);
+      writeLoadBeforeReply(encoding, out, 0, req, call, found);
+      channel.send(out);
     }
+    return true;
+  }
+
+  private readonly loadAt = new LoadBeforeAt();
+  private readonly hit = new LoadBeforeHit();
+
+  private onMessage(payload: Buffer): void {
+    // (a loadBefore in a frame spread over several reads comes here: the fast path all the same)
+    if (this.fastLoad(payload, 0, payload.length)) return;
     let msg: Message;
     try {
       msg = this.codec!.decode(payload);

@@ -36,6 +36,7 @@ import { idCopy, idHex, u64 } from '../storage/ids.js';
 import {
   TransactionMetaData,
   type DataRecord,
+  type LoadBeforeHit,
   type TransactionRecord,
   type UndoLogEntry,
 } from '../storage/interfaces.js';
@@ -806,18 +807,19 @@ export class Session implements StorageClient {
   }
 
   /**
-   * loadBefore(oid, tid) (8 bytes each) answered at once when the storage has the record in memory: the same
-   * result as loadBefore's (its data valid only until the storage is used again), or undefined, and then
-   * loadBefore must answer. Before registration there is nothing to load from: undefined.
+   * loadBefore of the oid at req[oidAt..+8] before the tid at req[tidAt..+8] answered at once when the storage
+   * has the record in memory (Storage.loadBeforeInto): 1 found (into `hit`, its data valid only until the
+   * storage is used again), 0 none, -1 when loadBefore must answer. Before registration there is nothing to
+   * load from: -1.
    */
-  loadBeforeNow(oid: Uint8Array, tid: Uint8Array): PickleValue | undefined {
+  loadBeforeNow(req: Uint8Array, oidAt: number, tidAt: number, hit: LoadBeforeHit): number {
     const served = this.served;
-    if (served === null) return undefined;
-    const r = served.storage.loadBeforeCached?.(oid, tid);
-    if (r === undefined) return undefined;
-    served.stats.loads++;
-    if (r === null) return null;
-    return tuple<PickleValue>(r.data, r.start, r.end);
+    if (served === null) return -1;
+    const storage = served.storage;
+    if (storage.loadBeforeInto === undefined) return -1;
+    const r = storage.loadBeforeInto(req, oidAt, req, tidAt, hit);
+    if (r >= 0) served.stats.loads++;
+    return r;
   }
 
   async loadSerial(oid: PickleValue, serial: PickleValue): Promise<PickleValue> {

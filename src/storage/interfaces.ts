@@ -36,6 +36,20 @@ export interface LoadBeforeResult {
   end: Tid | null;
 }
 
+/**
+ * loadBefore's found result as Storage.loadBeforeInto gives it, without objects: one instance reused from load
+ * to load, its data a range of a buffer valid only until the storage is used again.
+ */
+export class LoadBeforeHit {
+  data: Uint8Array = new Uint8Array(0);
+  dataAt = 0;
+  dataLen = 0;
+  readonly start = new Uint8Array(8);
+  /** valid when hasEnd (else the end is null) */
+  readonly end = new Uint8Array(8);
+  hasEnd = false;
+}
+
 export interface LoadResult {
   data: Uint8Array;
   serial: Tid;
@@ -198,10 +212,11 @@ export interface Storage {
    */
   loadBefore(oid: Oid, tid: Tid): Promise<LoadBeforeResult | null>;
   /**
-   * loadBefore's result when it can be had at once (from memory), its data valid only until the storage is used
-   * again; undefined when not (then loadBefore answers). Optional: the server's fast path for loads.
+   * loadBefore for the oid at oid[oidAt..+8] and the tid at tid[tidAt..+8] when it can be answered at once
+   * (from memory), into `hit`: 1 found, 0 none (loadBefore's null), -1 not at once (then loadBefore answers).
+   * Optional: the server's fast path for loads, which costs no object per load.
    */
-  loadBeforeCached?(oid: Oid, tid: Tid): LoadBeforeResult | null | undefined;
+  loadBeforeInto?(oid: Uint8Array, oidAt: number, tid: Uint8Array, tidAt: number, hit: LoadBeforeHit): number;
   /** that exact revision; POSKeyError when there is none */
   loadSerial(oid: Oid, serial: Tid): Promise<Uint8Array>;
   /** newest first, at most `size` entries */

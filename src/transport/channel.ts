@@ -5,7 +5,7 @@
 // owner sees. The channel knows nothing of codecs or calls: the owner decodes what it gets.
 
 import type { Socket } from 'node:net';
-import { checkLength, FrameDecoder, frameHeader } from '../protocol/framing.js';
+import { FrameDecoder, frameHeader } from '../protocol/framing.js';
 
 export interface ChannelLimits {
   /** the largest frame the peer may send (its 4-byte length is checked before anything is buffered) */
@@ -27,6 +27,12 @@ export class ChannelClosedError extends Error {
 export interface ChannelHandlers {
   /** A complete frame payload (a view of the received bytes: copy what outlives the call). */
   frame(payload: Buffer): void;
+  /**
+   * Optional, tried before `frame` for a frame that lies whole in one received chunk, while nothing waits
+   * before it: the payload is chunk[start .. start + length] (read it now: the chunk is not kept). True when
+   * it was handled (then `frame` is not called). The server's fast loads: no object per frame.
+   */
+  frameAt?(chunk: Buffer, start: number, length: number): boolean;
   /** Called once, when the channel starts closing, for whatever reason (before `closed`). */
   closing?(reason: Error): void;
   /** Called once, when the socket is gone; what was queued and not written is dropped. */
@@ -144,6 +150,34 @@ export class MessageChannel {
   // input
 
   private onData(chunk: Buffer): void {
+    const handlers = this.handlers;
+    if (
+      handlers.frameAt !== undefined &&
+      this.decoder.bufferedBytes === 0 &&
+      this.inboxAt >= this.inbox.length &&
+      !this.delivering
+    ) {
+      // the frames lying whole in the chunk handed out in place, in one pass, until one does not fit or
+      // reading stops; the rest goes the general way (the decoder, the inbox)
+      const end = chunk.length;
+      const max = this.limits.maxMessageSize;
+      let pos = 0;
+      this.delivering = true;
+      try {
+        while (end - pos >= 4 && !this.paused && this.closingReason === null) {
+          const n =
+            ((chunk[pos] << 24) | (chunk[pos + 1] << 16) | (chunk[pos + 2] << 8) | chunk[pos + 3]) >>> 0;
+          if (n > max || end - pos - 4 < n) break;
+          const start = pos + 4;
+          pos = start + n;
+          if (!handlers.frameAt(chunk, start, n)) handlers.frame(chunk.subarray(start, pos));
+        }
+      } finally {
+        this.delivering = false;
+      }
+      if (pos === end) return;
+      if (pos > 0) chunk = chunk.subarray(pos);
+    }
     let frames: Buffer[];
     try {
       frames = this.decoder.push(chunk);
@@ -237,15 +271,26 @@ export class MessageChannel {
    * frames of this tick into one buffer, so a frame costs no objects of its own on the way to the socket.
    */
   sendCopy(payload: Uint8Array): void {
-    if (this.closedReason) return;
     const n = payload.length;
-    if (this.slots.length > 0 || n > BATCH_MAX) {
+    const at = this.batchFrame(n);
+    if (at < 0) {
       // behind a place not written yet (its turn first), or too large to batch: copied all the same, as the
-      // caller may reuse its buffer at once (the fast loads' replies are views of the codec's buffer)
-      this.send(Buffer.from(payload));
+      // caller may reuse its buffer at once
+      if (this.closedReason === null) this.send(Buffer.from(payload));
       return;
     }
-    checkLength(n);
+    const b = this.batchBuffer;
+    if (n <= 64) for (let i = 0; i < n; i++) b[at + i] = payload[i];
+    else b.set(payload, at);
+  }
+
+  /**
+   * Room for a frame of n payload bytes in this tick's batch (see sendCopy), for a caller that writes its
+   * payload straight there: the offset in batchBuffer where the n bytes go, at once (the frame's header is
+   * written); -1 when it cannot be batched (behind a place not written yet, too large, closed): send it.
+   */
+  batchFrame(n: number): number {
+    if (this.closedReason !== null || this.slots.length > 0 || n > BATCH_MAX) return -1;
     let b = this.batch;
     if (b === null || this.batchPos + 4 + n > b.length) {
       this.writeBatch();
@@ -253,15 +298,22 @@ export class MessageChannel {
       this.batchStart = this.batchPos = 0;
     }
     const at = this.batchPos;
-    b.writeUInt32BE(n, at);
-    if (n <= 64) for (let i = 0; i < n; i++) b[at + 4 + i] = payload[i];
-    else b.set(payload, at + 4);
+    b[at] = n >>> 24;
+    b[at + 1] = (n >>> 16) & 0xff;
+    b[at + 2] = (n >>> 8) & 0xff;
+    b[at + 3] = n & 0xff;
     this.batchPos = at + 4 + n;
     if (!this.batchDue) {
       this.batchDue = true;
       process.nextTick(this.batchTick);
     }
     if (this.batchPos - this.batchStart >= this.limits.outputHighWater) this.checkPause();
+    return at + 4;
+  }
+
+  /** The buffer batchFrame's offsets are in (valid until the next batchFrame or sendCopy). */
+  get batchBuffer(): Buffer {
+    return this.batch!;
   }
 
   /** The end of a tick with frames from sendCopy: one write (no cork: nothing else to gather with it). */
@@ -287,7 +339,12 @@ export class MessageChannel {
     const b = this.batch!;
     const from = this.batchStart;
     this.batchStart = this.batchPos;
-    if (this.closedReason === null) this.socket.write(b.subarray(from, this.batchPos));
+    if (this.closedReason !== null) return;
+    const socket = this.socket;
+    socket.write(b.subarray(from, this.batchPos));
+    // the kernel took it all at once (nothing waits in the socket, which holds no reference then): the
+    // buffer is used again from its start, so that its first few KiB stay in the CPU's cache
+    if (socket.writableLength === 0) this.batchStart = this.batchPos = 0;
   }
 
   /** @internal (Slot) */

@@ -1,10 +1,20 @@
 // readLoadBefore (src/protocol/fastcall.ts), the server's reading of loadBefore frames by their bytes: for every
 // frame it reads, the same msgid, oid and tid as the general decoder; for anything else, null (the general path
-// decodes it), in both encodings.
+// decodes it), in both encodings. scanLoadBefore reads them in place, and writeLoadBeforeReply writes the reply
+// the codec writes, byte for byte.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { pyRepr, tuple, type PickleValue } from '../../src/pickle/index.js';
-import { codecFor, readLoadBefore, type Encoding } from '../../src/protocol/index.js';
+import {
+  codecFor,
+  LoadBeforeAt,
+  loadBeforeReplyLength,
+  readLoadBefore,
+  scanLoadBefore,
+  writeLoadBeforeReply,
+  type Encoding,
+  type LoadBeforeFound,
+} from '../../src/protocol/index.js';
 import { mulberry32 } from '../helpers/prng.js';
 
 const ENCODINGS: Encoding[] = ['Z', 'M'];
@@ -15,6 +25,24 @@ function id8(rand: () => number): Uint8Array {
   return b;
 }
 
+/** msgids of every width the server reads (and msgpack's uint32), and Python's (oid, tid) */
+function msgidMakers(enc: Encoding): Array<(oid: Uint8Array, tid: Uint8Array) => PickleValue> {
+  const msgids: Array<(oid: Uint8Array, tid: Uint8Array) => PickleValue> = [
+    () => 0,
+    () => 1,
+    () => 127,
+    () => 128,
+    () => 255,
+    () => 256,
+    () => 65535,
+    () => 65536,
+    () => 0x7fffffff,
+    (oid, tid) => tuple<PickleValue>(oid, tid),
+  ];
+  if (enc === 'M') msgids.push(() => 0xffffffff);
+  return msgids;
+}
+
 describe('readLoadBefore', () => {
   for (const enc of ENCODINGS) {
     const client = codecFor(enc, 'client');
@@ -22,19 +50,7 @@ describe('readLoadBefore', () => {
 
     it(`${enc}: reads what the general decoder reads, for int and (oid, tid) msgids`, () => {
       const rand = mulberry32(11);
-      const msgids: Array<(oid: Uint8Array, tid: Uint8Array) => PickleValue> = [
-        () => 0,
-        () => 1,
-        () => 127,
-        () => 128,
-        () => 255,
-        () => 256,
-        () => 65535,
-        () => 65536,
-        () => 0x7fffffff,
-        (oid, tid) => tuple<PickleValue>(oid, tid),
-      ];
-      if (enc === 'M') msgids.push(() => 0xffffffff);
+      const msgids = msgidMakers(enc);
       for (const mk of msgids) {
         for (let i = 0; i < 20; i++) {
           const oid = id8(rand);
@@ -115,4 +131,67 @@ describe('readLoadBefore', () => {
       assert.deepEqual(r.msgid, tuple<PickleValue>(r.oid, r.tid));
     }
   });
+});
+
+describe('scanLoadBefore and writeLoadBeforeReply', () => {
+  for (const enc of ENCODINGS) {
+    const client = codecFor(enc, 'client');
+    const server = codecFor(enc, 'server');
+
+    it(`${enc}: the reply written in place is encodeReply's, for every msgid and data size, found or None`, () => {
+      const rand = mulberry32(23);
+      const msgids = msgidMakers(enc);
+      const sizes = [0, 1, 64, 65, 255, 256, 4096, 65535, 65536, 70000];
+      for (const mk of msgids) {
+        for (const size of sizes) {
+          for (const hasEnd of [false, true]) {
+            const oid = id8(rand);
+            const tid = id8(rand);
+            const msgid = mk(oid, tid);
+            // the request inside a larger buffer (a socket's chunk), at an odd place
+            const req = Buffer.from(client.encodeCall(msgid, false, 'loadBefore', [oid, tid]));
+            const chunk = Buffer.concat([Buffer.alloc(7, 0xee), req, Buffer.alloc(5, 0xee)]);
+            const at = new LoadBeforeAt();
+            assert.ok(scanLoadBefore(enc, chunk, 7, req.length, at));
+            assert.deepEqual(chunk.subarray(at.oidAt, at.oidAt + 8), Buffer.from(oid));
+            assert.deepEqual(chunk.subarray(at.tidAt, at.tidAt + 8), Buffer.from(tid));
+            // the record's data inside a larger buffer too (the read cache's slab)
+            // (a Buffer, as the read cache gives, or a plain Uint8Array)
+            const data = hasEnd ? Buffer.alloc(size + 9) : new Uint8Array(size + 9);
+            for (let i = 0; i < data.length; i++) data[i] = Math.floor(rand() * 256);
+            const start = id8(rand);
+            const end = id8(rand);
+            const found: LoadBeforeFound = { data, dataAt: 9, dataLen: size, start, end, hasEnd };
+            const result = tuple<PickleValue>(data.subarray(9), start, hasEnd ? end : null);
+            for (const [f, r] of [
+              [found, result],
+              [null, null],
+            ] as Array<[LoadBeforeFound | null, PickleValue]>) {
+              const n = loadBeforeReplyLength(enc, at, f);
+              const out = Buffer.alloc(n + 6, 0xdd);
+              writeLoadBeforeReply(enc, out, 3, chunk, at, f);
+              const want = Buffer.from(server.encodeReply(server.decode(req).msgid, r));
+              assert.deepEqual(out.subarray(3, 3 + n), want, `msgid ${pyRepr(msgid)}, ${size} bytes`);
+              assert.deepEqual(out.subarray(0, 3), Buffer.alloc(3, 0xdd));
+              assert.deepEqual(out.subarray(3 + n), Buffer.alloc(3, 0xdd));
+            }
+          }
+        }
+      }
+    });
+
+    it(`${enc}: a frame not read as a loadBefore inside a chunk is refused, as readLoadBefore refuses it`, () => {
+      const oid = new Uint8Array(8).fill(1);
+      const tid = new Uint8Array(8).fill(2);
+      const good = Buffer.from(client.encodeCall(300, false, 'loadBefore', [oid, tid]));
+      const chunk = Buffer.concat([good, good]);
+      const at = new LoadBeforeAt();
+      // the length given is what bounds the frame, not the chunk's end
+      assert.ok(scanLoadBefore(enc, chunk, good.length, good.length, at));
+      assert.equal(scanLoadBefore(enc, chunk, 0, good.length + 1, at), false);
+      assert.equal(scanLoadBefore(enc, chunk, 0, good.length - 1, at), false);
+      const oneWay = Buffer.from(client.encodeCall(300, true, 'loadBefore', [oid, tid]));
+      assert.equal(scanLoadBefore(enc, Buffer.concat([good, oneWay]), good.length, oneWay.length, at), false);
+    });
+  }
 });

@@ -91,6 +91,39 @@ describe('loadBefore: the fast path answers as the general path', () => {
     });
   }
 
+  it('loads in frames split over reads, and many in one read, get the bytes of the general path', async () => {
+    for (const enc of ['Z', 'M'] as Encoding[]) {
+      const fast = await RawClient.open(address, { encoding: enc, register: '1' });
+      const general = await RawClient.open(address, { encoding: enc, register: '2' });
+      const codec = codecFor(enc, 'client');
+      try {
+        const now = p64(0x7fffffffffffffffn);
+        // warm: the records in memory
+        for (let i = 11; i <= 20; i++) await fast.call('loadBefore', [p64(BigInt(i)), now]);
+        const framed = (i: number): Buffer => {
+          const p = codec.encodeCall(500 + i, false, 'loadBefore', [p64(BigInt(11 + (i % 10))), now]);
+          const h = Buffer.alloc(4);
+          h.writeUInt32BE(p.length);
+          return Buffer.concat([h, Buffer.from(p)]);
+        };
+        const all = Buffer.concat(Array.from({ length: 40 }, (_, i) => framed(i)));
+        // the same bytes in one write to the general connection, and in pieces cutting frames (and their
+        // headers) anywhere to the fast one
+        general.sendRaw(all);
+        for (let at = 0; at < all.length;) {
+          const n = 1 + ((at * 7919) % 97);
+          fast.sendRaw(all.subarray(at, at + n));
+          at += n;
+          await new Promise((r) => setImmediate(r));
+        }
+        for (let i = 0; i < 40; i++) assert.deepEqual(await fast.nextFrame(), await general.nextFrame());
+      } finally {
+        fast.close();
+        general.close();
+      }
+    }
+  });
+
   it('pipelined loads get their replies in order, behind a reply that waits', async () => {
     const c = await RawClient.open(address, { encoding: 'Z', register: '1' });
     const codec = codecFor('Z', 'client');

@@ -92,6 +92,57 @@ describe('MessageChannel', () => {
     peer.socket.destroy();
   });
 
+  test('frameAt: frames lying whole in a read are handed out in place, in order with the others, and stop at a pause', async () => {
+    const seen: string[] = [];
+    let channel!: MessageChannel;
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const accepted = new Promise<void>((resolve) => {
+      const server = net.createServer((s) => {
+        channel = new MessageChannel(s, LIMITS, {
+          // frames starting with 'f' are taken in place; 'h' holds reading until released
+          frameAt: (chunk, start, length) => {
+            if (chunk[start] !== 0x66) return false;
+            seen.push(`at:${chunk.toString('latin1', start, start + length)}`);
+            return true;
+          },
+          frame: (f) => {
+            seen.push(`frame:${text(f)}`);
+            if (f[0] === 0x68) channel.holdReading(held);
+          },
+          closed: () => {},
+        });
+        server.close();
+        resolve();
+      });
+      server.listen(0, '127.0.0.1', () => {
+        peerSocket = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+      });
+    });
+    let peerSocket!: net.Socket;
+    await accepted;
+    const frames = ['f1', 'g2', 'f3', 'h4', 'f5', 'g6', 'f7'].map((x) => encodeFrame(Buffer.from(x)));
+    const split = encodeFrame(Buffer.from('f8-split'));
+    // one write: everything up to the hold, and what follows it; then a frame in two writes
+    peerSocket.write(Buffer.concat([...frames, split.subarray(0, 5)]));
+    await waitUntil(() => seen.length === 4, 'the frames before the hold');
+    assert.deepEqual(seen, ['at:f1', 'frame:g2', 'at:f3', 'frame:h4']);
+    peerSocket.write(split.subarray(5));
+    // nothing more while held
+    await new Promise((r) => setTimeout(r, 30));
+    assert.equal(seen.length, 4);
+    release();
+    await waitUntil(() => seen.length === 8, 'the rest');
+    // (the frames read before the hold come out of the inbox, by `frame`)
+    assert.deepEqual(seen.slice(4), ['frame:f5', 'frame:g6', 'frame:f7', 'frame:f8-split']);
+    // and in place again once nothing waits
+    peerSocket.write(Buffer.concat([encodeFrame(Buffer.from('f9')), encodeFrame(Buffer.from('g10'))]));
+    await waitUntil(() => seen.length === 10, 'the last two');
+    assert.deepEqual(seen.slice(8), ['at:f9', 'frame:g10']);
+    channel.destroy();
+    peerSocket.destroy();
+  });
+
   test('sendCopy: copied frames keep their place among the others, and leave in one write', async () => {
     const { channel, peer } = await pair();
     const writes: number[] = [];

@@ -93,6 +93,7 @@ import {
   type ConflictResolver,
   type DataRecord,
   type HistoryEntry,
+  LoadBeforeHit,
   type LoadBeforeResult,
   type LoadResult,
   type ReferencesFinder,
@@ -763,61 +764,99 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
   /**
    * loadBefore answered at once, for the server's hot path: from the read cache, or a record not cached read
    * with one synchronous read (RandomAccessFile.readNow: the page cache's copy, at a tenth of the CPU of a
-   * thread-pool read). The same result (its data a view into the cache, valid only until the storage is used
-   * again: copy it first), or undefined when it needs more (sync reads off after a slow one, a record longer
-   * than one read ahead) or is not the usual answer (a back pointer, a deleted object, a missing oid, a
-   * deferred index bucket, a damaged record): loadBefore then gives it.
+   * thread-pool read). The same result, its data a view into the cache valid only until the storage is used
+   * again (copy it first), or undefined when it needs more (see loadBeforeInto): loadBefore then gives it.
    */
   loadBeforeCached(oid: Oid, tid: Tid): LoadBeforeResult | null | undefined {
+    const hit = new LoadBeforeHit();
+    const r = this.loadBeforeInto(oid, 0, tid, 0, hit);
+    if (r < 0) return undefined;
+    if (r === 0) return null;
+    return {
+      data: hit.data.subarray(hit.dataAt, hit.dataAt + hit.dataLen),
+      start: idCopy(hit.start),
+      end: hit.hasEnd ? idCopy(hit.end) : null,
+    };
+  }
+
+  /**
+   * loadBeforeCached without objects (Storage.loadBeforeInto): 1 found, into `hit`; 0 none; -1 when it needs
+   * more (sync reads off after a slow one, a record longer than one read ahead) or is not the usual answer (a
+   * back pointer, a deleted object, a missing oid, a deferred index bucket, a damaged record).
+   */
+  loadBeforeInto(oid: Uint8Array, oidAt: number, tid: Uint8Array, tidAt: number, hit: LoadBeforeHit): number {
     const cache = this.fileRef.file.cache;
-    if (this.closed || cache === null || this.index.pendingOid(oid) !== null) return undefined;
-    let pos = this.index.get(oid);
-    if (pos < 0) return undefined;
+    if (this.closed || cache === null) return -1;
+    const index = this.index;
+    const hi = ((oid[oidAt] << 24) | (oid[oidAt + 1] << 16) | (oid[oidAt + 2] << 8) | oid[oidAt + 3]) >>> 0;
+    const lo =
+      ((oid[oidAt + 4] << 24) | (oid[oidAt + 5] << 16) | (oid[oidAt + 6] << 8) | oid[oidAt + 7]) >>> 0;
+    if (!index.loaded && index.pending(hi, lo) !== null) return -1;
+    let pos = index.getHiLo(hi, lo);
+    if (pos < 0) return -1;
     const end = this.pos;
-    let endTid: Tid | null = null;
+    hit.hasEnd = false;
     for (;;) {
-      if (pos < FILE_HEADER_LEN || pos + DATA_HDR_LEN > end) return undefined;
-      const c = cache.get(pos, false) ?? this.readRecordNow(pos, end);
-      if (c === undefined || c.length < DATA_HDR_LEN) return undefined;
-      const plen = readU64(c, 34);
-      if (c.length < dataRecordLen(plen) || pos + DATA_HDR_LEN + plen > end) return undefined;
-      for (let i = 0; i < 8; i++) if (c[i] !== oid[i]) return undefined;
-      if (c[32] !== 0 || c[33] !== 0) return undefined;
+      if (pos < FILE_HEADER_LEN || pos + DATA_HDR_LEN > end) return -1;
+      let at = cache.locate(pos);
+      let c: Buffer;
+      let len: number;
+      if (at >= 0) {
+        c = cache.found;
+        len = cache.foundLen;
+      } else {
+        len = this.readRecordNow(pos, end);
+        if (len < 0) return -1;
+        c = nowBuf;
+        at = 0;
+      }
+      if (len < DATA_HDR_LEN) return -1;
+      const plen = readU64(c, at + 34);
+      if (len < dataRecordLen(plen) || pos + DATA_HDR_LEN + plen > end) return -1;
+      for (let i = 0; i < 8; i++) if (c[at + i] !== oid[oidAt + i]) return -1;
+      if (c[at + 32] !== 0 || c[at + 33] !== 0) return -1;
       let older = false;
-      for (let i = 8; i < 16; i++) {
-        if (c[i] !== tid[i - 8]) {
-          older = c[i] < tid[i - 8];
+      for (let i = 0; i < 8; i++) {
+        const x = c[at + 8 + i];
+        const y = tid[tidAt + i];
+        if (x !== y) {
+          older = x < y;
           break;
         }
       }
       if (older) {
-        if (plen === 0) return undefined;
-        return { data: c.subarray(DATA_HDR_LEN, DATA_HDR_LEN + plen), start: copy8(c, 8), end: endTid };
+        if (plen === 0) return -1;
+        hit.data = c;
+        hit.dataAt = at + DATA_HDR_LEN;
+        hit.dataLen = plen;
+        const start = hit.start;
+        for (let i = 0; i < 8; i++) start[i] = c[at + 8 + i];
+        return 1;
       }
-      const prev = readU64(c, 16);
-      if (prev >= pos) return undefined;
-      endTid = copy8(c, 8);
-      if (!prev) return null;
+      const prev = readU64(c, at + 16);
+      if (prev >= pos) return -1;
+      const endTid = hit.end;
+      for (let i = 0; i < 8; i++) endTid[i] = c[at + 8 + i];
+      hit.hasEnd = true;
+      if (!prev) return 0;
       pos = prev;
     }
   }
 
   /**
-   * The record at `pos` read at once (RandomAccessFile.readNow) and put in the cache: a view valid until the
-   * next call; undefined when it is not read so (sync reads off, longer than one read ahead, an error).
+   * The record at `pos` read at once (RandomAccessFile.readNow) into nowBuf and put in the cache: its length,
+   * or -1 when it is not read so (sync reads off, longer than one read ahead, an error).
    */
-  private readRecordNow(pos: number, end: number): Buffer | undefined {
+  private readRecordNow(pos: number, end: number): number {
     const file = this.fileRef.file;
     const n = file.readNow(pos, nowBuf, 0, Math.min(READ_AHEAD, end - pos));
-    if (n < DATA_HDR_LEN) return undefined;
+    if (n < DATA_HDR_LEN) return -1;
     const len = dataRecordLen(readU64(nowBuf, 34));
-    if (len > n) return undefined;
-    const c = nowBuf.subarray(0, len);
+    if (len > n) return -1;
     const cache = file.cache!;
-    // a miss all the same (get did not count it)
     cache.misses++;
-    cache.put(pos, c);
-    return c;
+    cache.put(pos, nowBuf.subarray(0, len));
+    return len;
   }
 
   async loadSerial(oid: Oid, serial: Tid): Promise<Uint8Array> {

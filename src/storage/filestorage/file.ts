@@ -682,10 +682,13 @@ export class ReadCache {
   private free: number[] = [];
   private cur = -1;
   private curSeq = 0;
-  /** file position + 1 of each slot's entry, 0 for an empty slot */
-  private keys: Float64Array = new Float64Array(0);
-  /** slab * 2^32 + offset of the entry in its slab */
-  private vals: Float64Array = new Float64Array(0);
+  /**
+   * The slots, two numbers each, side by side (a lookup touches one cache line, not two): the file position
+   * + 1 of the slot's entry (0: an empty slot), and slab * 2^32 + offset of the entry in its slab.
+   */
+  private table: Float64Array = new Float64Array(0);
+  /** the number of slots (table.length / 2) */
+  private slots = 0;
   private mask = 0;
   private shift = 0;
   private count = 0;
@@ -729,10 +732,10 @@ export class ReadCache {
   private find(pos: number): number {
     if (this.count === 0) return -1;
     const k = pos + 1;
-    const keys = this.keys;
+    const table = this.table;
     const mask = this.mask;
     for (let i = this.hash(pos); ; i = (i + 1) & mask) {
-      const x = keys[i];
+      const x = table[2 * i];
       if (x === k) return i;
       if (x === 0) return -1;
     }
@@ -744,30 +747,59 @@ export class ReadCache {
    * server's synchronous loads), so the miss is counted there, once.
    */
   get(pos: number, countMiss = true): Buffer | undefined {
-    const i = this.find(pos);
-    if (i < 0) {
+    const at = this.locate(pos);
+    if (at < 0) {
       if (countMiss) this.misses++;
       return undefined;
     }
+    return this.found.subarray(at, at + this.foundLen);
+  }
+
+  /** The slab of the entry locate() found last. */
+  found: Buffer = Buffer.alloc(0);
+  /** The length of the entry locate() found last. */
+  foundLen = 0;
+
+  /**
+   * get() without a view (the server's loads: no object per hit): the offset of the entry at `pos` in
+   * `found`, its length in `foundLen`, valid as get()'s view is; -1 when it is not cached (not counted as a
+   * miss: the caller counts it).
+   */
+  locate(pos: number): number {
+    const i = this.find(pos);
+    if (i < 0) return -1;
     this.hits++;
-    const v = this.vals[i];
+    const v = this.table[2 * i + 1];
     const s = Math.floor(v / TWO32);
     const off = v - s * TWO32;
     const slab = this.slabs[s];
-    const len = slab.readUInt32LE(off + 8);
-    const bytes = slab.subarray(off + ENTRY_HEAD, off + ENTRY_HEAD + len);
+    const len = slab[off + 8] | (slab[off + 9] << 8) | (slab[off + 10] << 16) | (slab[off + 11] << 24);
     if (
-      (this.slabs.length === this.maxSlabs || this.keys.length === this.maxSlots) &&
+      (this.slabs.length === this.maxSlabs || this.slots === this.maxSlots) &&
       this.curSeq - this.seq[s] > this.order.length >> 1
     ) {
-      // full (what comes next pushes the oldest out), and in the older half: a second chance in the newest slab
-      const copy = Buffer.from(bytes);
+      // full (what comes next pushes the oldest out), and in the older half: a second chance in the newest
+      // slab (copied out first: making room may reuse the slab it is in)
+      const copy = Buffer.from(slab.subarray(off + ENTRY_HEAD, off + ENTRY_HEAD + len));
       this.removeSlot(i);
       this.dataBytes -= len;
       this.store(pos, copy, null);
-      return copy;
+      const j = this.find(pos);
+      if (j < 0) {
+        // (not kept: no room in the table) the copy is the answer
+        this.found = copy;
+        this.foundLen = len;
+        return 0;
+      }
+      const w = this.table[2 * j + 1];
+      const t = Math.floor(w / TWO32);
+      this.found = this.slabs[t];
+      this.foundLen = len;
+      return w - t * TWO32 + ENTRY_HEAD;
     }
-    return bytes;
+    this.found = slab;
+    this.foundLen = len;
+    return off + ENTRY_HEAD;
   }
 
   /**
@@ -790,7 +822,7 @@ export class ReadCache {
 
   private store(pos: number, a: Uint8Array, b: Uint8Array | null): void {
     const len = a.length + (b === null ? 0 : b.length);
-    if (this.count + 1 > this.keys.length >>> 1 && !this.makeRoom()) return;
+    if (this.count + 1 > this.slots >>> 1 && !this.makeRoom()) return;
     const need = ENTRY_HEAD + len;
     if (this.cur < 0 || this.used[this.cur] + need > this.slabSize) this.nextSlab();
     const at = this.used[this.cur];
@@ -826,55 +858,53 @@ export class ReadCache {
 
   /** Room in the table for one more entry: grows it, or drops the oldest slabs. False if it cannot. */
   private makeRoom(): boolean {
-    if (this.keys.length < this.maxSlots) {
-      this.rehash(Math.max(1024, this.keys.length * 2));
+    if (this.slots < this.maxSlots) {
+      this.rehash(Math.max(1024, this.slots * 2));
       return true;
     }
-    while (this.order.length > 1 && this.count + 1 > this.keys.length >>> 1) {
+    while (this.order.length > 1 && this.count + 1 > this.slots >>> 1) {
       const s = this.order.shift()!;
       this.evict(s);
       this.free.push(s);
     }
-    return this.count + 1 <= this.keys.length >>> 1;
+    return this.count + 1 <= this.slots >>> 1;
   }
 
   private insert(pos: number, v: number): void {
     const k = pos + 1;
-    const keys = this.keys;
+    const table = this.table;
     const mask = this.mask;
     let i = this.hash(pos);
-    while (keys[i] !== 0) i = (i + 1) & mask;
-    keys[i] = k;
-    this.vals[i] = v;
+    while (table[2 * i] !== 0) i = (i + 1) & mask;
+    table[2 * i] = k;
+    table[2 * i + 1] = v;
     this.count++;
   }
 
   private rehash(slots: number): void {
-    const oldKeys = this.keys;
-    const oldVals = this.vals;
-    this.keys = new Float64Array(slots);
-    this.vals = new Float64Array(slots);
+    const old = this.table;
+    this.table = new Float64Array(2 * slots);
+    this.slots = slots;
     this.mask = slots - 1;
     this.shift = 32 - Math.log2(slots);
     this.count = 0;
-    for (let i = 0; i < oldKeys.length; i++) if (oldKeys[i] !== 0) this.insert(oldKeys[i] - 1, oldVals[i]);
+    for (let i = 0; i < old.length; i += 2) if (old[i] !== 0) this.insert(old[i] - 1, old[i + 1]);
   }
 
   /** Removes the entry in slot i (backward-shift deletion: no tombstones). */
   private removeSlot(i: number): void {
-    const keys = this.keys;
-    const vals = this.vals;
+    const table = this.table;
     const mask = this.mask;
-    keys[i] = 0;
+    table[2 * i] = 0;
     this.count--;
-    for (let j = (i + 1) & mask; keys[j] !== 0; j = (j + 1) & mask) {
-      const h = this.hash(keys[j] - 1);
+    for (let j = (i + 1) & mask; table[2 * j] !== 0; j = (j + 1) & mask) {
+      const h = this.hash(table[2 * j] - 1);
       // the entry at j stays unless its home slot h lies cyclically outside (i, j]
       const stays = i <= j ? i < h && h <= j : i < h || h <= j;
       if (!stays) {
-        keys[i] = keys[j];
-        vals[i] = vals[j];
-        keys[j] = 0;
+        table[2 * i] = table[2 * j];
+        table[2 * i + 1] = table[2 * j + 1];
+        table[2 * j] = 0;
         i = j;
       }
     }
@@ -895,7 +925,7 @@ export class ReadCache {
       const len = slab.readUInt32LE(off + 8);
       if (pos < to && pos + len > from) {
         const i = this.find(pos);
-        if (i >= 0 && this.vals[i] === s * TWO32 + off) {
+        if (i >= 0 && this.table[2 * i + 1] === s * TWO32 + off) {
           this.removeSlot(i);
           this.dataBytes -= len;
         }
@@ -925,8 +955,8 @@ export class ReadCache {
     this.order = [];
     this.free = [];
     this.cur = -1;
-    this.keys = new Float64Array(0);
-    this.vals = new Float64Array(0);
+    this.table = new Float64Array(0);
+    this.slots = 0;
     this.count = 0;
     this.dataBytes = 0;
     this.maxEnd = 0;
@@ -935,7 +965,7 @@ export class ReadCache {
   stats(): ReadCacheStats {
     return {
       capacity: this.capacity,
-      allocated: this.slabs.length * this.slabSize + this.keys.byteLength + this.vals.byteLength,
+      allocated: this.slabs.length * this.slabSize + this.table.byteLength,
       entries: this.count,
       bytes: this.dataBytes,
       hits: this.hits,
