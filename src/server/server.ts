@@ -87,8 +87,9 @@ export class StorageServer extends EventEmitter implements ConnectionServer {
           transactionTimeout: options.transactionTimeout ?? null,
         }),
       );
-      // a commit's flush may block the event loop only when its tpc_finish is all there is to do
-      if ('mayFlushInline' in s.storage) s.storage.mayFlushInline = () => this.callsInFlight <= 1;
+      // a commit's flush may block the event loop only when the tpc_finish calls it covers are all there is to do
+      if ('mayFlushInline' in s.storage)
+        s.storage.mayFlushInline = (commits) => this.callsInFlight <= commits;
     }
   }
 

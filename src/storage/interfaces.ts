@@ -280,11 +280,12 @@ export interface Storage {
   lastInvalidations(count: number): Promise<Array<{ tid: Tid; oids: Oid[] }>>;
 
   /**
-   * Optional (FileStorage's): asked before a commit's flush; true when nothing else waits on this thread (the
-   * ZEO server: no other call in progress), so that a fast flush may run synchronously instead of through the
-   * thread pool, saving the round trip and its two thread wake-ups. Null or absent: never.
+   * Optional (FileStorage's): asked before a flush of `commits` transactions; true when nothing else waits on
+   * this thread (the ZEO server: no call in progress but those transactions' tpc_finish), so that a fast flush
+   * may run synchronously instead of through the thread pool, saving the round trip and its two thread
+   * wake-ups. Null or absent: never.
    */
-  mayFlushInline?: (() => boolean) | null;
+  mayFlushInline?: ((commits: number) => boolean) | null;
 
   // --- blobs (IBlobStorage; capabilities.blobs): a storage without them throws Unsupported ---
   storeBlob(

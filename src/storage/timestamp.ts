@@ -278,9 +278,32 @@ export function preciseNow(): number {
  * made later than `last` when the clock gives one that is not.
  */
 export function newTid(last: Tid | null, now: number = preciseNow()): Tid {
-  let ts = TimeStamp.fromTime(now / 1000);
-  if (last !== null) ts = ts.laterThan(new TimeStamp(last));
-  return ts.raw();
+  const t = now / 1000;
+  // TimeStamp.fromTime(t).raw(), with its first four bytes (the date down to the minute, from gmtime) made once
+  // a minute: a commit's tid costs no Date, no TimeStamp and no checks of the date's fields
+  const minute = Math.floor(Math.floor(t) / 60);
+  if (minute !== tidMinute) {
+    const raw = TimeStamp.fromTime(t).raw();
+    tidMinuteBytes = ((raw[0] << 24) >>> 0) + (raw[1] << 16) + (raw[2] << 8) + raw[3];
+    tidMinute = minute;
+  }
+  const tid = new Uint8Array(8);
+  writeU32(tid, 0, tidMinuteBytes);
+  writeU32(tid, 4, cUint32(pyMod(t, 60) / SECOND_BYTES_BIAS));
+  if (last !== null && compareBytes(tid, last) <= 0)
+    return new TimeStamp(tid).laterThan(new TimeStamp(last)).raw();
+  return tid;
+}
+
+/** newTid's last minute (whole minutes since the epoch) and the first four bytes of its tids */
+let tidMinute = NaN;
+let tidMinuteBytes = 0;
+
+function writeU32(b: Uint8Array, at: number, v: number): void {
+  b[at] = v >>> 24;
+  b[at + 1] = (v >>> 16) & 0xff;
+  b[at + 2] = (v >>> 8) & 0xff;
+  b[at + 3] = v & 0xff;
 }
 
 /** The time of a tid, in seconds since the epoch (ZODB's TimeStamp(tid).timeTime()). */

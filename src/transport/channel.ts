@@ -5,7 +5,7 @@
 // owner sees. The channel knows nothing of codecs or calls: the owner decodes what it gets.
 
 import type { Socket } from 'node:net';
-import { FrameDecoder, frameHeader } from '../protocol/framing.js';
+import { checkLength, FrameDecoder, frameHeader } from '../protocol/framing.js';
 
 export interface ChannelLimits {
   /** the largest frame the peer may send (its 4-byte length is checked before anything is buffered) */
@@ -52,7 +52,8 @@ export interface OutputSlot {
 }
 
 class Slot implements OutputSlot {
-  parts: Uint8Array[] = [];
+  /** frames waiting for this place's turn */
+  frames: Payload[] = [];
   bytes = 0;
   ended = false;
   constructor(private readonly channel: MessageChannel) {}
@@ -263,7 +264,16 @@ export class MessageChannel {
 
   /** Sends a frame after everything queued before it. */
   send(payload: Payload): void {
-    this.reserve().end(payload);
+    if (this.slots.length > 0) {
+      this.reserve().end(payload);
+      return;
+    }
+    // (nothing waits: no place to take)
+    if (this.closedReason) return;
+    const length = payloadLength(payload);
+    checkLength(length);
+    this.writeFrame(payload, length);
+    this.checkPause();
   }
 
   /**
@@ -291,22 +301,13 @@ export class MessageChannel {
    */
   batchFrame(n: number): number {
     if (this.closedReason !== null || this.slots.length > 0 || n > BATCH_MAX) return -1;
-    let b = this.batch;
-    if (b === null || this.batchPos + 4 + n > b.length) {
-      this.writeBatch();
-      b = this.batch = Buffer.allocUnsafeSlow(BATCH_SIZE);
-      this.batchStart = this.batchPos = 0;
-    }
-    const at = this.batchPos;
+    const at = this.batchRoom(4 + n);
+    const b = this.batch!;
     b[at] = n >>> 24;
     b[at + 1] = (n >>> 16) & 0xff;
     b[at + 2] = (n >>> 8) & 0xff;
     b[at + 3] = n & 0xff;
     this.batchPos = at + 4 + n;
-    if (!this.batchDue) {
-      this.batchDue = true;
-      process.nextTick(this.batchTick);
-    }
     if (this.batchPos - this.batchStart >= this.limits.outputHighWater) this.checkPause();
     return at + 4;
   }
@@ -314,6 +315,54 @@ export class MessageChannel {
   /** The buffer batchFrame's offsets are in (valid until the next batchFrame or sendCopy). */
   get batchBuffer(): Buffer {
     return this.batch!;
+  }
+
+  /**
+   * Room for `n` bytes at the end of the tick's batch (a new buffer when the current one is full, the bytes
+   * before written first); where they go. The batch goes to the socket at the end of the tick.
+   */
+  private batchRoom(n: number): number {
+    if (this.batch === null || this.batchPos + n > this.batch.length) {
+      this.writeBatch();
+      // (writeBatch may have made room by starting the buffer over)
+      if (this.batch === null || this.batchPos + n > this.batch.length) {
+        this.batch = Buffer.allocUnsafeSlow(BATCH_SIZE);
+        this.batchStart = this.batchPos = 0;
+      }
+    }
+    if (!this.batchDue) {
+      this.batchDue = true;
+      process.nextTick(this.batchTick);
+    }
+    return this.batchPos;
+  }
+
+  /**
+   * Gives the socket a frame whose turn has come: a small one is copied into the tick's batch (one write for
+   * all of them at the end of the tick, no objects per frame); a large one is written by reference, after
+   * the batch, gathered with the tick's other writes into one writev.
+   */
+  private writeFrame(payload: Payload, length: number): void {
+    if (this.closedReason !== null) return;
+    if (length <= BATCH_MAX) {
+      let at = this.batchRoom(4 + length);
+      const b = this.batch!;
+      b.writeUInt32BE(length, at);
+      at += 4;
+      if (payload instanceof Uint8Array) b.set(payload, at);
+      else
+        for (const p of payload) {
+          b.set(p, at);
+          at += p.length;
+        }
+      this.batchPos += 4 + length;
+      return;
+    }
+    this.corkForTick();
+    this.writeBatch();
+    this.socket.write(frameHeader(length));
+    if (payload instanceof Uint8Array) this.socket.write(payload);
+    else for (const p of payload) this.socket.write(p);
   }
 
   /** The end of a tick with frames from sendCopy: one write (no cork: nothing else to gather with it). */
@@ -350,34 +399,29 @@ export class MessageChannel {
   /** @internal (Slot) */
   queue(slot: Slot, payload: Payload): void {
     if (this.closedReason) return;
-    let length: number;
-    if (payload instanceof Uint8Array) {
-      length = payload.length;
-      slot.parts.push(frameHeader(length), payload);
-    } else {
-      length = 0;
-      for (const p of payload) length += p.length;
-      slot.parts.push(frameHeader(length), ...payload);
+    const length = payloadLength(payload);
+    checkLength(length);
+    if (this.slots[0] === slot) {
+      // its turn has come
+      this.writeFrame(payload, length);
+      this.checkPause();
+      return;
     }
+    slot.frames.push(payload);
     slot.bytes += length + 4;
     this.queuedBytes += length + 4;
-    if (this.slots[0] === slot) this.flush();
   }
 
-  /** @internal (Slot) Gives the socket every part whose turn has come. */
+  /** @internal (Slot) Gives the socket every frame whose turn has come. */
   flush(): void {
     const slots = this.slots;
     while (slots.length > 0) {
       const head = slots[0];
-      if (head.parts.length > 0) {
-        if (this.closedReason === null) {
-          this.corkForTick();
-          this.writeBatch();
-          for (const p of head.parts) this.socket.write(p);
-        }
+      if (head.frames.length > 0) {
+        for (const f of head.frames) this.writeFrame(f, payloadLength(f));
         this.queuedBytes -= head.bytes;
         head.bytes = 0;
-        head.parts = [];
+        head.frames = [];
       }
       if (!head.ended) break;
       slots.shift();
@@ -451,6 +495,13 @@ export class MessageChannel {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+function payloadLength(payload: Payload): number {
+  if (payload instanceof Uint8Array) return payload.length;
+  let n = 0;
+  for (const p of payload) n += p.length;
+  return n;
+}
 /** sendCopy's buffer: frames of several ticks (loadBefore replies of a few hundred bytes) share one */
 const BATCH_SIZE = 64 << 10;
 /** payloads larger than this go out by reference (send), not copied */

@@ -126,42 +126,56 @@ describe('sessions', () => {
     other.close();
   });
 
-  test("a commit's flush may block the event loop only when its tpc_finish is the only call in progress", async () => {
+  test("a commit's flush may block the event loop only when the tpc_finish calls it covers are all that runs", async () => {
     const storage = s.server.storages.get('1')!.storage;
     const policy = storage.mayFlushInline!;
-    const asked: boolean[] = [];
-    storage.mayFlushInline = () => {
-      const r = policy();
-      asked.push(r);
+    // each answer, with the calls in progress when the flush was about to start
+    const asked: Array<[boolean, number]> = [];
+    storage.mayFlushInline = (commits) => {
+      const r = policy(commits);
+      asked.push([r, s.server.callsInFlight]);
       return r;
+    };
+    const begin = async (c: RawClient, id: number, oid: Uint8Array, n: number): Promise<void> => {
+      c.sendAsync('tpc_begin', [id, empty, empty, new Map(), null, ' ']);
+      const serial = ((await c.call('loadBefore', [oid, maxtid])) as PickleValue[])[1];
+      c.sendAsync('storea', [oid, serial, rec(n), id]);
     };
     try {
       const a = await RawClient.open(s.address);
       const b = await RawClient.open(s.address);
-      const [oidA, oidB] = (await a.call('new_oids', [2])) as Uint8Array[];
-      await commit(a, 5, [[oidA, z64, rec(1)]]);
-      assert.deepEqual(asked, [true], 'a lone commit');
-      // b's vote waits for the lock a holds: a's flush must not hold b up
-      a.sendAsync('tpc_begin', [6, empty, empty, new Map(), null, ' ']);
-      a.sendAsync('storea', [
-        oidA,
-        ((await a.call('loadBefore', [oidA, maxtid])) as PickleValue[])[1],
-        rec(2),
-        6,
+      const c = await RawClient.open(s.address);
+      const [oidA, oidB, oidC] = (await a.call('new_oids', [3])) as Uint8Array[];
+      await commit(a, 5, [
+        [oidA, z64, rec(1)],
+        [oidB, z64, rec(1)],
+        [oidC, z64, rec(1)],
       ]);
+      assert.deepEqual(asked, [[true, 1]], 'a lone commit');
+      await begin(a, 6, oidA, 2);
+      await begin(b, 7, oidB, 2);
+      await begin(c, 8, oidC, 2);
       await a.call('vote', [6]);
-      b.sendAsync('tpc_begin', [7, empty, empty, new Map(), null, ' ']);
-      b.sendAsync('storea', [oidB, z64, rec(3), 7]);
+      // b and c wait for the lock a holds
       const bVote = b.call('vote', [7]);
-      while (s.server.callsInFlight < 1) await new Promise((r) => setTimeout(r, 5));
+      const cVote = c.call('vote', [8]);
+      while (s.server.callsInFlight < 2) await new Promise((r) => setTimeout(r, 5));
+      // a's finish hands the lock to b, whose vote is answered in the same turn, before a's flush starts; c
+      // still waits (for b's tpc_finish, a round trip away): a's flush must not hold it up
       await a.call('tpc_finish', [6]);
-      assert.deepEqual(asked, [true, false], 'with another call in progress');
+      assert.deepEqual(asked.slice(1), [[false, 2]], 'with another call in progress');
       assert.deepEqual(await bVote, []);
       await b.call('tpc_finish', [7]);
-      assert.deepEqual(asked, [true, false, true], 'alone again');
+      assert.deepEqual(await cVote, []);
+      await c.call('tpc_finish', [8]);
+      assert.deepEqual(asked.slice(2), [
+        [true, 1],
+        [true, 1],
+      ]);
       assert.equal(s.server.callsInFlight, 0);
       a.close();
       b.close();
+      c.close();
     } finally {
       storage.mayFlushInline = policy;
     }

@@ -61,6 +61,28 @@ test('newTid is later than the last tid even when the clock is behind', () => {
   assert.equal(idHex(newTid(future, now)), hex(p64(BigInt('0x' + hex(future)) + 1n)));
 });
 
+test("newTid's tids are TimeStamp.fromTime's, across minutes, days and years, in any order", () => {
+  const rand = mulberry32(11);
+  const times: number[] = [];
+  // around minute boundaries (before, on, after), forwards and backwards, and anywhere from 1901 to 2099
+  for (const base of [Date.UTC(2024, 11, 31, 23, 59, 0), Date.UTC(2000, 1, 29, 0, 0, 0), 0]) {
+    for (const d of [-60_000, -1, -0.25, 0, 0.25, 59_999.75, 60_000, 60_000.5, 1]) times.push(base + d);
+  }
+  // (from 1901 on: after `earlier` below)
+  for (let i = 0; i < 2000; i++) times.push((MIN_TIME + (1 + rand() * 198) * 365.25 * 86400) * 1000);
+  for (const ms of times) {
+    const want = TimeStamp.fromTime(ms / 1000);
+    assert.equal(idHex(newTid(null, ms)), hex(want.raw()), `at ${ms}`);
+    // with a last tid after it, before it, and equal to it
+    const later = new TimeStamp(2099, 1, 1);
+    const earlier = new TimeStamp(1901, 1, 1);
+    assert.equal(idHex(newTid(later.raw(), ms)), hex(want.laterThan(later).raw()));
+    assert.equal(idHex(newTid(earlier.raw(), ms)), hex(want.raw()));
+    assert.equal(idHex(newTid(want.raw(), ms)), hex(want.laterThan(want).raw()));
+  }
+  assert.throws(() => newTid(null, NaN), RangeError);
+});
+
 test('preciseNow: the wall clock with sub-millisecond resolution, and new tids after a time just read', () => {
   const values: number[] = [];
   for (let i = 0; i < 2000; i++) {

@@ -69,23 +69,46 @@ function rawPeer(socket: net.Socket): Peer {
 
 const text = (b: Buffer): string => b.toString('latin1');
 
+/** The lengths of the buffers given to the socket's write (how many writes the frames take). */
+function watchWrites(socket: net.Socket): number[] {
+  const writes: number[] = [];
+  const write = socket.write.bind(socket);
+  socket.write = (b: Uint8Array) => {
+    writes.push(b.length);
+    return write(b);
+  };
+  return writes;
+}
+
 const dir = mkdtempSync(join(tmpdir(), 'zeo-ts-transport-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('MessageChannel', () => {
   test('frames go out in the order their places were taken, gathered into one write per tick', async () => {
     const { channel, peer } = await pair();
+    const writes = watchWrites(channel.socket);
     const a = channel.reserve();
     channel.send(Buffer.from('b'));
     const c = channel.reserve();
     channel.send(Buffer.from('d'));
     c.end(Buffer.from('c'));
     a.write(Buffer.from('a1'));
-    // corked until the end of the tick: everything written so far waits in the socket as one batch
-    assert.ok(channel.socket.writableCorked > 0, 'the socket is corked during the tick');
-    a.end(Buffer.from('a2'));
+    a.end([Buffer.from('a'), Buffer.from('2')]);
+    // small frames are copied into the tick's batch: one write at the end of the tick
+    assert.deepEqual(writes, [], 'nothing written before the end of the tick');
     await waitUntil(() => peer.frames.length === 5, 'five frames');
     assert.deepEqual(peer.frames.map(text), ['a1', 'a2', 'b', 'c', 'd']);
+    assert.deepEqual(writes, [5 * 4 + 2 + 2 + 1 + 1 + 1], 'one write for the five');
+    // a large frame goes by reference, after the small ones before it, in one writev with the tick's others
+    writes.length = 0;
+    const large = Buffer.alloc(5000, 0x61);
+    const e = channel.reserve();
+    channel.send(Buffer.from('f'));
+    e.write(Buffer.from('e1'));
+    e.end([large.subarray(0, 100), large.subarray(100)]);
+    assert.ok(channel.socket.writableCorked > 0, 'corked for the large frame');
+    await waitUntil(() => peer.frames.length === 8, 'eight frames');
+    assert.deepEqual(peer.frames.slice(5).map(text), ['e1', 'a'.repeat(5000), 'f']);
     assert.equal(channel.socket.writableCorked, 0, 'uncorked after the tick');
     assert.equal(channel.reachedHighWater, false);
     channel.destroy();
@@ -145,14 +168,7 @@ describe('MessageChannel', () => {
 
   test('sendCopy: copied frames keep their place among the others, and leave in one write', async () => {
     const { channel, peer } = await pair();
-    const writes: number[] = [];
-    // (the real socket's write, watched: how many writes the frames take)
-    const socket = channel.socket;
-    const write = socket.write.bind(socket);
-    socket.write = (b: Uint8Array) => {
-      writes.push(b.length);
-      return write(b);
-    };
+    const writes = watchWrites(channel.socket);
     const reused = Buffer.from('c1');
     channel.sendCopy(reused);
     reused.write('XX'); // copied at once: the caller may reuse it
