@@ -96,6 +96,7 @@ import {
   type LoadBeforeResult,
   type LoadResult,
   type ReferencesFinder,
+  type RestoredRecords,
   type Storage,
   type StorageCapabilities,
   type TransactionMetaData,
@@ -306,7 +307,7 @@ class TxnBuffer {
     return at;
   }
 
-  private async spill(): Promise<void> {
+  async spill(): Promise<void> {
     if (!this.spillFile) this.spillFile = await this.openSpill();
     const data = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.memBytes);
     await this.spillFile.write(this.spilled, data);
@@ -356,6 +357,21 @@ class TxnBuffer {
       this.memBytes = 0;
       this.spilled = size;
     }
+  }
+
+  /**
+   * Appends a record the caller built and hands over (restoreRecords: no copy, no promise); its offset. The
+   * caller calls spill() when `spillDue` says so.
+   */
+  appendOwned(rec: Buffer): number {
+    const at = this.size;
+    this.chunks.push(rec);
+    this.memBytes += rec.length;
+    return at;
+  }
+
+  get spillDue(): boolean {
+    return this.memBytes > this.threshold;
   }
 
   /** Nothing went to the spill file: every record is in memory (forEachRecord). */
@@ -429,6 +445,8 @@ interface Pending extends PendingTransaction {
    */
   flushed: Promise<Error | null> | null;
   nextPos: number;
+  /** restoreRecords filled it (a bulk copy): no write-through into the read cache after it commits */
+  bulk: boolean;
   /** settles the promise _finish waits on once a flush covered the transaction (group commit) */
   durable: { resolve: () => void; reject: (e: unknown) => void } | null;
 }
@@ -913,6 +931,7 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
     p.flushed = null;
     p.nextPos = 0;
     p.durable = null;
+    p.bulk = false;
     return p;
   }
 
@@ -1006,6 +1025,88 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
         : await this.appendRecord(p, oid, serial, old, data, 0);
       p.tindex.set(key(oid), e);
     });
+  }
+
+  /**
+   * restore(r.oid, the transaction's tid, r.data, r.dataTxn) of every record r of `records`, in order, in one
+   * step of the transaction (copy's bulk path; the records' own tids are not used): each
+   * record is encoded straight into the transaction buffer as it comes, without a copy of its data, a promise
+   * or an operation of its own, and the transaction is not written through into the read cache after it
+   * commits (a bulk copy would push out what is being read). The same bytes as restore() one by one. The
+   * records (and their buffers) are the caller's until this resolves.
+   */
+  async restoreRecords(
+    records: Iterable<DataRecord> | AsyncIterable<DataRecord>,
+    txn: TransactionMetaData,
+  ): Promise<RestoredRecords> {
+    this.checkWritable();
+    this.require('restore', 'restore');
+    const p = this.pendingFor(txn, 'restore');
+    return this.inTxn(p, 'restore', async () => {
+      p.bulk = true;
+      // (it reads the file's transactions and the index: those written before, durable)
+      await this.drained();
+      const done: RestoredRecords = { records: 0, dataBytes: 0 };
+      if (Symbol.iterator in records) {
+        for (const r of records) {
+          if (!this.restoreNow(p, r)) await this.restoreLater(p, r);
+          done.records++;
+          done.dataBytes += r.data?.length ?? BACK_PTR_LEN;
+          if (p.buf.spillDue) await p.buf.spill();
+        }
+      } else {
+        for await (const r of records) {
+          if (!this.restoreNow(p, r)) await this.restoreLater(p, r);
+          done.records++;
+          done.dataBytes += r.data?.length ?? BACK_PTR_LEN;
+          if (p.buf.spillDue) await p.buf.spill();
+        }
+      }
+      return done;
+    });
+  }
+
+  /**
+   * _restore's record, appended at once when nothing needs a read (no prevTxn, the oid's bucket of the index
+   * loaded); false when it does (restoreLater).
+   */
+  private restoreNow(p: Pending, r: DataRecord): boolean {
+    const { oid, data } = r;
+    if (data !== null && data.length === 0) throw new StorageError('restore: a record cannot be empty');
+    if (r.dataTxn !== null || this.index.pendingOid(oid) !== null) return false;
+    this.noteOid(oid);
+    this.appendRestored(p, r, Math.max(this.index.get(oid), 0), 0);
+    return true;
+  }
+
+  /** _restore's record, after the reads it needs: the back pointer's target, the oid's bucket of the index. */
+  private async restoreLater(p: Pending, r: DataRecord): Promise<void> {
+    const { oid, data } = r;
+    this.noteOid(oid);
+    const prevPos = r.dataTxn === null ? 0 : await this.dataFind(oid, r.dataTxn, data);
+    await this.indexed(oid);
+    this.appendRestored(p, r, Math.max(this.index.get(oid), 0), prevPos);
+  }
+
+  /** appendRecord's record, built in one buffer the transaction buffer keeps (its data copied into it). */
+  private appendRestored(p: Pending, r: DataRecord, prev: number, back: number): void {
+    const data = back ? null : r.data;
+    const plen = data === null ? 0 : data.length;
+    const rec = Buffer.allocUnsafe(DATA_HDR_LEN + (data === null ? BACK_PTR_LEN : plen));
+    rec.set(r.oid, 0);
+    rec.set(p.tid, 8);
+    writeU64(rec, 16, prev);
+    writeU64(rec, 24, p.tpos);
+    rec[32] = 0;
+    rec[33] = 0;
+    writeU64(rec, 34, plen);
+    if (data === null) writeU64(rec, DATA_HDR_LEN, back);
+    else rec.set(data, DATA_HDR_LEN);
+    const here = p.tpos + p.thl + p.buf.size;
+    const offset = p.buf.appendOwned(rec);
+    // (not a view of the record: the entry would keep it in memory after a spill)
+    const oid = idCopy(r.oid);
+    p.tindex.set(key(oid), { oid, pos: here, offset, tid: p.tid, plen, back });
   }
 
   /**
@@ -1259,7 +1360,7 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
    */
   private cacheCommitted(p: Pending, file: RandomAccessFile): void {
     const cache = file.cache;
-    if (cache === null || !p.buf.inMemory || p.buf.size > cache.capacity / 8) return;
+    if (cache === null || p.bulk || !p.buf.inMemory || p.buf.size > cache.capacity / 8) return;
     const base = p.tpos + p.thl;
     p.buf.forEachRecord((offset, record) => {
       const e = p.tindex.get(key(record));
