@@ -244,6 +244,8 @@ export const DEFAULT_CACHE_BYTES = 64 << 20;
 const WHOLE_TXN_READ = 8 << 20;
 /** the iterator reads the file in chunks of this size (at least): small transactions need no read each */
 const ITER_CHUNK = 128 << 10;
+/** restoreRecords' arena buffers (RecordArena), unless the spill threshold is smaller */
+const ARENA_BYTES = 256 << 10;
 
 /**
  * What a FileStorage offers: its @implementer list, as runzeo's get_info reports it; with a blob directory,
@@ -360,7 +362,7 @@ class TxnBuffer {
   }
 
   /**
-   * Appends a record the caller built and hands over (restoreRecords: no copy, no promise); its offset. The
+   * Appends records the caller wrote and hands over (RecordArena: no copy, no promise); their offset. The
    * caller calls spill() when `spillDue` says so.
    */
   appendOwned(rec: Buffer): number {
@@ -409,6 +411,50 @@ class TxnBuffer {
       at += c.length;
     }
     await file.write(at, trailer);
+  }
+}
+
+/**
+ * restoreRecords' records, written one after the other into big buffers handed to the transaction buffer
+ * (appendOwned) as they fill: a buffer per record, kept until the vote, would outlive the young generation
+ * (the GC's copies of a big transaction's records were a fifth of its copy's CPU). The transaction buffer's
+ * chunks then hold several records each: forEachRecord (the read cache's write-through) is not used for it.
+ */
+class RecordArena {
+  private chunk: Buffer = Buffer.alloc(0);
+  private used = 0;
+  /** the start of what is not handed over yet */
+  private from = 0;
+
+  constructor(
+    private readonly buf: TxnBuffer,
+    /** the size of its buffers (a bigger record gets one of its own) */
+    private readonly chunkBytes: number,
+  ) {}
+
+  /** the offset in the transaction buffer of the next record */
+  get size(): number {
+    return this.buf.size + this.used - this.from;
+  }
+
+  /** Room for `n` bytes: the buffer and the offset in it to write them at. */
+  take(n: number): [Buffer, number] {
+    if (this.used + n > this.chunk.length) {
+      this.push();
+      this.chunk = Buffer.allocUnsafeSlow(Math.max(this.chunkBytes, n));
+      this.used = 0;
+      this.from = 0;
+    }
+    const at = this.used;
+    this.used += n;
+    return [this.chunk, at];
+  }
+
+  /** Hands what was written so far to the transaction buffer. */
+  push(): void {
+    if (this.used === this.from) return;
+    this.buf.appendOwned(this.chunk.subarray(this.from, this.used));
+    this.from = this.used;
   }
 }
 
@@ -1047,20 +1093,27 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
       // (it reads the file's transactions and the index: those written before, durable)
       await this.drained();
       const done: RestoredRecords = { records: 0, dataBytes: 0 };
-      if (Symbol.iterator in records) {
-        for (const r of records) {
-          if (!this.restoreNow(p, r)) await this.restoreLater(p, r);
-          done.records++;
-          done.dataBytes += r.data?.length ?? BACK_PTR_LEN;
-          if (p.buf.spillDue) await p.buf.spill();
+      // (memory stays bounded: the spill threshold and an arena buffer at most)
+      const arena = new RecordArena(p.buf, Math.min(ARENA_BYTES, this.spillThreshold));
+      try {
+        if (Symbol.iterator in records) {
+          for (const r of records) {
+            if (!this.restoreNow(p, arena, r)) await this.restoreLater(p, arena, r);
+            done.records++;
+            done.dataBytes += r.data?.length ?? BACK_PTR_LEN;
+            if (p.buf.spillDue) await p.buf.spill();
+          }
+        } else {
+          for await (const r of records) {
+            if (!this.restoreNow(p, arena, r)) await this.restoreLater(p, arena, r);
+            done.records++;
+            done.dataBytes += r.data?.length ?? BACK_PTR_LEN;
+            if (p.buf.spillDue) await p.buf.spill();
+          }
         }
-      } else {
-        for await (const r of records) {
-          if (!this.restoreNow(p, r)) await this.restoreLater(p, r);
-          done.records++;
-          done.dataBytes += r.data?.length ?? BACK_PTR_LEN;
-          if (p.buf.spillDue) await p.buf.spill();
-        }
+      } finally {
+        // (the records restored before an error stay in the transaction, as with restore())
+        arena.push();
       }
       return done;
     });
@@ -1070,43 +1123,41 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
    * _restore's record, appended at once when nothing needs a read (no prevTxn, the oid's bucket of the index
    * loaded); false when it does (restoreLater).
    */
-  private restoreNow(p: Pending, r: DataRecord): boolean {
+  private restoreNow(p: Pending, arena: RecordArena, r: DataRecord): boolean {
     const { oid, data } = r;
     if (data !== null && data.length === 0) throw new StorageError('restore: a record cannot be empty');
     if (r.dataTxn !== null || this.index.pendingOid(oid) !== null) return false;
     this.noteOid(oid);
-    this.appendRestored(p, r, Math.max(this.index.get(oid), 0), 0);
+    this.appendRestored(p, arena, r, Math.max(this.index.get(oid), 0), 0);
     return true;
   }
 
   /** _restore's record, after the reads it needs: the back pointer's target, the oid's bucket of the index. */
-  private async restoreLater(p: Pending, r: DataRecord): Promise<void> {
+  private async restoreLater(p: Pending, arena: RecordArena, r: DataRecord): Promise<void> {
     const { oid, data } = r;
     this.noteOid(oid);
     const prevPos = r.dataTxn === null ? 0 : await this.dataFind(oid, r.dataTxn, data);
     await this.indexed(oid);
-    this.appendRestored(p, r, Math.max(this.index.get(oid), 0), prevPos);
+    this.appendRestored(p, arena, r, Math.max(this.index.get(oid), 0), prevPos);
   }
 
-  /** appendRecord's record, built in one buffer the transaction buffer keeps (its data copied into it). */
-  private appendRestored(p: Pending, r: DataRecord, prev: number, back: number): void {
+  /** appendRecord's record, written into the arena (its data copied into it). */
+  private appendRestored(p: Pending, arena: RecordArena, r: DataRecord, prev: number, back: number): void {
     const data = back ? null : r.data;
     const plen = data === null ? 0 : data.length;
-    const rec = Buffer.allocUnsafe(DATA_HDR_LEN + (data === null ? BACK_PTR_LEN : plen));
-    rec.set(r.oid, 0);
-    rec.set(p.tid, 8);
-    writeU64(rec, 16, prev);
-    writeU64(rec, 24, p.tpos);
-    rec[32] = 0;
-    rec[33] = 0;
-    writeU64(rec, 34, plen);
-    if (data === null) writeU64(rec, DATA_HDR_LEN, back);
-    else rec.set(data, DATA_HDR_LEN);
-    const here = p.tpos + p.thl + p.buf.size;
-    const offset = p.buf.appendOwned(rec);
-    // (not a view of the record: the entry would keep it in memory after a spill)
+    const offset = arena.size;
+    const [b, at] = arena.take(DATA_HDR_LEN + (data === null ? BACK_PTR_LEN : plen));
+    b.set(r.oid, at);
+    b.set(p.tid, at + 8);
+    writeU64(b, at + 16, prev);
+    writeU64(b, at + 24, p.tpos);
+    b[at + 32] = 0;
+    b[at + 33] = 0;
+    writeU64(b, at + 34, plen);
+    if (data === null) writeU64(b, at + DATA_HDR_LEN, back);
+    else b.set(data, at + DATA_HDR_LEN);
     const oid = idCopy(r.oid);
-    p.tindex.set(key(oid), { oid, pos: here, offset, tid: p.tid, plen, back });
+    p.tindex.set(key(oid), { oid, pos: p.tpos + p.thl + offset, offset, tid: p.tid, plen, back });
   }
 
   /**
