@@ -38,6 +38,11 @@ export interface CopyOptions {
   /** copy blob files when both storages keep blobs (default true) */
   blobs?: boolean;
   onTransaction?: (progress: CopyProgress) => void;
+  /**
+   * restore a transaction's records in one call where the destination offers it (restoreRecords; default
+   * true); false: restore() one by one (the general path, the same bytes)
+   */
+  bulk?: boolean;
   /** checked between transactions: an aborted copy stops after the transaction in hand */
   signal?: AbortSignal;
 }
@@ -84,6 +89,8 @@ export async function copyTransactionsDetailed(
   options: CopyOptions = {},
 ): Promise<CopyResult> {
   const withBlobs = (options.blobs ?? true) && source.capabilities.blobs && dest.capabilities.blobs;
+  // (blob records go one by one: each needs its file copied first)
+  const bulk = !withBlobs && (options.bulk ?? true) && dest.restoreRecords !== undefined;
   // a destination that already has transactions (incremental): later tids stay later than its last
   const destLast = dest.lastTransaction();
   let last: TimeStamp | null = idEquals(destLast, z64) ? null : new TimeStamp(destLast);
@@ -102,28 +109,34 @@ export async function copyTransactionsDetailed(
     let blobs = 0;
     await dest.tpcBegin(meta, tid, txn.status);
     try {
-      for await (const r of txn.records) {
-        const blob = withBlobs && isBlobRecord(r.data) ? await blobOf(source, r.oid, r.tid) : null;
-        if (blob !== null) {
-          const copy = await copyBlobFile(blob, dest);
-          try {
-            await dest.restoreBlob(r.oid, tid, r.data!, copy, r.dataTxn, meta);
-          } catch (e) {
-            await unlink(copy).catch(() => {});
-            if (e instanceof Unsupported) {
-              throw new CopyError(
-                `the destination cannot restore blob files (${e.message}): copy the blob records without ` +
-                  'their files (--no-blobs)',
-              );
+      if (bulk) {
+        // the destination restores the whole transaction in one step (FileStorage: no promise, copy or
+        // read-cache write per record)
+        ({ records, dataBytes } = await dest.restoreRecords!(txn.records, meta));
+      } else {
+        for await (const r of txn.records) {
+          const blob = withBlobs && isBlobRecord(r.data) ? await blobOf(source, r.oid, r.tid) : null;
+          if (blob !== null) {
+            const copy = await copyBlobFile(blob, dest);
+            try {
+              await dest.restoreBlob(r.oid, tid, r.data!, copy, r.dataTxn, meta);
+            } catch (e) {
+              await unlink(copy).catch(() => {});
+              if (e instanceof Unsupported) {
+                throw new CopyError(
+                  `the destination cannot restore blob files (${e.message}): copy the blob records without ` +
+                    'their files (--no-blobs)',
+                );
+              }
+              throw e;
             }
-            throw e;
+            blobs++;
+          } else {
+            await dest.restore(r.oid, tid, r.data, r.dataTxn, meta);
           }
-          blobs++;
-        } else {
-          await dest.restore(r.oid, tid, r.data, r.dataTxn, meta);
+          records++;
+          dataBytes += r.data?.length ?? 8;
         }
-        records++;
-        dataBytes += r.data?.length ?? 8;
       }
       await dest.tpcVote(meta);
       await dest.tpcFinish(meta);

@@ -88,6 +88,12 @@ export interface DataRecord {
   dataTxn: Tid | null;
 }
 
+/** What Storage.restoreRecords restored: how many records, and the bytes of their data (8 for none). */
+export interface RestoredRecords {
+  records: number;
+  dataBytes: number;
+}
+
 /** A transaction, as iterator() yields it (ZODB's IStorageTransactionInformation). */
 export interface TransactionRecord {
   tid: Tid;
@@ -236,6 +242,16 @@ export interface Storage {
     prevTxn: Tid | null,
     txn: TransactionMetaData,
   ): Promise<void>;
+  /**
+   * Optional (a storage that restores in bulk; copy uses it when offered): restore(r.oid, tid, r.data,
+   * r.dataTxn, txn) for every record r of `records`, in order, where tid is the transaction's (tpcBegin's; the
+   * records' own are not used), with the same result. The records and their buffers are the caller's until
+   * it resolves.
+   */
+  restoreRecords?(
+    records: Iterable<DataRecord> | AsyncIterable<DataRecord>,
+    txn: TransactionMetaData,
+  ): Promise<RestoredRecords>;
   /** ReadConflictError when the object's current serial is not `serial` */
   checkCurrentSerialInTransaction(oid: Oid, serial: Tid, txn: TransactionMetaData): Promise<void>;
   /** capabilities.deleteObject (IExternalGC): delete the object (ConflictError if it changed since oldSerial) */

@@ -27,6 +27,7 @@ import {
   FileStorageQuotaError,
   type FileStorageOptions,
 } from '../../../src/storage/filestorage/index.js';
+import { copyTransactions } from '../../../src/storage/copy.js';
 import { fdIO, FileIOError, type PositionalIO } from '../../../src/storage/filestorage/file.js';
 import { LockError } from '../../../src/storage/filestorage/lockfile.js';
 import { idHex, p64, u64, z64, type Oid, type Tid } from '../../../src/storage/ids.js';
@@ -482,6 +483,24 @@ async function copyWithRestore(src: FileStorage, dest: FileStorage): Promise<voi
   }
 }
 
+/** copyWithRestore through restoreRecords: the records as the iterator gives them (sync) or one by one. */
+async function copyWithRestoreRecords(src: FileStorage, dest: FileStorage, sync: boolean): Promise<void> {
+  let restored = 0;
+  for await (const t of src.iterator()) {
+    const meta = new TransactionMetaData(t.user, t.description, t.extension, t.extensionBytes);
+    await dest.tpcBegin(meta, t.tid, t.status);
+    const records = sync
+      ? t.records
+      : (async function* () {
+          for await (const r of t.records) yield r;
+        })();
+    restored += (await dest.restoreRecords(records, meta)).records;
+    await dest.tpcVote(meta);
+    await dest.tpcFinish(meta);
+  }
+  assert.ok(restored > 0, 'records were restored');
+}
+
 // ---------------------------------------------------------------------------------------------------------
 
 describe('FileStorage: parity with Python', () => {
@@ -614,13 +633,22 @@ describe('FileStorage: parity with Python', () => {
         const expected = await readFile(join(dir, 'Py.fs'));
         const from = await FileStorage.open(src, { readOnly: true });
         try {
-          for (const [name, opts] of [
-            ['Ours.fs', {}],
-            ['Spilled.fs', { spillThreshold: 64 << 10 }],
-          ] as Array<[string, FileStorageOptions]>) {
+          // restore() one by one, restoreRecords (copy's bulk path: records given synchronously where the
+          // iterator can, else as they come), and copyTransactions (which takes restoreRecords)
+          const bulk = (s: FileStorage, d: FileStorage) => copyWithRestoreRecords(s, d, true);
+          const bulkAsync = (s: FileStorage, d: FileStorage) => copyWithRestoreRecords(s, d, false);
+          const copier = async (s: FileStorage, d: FileStorage) => void (await copyTransactions(s, d));
+          for (const [name, opts, copy] of [
+            ['Ours.fs', {}, copyWithRestore],
+            ['Spilled.fs', { spillThreshold: 64 << 10 }, copyWithRestore],
+            ['Bulk.fs', {}, bulk],
+            ['BulkSpilled.fs', { spillThreshold: 64 << 10 }, bulk],
+            ['BulkAsync.fs', {}, bulkAsync],
+            ['Copied.fs', {}, copier],
+          ] as Array<[string, FileStorageOptions, (s: FileStorage, d: FileStorage) => Promise<void>]>) {
             const to = await FileStorage.open(join(dir, name), opts);
             try {
-              await copyWithRestore(from, to);
+              await copy(from, to);
             } finally {
               await to.close();
             }
@@ -632,6 +660,7 @@ describe('FileStorage: parity with Python', () => {
           await from.close();
         }
         assert.ok(!(await readdir(dir)).includes('Spilled.fs.tmp'), 'the spill file goes at close');
+        assert.ok(!(await readdir(dir)).includes('BulkSpilled.fs.tmp'), 'the spill file goes at close');
       });
     },
   );
@@ -1452,6 +1481,60 @@ describe('FileStorage: transactions', () => {
         await s.tpcAbort(t);
       } finally {
         await s.close();
+      }
+    });
+  });
+
+  it('restoreRecords fails as restore() does: outside or after the vote, an empty record, read-only', async () => {
+    await withTempDir(async (dir) => {
+      const s = await open(dir);
+      try {
+        const rec = (oid: number, data: Uint8Array | null): DataRecord => ({
+          oid: p64(oid),
+          tid: z64,
+          data,
+          dataTxn: null,
+        });
+        const meta = new TransactionMetaData();
+        const both = async (records: DataRecord[], m: TransactionMetaData, what: string) => {
+          const one = await s.restore(records[0].oid, z64, records[0].data, null, m).then(
+            () => null,
+            (e: Error) => e,
+          );
+          const bulk = await s.restoreRecords(records, m).then(
+            () => null,
+            (e: Error) => e,
+          );
+          assert.ok(one !== null && bulk !== null, `${what}: both fail`);
+          assert.equal(bulk.constructor, one.constructor, what);
+          assert.equal(bulk.message, one.message, what);
+        };
+        await both([rec(1, minpo(1))], meta, 'not in a transaction');
+        await s.tpcBegin(meta, p64(5));
+        await both([rec(1, new Uint8Array(0))], meta, 'an empty record');
+        // records restored in bulk take the transaction's tid, and the oids count for newOid
+        assert.deepEqual(await s.restoreRecords([rec(1, minpo(1)), rec(7, null)], meta), {
+          records: 2,
+          dataBytes: minpo(1).length + 8,
+        });
+        await s.tpcVote(meta);
+        await both([rec(2, minpo(2))], meta, 'after the vote');
+        await s.tpcFinish(meta);
+        const loaded = await s.load(p64(1));
+        assert.equal(hex(loaded.data), hex(minpo(1)));
+        assert.equal(hex(loaded.serial), hex(p64(5)));
+        await assert.rejects(s.load(p64(7)), POSKeyError);
+        assert.deepEqual(await s.newOid(), p64(8));
+      } finally {
+        await s.close();
+      }
+      const r = await open(dir, { readOnly: true });
+      try {
+        const meta = new TransactionMetaData();
+        await assert.rejects(s.restoreRecords([], meta), StorageError, 'closed');
+        await assert.rejects(r.restoreRecords([], meta), ReadOnlyError);
+      } finally {
+        await r.close();
       }
     });
   });

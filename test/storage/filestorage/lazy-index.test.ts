@@ -9,15 +9,15 @@
 //   - no descriptor left open by a storage closed while buckets were loading.
 import assert from 'node:assert/strict';
 import { readdirSync, truncateSync, writeFileSync } from 'node:fs';
-import { copyFile, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { FileStorage } from '../../../src/storage/filestorage/file-storage.js';
 import { IndexNotLoadedError } from '../../../src/storage/filestorage/fsindex.js';
 import { IndexFileError, openIndexFile, readIndexFile } from '../../../src/storage/filestorage/indexfile.js';
 import { scanDataPath, type LogLevel } from '../../../src/storage/filestorage/scan.js';
-import { idHex, p64, z64, type Oid, type Tid } from '../../../src/storage/ids.js';
-import { TransactionMetaData } from '../../../src/storage/interfaces.js';
+import { idHex, p64, u64, z64, type Oid, type Tid } from '../../../src/storage/ids.js';
+import { TransactionMetaData, type DataRecord } from '../../../src/storage/interfaces.js';
 import { indexAsMap, withTempDir } from './fs-oracle.js';
 
 /** oids 0 .. N-1 fill two 65,536-oid buckets and part of a third (deferred), plus small sparse groups. */
@@ -151,6 +151,50 @@ describe('Data.fs.index opened lazily', () => {
       } finally {
         await again.close();
       }
+    });
+  });
+
+  it('restoreRecords right after the open (buckets deferred, a back pointer) writes what restore() writes', async () => {
+    await withTempDir(async (dir) => {
+      const files: Buffer[] = [];
+      for (const bulk of [false, true]) {
+        const sub = join(dir, bulk ? 'bulk' : 'one');
+        await mkdir(sub);
+        const path = await copyBuilt(sub);
+        const s = await FileStorage.open(path, { fsync: false });
+        try {
+          assert.equal(s.recordIternextCached(p64(70_000)), undefined, 'the buckets are deferred');
+          // (a sparse oid's bucket is read at open: its load leaves the big buckets deferred)
+          const sparse = p64(SPARSE[0]);
+          const old = await s.load(sparse);
+          const records: DataRecord[] = [
+            { oid: p64(70_000), tid: z64, data: dataOf(70_000, 5), dataTxn: null },
+            { oid: sparse, tid: z64, data: old.data, dataTxn: old.serial },
+            { oid: p64(100_000), tid: z64, data: null, dataTxn: null },
+            { oid: p64(N + 9), tid: z64, data: dataOf(N + 9, 5), dataTxn: null },
+          ];
+          const t = new TransactionMetaData(Buffer.from('restore'));
+          await s.tpcBegin(t, p64(u64(s.lastTransaction()) + 1n));
+          if (bulk) assert.equal((await s.restoreRecords(records, t)).records, records.length);
+          else
+            for (const r of records)
+              await s.restore(r.oid, p64(u64(s.lastTransaction()) + 1n), r.data, r.dataTxn, t);
+          await s.tpcVote(t);
+          await s.tpcFinish(t);
+          assert.equal((await s.load(p64(70_000))).data.toString(), dataOf(70_000, 5).toString());
+          assert.equal((await s.load(sparse)).data.toString(), old.data.toString());
+          // the sparse record went in as a back pointer to its data
+          const backs: Array<string | null> = [];
+          for await (const txn of s.iterator(s.lastTransaction())) {
+            for await (const r of txn.records) backs.push(r.dataTxn && idHex(r.dataTxn));
+          }
+          assert.deepEqual(backs, [null, idHex(old.serial), null, null]);
+        } finally {
+          await s.close();
+        }
+        files.push(await readFile(path));
+      }
+      assert.ok(files[0].equals(files[1]), 'the same bytes');
     });
   });
 
