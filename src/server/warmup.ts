@@ -1,8 +1,8 @@
 // The server's self warm-up. A freshly started Node server runs its hot paths interpreted for the first few
 // thousand calls, at about twice runzeo's CPU per load, which is all a short tool session sees. So `zeo serve`
 // drives the real code (framing, the handshake, the fast loadBefore path and the general one, error replies,
-// commits of 1 to 300 objects in both encodings with a conflict among them, the channel's batching) over loopback against a private server on a scratch FileStorage in a
-// temporary directory, for a bounded CPU time. It does so once it listens, beside the served server and only
+// commits of 1 to 300 objects in both encodings with a conflict among them, the channel's batching) over
+// loopback against a private server on scratch FileStorages in a temporary directory, for a bounded CPU time. It does so once it listens, beside the served server and only
 // while that one is idle: a round (a few ms) at a time, the event loop given back between rounds, paused while
 // clients send anything, and over once the served clients' loads and its own add up to what warms the code
 // (real traffic warms the same code). So a client is served at once, and a server left idle after its start
@@ -68,6 +68,29 @@ const RECORD = Buffer.from(
   '80036370657273697374656e742e6d617070696e670a50657273697374656e744d617070696e670a71002e80037d71012e',
   'hex',
 );
+
+/**
+ * A record of `size` bytes or so: RECORD's class pickle, then a bytes state (a pickle's BINBYTES over 255 bytes
+ * and msgpack's bin16 are other paths than a small record's).
+ */
+function bigRecord(size: number): Buffer {
+  const head = Buffer.from(
+    '80036370657273697374656e742e6d617070696e670a50657273697374656e744d617070696e670a71002e',
+    'hex',
+  );
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(size);
+  return Buffer.concat([
+    head,
+    Buffer.from([0x80, 0x03, 0x42]),
+    len,
+    Buffer.alloc(size, 0x61),
+    Buffer.from('.'),
+  ]);
+}
+
+/** Transaction ids as ZEO's ClientStorage sends them (Python's id() of the transaction: a pickle LONG1). */
+const TXN_ID_BASE = 140_230_012_345_678;
 
 export interface WarmUpOptions {
   /** where the scratch storage's directory goes (default the system's temporary directory) */
@@ -274,9 +297,13 @@ class Committer {
         oids = (await c.callMany(asks)).flatMap((r) => r as Uint8Array[]).slice(0, n);
         serials = oids.map(() => z64);
       }
-      const id = ++this.ids;
+      const id = TXN_ID_BASE + 48 * ++this.ids;
       c.sendAsync('tpc_begin', [id, Buffer.from('warm-up'), Buffer.from(''), new Map(), null, ' ']);
-      const stores = oids.map((oid, i): [string, PickleValue[]] => ['storea', [oid, serials[i], RECORD, id]]);
+      // (one record in 50 a bigger one, of 300 bytes to a few KB)
+      const stores = oids.map((oid, i): [string, PickleValue[]] => [
+        'storea',
+        [oid, serials[i], i % 50 === 25 ? bigRecord(300 + ((index * 211) % 3000)) : RECORD, id],
+      ]);
       this.txn = { id, stores, oids, updated, voted: false };
       return false;
     }
@@ -289,7 +316,6 @@ class Committer {
     }
     if (!t.voted) {
       const [conflicts] = await c.callMany([['vote', [t.id]]]);
-      console.error('VOTE', t.oids.length, conflicts);
       t.voted = true;
       // (a list of conflicts, dicts, for the client to resolve)
       if (Array.isArray(conflicts) && conflicts[0] instanceof Map) {
