@@ -13,7 +13,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { PickleValue } from '../pickle/index.js';
+import { tuple, type PickleValue } from '../pickle/index.js';
 import {
   codecFor,
   encodeFrame,
@@ -215,9 +215,14 @@ export async function warmUp(
       let r = rounds.get(key);
       if (r === undefined) {
         const depth = round % 4 === 0 ? 1 : DEPTH;
-        const calls: Array<[string, PickleValue[]]> = [];
-        for (let i = 0; i < depth; i++)
-          calls.push(['loadBefore', [oids[(round * 7 + i) % oids.length], maxtid]]);
+        // every other kind with the msgid Python's ClientStorage gives a load, (oid, tid): another branch of
+        // the fast path and of the reply's encoding
+        const python = (round >> 1) % 2 === 1;
+        const calls: Call[] = [];
+        for (let i = 0; i < depth; i++) {
+          const oid = oids[(round * 7 + i) % oids.length];
+          calls.push(['loadBefore', [oid, maxtid], python ? tuple<PickleValue>(oid, maxtid) : undefined]);
+        }
         // the general path now and then: a missing oid (an error reply), and a plain call
         if (round % 8 === 0) calls.push(['loadBefore', [missing, maxtid]], ['lastTransaction', []]);
         r = { bytes: c.encode(calls), calls: calls.length, loads: depth };
@@ -226,6 +231,8 @@ export async function warmUp(
       return r;
     };
     let round = 0;
+    // (the load rounds' own count: their kinds do not depend on the commit steps between them)
+    let loadRound = 0;
     for (;;) {
       if (loads >= ENOUGH_LOADS || (round >= 2 && spent >= budgetMs) || !(await idle())) break;
       // every other round a step of a commit (its stores a batch at a time, its vote, its finish), while any is left
@@ -236,9 +243,10 @@ export async function warmUp(
         if (await step(() => committer.step(commits))) commits++;
         continue;
       }
-      const c = clients[round % clients.length];
+      const c = clients[loadRound % clients.length];
       round++;
-      const r = roundOf(round, c);
+      loadRound++;
+      const r = roundOf(loadRound, c);
       await step(() => c.sendEncoded(r.bytes, r.calls));
       loads += r.loads;
     }
@@ -336,6 +344,9 @@ class Committer {
   }
 }
 
+/** A call: its name, its arguments, its msgid if not the next int. */
+type Call = [string, PickleValue[], PickleValue?];
+
 /** A bare protocol client on loopback: one batch of calls at a time, replies matched by count. */
 class WarmClient {
   private readonly decoder = new FrameDecoder(0xffffffff);
@@ -408,9 +419,11 @@ class WarmClient {
   }
 
   /** The calls' frames, one after the other. */
-  encode(calls: Array<[string, PickleValue[]]>): Buffer {
+  encode(calls: Call[]): Buffer {
     return Buffer.concat(
-      calls.map(([name, args]) => encodeFrame(this.codec.encodeCall(++this.msgid, false, name, args))),
+      calls.map(([name, args, msgid]) =>
+        encodeFrame(this.codec.encodeCall(msgid ?? ++this.msgid, false, name, args)),
+      ),
     );
   }
 
