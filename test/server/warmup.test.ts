@@ -57,6 +57,32 @@ test('the rounds make all the commits, of 1 to 300 objects in both encodings, a 
   }
 });
 
+test('stopped while its commits are under way: it resolves at once, its files gone', async () => {
+  const scratch = await mkdtemp(join(tmpdir(), 'zeo-ts-warmup-test-'));
+  try {
+    const stop = new AbortController();
+    let looks = 0;
+    const running = warmUp(60_000, {
+      tmp: scratch,
+      // idle throughout; told to stop after a few rounds (a transaction is then most likely half sent)
+      beside: {
+        activity: () => {
+          if (++looks === 12) stop.abort();
+          return 0;
+        },
+        servedLoads: () => 0,
+      },
+      signal: stop.signal,
+    });
+    const r = await running;
+    assert.ok(r.commits < WARM_UP_COMMITS, `stopped early (${r.commits} commits)`);
+    assert.ok(r.loads > 0);
+    assert.deepEqual(await readdir(scratch), [], 'the scratch storages are removed');
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+});
+
 test('beside a server: nothing while it is busy, nothing once its own loads are enough, a stop when told', async () => {
   const scratch = await mkdtemp(join(tmpdir(), 'zeo-ts-warmup-test-'));
   try {
