@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { jsonDumps } from '../../src/pickle/index.js';
 import { maxtid, z64 } from '../../src/storage/ids.js';
-import { warmUp, warmUpBudget, DEFAULT_WARMUP_MS } from '../../src/server/warmup.js';
+import { warmUp, warmUpBudget, DEFAULT_WARMUP_MS, WARM_UP_COMMITS } from '../../src/server/warmup.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { startServer } from '../helpers/server-fixture.js';
 import { ruok, ServerProcess, stopLeftovers } from '../helpers/server-process.js';
@@ -30,6 +30,7 @@ test('the warm-up touches nothing of a served server: counters, storage, log, co
     };
     const r = await warmUp(100, { tmp: scratch });
     assert.ok(r.loads > 0, 'loads were answered');
+    assert.ok(r.commits > 0, 'commits were made');
     assert.equal(jsonDumps(served.server.statusAll()), before.status);
     assert.equal(served.logs.length, before.logs, 'nothing logged');
     assert.equal(served.server.connectionCount, 0);
@@ -38,6 +39,46 @@ test('the warm-up touches nothing of a served server: counters, storage, log, co
     assert.deepEqual(await readdir(scratch), [], 'the scratch storage is removed');
   } finally {
     await served.stop();
+    await rm(scratch, { recursive: true, force: true });
+  }
+});
+
+test('the rounds make all the commits, of 1 to 300 objects in both encodings, a conflict among them', async () => {
+  const scratch = await mkdtemp(join(tmpdir(), 'zeo-ts-warmup-test-'));
+  try {
+    // (an idle server beside: the rounds stop when the loads are enough, the commits are done well before)
+    const r = await warmUp(60_000, { tmp: scratch, beside: { activity: () => 0, servedLoads: () => 0 } });
+    assert.equal(r.commits, WARM_UP_COMMITS);
+    assert.equal(r.conflicts, 2, 'one conflict reported to each encoding');
+    assert.ok(r.loads > 0);
+    assert.deepEqual(await readdir(scratch), [], 'the scratch storages are removed');
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+});
+
+test('stopped while its commits are under way: it resolves at once, its files gone', async () => {
+  const scratch = await mkdtemp(join(tmpdir(), 'zeo-ts-warmup-test-'));
+  try {
+    const stop = new AbortController();
+    let looks = 0;
+    const running = warmUp(60_000, {
+      tmp: scratch,
+      // idle throughout; told to stop after a few rounds (a transaction is then most likely half sent)
+      beside: {
+        activity: () => {
+          if (++looks === 12) stop.abort();
+          return 0;
+        },
+        servedLoads: () => 0,
+      },
+      signal: stop.signal,
+    });
+    const r = await running;
+    assert.ok(r.commits < WARM_UP_COMMITS, `stopped early (${r.commits} commits)`);
+    assert.ok(r.loads > 0);
+    assert.deepEqual(await readdir(scratch), [], 'the scratch storages are removed');
+  } finally {
     await rm(scratch, { recursive: true, force: true });
   }
 });
@@ -55,14 +96,14 @@ test('beside a server: nothing while it is busy, nothing once its own loads are 
     });
     await new Promise((r) => setTimeout(r, 50));
     stop.abort();
-    assert.deepEqual(await busy, { loads: 0, cpuMs: 0 });
+    assert.deepEqual(await busy, { loads: 0, commits: 0, conflicts: 0, cpuMs: 0 });
     assert.ok(traffic > 1, 'it looked more than once');
     // a server whose clients made enough loads: no warm-up
     const warmed = await warmUp(100, {
       tmp: scratch,
       beside: { activity: () => 0, servedLoads: () => 1_000_000 },
     });
-    assert.deepEqual(warmed, { loads: 0, cpuMs: 0 });
+    assert.deepEqual(warmed, { loads: 0, commits: 0, conflicts: 0, cpuMs: 0 });
     // an idle server: rounds, counted with its loads
     const idle = await warmUp(50, { tmp: scratch, beside: { activity: () => 7, servedLoads: () => 0 } });
     assert.ok(idle.loads > 0);
@@ -79,7 +120,7 @@ test('ZEO_TS_WARMUP_MS: the budget in CPU milliseconds, 0 for none; anything els
   assert.equal(warmUpBudget({ ZEO_TS_WARMUP_MS: '400' }), 400);
   assert.throws(() => warmUpBudget({ ZEO_TS_WARMUP_MS: 'soon' }), /ZEO_TS_WARMUP_MS/);
   assert.throws(() => warmUpBudget({ ZEO_TS_WARMUP_MS: '-1' }), /ZEO_TS_WARMUP_MS/);
-  assert.deepEqual(await warmUp(0), { loads: 0, cpuMs: 0 });
+  assert.deepEqual(await warmUp(0), { loads: 0, commits: 0, conflicts: 0, cpuMs: 0 });
 });
 
 test("the server's activity changes with its clients' connections and requests; its loads are counted", async () => {
