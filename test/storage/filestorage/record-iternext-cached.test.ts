@@ -32,8 +32,8 @@ describe('FileStorage.recordIternextCached', () => {
       await buildRevisions(path);
       const s = await FileStorage.open(path, { fsync: false });
       try {
-        let answered = 0;
-        // twice: cold (a record read at once) and cached
+        // twice: cold (a record read at once, unless reads are slow just now: then it declines) and cached
+        const answered = [0, 0];
         for (let round = 0; round < 2; round++) {
           const froms: Array<Oid | null> = [null, p64(0xffffffffffffffffn)];
           for (let i = 0; i <= OBJECTS + 2; i++) froms.push(p64(BigInt(i)));
@@ -41,12 +41,14 @@ describe('FileStorage.recordIternextCached', () => {
             const fast = copied(s.recordIternextCached(from));
             const slow = await general(s, from);
             if (fast === undefined) continue;
-            answered++;
+            answered[round]++;
             assert.deepEqual(fast, slow, `from ${from && Buffer.from(from).toString('hex')}`);
           }
         }
-        // objects 11..20 are plain records (1 is deleted, 2..10 point back): each answered, in both rounds
-        assert.equal(answered, 2 * (OBJECTS / 2), `${answered} answered`);
+        // objects 11..20 are plain records (1 is deleted, 2..10 point back): each answered once cached (the
+        // first round's reads may have been slow on a busy machine, and the reads are then left to the pool)
+        assert.ok(answered[0] <= OBJECTS / 2, `${answered[0]} answered cold`);
+        assert.equal(answered[1], OBJECTS / 2, `${answered[1]} answered cached`);
         // the walk's last step: no next oid
         const last = s.recordIternextCached(p64(BigInt(OBJECTS)));
         assert.equal(last?.next, null);
