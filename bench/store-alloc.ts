@@ -36,13 +36,15 @@ try {
   await new Promise((r) => setTimeout(r, 50));
   gcs = 0;
   const before = process.memoryUsage().heapUsed;
+  const cpu0 = process.cpuUsage();
   for (let i = 0; i < commits; i++) await commit();
+  const cpu = process.cpuUsage(cpu0);
   const after = process.memoryUsage().heapUsed;
   await new Promise((r) => setTimeout(r, 10));
   obs.disconnect();
   console.log(
     `${objects} objects per commit, ${commits} commits: ${((after - before) / commits / 1024).toFixed(0)} KiB ` +
-      `allocated per commit (server and client)${gcs ? `; ${gcs} GCs ran meanwhile: not valid` : ''}`,
+      `allocated and ${((cpu.user + cpu.system) / commits).toFixed(0)} µs of CPU per commit (server and client)${gcs ? `; ${gcs} GCs ran meanwhile: not valid` : ''}`,
   );
 } finally {
   await client.close();
