@@ -1132,6 +1132,8 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
       return CURRENT_LATER;
     const plen = readU64(c, at + 34);
     if (plen === 0 ? n < DATA_HDR_LEN + BACK_PTR_LEN : pos + DATA_HDR_LEN + plen > end) return CURRENT_LATER;
+    // a cache entry is trusted as readDataRecord trusts it: a whole record (else a damaged pointer's target)
+    if (c !== headBuf && n < dataRecordLen(plen)) return CURRENT_LATER;
     nowRec = c;
     nowRecAt = at;
     return pos;
@@ -1216,7 +1218,8 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
     const trailer = Buffer.allocUnsafe(TRAILER_LEN);
     writeU64(trailer, 0, tl);
     // finish updates the index with these oids: their buckets must be loaded (store and restore did)
-    for (const e of p.tindex.values()) await this.indexed(e.oid);
+    // (an await per record only while buckets are deferred: none once the index is loaded, the usual case)
+    if (!this.index.loaded) for (const e of p.tindex.values()) await this.indexed(e.oid);
     const file = this.fileRef.file;
     p.written = true;
     p.nextPos = p.tpos + tl + TRAILER_LEN;
