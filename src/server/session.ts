@@ -610,27 +610,59 @@ export class Session implements StorageClient {
     // undo's oids from an earlier attempt are replayed again
     t.serials = [];
     const conflicts = new Map<string, PyDict>();
+    const stored = (oid: Oid): void => {
+      // (the map is almost always empty: no hex key built for every store)
+      if (conflicts.size > 0) conflicts.delete(idHex(oid));
+      t.invalidated.push(oid);
+    };
+    /** a store's error: a write conflict goes back to the client with the others, the rest fails the vote */
+    const storeFailed = (e: unknown, oid: Oid, data: Uint8Array): void => {
+      if (e instanceof ConflictError && e.constructor === ConflictError && e.serials) {
+        conflicts.set(
+          idHex(oid),
+          new Map<PickleValue, PickleValue>([
+            ['oid', oid],
+            ['serials', tuple<PickleValue>(e.serials[0], e.serials[1])],
+            ['data', data],
+          ]),
+        );
+        return;
+      }
+      throw e;
+    };
     const store = async (oid: Oid, serial: Tid, data: Uint8Array, blobFile: string | null): Promise<void> => {
       try {
         if (blobFile === null) await storage.store(oid, serial, data, meta);
         else await storage.storeBlob(oid, serial, data, blobFile, meta);
       } catch (e) {
-        if (e instanceof ConflictError && e.constructor === ConflictError && e.serials) {
-          conflicts.set(
-            idHex(oid),
-            new Map<PickleValue, PickleValue>([
-              ['oid', oid],
-              ['serials', tuple<PickleValue>(e.serials[0], e.serials[1])],
-              ['data', data],
-            ]),
-          );
-          return;
-        }
-        throw e;
+        storeFailed(e, oid, data);
+        return;
       }
-      // (the map is almost always empty: no hex key built for every store)
-      if (conflicts.size > 0) conflicts.delete(idHex(oid));
-      t.invalidated.push(oid);
+      stored(oid);
+    };
+    /**
+     * The operation done at once when the storage can (Storage.storeNow...: no promise per object, the usual
+     * case); false when apply must do it. The same results and errors as apply's.
+     */
+    const now = (op: ReplayOp): boolean => {
+      switch (op.op) {
+        case 'store':
+          if (storage.storeNow === undefined) return false;
+          try {
+            if (!storage.storeNow(op.oid, op.serial, op.data, meta)) return false;
+          } catch (e) {
+            storeFailed(e, op.oid, op.data);
+            return true;
+          }
+          stored(op.oid);
+          return true;
+        case 'checkread':
+          return storage.checkCurrentSerialNow?.(op.oid, op.serial, meta) ?? false;
+        case 'delete':
+          return storage.deleteObjectNow?.(op.oid, op.serial, meta) ?? false;
+        default:
+          return false;
+      }
     };
     const apply = async (op: ReplayOp): Promise<void> => {
       switch (op.op) {
@@ -658,8 +690,9 @@ export class Session implements StorageClient {
       if (t.tid !== null || t.status !== ' ') await storage.tpcBegin(meta, t.tid, t.status);
       else await storage.tpcBegin(meta);
       const ops = t.log.inMemory();
-      if (ops !== null) for (const op of ops) await apply(op);
-      else for await (const op of t.log.replay()) await apply(op);
+      if (ops !== null) {
+        for (const op of ops) if (!now(op)) await apply(op);
+      } else for await (const op of t.log.replay()) if (!now(op)) await apply(op);
       // blobs: the reference pops them off the end of its list
       for (let i = t.blobs.length - 1; i >= 0; i--) {
         const b = t.blobs[i];

@@ -53,6 +53,8 @@ export interface PendingTransaction extends TransactionStart {
   published: boolean;
   /** the operations on this transaction, one after the other (see inTxn) */
   chain: Promise<unknown>;
+  /** operations of the chain not settled yet: while there are, nothing may run at once (storeNow...) */
+  ops: number;
 }
 
 /** The bookkeeping fields of a new PendingTransaction. */
@@ -72,6 +74,7 @@ export function pendingState(start: TransactionStart): PendingTransaction {
     onCommitted: null,
     published: false,
     chain: Promise.resolve(),
+    ops: 0,
   };
 }
 
@@ -159,6 +162,18 @@ export abstract class BaseStorage<P extends PendingTransaction = PendingTransact
   protected abstract _deleteObject(p: P, oid: Oid, oldSerial: Tid): Promise<void>;
   protected abstract _checkCurrentSerial(p: P, oid: Oid, serial: Tid): Promise<void>;
   protected abstract _undo(p: P, tid: Tid): Promise<UndoResult>;
+
+  // the same operations done at once (storeNow...), called only when no earlier one is still running: true
+  // when done, false when the async one must do it; by default never
+  protected _storeNow(_p: P, _oid: Oid, _oldSerial: Tid, _data: Uint8Array): boolean {
+    return false;
+  }
+  protected _deleteObjectNow(_p: P, _oid: Oid, _oldSerial: Tid): boolean {
+    return false;
+  }
+  protected _checkCurrentSerialNow(_p: P, _oid: Oid, _serial: Tid): boolean {
+    return false;
+  }
 
   /** Makes the transaction ready to commit (ZODB's _vote), after its earlier operations. */
   protected async _vote(_p: P): Promise<void> {}
@@ -289,15 +304,32 @@ export abstract class BaseStorage<P extends PendingTransaction = PendingTransact
       if (this.pending !== p) throw new StorageTransactionError(`${what}: the transaction was aborted`);
       return fn();
     });
-    // the caller gets run's error; the chain only orders what comes next
-    p.chain = run.catch(() => {});
+    // the caller gets run's error; the chain only orders what comes next. (ops goes down in the first
+    // reaction to run: before the caller's, so an operation its caller starts next may run at once.)
+    p.ops++;
+    const settled = (): void => {
+      p.ops--;
+    };
+    p.chain = run.then(settled, settled);
     return run;
+  }
+
+  /** whether store() may resolve a write conflict (a resolver is set): else the ConflictError stands */
+  protected get resolvesConflicts(): boolean {
+    return this.resolver !== null;
   }
 
   async store(oid: Oid, oldSerial: Tid, data: Uint8Array, txn: TransactionMetaData): Promise<void> {
     this.checkWritable();
     const p = this.pendingFor(txn, 'store');
     return this._store(p, idCopy(oid), idCopy(oldSerial), new Uint8Array(data));
+  }
+
+  /** Storage.storeNow: store's checks, then the engine's _storeNow when nothing runs before it. */
+  storeNow(oid: Oid, oldSerial: Tid, data: Uint8Array, txn: TransactionMetaData): boolean {
+    this.checkWritable();
+    const p = this.pendingFor(txn, 'store');
+    return p.ops === 0 && this._storeNow(p, idCopy(oid), idCopy(oldSerial), data);
   }
 
   async restore(
@@ -325,11 +357,26 @@ export abstract class BaseStorage<P extends PendingTransaction = PendingTransact
     return this._deleteObject(p, idCopy(oid), idCopy(oldSerial));
   }
 
+  /** Storage.deleteObjectNow (see storeNow). */
+  deleteObjectNow(oid: Oid, oldSerial: Tid, txn: TransactionMetaData): boolean {
+    this.checkWritable();
+    this.require('deleteObject', 'deleteObject');
+    const p = this.pendingFor(txn, 'deleteObject');
+    return p.ops === 0 && this._deleteObjectNow(p, idCopy(oid), idCopy(oldSerial));
+  }
+
   /** ReadConflictError when the object changed since `serial` (BaseStorage.checkCurrentSerialInTransaction). */
   async checkCurrentSerialInTransaction(oid: Oid, serial: Tid, txn: TransactionMetaData): Promise<void> {
     this.checkOpen();
     const p = this.pendingFor(txn, 'checkCurrentSerialInTransaction');
     return this._checkCurrentSerial(p, idCopy(oid), idCopy(serial));
+  }
+
+  /** Storage.checkCurrentSerialNow (see storeNow). */
+  checkCurrentSerialNow(oid: Oid, serial: Tid, txn: TransactionMetaData): boolean {
+    this.checkOpen();
+    const p = this.pendingFor(txn, 'checkCurrentSerialInTransaction');
+    return p.ops === 0 && this._checkCurrentSerialNow(p, idCopy(oid), idCopy(serial));
   }
 
   async undo(undoId: Uint8Array, txn: TransactionMetaData): Promise<UndoResult> {

@@ -234,6 +234,13 @@ export interface Storage {
   tpcBegin(txn: TransactionMetaData, tid?: Tid | null, status?: string): Promise<void>;
   /** ConflictError when the object changed since oldSerial and cannot be resolved */
   store(oid: Oid, oldSerial: Tid, data: Uint8Array, txn: TransactionMetaData): Promise<void>;
+  /**
+   * store done at once when it needs no I/O and no wait (the transaction's earlier operations done, the
+   * object's current record in memory, no conflict to resolve): true when done; false when store() must do it
+   * (nothing was stored). Throws what store() would reject with when it knows it at once; `data` is not kept.
+   * Optional: the server's store path without a promise per object.
+   */
+  storeNow?(oid: Oid, oldSerial: Tid, data: Uint8Array, txn: TransactionMetaData): boolean;
   /** capabilities.restore: a record with its tid given (copy, recovery); data null with prevTxn for a back pointer */
   restore(
     oid: Oid,
@@ -254,8 +261,12 @@ export interface Storage {
   ): Promise<RestoredRecords>;
   /** ReadConflictError when the object's current serial is not `serial` */
   checkCurrentSerialInTransaction(oid: Oid, serial: Tid, txn: TransactionMetaData): Promise<void>;
+  /** checkCurrentSerialInTransaction done at once, as storeNow is */
+  checkCurrentSerialNow?(oid: Oid, serial: Tid, txn: TransactionMetaData): boolean;
   /** capabilities.deleteObject (IExternalGC): delete the object (ConflictError if it changed since oldSerial) */
   deleteObject(oid: Oid, oldSerial: Tid, txn: TransactionMetaData): Promise<void>;
+  /** deleteObject done at once, as storeNow is */
+  deleteObjectNow?(oid: Oid, oldSerial: Tid, txn: TransactionMetaData): boolean;
   /** writes the transaction (not yet committed); returns the oids whose conflicts were resolved */
   tpcVote(txn: TransactionMetaData): Promise<Oid[]>;
   /**

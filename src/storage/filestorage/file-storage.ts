@@ -134,6 +134,7 @@ import { indexPathFor, writeIndexFile } from './indexfile.js';
 import { LockFile } from './lockfile.js';
 import { FileStorageError, packFileStorage, type PackedFile, type PackTarget } from './pack.js';
 import {
+  equalAt,
   loadBack,
   missing,
   READ_AHEAD,
@@ -296,6 +297,22 @@ class TxnBuffer {
 
   /** Appends `parts` as one record; resolves with its offset. The caller serializes calls. */
   async append(parts: Uint8Array[]): Promise<number> {
+    const at = this.add(parts);
+    if (this.memBytes > this.threshold) await this.spill();
+    return at;
+  }
+
+  /** Whether `n` more bytes stay in memory (appendNow may take them). */
+  fits(n: number): boolean {
+    return this.memBytes + n <= this.threshold;
+  }
+
+  /** append of a record that fits, at once: its offset. */
+  appendNow(head: Uint8Array, data: Uint8Array | null): number {
+    return this.add(data === null ? [head] : [head, data]);
+  }
+
+  private add(parts: Uint8Array[]): number {
     const at = this.size;
     let n = 0;
     for (const p of parts) n += p.length;
@@ -307,7 +324,6 @@ class TxnBuffer {
     }
     this.chunks.push(rec);
     this.memBytes += n;
-    if (this.memBytes > this.threshold) await this.spill();
     return at;
   }
 
@@ -1033,19 +1049,30 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
     back: number,
   ): Promise<TEntry> {
     const here = p.tpos + p.thl + p.buf.size;
-    const plen = data === null ? 0 : data.length;
-    const head = Buffer.allocUnsafe(data === null ? DATA_HDR_LEN + BACK_PTR_LEN : DATA_HDR_LEN);
-    head.set(oid, 0);
-    head.set(tid, 8);
-    writeU64(head, 16, prev);
-    writeU64(head, 24, p.tpos);
-    head[32] = 0;
-    head[33] = 0;
-    writeU64(head, 34, plen);
-    if (data === null) writeU64(head, DATA_HDR_LEN, back);
+    const head = dataHeader(p, oid, tid, prev, data, back);
     const offset = await p.buf.append(data === null ? [head] : [head, data]);
-    const entry: TEntry = { oid, pos: here, offset, tid, plen, back: data === null ? back : 0 };
-    return entry;
+    return {
+      oid,
+      pos: here,
+      offset,
+      tid,
+      plen: data === null ? 0 : data.length,
+      back: data === null ? back : 0,
+    };
+  }
+
+  /**
+   * appendRecord at once, of a record of the transaction's tid, indexed in the transaction (quota checked
+   * after, as _store does), when it stays in memory; false when it does not (nothing appended).
+   */
+  private appendRecordNow(p: Pending, oid: Oid, prev: number, data: Uint8Array | null): boolean {
+    const plen = data === null ? 0 : data.length;
+    if (!p.buf.fits(DATA_HDR_LEN + (data === null ? BACK_PTR_LEN : plen))) return false;
+    const pos = p.tpos + p.thl + p.buf.size;
+    const offset = p.buf.appendNow(dataHeader(p, oid, p.tid, prev, data, 0), data);
+    p.tindex.set(key(oid), { oid, pos, offset, tid: p.tid, plen, back: 0 });
+    this.checkQuota(pos);
+    return true;
   }
 
   private checkQuota(here: number): void {
@@ -1085,6 +1112,96 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
       p.tindex.set(key(oid), e);
       this.checkQuota(e.pos);
     });
+  }
+
+  /**
+   * _store at once (BaseStorage._storeNow): when the object's current record is in memory (the read cache, or
+   * one synchronous read) and the record stays in the transaction's buffer; a write conflict throws the same
+   * ConflictError unless a resolver may resolve it (then _store does).
+   */
+  protected override _storeNow(p: Pending, oid: Oid, oldSerial: Tid, data: Uint8Array): boolean {
+    if (data.length === 0) throw new StorageError('store: a record cannot be empty');
+    const pos = this.currentNow(oid);
+    if (pos === CURRENT_LATER) return false;
+    if (pos > 0 && !equalAt(nowRec, nowRecAt + 8, oldSerial)) {
+      if (this.resolvesConflicts) return false;
+      this.noteOid(oid);
+      throw new ConflictError(oid, [copy8(nowRec, nowRecAt + 8), oldSerial], new Uint8Array(data));
+    }
+    this.noteOid(oid);
+    return this.appendRecordNow(p, oid, pos > 0 ? pos : 0, data);
+  }
+
+  /** _deleteObject at once (see _storeNow). */
+  protected override _deleteObjectNow(p: Pending, oid: Oid, oldSerial: Tid): boolean {
+    const pos = this.currentNow(oid);
+    if (pos === CURRENT_LATER) return false;
+    if (pos === CURRENT_NONE) throw missing(oid);
+    if (!equalAt(nowRec, nowRecAt + 8, oldSerial)) {
+      throw new ConflictError(oid, [copy8(nowRec, nowRecAt + 8), oldSerial]);
+    }
+    return this.appendRecordNow(p, oid, pos, null);
+  }
+
+  /** _checkCurrentSerial at once (see _storeNow). */
+  protected override _checkCurrentSerialNow(_p: Pending, oid: Oid, serial: Tid): boolean {
+    const pos = this.currentNow(oid);
+    if (pos === CURRENT_LATER) return false;
+    if (
+      pos === CURRENT_NONE ||
+      (readU64(nowRec, nowRecAt + 34) === 0 && readU64(nowRec, nowRecAt + 42) === 0)
+    ) {
+      throw missing(oid);
+    }
+    if (!equalAt(nowRec, nowRecAt + 8, serial)) {
+      throw new ReadConflictError(oid, [copy8(nowRec, nowRecAt + 8), serial]);
+    }
+    return true;
+  }
+
+  /**
+   * committedTid at once: the position of the object's current record as the transaction in progress sees it,
+   * its header at nowRec[nowRecAt..] (valid until the storage is used again); CURRENT_NONE for an object not
+   * in the index; CURRENT_LATER when it needs I/O (a deferred bucket of the index, sync reads off, a record
+   * not in memory) or is not as committedTid expects (committedTid then throws its error).
+   */
+  private currentNow(oid: Oid): number {
+    const unflushed = this.unflushedIndex.size ? this.unflushedIndex.get(key(oid)) : undefined;
+    let pos: number;
+    let end: number;
+    if (unflushed !== undefined) {
+      pos = unflushed;
+      end = this.wpos;
+    } else {
+      if (this.index.pendingOid(oid) !== null) return CURRENT_LATER;
+      pos = this.index.get(oid);
+      if (pos < 0) return CURRENT_NONE;
+      end = this.pos;
+    }
+    if (pos < FILE_HEADER_LEN || pos + DATA_HDR_LEN > end) return CURRENT_LATER;
+    const file = this.fileRef.file;
+    const cache = file.cache;
+    let at = cache === null ? -1 : cache.locate(pos);
+    let c: Buffer;
+    let n: number;
+    if (at >= 0) {
+      c = cache!.found;
+      n = cache!.foundLen;
+    } else {
+      // (the header and a back pointer, as committedTid reads)
+      n = file.readNow(pos, headBuf, 0, Math.min(DATA_HDR_LEN + BACK_PTR_LEN, end - pos));
+      c = headBuf;
+      at = 0;
+    }
+    if (n < DATA_HDR_LEN || !equalAt(c, at, oid) || c[at + 32] !== 0 || c[at + 33] !== 0)
+      return CURRENT_LATER;
+    const plen = readU64(c, at + 34);
+    if (plen === 0 ? n < DATA_HDR_LEN + BACK_PTR_LEN : pos + DATA_HDR_LEN + plen > end) return CURRENT_LATER;
+    // a cache entry is trusted as readDataRecord trusts it: a whole record (else a damaged pointer's target)
+    if (c !== headBuf && n < dataRecordLen(plen)) return CURRENT_LATER;
+    nowRec = c;
+    nowRecAt = at;
+    return pos;
   }
 
   protected async _deleteObject(p: Pending, oid: Oid, oldSerial: Tid): Promise<void> {
@@ -1253,7 +1370,8 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
     const trailer = Buffer.allocUnsafe(TRAILER_LEN);
     writeU64(trailer, 0, tl);
     // finish updates the index with these oids: their buckets must be loaded (store and restore did)
-    for (const e of p.tindex.values()) await this.indexed(e.oid);
+    // (an await per record only while buckets are deferred: none once the index is loaded, the usual case)
+    if (!this.index.loaded) for (const e of p.tindex.values()) await this.indexed(e.oid);
     const file = this.fileRef.file;
     p.written = true;
     p.nextPos = p.tpos + tl + TRAILER_LEN;
@@ -2184,6 +2302,36 @@ function oidAfter(oid: Oid): Oid | null {
 /** The cache size a storage's options ask for (0: none). */
 /** readRecordNow's buffer */
 const nowBuf = Buffer.allocUnsafe(READ_AHEAD);
+
+/** currentNow's answers that are not a position */
+const CURRENT_NONE = -1;
+const CURRENT_LATER = -2;
+/** currentNow's read of a header not in the cache */
+const headBuf = Buffer.allocUnsafe(DATA_HDR_LEN + BACK_PTR_LEN);
+/** where currentNow found the record's header (the cache's slab or headBuf) */
+let nowRec: Buffer = headBuf;
+let nowRecAt = 0;
+
+/** The header of a data record of the transaction `p` (and its back pointer when `data` is null). */
+function dataHeader(
+  p: Pending,
+  oid: Oid,
+  tid: Tid,
+  prev: number,
+  data: Uint8Array | null,
+  back: number,
+): Buffer {
+  const head = Buffer.allocUnsafe(data === null ? DATA_HDR_LEN + BACK_PTR_LEN : DATA_HDR_LEN);
+  head.set(oid, 0);
+  head.set(tid, 8);
+  writeU64(head, 16, prev);
+  writeU64(head, 24, p.tpos);
+  head[32] = 0;
+  head[33] = 0;
+  writeU64(head, 34, data === null ? 0 : data.length);
+  if (data === null) writeU64(head, DATA_HDR_LEN, back);
+  return head;
+}
 
 function cacheBytesOf(options: FileStorageOptions): number {
   const n = options.cacheBytes ?? DEFAULT_CACHE_BYTES;

@@ -46,7 +46,8 @@ export function missing(oid: Oid, serial: Tid | null = null): POSKeyError {
   }
 }
 
-function equalAt(buf: Uint8Array, off: number, id: Uint8Array): boolean {
+/** Whether the 8 bytes at buf[off..] are `id`. */
+export function equalAt(buf: Uint8Array, off: number, id: Uint8Array): boolean {
   for (let i = 0; i < 8; i++) if (buf[off + i] !== id[i]) return false;
   return true;
 }
