@@ -326,7 +326,10 @@ export class MessageChannel {
       this.writeBatch();
       // (writeBatch may have made room by starting the buffer over)
       if (this.batch === null || this.batchPos + n > this.batch.length) {
-        this.batch = Buffer.allocUnsafeSlow(BATCH_SIZE);
+        // a connection's first buffer is small (most connections send a few replies a tick; each buffer is
+        // memory outside V8's heap, which a server accepting thousands of connections a second pays for in
+        // GCs); one that filled it gets a full-size one
+        this.batch = Buffer.allocUnsafeSlow(this.batch === null ? FIRST_BATCH_SIZE : BATCH_SIZE);
         this.batchStart = this.batchPos = 0;
       }
     }
@@ -506,3 +509,5 @@ function payloadLength(payload: Payload): number {
 const BATCH_SIZE = 64 << 10;
 /** payloads larger than this go out by reference (send), not copied */
 const BATCH_MAX = 4096;
+/** a connection's first batch buffer (room for a frame of BATCH_MAX and its header) */
+const FIRST_BATCH_SIZE = 8 << 10;
