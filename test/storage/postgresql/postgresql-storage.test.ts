@@ -406,6 +406,45 @@ describe('PostgreSQLStorage', { skip: skipPostgres }, () => {
     });
 
     const noOracle = interopDisabled && 'ZEO_TS_SKIP_INTEROP=1';
+    it('connections killed by the server: calls fail as transient, then work with new ones; the listener resumes', async (t) => {
+      const { database, open } = await fresh(t);
+      const a = await open();
+      const b = await open({ pollInterval: 0.05 });
+      const seen: string[] = [];
+      b.watchInvalidations((tid: Tid) => seen.push(idHex(tid)));
+      const oid = await a.newOid();
+      const t1 = await dostore(a, { oid, data: 1 });
+      await waitUntil(() => seen.includes(idHex(t1)), 'b sees the first commit');
+      const c = await sqlClient(database);
+      const killed = await c.query(
+        `SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`,
+        [database],
+      );
+      await c.end();
+      assert.ok((killed.rowCount ?? 0) >= 3, 'the pools and the LISTEN connection were killed');
+      /**
+       * the call, again when it meets a connection the server ended (each pooled connection fails once at
+       * most: the pool then drops it; a pool has 3)
+       */
+      async function retried<T>(fn: () => Promise<T>): Promise<T> {
+        for (let tries = 1; ; tries++) {
+          try {
+            return await fn();
+          } catch (e) {
+            assert.ok(e instanceof StorageDisconnectedError, `transient, not ${String(e)}`);
+            assert.ok(tries <= 3, 'a new connection after the dead ones');
+          }
+        }
+      }
+      assert.equal(minpoValue((await retried(() => b.load(oid))).data), 1);
+      const t2 = await retried(() => dostore(a, { oid, revid: t1, data: 2 }));
+      await waitUntil(
+        () => seen.includes(idHex(t2)),
+        () => `b saw ${JSON.stringify(seen)}`,
+      );
+      assert.deepEqual(seen, [idHex(t1), idHex(t2)]);
+    });
+
     it('watchInvalidations: commits by RelStorage from Python are seen', { skip: noOracle }, async (t) => {
       const { database, open } = await fresh(t);
       const b = await open({ pollInterval: 0.05 });
