@@ -127,6 +127,20 @@ describe('PostgreSQLStorage', { skip: skipPostgres }, () => {
       };
     }
 
+    /** two storages on a fresh database; `a` committed `oid` at tid1, then stored it again and voted (ta) */
+    async function votedElsewhere(t: { after: (fn: () => Promise<void>) => void }) {
+      const { open } = await fresh(t);
+      const a = await open();
+      const b = await open();
+      const oid = await a.newOid();
+      const tid1 = await dostore(a, { oid, data: 1 });
+      const ta = new TransactionMetaData();
+      await a.tpcBegin(ta);
+      await a.store(oid, tid1, minpo(2), ta);
+      await a.tpcVote(ta);
+      return { a, b, oid, tid1, ta };
+    }
+
     it('writes what RelStorage writes: the transaction row, prev_tid, md5, current_object; oids 16 per nextval', async (t) => {
       const { database, open } = await fresh(t);
       const s = await open();
@@ -260,15 +274,7 @@ describe('PostgreSQLStorage', { skip: skipPostgres }, () => {
     });
 
     it('two storages on one database: the object lock makes the second wait, then its vote conflicts', async (t) => {
-      const { open } = await fresh(t);
-      const a = await open();
-      const b = await open();
-      const oid = await a.newOid();
-      const tid1 = await dostore(a, { oid, data: 1 });
-      const ta = new TransactionMetaData();
-      await a.tpcBegin(ta);
-      await a.store(oid, tid1, minpo(2), ta);
-      await a.tpcVote(ta);
+      const { a, b, oid, tid1, ta } = await votedElsewhere(t);
       // b read tid1 too: its vote waits for a's object lock, then finds a's commit
       const tb = new TransactionMetaData();
       await b.tpcBegin(tb);
@@ -289,15 +295,7 @@ describe('PostgreSQLStorage', { skip: skipPostgres }, () => {
     });
 
     it('two storages on one database: readCurrent of an object the other has voted on is a ReadConflictError', async (t) => {
-      const { open } = await fresh(t);
-      const a = await open();
-      const b = await open();
-      const oid = await a.newOid();
-      const tid1 = await dostore(a, { oid, data: 1 });
-      const ta = new TransactionMetaData();
-      await a.tpcBegin(ta);
-      await a.store(oid, tid1, minpo(2), ta);
-      await a.tpcVote(ta);
+      const { a, b, oid, tid1, ta } = await votedElsewhere(t);
       const tb = new TransactionMetaData();
       await b.tpcBegin(tb);
       await b.store(await b.newOid(), z64, minpo(3), tb);
