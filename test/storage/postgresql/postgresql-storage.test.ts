@@ -505,6 +505,49 @@ describe('PostgreSQLStorage', { skip: skipPostgres }, () => {
       assert.deepEqual(seen, [idHex(t1), idHex(t2)]);
     });
 
+    it("two storages incrementing one counter at once: no lost update, each sees the other's commits once, in order", async (t) => {
+      const { open } = await fresh(t);
+      const storages = [await open({ pollInterval: 0.05 }), await open({ pollInterval: 0.05 })];
+      const oid = await storages[0].newOid();
+      const first = await dostore(storages[0], { oid, data: 0 });
+      // (the first commit is storage 0's own: storage 1 is told of it when it starts watching)
+      const own: string[][] = [[idHex(first)], []];
+      const seen: string[][] = [[], []];
+      storages.forEach((s, i) => s.watchInvalidations((tid: Tid) => seen[i].push(idHex(tid))));
+      const K = 12;
+      const worker = async (i: number): Promise<void> => {
+        const s = storages[i];
+        for (let done = 0; done < K;) {
+          const { data, serial } = await s.load(oid);
+          const txn = new TransactionMetaData();
+          await s.tpcBegin(txn);
+          try {
+            await s.store(oid, serial, minpo((minpoValue(data) as number) + 1), txn);
+            await s.tpcVote(txn);
+            own[i].push(idHex(await s.tpcFinish(txn)));
+            done++;
+          } catch (e) {
+            assert.ok(e instanceof ConflictError, `a conflict, not ${String(e)}`);
+            await s.tpcAbort(txn);
+          }
+        }
+      };
+      await Promise.all([worker(0), worker(1)]);
+      assert.equal(minpoValue((await storages[0].load(oid)).data), 2 * K);
+      const all = [...own[0], ...own[1]].sort();
+      assert.equal(new Set(all).size, 2 * K + 1, 'every tid is distinct');
+      for (const i of [0, 1]) {
+        const other = own[1 - i];
+        await waitUntil(
+          () => other.every((tid) => seen[i].includes(tid)),
+          () => `storage ${i} saw ${JSON.stringify(seen[i])}`,
+        );
+        // the other's commits, in tid order, each once (and none of its own)
+        assert.deepEqual(seen[i], [...other].sort());
+        assert.equal(idHex(storages[i].lastTransaction()), all[all.length - 1]);
+      }
+    });
+
     it('watchInvalidations: commits by RelStorage from Python are seen', { skip: noOracle }, async (t) => {
       const { database, open } = await fresh(t);
       const b = await open({ pollInterval: 0.05 });
