@@ -58,6 +58,9 @@ const POSTGRESQL_CAPABILITIES = capabilitiesOf(
 /** oids per value of zoid_seq (RelStorage's _OID_RANGE_SIZE) */
 const OID_RANGE = 16n;
 
+/** transactions delivered per query by a poll (a backlog goes a batch at a time: memory stays bounded) */
+const POLL_BATCH = 500;
+
 /** transactions read per query by iterator() */
 const ITER_BATCH = 100;
 
@@ -568,13 +571,14 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
     const tid = u64(p.tid);
     this.finishing = true;
     try {
-      if (this.listener && tid > this.lastTidN + 1n) {
+      while (this.listener && tid > this.lastTidN + 1n) {
         const rows = await client.query<{ tid: string; zoids: string[] }>({
           name: SQL.transactionsAfter.name,
           text: SQL.transactionsAfter.text,
-          values: [this.lastTidN.toString(), tid.toString()],
+          values: [this.lastTidN.toString(), tid.toString(), POLL_BATCH],
         });
         this.deliver(rows.rows);
+        if (rows.rows.length < POLL_BATCH) break;
       }
       await client.query('COMMIT');
     } catch (e) {
@@ -677,6 +681,7 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
       rows = await this.query<{ tid: string; zoids: string[] }>(SQL.transactionsAfter, [
         after.toString(),
         '9223372036854775807',
+        POLL_BATCH,
       ]);
     } catch {
       return; // the database is away: the next poll tries again
@@ -687,6 +692,7 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
       this.pollAgain = true;
       return;
     }
+    if (rows.length === POLL_BATCH) this.pollAgain = true; // (a backlog: the rest at once, a batch at a time)
     if (rows.length) {
       this.deliver(rows);
       await this.refreshCounts().catch(() => {});

@@ -80,12 +80,14 @@ export const SQL = {
      SELECT (SELECT count(*) FROM cur WHERE inserted) AS added,
             pg_notify('${COMMIT_CHANNEL}', ($1::bigint)::text) AS notified`,
   ),
-  /** transactions after $1 (and before $2), with the oids they wrote: what other writers committed */
+  /** up to $3 transactions after $1 (and before $2), with the oids they wrote: what other writers committed */
   transactionsAfter: q(
     'transactions_after',
     `SELECT t.tid, array_remove(array_agg(o.zoid ORDER BY o.zoid), NULL) AS zoids
        FROM "transaction" t LEFT JOIN object_state o ON o.tid = t.tid
-      WHERE t.tid > $1::bigint AND t.tid < $2::bigint
+      WHERE t.tid IN (
+        SELECT tid FROM "transaction" WHERE tid > $1::bigint AND tid < $2::bigint ORDER BY tid LIMIT $3::bigint
+      )
       GROUP BY t.tid ORDER BY t.tid`,
   ),
   /** the newest $1 transactions, with their oids */

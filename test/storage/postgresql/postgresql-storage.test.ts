@@ -548,6 +548,70 @@ describe('PostgreSQLStorage', { skip: skipPostgres }, () => {
       }
     });
 
+    it("watchInvalidations: a backlog of other writers' transactions is delivered whole, in order, in batches", async (t) => {
+      const { database, open } = await fresh(t);
+      const b = await open({ pollInterval: 600 });
+      const oid = await b.newOid();
+      const base = u64(await dostore(b, { oid, data: 1 }));
+      const c = await sqlClient(database);
+      // 1200 transactions committed elsewhere while b was not watching, each writing the object
+      await c.query(
+        `INSERT INTO transaction (tid, username, description) SELECT $1::bigint + g, '', '' FROM generate_series(1, 1200) g`,
+        [base.toString()],
+      );
+      await c.query(
+        `INSERT INTO object_state (zoid, tid, prev_tid, state_size, state)
+           SELECT 1, $1::bigint + g, $1::bigint + g - 1, 0, NULL FROM generate_series(1, 1200) g`,
+        [base.toString()],
+      );
+      await c.end();
+      const seen: bigint[] = [];
+      b.watchInvalidations((tid: Tid, oids: Oid[]) => {
+        assert.deepEqual(oids.map(idHex), [idHex(oid)]);
+        assert.equal(idHex(b.lastTransaction()), idHex(tid));
+        seen.push(u64(tid));
+      });
+      await waitUntil(
+        () => seen.length >= 1200,
+        () => `${seen.length} delivered`,
+      );
+      assert.deepEqual(
+        seen,
+        Array.from({ length: 1200 }, (_, i) => base + BigInt(i + 1)),
+      );
+    });
+
+    it('tpcFinish delivers a backlog of silent external transactions (no NOTIFY) before its own', async (t) => {
+      const { database, open } = await fresh(t);
+      const b = await open({ pollInterval: 600 });
+      const events: string[] = [];
+      b.watchInvalidations((tid: Tid) => events.push(idHex(tid)));
+      const base = u64(await dostore(b, { data: 1 }));
+      // (the first poll, of nothing; were it later, it would deliver the backlog itself, in the same order)
+      await new Promise((r) => setTimeout(r, 50));
+      const c = await sqlClient(database);
+      await c.query(
+        `INSERT INTO transaction (tid, username, description) SELECT $1::bigint + g, '', '' FROM generate_series(1, 1200) g`,
+        [base.toString()],
+      );
+      await c.end();
+      const tid = await b.tpcFinish(
+        await (async () => {
+          const txn = new TransactionMetaData();
+          await b.tpcBegin(txn);
+          await b.store(await b.newOid(), z64, minpo(2), txn);
+          await b.tpcVote(txn);
+          return txn;
+        })(),
+        (committed) => events.push(`ours ${idHex(committed)}`),
+      );
+      assert.ok(u64(tid) > base + 1200n, 'the tid comes after the others');
+      assert.deepEqual(events, [
+        ...Array.from({ length: 1200 }, (_, i) => idHex(p64(base + BigInt(i + 1)))),
+        `ours ${idHex(tid)}`,
+      ]);
+    });
+
     it('watchInvalidations: commits by RelStorage from Python are seen', { skip: noOracle }, async (t) => {
       const { database, open } = await fresh(t);
       const b = await open({ pollInterval: 0.05 });
