@@ -96,12 +96,31 @@ CREATE SEQUENCE zoid_seq;
 CREATE VIEW current_object_state AS
   SELECT zoid, tid, state FROM object_state JOIN current_object USING (zoid, tid);
 
--- tid 0 stands for "no previous revision" (object_state.prev_tid of a new object); the one row of
--- commit_row_lock is what RelStorage's row-lock databases lock at commit
+`;
+
+/**
+ * The rows a new database starts with: tid 0 stands for "no previous revision" (object_state.prev_tid of a
+ * new object); the one row of commit_row_lock is what RelStorage's row-lock databases lock at commit.
+ */
+const INITIAL_ROWS = `
 INSERT INTO "transaction" (tid, username, description)
   VALUES (0, 'system'::bytea, 'special transaction for object creation'::bytea);
 INSERT INTO commit_row_lock (tid) VALUES (0);
 `;
+
+/** Every table of the schema, for zapAll. */
+const TABLES = [
+  'blob_chunk',
+  'current_object',
+  'object_state',
+  '"transaction"',
+  'commit_row_lock',
+  'object_ref',
+  'object_refs_added',
+  'pack_object',
+  'pack_state',
+  'pack_state_tid',
+];
 
 /**
  * A blob's large object is shared by the blob_chunk rows of the revisions that kept it (pack copies rows, not
@@ -156,7 +175,28 @@ export async function installSchema(client: pg.ClientBase): Promise<void> {
       return;
     }
     await client.query(SCHEMA_DDL);
+    await client.query(INITIAL_ROWS);
     await client.query(BLOB_CHUNK_TRIGGER_DDL);
+    await client.query('COMMIT');
+  } catch (e) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw e;
+  }
+}
+
+/**
+ * Empties the database (RelStorage's zap_all): every row and blob goes, the oid sequence starts again, and
+ * the initial rows are back, as installSchema left them; in one database transaction. Nothing else may use
+ * the database meanwhile.
+ */
+export async function zapAll(client: pg.ClientBase): Promise<void> {
+  await client.query('BEGIN');
+  try {
+    // (TRUNCATE fires no DELETE trigger: the blobs' large objects are unlinked here)
+    await client.query('SELECT lo_unlink(chunk) FROM (SELECT DISTINCT chunk FROM blob_chunk) c');
+    await client.query(`TRUNCATE ${TABLES.join(', ')}`);
+    await client.query('ALTER SEQUENCE zoid_seq RESTART WITH 1');
+    await client.query(INITIAL_ROWS);
     await client.query('COMMIT');
   } catch (e) {
     await client.query('ROLLBACK').catch(() => {});
