@@ -187,6 +187,8 @@ describe("packPostgreSQL leaves what RelStorage 4.3's pack leaves", { skip, time
     const connect = async (): Promise<pg.Client> => {
       const c = new pg.Client(cluster.connection(db));
       await c.connect();
+      // a commit lock the pack kept would fail the test with a lock timeout, not hang it
+      await c.query("SET lock_timeout = '20s'");
       return c;
     };
     // a commit of a new revision of the root, as RelStorage commits (commit lock, tid after the last one)
