@@ -24,6 +24,16 @@
 //   4. cleanup: object_ref and object_refs_added rows of empty transactions, then the empty packed transactions
 //      themselves, are deleted, and the pack tables emptied.
 //
+// Where it differs from RelStorage 4.3 (the rows left are the same; the tests compare them):
+//   - RelStorage's pack takes no commit lock at all, and commits every pack_batch_timeout (15 s); ours holds
+//     the commit lock for each batch, so a batch never runs beside a commit's move into the tables, and bounds
+//     a batch by transactions and states (packTuning), so a commit waits for one short batch at most;
+//   - a batch deletes its transactions' states in one statement each, not transaction by transaction;
+//   - the transactions to analyse are listed a page at a time, so one committed during the analysis is
+//     analysed too (RelStorage lists them once);
+//   - the walk runs in the database, not in the client (RelStorage's TreeMarker);
+//   - an unreadable state (referencesf throws) is a StorageError naming the object and transaction.
+//
 // Memory stays bounded: transactions, states and references are read a page at a time, and the reachability
 // walk runs in the database (a recursive query over a temporary table of the references that count).
 

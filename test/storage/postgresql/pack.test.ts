@@ -179,6 +179,51 @@ describe("packPostgreSQL leaves what RelStorage 4.3's pack leaves", { skip, time
     }
   });
 
+  it('a state it cannot read references from: a clear error, nothing removed, the pack lock free', async () => {
+    const db = await copy();
+    const c = new pg.Client(cluster.connection(db));
+    await c.connect();
+    try {
+      // a transaction after the pack tid whose one state is not a pickle
+      const tid = (await c.query<{ tid: string }>('SELECT max(tid) + 1 AS tid FROM "transaction"')).rows[0]
+        .tid;
+      await c.query(
+        `INSERT INTO "transaction" (tid, username, description, extension) VALUES ($1, '', '', '')`,
+        [tid],
+      );
+      await c.query(
+        `INSERT INTO object_state (zoid, tid, prev_tid, md5, state_size, state)
+         VALUES (999, $1, 0, md5('not a pickle'), 12, 'not a pickle')`,
+        [tid],
+      );
+      await c.query('INSERT INTO current_object (zoid, tid) VALUES (999, $1)', [tid]);
+      const { object_state, current_object, transaction, blob_chunk } = await rows(db);
+      await assert.rejects(ours(db, built.pack, true), (e: unknown) => {
+        assert.ok(e instanceof StorageError);
+        assert.match(e.message, new RegExp(`can't unpickle object 999 in transaction ${tid}`));
+        return true;
+      });
+      const left = await rows(db);
+      assert.deepEqual(
+        { object_state, current_object, transaction, blob_chunk },
+        {
+          object_state: left.object_state,
+          current_object: left.current_object,
+          transaction: left.transaction,
+          blob_chunk: left.blob_chunk,
+        },
+      );
+      const lock = await c.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(-2) AS ok');
+      assert.deepEqual(lock.rows, [{ ok: true }]);
+      await c.query('SELECT pg_advisory_unlock(-2)');
+      // without gc no reference is read: that pack goes through
+      await ours(db, built.pack, false);
+      assert.ok((await rows(db)).object_state.length < object_state.length);
+    } finally {
+      await c.end();
+    }
+  });
+
   it('commits made while it runs survive, and do not wait for the whole pack', async (t) => {
     const saved = { ...packTuning };
     t.after(() => Object.assign(packTuning, saved));
