@@ -86,16 +86,19 @@ export async function packPostgreSQL(
     const locked = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [
       PACK_LOCK,
     ]);
-    if (!locked.rows[0].locked) throw new StorageError('A pack or undo operation is in progress');
-    try {
-      await new Packer(client, referencesf, options.gc, log).run(packTid);
-    } catch (e) {
-      broken = e as Error;
-      throw e;
+    if (!locked.rows[0].locked) {
+      client.release();
+      throw new StorageError('A pack or undo operation is in progress');
     }
+  } catch (e) {
+    if (!(e instanceof StorageError)) client.release(e as Error);
+    throw e;
+  }
+  try {
+    await new Packer(client, referencesf, options.gc, log).run(packTid);
     await client.query('SELECT pg_advisory_unlock($1)', [PACK_LOCK]);
   } catch (e) {
-    if (!(e instanceof StorageError && e.message.startsWith('A pack or undo'))) broken ??= e as Error;
+    broken = e as Error;
     throw e;
   } finally {
     client.release(broken);
