@@ -99,6 +99,15 @@ describe("packPostgreSQL leaves what RelStorage 4.3's pack leaves", { skip, time
     assert.deepEqual(fromB, fromA);
     assert.ok(Object.keys(fromA.reachable).length > 100, 'the tree and its values were read');
   }
+  /** a transaction row after the last one, as a commit adds it (the caller holds the commit lock) */
+  async function newTransaction(c: pg.Client): Promise<string> {
+    const tid = (await c.query<{ tid: string }>('SELECT max(tid) + 1 AS tid FROM "transaction"')).rows[0].tid;
+    await c.query(
+      `INSERT INTO "transaction" (tid, username, description, extension) VALUES ($1, '', '', '')`,
+      [tid],
+    );
+    return tid;
+  }
   const from = (tid: string): string[] => built.tids.filter((t) => BigInt(t) >= BigInt(tid));
 
   before(async () => {
@@ -197,12 +206,7 @@ describe("packPostgreSQL leaves what RelStorage 4.3's pack leaves", { skip, time
     await c.connect();
     try {
       // a transaction after the pack tid whose one state is not a pickle
-      const tid = (await c.query<{ tid: string }>('SELECT max(tid) + 1 AS tid FROM "transaction"')).rows[0]
-        .tid;
-      await c.query(
-        `INSERT INTO "transaction" (tid, username, description, extension) VALUES ($1, '', '', '')`,
-        [tid],
-      );
+      const tid = await newTransaction(c);
       await c.query(
         `INSERT INTO object_state (zoid, tid, prev_tid, md5, state_size, state)
          VALUES (999, $1, 0, md5('not a pickle'), 12, 'not a pickle')`,
@@ -254,12 +258,7 @@ describe("packPostgreSQL leaves what RelStorage 4.3's pack leaves", { skip, time
       await c.query('SELECT pg_advisory_xact_lock(-1)');
     };
     const finish = async (c: pg.Client): Promise<string> => {
-      const tid = (await c.query<{ tid: string }>('SELECT max(tid) + 1 AS tid FROM "transaction"')).rows[0]
-        .tid;
-      await c.query(
-        `INSERT INTO "transaction" (tid, username, description, extension) VALUES ($1, '', '', '')`,
-        [tid],
-      );
+      const tid = await newTransaction(c);
       await c.query(
         `INSERT INTO object_state (zoid, tid, prev_tid, md5, state_size, state)
          SELECT 0, $1, tid, md5, state_size, state FROM object_state
