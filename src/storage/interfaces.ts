@@ -306,6 +306,11 @@ export interface Storage {
    */
   lastInvalidations(count: number): Promise<Array<{ tid: Tid; oids: Oid[] }>>;
 
+  /** Storages other writers also commit to (another zeo serve, RelStorage): calls `listener` with each
+   *  transaction committed elsewhere, in tid order, exactly once, and only after lastTransaction() has
+   *  advanced to it; a commit through this storage is reported by tpcFinish, not here. */
+  watchInvalidations?(listener: (tid: Tid, oids: Oid[]) => void): void;
+
   /**
    * Optional (FileStorage's): asked before a flush of `commits` transactions; true when nothing else waits on
    * this thread (the ZEO server: no call in progress but those transactions' tpc_finish), so that a fast flush

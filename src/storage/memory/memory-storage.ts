@@ -152,6 +152,38 @@ export class MemoryStorageData {
   maxOid = 0n;
   packing = false;
   private sorted: string[] | null = null;
+  /** the watchInvalidations listeners of the storages open on this data, by storage */
+  private readonly watchers = new Map<object, Array<(tid: Tid, oids: Oid[]) => void>>();
+
+  watch(storage: object, listener: (tid: Tid, oids: Oid[]) => void): void {
+    const listeners = this.watchers.get(storage);
+    if (listeners) listeners.push(listener);
+    else this.watchers.set(storage, [listener]);
+  }
+
+  unwatch(storage: object): void {
+    this.watchers.delete(storage);
+  }
+
+  /**
+   * `source` committed `tid` (lastTid is it already): every other storage open on this data hears of it now,
+   * in the same run, so none answers lastTransaction() with it before its listeners have it. A listener's
+   * error is thrown on its own, later: the transaction is committed whatever a watcher does with it.
+   */
+  committed(source: object, tid: Tid, oids: () => Oid[]): void {
+    for (const [storage, listeners] of this.watchers) {
+      if (storage === source) continue;
+      for (const listener of listeners) {
+        try {
+          listener(idCopy(tid), oids());
+        } catch (e) {
+          queueMicrotask(() => {
+            throw e;
+          });
+        }
+      }
+    }
+  }
 
   /** The oid keys in byte order (cached until an object is added or removed). */
   sortedKeys(): string[] {
@@ -244,7 +276,18 @@ export class MemoryStorage extends BaseStorage<Pending> implements Storage {
   }
 
   async close(): Promise<void> {
-    if (!this.closed) await this.closeTransactions();
+    if (this.closed) return;
+    this.data.unwatch(this);
+    await this.closeTransactions();
+  }
+
+  /**
+   * Storage.watchInvalidations: the commits of the other MemoryStorages open on the same data (other writers
+   * on one database), each reported as it commits.
+   */
+  watchInvalidations(listener: (tid: Tid, oids: Oid[]) => void): void {
+    this.checkOpen();
+    this.data.watch(this, listener);
   }
 
   // ------------------------------------------------------------------------------------------------------
@@ -416,6 +459,7 @@ export class MemoryStorage extends BaseStorage<Pending> implements Storage {
     d.transactions.push(committed);
     d.txnByTid.set(key(p.tid), committed);
     d.lastTid = p.tid;
+    d.committed(this, p.tid, () => committed.records.map((r) => idCopy(r.oid)));
   }
 
   // ------------------------------------------------------------------------------------------------------
