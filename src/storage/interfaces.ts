@@ -310,6 +310,14 @@ export interface Storage {
    *  transaction committed elsewhere, in tid order, exactly once, and only after lastTransaction() has
    *  advanced to it; a commit through this storage is reported by tpcFinish, not here. */
   watchInvalidations?(listener: (tid: Tid, oids: Oid[]) => void): void;
+  /**
+   * Optional, with watchInvalidations, for a storage that hears of other writers' commits late (a poll):
+   * hear now of every transaction committed elsewhere before the call (RelStorage's poll at a transaction's
+   * start). Resolves once each went to the listeners and lastTransaction() has advanced to it. The server
+   * calls it before it answers register, ping and lastTransaction, so that a client that syncs (ZEO's
+   * server_sync) after a commit through another server returned reads it.
+   */
+  pollInvalidations?(): Promise<void>;
 
   /**
    * Optional (FileStorage's): asked before a flush of `commits` transactions; true when nothing else waits on

@@ -24,6 +24,21 @@ watchInvalidationsTests('MemoryStorage', async () => {
   };
 });
 
+// as a PostgreSQL storage hears of the others: by polling
+watchInvalidationsTests('MemoryStorage polling every 5 ms', async () => {
+  const data = new MemoryStorageData();
+  const a = new MemoryStorage({ name: 'a', data, pollInterval: 5 });
+  const b = new MemoryStorage({ name: 'b', data, pollInterval: 5 });
+  return {
+    a,
+    b,
+    async close() {
+      await a.close();
+      await b.close();
+    },
+  };
+});
+
 /** The (tid, oids) a storage's listener got, as hex. */
 function heardBy(s: MemoryStorage): Array<[string, string[]]> {
   const heard: Array<[string, string[]]> = [];
@@ -83,5 +98,33 @@ describe('MemoryStorage watchInvalidations specifics', () => {
     await b.close();
     await dostore(a, { oid: o2, revid: t5, data: 6 });
     assert.equal(heard.length, 5, 'a closed storage hears of nothing more');
+  });
+
+  it('polling: lastTransaction() stays behind until a poll or its own commit, which hears of the earlier ones first', async () => {
+    const data = new MemoryStorageData();
+    const a = new MemoryStorage({ data });
+    const b = new MemoryStorage({ data, pollInterval: 60_000 });
+    const heard: string[] = [];
+    b.watchInvalidations((tid) => heard.push(`${idHex(tid)} at ${idHex(b.lastTransaction())}`));
+    const t1 = await dostore(a, { data: 1 });
+    const t2 = await dostore(a, { data: 2 });
+    assert.equal(idHex(b.lastTransaction()), '0000000000000000', 'not heard of yet');
+    assert.deepEqual(heard, []);
+    assert.ok(b.pollInvalidations);
+    await b.pollInvalidations();
+    assert.deepEqual(heard, [`${idHex(t1)} at ${idHex(t1)}`, `${idHex(t2)} at ${idHex(t2)}`]);
+    const t3 = await dostore(a, { data: 3 });
+    const t = new TransactionMetaData();
+    await b.tpcBegin(t);
+    await b.store(await b.newOid(), new Uint8Array(8), minpo(4), t);
+    await b.tpcVote(t);
+    let atCommitted = '';
+    const t4 = await b.tpcFinish(t, (tid) => (atCommitted = `${heard.length} ${idHex(tid)}`));
+    assert.equal(heard[2], `${idHex(t3)} at ${idHex(t3)}`);
+    assert.equal(atCommitted, `3 ${idHex(t4)}`, 'a heard of before its own commit was published');
+    assert.equal(idHex(b.lastTransaction()), idHex(t4));
+    assert.equal(a.pollInvalidations, undefined, 'a storage that hears at once does not poll');
+    await a.close();
+    await b.close();
   });
 });
