@@ -1,6 +1,7 @@
 // Several servers over one database, for tests: in-process zeo-ts servers (server-fixture.ts), each serving a
 // MemoryStorage of its own opened on one shared MemoryStorageData, so each is another writer to the others
-// (watchInvalidations), as several `zeo serve` over one PostgreSQL database are.
+// (watchInvalidations), as several `zeo serve` over one PostgreSQL database are; hearing of the others' commits at
+// once, or only when polling.
 
 import { MemoryStorage, MemoryStorageData } from '../../src/storage/memory/memory-storage.js';
 import { startServer, type TestServer, type TestServerOptions } from './server-fixture.js';
@@ -11,10 +12,14 @@ export interface ServersOnOneDatabase {
   stop(): Promise<void>;
 }
 
-/** `count` servers (storage '1' each) over one MemoryStorageData. */
+/**
+ * `count` servers (storage '1' each) over one MemoryStorageData; with `pollInterval` (ms), each storage hears
+ * of the others' commits only when it polls, as a PostgreSQL storage does (MemoryStorageOptions.pollInterval).
+ */
 export async function startServersOnOneDatabase(
   count: number,
   options: Omit<TestServerOptions, 'opened' | 'storages'> = {},
+  pollInterval?: number,
 ): Promise<ServersOnOneDatabase> {
   const data = new MemoryStorageData();
   const servers: TestServer[] = [];
@@ -23,7 +28,7 @@ export async function startServersOnOneDatabase(
   };
   try {
     for (let i = 0; i < count; i++) {
-      const storage = new MemoryStorage({ name: `MemoryStorage(server ${i})`, data });
+      const storage = new MemoryStorage({ name: `MemoryStorage(server ${i})`, data, pollInterval });
       servers.push(await startServer({ ...options, opened: [{ name: '1', storage }] }));
     }
   } catch (e) {
