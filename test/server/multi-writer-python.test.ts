@@ -27,34 +27,18 @@ function addr(s: TestServer): unknown {
   return 'path' in s.address ? s.address.path : ['127.0.0.1', s.address.port];
 }
 
-async function withServers(count: number, fn: (db: ServersOnOneDatabase) => Promise<void>): Promise<void> {
-  const db = await startServersOnOneDatabase(count);
+async function withServers(
+  count: number,
+  fn: (db: ServersOnOneDatabase) => Promise<void>,
+  pollInterval?: number,
+): Promise<void> {
+  const db = await startServersOnOneDatabase(count, {}, pollInterval);
   try {
     await fn(db);
   } finally {
     await db.stop();
   }
 }
-
-interopTest(
-  "a commit through server A is invalidated in the cache of B's clients; a client of B that syncs reads it at once",
-  async (oracle) => {
-    await withServers(2, async ({ servers: [a, b] }) => {
-      const r = await scenario<{
-        tid1: string;
-        invalidated: boolean;
-        b_value: number;
-        stale: Array<[number, number]>;
-        last_a: string;
-        last_b: string;
-      }>(oracle, 'cross_invalidation(*args)', [addr(a), addr(b), 20]);
-      assert.equal(r.invalidated, true, "m's cached current revision was invalidated in B's client");
-      assert.equal(r.b_value, 1);
-      assert.deepEqual(r.stale, [], 'no stale read after A committed (server_sync)');
-      assert.equal(r.last_b, r.last_a);
-    });
-  },
-);
 
 interopTest(
   'a client of B coming back with a persistent cache catches up on commits made through A',
@@ -79,26 +63,82 @@ interopTest(
   },
 );
 
+// storages that hear of each other's commits at once, and ones that poll (as PostgreSQL storages do)
+for (const pollInterval of [undefined, 20]) {
+  const mode = pollInterval === undefined ? 'told at once' : `polling every ${pollInterval} ms`;
+  interopTest(
+    `${mode}: a commit through server A is invalidated in the cache of B's clients; a client of B that syncs reads it at once`,
+    async (oracle) => {
+      await withServers(
+        2,
+        async ({ servers: [a, b] }) => {
+          const r = await scenario<{
+            tid1: string;
+            invalidated: boolean;
+            b_value: number;
+            stale: Array<[number, number]>;
+            last_a: string;
+            last_b: string;
+          }>(oracle, 'cross_invalidation(*args)', [addr(a), addr(b), 20]);
+          assert.equal(r.invalidated, true, "m's cached current revision was invalidated in B's client");
+          assert.equal(r.b_value, 1);
+          assert.deepEqual(r.stale, [], 'no stale read after A committed (server_sync)');
+          assert.equal(r.last_b, r.last_a);
+        },
+        pollInterval,
+      );
+    },
+  );
+
+  interopTest(
+    `${mode}: racetest over two servers: consistent snapshots, no stale read, no lost update`,
+    async (oracle, t) => {
+      await withServers(
+        2,
+        async ({ servers }) => {
+          const r = await scenario<{
+            errors: string[];
+            finals: Array<[number, number]>;
+            commits: number;
+            conflicts: number;
+            alive: number;
+          }>(oracle, 'race(*args)', [servers.map(addr), 2, 25, 7]);
+          t.diagnostic(`${r.commits} commits, ${r.conflicts} conflicts retried`);
+          assert.deepEqual(r.errors, []);
+          assert.equal(r.alive, 0);
+          assert.equal(r.commits, 4 * 25);
+          assert.deepEqual(r.finals, [
+            [100, 100],
+            [100, 100],
+          ]);
+        },
+        pollInterval,
+      );
+    },
+    { timeout: 120_000 },
+  );
+}
+
 interopTest(
-  'racetest over two servers: consistent snapshots, no stale read, no lost update',
-  async (oracle, t) => {
-    await withServers(2, async ({ servers }) => {
-      const r = await scenario<{
-        errors: string[];
-        finals: Array<[number, number]>;
-        commits: number;
-        conflicts: number;
-        alive: number;
-      }>(oracle, 'race(*args)', [servers.map(addr), 2, 25, 7]);
-      t.diagnostic(`${r.commits} commits, ${r.conflicts} conflicts retried`);
-      assert.deepEqual(r.errors, []);
-      assert.equal(r.alive, 0);
-      assert.equal(r.commits, 4 * 25);
-      assert.deepEqual(r.finals, [
-        [100, 100],
-        [100, 100],
-      ]);
-    });
+  'a client with a persistent cache moves from A to B at once: B, behind, polls before it answers register',
+  async (oracle) => {
+    const var_ = await mkdtemp(join(tmpdir(), 'zeo-ts-multi-writer-'));
+    try {
+      await withServers(
+        2,
+        async ({ servers: [a, b] }) => {
+          const r = await scenario<{ v: number; caught_up: boolean; verify: string | null }>(
+            oracle,
+            'failover(*args)',
+            [addr(a), addr(b), var_],
+          );
+          assert.deepEqual(r, { v: 1, caught_up: true, verify: 'Cache up to date' });
+        },
+        // (the timer never polls during the test: only the server's register does)
+        60_000,
+      );
+    } finally {
+      await rm(var_, { recursive: true, force: true });
+    }
   },
-  { timeout: 120_000 },
 );
