@@ -91,7 +91,11 @@ export class ServedStorage {
       else this.invalidate(null, tid, oids);
     });
     if (this.storage.capabilities.lastInvalidations) {
-      this.invalidations.seed(await this.storage.lastInvalidations(n));
+      const seeded = await this.storage.lastInvalidations(n);
+      // a transaction the storage has not reported yet (a database other writers commit to holds some)
+      // comes through the listener, in order: not in the queue before lastTransaction() has it
+      const last = this.storage.lastTransaction();
+      this.invalidations.seed(seeded.filter((e) => compareIds(e.tid, last) <= 0));
     } else {
       this.invalidations.seed([{ tid: this.storage.lastTransaction(), oids: null }]);
     }

@@ -9,6 +9,9 @@ import { after, before, describe, test } from 'node:test';
 import type { PickleValue } from '../../src/pickle/index.js';
 import { idHex, z64 } from '../../src/storage/ids.js';
 import { TransactionMetaData } from '../../src/storage/interfaces.js';
+import { MemoryStorage, MemoryStorageData } from '../../src/storage/memory/memory-storage.js';
+import { dostore } from '../storage/contract/helpers.js';
+import { startServer } from '../helpers/server-fixture.js';
 import { startServersOnOneDatabase, type ServersOnOneDatabase } from '../helpers/multi-writer.js';
 import { RawClient } from '../helpers/raw-client.js';
 
@@ -243,4 +246,35 @@ describe('a server over a storage that hears of other writers late polls before 
       client.close();
     }
   });
+});
+
+test('a server starting over a database with commits it has not heard of yet queues them as it hears of them', async () => {
+  const data = new MemoryStorageData();
+  const a = new MemoryStorage({ data });
+  // (heard of only when the server asks)
+  const b = new MemoryStorage({ data, pollInterval: 60_000 });
+  const oid = await a.newOid();
+  const t1 = await dostore(a, { oid, data: 1 });
+  const t2 = await dostore(a, { oid, revid: t1, data: 2 });
+  const server = await startServer({ opened: [{ name: '1', storage: b }] });
+  const client = await RawClient.open(server.address, { register: null });
+  try {
+    assert.equal(
+      server.server.storages.get('1')!.invalidations.newest,
+      null,
+      'not queued before b heard of them',
+    );
+    assert.equal(idHex((await client.call('register', ['1', false])) as Uint8Array), idHex(t2));
+    const r = (await client.call('getInvalidations', [t1])) as PickleValue[];
+    assert.deepEqual(
+      [idHex(r[0] as Uint8Array), (r[1] as Uint8Array[]).map(idHex)],
+      [idHex(t2), [idHex(oid)]],
+    );
+    assert.deepEqual(invalidatedTids(client.others), [], 'nothing at or below the tid it registered at');
+    assert.equal(server.logs.filter((l) => /out of tid order/.test(l)).length, 0);
+  } finally {
+    client.close();
+    await server.stop();
+    await a.close();
+  }
 });
