@@ -13,13 +13,13 @@ export interface ServersOnOneDatabase {
 }
 
 /**
- * `count` servers (storage '1' each) over one MemoryStorageData; with `pollInterval` (ms), each storage hears
- * of the others' commits only when it polls, as a PostgreSQL storage does (MemoryStorageOptions.pollInterval).
+ * `count` servers (storage '1' each) over one MemoryStorageData; with `pollIntervalMs` (ms), each storage hears
+ * of the others' commits only when it polls, as a PostgreSQL storage does (MemoryStorageOptions.pollIntervalMs).
  */
 export async function startServersOnOneDatabase(
   count: number,
   options: Omit<TestServerOptions, 'opened' | 'storages'> = {},
-  pollInterval?: number,
+  pollIntervalMs?: number,
 ): Promise<ServersOnOneDatabase> {
   const data = new MemoryStorageData();
   const servers: TestServer[] = [];
@@ -28,7 +28,7 @@ export async function startServersOnOneDatabase(
   };
   try {
     for (let i = 0; i < count; i++) {
-      const storage = new MemoryStorage({ name: `MemoryStorage(server ${i})`, data, pollInterval });
+      const storage = new MemoryStorage({ name: `MemoryStorage(server ${i})`, data, pollIntervalMs });
       servers.push(await startServer({ ...options, opened: [{ name: '1', storage }] }));
     }
   } catch (e) {

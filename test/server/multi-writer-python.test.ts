@@ -30,9 +30,9 @@ function addr(s: TestServer): unknown {
 async function withServers(
   count: number,
   fn: (db: ServersOnOneDatabase) => Promise<void>,
-  pollInterval?: number,
+  pollIntervalMs?: number,
 ): Promise<void> {
-  const db = await startServersOnOneDatabase(count, {}, pollInterval);
+  const db = await startServersOnOneDatabase(count, {}, pollIntervalMs);
   try {
     await fn(db);
   } finally {
@@ -64,8 +64,8 @@ interopTest(
 );
 
 // storages that hear of each other's commits at once, and ones that poll (as PostgreSQL storages do)
-for (const pollInterval of [undefined, 20]) {
-  const mode = pollInterval === undefined ? 'told at once' : `polling every ${pollInterval} ms`;
+for (const pollIntervalMs of [undefined, 20]) {
+  const mode = pollIntervalMs === undefined ? 'told at once' : `polling every ${pollIntervalMs} ms`;
   interopTest(
     `${mode}: a commit through server A is invalidated in the cache of B's clients; a client of B that syncs reads it at once`,
     async (oracle) => {
@@ -85,7 +85,7 @@ for (const pollInterval of [undefined, 20]) {
           assert.deepEqual(r.stale, [], 'no stale read after A committed (server_sync)');
           assert.equal(r.last_b, r.last_a);
         },
-        pollInterval,
+        pollIntervalMs,
       );
     },
   );
@@ -112,7 +112,7 @@ for (const pollInterval of [undefined, 20]) {
             [100, 100],
           ]);
         },
-        pollInterval,
+        pollIntervalMs,
       );
     },
     { timeout: 120_000 },

@@ -49,11 +49,11 @@ function invalidatedTids(messages: Array<{ name: PickleValue; args: PickleValue[
 
 // storages that hear of each other's commits at once, and ones that poll (as PostgreSQL storages do): every
 // 20 ms, and when the server asks (register, ping, lastTransaction)
-for (const pollInterval of [undefined, 20]) {
-  describe(`two servers over one database, ${pollInterval === undefined ? 'told at once' : `polling every ${pollInterval} ms`}`, () => {
+for (const pollIntervalMs of [undefined, 20]) {
+  describe(`two servers over one database, ${pollIntervalMs === undefined ? 'told at once' : `polling every ${pollIntervalMs} ms`}`, () => {
     let db: ServersOnOneDatabase;
     before(async () => {
-      db = await startServersOnOneDatabase(2, {}, pollInterval);
+      db = await startServersOnOneDatabase(2, {}, pollIntervalMs);
     });
     after(async () => {
       await db.stop();
@@ -89,7 +89,7 @@ for (const pollInterval of [undefined, 20]) {
     });
 
     // (a polling storage hears of it later)
-    if (pollInterval === undefined)
+    if (pollIntervalMs === undefined)
       test('the other server queues a commit in the run that commits it: its lastTransaction is never ahead', async () => {
         const [a, b] = db.servers;
         const storageA = a.server.storages.get('1')!.storage;
@@ -252,7 +252,7 @@ test('a server starting over a database with commits it has not heard of yet que
   const data = new MemoryStorageData();
   const a = new MemoryStorage({ data });
   // (heard of only when the server asks)
-  const b = new MemoryStorage({ data, pollInterval: 60_000 });
+  const b = new MemoryStorage({ data, pollIntervalMs: 60_000 });
   const oid = await a.newOid();
   const t1 = await dostore(a, { oid, data: 1 });
   const t2 = await dostore(a, { oid, revid: t1, data: 2 });

@@ -27,8 +27,8 @@ watchInvalidationsTests('MemoryStorage', async () => {
 // as a PostgreSQL storage hears of the others: by polling
 watchInvalidationsTests('MemoryStorage polling every 5 ms', async () => {
   const data = new MemoryStorageData();
-  const a = new MemoryStorage({ name: 'a', data, pollInterval: 5 });
-  const b = new MemoryStorage({ name: 'b', data, pollInterval: 5 });
+  const a = new MemoryStorage({ name: 'a', data, pollIntervalMs: 5 });
+  const b = new MemoryStorage({ name: 'b', data, pollIntervalMs: 5 });
   return {
     a,
     b,
@@ -103,7 +103,7 @@ describe('MemoryStorage watchInvalidations specifics', () => {
   it('polling: lastTransaction() stays behind until a poll or its own commit, which hears of the earlier ones first', async () => {
     const data = new MemoryStorageData();
     const a = new MemoryStorage({ data });
-    const b = new MemoryStorage({ data, pollInterval: 60_000 });
+    const b = new MemoryStorage({ data, pollIntervalMs: 60_000 });
     const heard: string[] = [];
     b.watchInvalidations((tid) => heard.push(`${idHex(tid)} at ${idHex(b.lastTransaction())}`));
     const t1 = await dostore(a, { data: 1 });

@@ -197,10 +197,11 @@ export interface MemoryStorageOptions {
   mappingStorage?: boolean;
   /**
    * Hear of the other storages' commits on the same data only when polling, as a PostgreSQL storage does:
-   * every `pollInterval` milliseconds, at pollInvalidations(), and before its own commit is published.
+   * every `pollIntervalMs` milliseconds, at pollInvalidations(), and before its own commit is published.
    * Until then lastTransaction() stays behind (loads see everything, as a database's do). Default: at once.
+   * (In milliseconds: PostgreSQLOptions.pollInterval is in seconds, as RelStorage's.)
    */
-  pollInterval?: number;
+  pollIntervalMs?: number;
 }
 
 /** What a MemoryStorage offers: FileStorage's interfaces (see there), without blobs. */
@@ -220,13 +221,13 @@ export class MemoryStorage extends BaseStorage<Pending> implements Storage {
   readonly data: MemoryStorageData;
   protected readonly clock: () => number;
   private readonly listeners: InvalidationListener[] = [];
-  /** polling (options.pollInterval): the other storages' commits not heard of yet, and the last tid heard of */
+  /** polling (options.pollIntervalMs): the other storages' commits not heard of yet, and the last tid heard of */
   private readonly polled: {
     unheard: Array<{ tid: Tid; oids: Oid[] }>;
     last: Tid;
     timer: NodeJS.Timeout;
   } | null;
-  /** Storage.pollInvalidations, for a storage that polls (options.pollInterval) */
+  /** Storage.pollInvalidations, for a storage that polls (options.pollIntervalMs) */
   readonly pollInvalidations?: () => Promise<void>;
 
   constructor(options: MemoryStorageOptions = {}) {
@@ -239,10 +240,10 @@ export class MemoryStorage extends BaseStorage<Pending> implements Storage {
     this.data = options.data ?? new MemoryStorageData();
     this.clock = options.clock ?? preciseNow;
     this.data.watch(this);
-    if (options.pollInterval === undefined) {
+    if (options.pollIntervalMs === undefined) {
       this.polled = null;
     } else {
-      const timer = setInterval(() => this.poll(), options.pollInterval);
+      const timer = setInterval(() => this.poll(), options.pollIntervalMs);
       timer.unref();
       this.polled = { unheard: [], last: this.data.lastTid, timer };
       this.pollInvalidations = async () => this.poll();
