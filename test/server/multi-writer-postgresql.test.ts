@@ -1,7 +1,8 @@
 // Two zeo-ts servers over one PostgreSQL database (issue 12): each serves a PostgreSQLStorage of its own on
 // the database (they hear of each other's commits through LISTEN/NOTIFY and polls), with Python ZEO clients of
 // each (test/fixtures/python/zeo_multi_writer.py): a commit through one server reaches the caches of the
-// other's clients; a racetest spread over both finds consistent snapshots and no lost update.
+// other's clients; a racetest spread over both finds consistent snapshots and no lost update. And the shared
+// watchInvalidations suite (test/storage/watch-invalidations.ts) on two PostgreSQLStorages.
 
 import assert from 'node:assert/strict';
 import { after, before, describe } from 'node:test';
@@ -11,6 +12,7 @@ import { fixturesDir } from '../helpers/corpus.js';
 import { interopTest, type Oracle } from '../helpers/oracle.js';
 import { skipPostgres, startPostgres, type PostgresCluster } from '../helpers/postgres.js';
 import { startServer, type TestServer } from '../helpers/server-fixture.js';
+import { watchInvalidationsTests } from '../storage/watch-invalidations.js';
 
 function scenario<T>(oracle: Oracle, call: string, args: unknown = null): Promise<T> {
   return oracle.json<T>(
@@ -39,15 +41,25 @@ describe('two zeo-ts servers over one PostgreSQL database', { skip: skipPostgres
     await cluster?.stop();
   });
 
-  /** Two servers, each with its own PostgreSQLStorage on a new database. */
-  async function withServers(fn: (servers: TestServer[]) => Promise<void>): Promise<void> {
+  /** A new database with the schema: its DSN, and how to drop it. */
+  async function newDatabase(): Promise<{ dsn: string; drop: () => Promise<void> }> {
     const database = `mw_${n++}`;
     await admin.query(`CREATE DATABASE ${database}`);
     const c = new pg.Client(cluster.connection(database));
     await c.connect();
     await installSchema(c);
     await c.end();
-    const dsn = `host=${cluster.socketDir} port=${cluster.port} user=${cluster.user} dbname=${database}`;
+    return {
+      dsn: `host=${cluster.socketDir} port=${cluster.port} user=${cluster.user} dbname=${database}`,
+      drop: async () => {
+        await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+      },
+    };
+  }
+
+  /** Two servers, each with its own PostgreSQLStorage on a new database. */
+  async function withServers(fn: (servers: TestServer[]) => Promise<void>): Promise<void> {
+    const { dsn, drop } = await newDatabase();
     const servers: TestServer[] = [];
     try {
       for (let i = 0; i < 2; i++) {
@@ -62,9 +74,25 @@ describe('two zeo-ts servers over one PostgreSQL database', { skip: skipPostgres
       await fn(servers);
     } finally {
       for (const s of servers) await s.stop();
-      await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+      await drop();
     }
   }
+
+  // the storage side: the shared watchInvalidations suite on two PostgreSQLStorages over one database
+  watchInvalidationsTests('PostgreSQLStorage', async () => {
+    const { dsn, drop } = await newDatabase();
+    const a = await PostgreSQLStorage.open({ dsn, name: 'a', poolSize: 3, pollInterval: 0.2 });
+    const b = await PostgreSQLStorage.open({ dsn, name: 'b', poolSize: 3, pollInterval: 0.2 });
+    return {
+      a,
+      b,
+      close: async () => {
+        await a.close();
+        await b.close();
+        await drop();
+      },
+    };
+  });
 
   interopTest("a commit through server A is invalidated in the cache of B's clients", async (oracle) => {
     await withServers(async ([a, b]) => {
