@@ -27,6 +27,11 @@ export class InvalidationQueue {
     if (this.entries.length > this.size) this.entries.length = Math.max(this.size, 0);
   }
 
+  /** the tid of the newest entry, null when the queue is empty */
+  get newest(): Tid | null {
+    return this.entries.length > 0 ? this.entries[0].tid : null;
+  }
+
   get length(): number {
     return this.entries.length;
   }

@@ -76,13 +76,34 @@ export class ServedStorage {
     this.invalidations = new InvalidationQueue(options.invalidationQueueSize);
   }
 
-  /** Seeds the invalidation queue from the storage's last transactions (StorageServer._setup_invq). */
+  /**
+   * Seeds the invalidation queue from the storage's last transactions (StorageServer._setup_invq), and
+   * listens for the transactions other writers commit to the storage (another server over the same
+   * database): each goes to every client and into the queue, as a commit of a client of this server with no
+   * committer (StorageServerDB.invalidate, the fan-out's way).
+   */
   async init(): Promise<void> {
     const n = this.options.invalidationQueueSize;
+    // commits elsewhere while the queue is read wait for it, then those it does not hold go in after
+    let early: Array<{ tid: Tid; oids: Oid[] }> | null = [];
+    this.storage.watchInvalidations?.((tid, oids) => {
+      if (early) early.push({ tid, oids });
+      else this.invalidate(null, tid, oids);
+    });
     if (this.storage.capabilities.lastInvalidations) {
-      this.invalidations.seed(await this.storage.lastInvalidations(n));
+      const seeded = await this.storage.lastInvalidations(n);
+      // a transaction the storage has not reported yet (a database other writers commit to holds some)
+      // comes through the listener, in order: not in the queue before lastTransaction() has it
+      const last = this.storage.lastTransaction();
+      this.invalidations.seed(seeded.filter((e) => compareIds(e.tid, last) <= 0));
     } else {
       this.invalidations.seed([{ tid: this.storage.lastTransaction(), oids: null }]);
+    }
+    const pending = early;
+    early = null;
+    for (const e of pending) {
+      const newest = this.invalidations.newest;
+      if (newest === null || compareIds(e.tid, newest) > 0) this.invalidate(null, e.tid, e.oids);
     }
   }
 
@@ -92,6 +113,14 @@ export class ServedStorage {
    * transactions cost each client one write, not one per transaction.
    */
   invalidate(committer: StorageClient | null, tid: Tid, oids: Oid[]): void {
+    const newest = this.invalidations.newest;
+    if (newest !== null && compareIds(tid, newest) <= 0) {
+      // a storage that broke watchInvalidations' order: a client would see its last tid go back (and the
+      // Python client fails on that); said loudly, the invalidation still goes out
+      this.options.log.error(
+        `invalidation of ${idHex(tid)} after ${idHex(newest)}: transactions reported out of tid order`,
+      );
+    }
     this.invalidations.push(tid, oids);
     // (a copy: the committer's list is not kept past its transaction)
     const call = new AsyncCall('invalidateTransaction', [tid, oids.slice()]);
@@ -203,10 +232,13 @@ export class ServedStorage {
     if (fromQueue) return fromQueue;
     const age = this.options.invalidationAge;
     if (age === null || !(age > Date.now() / 1000 - tidTime(tid))) return null;
+    // no further than the last transaction now: later ones reach the client as invalidations, behind this
+    // reply (and a database other writers commit to may hold some this server has not reported yet)
+    const last = this.storage.lastTransaction();
     const oids: Oid[] = [];
     const seen = new Set<string>();
     let latest: Tid | null = null;
-    for await (const t of this.storage.iterator(p64(u64(tid) + 1n), null)) {
+    for await (const t of this.storage.iterator(p64(u64(tid) + 1n), last)) {
       for await (const r of t.records) {
         const key = idHex(r.oid);
         if (!seen.has(key)) {

@@ -190,6 +190,9 @@ export class Session implements StorageClient {
     if (!Object.prototype.hasOwnProperty.call(METHODS, name)) return undefined;
     if (this.served === null) return name === 'register' ? METHODS.register : undefined;
     if (name === 'register') return undefined;
+    if (this.served.storage.pollInvalidations !== undefined && Object.hasOwn(POLLING_METHODS, name)) {
+      return POLLING_METHODS[name];
+    }
     return METHODS[name];
   }
 
@@ -286,7 +289,7 @@ export class Session implements StorageClient {
   // ----------------------------------------------------------------------------------------------------
   // registration and information
 
-  register(storageId: PickleValue, readOnly: PickleValue): Tid {
+  register(storageId: PickleValue, readOnly: PickleValue): Tid | Promise<Tid> {
     const name = pyStr(storageId);
     // the reference looks the id up in a dict of str: b'1' is not '1'
     const served = typeof storageId === 'string' ? this.server.storages.get(name) : undefined;
@@ -297,9 +300,30 @@ export class Session implements StorageClient {
     if (!pyTruthy(readOnly) && (this.readOnly || served.storage.isReadOnly())) throw new ReadOnlyError();
     this.readOnly = this.readOnly || pyTruthy(readOnly);
     this.served = served;
+    const storage = served.storage;
     // registration and the last tid are one step: every later commit reaches this client as an invalidation
-    served.clients.add(this);
-    return served.storage.lastTransaction();
+    // (and no earlier one: a tid at or below the one it registered at fails the Python client)
+    if (storage.pollInvalidations === undefined) {
+      served.clients.add(this);
+      return storage.lastTransaction();
+    }
+    // a storage other writers commit to hears of their commits late: a client coming from another server
+    // may have seen some, and would find this one behind it (the Python client refuses that)
+    return storage.pollInvalidations().then(() => {
+      if (this.conn.connected) served.clients.add(this);
+      return storage.lastTransaction();
+    });
+  }
+
+  /**
+   * ping and lastTransaction over a storage other writers commit to (pollInvalidations): their replies come
+   * after the invalidations of everything committed elsewhere before they came, as they come after those of
+   * this server's commits (a client that syncs, ZEO's server_sync, after a commit through another server
+   * returned reads it). Replies queued when ready (deferred), behind those invalidations.
+   */
+  async polled<T>(answer: () => T): Promise<T> {
+    await this.storage.storage.pollInvalidations!();
+    return answer();
   }
 
   private get storage(): ServedStorage {
@@ -1189,6 +1213,15 @@ const METHODS: Record<string, MethodSpec> = {
   server_status: m([], 0, (s) => s.served!.status()),
   set_client_label: m(['label'], 1, (s, a) => s.setClientLabel(a[0])),
   ping: m([], 0, () => null),
+};
+
+/** The methods that answer differently over a storage other writers commit to (Session.polled). */
+const POLLING_METHODS: Record<string, MethodSpec> = {
+  lastTransaction: m([], 0, (s) => s.polled(() => s.served!.storage.lastTransaction()), {
+    owner: 'FileStorage',
+    deferred: true,
+  }),
+  ping: m([], 0, (s) => s.polled(() => null), { deferred: true }),
 };
 
 // ------------------------------------------------------------------------------------------------------

@@ -306,6 +306,19 @@ export interface Storage {
    */
   lastInvalidations(count: number): Promise<Array<{ tid: Tid; oids: Oid[] }>>;
 
+  /** Storages other writers also commit to (another zeo serve, RelStorage): calls `listener` with each
+   *  transaction committed elsewhere, in tid order, exactly once, and only after lastTransaction() has
+   *  advanced to it; a commit through this storage is reported by tpcFinish, not here. */
+  watchInvalidations?(listener: (tid: Tid, oids: Oid[]) => void): void;
+  /**
+   * Optional, with watchInvalidations, for a storage that hears of other writers' commits late (a poll):
+   * hear now of every transaction committed elsewhere before the call (RelStorage's poll at a transaction's
+   * start). Resolves once each went to the listeners and lastTransaction() has advanced to it. The server
+   * calls it before it answers register, ping and lastTransaction, so that a client that syncs (ZEO's
+   * server_sync) after a commit through another server returned reads it.
+   */
+  pollInvalidations?(): Promise<void>;
+
   /**
    * Optional (FileStorage's): asked before a flush of `commits` transactions; true when nothing else waits on
    * this thread (the ZEO server: no call in progress but those transactions' tpc_finish), so that a fast flush

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { TlsOptions } from 'node:tls';
 import { fileStorageDefaults, type StorageConfig } from '../../src/server/config.js';
 import { createLogger } from '../../src/server/log.js';
-import { openStorages } from '../../src/server/open-storages.js';
+import { openStorages, type OpenedStorage } from '../../src/server/open-storages.js';
 import { StorageServer, type StorageServerOptions } from '../../src/server/server.js';
 
 /** the server's own options (read-only, msgpack, limits...), as StorageServer takes them */
@@ -16,6 +16,8 @@ type ServerSettings = Omit<StorageServerOptions, 'storages' | 'log'>;
 export interface TestServerOptions extends ServerSettings {
   /** storage sections; default one FileStorage '1' at <dir>/Data.fs with blobs in <dir>/blobs */
   storages?: (dir: string) => StorageConfig[];
+  /** storages opened by the test, served instead of `storages` (closed when the server stops) */
+  opened?: OpenedStorage[];
   /** serve on a unix socket in the temp dir instead of TCP */
   unix?: boolean;
   /** a fixed TCP port (default 0: any free one) */
@@ -75,11 +77,21 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
     },
     { stderr: sink },
   );
-  const storages = await openStorages(
-    (options.storages ?? ((d: string) => [fileStorageConfig(d)]))(dir),
-    logging.root.child('ZEO.runzeo'),
-  );
-  const { storages: _sections, unix: _unix, port: _port, dir: _dir, tls, ...settings } = options;
+  const storages =
+    options.opened ??
+    (await openStorages(
+      (options.storages ?? ((d: string) => [fileStorageConfig(d)]))(dir),
+      logging.root.child('ZEO.runzeo'),
+    ));
+  const {
+    storages: _sections,
+    opened: _opened,
+    unix: _unix,
+    port: _port,
+    dir: _dir,
+    tls,
+    ...settings
+  } = options;
   const server = await StorageServer.create({ ...settings, storages, log: logging.root });
   let bound;
   try {

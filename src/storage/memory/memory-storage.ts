@@ -152,6 +152,22 @@ export class MemoryStorageData {
   maxOid = 0n;
   packing = false;
   private sorted: string[] | null = null;
+  /** the storages open on this data that hear of each other's commits (watchInvalidations) */
+  private readonly watchers = new Set<MemoryStorage>();
+
+  watch(storage: MemoryStorage): void {
+    this.watchers.add(storage);
+  }
+
+  unwatch(storage: MemoryStorage): void {
+    this.watchers.delete(storage);
+  }
+
+  /** `source` committed `tid` (lastTid is it already): every other storage open on this data hears of it. */
+  committed(source: MemoryStorage, tid: Tid, oids: () => Oid[]): void {
+    for (const storage of this.watchers)
+      if (storage !== source && storage.listens) storage.heard(tid, oids());
+  }
 
   /** The oid keys in byte order (cached until an object is added or removed). */
   sortedKeys(): string[] {
@@ -179,6 +195,13 @@ export interface MemoryStorageOptions {
    * <mappingstorage>: undo, restore, deleteObject, recordIternext and lastInvalidations raise Unsupported.
    */
   mappingStorage?: boolean;
+  /**
+   * Hear of the other storages' commits on the same data only when polling, as a PostgreSQL storage does:
+   * every `pollIntervalMs` milliseconds, at pollInvalidations(), and before its own commit is published.
+   * Until then lastTransaction() stays behind (loads see everything, as a database's do). Default: at once.
+   * (In milliseconds: PostgreSQLOptions.pollInterval is in seconds, as RelStorage's.)
+   */
+  pollIntervalMs?: number;
 }
 
 /** What a MemoryStorage offers: FileStorage's interfaces (see there), without blobs. */
@@ -192,9 +215,20 @@ const MEMORY_STORAGE_CAPABILITIES = capabilitiesOf(
 /** What ZODB's MappingStorage offers (its @implementer list, as runzeo's get_info reports it). */
 const MAPPING_STORAGE_CAPABILITIES = capabilitiesOf(zodbInterfaces('IStorage IStorageIteration'));
 
+type InvalidationListener = (tid: Tid, oids: Oid[]) => void;
+
 export class MemoryStorage extends BaseStorage<Pending> implements Storage {
   readonly data: MemoryStorageData;
   protected readonly clock: () => number;
+  private readonly listeners: InvalidationListener[] = [];
+  /** polling (options.pollIntervalMs): the other storages' commits not heard of yet, and the last tid heard of */
+  private readonly polled: {
+    unheard: Array<{ tid: Tid; oids: Oid[] }>;
+    last: Tid;
+    timer: NodeJS.Timeout;
+  } | null;
+  /** Storage.pollInvalidations, for a storage that polls (options.pollIntervalMs) */
+  readonly pollInvalidations?: () => Promise<void>;
 
   constructor(options: MemoryStorageOptions = {}) {
     super({
@@ -205,6 +239,15 @@ export class MemoryStorage extends BaseStorage<Pending> implements Storage {
     });
     this.data = options.data ?? new MemoryStorageData();
     this.clock = options.clock ?? preciseNow;
+    this.data.watch(this);
+    if (options.pollIntervalMs === undefined) {
+      this.polled = null;
+    } else {
+      const timer = setInterval(() => this.poll(), options.pollIntervalMs);
+      timer.unref();
+      this.polled = { unheard: [], last: this.data.lastTid, timer };
+      this.pollInvalidations = async () => this.poll();
+    }
   }
 
   /** the lock of the data, shared by the storages that open it */
@@ -225,6 +268,11 @@ export class MemoryStorage extends BaseStorage<Pending> implements Storage {
   // identity and status
 
   lastTransaction(): Tid {
+    return this.polled ? this.polled.last : this.data.lastTid;
+  }
+
+  /** (restore's check is against the data's last transaction, heard of or not) */
+  protected override lastWrittenTid(): Tid {
     return this.data.lastTid;
   }
 
@@ -244,7 +292,55 @@ export class MemoryStorage extends BaseStorage<Pending> implements Storage {
   }
 
   async close(): Promise<void> {
-    if (!this.closed) await this.closeTransactions();
+    if (this.closed) return;
+    this.data.unwatch(this);
+    if (this.polled) clearInterval(this.polled.timer);
+    await this.closeTransactions();
+  }
+
+  /**
+   * Storage.watchInvalidations: the commits of the other MemoryStorages open on the same data (other writers
+   * on one database), each reported as it commits (or, polling, at the next poll).
+   */
+  watchInvalidations(listener: InvalidationListener): void {
+    this.checkOpen();
+    this.listeners.push(listener);
+  }
+
+  /** whether it has anything to do with the other storages' commits */
+  get listens(): boolean {
+    return this.polled !== null || this.listeners.length > 0;
+  }
+
+  /** Another storage on the data committed `tid`: heard of now, or at the next poll. */
+  heard(tid: Tid, oids: Oid[]): void {
+    if (this.polled) this.polled.unheard.push({ tid: idCopy(tid), oids });
+    else this.tell(idCopy(tid), oids);
+  }
+
+  /** Hears of the commits not heard of yet, in order: lastTransaction() advances to each, then its listeners. */
+  private poll(): void {
+    const polled = this.polled!;
+    for (const { tid, oids } of polled.unheard.splice(0)) {
+      polled.last = tid;
+      this.tell(tid, oids);
+    }
+  }
+
+  /**
+   * The listeners, in the run that advanced lastTransaction() (so none answers it before they have it). A
+   * listener's error is thrown on its own, later: the transaction is committed whatever a listener does.
+   */
+  private tell(tid: Tid, oids: Oid[]): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(tid, oids);
+      } catch (e) {
+        queueMicrotask(() => {
+          throw e;
+        });
+      }
+    }
   }
 
   // ------------------------------------------------------------------------------------------------------
@@ -392,6 +488,8 @@ export class MemoryStorage extends BaseStorage<Pending> implements Storage {
 
   protected _finish(p: Pending): void {
     const d = this.data;
+    // the other writers' earlier commits are heard of before this one is published
+    if (this.polled) this.poll();
     const committed: CommittedTxn = {
       tid: p.tid,
       status: p.status,
@@ -416,6 +514,8 @@ export class MemoryStorage extends BaseStorage<Pending> implements Storage {
     d.transactions.push(committed);
     d.txnByTid.set(key(p.tid), committed);
     d.lastTid = p.tid;
+    if (this.polled) this.polled.last = p.tid;
+    d.committed(this, p.tid, () => committed.records.map((r) => idCopy(r.oid)));
   }
 
   // ------------------------------------------------------------------------------------------------------
