@@ -1,0 +1,212 @@
+// RelStorage (4.x, in the oracle venv) on a test cluster's database, driven from the tests through the Python
+// oracle (test/fixtures/python/relstorage_ops.py): create a database, commit transactions of PersistentMappings,
+// OOBTrees and BTrees.Length with user/description/extension, keep a connection open across calls to
+// interleave commits, read the object tree, every object's current state and the whole history, and pack.
+// The same comparable forms (ids in hex, data by sha1) are made from a zeo-ts Storage by storageHistory and
+// storageObjects, so a test compares what RelStorage sees with what our storage sees.
+import { createHash } from 'node:crypto';
+import { resolve } from 'node:path';
+import { pyRepr } from '../../src/pickle/index.js';
+import { POSKeyError } from '../../src/storage/errors.js';
+import { idHex } from '../../src/storage/ids.js';
+import type { Storage } from '../../src/storage/interfaces.js';
+import { interopDisabled, repoRoot, type Oracle } from './oracle.js';
+import { skipPostgres, type PostgresCluster } from './postgres.js';
+
+/** false, or why RelStorage tests are skipped: only ZEO_TS_SKIP_POSTGRES=1 or ZEO_TS_SKIP_INTEROP=1. */
+export const skipRelStorage: false | string =
+  skipPostgres || (interopDisabled ? 'ZEO_TS_SKIP_INTEROP=1: RelStorage runs in the Python oracle' : false);
+
+/** The libpq DSN of a database of a test cluster, as RelStorage (psycopg2) takes it. */
+export function relstorageDsn(cluster: PostgresCluster, database: string): string {
+  return `dbname=${database} user=${cluster.user} host=${cluster.socketDir} port=${cluster.port}`;
+}
+
+/**
+ * An object as relstorage_ops.py passes it: JSON as itself (objects are dicts), or {$mapping: {...}}
+ * (PersistentMapping), {$btree: {...}} (OOBTree), {$length: n} (BTrees.Length), {$bytes: hex}.
+ */
+export type Spec = null | boolean | number | string | Spec[] | { [key: string]: Spec };
+
+/** One transaction: its metadata, then changes at paths (keys from the root object down). */
+export interface RsTransaction {
+  user?: string;
+  description?: string;
+  extension?: Record<string, Spec>;
+  set?: Array<[string[], Spec]>;
+  delete?: string[][];
+  /** Length.change(n) on the Length at the path */
+  incr?: Array<[string[], number]>;
+}
+
+/** A record of the history; data is the sha1 of the record's data (null: none). */
+export interface HistoryRecord {
+  oid: string;
+  tid: string;
+  data: string | null;
+  dataTxn: string | null;
+}
+
+export interface HistoryTransaction {
+  tid: string;
+  status: string;
+  user: string;
+  description: string;
+  /** Python's repr of the extension dict (pyRepr on our side) */
+  extension: string;
+  records: HistoryRecord[];
+}
+
+/** Every object ever written: its current tid and data (sha1), null once it is gone (POSKeyError). */
+export type ObjectStates = Record<string, { tid: string; data: string } | null>;
+
+export type SessionCommit = { tid: string } | { conflict: string; oid: string | null };
+
+const CALL = `
+import sys
+if args['fixtures'] not in sys.path:
+    sys.path.insert(0, args['fixtures'])
+import relstorage_ops
+result = getattr(relstorage_ops, args['fn'])(*args['args'])
+`;
+
+/** RelStorage through an oracle (one per test file; closeAll() ends its open sessions). */
+export class RelStorageOracle {
+  private readonly fixtures = resolve(repoRoot, 'test/fixtures/python');
+
+  constructor(readonly oracle: Oracle) {}
+
+  call<T>(fn: string, ...args: unknown[]): Promise<T> {
+    return this.oracle.json<T>(CALL, undefined, { fixtures: this.fixtures, fn, args });
+  }
+
+  /** Opens the database with RelStorage, which installs its schema (and its procedures), and closes it. */
+  createSchema(dsn: string): Promise<void> {
+    return this.call('create_schema', dsn);
+  }
+
+  /** Opens the database with RelStorage (schema and root object made when missing); its last tid. */
+  create(dsn: string): Promise<string> {
+    return this.call('create', dsn);
+  }
+
+  /** Commits the transactions in turn through ZODB on RelStorage; their tids. */
+  commit(dsn: string, txns: RsTransaction[]): Promise<string[]> {
+    return this.call('commit', dsn, txns);
+  }
+
+  /** The root object as ZODB reads it through RelStorage. */
+  tree(dsn: string): Promise<Spec> {
+    return this.call('tree', dsn);
+  }
+
+  /** RelStorage's iterator over the whole history. */
+  history(dsn: string): Promise<HistoryTransaction[]> {
+    return this.call('history', dsn);
+  }
+
+  /** RelStorage's load() of every oid the history names. */
+  objects(dsn: string): Promise<ObjectStates> {
+    return this.call('objects', dsn);
+  }
+
+  lastTransaction(dsn: string): Promise<string> {
+    return this.call('last_transaction', dsn);
+  }
+
+  /** sha1 of RelStorage's loadSerial, null for POSKeyError. */
+  loadSerial(dsn: string, oid: string, tid: string): Promise<string | null> {
+    return this.call('load_serial', dsn, oid, tid);
+  }
+
+  loadBefore(
+    dsn: string,
+    oid: string,
+    tid: string,
+  ): Promise<{ data: string; start: string; end: string | null } | null> {
+    return this.call('load_before', dsn, oid, tid);
+  }
+
+  /** RelStorage's pack to `tid` (hex), with garbage collection unless gc is false. */
+  pack(dsn: string, tid: string, gc = true): Promise<void> {
+    return this.call('pack', dsn, tid, gc);
+  }
+
+  /** A RelStorage connection kept open: its transaction starts now (the root as it sees it is returned). */
+  async session(name: string, dsn: string): Promise<{ root: Spec; session: RsSession }> {
+    const root = await this.call<Spec>('session_open', name, dsn);
+    return { root, session: new RsSession(this, name) };
+  }
+
+  closeAll(): Promise<void> {
+    return this.call('close_all');
+  }
+}
+
+export class RsSession {
+  constructor(
+    private readonly rs: RelStorageOracle,
+    readonly name: string,
+  ) {}
+
+  /** Changes objects in the open transaction, not committed. */
+  change(ops: RsTransaction): Promise<void> {
+    return this.rs.call('session_change', this.name, ops);
+  }
+
+  /** Commits: the tid, or the ConflictError raised (the transaction is then aborted). */
+  commit(): Promise<SessionCommit> {
+    return this.rs.call('session_commit', this.name);
+  }
+
+  close(): Promise<void> {
+    return this.rs.call('session_close', this.name);
+  }
+}
+
+const sha1 = (data: Uint8Array): string => createHash('sha1').update(data).digest('hex');
+const text = (b: Uint8Array): string => Buffer.from(b).toString('utf8');
+
+/** A zeo-ts storage's iterator in RelStorageOracle.history's form. */
+export async function storageHistory(storage: Storage): Promise<HistoryTransaction[]> {
+  const out: HistoryTransaction[] = [];
+  for await (const t of storage.iterator()) {
+    const records: HistoryRecord[] = [];
+    for await (const r of t.records) {
+      records.push({
+        oid: idHex(r.oid),
+        tid: idHex(r.tid),
+        data: r.data === null ? null : sha1(r.data),
+        dataTxn: r.dataTxn === null ? null : idHex(r.dataTxn),
+      });
+    }
+    out.push({
+      tid: idHex(t.tid),
+      status: t.status,
+      user: text(t.user),
+      description: text(t.description),
+      extension: pyRepr(t.extension),
+      records,
+    });
+  }
+  return out;
+}
+
+/** A zeo-ts storage's load() of every oid its history names, in RelStorageOracle.objects's form. */
+export async function storageObjects(storage: Storage): Promise<ObjectStates> {
+  const oids = new Map<string, Uint8Array>();
+  for await (const t of storage.iterator()) {
+    for await (const r of t.records) oids.set(idHex(r.oid), r.oid);
+  }
+  const out: ObjectStates = {};
+  for (const key of [...oids.keys()].sort()) {
+    try {
+      const { data, serial } = await storage.load(oids.get(key)!);
+      out[key] = { tid: idHex(serial), data: sha1(data) };
+    } catch (e) {
+      if (!(e instanceof POSKeyError)) throw e;
+      out[key] = null;
+    }
+  }
+  return out;
+}

@@ -1,0 +1,260 @@
+// The schema installSchema creates is RelStorage 4.x's history-preserving schema: pg_dump --schema-only of a
+// database RelStorage created and of one installSchema created are the same (tables, columns, types,
+// defaults, constraints, indexes, the sequence, the view, the trigger), RelStorage's stored procedures aside
+// (RelStorage installs those itself whenever it opens a database); the rows of a new database are the same;
+// and RelStorage opens a database we created, installs its procedures and commits to it.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import { installSchema, schemaExists } from '../../../src/storage/postgresql/schema.js';
+import { Oracle } from '../../helpers/oracle.js';
+import { postgresBinDir, startPostgres, type PostgresCluster } from '../../helpers/postgres.js';
+import { RelStorageOracle, relstorageDsn, skipRelStorage } from '../../helpers/relstorage.js';
+
+const run = promisify(execFile);
+
+/** The tables of RelStorage's history-preserving schema. */
+const TABLES = [
+  'blob_chunk',
+  'commit_row_lock',
+  'current_object',
+  'object_ref',
+  'object_refs_added',
+  'object_state',
+  'pack_object',
+  'pack_state',
+  'pack_state_tid',
+  'transaction',
+];
+
+/**
+ * pg_dump --schema-only as {"TYPE name": the object's SQL, whitespace collapsed}, from the "-- Name: ...;
+ * Type: ...;" header pg_dump writes before each object; without the SET lines and the dump's random
+ * \restrict key.
+ */
+async function dumpSchema(cluster: PostgresCluster, database: string): Promise<Map<string, string>> {
+  const { stdout } = await run(
+    join(postgresBinDir(), 'pg_dump'),
+    [
+      '--schema-only',
+      '-h',
+      cluster.socketDir,
+      '-p',
+      String(cluster.port),
+      '-U',
+      cluster.user,
+      '-d',
+      database,
+    ],
+    { maxBuffer: 64 << 20 },
+  );
+  const objects = new Map<string, string>();
+  let key: string | null = null;
+  let sql: string[] = [];
+  const flush = () => {
+    if (key !== null) objects.set(key, sql.join(' ').replace(/\s+/g, ' ').trim());
+  };
+  for (const line of stdout.split('\n')) {
+    const header = /^-- Name: (.*); Type: (.*); Schema: .*; Owner: .*$/.exec(line);
+    if (header) {
+      flush();
+      key = `${header[2]} ${header[1]}`;
+      assert.ok(!objects.has(key), `pg_dump names ${key} once`);
+      sql = [];
+    } else if (!line.startsWith('--') && !line.startsWith('SET ') && !line.startsWith('\\')) {
+      sql.push(line);
+    }
+  }
+  flush();
+  return objects;
+}
+
+/** The dump without functions (RelStorage's procedures, which it installs on open) and their comments. */
+function withoutFunctions(dump: Map<string, string>): Map<string, string> {
+  return new Map(
+    [...dump].filter(([key]) => !key.startsWith('FUNCTION ') && !key.startsWith('COMMENT FUNCTION ')),
+  );
+}
+
+/** Every row of every table, and the sequence's state. */
+async function rows(cluster: PostgresCluster, database: string): Promise<Record<string, unknown>> {
+  const c = new pg.Client(cluster.connection(database));
+  await c.connect();
+  try {
+    const out: Record<string, unknown> = {};
+    for (const table of TABLES) {
+      out[table] = (await c.query(`SELECT * FROM "${table}" ORDER BY 1`)).rows;
+    }
+    out.zoid_seq = (await c.query('SELECT last_value, is_called FROM zoid_seq')).rows;
+    out.large_objects = (await c.query('SELECT count(*)::int AS n FROM pg_largeobject_metadata')).rows;
+    return out;
+  } finally {
+    await c.end();
+  }
+}
+
+async function functionNames(cluster: PostgresCluster, database: string): Promise<string[]> {
+  const c = new pg.Client(cluster.connection(database));
+  await c.connect();
+  try {
+    const r = await c.query<{ proname: string }>(
+      `SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname = 'public' ORDER BY 1`,
+    );
+    return r.rows.map((row) => row.proname);
+  } finally {
+    await c.end();
+  }
+}
+
+async function triggers(cluster: PostgresCluster, database: string): Promise<string[]> {
+  const c = new pg.Client(cluster.connection(database));
+  await c.connect();
+  try {
+    const r = await c.query<{ t: string }>(
+      `SELECT tgrelid::regclass::text || ' ' || tgname AS t FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1`,
+    );
+    return r.rows.map((row) => row.t);
+  } finally {
+    await c.end();
+  }
+}
+
+describe('PostgreSQL schema: the same as RelStorage 4.x creates', { skip: skipRelStorage }, () => {
+  let cluster: PostgresCluster;
+  let oracle: Oracle;
+  let rs: RelStorageOracle;
+  let admin: pg.Client;
+  let n = 0;
+
+  /** A new empty database. */
+  async function database(): Promise<string> {
+    const name = `schema_${++n}`;
+    await admin.query(`CREATE DATABASE ${name}`);
+    return name;
+  }
+
+  /** A new database with the schema installSchema makes. */
+  async function ours(): Promise<string> {
+    const name = await database();
+    const c = new pg.Client(cluster.connection(name));
+    await c.connect();
+    try {
+      assert.equal(await schemaExists(c), false);
+      await installSchema(c);
+      assert.equal(await schemaExists(c), true);
+    } finally {
+      await c.end();
+    }
+    return name;
+  }
+
+  /** A new database whose schema RelStorage made. */
+  async function theirs(): Promise<string> {
+    const name = await database();
+    await rs.createSchema(relstorageDsn(cluster, name));
+    return name;
+  }
+
+  before(async () => {
+    cluster = await startPostgres();
+    admin = new pg.Client(cluster.connection());
+    await admin.connect();
+    oracle = new Oracle();
+    rs = new RelStorageOracle(oracle);
+  });
+
+  after(async () => {
+    oracle?.close();
+    await admin?.end();
+    await cluster?.stop();
+  });
+
+  it("pg_dump --schema-only of installSchema's database is RelStorage's, procedures aside", async () => {
+    const expected = withoutFunctions(await dumpSchema(cluster, await theirs()));
+    const actual = withoutFunctions(await dumpSchema(cluster, await ours()));
+    // what is compared: every table, and the sequence, view, constraints, indexes and trigger
+    for (const table of TABLES) assert.ok(expected.has(`TABLE ${table}`), `RelStorage's dump has ${table}`);
+    for (const key of [
+      'SEQUENCE zoid_seq',
+      'VIEW current_object_state',
+      'TRIGGER blob_chunk blob_chunk_delete',
+      'CONSTRAINT object_state object_state_pk',
+      'FK CONSTRAINT current_object current_object_zoid_tid_fkey',
+      'INDEX pack_object_keep_true',
+    ]) {
+      assert.ok(expected.has(key), `RelStorage's dump has ${key}`);
+    }
+    assert.deepEqual([...actual.keys()].sort(), [...expected.keys()].sort());
+    for (const [key, sql] of expected) assert.equal(actual.get(key), sql, key);
+  });
+
+  it('a new database holds the same rows (tid 0, the commit row lock, an unused zoid_seq)', async () => {
+    const expected = await rows(cluster, await theirs());
+    assert.deepEqual((expected.transaction as unknown[]).length, 1);
+    assert.deepEqual(expected.commit_row_lock, [{ tid: '0' }]);
+    assert.deepEqual(await rows(cluster, await ours()), expected);
+  });
+
+  it('RelStorage opens a database we created, installs its procedures and commits to it', async () => {
+    const reference = await theirs();
+    const name = await ours();
+    const dsn = relstorageDsn(cluster, name);
+    const before = await dumpSchema(cluster, name);
+    const tids = await rs.commit(dsn, [
+      {
+        user: 'alice',
+        description: 'first',
+        extension: { app: 'schema test' },
+        set: [[['a'], { $mapping: { x: 1 } }]],
+      },
+      {
+        description: 'a tree',
+        set: [[['t'], { $btree: Object.fromEntries(Array.from({ length: 150 }, (_, i) => [`k${i}`, i])) }]],
+      },
+    ]);
+    assert.equal(tids.length, 2);
+    // its procedures are now there, as in a database it created; its trigger is ours (not a second one)
+    assert.deepEqual(await functionNames(cluster, name), await functionNames(cluster, reference));
+    assert.ok((await functionNames(cluster, name)).includes('lock_objects_and_detect_conflicts'));
+    assert.deepEqual(await triggers(cluster, name), ['blob_chunk blob_chunk_delete']);
+    // and it changed nothing else of the schema
+    assert.deepEqual(withoutFunctions(await dumpSchema(cluster, name)), withoutFunctions(before));
+    // what it committed reads back through RelStorage: the root it made, then the two transactions
+    const history = await rs.history(dsn);
+    assert.deepEqual(
+      history.map((t) => [t.user, t.description, t.extension]),
+      [
+        ['', 'initial database creation', '{}'],
+        ['alice', 'first', "{'app': 'schema test'}"],
+        ['', 'a tree', '{}'],
+      ],
+    );
+    assert.deepEqual(
+      history.slice(1).map((t) => t.tid),
+      tids,
+    );
+    const tree = (await rs.tree(dsn)) as { $mapping: Record<string, unknown> };
+    assert.deepEqual(tree.$mapping.a, { $mapping: { x: 1 } });
+    assert.equal(Object.keys((tree.$mapping.t as { $btree: object }).$btree).length, 150);
+  });
+
+  it('installSchema leaves a database RelStorage created as it is', async () => {
+    const name = await theirs();
+    const before = await dumpSchema(cluster, name);
+    const beforeRows = await rows(cluster, name);
+    const c = new pg.Client(cluster.connection(name));
+    await c.connect();
+    try {
+      assert.equal(await schemaExists(c), true);
+      await installSchema(c);
+    } finally {
+      await c.end();
+    }
+    assert.deepEqual(await dumpSchema(cluster, name), before);
+    assert.deepEqual(await rows(cluster, name), beforeRows);
+  });
+});
