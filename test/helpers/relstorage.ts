@@ -5,8 +5,10 @@
 // The same comparable forms (ids in hex, data by sha1) are made from a zeo-ts Storage by storageHistory and
 // storageObjects, so a test compares what RelStorage sees with what our storage sees.
 import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { pyRepr } from '../../src/pickle/index.js';
+import { isBlobRecord } from '../../src/storage/blobs/index.js';
 import { POSKeyError } from '../../src/storage/errors.js';
 import { idHex } from '../../src/storage/ids.js';
 import type { Storage } from '../../src/storage/interfaces.js';
@@ -24,7 +26,8 @@ export function relstorageDsn(cluster: PostgresCluster, database: string): strin
 
 /**
  * An object as relstorage_ops.py passes it: JSON as itself (objects are dicts), or {$mapping: {...}}
- * (PersistentMapping), {$btree: {...}} (OOBTree), {$length: n} (BTrees.Length), {$bytes: hex}.
+ * (PersistentMapping), {$btree: {...}} (OOBTree), {$length: n} (BTrees.Length), {$bytes: hex}, {$blob: hex} (a
+ * ZODB Blob holding those bytes).
  */
 export type Spec = null | boolean | number | string | Spec[] | { [key: string]: Spec };
 
@@ -45,6 +48,8 @@ export interface HistoryRecord {
   tid: string;
   data: string | null;
   dataTxn: string | null;
+  /** sha1 of the blob file of a blob record ('missing' when there is none), null for other records */
+  blob: string | null;
 }
 
 export interface HistoryTransaction {
@@ -167,6 +172,16 @@ export class RsSession {
 const sha1 = (data: Uint8Array): string => createHash('sha1').update(data).digest('hex');
 const text = (b: Uint8Array): string => Buffer.from(b).toString('utf8');
 
+async function blobSha1(storage: Storage, oid: Uint8Array, tid: Uint8Array): Promise<string> {
+  if (!storage.capabilities.blobs) return 'the storage has no blobs';
+  try {
+    return sha1(await readFile(await storage.loadBlob(oid, tid)));
+  } catch (e) {
+    if (e instanceof POSKeyError) return 'missing';
+    throw e;
+  }
+}
+
 /** A zeo-ts storage's iterator in RelStorageOracle.history's form. */
 export async function storageHistory(storage: Storage): Promise<HistoryTransaction[]> {
   const out: HistoryTransaction[] = [];
@@ -178,6 +193,7 @@ export async function storageHistory(storage: Storage): Promise<HistoryTransacti
         tid: idHex(r.tid),
         data: r.data === null ? null : sha1(r.data),
         dataTxn: r.dataTxn === null ? null : idHex(r.dataTxn),
+        blob: isBlobRecord(r.data) ? await blobSha1(storage, r.oid, r.tid) : null,
       });
     }
     out.push({
