@@ -2,17 +2,25 @@
 // database RelStorage created and of one installSchema created are the same (tables, columns, types,
 // defaults, constraints, indexes, the sequence, the view, the trigger), RelStorage's stored procedures aside
 // (RelStorage installs those itself whenever it opens a database); the rows of a new database are the same;
-// and RelStorage opens a database we created, installs its procedures and commits to it.
+// and RelStorage opens a database we created, installs its procedures and commits to it, and we read that.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import pg from 'pg';
+import { idHex } from '../../../src/storage/ids.js';
+import { PostgreSQLStorage } from '../../../src/storage/postgresql/index.js';
 import { installSchema, schemaExists } from '../../../src/storage/postgresql/schema.js';
 import { Oracle } from '../../helpers/oracle.js';
 import { postgresBinDir, startPostgres, type PostgresCluster } from '../../helpers/postgres.js';
-import { RelStorageOracle, relstorageDsn, skipRelStorage } from '../../helpers/relstorage.js';
+import {
+  RelStorageOracle,
+  relstorageDsn,
+  skipRelStorage,
+  storageHistory,
+  storageObjects,
+} from '../../helpers/relstorage.js';
 
 const run = promisify(execFile);
 
@@ -199,7 +207,7 @@ describe('PostgreSQL schema: the same as RelStorage 4.x creates', { skip: skipRe
     assert.deepEqual(await rows(cluster, await ours()), expected);
   });
 
-  it('RelStorage opens a database we created, installs its procedures and commits to it', async () => {
+  it('RelStorage opens a database we created, installs its procedures and commits to it; we read it after', async () => {
     const reference = await theirs();
     const name = await ours();
     const dsn = relstorageDsn(cluster, name);
@@ -240,6 +248,15 @@ describe('PostgreSQL schema: the same as RelStorage 4.x creates', { skip: skipRe
     const tree = (await rs.tree(dsn)) as { $mapping: Record<string, unknown> };
     assert.deepEqual(tree.$mapping.a, { $mapping: { x: 1 } });
     assert.equal(Object.keys((tree.$mapping.t as { $btree: object }).$btree).length, 150);
+    // and we still open it (its procedures there now) and read what RelStorage wrote
+    const storage = await PostgreSQLStorage.open({ dsn, resolver: null });
+    try {
+      assert.deepEqual(await storageHistory(storage), history);
+      assert.deepEqual(await storageObjects(storage), await rs.objects(dsn));
+      assert.equal(idHex(storage.lastTransaction()), tids[1]);
+    } finally {
+      await storage.close();
+    }
   });
 
   it('installSchema leaves a database RelStorage created as it is', async () => {

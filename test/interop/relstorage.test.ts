@@ -1,0 +1,361 @@
+// RelStorage 4.x (the Python reference, in the oracle venv) and zeo-ts's PostgreSQLStorage on one database,
+// at the storage level (no server): what one writes the other reads the same (states, per-object history,
+// loadBefore/loadSerial, the iterator, lastTransaction), they commit in turn on one database, an object each
+// changed from the same start is a ConflictError for the second, and RelStorage's pack leaves what both read
+// the same.
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { dumps, Global, tupleFrom, type PickleValue } from '../../src/pickle/index.js';
+import { ConflictError } from '../../src/storage/errors.js';
+import { idFromHex, idHex, z64, type Oid, type Tid } from '../../src/storage/ids.js';
+import { TransactionMetaData } from '../../src/storage/interfaces.js';
+import { PostgreSQLStorage } from '../../src/storage/postgresql/index.js';
+import { Oracle } from '../helpers/oracle.js';
+import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
+import {
+  RelStorageOracle,
+  relstorageDsn,
+  skipRelStorage,
+  storageHistory,
+  storageObjects,
+  type HistoryTransaction,
+  type Spec,
+} from '../helpers/relstorage.js';
+import { waitUntil } from '../helpers/wait.js';
+import { mappingOf, mappingRecord, ref } from '../storage/contract/helpers.js';
+
+const tuple = (...items: PickleValue[]) => tupleFrom<PickleValue>(items);
+const utf8 = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'utf8'));
+const PM = ['persistent.mapping', 'PersistentMapping'] as const;
+const sha1 = (d: Uint8Array): string => createHash('sha1').update(d).digest('hex');
+
+/** A record as ZODB's Connection writes it: (class, None), then the state. */
+function record(module: string, name: string, state: PickleValue): Uint8Array {
+  return new Uint8Array(Buffer.concat([dumps(tuple(Global.of(module, name), null), 3), dumps(state, 3)]));
+}
+
+/** An OOBTree small enough to keep its one bucket inline: its state is (((k, v, k, v...),),). */
+function oobtree(items: Array<[string, PickleValue]>): Uint8Array {
+  return record('BTrees.OOBTree', 'OOBTree', tuple(tuple(tuple(tuple(...items.flat())))));
+}
+
+describe('RelStorage 4.x and PostgreSQLStorage on one database', { skip: skipRelStorage }, () => {
+  let cluster: PostgresCluster;
+  let oracle: Oracle;
+  let rs: RelStorageOracle;
+  let admin: pg.Client;
+  const open: PostgreSQLStorage[] = [];
+  let n = 0;
+
+  async function database(): Promise<string> {
+    const name = `interop_${++n}`;
+    await admin.query(`CREATE DATABASE ${name}`);
+    return relstorageDsn(cluster, name);
+  }
+
+  /** The transactions committed elsewhere that each storage reported (watchInvalidations, as the server). */
+  const invalidations = new Map<PostgreSQLStorage, Array<{ tid: string; oids: string[] }>>();
+
+  async function storage(dsn: string): Promise<PostgreSQLStorage> {
+    const s = await PostgreSQLStorage.open({ dsn, resolver: null, pollInterval: 0.05 });
+    open.push(s);
+    const reported: Array<{ tid: string; oids: string[] }> = [];
+    invalidations.set(s, reported);
+    s.watchInvalidations((tid, oids) => reported.push({ tid: idHex(tid), oids: oids.map(idHex).sort() }));
+    return s;
+  }
+
+  /** Until the storage has seen the commit `tid` made elsewhere (it polls). */
+  async function seen(s: PostgreSQLStorage, tid: string): Promise<void> {
+    await waitUntil(
+      () => idHex(s.lastTransaction()) >= tid,
+      () => `lastTransaction ${idHex(s.lastTransaction())} to reach ${tid}`,
+    );
+  }
+
+  /** One transaction through PostgreSQLStorage's two-phase commit; its tid. */
+  async function commit(
+    s: PostgreSQLStorage,
+    meta: { user?: string; description?: string; extension?: Record<string, PickleValue> },
+    records: Array<[Oid, Tid, Uint8Array]>,
+  ): Promise<Tid> {
+    const txn = new TransactionMetaData(
+      utf8(meta.user ?? ''),
+      utf8(meta.description ?? ''),
+      new Map(Object.entries(meta.extension ?? {})),
+    );
+    await s.tpcBegin(txn);
+    try {
+      for (const [oid, serial, data] of records) await s.store(oid, serial, data, txn);
+      await s.tpcVote(txn);
+      return await s.tpcFinish(txn);
+    } catch (e) {
+      await s.tpcAbort(txn);
+      throw e;
+    }
+  }
+
+  /** Both see the same history, objects and last transaction. */
+  async function assertSameView(s: PostgreSQLStorage, dsn: string): Promise<HistoryTransaction[]> {
+    const history = await rs.history(dsn);
+    assert.deepEqual(await storageHistory(s), history);
+    assert.deepEqual(await storageObjects(s), await rs.objects(dsn));
+    assert.equal(idHex(s.lastTransaction()), await rs.lastTransaction(dsn));
+    return history;
+  }
+
+  before(async () => {
+    cluster = await startPostgres();
+    admin = new pg.Client(cluster.connection());
+    await admin.connect();
+    oracle = new Oracle();
+    rs = new RelStorageOracle(oracle);
+  });
+
+  after(async () => {
+    for (const s of open) await s.close();
+    if (rs) await rs.closeAll();
+    oracle?.close();
+    await admin?.end();
+    await cluster?.stop();
+  });
+
+  it('RelStorage writes (BTrees, many objects, a resolved conflict): PostgreSQLStorage reads the same', async () => {
+    const dsn = await database();
+    await rs.create(dsn);
+    const tree: Record<string, Spec> = {};
+    for (let i = 0; i < 400; i++) tree[`key${String(i).padStart(3, '0')}`] = i;
+    await rs.commit(dsn, [
+      {
+        user: 'alice',
+        description: 'a mapping, a tree of many buckets, a counter',
+        extension: { app: 'interop', n: 3 },
+        set: [
+          [['a'], { $mapping: { x: 1, s: 'text', b: { $bytes: '00ff10' } } }],
+          [['t'], { $btree: tree }],
+          [['n'], { $length: 0 }],
+        ],
+      },
+      { description: 'change the tree', set: [[['t', 'key007'], 'seven']], delete: [['t', 'key100']] },
+    ]);
+    // two RelStorage connections change the counter from the same start: the second resolves the conflict
+    const first = (await rs.session('one', dsn)).session;
+    const second = (await rs.session('two', dsn)).session;
+    await first.change({ description: 'one', incr: [[['n'], 5]] });
+    await second.change({ description: 'two', incr: [[['n'], 2]] });
+    assert.ok('tid' in (await first.commit()));
+    assert.ok('tid' in (await second.commit()));
+    await first.close();
+    await second.close();
+    await rs.commit(dsn, [{ user: 'bob', description: 'a deletion', delete: [['a']] }]);
+    const spec = (await rs.tree(dsn)) as { $mapping: Record<string, Spec> };
+    assert.deepEqual(spec.$mapping.n, { $length: 7 });
+
+    const s = await storage(dsn);
+    const history = await assertSameView(s, dsn);
+    assert.equal(history.length, 6);
+    const oids = new Set(history.flatMap((t) => t.records.map((r) => r.oid)));
+    assert.ok(oids.size > 10, `a tree of many buckets: ${oids.size} objects`);
+
+    // every revision by loadSerial, and the root's and the counter's by loadBefore at every tid
+    for (const t of history) {
+      for (const r of t.records) {
+        assert.equal(sha1(await s.loadSerial(idFromHex(r.oid), idFromHex(r.tid))), r.data);
+      }
+    }
+    // the counter: the one object of the two transactions whose conflict RelStorage resolved
+    assert.deepEqual(
+      history.slice(3, 5).map((t) => [t.description, t.records.length]),
+      [
+        ['one', 1],
+        ['two', 1],
+      ],
+    );
+    const counter = history[3].records[0].oid;
+    assert.equal(history[4].records[0].oid, counter);
+    for (const oid of [idHex(z64), counter]) {
+      for (const t of history) {
+        const ours = await s.loadBefore(idFromHex(oid), idFromHex(t.tid));
+        const theirs = await rs.loadBefore(dsn, oid, t.tid);
+        assert.deepEqual(
+          ours && { data: sha1(ours.data), start: idHex(ours.start), end: ours.end && idHex(ours.end) },
+          theirs,
+          `loadBefore(${oid}, ${t.tid})`,
+        );
+      }
+    }
+
+    // the root's history, newest first, with each transaction's metadata
+    const rootTxns = history.filter((t) => t.records.some((r) => r.oid === idHex(z64))).reverse();
+    const rootHistory = await s.history(z64, 100);
+    assert.deepEqual(
+      rootHistory.map((h) => [
+        idHex(h.tid),
+        Buffer.from(h.userName).toString(),
+        Buffer.from(h.description).toString(),
+      ]),
+      rootTxns.map((t) => [t.tid, t.user, t.description]),
+    );
+
+    // the iterator from one tid to another (both included)
+    const part: string[] = [];
+    for await (const t of s.iterator(idFromHex(history[1].tid), idFromHex(history[3].tid)))
+      part.push(idHex(t.tid));
+    assert.deepEqual(
+      part,
+      history.slice(1, 4).map((t) => t.tid),
+    );
+  });
+
+  it('PostgreSQLStorage writes a new database: RelStorage reads the same objects and history', async () => {
+    const dsn = await database();
+    const s = await storage(dsn);
+    const [a, t, c] = [await s.newOid(), await s.newOid(), await s.newOid()];
+    const items: Array<[string, PickleValue]> = Array.from({ length: 20 }, (_, i) => [`k${i}`, i]);
+    const tid1 = await commit(s, { user: 'carol', description: 'initial', extension: { app: 'zeo-ts' } }, [
+      [
+        z64,
+        z64,
+        mappingRecord([
+          ['a', ref(a, ...PM)],
+          ['t', ref(t, 'BTrees.OOBTree', 'OOBTree')],
+          ['n', ref(c, 'BTrees.Length', 'Length')],
+          ['s', 'text'],
+          ['b', new Uint8Array([0, 255, 16])],
+        ]),
+      ],
+      [a, z64, mappingRecord([['x', 1]])],
+      [t, z64, oobtree(items)],
+      [c, z64, record('BTrees.Length', 'Length', 7)],
+    ]);
+    const tid2 = await commit(s, { description: 'x is 2' }, [[a, tid1, mappingRecord([['x', 2]])]]);
+    assert.ok(idHex(tid2) > idHex(tid1));
+
+    assert.deepEqual(await rs.tree(dsn), {
+      $mapping: {
+        a: { $mapping: { x: 2 } },
+        t: { $btree: Object.fromEntries(items) as Record<string, Spec> },
+        n: { $length: 7 },
+        s: 'text',
+        b: { $bytes: '00ff10' },
+      },
+    });
+    const history = await assertSameView(s, dsn);
+    assert.deepEqual(
+      history.map((x) => [x.tid, x.user, x.description, x.extension, x.records.length]),
+      [
+        [idHex(tid1), 'carol', 'initial', "{'app': 'zeo-ts'}", 4],
+        [idHex(tid2), '', 'x is 2', '{}', 1],
+      ],
+    );
+    assert.equal(
+      await rs.loadSerial(dsn, idHex(a), idHex(tid1)),
+      history[0].records.find((r) => r.oid === idHex(a))?.data,
+    );
+
+    // RelStorage writes on top: its oids do not collide with ours, and we read its commit
+    const [tid3] = await rs.commit(dsn, [
+      { description: 'RelStorage on top', set: [[['r'], { $mapping: { y: 1 } }]], incr: [[['n'], 1]] },
+    ]);
+    await seen(s, tid3);
+    const after = await assertSameView(s, dsn);
+    const added = after[2].records
+      .map((r) => r.oid)
+      .filter((oid) => !history[0].records.some((r) => r.oid === oid));
+    assert.equal(added.length, 1, 'RelStorage made one new object, under an oid we did not use');
+  });
+
+  it('RelStorage and PostgreSQLStorage commit in turn on one database', async () => {
+    const dsn = await database();
+    await rs.create(dsn);
+    const s = await storage(dsn);
+    const tids: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const [rsTid] = await rs.commit(dsn, [
+        { description: `rs ${i}`, set: [[[`rs${i}`], { $mapping: { i } }]] },
+      ]);
+      await seen(s, rsTid);
+      const root = await s.load(z64);
+      assert.equal(idHex(root.serial), rsTid);
+      const oid = await s.newOid();
+      const tid = await commit(s, { description: `ps ${i}` }, [
+        [z64, root.serial, mappingRecord([...mappingOf(root.data), [`ps${i}`, ref(oid, ...PM)]])],
+        [oid, z64, mappingRecord([['i', i]])],
+      ]);
+      assert.ok(idHex(tid) > rsTid);
+      tids.push(rsTid, idHex(tid));
+    }
+    const expected: Record<string, Spec> = {};
+    for (let i = 0; i < 4; i++) {
+      expected[`rs${i}`] = { $mapping: { i } };
+      expected[`ps${i}`] = { $mapping: { i } };
+    }
+    const spec = (await rs.tree(dsn)) as { $mapping: Record<string, Spec> };
+    assert.deepEqual(spec.$mapping, expected);
+    const history = await assertSameView(s, dsn);
+    assert.deepEqual(
+      history.slice(1).map((t) => t.tid),
+      tids,
+    );
+    // RelStorage's commits, and only those, were reported, each once, in order, with the oids they wrote
+    assert.deepEqual(
+      invalidations.get(s),
+      history
+        .filter((t) => t.description.startsWith('rs '))
+        .map((t) => ({ tid: t.tid, oids: t.records.map((r) => r.oid).sort() })),
+    );
+
+    // RelStorage packs (with GC) to the middle: both still read the same, which is ZODB's pack: up to the
+    // pack tid only the revisions current then are kept (every object is reachable), in transactions marked
+    // packed, the emptied ones gone; the later transactions as they were
+    const cut = tids[3];
+    await rs.pack(dsn, cut);
+    const packed = await assertSameView(s, dsn);
+    const replaced = (t: HistoryTransaction, oid: string) =>
+      history.some((u) => u.tid > t.tid && u.tid <= cut && u.records.some((r) => r.oid === oid));
+    assert.deepEqual(packed, [
+      ...history
+        .filter((t) => t.tid <= cut)
+        .map((t) => ({ ...t, status: 'p', records: t.records.filter((r) => !replaced(t, r.oid)) }))
+        .filter((t) => t.records.length > 0),
+      ...history.filter((t) => t.tid > cut),
+    ]);
+    assert.ok(packed.length < history.length);
+  });
+
+  it('an object changed by each from the same start is a ConflictError for the second to commit', async () => {
+    const dsn = await database();
+    await rs.create(dsn);
+    const s = await storage(dsn);
+
+    // RelStorage starts from the root as it is, we commit a change to it first: RelStorage's commit conflicts
+    const { session } = await rs.session('late', dsn);
+    await session.change({ set: [[['who'], 'RelStorage']] });
+    const root = await s.load(z64);
+    const ours = await commit(s, { description: 'zeo-ts first' }, [
+      [z64, root.serial, mappingRecord([...mappingOf(root.data), ['who', 'zeo-ts']])],
+    ]);
+    assert.deepEqual(await session.commit(), { conflict: 'ConflictError', oid: idHex(z64) });
+
+    // we start from the root as it is, RelStorage commits a change to it first: our commit conflicts
+    const start = await s.load(z64);
+    assert.equal(idHex(start.serial), idHex(ours));
+    await session.change({ set: [[['who'], 'RelStorage']] });
+    const theirs = await session.commit();
+    assert.ok('tid' in theirs);
+    await session.close();
+    await assert.rejects(
+      commit(s, { description: 'zeo-ts second' }, [
+        [z64, start.serial, mappingRecord([...mappingOf(start.data), ['who', 'zeo-ts again']])],
+      ]),
+      (e: unknown) => e instanceof ConflictError && e.oid !== null && idHex(e.oid) === idHex(z64),
+    );
+    // the winner of each race is what both read
+    await seen(s, theirs.tid);
+    const spec = (await rs.tree(dsn)) as { $mapping: Record<string, Spec> };
+    assert.equal(spec.$mapping.who, 'RelStorage');
+    await assertSameView(s, dsn);
+  });
+});
