@@ -12,8 +12,10 @@ import { isBlobRecord } from '../../src/storage/blobs/index.js';
 import { POSKeyError } from '../../src/storage/errors.js';
 import { idHex } from '../../src/storage/ids.js';
 import type { Storage } from '../../src/storage/interfaces.js';
+import { PostgreSQLStorage } from '../../src/storage/postgresql/index.js';
 import { interopDisabled, repoRoot, type Oracle } from './oracle.js';
 import { skipPostgres, type PostgresCluster } from './postgres.js';
+import { waitUntil } from './wait.js';
 
 /** false, or why RelStorage tests are skipped: only ZEO_TS_SKIP_POSTGRES=1 or ZEO_TS_SKIP_INTEROP=1. */
 export const skipRelStorage: false | string =
@@ -143,8 +145,50 @@ export class RelStorageOracle {
     return { root, session: new RsSession(this, name) };
   }
 
+  /**
+   * RelStorage's two-phase commit on the storage, step by step, so a test holds its locks between calls: its
+   * vote takes the object locks (and readCurrent's shared ones), its finish the commit lock.
+   */
+  async rawBegin(name: string, dsn: string, description = ''): Promise<RsRawCommit> {
+    await this.call('raw_begin', name, dsn, description);
+    return new RsRawCommit(this, name);
+  }
+
+  /** Ends every open session and raw commit. */
   closeAll(): Promise<void> {
     return this.call('close_all');
+  }
+}
+
+const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
+
+export class RsRawCommit {
+  constructor(
+    private readonly rs: RelStorageOracle,
+    readonly name: string,
+  ) {}
+
+  store(oid: Uint8Array, serial: Uint8Array, data: Uint8Array): Promise<void> {
+    return this.rs.call('raw_store', this.name, hex(oid), hex(serial), hex(data));
+  }
+
+  /** checkCurrentSerialInTransaction */
+  readCurrent(oid: Uint8Array, serial: Uint8Array): Promise<void> {
+    return this.rs.call('raw_read_current', this.name, hex(oid), hex(serial));
+  }
+
+  /** null, or the error tpc_vote raised (the transaction is then aborted). */
+  vote(): Promise<{ error: string; message: string } | null> {
+    return this.rs.call('raw_vote', this.name);
+  }
+
+  /** tpc_finish: the tid. */
+  finish(): Promise<string> {
+    return this.rs.call('raw_finish', this.name);
+  }
+
+  abort(): Promise<void> {
+    return this.rs.call('raw_abort', this.name);
   }
 }
 
@@ -167,6 +211,28 @@ export class RsSession {
   close(): Promise<void> {
     return this.rs.call('session_close', this.name);
   }
+}
+
+/** What watchInvalidations reported: the transactions committed elsewhere (ids in hex, oids sorted). */
+export type Reported = Array<{ tid: string; oids: string[] }>;
+
+/**
+ * A PostgreSQLStorage on `dsn` (no conflict resolution, polling every 50 ms) that listens for other writers'
+ * commits as the server does (watchInvalidations, which also makes lastTransaction follow them).
+ */
+export async function openWatched(dsn: string): Promise<{ storage: PostgreSQLStorage; reported: Reported }> {
+  const storage = await PostgreSQLStorage.open({ dsn, resolver: null, pollInterval: 0.05 });
+  const reported: Reported = [];
+  storage.watchInvalidations((tid, oids) => reported.push({ tid: idHex(tid), oids: oids.map(idHex).sort() }));
+  return { storage, reported };
+}
+
+/** Until `storage` has seen the transaction `tid` (hex) committed elsewhere. */
+export async function untilSeen(storage: Storage, tid: string): Promise<void> {
+  await waitUntil(
+    () => idHex(storage.lastTransaction()) >= tid,
+    () => `lastTransaction ${idHex(storage.lastTransaction())} to reach ${tid}`,
+  );
 }
 
 const sha1 = (data: Uint8Array): string => createHash('sha1').update(data).digest('hex');

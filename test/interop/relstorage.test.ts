@@ -10,24 +10,24 @@ import pg from 'pg';
 import { dumps, Global, tupleFrom, type PickleValue } from '../../src/pickle/index.js';
 import { ConflictError } from '../../src/storage/errors.js';
 import { idFromHex, idHex, z64, type Oid, type Tid } from '../../src/storage/ids.js';
-import { TransactionMetaData } from '../../src/storage/interfaces.js';
 import { PostgreSQLStorage } from '../../src/storage/postgresql/index.js';
 import { Oracle } from '../helpers/oracle.js';
 import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
 import {
   RelStorageOracle,
+  openWatched,
   relstorageDsn,
   skipRelStorage,
   storageHistory,
   storageObjects,
+  untilSeen,
   type HistoryTransaction,
+  type Reported,
   type Spec,
 } from '../helpers/relstorage.js';
-import { waitUntil } from '../helpers/wait.js';
-import { mappingOf, mappingRecord, ref } from '../storage/contract/helpers.js';
+import { commitMany, mappingOf, mappingRecord, ref } from '../storage/contract/helpers.js';
 
 const tuple = (...items: PickleValue[]) => tupleFrom<PickleValue>(items);
-const utf8 = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'utf8'));
 const PM = ['persistent.mapping', 'PersistentMapping'] as const;
 const sha1 = (d: Uint8Array): string => createHash('sha1').update(d).digest('hex');
 
@@ -55,46 +55,23 @@ describe('RelStorage 4.x and PostgreSQLStorage on one database', { skip: skipRel
     return relstorageDsn(cluster, name);
   }
 
-  /** The transactions committed elsewhere that each storage reported (watchInvalidations, as the server). */
-  const invalidations = new Map<PostgreSQLStorage, Array<{ tid: string; oids: string[] }>>();
+  /** What each storage heard from watchInvalidations. */
+  const invalidations = new Map<PostgreSQLStorage, Reported>();
 
   async function storage(dsn: string): Promise<PostgreSQLStorage> {
-    const s = await PostgreSQLStorage.open({ dsn, resolver: null, pollInterval: 0.05 });
+    const { storage: s, reported } = await openWatched(dsn);
     open.push(s);
-    const reported: Array<{ tid: string; oids: string[] }> = [];
     invalidations.set(s, reported);
-    s.watchInvalidations((tid, oids) => reported.push({ tid: idHex(tid), oids: oids.map(idHex).sort() }));
     return s;
   }
 
-  /** Until the storage has seen the commit `tid` made elsewhere (it polls). */
-  async function seen(s: PostgreSQLStorage, tid: string): Promise<void> {
-    await waitUntil(
-      () => idHex(s.lastTransaction()) >= tid,
-      () => `lastTransaction ${idHex(s.lastTransaction())} to reach ${tid}`,
-    );
-  }
-
   /** One transaction through PostgreSQLStorage's two-phase commit; its tid. */
-  async function commit(
+  function commit(
     s: PostgreSQLStorage,
     meta: { user?: string; description?: string; extension?: Record<string, PickleValue> },
     records: Array<[Oid, Tid, Uint8Array]>,
   ): Promise<Tid> {
-    const txn = new TransactionMetaData(
-      utf8(meta.user ?? ''),
-      utf8(meta.description ?? ''),
-      new Map(Object.entries(meta.extension ?? {})),
-    );
-    await s.tpcBegin(txn);
-    try {
-      for (const [oid, serial, data] of records) await s.store(oid, serial, data, txn);
-      await s.tpcVote(txn);
-      return await s.tpcFinish(txn);
-    } catch (e) {
-      await s.tpcAbort(txn);
-      throw e;
-    }
+    return commitMany(s, records, { ...meta, extension: new Map(Object.entries(meta.extension ?? {})) });
   }
 
   /** Both see the same history, objects and last transaction. */
@@ -259,7 +236,7 @@ describe('RelStorage 4.x and PostgreSQLStorage on one database', { skip: skipRel
     const [tid3] = await rs.commit(dsn, [
       { description: 'RelStorage on top', set: [[['r'], { $mapping: { y: 1 } }]], incr: [[['n'], 1]] },
     ]);
-    await seen(s, tid3);
+    await untilSeen(s, tid3);
     const after = await assertSameView(s, dsn);
     const added = after[2].records
       .map((r) => r.oid)
@@ -276,7 +253,7 @@ describe('RelStorage 4.x and PostgreSQLStorage on one database', { skip: skipRel
       const [rsTid] = await rs.commit(dsn, [
         { description: `rs ${i}`, set: [[[`rs${i}`], { $mapping: { i } }]] },
       ]);
-      await seen(s, rsTid);
+      await untilSeen(s, rsTid);
       const root = await s.load(z64);
       assert.equal(idHex(root.serial), rsTid);
       const oid = await s.newOid();
@@ -353,7 +330,7 @@ describe('RelStorage 4.x and PostgreSQLStorage on one database', { skip: skipRel
       (e: unknown) => e instanceof ConflictError && e.oid !== null && idHex(e.oid) === idHex(z64),
     );
     // the winner of each race is what both read
-    await seen(s, theirs.tid);
+    await untilSeen(s, theirs.tid);
     const spec = (await rs.tree(dsn)) as { $mapping: Record<string, Spec> };
     assert.equal(spec.$mapping.who, 'RelStorage');
     await assertSameView(s, dsn);
