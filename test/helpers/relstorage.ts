@@ -7,14 +7,16 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import { after, before } from 'node:test';
+import pg from 'pg';
 import { pyRepr } from '../../src/pickle/index.js';
 import { isBlobRecord } from '../../src/storage/blobs/index.js';
 import { POSKeyError } from '../../src/storage/errors.js';
 import { idHex } from '../../src/storage/ids.js';
 import type { Storage } from '../../src/storage/interfaces.js';
 import { PostgreSQLStorage } from '../../src/storage/postgresql/index.js';
-import { interopDisabled, repoRoot, type Oracle } from './oracle.js';
-import { skipPostgres, type PostgresCluster } from './postgres.js';
+import { interopDisabled, Oracle, repoRoot } from './oracle.js';
+import { skipPostgres, startPostgres, type PostgresCluster } from './postgres.js';
 import { waitUntil } from './wait.js';
 
 /** false, or why RelStorage tests are skipped: only ZEO_TS_SKIP_POSTGRES=1 or ZEO_TS_SKIP_INTEROP=1. */
@@ -81,7 +83,14 @@ result = getattr(relstorage_ops, args['fn'])(*args['args'])
 export class RelStorageOracle {
   private readonly fixtures = resolve(repoRoot, 'test/fixtures/python');
 
-  constructor(readonly oracle: Oracle) {}
+  /** `oracle` may be given late, as a function (a fixture starts it in before()) */
+  constructor(private readonly source: Oracle | (() => Oracle | null)) {}
+
+  get oracle(): Oracle {
+    const oracle = typeof this.source === 'function' ? this.source() : this.source;
+    if (!oracle) throw new Error('the oracle is not started (the fixture starts it in before())');
+    return oracle;
+  }
 
   call<T>(fn: string, ...args: unknown[]): Promise<T> {
     return this.oracle.json<T>(CALL, undefined, { fixtures: this.fixtures, fn, args });
@@ -211,6 +220,58 @@ export class RsSession {
   close(): Promise<void> {
     return this.rs.call('session_close', this.name);
   }
+}
+
+/**
+ * What a RelStorage test file shares, set up by useRelStorageFixture's before() and torn down by its after():
+ * one private cluster, an admin connection to it, one oracle with RelStorage; a database per test.
+ */
+export class RelStorageFixture {
+  cluster!: PostgresCluster;
+  admin!: pg.Client;
+  private oracle: Oracle | null = null;
+  readonly rs = new RelStorageOracle(() => this.oracle);
+  private readonly storages: PostgreSQLStorage[] = [];
+  private databases = 0;
+
+  async start(): Promise<void> {
+    this.cluster = await startPostgres();
+    this.admin = new pg.Client(this.cluster.connection());
+    await this.admin.connect();
+    this.oracle = new Oracle();
+  }
+
+  async stop(): Promise<void> {
+    for (const s of this.storages.splice(0)) await s.close();
+    if (this.oracle) {
+      await this.rs.closeAll();
+      this.oracle.close();
+    }
+    await this.admin?.end();
+    await this.cluster?.stop();
+  }
+
+  /** A new empty database: its name and RelStorage's DSN for it. */
+  async database(prefix: string): Promise<{ name: string; dsn: string }> {
+    const name = `${prefix}_${++this.databases}`;
+    await this.admin.query(`CREATE DATABASE ${name}`);
+    return { name, dsn: relstorageDsn(this.cluster, name) };
+  }
+
+  /** openWatched, closed by after() */
+  async openWatched(dsn: string): Promise<{ storage: PostgreSQLStorage; reported: Reported }> {
+    const opened = await openWatched(dsn);
+    this.storages.push(opened.storage);
+    return opened;
+  }
+}
+
+/** A RelStorageFixture for the enclosing describe (its before and after hooks). */
+export function useRelStorageFixture(): RelStorageFixture {
+  const fixture = new RelStorageFixture();
+  before(() => fixture.start());
+  after(() => fixture.stop());
+  return fixture;
 }
 
 /** What watchInvalidations reported: the transactions committed elsewhere (ids in hex, oids sorted). */

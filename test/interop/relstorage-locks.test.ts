@@ -3,22 +3,17 @@
 // commit lock (advisory -1) and RelStorage's finish waits on it; readCurrent's shared locks meet the other's
 // object locks both ways. Each wait is seen in pg_locks (a lock not granted), not guessed from timing.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import pg from 'pg';
 import { ConflictError, ReadConflictError } from '../../src/storage/errors.js';
 import { idHex, u64, z64, type Oid } from '../../src/storage/ids.js';
 import type { PostgreSQLStorage } from '../../src/storage/postgresql/index.js';
-import { Oracle } from '../helpers/oracle.js';
-import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
 import {
-  openWatched,
-  RelStorageOracle,
-  relstorageDsn,
   skipRelStorage,
   storageHistory,
   storageObjects,
   untilSeen,
+  useRelStorageFixture,
   type Spec,
 } from '../helpers/relstorage.js';
 import { commitMany, mappingOf, mappingRecord, refOid, txnMeta } from '../storage/contract/helpers.js';
@@ -27,12 +22,8 @@ import { commitMany, mappingOf, mappingRecord, refOid, txnMeta } from '../storag
 const COMMIT_LOCK = -1n;
 
 describe('RelStorage 4.x and PostgreSQLStorage take the same locks', { skip: skipRelStorage }, () => {
-  let cluster: PostgresCluster;
-  let oracle: Oracle;
-  let rs: RelStorageOracle;
-  let admin: pg.Client;
-  const open: PostgreSQLStorage[] = [];
-  let n = 0;
+  const fx = useRelStorageFixture();
+  const { rs } = fx;
 
   /** A database RelStorage created, with objects a and b in the root; our storage on it. */
   async function setup(): Promise<{
@@ -42,9 +33,7 @@ describe('RelStorage 4.x and PostgreSQLStorage take the same locks', { skip: ski
     a: Oid;
     b: Oid;
   }> {
-    const database = `locks_${++n}`;
-    await admin.query(`CREATE DATABASE ${database}`);
-    const dsn = relstorageDsn(cluster, database);
+    const { name: database, dsn } = await fx.database('locks');
     await rs.create(dsn);
     await rs.commit(dsn, [
       {
@@ -55,15 +44,14 @@ describe('RelStorage 4.x and PostgreSQLStorage take the same locks', { skip: ski
         ],
       },
     ]);
-    const { storage: s } = await openWatched(dsn);
-    open.push(s);
+    const { storage: s } = await fx.openWatched(dsn);
     const root = mappingOf((await s.load(z64)).data);
     return { dsn, database, s, a: refOid(root.get('a')), b: refOid(root.get('b')) };
   }
 
   /** The keys of the advisory locks some session of `database` waits for. */
   async function waitingFor(database: string): Promise<bigint[]> {
-    const r = await admin.query<{ classid: string; objid: string }>(
+    const r = await fx.admin.query<{ classid: string; objid: string }>(
       `SELECT l.classid::text AS classid, l.objid::text AS objid FROM pg_locks l JOIN pg_database d
           ON d.oid = l.database
         WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND NOT l.granted AND d.datname = $1`,
@@ -81,22 +69,6 @@ describe('RelStorage 4.x and PostgreSQLStorage take the same locks', { skip: ski
   }
 
   const value = async (s: PostgreSQLStorage, oid: Oid) => mappingOf((await s.load(oid)).data).get('v');
-
-  before(async () => {
-    cluster = await startPostgres();
-    admin = new pg.Client(cluster.connection());
-    await admin.connect();
-    oracle = new Oracle();
-    rs = new RelStorageOracle(oracle);
-  });
-
-  after(async () => {
-    for (const s of open) await s.close();
-    if (rs) await rs.closeAll();
-    oracle?.close();
-    await admin?.end();
-    await cluster?.stop();
-  });
 
   it("our vote waits for the object lock RelStorage's vote holds, then finds the conflict", async () => {
     const { dsn, database, s, a } = await setup();

@@ -5,22 +5,17 @@
 // the same.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
-import pg from 'pg';
+import { describe, it } from 'node:test';
 import { dumps, Global, tupleFrom, type PickleValue } from '../../src/pickle/index.js';
 import { ConflictError } from '../../src/storage/errors.js';
 import { idFromHex, idHex, z64, type Oid, type Tid } from '../../src/storage/ids.js';
-import { PostgreSQLStorage } from '../../src/storage/postgresql/index.js';
-import { Oracle } from '../helpers/oracle.js';
-import { startPostgres, type PostgresCluster } from '../helpers/postgres.js';
+import type { PostgreSQLStorage } from '../../src/storage/postgresql/index.js';
 import {
-  RelStorageOracle,
-  openWatched,
-  relstorageDsn,
   skipRelStorage,
   storageHistory,
   storageObjects,
   untilSeen,
+  useRelStorageFixture,
   type HistoryTransaction,
   type Reported,
   type Spec,
@@ -42,25 +37,18 @@ function oobtree(items: Array<[string, PickleValue]>): Uint8Array {
 }
 
 describe('RelStorage 4.x and PostgreSQLStorage on one database', { skip: skipRelStorage }, () => {
-  let cluster: PostgresCluster;
-  let oracle: Oracle;
-  let rs: RelStorageOracle;
-  let admin: pg.Client;
-  const open: PostgreSQLStorage[] = [];
-  let n = 0;
+  const fx = useRelStorageFixture();
+  const { rs } = fx;
 
   async function database(): Promise<string> {
-    const name = `interop_${++n}`;
-    await admin.query(`CREATE DATABASE ${name}`);
-    return relstorageDsn(cluster, name);
+    return (await fx.database('interop')).dsn;
   }
 
   /** What each storage heard from watchInvalidations. */
   const invalidations = new Map<PostgreSQLStorage, Reported>();
 
   async function storage(dsn: string): Promise<PostgreSQLStorage> {
-    const { storage: s, reported } = await openWatched(dsn);
-    open.push(s);
+    const { storage: s, reported } = await fx.openWatched(dsn);
     invalidations.set(s, reported);
     return s;
   }
@@ -82,22 +70,6 @@ describe('RelStorage 4.x and PostgreSQLStorage on one database', { skip: skipRel
     assert.equal(idHex(s.lastTransaction()), await rs.lastTransaction(dsn));
     return history;
   }
-
-  before(async () => {
-    cluster = await startPostgres();
-    admin = new pg.Client(cluster.connection());
-    await admin.connect();
-    oracle = new Oracle();
-    rs = new RelStorageOracle(oracle);
-  });
-
-  after(async () => {
-    for (const s of open) await s.close();
-    if (rs) await rs.closeAll();
-    oracle?.close();
-    await admin?.end();
-    await cluster?.stop();
-  });
 
   it('RelStorage writes (BTrees, many objects, a resolved conflict): PostgreSQLStorage reads the same', async () => {
     const dsn = await database();

@@ -6,20 +6,19 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { idHex } from '../../../src/storage/ids.js';
 import { PostgreSQLStorage } from '../../../src/storage/postgresql/index.js';
 import { installSchema, schemaExists } from '../../../src/storage/postgresql/schema.js';
-import { Oracle } from '../../helpers/oracle.js';
-import { postgresBinDir, startPostgres, type PostgresCluster } from '../../helpers/postgres.js';
+import { postgresBinDir, type PostgresCluster } from '../../helpers/postgres.js';
 import {
-  RelStorageOracle,
   relstorageDsn,
   skipRelStorage,
   storageHistory,
   storageObjects,
+  useRelStorageFixture,
 } from '../../helpers/relstorage.js';
 
 const run = promisify(execFile);
@@ -87,103 +86,74 @@ function withoutFunctions(dump: Map<string, string>): Map<string, string> {
   );
 }
 
-/** Every row of every table, and the sequence's state. */
-async function rows(cluster: PostgresCluster, database: string): Promise<Record<string, unknown>> {
+/** Runs `fn` with a connection to `database`. */
+async function withClient<T>(
+  cluster: PostgresCluster,
+  database: string,
+  fn: (c: pg.Client) => Promise<T>,
+): Promise<T> {
   const c = new pg.Client(cluster.connection(database));
   await c.connect();
   try {
+    return await fn(c);
+  } finally {
+    await c.end();
+  }
+}
+
+/** Every row of every table, and the sequence's state. */
+function rows(cluster: PostgresCluster, database: string): Promise<Record<string, unknown>> {
+  return withClient(cluster, database, async (c) => {
     const out: Record<string, unknown> = {};
-    for (const table of TABLES) {
-      out[table] = (await c.query(`SELECT * FROM "${table}" ORDER BY 1`)).rows;
-    }
+    for (const table of TABLES) out[table] = (await c.query(`SELECT * FROM "${table}" ORDER BY 1`)).rows;
     out.zoid_seq = (await c.query('SELECT last_value, is_called FROM zoid_seq')).rows;
     out.large_objects = (await c.query('SELECT count(*)::int AS n FROM pg_largeobject_metadata')).rows;
     return out;
-  } finally {
-    await c.end();
-  }
+  });
 }
 
-async function functionNames(cluster: PostgresCluster, database: string): Promise<string[]> {
-  const c = new pg.Client(cluster.connection(database));
-  await c.connect();
-  try {
-    const r = await c.query<{ proname: string }>(
-      `SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+/** The names of the functions and of the triggers (table and name) of the database. */
+function functionsAndTriggers(
+  cluster: PostgresCluster,
+  database: string,
+): Promise<{ functions: string[]; triggers: string[] }> {
+  return withClient(cluster, database, async (c) => {
+    const functions = await c.query<{ name: string }>(
+      `SELECT p.proname AS name FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
         WHERE n.nspname = 'public' ORDER BY 1`,
     );
-    return r.rows.map((row) => row.proname);
-  } finally {
-    await c.end();
-  }
-}
-
-async function triggers(cluster: PostgresCluster, database: string): Promise<string[]> {
-  const c = new pg.Client(cluster.connection(database));
-  await c.connect();
-  try {
-    const r = await c.query<{ t: string }>(
-      `SELECT tgrelid::regclass::text || ' ' || tgname AS t FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1`,
+    const triggers = await c.query<{ name: string }>(
+      `SELECT tgrelid::regclass::text || ' ' || tgname AS name FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1`,
     );
-    return r.rows.map((row) => row.t);
-  } finally {
-    await c.end();
-  }
+    return { functions: functions.rows.map((r) => r.name), triggers: triggers.rows.map((r) => r.name) };
+  });
 }
 
 describe('PostgreSQL schema: the same as RelStorage 4.x creates', { skip: skipRelStorage }, () => {
-  let cluster: PostgresCluster;
-  let oracle: Oracle;
-  let rs: RelStorageOracle;
-  let admin: pg.Client;
-  let n = 0;
-
-  /** A new empty database. */
-  async function database(): Promise<string> {
-    const name = `schema_${++n}`;
-    await admin.query(`CREATE DATABASE ${name}`);
-    return name;
-  }
+  const fx = useRelStorageFixture();
+  const { rs } = fx;
 
   /** A new database with the schema installSchema makes. */
   async function ours(): Promise<string> {
-    const name = await database();
-    const c = new pg.Client(cluster.connection(name));
-    await c.connect();
-    try {
+    const { name } = await fx.database('schema');
+    await withClient(fx.cluster, name, async (c) => {
       assert.equal(await schemaExists(c), false);
       await installSchema(c);
       assert.equal(await schemaExists(c), true);
-    } finally {
-      await c.end();
-    }
+    });
     return name;
   }
 
   /** A new database whose schema RelStorage made. */
   async function theirs(): Promise<string> {
-    const name = await database();
-    await rs.createSchema(relstorageDsn(cluster, name));
+    const { name, dsn } = await fx.database('schema');
+    await rs.createSchema(dsn);
     return name;
   }
 
-  before(async () => {
-    cluster = await startPostgres();
-    admin = new pg.Client(cluster.connection());
-    await admin.connect();
-    oracle = new Oracle();
-    rs = new RelStorageOracle(oracle);
-  });
-
-  after(async () => {
-    oracle?.close();
-    await admin?.end();
-    await cluster?.stop();
-  });
-
   it("pg_dump --schema-only of installSchema's database is RelStorage's, procedures aside", async () => {
-    const expected = withoutFunctions(await dumpSchema(cluster, await theirs()));
-    const actual = withoutFunctions(await dumpSchema(cluster, await ours()));
+    const expected = withoutFunctions(await dumpSchema(fx.cluster, await theirs()));
+    const actual = withoutFunctions(await dumpSchema(fx.cluster, await ours()));
     // what is compared: every table, and the sequence, view, constraints, indexes and trigger
     for (const table of TABLES) assert.ok(expected.has(`TABLE ${table}`), `RelStorage's dump has ${table}`);
     for (const key of [
@@ -201,17 +171,17 @@ describe('PostgreSQL schema: the same as RelStorage 4.x creates', { skip: skipRe
   });
 
   it('a new database holds the same rows (tid 0, the commit row lock, an unused zoid_seq)', async () => {
-    const expected = await rows(cluster, await theirs());
+    const expected = await rows(fx.cluster, await theirs());
     assert.deepEqual((expected.transaction as unknown[]).length, 1);
     assert.deepEqual(expected.commit_row_lock, [{ tid: '0' }]);
-    assert.deepEqual(await rows(cluster, await ours()), expected);
+    assert.deepEqual(await rows(fx.cluster, await ours()), expected);
   });
 
   it('RelStorage opens a database we created, installs its procedures and commits to it; we read it after', async () => {
     const reference = await theirs();
     const name = await ours();
-    const dsn = relstorageDsn(cluster, name);
-    const before = await dumpSchema(cluster, name);
+    const dsn = relstorageDsn(fx.cluster, name);
+    const before = await dumpSchema(fx.cluster, name);
     const tids = await rs.commit(dsn, [
       {
         user: 'alice',
@@ -226,11 +196,12 @@ describe('PostgreSQL schema: the same as RelStorage 4.x creates', { skip: skipRe
     ]);
     assert.equal(tids.length, 2);
     // its procedures are now there, as in a database it created; its trigger is ours (not a second one)
-    assert.deepEqual(await functionNames(cluster, name), await functionNames(cluster, reference));
-    assert.ok((await functionNames(cluster, name)).includes('lock_objects_and_detect_conflicts'));
-    assert.deepEqual(await triggers(cluster, name), ['blob_chunk blob_chunk_delete']);
+    const now = await functionsAndTriggers(fx.cluster, name);
+    assert.deepEqual(now, await functionsAndTriggers(fx.cluster, reference));
+    assert.ok(now.functions.includes('lock_objects_and_detect_conflicts'));
+    assert.deepEqual(now.triggers, ['blob_chunk blob_chunk_delete']);
     // and it changed nothing else of the schema
-    assert.deepEqual(withoutFunctions(await dumpSchema(cluster, name)), withoutFunctions(before));
+    assert.deepEqual(withoutFunctions(await dumpSchema(fx.cluster, name)), withoutFunctions(before));
     // what it committed reads back through RelStorage: the root it made, then the two transactions
     const history = await rs.history(dsn);
     assert.deepEqual(
@@ -261,17 +232,13 @@ describe('PostgreSQL schema: the same as RelStorage 4.x creates', { skip: skipRe
 
   it('installSchema leaves a database RelStorage created as it is', async () => {
     const name = await theirs();
-    const before = await dumpSchema(cluster, name);
-    const beforeRows = await rows(cluster, name);
-    const c = new pg.Client(cluster.connection(name));
-    await c.connect();
-    try {
+    const before = await dumpSchema(fx.cluster, name);
+    const beforeRows = await rows(fx.cluster, name);
+    await withClient(fx.cluster, name, async (c) => {
       assert.equal(await schemaExists(c), true);
       await installSchema(c);
-    } finally {
-      await c.end();
-    }
-    assert.deepEqual(await dumpSchema(cluster, name), before);
-    assert.deepEqual(await rows(cluster, name), beforeRows);
+    });
+    assert.deepEqual(await dumpSchema(fx.cluster, name), before);
+    assert.deepEqual(await rows(fx.cluster, name), beforeRows);
   });
 });
