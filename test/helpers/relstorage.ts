@@ -126,6 +126,13 @@ export class RelStorageOracle {
     return this.call('objects', dsn);
   }
 
+  /** history, objects and lastTransaction at once (one RelStorage opened for the three). */
+  view(
+    dsn: string,
+  ): Promise<{ history: HistoryTransaction[]; objects: ObjectStates; lastTransaction: string }> {
+    return this.call('view', dsn);
+  }
+
   lastTransaction(dsn: string): Promise<string> {
     return this.call('last_transaction', dsn);
   }

@@ -64,11 +64,11 @@ describe('RelStorage 4.x and PostgreSQLStorage on one database', { skip: skipRel
 
   /** Both see the same history, objects and last transaction. */
   async function assertSameView(s: PostgreSQLStorage, dsn: string): Promise<HistoryTransaction[]> {
-    const history = await rs.history(dsn);
-    assert.deepEqual(await storageHistory(s), history);
-    assert.deepEqual(await storageObjects(s), await rs.objects(dsn));
-    assert.equal(idHex(s.lastTransaction()), await rs.lastTransaction(dsn));
-    return history;
+    const theirs = await rs.view(dsn);
+    assert.deepEqual(await storageHistory(s), theirs.history);
+    assert.deepEqual(await storageObjects(s), theirs.objects);
+    assert.equal(idHex(s.lastTransaction()), theirs.lastTransaction);
+    return theirs.history;
   }
 
   it('RelStorage writes (BTrees, many objects, a resolved conflict): PostgreSQLStorage reads the same', async () => {
