@@ -150,6 +150,14 @@ export class RelStorageOracle {
     return this.call('load_before', dsn, oid, tid);
   }
 
+  /**
+   * Writes a small Data.fs with ZODB (objects, overwrites, a deletion, an undo: back pointers), a source for
+   * copies into PostgreSQL.
+   */
+  fileStorageWorkload(path: string): Promise<void> {
+    return this.call('filestorage_workload', path);
+  }
+
   /** RelStorage's pack to `tid` (hex), with garbage collection unless gc is false. */
   pack(dsn: string, tid: string, gc = true): Promise<void> {
     return this.call('pack', dsn, tid, gc);

@@ -1,13 +1,18 @@
 // RelStorage 4.x (the Python reference, in the oracle venv) and zeo-ts's PostgreSQLStorage on one database,
 // at the storage level (no server): what one writes the other reads the same (states, per-object history,
 // loadBefore/loadSerial, the iterator, lastTransaction), they commit in turn on one database, an object each
-// changed from the same start is a ConflictError for the second, and RelStorage's pack leaves what both read
-// the same.
+// changed from the same start is a ConflictError for the second, RelStorage's pack leaves what both read the
+// same, and a Data.fs copied in through restore reads the same through RelStorage.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { dumps, Global, tupleFrom, type PickleValue } from '../../src/pickle/index.js';
+import { copyTransactions } from '../../src/storage/copy.js';
 import { ConflictError } from '../../src/storage/errors.js';
+import { FileStorage } from '../../src/storage/filestorage/index.js';
 import { idFromHex, idHex, z64, type Oid, type Tid } from '../../src/storage/ids.js';
 import type { PostgreSQLStorage } from '../../src/storage/postgresql/index.js';
 import {
@@ -272,6 +277,46 @@ describe('RelStorage 4.x and PostgreSQLStorage on one database', { skip: skipRel
       ...history.filter((t) => t.tid > cut),
     ]);
     assert.ok(packed.length < history.length);
+  });
+
+  it('a Data.fs ZODB wrote, copied into PostgreSQLStorage (restore): RelStorage reads the same history', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'zeo-ts-rs-copy-'));
+    try {
+      const path = join(dir, 'Data.fs');
+      await rs.fileStorageWorkload(path);
+      const source = await FileStorage.open(path, { readOnly: true });
+      try {
+        const dsn = await database();
+        const s = await storage(dsn);
+        assert.equal(await copyTransactions(source, s), 6);
+        // the same transactions, records and data; in the schema a transaction's records have no order but the
+        // oids' (RelStorage's iterator and ours list them by oid, FileStorage in file order), and no back
+        // pointers (undo's records are copies of the data)
+        const expected = await storageHistory(source);
+        assert.ok(
+          expected.some((t) => t.records.some((r) => r.dataTxn !== null)),
+          'the undo wrote back pointers',
+        );
+        const history = await assertSameView(s, dsn);
+        assert.deepEqual(
+          history,
+          expected.map((t) => ({
+            ...t,
+            records: t.records
+              .map((r) => ({ ...r, dataTxn: null }))
+              .sort((a, b) => (a.oid < b.oid ? -1 : a.oid > b.oid ? 1 : 0)),
+          })),
+        );
+        assert.deepEqual(await storageObjects(s), await storageObjects(source));
+        const spec = (await rs.tree(dsn)) as { $mapping: Record<string, Spec> };
+        assert.deepEqual(spec.$mapping.m, { $mapping: { x: 2 } });
+        assert.deepEqual(spec.$mapping.n, { $length: 3 });
+      } finally {
+        await source.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('an object changed by each from the same start is a ConflictError for the second to commit', async () => {
