@@ -196,6 +196,11 @@ export class RsRawCommit {
     return this.rs.call('raw_store', this.name, hex(oid), hex(serial), hex(data));
   }
 
+  /** deleteObject (IExternalGC) */
+  deleteObject(oid: Uint8Array, serial: Uint8Array): Promise<void> {
+    return this.rs.call('raw_delete', this.name, hex(oid), hex(serial));
+  }
+
   /** checkCurrentSerialInTransaction */
   readCurrent(oid: Uint8Array, serial: Uint8Array): Promise<void> {
     return this.rs.call('raw_read_current', this.name, hex(oid), hex(serial));

@@ -1,8 +1,9 @@
 // RelStorage 4.x (the Python reference, in the oracle venv) and zeo-ts's PostgreSQLStorage on one database,
 // at the storage level (no server): what one writes the other reads the same (states, per-object history,
 // loadBefore/loadSerial, the iterator, lastTransaction), they commit in turn on one database, an object each
-// changed from the same start is a ConflictError for the second, RelStorage's pack leaves what both read the
-// same, and a Data.fs copied in through restore reads the same through RelStorage.
+// changed from the same start is a ConflictError for the second, an object either deletes (IExternalGC) is gone
+// for both, RelStorage's pack leaves what both read the same, and a Data.fs copied in through restore reads
+// the same through RelStorage.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -11,7 +12,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { dumps, Global, tupleFrom, type PickleValue } from '../../src/pickle/index.js';
 import { copyTransactions } from '../../src/storage/copy.js';
-import { ConflictError } from '../../src/storage/errors.js';
+import { ConflictError, POSKeyError } from '../../src/storage/errors.js';
 import { FileStorage } from '../../src/storage/filestorage/index.js';
 import { idFromHex, idHex, z64, type Oid, type Tid } from '../../src/storage/ids.js';
 import type { PostgreSQLStorage } from '../../src/storage/postgresql/index.js';
@@ -25,7 +26,7 @@ import {
   type Reported,
   type Spec,
 } from '../helpers/relstorage.js';
-import { commitMany, mappingOf, mappingRecord, ref } from '../storage/contract/helpers.js';
+import { commitMany, mappingOf, mappingRecord, ref, txnMeta } from '../storage/contract/helpers.js';
 
 const tuple = (...items: PickleValue[]) => tupleFrom<PickleValue>(items);
 const PM = ['persistent.mapping', 'PersistentMapping'] as const;
@@ -317,6 +318,40 @@ describe('RelStorage 4.x and PostgreSQLStorage on one database', { skip: skipRel
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+
+  it('deleteObject (IExternalGC) by either: the other finds the object gone', async () => {
+    const dsn = await database();
+    await rs.create(dsn);
+    const s = await storage(dsn);
+    // two objects nothing refers to, one for each to delete
+    const [x, y] = [await s.newOid(), await s.newOid()];
+    const made = await commit(s, { description: 'garbage' }, [
+      [x, z64, mappingRecord([['g', 1]])],
+      [y, z64, mappingRecord([['g', 2]])],
+    ]);
+    const txn = txnMeta({ description: 'zeo-ts deletes x' });
+    await s.tpcBegin(txn);
+    await s.deleteObject(x, made, txn);
+    await s.tpcVote(txn);
+    const ours = idHex(await s.tpcFinish(txn));
+    const raw = await rs.rawBegin('gc', dsn, 'RelStorage deletes y');
+    await raw.deleteObject(y, made);
+    assert.equal(await raw.vote(), null);
+    const theirs = await raw.finish();
+    await untilSeen(s, theirs);
+    // each delete is a transaction with the object's record without data; both read both objects as gone
+    const history = await assertSameView(s, dsn);
+    assert.deepEqual(
+      history.slice(-2).map((t) => [t.tid, t.description, t.records.map((r) => [r.oid, r.data])]),
+      [
+        [ours, 'zeo-ts deletes x', [[idHex(x), null]]],
+        [theirs, 'RelStorage deletes y', [[idHex(y), null]]],
+      ],
+    );
+    const objects = await storageObjects(s);
+    assert.deepEqual([objects[idHex(x)], objects[idHex(y)]], [null, null]);
+    for (const oid of [x, y]) await assert.rejects(s.load(oid), POSKeyError);
   });
 
   it('an object changed by each from the same start is a ConflictError for the second to commit', async () => {
