@@ -411,7 +411,8 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
         (await client.query<R>({ name: sql.name, text: sql.text, values })).rows;
 
       // one round trip: readCurrent's check, shared locks and check again (objects also stored are covered
-      // by their store's conflict check), the object locks, and the conflicts under them
+      // by their store's conflict check), the object locks, the conflicts under them, and the commit lock
+      // when it is free
       const batch = [VOTE_SQL.begin(this.commitLockTimeoutMs)];
       const reads = [...p.readCurrent.entries()].filter(([k]) => !p.records.has(k)).map(([, r]) => r);
       reads.sort((a, b) => (a.zoid < b.zoid ? -1 : a.zoid > b.zoid ? 1 : 0));
@@ -438,7 +439,15 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
           );
         }
       }
-      // (readCurrent only tries its locks: a lock timeout here is an object lock's)
+      // oids stored that zoid_seq did not hand out (restore, copy, another writer's): the sequence passes them
+      let maxOid = 0n;
+      for (const r of records) if (r.zoid > maxOid) maxOid = r.zoid;
+      const newMaxOid = maxOid > this.maxOidSeen;
+      if (newMaxOid) batch.push(VOTE_SQL.setMinOidRange((maxOid + OID_RANGE - 1n) / OID_RANGE));
+      // the commit lock when it is free (else it is waited for below, once the conflicts are known), and the
+      // last tid and the clock under it
+      batch.push(SQL.tryCommitLockAndClock);
+      // (readCurrent and the commit lock are only tried here: a lock timeout is an object lock's)
       phase = 'object-locks';
       const results = (await client.query(batch.join(';\n'))) as unknown as pg.QueryResult[];
       phase = null;
@@ -465,22 +474,20 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
         for (const row of rows) await this.resolve(p, row);
       }
       this.checkVoteStillPending(p);
-
-      // oids stored that zoid_seq did not hand out (restore, copy, another writer's): the sequence passes them;
-      // then the commit lock, and the tid: after the last one, from the database's clock
-      const lockBatch: string[] = [];
-      let maxOid = 0n;
-      for (const r of records) if (r.zoid > maxOid) maxOid = r.zoid;
-      if (maxOid > this.maxOidSeen) {
-        lockBatch.push(VOTE_SQL.setMinOidRange((maxOid + OID_RANGE - 1n) / OID_RANGE));
+      if (newMaxOid) {
         this.maxOidSeen = maxOid;
         this.oids = this.oids.filter((n) => n > maxOid);
       }
-      lockBatch.push(SQL.commitLockAndClock);
-      phase = 'commit-lock';
-      const locked = (await client.query(lockBatch.join(';\n'))) as unknown as pg.QueryResult[];
-      phase = null;
-      const { max_tid, now } = locked[locked.length - 1].rows[0] as { max_tid: string; now: number };
+
+      // the tid: after the last one, from the database's clock, under the commit lock
+      let clock = results[results.length - 1].rows[0] as { max_tid: string; now: number };
+      if (!(results[results.length - 2].rows[0] as { got: boolean }).got) {
+        phase = 'commit-lock';
+        const locked = (await client.query(SQL.commitLockAndClock)) as unknown as pg.QueryResult[];
+        phase = null;
+        clock = locked[1].rows[0] as { max_tid: string; now: number };
+      }
+      const { max_tid, now } = clock;
       const maxTid = BigInt(max_tid);
       let tid: bigint;
       if (p.givenTid !== null) {

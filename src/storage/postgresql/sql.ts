@@ -53,6 +53,9 @@ export const SQL = {
    */
   commitLockAndClock: `SELECT pg_advisory_xact_lock(${COMMIT_LOCK_KEY});
     SELECT COALESCE(max(tid), 0) AS max_tid, EXTRACT(EPOCH FROM clock_timestamp())::float8 AS now FROM "transaction"`,
+  /** the same without waiting (got: whether the lock is ours; when not, the clock is of no use) */
+  tryCommitLockAndClock: `SELECT pg_try_advisory_xact_lock(${COMMIT_LOCK_KEY}) AS got;
+    SELECT COALESCE(max(tid), 0) AS max_tid, EXTRACT(EPOCH FROM clock_timestamp())::float8 AS now FROM "transaction"`,
   /**
    * The transaction, its object states (prev_tid: the revision current under the object lock), the current
    * objects, and the notification; `added`: the objects that are new.

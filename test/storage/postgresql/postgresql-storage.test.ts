@@ -18,6 +18,8 @@ import {
 } from '../../../src/storage/postgresql/index.js';
 import { installSchema } from '../../../src/storage/postgresql/schema.js';
 import { skipPostgres, startPostgres, type PostgresCluster } from '../../helpers/postgres.js';
+import { copyTransactions } from '../../../src/storage/copy.js';
+import { MemoryStorage } from '../../../src/storage/memory/memory-storage.js';
 import { storageContractTests, type StorageFactory } from '../contract/index.js';
 import { dostore, minpo, minpoValue } from '../contract/helpers.js';
 import { interopDisabled, oraclePython } from '../../helpers/oracle.js';
@@ -125,6 +127,20 @@ describe('PostgreSQLStorage', { skip: skipPostgres }, () => {
           return s;
         },
       };
+    }
+
+    /** two storages on a fresh database; `a` committed `oid` at tid1, then stored it again and voted (ta) */
+    async function votedElsewhere(t: { after: (fn: () => Promise<void>) => void }) {
+      const { open } = await fresh(t);
+      const a = await open();
+      const b = await open();
+      const oid = await a.newOid();
+      const tid1 = await dostore(a, { oid, data: 1 });
+      const ta = new TransactionMetaData();
+      await a.tpcBegin(ta);
+      await a.store(oid, tid1, minpo(2), ta);
+      await a.tpcVote(ta);
+      return { a, b, oid, tid1, ta };
     }
 
     it('writes what RelStorage writes: the transaction row, prev_tid, md5, current_object; oids 16 per nextval', async (t) => {
@@ -260,15 +276,7 @@ describe('PostgreSQLStorage', { skip: skipPostgres }, () => {
     });
 
     it('two storages on one database: the object lock makes the second wait, then its vote conflicts', async (t) => {
-      const { open } = await fresh(t);
-      const a = await open();
-      const b = await open();
-      const oid = await a.newOid();
-      const tid1 = await dostore(a, { oid, data: 1 });
-      const ta = new TransactionMetaData();
-      await a.tpcBegin(ta);
-      await a.store(oid, tid1, minpo(2), ta);
-      await a.tpcVote(ta);
+      const { a, b, oid, tid1, ta } = await votedElsewhere(t);
       // b read tid1 too: its vote waits for a's object lock, then finds a's commit
       const tb = new TransactionMetaData();
       await b.tpcBegin(tb);
@@ -289,15 +297,7 @@ describe('PostgreSQLStorage', { skip: skipPostgres }, () => {
     });
 
     it('two storages on one database: readCurrent of an object the other has voted on is a ReadConflictError', async (t) => {
-      const { open } = await fresh(t);
-      const a = await open();
-      const b = await open();
-      const oid = await a.newOid();
-      const tid1 = await dostore(a, { oid, data: 1 });
-      const ta = new TransactionMetaData();
-      await a.tpcBegin(ta);
-      await a.store(oid, tid1, minpo(2), ta);
-      await a.tpcVote(ta);
+      const { a, b, oid, tid1, ta } = await votedElsewhere(t);
       const tb = new TransactionMetaData();
       await b.tpcBegin(tb);
       await b.store(await b.newOid(), z64, minpo(3), tb);
@@ -333,6 +333,66 @@ describe('PostgreSQLStorage', { skip: skipPostgres }, () => {
         h.map((e) => idHex(e.tid)),
         [tid3, tid2, tid1].map(idHex),
       );
+    });
+
+    it('copies into a MemoryStorage and back: the same transactions, records and metadata; lastInvalidations', async (t) => {
+      const { open } = await fresh(t);
+      const s = await open();
+      const oid1 = await s.newOid();
+      const oid2 = await s.newOid();
+      const t1 = await dostore(s, { oid: oid1, data: 1, user: 'me', description: 'first' });
+      const t2 = await dostore(s, { oid: oid2, data: 2 });
+      const del = new TransactionMetaData();
+      await s.tpcBegin(del);
+      await s.store(oid2, t2, minpo(3), del);
+      await s.deleteObject(oid1, t1, del);
+      await s.tpcVote(del);
+      const t3 = await s.tpcFinish(del);
+      assert.deepEqual(
+        (await s.lastInvalidations(5)).map((e) => [idHex(e.tid), e.oids.map(idHex)]),
+        [
+          [idHex(t3), [idHex(oid1), idHex(oid2)]],
+          [idHex(t2), [idHex(oid2)]],
+          [idHex(t1), [idHex(oid1)]],
+        ],
+      );
+      const mem = new MemoryStorage();
+      assert.equal(await copyTransactions(s, mem), 3);
+      const { open: openOther } = await fresh(t);
+      const back = await openOther();
+      assert.equal(await copyTransactions(mem, back), 3);
+      const dump = async (st: { iterator: PostgreSQLStorage['iterator'] }) => {
+        const out: unknown[] = [];
+        for await (const txn of st.iterator()) {
+          const records: unknown[] = [];
+          for await (const r of txn.records)
+            records.push([idHex(r.oid), idHex(r.tid), r.data && Buffer.from(r.data).toString('hex')]);
+          out.push([
+            idHex(txn.tid),
+            txn.status,
+            Buffer.from(txn.user).toString(),
+            Buffer.from(txn.description).toString(),
+            records,
+          ]);
+        }
+        return out;
+      };
+      const original = await dump(s);
+      assert.equal(original.length, 3);
+      assert.deepEqual(await dump(back), original);
+      await assert.rejects(back.load(oid1), POSKeyError);
+      assert.equal(minpoValue((await back.load(oid2)).data), 3);
+      assert.equal(idHex(back.lastTransaction()), idHex(t3));
+    });
+
+    it('deleteObject of an object that is not there: POSKeyError at the vote', async (t) => {
+      const { open } = await fresh(t);
+      const s = await open();
+      const txn = new TransactionMetaData();
+      await s.tpcBegin(txn);
+      await s.deleteObject(p64(42n), p64(1n), txn);
+      await assert.rejects(s.tpcVote(txn), POSKeyError);
+      await s.tpcAbort(txn);
     });
 
     it('refuses a history-free database, and an empty one when createSchema is off', async (t) => {
