@@ -158,6 +158,14 @@ export class RelStorageOracle {
     return this.call('filestorage_workload', path);
   }
 
+  /**
+   * n transactions through ZODB on RelStorage, the i-th adding 1 to root[keys[i % keys.length]].v (a
+   * PersistentMapping), each retried after a ConflictError; the conflicts met.
+   */
+  increments(dsn: string, keys: string[], n: number): Promise<number> {
+    return this.call('increments', dsn, keys, n);
+  }
+
   /** RelStorage's pack to `tid` (hex), with garbage collection unless gc is false. */
   pack(dsn: string, tid: string, gc = true): Promise<void> {
     return this.call('pack', dsn, tid, gc);
