@@ -1,9 +1,10 @@
 // RelStorage (4.x, in the oracle venv) on a test cluster's database, driven from the tests through the Python
 // oracle (test/fixtures/python/relstorage_ops.py): create a database, commit transactions of PersistentMappings,
 // OOBTrees and BTrees.Length with user/description/extension, keep a connection open across calls to
-// interleave commits, read the object tree, every object's current state and the whole history, and pack.
-// The same comparable forms (ids in hex, data by sha1) are made from a zeo-ts Storage by storageHistory and
-// storageObjects, so a test compares what RelStorage sees with what our storage sees.
+// interleave commits, drive RelStorage's two-phase commit step by step (to hold its locks), read the object
+// tree, every object's current state and the whole history, and pack. The same comparable forms (ids in hex,
+// data by sha1) are made from a zeo-ts Storage by storageHistory and storageObjects, so a test compares what
+// RelStorage sees with what our storage sees. useRelStorageFixture gives a describe its cluster and oracle.
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
