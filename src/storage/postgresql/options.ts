@@ -224,7 +224,7 @@ function parseUri(uri: string): Map<string, string> {
           `end of string reached when looking for matching "]" in IPv6 host address in URI: "${uri}"`,
         );
       }
-      host = rest.slice(i + 1, close);
+      host = percentDecode(rest.slice(i + 1, close));
       if (!host) throw new DsnError(`IPv6 host address may not be empty in URI: "${uri}"`);
       i = close + 1;
       if (i < rest.length && !':/?,'.includes(rest[i])) {
@@ -257,12 +257,14 @@ function parseUri(uri: string): Map<string, string> {
     if (dbname) out.set('dbname', percentDecode(dbname));
   }
   if (rest[i] === '?') {
-    for (const param of rest.slice(i + 1).split('&')) {
-      if (!param) continue;
+    const params = rest.slice(i + 1).split('&');
+    // a trailing '&' (or a bare '?') ends the list; an empty parameter before another is refused
+    if (params[params.length - 1] === '') params.pop();
+    for (const param of params) {
       const eq = param.indexOf('=');
       if (eq < 0) throw new DsnError(`missing key/value separator "=" in URI query parameter: "${param}"`);
       if (param.indexOf('=', eq + 1) >= 0)
-        throw new DsnError(`extra key/value separator "=" in URI query parameter: "${param}"`);
+        throw new DsnError(`extra key/value separator "=" in URI query parameter: "${param.slice(0, eq)}"`);
       let keyword = percentDecode(param.slice(0, eq));
       let value = percentDecode(param.slice(eq + 1));
       // libpq's JDBC compatibility
@@ -434,7 +436,7 @@ export function pgClientConfig(dsn: string, env: NodeJS.ProcessEnv = process.env
   const lbh = values.get('load_balance_hosts');
   if (lbh !== undefined) oneOf('load_balance_hosts', lbh, ['disable', 'random']);
 
-  const ssl = tlsOptions(values, socket, host, hostaddr);
+  const ssl = tlsOptions(values, socket, host, hostaddr, env.HOME || homedir());
   config.ssl = ssl;
   const negotiation = values.get('sslnegotiation');
   if (negotiation !== undefined) {
@@ -453,6 +455,7 @@ function tlsOptions(
   socket: boolean,
   host: string | undefined,
   hostaddr: string | undefined,
+  home: string,
 ): false | ConnectionOptions {
   const mode = oneOf('sslmode', values.get('sslmode') ?? 'prefer', [
     'disable',
@@ -479,7 +482,7 @@ function tlsOptions(
   // libpq: sslmode does not apply to unix sockets
   if (socket || mode === 'disable' || mode === 'allow' || mode === 'prefer') return false;
 
-  const dir = join(homedir(), '.postgresql');
+  const dir = join(home, '.postgresql');
   const ssl: ConnectionOptions = { minVersion: 'TLSv1.2', ...versions };
   // the server's certificate: verified against sslrootcert (or ~/.postgresql/root.crt; 'system': the
   // system's roots); with require, only when such a file exists, as libpq does
