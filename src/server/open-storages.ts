@@ -36,6 +36,8 @@ export async function openStorages(configs: StorageConfig[], log: Logger): Promi
         });
         continue;
       }
+      if (c.kind === 'postgresql')
+        throw new Error(`storage '${c.name}': the PostgreSQL engine is not in this build yet`);
       log.info(`opening storage '${c.name}' using FileStorage`);
       if (!c.readOnly) await mkdir(dirname(c.path), { recursive: true });
       const storage = await FileStorage.open(c.path, {
