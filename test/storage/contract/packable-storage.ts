@@ -467,11 +467,14 @@ export function packableStorageTests(name: string, factory: StorageFactory): voi
         assertId(r.end, tid);
       }
       // a pack after the deletion removes them for good (without gc: the deletion alone does it)
-      await s.pack(Date.now() / 1000 + 1, referencesf, factory.supportsPackWithoutGc ? { gc: false } : {});
-      assert.equal(s.len(), 1);
-      for (const oid of [oid0, oid1]) {
-        await assert.rejects(s.load(oid), POSKeyError);
-        await assert.rejects(s.loadBefore(oid, rootSerial), POSKeyError);
+      // (a storage that does not pack yet skips this step)
+      if (factory.supportsPack) {
+        await s.pack(Date.now() / 1000 + 1, referencesf, factory.supportsPackWithoutGc ? { gc: false } : {});
+        assert.equal(s.len(), 1);
+        for (const oid of [oid0, oid1]) {
+          await assert.rejects(s.load(oid), POSKeyError);
+          await assert.rejects(s.loadBefore(oid, rootSerial), POSKeyError);
+        }
       }
 
       // deleteObject with a serial that is not current: ConflictError

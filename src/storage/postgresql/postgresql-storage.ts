@@ -1,0 +1,778 @@
+// A storage in PostgreSQL, on RelStorage 4.x's history-preserving schema, written to by RelStorage and by
+// other zeo-ts servers at the same time. Commits take RelStorage's locks: readCurrent's shared advisory locks,
+// the object locks (advisory, by zoid, in zoid order), then the commit lock (advisory lock -1) under which the
+// tid is chosen from the database's clock after the last tid, and the rows are written. A ZODB transaction is
+// one database transaction on one pooled connection, from tpcVote to tpcFinish (COMMIT) or tpcAbort
+// (ROLLBACK): the stores are kept in memory until the vote, then written in one statement. Reads go through
+// the pool, one statement each.
+//
+// Invalidations from other writers (watchInvalidations): LISTEN is the wake-up, a poll of the transactions
+// after the last one seen is the truth; tpcFinish delivers those before its own, under the commit lock.
+
+import { createHash } from 'node:crypto';
+import pg from 'pg';
+import { BaseStorage, pendingState, type PendingTransaction, type TransactionStart } from '../base.js';
+import { CommitLock } from '../commit-lock.js';
+import {
+  ConflictError,
+  POSKeyError,
+  ReadConflictError,
+  StorageError,
+  StorageTransactionError,
+  Unsupported,
+} from '../errors.js';
+import { decodeExtension } from '../extension.js';
+import { compareIds, p64, u64, z64, type Oid, type Tid } from '../ids.js';
+import {
+  capabilitiesOf,
+  zodbInterfaces,
+  type ConflictResolver,
+  type DataRecord,
+  type HistoryEntry,
+  type LoadBeforeResult,
+  type LoadResult,
+  type ReferencesFinder,
+  type Storage,
+  type TransactionMetaData,
+  type TransactionRecord,
+  type UndoLogEntry,
+  type UndoResult,
+} from '../interfaces.js';
+import { newTid, preciseNow, tidTime } from '../timestamp.js';
+import {
+  isConnectionError,
+  mapDatabaseError,
+  UnableToLockRowsToReadCurrentError,
+  type LockPhase,
+} from './errors.js';
+import { pgClientConfig, type PostgreSQLOptions } from './options.js';
+import { installSchema, schemaExists, schemaIsHistoryFree } from './schema.js';
+import { COMMIT_CHANNEL, SQL, type NamedQuery } from './sql.js';
+
+/** What a PostgreSQLStorage offers: FileStorage's interfaces but undo (not yet) and blobs (not yet). */
+const POSTGRESQL_CAPABILITIES = capabilitiesOf(
+  zodbInterfaces('IStorageRestoreable IStorageIteration IStorageCurrentRecordIteration IExternalGC IStorage'),
+  { lastInvalidations: true },
+);
+
+/** oids per value of zoid_seq (RelStorage's _OID_RANGE_SIZE) */
+const OID_RANGE = 16n;
+
+/** transactions read per query by iterator() */
+const ITER_BATCH = 100;
+
+/** A record of the transaction being committed; data null deletes the object. */
+interface PendingRecord {
+  readonly oid: Oid;
+  readonly zoid: bigint;
+  /** the serial the store read (z64: new); a conflict is resolved against the current one */
+  oldSerial: bigint;
+  data: Uint8Array | null;
+  /** restore(): written as given, no conflict check */
+  readonly restored: boolean;
+}
+
+interface Pending extends PendingTransaction {
+  /** by oid (latin1 of the 8 bytes) */
+  readonly records: Map<string, PendingRecord>;
+  /** readCurrent: oid -> the serial read */
+  readonly readCurrent: Map<string, { oid: Oid; zoid: bigint; serial: bigint }>;
+  /** the tid given to tpcBegin (restore, copy), else null: chosen at the vote */
+  readonly givenTid: bigint | null;
+  /** the connection of the database transaction, from the vote on */
+  client: pg.PoolClient | null;
+  /** the connection failed: it is not given back to the pool */
+  broken: boolean;
+  /** objects this transaction creates (current_object rows added) */
+  added: number;
+}
+
+function key(id: Uint8Array): string {
+  return String.fromCharCode(id[0], id[1], id[2], id[3], id[4], id[5], id[6], id[7]);
+}
+
+/** An int8 column or parameter (node-postgres gives int8 as text) as 8 bytes. */
+function idOf(v: string | bigint): Uint8Array {
+  return p64(BigInt(v));
+}
+
+function bytesOf(b: Buffer | null): Uint8Array | null {
+  return b === null ? null : new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+}
+
+function md5Hex(data: Uint8Array): string {
+  return createHash('md5').update(data).digest('hex');
+}
+
+/** RelStorage's range of oids for one value n of the sequence: n*16-15 .. n*16 */
+function oidRange(n: bigint): bigint[] {
+  const out: bigint[] = [];
+  for (let i = n * OID_RANGE - OID_RANGE + 1n; i <= n * OID_RANGE; i++) out.push(i);
+  return out;
+}
+
+/** pool clients given an 'error' listener */
+const guarded = new WeakSet<pg.PoolClient>();
+
+export type PostgreSQLStorageOptions = PostgreSQLOptions & { resolver?: ConflictResolver | null };
+
+export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
+  protected readonly commitLock = new CommitLock();
+  protected lastTs: Tid = z64;
+  protected readonly clock: () => number = preciseNow;
+
+  /** the last transaction this storage has seen (its own commits, and others' once delivered) */
+  private lastTid: Tid = z64;
+  private lastTidN = 0n;
+  private objectCount = 0;
+  private sizeEstimate = 0;
+  /** oids from zoid_seq not handed out yet, smallest first */
+  private oids: bigint[] = [];
+  /** the largest oid handed out or stored through this storage (set_min_oid is needed above it) */
+  private maxOidSeen = 0n;
+  private readonly commitLockTimeoutMs: number;
+  private readonly pollIntervalMs: number;
+
+  private listener: ((tid: Tid, oids: Oid[]) => void) | null = null;
+  private listenClient: pg.Client | null = null;
+  private pollTimer: NodeJS.Timeout | null = null;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private polling = false;
+  private pollAgain = false;
+  /** a tpcFinish is delivering and committing: polls wait, so nothing is delivered twice or out of order */
+  private finishing = false;
+
+  private constructor(
+    readonly pool: pg.Pool,
+    private readonly clientConfig: pg.ClientConfig,
+    options: PostgreSQLStorageOptions,
+  ) {
+    super({
+      name: options.name ?? 'PostgreSQLStorage',
+      readOnly: options.readOnly ?? false,
+      capabilities: POSTGRESQL_CAPABILITIES,
+      resolver: options.resolver,
+    });
+    this.commitLockTimeoutMs = Math.round((options.commitLockTimeout ?? 30) * 1000);
+    this.pollIntervalMs = Math.max(1, Math.round((options.pollInterval ?? 1) * 1000));
+  }
+
+  /**
+   * Opens the database (creating the schema in an empty one unless createSchema is false); a history-free
+   * RelStorage database is refused, as RelStorage's history-preserving adapter refuses it.
+   */
+  static async open(options: PostgreSQLStorageOptions): Promise<PostgreSQLStorage> {
+    if (options.keepHistory === false) {
+      throw new StorageError('PostgreSQLStorage keeps history: keep-history false is not supported');
+    }
+    const clientConfig: pg.ClientConfig = { ...pgClientConfig(options.dsn) };
+    if (options.connectTimeout !== undefined)
+      clientConfig.connectionTimeoutMillis = options.connectTimeout * 1000;
+    const pool = new pg.Pool({ ...clientConfig, max: options.poolSize ?? 10 });
+    // an idle connection that the server ends: the pool drops it, and the next query makes a new one
+    pool.on('error', () => {});
+    const storage = new PostgreSQLStorage(pool, clientConfig, options);
+    try {
+      await storage.prepare(options.createSchema ?? true);
+    } catch (e) {
+      await pool.end().catch(() => {});
+      throw mapDatabaseError(e);
+    }
+    return storage;
+  }
+
+  private async prepare(createSchema: boolean): Promise<void> {
+    const client = await this.pool.connect();
+    try {
+      if (!(await schemaExists(client))) {
+        if (!createSchema || this.isReadOnly()) {
+          throw new StorageError(
+            `${this.getName()}: the database has no ZODB schema (and createSchema is off)`,
+          );
+        }
+        await installSchema(client);
+      }
+      if (await schemaIsHistoryFree(client)) {
+        throw new StorageError(
+          'Schema mismatch: a history-preserving adapter can not connect to a history-free database',
+        );
+      }
+      const r = await client.query<{ tid: string }>(SQL.lastTid.text);
+      this.setLastTid(BigInt(r.rows[0].tid));
+      this.lastTs = this.lastTid;
+      await this.refreshCounts(client);
+    } finally {
+      client.release();
+    }
+  }
+
+  private setLastTid(tid: bigint): void {
+    this.lastTidN = tid;
+    this.lastTid = p64(tid);
+  }
+
+  private async refreshCounts(client?: pg.ClientBase): Promise<void> {
+    const r = await (client ?? this.pool).query<{ objects: string; size: string }>(SQL.counts.text);
+    this.objectCount = Number(r.rows[0].objects);
+    this.sizeEstimate = Number(r.rows[0].size);
+  }
+
+  /** A read through the pool, its errors mapped. */
+  private async query<R extends pg.QueryResultRow>(sql: NamedQuery, values: unknown[]): Promise<R[]> {
+    try {
+      const r = await this.pool.query<R>({ name: sql.name, text: sql.text, values });
+      return r.rows;
+    } catch (e) {
+      throw mapDatabaseError(e);
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // status
+
+  lastTransaction(): Tid {
+    return this.lastTid;
+  }
+
+  /** pg_total_relation_size of object_state, as of the last commit or poll */
+  getSize(): number {
+    return this.sizeEstimate;
+  }
+
+  /** current objects (deleted ones count until a pack), as of the last commit or poll */
+  len(): number {
+    return this.objectCount;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.closeTransactions();
+    this.listener = null;
+    if (this.pollTimer) clearInterval(this.pollTimer);
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.pollTimer = this.reconnectTimer = null;
+    const listen = this.listenClient;
+    this.listenClient = null;
+    await listen?.end().catch(() => {});
+    await this.pool.end().catch(() => {});
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // reads
+
+  async load(oid: Oid): Promise<LoadResult> {
+    this.checkOpen();
+    const rows = await this.query<{ tid: string; state: Buffer | null }>(SQL.load, [u64(oid).toString()]);
+    const row = rows[0];
+    if (!row || row.state === null) throw new POSKeyError(oid);
+    return { data: bytesOf(row.state)!, serial: idOf(row.tid) };
+  }
+
+  async loadBefore(oid: Oid, tid: Tid): Promise<LoadBeforeResult | null> {
+    this.checkOpen();
+    const rows = await this.query<{
+      tid: string | null;
+      state: Buffer | null;
+      found: boolean | null;
+      next: string | null;
+    }>(SQL.loadBefore, [u64(oid).toString(), u64(tid).toString()]);
+    const row = rows[0];
+    if (!row.found) {
+      if (row.next === null) throw new POSKeyError(oid);
+      return null;
+    }
+    if (row.state === null) throw new POSKeyError(oid);
+    return {
+      data: bytesOf(row.state)!,
+      start: idOf(row.tid!),
+      end: row.next === null ? null : idOf(row.next),
+    };
+  }
+
+  async loadSerial(oid: Oid, serial: Tid): Promise<Uint8Array> {
+    this.checkOpen();
+    const rows = await this.query<{ state: Buffer | null }>(SQL.loadSerial, [
+      u64(oid).toString(),
+      u64(serial).toString(),
+    ]);
+    const state = rows[0]?.state ?? null;
+    if (state === null) throw new POSKeyError(oid, serial);
+    return bytesOf(state)!;
+  }
+
+  async history(oid: Oid, size = 1): Promise<HistoryEntry[]> {
+    this.checkOpen();
+    const rows = await this.query<{
+      tid: string;
+      state_size: string;
+      username: Buffer;
+      description: Buffer;
+      extension: Buffer | null;
+    }>(SQL.history, [u64(oid).toString(), Math.max(0, size)]);
+    if (rows.length === 0) {
+      // no entries asked for, or none there
+      if (size > 0 || (await this.query(SQL.history, [u64(oid).toString(), 1])).length === 0)
+        throw new POSKeyError(oid);
+    }
+    return rows.map((r) => {
+      const tid = idOf(r.tid);
+      return {
+        tid,
+        time: tidTime(tid),
+        userName: bytesOf(r.username)!,
+        description: bytesOf(r.description)!,
+        extension: decodeExtension(bytesOf(r.extension) ?? new Uint8Array(0)),
+        size: Number(r.state_size),
+      };
+    });
+  }
+
+  async newOid(): Promise<Oid> {
+    this.checkWritable();
+    while (this.oids.length === 0) {
+      const rows = await this.query<{ n: string }>(SQL.newOids, []);
+      // (another newOid may have filled the list while this one waited)
+      if (this.oids.length === 0) this.oids = oidRange(BigInt(rows[0].n));
+    }
+    const n = this.oids.shift()!;
+    if (n > this.maxOidSeen) this.maxOidSeen = n;
+    return p64(n);
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // two-phase commit
+
+  protected _begin(start: TransactionStart): Pending {
+    return {
+      ...pendingState(start),
+      records: new Map(),
+      readCurrent: new Map(),
+      givenTid: this.givenTids.has(start.txn) ? u64(start.tid) : null,
+      client: null,
+      broken: false,
+      added: 0,
+    };
+  }
+
+  /** the transactions whose tid restore or copy gave to tpcBegin (read by _begin) */
+  private readonly givenTids = new WeakSet<TransactionMetaData>();
+
+  override async tpcBegin(txn: TransactionMetaData, tid: Tid | null = null, status = ' '): Promise<void> {
+    if (tid !== null) this.givenTids.add(txn);
+    else this.givenTids.delete(txn);
+    return super.tpcBegin(txn, tid, status);
+  }
+
+  protected async _store(p: Pending, oid: Oid, oldSerial: Tid, data: Uint8Array): Promise<void> {
+    p.records.set(key(oid), { oid, zoid: u64(oid), oldSerial: u64(oldSerial), data, restored: false });
+  }
+
+  protected async _restore(p: Pending, record: DataRecord): Promise<void> {
+    let data = record.data;
+    if (data === null && record.dataTxn !== null) {
+      // a back pointer: this schema keeps no pointers, the record gets the data it points to
+      data = await this.loadSerial(record.oid, record.dataTxn).catch((e: unknown) => {
+        if (e instanceof POSKeyError) return null;
+        throw e;
+      });
+    }
+    const zoid = u64(record.oid);
+    p.records.set(key(record.oid), { oid: record.oid, zoid, oldSerial: 0n, data, restored: true });
+  }
+
+  protected async _deleteObject(p: Pending, oid: Oid, oldSerial: Tid): Promise<void> {
+    p.records.set(key(oid), { oid, zoid: u64(oid), oldSerial: u64(oldSerial), data: null, restored: false });
+  }
+
+  protected async _checkCurrentSerial(p: Pending, oid: Oid, serial: Tid): Promise<void> {
+    p.readCurrent.set(key(oid), { oid, zoid: u64(oid), serial: u64(serial) });
+  }
+
+  protected async _undo(_p: Pending, _tid: Tid): Promise<UndoResult> {
+    throw this.unsupported('undo');
+  }
+
+  /**
+   * The database transaction: readCurrent's checks and shared locks, the object locks, conflicts found and
+   * resolved, then the commit lock, the tid and the rows. Left open for tpcFinish (COMMIT) or tpcAbort.
+   */
+  protected override async _vote(p: Pending): Promise<void> {
+    let phase: LockPhase = null;
+    try {
+      const client = await this.pool.connect();
+      p.client = client;
+      if (!guarded.has(client)) {
+        // a connection that breaks while checked out emits 'error' besides failing its query: the query's
+        // error is the one handled (and the client is discarded at the abort)
+        guarded.add(client);
+        client.on('error', () => {});
+      }
+      await client.query(`BEGIN; SET LOCAL lock_timeout = ${this.commitLockTimeoutMs}`);
+      const run = async <R extends pg.QueryResultRow>(sql: NamedQuery, values: unknown[]): Promise<R[]> =>
+        (await client.query<R>({ name: sql.name, text: sql.text, values })).rows;
+
+      // readCurrent (objects also stored are covered by their store's conflict check)
+      const reads = [...p.readCurrent.entries()].filter(([k]) => !p.records.has(k)).map(([, r]) => r);
+      if (reads.length) {
+        reads.sort((a, b) => (a.zoid < b.zoid ? -1 : a.zoid > b.zoid ? 1 : 0));
+        const zoids = reads.map((r) => r.zoid.toString());
+        const serials = reads.map((r) => r.serial.toString());
+        const stale = async (): Promise<void> => {
+          const rows = await run<{ zoid: string; tid: string | null }>(SQL.readCurrentStale, [
+            zoids,
+            serials,
+          ]);
+          if (rows.length) {
+            const r = reads.find((x) => x.zoid === BigInt(rows[0].zoid))!;
+            if (rows[0].tid === null) throw new POSKeyError(r.oid);
+            throw new ReadConflictError(r.oid, [idOf(rows[0].tid), p64(r.serial)]);
+          }
+        };
+        await stale();
+        const held = await run<{ zoid: string }>(SQL.readCurrentLock, [zoids]);
+        if (held.length) {
+          throw new UnableToLockRowsToReadCurrentError(idOf(held[0].zoid));
+        }
+        await stale();
+      }
+
+      // the object locks, then the conflicts under them
+      const records = [...p.records.values()];
+      if (records.length) {
+        phase = 'object-locks';
+        const all = records.map((r) => r.zoid).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+        await run(SQL.lockObjects, [all.map(String)]);
+        phase = null;
+        const checked = records.filter((r) => !r.restored);
+        if (checked.length) {
+          const rows = await run<{ zoid: string; tid: string | null; state: Buffer | null }>(SQL.conflicts, [
+            checked.map((r) => r.zoid.toString()),
+            checked.map((r) => r.oldSerial.toString()),
+            this.resolvesConflicts,
+          ]);
+          for (const row of rows) await this.resolve(p, row);
+        }
+      }
+      this.checkVoteStillPending(p);
+
+      // oids stored that zoid_seq did not hand out (restore, copy, another writer's): the sequence passes them
+      let maxOid = 0n;
+      for (const r of records) if (r.zoid > maxOid) maxOid = r.zoid;
+      if (maxOid > this.maxOidSeen) {
+        await run(SQL.setMinOidRange, [((maxOid + OID_RANGE - 1n) / OID_RANGE).toString()]);
+        this.maxOidSeen = maxOid;
+        this.oids = this.oids.filter((n) => n > maxOid);
+      }
+
+      // the commit lock, and the tid: after the last one, from the database's clock
+      phase = 'commit-lock';
+      const results = (await client.query(SQL.commitLockAndClock)) as unknown as pg.QueryResult[];
+      phase = null;
+      const { max_tid, now } = results[1].rows[0] as { max_tid: string; now: number };
+      const maxTid = BigInt(max_tid);
+      let tid: bigint;
+      if (p.givenTid !== null) {
+        if (p.givenTid <= maxTid) {
+          throw new StorageTransactionError(
+            `tid ${p.givenTid} is not later than the database's last transaction ${maxTid}`,
+          );
+        }
+        tid = p.givenTid;
+      } else {
+        tid = u64(newTid(null, now * 1000));
+        if (tid <= maxTid) tid = maxTid + 1n;
+      }
+
+      const zoids: string[] = [];
+      const md5s: Array<string | null> = [];
+      const states: Array<Buffer | null> = [];
+      for (const r of records) {
+        zoids.push(r.zoid.toString());
+        md5s.push(r.data === null ? null : md5Hex(r.data));
+        states.push(
+          r.data === null ? null : Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength),
+        );
+      }
+      const written = await run<{ added: string }>(SQL.writeTransaction, [
+        tid.toString(),
+        p.status === 'p',
+        Buffer.from(p.user),
+        Buffer.from(p.description),
+        Buffer.from(p.extension),
+        zoids,
+        md5s,
+        states,
+      ]);
+      p.added = Number(written[0].added);
+      (p as { tid: Tid }).tid = p64(tid);
+    } catch (e) {
+      if (isConnectionError(e)) p.broken = true;
+      throw mapDatabaseError(e, phase);
+    }
+  }
+
+  /** A write conflict found at the vote: resolved (the record gets the resolved data), or ConflictError. */
+  private async resolve(
+    p: Pending,
+    row: { zoid: string; tid: string | null; state: Buffer | null },
+  ): Promise<void> {
+    const zoid = BigInt(row.zoid);
+    const rec = p.records.get(key(p64(zoid)))!;
+    if (row.tid === null) {
+      // a delete of an object that is not there (a store of one that is not there is no conflict)
+      throw new POSKeyError(rec.oid);
+    }
+    const current = idOf(row.tid);
+    const old = p64(rec.oldSerial);
+    if (rec.data !== null) {
+      const resolved = await this.tryToResolveConflict(rec.oid, current, old, rec.data, bytesOf(row.state));
+      if (resolved) {
+        rec.data = resolved;
+        rec.oldSerial = BigInt(row.tid);
+        p.resolved.push(rec.oid);
+        return;
+      }
+    }
+    throw new ConflictError(rec.oid, [current, old], rec.data);
+  }
+
+  private checkVoteStillPending(p: Pending): void {
+    if (this.pending !== p) throw new StorageTransactionError('tpc_vote: the transaction was aborted');
+  }
+
+  /**
+   * COMMIT, under the commit lock still: first the transactions other writers committed before this one are
+   * delivered to the listener (in tid order), then this one is published by tpcFinish.
+   */
+  protected async _finish(p: Pending): Promise<void> {
+    const client = p.client!;
+    const tid = u64(p.tid);
+    this.finishing = true;
+    try {
+      if (this.listener && tid > this.lastTidN + 1n) {
+        const rows = await client.query<{ tid: string; zoids: string[] }>({
+          name: SQL.transactionsAfter.name,
+          text: SQL.transactionsAfter.text,
+          values: [this.lastTidN.toString(), tid.toString()],
+        });
+        this.deliver(rows.rows);
+      }
+      await client.query('COMMIT');
+    } catch (e) {
+      this.finishing = false;
+      if (isConnectionError(e)) p.broken = true;
+      throw mapDatabaseError(e);
+    }
+    p.client = null;
+    client.release();
+    this.setLastTid(tid);
+    this.objectCount += p.added;
+    for (const r of p.records.values()) {
+      if (r.data) this.sizeEstimate += r.data.length;
+    }
+  }
+
+  /** After tpcFinish's onCommitted: polls may deliver again. */
+  protected override _committed(_p: Pending): void {
+    this.finishing = false;
+    if (this.pollAgain) this.schedulePoll();
+  }
+
+  protected override async _abort(p: Pending): Promise<void> {
+    const client = p.client;
+    p.client = null;
+    if (!client) return;
+    if (p.broken) {
+      client.release(true);
+      return;
+    }
+    try {
+      await client.query('ROLLBACK');
+      client.release();
+    } catch (e) {
+      // the connection is gone with its locks: PostgreSQL rolled back when the session ended
+      client.release(true);
+      if (!isConnectionError(e)) throw e;
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // invalidations from other writers
+
+  /** Storage.watchInvalidations (see interfaces.ts): LISTEN wakes the poll; the poll runs every pollInterval. */
+  watchInvalidations(listener: (tid: Tid, oids: Oid[]) => void): void {
+    this.checkOpen();
+    this.listener = listener;
+    if (!this.pollTimer) {
+      this.pollTimer = setInterval(() => this.schedulePoll(), this.pollIntervalMs);
+      this.pollTimer.unref();
+      this.listen();
+    }
+    this.schedulePoll();
+  }
+
+  /** A connection of its own that LISTENs; when it breaks, another after a pause (and a poll then). */
+  private listen(): void {
+    if (this.closed || this.listener === null) return;
+    const client = new pg.Client(this.clientConfig);
+    this.listenClient = client;
+    const retry = (): void => {
+      if (this.listenClient !== client) return;
+      this.listenClient = null;
+      client.end().catch(() => {});
+      if (this.closed) return;
+      this.reconnectTimer = setTimeout(() => {
+        this.reconnectTimer = null;
+        this.listen();
+      }, this.pollIntervalMs);
+      this.reconnectTimer.unref();
+    };
+    client.on('error', retry);
+    client.on('end', retry);
+    client.on('notification', () => this.schedulePoll());
+    client
+      .connect()
+      .then(() => client.query(`LISTEN ${COMMIT_CHANNEL}`))
+      .then(() => this.schedulePoll(), retry);
+  }
+
+  /** Runs a poll, or one more after the one running (or after the tpcFinish in progress). */
+  private schedulePoll(): void {
+    if (this.closed || this.listener === null) return;
+    if (this.polling || this.finishing) {
+      this.pollAgain = true;
+      return;
+    }
+    this.polling = true;
+    this.pollAgain = false;
+    void this.poll().finally(() => {
+      this.polling = false;
+      if (this.pollAgain) this.schedulePoll();
+    });
+  }
+
+  private async poll(): Promise<void> {
+    const after = this.lastTidN;
+    let rows: Array<{ tid: string; zoids: string[] }>;
+    try {
+      rows = await this.query<{ tid: string; zoids: string[] }>(SQL.transactionsAfter, [
+        after.toString(),
+        '9223372036854775807',
+      ]);
+    } catch {
+      return; // the database is away: the next poll tries again
+    }
+    if (this.closed) return;
+    if (this.finishing) {
+      // a commit of ours is being delivered: what this poll found goes after it, from the next poll
+      this.pollAgain = true;
+      return;
+    }
+    if (rows.length) {
+      this.deliver(rows);
+      await this.refreshCounts().catch(() => {});
+    }
+  }
+
+  /** Advances lastTransaction() over other writers' transactions and tells the listener, in one run. */
+  private deliver(rows: Array<{ tid: string; zoids: string[] }>): void {
+    for (const row of rows) {
+      const tid = BigInt(row.tid);
+      if (tid <= this.lastTidN) continue;
+      this.setLastTid(tid);
+      if (compareIds(this.lastTid, this.lastTs) > 0) this.lastTs = this.lastTid;
+      this.listener?.(this.lastTid, row.zoids.map(idOf));
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // iteration
+
+  iterator(start: Tid | null = null, stop: Tid | null = null): AsyncIterable<TransactionRecord> {
+    this.checkOpen();
+    const from = start === null ? 0n : u64(start);
+    const to = stop === null ? (1n << 63n) - 1n : u64(stop);
+    return this.iterate(from, to);
+  }
+
+  private async *iterate(from: bigint, to: bigint): AsyncGenerator<TransactionRecord> {
+    let next = from;
+    for (;;) {
+      const txns = await this.query<{
+        tid: string;
+        packed: boolean;
+        username: Buffer;
+        description: Buffer;
+        extension: Buffer | null;
+      }>(SQL.iterTransactions, [next.toString(), to.toString(), ITER_BATCH]);
+      if (txns.length === 0) return;
+      const recs = await this.query<{ zoid: string; tid: string; state: Buffer | null }>(SQL.iterRecords, [
+        txns.map((t) => t.tid),
+      ]);
+      const byTid = new Map<string, DataRecord[]>();
+      for (const r of recs) {
+        let list = byTid.get(r.tid);
+        if (!list) byTid.set(r.tid, (list = []));
+        list.push({ oid: idOf(r.zoid), tid: idOf(r.tid), data: bytesOf(r.state), dataTxn: null });
+      }
+      for (const t of txns) {
+        const extensionBytes = bytesOf(t.extension) ?? new Uint8Array(0);
+        yield {
+          tid: idOf(t.tid),
+          status: t.packed ? 'p' : ' ',
+          user: bytesOf(t.username)!,
+          description: bytesOf(t.description)!,
+          extension: decodeExtension(extensionBytes),
+          extensionBytes,
+          records: byTid.get(t.tid) ?? [],
+        };
+      }
+      if (txns.length < ITER_BATCH) return;
+      next = BigInt(txns[txns.length - 1].tid) + 1n;
+    }
+  }
+
+  async recordIternext(
+    next: Oid | null = null,
+  ): Promise<{ oid: Oid; tid: Tid; data: Uint8Array; next: Oid | null }> {
+    this.checkOpen();
+    const rows = await this.query<{ zoid: string; tid: string; state: Buffer }>(SQL.recordIternext, [
+      u64(next ?? z64).toString(),
+    ]);
+    if (rows.length === 0) throw new POSKeyError(next ?? z64);
+    return {
+      oid: idOf(rows[0].zoid),
+      tid: idOf(rows[0].tid),
+      data: bytesOf(rows[0].state)!,
+      next: rows.length > 1 ? idOf(rows[1].zoid) : null,
+    };
+  }
+
+  /** The newest `count` transactions with the oids they wrote (in zoid order), newest first. */
+  async lastInvalidations(count: number): Promise<Array<{ tid: Tid; oids: Oid[] }>> {
+    this.checkOpen();
+    if (count <= 0) return [];
+    const rows = await this.query<{ tid: string; zoids: string[] }>(SQL.lastTransactions, [count]);
+    return rows.map((r) => ({ tid: idOf(r.tid), oids: r.zoids.map(idOf) }));
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // not yet: undo and pack (pack.ts, undo to come), blobs (BaseStorage refuses them)
+
+  async undoLog(
+    _first?: number,
+    _last?: number,
+    _filter?: (entry: UndoLogEntry) => boolean,
+  ): Promise<UndoLogEntry[]> {
+    throw this.unsupported('undoLog');
+  }
+
+  async pack(_packTime: number, _referencesf: ReferencesFinder, _options?: { gc?: boolean }): Promise<void> {
+    this.checkWritable();
+    throw this.unsupported('pack');
+  }
+
+  private unsupported(what: string): Unsupported {
+    return new Unsupported(`${this.getName()} does not support ${what}`);
+  }
+}

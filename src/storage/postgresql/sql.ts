@@ -1,0 +1,149 @@
+// The SQL of the PostgreSQL storage, in one place (RelStorage's history-preserving tables; see schema.ts). The
+// hot queries are named, so node-postgres prepares each once per connection. Ids travel as bigint text.
+
+/** The channel our commits notify (inside the committing transaction: the notification goes at COMMIT). */
+export const COMMIT_CHANNEL = 'zodb_commit';
+
+/** RelStorage's advisory lock keys (its locker.py): the commit lock; object locks are the zoids themselves. */
+export const COMMIT_LOCK_KEY = -1;
+
+export interface NamedQuery {
+  readonly name: string;
+  readonly text: string;
+}
+
+const q = (name: string, text: string): NamedQuery => ({ name: `zeo_${name}`, text });
+
+export const SQL = {
+  load: q(
+    'load',
+    `SELECT c.tid, o.state FROM current_object c
+       JOIN object_state o ON o.zoid = c.zoid AND o.tid = c.tid
+      WHERE c.zoid = $1::bigint`,
+  ),
+  /** the revision before $2 (none: NULLs), and the tid of the next one (or NULL) */
+  loadBefore: q(
+    'load_before',
+    `SELECT b.tid, b.state, b.found,
+            (SELECT min(n.tid) FROM object_state n WHERE n.zoid = $1::bigint AND n.tid >= $2::bigint) AS next
+       FROM (SELECT 1) x
+       LEFT JOIN LATERAL (
+         SELECT tid, state, TRUE AS found FROM object_state
+          WHERE zoid = $1::bigint AND tid < $2::bigint ORDER BY tid DESC LIMIT 1
+       ) b ON TRUE`,
+  ),
+  loadSerial: q('load_serial', `SELECT state FROM object_state WHERE zoid = $1::bigint AND tid = $2::bigint`),
+  history: q(
+    'history',
+    `SELECT o.tid, o.state_size, t.username, t.description, t.extension
+       FROM object_state o JOIN "transaction" t ON t.tid = o.tid
+      WHERE o.zoid = $1::bigint ORDER BY o.tid DESC LIMIT $2::bigint`,
+  ),
+  /** one value of the sequence stands for 16 oids (RelStorage's oidallocator: n*16-15 .. n*16) */
+  newOids: q('new_oids', `SELECT nextval('zoid_seq') AS n`),
+  /** makes the sequence pass the range $1 (RelStorage's set_min_oid: oids stored that it did not hand out) */
+  setMinOidRange: q(
+    'set_min_oid',
+    `SELECT CASE WHEN $1::bigint > nextval('zoid_seq') THEN setval('zoid_seq', $1::bigint) ELSE 0 END`,
+  ),
+  lastTid: q('last_tid', `SELECT COALESCE(max(tid), 0) AS tid FROM "transaction"`),
+  counts: q(
+    'counts',
+    `SELECT (SELECT count(*) FROM current_object) AS objects,
+            pg_total_relation_size('object_state') AS size`,
+  ),
+  /** readCurrent, first check: the first object whose current tid is not the one read (or that is missing) */
+  readCurrentStale: q(
+    'read_current_stale',
+    `SELECT t.zoid, c.tid FROM unnest($1::bigint[], $2::bigint[]) AS t(zoid, tid)
+       LEFT JOIN current_object c ON c.zoid = t.zoid
+      WHERE c.tid IS DISTINCT FROM t.tid ORDER BY t.zoid LIMIT 1`,
+  ),
+  /** readCurrent's shared locks, tried in zoid order: the zoids whose lock a writer holds */
+  readCurrentLock: q(
+    'read_current_lock',
+    `SELECT zoid FROM (
+       SELECT z AS zoid, pg_try_advisory_xact_lock_shared(z) AS got FROM unnest($1::bigint[]) AS z ORDER BY z
+     ) x WHERE NOT got`,
+  ),
+  /** the object locks of the stored objects that exist, in zoid order (waits up to lock_timeout) */
+  lockObjects: q(
+    'lock_objects',
+    `SELECT pg_advisory_xact_lock(zoid) FROM current_object WHERE zoid = ANY($1::bigint[]) ORDER BY zoid`,
+  ),
+  /**
+   * The stored objects whose current tid is not the one the store read ($2), with the current state when $3:
+   * write conflicts (and deletes of objects that are gone).
+   */
+  conflicts: q(
+    'conflicts',
+    `SELECT t.zoid, c.tid, CASE WHEN $3::boolean THEN o.state END AS state
+       FROM unnest($1::bigint[], $2::bigint[]) AS t(zoid, prev)
+       LEFT JOIN current_object c ON c.zoid = t.zoid
+       LEFT JOIN object_state o ON o.zoid = c.zoid AND o.tid = c.tid
+      WHERE c.tid IS DISTINCT FROM t.prev AND (c.tid IS NOT NULL OR t.prev <> 0)`,
+  ),
+  /**
+   * The commit lock, then (a statement of its own, so it reads what committed while it waited) the last tid
+   * and the database's clock: the new tid comes from them.
+   */
+  commitLockAndClock: `SELECT pg_advisory_xact_lock(${COMMIT_LOCK_KEY});
+    SELECT COALESCE(max(tid), 0) AS max_tid, EXTRACT(EPOCH FROM clock_timestamp())::float8 AS now FROM "transaction"`,
+  /**
+   * The transaction, its object states (prev_tid: the revision current under the object lock), the current
+   * objects, and the notification; `added`: the objects that are new.
+   */
+  writeTransaction: q(
+    'write_transaction',
+    `WITH txn AS (
+       INSERT INTO "transaction" (tid, packed, username, description, extension)
+       VALUES ($1::bigint, $2::boolean, $3::bytea, $4::bytea, $5::bytea)
+     ), rec AS (
+       SELECT r.zoid, COALESCE(c.tid, 0) AS prev, r.md5, r.state
+         FROM unnest($6::bigint[], $7::text[], $8::bytea[]) AS r(zoid, md5, state)
+         LEFT JOIN current_object c ON c.zoid = r.zoid
+     ), st AS (
+       INSERT INTO object_state (zoid, tid, prev_tid, md5, state_size, state)
+       SELECT zoid, $1::bigint, prev, md5, COALESCE(length(state), 0), state FROM rec
+     ), cur AS (
+       INSERT INTO current_object (zoid, tid) SELECT zoid, $1::bigint FROM rec
+       ON CONFLICT (zoid) DO UPDATE SET tid = excluded.tid
+       RETURNING (xmax = 0) AS inserted
+     )
+     SELECT (SELECT count(*) FROM cur WHERE inserted) AS added,
+            pg_notify('${COMMIT_CHANNEL}', ($1::bigint)::text) AS notified`,
+  ),
+  /** transactions after $1 (and before $2), with the oids they wrote: what other writers committed */
+  transactionsAfter: q(
+    'transactions_after',
+    `SELECT t.tid, array_remove(array_agg(o.zoid ORDER BY o.zoid), NULL) AS zoids
+       FROM "transaction" t LEFT JOIN object_state o ON o.tid = t.tid
+      WHERE t.tid > $1::bigint AND t.tid < $2::bigint
+      GROUP BY t.tid ORDER BY t.tid`,
+  ),
+  /** the newest $1 transactions, with their oids */
+  lastTransactions: q(
+    'last_transactions',
+    `SELECT t.tid, array_remove(array_agg(o.zoid ORDER BY o.zoid), NULL) AS zoids
+       FROM (SELECT tid FROM "transaction" WHERE tid > 0 ORDER BY tid DESC LIMIT $1::bigint) t
+       LEFT JOIN object_state o ON o.tid = t.tid
+      GROUP BY t.tid ORDER BY t.tid DESC`,
+  ),
+  /** up to $3 transactions from $1 to $2 */
+  iterTransactions: q(
+    'iter_transactions',
+    `SELECT tid, packed, username, description, extension FROM "transaction"
+      WHERE tid >= $1::bigint AND tid <= $2::bigint AND tid > 0 ORDER BY tid LIMIT $3::bigint`,
+  ),
+  iterRecords: q(
+    'iter_records',
+    `SELECT zoid, tid, state FROM object_state WHERE tid = ANY($1::bigint[]) ORDER BY tid, zoid`,
+  ),
+  /** the current record at or after $1, and the next oid */
+  recordIternext: q(
+    'record_iternext',
+    `SELECT c.zoid, c.tid, o.state FROM current_object c
+       JOIN object_state o ON o.zoid = c.zoid AND o.tid = c.tid
+      WHERE c.zoid >= $1::bigint AND o.state IS NOT NULL ORDER BY c.zoid LIMIT 2`,
+  ),
+} as const;

@@ -1,0 +1,366 @@
+// PostgreSQLStorage: the storage contract suite on a private PostgreSQL cluster (a database per test
+// directory), then what is particular to it: tids after the last one when the clock is behind, a commit
+// whose connection is killed mid-vote leaves no lock, reopening sees the data, schema checks.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { basename } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { POSKeyError, StorageError } from '../../../src/storage/errors.js';
+import { idHex, p64, u64, z64, type Oid, type Tid } from '../../../src/storage/ids.js';
+import { TransactionMetaData } from '../../../src/storage/interfaces.js';
+import {
+  PostgreSQLStorage,
+  StorageDisconnectedError,
+  UnableToAcquireCommitLockError,
+} from '../../../src/storage/postgresql/index.js';
+import { installSchema } from '../../../src/storage/postgresql/schema.js';
+import { skipPostgres, startPostgres, type PostgresCluster } from '../../helpers/postgres.js';
+import { storageContractTests, type StorageFactory } from '../contract/index.js';
+import { dostore, minpo, minpoValue } from '../contract/helpers.js';
+import { interopDisabled, oraclePython } from '../../helpers/oracle.js';
+import { waitUntil } from '../../helpers/wait.js';
+
+let cluster: PostgresCluster;
+let admin: pg.Client;
+/** a database with the schema installed, copied for each test (CREATE DATABASE ... TEMPLATE) */
+const TEMPLATE = 'zeo_template';
+
+/** The database of a test directory. */
+function databaseOf(dir: string): string {
+  return (
+    'd_' +
+    basename(dir)
+      .replace(/[^A-Za-z0-9]/g, '_')
+      .toLowerCase()
+  );
+}
+
+function dsnOf(database: string): string {
+  return `host=${cluster.socketDir} port=${cluster.port} user=${cluster.user} dbname=${database}`;
+}
+
+async function createDatabase(name: string, template = TEMPLATE): Promise<void> {
+  const r = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
+  if (r.rowCount === 0) await admin.query(`CREATE DATABASE ${name} TEMPLATE ${template}`);
+}
+
+async function dropDatabase(name: string): Promise<void> {
+  await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+}
+
+/** a client of `database` for a test's own SQL (ended by the caller) */
+async function sqlClient(database: string): Promise<pg.Client> {
+  const c = new pg.Client(cluster.connection(database));
+  await c.connect();
+  return c;
+}
+
+const factory: StorageFactory = {
+  async open({ dir, readOnly, resolver }) {
+    const database = databaseOf(dir);
+    await createDatabase(database);
+    return PostgreSQLStorage.open({
+      dsn: dsnOf(database),
+      name: `PostgreSQLStorage(${database})`,
+      readOnly,
+      resolver,
+      poolSize: 4,
+      commitLockTimeout: 5,
+    });
+  },
+  async destroy(dir) {
+    await dropDatabase(databaseOf(dir));
+  },
+  persistent: true,
+  supportsUndo: false,
+  supportsPack: false,
+  supportsPackWithoutGc: false,
+  supportsBlobs: false,
+  supportsIterator: true,
+  supportsRestore: true,
+  supportsDeleteObject: true,
+  timeout: 30_000,
+};
+
+describe('PostgreSQLStorage', { skip: skipPostgres }, () => {
+  before(async () => {
+    cluster = await startPostgres();
+    admin = new pg.Client(cluster.connection('postgres'));
+    await admin.connect();
+    await admin.query(`CREATE DATABASE ${TEMPLATE}`);
+    const c = await sqlClient(TEMPLATE);
+    await installSchema(c);
+    await c.end();
+  });
+  after(async () => {
+    await admin?.end();
+    await cluster?.stop();
+  });
+
+  storageContractTests('PostgreSQLStorage', factory);
+
+  describe('PostgreSQLStorage specifics', () => {
+    let n = 0;
+    /** a new database with the schema, and storages on it closed after the test */
+    async function fresh(t: { after: (fn: () => Promise<void>) => void }): Promise<{
+      database: string;
+      open: (extra?: Partial<Parameters<typeof PostgreSQLStorage.open>[0]>) => Promise<PostgreSQLStorage>;
+    }> {
+      const database = `spec_${process.pid}_${++n}`;
+      await createDatabase(database);
+      const opened: PostgreSQLStorage[] = [];
+      t.after(async () => {
+        for (const s of opened) await s.close();
+        await dropDatabase(database);
+      });
+      return {
+        database,
+        async open(extra = {}) {
+          const s = await PostgreSQLStorage.open({ dsn: dsnOf(database), poolSize: 3, ...extra });
+          opened.push(s);
+          return s;
+        },
+      };
+    }
+
+    it('writes what RelStorage writes: the transaction row, prev_tid, md5, current_object; oids 16 per nextval', async (t) => {
+      const { database, open } = await fresh(t);
+      const s = await open();
+      const oid = await s.newOid();
+      assert.equal(idHex(oid), '0000000000000001', 'the first oid of the range of nextval 1');
+      const tid1 = await dostore(s, { oid, data: 1, user: 'u', description: 'd' });
+      const tid2 = await dostore(s, { oid, revid: tid1, data: 2 });
+      for (let i = 0; i < 15; i++) await s.newOid();
+      const c = await sqlClient(database);
+      try {
+        const rows = (
+          await c.query<Record<'zoid' | 'tid' | 'prev_tid' | 'md5' | 'state_size' | 'real_md5', string>>(
+            `SELECT zoid, tid, prev_tid, md5, state_size, md5(state) AS real_md5 FROM object_state ORDER BY tid`,
+          )
+        ).rows;
+        assert.deepEqual(
+          rows.map((r) => [r.zoid, r.tid, r.prev_tid, r.md5, Number(r.state_size)]),
+          [
+            ['1', u64(tid1).toString(), '0', rows[0].real_md5, minpo(1).length],
+            ['1', u64(tid2).toString(), u64(tid1).toString(), rows[1].real_md5, minpo(2).length],
+          ],
+        );
+        const cur = (await c.query('SELECT zoid, tid FROM current_object')).rows;
+        assert.deepEqual(cur, [{ zoid: '1', tid: u64(tid2).toString() }]);
+        const txn = (
+          await c.query<{ username: Buffer; description: Buffer; packed: boolean }>(
+            'SELECT username, description, packed FROM transaction WHERE tid = $1',
+            [u64(tid1).toString()],
+          )
+        ).rows[0];
+        assert.equal(txn.username.toString(), 'u');
+        assert.equal(txn.description.toString(), 'd');
+        assert.equal(txn.packed, false);
+        // 16 oids handed out from nextval 1 (1..16), the 17th from nextval 2
+        assert.equal(idHex(await s.newOid()), '0000000000000011');
+        const seq = await c.query<{ last_value: string }>('SELECT last_value FROM zoid_seq');
+        assert.equal(seq.rows[0].last_value, '2');
+      } finally {
+        await c.end();
+      }
+    });
+
+    it('a tid comes after the last one even when the clock is behind it (max(tid) + 1)', async (t) => {
+      const { database, open } = await fresh(t);
+      const s = await open();
+      const future = u64(await dostore(s, { data: 1 })) + (1n << 40n); // some days ahead
+      const c = await sqlClient(database);
+      await c.query(`INSERT INTO transaction (tid, username, description) VALUES ($1, '', '')`, [
+        future.toString(),
+      ]);
+      await c.end();
+      const tid = await dostore(s, { data: 2 });
+      assert.equal(u64(tid), future + 1n);
+      assert.equal(u64(await dostore(s, { data: 3 })), future + 2n);
+      assert.equal(idHex(s.lastTransaction()), idHex(p64(future + 2n)));
+    });
+
+    it('a commit whose connection is killed mid-vote fails as transient, leaves no lock, and the next commit works', async (t) => {
+      const { database, open } = await fresh(t);
+      const s = await open();
+      const oid = await s.newOid();
+      const tid1 = await dostore(s, { oid, data: 1 });
+      const txn = new TransactionMetaData();
+      await s.tpcBegin(txn);
+      await s.store(oid, tid1, minpo(2), txn);
+      await s.tpcVote(txn);
+      const c = await sqlClient(database);
+      try {
+        const locks = async (): Promise<number> =>
+          Number(
+            (await c.query<{ n: string }>(`SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory'`))
+              .rows[0].n,
+          );
+        assert.equal(await locks(), 2, 'the commit lock and the object lock are held after the vote');
+        const killed = await c.query(
+          // (waits up to 5 s for the backend to be gone)
+          `SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity
+            WHERE datname = $1 AND state = 'idle in transaction' AND pid <> pg_backend_pid()`,
+          [database],
+        );
+        assert.equal(killed.rowCount, 1);
+        await assert.rejects(s.tpcFinish(txn), StorageDisconnectedError);
+        await s.tpcAbort(txn);
+        assert.equal(await locks(), 0, 'no lock is left behind');
+      } finally {
+        await c.end();
+      }
+      assert.equal(minpoValue((await s.load(oid)).data), 1, 'the killed commit wrote nothing');
+      const tid3 = await dostore(s, { oid, revid: tid1, data: 3 });
+      assert.equal(minpoValue((await s.load(oid)).data), 3);
+      assert.equal(idHex(s.lastTransaction()), idHex(tid3));
+    });
+
+    it('the commit lock held elsewhere: UnableToAcquireCommitLockError after commitLockTimeout, and abort', async (t) => {
+      const { database, open } = await fresh(t);
+      const s = await open({ commitLockTimeout: 0.2 });
+      const c = await sqlClient(database);
+      try {
+        await c.query('SELECT pg_advisory_lock(-1)');
+        const txn = new TransactionMetaData();
+        await s.tpcBegin(txn);
+        await s.store(await s.newOid(), z64, minpo(1), txn);
+        await assert.rejects(s.tpcVote(txn), UnableToAcquireCommitLockError);
+        await s.tpcAbort(txn);
+        await c.query('SELECT pg_advisory_unlock(-1)');
+      } finally {
+        await c.end();
+      }
+      const tid = await dostore(s, { data: 2 });
+      assert.equal(idHex(s.lastTransaction()), idHex(tid));
+    });
+
+    it('reopening sees the data; a restored oid moves the oid sequence past it', async (t) => {
+      const { open } = await fresh(t);
+      const s = await open();
+      const oid = await s.newOid();
+      const tid = await dostore(s, { oid, data: 5 });
+      const txn = new TransactionMetaData();
+      const big = p64(1000n);
+      await s.tpcBegin(txn, p64(u64(tid) + 10n), ' ');
+      await s.restore(big, p64(u64(tid) + 10n), minpo(6), null, txn);
+      await s.tpcVote(txn);
+      await s.tpcFinish(txn);
+      assert.ok(u64(await s.newOid()) > 1000n);
+      await s.close();
+      const again = await open({ readOnly: true });
+      assert.equal(minpoValue((await again.load(oid)).data), 5);
+      assert.equal(minpoValue((await again.load(big)).data), 6);
+      assert.equal(idHex(again.lastTransaction()), idHex(p64(u64(tid) + 10n)));
+      assert.equal(again.len(), 2);
+    });
+
+    it('refuses a history-free database, and an empty one when createSchema is off', async (t) => {
+      const { open } = await fresh(t);
+      const empty = `spec_${process.pid}_${++n}`;
+      await admin.query(`CREATE DATABASE ${empty}`);
+      t.after(() => dropDatabase(empty));
+      await assert.rejects(PostgreSQLStorage.open({ dsn: dsnOf(empty), createSchema: false }), StorageError);
+      const c = await sqlClient(empty);
+      await c.query('CREATE TABLE object_state (zoid bigint PRIMARY KEY, tid bigint NOT NULL)');
+      await c.end();
+      await assert.rejects(PostgreSQLStorage.open({ dsn: dsnOf(empty) }), /history-free/);
+      await open(); // (the fresh one opens)
+    });
+
+    it('load of a missing oid: POSKeyError; loadBefore before the first revision: null', async (t) => {
+      const { open } = await fresh(t);
+      const s = await open();
+      await assert.rejects(s.load(p64(77n)), POSKeyError);
+      await assert.rejects(s.loadBefore(p64(77n), p64(5n)), POSKeyError);
+      const oid = await s.newOid();
+      const tid = await dostore(s, { oid, data: 1 });
+      assert.equal(await s.loadBefore(oid, tid), null);
+    });
+
+    it('watchInvalidations: another storage on the database sees each commit once, in order, after lastTransaction moves', async (t) => {
+      const { open } = await fresh(t);
+      const a = await open({ pollInterval: 0.05 });
+      const b = await open({ pollInterval: 0.05 });
+      const seen: Array<[string, string[], string]> = [];
+      b.watchInvalidations((tid: Tid, oids: Oid[]) => {
+        seen.push([idHex(tid), oids.map(idHex), idHex(b.lastTransaction())]);
+      });
+      const oid1 = await a.newOid();
+      const oid2 = await a.newOid();
+      const t1 = await dostore(a, { oid: oid1, data: 1 });
+      const t2 = await dostore(a, { oid: oid2, data: 2 });
+      const t3 = await dostore(a, { oid: oid1, revid: t1, data: 3 });
+      await waitUntil(
+        () => seen.length >= 3,
+        () => `b saw ${JSON.stringify(seen)}`,
+      );
+      await new Promise((r) => setTimeout(r, 150)); // (more polls: nothing is delivered twice)
+      assert.deepEqual(seen, [
+        [idHex(t1), [idHex(oid1)], idHex(t1)],
+        [idHex(t2), [idHex(oid2)], idHex(t2)],
+        [idHex(t3), [idHex(oid1)], idHex(t3)],
+      ]);
+      assert.equal(idHex(b.lastTransaction()), idHex(t3));
+      assert.equal(b.len(), 2);
+    });
+
+    it("watchInvalidations: others' commits before our own are delivered before tpcFinish's onCommitted", async (t) => {
+      const { open } = await fresh(t);
+      // a poll interval long enough that only tpcFinish can deliver (and no LISTEN wake-up in time: the
+      // listener connection's notification may still come first, which is as good: then it is already seen)
+      const a = await open();
+      const b = await open({ pollInterval: 600 });
+      const events: string[] = [];
+      b.watchInvalidations((tid: Tid) => events.push(`external ${idHex(tid)}`));
+      const oid = await a.newOid();
+      const ta = await dostore(a, { oid, data: 1 });
+      const txn = new TransactionMetaData();
+      await b.tpcBegin(txn);
+      await b.store(await b.newOid(), z64, minpo(2), txn);
+      await b.tpcVote(txn);
+      const tb = await b.tpcFinish(txn, (tid) => events.push(`committed ${idHex(tid)}`));
+      assert.ok(u64(tb) > u64(ta));
+      assert.deepEqual(events, [`external ${idHex(ta)}`, `committed ${idHex(tb)}`]);
+      assert.equal(idHex(b.lastTransaction()), idHex(tb));
+    });
+
+    const noOracle = interopDisabled && 'ZEO_TS_SKIP_INTEROP=1';
+    it('watchInvalidations: commits by RelStorage from Python are seen', { skip: noOracle }, async (t) => {
+      const { database, open } = await fresh(t);
+      const b = await open({ pollInterval: 0.05 });
+      const seen: Array<[string, string[]]> = [];
+      b.watchInvalidations((tid: Tid, oids: Oid[]) => seen.push([idHex(tid), oids.map(idHex)]));
+      const script = [
+        'import sys, ZODB, transaction',
+        'from relstorage.options import Options',
+        'from relstorage.adapters.postgresql import PostgreSQLAdapter',
+        'from relstorage.storage import RelStorage',
+        'from persistent.mapping import PersistentMapping',
+        `a = PostgreSQLAdapter(dsn=sys.argv[1], options=Options(keep_history=True))`,
+        'db = ZODB.DB(RelStorage(a, options=Options(keep_history=True)))',
+        'c = db.open()',
+        "c.root()['x'] = PersistentMapping()",
+        'transaction.commit()',
+        'print(db.lastTransaction().hex())',
+        'db.close()',
+      ].join('\n');
+      const out = await promisify(execFile)(oraclePython(), ['-c', script, dsnOf(database)]);
+      const last = out.stdout.trim();
+      await waitUntil(
+        () => seen.some(([tid]) => tid === last),
+        () => `b saw ${JSON.stringify(seen)}`,
+      );
+      assert.equal(idHex(b.lastTransaction()), last);
+      // RelStorage's root creation, then its commit of the root and the new mapping
+      assert.deepEqual(
+        seen.map(([, oids]) => oids),
+        [['0000000000000000'], ['0000000000000000', '0000000000000001']],
+      );
+      const root = await b.load(z64);
+      assert.equal(idHex(root.serial), last);
+    });
+  });
+});
