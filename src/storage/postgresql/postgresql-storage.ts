@@ -47,7 +47,7 @@ import {
 } from './errors.js';
 import { pgClientConfig, type PostgreSQLOptions } from './options.js';
 import { installSchema, schemaExists, schemaIsHistoryFree } from './schema.js';
-import { COMMIT_CHANNEL, SQL, type NamedQuery } from './sql.js';
+import { COMMIT_CHANNEL, SQL, VOTE_SQL, type NamedQuery } from './sql.js';
 
 /** What a PostgreSQLStorage offers: FileStorage's interfaces but undo (not yet) and blobs (not yet). */
 const POSTGRESQL_CAPABILITIES = capabilitiesOf(
@@ -407,68 +407,87 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
         guarded.add(client);
         client.on('error', () => {});
       }
-      await client.query(`BEGIN; SET LOCAL lock_timeout = ${this.commitLockTimeoutMs}`);
       const run = async <R extends pg.QueryResultRow>(sql: NamedQuery, values: unknown[]): Promise<R[]> =>
         (await client.query<R>({ name: sql.name, text: sql.text, values })).rows;
 
-      // readCurrent (objects also stored are covered by their store's conflict check)
+      // one round trip: readCurrent's check, shared locks and check again (objects also stored are covered
+      // by their store's conflict check), the object locks, the conflicts under them, and the commit lock
+      // when it is free
+      const batch = [VOTE_SQL.begin(this.commitLockTimeoutMs)];
       const reads = [...p.readCurrent.entries()].filter(([k]) => !p.records.has(k)).map(([, r]) => r);
+      reads.sort((a, b) => (a.zoid < b.zoid ? -1 : a.zoid > b.zoid ? 1 : 0));
+      const readZoids = reads.map((r) => r.zoid);
       if (reads.length) {
-        reads.sort((a, b) => (a.zoid < b.zoid ? -1 : a.zoid > b.zoid ? 1 : 0));
-        const zoids = reads.map((r) => r.zoid.toString());
-        const serials = reads.map((r) => r.serial.toString());
-        const stale = async (): Promise<void> => {
-          const rows = await run<{ zoid: string; tid: string | null }>(SQL.readCurrentStale, [
-            zoids,
-            serials,
-          ]);
-          if (rows.length) {
-            const r = reads.find((x) => x.zoid === BigInt(rows[0].zoid))!;
-            if (rows[0].tid === null) throw new POSKeyError(r.oid);
-            throw new ReadConflictError(r.oid, [idOf(rows[0].tid), p64(r.serial)]);
-          }
-        };
-        await stale();
-        const held = await run<{ zoid: string }>(SQL.readCurrentLock, [zoids]);
-        if (held.length) {
-          throw new UnableToLockRowsToReadCurrentError(idOf(held[0].zoid));
-        }
-        await stale();
+        const stale = VOTE_SQL.readCurrentStale(
+          readZoids,
+          reads.map((r) => r.serial),
+        );
+        batch.push(stale, VOTE_SQL.readCurrentLock(readZoids), stale);
       }
-
-      // the object locks, then the conflicts under them
       const records = [...p.records.values()];
+      const checked = records.filter((r) => !r.restored);
       if (records.length) {
-        phase = 'object-locks';
         const all = records.map((r) => r.zoid).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-        await run(SQL.lockObjects, [all.map(String)]);
-        phase = null;
-        const checked = records.filter((r) => !r.restored);
+        batch.push(VOTE_SQL.lockObjects(all));
         if (checked.length) {
-          const rows = await run<{ zoid: string; tid: string | null; state: Buffer | null }>(SQL.conflicts, [
-            checked.map((r) => r.zoid.toString()),
-            checked.map((r) => r.oldSerial.toString()),
-            this.resolvesConflicts,
-          ]);
-          for (const row of rows) await this.resolve(p, row);
+          batch.push(
+            VOTE_SQL.conflicts(
+              checked.map((r) => r.zoid),
+              checked.map((r) => r.oldSerial),
+              this.resolvesConflicts,
+            ),
+          );
         }
       }
-      this.checkVoteStillPending(p);
-
       // oids stored that zoid_seq did not hand out (restore, copy, another writer's): the sequence passes them
       let maxOid = 0n;
       for (const r of records) if (r.zoid > maxOid) maxOid = r.zoid;
-      if (maxOid > this.maxOidSeen) {
-        await run(SQL.setMinOidRange, [((maxOid + OID_RANGE - 1n) / OID_RANGE).toString()]);
+      const newMaxOid = maxOid > this.maxOidSeen;
+      if (newMaxOid) batch.push(VOTE_SQL.setMinOidRange((maxOid + OID_RANGE - 1n) / OID_RANGE));
+      // the commit lock when it is free (else it is waited for below, once the conflicts are known), and the
+      // last tid and the clock under it
+      batch.push(SQL.tryCommitLockAndClock);
+      // (readCurrent and the commit lock are only tried here: a lock timeout is an object lock's)
+      phase = 'object-locks';
+      const results = (await client.query(batch.join(';\n'))) as unknown as pg.QueryResult[];
+      phase = null;
+      let at = 2;
+      if (reads.length) {
+        const stale = (rows: Array<{ zoid: string; tid: string | null }>): void => {
+          if (rows.length === 0) return;
+          const r = reads.find((x) => x.zoid === BigInt(rows[0].zoid))!;
+          if (rows[0].tid === null) throw new POSKeyError(r.oid);
+          throw new ReadConflictError(r.oid, [idOf(rows[0].tid), p64(r.serial)]);
+        };
+        stale(results[at].rows as Array<{ zoid: string; tid: string | null }>);
+        const held = results[at + 1].rows as Array<{ zoid: string }>;
+        if (held.length) throw new UnableToLockRowsToReadCurrentError(idOf(held[0].zoid));
+        stale(results[at + 2].rows as Array<{ zoid: string; tid: string | null }>);
+        at += 3;
+      }
+      if (checked.length) {
+        const rows = results[at + 1].rows as Array<{
+          zoid: string;
+          tid: string | null;
+          state: Buffer | null;
+        }>;
+        for (const row of rows) await this.resolve(p, row);
+      }
+      this.checkVoteStillPending(p);
+      if (newMaxOid) {
         this.maxOidSeen = maxOid;
         this.oids = this.oids.filter((n) => n > maxOid);
       }
 
-      // the commit lock, and the tid: after the last one, from the database's clock
-      phase = 'commit-lock';
-      const results = (await client.query(SQL.commitLockAndClock)) as unknown as pg.QueryResult[];
-      phase = null;
-      const { max_tid, now } = results[1].rows[0] as { max_tid: string; now: number };
+      // the tid: after the last one, from the database's clock, under the commit lock
+      let clock = results[results.length - 1].rows[0] as { max_tid: string; now: number };
+      if (!(results[results.length - 2].rows[0] as { got: boolean }).got) {
+        phase = 'commit-lock';
+        const locked = (await client.query(SQL.commitLockAndClock)) as unknown as pg.QueryResult[];
+        phase = null;
+        clock = locked[1].rows[0] as { max_tid: string; now: number };
+      }
+      const { max_tid, now } = clock;
       const maxTid = BigInt(max_tid);
       let tid: bigint;
       if (p.givenTid !== null) {

@@ -41,53 +41,20 @@ export const SQL = {
   ),
   /** one value of the sequence stands for 16 oids (RelStorage's oidallocator: n*16-15 .. n*16) */
   newOids: q('new_oids', `SELECT nextval('zoid_seq') AS n`),
-  /** makes the sequence pass the range $1 (RelStorage's set_min_oid: oids stored that it did not hand out) */
-  setMinOidRange: q(
-    'set_min_oid',
-    `SELECT CASE WHEN $1::bigint > nextval('zoid_seq') THEN setval('zoid_seq', $1::bigint) ELSE 0 END`,
-  ),
   lastTid: q('last_tid', `SELECT COALESCE(max(tid), 0) AS tid FROM "transaction"`),
   counts: q(
     'counts',
     `SELECT (SELECT count(*) FROM current_object) AS objects,
             pg_total_relation_size('object_state') AS size`,
   ),
-  /** readCurrent, first check: the first object whose current tid is not the one read (or that is missing) */
-  readCurrentStale: q(
-    'read_current_stale',
-    `SELECT t.zoid, c.tid FROM unnest($1::bigint[], $2::bigint[]) AS t(zoid, tid)
-       LEFT JOIN current_object c ON c.zoid = t.zoid
-      WHERE c.tid IS DISTINCT FROM t.tid ORDER BY t.zoid LIMIT 1`,
-  ),
-  /** readCurrent's shared locks, tried in zoid order: the zoids whose lock a writer holds */
-  readCurrentLock: q(
-    'read_current_lock',
-    `SELECT zoid FROM (
-       SELECT z AS zoid, pg_try_advisory_xact_lock_shared(z) AS got FROM unnest($1::bigint[]) AS z ORDER BY z
-     ) x WHERE NOT got`,
-  ),
-  /** the object locks of the stored objects that exist, in zoid order (waits up to lock_timeout) */
-  lockObjects: q(
-    'lock_objects',
-    `SELECT pg_advisory_xact_lock(zoid) FROM current_object WHERE zoid = ANY($1::bigint[]) ORDER BY zoid`,
-  ),
-  /**
-   * The stored objects whose current tid is not the one the store read ($2), with the current state when $3:
-   * write conflicts (and deletes of objects that are gone).
-   */
-  conflicts: q(
-    'conflicts',
-    `SELECT t.zoid, c.tid, CASE WHEN $3::boolean THEN o.state END AS state
-       FROM unnest($1::bigint[], $2::bigint[]) AS t(zoid, prev)
-       LEFT JOIN current_object c ON c.zoid = t.zoid
-       LEFT JOIN object_state o ON o.zoid = c.zoid AND o.tid = c.tid
-      WHERE c.tid IS DISTINCT FROM t.prev AND (c.tid IS NOT NULL OR t.prev <> 0)`,
-  ),
   /**
    * The commit lock, then (a statement of its own, so it reads what committed while it waited) the last tid
    * and the database's clock: the new tid comes from them.
    */
   commitLockAndClock: `SELECT pg_advisory_xact_lock(${COMMIT_LOCK_KEY});
+    SELECT COALESCE(max(tid), 0) AS max_tid, EXTRACT(EPOCH FROM clock_timestamp())::float8 AS now FROM "transaction"`,
+  /** the same without waiting (got: whether the lock is ours; when not, the clock is of no use) */
+  tryCommitLockAndClock: `SELECT pg_try_advisory_xact_lock(${COMMIT_LOCK_KEY}) AS got;
     SELECT COALESCE(max(tid), 0) AS max_tid, EXTRACT(EPOCH FROM clock_timestamp())::float8 AS now FROM "transaction"`,
   /**
    * The transaction, its object states (prev_tid: the revision current under the object lock), the current
@@ -146,4 +113,43 @@ export const SQL = {
        JOIN object_state o ON o.zoid = c.zoid AND o.tid = c.tid
       WHERE c.zoid >= $1::bigint AND o.state IS NOT NULL ORDER BY c.zoid LIMIT 2`,
   ),
+} as const;
+
+/** A bigint[] literal of ids (digits only: safe to put in the text of a statement). */
+function ids(values: readonly bigint[]): string {
+  return `'{${values.join(',')}}'::bigint[]`;
+}
+
+/**
+ * The statements of a vote, with their ids written into them, so that several go in one round trip (a
+ * simple query of several statements: each reads what committed before it began, as it would alone).
+ */
+export const VOTE_SQL = {
+  begin: (lockTimeoutMs: number): string => `BEGIN; SET LOCAL lock_timeout = ${Math.round(lockTimeoutMs)}`,
+  /** readCurrent's check: the first object whose current tid is not the one read (or that is missing) */
+  readCurrentStale: (zoids: readonly bigint[], tids: readonly bigint[]): string =>
+    `SELECT t.zoid, c.tid FROM unnest(${ids(zoids)}, ${ids(tids)}) AS t(zoid, tid)
+       LEFT JOIN current_object c ON c.zoid = t.zoid
+      WHERE c.tid IS DISTINCT FROM t.tid ORDER BY t.zoid LIMIT 1`,
+  /** readCurrent's shared locks, tried in zoid order (no wait): the zoids whose lock a writer holds */
+  readCurrentLock: (zoids: readonly bigint[]): string =>
+    `SELECT zoid FROM (
+       SELECT z AS zoid, pg_try_advisory_xact_lock_shared(z) AS got FROM unnest(${ids(zoids)}) AS z ORDER BY z
+     ) x WHERE NOT got`,
+  /** the object locks of the stored objects that exist, in zoid order (waits up to lock_timeout) */
+  lockObjects: (zoids: readonly bigint[]): string =>
+    `SELECT pg_advisory_xact_lock(zoid) FROM current_object WHERE zoid = ANY(${ids(zoids)}) ORDER BY zoid`,
+  /**
+   * The stored objects whose current tid is not the one the store read, with the current state when asked:
+   * write conflicts (and deletes of objects that are gone).
+   */
+  conflicts: (zoids: readonly bigint[], prevs: readonly bigint[], withState: boolean): string =>
+    `SELECT t.zoid, c.tid, ${withState ? 'o.state' : 'NULL::bytea AS state'}
+       FROM unnest(${ids(zoids)}, ${ids(prevs)}) AS t(zoid, prev)
+       LEFT JOIN current_object c ON c.zoid = t.zoid
+       LEFT JOIN object_state o ON o.zoid = c.zoid AND o.tid = c.tid
+      WHERE c.tid IS DISTINCT FROM t.prev AND (c.tid IS NOT NULL OR t.prev <> 0)`,
+  /** makes the sequence pass range n (RelStorage's set_min_oid: stored oids that it did not hand out) */
+  setMinOidRange: (n: bigint): string =>
+    `SELECT CASE WHEN ${n} > nextval('zoid_seq') THEN setval('zoid_seq', ${n}) ELSE 0 END`,
 } as const;
