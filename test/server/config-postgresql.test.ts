@@ -433,11 +433,7 @@ interopTest(
         if (t.kind !== 'relstorage') return;
         assert.equal(s.kind, 'postgresql', c.name);
         assert.equal(t.adapter!.type, 'postgresql');
-        assert.deepEqual(
-          (s).options,
-          optionsFromRelStorage(t),
-          c.name,
-        );
+        assert.deepEqual(s.options, optionsFromRelStorage(t), c.name);
       });
     }
 
