@@ -1,6 +1,7 @@
 // `zeo copy SOURCE DEST [--incremental]`: every transaction of SOURCE restored into DEST with its tid, status,
 // metadata and back pointers, and the blob files when both sides keep blobs (zodbconvert; ZODB's
-// copyTransactionsFrom and copyTransactionsFromTo). Each side is a Data.fs path or a zeo:// URL. Without
+// copyTransactionsFrom and copyTransactionsFromTo). Each side is a Data.fs path (or file: URL), a zeo:// URL or
+// a postgresql:// URL (a database in RelStorage's schema). Without
 // --incremental DEST must have no transactions; with it the copy continues after DEST's last transaction,
 // and is refused when DEST has transactions SOURCE lacks. Exit 0 when done, 1 when refused, failed or
 // interrupted (Ctrl-C stops after the transaction in hand; what was committed before stays, and
@@ -127,11 +128,16 @@ export function copyCommand(): Command {
   const cmd = new Command('copy')
     .description(
       'copy every transaction of SOURCE into DEST with its tid, status, metadata and back pointers, and the ' +
-        'blob files when both keep blobs (as zodbconvert does). Each is a Data.fs path or a zeo:// URL ' +
-        '(zeo://host:port?storage=1, zeo:///path/to/socket). Exit 0 when done, 1 when refused or failed',
+        'blob files when both keep blobs (as zodbconvert does). Each is a Data.fs path, a zeo:// URL ' +
+        '(zeo://host:port?storage=1, zeo:///path/to/socket) or a postgresql:// URL (a database in ' +
+        "RelStorage's schema: postgresql://user@host/dbname?sslmode=require&create_schema=false). " +
+        'Exit 0 when done, 1 when refused or failed',
     )
-    .argument('<source>', 'the storage to read: a Data.fs path or a zeo:// URL')
-    .argument('<dest>', 'the storage to write: a Data.fs path (created if missing) or a zeo:// URL')
+    .argument('<source>', 'the storage to read: a Data.fs path, a zeo:// URL or a postgresql:// URL')
+    .argument(
+      '<dest>',
+      'the storage to write: a Data.fs path (created if missing), a zeo:// URL or a postgresql:// URL',
+    )
     .option(
       '--incremental',
       "continue after DEST's last transaction (refused when DEST has transactions SOURCE lacks)",

@@ -1,7 +1,10 @@
-// A storage named on a command line: a Data.fs path opens our FileStorage; a zeo:// URL (zodburi's form,
-// zeo://host:port?storage=1&blob_dir=... or zeo:///path/to/socket; see config.ts's parseZeoUrl) connects a
-// ClientStorage to that server.
+// A storage named on a command line: a Data.fs path (or a file: URL) opens our FileStorage; a zeo:// URL
+// (zodburi's form, zeo://host:port?storage=1&blob_dir=... or zeo:///path/to/socket; see config.ts's
+// parseZeoUrl) connects a ClientStorage to that server; a postgresql:// (postgres://) URL opens a
+// PostgreSQLStorage on that database (libpq's URI, with RelStorage's option names in its query: see
+// postgresqlUrlOptions).
 
+import { fileURLToPath } from 'node:url';
 import { FileStorage } from '../storage/filestorage/file-storage.js';
 import type { Storage } from '../storage/interfaces.js';
 import type { TlsSection } from '../transport/tls.js';
@@ -25,6 +28,18 @@ export function isZeoUrl(spec: string): boolean {
   return spec.startsWith('zeo://');
 }
 
+/** True for a postgresql:// or postgres:// URL. */
+export function isPostgresqlUrl(spec: string): boolean {
+  return spec.startsWith('postgresql://') || spec.startsWith('postgres://');
+}
+
+/** A Data.fs path: `spec` itself, or a file: URL's (file:///abs/Data.fs percent-decoded; file:rel/Data.fs). */
+function dataFsPath(spec: string): string {
+  if (spec.startsWith('file://')) return fileURLToPath(spec);
+  if (spec.startsWith('file:')) return spec.slice('file:'.length);
+  return spec;
+}
+
 /** Opens the storage `spec` names (see the file's comment); the caller closes it. */
 export async function openStorage(spec: string, options: OpenSpecOptions = {}): Promise<Storage> {
   if (isZeoUrl(spec)) {
@@ -40,7 +55,21 @@ export async function openStorage(spec: string, options: OpenSpecOptions = {}): 
       ...(options.ssl ? { ssl: options.ssl } : {}),
     });
   }
-  return FileStorage.open(spec, {
+  if (isPostgresqlUrl(spec)) {
+    // node-postgres and the engine load only for a postgresql:// URL
+    const [{ postgresqlUrlOptions }, { PostgreSQLStorage }] = await Promise.all([
+      import('../storage/postgresql/options.js'),
+      import('../storage/postgresql/postgresql-storage.js'),
+    ]);
+    const pgOptions = postgresqlUrlOptions(spec);
+    return PostgreSQLStorage.open({
+      ...pgOptions,
+      // a source is read: whatever the URL says, open it read-only
+      readOnly: options.readOnly === true ? true : (pgOptions.readOnly ?? false),
+      blobDir: pgOptions.blobDir ?? options.blobDir ?? null,
+    });
+  }
+  return FileStorage.open(dataFsPath(spec), {
     readOnly: options.readOnly ?? false,
     blobDir: options.blobDir ?? null,
     onProgress: options.onProgress,

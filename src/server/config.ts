@@ -21,6 +21,7 @@ import {
   type Position,
   type SectionValue,
 } from '../zconfig/index.js';
+import type { PostgreSQLOptions } from '../storage/postgresql/options.js';
 import { checkLogFormat, type EventLogConfig, type LogFormat, type LogLevel } from './log.js';
 import { listenAddress, RUNZEO_SCHEMA, RUNZEO_TYPES, type ListenAddress } from './runzeo-schema.js';
 
@@ -64,6 +65,14 @@ export type StorageConfig =
       kind: 'mappingstorage';
       name: string;
       /** its `name` key, default 'Mapping Storage' */ description: string;
+    }
+  | {
+      /** RelStorage's <relstorage> with its <postgresql> adapter (after %import relstorage), or zeo-ts's <postgresql> */
+      kind: 'postgresql';
+      name: string;
+      options: PostgreSQLOptions;
+      /** settings given that mean nothing to zeo-ts, said once in the log when the storage opens */
+      ignored: string[];
     };
 
 export interface ServerConfig {
@@ -290,10 +299,122 @@ function storageFrom(sv: SectionValue, name: string): StorageConfig {
             cur.start,
           );
         return { kind: 'mappingstorage', name, description: cur.keys.get('name') as string };
+      case 'relstorage':
+      case 'postgresql': {
+        if (blobDir !== null) {
+          fail(
+            `a <blobstorage> around <${cur.type}>: RelStorage keeps blobs in the database; give its blob-dir instead`,
+            cur.start,
+          );
+        }
+        if (zlib) fail(`<serverzlibstorage> around <${cur.type}> is not supported by zeo-ts`, cur.start);
+        return postgresqlFrom(cur, name);
+      }
       default:
         fail(`<${cur.type}> is not supported by zeo-ts`, cur.start);
     }
   }
+}
+
+// RelStorage's keys that mean nothing to zeo-ts's server, and why
+const IGNORED_RELSTORAGE_KEYS: Record<string, string> = {
+  driver: 'zeo-ts connects with node-postgres',
+  'blob-cache-size': 'zeo-ts does not prune blob-dir by size',
+  'blob-cache-size-check': 'zeo-ts does not prune blob-dir by size',
+  'blob-cache-size-check-external': 'zeo-ts does not prune blob-dir by size',
+  'replica-conf': "zeo-ts connects to the dsn's host only",
+  'ro-replica-conf': "zeo-ts connects to the dsn's host only",
+  'replica-timeout': "zeo-ts connects to the dsn's host only",
+  revert_when_stale: "zeo-ts connects to the dsn's host only",
+  'pack-skip-prepack': 'zeo-ts packs with its own pack, which always runs the pre-pack',
+  'pack-batch-timeout': 'zeo-ts packs with its own pack',
+  'pack-commit-busy-delay': 'zeo-ts packs with its own pack',
+  'cache-servers': "RelStorage's caches are its clients'; ZEO clients have their own",
+  'cache-module-name': "RelStorage's caches are its clients'; ZEO clients have their own",
+  'cache-prefix': "RelStorage's caches are its clients'; ZEO clients have their own",
+  'cache-local-mb': "RelStorage's caches are its clients'; ZEO clients have their own",
+  'cache-local-storage': "RelStorage's caches are its clients'; ZEO clients have their own",
+  'cache-local-dir': "RelStorage's caches are its clients'; ZEO clients have their own",
+  'cache-local-dir-count': "RelStorage's caches are its clients'; ZEO clients have their own",
+  'cache-local-dir-read-count': "RelStorage's caches are its clients'; ZEO clients have their own",
+  'cache-local-dir-compress': "RelStorage's caches are its clients'; ZEO clients have their own",
+  'cache-local-dir-write-max-size': "RelStorage's caches are its clients'; ZEO clients have their own",
+  'cache-local-object-max': "RelStorage's caches are its clients'; ZEO clients have their own",
+  'cache-local-compression': "RelStorage's caches are its clients'; ZEO clients have their own",
+  'cache-delta-size-limit': "RelStorage's caches are its clients'; ZEO clients have their own",
+  'commit-lock-id': 'RelStorage uses it on Oracle only',
+};
+
+/**
+ * A <relstorage> (its keys, and its <postgresql> adapter's dsn and driver) or zeo-ts's <postgresql> (all in
+ * one section, with pool-size) to the PostgreSQL storage's options.
+ */
+function postgresqlFrom(sv: SectionValue, name: string): StorageConfig {
+  let adapter = sv;
+  if (sv.type === 'relstorage') {
+    const a = sv.sections.get('adapter') as SectionValue | null;
+    if (!a) fail('<relstorage> needs its database adapter: a <postgresql> section with the dsn', sv.start);
+    adapter = a;
+  }
+  const key = <T>(k: string): T => sv.keys.get(k) as T;
+  const given = (k: string): boolean => sv.keyPos.has(k);
+  const refuse = (k: string, why: string): never => fail(`${k} ${String(key(k))}: ${why}`, keyPos(sv, k));
+  if (!key<boolean>('keep-history'))
+    refuse(
+      'keep-history',
+      "zeo-ts serves RelStorage's history-preserving schema only, not a history-free database",
+    );
+  if (key<boolean>('shared-blob-dir')) {
+    refuse(
+      'shared-blob-dir',
+      'zeo-ts keeps blobs in the database (blob_chunk), as RelStorage does without a shared blob directory',
+    );
+  }
+  if (key<boolean>('pack-prepack-only'))
+    refuse('pack-prepack-only', 'zeo-ts cannot pack without removing what the pack removes; leave it false');
+  const ignored: string[] = [];
+  const ignore = (k: string, pos: Position, why: string): void => {
+    ignored.push(`${k} (${where(pos)}): ${why}`);
+  };
+  const options: PostgreSQLOptions = {
+    dsn: adapter.keys.get('dsn') as string,
+    readOnly: key<boolean>('read-only'),
+    createSchema: key<boolean>('create-schema'),
+    keepHistory: true,
+    packGc: key<boolean>('pack-gc'),
+  };
+  if (given('name')) options.name = key<string>('name');
+  const pollInterval = key<number | null>('poll-interval');
+  if (pollInterval !== null) {
+    if (pollInterval < 0 || Number.isNaN(pollInterval))
+      refuse('poll-interval', 'must be a number of seconds, 0 or more');
+    if (pollInterval > 0) options.pollInterval = pollInterval;
+    else
+      ignore(
+        'poll-interval',
+        keyPos(sv, 'poll-interval'),
+        "0 asks RelStorage to poll at each transaction; zeo-ts polls at its default interval and is woken by the database's notifications",
+      );
+  }
+  const lockTimeout = key<number | null>('commit-lock-timeout');
+  if (lockTimeout !== null) {
+    if (lockTimeout < 0) refuse('commit-lock-timeout', 'must be a number of seconds, 0 or more');
+    options.commitLockTimeout = lockTimeout;
+  }
+  const chunk = key<number | null>('blob-chunk-size');
+  if (chunk !== null) {
+    if (chunk <= 0) refuse('blob-chunk-size', 'must be more than 0 bytes');
+    options.blobChunkSize = chunk;
+  }
+  const blobDir = key<string | null>('blob-dir');
+  if (blobDir) options.blobDir = blobDir;
+  if (sv.type === 'postgresql' && given('pool-size')) options.poolSize = key<number>('pool-size');
+  const driverPos = adapter.keyPos.get('driver');
+  if (driverPos) ignore('driver', driverPos, IGNORED_RELSTORAGE_KEYS.driver);
+  for (const [k, why] of Object.entries(IGNORED_RELSTORAGE_KEYS)) {
+    if (k !== 'driver' && given(k)) ignore(k, keyPos(sv, k), why);
+  }
+  return { kind: 'postgresql', name, options, ignored };
 }
 
 function toServerConfig(top: SectionValue, env: NodeJS.ProcessEnv, withStorages: boolean): ServerConfig {

@@ -22,6 +22,21 @@ export function zlibAwareReferences(data: Uint8Array, oids?: Uint8Array[]): Uint
   return referencesf(isZlibRecord(data) ? decompressRecord(data) : data, oids);
 }
 
+type PostgreSQLConfig = Extract<StorageConfig, { kind: 'postgresql' }>;
+
+async function openPostgreSQL(c: PostgreSQLConfig, log: Logger): Promise<Storage> {
+  // node-postgres and the engine load only when a configuration names a PostgreSQL storage
+  const [{ PostgreSQLStorage }, { describeConnection, pgClientConfig }] = await Promise.all([
+    import('../storage/postgresql/postgresql-storage.js'),
+    import('../storage/postgresql/options.js'),
+  ]);
+  log.info(
+    `opening storage '${c.name}' using PostgreSQL (RelStorage's schema): ${describeConnection(pgClientConfig(c.options.dsn))}`,
+  );
+  for (const i of c.ignored) log.warn(`storage '${c.name}': ignoring ${i}`);
+  return PostgreSQLStorage.open(c.options);
+}
+
 export async function openStorages(configs: StorageConfig[], log: Logger): Promise<OpenedStorage[]> {
   const opened: OpenedStorage[] = [];
   const fsLog = log.child('ZODB.FileStorage');
@@ -34,6 +49,10 @@ export async function openStorages(configs: StorageConfig[], log: Logger): Promi
           name: c.name,
           storage: new MemoryStorage({ name: c.description, mappingStorage: true }),
         });
+        continue;
+      }
+      if (c.kind === 'postgresql') {
+        opened.push({ name: c.name, storage: await openPostgreSQL(c, log) });
         continue;
       }
       log.info(`opening storage '${c.name}' using FileStorage`);

@@ -1,7 +1,8 @@
 // runzeo's schema as data: ZEO's schema.xml (the top level) and server.xml (<zeo>, <ssl>), ZODB's
 // component.xml (storage sections), zdaemon's <runner>, ZConfig's logger component (<eventlog>, handlers),
-// and zc.zlibstorage's component.xml for `%import zc.zlibstorage`. What zeo-ts cannot serve is here too,
-// with the reason it is refused.
+// zc.zlibstorage's component.xml for `%import zc.zlibstorage`, RelStorage's component.xml for
+// `%import relstorage` (<relstorage> with its <postgresql> adapter), and zeo-ts's own <postgresql> storage
+// section. What zeo-ts cannot serve is here too, with the reason it is refused.
 import {
   boolean,
   byteSize,
@@ -24,6 +25,7 @@ import {
   pyDirname,
   pyInt,
   pyOctal,
+  rangeChecked,
   stringList,
   repr,
   socketBindingAddress,
@@ -34,6 +36,7 @@ import {
   type SectionType,
   type KeyInfo,
 } from '../zconfig/index.js';
+import { DsnError, pgClientConfig } from '../storage/postgresql/options.js';
 import { DEFAULT_DATE_FORMAT, levelFromNumber, RUNZEO_DEFAULT_FORMAT, type LogLevel } from './log.js';
 
 /** Where the server listens: TCP (host '' is every interface; port 0 an ephemeral port) or a unix socket. */
@@ -285,6 +288,105 @@ const ZLIB_TYPES: SectionType[] = [
   },
 ];
 
+// RelStorage's component.xml: <relstorage>'s keys, every one RelStorage accepts (what each means to zeo-ts:
+// config.ts), and its adapters, of which zeo-ts has PostgreSQL's
+const RELSTORAGE_KEYS: KeyInfo[] = [
+  k('name', string),
+  k('read-only', boolean, { default: 'false' }),
+  k('blob-dir', string),
+  k('shared-blob-dir', boolean, { default: 'false' }),
+  k('blob-cache-size', byteSize),
+  k('blob-cache-size-check', integer),
+  k('blob-cache-size-check-external', boolean, { default: 'false' }),
+  k('blob-chunk-size', byteSize),
+  k('keep-history', boolean, { default: 'true' }),
+  k('replica-conf', string),
+  k('ro-replica-conf', string),
+  k('replica-timeout', float, { default: '600.0' }),
+  k('revert_when_stale', boolean, { default: 'false' }),
+  k('poll-interval', float),
+  k('pack-gc', boolean, { default: 'true' }),
+  k('pack-prepack-only', boolean, { default: 'false' }),
+  k('pack-skip-prepack', boolean, { default: 'false' }),
+  k('pack-batch-timeout', float),
+  k('pack-commit-busy-delay', float),
+  k('cache-servers', string),
+  k('cache-module-name', string),
+  k('cache-prefix', string),
+  k('cache-local-mb', integer),
+  k('cache-local-storage', dottedName),
+  k('cache-local-dir', string),
+  k('cache-local-dir-count', integer),
+  k('cache-local-dir-read-count', integer),
+  k('cache-local-dir-compress', boolean),
+  k('cache-local-dir-write-max-size', byteSize),
+  k('cache-local-object-max', byteSize),
+  k('cache-local-compression', string),
+  k('cache-delta-size-limit', integer),
+  k('commit-lock-timeout', integer),
+  k('commit-lock-id', integer),
+  k('create-schema', boolean, { default: 'true' }),
+];
+
+/** A DSN (keyword/value or postgresql:// URI) as written, refused here when libpq's reading refuses it. */
+function dsn(v: string, cx: ConvContext): string {
+  try {
+    pgClientConfig(v, cx.env);
+  } catch (e) {
+    if (e instanceof DsnError) throw new DatatypeError(e.message);
+    throw e;
+  }
+  return v;
+}
+
+const PG_ADAPTER_KEYS: KeyInfo[] = [k('driver', string, { default: 'auto' }), k('dsn', dsn, { default: '' })];
+
+const notAnAdapter = (what: string): string =>
+  `${what} is not supported by zeo-ts: it serves RelStorage's PostgreSQL databases only (<postgresql>)`;
+
+// `%import relstorage`: its <postgresql> (the adapter, dsn and driver only) takes the place of zeo-ts's own
+const RELSTORAGE_TYPES: SectionType[] = [
+  {
+    name: 'relstorage',
+    implements: 'zodb.storage',
+    keys: RELSTORAGE_KEYS,
+    sections: [{ type: 'relstorage.adapter', attr: 'adapter' }],
+  },
+  { name: 'postgresql', implements: 'relstorage.adapter', keys: PG_ADAPTER_KEYS, sections: [] },
+  {
+    name: 'mysql',
+    implements: 'relstorage.adapter',
+    keys: [],
+    sections: [],
+    refuse: notAnAdapter('<mysql> (RelStorage on MySQL)'),
+  },
+  {
+    name: 'oracle',
+    implements: 'relstorage.adapter',
+    keys: [],
+    sections: [],
+    refuse: notAnAdapter('<oracle> (RelStorage on Oracle)'),
+  },
+  {
+    name: 'sqlite3',
+    implements: 'relstorage.adapter',
+    keys: [],
+    sections: [],
+    refuse: notAnAdapter('<sqlite3> (RelStorage on SQLite)'),
+  },
+];
+
+/**
+ * zeo-ts's <postgresql> storage section: <relstorage> and its <postgresql> adapter in one (dsn, driver and
+ * RelStorage's keys), and the connection pool's size.
+ */
+const POSTGRESQL_STORAGE: SectionType = {
+  name: 'postgresql',
+  implements: 'zodb.storage',
+  keys: [...PG_ADAPTER_KEYS, ...RELSTORAGE_KEYS, k('pool-size', rangeChecked(integer, 1, null))],
+  sections: [],
+};
+
 export const RUNZEO_SCHEMA: Schema = {
   // ZEO's schema.xml: the top level
   top: {
@@ -297,7 +399,7 @@ export const RUNZEO_SCHEMA: Schema = {
       { type: 'eventlog', attr: 'eventlog' },
     ],
   },
-  types: TYPES,
+  types: [...TYPES, POSTGRESQL_STORAGE],
   abstractTypes: ['zodb.storage', 'zodb.database', 'zconfig.logger.log', 'zconfig.logger.handler'],
   // those runzeo's schema already has (importing them again is a no-op), and zc.zlibstorage, whose
   // <serverzlibstorage> zeo-ts implements
@@ -306,11 +408,15 @@ export const RUNZEO_SCHEMA: Schema = {
     'ZConfig.components.logger': {},
     zdaemon: {},
     'zc.zlibstorage': { types: ZLIB_TYPES },
+    relstorage: { types: RELSTORAGE_TYPES, abstractTypes: ['relstorage.adapter'] },
     ZEO: { refuse: `%import ZEO: type name cannot be redefined: 'ssl' (runzeo refuses it too)` },
   },
   unknownPackage: (pkg) =>
-    `%import ${pkg}: zeo-ts cannot load Python packages; the packages it knows are ZODB, ZConfig.components.logger, zdaemon and zc.zlibstorage`,
+    `%import ${pkg}: zeo-ts cannot load Python packages; the packages it knows are ZODB, ZConfig.components.logger, zdaemon, zc.zlibstorage and relstorage`,
 };
 
 /** The section types of runzeo's schema, with %import zc.zlibstorage's, by name. */
 export const RUNZEO_TYPES = new Map<string, SectionType>([...TYPES, ...ZLIB_TYPES].map((t) => [t.name, t]));
+
+/** The keys of RelStorage's <relstorage> section (zeo-ts's <postgresql> has them too). */
+export const RELSTORAGE_KEY_NAMES: readonly string[] = RELSTORAGE_KEYS.map((ki) => ki.name);

@@ -82,6 +82,7 @@ class SchemaTypes {
     if (this.imported.has(pkg)) return;
     this.imported.add(pkg);
     for (const t of known.types ?? []) this.types.set(t.name, t);
+    for (const a of known.abstractTypes ?? []) this.abstract.add(a);
   }
 }
 

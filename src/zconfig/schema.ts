@@ -39,6 +39,8 @@ export interface SectionType {
 export interface ImportablePackage {
   /** the types the package's component.xml adds (none: the schema has them already, importing is a no-op) */
   types?: SectionType[];
+  /** the abstract types it adds */
+  abstractTypes?: string[];
   /** why importing it is refused */
   refuse?: string;
 }
