@@ -519,7 +519,6 @@ describe('PostgreSQLStorage', { skip: skipPostgres }, () => {
       assert.equal(idHex(b.lastTransaction()), idHex(tb));
     });
 
-    const noOracle = interopDisabled && 'ZEO_TS_SKIP_INTEROP=1';
     it('connections killed by the server: calls fail as transient, then work with new ones; the listener resumes', async (t) => {
       const { database, open } = await fresh(t);
       const a = await open();
@@ -665,6 +664,68 @@ describe('PostgreSQLStorage', { skip: skipPostgres }, () => {
         `ours ${idHex(tid)}`,
       ]);
     });
+
+    const noOracle = interopDisabled && 'ZEO_TS_SKIP_INTEROP=1';
+    it(
+      'RelStorage committing an object we voted on waits for our locks, then gets ConflictError',
+      { skip: noOracle },
+      async (t) => {
+        const { database, open } = await fresh(t);
+        const relstorage = (body: string[]): string =>
+          [
+            'import sys, ZODB, transaction',
+            'from relstorage.options import Options',
+            'from relstorage.adapters.postgresql import PostgreSQLAdapter',
+            'from relstorage.storage import RelStorage',
+            'o = Options(keep_history=True, commit_lock_timeout=10)',
+            'db = ZODB.DB(RelStorage(PostgreSQLAdapter(dsn=sys.argv[1], options=o), options=o))',
+            'c = db.open()',
+            ...body,
+            'db.close()',
+          ].join('\n');
+        // RelStorage creates the root
+        await promisify(execFile)(oraclePython(), ['-c', relstorage([]), dsnOf(database)]);
+        const s = await open();
+        const root = await s.load(z64);
+        const txn = new TransactionMetaData();
+        await s.tpcBegin(txn);
+        await s.store(z64, root.serial, root.data, txn);
+        await s.tpcVote(txn);
+        // RelStorage reads the root at its serial, changes it and commits: it waits for our lock on oid 0
+        const py = execFile(oraclePython(), [
+          '-c',
+          relstorage([
+            "c.root()['x'] = 1",
+            'try:',
+            '    transaction.commit()',
+            "    print('committed')",
+            'except Exception as e:',
+            '    print(type(e).__name__)',
+          ]),
+          dsnOf(database),
+        ]);
+        let out = '';
+        py.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+        const exited = new Promise((r) => py.on('exit', r));
+        const c = await sqlClient(database);
+        try {
+          const waiting = async (): Promise<boolean> =>
+            (await c.query(`SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`)).rowCount! >
+            0;
+          const deadline = Date.now() + 20_000;
+          while (!(await waiting())) {
+            assert.ok(Date.now() < deadline && out === '', `RelStorage did not wait for the lock: ${out}`);
+            await new Promise((r) => setTimeout(r, 10));
+          }
+        } finally {
+          await c.end();
+        }
+        const tid = await s.tpcFinish(txn);
+        await exited;
+        assert.equal(out.trim(), 'ConflictError');
+        assert.equal(idHex((await s.load(z64)).serial), idHex(tid));
+      },
+    );
 
     it('watchInvalidations: commits by RelStorage from Python are seen', { skip: noOracle }, async (t) => {
       const { database, open } = await fresh(t);
