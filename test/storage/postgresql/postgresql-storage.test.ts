@@ -519,7 +519,6 @@ describe('PostgreSQLStorage', { skip: skipPostgres }, () => {
       assert.equal(idHex(b.lastTransaction()), idHex(tb));
     });
 
-    const noOracle = interopDisabled && 'ZEO_TS_SKIP_INTEROP=1';
     it('connections killed by the server: calls fail as transient, then work with new ones; the listener resumes', async (t) => {
       const { database, open } = await fresh(t);
       const a = await open();
@@ -665,6 +664,140 @@ describe('PostgreSQLStorage', { skip: skipPostgres }, () => {
         `ours ${idHex(tid)}`,
       ]);
     });
+
+    /** Polls until a session of `database` waits for an advisory lock; `ok` must hold meanwhile. */
+    async function lockWaiter(database: string, ok: () => boolean, what: () => string): Promise<void> {
+      const c = await sqlClient(database);
+      try {
+        const deadline = Date.now() + 20_000;
+        const sql = `SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`;
+        while ((await c.query(sql)).rowCount === 0) {
+          assert.ok(Date.now() < deadline && ok(), what());
+          await new Promise((r) => setTimeout(r, 10));
+        }
+      } finally {
+        await c.end();
+      }
+    }
+
+    const noOracle = interopDisabled && 'ZEO_TS_SKIP_INTEROP=1';
+    it(
+      'RelStorage committing an object we voted on waits for our locks, then gets ConflictError',
+      { skip: noOracle },
+      async (t) => {
+        const { database, open } = await fresh(t);
+        const relstorage = (body: string[]): string =>
+          [
+            'import sys, ZODB, transaction',
+            'from relstorage.options import Options',
+            'from relstorage.adapters.postgresql import PostgreSQLAdapter',
+            'from relstorage.storage import RelStorage',
+            'o = Options(keep_history=True, commit_lock_timeout=10)',
+            'db = ZODB.DB(RelStorage(PostgreSQLAdapter(dsn=sys.argv[1], options=o), options=o))',
+            'c = db.open()',
+            ...body,
+            'db.close()',
+          ].join('\n');
+        // RelStorage creates the root
+        await promisify(execFile)(oraclePython(), ['-c', relstorage([]), dsnOf(database)]);
+        const s = await open();
+        const root = await s.load(z64);
+        const txn = new TransactionMetaData();
+        await s.tpcBegin(txn);
+        await s.store(z64, root.serial, root.data, txn);
+        await s.tpcVote(txn);
+        // RelStorage reads the root at its serial, changes it and commits: it waits for our lock on oid 0
+        const py = execFile(oraclePython(), [
+          '-c',
+          relstorage([
+            "c.root()['x'] = 1",
+            'try:',
+            '    transaction.commit()',
+            "    print('committed')",
+            'except Exception as e:',
+            '    print(type(e).__name__)',
+          ]),
+          dsnOf(database),
+        ]);
+        let out = '';
+        py.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+        const exited = new Promise((r) => py.on('exit', r));
+        await lockWaiter(
+          database,
+          () => out === '',
+          () => `RelStorage did not wait for the lock: ${out}`,
+        );
+        const tid = await s.tpcFinish(txn);
+        await exited;
+        assert.equal(out.trim(), 'ConflictError');
+        assert.equal(idHex((await s.load(z64)).serial), idHex(tid));
+      },
+    );
+
+    it(
+      'our vote on an object RelStorage has voted on waits for its locks, then is a ConflictError',
+      { skip: noOracle },
+      async (t) => {
+        const { database, open } = await fresh(t);
+        const s = await open();
+        const oid = await s.newOid();
+        const tid1 = await dostore(s, { oid, data: 1 });
+        // RelStorage stores the object through the storage API and votes, then waits for a line to finish
+        const py = execFile(oraclePython(), [
+          '-c',
+          [
+            'import sys',
+            'from ZODB.Connection import TransactionMetaData',
+            'from relstorage.options import Options',
+            'from relstorage.adapters.postgresql import PostgreSQLAdapter',
+            'from relstorage.storage import RelStorage',
+            'o = Options(keep_history=True)',
+            'st = RelStorage(PostgreSQLAdapter(dsn=sys.argv[1], options=o), options=o)',
+            'oid, serial, data = bytes.fromhex(sys.argv[2]), bytes.fromhex(sys.argv[3]), bytes.fromhex(sys.argv[4])',
+            't = TransactionMetaData()',
+            'st.tpc_begin(t)',
+            "st.store(oid, serial, data, '', t)",
+            'st.tpc_vote(t)',
+            "print('voted', flush=True)",
+            'sys.stdin.readline()',
+            'print(st.tpc_finish(t).hex(), flush=True)',
+            'st.close()',
+          ].join('\n'),
+          dsnOf(database),
+          idHex(oid),
+          idHex(tid1),
+          Buffer.from(minpo(2)).toString('hex'),
+        ]);
+        let out = '';
+        py.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+        const exited = new Promise((r) => py.on('exit', r));
+        await waitUntil(
+          () => out.includes('voted'),
+          () => `RelStorage did not vote: ${out}`,
+          20_000,
+        );
+        const txn = new TransactionMetaData();
+        await s.tpcBegin(txn);
+        await s.store(oid, tid1, minpo(3), txn);
+        const vote = s.tpcVote(txn);
+        vote.catch(() => {});
+        await lockWaiter(
+          database,
+          () => true,
+          () => 'our vote did not wait',
+        ); // (for RelStorage's lock)
+        py.stdin!.end('\n');
+        await exited;
+        const tid2 = out.trim().split('\n')[1];
+        await assert.rejects(vote, (e: unknown) => {
+          assert.ok(e instanceof ConflictError);
+          assert.deepEqual(e.serials?.map(idHex), [tid2, idHex(tid1)]);
+          return true;
+        });
+        await s.tpcAbort(txn);
+        assert.equal(minpoValue((await s.load(oid)).data), 2);
+      },
+    );
 
     it('watchInvalidations: commits by RelStorage from Python are seen', { skip: noOracle }, async (t) => {
       const { database, open } = await fresh(t);
