@@ -9,9 +9,14 @@
 // Invalidations from other writers (watchInvalidations): LISTEN is the wake-up, a poll of the transactions
 // after the last one seen is the truth; tpcFinish delivers those before its own, under the commit lock.
 
-import { createHash } from 'node:crypto';
 import pg from 'pg';
-import { BaseStorage, pendingState, type PendingTransaction, type TransactionStart } from '../base.js';
+import {
+  BaseStorage,
+  pendingState,
+  UNDO_LOG_DEFAULT_LAST,
+  type PendingTransaction,
+  type TransactionStart,
+} from '../base.js';
 import { CommitLock } from '../commit-lock.js';
 import {
   ConflictError,
@@ -19,7 +24,7 @@ import {
   ReadConflictError,
   StorageError,
   StorageTransactionError,
-  Unsupported,
+  UndoError,
 } from '../errors.js';
 import { decodeExtension } from '../extension.js';
 import { compareIds, p64, u64, z64, type Oid, type Tid } from '../ids.js';
@@ -38,7 +43,7 @@ import {
   type UndoLogEntry,
   type UndoResult,
 } from '../interfaces.js';
-import { newTid, preciseNow, tidTime } from '../timestamp.js';
+import { newTid, preciseNow, tidTime, TimeStamp } from '../timestamp.js';
 import {
   isConnectionError,
   mapDatabaseError,
@@ -48,10 +53,14 @@ import {
 import { pgClientConfig, type PostgreSQLOptions } from './options.js';
 import { installSchema, schemaExists, schemaIsHistoryFree } from './schema.js';
 import { COMMIT_CHANNEL, SQL, VOTE_SQL, type NamedQuery } from './sql.js';
+import { COPY_BLOBS_FORWARD, md5Hex, planUndo, undoLogOf, undoVoteCheck } from './undo.js';
+import { packPostgreSQL } from './pack.js';
 
-/** What a PostgreSQLStorage offers: FileStorage's interfaces but undo (not yet) and blobs (not yet). */
+/** What a PostgreSQLStorage offers: FileStorage's interfaces (blobs not yet). */
 const POSTGRESQL_CAPABILITIES = capabilitiesOf(
-  zodbInterfaces('IStorageRestoreable IStorageIteration IStorageCurrentRecordIteration IExternalGC IStorage'),
+  zodbInterfaces(
+    'IStorageRestoreable IStorageIteration IStorageCurrentRecordIteration IExternalGC IStorageUndoable IStorage',
+  ),
   { lastInvalidations: true },
 );
 
@@ -73,6 +82,8 @@ interface PendingRecord {
   data: Uint8Array | null;
   /** restore(): written as given, no conflict check */
   readonly restored: boolean;
+  /** undo: the tid whose blob rows are copied forward with the state */
+  blobFrom?: bigint | null;
 }
 
 interface Pending extends PendingTransaction {
@@ -88,6 +99,10 @@ interface Pending extends PendingTransaction {
   broken: boolean;
   /** objects this transaction creates (current_object rows added) */
   added: number;
+  /** the transactions undone (the vote checks they are still unpacked) */
+  readonly undone: bigint[];
+  /** the tids undo() returned: the vote writes the transaction's real tid into them */
+  readonly undoTids: Tid[];
 }
 
 function key(id: Uint8Array): string {
@@ -101,10 +116,6 @@ function idOf(v: string | bigint): Uint8Array {
 
 function bytesOf(b: Buffer | null): Uint8Array | null {
   return b === null ? null : new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
-}
-
-function md5Hex(data: Uint8Array): string {
-  return createHash('md5').update(data).digest('hex');
 }
 
 /** RelStorage's range of oids for one value n of the sequence: n*16-15 .. n*16 */
@@ -135,6 +146,7 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
   private maxOidSeen = 0n;
   private readonly commitLockTimeoutMs: number;
   private readonly pollIntervalMs: number;
+  private readonly packGc: boolean;
 
   private listener: ((tid: Tid, oids: Oid[]) => void) | null = null;
   private listenClient: pg.Client | null = null;
@@ -158,6 +170,7 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
     });
     this.commitLockTimeoutMs = Math.round((options.commitLockTimeout ?? 30) * 1000);
     this.pollIntervalMs = Math.max(1, Math.round((options.pollInterval ?? 1) * 1000));
+    this.packGc = options.packGc ?? true;
   }
 
   /**
@@ -354,6 +367,8 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
       client: null,
       broken: false,
       added: 0,
+      undone: [],
+      undoTids: [],
     };
   }
 
@@ -391,8 +406,36 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
     p.readCurrent.set(key(oid), { oid, zoid: u64(oid), serial: u64(serial) });
   }
 
-  protected async _undo(_p: Pending, _tid: Tid): Promise<UndoResult> {
-    throw this.unsupported('undo');
+  /**
+   * Decides what undoing `tid` writes (undo.ts), and keeps it as the transaction's records; the vote writes
+   * them. The tid returned is the transaction's, provisional until the vote chooses it (then written into it).
+   */
+  protected async _undo(p: Pending, tid: Tid): Promise<UndoResult> {
+    return this.inTxn(p, 'undo', async () => {
+      let records;
+      try {
+        records = await planUndo(
+          {
+            query: (sql, values) => this.query(sql, values),
+            inTxn: (zoid) => p.records.get(key(p64(zoid))),
+            selfTid: p.tid,
+            resolves: this.resolvesConflicts,
+            resolve: (oid, committed, old, data, committedData) =>
+              this.tryToResolveConflict(oid, committed, old, data, committedData),
+          },
+          u64(tid),
+        );
+      } catch (e) {
+        throw mapDatabaseError(e);
+      }
+      for (const r of records) {
+        p.records.set(key(r.oid), { ...r, restored: false });
+      }
+      p.undone.push(u64(tid));
+      const undoTid = new Uint8Array(p.tid);
+      p.undoTids.push(undoTid);
+      return { tid: undoTid, oids: records.map((r) => r.oid) };
+    });
   }
 
   /**
@@ -505,6 +548,15 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
         if (tid <= maxTid) tid = maxTid + 1n;
       }
 
+      if (p.undone.length) {
+        const check = (await client.query<{ got: boolean; unpacked: string }>(undoVoteCheck(p.undone)))
+          .rows[0];
+        if (!check.got) throw new StorageError('A pack or undo operation is in progress');
+        if (Number(check.unpacked) !== new Set(p.undone).size) {
+          throw new UndoError('Transaction not found or packed');
+        }
+      }
+
       const zoids: string[] = [];
       const md5s: Array<string | null> = [];
       const states: Array<Buffer | null> = [];
@@ -526,7 +578,16 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
         states,
       ]);
       p.added = Number(written[0].added);
+      const blobsFrom = records.filter((r) => r.blobFrom != null);
+      if (blobsFrom.length) {
+        await run(COPY_BLOBS_FORWARD, [
+          tid.toString(),
+          blobsFrom.map((r) => r.zoid.toString()),
+          blobsFrom.map((r) => r.blobFrom!.toString()),
+        ]);
+      }
       (p as { tid: Tid }).tid = p64(tid);
+      for (const t of p.undoTids) t.set(p.tid);
     } catch (e) {
       if (isConnectionError(e)) p.broken = true;
       throw mapDatabaseError(e, phase);
@@ -731,14 +792,22 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
         extension: Buffer | null;
       }>(SQL.iterTransactions, [next.toString(), to.toString(), ITER_BATCH]);
       if (txns.length === 0) return;
-      const recs = await this.query<{ zoid: string; tid: string; state: Buffer | null }>(SQL.iterRecords, [
-        txns.map((t) => t.tid),
-      ]);
+      const recs = await this.query<{
+        zoid: string;
+        tid: string;
+        state: Buffer | null;
+        data_txn: string | null;
+      }>(SQL.iterRecords, [txns.map((t) => t.tid)]);
       const byTid = new Map<string, DataRecord[]>();
       for (const r of recs) {
         let list = byTid.get(r.tid);
         if (!list) byTid.set(r.tid, (list = []));
-        list.push({ oid: idOf(r.zoid), tid: idOf(r.tid), data: bytesOf(r.state), dataTxn: null });
+        list.push({
+          oid: idOf(r.zoid),
+          tid: idOf(r.tid),
+          data: bytesOf(r.state),
+          dataTxn: r.data_txn === null ? null : idOf(r.data_txn),
+        });
       }
       for (const t of txns) {
         const extensionBytes = bytesOf(t.extension) ?? new Uint8Array(0);
@@ -782,22 +851,31 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
   }
 
   // ------------------------------------------------------------------------------------------------------
-  // not yet: undo and pack (pack.ts, undo to come), blobs (BaseStorage refuses them)
+  // undo (undo.ts) and pack (pack.ts)
 
   async undoLog(
-    _first?: number,
-    _last?: number,
-    _filter?: (entry: UndoLogEntry) => boolean,
+    first = 0,
+    last: number = UNDO_LOG_DEFAULT_LAST,
+    filter?: (entry: UndoLogEntry) => boolean,
   ): Promise<UndoLogEntry[]> {
-    throw this.unsupported('undoLog');
+    this.checkOpen();
+    return undoLogOf((sql, values) => this.query(sql, values), first, last, filter);
   }
 
-  async pack(_packTime: number, _referencesf: ReferencesFinder, _options?: { gc?: boolean }): Promise<void> {
+  /**
+   * Packs to `packTime` (seconds since the epoch) with packPostgreSQL: with garbage collection unless
+   * options.gc (else the packGc option) says not. Commits go on meanwhile (it holds the commit lock a batch at
+   * a time); a second pack, here or elsewhere, fails at once (the pack lock).
+   */
+  async pack(packTime: number, referencesf: ReferencesFinder, options: { gc?: boolean } = {}): Promise<void> {
     this.checkWritable();
-    throw this.unsupported('pack');
-  }
-
-  private unsupported(what: string): Unsupported {
-    return new Unsupported(`${this.getName()} does not support ${what}`);
+    const packTid = TimeStamp.fromTime(packTime).raw();
+    if (u64(packTid) === 0n) throw new StorageError('Invalid pack time');
+    try {
+      await packPostgreSQL(this.pool, u64(packTid), referencesf, { gc: options.gc ?? this.packGc });
+    } catch (e) {
+      throw mapDatabaseError(e);
+    }
+    await this.refreshCounts().catch(() => {});
   }
 }

@@ -57,6 +57,12 @@ export interface StorageFactory {
    * carries the extension as a dict, which the client can only pickle again.
    */
   extensionBytesFromIterator?: boolean;
+  /**
+   * Whether pack removes the revisions at or before the pack time of an object unreachable then but changed
+   * after it, as FileStorage does. Default true. RelStorage (and our PostgreSQL storage, which packs as it
+   * does) keeps such an object's revision current at the pack time.
+   */
+  packRemovesHistoryOfObjectsChangedLater?: boolean;
   /** Whether a read-only storage may pack (ZEO's server: "Yes, you can pack a read-only server or storage!") */
   readOnlyMayPack?: boolean;
   /** FileStorage only: the path of the index file of the storage in `dir` (the Corruption tests) */

@@ -96,9 +96,10 @@ const factory: StorageFactory = {
     emptyDatabases.push(database);
   },
   persistent: true,
-  supportsUndo: false,
-  supportsPack: false,
-  supportsPackWithoutGc: false,
+  supportsUndo: true,
+  supportsPack: true,
+  supportsPackWithoutGc: true,
+  packRemovesHistoryOfObjectsChangedLater: false,
   supportsBlobs: false,
   supportsIterator: true,
   supportsRestore: true,
