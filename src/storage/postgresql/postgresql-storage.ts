@@ -792,22 +792,14 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
         extension: Buffer | null;
       }>(SQL.iterTransactions, [next.toString(), to.toString(), ITER_BATCH]);
       if (txns.length === 0) return;
-      const recs = await this.query<{
-        zoid: string;
-        tid: string;
-        state: Buffer | null;
-        data_txn: string | null;
-      }>(SQL.iterRecords, [txns.map((t) => t.tid)]);
+      const recs = await this.query<{ zoid: string; tid: string; state: Buffer | null }>(SQL.iterRecords, [
+        txns.map((t) => t.tid),
+      ]);
       const byTid = new Map<string, DataRecord[]>();
       for (const r of recs) {
         let list = byTid.get(r.tid);
         if (!list) byTid.set(r.tid, (list = []));
-        list.push({
-          oid: idOf(r.zoid),
-          tid: idOf(r.tid),
-          data: bytesOf(r.state),
-          dataTxn: r.data_txn === null ? null : idOf(r.data_txn),
-        });
+        list.push({ oid: idOf(r.zoid), tid: idOf(r.tid), data: bytesOf(r.state), dataTxn: null });
       }
       for (const t of txns) {
         const extensionBytes = bytesOf(t.extension) ?? new Uint8Array(0);

@@ -104,18 +104,9 @@ export const SQL = {
     `SELECT tid, packed, username, description, extension FROM "transaction"
       WHERE tid >= $1::bigint AND tid <= $2::bigint AND tid > 0 ORDER BY tid LIMIT $3::bigint`,
   ),
-  /**
-   * The records of transactions $1; data_txn: the newest of the object's previous 8 revisions with the same
-   * state (what undo copies back), as FileStorage's back pointer would name it (this schema keeps none)
-   */
   iterRecords: q(
     'iter_records',
-    `SELECT o.zoid, o.tid, o.state,
-            (SELECT b.tid FROM (
-               SELECT p.tid, p.md5, p.state FROM object_state p
-                WHERE p.zoid = o.zoid AND p.tid < o.tid ORDER BY p.tid DESC LIMIT 8
-             ) b WHERE b.md5 = o.md5 AND b.state = o.state ORDER BY b.tid DESC LIMIT 1) AS data_txn
-       FROM object_state o WHERE o.tid = ANY($1::bigint[]) ORDER BY o.tid, o.zoid`,
+    `SELECT zoid, tid, state FROM object_state WHERE tid = ANY($1::bigint[]) ORDER BY tid, zoid`,
   ),
   /** the current record at or after $1, and the next oid */
   recordIternext: q(

@@ -58,6 +58,11 @@ export interface StorageFactory {
    */
   extensionBytesFromIterator?: boolean;
   /**
+   * Whether records that reuse another transaction's data (undo's) name it as dataTxn, as FileStorage's back
+   * pointers do. Default true. RelStorage's schema keeps none: its records are copies of the data.
+   */
+  backPointers?: boolean;
+  /**
    * Whether pack removes the revisions at or before the pack time of an object unreachable then but changed
    * after it, as FileStorage does. Default true. RelStorage (and our PostgreSQL storage, which packs as it
    * does) keeps such an object's revision current at the pack time.

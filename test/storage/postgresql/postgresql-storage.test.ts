@@ -100,6 +100,7 @@ const factory: StorageFactory = {
   supportsPack: true,
   supportsPackWithoutGc: true,
   packRemovesHistoryOfObjectsChangedLater: false,
+  backPointers: false,
   supportsBlobs: false,
   supportsIterator: true,
   supportsRestore: true,
