@@ -9,6 +9,7 @@
 // Invalidations from other writers (watchInvalidations): LISTEN is the wake-up, a poll of the transactions
 // after the last one seen is the truth; tpcFinish delivers those before its own, under the commit lock.
 
+import { unlink } from 'node:fs/promises';
 import pg from 'pg';
 import {
   BaseStorage,
@@ -55,12 +56,14 @@ import { installSchema, schemaExists, schemaIsHistoryFree } from './schema.js';
 import { COMMIT_CHANNEL, SQL, VOTE_SQL, type NamedQuery } from './sql.js';
 import { COPY_BLOBS_FORWARD, md5Hex, planUndo, undoLogOf, undoVoteCheck } from './undo.js';
 import { packPostgreSQL } from './pack.js';
+import { PostgreSQLBlobCache } from './blobs.js';
 
-/** What a PostgreSQLStorage offers: FileStorage's interfaces (blobs not yet). */
-const POSTGRESQL_CAPABILITIES = capabilitiesOf(
-  zodbInterfaces(
-    'IStorageRestoreable IStorageIteration IStorageCurrentRecordIteration IExternalGC IStorageUndoable IStorage',
-  ),
+/** What a PostgreSQLStorage offers: FileStorage's interfaces, with blobs when it has a blob directory. */
+const OWN_INTERFACES =
+  'IStorageRestoreable IStorageIteration IStorageCurrentRecordIteration IExternalGC IStorageUndoable IStorage';
+const POSTGRESQL_CAPABILITIES = capabilitiesOf(zodbInterfaces(OWN_INTERFACES), { lastInvalidations: true });
+const POSTGRESQL_BLOB_CAPABILITIES = capabilitiesOf(
+  zodbInterfaces(`IBlobStorageRestoreable IBlobStorage ${OWN_INTERFACES}`),
   { lastInvalidations: true },
 );
 
@@ -84,6 +87,8 @@ interface PendingRecord {
   readonly restored: boolean;
   /** undo: the tid whose blob rows are copied forward with the state */
   blobFrom?: bigint | null;
+  /** storeBlob, restoreBlob: the blob's file (in the blob directory's tmp/), uploaded at the vote */
+  blobFile?: string | null;
 }
 
 interface Pending extends PendingTransaction {
@@ -161,11 +166,13 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
     readonly pool: pg.Pool,
     private readonly clientConfig: pg.ClientConfig,
     options: PostgreSQLStorageOptions,
+    /** the blob directory (a cache of the database's blobs); none: no blobs */
+    private readonly blobCache: PostgreSQLBlobCache | null,
   ) {
     super({
       name: options.name ?? 'PostgreSQLStorage',
       readOnly: options.readOnly ?? false,
-      capabilities: POSTGRESQL_CAPABILITIES,
+      capabilities: blobCache ? POSTGRESQL_BLOB_CAPABILITIES : POSTGRESQL_CAPABILITIES,
       resolver: options.resolver,
     });
     this.commitLockTimeoutMs = Math.round((options.commitLockTimeout ?? 30) * 1000);
@@ -187,7 +194,14 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
     const pool = new pg.Pool({ ...clientConfig, max: options.poolSize ?? 10 });
     // an idle connection that the server ends: the pool drops it, and the next query makes a new one
     pool.on('error', () => {});
-    const storage = new PostgreSQLStorage(pool, clientConfig, options);
+    let blobCache: PostgreSQLBlobCache | null;
+    try {
+      blobCache = options.blobDir ? await PostgreSQLBlobCache.open(options.blobDir) : null;
+    } catch (e) {
+      await pool.end().catch(() => {});
+      throw e;
+    }
+    const storage = new PostgreSQLStorage(pool, clientConfig, options, blobCache);
     try {
       await storage.prepare(options.createSchema ?? true);
     } catch (e) {
@@ -382,6 +396,7 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
   }
 
   protected async _store(p: Pending, oid: Oid, oldSerial: Tid, data: Uint8Array): Promise<void> {
+    this.dropBlob(p, oid);
     p.records.set(key(oid), { oid, zoid: u64(oid), oldSerial: u64(oldSerial), data, restored: false });
   }
 
@@ -429,6 +444,7 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
         throw mapDatabaseError(e);
       }
       for (const r of records) {
+        this.dropBlob(p, r.oid);
         p.records.set(key(r.oid), { ...r, restored: false });
       }
       p.undone.push(u64(tid));
@@ -459,7 +475,16 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
       // one round trip: readCurrent's check, shared locks and check again (objects also stored are covered
       // by their store's conflict check), the object locks, the conflicts under them, and the commit lock
       // when it is free
+      // blobs go into large objects first, in the database transaction but before any lock is taken
+      const blobRecords = [...p.records.values()].filter((r) => r.blobFile);
+      const loids: string[] = [];
       const batch = [VOTE_SQL.begin(this.commitLockTimeoutMs)];
+      if (blobRecords.length) {
+        await client.query(batch.pop()!);
+        for (const r of blobRecords) loids.push(await this.blobCache!.upload(client, r.blobFile!));
+      }
+      // (the results of BEGIN and SET LOCAL come first, when they are in the batch)
+      let at = batch.length ? 2 : 0;
       const reads = [...p.readCurrent.entries()].filter(([k]) => !p.records.has(k)).map(([, r]) => r);
       reads.sort((a, b) => (a.zoid < b.zoid ? -1 : a.zoid > b.zoid ? 1 : 0));
       const readZoids = reads.map((r) => r.zoid);
@@ -497,7 +522,6 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
       phase = 'object-locks';
       const results = (await client.query(batch.join(';\n'))) as unknown as pg.QueryResult[];
       phase = null;
-      let at = 2;
       if (reads.length) {
         const stale = (rows: Array<{ zoid: string; tid: string | null }>): void => {
           if (rows.length === 0) return;
@@ -578,6 +602,12 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
         states,
       ]);
       p.added = Number(written[0].added);
+      await this.blobCache?.insertRows(
+        client,
+        tid,
+        blobRecords.map((r) => r.zoid),
+        loids,
+      );
       const blobsFrom = records.filter((r) => r.blobFrom != null);
       if (blobsFrom.length) {
         await run(COPY_BLOBS_FORWARD, [
@@ -653,6 +683,10 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
     this.objectCount += p.added;
     for (const r of p.records.values()) {
       if (r.data) this.sizeEstimate += r.data.length;
+      if (r.blobFile) {
+        await this.blobCache!.committed(r.oid, p.tid, r.blobFile);
+        r.blobFile = null;
+      }
     }
   }
 
@@ -663,6 +697,7 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
   }
 
   protected override async _abort(p: Pending): Promise<void> {
+    for (const r of p.records.values()) this.dropBlob(p, r.oid);
     const client = p.client;
     p.client = null;
     if (!client) return;
@@ -840,6 +875,75 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
     if (count <= 0) return [];
     const rows = await this.query<{ tid: string; zoids: string[] }>(SQL.lastTransactions, [count]);
     return rows.map((r) => ({ tid: idOf(r.tid), oids: r.zoids.map(idOf) }));
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // blobs (blobs.ts): declared when there is a blob directory
+
+  private blobs(): PostgreSQLBlobCache {
+    if (!this.blobCache) throw this.noBlobs();
+    return this.blobCache;
+  }
+
+  /** Forgets the blob file the transaction holds for `oid` (a later store replaced it, or an abort). */
+  private dropBlob(p: Pending, oid: Oid): void {
+    const r = p.records.get(key(oid));
+    if (r?.blobFile) {
+      void unlink(r.blobFile).catch(() => {});
+      r.blobFile = null;
+    }
+  }
+
+  /** store, and the blob file goes with the record (taken at once: the caller's file is ours). */
+  override async storeBlob(
+    oid: Oid,
+    oldSerial: Tid,
+    data: Uint8Array,
+    blobFilename: string,
+    txn: TransactionMetaData,
+  ): Promise<void> {
+    const blobs = this.blobs();
+    const p = this.pendingFor(txn, 'storeBlob');
+    oid = new Uint8Array(oid);
+    await this.store(oid, oldSerial, data, txn);
+    await this.inTxn(p, 'storeBlob', async () => {
+      p.records.get(key(oid))!.blobFile = await blobs.adopt(blobFilename);
+    });
+  }
+
+  override async restoreBlob(
+    oid: Oid,
+    serial: Tid,
+    data: Uint8Array,
+    blobFilename: string,
+    prevTxn: Tid | null,
+    txn: TransactionMetaData,
+  ): Promise<void> {
+    const blobs = this.blobs();
+    const p = this.pendingFor(txn, 'restoreBlob');
+    oid = new Uint8Array(oid);
+    await this.restore(oid, serial, data, prevTxn, txn);
+    await this.inTxn(p, 'restoreBlob', async () => {
+      p.records.get(key(oid))!.blobFile = await blobs.adopt(blobFilename);
+    });
+  }
+
+  override async loadBlob(oid: Oid, serial: Tid): Promise<string> {
+    this.checkOpen();
+    const blobs = this.blobs();
+    try {
+      return await blobs.load(this.pool, oid, serial);
+    } catch (e) {
+      throw mapDatabaseError(e);
+    }
+  }
+
+  override temporaryDirectory(): string {
+    return this.blobs().dir.tmpDir;
+  }
+
+  override blobDirectoryOf(oid: Oid): string {
+    return this.blobs().dir.oidPath(oid);
   }
 
   // ------------------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 // whose connection is killed mid-vote leaves no lock, reopening sees the data, schema checks.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
@@ -81,6 +82,7 @@ const factory: StorageFactory = {
       resolver,
       poolSize: 4,
       commitLockTimeout: 5,
+      blobDir: join(dir, 'blobs'),
     });
   },
   async destroy(dir) {
@@ -101,7 +103,7 @@ const factory: StorageFactory = {
   supportsPackWithoutGc: true,
   packRemovesHistoryOfObjectsChangedLater: false,
   backPointers: false,
-  supportsBlobs: false,
+  supportsBlobs: true,
   supportsIterator: true,
   supportsRestore: true,
   supportsDeleteObject: true,
