@@ -1,0 +1,231 @@
+// PostgreSQLStorage's blobs (src/storage/postgresql/blobs.ts) on a private cluster, beside RelStorage 4.3 (the
+// Python reference): one large object per revision in blob_chunk as RelStorage keeps them, the blob directory a
+// cache (a revision missing there is downloaded), an aborted upload leaves nothing, undo copies a blob forward
+// sharing its large object, and blobs RelStorage stored load through us byte-identical and ours through it.
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import pg from 'pg';
+import { dumps, Global } from '../../../src/pickle/index.js';
+import { POSKeyError } from '../../../src/storage/errors.js';
+import { idHex, p64, u64, z64, type Oid, type Tid } from '../../../src/storage/ids.js';
+import { PostgreSQLStorage } from '../../../src/storage/postgresql/index.js';
+import {
+  skipRelStorage,
+  storageHistory,
+  untilSeen,
+  useRelStorageFixture,
+  type Spec,
+} from '../../helpers/relstorage.js';
+import { mappingRecord, ref, txnMeta, undoIds } from '../contract/helpers.js';
+
+const sha1 = (d: Uint8Array): string => createHash('sha1').update(d).digest('hex');
+
+/** A blob record as ZODB writes one: the class ZODB.blob.Blob, then the state None. */
+const blobRecord = (): Uint8Array =>
+  new Uint8Array(Buffer.concat([dumps(Global.of('ZODB.blob', 'Blob'), 3), dumps(null, 3)]));
+
+/** `n` bytes of a fixed pattern (several of blobs.ts's 1 MiB pieces when n is large). */
+function content(n: number, seed: number): Buffer {
+  const b = Buffer.alloc(n);
+  for (let i = 0; i < n; i++) b[i] = (i * 31 + seed) % 251;
+  return b;
+}
+
+describe('PostgreSQLStorage blobs', { skip: skipRelStorage }, () => {
+  const fx = useRelStorageFixture();
+  const { rs } = fx;
+  const dirs: string[] = [];
+  const opened: PostgreSQLStorage[] = [];
+  after(async () => {
+    for (const s of opened) await s.close();
+    for (const d of dirs) await rm(d, { recursive: true, force: true });
+  });
+
+  async function blobDir(): Promise<string> {
+    const d = await mkdtemp(join(tmpdir(), 'zeo-ts-pg-blobs-'));
+    dirs.push(d);
+    return d;
+  }
+
+  async function open(dsn: string, dir?: string): Promise<PostgreSQLStorage> {
+    const s = await PostgreSQLStorage.open({ dsn, blobDir: dir ?? (await blobDir()), pollInterval: 0.05 });
+    opened.push(s);
+    return s;
+  }
+
+  async function sql<R extends pg.QueryResultRow>(dsn: string, text: string, values: unknown[] = []) {
+    const c = new pg.Client({ ...fx.cluster.connection(dsn.match(/dbname=(\w+)/)![1]) });
+    await c.connect();
+    try {
+      return (await c.query<R>(text, values)).rows;
+    } finally {
+      await c.end();
+    }
+  }
+
+  /** A new database with RelStorage's schema and root. */
+  async function database(): Promise<string> {
+    const { dsn } = await fx.database('blobs');
+    await rs.create(dsn);
+    return dsn;
+  }
+
+  /** Stores a blob of `bytes` for `oid` (and the root pointing to it under `key`) in one transaction. */
+  async function storeBlob(
+    s: PostgreSQLStorage,
+    oid: Oid,
+    serial: Tid,
+    bytes: Uint8Array,
+    key = 'b',
+  ): Promise<{ tid: Tid; upload: string }> {
+    const upload = join(s.temporaryDirectory(), `upload-${idHex(oid)}-${bytes.length}`);
+    await writeFile(upload, bytes);
+    const root = await s.load(z64);
+    const t = txnMeta({ description: `blob ${key}` });
+    await s.tpcBegin(t);
+    await s.store(z64, root.serial, mappingRecord([[key, ref(oid, 'ZODB.blob', 'Blob')]]), t);
+    await s.storeBlob(oid, serial, blobRecord(), upload, t);
+    await s.tpcVote(t);
+    return { tid: await s.tpcFinish(t), upload };
+  }
+
+  it('one large object per revision, as RelStorage keeps them; loads from the cache, and downloaded into an empty one', async () => {
+    const dsn = await database();
+    const s = await open(dsn);
+    const oid = await s.newOid();
+    const big = content((5 << 20) / 2, 7); // 2.5 MiB: three pieces each way
+    const { tid, upload } = await storeBlob(s, oid, z64, big);
+    await assert.rejects(stat(upload), { code: 'ENOENT' }, 'storeBlob took the file');
+    const rows = await sql<{ chunk_num: string; size: string; sha: string }>(
+      dsn,
+      `SELECT chunk_num, length(lo_get(chunk))::text AS size, encode(sha256(lo_get(chunk)), 'hex') AS sha
+         FROM blob_chunk WHERE zoid = $1 AND tid = $2`,
+      [u64(oid).toString(), u64(tid).toString()],
+    );
+    assert.deepEqual(rows, [
+      {
+        chunk_num: '0',
+        size: String(big.length),
+        sha: createHash('sha256').update(big).digest('hex'),
+      },
+    ]);
+    const cached = await s.loadBlob(oid, tid);
+    assert.ok(cached.startsWith(s.blobDirectoryOf(oid)));
+    assert.equal(sha1(await readFile(cached)), sha1(big));
+
+    // another storage with an empty cache downloads it
+    const other = await open(dsn);
+    const downloaded = await other.loadBlob(oid, tid);
+    assert.notEqual(downloaded, cached);
+    assert.equal(sha1(await readFile(downloaded)), sha1(big));
+    // two loads at once of a revision not yet cached: one download, the same file
+    const third = await open(dsn);
+    const [a, b] = await Promise.all([third.loadBlob(oid, tid), third.loadBlob(oid, tid)]);
+    assert.equal(a, b);
+    assert.equal(sha1(await readFile(a)), sha1(big));
+    assert.deepEqual(await readdir(third.temporaryDirectory()), [], 'no download left behind');
+
+    // no blob: the root's record, a tid that is not the blob's, an empty blob
+    await assert.rejects(other.loadBlob(z64, tid), POSKeyError);
+    await assert.rejects(other.loadBlob(oid, p64(u64(tid) - 1n)), POSKeyError);
+    const empty = await storeBlob(s, oid, tid, new Uint8Array(0));
+    assert.equal((await readFile(await other.loadBlob(oid, empty.tid))).length, 0);
+  });
+
+  it('an aborted transaction leaves no large object and no file', async () => {
+    const dsn = await database();
+    const s = await open(dsn);
+    const los = async () =>
+      (await sql<{ n: string }>(dsn, 'SELECT count(*) AS n FROM pg_largeobject_metadata'))[0].n;
+    const before = await los();
+    const oid = await s.newOid();
+    const upload = join(s.temporaryDirectory(), 'upload');
+    await writeFile(upload, 'never committed');
+    const t = txnMeta();
+    await s.tpcBegin(t);
+    await s.storeBlob(oid, z64, blobRecord(), upload, t);
+    // (the vote writes the large object in its database transaction, which the abort rolls back)
+    await s.tpcVote(t);
+    await s.tpcAbort(t);
+    assert.equal(await los(), before);
+    assert.deepEqual(await readdir(s.temporaryDirectory()), []);
+    await assert.rejects(s.loadBlob(oid, s.lastTransaction()), POSKeyError);
+    // a later store of the same oid in a transaction drops the blob it held
+    await writeFile(upload, 'replaced');
+    const t2 = txnMeta();
+    await s.tpcBegin(t2);
+    await s.storeBlob(oid, z64, blobRecord(), upload, t2);
+    await s.store(oid, z64, mappingRecord([]), t2);
+    await s.tpcVote(t2);
+    const tid = await s.tpcFinish(t2);
+    assert.equal(await los(), before);
+    await assert.rejects(s.loadBlob(oid, tid), POSKeyError);
+    assert.deepEqual(await readdir(s.temporaryDirectory()), []);
+  });
+
+  it('undo of a blob change brings the earlier blob back, sharing its large object; RelStorage reads it', async () => {
+    const dsn = await database();
+    const s = await open(dsn);
+    const oid = await s.newOid();
+    const first = await storeBlob(s, oid, z64, Buffer.from('first'));
+    await storeBlob(s, oid, first.tid, Buffer.from('second'));
+    const [id] = await undoIds(s);
+    const t = txnMeta({ description: 'undo' });
+    await s.tpcBegin(t);
+    const undone = await s.undo(id, t);
+    await s.tpcVote(t);
+    const tid = await s.tpcFinish(t);
+    assert.deepEqual(undone.oids.map(idHex).sort(), [idHex(z64), idHex(oid)]);
+    assert.equal(await readFile(await s.loadBlob(oid, tid), 'utf8'), 'first');
+    const chunks = await sql<{ tid: string; chunk: string }>(
+      dsn,
+      'SELECT tid, chunk FROM blob_chunk WHERE zoid = $1 ORDER BY tid',
+      [u64(oid).toString()],
+    );
+    assert.equal(chunks.length, 3);
+    assert.equal(chunks[2].tid, u64(tid).toString());
+    assert.equal(chunks[2].chunk, chunks[0].chunk, 'the undo shares the first revision large object');
+    // RelStorage sees the same history, blobs included, and the blob through the root
+    assert.deepEqual(await rs.history(dsn), await storageHistory(s));
+    const tree = (await rs.tree(dsn)) as { $mapping: Record<string, Spec> };
+    assert.deepEqual(tree.$mapping.b, { $blob: Buffer.from('first').toString('hex') });
+  });
+
+  it("RelStorage's blobs load through us byte-identical; ours through RelStorage", async () => {
+    const dsn = await database();
+    const theirs = content(1_500_000, 3);
+    const tids = await rs.commit(dsn, [
+      { description: 'their blob', set: [[['theirs'], { $blob: theirs.toString('hex') }]] },
+      { description: 'an empty one', set: [[['empty'], { $blob: '' }]] },
+    ]);
+    const s = await open(dsn);
+    await untilSeen(s, tids[1]);
+    const history = await storageHistory(s);
+    assert.deepEqual(history, await rs.history(dsn));
+    const blobs = history.flatMap((t) => t.records).filter((r) => r.blob !== null);
+    assert.deepEqual(
+      blobs.map((r) => r.blob),
+      [sha1(theirs), sha1(new Uint8Array(0))],
+    );
+
+    const mine = content(1_200_000, 11);
+    const oid = await s.newOid();
+    const root = await s.load(z64);
+    const upload = join(s.temporaryDirectory(), 'mine');
+    await writeFile(upload, mine);
+    // the root keeps RelStorage's entries (its state read back as RelStorage wrote it is not needed here)
+    const t = txnMeta({ description: 'our blob' });
+    await s.tpcBegin(t);
+    await s.store(z64, root.serial, mappingRecord([['mine', ref(oid, 'ZODB.blob', 'Blob')]]), t);
+    await s.storeBlob(oid, z64, blobRecord(), upload, t);
+    await s.tpcVote(t);
+    await s.tpcFinish(t);
+    const tree = (await rs.tree(dsn)) as { $mapping: Record<string, Spec> };
+    assert.deepEqual(tree, { $mapping: { mine: { $blob: mine.toString('hex') } } });
+    assert.deepEqual(await rs.history(dsn), await storageHistory(s));
+  });
+});
