@@ -20,6 +20,7 @@ import {
   useRelStorageFixture,
   type Spec,
 } from '../../helpers/relstorage.js';
+import { startServer } from '../../helpers/server-fixture.js';
 import { mappingRecord, ref, txnMeta, undoIds } from '../contract/helpers.js';
 
 const sha1 = (d: Uint8Array): string => createHash('sha1').update(d).digest('hex');
@@ -228,4 +229,68 @@ describe('PostgreSQLStorage blobs', { skip: skipRelStorage }, () => {
     assert.deepEqual(tree, { $mapping: { mine: { $blob: mine.toString('hex') } } });
     assert.deepEqual(await rs.history(dsn), await storageHistory(s));
   });
+
+  it('through zeo serve: a Python ZEO client stores blobs, undoes a change, and another reads the blob back', async () => {
+    const dsn = await database();
+    const s = await PostgreSQLStorage.open({ dsn, blobDir: await blobDir(), pollInterval: 0.05 });
+    const server = await startServer({ opened: [{ name: '1', storage: s }] });
+    try {
+      const got = await rs.oracle.json<{ read: number; same: boolean; log: string[]; pack: boolean }>(
+        PY_ZEO_BLOBS,
+        undefined,
+        { addr: Object.values(server.address as { host: string; port: number }) },
+      );
+      assert.deepEqual(got, { read: 500_000, same: true, log: ['undo', 'second', 'first'], pack: true });
+    } finally {
+      await server.stop();
+    }
+    // and RelStorage reads what the ZEO client wrote
+    const tree = (await rs.tree(dsn)) as { $mapping: Record<string, { $blob: string }> };
+    assert.equal(tree.$mapping.b.$blob, Buffer.from('first'.repeat(100_000)).toString('hex'));
+  });
 });
+
+/** A Python ZEO client (its own blob cache) on zeo serve: blobs, undo through DB.undo, then a second reads. */
+const PY_ZEO_BLOBS = `
+import shutil, tempfile
+import transaction, ZEO
+from ZODB.blob import Blob
+addr = tuple(args['addr'])
+tmp = tempfile.mkdtemp()
+try:
+    db = ZEO.DB(addr, blob_dir=tmp + '/1', shared_blob_dir=False, wait_timeout=30)
+    tm = transaction.TransactionManager()
+    conn = db.open(tm)
+    root = conn.root()
+    b = Blob()
+    with b.open('w') as f:
+        f.write(b'first' * 100000)
+    root['b'] = b
+    tm.get().note('first')
+    tm.commit()
+    with root['b'].open('w') as f:
+        f.write(b'second')
+    tm.get().note('second')
+    tm.commit()
+    db.undo(db.undoLog(0, 1)[0]['id'], tm.get())
+    tm.get().note('undo')
+    tm.commit()
+    log = [e['description'] if isinstance(e['description'], str) else e['description'].decode()
+           for e in db.undoLog(0, 3)]
+    conn.close()
+    db.close()
+    db2 = ZEO.DB(addr, blob_dir=tmp + '/2', shared_blob_dir=False, wait_timeout=30)
+    c2 = db2.open()
+    with c2.root()['b'].open() as f:
+        data = f.read()
+    c2.close()
+    db2.pack()
+    c3 = db2.open()
+    with c3.root()['b'].open() as f:
+        packed = f.read() == data
+    c3.close()
+    db2.close()
+    result = dict(read=len(data), same=data == b'first' * 100000, log=log, pack=packed)
+finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+`;
