@@ -10,7 +10,9 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import pg from 'pg';
 import { dumps, Global } from '../../../src/pickle/index.js';
+import { copyTransactions } from '../../../src/storage/copy.js';
 import { POSKeyError } from '../../../src/storage/errors.js';
+import { FileStorage } from '../../../src/storage/filestorage/index.js';
 import { idHex, p64, u64, z64, type Oid, type Tid } from '../../../src/storage/ids.js';
 import { PostgreSQLStorage } from '../../../src/storage/postgresql/index.js';
 import {
@@ -228,6 +230,47 @@ describe('PostgreSQLStorage blobs', { skip: skipRelStorage }, () => {
     const tree = (await rs.tree(dsn)) as { $mapping: Record<string, Spec> };
     assert.deepEqual(tree, { $mapping: { mine: { $blob: mine.toString('hex') } } });
     assert.deepEqual(await rs.history(dsn), await storageHistory(s));
+  });
+
+  it('copied from a FileStorage with blobs (restoreBlob) and back: the same history and blob files', async () => {
+    const dir = await blobDir();
+    const fs = await FileStorage.open(join(dir, 'Data.fs'), { blobDir: join(dir, 'fs-blobs') });
+    try {
+      const oid = await fs.newOid();
+      let serial = z64;
+      for (const [i, text] of ['one', 'two', 'three'].entries()) {
+        const upload = join(fs.temporaryDirectory(), `u${i}`);
+        await writeFile(upload, content(300_000 + i, i));
+        const t = txnMeta({ description: text });
+        await fs.tpcBegin(t);
+        await fs.store(
+          z64,
+          serial === z64 ? z64 : (await fs.load(z64)).serial,
+          mappingRecord([[text, 1]]),
+          t,
+        );
+        await fs.storeBlob(oid, serial, blobRecord(), upload, t);
+        await fs.tpcVote(t);
+        serial = await fs.tpcFinish(t);
+      }
+      const { dsn } = await fx.database('blobcopy');
+      const s = await open(dsn);
+      assert.equal(await copyTransactions(fs, s), 3);
+      const history = await storageHistory(fs);
+      assert.equal(history.flatMap((t) => t.records).filter((r) => r.blob !== null).length, 3);
+      assert.deepEqual(await storageHistory(s), history);
+      // RelStorage reads the blobs we restored, and a Data.fs copied back has them too
+      assert.deepEqual(await rs.history(dsn), history);
+      const back = await FileStorage.open(join(dir, 'Back.fs'), { blobDir: join(dir, 'back-blobs') });
+      try {
+        assert.equal(await copyTransactions(s, back), 3);
+        assert.deepEqual(await storageHistory(back), history);
+      } finally {
+        await back.close();
+      }
+    } finally {
+      await fs.close();
+    }
   });
 
   it('through zeo serve: a Python ZEO client stores blobs, undoes a change, and another reads the blob back', async () => {
