@@ -8,6 +8,9 @@
 //
 // Invalidations from other writers (watchInvalidations): LISTEN is the wake-up, a poll of the transactions
 // after the last one seen is the truth; tpcFinish delivers those before its own, under the commit lock.
+//
+// Undo (undo.ts) is decided at undo() and its records written at the vote like stores; blobs (blobs.ts) are
+// large objects written at the vote, the blob directory a local cache; pack is pack.ts's.
 
 import { unlink } from 'node:fs/promises';
 import pg from 'pg';
@@ -410,10 +413,12 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
       });
     }
     const zoid = u64(record.oid);
+    this.dropBlob(p, record.oid);
     p.records.set(key(record.oid), { oid: record.oid, zoid, oldSerial: 0n, data, restored: true });
   }
 
   protected async _deleteObject(p: Pending, oid: Oid, oldSerial: Tid): Promise<void> {
+    this.dropBlob(p, oid);
     p.records.set(key(oid), { oid, zoid: u64(oid), oldSerial: u64(oldSerial), data: null, restored: false });
   }
 
@@ -472,9 +477,6 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
       const run = async <R extends pg.QueryResultRow>(sql: NamedQuery, values: unknown[]): Promise<R[]> =>
         (await client.query<R>({ name: sql.name, text: sql.text, values })).rows;
 
-      // one round trip: readCurrent's check, shared locks and check again (objects also stored are covered
-      // by their store's conflict check), the object locks, the conflicts under them, and the commit lock
-      // when it is free
       // blobs go into large objects first, in the database transaction but before any lock is taken
       const blobRecords = [...p.records.values()].filter((r) => r.blobFile);
       const loids: string[] = [];
@@ -485,6 +487,10 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
       }
       // (the results of BEGIN and SET LOCAL come first, when they are in the batch)
       let at = batch.length ? 2 : 0;
+
+      // one round trip: readCurrent's check, shared locks and check again (objects also stored are covered
+      // by their store's conflict check), the object locks, the conflicts under them, and the commit lock
+      // when it is free
       const reads = [...p.readCurrent.entries()].filter(([k]) => !p.records.has(k)).map(([, r]) => r);
       reads.sort((a, b) => (a.zoid < b.zoid ? -1 : a.zoid > b.zoid ? 1 : 0));
       const readZoids = reads.map((r) => r.zoid);
