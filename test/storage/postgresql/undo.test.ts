@@ -133,6 +133,10 @@ describe('PostgreSQLStorage undo, beside RelStorage 4.3', { skip: skipRelStorage
     const theirs = await theirUndo(dsn, twoId, 'refused');
     assert.match(theirs.error ?? '', /modified by a later transaction/);
     assert.equal(await value(dsn), 3);
+    // and the root's creation is never undone
+    const creation = (await ourLog(s)).find((e) => e.description === 'initial database creation')!.id;
+    await assert.rejects(ourUndo(s, creation, 'refused'), UndoError);
+    assert.ok((await theirUndo(dsn, creation, 'refused')).error);
     assert.equal((await ourLog(s))[0].description, 'three');
   });
 
