@@ -3,10 +3,14 @@
 // each (test/fixtures/python/zeo_multi_writer.py): a commit through one server reaches the caches of the
 // other's clients, and a client of the other that syncs (server_sync: its server polls before it answers the
 // ping) reads it at once; a racetest spread over both finds consistent snapshots, no stale read and no lost
-// update. And the shared watchInvalidations suite (test/storage/watch-invalidations.ts), its polling cases
-// (pollInvalidations) too, on two PostgreSQLStorages.
+// update; a client moving from A to B at once finds B caught up (B polls at the register). And the shared
+// watchInvalidations suite (test/storage/watch-invalidations.ts), its polling cases (pollInvalidations) too,
+// on two PostgreSQLStorages.
 
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { idHex } from '../../src/storage/ids.js';
@@ -61,8 +65,11 @@ describe('two zeo-ts servers over one PostgreSQL database', { skip: skipPostgres
     };
   }
 
-  /** Two servers, each with its own PostgreSQLStorage on a new database. */
-  async function withServers(fn: (servers: TestServer[]) => Promise<void>): Promise<void> {
+  /** Two servers, each with its own PostgreSQLStorage on a new database (pollInterval in seconds). */
+  async function withServers(
+    fn: (servers: TestServer[]) => Promise<void>,
+    pollInterval = 0.2,
+  ): Promise<void> {
     const { dsn, drop } = await newDatabase();
     const servers: TestServer[] = [];
     try {
@@ -71,7 +78,7 @@ describe('two zeo-ts servers over one PostgreSQL database', { skip: skipPostgres
           dsn,
           name: `pg ${i}`,
           poolSize: 4,
-          pollInterval: 0.2,
+          pollInterval,
         });
         servers.push(await startServer({ opened: [{ name: '1', storage }] }));
       }
@@ -183,5 +190,28 @@ describe('two zeo-ts servers over one PostgreSQL database', { skip: skipPostgres
       });
     },
     { timeout: 120_000 },
+  );
+
+  interopTest(
+    'a client with a persistent cache moves from A to B at once: B polls before it answers register',
+    async (oracle) => {
+      const var_ = await mkdtemp(join(tmpdir(), 'zeo-ts-mw-pg-'));
+      try {
+        await withServers(
+          async ([a, b]) => {
+            const r = await scenario<{ v: number; caught_up: boolean; verify: string | null }>(
+              oracle,
+              'failover(*args)',
+              [addr(a), addr(b), var_],
+            );
+            assert.deepEqual(r, { v: 1, caught_up: true, verify: 'Cache up to date' });
+          },
+          // (the timer never polls during the test: B hears of A's commit by NOTIFY, or at the register)
+          600,
+        );
+      } finally {
+        await rm(var_, { recursive: true, force: true });
+      }
+    },
   );
 });
