@@ -19,7 +19,7 @@ import type { Storage } from '../../src/storage/interfaces.js';
 import { PostgreSQLStorage } from '../../src/storage/postgresql/index.js';
 import { interopDisabled, Oracle, repoRoot } from './oracle.js';
 import { skipPostgres, startPostgres, type PostgresCluster } from './postgres.js';
-import { freePort, ServerProcess } from './server-process.js';
+import { ServerProcess } from './server-process.js';
 import { waitUntil } from './wait.js';
 
 /** false, or why RelStorage tests are skipped: only ZEO_TS_SKIP_POSTGRES=1 or ZEO_TS_SKIP_INTEROP=1. */
@@ -297,11 +297,11 @@ export class RelStorageFixture {
     options: { pollInterval?: number; poolSize?: number } = {},
   ): Promise<{ server: ServerProcess; address: [string, number] }> {
     this.dir ??= await mkdtemp(join(tmpdir(), 'zeo-ts-rs-serve-'));
-    const port = await freePort();
-    const conf = join(this.dir, `serve-${port}.conf`);
+    const conf = join(this.dir, `serve-${this.servers.length}.conf`);
+    // (port 0: the port taken is in the log, and no other process can take it first)
     await writeFile(
       conf,
-      `<zeo>\n  address 127.0.0.1:${port}\n</zeo>\n<postgresql>\n  dsn ${dsn}\n` +
+      `<zeo>\n  address 127.0.0.1:0\n</zeo>\n<postgresql>\n  dsn ${dsn}\n` +
         (options.pollInterval === undefined ? '' : `  poll-interval ${options.pollInterval}\n`) +
         (options.poolSize === undefined ? '' : `  pool-size ${options.poolSize}\n`) +
         `</postgresql>\n`,
