@@ -584,6 +584,7 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
       await client.query('COMMIT');
     } catch (e) {
       this.finishing = false;
+      if (this.pollAgain) this.schedulePoll(); // (pollInvalidations() calls waiting behind this finish)
       if (isConnectionError(e)) p.broken = true;
       throw mapDatabaseError(e);
     }
@@ -668,7 +669,7 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
    * delivered every transaction committed elsewhere before it (a poll already running may have read before
    * the commit the caller knows of); rejects with the database's error (transient) when it is away.
    */
-  pollInvalidations(): Promise<void> {
+  async pollInvalidations(): Promise<void> {
     this.checkOpen();
     return new Promise((resolve, reject) => {
       this.pollWaiters.push({ resolve, reject });
