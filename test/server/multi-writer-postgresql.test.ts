@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { idHex } from '../../src/storage/ids.js';
+import { idHex, u64 } from '../../src/storage/ids.js';
 import { PostgreSQLStorage, installSchema } from '../../src/storage/postgresql/index.js';
 import { fixturesDir } from '../helpers/corpus.js';
 import { interopTest, type Oracle } from '../helpers/oracle.js';
@@ -108,6 +108,46 @@ describe('two zeo-ts servers over one PostgreSQL database', { skip: skipPostgres
     },
     { polls: true },
   );
+
+  it('pollInvalidations: a backlog of silent transactions, more than a poll reads at once, all heard of when it resolves', async () => {
+    const { dsn, drop } = await newDatabase();
+    const database = /dbname=(\S+)/.exec(dsn)![1];
+    // (no timer poll during the test; the transactions below notify nobody)
+    const b = await PostgreSQLStorage.open({ dsn, name: 'b', poolSize: 2, pollInterval: 600 });
+    try {
+      const oid = await b.newOid();
+      const base = u64(await dostore(b, { oid, data: 1 }));
+      const heard: bigint[] = [];
+      b.watchInvalidations((tid) => heard.push(u64(tid)));
+      await b.pollInvalidations();
+      const c = new pg.Client(cluster.connection(database));
+      await c.connect();
+      try {
+        // 1200 transactions written as another writer would, each changing the object
+        await c.query(
+          `INSERT INTO transaction (tid, username, description) SELECT $1::bigint + g, '', '' FROM generate_series(1, 1200) g`,
+          [base.toString()],
+        );
+        await c.query(
+          `INSERT INTO object_state (zoid, tid, prev_tid, state_size, state)
+             SELECT $2::bigint, $1::bigint + g, $1::bigint + g - 1, 0, NULL FROM generate_series(1, 1200) g`,
+          [base.toString(), u64(oid).toString()],
+        );
+      } finally {
+        await c.end();
+      }
+      await b.pollInvalidations();
+      assert.deepEqual(
+        heard,
+        Array.from({ length: 1200 }, (_, i) => base + BigInt(i + 1)),
+        'every one, once, in order, before pollInvalidations resolved',
+      );
+      assert.equal(u64(b.lastTransaction()), base + 1200n);
+    } finally {
+      await b.close();
+      await drop();
+    }
+  });
 
   it('pollInvalidations: fails while the database refuses connections, then hears of what it missed; fails once closed', async () => {
     const { dsn, drop } = await newDatabase();
