@@ -6,8 +6,9 @@
 // data by sha1) are made from a zeo-ts Storage by storageHistory and storageObjects, so a test compares what
 // RelStorage sees with what our storage sees. useRelStorageFixture gives a describe its cluster and oracle.
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { after, before } from 'node:test';
 import pg from 'pg';
 import { pyRepr } from '../../src/pickle/index.js';
@@ -18,6 +19,7 @@ import type { Storage } from '../../src/storage/interfaces.js';
 import { PostgreSQLStorage } from '../../src/storage/postgresql/index.js';
 import { interopDisabled, Oracle, repoRoot } from './oracle.js';
 import { skipPostgres, startPostgres, type PostgresCluster } from './postgres.js';
+import { ServerProcess } from './server-process.js';
 import { waitUntil } from './wait.js';
 
 /** false, or why RelStorage tests are skipped: only ZEO_TS_SKIP_POSTGRES=1 or ZEO_TS_SKIP_INTEROP=1. */
@@ -261,6 +263,8 @@ export class RelStorageFixture {
   private oracle: Oracle | null = null;
   readonly rs = new RelStorageOracle(() => this.oracle);
   private readonly storages: PostgreSQLStorage[] = [];
+  private readonly servers: ServerProcess[] = [];
+  private dir: string | null = null;
   private databases = 0;
 
   async start(): Promise<void> {
@@ -271,6 +275,8 @@ export class RelStorageFixture {
   }
 
   async stop(): Promise<void> {
+    // (a server a failed test left running: killed)
+    for (const s of this.servers.splice(0)) s.kill();
     for (const s of this.storages.splice(0)) await s.close();
     if (this.oracle) {
       await this.rs.closeAll();
@@ -278,6 +284,31 @@ export class RelStorageFixture {
     }
     await this.admin?.end();
     await this.cluster?.stop();
+    if (this.dir) await rm(this.dir, { recursive: true, force: true });
+  }
+
+  /**
+   * `zeo serve` as a child process over the database `dsn` (a <postgresql> section; pollInterval in seconds),
+   * storage '1' on a loopback port: the process and its address as a Python client takes it. Killed by
+   * stop() if still running.
+   */
+  async serve(
+    dsn: string,
+    options: { pollInterval?: number; poolSize?: number } = {},
+  ): Promise<{ server: ServerProcess; address: [string, number] }> {
+    this.dir ??= await mkdtemp(join(tmpdir(), 'zeo-ts-rs-serve-'));
+    const conf = join(this.dir, `serve-${this.servers.length}.conf`);
+    // (port 0: the port taken is in the log, and no other process can take it first)
+    await writeFile(
+      conf,
+      `<zeo>\n  address 127.0.0.1:0\n</zeo>\n<postgresql>\n  dsn ${dsn}\n` +
+        (options.pollInterval === undefined ? '' : `  poll-interval ${options.pollInterval}\n`) +
+        (options.poolSize === undefined ? '' : `  pool-size ${options.poolSize}\n`) +
+        `</postgresql>\n`,
+    );
+    const server = new ServerProcess({ kind: 'zeo-ts', conf, cwd: this.dir, env: { ZEO_MSGPACK: '' } });
+    this.servers.push(server);
+    return { server, address: ['127.0.0.1', await server.port(30_000)] };
   }
 
   /** A new empty database: its name and RelStorage's DSN for it. */

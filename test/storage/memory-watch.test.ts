@@ -25,19 +25,23 @@ watchInvalidationsTests('MemoryStorage', async () => {
 });
 
 // as a PostgreSQL storage hears of the others: by polling
-watchInvalidationsTests('MemoryStorage polling every 5 ms', async () => {
-  const data = new MemoryStorageData();
-  const a = new MemoryStorage({ name: 'a', data, pollIntervalMs: 5 });
-  const b = new MemoryStorage({ name: 'b', data, pollIntervalMs: 5 });
-  return {
-    a,
-    b,
-    async close() {
-      await a.close();
-      await b.close();
-    },
-  };
-});
+watchInvalidationsTests(
+  'MemoryStorage polling every 5 ms',
+  async () => {
+    const data = new MemoryStorageData();
+    const a = new MemoryStorage({ name: 'a', data, pollIntervalMs: 5 });
+    const b = new MemoryStorage({ name: 'b', data, pollIntervalMs: 5 });
+    return {
+      a,
+      b,
+      async close() {
+        await a.close();
+        await b.close();
+      },
+    };
+  },
+  { polls: true },
+);
 
 /** The (tid, oids) a storage's listener got, as hex. */
 function heardBy(s: MemoryStorage): Array<[string, string[]]> {

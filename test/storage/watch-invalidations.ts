@@ -1,7 +1,9 @@
 // Storage.watchInvalidations, for any storage that other writers share a database with: two storages opened
 // on one database are two writers, and each must report the other's commits (not its own) once each, in tid
 // order, merged in order with its own commits' onCommitted, never ahead of its lastTransaction(). A storage
-// whose reports come later (a poll) is waited for; the test file of each engine runs this suite.
+// whose reports come later (a poll) is waited for; the test file of each engine runs this suite. A storage
+// that polls (pollInvalidations) runs its polling cases too: what was committed elsewhere before the call is
+// heard of when it resolves.
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -56,7 +58,12 @@ async function commit(s: Storage, heard: Heard[], stores: Array<[Oid, number]>):
   }
 }
 
-export function watchInvalidationsTests(name: string, open: () => Promise<TwoWriters>): void {
+export function watchInvalidationsTests(
+  name: string,
+  open: () => Promise<TwoWriters>,
+  options: { polls?: boolean } = {},
+): void {
+  if (options.polls) pollInvalidationsTests(name, open);
   describe(`${name}: watchInvalidations`, () => {
     it("reports the other writer's commits with their oids, not its own", async () => {
       const { a, b, close } = await open();
@@ -153,6 +160,84 @@ export function watchInvalidationsTests(name: string, open: () => Promise<TwoWri
         await waitUntil(() => heardB.length === 3, `${name}: b hears of the three commits`);
         assert.equal(idHex(b.lastTransaction()), idHex(last));
         assert.ok(compareIds(b.lastTransaction(), a.lastTransaction()) === 0);
+      } finally {
+        await close();
+      }
+    });
+  });
+}
+
+/** Storage.pollInvalidations: the cases of a storage that hears of the others' commits when it polls. */
+function pollInvalidationsTests(name: string, open: () => Promise<TwoWriters>): void {
+  describe(`${name}: pollInvalidations`, () => {
+    it('when it resolves, every commit made elsewhere before the call was heard of, and lastTransaction() is at it', async () => {
+      const { a, b, close } = await open();
+      try {
+        const heardB = listen(b);
+        assert.ok(b.pollInvalidations !== undefined, `${name} polls`);
+        const oid = await a.newOid();
+        const expected: string[] = [];
+        for (let i = 0; i < 10; i++) {
+          // a poll running while the commit returns (it may have read before the commit) does not count
+          const running = b.pollInvalidations();
+          const tid = idHex(await commit(a, [], [[oid, i]]));
+          expected.push(tid);
+          await b.pollInvalidations();
+          assert.deepEqual(
+            heardB.map((h) => h.tid),
+            expected,
+            `round ${i}: b heard of every commit made before the call, once, in order`,
+          );
+          assert.equal(
+            idHex(b.lastTransaction()),
+            tid,
+            `round ${i}: b's lastTransaction() is a's last commit`,
+          );
+          await running;
+        }
+      } finally {
+        await close();
+      }
+    });
+
+    it('polls between its own commits: each commit elsewhere heard of at the poll after it, once, in tid order', async () => {
+      const { a, b, close } = await open();
+      try {
+        const heardA = listen(a);
+        const heardB = listen(b);
+        const oa = await a.newOid();
+        const ob = await b.newOid();
+        const tidsA: string[] = [];
+        const tidsB: string[] = [];
+        // a commits and b polls after each; b commits its own object meanwhile
+        const pollingA = async (): Promise<void> => {
+          for (let i = 0; i < 8; i++) {
+            const tid = idHex(await commit(a, heardA, [[oa, i]]));
+            tidsA.push(tid);
+            await b.pollInvalidations!();
+            assert.ok(
+              heardB.some((h) => h.tid === tid && !h.own),
+              `b heard of a's commit ${tid} when its poll resolved`,
+            );
+            assert.ok(idHex(b.lastTransaction()) >= tid, "b's lastTransaction() reached it");
+          }
+        };
+        const writingB = async (): Promise<void> => {
+          for (let i = 0; i < 8; i++) tidsB.push(idHex(await commit(b, heardB, [[ob, i]])));
+        };
+        await Promise.all([pollingA(), writingB()]);
+        const all = [...tidsA, ...tidsB].sort();
+        await a.pollInvalidations!();
+        assert.deepEqual(
+          heardB.map((h) => h.tid),
+          all,
+          'b heard of every transaction once, in tid order',
+        );
+        assert.deepEqual(
+          heardA.map((h) => h.tid),
+          all,
+          'a too, once its poll resolved',
+        );
       } finally {
         await close();
       }

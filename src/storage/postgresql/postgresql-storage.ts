@@ -281,6 +281,7 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
     if (this.closed) return;
     await this.closeTransactions();
     this.listener = null;
+    this.schedulePoll(); // (pollInvalidations() calls still waiting fail: closed)
     if (this.pollTimer) clearInterval(this.pollTimer);
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.pollTimer = this.reconnectTimer = null;
@@ -680,6 +681,7 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
       await client.query('COMMIT');
     } catch (e) {
       this.finishing = false;
+      if (this.pollAgain) this.schedulePoll(); // (pollInvalidations() calls waiting behind this finish)
       if (isConnectionError(e)) p.broken = true;
       throw mapDatabaseError(e);
     }
@@ -761,44 +763,77 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
       .then(() => this.schedulePoll(), retry);
   }
 
+  /** pollInvalidations() calls waiting for the next poll to start (one running began before they came) */
+  private pollWaiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
+
+  /**
+   * Storage.pollInvalidations (see interfaces.ts): resolves once a poll that started after the call has
+   * delivered every transaction committed elsewhere before it (a poll already running may have read before
+   * the commit the caller knows of); rejects with the database's error (transient) when it is away.
+   */
+  async pollInvalidations(): Promise<void> {
+    this.checkOpen();
+    return new Promise((resolve, reject) => {
+      this.pollWaiters.push({ resolve, reject });
+      this.schedulePoll();
+    });
+  }
+
   /** Runs a poll, or one more after the one running (or after the tpcFinish in progress). */
   private schedulePoll(): void {
-    if (this.closed || this.listener === null) return;
+    if (this.closed) {
+      for (const w of this.pollWaiters.splice(0)) w.reject(new StorageError(`${this.getName()} is closed`));
+      return;
+    }
+    if (this.listener === null && this.pollWaiters.length === 0) return;
     if (this.polling || this.finishing) {
       this.pollAgain = true;
       return;
     }
     this.polling = true;
     this.pollAgain = false;
-    void this.poll().finally(() => {
-      this.polling = false;
-      if (this.pollAgain) this.schedulePoll();
-    });
+    const waiters = this.pollWaiters.splice(0);
+    void this.poll()
+      .then(
+        (complete) => {
+          if (complete) for (const w of waiters) w.resolve();
+          else this.pollWaiters.unshift(...waiters); // (the rest comes from the next poll, scheduled)
+        },
+        (e: unknown) => {
+          // the database is away: the callers get the error, and the next poll tries again
+          for (const w of waiters) w.reject(e);
+        },
+      )
+      .finally(() => {
+        this.polling = false;
+        if (this.pollAgain) this.schedulePoll();
+      });
   }
 
-  private async poll(): Promise<void> {
+  /**
+   * Delivers the transactions after the last one seen; true when all that its query saw went to the
+   * listener, false when it left some to the next poll (a backlog, or a tpcFinish of ours in progress).
+   */
+  private async poll(): Promise<boolean> {
     const after = this.lastTidN;
-    let rows: Array<{ tid: string; zoids: string[] }>;
-    try {
-      rows = await this.query<{ tid: string; zoids: string[] }>(SQL.transactionsAfter, [
-        after.toString(),
-        '9223372036854775807',
-        POLL_BATCH,
-      ]);
-    } catch {
-      return; // the database is away: the next poll tries again
-    }
-    if (this.closed) return;
+    const rows = await this.query<{ tid: string; zoids: string[] }>(SQL.transactionsAfter, [
+      after.toString(),
+      '9223372036854775807',
+      POLL_BATCH,
+    ]);
+    if (this.closed) throw new StorageError(`${this.getName()} is closed`);
     if (this.finishing) {
       // a commit of ours is being delivered: what this poll found goes after it, from the next poll
       this.pollAgain = true;
-      return;
+      return false;
     }
-    if (rows.length === POLL_BATCH) this.pollAgain = true; // (a backlog: the rest at once, a batch at a time)
-    if (rows.length) {
-      this.deliver(rows);
-      await this.refreshCounts().catch(() => {});
+    if (rows.length) this.deliver(rows);
+    if (rows.length === POLL_BATCH) {
+      this.pollAgain = true; // (a backlog: the rest at once, a batch at a time)
+      return false;
     }
+    if (rows.length) await this.refreshCounts().catch(() => {});
+    return true;
   }
 
   /** Advances lastTransaction() over other writers' transactions and tells the listener, in one run. */
