@@ -1,5 +1,5 @@
 // npm run bench -- postgresql [--objects N] [--seconds S] [--warmup S] [--rounds R] [--clients 1,4]
-//                             [--phases loads,commits] [--free] [--rebuild] [--keep]
+//                             [--phases loads,commits] [--free] [--rebuild] [--keep] [--profile PHASE:CLIENTS]
 // One private PostgreSQL cluster (test/helpers/postgres.ts, fsync on: a commit is on disk when it returns), one
 // database in RelStorage's history-preserving schema holding the server bench's objects (N PersistentMappings,
 // default 30,000, and 16 client slots: the Data.fs Python's ZODB builds for `npm run bench -- server`, copied
@@ -23,7 +23,9 @@
 // with every run. With 1 client there is no 2-server setup (one client uses one server). --free: clients not
 // kept on a CPU each (by default client i keeps to CPU i mod cores, as the server bench does: a Python client
 // is GIL-bound, and left free its threads' placement varies the figures more than the server does).
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+// --profile PHASE:CLIENTS (e.g. loads:1) instead runs only that phase, against one `zeo serve` under
+// --cpu-prof, and prints its top functions by self time over the phase (bench/report.ts printProfile).
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
@@ -38,6 +40,7 @@ import {
   machineDescription,
   median,
   oracleVersions,
+  printProfile,
   printTable,
   runPython,
   runRecord,
@@ -53,6 +56,7 @@ const CLIENTS = (arg('clients') ?? '1,4').split(',').map(Number);
 const REBUILD = process.argv.includes('--rebuild');
 const KEEP = process.argv.includes('--keep');
 const FREE = process.argv.includes('--free');
+const PROFILE = arg('profile');
 /** client slots in the Data.fs (the server bench's): the most clients a phase can have */
 const SLOTS = 16;
 for (const c of CLIENTS)
@@ -80,6 +84,8 @@ const log = (s: string): void => void process.stderr.write(s + '\n');
 interface Run {
   ops: number;
   wall: number;
+  /** the phase's window on CLOCK_MONOTONIC, seconds (V8's profiles use that clock) */
+  monotonic: [number, number];
   /** every zeo serve process of the setup, together (0 for RelStorage) */
   serverCpu: number;
   pgCpu: number;
@@ -127,6 +133,7 @@ async function prepareDatabase(cluster: PostgresCluster, database: string): Prom
 async function startServers(
   b: Bench,
   count: number,
+  nodeFlags: string[] = [],
 ): Promise<Array<{ server: ServerProcess; port: number }>> {
   const started: Array<{ server: ServerProcess; port: number }> = [];
   try {
@@ -140,7 +147,13 @@ async function startServers(
         `<zeo>\n  address 127.0.0.1:${port}\n</zeo>\n` +
           `<postgresql>\n  dsn ${relstorageDsn(b.cluster, b.database)}\n</postgresql>\n`,
       );
-      const server = new ServerProcess({ kind: 'zeo-ts', conf, cwd: dir, env: { ZEO_MSGPACK: '' } });
+      const server = new ServerProcess({
+        kind: 'zeo-ts',
+        conf,
+        cwd: dir,
+        env: { ZEO_MSGPACK: '' },
+        nodeFlags,
+      });
       started.push({ server, port: await server.port(60_000) });
     }
     return started;
@@ -156,8 +169,10 @@ async function runSetup(
   phase: Phase,
   clients: number,
   seed: number,
+  serverNodeFlags: string[] = [],
 ): Promise<Figures> {
-  const servers = setup === 'relstorage' ? [] : await startServers(b, setup === 'zeo2' ? 2 : 1);
+  const servers =
+    setup === 'relstorage' ? [] : await startServers(b, setup === 'zeo2' ? 2 : 1, serverNodeFlags);
   const args = {
     target: setup === 'relstorage' ? 'relstorage' : 'zeo',
     servers: servers.map((s) => ['127.0.0.1', s.port]),
@@ -235,6 +250,41 @@ function summary(f: Figures): Record<string, number> {
   };
 }
 
+/** The cluster (fsync on), its bench database prepared; PostgreSQL's version. */
+async function openBench(cluster: PostgresCluster, work: string): Promise<{ b: Bench; pgVersion: string }> {
+  const database = 'bench';
+  const { maxOid } = await prepareDatabase(cluster, database);
+  const postmasterPid = Number(
+    readFileSync(join(cluster.socketDir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0],
+  );
+  const c = new pg.Client(cluster.connection(database));
+  await c.connect();
+  try {
+    const { rows } = await c.query<{ server_version: string }>('SHOW server_version');
+    return { b: { cluster, database, postmasterPid, maxOid, work }, pgVersion: rows[0].server_version };
+  } finally {
+    await c.end();
+  }
+}
+
+/** --profile PHASE:CLIENTS: that phase only, against one `zeo serve` under --cpu-prof; its top functions. */
+async function profile(b: Bench, spec: string): Promise<void> {
+  const [phase, clients] = spec.split(':');
+  if ((phase !== 'loads' && phase !== 'commits') || !(Number(clients) >= 1))
+    throw new Error(`--profile PHASE:CLIENTS (loads or commits), not ${spec}`);
+  const profDir = join(b.work, 'cpu-prof');
+  log(`profiling zeo serve: ${phase} x${clients}, ${SECONDS} s...`);
+  const f = await runSetup(b, 'zeo1', phase, Number(clients), 1, ['--cpu-prof', '--cpu-prof-dir', profDir]);
+  log(
+    `${phase} x${clients} (under --cpu-prof): ${f.opsPerSecond.toFixed(0)} ops/s, zeo serve ` +
+      `${f.serverCpuUsPerOp.toFixed(1)} CPU µs/op, PostgreSQL ${f.pgCpuUsPerOp.toFixed(1)} CPU µs/op`,
+  );
+  const files = readdirSync(profDir).filter((x) => x.endsWith('.cpuprofile'));
+  if (files.length !== 1) throw new Error(`expected one profile in ${profDir}, found ${files.join(', ')}`);
+  printProfile(join(profDir, files[0]), `${PHASE_NAMES[phase]} x${clients}`, f.run.monotonic);
+  if (KEEP) log(`profile: ${join(profDir, files[0])}`);
+}
+
 async function main(): Promise<void> {
   const versions = oracleVersions();
   const relstorageVersion = runPython(
@@ -249,20 +299,10 @@ async function main(): Promise<void> {
   const results: Compared[] = [];
   let pgVersion: string;
   try {
-    const database = 'bench';
-    const { maxOid } = await prepareDatabase(cluster, database);
-    const postmasterPid = Number(
-      readFileSync(join(cluster.socketDir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0],
-    );
-    const c = new pg.Client(cluster.connection(database));
-    await c.connect();
-    try {
-      pgVersion = ((await c.query('SHOW server_version')).rows[0] as { server_version: string })
-        .server_version;
-    } finally {
-      await c.end();
-    }
-    const b: Bench = { cluster, database, postmasterPid, maxOid, work };
+    const opened = await openBench(cluster, work);
+    pgVersion = opened.pgVersion;
+    const b = opened.b;
+    if (PROFILE) return await profile(b, PROFILE);
     let k = 0;
     for (const phase of PHASES) {
       for (const clients of CLIENTS) {
