@@ -1,25 +1,29 @@
 // npm run bench -- postgresql [--objects N] [--seconds S] [--warmup S] [--rounds R] [--clients 1,4]
-//                             [--phases loads,commits] [--free] [--rebuild] [--keep] [--profile PHASE:CLIENTS]
+//                             [--phases loads,commits] [--setups zeo1,zeo2,runzeo,relstorage] [--free]
+//                             [--rebuild] [--keep] [--profile PHASE:CLIENTS]
 // One private PostgreSQL cluster (test/helpers/postgres.ts, fsync on: a commit is on disk when it returns), one
 // database in RelStorage's history-preserving schema holding the server bench's objects (N PersistentMappings,
 // default 30,000, and 16 client slots: the Data.fs Python's ZODB builds for `npm run bench -- server`, copied
 // in with `zeo copy`), and the same Python client workload (test/fixtures/python/pg_bench_client.py: N client
-// processes started together behind a barrier, after W seconds of warm-up, default 2) in three setups, in one
+// processes started together behind a barrier, after W seconds of warm-up, default 2) in four setups, in one
 // run, on that one database:
 //   - 1 zeo serve: every client a ZEO 6 ClientStorage of one `zeo serve` over the database;
 //   - 2 zeo serve: two `zeo serve` over the same database, the clients split over both (client i on server
 //     i mod 2), each server pushing the other's commits to its clients (LISTEN/NOTIFY and its poll);
+//   - runzeo (RelStorage): ZEO's own Python server (runzeo, ZEO 6) serving RelStorage over the database, the
+//     reference for zeo serve (its local cache off, so that every load reaches the database, as in zeo serve);
 //   - RelStorage: every client RelStorage 4.x's own storage, talking SQL to PostgreSQL directly (no server
 //     between; its defaults, history-preserving).
+// (--setups zeo1,zeo2,runzeo,relstorage: which of them run, default all.)
 // Phases (S seconds each, default 5):
 //   - loads: one load at a time of a random oid, what a client asks on a cache miss (ZEO: loadBefore(oid,
 //     maxtid) to the server; RelStorage: its load_current query), every one reaching the database;
 //   - commits: ZODB transactions each changing 2 objects of the client's own slot (no conflicts).
 // Each setup runs R times (default 3, the setups' order rotating from round to round), its servers started
 // for the run and stopped after (the RelStorage setup has none). For each: operations per second (all
-// clients), the zeo serve processes' CPU per operation (utime + stime from /proc, both servers together in the
-// 2-server setup) and PostgreSQL's (the postmaster and its backends), the median of the R runs. Prints the table
-// (ratio > 1: zeo serve better than RelStorage's client) and writes bench/results/postgresql-<timestamp>.json
+// clients), the server processes' CPU per operation (utime + stime from /proc, both servers together in the
+// 2-server setup), PostgreSQL's (the postmaster and its backends) and the clients', the median of the R runs.
+// Prints the tables (ratios of throughput: zeo serve's over RelStorage's client's and over runzeo's) and writes bench/results/postgresql-<timestamp>.json
 // with every run. With 1 client there is no 2-server setup (one client uses one server). --free: clients not
 // kept on a CPU each (by default client i keeps to CPU i mod cores, as the server bench does: a Python client
 // is GIL-bound, and left free its threads' placement varies the figures more than the server does).
@@ -32,7 +36,7 @@ import pg from 'pg';
 import { repoRoot } from '../test/helpers/oracle.js';
 import { startPostgres, type PostgresCluster } from '../test/helpers/postgres.js';
 import { relstorageDsn } from '../test/helpers/relstorage.js';
-import { freePort, ServerProcess } from '../test/helpers/server-process.js';
+import { freePort, ServerProcess, type ServerKind } from '../test/helpers/server-process.js';
 import { runZeo } from '../test/helpers/zeo-servers.js';
 import {
   arg,
@@ -70,9 +74,15 @@ for (const p of PHASES)
   if (p !== 'loads' && p !== 'commits') throw new Error(`--phases loads,commits, not ${String(p)}`);
 const PHASE_NAMES: Record<Phase, string> = { loads: 'loads', commits: 'small commits (2 objects)' };
 
-type Setup = 'zeo1' | 'zeo2' | 'relstorage';
-const SETUPS: Setup[] = ['zeo1', 'zeo2', 'relstorage'];
+type Setup = 'zeo1' | 'zeo2' | 'runzeo' | 'relstorage';
+const ALL_SETUPS: Setup[] = ['zeo1', 'zeo2', 'runzeo', 'relstorage'];
+const SETUPS = (arg('setups') ?? ALL_SETUPS.join(',')).split(',').filter(Boolean) as Setup[];
+for (const s of SETUPS)
+  if (!ALL_SETUPS.includes(s)) throw new Error(`--setups ${ALL_SETUPS.join(',')}, not ${String(s)}`);
+/** short names, for the tables' headers */
+const SHORT: Record<Setup, string> = { zeo1: '1 zs', zeo2: '2 zs', runzeo: 'runzeo', relstorage: 'RS' };
 const SETUP_NAMES: Record<Setup, string> = {
+  runzeo: 'runzeo (RelStorage)',
   zeo1: '1 zeo serve',
   zeo2: '2 zeo serve',
   relstorage: 'RelStorage',
@@ -129,9 +139,14 @@ async function prepareDatabase(cluster: PostgresCluster, database: string): Prom
   return { maxOid: data.maxOid };
 }
 
-/** `count` zeo serve processes over the database, each on a free loopback port. */
+/**
+ * `count` servers over the database, each on a free loopback port: `zeo serve` with its <postgresql> section,
+ * or runzeo serving RelStorage (history-preserving, without a local cache, so that every load reaches the
+ * database as it does through zeo serve).
+ */
 async function startServers(
   b: Bench,
+  kind: ServerKind,
   count: number,
   nodeFlags: string[] = [],
 ): Promise<Array<{ server: ServerProcess; port: number }>> {
@@ -139,16 +154,20 @@ async function startServers(
   try {
     for (let i = 0; i < count; i++) {
       const port = await freePort();
-      const dir = join(b.work, `zeo-${i}`);
+      const dir = join(b.work, `${kind}-${i}`);
       mkdirSync(dir, { recursive: true });
       const conf = join(dir, 'zeo.conf');
+      const dsn = relstorageDsn(b.cluster, b.database);
+      const zeo = `<zeo>\n  address 127.0.0.1:${port}\n</zeo>\n`;
       writeFileSync(
         conf,
-        `<zeo>\n  address 127.0.0.1:${port}\n</zeo>\n` +
-          `<postgresql>\n  dsn ${relstorageDsn(b.cluster, b.database)}\n</postgresql>\n`,
+        kind === 'runzeo'
+          ? `%import relstorage\n${zeo}<relstorage>\n  keep-history true\n  cache-local-mb 0\n` +
+              `  <postgresql>\n    dsn ${dsn}\n  </postgresql>\n</relstorage>\n`
+          : `${zeo}<postgresql>\n  dsn ${dsn}\n</postgresql>\n`,
       );
       const server = new ServerProcess({
-        kind: 'zeo-ts',
+        kind,
         conf,
         cwd: dir,
         env: { ZEO_MSGPACK: '' },
@@ -172,7 +191,14 @@ async function runSetup(
   serverNodeFlags: string[] = [],
 ): Promise<Figures> {
   const servers =
-    setup === 'relstorage' ? [] : await startServers(b, setup === 'zeo2' ? 2 : 1, serverNodeFlags);
+    setup === 'relstorage'
+      ? []
+      : await startServers(
+          b,
+          setup === 'runzeo' ? 'runzeo' : 'zeo-ts',
+          setup === 'zeo2' ? 2 : 1,
+          serverNodeFlags,
+        );
   const args = {
     target: setup === 'relstorage' ? 'relstorage' : 'zeo',
     servers: servers.map((s) => ['127.0.0.1', s.port]),
@@ -192,11 +218,11 @@ async function runSetup(
     out = runPython([CLIENT_PY, 'run', JSON.stringify(args)], (SECONDS + WARMUP + 300) * 1000);
   } catch (e) {
     const logs = servers.map(
-      (s, i) => `zeo serve ${i}:\n${s.server.stderr.split('\n').slice(-20).join('\n')}`,
+      (s, i) => `${s.server.label} ${i}:\n${s.server.stderr.split('\n').slice(-20).join('\n')}`,
     );
     throw new Error(`${(e as Error).message}\n${logs.join('\n')}`, { cause: e });
   } finally {
-    for (const s of servers) await s.server.stopCleanly();
+    for (const s of servers) await s.server.stop();
   }
   const run = JSON.parse(out) as Run;
   if (!(run.ops > 0)) throw new Error(`${phase} x${clients}, ${SETUP_NAMES[setup]}: no operations`);
@@ -225,10 +251,10 @@ function cell(r: Compared, setup: Setup, key: FigureKey, digits: number): string
   return r.runs[setup].length ? med(r.runs[setup], key).toFixed(digits) : '-';
 }
 
-/** zeo serve's throughput over RelStorage's (medians), with the runs' own ratios paired in round order. */
-function throughputRatio(r: Compared, setup: Setup): string {
+/** `ours`'s throughput over `theirs`'s (medians), with the runs' own ratios paired in round order. */
+function throughputRatio(r: Compared, setup: Setup, other: Setup): string {
   const ours = r.runs[setup];
-  const theirs = r.runs.relstorage;
+  const theirs = r.runs[other];
   if (!ours.length || !theirs.length) return '-';
   return withRange(
     med(ours, 'opsPerSecond') / med(theirs, 'opsPerSecond'),
@@ -306,7 +332,7 @@ async function main(): Promise<void> {
     let k = 0;
     for (const phase of PHASES) {
       for (const clients of CLIENTS) {
-        const r: Compared = { phase, clients, runs: { zeo1: [], zeo2: [], relstorage: [] } };
+        const r: Compared = { phase, clients, runs: { zeo1: [], zeo2: [], runzeo: [], relstorage: [] } };
         const setups = SETUPS.filter((s) => s !== 'zeo2' || clients > 1);
         for (let round = 0; round < ROUNDS; round++) {
           // rotate the order from round to round (and phase to phase)
@@ -327,59 +353,52 @@ async function main(): Promise<void> {
     else rmSync(work, { recursive: true, force: true });
   }
   const seconds = (performance.now() - t0) / 1000;
+  const ratios: Array<[Setup, Setup]> = (
+    [
+      ['zeo1', 'relstorage'],
+      ['zeo2', 'relstorage'],
+      ['zeo1', 'runzeo'],
+    ] as Array<[Setup, Setup]>
+  ).filter(([a, b]) => SETUPS.includes(a) && SETUPS.includes(b));
   printTable(
     `postgresql: Python clients (ZEO ${versions.ZEO}, RelStorage ${relstorageVersion}) on one PostgreSQL ` +
-      `${pgVersion} database (fsync on) of ${OBJECTS.toLocaleString('en-US')} objects, through 1 zeo serve, ` +
-      `2 zeo serve (clients split) and RelStorage's own client; ${SECONDS} s per phase after ${WARMUP} s of ` +
+      `${pgVersion} database (fsync on) of ${OBJECTS.toLocaleString('en-US')} objects, through ` +
+      `${SETUPS.map((s) => SETUP_NAMES[s]).join(', ')} (zs: zeo serve, RS: RelStorage's own client; with 2 zeo ` +
+      `serve the clients are split over both); ${SECONDS} s per phase after ${WARMUP} s of ` +
       `warm-up, median of ${ROUNDS} runs each (Node ${process.version}, Python ${versions.python}; ` +
       `${cpus().length} CPUs, ${FREE ? 'nothing pinned' : 'each client on one CPU'}; load average ` +
-      `${load0.toFixed(1)} at start); ratio > 1: zeo serve faster than RelStorage (in parentheses: the ` +
-      `ratios of the runs, paired in order)`,
+      `${load0.toFixed(1)} at start); a ratio > 1: the first faster (in parentheses: the ratios of the runs, ` +
+      `paired in order)`,
     [
       'phase',
       'clients',
-      '1 zeo serve ops/s',
-      '2 zeo serve ops/s',
-      'RelStorage ops/s',
-      'ratio 1 zs',
-      'ratio 2 zs',
+      ...SETUPS.map((s) => `${SHORT[s]} ops/s`),
+      ...ratios.map(([a, b]) => `${SHORT[a]}/${SHORT[b]}`),
     ],
     results.map((r) => [
       PHASE_NAMES[r.phase],
       r.clients,
-      cell(r, 'zeo1', 'opsPerSecond', 0),
-      cell(r, 'zeo2', 'opsPerSecond', 0),
-      cell(r, 'relstorage', 'opsPerSecond', 0),
-      throughputRatio(r, 'zeo1'),
-      throughputRatio(r, 'zeo2'),
+      ...SETUPS.map((s) => cell(r, s, 'opsPerSecond', 0)),
+      ...ratios.map(([a, b]) => throughputRatio(r, a, b)),
     ]),
   );
+  const servers = SETUPS.filter((s) => s !== 'relstorage');
   printTable(
-    'CPU per operation, µs (medians): the zeo serve processes (both together with 2), PostgreSQL (postmaster ' +
-      'and backends) and the Python clients',
+    'CPU per operation, µs (medians): the server processes (both together with 2 zeo serve), PostgreSQL ' +
+      '(postmaster and backends) and the Python clients',
     [
       'phase',
       'clients',
-      'zeo serve (1)',
-      'zeo serve (2)',
-      'PostgreSQL (1 zs)',
-      'PostgreSQL (2 zs)',
-      'PostgreSQL (RS)',
-      'client (1 zs)',
-      'client (2 zs)',
-      'client (RS)',
+      ...servers.map((s) => `server (${SHORT[s]})`),
+      ...SETUPS.map((s) => `PostgreSQL (${SHORT[s]})`),
+      ...SETUPS.map((s) => `client (${SHORT[s]})`),
     ],
     results.map((r) => [
       PHASE_NAMES[r.phase],
       r.clients,
-      cell(r, 'zeo1', 'serverCpuUsPerOp', 1),
-      cell(r, 'zeo2', 'serverCpuUsPerOp', 1),
-      cell(r, 'zeo1', 'pgCpuUsPerOp', 1),
-      cell(r, 'zeo2', 'pgCpuUsPerOp', 1),
-      cell(r, 'relstorage', 'pgCpuUsPerOp', 1),
-      cell(r, 'zeo1', 'clientCpuUsPerOp', 1),
-      cell(r, 'zeo2', 'clientCpuUsPerOp', 1),
-      cell(r, 'relstorage', 'clientCpuUsPerOp', 1),
+      ...servers.map((s) => cell(r, s, 'serverCpuUsPerOp', 1)),
+      ...SETUPS.map((s) => cell(r, s, 'pgCpuUsPerOp', 1)),
+      ...SETUPS.map((s) => cell(r, s, 'clientCpuUsPerOp', 1)),
     ]),
   );
   const date = new Date();
