@@ -50,6 +50,7 @@ import {
   runRecord,
   withRange,
   writeResult,
+  type ClientsRun,
 } from './report.js';
 
 const OBJECTS = Number(arg('objects') ?? 30_000);
@@ -91,16 +92,10 @@ const SETUP_NAMES: Record<Setup, string> = {
 const CLIENT_PY = resolve(repoRoot, 'test/fixtures/python/pg_bench_client.py');
 const log = (s: string): void => void process.stderr.write(s + '\n');
 
-interface Run {
-  ops: number;
-  wall: number;
-  /** the phase's window on CLOCK_MONOTONIC, seconds (V8's profiles use that clock) */
-  monotonic: [number, number];
-  /** every zeo serve process of the setup, together (0 for RelStorage) */
+interface Run extends ClientsRun {
+  /** every server process of the setup, together (0 for RelStorage) */
   serverCpu: number;
   pgCpu: number;
-  clientCpu: number;
-  clients: Array<{ ops: number; seconds: number; cpu: number }>;
 }
 
 interface Figures {
