@@ -411,6 +411,7 @@ async function main(): Promise<void> {
       warmupSeconds: WARMUP,
       rounds: ROUNDS,
       clientsPinned: !FREE,
+      setups: SETUPS,
       results: results.map((r) => ({
         phase: r.phase,
         clients: r.clients,
