@@ -100,6 +100,19 @@ export function benchDataFs(objects: number, slots: number, rebuild = false): Be
   return { path, ...built };
 }
 
+/**
+ * What the Python client runners print for a phase (zeo_bench_client.py run_clients): the operations of all
+ * clients, the phase's wall time and its window on CLOCK_MONOTONIC (seconds; V8's profiles use that clock, in
+ * µs), the clients' CPU seconds together and each client's figures.
+ */
+export interface ClientsRun {
+  ops: number;
+  wall: number;
+  monotonic: [number, number];
+  clientCpu: number;
+  clients: Array<{ ops: number; seconds: number; cpu: number }>;
+}
+
 /** What every comparison with the oracle records about its run (the head of its JSON result). */
 export function runRecord(
   bench: string,

@@ -58,6 +58,7 @@ import {
   runPython,
   withRange,
   type BenchDataFs,
+  type ClientsRun,
 } from './report.js';
 
 const OBJECTS = Number(arg('objects') ?? 30_000);
@@ -105,15 +106,9 @@ const log = (s: string): void => void process.stderr.write(s + '\n');
 
 type DataFs = BenchDataFs;
 
-interface PhaseRun {
-  ops: number;
-  wall: number;
-  /** the phase's window on CLOCK_MONOTONIC, seconds (V8's profiles use that clock, in µs) */
-  monotonic: [number, number];
+interface PhaseRun extends ClientsRun {
   serverCpu: number;
   serverMainThreadCpu: number;
-  clientCpu: number;
-  clients: Array<{ ops: number; seconds: number; cpu: number }>;
 }
 
 interface Figures {

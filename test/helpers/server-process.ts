@@ -33,6 +33,8 @@ export interface ServerProcessOptions {
   cwd?: string;
   /** added to process.env and INSTANCE_HOME='' */
   env?: NodeJS.ProcessEnv;
+  /** node's flags for `zeo serve`, after bin/zeo's own (e.g. --cpu-prof, which NODE_OPTIONS refuses) */
+  nodeFlags?: string[];
   /** the event log file the configuration names: the log read by waitForLog and port() */
   logFile?: string;
 }
@@ -59,7 +61,7 @@ export class ServerProcess {
     const [cmd, argv] =
       options.kind === 'runzeo'
         ? [oraclePython(), ['-m', 'ZEO.runzeo', ...args]]
-        : [process.execPath, [...zeoNodeFlags, zeo, 'serve', ...args]];
+        : [process.execPath, [...zeoNodeFlags, ...(options.nodeFlags ?? []), zeo, 'serve', ...args]];
     this.proc = spawn(cmd, argv, {
       cwd: options.cwd,
       stdio: ['ignore', 'pipe', 'pipe'],
