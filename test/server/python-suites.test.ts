@@ -218,7 +218,11 @@ async function runSuites(t: TestContext, extra: string[]): Promise<Summary> {
   t.diagnostic(`total ${summary.seconds}s; ${summary.excluded.length} tests excluded (exclusions.py)`);
   for (const s of summary.skipped) t.diagnostic(`skipped ${s.id}: ${s.reason}`);
   for (const x of summary.expected_failures) t.diagnostic(`failed as expected: ${x.id}: ${x.reason}`);
-  for (const x of summary.pending ?? []) t.diagnostic(`pending (PG_PENDING): ${x.id}: ${x.reason}`);
+  // (over a hundred, for three reasons: counted by reason; exclusions.PG_PENDING names them)
+  const pending = new Map<string, number>();
+  for (const x of summary.pending ?? []) pending.set(x.reason ?? '', (pending.get(x.reason ?? '') ?? 0) + 1);
+  for (const [reason, n] of pending)
+    t.diagnostic(`pending in the engine (PG_PENDING), ${n} tests: ${reason}`);
   for (const a of summary.root_adjustments)
     t.diagnostic(`as root, dropped from ${a.id}: ${a.example}: ${a.reason}`);
 
