@@ -727,14 +727,17 @@ export class Session implements StorageClient {
           t.serials.push(...(await storage.tpcVote(meta)));
         } catch (e) {
           if (e instanceof ConflictError && e.constructor === ConflictError && e.oid && e.serials && e.data) {
-            conflicts.set(
-              idHex(e.oid),
-              new Map<PickleValue, PickleValue>([
-                ['oid', e.oid],
-                ['serials', tuple<PickleValue>(e.serials[0], e.serials[1])],
-                ['data', e.data],
-              ]),
-            );
+            for (const c of [e, ...e.others]) {
+              if (!c.oid || !c.serials || !c.data) continue;
+              conflicts.set(
+                idHex(c.oid),
+                new Map<PickleValue, PickleValue>([
+                  ['oid', c.oid],
+                  ['serials', tuple<PickleValue>(c.serials[0], c.serials[1])],
+                  ['data', c.data],
+                ]),
+              );
+            }
           } else throw e;
         }
       }

@@ -77,6 +77,11 @@ export class Unsupported extends POSError {
 export class ConflictError extends POSError {
   override readonly pythonName: string = 'ZODB.POSException.ConflictError';
   override name = 'ConflictError';
+  /**
+   * The transaction's other write conflicts found with this one: a storage that finds conflicts at the vote
+   * (PostgreSQL) reports them all, so the ZEO server sends them to the client to resolve in one round.
+   */
+  readonly others: ConflictError[] = [];
   constructor(
     readonly oid: Oid | null = null,
     readonly serials: readonly [Tid, Tid] | null = null,

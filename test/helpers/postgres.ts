@@ -54,6 +54,10 @@ export interface PostgresCluster {
   readonly user: string;
   /** node-postgres connection options for `database` */
   connection(database?: string): { host: string; port: number; user: string; database: string };
+  /** Shuts the server down (fast: sessions are ended), keeping the cluster, as a database restart begins. */
+  down(): Promise<void>;
+  /** Starts the server again after down(), on the same socket. */
+  up(): Promise<void>;
   /** Stops the cluster at once and removes its directory. */
   stop(): Promise<void>;
 }
@@ -72,6 +76,12 @@ export async function startPostgres(options: { fsync?: boolean } = {}): Promise<
   const port = 5432; // names the socket file only: there is no TCP listener
   const as = owner ? { uid: owner.uid, gid: owner.gid } : {};
   const env = { ...process.env, LC_ALL: 'C', HOME: dir };
+  const serverOptions = [
+    `-k ${dir}`,
+    "-c listen_addresses=''",
+    `-p ${port}`,
+    `-c fsync=${options.fsync ? 'on' : 'off'}`,
+  ].join(' ');
   try {
     await run(
       join(bin, 'initdb'),
@@ -81,12 +91,6 @@ export async function startPostgres(options: { fsync?: boolean } = {}): Promise<
         env,
       },
     );
-    const serverOptions = [
-      `-k ${dir}`,
-      "-c listen_addresses=''",
-      `-p ${port}`,
-      `-c fsync=${options.fsync ? 'on' : 'off'}`,
-    ].join(' ');
     await run(
       join(bin, 'pg_ctl'),
       ['-D', data, '-o', serverOptions, '-l', join(dir, 'server.log'), '-w', 'start'],
@@ -103,11 +107,19 @@ export async function startPostgres(options: { fsync?: boolean } = {}): Promise<
     });
   }
   let stopped = false;
+  const pgCtl = (args: string[]): Promise<unknown> =>
+    run(join(bin, 'pg_ctl'), ['-D', data, ...args], { ...as, env });
   return {
     socketDir: dir,
     port,
     user,
     connection: (database = 'postgres') => ({ host: dir, port, user, database }),
+    async down() {
+      await pgCtl(['-m', 'fast', '-w', 'stop']);
+    },
+    async up() {
+      await pgCtl(['-o', serverOptions, '-l', join(dir, 'server.log'), '-w', 'start']);
+    },
     async stop() {
       if (stopped) return;
       stopped = true;

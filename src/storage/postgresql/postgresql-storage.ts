@@ -548,7 +548,20 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
           tid: string | null;
           state: Buffer | null;
         }>;
-        for (const row of rows) await this.resolve(p, row);
+        // every conflict that stands, not only the first: a ZEO client resolves them all in one round (with
+        // one per vote, a transaction with more than 9 failed: checkConcurrentLargeUpdates)
+        let first: ConflictError | null = null;
+        for (const row of rows) {
+          try {
+            await this.resolve(p, row);
+          } catch (e) {
+            // (another error after a conflict: the conflict, the first in oid order, as before)
+            if (!(e instanceof ConflictError)) throw first ?? e;
+            if (first) first.others.push(e);
+            else first = e;
+          }
+        }
+        if (first) throw first;
       }
       this.checkVoteStillPending(p);
       if (newMaxOid) {
