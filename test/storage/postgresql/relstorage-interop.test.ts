@@ -10,12 +10,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { dumps, Global, tupleFrom, type PickleValue } from '../../src/pickle/index.js';
-import { copyTransactions } from '../../src/storage/copy.js';
-import { ConflictError, POSKeyError } from '../../src/storage/errors.js';
-import { FileStorage } from '../../src/storage/filestorage/index.js';
-import { idFromHex, idHex, z64, type Oid, type Tid } from '../../src/storage/ids.js';
-import type { PostgreSQLStorage } from '../../src/storage/postgresql/index.js';
+import { dumps, Global, tupleFrom, type PickleValue } from '../../../src/pickle/index.js';
+import { copyTransactions } from '../../../src/storage/copy.js';
+import { ConflictError, POSKeyError } from '../../../src/storage/errors.js';
+import { FileStorage } from '../../../src/storage/filestorage/index.js';
+import { idFromHex, idHex, z64, type Oid, type Tid } from '../../../src/storage/ids.js';
+import type { PostgreSQLStorage } from '../../../src/storage/postgresql/index.js';
 import {
   skipRelStorage,
   storageHistory,
@@ -25,8 +25,8 @@ import {
   type HistoryTransaction,
   type Reported,
   type Spec,
-} from '../helpers/relstorage.js';
-import { commitMany, mappingOf, mappingRecord, ref, txnMeta } from '../storage/contract/helpers.js';
+} from '../../helpers/relstorage.js';
+import { commitMany, mappingOf, mappingRecord, ref, txnMeta } from '../contract/helpers.js';
 
 const tuple = (...items: PickleValue[]) => tupleFrom<PickleValue>(items);
 const PM = ['persistent.mapping', 'PersistentMapping'] as const;

@@ -6,9 +6,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ConflictError, ReadConflictError } from '../../src/storage/errors.js';
-import { idHex, u64, z64, type Oid } from '../../src/storage/ids.js';
-import type { PostgreSQLStorage } from '../../src/storage/postgresql/index.js';
+import { ConflictError, ReadConflictError } from '../../../src/storage/errors.js';
+import { idHex, u64, z64, type Oid } from '../../../src/storage/ids.js';
+import type { PostgreSQLStorage } from '../../../src/storage/postgresql/index.js';
 import {
   skipRelStorage,
   storageHistory,
@@ -16,8 +16,8 @@ import {
   untilSeen,
   useRelStorageFixture,
   type Spec,
-} from '../helpers/relstorage.js';
-import { commitMany, mappingOf, mappingRecord, refOid, txnMeta } from '../storage/contract/helpers.js';
+} from '../../helpers/relstorage.js';
+import { commitMany, mappingOf, mappingRecord, refOid, txnMeta } from '../contract/helpers.js';
 
 /** RelStorage's commit lock key (its locker.py) */
 const COMMIT_LOCK = -1n;
