@@ -31,6 +31,12 @@ export const BLOB_SQL = {
   create: q('blob_lo_create', `SELECT lo_create(0) AS loid`),
   put: q('blob_lo_put', `SELECT lo_put($1::oid, $2::bigint, $3::bytea)`),
   get: q('blob_lo_get', `SELECT lo_get($1::oid, $2::bigint, $3::integer) AS data`),
+  /** which of the revisions (zoids $1, tids $2) still have blob rows */
+  kept: q(
+    'blob_kept',
+    `SELECT DISTINCT b.zoid, b.tid FROM blob_chunk b
+     JOIN unnest($1::bigint[], $2::bigint[]) AS r(zoid, tid) ON b.zoid = r.zoid AND b.tid = r.tid`,
+  ),
   /** the rows of the transaction $1's blobs (zoids $2, large objects $3) */
   insert: q(
     'blob_chunk_insert',
@@ -40,7 +46,7 @@ export const BLOB_SQL = {
 } as const;
 
 async function run<R extends pg.QueryResultRow>(
-  client: pg.ClientBase,
+  client: pg.ClientBase | pg.Pool,
   sql: NamedQuery,
   values: unknown[],
 ): Promise<R[]> {
@@ -95,6 +101,30 @@ export class PostgreSQLBlobCache {
   /** After the commit: the uploads become the cached revisions (a failure only leaves them to download). */
   async committed(oid: Oid, tid: Tid, file: string): Promise<void> {
     await this.dir.commit(oid, tid, file).catch(() => unlink(file).catch(() => {}));
+  }
+
+  /**
+   * After a pack: the cached revisions the database no longer has are removed, so a loadBlob of one is a
+   * POSKeyError as the storage's other reads are (the cache is checked a batch of oids at a time).
+   */
+  async dropPacked(pool: pg.Pool): Promise<void> {
+    let batch: Array<{ oid: Oid; tid: Tid }> = [];
+    const check = async (): Promise<void> => {
+      const rows = await run<{ zoid: string; tid: string }>(pool, BLOB_SQL.kept, [
+        batch.map((r) => u64(r.oid).toString()),
+        batch.map((r) => u64(r.tid).toString()),
+      ]);
+      const kept = new Set(rows.map((r) => `${r.zoid}.${r.tid}`));
+      for (const r of batch) {
+        if (!kept.has(`${u64(r.oid)}.${u64(r.tid)}`)) await this.dir.remove(r.oid, r.tid, { prune: true });
+      }
+      batch = [];
+    };
+    for await (const { oid } of this.dir.listOids()) {
+      for (const tid of await this.dir.revisions(oid)) batch.push({ oid, tid });
+      if (batch.length >= 1000) await check();
+    }
+    if (batch.length) await check();
   }
 
   /** The cached file of the revision, downloaded when missing; POSKeyError when the database has none. */

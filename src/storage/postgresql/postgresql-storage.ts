@@ -61,9 +61,9 @@ import { COPY_BLOBS_FORWARD, md5Hex, planUndo, undoLogOf, undoVoteCheck } from '
 import { packPostgreSQL } from './pack.js';
 import { PostgreSQLBlobCache } from './blobs.js';
 
-/** What a PostgreSQLStorage offers: FileStorage's interfaces, with blobs when it has a blob directory. */
+/** What a PostgreSQLStorage offers: FileStorage's interfaces in its order, with blobs when it has a blob directory. */
 const OWN_INTERFACES =
-  'IStorageRestoreable IStorageIteration IStorageCurrentRecordIteration IExternalGC IStorageUndoable IStorage';
+  'IStorageRestoreable IStorageIteration IStorageUndoable IStorageCurrentRecordIteration IExternalGC IStorage';
 const POSTGRESQL_CAPABILITIES = capabilitiesOf(zodbInterfaces(OWN_INTERFACES), { lastInvalidations: true });
 const POSTGRESQL_BLOB_CAPABILITIES = capabilitiesOf(
   zodbInterfaces(`IBlobStorageRestoreable IBlobStorage ${OWN_INTERFACES}`),
@@ -1023,6 +1023,7 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
     if (u64(packTid) === 0n) throw new StorageError('Invalid pack time');
     try {
       await packPostgreSQL(this.pool, u64(packTid), referencesf, { gc: options.gc ?? this.packGc });
+      await this.blobCache?.dropPacked(this.pool);
     } catch (e) {
       throw mapDatabaseError(e);
     }
