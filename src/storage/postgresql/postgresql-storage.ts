@@ -153,8 +153,6 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
   /** the last transaction this storage has seen (its own commits, and others' once delivered) */
   private lastTid: Tid = z64;
   private lastTidN = 0n;
-  /** lastTid + 1: loadBeforeInto answers loads before tids up to it from the state cache */
-  private readonly lastTidNext = p64(1n);
   /** the current records (state-cache.ts), used while invalidations are watched; null: off */
   private readonly stateCache: StateCache | null;
   private objectCount = 0;
@@ -256,7 +254,6 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
   private setLastTid(tid: bigint): void {
     this.lastTidN = tid;
     this.lastTid = p64(tid);
-    this.lastTidNext.set(p64(tid + 1n));
   }
 
   /** The state cache when it is in use: while invalidations are watched (else others' commits go unseen). */
@@ -358,11 +355,11 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
     this.checkOpen();
     const cache = this.liveCache();
     const k = cache === null ? -1 : zoidKey(u64(oid));
-    if (k >= 0 && compareIds(tid, this.lastTidNext) <= 0) {
+    if (k >= 0) {
       const at = cache!.locate(k);
       const found = cache!.found;
       if (at >= 0 && compareIds(found.subarray(at, at + 8), tid) < 0) {
-        // the current record as of lastTransaction(), and the tid asked is not after it: none after it
+        // the current record as of lastTransaction(): none after it in this storage's view
         return {
           data: new Uint8Array(found.subarray(at + 8, at + cache!.foundLen)),
           start: new Uint8Array(found.subarray(at, at + 8)),
@@ -394,20 +391,15 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
   }
 
   /**
-   * Storage.loadBeforeInto: a load the state cache answers (the oid's current record as of lastTransaction(),
-   * before a tid not after lastTransaction() + 1), else -1 (loadBefore asks the database).
+   * Storage.loadBeforeInto: a load the state cache answers, else -1 (loadBefore asks the database). The oid's
+   * current record as of lastTransaction() answers a tid after it with end null, as loadBefore from the cache
+   * does: a tid after lastTransaction() + 1 too (ClientStorage.load's maxtid), as FileStorage answers it, and
+   * RelStorage from its snapshot of its last poll; a later commit elsewhere comes to the client as an
+   * invalidation, after this reply.
    */
   loadBeforeInto(oid: Uint8Array, oidAt: number, tid: Uint8Array, tidAt: number, hit: LoadBeforeHit): number {
     const cache = this.stateCache;
     if (cache === null || this.listener === null || this.closed) return -1;
-    const last = this.lastTidNext;
-    for (let i = 0; i < 8; i++) {
-      const x = tid[tidAt + i];
-      if (x !== last[i]) {
-        if (x > last[i]) return -1;
-        break;
-      }
-    }
     const k = zoidKeyAt(oid, oidAt);
     if (k < 0) return -1;
     const at = cache.locate(k);
