@@ -934,6 +934,19 @@ export class ReadCache {
     }
   }
 
+  /**
+   * Drops the entry at `pos`, if cached (its bytes stay in their slab until it is reused). Not logged for
+   * put()'s `generation`: a caller keying entries otherwise (not by file range) keeps its own log.
+   */
+  delete(pos: number): void {
+    const i = this.find(pos);
+    if (i < 0) return;
+    const v = this.table[2 * i + 1];
+    const s = Math.floor(v / TWO32);
+    this.dataBytes -= this.slabs[s].readUInt32LE(v - s * TWO32 + 8);
+    this.removeSlot(i);
+  }
+
   /** Drops the entries overlapping the file range [from, to). */
   invalidate(from: number, to: number): void {
     this.generation++;

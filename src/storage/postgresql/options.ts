@@ -37,6 +37,11 @@ export interface PostgreSQLOptions {
   packGc?: boolean;
   /** seconds to wait for a connection (absent: the DSN's connect_timeout) */
   connectTimeout?: number;
+  /**
+   * bytes of current object states kept in memory for loads (state-cache.ts; default 64 MiB, 0 for none,
+   * else at least 64 KiB): a bound on all of that cache's memory
+   */
+  cacheBytes?: number;
 }
 
 /** A DSN that cannot be read, or asks for what zeo-ts cannot do. */

@@ -9,6 +9,10 @@
 // Invalidations from other writers (watchInvalidations): LISTEN is the wake-up, a poll of the transactions
 // after the last one seen is the truth; tpcFinish delivers those before its own, under the commit lock.
 //
+// Loads are answered from memory when they can (state-cache.ts): the current records as of lastTransaction(),
+// kept while invalidations are watched (the only way this storage learns of others' commits), replaced by
+// tpcFinish and dropped by deliveries in the run that advances lastTransaction().
+//
 // Undo (undo.ts) is decided at undo() and its records written at the vote like stores; blobs (blobs.ts) are
 // large objects written at the vote, the blob directory a local cache; pack is pack.ts's.
 
@@ -36,6 +40,7 @@ import {
   capabilitiesOf,
   zodbInterfaces,
   type ConflictResolver,
+  type LoadBeforeHit,
   type DataRecord,
   type HistoryEntry,
   type LoadBeforeResult,
@@ -60,6 +65,8 @@ import { COMMIT_CHANNEL, SQL, VOTE_SQL, type NamedQuery } from './sql.js';
 import { COPY_BLOBS_FORWARD, md5Hex, planUndo, undoLogOf, undoVoteCheck } from './undo.js';
 import { packPostgreSQL } from './pack.js';
 import { PostgreSQLBlobCache } from './blobs.js';
+import { StateCache, stateCacheBytes, zoidKey, zoidKeyAt } from './state-cache.js';
+import type { ReadCacheStats } from '../filestorage/file.js';
 
 /** What a PostgreSQLStorage offers: FileStorage's interfaces in its order, with blobs when it has a blob directory. */
 const OWN_INTERFACES =
@@ -146,6 +153,8 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
   /** the last transaction this storage has seen (its own commits, and others' once delivered) */
   private lastTid: Tid = z64;
   private lastTidN = 0n;
+  /** the current records (state-cache.ts), used while invalidations are watched; null: off */
+  private readonly stateCache: StateCache | null;
   private objectCount = 0;
   private sizeEstimate = 0;
   /** oids from zoid_seq not handed out yet, smallest first */
@@ -181,6 +190,8 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
     this.commitLockTimeoutMs = Math.round((options.commitLockTimeout ?? 30) * 1000);
     this.pollIntervalMs = Math.max(1, Math.round((options.pollInterval ?? 1) * 1000));
     this.packGc = options.packGc ?? true;
+    const cacheBytes = stateCacheBytes(options.cacheBytes);
+    this.stateCache = cacheBytes > 0 ? new StateCache(cacheBytes) : null;
   }
 
   /**
@@ -191,6 +202,7 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
     if (options.keepHistory === false) {
       throw new StorageError('PostgreSQLStorage keeps history: keep-history false is not supported');
     }
+    stateCacheBytes(options.cacheBytes); // (a bad size: refused before connecting)
     const clientConfig: pg.ClientConfig = { ...pgClientConfig(options.dsn) };
     if (options.connectTimeout !== undefined)
       clientConfig.connectionTimeoutMillis = options.connectTimeout * 1000;
@@ -244,6 +256,16 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
     this.lastTid = p64(tid);
   }
 
+  /** The state cache when it is in use: while invalidations are watched (else others' commits go unseen). */
+  private liveCache(): StateCache | null {
+    return this.listener === null ? null : this.stateCache;
+  }
+
+  /** The state cache's figures (see PostgreSQLOptions.cacheBytes), null when there is none. */
+  cacheStats(): ReadCacheStats | null {
+    return this.stateCache?.stats() ?? null;
+  }
+
   private async refreshCounts(client?: pg.ClientBase): Promise<void> {
     const r = await (client ?? this.pool).query<{ objects: string; size: string }>(SQL.counts.text);
     this.objectCount = Number(r.rows[0].objects);
@@ -281,6 +303,7 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
     if (this.closed) return;
     await this.closeTransactions();
     this.listener = null;
+    this.stateCache?.clear();
     this.schedulePoll(); // (pollInvalidations() calls still waiting fail: closed)
     if (this.pollTimer) clearInterval(this.pollTimer);
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
@@ -296,14 +319,55 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
 
   async load(oid: Oid): Promise<LoadResult> {
     this.checkOpen();
-    const rows = await this.query<{ tid: string; state: Buffer | null }>(SQL.load, [u64(oid).toString()]);
+    const zoid = u64(oid);
+    const cache = this.liveCache();
+    const k = cache === null ? -1 : zoidKey(zoid);
+    if (k >= 0) {
+      const at = cache!.locate(k);
+      if (at >= 0) {
+        const found = cache!.found;
+        return {
+          data: new Uint8Array(found.subarray(at + 8, at + cache!.foundLen)),
+          serial: new Uint8Array(found.subarray(at, at + 8)),
+        };
+      }
+    }
+    const since = cache?.generation ?? 0;
+    const rows = await this.query<{ tid: string; state: Buffer | null }>(SQL.load, [zoid.toString()]);
     const row = rows[0];
     if (!row || row.state === null) throw new POSKeyError(oid);
-    return { data: bytesOf(row.state)!, serial: idOf(row.tid) };
+    const result = { data: bytesOf(row.state)!, serial: idOf(row.tid) };
+    this.fillCache(k, row.tid, result.serial, result.data, since);
+    return result;
+  }
+
+  /**
+   * Keeps a record read from the database as `k`'s current one when it is current as of lastTransaction()
+   * (its tid not after it: a read may see commits not delivered yet) and its oid was not dropped meanwhile.
+   */
+  private fillCache(k: number, tid: string, serial: Tid, data: Uint8Array, since: number): void {
+    const cache = this.liveCache();
+    if (k < 0 || cache === null || BigInt(tid) > this.lastTidN) return;
+    cache.fill(k, serial, data, since);
   }
 
   async loadBefore(oid: Oid, tid: Tid): Promise<LoadBeforeResult | null> {
     this.checkOpen();
+    const cache = this.liveCache();
+    const k = cache === null ? -1 : zoidKey(u64(oid));
+    if (k >= 0) {
+      const at = cache!.locate(k);
+      const found = cache!.found;
+      if (at >= 0 && compareIds(found.subarray(at, at + 8), tid) < 0) {
+        // the current record as of lastTransaction(): none after it in this storage's view
+        return {
+          data: new Uint8Array(found.subarray(at + 8, at + cache!.foundLen)),
+          start: new Uint8Array(found.subarray(at, at + 8)),
+          end: null,
+        };
+      }
+    }
+    const since = cache?.generation ?? 0;
     const rows = await this.query<{
       tid: string | null;
       state: Buffer | null;
@@ -316,11 +380,47 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
       return null;
     }
     if (row.state === null) throw new POSKeyError(oid);
-    return {
+    const result = {
       data: bytesOf(row.state)!,
       start: idOf(row.tid!),
       end: row.next === null ? null : idOf(row.next),
     };
+    // (no revision at or after `tid`: the one found is the current one)
+    if (row.next === null) this.fillCache(k, row.tid!, result.start, result.data, since);
+    return result;
+  }
+
+  /**
+   * Storage.loadBeforeInto: a load the state cache answers, else -1 (loadBefore asks the database). The oid's
+   * current record as of lastTransaction() answers a tid after it with end null, as loadBefore from the cache
+   * does: a tid after lastTransaction() + 1 too (ClientStorage.load's maxtid), as FileStorage answers it, and
+   * RelStorage from its snapshot of its last poll; a later commit elsewhere comes to the client as an
+   * invalidation, after this reply.
+   */
+  loadBeforeInto(oid: Uint8Array, oidAt: number, tid: Uint8Array, tidAt: number, hit: LoadBeforeHit): number {
+    const cache = this.stateCache;
+    if (cache === null || this.listener === null || this.closed) return -1;
+    const k = zoidKeyAt(oid, oidAt);
+    if (k < 0) return -1;
+    const at = cache.locate(k);
+    if (at < 0) return -1;
+    const c = cache.found;
+    for (let i = 0; ; i++) {
+      // the cached record must be older than the tid asked
+      if (i === 8) return -1;
+      const x = c[at + i];
+      const y = tid[tidAt + i];
+      if (x !== y) {
+        if (x > y) return -1;
+        break;
+      }
+    }
+    hit.data = c;
+    hit.dataAt = at + 8;
+    hit.dataLen = cache.foundLen - 8;
+    hit.start.set(c.subarray(at, at + 8));
+    hit.hasEnd = false;
+    return 1;
   }
 
   async loadSerial(oid: Oid, serial: Tid): Promise<Uint8Array> {
@@ -701,6 +801,14 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
     p.client = null;
     client.release();
     this.setLastTid(tid);
+    const cache = this.liveCache();
+    if (cache !== null) {
+      for (const r of p.records.values()) {
+        const k = zoidKey(r.zoid);
+        if (r.data === null) cache.drop(k);
+        else cache.replace(k, p.tid, r.data);
+      }
+    }
     this.objectCount += p.added;
     for (const r of p.records.values()) {
       if (r.data) this.sizeEstimate += r.data.length;
@@ -742,6 +850,8 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
   /** Storage.watchInvalidations (see interfaces.ts): LISTEN wakes the poll; the poll runs every pollInterval. */
   watchInvalidations(listener: (tid: Tid, oids: Oid[]) => void): void {
     this.checkOpen();
+    // (what the state cache held was not kept exact without a listener)
+    if (this.listener === null) this.stateCache?.clear();
     this.listener = listener;
     if (!this.pollTimer) {
       this.pollTimer = setInterval(() => this.schedulePoll(), this.pollIntervalMs);
@@ -851,10 +961,12 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
 
   /** Advances lastTransaction() over other writers' transactions and tells the listener, in one run. */
   private deliver(rows: Array<{ tid: string; zoids: string[] }>): void {
+    const cache = this.liveCache();
     for (const row of rows) {
       const tid = BigInt(row.tid);
       if (tid <= this.lastTidN) continue;
       this.setLastTid(tid);
+      if (cache !== null) for (const z of row.zoids) cache.drop(zoidKey(z));
       if (compareIds(this.lastTid, this.lastTs) > 0) this.lastTs = this.lastTid;
       this.listener?.(this.lastTid, row.zoids.map(idOf));
     }
@@ -1021,11 +1133,15 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
     this.checkWritable();
     const packTid = TimeStamp.fromTime(packTime).raw();
     if (u64(packTid) === 0n) throw new StorageError('Invalid pack time');
+    // the objects the pack removes leave the state cache: all of it goes, and reads meanwhile are not kept
+    this.stateCache?.clear();
     try {
       await packPostgreSQL(this.pool, u64(packTid), referencesf, { gc: options.gc ?? this.packGc });
       await this.blobCache?.dropPacked(this.pool);
     } catch (e) {
       throw mapDatabaseError(e);
+    } finally {
+      this.stateCache?.clear();
     }
     await this.refreshCounts().catch(() => {});
   }
