@@ -11,13 +11,14 @@
 //   - 2 zeo serve: two `zeo serve` over the same database, the clients split over both (client i on server
 //     i mod 2), each server pushing the other's commits to its clients (LISTEN/NOTIFY and its poll);
 //   - runzeo (RelStorage): ZEO's own Python server (runzeo, ZEO 6) serving RelStorage over the database, the
-//     reference for zeo serve (its local cache off, so that every load reaches the database, as in zeo serve);
+//     reference for zeo serve (RelStorage's local cache at 64 MB, as zeo serve's state cache's 64 MiB default);
 //   - RelStorage: every client RelStorage 4.x's own storage, talking SQL to PostgreSQL directly (no server
 //     between; its defaults, history-preserving).
 // (--setups zeo1,zeo2,runzeo,relstorage: which of them run, default all.)
 // Phases (S seconds each, default 5):
 //   - loads: one load at a time of a random oid, what a client asks on a cache miss (ZEO: loadBefore(oid,
-//     maxtid) to the server; RelStorage: its load_current query), every one reaching the database;
+//     maxtid) to the server, which answers from its own cache of current states once it holds the object;
+//     RelStorage: its load_current query, which always reaches the database);
 //   - commits: ZODB transactions each changing 2 objects of the client's own slot (no conflicts).
 // Each setup runs R times (default 3, the setups' order rotating from round to round), its servers started
 // for the run and stopped after (the RelStorage setup has none). For each: operations per second (all
@@ -136,8 +137,7 @@ async function prepareDatabase(cluster: PostgresCluster, database: string): Prom
 
 /**
  * `count` servers over the database, each on a free loopback port: `zeo serve` with its <postgresql> section,
- * or runzeo serving RelStorage (history-preserving, without a local cache, so that every load reaches the
- * database as it does through zeo serve).
+ * or runzeo serving RelStorage (history-preserving, its local cache the size of zeo serve's state cache).
  */
 async function startServers(
   b: Bench,
@@ -157,7 +157,7 @@ async function startServers(
       writeFileSync(
         conf,
         kind === 'runzeo'
-          ? `%import relstorage\n${zeo}<relstorage>\n  keep-history true\n  cache-local-mb 0\n` +
+          ? `%import relstorage\n${zeo}<relstorage>\n  keep-history true\n  cache-local-mb 64\n` +
               `  <postgresql>\n    dsn ${dsn}\n  </postgresql>\n</relstorage>\n`
           : `${zeo}<postgresql>\n  dsn ${dsn}\n</postgresql>\n`,
       );
