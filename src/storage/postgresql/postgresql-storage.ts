@@ -322,16 +322,8 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
     const zoid = u64(oid);
     const cache = this.liveCache();
     const k = cache === null ? -1 : zoidKey(zoid);
-    if (k >= 0) {
-      const at = cache!.locate(k);
-      if (at >= 0) {
-        const found = cache!.found;
-        return {
-          data: new Uint8Array(found.subarray(at + 8, at + cache!.foundLen)),
-          serial: new Uint8Array(found.subarray(at, at + 8)),
-        };
-      }
-    }
+    const cached = this.cachedCurrent(k, null);
+    if (cached) return { data: cached.data, serial: cached.tid };
     const since = cache?.generation ?? 0;
     const rows = await this.query<{ tid: string; state: Buffer | null }>(SQL.load, [zoid.toString()]);
     const row = rows[0];
@@ -339,6 +331,18 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
     const result = { data: bytesOf(row.state)!, serial: idOf(row.tid) };
     this.fillCache(k, row.tid, result.serial, result.data, since);
     return result;
+  }
+
+  /** The cached current record of key `k` (copied out), if there is one and it is older than `before`. */
+  private cachedCurrent(k: number, before: Tid | null): { data: Uint8Array; tid: Tid } | null {
+    const cache = this.liveCache();
+    if (k < 0 || cache === null) return null;
+    const at = cache.locate(k);
+    if (at < 0) return null;
+    const found = cache.found;
+    const tid = found.subarray(at, at + 8);
+    if (before !== null && compareIds(tid, before) >= 0) return null;
+    return { data: new Uint8Array(found.subarray(at + 8, at + cache.foundLen)), tid: new Uint8Array(tid) };
   }
 
   /**
@@ -355,18 +359,9 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
     this.checkOpen();
     const cache = this.liveCache();
     const k = cache === null ? -1 : zoidKey(u64(oid));
-    if (k >= 0) {
-      const at = cache!.locate(k);
-      const found = cache!.found;
-      if (at >= 0 && compareIds(found.subarray(at, at + 8), tid) < 0) {
-        // the current record as of lastTransaction(): none after it in this storage's view
-        return {
-          data: new Uint8Array(found.subarray(at + 8, at + cache!.foundLen)),
-          start: new Uint8Array(found.subarray(at, at + 8)),
-          end: null,
-        };
-      }
-    }
+    // the current record as of lastTransaction(), when older than `tid`: none after it in this storage's view
+    const cached = this.cachedCurrent(k, tid);
+    if (cached) return { data: cached.data, start: cached.tid, end: null };
     const since = cache?.generation ?? 0;
     const rows = await this.query<{
       tid: string | null;
