@@ -15,9 +15,9 @@ import type pg from 'pg';
 import { BlobDirectory } from '../blobs/index.js';
 import { POSKeyError } from '../errors.js';
 import { u64, type Oid, type Tid } from '../ids.js';
-import type { NamedQuery } from './sql.js';
+import { namedQuery, type NamedQuery } from './sql.js';
 
-const q = (name: string, text: string): NamedQuery => ({ name: `zeo_${name}`, text });
+const q = namedQuery;
 
 /** bytes per lo_put / lo_get call */
 const PIECE = 1 << 20;

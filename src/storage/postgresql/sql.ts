@@ -12,7 +12,9 @@ export interface NamedQuery {
   readonly text: string;
 }
 
-const q = (name: string, text: string): NamedQuery => ({ name: `zeo_${name}`, text });
+/** A named (prepared) statement; our names start with zeo_ so they never meet another client's. */
+export const namedQuery = (name: string, text: string): NamedQuery => ({ name: `zeo_${name}`, text });
+const q = namedQuery;
 
 export const SQL = {
   load: q(

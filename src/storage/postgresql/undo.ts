@@ -24,9 +24,9 @@ import { MultipleUndoErrors, UndoError } from '../errors.js';
 import { decodeExtension } from '../extension.js';
 import { p64, type Oid, type Tid } from '../ids.js';
 import type { UndoLogEntry } from '../interfaces.js';
-import type { NamedQuery } from './sql.js';
+import { namedQuery, type NamedQuery } from './sql.js';
 
-const q = (name: string, text: string): NamedQuery => ({ name: `zeo_${name}`, text });
+const q = namedQuery;
 
 /** transactions read per query by undoLog (its filter may pass few: it reads on, a page at a time) */
 const UNDO_LOG_PAGE = 100;
