@@ -114,6 +114,8 @@ interface Pending extends PendingTransaction {
   broken: boolean;
   /** objects this transaction creates (current_object rows added) */
   added: number;
+  /** the last tid in the database when the vote took the commit lock: anyone's commit before this one */
+  lastBefore: bigint;
   /** the transactions undone (the vote checks they are still unpacked) */
   readonly undone: bigint[];
   /** the tids undo() returned: the vote writes the transaction's real tid into them */
@@ -480,6 +482,7 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
       client: null,
       broken: false,
       added: 0,
+      lastBefore: 0n,
       undone: [],
       undoTids: [],
     };
@@ -674,6 +677,7 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
       }
       const { max_tid, now } = clock;
       const maxTid = BigInt(max_tid);
+      p.lastBefore = maxTid;
       let tid: bigint;
       if (p.givenTid !== null) {
         if (p.givenTid <= maxTid) {
@@ -777,7 +781,9 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
     const tid = u64(p.tid);
     this.finishing = true;
     try {
-      while (this.listener && tid > this.lastTidN + 1n) {
+      // (under the commit lock nothing is committed between the vote's last tid and ours: when this storage
+      // has seen up to it, there is nothing to fetch, and a commit costs no query for it)
+      while (this.listener && p.lastBefore > this.lastTidN) {
         const rows = await client.query<{ tid: string; zoids: string[] }>({
           name: SQL.transactionsAfter.name,
           text: SQL.transactionsAfter.text,
