@@ -37,6 +37,8 @@ export default tseslint.config(
       '@typescript-eslint/require-await': 'off',
     },
   },
+  // The web UI's scripts run in the browser (web/tsconfig.json gives them the DOM).
+  { files: ['web/**/*.ts'], languageOptions: { globals: { ...globals.browser } } },
   // scripts/*.mjs are outside the TypeScript project: linted without types.
   { files: ['**/*.mjs', '**/*.js'], extends: [tseslint.configs.disableTypeChecked] },
 );
