@@ -6,6 +6,17 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
+import type { ServerConfig } from '../config.js';
+import type { Logger } from '../log.js';
+import type { StorageServer } from '../server.js';
+
+/** What a part of the HTTP listener is given to build its routes: the running server, read-only. */
+export interface HttpContext {
+  server: StorageServer;
+  /** the configuration the server was started with (null when a test builds a server directly) */
+  config: ServerConfig | null;
+  log: Logger;
+}
 
 export interface HttpRoute {
   /** '/metrics' matches only itself; with prefix, '/api/objects/' matches everything below it too */
