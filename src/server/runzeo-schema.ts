@@ -50,6 +50,15 @@ export function listenAddress(s: string): ListenAddress {
     : { kind: 'tcp', host: a.host, port: a.port ?? 0 };
 }
 
+/**
+ * http-address (zeo-ts's HTTP listener): read as `address` is, except that a bare port listens on loopback
+ * (127.0.0.1) rather than on every interface; ':PORT' still means every interface.
+ */
+export function httpListenAddress(s: string): ListenAddress {
+  const a = listenAddress(s);
+  return a.kind === 'tcp' && /^\s*\d+\s*$/.test(s) ? { ...a, host: '127.0.0.1' } : a;
+}
+
 const logLevel = (v: string): LogLevel => levelFromNumber(loggingLevel(v));
 
 // zdaemon's datatypes, for <runner>
@@ -105,6 +114,9 @@ const TYPES: SectionType[] = [
       k('pid-filename', existingDirpath),
       k('client-conflict-resolution', boolean, { default: 'false' }),
       k('msgpack', boolean),
+      // zeo-ts's own: the HTTP listener (metrics, dashboard, object browser)
+      k('http-address', httpListenAddress),
+      k('http-token-file', existingDirpath),
     ],
     sections: [{ type: 'ssl', attr: 'ssl' }],
   },
