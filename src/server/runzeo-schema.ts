@@ -55,8 +55,13 @@ export function listenAddress(s: string): ListenAddress {
  * (127.0.0.1) rather than on every interface; ':PORT' still means every interface.
  */
 export function httpListenAddress(s: string): ListenAddress {
-  const a = listenAddress(s);
-  return a.kind === 'tcp' && /^\s*\d+\s*$/.test(s) ? { ...a, host: '127.0.0.1' } : a;
+  if (/^\s*\d+\s*$/.test(s)) {
+    // (ZConfig would take an out-of-range number for a host name)
+    const port = Number(s);
+    if (port > 65535) throw new DatatypeError(`port number out of range: ${repr(s.trim())}`);
+    return { kind: 'tcp', host: '127.0.0.1', port };
+  }
+  return listenAddress(s);
 }
 
 const logLevel = (v: string): LogLevel => levelFromNumber(loggingLevel(v));
