@@ -16,6 +16,7 @@ import { serverTlsOptions } from '../../../src/transport/tls.js';
 import { request } from '../../helpers/http.js';
 import { noOpenssl, selfSignedPair } from '../../helpers/openssl.js';
 import { startServer, type TestServer } from '../../helpers/server-fixture.js';
+import { waitUntil } from '../../helpers/wait.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'zeo-ts-http-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -313,4 +314,58 @@ describe('over TLS, with client certificates', { skip: noOpenssl }, () => {
       assert.match(login.headers['set-cookie']?.[0] ?? '', /; Secure$/);
     });
   });
+});
+
+/** A raw TCP connection to the listener, its bytes gathered; `closed` resolves when the listener ends it. */
+function rawConnection(port: number): { socket: net.Socket; data: () => string; closed: Promise<void> } {
+  const socket = net.connect(port, '127.0.0.1');
+  let text = '';
+  socket.on('data', (d: Buffer) => (text += d.toString('latin1')));
+  socket.on('error', () => {});
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  return { socket, data: () => text, closed };
+}
+
+test('a request head that never ends is answered 408 and closed after the head timeout', async () => {
+  const listener = await HttpListener.start({
+    address: { kind: 'tcp', host: '127.0.0.1', port: 0 },
+    routes: [hello],
+    log: quiet.root,
+    token: 't',
+    limits: { headersTimeout: 300, requestTimeout: 300 },
+  });
+  try {
+    const c = rawConnection((listener.address as { port: number }).port);
+    c.socket.write('GET /hello HTTP/1.1\r\nHost: x\r\nX-Slow: ');
+    await c.closed;
+    assert.match(c.data(), /^HTTP\/1\.1 408 /);
+  } finally {
+    await listener.close();
+  }
+});
+
+test('connections past the cap are dropped; the ones open are served', async () => {
+  const listener = await HttpListener.start({
+    address: { kind: 'tcp', host: '127.0.0.1', port: 0 },
+    routes: [hello],
+    log: quiet.root,
+    token: 't',
+    limits: { maxConnections: 2 },
+  });
+  const port = (listener.address as { port: number }).port;
+  const open = [rawConnection(port), rawConnection(port)];
+  try {
+    await Promise.all(open.map((c) => new Promise((r) => c.socket.once('connect', r))));
+    // (the listener counts a connection once it has accepted it)
+    await waitUntil(() => listener.connections === 2, 'two connections accepted');
+    const third = rawConnection(port);
+    await third.closed;
+    assert.equal(third.data(), '', 'the third connection got nothing');
+    open[0].socket.write('GET /hello HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n\r\n');
+    await waitUntil(() => open[0].data().includes('hello\n'), 'the first connection served');
+    assert.match(open[0].data(), /^HTTP\/1\.1 200 /);
+  } finally {
+    for (const c of open) c.socket.destroy();
+    await listener.close();
+  }
 });
