@@ -4,9 +4,13 @@
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { resolve } from 'node:path';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { formatStatus, parseStatusAddress } from '../../src/cli/status.js';
+import { serverTlsOptions } from '../../src/transport/tls.js';
+import { noOpenssl, selfSignedPair } from '../helpers/openssl.js';
 import { interopTest, repoRoot, type Oracle } from '../helpers/oracle.js';
 import { runzeo } from '../helpers/runzeo.js';
 import { fileStorageConfig, startServer } from '../helpers/server-fixture.js';
@@ -205,4 +209,25 @@ test('unreachable: exit 2 (nagios CRITICAL), the reason on stderr, nothing on st
   const bad = await run(['status', 'localhost']);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /^zeo status: no port in the address "localhost"\n$/);
+});
+
+test('zeo status over TLS, with the --ssl-* options zeo copy takes', { skip: noOpenssl }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'zeo-ts-status-tls-'));
+  const ssl = selfSignedPair(dir);
+  const fx = await startServer({ tls: serverTlsOptions(ssl('server', 'client')) });
+  try {
+    const port = String((fx.address as { port: number }).port);
+    const client = ssl('client', 'server');
+    const tlsArgs = ['--ssl-certificate', client.certificate!, '--ssl-key', client.key!];
+    const ok = await run(['status', port, ...tlsArgs, '--ssl-authenticate', client.authenticate!]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, /^storage {2,}1\n/);
+    // the server's certificate not trusted: no answer
+    const untrusted = await run(['status', port, ...tlsArgs, '--ssl-authenticate', client.certificate!]);
+    assert.equal(untrusted.code, 2);
+    assert.match(untrusted.stderr, /^zeo status: ruok to .*certificate/);
+  } finally {
+    await fx.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
