@@ -181,7 +181,8 @@ export class HttpListener {
   /** One info line per client address a minute (then debug): a scanner cannot flood the log. Never the token. */
   private logRefusal(req: http.IncomingMessage, url: URL, why: string): void {
     const who = req.socket.remoteAddress ?? 'unix socket';
-    const message = `HTTP ${req.method} ${url.pathname} from ${who} refused: ${why}`;
+    const path = url.pathname.length > 200 ? `${url.pathname.slice(0, 200)}...` : url.pathname;
+    const message = `HTTP ${req.method} ${path} from ${who} refused: ${why}`;
     const now = Date.now();
     const last = this.refusedAt.get(who);
     if (last !== undefined && now - last < REFUSAL_LOG_INTERVAL_MS) {

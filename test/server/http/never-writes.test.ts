@@ -119,10 +119,11 @@ interopTest(
       const statuses: string[] = [];
       for (const u of urls) {
         for (const method of ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH']) {
-          const a = await request(`${url}${u}`, { method, token });
+          // (the head is enough, and a stream of events never ends)
+          const a = await request(`${url}${u}`, { method, token, headOnly: method === 'GET' });
           statuses.push(`${method} ${u} ${a.status}`);
           if (method !== 'GET' && method !== 'HEAD') assert.equal(a.status, 405, `${method} ${u}`);
-          else assert.ok(a.status < 500, `${method} ${u}: ${a.status} ${a.body}`);
+          else assert.ok(a.status < 500, `${method} ${u}: ${a.status}`);
         }
       }
       assert.ok(statuses.length >= ALWAYS.length * 6);
