@@ -46,6 +46,8 @@ export interface HttpListenerOptions {
   token: string | null;
   /** HTTPS with these options (serverTlsOptions of <ssl>): client certificates are then checked per request */
   tls?: tls.TlsOptions | null;
+  /** whether a client certificate the TLS CA signed is a credential (default: with `tls`; not for <ssl>'s DYNAMIC) */
+  certificates?: boolean;
   limits?: Partial<HttpLimits>;
 }
 
@@ -81,7 +83,11 @@ export class HttpListener {
       address.kind === 'unix'
         ? `${scheme}+unix:${address.path}`
         : `${scheme}://${urlHost(address.host)}:${address.port}`;
-    this.auth = new Authenticator({ token: options.token, certificates: !!options.tls, cookieName });
+    this.auth = new Authenticator({
+      token: options.token,
+      certificates: !!options.tls && (options.certificates ?? true),
+      cookieName,
+    });
     server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => this.handle(req, res));
     server.on('connection', (socket: Socket) => {
       this.sockets.add(socket);

@@ -125,20 +125,24 @@ test('credentials: the token file (first line, trimmed), certificates only, or a
   assert.deepEqual(await httpCredentials({ address, tokenFile }, { clientCertificates: true }), {
     token: 's3cret-token',
     generated: false,
+    certificates: true,
   });
   chmodSync(tokenFile, 0o644);
   assert.deepEqual(await httpCredentials({ address, tokenFile }, { clientCertificates: false }), {
     token: 's3cret-token',
     generated: false,
+    certificates: false,
     warning: `http-token-file ${tokenFile} can be read by other users (mode 644): chmod 600 it`,
   });
   assert.deepEqual(await httpCredentials({ address, tokenFile: null }, { clientCertificates: true }), {
     token: null,
     generated: false,
+    certificates: true,
   });
   const a = await httpCredentials({ address, tokenFile: null }, { clientCertificates: false });
   const b = await httpCredentials({ address, tokenFile: null }, { clientCertificates: false });
   assert.equal(a.generated, true);
+  assert.equal(a.certificates, false);
   assert.match(a.token!, /^[A-Za-z0-9_-]{43}$/);
   assert.notEqual(a.token, b.token);
 

@@ -258,8 +258,12 @@ describe('over TLS, with client certificates', { skip: noOpenssl }, () => {
     selfSignedPair(otherDir);
   });
 
-  async function withListener(token: string | null, body: (url: string) => Promise<void>): Promise<void> {
-    const listener = await listen({ token, tls: serverTlsOptions(ssl('server', 'client')) });
+  async function withListener(
+    token: string | null,
+    body: (url: string) => Promise<void>,
+    certificates = true,
+  ): Promise<void> {
+    const listener = await listen({ token, tls: serverTlsOptions(ssl('server', 'client')), certificates });
     try {
       assert.match(listener.url, /^https:\/\/127\.0\.0\.1:\d+$/);
       await body(listener.url);
@@ -300,6 +304,19 @@ describe('over TLS, with client certificates', { skip: noOpenssl }, () => {
       assert.equal(login.status, 303);
       assert.match(login.headers['set-cookie']?.[0] ?? '', /; Secure$/);
     });
+  });
+
+  test('HTTPS without certificates as a credential (<ssl> authenticate DYNAMIC): only the token', async () => {
+    await withListener(
+      'tls-token',
+      async (url) => {
+        const ca = file(dir, 'server.pem');
+        const cert = { ca, cert: file(dir, 'client.pem'), key: file(dir, 'client.key') };
+        assert.equal((await request(`${url}/hello`, { tls: cert })).status, 401);
+        assert.equal((await request(`${url}/hello`, { tls: { ca }, token: 'tls-token' })).status, 200);
+      },
+      false,
+    );
   });
 });
 
