@@ -15,6 +15,7 @@ import { interopTest, repoRoot, type Oracle } from '../helpers/oracle.js';
 import { runzeo } from '../helpers/runzeo.js';
 import { fileStorageConfig, startServer } from '../helpers/server-fixture.js';
 import { freePort, ruok } from '../helpers/server-process.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const zeo = resolve(repoRoot, 'bin/zeo');
 
@@ -135,6 +136,8 @@ interopTest('zeo status against zeo serve: the table, and --json as the server s
   try {
     const port = (fx.address as { port: number }).port;
     const last = await commit(oracle, ['127.0.0.1', port]);
+    // (the Python client has closed; the server sees it go)
+    await waitUntil(() => fx.server.connectionCount === 0, 'the Python client disconnected');
     const table = await run(['status', `127.0.0.1:${port}`]);
     assert.equal(table.code, 0, table.stderr);
     assert.equal(table.stderr, '');
