@@ -150,7 +150,7 @@ export class HttpListener {
       const target = req.url ?? '/';
       url = new URL(target.startsWith('/') ? `http://localhost${target}` : target);
     } catch {
-      refuse(res, 400, 'bad request URL');
+      plain(res, 400, 'bad request URL');
       return;
     }
     const verdict = this.auth.check(req, url);
@@ -158,16 +158,16 @@ export class HttpListener {
       this.logRefusal(req, url, `${verdict.status} ${verdict.why}`);
       const headers: Record<string, string> =
         verdict.status === 401 ? { 'www-authenticate': 'Bearer realm="zeo"' } : {};
-      refuse(res, verdict.status, verdict.status === 401 ? 'Unauthorized' : 'Forbidden', headers);
+      plain(res, verdict.status, verdict.status === 401 ? 'Unauthorized' : 'Forbidden', headers);
       return;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('connection', 'close');
-      refuse(res, 405, 'Method Not Allowed', { allow: 'GET, HEAD' });
+      plain(res, 405, 'Method Not Allowed', { allow: 'GET, HEAD' });
       return;
     }
     if (hasBody) {
-      refuse(res, 400, 'a GET or HEAD request has no body');
+      plain(res, 400, 'a GET or HEAD request has no body');
       return;
     }
     if (verdict.via === 'query') {
@@ -176,7 +176,7 @@ export class HttpListener {
       const location = (url.pathname + url.search).replace(/^\/+/, '/');
       res.setHeader('set-cookie', this.auth.sessionCookie(!!this.options.tls));
       res.setHeader('location', location);
-      refuse(res, 303, 'See Other');
+      plain(res, 303, 'See Other');
       return;
     }
     void dispatch(this.options.routes, req, res, (e, u) =>
@@ -217,7 +217,7 @@ export class HttpListener {
 }
 
 /** A short plain-text answer (its status line said again) and nothing else. */
-function refuse(
+function plain(
   res: http.ServerResponse,
   status: number,
   text: string,
