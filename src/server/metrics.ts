@@ -24,33 +24,28 @@ export class ZeoMetrics {
     collectDefaultMetrics({ register: this.registry });
     const storages = (): ServedStorage[] => [...server.storages.values()];
 
-    /** A counter read from the server when scraped: `value` per storage. */
-    const counter = (name: string, help: string, value: (s: ServedStorage) => number): void => {
-      new Counter({
-        name,
-        help,
-        labelNames: STORAGE,
-        registers,
-        collect() {
-          this.reset();
-          for (const s of storages()) this.inc({ storage: s.name }, value(s));
-        },
-      });
+    type PerStorage = (s: ServedStorage) => number | null;
+    /** `value` of each storage (none when null), as `put` records it */
+    const each = (value: PerStorage, put: (labels: { storage: string }, v: number) => void): void => {
+      for (const s of storages()) {
+        const v = value(s);
+        if (v !== null) put({ storage: s.name }, v);
+      }
     };
-    const gauge = (name: string, help: string, value: (s: ServedStorage) => number | null): void => {
-      new Gauge({
-        name,
-        help,
-        labelNames: STORAGE,
-        registers,
-        collect() {
-          this.reset();
-          for (const s of storages()) {
-            const v = value(s);
-            if (v !== null) this.set({ storage: s.name }, v);
-          }
-        },
-      });
+    // counters and gauges read from the server when scraped
+    const counter = (name: string, help: string, value: PerStorage): void => {
+      const collect = function (this: Counter<'storage'>): void {
+        this.reset();
+        each(value, (l, v) => this.inc(l, v));
+      };
+      new Counter({ name, help, labelNames: STORAGE, registers, collect });
+    };
+    const gauge = (name: string, help: string, value: PerStorage): void => {
+      const collect = function (this: Gauge<'storage'>): void {
+        this.reset();
+        each(value, (l, v) => this.set(l, v));
+      };
+      new Gauge({ name, help, labelNames: STORAGE, registers, collect });
     };
 
     counter(
@@ -66,25 +61,17 @@ export class ZeoMetrics {
       'Conflicts found at vote: those sent back for the client to resolve and those raised.',
       (s) => s.stats.conflicts + s.stats.clientConflicts,
     );
-    const bytes = (name: string, help: string, which: 'received' | 'sent'): void => {
-      new Counter({
-        name,
-        help,
-        labelNames: STORAGE,
-        registers,
-        collect() {
-          this.reset();
-          const traffic = server.traffic();
-          for (const s of storages()) this.inc({ storage: s.name }, traffic.get(s.name)?.[which] ?? 0);
-        },
-      });
-    };
-    bytes(
+    // (traffic() walks the connections: once per storage and scrape)
+    counter(
       'zeo_received_bytes_total',
       'Bytes received from the clients registered on the storage.',
-      'received',
+      (s) => server.traffic().get(s.name)?.received ?? 0,
     );
-    bytes('zeo_sent_bytes_total', 'Bytes sent to the clients registered on the storage.', 'sent');
+    counter(
+      'zeo_sent_bytes_total',
+      'Bytes sent to the clients registered on the storage.',
+      (s) => server.traffic().get(s.name)?.sent ?? 0,
+    );
     counter(
       'zeo_cache_hits_total',
       "Loads the storage's record cache answered.",

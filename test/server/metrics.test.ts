@@ -5,13 +5,18 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import test from 'node:test';
+import test, { after, before, describe } from 'node:test';
+import pg from 'pg';
 import { dispatch } from '../../src/server/http/routes.js';
+import { LockManager, type LockClient } from '../../src/server/lock-manager.js';
+import { createLogger } from '../../src/server/log.js';
+import { installSchema, PostgreSQLStorage } from '../../src/storage/postgresql/index.js';
 import { metricsRoutes } from '../../src/server/http/metrics-routes.js';
 import type { StorageServer } from '../../src/server/server.js';
 import { tidTime } from '../../src/storage/timestamp.js';
 import { interopTest, type Oracle } from '../helpers/oracle.js';
 import { parsePrometheusText, type PromFamily, type PromSample } from '../helpers/prometheus-text.js';
+import { skipPostgres, startPostgres, type PostgresCluster } from '../helpers/postgres.js';
 import { fileStorageConfig, startServer, type TestServer } from '../helpers/server-fixture.js';
 import { waitUntil } from '../helpers/wait.js';
 
@@ -264,3 +269,82 @@ interopTest(
     }
   },
 );
+
+test('the commit lock: a voter that waits is timed from its queueing to its turn; each holder once', () => {
+  const lock = new LockManager<LockClient>(
+    '1',
+    createLogger({ level: 'CRITICAL', handlers: [] }).root,
+    null,
+    () => {},
+  );
+  const waited: number[] = [];
+  const held: number[] = [];
+  lock.observer = { waited: (t) => waited.push(t), held: (t) => held.push(t) };
+  const a = { connected: true, label: 'a' };
+  const b = { connected: true, label: 'b' };
+  let granted = false;
+  assert.equal(
+    lock.acquire(a, () => {}),
+    true,
+  );
+  assert.equal(
+    lock.acquire(b, () => (granted = true)),
+    false,
+  );
+  assert.deepEqual(waited, [0], 'the first took it at once');
+  lock.release(a);
+  assert.ok(granted);
+  assert.equal(waited.length, 2);
+  assert.ok(waited[1] >= 0);
+  assert.equal(held.length, 1);
+  lock.release(b);
+  lock.release(b);
+  assert.equal(held.length, 2, 'a second release of the same holder is not a hold');
+});
+
+describe('metrics over PostgreSQL', { skip: skipPostgres }, () => {
+  let cluster: PostgresCluster;
+  before(async () => {
+    cluster = await startPostgres();
+  });
+  after(() => cluster?.stop());
+
+  interopTest('a COMMIT per tpc_finish is a flush; loads go through the state cache', async (oracle) => {
+    const admin = new pg.Client(cluster.connection('postgres'));
+    await admin.connect();
+    await admin.query('CREATE DATABASE metrics');
+    await admin.end();
+    const c = new pg.Client(cluster.connection('metrics'));
+    await c.connect();
+    await installSchema(c);
+    await c.end();
+    const storage = await PostgreSQLStorage.open({
+      dsn: `host=${cluster.socketDir} port=${cluster.port} user=${cluster.user} dbname=metrics`,
+      name: 'pg',
+      poolSize: 3,
+    });
+    const s = await startServer({ opened: [{ name: '1', storage }] });
+    const web = await serveMetrics(s.server);
+    const addr = ['127.0.0.1', (s.address as { port: number }).port];
+    try {
+      await py(oracle, PY_OPEN, addr, '1', 'pa');
+      assert.equal(await py(oracle, PY_COMMIT, 'pa', 3), 3);
+      await py(oracle, PY_OPEN, addr, '1', 'pb');
+      assert.equal(await py(oracle, PY_COMMIT, 'pb', 0), 3);
+      const m = await web.scrape();
+      const stats = s.server.storages.get('1')!.stats;
+      assert.equal(value(m, 'zeo_commits_total', '1'), stats.commits);
+      assert.equal(value(m, 'zeo_fsync_duration_seconds', '1'), stats.commits);
+      assert.equal(value(m, 'zeo_finish_duration_seconds', '1'), stats.commits);
+      const cache = storage.cacheStats()!;
+      assert.ok(cache.hits + cache.misses > 0, 'loads went through the state cache');
+      assert.equal(value(m, 'zeo_cache_hits_total', '1'), cache.hits);
+      assert.equal(value(m, 'zeo_cache_misses_total', '1'), cache.misses);
+      assert.equal(value(m, 'zeo_cache_size_bytes', '1'), cache.bytes);
+      for (const key of ['pa', 'pb']) await py(oracle, PY_CLOSE, key);
+    } finally {
+      await web.close();
+      await s.stop();
+    }
+  });
+});
