@@ -16,12 +16,28 @@ export const DURATION_BUCKETS = [
 
 const STORAGE = ['storage'] as const;
 
+let processRegistry: Registry | null = null;
+
+/**
+ * prom-client's process and Node.js metrics, in one registry for the process: their collectors (a GC observer,
+ * an event-loop delay monitor) watch the whole process and cannot be stopped, so they are made once.
+ */
+function processMetrics(): Registry {
+  if (processRegistry === null) {
+    processRegistry = new Registry();
+    collectDefaultMetrics({ register: processRegistry });
+  }
+  return processRegistry;
+}
+
 export class ZeoMetrics {
+  /** the server's own metrics */
   readonly registry = new Registry();
+  /** what /metrics shows: the server's and the process's */
+  private readonly exposed: Registry;
 
   constructor(private readonly server: StorageServer) {
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry });
     const storages = (): ServedStorage[] => [...server.storages.values()];
 
     type PerStorage = (s: ServedStorage) => number | null;
@@ -152,7 +168,6 @@ export class ZeoMetrics {
       const labels = { storage: s.name };
       // (every series from the start, at zero)
       for (const h of [vote, finish, lockWait, lockHold]) h.zero(labels);
-      if ('onFlush' in s.storage) flush.zero(labels);
       const v = vote.labels(labels);
       const f = finish.labels(labels);
       s.timings = { vote: (t) => v.observe(t), finish: (t) => f.observe(t) };
@@ -161,10 +176,12 @@ export class ZeoMetrics {
       s.lock.observer = { waited: (t) => w.observe(t), held: (t) => h.observe(t) };
       // (a storage that flushes nothing, as MemoryStorage, has no such series)
       if ('onFlush' in s.storage) {
+        flush.zero(labels);
         const fl = flush.labels(labels);
         s.storage.onFlush = (t) => fl.observe(t);
       }
     }
+    this.exposed = Registry.merge([this.registry, processMetrics()]);
   }
 
   get contentType(): string {
@@ -173,6 +190,6 @@ export class ZeoMetrics {
 
   /** The text format (0.0.4) of every metric now. */
   text(): Promise<string> {
-    return this.registry.metrics();
+    return this.exposed.metrics();
   }
 }
