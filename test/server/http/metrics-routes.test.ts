@@ -2,9 +2,19 @@
 // Prometheus's text format, whose counters move as a Python client commits; no token gets a 401 and no metric.
 
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after } from 'node:test';
+import { request } from '../../helpers/http.js';
 import { interopTest } from '../../helpers/oracle.js';
 import { parsePrometheusText } from '../../helpers/prometheus-text.js';
 import { startServer } from '../../helpers/server-fixture.js';
+import { ServerProcess, stopLeftovers } from '../../helpers/server-process.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'zeo-ts-metrics-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+after(stopLeftovers);
 
 const PY_COMMIT = `
 import ZODB, transaction
@@ -65,3 +75,37 @@ interopTest(
     }
   },
 );
+
+interopTest('zeo serve --http: its /metrics, its commits and its own process', async (oracle) => {
+  const tokenFile = join(dir, 'token');
+  writeFileSync(tokenFile, 'metrics-token-0123456789\n');
+  const child = new ServerProcess({
+    kind: 'zeo-ts',
+    args: [
+      '-a',
+      '127.0.0.1:0',
+      '-f',
+      join(dir, 'Data.fs'),
+      '--http',
+      '127.0.0.1:0',
+      '--http-token-file',
+      tokenFile,
+    ],
+    cwd: dir,
+  });
+  try {
+    const port = await child.port();
+    const [, url] = await child.waitForLog(/INFO ZEO\.http HTTP listener on (http:\/\/127\.0\.0\.1:\d+)/);
+    assert.equal(await oracle.json(PY_COMMIT, undefined, ['127.0.0.1', port]), 50);
+    const res = await request(`${url}/metrics`, { token: 'metrics-token-0123456789' });
+    assert.equal(res.status, 200);
+    assert.ok(commits(res.body) >= 1);
+    const families = parsePrometheusText(res.body);
+    const pid = families.get('process_start_time_seconds');
+    assert.ok(pid && pid.samples.length === 1, "the server process's own metrics");
+    assert.equal((await request(`${url}/metrics`)).status, 401);
+    await child.stopCleanly();
+  } finally {
+    child.kill();
+  }
+});
