@@ -2,6 +2,7 @@
 // (and the test fixture) starts it: the token from http-token-file, or TLS client certificates, or a random token
 // logged once as the dashboard's URL.
 
+import { stat } from 'node:fs/promises';
 import type tls from 'node:tls';
 import type { HttpConfig } from '../config.js';
 import { describeAddress } from '../server.js';
@@ -20,6 +21,8 @@ export interface HttpCredentials {
   token: string | null;
   /** made up at start: the URL with it is logged, the only way anyone learns it */
   generated: boolean;
+  /** said in the log at start (a token file others can read) */
+  warning?: string;
 }
 
 /**
@@ -32,7 +35,14 @@ export async function httpCredentials(
 ): Promise<HttpCredentials> {
   if (http.tokenFile !== null) {
     try {
-      return { token: await readTokenFile(http.tokenFile), generated: false };
+      const token = await readTokenFile(http.tokenFile);
+      // (a token others can read is everyone's)
+      const mode = (await stat(http.tokenFile)).mode;
+      if (mode & 0o077) {
+        const warning = `http-token-file ${http.tokenFile} can be read by other users (mode ${(mode & 0o777).toString(8)}): chmod 600 it`;
+        return { token, generated: false, warning };
+      }
+      return { token, generated: false };
     } catch (e) {
       const where = options.source ? ` (${options.source})` : '';
       throw new Error(`${(e as Error).message}${where}`, { cause: e });
@@ -78,6 +88,7 @@ export async function startHttpListener(
         ? 'a bearer token or TLS client certificates'
         : 'a bearer token';
   log.info(`HTTP listener on ${listener.url} (${how})`);
+  if (credentials.warning) log.warn(credentials.warning);
   if (credentials.generated && listener.address.kind === 'tcp') {
     log.info(`the dashboard, with its access token: ${listener.url}/?token=${credentials.token}`);
   } else if (credentials.generated) {

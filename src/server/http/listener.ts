@@ -98,6 +98,8 @@ export class HttpListener {
       headersTimeout: limits.headersTimeout,
       requestTimeout: limits.requestTimeout,
       keepAliveTimeout: limits.keepAliveTimeout,
+      // how often the head and request timeouts are checked (node's default, 30 s, would let a slow head stay that long)
+      connectionsCheckingInterval: Math.min(1000, limits.headersTimeout),
     };
     // the handshake lets any certificate through; each request is then refused (403) or served, so a
     // browser without one is told why instead of seeing a failed handshake
@@ -179,7 +181,8 @@ export class HttpListener {
   /** One info line per client address a minute (then debug): a scanner cannot flood the log. Never the token. */
   private logRefusal(req: http.IncomingMessage, url: URL, why: string): void {
     const who = req.socket.remoteAddress ?? 'unix socket';
-    const message = `HTTP ${req.method} ${url.pathname} from ${who} refused: ${why}`;
+    const path = url.pathname.length > 200 ? `${url.pathname.slice(0, 200)}...` : url.pathname;
+    const message = `HTTP ${req.method} ${path} from ${who} refused: ${why}`;
     const now = Date.now();
     const last = this.refusedAt.get(who);
     if (last !== undefined && now - last < REFUSAL_LOG_INTERVAL_MS) {
@@ -189,6 +192,11 @@ export class HttpListener {
     if (this.refusedAt.size > 10_000) this.refusedAt.clear();
     this.refusedAt.set(who, now);
     this.options.log.info(message);
+  }
+
+  /** the connections open now */
+  get connections(): number {
+    return this.sockets.size;
   }
 
   /** Stops listening and closes every connection, keep-alive ones too. */
