@@ -30,6 +30,14 @@ function processMetrics(): Registry {
   return processRegistry;
 }
 
+/**
+ * The server's metrics (a registry of its own: several servers live in one test process), made on first use:
+ * the HTTP listener asks for them when it starts, so a server without one never loads prom-client.
+ */
+export function serverMetrics(server: StorageServer): ZeoMetrics {
+  return (server.metrics ??= new ZeoMetrics(server));
+}
+
 export class ZeoMetrics {
   /** the server's own metrics */
   readonly registry = new Registry();

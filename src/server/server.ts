@@ -10,7 +10,7 @@ import type { Storage } from '../storage/interfaces.js';
 import type { ListenAddress } from './config.js';
 import { ServerConnection, type ConnectionLimits, type ConnectionServer } from './connection.js';
 import type { Logger } from './log.js';
-import { ZeoMetrics } from './metrics.js';
+import type { ZeoMetrics } from './metrics.js';
 import { MemoryReclaimer } from './reclaim.js';
 import { ServedStorage } from './served-storage.js';
 import { strictX509Problem } from '../transport/tls.js';
@@ -69,7 +69,8 @@ export class StorageServer extends EventEmitter implements ConnectionServer {
   private closed: Promise<void> | null = null;
   /** bytes received and sent by the closed connections, by the storage they registered on */
   private readonly closedTraffic = new Map<string, { received: number; sent: number }>();
-  private metricsRegistry: ZeoMetrics | null = null;
+  /** its Prometheus metrics, once serverMetrics() made them (prom-client loads only with the HTTP listener) */
+  metrics: ZeoMetrics | null = null;
 
   private constructor(options: StorageServerOptions) {
     super();
@@ -253,14 +254,6 @@ export class StorageServer extends EventEmitter implements ConnectionServer {
       out.set(name, t);
     }
     return out;
-  }
-
-  /**
-   * The server's Prometheus metrics (a registry of its own: several servers may live in one process), made
-   * on first use: the HTTP listener asks for them when it starts, so a server without one pays nothing.
-   */
-  get metrics(): ZeoMetrics {
-    return (this.metricsRegistry ??= new ZeoMetrics(this));
   }
 
   memoryBurst(): void {

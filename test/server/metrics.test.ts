@@ -10,6 +10,7 @@ import pg from 'pg';
 import { dispatch } from '../../src/server/http/routes.js';
 import { LockManager, type LockClient } from '../../src/server/lock-manager.js';
 import { createLogger } from '../../src/server/log.js';
+import { serverMetrics } from '../../src/server/metrics.js';
 import { installSchema, PostgreSQLStorage } from '../../src/storage/postgresql/index.js';
 import { metricsRoutes } from '../../src/server/http/metrics-routes.js';
 import type { StorageServer } from '../../src/server/server.js';
@@ -94,10 +95,10 @@ test('each server has a registry of its own, made once', async () => {
   const a = await startServer({ storages: () => [{ kind: 'mappingstorage', name: '1', description: 'a' }] });
   const b = await startServer({ storages: () => [{ kind: 'mappingstorage', name: '1', description: 'b' }] });
   try {
-    assert.equal(a.server.metrics, a.server.metrics);
-    assert.notEqual(a.server.metrics.registry, b.server.metrics.registry);
-    const fa = parseExposition(await a.server.metrics.text());
-    const fb = parseExposition(await b.server.metrics.text());
+    assert.equal(serverMetrics(a.server), serverMetrics(a.server));
+    assert.notEqual(serverMetrics(a.server).registry, serverMetrics(b.server).registry);
+    const fa = parseExposition(await serverMetrics(a.server).text());
+    const fb = parseExposition(await serverMetrics(b.server).text());
     assert.equal(value(fa, 'zeo_commits_total', '1'), 0);
     assert.equal(value(fb, 'zeo_commits_total', '1'), 0);
     // prom-client's own process and Node.js metrics
