@@ -628,6 +628,7 @@ export class Session implements StorageClient {
     if (!this.conn.connected || !t) return null;
     await Promise.all(t.uploads);
     if (this.txn !== t) return null;
+    const started = performance.now();
     const meta = new TransactionMetaData(t.user, t.description, t.extension, t.extensionBytes);
     t.meta = meta;
     t.invalidated = [];
@@ -751,6 +752,7 @@ export class Session implements StorageClient {
         t.meta = null;
         t.resolving = true;
         this.log.blather(`(${this.label}) vote: ${conflicts.size} conflicts for the client to resolve`);
+        served.stats.clientConflicts += conflicts.size;
         return [...conflicts.values()];
       }
       this.locked = true;
@@ -778,6 +780,8 @@ export class Session implements StorageClient {
         this.log.error(`(${this.label}) While voting`, e);
       }
       throw e;
+    } finally {
+      served.timings.vote((performance.now() - started) / 1000);
     }
   }
 
@@ -791,6 +795,7 @@ export class Session implements StorageClient {
     if (!this.locked) throw new PythonError('builtins.AssertionError', tuple('finished called wo lock'));
     const t = this.txn!;
     const served = this.storage;
+    const started = performance.now();
     served.stats.commits++;
     const invalidated = t.invalidated;
     let tid: Tid;
@@ -813,6 +818,7 @@ export class Session implements StorageClient {
       // written, and it writes while this one waits for its flush (FileStorage's group commit)
       served.lock.release(this);
       tid = await finishing;
+      served.timings.finish((performance.now() - started) / 1000);
       // (the reply is given before tpcFinish returns, whatever ran between)
       served.flushInvalidations();
     } catch (e) {
