@@ -441,9 +441,14 @@ function configView(config: ServerSnapshot['config']): Node[] {
 // ---------------------------------------------------------------------------------------------------------
 // the page
 
+/** set once /metrics answered 404: a server's routes do not change, so it is not asked again */
+let noMetrics = false;
+
 async function scrapeMetrics(): Promise<Scrape | null> {
+  if (noMetrics) return null;
   const res = await fetch('/metrics', { credentials: 'same-origin', headers: { accept: 'text/plain' } });
   if (!res.ok) {
+    if (res.status === 404) noMetrics = true;
     await res.body?.cancel();
     return null;
   }
