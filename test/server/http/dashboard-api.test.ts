@@ -149,7 +149,7 @@ interopTest(
       assert.equal(server.storages[0].name, '1');
       assert.equal(server.storages[0].lastTransaction.tid, tids[1]);
       // the root and the tree (a small OOBTree keeps its one bucket in its own record)
-    assert.equal(server.storages[0].objects, 2);
+      assert.equal(server.storages[0].objects, 2);
 
       // the clients: the Python ones (pickle, one read-only) and a raw msgpack one
       const raw = await RawClient.open(fx.address, { encoding: 'M' });
