@@ -98,6 +98,8 @@ export class HttpListener {
       headersTimeout: limits.headersTimeout,
       requestTimeout: limits.requestTimeout,
       keepAliveTimeout: limits.keepAliveTimeout,
+      // how often the head and request timeouts are checked (node's default, 30 s, would let a slow head stay that long)
+      connectionsCheckingInterval: Math.min(1000, limits.headersTimeout),
     };
     // the handshake lets any certificate through; each request is then refused (403) or served, so a
     // browser without one is told why instead of seeing a failed handshake
@@ -189,6 +191,11 @@ export class HttpListener {
     if (this.refusedAt.size > 10_000) this.refusedAt.clear();
     this.refusedAt.set(who, now);
     this.options.log.info(message);
+  }
+
+  /** the connections open now */
+  get connections(): number {
+    return this.sockets.size;
   }
 
   /** Stops listening and closes every connection, keep-alive ones too. */
