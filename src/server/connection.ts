@@ -114,6 +114,15 @@ export class ServerConnection implements SessionConnection {
     return this.channel.outputBytes;
   }
 
+  /** bytes received from and sent to the client so far (the metrics read them when scraped) */
+  get bytesReceived(): number {
+    return this.channel.bytesRead;
+  }
+
+  get bytesSent(): number {
+    return this.channel.bytesWritten;
+  }
+
   private get log(): Logger {
     return this.server.protocolLog;
   }

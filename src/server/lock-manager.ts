@@ -16,8 +16,14 @@ export interface LockClient {
 interface Waiter<C> {
   client: C;
   grant: () => void;
-  /** epoch seconds at which it began to wait */
+  /** performance.now() when it queued */
   since: number;
+}
+
+/** Told how long each holder waited for the lock and held it, in seconds (the server's metrics). */
+export interface LockObserver {
+  waited(seconds: number): void;
+  held(seconds: number): void;
 }
 
 export class LockManager<C extends LockClient> {
@@ -26,6 +32,9 @@ export class LockManager<C extends LockClient> {
   private timer: NodeJS.Timeout | null = null;
   /** epoch seconds at which the holder got the lock (server_status's lock_time) */
   lockTime: number | null = null;
+  /** performance.now() when the holder got the lock */
+  private heldSince = 0;
+  observer: LockObserver | null = null;
 
   constructor(
     private readonly storageName: string,
@@ -50,7 +59,7 @@ export class LockManager<C extends LockClient> {
 
   /** the waiting clients in order, with when each began to wait (epoch seconds): the dashboard's view */
   queued(): Array<{ client: C; since: number }> {
-    return this.queue.map((w) => ({ client: w.client, since: w.since }));
+    return this.queue.map((w) => ({ client: w.client, since: (performance.timeOrigin + w.since) / 1000 }));
   }
 
   isWaiting(client: C): boolean {
@@ -65,10 +74,11 @@ export class LockManager<C extends LockClient> {
     if (this.holder === client) throw new StorageTransactionError('Already voting (locked)');
     if (this.isWaiting(client)) throw new StorageTransactionError('Already voting (waiting)');
     if (this.holder === null && this.queue.length === 0) {
+      this.observer?.waited(0);
       this.take(client);
       return true;
     }
-    this.queue.push({ client, grant, since: Date.now() / 1000 });
+    this.queue.push({ client, grant, since: performance.now() });
     this.logWaiting(client, 'queue lock');
     return false;
   }
@@ -78,6 +88,7 @@ export class LockManager<C extends LockClient> {
     if (this.holder === client) {
       this.holder = null;
       this.lockTime = null;
+      this.observer?.held((performance.now() - this.heldSince) / 1000);
       if (this.timer) clearTimeout(this.timer);
       this.timer = null;
       this.logWaiting(client, 'unlock');
@@ -97,6 +108,7 @@ export class LockManager<C extends LockClient> {
     while (this.holder === null && this.queue.length > 0) {
       const next = this.queue.shift()!;
       if (!next.client.connected) continue;
+      this.observer?.waited((performance.now() - next.since) / 1000);
       this.take(next.client);
       next.grant();
     }
@@ -105,6 +117,7 @@ export class LockManager<C extends LockClient> {
   private take(client: C): void {
     this.holder = client;
     this.lockTime = Date.now() / 1000;
+    this.heldSince = performance.now();
     this.logWaiting(client, 'lock');
     if (this.timeoutSeconds !== null) {
       const seconds = this.timeoutSeconds;

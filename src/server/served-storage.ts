@@ -31,6 +31,14 @@ export class AsyncCall {
   }
 }
 
+/** Told the seconds each vote (its replay, under the commit lock) and each tpc_finish took. */
+export interface CommitTimings {
+  vote(seconds: number): void;
+  finish(seconds: number): void;
+}
+
+const NO_TIMINGS: CommitTimings = { vote: () => {}, finish: () => {} };
+
 /** What a registered session must offer the storage it registered on. */
 export interface StorageClient extends LockClient {
   /**
@@ -58,8 +66,12 @@ export class ServedStorage {
     aborts: 0,
     activeTxns: 0,
     conflicts: 0,
+    /** write conflicts vote sent back for the client to resolve (server_status counts only those raised) */
+    clientConflicts: 0,
     start: ctime(new Date()),
   };
+  /** how long votes and finishes take, in seconds (the server's metrics; nothing until those exist) */
+  timings: CommitTimings = NO_TIMINGS;
   /** a pack running in the background (pack(t, wait=false)), so close() can wait for it */
   packing: Promise<void> | null = null;
 

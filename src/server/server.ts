@@ -10,6 +10,7 @@ import type { Storage } from '../storage/interfaces.js';
 import type { ListenAddress } from './config.js';
 import { ServerConnection, type ConnectionLimits, type ConnectionServer } from './connection.js';
 import type { Logger } from './log.js';
+import { ZeoMetrics } from './metrics.js';
 import { MemoryReclaimer } from './reclaim.js';
 import { ServedStorage } from './served-storage.js';
 import { strictX509Problem } from '../transport/tls.js';
@@ -68,6 +69,9 @@ export class StorageServer extends EventEmitter implements ConnectionServer {
   private readonly reclaimer = new MemoryReclaimer();
   private unixPath: string | null = null;
   private closed: Promise<void> | null = null;
+  /** bytes received and sent by the closed connections, by the storage they registered on */
+  private readonly closedTraffic = new Map<string, { received: number; sent: number }>();
+  private metricsRegistry: ZeoMetrics | null = null;
 
   private constructor(options: StorageServerOptions) {
     super();
@@ -228,6 +232,38 @@ export class StorageServer extends EventEmitter implements ConnectionServer {
 
   connectionClosed(conn: ServerConnection): void {
     this.connections.delete(conn);
+    const name = conn.session.served?.name;
+    if (name === undefined) return;
+    const t = this.closedTraffic.get(name) ?? { received: 0, sent: 0 };
+    t.received += conn.bytesReceived;
+    t.sent += conn.bytesSent;
+    this.closedTraffic.set(name, t);
+  }
+
+  /**
+   * Bytes received from and sent to clients, by the storage they registered on (the whole connection's, once
+   * it registered; connections that never register, as ruok's, are not counted): read when metrics are scraped.
+   */
+  traffic(): Map<string, { received: number; sent: number }> {
+    const out = new Map<string, { received: number; sent: number }>();
+    for (const [name, t] of this.closedTraffic) out.set(name, { ...t });
+    for (const c of this.connections) {
+      const name = c.session.served?.name;
+      if (name === undefined) continue;
+      const t = out.get(name) ?? { received: 0, sent: 0 };
+      t.received += c.bytesReceived;
+      t.sent += c.bytesSent;
+      out.set(name, t);
+    }
+    return out;
+  }
+
+  /**
+   * The server's Prometheus metrics (a registry of its own: several servers may live in one process), made
+   * on first use: the HTTP listener asks for them when it starts, so a server without one pays nothing.
+   */
+  get metrics(): ZeoMetrics {
+    return (this.metricsRegistry ??= new ZeoMetrics(this));
   }
 
   memoryBurst(): void {

@@ -638,6 +638,7 @@ export class Session implements StorageClient {
     if (!this.conn.connected || !t) return null;
     await Promise.all(t.uploads);
     if (this.txn !== t) return null;
+    const started = performance.now();
     const meta = new TransactionMetaData(t.user, t.description, t.extension, t.extensionBytes);
     t.meta = meta;
     t.invalidated = [];
@@ -761,6 +762,7 @@ export class Session implements StorageClient {
         t.meta = null;
         t.resolving = true;
         this.log.blather(`(${this.label}) vote: ${conflicts.size} conflicts for the client to resolve`);
+        served.stats.clientConflicts += conflicts.size;
         return [...conflicts.values()];
       }
       this.locked = true;
@@ -788,6 +790,8 @@ export class Session implements StorageClient {
         this.log.error(`(${this.label}) While voting`, e);
       }
       throw e;
+    } finally {
+      served.timings.vote((performance.now() - started) / 1000);
     }
   }
 
@@ -801,6 +805,7 @@ export class Session implements StorageClient {
     if (!this.locked) throw new PythonError('builtins.AssertionError', tuple('finished called wo lock'));
     const t = this.txn!;
     const served = this.storage;
+    const started = performance.now();
     served.stats.commits++;
     const invalidated = t.invalidated;
     let tid: Tid;
@@ -823,6 +828,7 @@ export class Session implements StorageClient {
       // written, and it writes while this one waits for its flush (FileStorage's group commit)
       served.lock.release(this);
       tid = await finishing;
+      served.timings.finish((performance.now() - started) / 1000);
       // (the reply is given before tpcFinish returns, whatever ran between)
       served.flushInvalidations();
     } catch (e) {

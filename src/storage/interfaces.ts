@@ -191,6 +191,16 @@ export function zodbInterfaces(names: string): string[] {
   return [...names.split(' ').map((n) => `ZODB.interfaces.${n}`), 'zope.interface.Interface'];
 }
 
+/** A record cache's figures, as Storage.cacheStats gives them. */
+export interface RecordCacheStats {
+  /** the bound, bytes */
+  capacity?: number;
+  /** bytes of cached records */
+  bytes: number;
+  hits: number;
+  misses: number;
+}
+
 export interface Storage {
   /** what it offers beyond the basics (see StorageCapabilities); fixed once the storage is open */
   readonly capabilities: StorageCapabilities;
@@ -326,6 +336,15 @@ export interface Storage {
    * wake-ups. Null or absent: never.
    */
   mayFlushInline?: ((commits: number) => boolean) | null;
+
+  /**
+   * Optional: told the seconds each flush that makes commits durable took (FileStorage's fdatasync), for the
+   * server's metrics. Null or absent: nobody listens.
+   */
+  onFlush?: ((seconds: number) => void) | null;
+
+  /** Optional: the record cache's figures (FileStorage's read cache, PostgreSQL's state cache); null: none. */
+  cacheStats?(): RecordCacheStats | null;
 
   // --- blobs (IBlobStorage; capabilities.blobs): a storage without them throws Unsupported ---
   storeBlob(

@@ -132,6 +132,15 @@ export class MessageChannel {
     return this.closedReason ?? this.closingReason;
   }
 
+  /** Bytes received, and bytes given to the socket to send, so far (the socket's own counts). */
+  get bytesRead(): number {
+    return this.socket.bytesRead;
+  }
+
+  get bytesWritten(): number {
+    return this.socket.bytesWritten;
+  }
+
   /** Bytes waiting to be written: in our queue and in the socket's. */
   get outputBytes(): number {
     return this.queuedBytes + this.batchPos - this.batchStart + this.socket.writableLength;

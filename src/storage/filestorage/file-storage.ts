@@ -563,6 +563,8 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
   readonly commitLock = new CommitLock();
   /** see Storage.mayFlushInline */
   mayFlushInline: ((commits: number) => boolean) | null = null;
+  /** see Storage.onFlush */
+  onFlush: ((seconds: number) => void) | null = null;
   /** commits flushed on the event loop and through the thread pool */
   readonly flushes = { inline: 0, threadPool: 0 };
   /** how long a commit's flush takes, µs (exponentially weighted; Infinity until one is timed) */
@@ -1575,6 +1577,7 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
       await file.datasync();
     }
     const us = (performance.now() - started) * 1000;
+    this.onFlush?.(us / 1e6);
     if (retime) this.poolFlushesByTime = 0;
     this.flushMicros = this.flushMicros === Infinity || retime ? us : 0.8 * this.flushMicros + 0.2 * us;
   }

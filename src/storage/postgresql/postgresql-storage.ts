@@ -157,6 +157,8 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
   private lastTidN = 0n;
   /** the current records (state-cache.ts), used while invalidations are watched; null: off */
   private readonly stateCache: StateCache | null;
+  /** see Storage.onFlush: the COMMIT's time */
+  onFlush: ((seconds: number) => void) | null = null;
   private objectCount = 0;
   private sizeEstimate = 0;
   /** oids from zoid_seq not handed out yet, smallest first */
@@ -792,7 +794,10 @@ export class PostgreSQLStorage extends BaseStorage<Pending> implements Storage {
         this.deliver(rows.rows);
         if (rows.rows.length < POLL_BATCH) break;
       }
+      // (the COMMIT is where the database makes the transaction durable: the flush the server times)
+      const committing = performance.now();
       await client.query('COMMIT');
+      this.onFlush?.((performance.now() - committing) / 1000);
     } catch (e) {
       this.finishing = false;
       if (this.pollAgain) this.schedulePoll(); // (pollInvalidations() calls waiting behind this finish)
