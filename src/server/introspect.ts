@@ -167,8 +167,10 @@ function settingsOf(obj: object, skip: ReadonlySet<string>): Record<string, Conf
       continue;
     }
     if (value !== null && typeof value === 'object' && !('kind' in value) && !Array.isArray(value)) {
-      // a nested section (<ssl>): its keys under its name
-      for (const [k, v] of Object.entries(settingsOf(value, new Set()))) out[`${dashed(key)}.${k}`] = v;
+      // a nested section (<ssl>): its keys under its name; the listener's settings by their zeo.conf names
+      // (http-address, http-token-file)
+      const join = key === 'http' ? '-' : '.';
+      for (const [k, v] of Object.entries(settingsOf(value, new Set()))) out[`${dashed(key)}${join}${k}`] = v;
       continue;
     }
     out[dashed(key)] = flatten(value);

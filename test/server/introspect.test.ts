@@ -229,8 +229,8 @@ test('the configuration: every <zeo> setting and storage section, DSN passwords 
         ignored: [],
       },
     ],
-    // what the listener's settings look like: a token file is shown, a token never
-    httpTokenFile: '/etc/zeo/token',
+    http: { address: { kind: 'tcp', host: '127.0.0.1', port: 8080 }, tokenFile: '/etc/zeo/token' },
+    // a token file is shown, a token never
     httpToken: 'abcdef',
   } as unknown as ServerConfig;
   const snap = configSnapshot(config);
@@ -238,6 +238,7 @@ test('the configuration: every <zeo> setting and storage section, DSN passwords 
   assert.equal(snap.zeo['invalidation-queue-size'], 100);
   assert.equal(snap.zeo['read-only'], false);
   assert.equal(snap.zeo['ssl.certificate'], '/etc/zeo/cert.pem');
+  assert.equal(snap.zeo['http-address'], '127.0.0.1:8080');
   assert.equal(snap.zeo['http-token-file'], '/etc/zeo/token');
   assert.equal(snap.zeo['http-token'], '***');
   assert.ok(!JSON.stringify(snap).includes('abcdef'));
