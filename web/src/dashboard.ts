@@ -213,7 +213,7 @@ interface ChartDef {
   sample(r: Round, rates: Rates): Array<number | null>;
 }
 
-function sumStats(s: ServerSnapshot | null, key: keyof StorageSummary['stats']): number | null {
+function sumStats(s: ServerSnapshot | null, key: StatKey): number | null {
   return s ? s.storages.reduce((a, x) => a + x.stats[key], 0) : null;
 }
 
@@ -235,61 +235,55 @@ function gauge(r: Round, metric: string, fallback: (s: ServerSnapshot) => number
   return r.server ? fallback(r.server) : null;
 }
 
+type StatKey = keyof StorageSummary['stats'];
+
+/** per-second rates of counters: [label, metric, the /api/server counter to use without /metrics (or null)] */
+function rateChart(title: string, unit: string, series: Array<[string, string, StatKey | null]>): ChartDef {
+  return {
+    chart: new LineChart(
+      title,
+      unit,
+      series.map(([label]) => ({ label })),
+    ),
+    metricsOnly: series.every(([, , fallback]) => fallback === null),
+    sample: (r, rates) => series.map(([, metric, fallback]) => counter(r, rates, metric, fallback)),
+  };
+}
+
+/** mean durations in ms of histograms over each interval: [label, histogram] */
+function meanChart(title: string, series: Array<[string, string]>): ChartDef {
+  return {
+    chart: new LineChart(
+      title,
+      'mean ms',
+      series.map(([label]) => ({ label })),
+    ),
+    metricsOnly: true,
+    sample: (r, rates) => series.map(([, name]) => (r.metrics ? rates.meanMs(name, r.t, r.metrics) : null)),
+  };
+}
+
 function chartDefs(): ChartDef[] {
   return [
-    {
-      chart: new LineChart('Loads', 'per s', [{ label: 'loads' }]),
-      metricsOnly: false,
-      sample: (r, rates) => [counter(r, rates, 'zeo_loads_total', 'loads')],
-    },
-    {
-      chart: new LineChart('Commits', 'per s', [{ label: 'commits' }, { label: 'aborts' }]),
-      metricsOnly: false,
-      sample: (r, rates) => [
-        counter(r, rates, 'zeo_commits_total', 'commits'),
-        counter(r, rates, 'zeo_aborts_total', 'aborts'),
-      ],
-    },
-    {
-      chart: new LineChart('Conflicts', 'per s', [{ label: 'conflicts' }]),
-      metricsOnly: false,
-      sample: (r, rates) => [counter(r, rates, 'zeo_conflicts_total', 'conflicts')],
-    },
-    {
-      chart: new LineChart('Network', 'bytes per s', [{ label: 'in' }, { label: 'out' }]),
-      metricsOnly: true,
-      sample: (r, rates) => [
-        counter(r, rates, 'zeo_received_bytes_total', null),
-        counter(r, rates, 'zeo_sent_bytes_total', null),
-      ],
-    },
-    {
-      chart: new LineChart('Commit latency', 'mean ms', [
-        { label: 'vote' },
-        { label: 'finish' },
-        { label: 'fsync' },
-      ]),
-      metricsOnly: true,
-      sample: (r, rates) =>
-        r.metrics
-          ? [
-              rates.meanMs('zeo_vote_duration_seconds', r.t, r.metrics),
-              rates.meanMs('zeo_finish_duration_seconds', r.t, r.metrics),
-              rates.meanMs('zeo_fsync_duration_seconds', r.t, r.metrics),
-            ]
-          : [null, null, null],
-    },
-    {
-      chart: new LineChart('Commit lock', 'mean ms', [{ label: 'wait' }, { label: 'hold' }]),
-      metricsOnly: true,
-      sample: (r, rates) =>
-        r.metrics
-          ? [
-              rates.meanMs('zeo_commit_lock_wait_seconds', r.t, r.metrics),
-              rates.meanMs('zeo_commit_lock_hold_seconds', r.t, r.metrics),
-            ]
-          : [null, null],
-    },
+    rateChart('Loads', 'per s', [['loads', 'zeo_loads_total', 'loads']]),
+    rateChart('Commits', 'per s', [
+      ['commits', 'zeo_commits_total', 'commits'],
+      ['aborts', 'zeo_aborts_total', 'aborts'],
+    ]),
+    rateChart('Conflicts', 'per s', [['conflicts', 'zeo_conflicts_total', 'conflicts']]),
+    rateChart('Network', 'bytes per s', [
+      ['in', 'zeo_received_bytes_total', null],
+      ['out', 'zeo_sent_bytes_total', null],
+    ]),
+    meanChart('Commit latency', [
+      ['vote', 'zeo_vote_duration_seconds'],
+      ['finish', 'zeo_finish_duration_seconds'],
+      ['fsync', 'zeo_fsync_duration_seconds'],
+    ]),
+    meanChart('Commit lock', [
+      ['wait', 'zeo_commit_lock_wait_seconds'],
+      ['hold', 'zeo_commit_lock_hold_seconds'],
+    ]),
     {
       chart: new LineChart('Clients', '', [{ label: 'connected' }, { label: 'waiting for the lock' }]),
       metricsOnly: false,

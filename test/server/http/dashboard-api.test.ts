@@ -5,6 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import type { TransactionSummary } from '../../../src/server/introspect.js';
 import { p64, z64 } from '../../../src/storage/ids.js';
 import { request } from '../../helpers/http.js';
 import { interopTest, type Oracle } from '../../helpers/oracle.js';
@@ -74,15 +75,6 @@ async function api<T>(fx: TestServer, path: string): Promise<T> {
   return JSON.parse(r.body) as T;
 }
 
-interface Txn {
-  tid: string;
-  time: string;
-  user: string | null;
-  description: string | null;
-  size: number | null;
-  records: number;
-}
-
 interopTest(
   'the API shows Python clients, their transactions newest first, and the commit lock',
   async (oracle: Oracle) => {
@@ -110,7 +102,7 @@ interopTest(
       );
 
       // recent transactions, newest first, as Python's iterator sees them
-      const { storage, transactions } = await api<{ storage: string; transactions: Txn[] }>(
+      const { storage, transactions } = await api<{ storage: string; transactions: TransactionSummary[] }>(
         fx,
         '/api/transactions?storage=1&limit=10',
       );
@@ -131,7 +123,7 @@ interopTest(
       assert.equal(transactions[0].user, 'bob');
       // the root's creation (by the first Python client) is the oldest
       assert.equal(transactions.length, 3);
-      const one = await api<{ transactions: Txn[] }>(fx, '/api/transactions?limit=1');
+      const one = await api<{ transactions: TransactionSummary[] }>(fx, '/api/transactions?limit=1');
       assert.deepEqual(
         one.transactions.map((t) => t.tid),
         [tids[1]],
