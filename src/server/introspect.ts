@@ -305,12 +305,13 @@ export async function recentTransactions(
   const entries = served.recent.newest(Math.min(Math.max(limit, 0), MAX_TRANSACTIONS));
   const out: TransactionSummary[] = [];
   for (const e of entries) {
-    if (e.info === null) {
+    if (e.info === null && !e.unknown) {
       try {
         await fillInfo(served, e);
       } catch {
-        // packed away or unreadable now: shown without it
+        // unreadable now: shown without it
       }
+      if (e.info === null) e.unknown = true;
     }
     out.push({
       tid: idHex(e.tid),

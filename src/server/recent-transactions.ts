@@ -19,6 +19,8 @@ export interface RecentTransaction {
   records: number;
   /** null until read from the storage */
   info: RecentInfo | null;
+  /** the storage was asked and could not say (no iteration, packed away): not asked again */
+  unknown?: boolean;
 }
 
 export class RecentTransactions {

@@ -4,6 +4,9 @@
 // and a commit made after the page opened appears in the recent transactions. Screenshots at each step.
 
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Page } from 'playwright-core';
 import { p64, z64 } from '../../../src/storage/ids.js';
@@ -12,6 +15,7 @@ import { request } from '../../helpers/http.js';
 import { interopDisabled, Oracle } from '../../helpers/oracle.js';
 import { RawClient } from '../../helpers/raw-client.js';
 import { startServer } from '../../helpers/server-fixture.js';
+import { ServerProcess, stopLeftovers } from '../../helpers/server-process.js';
 
 const PY_OPEN = `
 import builtins
@@ -245,6 +249,52 @@ test(
       await page.context().close();
     } finally {
       if (running) await fx.stop();
+    }
+  },
+);
+
+test(
+  'zeo serve -C zeo.conf: the configuration panel shows every <zeo> setting and the storage section, never the token',
+  { skip, timeout: 60_000 },
+  async () => {
+    const d = mkdtempSync(join(tmpdir(), 'zeo-ts-dashboard-conf-'));
+    const tokenFile = join(d, 'token');
+    writeFileSync(tokenFile, 'conf-token-0123456789\n');
+    const conf = join(d, 'zeo.conf');
+    writeFileSync(
+      conf,
+      `<zeo>\n  address 127.0.0.1:0\n  http-address 127.0.0.1:0\n  http-token-file ${tokenFile}\n` +
+        `  invalidation-queue-size 50\n</zeo>\n<filestorage main>\n  path ${d}/Data.fs\n</filestorage>\n`,
+    );
+    const child = new ServerProcess({ kind: 'zeo-ts', conf, cwd: d });
+    try {
+      const [, url] = await child.waitForLog(/INFO ZEO\.http HTTP listener on (http:\/\/127\.0\.0\.1:\d+)/);
+      const page = await browser.newPage();
+      await page.goto(`${url}/?token=conf-token-0123456789`);
+      await page.waitForSelector('#config table');
+      const zeo = Object.fromEntries(
+        (await cells(page, '#config table:first-of-type tbody tr')).map(([k, v]) => [k, v]),
+      );
+      assert.equal(zeo['invalidation-queue-size'], '50');
+      assert.equal(zeo['http-token-file'], tokenFile);
+      assert.match(zeo.address, /^127\.0\.0\.1:0$/);
+      const captions = await cells(page, '#config table', 'caption');
+      assert.deepEqual(
+        captions.map((c) => c[0]),
+        ['<zeo>', '<filestorage> main'],
+      );
+      const storage = Object.fromEntries(
+        (await cells(page, '#config table:nth-of-type(2) tbody tr')).map(([k, v]) => [k, v]),
+      );
+      assert.equal(storage.path, `${d}/Data.fs`);
+      assert.ok(!(await page.content()).includes('conf-token-0123456789'));
+      await keepScreenshot(page, 'dashboard-6-configuration');
+      assert.deepEqual(page.errors, []);
+      await page.context().close();
+      await child.stopCleanly();
+    } finally {
+      stopLeftovers();
+      rmSync(d, { recursive: true, force: true });
     }
   },
 );
