@@ -13,6 +13,8 @@ import { tidTime } from '../storage/timestamp.js';
 export const MAX_LISTED = 1000;
 /** the most transactions one answer lists */
 export const MAX_TRANSACTIONS = 100;
+/** a transaction of more records is listed without its size when that would mean reading them all */
+const MAX_RECORDS_READ = 10_000;
 
 const utf8 = new TextDecoder('utf-8', { fatal: false });
 
@@ -291,8 +293,11 @@ async function fillInfo(served: ServedStorage, e: RecentTransaction): Promise<vo
   if (!storage.capabilities.iteration) return;
   for await (const t of storage.iterator(e.tid, e.tid)) {
     if (idHex(t.tid) !== idHex(e.tid)) break;
-    let size = 0;
-    for await (const r of t.records) size += r.data?.length ?? 0;
+    // a transaction's records are read for its size only up to a bound: a request does bounded work
+    let size: number | null = 0;
+    if (e.records <= MAX_RECORDS_READ) {
+      for await (const r of t.records) size += r.data?.length ?? 0;
+    } else size = null;
     e.info = { user: t.user, description: t.description, size };
     break;
   }

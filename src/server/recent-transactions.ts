@@ -9,8 +9,8 @@ import type { Tid } from '../storage/ids.js';
 export interface RecentInfo {
   user: Uint8Array;
   description: Uint8Array;
-  /** bytes of the transaction's record data */
-  size: number;
+  /** bytes of the transaction's record data (null: too many records to read them for it) */
+  size: number | null;
 }
 
 export interface RecentTransaction {
