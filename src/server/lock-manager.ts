@@ -57,6 +57,11 @@ export class LockManager<C extends LockClient> {
     return this.timeoutSeconds !== null;
   }
 
+  /** the waiting clients in order, with when each began to wait (epoch seconds): the dashboard's view */
+  queued(): Array<{ client: C; since: number }> {
+    return this.queue.map((w) => ({ client: w.client, since: (performance.timeOrigin + w.since) / 1000 }));
+  }
+
   isWaiting(client: C): boolean {
     return this.queue.some((w) => w.client === client);
   }
