@@ -454,6 +454,12 @@ export async function chainOf(repository: string, date: string | null): Promise<
     throw new NoFiles(date ? `No files in repository before ${date}` : 'No files in repository');
   const dat = await readDat(repository, names[0]);
   const byName = new Map(dat.map((l) => [l.name, l]));
+  // a backup the .dat records but the directory lacks would silently restore an older state
+  const present = new Set(names);
+  for (const line of dat) {
+    if (!present.has(line.name) && (date === null || stemOf(line.name) <= date))
+      throw new VerificationFail(`${repoPath(repository, line.name)} is missing`);
+  }
   const chain: DatLine[] = [];
   let end = 0;
   for (const name of names) {
