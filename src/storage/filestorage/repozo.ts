@@ -150,10 +150,24 @@ async function readBackupFile(path: string, each: (chunk: Buffer) => Promise<voi
       await each(chunk);
     }
   };
-  const src = createReadStream(path, { highWaterMark: CHUNK });
   try {
-    if (path.endsWith('z')) await pipeline(src, createGunzip(), sink);
-    else await pipeline(src, sink);
+    if (path.endsWith('z')) {
+      await pipeline(createReadStream(path, { highWaterMark: CHUNK }), createGunzip(), sink);
+    } else {
+      // one buffer for the whole file: no allocation (and page faults) per chunk
+      const fh = await open(path, 'r');
+      try {
+        const buf = Buffer.allocUnsafe(CHUNK);
+        for (;;) {
+          const { bytesRead } = await fh.read(buf, 0, buf.length, n);
+          if (bytesRead === 0) break;
+          n += bytesRead;
+          await each(buf.subarray(0, bytesRead));
+        }
+      } finally {
+        await fh.close();
+      }
+    }
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new VerificationFail(`${path} is missing`, { cause: e });
@@ -351,6 +365,7 @@ async function writeBackup(
     false,
   );
   const hash = createHash('md5');
+  const gzip = options.gzip ?? false;
   async function* chunks(): AsyncGenerator<Buffer> {
     const buf = Buffer.allocUnsafe(Math.min(CHUNK, Math.max(pos - start, 1)));
     let done = 0;
@@ -360,12 +375,12 @@ async function writeBackup(
       if (bytesRead === 0) throw new RepozoError(`unexpected end of ${options.file} at byte ${start + done}`);
       done += bytesRead;
       hash.update(buf.subarray(0, bytesRead));
-      // a copy: the writer may still hold it when the next read fills buf
-      yield Buffer.from(buf.subarray(0, bytesRead));
+      // gzip may still hold a chunk when the next read fills buf; a plain write is done with it by then
+      yield gzip ? Buffer.from(buf.subarray(0, bytesRead)) : buf.subarray(0, bytesRead);
       progress('copy', done, pos - start);
     }
   }
-  await writeAtomically(dest, chunks, options.gzip ?? false);
+  await writeAtomically(dest, chunks, gzip);
   return hash.digest('hex');
 }
 
@@ -489,7 +504,6 @@ export interface RestoreOptions {
 export interface RestoreResult {
   files: string[];
   bytes: number;
-  md5: string;
   /** the .index restored next to the output */
   index: boolean;
 }
@@ -509,7 +523,6 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   const total = chain[chain.length - 1].end;
   const part = `${output}.part`;
   const indexTmp = `${output}${INDEX_SUFFIX}.part`;
-  const whole = createHash('md5');
   let indexRestored = false;
   try {
     const out = await open(part, 'w');
@@ -524,7 +537,6 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
           if (written + chunk.length > line.end)
             throw new VerificationFail(`${path} is more than ${line.end - line.start} bytes`);
           hash.update(chunk);
-          whole.update(chunk);
           await out.write(chunk);
           written += chunk.length;
           progress('restore', written, total);
@@ -564,7 +576,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
     await unlink(indexTmp).catch(() => {});
     throw e;
   }
-  return { files: chain.map((l) => l.name), bytes: total, md5: whole.digest('hex'), index: indexRestored };
+  return { files: chain.map((l) => l.name), bytes: total, index: indexRestored };
 }
 
 async function* copyChunks(path: string): AsyncGenerator<Buffer> {
