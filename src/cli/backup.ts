@@ -5,7 +5,7 @@
 
 import { Command } from 'commander';
 import type { Phase, RepozoProgress } from '../storage/filestorage/repozo.js';
-import { formatBytes, ProgressBar } from './progress.js';
+import { formatBytes, ProgressBar, type ProgressStream } from './progress.js';
 
 const LABELS: Record<Phase, string> = {
   scan: 'scan',
@@ -17,7 +17,10 @@ const LABELS: Record<Phase, string> = {
 };
 
 /** One progress bar per phase of the work (a new bar when the phase changes); finish() ends the last. */
-export function phaseBars(enabled: boolean): { onProgress: RepozoProgress; finish: () => void } {
+export function phaseBars(
+  enabled: boolean,
+  stream?: ProgressStream,
+): { onProgress: RepozoProgress; finish: () => void } {
   let bar: ProgressBar | null = null;
   let phase: Phase | null = null;
   return {
@@ -26,7 +29,7 @@ export function phaseBars(enabled: boolean): { onProgress: RepozoProgress; finis
       if (p !== phase) {
         bar?.finish();
         phase = p;
-        bar = new ProgressBar({ label: LABELS[p], total });
+        bar = new ProgressBar({ label: LABELS[p], total, stream });
       }
       bar!.update(done, total);
     },

@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { after } from 'node:test';
+import { after, test } from 'node:test';
+import { phaseBars } from '../../src/cli/backup.js';
 import { timestampOf } from '../../src/storage/filestorage/repozo.js';
 import { verifyDataFile } from '../../src/storage/filestorage/fstest.js';
 import { interopTest, oraclePython, repoRoot, type Oracle } from '../helpers/oracle.js';
@@ -237,3 +238,25 @@ interopTest(
     });
   },
 );
+
+test('a progress bar per phase on a terminal (scan, then backup), none with -q', () => {
+  const out: string[] = [];
+  const tty = { isTTY: true, columns: 100, write: (c: string) => out.push(c) };
+  const bars = phaseBars(true, tty);
+  bars.onProgress('scan', 0, 1000);
+  bars.onProgress('scan', 1000, 1000);
+  bars.onProgress('copy', 0, 4096);
+  bars.onProgress('copy', 4096, 4096);
+  bars.finish();
+  const text = out.join('');
+  assert.match(text, /\rscan 100% \[#+\]/);
+  // the scan's line is erased before the copy's is drawn
+  assert.ok(text.includes('\r\x1b[K\rbackup   0% ['), text);
+  assert.match(text, /\rbackup 100% \[#+\] +4\.00 KiB \/ 4\.00 KiB/);
+  assert.ok(text.endsWith('\r\x1b[K'), 'the last line is erased');
+  const none: string[] = [];
+  const quiet = phaseBars(false, { isTTY: true, write: (c: string) => none.push(c) });
+  quiet.onProgress('copy', 10, 10);
+  quiet.finish();
+  assert.deepEqual(none, []);
+});
