@@ -11,7 +11,7 @@ import { phaseBars } from '../../src/cli/backup.js';
 import { timestampOf } from '../../src/storage/filestorage/repozo.js';
 import { verifyDataFile } from '../../src/storage/filestorage/fstest.js';
 import { interopTest, oraclePython, repoRoot, type Oracle } from '../helpers/oracle.js';
-import { pyCommit, pyFstest, pyHistory, repozoScript } from '../helpers/repozo.js';
+import { pyCommit, pyFstest, pyHistory, pyIndexMatches, repozoScript } from '../helpers/repozo.js';
 import { ServerProcess, stopLeftovers, withTimeout } from '../helpers/server-process.js';
 import { waitUntil } from '../helpers/wait.js';
 import { withTempDir } from '../storage/filestorage/fs-oracle.js';
@@ -168,6 +168,8 @@ interopTest(
           assert.equal(z.stdout, '');
           assert.ok((await readFile(ours)).equals(restored));
           assert.ok((await readFile(ours + '.index')).equals(await readFile(out + '.index')));
+          // the index written while the server ran is the one Python builds from the restored bytes
+          assert.equal(await pyIndexMatches(oracle, ours + '.index', ours), null);
         }
         const v = await repozo('-V', '-r', repo);
         assert.equal(v.status, 0, v.stderr);

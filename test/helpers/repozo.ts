@@ -143,3 +143,40 @@ result = None
     { path },
   );
 }
+
+/**
+ * Whether `indexPath` (fsIndex.save's format) holds exactly what Python's FileStorage builds by scanning the
+ * data file at `dataPath` from scratch: the same position and the same oid → position map.
+ */
+export async function pyIndexMatches(
+  oracle: Oracle,
+  indexPath: string,
+  dataPath: string,
+): Promise<string | null> {
+  return oracle.json<string | null>(
+    `
+import os, shutil, tempfile
+from ZODB.fsIndex import fsIndex
+from ZODB.FileStorage import FileStorage
+saved = fsIndex.load(args['index'])
+tmp = tempfile.mkdtemp()
+try:
+    p = os.path.join(tmp, 'scan.fs')
+    shutil.copyfile(args['data'], p)
+    fs = FileStorage(p, read_only=True)
+    rebuilt = dict(fs._index.items())
+    pos = fs._pos
+    fs.close()
+finally:
+    shutil.rmtree(tmp)
+if saved['pos'] != pos:
+    result = 'the index ends at %d, the data file at %d' % (saved['pos'], pos)
+elif dict(saved['index'].items()) != rebuilt:
+    result = 'the index differs from a scan of the data file'
+else:
+    result = None
+`,
+    undefined,
+    { index: indexPath, data: dataPath },
+  );
+}

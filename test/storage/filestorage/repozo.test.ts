@@ -27,7 +27,15 @@ import {
 } from '../../../src/storage/filestorage/repozo.js';
 import { verifyDataFile } from '../../../src/storage/filestorage/fstest.js';
 import { interopTest, type Oracle } from '../../helpers/oracle.js';
-import { pyCommit, pyFstest, pyHistory, pyPack, runRepozo, utc } from '../../helpers/repozo.js';
+import {
+  pyCommit,
+  pyFstest,
+  pyHistory,
+  pyIndexMatches,
+  pyPack,
+  runRepozo,
+  utc,
+} from '../../helpers/repozo.js';
 import { PY_BUILD, withTempDir } from './fs-oracle.js';
 
 const T1 = utc(2026, 3, 1, 10, 0, 0);
@@ -259,6 +267,7 @@ interopTest('after a pack the next backup is a full one (and -k removes the olde
       await restore({ repository: repo, output: out });
       assert.ok((await readFile(out)).equals(await readFile(fs)));
       await assertSameHistory(oracle, out, fs, await txnCount(oracle, fs));
+      assert.equal(await pyIndexMatches(oracle, out + '.index', out), null);
     }
   });
 });
