@@ -129,10 +129,10 @@ export async function readDat(repository: string, fullName: string): Promise<Dat
   const lines: DatLine[] = [];
   for (const line of text.split('\n')) {
     if (line.trim() === '') continue;
-    const f = line.trim().split(/\s+/);
-    if (f.length !== 4 || !/^\d+$/.test(f[1]) || !/^\d+$/.test(f[2]) || !/^[0-9a-f]{32}$/.test(f[3]))
-      throw new RepozoError(`${stemOf(fullName)}.dat: not a repozo .dat line: ${JSON.stringify(line)}`);
-    lines.push({ path: f[0], name: basename(f[0]), start: Number(f[1]), end: Number(f[2]), md5: f[3] });
+    // the path is what is left of the last three fields (a repository's path may hold spaces)
+    const m = /^(.+?)\s+(\d+)\s+(\d+)\s+([0-9a-f]{32})\s*$/.exec(line);
+    if (!m) throw new RepozoError(`${stemOf(fullName)}.dat: not a repozo .dat line: ${JSON.stringify(line)}`);
+    lines.push({ path: m[1], name: basename(m[1]), start: Number(m[2]), end: Number(m[3]), md5: m[4] });
   }
   return lines;
 }

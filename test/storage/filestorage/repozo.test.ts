@@ -362,3 +362,23 @@ interopTest(
     });
   },
 );
+
+interopTest('a repository whose path holds spaces', async (oracle) => {
+  await withTempDir(async (dir) => {
+    const fs = join(dir, 'Data.fs');
+    const repo = join(dir, 'my backups');
+    await mkdir(repo);
+    await build(oracle, fs, 30);
+    await backup({ repository: repo, file: fs, now: T1.date });
+    await pyCommit(oracle, fs, 2, 'a');
+    assert.equal(await runRepozo(oracle, ['-B', '-r', repo, '-f', fs], T2.tuple), null);
+    const dat = await readFile(join(repo, '2026-03-01-10-00-00.dat'), 'utf8');
+    assert.ok(dat.startsWith(`${repo}/2026-03-01-10-00-00.fs 0 `), dat);
+    const out = join(dir, 'out.fs');
+    const r = await restore({ repository: repo, output: out });
+    assert.equal(r.files.length, 2);
+    assert.ok((await readFile(out)).equals(await readFile(fs)));
+    assert.equal(await runRepozo(oracle, ['-R', '-r', repo, '-o', join(dir, 'theirs.fs')]), null);
+    assert.ok((await readFile(join(dir, 'theirs.fs'))).equals(await readFile(fs)));
+  });
+});
