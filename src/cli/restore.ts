@@ -11,6 +11,7 @@ interface RestoreCommandOptions {
   repository: string;
   output: string;
   date?: string;
+  until?: string;
   withVerify?: boolean;
   quiet?: boolean;
   verbose?: boolean;
@@ -28,6 +29,11 @@ export function restoreCommand(): Command {
       '-D, --date <date>',
       'restore the state as of this UTC date: yyyy-mm-dd[-hh[-mm[-ss]]] (default: the newest)',
     )
+    .option(
+      '--until <date>',
+      'restore the state as of this UTC time exactly, yyyy-mm-dd[-hh[-mm[-ss[.ffffff]]]]: the backups that ' +
+        'cover it, cut after the last transaction committed at or before it (no index: rebuilt on open)',
+    )
     .option('-w, --with-verify', "repozo's flag, accepted: the sizes and md5s are always checked")
     .option('-q, --quiet', 'no progress bar and no summary')
     .option('-v, --verbose', 'name each file restored')
@@ -40,6 +46,7 @@ export function restoreCommand(): Command {
           repository: o.repository,
           output: o.output,
           date: o.date ?? null,
+          until: o.until ?? null,
           onProgress: bars.onProgress,
           log: o.verbose && !quiet ? (m) => console.error(`zeo restore: ${m}`) : undefined,
         });
@@ -47,7 +54,8 @@ export function restoreCommand(): Command {
         if (!quiet)
           console.log(
             `${o.output}: restored ${r.bytes} bytes (${formatBytes(r.bytes)}) from ${r.files.length} ` +
-              `backup file${r.files.length === 1 ? '' : 's'}, up to ${r.files[r.files.length - 1]}` +
+              `backup file${r.files.length === 1 ? '' : 's'}, up to ` +
+              (r.cut ? `the last transaction at or before ${o.until}` : r.files[r.files.length - 1]) +
               (r.index ? '' : ' (no index: the storage rebuilds it on open)'),
           );
       } catch (e) {

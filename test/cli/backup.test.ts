@@ -201,6 +201,18 @@ interopTest(
       r = await zeoCmd('backup', '--verify', '-r', repo);
       assert.equal(r.status, 0, r.stderr);
       assert.match(r.stdout, /: OK: 1 files, \d+ bytes/);
+      // --until before the first commit: an empty storage, no index
+      const early = join(dir, 'early.fs');
+      r = await zeoCmd('restore', '-r', repo, '-o', early, '--until', '2000-01-01');
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(
+        r.stdout,
+        /early\.fs: restored 4 bytes .* up to the last transaction at or before 2000-01-01 \(no index/,
+      );
+      assert.equal((await readFile(early)).toString('latin1'), 'FS30');
+      r = await zeoCmd('restore', '-r', repo, '-o', early, '--until', '2000-01-01', '-D', '2030-01-01');
+      assert.equal(r.status, 1);
+      assert.match(r.stderr, /not both/);
 
       // a changed byte: --verify and restore fail, the output stays as it was
       const [name] = (await readdir(repo)).filter((n) => n.endsWith('.fs'));

@@ -23,6 +23,7 @@ import { createGunzip, createGzip } from 'node:zlib';
 import { fsyncDirectory } from './file.js';
 import { encodeIndexFileChunks, openIndexFile, INDEX_SUFFIX } from './indexfile.js';
 import { scanDataFile } from './scan.js';
+import { TimeStamp } from '../timestamp.js';
 
 export class RepozoError extends Error {
   override name = 'RepozoError';
@@ -42,7 +43,7 @@ export class VerificationFail extends RepozoError {
 
 /** repozo's is_data_file: the names of full and incremental backups. */
 const DATA_FILE = /^\d{4}(?:-\d\d){5}\.(?:delta)?fsz?$/;
-const DATE = /^\d{4}-\d\d-\d\d(?:-\d\d(?:-\d\d(?:-\d\d)?)?)?$/;
+const DATE = /^\d{4}-\d\d-\d\d(?:-\d\d(?:-\d\d(?:-\d\d(?:\.\d{1,6})?)?)?)?$/;
 const CHUNK = 1 << 20;
 
 export function isDataFile(name: string): boolean {
@@ -68,7 +69,10 @@ export function timestampOf(now: Date): string {
   );
 }
 
-/** repozo's -D: yyyy-mm-dd[-hh[-mm[-ss]]] (UTC); compared with the file names as a string, as repozo does. */
+/**
+ * repozo's -D: yyyy-mm-dd[-hh[-mm[-ss]]] (UTC; a fraction of a second may follow), compared with the file
+ * names as a string, as repozo does.
+ */
 export function checkDate(date: string): string {
   if (!DATE.test(date))
     throw new RepozoError(`invalid date ${JSON.stringify(date)}: use yyyy-mm-dd[-hh[-mm[-ss]]] (UTC)`);
@@ -497,6 +501,11 @@ export interface RestoreOptions {
   output: string;
   /** -D: the state as of this UTC date, yyyy-mm-dd[-hh[-mm[-ss]]] (default: the newest backup) */
   date?: string | null;
+  /**
+   * The state as of this UTC time exactly (same format): the backups that cover it, cut after the last
+   * transaction whose tid is at or before it. Not with `date`.
+   */
+  until?: string | null;
   onProgress?: RepozoProgress;
   log?: (message: string) => void;
 }
@@ -504,6 +513,8 @@ export interface RestoreOptions {
 export interface RestoreResult {
   files: string[];
   bytes: number;
+  /** with `until`: the backups held transactions after it, and the output ends before the first of them */
+  cut: boolean;
   /** the .index restored next to the output */
   index: boolean;
 }
@@ -519,8 +530,23 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   const progress = options.onProgress ?? (() => {});
   const log = options.log ?? (() => {});
   const date = options.date ? checkDate(options.date) : null;
-  const chain = await chainOf(repository, date);
+  const until = options.until ? checkDate(options.until) : null;
+  if (date !== null && until !== null)
+    throw new RepozoError('give a date or a time to restore until, not both');
+  let when = date;
+  let limit: Uint8Array | null = null;
+  if (until !== null) {
+    // the backups up to the first one made after that time, which holds every transaction before it
+    const after = (await readdir(repository))
+      .filter(isDataFile)
+      .sort()
+      .find((n) => stemOf(n) > until);
+    when = after ? stemOf(after) : null;
+    limit = TimeStamp.fromTime(untilSeconds(until)).raw();
+  }
+  const chain = await chainOf(repository, when);
   const total = chain[chain.length - 1].end;
+  const cutter = limit ? new TransactionCutter(limit) : null;
   const part = `${output}.part`;
   const indexTmp = `${output}${INDEX_SUFFIX}.part`;
   let indexRestored = false;
@@ -537,7 +563,9 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
           if (written + chunk.length > line.end)
             throw new VerificationFail(`${path} is more than ${line.end - line.start} bytes`);
           hash.update(chunk);
-          await out.write(chunk);
+          // past the cut, the rest is only checked
+          const keep = cutter ? cutter.feed(chunk, written) : chunk.length;
+          if (keep > 0) await out.write(chunk.subarray(0, keep));
           written += chunk.length;
           progress('restore', written, total);
         });
@@ -547,6 +575,11 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
         if (sum !== line.md5)
           throw new VerificationFail(`${path} has checksum ${sum} instead of ${line.md5}`);
         log(`restored ${path}: ${n} bytes, md5 ${sum}`);
+      }
+      if (cutter?.cut != null) {
+        // (up to 15 bytes of a header split between two chunks went out before the cut was known)
+        await out.truncate(cutter.cut);
+        log(`cut at byte ${cutter.cut}, before the first transaction after ${until}`);
       }
       await out.sync();
     } finally {
@@ -558,7 +591,10 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
       log(`not restoring ${last}${INDEX_SUFFIX}: ${(e as Error).message}`);
       return null;
     });
-    if (contents) {
+    if (contents && cutter?.cut != null) {
+      await contents.index.dispose();
+      log(`not restoring ${last}${INDEX_SUFFIX}: it covers transactions after ${until}`);
+    } else if (contents) {
       const pos = contents.pos;
       await contents.index.dispose();
       if (pos === total) {
@@ -576,7 +612,48 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
     await unlink(indexTmp).catch(() => {});
     throw e;
   }
-  return { files: chain.map((l) => l.name), bytes: total, index: indexRestored };
+  const cut = cutter?.cut ?? null;
+  return { files: chain.map((l) => l.name), bytes: cut ?? total, cut: cut !== null, index: indexRestored };
+}
+
+/** The seconds since the epoch of a yyyy-mm-dd[-hh[-mm[-ss[.ffffff]]]] UTC date (its start). */
+export function untilSeconds(date: string): number {
+  const f = date.split('-').map(Number);
+  const s = f[5] ?? 0;
+  return Date.UTC(f[0], f[1] - 1, f[2], f[3] ?? 0, f[4] ?? 0, Math.floor(s)) / 1000 + (s - Math.floor(s));
+}
+
+/**
+ * Follows the transactions of a data file as its bytes stream by, to find where the first one with a tid past
+ * `limit` starts (`cut`). Each transaction header starts with its tid and its length (8 + 8 bytes).
+ */
+export class TransactionCutter {
+  /** where the next transaction starts (after the 4-byte file header) */
+  private next = 4;
+  private readonly head = Buffer.alloc(16);
+  private have = 0;
+  cut: number | null = null;
+
+  constructor(private readonly limit: Uint8Array) {}
+
+  /**
+   * Takes the bytes at file offset `at`; returns how many of them may come before the cut, as far as known: a
+   * header split between chunks is decided with the next one, so the caller truncates at `cut` in the end.
+   */
+  feed(chunk: Buffer, at: number): number {
+    const end = at + chunk.length;
+    while (this.cut === null && this.next < end) {
+      const from = this.next + this.have - at;
+      const take = Math.min(16 - this.have, chunk.length - from);
+      chunk.copy(this.head, this.have, from, from + take);
+      this.have += take;
+      if (this.have < 16) break;
+      this.have = 0;
+      if (Buffer.compare(this.head.subarray(0, 8), this.limit) > 0) this.cut = this.next;
+      else this.next += Number(this.head.readBigUInt64BE(8)) + 8;
+    }
+    return this.cut === null ? chunk.length : Math.max(0, Math.min(chunk.length, this.cut - at));
+  }
 }
 
 async function* copyChunks(path: string): AsyncGenerator<Buffer> {

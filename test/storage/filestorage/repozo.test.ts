@@ -22,10 +22,13 @@ import {
   NoFiles,
   restore,
   timestampOf,
+  TransactionCutter,
+  untilSeconds,
   VerificationFail,
   verifyRepository,
 } from '../../../src/storage/filestorage/repozo.js';
 import { verifyDataFile } from '../../../src/storage/filestorage/fstest.js';
+import { tidTime, TimeStamp } from '../../../src/storage/timestamp.js';
 import { interopTest, type Oracle } from '../../helpers/oracle.js';
 import {
   pyCommit,
@@ -382,3 +385,54 @@ interopTest('a repository whose path holds spaces', async (oracle) => {
     assert.ok((await readFile(join(dir, 'theirs.fs'))).equals(await readFile(fs)));
   });
 });
+
+interopTest(
+  '--until: the state as of any time the backups cover, cut after its last transaction',
+  async (oracle) => {
+    await withTempDir(async (dir) => {
+      const fs = join(dir, 'Data.fs');
+      const repo = join(dir, 'repo');
+      await mkdir(repo);
+      await build(oracle, fs, 60, true);
+      await backup({ repository: repo, file: fs, now: T1.date });
+      await pyCommit(oracle, fs, 4, 'a');
+      await backup({ repository: repo, file: fs, gzip: true, now: T2.date });
+      await pyCommit(oracle, fs, 4, 'b');
+      await backup({ repository: repo, file: fs, now: T3.date });
+      const original = await readFile(fs);
+      const history = await pyHistory(oracle, fs);
+      const n = history.length;
+      // the time of a transaction as --until takes it: microseconds, rounded up past the tid
+      const at = (k: number): string => {
+        const us = Math.ceil(tidTime(Buffer.from(history[k].tid, 'hex')) * 1e6) + 1;
+        const secs = Math.floor(us / 1e6);
+        return `${timestampOf(new Date(secs * 1000))}.${String(us - secs * 1e6).padStart(6, '0')}`;
+      };
+      // in the full backup, at its end, in each incremental, the last
+      for (const k of [0, 3, n - 9, n - 7, n - 4, n - 2, n - 1]) {
+        const out = join(dir, `until-${k}.fs`);
+        const r = await restore({ repository: repo, output: out, until: at(k) });
+        assert.equal(r.cut, k < n - 1, `k=${k}`);
+        assert.equal(r.index, k === n - 1);
+        await assertRestored(oracle, out, original);
+        assert.equal(r.bytes, await sizeOf(out));
+        assert.deepEqual(await pyHistory(oracle, out), history.slice(0, k + 1), `k=${k}`);
+        // the same cut when the headers straddle chunks (7 bytes at a time)
+        const cutter = new TransactionCutter(TimeStamp.fromTime(untilSeconds(at(k))).raw());
+        let kept = 0;
+        for (let p = 0; p < original.length; p += 7) kept += cutter.feed(original.subarray(p, p + 7), p);
+        assert.equal(cutter.cut ?? kept, r.bytes, `k=${k}: chunked`);
+        assert.ok(kept >= r.bytes && kept < r.bytes + 16, `k=${k}: at most a header past the cut`);
+      }
+      // before the first transaction: an empty storage
+      const empty = join(dir, 'empty.fs');
+      const r = await restore({ repository: repo, output: empty, until: '2000-01-01' });
+      assert.deepEqual([r.cut, r.bytes, r.files], [true, 4, ['2026-03-01-10-00-00.fs']]);
+      assert.deepEqual(await pyHistory(oracle, empty), []);
+      await assert.rejects(
+        restore({ repository: repo, output: empty, until: at(1), date: '2026-03-02' }),
+        /not both/,
+      );
+    });
+  },
+);
