@@ -384,7 +384,13 @@ async function writeBackup(
       progress('copy', done, pos - start);
     }
   }
-  await writeAtomically(dest, chunks, gzip);
+  try {
+    await writeAtomically(dest, chunks, gzip);
+  } catch (e) {
+    // no index without its backup
+    await unlink(repoPath(repository, stemOf(name) + INDEX_SUFFIX)).catch(() => {});
+    throw e;
+  }
   return hash.digest('hex');
 }
 
