@@ -22,7 +22,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip } from 'node:zlib';
 import { fsyncDirectory } from './file.js';
 import { encodeIndexFileChunks, openIndexFile, INDEX_SUFFIX } from './indexfile.js';
-import { scanDataFile } from './scan.js';
+import { exists, scanDataFile } from './scan.js';
 import { TimeStamp } from '../timestamp.js';
 
 export class RepozoError extends Error {
@@ -197,16 +197,6 @@ async function readRange(
     if (bytesRead === 0) throw new RepozoError(`unexpected end of file at byte ${start + done}`);
     done += bytesRead;
     await each(buf.subarray(0, bytesRead));
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw e;
   }
 }
 

@@ -50,6 +50,21 @@ async function build(oracle: Oracle, path: string, n = 120, pack = false): Promi
   await oracle.json(PY_BUILD, undefined, { path, n, pack });
 }
 
+/** A temporary directory with a Data.fs Python built (PY_BUILD) and an empty repository directory. */
+async function withDataFile(
+  oracle: Oracle,
+  o: { n?: number; pack?: boolean; repo?: string },
+  fn: (p: { dir: string; fs: string; repo: string }) => Promise<void>,
+): Promise<void> {
+  await withTempDir(async (dir) => {
+    const fs = join(dir, 'Data.fs');
+    const repo = join(dir, o.repo ?? 'repo');
+    await mkdir(repo);
+    await build(oracle, fs, o.n ?? 120, o.pack ?? false);
+    await fn({ dir, fs, repo });
+  });
+}
+
 /** The restored file is the data file's first `size` bytes, Python reads the same history, and both checks pass. */
 async function assertRestored(oracle: Oracle, restored: string, original: Buffer): Promise<void> {
   const got = await readFile(restored);
@@ -124,11 +139,7 @@ interopTest(
 interopTest(
   'zeo restore restores repozo backups (full, incrementals, gzip and not), and -D an earlier state',
   async (oracle) => {
-    await withTempDir(async (dir) => {
-      const fs = join(dir, 'Data.fs');
-      const repo = join(dir, 'repo');
-      await mkdir(repo);
-      await build(oracle, fs, 150, true);
+    await withDataFile(oracle, { n: 150, pack: true }, async ({ dir, fs, repo }) => {
       const sizes: number[] = [];
       const counts: number[] = [];
       assert.equal(await runRepozo(oracle, ['-B', '-r', repo, '-f', fs], T1.tuple), null);
@@ -194,11 +205,7 @@ interopTest(
 interopTest(
   'repozo restores zeo backups; incrementals by one continue the chain of the other (-Q too)',
   async (oracle) => {
-    await withTempDir(async (dir) => {
-      const fs = join(dir, 'Data.fs');
-      const repo = join(dir, 'repo');
-      await mkdir(repo);
-      await build(oracle, fs);
+    await withDataFile(oracle, {}, async ({ dir, fs, repo }) => {
       assert.equal((await backup({ repository: repo, file: fs, gzip: true, now: T1.date })).kind, 'full');
       await pyCommit(oracle, fs, 3, 'a');
       assert.equal(await runRepozo(oracle, ['-B', '-r', repo, '-f', fs], T2.tuple), null);
@@ -306,11 +313,7 @@ interopTest('only complete transactions are backed up, as repozo does', async (o
 interopTest(
   'a damaged or incomplete repository is an error that leaves the output as it was',
   async (oracle) => {
-    await withTempDir(async (dir) => {
-      const fs = join(dir, 'Data.fs');
-      const repo = join(dir, 'repo');
-      await mkdir(repo);
-      await build(oracle, fs);
+    await withDataFile(oracle, {}, async ({ dir, fs, repo }) => {
       await backup({ repository: repo, file: fs, now: T1.date });
       await pyCommit(oracle, fs, 3, 'a');
       await backup({ repository: repo, file: fs, gzip: true, now: T2.date });
@@ -367,11 +370,7 @@ interopTest(
 );
 
 interopTest('a repository whose path holds spaces', async (oracle) => {
-  await withTempDir(async (dir) => {
-    const fs = join(dir, 'Data.fs');
-    const repo = join(dir, 'my backups');
-    await mkdir(repo);
-    await build(oracle, fs, 30);
+  await withDataFile(oracle, { n: 30, repo: 'my backups' }, async ({ dir, fs, repo }) => {
     await backup({ repository: repo, file: fs, now: T1.date });
     await pyCommit(oracle, fs, 2, 'a');
     assert.equal(await runRepozo(oracle, ['-B', '-r', repo, '-f', fs], T2.tuple), null);
@@ -389,11 +388,7 @@ interopTest('a repository whose path holds spaces', async (oracle) => {
 interopTest(
   '--until: the state as of any time the backups cover, cut after its last transaction',
   async (oracle) => {
-    await withTempDir(async (dir) => {
-      const fs = join(dir, 'Data.fs');
-      const repo = join(dir, 'repo');
-      await mkdir(repo);
-      await build(oracle, fs, 60, true);
+    await withDataFile(oracle, { n: 60, pack: true }, async ({ dir, fs, repo }) => {
       await backup({ repository: repo, file: fs, now: T1.date });
       await pyCommit(oracle, fs, 4, 'a');
       await backup({ repository: repo, file: fs, gzip: true, now: T2.date });
