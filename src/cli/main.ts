@@ -1,9 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
+import { backupCommand } from './backup.js';
 import { copyCommand } from './copy.js';
 import { dumpCommand } from './dump.js';
 import { packCommand } from './pack.js';
 import { pickleCommand } from './pickle.js';
+import { restoreCommand } from './restore.js';
 import { serveCommand } from './serve.js';
 import { statusCommand } from './status.js';
 import { verifyCommand } from './verify.js';
@@ -25,6 +27,8 @@ export function buildProgram(): Command {
   program.addCommand(copyCommand());
   program.addCommand(packCommand());
   program.addCommand(statusCommand());
+  program.addCommand(backupCommand());
+  program.addCommand(restoreCommand());
   return program;
 }
 

@@ -13,6 +13,7 @@ import type { ServerAddress } from '../client/connection.js';
 import { pyRepr, tuple } from '../pickle/index.js';
 import type { TlsSection } from '../transport/tls.js';
 import { addTlsOptions, sslFromOptions } from './copy.js';
+import { formatDuration, type ProgressStream } from './progress.js';
 
 /** One storage to pack: its server and its name there. */
 export interface PackTarget {
@@ -133,11 +134,60 @@ async function connect(
   }
 }
 
+/**
+ * What a terminal shows while a server packs: ZEO says nothing of a pack's progress until it ends, so the line
+ * is the storage and the time spent, redrawn each second ("pack '1' on ('127.0.0.1', 8100)  0:42"). Off a
+ * terminal it draws nothing (zeopack's output, which scripts read, stays as it was).
+ */
+export class PackTicker {
+  private timer: NodeJS.Timeout | null = null;
+  private drawn = false;
+  private readonly start: number;
+
+  constructor(
+    readonly label: string,
+    private readonly stream: ProgressStream = process.stderr,
+    private readonly now: () => number = () => performance.now(),
+  ) {
+    this.start = now();
+  }
+
+  /** Draws now and then every `intervalMs`, on a terminal only. */
+  run(intervalMs = 1000): this {
+    if (this.stream.isTTY !== true) return this;
+    this.draw();
+    this.timer = setInterval(() => this.draw(), intervalMs);
+    this.timer.unref();
+    return this;
+  }
+
+  draw(): void {
+    const line = `${this.label}  ${formatDuration((this.now() - this.start) / 1000)}`;
+    const max = (this.stream.columns && this.stream.columns > 20 ? this.stream.columns : 80) - 1;
+    this.stream.write(`\r${line.length > max ? line.slice(0, max) : line}\x1b[K`);
+    this.drawn = true;
+  }
+
+  /** Stops drawing and erases the line. */
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    if (this.drawn) this.stream.write('\r\x1b[K');
+    this.drawn = false;
+  }
+}
+
 /** Packs every target; returns the exit status (messages go to `err`). */
 export async function runPack(
   targets: PackTarget[],
   packt: number,
-  options: { waitMs: number; tls?: TlsSection | null; err?: (s: string) => void },
+  options: {
+    waitMs: number;
+    tls?: TlsSection | null;
+    err?: (s: string) => void;
+    /** where the waiting line is drawn when it is a terminal (default process.stderr); null: nowhere */
+    progress?: ProgressStream | null;
+  },
 ): Promise<number> {
   const err = options.err ?? ((s: string) => process.stderr.write(s));
   let found = false;
@@ -148,9 +198,13 @@ export async function runPack(
       continue;
     }
     found = true;
+    const progress = options.progress === undefined ? process.stderr : options.progress;
+    const ticker = progress ? new PackTicker(`pack ${targetRepr(t)}`, progress).run() : null;
     try {
       await storage.pack(packt);
+      ticker?.stop();
     } catch (e) {
+      ticker?.stop();
       const error = e as Error;
       err(`${error.name}: ${error.message}\n`);
       err(`Error:\nError packing storage ${t.name} in ${addressRepr(t)}\n`);

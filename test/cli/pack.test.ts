@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { packTargets, packTime, targetRepr } from '../../src/cli/pack.js';
+import { PackTicker, packTargets, packTime, targetRepr } from '../../src/cli/pack.js';
 import { FileStorage } from '../../src/storage/filestorage/file-storage.js';
 import { serverTlsOptions } from '../../src/transport/tls.js';
 import { noOpenssl, selfSignedPair } from '../helpers/openssl.js';
@@ -217,4 +217,27 @@ test('zeo pack: a pack the server refuses exits 1 with the error and "Error pack
       await s.stop();
     }
   });
+});
+
+test('on a terminal, a pack shows the storage and the time it has taken, and erases the line at the end', () => {
+  let t = 0;
+  const out: string[] = [];
+  const tty = { isTTY: true, columns: 60, write: (c: string) => out.push(c) };
+  const ticker = new PackTicker("pack ('127.0.0.1', 8100), '1'", tty, () => t).run(3_600_000);
+  t = 42_000;
+  ticker.draw();
+  t = 3_723_000;
+  ticker.draw();
+  ticker.stop();
+  assert.deepEqual(out, [
+    "\rpack ('127.0.0.1', 8100), '1'  0:00\x1b[K",
+    "\rpack ('127.0.0.1', 8100), '1'  0:42\x1b[K",
+    "\rpack ('127.0.0.1', 8100), '1'  1:02:03\x1b[K",
+    '\r\x1b[K',
+  ]);
+  // off a terminal: nothing at all
+  const pipe: string[] = [];
+  const quiet = new PackTicker('pack x', { write: (c: string) => pipe.push(c) }, () => t).run();
+  quiet.stop();
+  assert.deepEqual(pipe, []);
 });

@@ -10,6 +10,7 @@ import { verifyDataFile } from '../../src/storage/filestorage/fstest.js';
 import { decodeTransaction, writeU64 } from '../../src/storage/filestorage/format.js';
 import { fixturesDir } from '../helpers/corpus.js';
 import { interopTest, repoRoot, type Oracle } from '../helpers/oracle.js';
+import { pyFstest as fstest } from '../helpers/repozo.js';
 import { PY_BUILD, withTempDir } from '../storage/filestorage/fs-oracle.js';
 
 const zeo = resolve(repoRoot, 'bin/zeo');
@@ -17,22 +18,6 @@ const zeo = resolve(repoRoot, 'bin/zeo');
 function run(args: string[]) {
   const r = spawnSync(process.execPath, [zeo, ...args], { encoding: 'utf8' });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-/** fstest's verdict: null when sound, else its message. */
-async function fstest(oracle: Oracle, path: string): Promise<string | null> {
-  return oracle.json<string | null>(
-    `
-from ZODB.scripts.fstest import check, FormatError
-try:
-    check(args['path'])
-    result = None
-except FormatError as e:
-    result = str(e)
-`,
-    undefined,
-    { path },
-  );
 }
 
 interface Txn {

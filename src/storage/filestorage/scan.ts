@@ -725,7 +725,8 @@ export async function scanDataPath(file: string, options: ScanOptions = {}): Pro
 // ---------------------------------------------------------------------------------------------------------
 // recovery (this one writes: the storage calls it on a writable open when scanDataFile reported a recovery)
 
-async function exists(path: string): Promise<boolean> {
+/** Whether `path` exists (ENOENT: no; other errors are thrown). */
+export async function exists(path: string): Promise<boolean> {
   try {
     await stat(path);
     return true;
