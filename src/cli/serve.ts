@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import type { ServeOptions, ServerConfig } from '../server/config.js';
 import type { Logger } from '../server/log.js';
+import type { HttpListener } from '../server/http/listener.js';
 import type { StorageServer } from '../server/server.js';
 
 /** How long a stop waits for the warm-up to end (it ends within a round: milliseconds) */
@@ -38,6 +39,11 @@ export function serveCommand(): Command {
     )
     .option('--max-message-size <bytes>', 'the largest message a client may send (default 256MB)')
     .option('--max-blob-upload <bytes>', 'the largest blob a client may upload (default 4GB)')
+    .option(
+      '--http <address>',
+      'serve metrics, the dashboard and the object browser over HTTP at PORT (127.0.0.1), HOST:PORT or a unix socket PATH',
+    )
+    .option('--http-token-file <file>', "the HTTP listener's bearer token: the first line of this file")
     .action(async (opts: ServeOptions) => {
       // the server's modules load only when a server is started (main.ts's other commands and --help skip them)
       const { ConfigError, serveOptionsToConfig } = await import('../server/config.js');
@@ -63,16 +69,22 @@ export async function serve(config: ServerConfig): Promise<void> {
     { canConnect, describeAddress, StorageServer },
     { serverTlsOptions },
     { warmUp, warmUpBudget },
+    { httpCredentials, startHttpListener },
   ] = await Promise.all([
     import('../server/log.js'),
     import('../server/open-storages.js'),
     import('../server/server.js'),
     import('../transport/tls.js'),
     import('../server/warmup.js'),
+    import('../server/http/app.js'),
   ]);
   // as runzeo: refuse an address something already listens on before touching any storage
   if (await canConnect(config.address)) {
     process.stderr.write(`Error: address ${describeAddress(config.address)} already in use\n`);
+    process.exit(2);
+  }
+  if (config.http && (await canConnect(config.http.address))) {
+    process.stderr.write(`Error: HTTP address ${describeAddress(config.http.address)} already in use\n`);
     process.exit(2);
   }
   // --log-format: runzeo's text or JSON lines
@@ -80,6 +92,7 @@ export async function serve(config: ServerConfig): Promise<void> {
   // runzeo's own messages carry its pid
   const log = withPrefix(logging.root.child('ZEO.runzeo'), `(${process.pid}) `);
   let server: StorageServer | null = null;
+  let httpListener: HttpListener | null = null;
   // the reference writes no pid file for a read-only server
   const pidFile = config.readOnly ? null : config.pidFilename;
   // Signals are handled from the start, as runzeo's are: one that comes while the storages open is acted on
@@ -106,6 +119,8 @@ export async function serve(config: ServerConfig): Promise<void> {
       new Promise((resolve) => setTimeout(resolve, WARM_UP_STOP_MS).unref()),
     ]);
     void warmUpOver
+      // the HTTP side first: nothing reads a storage that is closing
+      .then(() => httpListener?.close())
       .then(() => server.close())
       .then(async () => {
         if (pidFile) {
@@ -147,6 +162,14 @@ export async function serve(config: ServerConfig): Promise<void> {
     }
     const tlsOptions = config.ssl ? serverTlsOptions(config.ssl) : null;
     const warmUpMs = warmUpBudget(process.env);
+    // a bad http-token-file stops the start before any storage opens
+    const http = config.http ?? null;
+    const credentials = http
+      ? await httpCredentials(http, {
+          clientCertificates: !!config.ssl && config.ssl.authenticate !== 'DYNAMIC',
+          source: config.sources?.httpTokenFile,
+        })
+      : null;
     const storages = await openStorages(config.storages, log);
     server = await StorageServer.create({
       storages,
@@ -161,6 +184,15 @@ export async function serve(config: ServerConfig): Promise<void> {
     });
     if (config.address.kind === 'unix') await mkdir(join(config.address.path, '..'), { recursive: true });
     await server.listen(config.address, tlsOptions);
+    if (http && credentials) {
+      if (http.address.kind === 'unix') await mkdir(join(http.address.path, '..'), { recursive: true });
+      httpListener = await startHttpListener(
+        { server, config, log: logging.root },
+        http,
+        credentials,
+        tlsOptions,
+      );
+    }
     // then the hot paths compiled while no client is busy (off with ZEO_TS_WARMUP_MS=0)
     // (a warm-up that fails, for want of a temporary directory say, only leaves the code cold)
     const served = server;
@@ -173,6 +205,7 @@ export async function serve(config: ServerConfig): Promise<void> {
     if (err.code === 'EADDRINUSE') log.critical(`address ${describeAddress(config.address)} already in use`);
     else log.critical(`could not start: ${err.message}`, e);
     // the startup error, logged above, is the one to report
+    await httpListener?.close();
     await server?.close().catch(() => {});
     if (pidFile) await unlink(pidFile).catch(() => {});
     await logging.close();

@@ -23,7 +23,13 @@ import {
 } from '../zconfig/index.js';
 import type { PostgreSQLOptions } from '../storage/postgresql/options.js';
 import { checkLogFormat, type EventLogConfig, type LogFormat, type LogLevel } from './log.js';
-import { listenAddress, RUNZEO_SCHEMA, RUNZEO_TYPES, type ListenAddress } from './runzeo-schema.js';
+import {
+  httpListenAddress,
+  listenAddress,
+  RUNZEO_SCHEMA,
+  RUNZEO_TYPES,
+  type ListenAddress,
+} from './runzeo-schema.js';
 
 export { ConfigError } from '../zconfig/index.js';
 export {
@@ -75,6 +81,14 @@ export type StorageConfig =
       ignored: string[];
     };
 
+/** The HTTP listener (metrics, dashboard, object browser): `http-address`/--http, `http-token-file`. */
+export interface HttpConfig {
+  /** a bare port listens on 127.0.0.1 (loopback unless an address says otherwise) */
+  address: ListenAddress;
+  /** a file whose first line is the bearer token (null: a random one, or TLS client certificates) */
+  tokenFile: string | null;
+}
+
 export interface ServerConfig {
   address: ListenAddress;
   readOnly: boolean;
@@ -93,6 +107,8 @@ export interface ServerConfig {
   maxMessageSize?: number;
   /** the largest blob a client may upload in one transaction, from --max-blob-upload (absent: the default) */
   maxBlobUpload?: number;
+  /** the HTTP listener, off when absent (zeo-ts's own <zeo> keys; runzeo refuses them) */
+  http?: HttpConfig | null;
   /** where each <zeo> setting came from, for messages: "zeo.conf, line 3", "-a", "ZEO_MSGPACK", "default" */
   sources?: Partial<Record<ZeoSetting, string>>;
 }
@@ -108,7 +124,9 @@ type ZeoSetting =
   | 'pidFilename'
   | 'clientConflictResolution'
   | 'msgpack'
-  | 'ssl';
+  | 'ssl'
+  | 'http'
+  | 'httpTokenFile';
 
 export const DEFAULT_ADDRESS: ListenAddress = { kind: 'tcp', host: '127.0.0.1', port: 8100 };
 
@@ -454,6 +472,14 @@ function toServerConfig(top: SectionValue, env: NodeJS.ProcessEnv, withStorages:
     msgpack = !!env.ZEO_MSGPACK;
     sources.msgpack = env.ZEO_MSGPACK ? 'ZEO_MSGPACK' : 'default';
   }
+  const httpAddress = setting<ListenAddress | null>('http', 'http-address');
+  const httpTokenFile = setting<string | null>('httpTokenFile', 'http-token-file') || null;
+  if (httpTokenFile && !httpAddress) {
+    fail(
+      'http-token-file is given without http-address: there is no HTTP listener to protect',
+      keyPos(zeo, 'http-token-file'),
+    );
+  }
   let pidFilename = setting<string | null>('pidFilename', 'pid-filename') || null;
   if (pidFilename === null) pidFilename = defaultPidFile(env);
 
@@ -480,6 +506,8 @@ function toServerConfig(top: SectionValue, env: NodeJS.ProcessEnv, withStorages:
     clientConflictResolution: setting<boolean>('clientConflictResolution', 'client-conflict-resolution'),
     msgpack,
     ssl,
+    // (absent when off, as in a configuration built by hand)
+    ...(httpAddress ? { http: { address: httpAddress, tokenFile: httpTokenFile } } : {}),
     storages,
     eventlog,
     sources,
@@ -563,6 +591,10 @@ export interface ServeOptions {
   maxMessageSize?: string;
   /** --max-blob-upload (zeo-ts): the largest blob a client may upload, a ZConfig byte-size (4GB) */
   maxBlobUpload?: string;
+  /** --http (zeo-ts): the HTTP listener's address, as http-address (a bare PORT is 127.0.0.1:PORT) */
+  http?: string;
+  /** --http-token-file (zeo-ts): the file whose first line is the HTTP listener's bearer token */
+  httpTokenFile?: string;
 }
 
 /**
@@ -624,6 +656,22 @@ export function serveOptionsToConfig(opts: ServeOptions, env: NodeJS.ProcessEnv 
     config.maxMessageSize = positiveSize('--max-message-size', opts.maxMessageSize);
   if (opts.maxBlobUpload !== undefined)
     config.maxBlobUpload = positiveSize('--max-blob-upload', opts.maxBlobUpload);
+  if (opts.http !== undefined) {
+    config.http = {
+      address: option('--http', opts.http, httpListenAddress),
+      tokenFile: config.http?.tokenFile ?? null,
+    };
+    sources.http = '--http';
+  }
+  if (opts.httpTokenFile !== undefined) {
+    if (!config.http) {
+      throw new ConfigError(
+        '--http-token-file is given without --http (or http-address): there is no HTTP listener to protect',
+      );
+    }
+    config.http.tokenFile = opts.httpTokenFile;
+    sources.httpTokenFile = '--http-token-file';
+  }
   return config;
 }
 

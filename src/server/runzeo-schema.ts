@@ -50,6 +50,20 @@ export function listenAddress(s: string): ListenAddress {
     : { kind: 'tcp', host: a.host, port: a.port ?? 0 };
 }
 
+/**
+ * http-address (zeo-ts's HTTP listener): read as `address` is, except that a bare port listens on loopback
+ * (127.0.0.1) rather than on every interface; ':PORT' still means every interface.
+ */
+export function httpListenAddress(s: string): ListenAddress {
+  if (/^\s*\d+\s*$/.test(s)) {
+    // (ZConfig would take an out-of-range number for a host name)
+    const port = Number(s);
+    if (port > 65535) throw new DatatypeError(`port number out of range: ${repr(s.trim())}`);
+    return { kind: 'tcp', host: '127.0.0.1', port };
+  }
+  return listenAddress(s);
+}
+
 const logLevel = (v: string): LogLevel => levelFromNumber(loggingLevel(v));
 
 // zdaemon's datatypes, for <runner>
@@ -105,6 +119,9 @@ const TYPES: SectionType[] = [
       k('pid-filename', existingDirpath),
       k('client-conflict-resolution', boolean, { default: 'false' }),
       k('msgpack', boolean),
+      // zeo-ts's own: the HTTP listener (metrics, dashboard, object browser)
+      k('http-address', httpListenAddress),
+      k('http-token-file', existingDirpath),
     ],
     sections: [{ type: 'ssl', attr: 'ssl' }],
   },

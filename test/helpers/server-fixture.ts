@@ -6,6 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TlsOptions } from 'node:tls';
 import { fileStorageDefaults, type StorageConfig } from '../../src/server/config.js';
+import { randomToken } from '../../src/server/http/auth.js';
+import { startHttpListener } from '../../src/server/http/app.js';
+import type { HttpListener } from '../../src/server/http/listener.js';
 import { createLogger } from '../../src/server/log.js';
 import { openStorages, type OpenedStorage } from '../../src/server/open-storages.js';
 import { StorageServer, type StorageServerOptions } from '../../src/server/server.js';
@@ -24,8 +27,18 @@ export interface TestServerOptions extends ServerSettings {
   port?: number;
   /** an existing directory to serve from (kept on stop) */
   dir?: string;
-  /** serve TLS with these options (serverTlsOptions of an <ssl> section) */
+  /** serve TLS with these options (serverTlsOptions of an <ssl> section; the HTTP listener is then HTTPS) */
   tls?: TlsOptions;
+  /** also start the HTTP listener (every route of httpRoutes) on 127.0.0.1, port 0; token default: a random one */
+  http?: { token?: string };
+}
+
+/** The running HTTP listener of a test server. */
+export interface TestHttp {
+  /** 'http://127.0.0.1:PORT' (https with `tls`), no trailing slash */
+  url: string;
+  token: string;
+  listener: HttpListener;
 }
 
 export interface TestServer {
@@ -37,6 +50,8 @@ export interface TestServer {
   pyAddress: string;
   /** every log line the server wrote */
   logs: string[];
+  /** the HTTP listener, when asked for with `http` (stopped with the server) */
+  http?: TestHttp;
   stop(): Promise<void>;
 }
 
@@ -90,6 +105,7 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
     port: _port,
     dir: _dir,
     tls,
+    http: httpOptions,
     ...settings
   } = options;
   const server = await StorageServer.create({ ...settings, storages, log: logging.root });
@@ -107,6 +123,24 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
     if (ownDir) await rm(dir, { recursive: true, force: true });
     throw e;
   }
+  let http: TestHttp | undefined;
+  if (httpOptions) {
+    const token = httpOptions.token ?? randomToken();
+    try {
+      const listener = await startHttpListener(
+        { server, config: null, log: logging.root },
+        { address: { kind: 'tcp', host: '127.0.0.1', port: 0 }, tokenFile: null },
+        { token, generated: false },
+        tls ?? null,
+      );
+      http = { url: listener.url, token, listener };
+    } catch (e) {
+      await server.close();
+      await logging.close();
+      if (ownDir) await rm(dir, { recursive: true, force: true });
+      throw e;
+    }
+  }
   const address = bound.kind === 'unix' ? { path: bound.path } : { host: '127.0.0.1', port: bound.port };
   const pyAddress = 'path' in address ? JSON.stringify(address.path) : `('127.0.0.1', ${address.port})`;
   return {
@@ -115,7 +149,9 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
     address,
     pyAddress,
     logs,
+    http,
     async stop() {
+      await http?.listener.close();
       await server.close();
       await logging.close();
       if (ownDir) await rm(dir, { recursive: true, force: true });
