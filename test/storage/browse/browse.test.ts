@@ -157,7 +157,7 @@ async function checkStorage(storage: Storage, d: BrowseData, blobs: boolean): Pr
   assert.equal(first?.next, 3);
   const rest = await transactionView(storage, oid(d.revision_tids[0]), 3, 1000);
   assert.equal(rest?.next, null);
-  assert.ok(rest!.records.length > d.tree_buckets);
+  assert.ok(rest.records.length > d.tree_buckets);
   assert.equal(await transactionView(storage, p64(1), 0, 10), null);
 
   // the undo log, as Python's DB.undoLog lists it
