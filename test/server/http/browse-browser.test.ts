@@ -17,7 +17,7 @@ async function objectClass(page: Page, name: string): Promise<void> {
 }
 
 async function itemKeys(page: Page): Promise<string[]> {
-  return page.$$eval('#items tbody tr td:first-child', (tds) => tds.map((t) => t.textContent ?? ''));
+  return page.locator('#items tbody tr td:first-child').allTextContents();
 }
 
 describe('the object browser in Chromium', { skip }, () => {
@@ -83,13 +83,13 @@ describe('the object browser in Chromium', { skip }, () => {
     // the object with several revisions: its history, an old revision, its transaction
     await page.click(`#items a.ref[data-oid="${d.revised}"]`);
     await page.waitForSelector('#history tbody tr:nth-child(4)');
-    const tids = await page.$$eval('#history a.revision', (as) => as.map((a) => a.textContent));
+    const tids = await page.locator('#history a.revision').allTextContents();
     assert.deepEqual(tids, [...d.revision_tids].reverse());
     await keepScreenshot(page, 'browse-5-history');
     await page.click(`#history a.revision:text("${d.revision_tids[1]}")`);
     await page.waitForSelector(`text=viewed as of`);
     await page.waitForSelector('#items tbody tr');
-    const revItems = await page.$$eval('#items tbody tr', (trs) => trs.map((tr) => tr.textContent));
+    const revItems = await page.locator('#items tbody tr').allTextContents();
     assert.deepEqual(
       revItems,
       ["'rev': 1"].map((x) => x.replace(': ', '')),
@@ -98,7 +98,9 @@ describe('the object browser in Chromium', { skip }, () => {
     await page.click(`#history tr:has(a.revision:text("${d.revision_tids[1]}")) a.txn`);
     await page.waitForSelector('#txn-description:text("revision 1")');
     assert.deepEqual(
-      await page.$$eval('#records tbody a.oid', (as) => as.map((a) => a.getAttribute('href'))),
+      await Promise.all(
+        (await page.locator('#records tbody a.oid').all()).map((a) => a.getAttribute('href')),
+      ),
       [`#/1/object/${d.revised}@${d.revision_tids[1]}`],
     );
     await keepScreenshot(page, 'browse-7-transaction');
@@ -106,9 +108,7 @@ describe('the object browser in Chromium', { skip }, () => {
     // the undo log
     await page.click('#go-undo');
     await page.waitForSelector('#undo-log tbody tr');
-    const descriptions = await page.$$eval('#undo-log tbody tr td:nth-child(4)', (tds) =>
-      tds.map((t) => t.textContent),
-    );
+    const descriptions = await page.locator('#undo-log tbody tr td:nth-child(4)').allTextContents();
     assert.deepEqual(
       descriptions,
       d.undo_log.map((e) => e.description),
