@@ -1,12 +1,16 @@
 // The object browser's core (src/storage/browse) over data the real ZODB wrote through ZEO: the same answers
 // from the FileStorage that served it and from a MemoryStorage copy of it, through the Storage contract only.
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
 import { deflateSync } from 'node:zlib';
 import { copyStorage } from '../../../src/storage/copy.js';
 import { POSKeyError } from '../../../src/storage/errors.js';
 import { idFromHex, p64 } from '../../../src/storage/ids.js';
 import type { Storage } from '../../../src/storage/interfaces.js';
 import { MemoryStorage } from '../../../src/storage/memory/memory-storage.js';
+import { PostgreSQLStorage } from '../../../src/storage/postgresql/index.js';
 import {
   BrowseInputError,
   containerPage,
@@ -19,8 +23,9 @@ import {
   type TreeNode,
 } from '../../../src/storage/browse/index.js';
 import { makeBrowseData, treeKeys, TREE_SIZE, type BrowseData } from '../../helpers/browse-data.js';
-import { interopTest } from '../../helpers/oracle.js';
-import { startServer } from '../../helpers/server-fixture.js';
+import { interopDisabled, Oracle } from '../../helpers/oracle.js';
+import { skipPostgres, startPostgres } from '../../helpers/postgres.js';
+import { startServer, type TestServer } from '../../helpers/server-fixture.js';
 
 const oid = idFromHex;
 
@@ -205,23 +210,59 @@ async function checkStorage(storage: Storage, d: BrowseData, blobs: boolean): Pr
   assert.equal(bad.raw?.length, 18);
 }
 
-interopTest(
-  'the object browser reads what Python ZODB wrote, from a FileStorage and a MemoryStorage',
-  async (oracle) => {
-    const s = await startServer();
-    try {
-      const addr: [string, number] = ['127.0.0.1', (s.address as { port: number }).port];
-      const d = await makeBrowseData(oracle, addr);
-      const fs = s.server.storages.get('1')!.storage;
-      assert.equal(Buffer.from(fs.lastTransaction()).toString('hex'), d.last);
-      await checkStorage(fs, d, true);
+const skip = interopDisabled ? 'ZEO_TS_SKIP_INTEROP=1' : false;
 
-      const mem = new MemoryStorage();
+describe('the object browser over what Python ZODB wrote through ZEO', { skip }, () => {
+  let s: TestServer;
+  let d: BrowseData;
+  let fs: Storage;
+
+  before(async () => {
+    s = await startServer();
+    const oracle = new Oracle();
+    try {
+      d = await makeBrowseData(oracle, ['127.0.0.1', (s.address as { port: number }).port]);
+    } finally {
+      oracle.close();
+    }
+    fs = s.server.storages.get('1')!.storage;
+  });
+  after(async () => {
+    await s?.stop();
+  });
+
+  test('FileStorage (the one that served it)', async () => {
+    assert.equal(Buffer.from(fs.lastTransaction()).toString('hex'), d.last);
+    await checkStorage(fs, d, true);
+  });
+
+  test('MemoryStorage (a copy)', async () => {
+    const mem = new MemoryStorage();
+    try {
       await copyStorage(fs, mem, { blobs: false });
       await checkStorage(mem, d, false);
-      await mem.close();
     } finally {
-      await s.stop();
+      await mem.close();
     }
-  },
-);
+  });
+
+  test('PostgreSQL (a copy)', { skip: skipPostgres }, async () => {
+    const cluster = await startPostgres();
+    try {
+      const admin = new pg.Client(cluster.connection('postgres'));
+      await admin.connect();
+      await admin.query('CREATE DATABASE browse');
+      await admin.end();
+      const dsn = `host=${cluster.socketDir} port=${cluster.port} user=${cluster.user} dbname=browse`;
+      const store = await PostgreSQLStorage.open({ dsn, poolSize: 2, blobDir: join(s.dir, 'pg-blobs') });
+      try {
+        await copyStorage(fs, store);
+        await checkStorage(store, d, true);
+      } finally {
+        await store.close();
+      }
+    } finally {
+      await cluster.stop();
+    }
+  });
+});
