@@ -18,6 +18,10 @@ from persistent.mapping import PersistentMapping
 from persistent.list import PersistentList
 from BTrees.OOBTree import OOBTree
 from BTrees.IOBTree import IOBTree
+from BTrees.OOBTree import OOTreeSet, OOBucket
+from BTrees.LLBTree import LLTreeSet
+from BTrees.IFBTree import IFBTree
+from BTrees.QQBTree import QQBTree
 from ZEO.ClientStorage import ClientStorage
 from ZODB import DB
 from ZODB.blob import Blob
@@ -48,7 +52,19 @@ def commit(note):
     t.setUser('tester')
     t.commit()
 
-root['mapping'] = PersistentMapping({'answer': 42, 'name': 'héllo', 'nested': {'xs': [1, 2.5, (3, b'\\x00\\xff')]}})
+deep = 'bottom'
+for _ in range(20):
+    deep = [deep]
+families = dict(
+    treeset=OOTreeSet('member%04d' % i for i in range(1000)),
+    llset=LLTreeSet(2**40 + i for i in range(500)),
+    iftree=IFBTree({i: i / 2 for i in range(10)}),
+    qqtree=QQBTree({2**63 + i: i for i in range(5)}),
+    bucket=OOBucket({'b%d' % i: i for i in range(7)}),
+)
+root['mapping'] = PersistentMapping(dict(
+    answer=42, name='héllo', nested={'xs': [1, 2.5, (3, b'\\x00\\xff')]},
+    many=list(range(5000)), deep=deep, raw=bytes(3000), **families))
 tree = OOBTree()
 for i in range(${TREE_SIZE}):
     tree['key%05d' % i] = i * 2
@@ -100,6 +116,7 @@ while bucket is not None:
 result = dict(
     root='0000000000000000',
     mapping=h(root['mapping']._p_oid),
+    families={k: h(v._p_oid) for k, v in families.items()},
     tree=h(tree._p_oid),
     tree_buckets=bucket_count,
     itree=h(itree._p_oid),
@@ -121,6 +138,8 @@ shutil.rmtree(blob_dir, ignore_errors=True)
 export interface BrowseData {
   root: string;
   mapping: string;
+  /** OOTreeSet treeset, LLTreeSet llset, IFBTree iftree (one inline bucket), QQBTree qqtree, OOBucket bucket */
+  families: Record<'treeset' | 'llset' | 'iftree' | 'qqtree' | 'bucket', string>;
   tree: string;
   tree_buckets: number;
   itree: string;

@@ -109,7 +109,7 @@ export class TreeBuilder {
     if (v instanceof Map) {
       const entries: Array<[TreeNode, TreeNode]> = [];
       for (const [k, x] of v) {
-        if (entries.length >= this.limits.maxItems) break;
+        if (entries.length >= this.limits.maxItems || this.nodes > this.limits.maxNodes) break;
         entries.push([this.build(k, depth + 1), this.build(x, depth + 1)]);
       }
       return this.sized({ type: 'dict', entries }, v.size, entries.length);
@@ -139,7 +139,7 @@ export class TreeBuilder {
   private seq(type: string, v: Iterable<PickleValue> & { length?: number; size?: number }, depth: number) {
     const items: TreeNode[] = [];
     for (const x of v) {
-      if (items.length >= this.limits.maxItems) break;
+      if (items.length >= this.limits.maxItems || this.nodes > this.limits.maxNodes) break;
       items.push(this.build(x, depth + 1));
     }
     return this.sized({ type, items }, v.length ?? v.size ?? items.length, items.length);

@@ -121,6 +121,58 @@ async function checkStorage(storage: Storage, d: BrowseData, blobs: boolean): Pr
     Array.from({ length: 100 }, (_, i) => [String(100 + i), String(100 + i)]),
   );
 
+  // the other kinds and families of BTrees: sets, 64-bit and unsigned keys, float values, an inline bucket
+  const f = d.families;
+  const treeset = await allPages(storage, f.treeset, 100);
+  assert.equal(treeset.length, 10);
+  assert.deepEqual(treeset[0].container, { kind: 'treeset', family: 'OO', values: false });
+  assert.deepEqual(
+    treeset.flatMap((p) => p.items.map((i) => [i.key.repr, i.value])),
+    Array.from({ length: 1000 }, (_, i) => [`'member${String(i).padStart(4, '0')}'`, undefined]),
+  );
+  const llset = await allPages(storage, f.llset, 1000);
+  assert.deepEqual(
+    llset[0].items.map((i) => i.key.repr),
+    Array.from({ length: 500 }, (_, i) => String(2 ** 40 + i)),
+  );
+  const iftree = await containerPage(storage, oid(f.iftree));
+  assert.deepEqual(iftree.container, { kind: 'btree', family: 'IF', values: true });
+  assert.deepEqual(
+    iftree.items.map((i) => [i.key.repr, i.value?.repr]),
+    Array.from({ length: 10 }, (_, i) => [String(i), i % 2 ? `${i / 2}` : `${i / 2}.0`]),
+  );
+  const qq = await containerPage(storage, oid(f.qqtree));
+  assert.deepEqual(
+    qq.items.map((i) => [i.key.repr, i.value?.repr]),
+    Array.from({ length: 5 }, (_, i) => [String(2n ** 63n + BigInt(i)), String(i)]),
+  );
+  const bucket = await containerPage(storage, oid(f.bucket), { limit: 5 });
+  assert.deepEqual(bucket.container, { kind: 'bucket', family: 'OO', values: true });
+  const bucket2 = await containerPage(storage, oid(f.bucket), { cursor: bucket.next });
+  assert.deepEqual(
+    [...bucket.items, ...bucket2.items].map((i) => i.key.repr),
+    Array.from({ length: 7 }, (_, i) => `'b${i}'`),
+  );
+  assert.equal(bucket2.next, null);
+
+  // the tree's bounds: a long list shows its first 100 items, deep nesting is cut, long bytes their first KB
+  const mapping = entry((await inspectObject(storage, oid(d.mapping))).state, "'data'");
+  const many = entry(mapping, "'many'");
+  assert.equal(many?.items?.length, 100);
+  assert.equal(many?.length, 5000);
+  let deep = entry(mapping, "'deep'");
+  let depth = 0;
+  while (deep?.type === 'list') {
+    deep = deep.items?.[0];
+    depth++;
+  }
+  assert.equal(deep?.type, 'cut');
+  assert.ok(depth > 5 && depth < 20, String(depth));
+  const rawBytes = entry(mapping, "'raw'");
+  assert.equal(rawBytes?.type, 'bytes');
+  assert.equal(rawBytes?.length, 3000);
+  assert.equal(rawBytes?.repr, `b'${'\\x00'.repeat(1024)}'`);
+
   // a class nothing can import: still shown, its long string cut to its first KB with its length
   const gadget = await inspectObject(storage, oid(d.gadget));
   assert.deepEqual(gadget.class, { module: 'browse_vanished', name: 'Gadget', form: 'class' });
