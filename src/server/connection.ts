@@ -75,6 +75,9 @@ export class ServerConnection implements SessionConnection {
   private heavy = false;
   /** calls that must finish before the connection is let go on shutdown (tpc_finish) */
   readonly critical = new Set<Promise<unknown>>();
+  /** when the client connected (epoch ms), and the protocol it chose ('Z5', 'M5'; null before the handshake) */
+  readonly connectedAt = Date.now();
+  protocol: string | null = null;
 
   constructor(
     socket: Socket,
@@ -102,6 +105,15 @@ export class ServerConnection implements SessionConnection {
     return this.channel.connected;
   }
 
+  /** calls whose replies are not ready yet, and bytes queued for the client (the dashboard's view) */
+  get callsInFlight(): number {
+    return this.channel.callsInFlight;
+  }
+
+  get outputBytes(): number {
+    return this.channel.outputBytes;
+  }
+
   private get log(): Logger {
     return this.server.protocolLog;
   }
@@ -123,6 +135,7 @@ export class ServerConnection implements SessionConnection {
     }
     this.log.info(`received handshake '${hello.encoding}${hello.version}'`);
     this.codec = codecFor(hello.encoding, 'server');
+    this.protocol = `${hello.encoding}${hello.version}`;
   }
 
   /**

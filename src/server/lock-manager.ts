@@ -16,6 +16,8 @@ export interface LockClient {
 interface Waiter<C> {
   client: C;
   grant: () => void;
+  /** epoch seconds at which it began to wait */
+  since: number;
 }
 
 export class LockManager<C extends LockClient> {
@@ -46,6 +48,11 @@ export class LockManager<C extends LockClient> {
     return this.timeoutSeconds !== null;
   }
 
+  /** the waiting clients in order, with when each began to wait (epoch seconds): the dashboard's view */
+  queued(): Array<{ client: C; since: number }> {
+    return this.queue.map((w) => ({ client: w.client, since: w.since }));
+  }
+
   isWaiting(client: C): boolean {
     return this.queue.some((w) => w.client === client);
   }
@@ -61,7 +68,7 @@ export class LockManager<C extends LockClient> {
       this.take(client);
       return true;
     }
-    this.queue.push({ client, grant });
+    this.queue.push({ client, grant, since: Date.now() / 1000 });
     this.logWaiting(client, 'queue lock');
     return false;
   }

@@ -10,6 +10,7 @@ import type { MessageCodec } from '../protocol/index.js';
 import { InvalidationQueue } from './invalidation-queue.js';
 import { LockManager, type LockClient } from './lock-manager.js';
 import type { Logger } from './log.js';
+import { RecentTransactions } from './recent-transactions.js';
 
 /**
  * A one-way call sent to many clients (a transaction's invalidations): encoded once per encoding, the same
@@ -48,6 +49,8 @@ export class ServedStorage {
   readonly clients = new Set<StorageClient>();
   readonly lock: LockManager<StorageClient>;
   readonly invalidations: InvalidationQueue;
+  /** the last transactions, for the dashboard (./recent-transactions.ts) */
+  readonly recent = new RecentTransactions(100);
   readonly stats = {
     loads: 0,
     stores: 0,
@@ -95,7 +98,9 @@ export class ServedStorage {
       // a transaction the storage has not reported yet (a database other writers commit to holds some)
       // comes through the listener, in order: not in the queue before lastTransaction() has it
       const last = this.storage.lastTransaction();
-      this.invalidations.seed(seeded.filter((e) => compareIds(e.tid, last) <= 0));
+      const known = seeded.filter((e) => compareIds(e.tid, last) <= 0);
+      this.invalidations.seed(known);
+      this.recent.seed(known.map((e) => ({ tid: e.tid, records: e.oids.length, info: null })));
     } else {
       this.invalidations.seed([{ tid: this.storage.lastTransaction(), oids: null }]);
     }
@@ -112,7 +117,13 @@ export class ServedStorage {
    * now and written by flushInvalidations(), before any reply given to afterInvalidations(): a group commit's
    * transactions cost each client one write, not one per transaction.
    */
-  invalidate(committer: StorageClient | null, tid: Tid, oids: Oid[]): void {
+  invalidate(
+    committer: StorageClient | null,
+    tid: Tid,
+    oids: Oid[],
+    /** the committed transaction's metadata, when a client of this server committed it */
+    txn?: { user: Uint8Array; description: Uint8Array; log: { size: number } },
+  ): void {
     const newest = this.invalidations.newest;
     if (newest !== null && compareIds(tid, newest) <= 0) {
       // a storage that broke watchInvalidations' order: a client would see its last tid go back (and the
@@ -122,6 +133,11 @@ export class ServedStorage {
       );
     }
     this.invalidations.push(tid, oids);
+    this.recent.push({
+      tid,
+      records: oids.length,
+      info: txn ? { user: txn.user, description: txn.description, size: txn.log.size } : null,
+    });
     // (a copy: the committer's list is not kept past its transaction)
     const call = new AsyncCall('invalidateTransaction', [tid, oids.slice()]);
     for (const c of this.clients) {

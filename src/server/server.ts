@@ -63,6 +63,8 @@ export class StorageServer extends EventEmitter implements ConnectionServer {
   /** sync calls of every connection still running (their replies not ready yet) */
   callsInFlight = 0;
   private listener: net.Server | null = null;
+  /** where listen() listens (the real port when 0 was asked for); null before */
+  listening: ListenAddress | null = null;
   private readonly reclaimer = new MemoryReclaimer();
   private unixPath: string | null = null;
   private closed: Promise<void> | null = null;
@@ -142,6 +144,7 @@ export class StorageServer extends EventEmitter implements ConnectionServer {
       bound = { kind: 'tcp', host: address.host, port: a.port };
       this.protocolLog.info(`listening on ('${a.address}', ${a.port})`);
     }
+    this.listening = bound;
     this.emit('serving', bound);
     return bound;
   }
@@ -229,6 +232,11 @@ export class StorageServer extends EventEmitter implements ConnectionServer {
 
   memoryBurst(): void {
     this.reclaimer.burst();
+  }
+
+  /** the connected clients, for a read-only look (the dashboard) */
+  clientConnections(): Iterable<ServerConnection> {
+    return this.connections.values();
   }
 
   get connectionCount(): number {

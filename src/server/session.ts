@@ -181,6 +181,16 @@ export class Session implements StorageClient {
     return this.conn.connected;
   }
 
+  /** registered read-only (or on a read-only server): the dashboard's view */
+  get isReadOnly(): boolean {
+    return this.readOnly;
+  }
+
+  /** whether a transaction is in progress (tpc_begin to tpc_finish/tpc_abort) */
+  get inTransaction(): boolean {
+    return this.txn !== null;
+  }
+
   get log(): Logger {
     return this.server.log;
   }
@@ -800,7 +810,7 @@ export class Session implements StorageClient {
         this.finishSlot = null;
         // the other clients first, as the reference does: a committer that signals another process out of
         // band once its commit returns must find the invalidation already on its way to that process
-        served.invalidate(this, committed, invalidated);
+        served.invalidate(this, committed, invalidated, t);
         const info = served.sizeInfo();
         // the reply once the invalidations are written: those of every transaction of a group commit go to a
         // client in one write

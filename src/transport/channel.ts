@@ -137,6 +137,11 @@ export class MessageChannel {
     return this.queuedBytes + this.batchPos - this.batchStart + this.socket.writableLength;
   }
 
+  /** calls whose replies are still being computed (what track() counts): the dashboard's calls in flight */
+  get callsInFlight(): number {
+    return this.inFlight;
+  }
+
   /** Whether output ever waited above the high-water mark (a peer slow to read, or large replies). */
   get reachedHighWater(): boolean {
     return this.outputWasHigh;

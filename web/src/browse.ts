@@ -228,9 +228,16 @@ async function showObject(
       ),
     );
   } else {
+    // a BTree's state is its buckets' links and keys: its items below say it better, so it starts folded
+    const folded = obj.container !== null && !['mapping', 'list'].includes(obj.container.kind);
+    if (page && folded) parts.push(itemsSection(storage, oid, obj.at, cursor, page));
     parts.push(
       el('h3', {}, 'State'),
-      el('div', { class: 'tree', id: 'state' }, obj.state ? treeNode(storage, obj.state, obj.at, 0) : 'None'),
+      el(
+        'div',
+        { class: 'tree', id: 'state' },
+        obj.state ? treeNode(storage, obj.state, obj.at, folded ? 3 : 0) : 'None',
+      ),
     );
     if (obj.args)
       parts.push(
@@ -238,7 +245,9 @@ async function showObject(
         el('div', { class: 'tree' }, treeNode(storage, obj.args, obj.at, 1)),
       );
   }
-  if (page) parts.push(itemsSection(storage, oid, obj.at, cursor, page));
+  if (page && !parts.some((p) => p instanceof HTMLElement && p.id === 'items-section')) {
+    parts.push(itemsSection(storage, oid, obj.at, cursor, page));
+  }
   if (obj.refs.length) {
     parts.push(
       el('h3', {}, `References (${obj.refs.length}${obj.refsTruncated ? '+' : ''})`),
@@ -327,7 +336,13 @@ function itemsSection(
     ),
   );
   const what = container.family ? `${container.family} ${container.kind}` : container.kind;
-  return el('section', {}, el('h3', {}, `Items (${what})`), pager, table(head, rows, 'items'));
+  return el(
+    'div',
+    { id: 'items-section' },
+    el('h3', {}, `Items (${what})`),
+    pager,
+    table(head, rows, 'items'),
+  );
 }
 
 async function showTransaction(storage: string, tid: string, offset: number, gen: number): Promise<void> {

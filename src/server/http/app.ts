@@ -3,22 +3,17 @@
 // logged once as the dashboard's URL.
 
 import type tls from 'node:tls';
-import { fileURLToPath } from 'node:url';
 import type { HttpConfig } from '../config.js';
 import { describeAddress } from '../server.js';
 import { randomToken, readTokenFile } from './auth.js';
+import { dashboardRoutes } from './dashboard-routes.js';
 import { HttpListener } from './listener.js';
 import { browseRoutes } from './browse-routes.js';
-import { staticFiles, WEB_SCRIPT_DIR, WEB_STATIC_DIR, type HttpContext, type HttpRoute } from './routes.js';
+import type { HttpContext, HttpRoute } from './routes.js';
 
 /** Every route of the listener, first match wins. Each part adds its own line here. */
 export function httpRoutes(ctx: HttpContext): HttpRoute[] {
-  return [
-    ...browseRoutes(ctx),
-    // the web UI's files are the dashboard's (dashboardRoutes serves them): here only until it merges
-    staticFiles('/ui/js/', fileURLToPath(WEB_SCRIPT_DIR)),
-    staticFiles('/ui/', fileURLToPath(WEB_STATIC_DIR)),
-  ];
+  return [...dashboardRoutes(ctx), ...browseRoutes(ctx)];
 }
 
 /** The listener's credential: the token file's token, none (TLS client certificates only), or a random one. */
