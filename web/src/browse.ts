@@ -459,7 +459,12 @@ interface Route {
 }
 
 function parseHash(): Route {
-  const hash = decodeURIComponent(location.hash.slice(1));
+  let hash = location.hash.slice(1);
+  try {
+    hash = decodeURIComponent(hash);
+  } catch {
+    // a malformed escape: read it as it is (the API then says what is wrong)
+  }
   const [path, query = ''] = hash.split('?', 2);
   const params = new URLSearchParams(query);
   const first = storages[0]?.name ?? '1';

@@ -52,7 +52,12 @@ export function browseRoutes(ctx: HttpContext): HttpRoute[] {
   };
 
   async function api(url: URL): Promise<unknown> {
-    const parts = url.pathname.slice(API.length).split('/').map(decodeURIComponent);
+    let parts: string[];
+    try {
+      parts = url.pathname.slice(API.length).split('/').map(decodeURIComponent);
+    } catch {
+      throw new HttpError(400, `bad escape in ${url.pathname.slice(0, 200)}`);
+    }
     if (parts.length === 1 && parts[0] === 'storages') {
       return {
         storages: [...ctx.server.storages].map(([name, s]) => ({

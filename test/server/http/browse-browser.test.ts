@@ -115,6 +115,11 @@ describe('the object browser in Chromium', { skip }, () => {
     );
     await keepScreenshot(page, 'browse-8-undo-log');
 
+    // the header's "Undo log" link: the first storage's undo log
+    await page.goto(`${s.http!.url}/browse#undo`);
+    await page.waitForSelector('#undo-log tbody tr');
+    assert.equal(await page.locator('#undo-log tbody tr').count(), d.undo_log.length);
+
     // a class no module names any more, and a dangling reference
     await page.goto(`${s.http!.url}/browse#/1/object/${d.gadget}`);
     await objectClass(page, 'browse_vanished.Gadget');

@@ -115,6 +115,7 @@ async function checkApi(s: TestServer, d: BrowseData): Promise<void> {
     ['/api/browse/1/transaction/0000000000000001', 404, /no transaction/],
     ['/api/browse/nosuch/object/0000000000000000', 404, /no storage/],
     ['/api/browse/1/nothing', 404, /no such page/],
+    ['/api/browse/%E0%A4%A/object/0000000000000000', 400, /bad escape/],
   ];
   for (const [path, status, message] of cases) {
     const r = await get<{ error: string }>(s, path);
