@@ -62,6 +62,18 @@ families = dict(
     qqtree=QQBTree({2**63 + i: i for i in range(5)}),
     bucket=OOBucket({'b%d' % i: i for i in range(7)}),
 )
+# a record nothing can decode without Python's copyreg extension registry: its class is pickled as EXT1 240
+class Coded(Persistent):
+    # (references to it are then its oid alone, so only its own record names the class)
+    def __getnewargs__(self):
+        return ()
+Coded.__module__ = 'browse_vanished'
+mod.Coded = Coded
+import copyreg
+copyreg.add_extension('browse_vanished', 'Coded', 240)
+coded = Coded()
+coded.note = 'pickled with an extension code'
+families['coded'] = coded
 root['mapping'] = PersistentMapping(dict(
     answer=42, name='héllo', nested={'xs': [1, 2.5, (3, b'\\x00\\xff')]},
     many=list(range(5000)), deep=deep, raw=bytes(3000), **families))
@@ -87,6 +99,7 @@ root['blob'] = b
 orphan = PersistentMapping({'doomed': True})
 root['holder'] = PersistentMapping({'orphan': orphan})
 commit('initial data')
+copyreg.remove_extension('browse_vanished', 'Coded', 240)
 
 revision_tids = [h(revised._p_serial)]
 for n in (1, 2, 3):
@@ -138,8 +151,11 @@ shutil.rmtree(blob_dir, ignore_errors=True)
 export interface BrowseData {
   root: string;
   mapping: string;
-  /** OOTreeSet treeset, LLTreeSet llset, IFBTree iftree (one inline bucket), QQBTree qqtree, OOBucket bucket */
-  families: Record<'treeset' | 'llset' | 'iftree' | 'qqtree' | 'bucket', string>;
+  /**
+   * OOTreeSet treeset, LLTreeSet llset, IFBTree iftree (one inline bucket), QQBTree qqtree, OOBucket bucket; coded: an
+   * object whose class is pickled as a copyreg extension code (EXT1), which nothing decodes without the registry
+   */
+  families: Record<'treeset' | 'llset' | 'iftree' | 'qqtree' | 'bucket' | 'coded', string>;
   tree: string;
   tree_buckets: number;
   itree: string;

@@ -46,6 +46,7 @@ export interface ObjectView {
   state?: TreeNode;
   error?: string;
   raw?: { hex: string; text: string; length: number };
+  opcodes?: { ops: Array<{ pos: number; name: string; arg?: string }>; stopped?: string };
   isBlob: boolean;
   blob: { size: number | null } | null;
   refs: Array<{ oid: string; class: string | null; broken: boolean }>;

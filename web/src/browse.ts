@@ -220,13 +220,20 @@ async function showObject(
   ];
   if (obj.error) {
     parts.push(
-      el('p', { class: 'broken', id: 'record-error' }, `This record does not decode: ${obj.error}`),
+      el('p', { class: 'error', id: 'record-error' }, `This record does not decode: ${obj.error}`),
       el(
         'pre',
         { class: 'raw' },
         `${obj.raw?.length ?? 0} bytes; the first ones:\n${obj.raw?.hex ?? ''}\n${obj.raw?.text ?? ''}`,
       ),
     );
+    if (obj.opcodes) {
+      const lines = obj.opcodes.ops.map(
+        (o) => `${String(o.pos).padStart(6)}: ${o.name}${o.arg ? ` ${o.arg}` : ''}`,
+      );
+      if (obj.opcodes.stopped) lines.push(`(stopped: ${obj.opcodes.stopped})`);
+      parts.push(el('h3', {}, 'Opcodes'), el('pre', { class: 'raw', id: 'opcodes' }, lines.join('\n')));
+    }
   } else {
     // a BTree's state is its buckets' links and keys: its items below say it better, so it starts folded
     const folded = obj.container !== null && !['mapping', 'list'].includes(obj.container.kind);

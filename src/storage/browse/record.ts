@@ -22,6 +22,7 @@ import {
   type PickleValue,
 } from '../../pickle/index.js';
 import { idHex } from '../ids.js';
+import { opcodeSummary, type OpcodeSummary } from './opcodes.js';
 
 /** How much of a value the tree shows. */
 export interface TreeLimits {
@@ -192,9 +193,10 @@ export interface RecordView {
   /** the class metadata's args (`__getnewargs__`), when there are some */
   args?: TreeNode;
   state?: TreeNode;
-  /** when the record does not decode: why, and a summary of its bytes instead of the tree */
+  /** when the record does not decode: why, and its bytes and opcodes instead of the tree */
   error?: string;
   raw?: { hex: string; text: string; length: number };
+  opcodes?: OpcodeSummary;
   isBlob: boolean;
 }
 
@@ -244,6 +246,7 @@ export function viewRecord(stored: Uint8Array, builder = new TreeBuilder()): Rec
       class: { module, name, form: null },
       error: e.message,
       raw: rawSummary(data),
+      opcodes: opcodeSummary(data),
       isBlob: false,
     };
   }

@@ -123,15 +123,20 @@ describe('the object browser in Chromium', { skip }, () => {
     // a class no module names any more, and a dangling reference
     await page.goto(`${s.http!.url}/browse#/1/object/${d.gadget}`);
     await objectClass(page, 'browse_vanished.Gadget');
+    // a record that does not decode (its class is a copyreg extension code): why, and its opcodes
+    await page.goto(`${s.http!.url}/browse#/1/object/${d.families.coded}`);
+    await page.waitForSelector('#record-error');
+    assert.match((await page.textContent('#opcodes')) ?? '', /EXT1 240/);
+    await keepScreenshot(page, 'browse-9-undecodable');
     await page.goto(`${s.http!.url}/browse#/1/object/${d.holder}`);
     await page.waitForSelector('#state .ref.broken');
-    await keepScreenshot(page, 'browse-9-broken-reference');
+    await keepScreenshot(page, 'browse-10-broken-reference');
     assert.deepEqual(page.errors, []);
 
     // an error is shown in the page
     await page.goto(`${s.http!.url}/browse#/1/object/00000000000fffff`);
     await page.waitForSelector('#error:text("404")');
-    await keepScreenshot(page, 'browse-10-error');
+    await keepScreenshot(page, 'browse-11-error');
     assert.deepEqual(
       page.errors.filter((e) => !/Failed to load resource/.test(e)),
       [],

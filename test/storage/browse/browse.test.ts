@@ -173,6 +173,17 @@ async function checkStorage(storage: Storage, d: BrowseData, blobs: boolean): Pr
   assert.equal(rawBytes?.length, 3000);
   assert.equal(rawBytes?.repr, `b'${'\\x00'.repeat(1024)}'`);
 
+  // a record whose class is an extension code: no tree, but why, its bytes and its opcodes
+  const coded = await inspectObject(storage, oid(f.coded));
+  assert.match(coded.error ?? '', /extension/i);
+  assert.equal(coded.state, undefined);
+  assert.deepEqual(coded.opcodes?.ops.slice(0, 2), [
+    { pos: 0, name: 'PROTO', arg: '3' },
+    { pos: 2, name: 'EXT1', arg: '240' },
+  ]);
+  assert.equal(coded.opcodes?.stopped, undefined);
+  assert.ok(coded.opcodes?.ops.some((o) => o.arg === '"pickled with an extension code"'));
+
   // a class nothing can import: still shown, its long string cut to its first KB with its length
   const gadget = await inspectObject(storage, oid(d.gadget));
   assert.deepEqual(gadget.class, { module: 'browse_vanished', name: 'Gadget', form: 'class' });
@@ -260,6 +271,13 @@ async function checkStorage(storage: Storage, d: BrowseData, blobs: boolean): Pr
   const bad = viewRecord(Buffer.from('cfoo\nBar\nq\x00garbage'));
   assert.match(bad.error ?? '', /./);
   assert.equal(bad.raw?.length, 18);
+  assert.deepEqual(bad.opcodes, {
+    ops: [
+      { pos: 0, name: 'GLOBAL', arg: '"foo" "Bar"' },
+      { pos: 9, name: 'BINPUT', arg: '0' },
+    ],
+    stopped: 'no newline after byte 12',
+  });
 }
 
 const skip = interopDisabled ? 'ZEO_TS_SKIP_INTEROP=1' : false;
