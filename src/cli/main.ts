@@ -5,6 +5,7 @@ import { dumpCommand } from './dump.js';
 import { packCommand } from './pack.js';
 import { pickleCommand } from './pickle.js';
 import { serveCommand } from './serve.js';
+import { statusCommand } from './status.js';
 import { verifyCommand } from './verify.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
   program.addCommand(dumpCommand());
   program.addCommand(copyCommand());
   program.addCommand(packCommand());
+  program.addCommand(statusCommand());
   return program;
 }
 

@@ -69,14 +69,15 @@ export async function serve(config: ServerConfig): Promise<void> {
     { canConnect, describeAddress, StorageServer },
     { serverTlsOptions },
     { warmUp, warmUpBudget },
-    { httpCredentials, startHttpListener },
+    httpApp,
   ] = await Promise.all([
     import('../server/log.js'),
     import('../server/open-storages.js'),
     import('../server/server.js'),
     import('../transport/tls.js'),
     import('../server/warmup.js'),
-    import('../server/http/app.js'),
+    // (node:http and the routes load only for a server that has the listener)
+    config.http ? import('../server/http/app.js') : null,
   ]);
   // as runzeo: refuse an address something already listens on before touching any storage
   if (await canConnect(config.address)) {
@@ -164,12 +165,13 @@ export async function serve(config: ServerConfig): Promise<void> {
     const warmUpMs = warmUpBudget(process.env);
     // a bad http-token-file stops the start before any storage opens
     const http = config.http ?? null;
-    const credentials = http
-      ? await httpCredentials(http, {
-          clientCertificates: !!config.ssl && config.ssl.authenticate !== 'DYNAMIC',
-          source: config.sources?.httpTokenFile,
-        })
-      : null;
+    const credentials =
+      http && httpApp
+        ? await httpApp.httpCredentials(http, {
+            clientCertificates: !!config.ssl && config.ssl.authenticate !== 'DYNAMIC',
+            source: config.sources?.httpTokenFile,
+          })
+        : null;
     const storages = await openStorages(config.storages, log);
     server = await StorageServer.create({
       storages,
@@ -184,9 +186,9 @@ export async function serve(config: ServerConfig): Promise<void> {
     });
     if (config.address.kind === 'unix') await mkdir(join(config.address.path, '..'), { recursive: true });
     await server.listen(config.address, tlsOptions);
-    if (http && credentials) {
+    if (http && httpApp && credentials) {
       if (http.address.kind === 'unix') await mkdir(join(http.address.path, '..'), { recursive: true });
-      httpListener = await startHttpListener(
+      httpListener = await httpApp.startHttpListener(
         { server, config, log: logging.root },
         http,
         credentials,

@@ -23,6 +23,8 @@ export interface RequestOptions {
   timeout?: number;
   /** written after the head (with a content-length the test sets, or not at all) */
   body?: string;
+  /** answer once the head arrives (body ''), closing the connection: for streams that never end */
+  headOnly?: boolean;
 }
 
 export function request(url: string, options: RequestOptions = {}): Promise<HttpAnswer> {
@@ -42,6 +44,11 @@ export function request(url: string, options: RequestOptions = {}): Promise<Http
         ? https.request({ ...base, ...options.tls, servername: 'localhost' })
         : http.request(base);
     req.on('response', (res) => {
+      if (options.headOnly) {
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: '' });
+        req.destroy();
+        return;
+      }
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () =>

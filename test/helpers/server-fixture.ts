@@ -130,7 +130,7 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
       const listener = await startHttpListener(
         { server, config: null, log: logging.root },
         { address: { kind: 'tcp', host: '127.0.0.1', port: 0 }, tokenFile: null },
-        { token, generated: false },
+        { token, generated: false, certificates: !!tls },
         tls ?? null,
       );
       http = { url: listener.url, token, listener };

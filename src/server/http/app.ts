@@ -2,6 +2,7 @@
 // (and the test fixture) starts it: the token from http-token-file, or TLS client certificates, or a random token
 // logged once as the dashboard's URL.
 
+import { stat } from 'node:fs/promises';
 import type tls from 'node:tls';
 import type { HttpConfig } from '../config.js';
 import { describeAddress } from '../server.js';
@@ -21,11 +22,15 @@ export interface HttpCredentials {
   token: string | null;
   /** made up at start: the URL with it is logged, the only way anyone learns it */
   generated: boolean;
+  /** whether TLS client certificates (signed by the <ssl> CA) are a credential too */
+  certificates: boolean;
+  /** said in the log at start (a token file others can read) */
+  warning?: string;
 }
 
 /**
  * Reads the token before the server starts (a bad http-token-file stops it before any storage opens). With TLS
- * client certificates (an <ssl> CA) and no token file, certificates are the only credential.
+ * client certificates (an <ssl> CA, not DYNAMIC) and no token file, certificates are the only credential.
  */
 export async function httpCredentials(
   http: HttpConfig,
@@ -33,14 +38,21 @@ export async function httpCredentials(
 ): Promise<HttpCredentials> {
   if (http.tokenFile !== null) {
     try {
-      return { token: await readTokenFile(http.tokenFile), generated: false };
+      const token = await readTokenFile(http.tokenFile);
+      // (a token others can read is everyone's)
+      const mode = (await stat(http.tokenFile)).mode;
+      if (mode & 0o077) {
+        const warning = `http-token-file ${http.tokenFile} can be read by other users (mode ${(mode & 0o777).toString(8)}): chmod 600 it`;
+        return { token, generated: false, certificates: options.clientCertificates, warning };
+      }
+      return { token, generated: false, certificates: options.clientCertificates };
     } catch (e) {
       const where = options.source ? ` (${options.source})` : '';
       throw new Error(`${(e as Error).message}${where}`, { cause: e });
     }
   }
-  if (options.clientCertificates) return { token: null, generated: false };
-  return { token: randomToken(), generated: true };
+  if (options.clientCertificates) return { token: null, generated: false, certificates: true };
+  return { token: randomToken(), generated: true, certificates: false };
 }
 
 /**
@@ -62,6 +74,7 @@ export async function startHttpListener(
       log,
       token: credentials.token,
       tls: tlsOptions,
+      certificates: credentials.certificates,
     });
   } catch (e) {
     // (without the code: the ZEO port's EADDRINUSE message must not be given for it)
@@ -75,10 +88,11 @@ export async function startHttpListener(
   const how =
     credentials.token === null
       ? 'TLS client certificates'
-      : tlsOptions
+      : tlsOptions && credentials.certificates
         ? 'a bearer token or TLS client certificates'
         : 'a bearer token';
   log.info(`HTTP listener on ${listener.url} (${how})`);
+  if (credentials.warning) log.warn(credentials.warning);
   if (credentials.generated && listener.address.kind === 'tcp') {
     log.info(`the dashboard, with its access token: ${listener.url}/?token=${credentials.token}`);
   } else if (credentials.generated) {

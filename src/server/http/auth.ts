@@ -99,13 +99,19 @@ export class Authenticator {
       certProblem = certificateProblem(req);
       if (certProblem === null) return { ok: true, via: 'certificate' };
     }
-    const presented = req.headers.authorization !== undefined;
+
     // certificate-only listeners refuse with 403 (no token could help); token listeners ask for one
     if (!this.tokenHash) return { ok: false, status: 403, why: certProblem ?? 'no client certificate' };
     if (certProblem !== null && certProblem !== 'no client certificate') {
       return { ok: false, status: 403, why: certProblem };
     }
-    return { ok: false, status: 401, why: presented ? 'wrong bearer token' : 'no credentials' };
+    const why =
+      req.headers.authorization !== undefined
+        ? 'wrong bearer token'
+        : cookieValue(req.headers.cookie, this.options.cookieName) !== null
+          ? 'stale or wrong session cookie'
+          : 'no credentials';
+    return { ok: false, status: 401, why };
   }
 }
 

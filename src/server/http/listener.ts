@@ -46,6 +46,8 @@ export interface HttpListenerOptions {
   token: string | null;
   /** HTTPS with these options (serverTlsOptions of <ssl>): client certificates are then checked per request */
   tls?: tls.TlsOptions | null;
+  /** whether a client certificate the TLS CA signed is a credential (default: with `tls`; not for <ssl>'s DYNAMIC) */
+  certificates?: boolean;
   limits?: Partial<HttpLimits>;
 }
 
@@ -81,7 +83,11 @@ export class HttpListener {
       address.kind === 'unix'
         ? `${scheme}+unix:${address.path}`
         : `${scheme}://${urlHost(address.host)}:${address.port}`;
-    this.auth = new Authenticator({ token: options.token, certificates: !!options.tls, cookieName });
+    this.auth = new Authenticator({
+      token: options.token,
+      certificates: !!options.tls && (options.certificates ?? true),
+      cookieName,
+    });
     server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => this.handle(req, res));
     server.on('connection', (socket: Socket) => {
       this.sockets.add(socket);
@@ -98,6 +104,8 @@ export class HttpListener {
       headersTimeout: limits.headersTimeout,
       requestTimeout: limits.requestTimeout,
       keepAliveTimeout: limits.keepAliveTimeout,
+      // how often the head and request timeouts are checked (node's default, 30 s, would let a slow head stay that long)
+      connectionsCheckingInterval: Math.min(1000, limits.headersTimeout),
     };
     // the handshake lets any certificate through; each request is then refused (403) or served, so a
     // browser without one is told why instead of seeing a failed handshake
@@ -142,7 +150,7 @@ export class HttpListener {
       const target = req.url ?? '/';
       url = new URL(target.startsWith('/') ? `http://localhost${target}` : target);
     } catch {
-      refuse(res, 400, 'bad request URL');
+      plain(res, 400, 'bad request URL');
       return;
     }
     const verdict = this.auth.check(req, url);
@@ -150,16 +158,16 @@ export class HttpListener {
       this.logRefusal(req, url, `${verdict.status} ${verdict.why}`);
       const headers: Record<string, string> =
         verdict.status === 401 ? { 'www-authenticate': 'Bearer realm="zeo"' } : {};
-      refuse(res, verdict.status, verdict.status === 401 ? 'Unauthorized' : 'Forbidden', headers);
+      plain(res, verdict.status, verdict.status === 401 ? 'Unauthorized' : 'Forbidden', headers);
       return;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('connection', 'close');
-      refuse(res, 405, 'Method Not Allowed', { allow: 'GET, HEAD' });
+      plain(res, 405, 'Method Not Allowed', { allow: 'GET, HEAD' });
       return;
     }
     if (hasBody) {
-      refuse(res, 400, 'a GET or HEAD request has no body');
+      plain(res, 400, 'a GET or HEAD request has no body');
       return;
     }
     if (verdict.via === 'query') {
@@ -168,7 +176,7 @@ export class HttpListener {
       const location = (url.pathname + url.search).replace(/^\/+/, '/');
       res.setHeader('set-cookie', this.auth.sessionCookie(!!this.options.tls));
       res.setHeader('location', location);
-      refuse(res, 303, 'See Other');
+      plain(res, 303, 'See Other');
       return;
     }
     void dispatch(this.options.routes, req, res, (e, u) =>
@@ -179,7 +187,8 @@ export class HttpListener {
   /** One info line per client address a minute (then debug): a scanner cannot flood the log. Never the token. */
   private logRefusal(req: http.IncomingMessage, url: URL, why: string): void {
     const who = req.socket.remoteAddress ?? 'unix socket';
-    const message = `HTTP ${req.method} ${url.pathname} from ${who} refused: ${why}`;
+    const path = url.pathname.length > 200 ? `${url.pathname.slice(0, 200)}...` : url.pathname;
+    const message = `HTTP ${req.method} ${path} from ${who} refused: ${why}`;
     const now = Date.now();
     const last = this.refusedAt.get(who);
     if (last !== undefined && now - last < REFUSAL_LOG_INTERVAL_MS) {
@@ -189,6 +198,11 @@ export class HttpListener {
     if (this.refusedAt.size > 10_000) this.refusedAt.clear();
     this.refusedAt.set(who, now);
     this.options.log.info(message);
+  }
+
+  /** the connections open now */
+  get connections(): number {
+    return this.sockets.size;
   }
 
   /** Stops listening and closes every connection, keep-alive ones too. */
@@ -203,7 +217,7 @@ export class HttpListener {
 }
 
 /** A short plain-text answer (its status line said again) and nothing else. */
-function refuse(
+function plain(
   res: http.ServerResponse,
   status: number,
   text: string,

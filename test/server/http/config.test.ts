@@ -2,7 +2,7 @@
 // `--http-token-file` (flags override the file, as -a does), and the credentials they give.
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -121,18 +121,28 @@ test('--http and --http-token-file: declared, and overriding the file', () => {
 test('credentials: the token file (first line, trimmed), certificates only, or a random token', async () => {
   const address = { kind: 'tcp' as const, host: '127.0.0.1', port: 0 };
   const tokenFile = join(dir, 'token');
-  writeFileSync(tokenFile, '  s3cret-token \nsecond line\n');
+  writeFileSync(tokenFile, '  s3cret-token \nsecond line\n', { mode: 0o600 });
   assert.deepEqual(await httpCredentials({ address, tokenFile }, { clientCertificates: true }), {
     token: 's3cret-token',
     generated: false,
+    certificates: true,
+  });
+  chmodSync(tokenFile, 0o644);
+  assert.deepEqual(await httpCredentials({ address, tokenFile }, { clientCertificates: false }), {
+    token: 's3cret-token',
+    generated: false,
+    certificates: false,
+    warning: `http-token-file ${tokenFile} can be read by other users (mode 644): chmod 600 it`,
   });
   assert.deepEqual(await httpCredentials({ address, tokenFile: null }, { clientCertificates: true }), {
     token: null,
     generated: false,
+    certificates: true,
   });
   const a = await httpCredentials({ address, tokenFile: null }, { clientCertificates: false });
   const b = await httpCredentials({ address, tokenFile: null }, { clientCertificates: false });
   assert.equal(a.generated, true);
+  assert.equal(a.certificates, false);
   assert.match(a.token!, /^[A-Za-z0-9_-]{43}$/);
   assert.notEqual(a.token, b.token);
 

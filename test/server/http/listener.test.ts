@@ -9,13 +9,14 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { HttpListener } from '../../../src/server/http/listener.js';
+import { HttpListener, type HttpListenerOptions } from '../../../src/server/http/listener.js';
 import { sendText, type HttpRoute } from '../../../src/server/http/routes.js';
 import { createLogger } from '../../../src/server/log.js';
 import { serverTlsOptions } from '../../../src/transport/tls.js';
 import { request } from '../../helpers/http.js';
 import { noOpenssl, selfSignedPair } from '../../helpers/openssl.js';
 import { startServer, type TestServer } from '../../helpers/server-fixture.js';
+import { waitUntil } from '../../helpers/wait.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'zeo-ts-http-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -40,6 +41,17 @@ const hello: HttpRoute = {
 };
 
 const quiet = createLogger(null, { stderr: { write: () => true } as unknown as NodeJS.WritableStream });
+
+/** A listener serving `hello` on 127.0.0.1, any port, with token 't' unless told otherwise. */
+function listen(options: Partial<HttpListenerOptions> = {}): Promise<HttpListener> {
+  return HttpListener.start({
+    address: { kind: 'tcp', host: '127.0.0.1', port: 0 },
+    routes: [hello],
+    log: quiet.root,
+    token: 't',
+    ...options,
+  });
+}
 
 describe('the test server with its HTTP listener', () => {
   let fx: TestServer;
@@ -198,12 +210,7 @@ test('the listener closes with the test server, keep-alive connections too', asy
 
 test('a listener on a unix socket', async () => {
   const path = join(dir, 'http.sock');
-  const listener = await HttpListener.start({
-    address: { kind: 'unix', path },
-    routes: [hello],
-    log: quiet.root,
-    token: 'unix-token',
-  });
+  const listener = await listen({ address: { kind: 'unix', path }, token: 'unix-token' });
   try {
     assert.equal(listener.url, `http+unix:${path}`);
     const ok = await request('http://localhost/hello', { socketPath: path, token: 'unix-token' });
@@ -215,29 +222,16 @@ test('a listener on a unix socket', async () => {
     await listener.close();
   }
   // a second listener takes the path over once the first is gone, never while it lives
-  const again = await HttpListener.start({
-    address: { kind: 'unix', path },
-    routes: [hello],
-    log: quiet.root,
-    token: 'unix-token',
-  });
+  const again = await listen({ address: { kind: 'unix', path } });
   try {
-    await assert.rejects(
-      HttpListener.start({ address: { kind: 'unix', path }, routes: [], log: quiet.root, token: 'x' }),
-      /already in use/,
-    );
+    await assert.rejects(listen({ address: { kind: 'unix', path } }), /already in use/);
   } finally {
     await again.close();
   }
 });
 
 test('a listener with a route serves GET and HEAD to the token', async () => {
-  const listener = await HttpListener.start({
-    address: { kind: 'tcp', host: '127.0.0.1', port: 0 },
-    routes: [hello],
-    log: quiet.root,
-    token: 't0ken',
-  });
+  const listener = await listen({ token: 't0ken' });
   try {
     const get = await request(`${listener.url}/hello`, { token: 't0ken' });
     assert.equal(get.status, 200);
@@ -264,14 +258,12 @@ describe('over TLS, with client certificates', { skip: noOpenssl }, () => {
     selfSignedPair(otherDir);
   });
 
-  async function withListener(token: string | null, body: (url: string) => Promise<void>): Promise<void> {
-    const listener = await HttpListener.start({
-      address: { kind: 'tcp', host: '127.0.0.1', port: 0 },
-      routes: [hello],
-      log: quiet.root,
-      token,
-      tls: serverTlsOptions(ssl('server', 'client')),
-    });
+  async function withListener(
+    token: string | null,
+    body: (url: string) => Promise<void>,
+    certificates = true,
+  ): Promise<void> {
+    const listener = await listen({ token, tls: serverTlsOptions(ssl('server', 'client')), certificates });
     try {
       assert.match(listener.url, /^https:\/\/127\.0\.0\.1:\d+$/);
       await body(listener.url);
@@ -313,4 +305,59 @@ describe('over TLS, with client certificates', { skip: noOpenssl }, () => {
       assert.match(login.headers['set-cookie']?.[0] ?? '', /; Secure$/);
     });
   });
+
+  test('HTTPS without certificates as a credential (<ssl> authenticate DYNAMIC): only the token', async () => {
+    await withListener(
+      'tls-token',
+      async (url) => {
+        const ca = file(dir, 'server.pem');
+        const cert = { ca, cert: file(dir, 'client.pem'), key: file(dir, 'client.key') };
+        assert.equal((await request(`${url}/hello`, { tls: cert })).status, 401);
+        assert.equal((await request(`${url}/hello`, { tls: { ca }, token: 'tls-token' })).status, 200);
+      },
+      false,
+    );
+  });
+});
+
+/** A raw TCP connection to the listener, its bytes gathered; `closed` resolves when the listener ends it. */
+function rawConnection(port: number): { socket: net.Socket; data: () => string; closed: Promise<void> } {
+  const socket = net.connect(port, '127.0.0.1');
+  let text = '';
+  socket.on('data', (d: Buffer) => (text += d.toString('latin1')));
+  socket.on('error', () => {});
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  return { socket, data: () => text, closed };
+}
+
+test('a request head that never ends is answered 408 and closed after the head timeout', async () => {
+  const listener = await listen({ limits: { headersTimeout: 300, requestTimeout: 300 } });
+  try {
+    const c = rawConnection((listener.address as { port: number }).port);
+    c.socket.write('GET /hello HTTP/1.1\r\nHost: x\r\nX-Slow: ');
+    await c.closed;
+    assert.match(c.data(), /^HTTP\/1\.1 408 /);
+  } finally {
+    await listener.close();
+  }
+});
+
+test('connections past the cap are dropped; the ones open are served', async () => {
+  const listener = await listen({ limits: { maxConnections: 2 } });
+  const port = (listener.address as { port: number }).port;
+  const open = [rawConnection(port), rawConnection(port)];
+  try {
+    await Promise.all(open.map((c) => new Promise((r) => c.socket.once('connect', r))));
+    // (the listener counts a connection once it has accepted it)
+    await waitUntil(() => listener.connections === 2, 'two connections accepted');
+    const third = rawConnection(port);
+    await third.closed;
+    assert.equal(third.data(), '', 'the third connection got nothing');
+    open[0].socket.write('GET /hello HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n\r\n');
+    await waitUntil(() => open[0].data().includes('hello\n'), 'the first connection served');
+    assert.match(open[0].data(), /^HTTP\/1\.1 200 /);
+  } finally {
+    for (const c of open) c.socket.destroy();
+    await listener.close();
+  }
 });

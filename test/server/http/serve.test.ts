@@ -3,12 +3,13 @@
 // (a bad token file stops it before any storage opens), and SIGTERM closing the listener with the server.
 
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { request } from '../../helpers/http.js';
+import { noOpenssl, selfSignedPair } from '../../helpers/openssl.js';
 import { ServerProcess, stopLeftovers } from '../../helpers/server-process.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'zeo-ts-http-serve-'));
@@ -129,3 +130,55 @@ test('--http-token-file without --http, and an HTTP address in use: refused at s
     await new Promise<void>((r) => busy.close(() => r()));
   }
 });
+
+test(
+  'with <ssl>: HTTPS with the same certificate; client certificates alone, or a token file as well',
+  { skip: noOpenssl },
+  async () => {
+    const d = mkdtempSync(join(dir, 'e-'));
+    const ssl = selfSignedPair(d)('server', 'client');
+    const tokenFile = join(d, 'token');
+    writeFileSync(tokenFile, 'tls-file-token\n');
+    const conf = (withToken: boolean): string => {
+      const file = join(d, `zeo-${withToken}.conf`);
+      writeFileSync(
+        file,
+        `<zeo>\n  address 127.0.0.1:0\n  http-address 127.0.0.1:0\n` +
+          (withToken ? `  http-token-file ${tokenFile}\n` : '') +
+          `  <ssl>\n    certificate ${ssl.certificate}\n    key ${ssl.key}\n    authenticate ${ssl.authenticate}\n  </ssl>\n` +
+          `</zeo>\n<filestorage>\n  path ${d}/Data.fs\n</filestorage>\n`,
+      );
+      return file;
+    };
+    const ca = readFileSync(join(d, 'server.pem'));
+    const cert = { ca, cert: readFileSync(join(d, 'client.pem')), key: readFileSync(join(d, 'client.key')) };
+
+    const certOnly = new ServerProcess({ kind: 'zeo-ts', conf: conf(false), cwd: d });
+    try {
+      const [, url] = await certOnly.waitForLog(
+        /INFO ZEO\.http HTTP listener on (https:\/\/127\.0\.0\.1:\d+) \(TLS client certificates\)/,
+      );
+      assert.doesNotMatch(
+        certOnly.log(),
+        /access token/,
+        'no token is made when certificates are the credential',
+      );
+      assert.equal((await request(`${url}/no/such/page`, { tls: cert })).status, 404);
+      assert.equal((await request(`${url}/no/such/page`, { tls: { ca } })).status, 403);
+    } finally {
+      await certOnly.stopCleanly();
+    }
+
+    const both = new ServerProcess({ kind: 'zeo-ts', conf: conf(true), cwd: d });
+    try {
+      const [, url] = await both.waitForLog(
+        /INFO ZEO\.http HTTP listener on (https:\/\/127\.0\.0\.1:\d+) \(a bearer token or TLS client certificates\)/,
+      );
+      assert.equal((await request(`${url}/x`, { tls: { ca }, token: 'tls-file-token' })).status, 404);
+      assert.equal((await request(`${url}/x`, { tls: cert })).status, 404);
+      assert.equal((await request(`${url}/x`, { tls: { ca } })).status, 401);
+    } finally {
+      await both.stopCleanly();
+    }
+  },
+);
