@@ -16,6 +16,8 @@ import type {
 const ROOT = '0000000000000000';
 const UNDO_PAGE = 20;
 const ITEMS_PAGE = 100;
+/** revisions listed (ZODB's history() gives the newest N, with no offset) */
+const HISTORY_PAGE = 100;
 
 let storages: StorageInfo[] = [];
 /** the cursor of the page before each page seen (for Previous), by object and cursor */
@@ -173,9 +175,11 @@ async function showObject(
   const query = at ? `?tid=${at}` : '';
   const [obj, history] = await Promise.all([
     api<ObjectView>(storage, `object/${oid}${query}`),
-    api<{ history: TransactionSummary[] }>(storage, `object/${oid}/history?limit=50`).catch(() => ({
-      history: [],
-    })),
+    api<{ history: TransactionSummary[] }>(storage, `object/${oid}/history?limit=${HISTORY_PAGE}`).catch(
+      () => ({
+        history: [],
+      }),
+    ),
   ]);
   let page: ContainerPage | null = null;
   if (obj.container) {
@@ -276,7 +280,7 @@ async function showObject(
     );
   }
   parts.push(
-    el('h3', {}, 'History'),
+    el('h3', {}, history.history.length >= HISTORY_PAGE ? `History (the newest ${HISTORY_PAGE})` : 'History'),
     table(
       ['revision', 'time', 'user', 'description', 'size', 'transaction'],
       history.history.map((h) =>
@@ -294,7 +298,7 @@ async function showObject(
       'history',
     ),
   );
-  render(...parts);
+  render({ view: 'object', oid, tid: obj.at }, ...parts);
 }
 
 function itemsSection(
@@ -356,6 +360,7 @@ async function showTransaction(storage: string, tid: string, offset: number, gen
   const t = await api<TransactionView>(storage, `transaction/${tid}?offset=${offset}&limit=${ITEMS_PAGE}`);
   if (gen !== generation) return;
   render(
+    { view: 'transaction', tid: t.tid },
     el('h2', {}, 'Transaction ', el('span', { class: 'tid', id: 'txn-tid' }, t.tid)),
     metaTable([
       ['time', when(t.time)],
@@ -404,6 +409,7 @@ async function showUndoLog(storage: string, first: number, gen: number): Promise
   const log = await api<UndoLogPage>(storage, `undo-log?first=${first}&last=${first + UNDO_PAGE}`);
   if (gen !== generation) return;
   render(
+    { view: 'undo' },
     el('h2', {}, 'Undo log'),
     el(
       'p',
@@ -446,9 +452,13 @@ async function showUndoLog(storage: string, first: number, gen: number): Promise
 // ---------------------------------------------------------------------------------------------------------
 // Navigation
 
-function render(...nodes: Node[]): void {
-  $('view').replaceChildren(...nodes);
-  document.body.dataset.ready = String(generation);
+/** Shows a view; `shows` names it on #view (data-view, data-oid, data-tid), so a test can wait for this one. */
+function render(shows: { view?: string; oid?: string; tid?: string | null }, ...nodes: Node[]): void {
+  const view = $('view');
+  view.replaceChildren(...nodes);
+  view.dataset.view = shows.view ?? '';
+  view.dataset.oid = shows.oid ?? '';
+  view.dataset.tid = shows.tid ?? '';
 }
 
 function showError(message: string | null): void {
@@ -514,7 +524,7 @@ async function navigate(): Promise<void> {
   } catch (e) {
     if (gen !== generation) return;
     showError(e instanceof ApiError ? `${e.status}: ${e.message}` : `Error: ${(e as Error).message}`);
-    render();
+    render({ view: 'error' });
   }
 }
 
@@ -523,7 +533,7 @@ async function start(): Promise<void> {
     storages = (await getJson<{ storages: StorageInfo[] }>('/api/browse/storages')).storages;
   } catch (e) {
     showError(e instanceof ApiError ? `${e.status}: ${e.message}` : `Error: ${(e as Error).message}`);
-    render();
+    render({ view: 'error' });
     return;
   }
   const select = $<HTMLSelectElement>('storage');

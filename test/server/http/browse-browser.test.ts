@@ -12,6 +12,11 @@ import { startServer, type TestServer } from '../../helpers/server-fixture.js';
 
 const skip = skipBrowser || (interopDisabled ? 'ZEO_TS_SKIP_INTEROP=1' : false);
 
+/** Waits until the page shows this view (what #view's data attributes name), not the one before it. */
+async function shows(page: Page, view: string, oid = '', tid = ''): Promise<void> {
+  await page.waitForSelector(`#view[data-view="${view}"][data-oid="${oid}"][data-tid="${tid}"]`);
+}
+
 async function objectClass(page: Page, name: string): Promise<void> {
   await page.waitForSelector(`#object-class:text-is("${name}")`);
 }
@@ -46,13 +51,14 @@ describe('the object browser in Chromium', { skip }, () => {
     // the token in the URL gives the session cookie, then the page without it
     await page.goto(`${s.http!.url}/browse?token=${s.http!.token}`);
     assert.equal(new URL(page.url()).search, '');
+    await shows(page, 'object', d.root);
     await objectClass(page, 'persistent.mapping.PersistentMapping');
-    await page.waitForSelector(`#items a.ref[data-oid="${d.tree}"]`);
     assert.equal(await page.textContent('#items-range'), 'items 1–8 of 8');
     await keepScreenshot(page, 'browse-1-root');
 
     // follow the reference into the OOBTree; page forward and back
     await page.click(`#items a.ref[data-oid="${d.tree}"]`);
+    await shows(page, 'object', d.tree);
     await objectClass(page, 'BTrees.OOBTree.OOBTree');
     await page.waitForSelector('#items-range:text("items 1–100")');
     assert.deepEqual(await itemKeys(page), keys.slice(0, 100));
@@ -77,18 +83,19 @@ describe('the object browser in Chromium', { skip }, () => {
       await page.waitForSelector(`#items-range:text("${range}")`);
     }
     await page.goBack();
+    await shows(page, 'object', d.root);
     await objectClass(page, 'persistent.mapping.PersistentMapping');
     await keepScreenshot(page, 'browse-4-back-at-root');
 
     // the object with several revisions: its history, an old revision, its transaction
     await page.click(`#items a.ref[data-oid="${d.revised}"]`);
-    await page.waitForSelector('#history tbody tr:nth-child(4)');
+    await shows(page, 'object', d.revised);
     const tids = await page.locator('#history a.revision').allTextContents();
     assert.deepEqual(tids, [...d.revision_tids].reverse());
     await keepScreenshot(page, 'browse-5-history');
     await page.click(`#history a.revision:text("${d.revision_tids[1]}")`);
-    await page.waitForSelector(`text=viewed as of`);
-    await page.waitForSelector('#items tbody tr');
+    await shows(page, 'object', d.revised, d.revision_tids[1]);
+    assert.equal(await page.locator('text=viewed as of').count(), 1);
     const revItems = await page.locator('#items tbody tr').allTextContents();
     assert.deepEqual(
       revItems,
@@ -96,7 +103,8 @@ describe('the object browser in Chromium', { skip }, () => {
     );
     await keepScreenshot(page, 'browse-6-old-revision');
     await page.click(`#history tr:has(a.revision:text("${d.revision_tids[1]}")) a.txn`);
-    await page.waitForSelector('#txn-description:text("revision 1")');
+    await shows(page, 'transaction', '', d.revision_tids[1]);
+    assert.equal(await page.textContent('#txn-description'), 'revision 1');
     assert.deepEqual(
       await Promise.all(
         (await page.locator('#records tbody a.oid').all()).map((a) => a.getAttribute('href')),
@@ -107,7 +115,7 @@ describe('the object browser in Chromium', { skip }, () => {
 
     // the undo log
     await page.click('#go-undo');
-    await page.waitForSelector('#undo-log tbody tr');
+    await shows(page, 'undo');
     const descriptions = await page.locator('#undo-log tbody tr td:nth-child(4)').allTextContents();
     assert.deepEqual(
       descriptions,
@@ -115,27 +123,30 @@ describe('the object browser in Chromium', { skip }, () => {
     );
     await keepScreenshot(page, 'browse-8-undo-log');
 
-    // the header's "Undo log" link: the first storage's undo log
-    await page.goto(`${s.http!.url}/browse#undo`);
-    await page.waitForSelector('#undo-log tbody tr');
-    assert.equal(await page.locator('#undo-log tbody tr').count(), d.undo_log.length);
-
     // a class no module names any more, and a dangling reference
     await page.goto(`${s.http!.url}/browse#/1/object/${d.gadget}`);
+    await shows(page, 'object', d.gadget);
     await objectClass(page, 'browse_vanished.Gadget');
     // a record that does not decode (its class is a copyreg extension code): why, and its opcodes
     await page.goto(`${s.http!.url}/browse#/1/object/${d.families.coded}`);
-    await page.waitForSelector('#record-error');
+    await shows(page, 'object', d.families.coded);
+    assert.equal(await page.locator('#record-error').count(), 1);
     assert.match((await page.textContent('#opcodes')) ?? '', /EXT1 240/);
     await keepScreenshot(page, 'browse-9-undecodable');
     await page.goto(`${s.http!.url}/browse#/1/object/${d.holder}`);
-    await page.waitForSelector('#state .ref.broken');
+    await shows(page, 'object', d.holder);
+    assert.equal(await page.locator('#state .ref.broken').count(), 1);
     await keepScreenshot(page, 'browse-10-broken-reference');
+    // the header's "Undo log" link: the first storage's undo log
+    await page.click('header.site a[href="/browse#undo"]');
+    await shows(page, 'undo');
+    assert.equal(await page.locator('#undo-log tbody tr').count(), d.undo_log.length);
     assert.deepEqual(page.errors, []);
 
     // an error is shown in the page
     await page.goto(`${s.http!.url}/browse#/1/object/00000000000fffff`);
-    await page.waitForSelector('#error:text("404")');
+    await shows(page, 'error');
+    assert.match((await page.textContent('#error')) ?? '', /^404: no such object/);
     await keepScreenshot(page, 'browse-11-error');
     assert.deepEqual(
       page.errors.filter((e) => !/Failed to load resource/.test(e)),
