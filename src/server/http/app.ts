@@ -7,6 +7,7 @@ import type tls from 'node:tls';
 import type { HttpConfig } from '../config.js';
 import { describeAddress } from '../server.js';
 import { randomToken, readTokenFile } from './auth.js';
+import { browseRoutes } from './browse-routes.js';
 import { dashboardRoutes } from './dashboard-routes.js';
 import { HttpListener } from './listener.js';
 import { metricsRoutes } from './metrics-routes.js';
@@ -14,7 +15,7 @@ import type { HttpContext, HttpRoute } from './routes.js';
 
 /** Every route of the listener, first match wins. Each part adds its own line here. */
 export function httpRoutes(ctx: HttpContext): HttpRoute[] {
-  return [...metricsRoutes(ctx), ...dashboardRoutes(ctx)];
+  return [...metricsRoutes(ctx), ...dashboardRoutes(ctx), ...browseRoutes(ctx)];
 }
 
 /** The listener's credential: the token file's token, none (TLS client certificates only), or a random one. */

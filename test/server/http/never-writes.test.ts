@@ -22,13 +22,15 @@ export const SAMPLE_URLS: Record<string, string[]> = {
   '/ui/js/': ['/ui/js/common.js', '/ui/js/dashboard.js', '/ui/js/browse.js', '/ui/js/nope.js'],
   // (the browser's API names are its own: these reach its handler whatever it answers)
   '/api/browse/': [
-    '/api/browse/object/{oid}',
-    '/api/browse/object/{tree}?start=0&count=50',
-    '/api/browse/history/{oid}',
-    '/api/browse/transaction/{tid}',
-    '/api/browse/transactions',
-    '/api/browse/undo',
-    '/api/browse/object/zz',
+    '/api/browse/storages',
+    '/api/browse/1/object/{oid}',
+    '/api/browse/1/object/{oid}?tid={tid}',
+    '/api/browse/1/object/{tree}/items?limit=1000',
+    '/api/browse/1/object/{tree}/history?limit=1000',
+    '/api/browse/1/transaction/{tid}?offset=0&limit=1000',
+    '/api/browse/1/undo-log?first=0&last=1000',
+    '/api/browse/1/object/zz',
+    '/api/browse/1/undo',
   ],
   '/metrics': ['/metrics?name[]=zeo_loads_total'],
 };

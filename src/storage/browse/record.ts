@@ -1,0 +1,265 @@
+// The object browser's view of one record: its class and state decoded into a JSON tree with persistent
+// references as links, bounded (depth, items, string length) whatever the record holds. Reads only.
+import {
+  ByteArray,
+  FrozenSet,
+  Global,
+  PersistentRef,
+  PickleBuffer,
+  PickleError,
+  PyFloat,
+  PyObject,
+  classifyPersistentId,
+  decodeRecord,
+  decompressRecord,
+  getPickleMetadata,
+  isTuple,
+  isZlibRecord,
+  pyBytesRepr,
+  pyRepr,
+  pyStrRepr,
+  type ClassMeta,
+  type PickleValue,
+} from '../../pickle/index.js';
+import { idHex } from '../ids.js';
+import { opcodeSummary, type OpcodeSummary } from './opcodes.js';
+
+/** How much of a value the tree shows. */
+export interface TreeLimits {
+  /** containers within containers; deeper ones show as {type: 'cut'} */
+  maxDepth: number;
+  /** items shown of each container (the rest counted in `length`) */
+  maxItems: number;
+  /** characters of a str, bytes shown of a bytes (the rest counted in `length`) */
+  maxString: number;
+  /** nodes in the whole tree; past it, containers show as {type: 'cut'} */
+  maxNodes: number;
+}
+
+export const DEFAULT_TREE_LIMITS: TreeLimits = {
+  maxDepth: 12,
+  maxItems: 100,
+  maxString: 1024,
+  maxNodes: 5000,
+};
+
+/**
+ * A node of a decoded value: `type` is Python's type name (or 'ref' for a persistent reference, 'object' for
+ * an instance of a class we only know by name, 'cut' where the limits stopped the tree). Atoms have `repr`;
+ * containers `items` (or `entries` for a dict), with `length` the full count when not all are shown.
+ */
+export interface TreeNode {
+  type: string;
+  repr?: string;
+  /** the full length (items, characters, bytes) when `truncated` */
+  length?: number;
+  truncated?: boolean;
+  items?: TreeNode[];
+  entries?: Array<[TreeNode, TreeNode]>;
+  /** 'object': its class (dotted), and what the pickle applied to it */
+  class?: string;
+  args?: TreeNode;
+  state?: TreeNode;
+  /** 'ref': the referenced object, its class when the reference names it, and whether it exists */
+  oid?: string;
+  kind?: string;
+  database?: string;
+  broken?: boolean;
+  /** 'cut': why */
+  reason?: string;
+}
+
+/** The hex oid of a persistent reference, or null (an unknown form). */
+export function refOidHex(ref: PersistentRef): string | null {
+  const r = classifyPersistentId(ref.id);
+  return r.kind === 'unknown' || r.oid.length !== 8 ? null : idHex(r.oid);
+}
+
+function className(meta: PickleValue | undefined): string | null {
+  if (meta instanceof Global) return `${meta.module}.${meta.name}`;
+  if (isTuple(meta) && meta[0] instanceof Global) return `${meta[0].module}.${meta[0].name}`;
+  return null;
+}
+
+/** Builds trees of values under one node budget (a record's state and its class args share it). */
+export class TreeBuilder {
+  private nodes = 0;
+  /** every 'ref' node made, so that the caller can mark broken ones */
+  readonly refs: TreeNode[] = [];
+
+  constructor(readonly limits: TreeLimits = DEFAULT_TREE_LIMITS) {}
+
+  build(v: PickleValue | undefined, depth = 0): TreeNode {
+    this.nodes++;
+    if (v === undefined) return { type: 'NoneType', repr: 'None' };
+    if (v === null) return { type: 'NoneType', repr: 'None' };
+    if (typeof v === 'boolean') return { type: 'bool', repr: v ? 'True' : 'False' };
+    if (typeof v === 'number' || typeof v === 'bigint') return { type: 'int', repr: String(v) };
+    if (v instanceof PyFloat) return { type: 'float', repr: pyRepr(v) };
+    if (typeof v === 'string') return this.text(v);
+    if (v instanceof Global) return { type: 'global', repr: `${v.module}.${v.name}` };
+    if (v instanceof PickleBuffer) return this.bytes(v.data, 'PickleBuffer');
+    if (v instanceof Uint8Array && !(v instanceof ByteArray)) return this.bytes(v, 'bytes');
+    if (v instanceof PersistentRef) return this.ref(v);
+    if (depth >= this.limits.maxDepth || this.nodes > this.limits.maxNodes) {
+      return { type: 'cut', reason: depth >= this.limits.maxDepth ? 'nested too deep' : 'too many values' };
+    }
+    if (v instanceof ByteArray) return this.bytes(v, 'bytearray');
+    if (Array.isArray(v)) return this.seq(isTuple(v) ? 'tuple' : 'list', v, depth);
+    if (v instanceof Set) return this.seq(v instanceof FrozenSet ? 'frozenset' : 'set', v, depth);
+    if (v instanceof Map) {
+      const entries: Array<[TreeNode, TreeNode]> = [];
+      for (const [k, x] of v) {
+        if (entries.length >= this.limits.maxItems || this.nodes > this.limits.maxNodes) break;
+        entries.push([this.build(k, depth + 1), this.build(x, depth + 1)]);
+      }
+      return this.sized({ type: 'dict', entries }, v.size, entries.length);
+    }
+    if (v instanceof PyObject) {
+      const node: TreeNode = {
+        type: 'object',
+        class: v.global ? `${v.global.module}.${v.global.name}` : pyRepr(v.callable),
+        args: this.build(v.args, depth + 1),
+      };
+      if (v.state !== undefined) node.state = this.build(v.state, depth + 1);
+      if (v.listItems) node.items = this.seq('list', v.listItems, depth).items;
+      if (v.dictItems) node.entries = this.build(new Map(v.dictItems), depth).entries;
+      return node;
+    }
+    return { type: 'unknown', repr: String(v) };
+  }
+
+  private sized(node: TreeNode, length: number, shown: number): TreeNode {
+    if (shown < length) {
+      node.truncated = true;
+      node.length = length;
+    }
+    return node;
+  }
+
+  private seq(type: string, v: Iterable<PickleValue> & { length?: number; size?: number }, depth: number) {
+    const items: TreeNode[] = [];
+    for (const x of v) {
+      if (items.length >= this.limits.maxItems || this.nodes > this.limits.maxNodes) break;
+      items.push(this.build(x, depth + 1));
+    }
+    return this.sized({ type, items }, v.length ?? v.size ?? items.length, items.length);
+  }
+
+  private text(s: string): TreeNode {
+    if (s.length <= this.limits.maxString) return { type: 'str', repr: pyStrRepr(s) };
+    return {
+      type: 'str',
+      repr: pyStrRepr(s.slice(0, this.limits.maxString)),
+      truncated: true,
+      length: s.length,
+    };
+  }
+
+  private bytes(b: Uint8Array, type: string): TreeNode {
+    if (b.length <= this.limits.maxString) return { type, repr: pyBytesRepr(b) };
+    return {
+      type,
+      repr: pyBytesRepr(b.subarray(0, this.limits.maxString)),
+      truncated: true,
+      length: b.length,
+    };
+  }
+
+  private ref(v: PersistentRef): TreeNode {
+    const r = classifyPersistentId(v.id);
+    const node: TreeNode = { type: 'ref', kind: r.kind };
+    if (r.kind === 'unknown' || r.oid.length !== 8) {
+      node.repr = pyRepr(v.id);
+      node.broken = true;
+      return node;
+    }
+    node.oid = idHex(r.oid);
+    const cls = className(r.classMeta);
+    if (cls) node.class = cls;
+    if (r.database !== undefined) node.database = r.database;
+    this.refs.push(node);
+    return node;
+  }
+}
+
+/** A record decoded for display. */
+export interface RecordView {
+  /** 'zlib' when the record was compressed by zc.zlibstorage */
+  compression: 'zlib' | null;
+  /** the record's size as stored */
+  size: number;
+  class: { module: string; name: string; form: ClassMeta['form'] | null };
+  /** the class metadata's args (`__getnewargs__`), when there are some */
+  args?: TreeNode;
+  state?: TreeNode;
+  /** when the record does not decode: why, and its bytes and opcodes instead of the tree */
+  error?: string;
+  raw?: { hex: string; text: string; length: number };
+  opcodes?: OpcodeSummary;
+  isBlob: boolean;
+}
+
+/** A record's first bytes as hex and as printable text, for a record that does not decode. */
+export function rawSummary(data: Uint8Array, max = 256): { hex: string; text: string; length: number } {
+  const head = Buffer.from(data.buffer, data.byteOffset, Math.min(data.length, max));
+  const text = head.toString('latin1').replace(/[^\x20-\x7e]/g, '.');
+  return { hex: head.toString('hex'), text, length: data.length };
+}
+
+/**
+ * Decodes a record (as a storage returns it) for display. Never throws for a bad record: it shows the error
+ * and the raw summary instead, with the class names as ZODB's get_pickle_metadata reads them.
+ */
+export function viewRecord(stored: Uint8Array, builder = new TreeBuilder()): RecordView {
+  const compression = isZlibRecord(stored) ? 'zlib' : null;
+  let data: Uint8Array;
+  try {
+    data = compression ? decompressRecord(stored) : stored;
+  } catch (e) {
+    return {
+      compression,
+      size: stored.length,
+      class: { module: '', name: '', form: null },
+      error: `cannot decompress: ${(e as Error).message}`,
+      raw: rawSummary(stored),
+      isBlob: false,
+    };
+  }
+  try {
+    const { classMeta, state } = decodeRecord(data);
+    const view: RecordView = {
+      compression,
+      size: stored.length,
+      class: { module: classMeta.module, name: classMeta.name, form: classMeta.form },
+      isBlob: classMeta.module === 'ZODB.blob' && classMeta.name === 'Blob',
+    };
+    if (classMeta.args !== null) view.args = builder.build(classMeta.args);
+    view.state = builder.build(state);
+    return view;
+  } catch (e) {
+    if (!(e instanceof PickleError)) throw e;
+    const [module, name] = getPickleMetadata(data);
+    return {
+      compression,
+      size: stored.length,
+      class: { module, name, form: null },
+      error: e.message,
+      raw: rawSummary(data),
+      opcodes: opcodeSummary(data),
+      isBlob: false,
+    };
+  }
+}
+
+/** The dotted class name of a record, as ZODB's get_pickle_metadata reads it (zlib records decompressed). */
+export function recordClassName(stored: Uint8Array): string {
+  let data = stored;
+  try {
+    if (isZlibRecord(stored)) data = decompressRecord(stored);
+  } catch {
+    return '';
+  }
+  const [module, name] = getPickleMetadata(data);
+  return name ? `${module}.${name}` : module;
+}
