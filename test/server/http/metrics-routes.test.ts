@@ -109,3 +109,69 @@ interopTest('zeo serve --http: its /metrics, its commits and its own process', a
     child.kill();
   }
 });
+
+// The official Prometheus client's own parser (prometheus_client, from PyPI in the oracle) reads the whole
+// exposition, and sees the counters move as a Python client loads and commits; the same figures as ours.
+const PY_SCRAPE = `
+import urllib.request
+from prometheus_client.parser import text_string_to_metric_families
+import ZODB, transaction
+from ZEO.ClientStorage import ClientStorage
+
+url, token, host, port = args
+
+def scrape():
+    req = urllib.request.Request(url + '/metrics', headers={'Authorization': 'Bearer ' + token})
+    with urllib.request.urlopen(req) as res:
+        text = res.read().decode('utf-8')
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.labels.get('storage', '1') == '1':
+                samples[s.name] = s.value
+    return text, samples
+
+_, before = scrape()
+db = ZODB.DB(ClientStorage((host, port), wait_timeout=30))
+conn = db.open()
+conn.root()['n'] = 1
+transaction.commit()
+db.cacheMinimize()
+conn.root()['n']
+conn.close()
+db.close()
+text, after = scrape()
+keys = ['zeo_loads_total', 'zeo_stores_total', 'zeo_commits_total', 'zeo_received_bytes_total',
+        'zeo_sent_bytes_total', 'zeo_vote_duration_seconds_count', 'zeo_finish_duration_seconds_count',
+        'zeo_fsync_duration_seconds_count', 'zeo_commit_lock_hold_seconds_count']
+result = {'before': {k: before.get(k) for k in keys}, 'after': {k: after.get(k) for k in keys},
+          'names': len(after), 'text': text}
+`;
+
+interopTest("Prometheus's own Python parser reads /metrics, and its counters move", async (oracle) => {
+  const s = await startServer({ http: {} });
+  try {
+    const { url, token } = s.http!;
+    const port = (s.address as { port: number }).port;
+    const r = await oracle.json<{
+      before: Record<string, number | null>;
+      after: Record<string, number | null>;
+      names: number;
+      text: string;
+    }>(PY_SCRAPE, undefined, [url, token, '127.0.0.1', port]);
+    for (const [name, value] of Object.entries(r.after)) {
+      assert.equal(typeof value, 'number', `${name} parsed`);
+      assert.ok(value! > (r.before[name] ?? 0), `${name} moved: ${r.before[name]} -> ${value}`);
+    }
+    assert.ok(r.names > 50, `${r.names} samples parsed`);
+    // both parsers read the same value for every sample of storage 1 that Python listed
+    const ours = parsePrometheusText(r.text);
+    assert.equal(commits(r.text), r.after.zeo_commits_total);
+    assert.equal(
+      ours.get('zeo_loads_total')!.samples.find((x) => x.labels.storage === '1')!.value,
+      r.after.zeo_loads_total,
+    );
+  } finally {
+    await s.stop();
+  }
+});
