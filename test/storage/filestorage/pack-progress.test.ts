@@ -6,32 +6,11 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { referencesf } from '../../../src/pickle/index.js';
 import { FileStorage } from '../../../src/storage/filestorage/index.js';
-import { p64, z64, type Oid } from '../../../src/storage/ids.js';
-import { TransactionMetaData } from '../../../src/storage/interfaces.js';
-import { mappingRecord, minpo, ref } from '../contract/helpers.js';
+import { p64 } from '../../../src/storage/ids.js';
+import { buildPackable as build } from '../../helpers/pack-data.js';
 import { withTempDir } from './fs-oracle.js';
 
 type Report = { done: number; total: number; phase: string };
-
-/** Root -> oid 1, rewritten `n` times (the pack drops all but the last revision), 1 KiB each. */
-async function build(path: string, n: number): Promise<FileStorage> {
-  const s = await FileStorage.open(path, { create: true });
-  const serials = new Map<string, Uint8Array>();
-  const store = async (records: Array<[Oid, Uint8Array]>): Promise<void> => {
-    const meta = new TransactionMetaData();
-    await s.tpcBegin(meta);
-    for (const [oid, data] of records) await s.store(oid, serials.get(oid.join()) ?? z64, data, meta);
-    await s.tpcVote(meta);
-    const tid = await s.tpcFinish(meta);
-    for (const [oid] of records) serials.set(oid.join(), tid);
-  };
-  await store([
-    [z64, mappingRecord([['x', ref(p64(1))]])],
-    [p64(1), minpo('x'.repeat(1024))],
-  ]);
-  for (let i = 0; i < n; i++) await store([[p64(1), minpo(`${i}`.repeat(1024))]]);
-  return s;
-}
 
 /** The reports of each phase, in the order the phases came; checks what holds for every pack. */
 function phases(reports: Report[], size: number, ms: number): Map<string, Report[]> {
