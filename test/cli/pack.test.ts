@@ -5,7 +5,14 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { PackTicker, packTargets, packTime, runPack, targetRepr } from '../../src/cli/pack.js';
+import {
+  PackProgressView,
+  PackTicker,
+  packTargets,
+  packTime,
+  runPack,
+  targetRepr,
+} from '../../src/cli/pack.js';
 import { FileStorage } from '../../src/storage/filestorage/file-storage.js';
 import { serverTlsOptions } from '../../src/transport/tls.js';
 import { noOpenssl, selfSignedPair } from '../helpers/openssl.js';
@@ -239,6 +246,37 @@ test('on a terminal, a pack shows the storage and the time it has taken, and era
   // off a terminal: nothing at all
   const pipe: string[] = [];
   const quiet = new PackTicker('pack x', { write: (c: string) => pipe.push(c) }, () => t).run();
+  quiet.stop();
+  assert.deepEqual(pipe, []);
+});
+
+test("a pack's line: the ticker until the server tells, then a bar per phase, erased at the end", () => {
+  let t = 0;
+  const out: string[] = [];
+  const tty = { isTTY: true, columns: 100, write: (c: string) => out.push(c) };
+  const target = { address: { host: '127.0.0.1', port: 8100 }, name: 'main' };
+  const view = new PackProgressView(target, tty, () => t);
+  t = 1000;
+  view.progress(0, 4096, 'reachability');
+  t = 1050;
+  view.progress(1024, 4096, 'reachability'); // throttled: under 100 ms since the last line
+  t = 2000;
+  view.progress(4096, 4096, 'reachability');
+  view.progress(4096, 4096, 'copy');
+  view.stop();
+  assert.deepEqual(out, [
+    "\rpack (('127.0.0.1', 8100), 'main')  0:00\x1b[K",
+    '\r\x1b[K',
+    '\rpack main: reachability   0% [.........................]      0 B / 4.00 KiB      -- B/s  ETA --:--\x1b[K',
+    '\rpack main: reachability 100% [#########################] 4.00 KiB / 4.00 KiB  4.00 KiB/s  ETA  0:00\x1b[K',
+    '\r\x1b[K',
+    '\rpack main: copy 100% [#################################] 4.00 KiB / 4.00 KiB      -- B/s  ETA --:--\x1b[K',
+    '\r\x1b[K',
+  ]);
+  // off a terminal: nothing, whatever the server tells
+  const pipe: string[] = [];
+  const quiet = new PackProgressView(target, { write: (c: string) => pipe.push(c) }, () => t);
+  quiet.progress(4096, 4096, 'copy');
   quiet.stop();
   assert.deepEqual(pipe, []);
 });
