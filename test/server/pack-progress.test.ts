@@ -25,8 +25,15 @@ const PY_PACK = `
 import time, transaction, ZODB
 from ZEO.ClientStorage import ClientStorage
 from ZODB.utils import p64
+seen = []
+class Recording(ClientStorage):
+    # what the server told, then ClientStorage.info as it is
+    def info(self, dict):
+        if 'pack_progress' in dict:
+            seen.append(list(dict['pack_progress']))
+        ClientStorage.info(self, dict)
 a = args['address']
-cs = ClientStorage(('127.0.0.1', a) if isinstance(a, int) else a, wait_timeout=30)
+cs = Recording(('127.0.0.1', a) if isinstance(a, int) else a, wait_timeout=30)
 before = len(cs.history(p64(1), 10))
 cs.pack(time.time() + 1, wait=True)
 progress = cs._info.get('pack_progress')
@@ -39,7 +46,8 @@ assert root['x']._p_oid == p64(1)
 history = len(cs.history(p64(1), 10))
 conn.close()
 db.close()
-result = dict(before=before, progress=list(progress) if progress is not None else None, history=history)
+result = dict(before=before, progress=list(progress) if progress is not None else None, history=history,
+              seen=seen)
 `;
 
 for (const msgpack of [false, true]) {
@@ -52,13 +60,25 @@ for (const msgpack of [false, true]) {
         await built.close();
         const s = await startServer({ dir, msgpack });
         try {
-          const r = await oracle.json<{ before: number; progress: unknown[] | null; history: number }>(
-            PY_PACK,
-            undefined,
-            { address: (s.address as { port: number }).port },
-          );
+          const r = await oracle.json<{
+            before: number;
+            progress: unknown[] | null;
+            history: number;
+            seen: Array<[number, number, string]>;
+          }>(PY_PACK, undefined, { address: (s.address as { port: number }).port });
+          const { seen, ...rest } = r;
           // the last report: the copy's end, the whole file; the pack removed all but the last revision
-          assert.deepEqual(r, { before: 10, progress: [size, size, 'copy'], history: 1 });
+          assert.deepEqual(rest, { before: 10, progress: [size, size, 'copy'], history: 1 });
+          // the first report went at once (the reachability pass's first transaction), each phase's end too
+          assert.equal(seen[0][2], 'reachability');
+          assert.ok(seen[0][0] < seen[0][1], JSON.stringify(seen));
+          assert.deepEqual(
+            seen.filter(([done, total]) => done === total),
+            [
+              [size, size, 'reachability'],
+              [size, size, 'copy'],
+            ],
+          );
           assert.ok(s.logs.some((l) => /pack\(time=[\d.]+\) complete/.test(l)));
           assert.ok(!s.logs.some((l) => /^(ERROR|CRITICAL)/.test(l)), s.logs.join(''));
         } finally {
