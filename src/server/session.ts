@@ -969,10 +969,12 @@ export class Session implements StorageClient {
     const served = this.storage;
     const run = async (): Promise<void> => {
       this.log.info(`(${this.label}) pack(time=${pyFloatRepr(t)}) started...`);
+      const progress = this.packProgress(served);
       try {
-        await served.storage.pack(t, zlibAwareReferences, { onProgress: this.packProgress(served) });
+        await served.storage.pack(t, zlibAwareReferences, { onProgress: progress.listener });
       } finally {
-        served.packProgress = null;
+        // (a pack refused because another runs leaves that one's progress)
+        if (progress.told) served.packProgress = null;
       }
       this.log.info(`(${this.label}) pack(time=${pyFloatRepr(t)}) complete`);
       served.broadcastInfo();
@@ -993,15 +995,20 @@ export class Session implements StorageClient {
    * message, {'pack_progress': (done, total, phase)}: Python's ClientStorage.info only updates its info dict
    * with it. At most twice a second, and the end of each phase always (a progress bar reaches 100%).
    */
-  private packProgress(served: ServedStorage): PackProgressListener {
+  private packProgress(served: ServedStorage): { listener: PackProgressListener; told: boolean } {
     const throttle = new Throttle(500);
-    return (done, total, phase) => {
-      served.packProgress = { done, total, phase };
-      if (done < total && !throttle.due()) return;
-      const info: PyDict = new Map([['pack_progress', tuple<PickleValue>(done, total, phase)]]);
-      // now: the client is waiting for the pack's reply, with nothing else to flush this out
-      this.conn.sendAsync('info', [info], true);
+    const progress = {
+      told: false,
+      listener: (done: number, total: number, phase: string): void => {
+        progress.told = true;
+        served.packProgress = { done, total, phase };
+        if (done < total && !throttle.due()) return;
+        const info: PyDict = new Map([['pack_progress', tuple<PickleValue>(done, total, phase)]]);
+        // now: the client is waiting for the pack's reply, with nothing else to flush this out
+        this.conn.sendAsync('info', [info], true);
+      },
     };
+    return progress;
   }
 
   async undoLog(first: PickleValue, last: PickleValue): Promise<PickleValue> {
