@@ -13,7 +13,7 @@ import type { ServerAddress } from '../client/connection.js';
 import { pyRepr, tuple } from '../pickle/index.js';
 import type { TlsSection } from '../transport/tls.js';
 import { addTlsOptions, sslFromOptions } from './copy.js';
-import { formatDuration, type ProgressStream } from './progress.js';
+import { formatDuration, ProgressBar, type ProgressStream } from './progress.js';
 
 /** One storage to pack: its server and its name there. */
 export interface PackTarget {
@@ -135,9 +135,9 @@ async function connect(
 }
 
 /**
- * What a terminal shows while a server packs: ZEO says nothing of a pack's progress until it ends, so the line
- * is the storage and the time spent, redrawn each second ("pack '1' on ('127.0.0.1', 8100)  0:42"). Off a
- * terminal it draws nothing (zeopack's output, which scripts read, stays as it was).
+ * What a terminal shows while a server that says nothing of a pack's progress (ZEO's runzeo) packs: the
+ * storage and the time spent, redrawn each second ("pack (('127.0.0.1', 8100), '1')  0:42"). Off a terminal it
+ * draws nothing (zeopack's output, which scripts read, stays as it was).
  */
 export class PackTicker {
   private timer: NodeJS.Timeout | null = null;
@@ -177,6 +177,54 @@ export class PackTicker {
   }
 }
 
+/**
+ * A pack's line on a terminal: the ticker until the server tells the pack's progress (a zeo-ts server sends
+ * {'pack_progress': (done, total, phase)} info messages), then a progress bar per phase ("pack 1: copy  42%
+ * [####......] ..."). Off a terminal, nothing.
+ */
+export class PackProgressView {
+  private ticker: PackTicker | null = null;
+  private bar: ProgressBar | null = null;
+  private phase: string | null = null;
+  private readonly tty: boolean;
+
+  constructor(
+    readonly target: PackTarget,
+    private readonly stream: ProgressStream,
+    private readonly now?: () => number,
+  ) {
+    this.tty = stream.isTTY === true;
+    if (this.tty) this.ticker = new PackTicker(`pack ${targetRepr(target)}`, stream, now).run();
+  }
+
+  /** The server's report: `done` of `total` bytes of the phase `phase`. */
+  progress(done: number, total: number, phase: string): void {
+    if (!this.tty) return;
+    this.ticker?.stop();
+    this.ticker = null;
+    if (phase !== this.phase || !this.bar) {
+      this.bar?.finish();
+      this.phase = phase;
+      this.bar = new ProgressBar({
+        label: `pack ${this.target.name}: ${phase}`,
+        total,
+        stream: this.stream,
+        tty: true,
+        ...(this.now ? { now: this.now } : {}),
+      });
+    }
+    this.bar.update(done, total);
+  }
+
+  /** Erases the line. */
+  stop(): void {
+    this.ticker?.stop();
+    this.ticker = null;
+    this.bar?.finish();
+    this.bar = null;
+  }
+}
+
 /** Packs every target; returns the exit status (messages go to `err`). */
 export async function runPack(
   targets: PackTarget[],
@@ -199,12 +247,12 @@ export async function runPack(
     }
     found = true;
     const progress = options.progress === undefined ? process.stderr : options.progress;
-    const ticker = progress ? new PackTicker(`pack ${targetRepr(t)}`, progress).run() : null;
+    const view = progress ? new PackProgressView(t, progress) : null;
     try {
-      await storage.pack(packt);
-      ticker?.stop();
+      await storage.pack(packt, undefined, view ? { onProgress: (d, n, p) => view.progress(d, n, p) } : {});
+      view?.stop();
     } catch (e) {
-      ticker?.stop();
+      view?.stop();
       const error = e as Error;
       err(`${error.name}: ${error.message}\n`);
       err(`Error:\nError packing storage ${t.name} in ${addressRepr(t)}\n`);

@@ -28,6 +28,7 @@ import {
   type ReferencesFinder,
   type Storage,
   type StorageCapabilities,
+  type StoragePackOptions,
   type TransactionMetaData,
   type TransactionRecord,
   type UndoLogEntry,
@@ -291,7 +292,10 @@ export class ClientStorage extends EventEmitter implements Storage {
       );
       this.invalidateTransaction(tid, oids);
     } else if (name === 'info') {
-      this.updateInfo(dictOf(args[0] ?? null, 'info'));
+      const info = dictOf(args[0] ?? null, 'info');
+      this.updateInfo(info);
+      // (listeners: pack's progress; ZEO's own keys and zeo-ts's pack_progress)
+      this.emit('info', info);
     } else if (this.blobs) {
       const r = this.blobs.onServerCall(name, args);
       if (r instanceof Promise) return r.then(() => undefined);
@@ -933,13 +937,31 @@ export class ClientStorage extends EventEmitter implements Storage {
   async pack(
     packTime: number,
     _referencesf?: ReferencesFinder,
-    options?: { gc?: boolean } & CallOptions,
+    options?: StoragePackOptions & CallOptions,
   ): Promise<void> {
     if (options?.gc === false) {
       throw new Unsupported('a ZEO client cannot pack without garbage collection (the server decides)');
     }
-    // (a read-only registration may pack, as with ZEO: zeopack registers read-only)
-    await this.call('pack', [new PyFloat(packTime), true], options);
+    // a zeo-ts server tells the packing client its progress in info messages (ZEO's runzeo tells nothing)
+    const onProgress = options?.onProgress;
+    const onInfo =
+      onProgress &&
+      ((info: Map<PickleValue, PickleValue>): void => {
+        const p = info.get('pack_progress');
+        const n = (v: PickleValue): number =>
+          typeof v === 'bigint' ? Number(v) : typeof v === 'number' ? v : NaN;
+        if (Array.isArray(p) && p.length === 3 && typeof p[2] === 'string') {
+          const [done, total] = [n(p[0]), n(p[1])];
+          if (Number.isFinite(done) && Number.isFinite(total)) onProgress(done, total, p[2]);
+        }
+      });
+    if (onInfo) this.on('info', onInfo);
+    try {
+      // (a read-only registration may pack, as with ZEO: zeopack registers read-only)
+      await this.call('pack', [new PyFloat(packTime), true], options);
+    } finally {
+      if (onInfo) this.off('info', onInfo);
+    }
     // the revisions it removed may be in our cache: forget them (ZEO keeps them until evicted; other clients
     // still may, but they hold only what nothing reaches or what came before the pack time)
     this.cache?.clear();

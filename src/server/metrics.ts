@@ -128,6 +128,11 @@ export class ZeoMetrics {
     );
 
     gauge('zeo_clients', 'Clients registered on the storage.', (s) => s.clients.size);
+    gauge(
+      'zeo_pack_progress_ratio',
+      "How far the running pack's current phase is, 0 to 1 (0 when no pack runs).",
+      (s) => (s.packProgress && s.packProgress.total > 0 ? s.packProgress.done / s.packProgress.total : 0),
+    );
     new Gauge({
       name: 'zeo_connections',
       help: 'Client connections open, registered or not.',

@@ -74,6 +74,8 @@ export class ServedStorage {
   timings: CommitTimings = NO_TIMINGS;
   /** a pack running in the background (pack(t, wait=false)), so close() can wait for it */
   packing: Promise<void> | null = null;
+  /** the running pack's last progress report (the metrics' zeo_pack_progress_ratio) */
+  packProgress: { done: number; total: number; phase: string } | null = null;
 
   constructor(
     readonly name: string,

@@ -37,9 +37,11 @@ import {
   TransactionMetaData,
   type DataRecord,
   type LoadBeforeHit,
+  type PackProgressListener,
   type TransactionRecord,
   type UndoLogEntry,
 } from '../storage/interfaces.js';
+import { Throttle } from '../storage/progress.js';
 import { undoEntryItems } from '../storage/undo-log.js';
 import { CommitLog, type ReplayOp } from './commit-log.js';
 import type { Logger } from './log.js';
@@ -967,7 +969,13 @@ export class Session implements StorageClient {
     const served = this.storage;
     const run = async (): Promise<void> => {
       this.log.info(`(${this.label}) pack(time=${pyFloatRepr(t)}) started...`);
-      await served.storage.pack(t, zlibAwareReferences);
+      const progress = this.packProgress(served);
+      try {
+        await served.storage.pack(t, zlibAwareReferences, { onProgress: progress.listener });
+      } finally {
+        // (a pack refused because another runs leaves that one's progress)
+        if (progress.told) served.packProgress = null;
+      }
       this.log.info(`(${this.label}) pack(time=${pyFloatRepr(t)}) complete`);
       served.broadcastInfo();
     };
@@ -980,6 +988,27 @@ export class Session implements StorageClient {
       if (served.packing === p) served.packing = null;
     });
     return null;
+  }
+
+  /**
+   * The pack's progress, kept for the metrics and told to the client that asked for the pack in ZEO's `info`
+   * message, {'pack_progress': (done, total, phase)}: Python's ClientStorage.info only updates its info dict
+   * with it. At most twice a second, and the end of each phase always (a progress bar reaches 100%).
+   */
+  private packProgress(served: ServedStorage): { listener: PackProgressListener; told: boolean } {
+    const throttle = new Throttle(500);
+    const progress = {
+      told: false,
+      listener: (done: number, total: number, phase: string): void => {
+        progress.told = true;
+        served.packProgress = { done, total, phase };
+        if (done < total && !throttle.due()) return;
+        const info: PyDict = new Map([['pack_progress', tuple<PickleValue>(done, total, phase)]]);
+        // now: the client is waiting for the pack's reply, with nothing else to flush this out
+        this.conn.sendAsync('info', [info], true);
+      },
+    };
+    return progress;
   }
 
   async undoLog(first: PickleValue, last: PickleValue): Promise<PickleValue> {

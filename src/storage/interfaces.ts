@@ -123,6 +123,20 @@ export type ConflictResolver = (
 /** ZODB.serialize.referencesf's shape: the oids a record refers to. */
 export type ReferencesFinder = (data: Uint8Array, oids?: Oid[]) => Oid[];
 
+/**
+ * A pack's progress: `done` of `total` units (bytes of the data file for FileStorage) of the phase named
+ * `phase` ('reachability', 'copy'). Called at most ~10 times a second, and once with done === total at the
+ * end of each phase; the total may grow (commits during the pack).
+ */
+export type PackProgressListener = (done: number, total: number, phase: string) => void;
+
+export interface StoragePackOptions {
+  /** garbage collection (the storage's default when absent) */
+  gc?: boolean;
+  /** told of the pack's progress, if the engine can tell (MemoryStorage does not) */
+  onProgress?: PackProgressListener;
+}
+
 export interface UndoResult {
   tid: Tid;
   oids: Oid[];
@@ -295,7 +309,7 @@ export interface Storage {
 
   // --- pack ---
   /** ZODB's pack-time semantics; `referencesf` finds references for garbage collection */
-  pack(packTime: number, referencesf: ReferencesFinder, options?: { gc?: boolean }): Promise<void>;
+  pack(packTime: number, referencesf: ReferencesFinder, options?: StoragePackOptions): Promise<void>;
 
   // --- iteration (IStorageIteration, IStorageCurrentRecordIteration; capabilities.iteration, recordIternext) ---
   iterator(start?: Tid | null, stop?: Tid | null): AsyncIterable<TransactionRecord>;

@@ -1,14 +1,22 @@
 // `zeo pack` (src/cli/pack.ts) as ZEO's zeopack: against zeo serve and runzeo, a pack to now removes the old
 // revisions a Python client wrote (Python's history and loadSerial say so), --days keeps what is younger;
 // unix sockets with -u; TLS; zeopack's exit statuses for no arguments, bad specifications, unreachable
-// servers, a pack the server refuses.
+// servers, a pack the server refuses. On a terminal: zeo serve's progress as a bar per phase, runzeo's ticker.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { PackTicker, packTargets, packTime, targetRepr } from '../../src/cli/pack.js';
+import {
+  PackProgressView,
+  PackTicker,
+  packTargets,
+  packTime,
+  runPack,
+  targetRepr,
+} from '../../src/cli/pack.js';
 import { FileStorage } from '../../src/storage/filestorage/file-storage.js';
 import { serverTlsOptions } from '../../src/transport/tls.js';
 import { noOpenssl, selfSignedPair } from '../helpers/openssl.js';
+import { buildPackable } from '../helpers/pack-data.js';
 import { interopTest, type Oracle } from '../helpers/oracle.js';
 import { fileStorageConfig, startServer } from '../helpers/server-fixture.js';
 import { stopLeftovers } from '../helpers/server-process.js';
@@ -241,3 +249,86 @@ test('on a terminal, a pack shows the storage and the time it has taken, and era
   quiet.stop();
   assert.deepEqual(pipe, []);
 });
+
+test("a pack's line: the ticker until the server tells, then a bar per phase, erased at the end", () => {
+  let t = 0;
+  const out: string[] = [];
+  const tty = { isTTY: true, columns: 100, write: (c: string) => out.push(c) };
+  const target = { address: { host: '127.0.0.1', port: 8100 }, name: 'main' };
+  const view = new PackProgressView(target, tty, () => t);
+  t = 1000;
+  view.progress(0, 4096, 'reachability');
+  t = 1050;
+  view.progress(1024, 4096, 'reachability'); // throttled: under 100 ms since the last line
+  t = 2000;
+  view.progress(4096, 4096, 'reachability');
+  view.progress(4096, 4096, 'copy');
+  view.stop();
+  assert.deepEqual(out, [
+    "\rpack (('127.0.0.1', 8100), 'main')  0:00\x1b[K",
+    '\r\x1b[K',
+    '\rpack main: reachability   0% [.........................]      0 B / 4.00 KiB      -- B/s  ETA --:--\x1b[K',
+    '\rpack main: reachability 100% [#########################] 4.00 KiB / 4.00 KiB  4.00 KiB/s  ETA  0:00\x1b[K',
+    '\r\x1b[K',
+    '\rpack main: copy 100% [#################################] 4.00 KiB / 4.00 KiB      -- B/s  ETA --:--\x1b[K',
+    '\r\x1b[K',
+  ]);
+  // off a terminal: nothing, whatever the server tells
+  const pipe: string[] = [];
+  const quiet = new PackProgressView(target, { write: (c: string) => pipe.push(c) }, () => t);
+  quiet.progress(4096, 4096, 'copy');
+  quiet.stop();
+  assert.deepEqual(pipe, []);
+});
+
+for (const kind of ['zeo-ts', 'runzeo'] as ZeoServerKind[]) {
+  interopTest(
+    `on a terminal, zeo pack against ${kind === 'runzeo' ? 'runzeo shows the ticker' : 'zeo serve shows a bar per phase of the pack'}; off one, nothing`,
+    async () => {
+      const server = await startZeoServer(kind, {
+        blobs: false,
+        prepare: async (path) => (await buildPackable(path, 2000, 4096)).close(),
+      });
+      try {
+        const target = { address: server.address, name: '1' };
+        const out: string[] = [];
+        const errs: string[] = [];
+        const tty = { isTTY: true, columns: 100, write: (c: string) => out.push(c) };
+        const packt = Date.now() / 1000 + 1;
+        const status = await runPack([target], packt, {
+          waitMs: 30_000,
+          progress: tty,
+          err: (e) => errs.push(e),
+        });
+        assert.equal(status, 0, errs.join(''));
+        assert.equal(errs.join(''), '');
+        // the line is erased at the end
+        assert.equal(out.at(-1), '\r\x1b[K');
+        const bars = out.filter((c) => c.startsWith('\rpack 1: '));
+        if (kind === 'runzeo') {
+          // ZEO tells nothing of the pack: the storage and the time spent
+          assert.deepEqual(bars, []);
+          assert.equal(out[0], `\rpack ${targetRepr(target)}  0:00\x1b[K`);
+        } else {
+          // each phase reached 100% (the server always sends a phase's end), reachability first
+          const full = (phase: string): number =>
+            bars.findIndex((c) => new RegExp(`^\\rpack 1: ${phase} 100% \\[#+\\] `).test(c));
+          assert.ok(full('reachability') >= 0, JSON.stringify(out));
+          assert.ok(full('copy') > full('reachability'), JSON.stringify(out));
+          for (const c of out) assert.ok(c.length <= 2 + 99 + 3, `cut to the width: ${JSON.stringify(c)}`);
+        }
+        // off a terminal (a script reading zeopack's output): nothing at all, and the pack works
+        const pipe: string[] = [];
+        const again = await runPack([target], packt + 1, {
+          waitMs: 30_000,
+          progress: { write: (c: string) => pipe.push(c) },
+          err: (e) => errs.push(e),
+        });
+        assert.equal(again, 0, errs.join(''));
+        assert.deepEqual(pipe, []);
+      } finally {
+        await server.stop();
+      }
+    },
+  );
+}

@@ -98,6 +98,7 @@ import {
   type LoadBeforeResult,
   type LoadResult,
   type ReferencesFinder,
+  type StoragePackOptions,
   type RestoredRecords,
   type Storage,
   type StorageCapabilities,
@@ -1800,7 +1801,11 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
    * (./pack.ts) copies while commits go on and swaps the packed file in under the commit lock; undoLog is
    * refused meanwhile, as ZODB does.
    */
-  async pack(packTime: number, referencesf: ReferencesFinder, options: { gc?: boolean } = {}): Promise<void> {
+  async pack(
+    packTime: number,
+    referencesf: ReferencesFinder,
+    options: StoragePackOptions = {},
+  ): Promise<void> {
     this.checkWritable();
     const stop = TimeStamp.fromTime(packTime).raw();
     if (idEquals(stop, z64)) throw new FileStorageError('Invalid pack time');
@@ -1814,6 +1819,7 @@ export class FileStorage extends BaseStorage<Pending> implements Storage {
         blobs: this.blobDirectory ?? undefined,
         keepOld: this.packKeepOld,
         log: this.log,
+        onProgress: options.onProgress,
       });
     } finally {
       this.packing = false;

@@ -39,7 +39,8 @@ import { open, rename, rm, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { CorruptedError, POSError, POSKeyError, StorageError } from '../errors.js';
 import { compareIds, idEquals, u64, z64, type Oid, type Tid } from '../ids.js';
-import type { ReferencesFinder } from '../interfaces.js';
+import type { PackProgressListener, ReferencesFinder } from '../interfaces.js';
+import { ProgressReporter } from '../progress.js';
 import { isBlobRecord, type BlobDirectory } from '../blobs/index.js';
 import { fsyncDirectory } from './file.js';
 import { followBack, windowDataHeader, windowNum, windowTxnHeader } from './records.js';
@@ -121,6 +122,11 @@ export interface PackOptions {
   /** tells blob records (default: ZODB.blob.is_blob_record; a storage transforming records passes its own) */
   isBlobRecord?: (data: Uint8Array) => boolean;
   log?: ScanLog;
+  /**
+   * told of the bytes of the data file gone through: phase 'reachability' (the GC's passes over the file) then
+   * 'copy' (writing Data.fs.pack, with what was committed meanwhile), each ended with done === total
+   */
+  onProgress?: PackProgressListener;
 }
 
 export interface PackResult {
@@ -322,6 +328,7 @@ class Packer {
     readonly packBlobs: boolean,
     readonly isBlob: (data: Uint8Array) => boolean,
     readonly log: ScanLog,
+    readonly onProgress?: PackProgressListener,
   ) {
     this.file = file;
     this.seq = new WindowReader(fh, file, eof, SEQ_WINDOW);
@@ -365,19 +372,21 @@ class Packer {
   // ---- GC (fspack.GC)
 
   async findReachable(): Promise<boolean> {
-    if (!(await this.buildPackIndex())) return false;
+    const progress = ProgressReporter.for(this.onProgress, 'reachability', this.eof);
+    if (!(await this.buildPackIndex(progress))) return false;
     if (this.gc) {
       await this.findReachableAtPacktime([z64]);
-      await this.findReachableFromFuture();
+      await this.findReachableFromFuture(progress);
       this.oid2curpos = null;
     } else {
       this.reachable = this.oid2curpos!;
     }
+    progress?.end();
     return true;
   }
 
   /** The index at the pack time and packpos; false when the file holds no transaction. */
-  async buildPackIndex(): Promise<boolean> {
+  async buildPackIndex(progress: ProgressReporter | null): Promise<boolean> {
     const cur = this.oid2curpos!;
     let pos = FILE_HEADER_LEN;
     let unpacked = false;
@@ -393,6 +402,7 @@ class Packer {
       }
       pos += th.tl;
       pos = await this.trailer(pos, th);
+      progress?.update(pos);
     }
     this.packpos = pos;
     if (th === null) return false;
@@ -432,7 +442,7 @@ class Packer {
     }
   }
 
-  async findReachableFromFuture(): Promise<void> {
+  async findReachableFromFuture(progress: ProgressReporter | null): Promise<void> {
     const extraRoots: number[] = [];
     let pos = this.packpos;
     while (pos < this.eof) {
@@ -455,6 +465,7 @@ class Packer {
       }
       pos += th.tl;
       pos = await this.trailer(pos, th);
+      progress?.update(pos);
     }
     for (const p of extraRoots) await this.findReachableAtPacktime(await this.findrefs(p));
   }
@@ -486,7 +497,7 @@ class Packer {
     return back ? (await followBack(this.rnd, back)).data : null;
   }
 
-  async copyToPacktime(): Promise<[number, number]> {
+  async copyToPacktime(progress: ProgressReporter | null): Promise<[number, number]> {
     let pos = FILE_HEADER_LEN;
     let newPos = pos;
     while (pos < this.packpos) {
@@ -501,6 +512,7 @@ class Packer {
         this.txns.add(th.tid, newTpos);
       }
       pos = await this.trailer(pos, th);
+      progress?.update(pos);
     }
     return [pos, newPos];
   }
@@ -563,11 +575,14 @@ class Packer {
   }
 
   /** Copies the transactions in [ipos, end) as they are (copyOne for each); returns the new ipos. */
-  async copyRest(ipos: number, end: number): Promise<number> {
+  async copyRest(ipos: number, end: number, progress: ProgressReporter | null): Promise<number> {
     this.seq.limit = end;
     this.rnd.limit = end;
     let pos = ipos;
-    while (pos < end) pos = await this.copyOne(pos);
+    while (pos < end) {
+      pos = await this.copyOne(pos);
+      progress?.update(pos, end);
+    }
     return pos;
   }
 
@@ -755,17 +770,20 @@ async function runPack(
       !!opts.blobs,
       opts.isBlobRecord ?? isBlobRecord,
       log,
+      opts.onProgress,
     );
     if (eof <= FILE_HEADER_LEN || !(await p.findReachable())) return null;
+    const progress = ProgressReporter.for(opts.onProgress, 'copy', eof);
 
     out = await open(packedPath, 'w+');
     p.out = new PackWriter(out, packedPath);
     await p.out.write(await p.seq.get(0, FILE_HEADER_LEN, 'file header'));
-    const [ipos0, opos] = await p.copyToPacktime();
+    const [ipos0, opos] = await p.copyToPacktime(progress);
     if (ipos0 !== p.packpos)
       throw new PackError(`copied up to ${ipos0}, not to the pack position ${p.packpos}`);
     if (ipos0 === opos) {
       // the pack frees nothing
+      progress?.end();
       await out.close();
       out = null;
       // (a Data.fs.pack left behind is truncated by the next pack)
@@ -807,8 +825,11 @@ async function runPack(
           indexCopy,
         };
       });
-      if (done) return done;
-      ipos = await p.copyRest(ipos, end);
+      if (done) {
+        progress?.end(done.result.oldEnd);
+        return done;
+      }
+      ipos = await p.copyRest(ipos, end, progress);
       await p.out.flush();
       await out.datasync();
     }
