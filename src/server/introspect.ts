@@ -8,6 +8,15 @@ import type { ServedStorage } from './served-storage.js';
 import type { RecentTransaction } from './recent-transactions.js';
 import { idHex, z64 } from '../storage/ids.js';
 import { tidTime } from '../storage/timestamp.js';
+import type {
+  ClientSnapshot,
+  ConfigSnapshot,
+  ConfigValue,
+  LockSnapshot,
+  ServerSnapshot,
+  StorageSummary,
+  TransactionSummary,
+} from './introspect-types.js';
 
 /** the most clients or lock waiters one answer lists */
 export const MAX_LISTED = 1000;
@@ -32,43 +41,6 @@ export function addressText(a: ListenAddress): string {
 
 // ---------------------------------------------------------------------------------------------------------
 // the server
-
-export interface StorageSummary {
-  name: string;
-  /** what the storage calls itself (getName) */
-  description: string;
-  engine: string;
-  readOnly: boolean;
-  sizeBytes: number;
-  objects: number;
-  /** null for an empty storage */
-  lastTransaction: { tid: string; time: string } | null;
-  /** server_status's counters since start (the page charts their rates when /metrics is not there) */
-  stats: {
-    loads: number;
-    stores: number;
-    commits: number;
-    aborts: number;
-    conflicts: number;
-    activeTransactions: number;
-    clients: number;
-    lockWaiting: number;
-    invalidationQueue: number;
-  };
-}
-
-export interface ServerSnapshot {
-  version: string;
-  startedAt: string;
-  uptimeSeconds: number;
-  addresses: string[];
-  readOnly: boolean;
-  msgpack: boolean;
-  clients: number;
-  storages: StorageSummary[];
-  /** the configuration as given (null when the server was built without one), secrets redacted */
-  config: ConfigSnapshot | null;
-}
 
 /** The engine's name: the configuration's section type when known, else the storage's class. */
 function engineOf(served: ServedStorage, config: ServerConfig | null): string {
@@ -123,15 +95,6 @@ export function serverSnapshot(
 
 // ---------------------------------------------------------------------------------------------------------
 // the configuration
-
-export type ConfigValue = string | number | boolean | null;
-
-export interface ConfigSnapshot {
-  /** every <zeo> setting, by its name in zeo.conf */
-  zeo: Record<string, ConfigValue>;
-  /** each storage section: its type, name and keys */
-  storages: Array<{ type: string; name: string; settings: Record<string, ConfigValue> }>;
-}
 
 /** camelCase → zeo.conf's dashed names (invalidationQueueSize → invalidation-queue-size) */
 function dashed(key: string): string {
@@ -198,22 +161,6 @@ export function configSnapshot(config: ServerConfig): ConfigSnapshot {
 // ---------------------------------------------------------------------------------------------------------
 // clients
 
-export interface ClientSnapshot {
-  address: string;
-  /** null before it registered */
-  storage: string | null;
-  /** 'Z5', 'M5'; null before the handshake */
-  protocol: string | null;
-  encoding: 'pickle' | 'msgpack' | null;
-  readOnly: boolean;
-  connectedSince: string;
-  callsInFlight: number;
-  bytesWaiting: number;
-  inTransaction: boolean;
-  /** 'holder' of its storage's commit lock, 'waiting' for it, or null */
-  lock: 'holder' | 'waiting' | null;
-}
-
 export function clientsSnapshot(server: StorageServer): { total: number; clients: ClientSnapshot[] } {
   const clients: ClientSnapshot[] = [];
   for (const conn of server.clientConnections()) {
@@ -246,15 +193,6 @@ export function clientsSnapshot(server: StorageServer): { total: number; clients
 // ---------------------------------------------------------------------------------------------------------
 // commit locks
 
-export interface LockSnapshot {
-  storage: string;
-  /** who holds the commit lock (a session that voted), since when */
-  holder: { client: string; since: string } | null;
-  /** the clients waiting to vote, in the order they will get it */
-  waiting: Array<{ client: string; since: string }>;
-  waitingTotal: number;
-}
-
 export function locksSnapshot(server: StorageServer): LockSnapshot[] {
   return [...server.storages.values()].map((served) => {
     const lock = served.lock;
@@ -272,17 +210,6 @@ export function locksSnapshot(server: StorageServer): LockSnapshot[] {
 
 // ---------------------------------------------------------------------------------------------------------
 // recent transactions
-
-export interface TransactionSummary {
-  tid: string;
-  time: string;
-  /** null when the storage could not say (it does not iterate, or the transaction was packed away) */
-  user: string | null;
-  description: string | null;
-  /** bytes of record data */
-  size: number | null;
-  records: number;
-}
 
 /**
  * What a commit did not tell about `e` (seeded at start, or another writer's): read once from the storage,

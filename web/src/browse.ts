@@ -11,7 +11,7 @@ import type {
   TransactionView,
   TreeNode,
   UndoLogPage,
-} from './browse-api.js';
+} from '../../src/storage/browse/types.js';
 
 const ROOT = '0000000000000000';
 const UNDO_PAGE = 20;

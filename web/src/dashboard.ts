@@ -9,69 +9,15 @@ import { parsePrometheusText, total, type Scrape } from './prometheus-text.js';
 
 const INTERVAL_MS = 2000;
 
-// the API's answers (src/server/introspect.ts)
-interface StorageSummary {
-  name: string;
-  description: string;
-  engine: string;
-  readOnly: boolean;
-  sizeBytes: number;
-  objects: number;
-  lastTransaction: { tid: string; time: string } | null;
-  stats: Record<
-    | 'loads'
-    | 'stores'
-    | 'commits'
-    | 'aborts'
-    | 'conflicts'
-    | 'activeTransactions'
-    | 'clients'
-    | 'lockWaiting'
-    | 'invalidationQueue',
-    number
-  >;
-}
-type ConfigValue = string | number | boolean | null;
-interface ServerSnapshot {
-  version: string;
-  startedAt: string;
-  uptimeSeconds: number;
-  addresses: string[];
-  readOnly: boolean;
-  msgpack: boolean;
-  clients: number;
-  storages: StorageSummary[];
-  config: {
-    zeo: Record<string, ConfigValue>;
-    storages: Array<{ type: string; name: string; settings: Record<string, ConfigValue> }>;
-  } | null;
-}
-interface ClientSnapshot {
-  address: string;
-  storage: string | null;
-  protocol: string | null;
-  encoding: string | null;
-  readOnly: boolean;
-  connectedSince: string;
-  callsInFlight: number;
-  bytesWaiting: number;
-  inTransaction: boolean;
-  lock: 'holder' | 'waiting' | null;
-}
-interface LockSnapshot {
-  storage: string;
-  holder: { client: string; since: string } | null;
-  waiting: Array<{ client: string; since: string }>;
-  waitingTotal: number;
-}
-interface TransactionSummary {
-  tid: string;
-  time: string;
-  user: string | null;
-  description: string | null;
-  size: number | null;
-  records: number;
-}
+// the API's answers, with the types src/server/introspect.ts builds them with
+import type {
+  ClientSnapshot,
+  ConfigValue,
+  LockSnapshot,
+  ServerSnapshot,
+  StorageSummary,
+  TransactionSummary,
+} from '../../src/server/introspect-types.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // formatting

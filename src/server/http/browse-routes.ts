@@ -16,6 +16,7 @@ import {
 import { POSKeyError } from '../../storage/errors.js';
 import type { Storage } from '../../storage/interfaces.js';
 import { HttpError, sendJson, sendText, WEB_STATIC_DIR, type HttpContext, type HttpRoute } from './routes.js';
+import type { StorageInfo } from '../../storage/browse/types.js';
 
 const API = '/api/browse/';
 
@@ -60,7 +61,7 @@ export function browseRoutes(ctx: HttpContext): HttpRoute[] {
     }
     if (parts.length === 1 && parts[0] === 'storages') {
       return {
-        storages: [...ctx.server.storages].map(([name, s]) => ({
+        storages: [...ctx.server.storages].map(([name, s]): StorageInfo => ({
           name,
           lastTransaction: Buffer.from(s.storage.lastTransaction()).toString('hex'),
           objects: s.storage.len(),

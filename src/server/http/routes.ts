@@ -126,6 +126,6 @@ export function staticFiles(urlPath: string, dir: string): HttpRoute {
   };
 }
 
-/** The web UI's files: its pages and styles (web/static) and its compiled scripts (dist/web). */
+/** The web UI's files: its pages and styles (web/static) and its compiled scripts (dist/web/web/src: web/tsconfig.json's rootDir is the repository, for the shared API types). */
 export const WEB_STATIC_DIR = new URL('../../../../web/static/', import.meta.url);
-export const WEB_SCRIPT_DIR = new URL('../../../web/', import.meta.url);
+export const WEB_SCRIPT_DIR = new URL('../../../web/web/src/', import.meta.url);

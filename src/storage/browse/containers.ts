@@ -14,16 +14,8 @@ import {
 import { idFromHex, idHex, type Oid, type Tid } from '../ids.js';
 import type { Storage } from '../interfaces.js';
 import { BrowseInputError, loadAt } from './read.js';
-import { refOidHex, TreeBuilder, type RecordView, type TreeNode } from './record.js';
-
-export interface ContainerKind {
-  /** btree and treeset have buckets linked below them; bucket and set are one bucket (and those after it) */
-  kind: 'btree' | 'treeset' | 'bucket' | 'set' | 'mapping' | 'list';
-  /** BTrees' two-letter family (OO, IO, LL...), for BTrees' classes */
-  family?: string;
-  /** items are key/value pairs (else keys, or a list's items) */
-  values: boolean;
-}
+import { refOidHex, TreeBuilder } from './record.js';
+import type { ContainerItem, ContainerKind, ContainerPage, RecordView } from './types.js';
 
 const MAPPINGS = new Set([
   'persistent.mapping.PersistentMapping',
@@ -60,25 +52,6 @@ export function containerKindOf(view: Pick<RecordView, 'class'>): ContainerKind 
 
 export const DEFAULT_PAGE = 100;
 export const MAX_PAGE = 1000;
-
-export interface ContainerItem {
-  /** a list's index, or a key */
-  key: TreeNode;
-  value?: TreeNode;
-}
-
-export interface ContainerPage {
-  container: ContainerKind;
-  /** the tid the walk reads at */
-  at: string;
-  items: ContainerItem[];
-  /** the cursor of the next page, null after the last */
-  next: string | null;
-  /** the number of items, where it is known without walking the tree (mappings, lists) */
-  length: number | null;
-  /** the position of this page's first item */
-  offset: number;
-}
 
 interface Cursor {
   /** the bucket (or the mapping, list, or tree with its one bucket inline) */

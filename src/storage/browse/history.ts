@@ -6,8 +6,15 @@ import type { HistoryEntry, Storage, UndoLogEntry } from '../interfaces.js';
 import { tidTime } from '../timestamp.js';
 import type { PyDict } from '../../pickle/index.js';
 import { BrowseInputError } from './read.js';
-import { recordClassName, TreeBuilder, type TreeNode } from './record.js';
+import { recordClassName, TreeBuilder } from './record.js';
 import { isBlobRecord } from '../blobs/index.js';
+import type {
+  TransactionRecordInfo,
+  TransactionSummary,
+  TransactionView,
+  TreeNode,
+  UndoLogPage,
+} from './types.js';
 
 /** Text as ZODB keeps it (bytes, UTF-8 by convention); bad bytes become U+FFFD. */
 function text(b: Uint8Array): string {
@@ -18,15 +25,6 @@ function extensionTree(ext: PyDict): TreeNode | null {
   return ext.size
     ? new TreeBuilder({ maxDepth: 6, maxItems: 50, maxString: 512, maxNodes: 500 }).build(ext)
     : null;
-}
-
-export interface TransactionSummary {
-  tid: string;
-  time: number;
-  user: string;
-  description: string;
-  extension: TreeNode | null;
-  size?: number;
 }
 
 export const MAX_HISTORY = 1000;
@@ -46,26 +44,6 @@ export async function objectHistory(
     extension: extensionTree(h.extension),
     size: h.size,
   }));
-}
-
-export interface TransactionRecordInfo {
-  oid: string;
-  /** the record's class, '' when it has none (deleted) or it cannot be read */
-  class: string;
-  size: number;
-  /** deleted, or its creation undone */
-  deleted: boolean;
-  /** a back pointer: the tid whose data this record reuses (undo, copies) */
-  dataTxn: string | null;
-  blob: boolean;
-}
-
-export interface TransactionView extends TransactionSummary {
-  status: string;
-  records: TransactionRecordInfo[];
-  /** the position of the first record listed, and of the next page's (null after the last) */
-  offset: number;
-  next: number | null;
 }
 
 /**
@@ -115,12 +93,6 @@ export async function transactionView(
     };
   }
   return null;
-}
-
-export interface UndoLogPage {
-  entries: Array<TransactionSummary & { id: string }>;
-  first: number;
-  last: number;
 }
 
 export const MAX_UNDO_PAGE = 1000;

@@ -6,3 +6,4 @@ export * from './read.js';
 export * from './object.js';
 export * from './containers.js';
 export * from './history.js';
+export type * from './types.js';

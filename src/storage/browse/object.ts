@@ -6,33 +6,9 @@ import { idFromHex, idHex, type Oid, type Tid } from '../ids.js';
 import type { Storage } from '../interfaces.js';
 import { tidTime } from '../timestamp.js';
 import { loadAt } from './read.js';
-import { containerKindOf, type ContainerKind } from './containers.js';
-import { recordClassName, TreeBuilder, viewRecord, type RecordView } from './record.js';
-
-export interface RefInfo {
-  oid: string;
-  /** the class of the object it points at (from the reference, else from that object's record) */
-  class: string | null;
-  /** the object does not exist (at that time): a dangling reference */
-  broken: boolean;
-}
-
-export interface ObjectView extends RecordView {
-  oid: string;
-  /** the transaction that wrote this revision, its time (seconds since the epoch) */
-  tid: string;
-  time: number;
-  /** the tid of the next revision when this one is not current */
-  end: string | null;
-  /** the tid this view was read at (null: current) */
-  at: string | null;
-  /** the objects it refers to, in order, without duplicates, at most `maxRefs` */
-  refs: RefInfo[];
-  /** more references than `refs` lists */
-  refsTruncated: boolean;
-  blob: { size: number | null } | null;
-  container: ContainerKind | null;
-}
+import { containerKindOf } from './containers.js';
+import { recordClassName, TreeBuilder, viewRecord } from './record.js';
+import type { ObjectView, RefInfo } from './types.js';
 
 /** How many references an object view resolves (each is a load). */
 export const MAX_REFS = 200;

@@ -1,6 +1,7 @@
 // A record that does not decode is still shown: its opcodes, as pickletools.dis would list them, walked without
 // building anything, for at most a bounded number of opcodes, stopping where the bytes make no sense.
 import * as OP from '../../pickle/opcodes.js';
+import type { OpcodeLine, OpcodeSummary } from './types.js';
 
 type ArgKind = 'none' | 'line' | 'lines2' | 'u1' | 'u2' | 'i4' | 'f8' | 'len1' | 'len4' | 'len8' | 'u8';
 
@@ -44,20 +45,6 @@ const ARGS: Partial<Record<string, ArgKind>> = {
   BYTEARRAY8: 'len8',
   FRAME: 'u8',
 };
-
-export interface OpcodeLine {
-  /** the opcode's offset in the record */
-  pos: number;
-  name: string;
-  /** its argument, shortened */
-  arg?: string;
-}
-
-export interface OpcodeSummary {
-  ops: OpcodeLine[];
-  /** why the walk stopped before the end of the record, if it did */
-  stopped?: string;
-}
 
 function shown(b: Uint8Array, maxArg: number): string {
   const s = Buffer.from(b.buffer, b.byteOffset, Math.min(b.length, maxArg)).toString('latin1');

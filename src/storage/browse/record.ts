@@ -18,11 +18,11 @@ import {
   pyBytesRepr,
   pyRepr,
   pyStrRepr,
-  type ClassMeta,
   type PickleValue,
 } from '../../pickle/index.js';
 import { idHex } from '../ids.js';
-import { opcodeSummary, type OpcodeSummary } from './opcodes.js';
+import { opcodeSummary } from './opcodes.js';
+import type { RecordView, TreeNode } from './types.js';
 
 /** How much of a value the tree shows. */
 export interface TreeLimits {
@@ -42,32 +42,6 @@ export const DEFAULT_TREE_LIMITS: TreeLimits = {
   maxString: 1024,
   maxNodes: 5000,
 };
-
-/**
- * A node of a decoded value: `type` is Python's type name (or 'ref' for a persistent reference, 'object' for
- * an instance of a class we only know by name, 'cut' where the limits stopped the tree). Atoms have `repr`;
- * containers `items` (or `entries` for a dict), with `length` the full count when not all are shown.
- */
-export interface TreeNode {
-  type: string;
-  repr?: string;
-  /** the full length (items, characters, bytes) when `truncated` */
-  length?: number;
-  truncated?: boolean;
-  items?: TreeNode[];
-  entries?: Array<[TreeNode, TreeNode]>;
-  /** 'object': its class (dotted), and what the pickle applied to it */
-  class?: string;
-  args?: TreeNode;
-  state?: TreeNode;
-  /** 'ref': the referenced object, its class when the reference names it, and whether it exists */
-  oid?: string;
-  kind?: string;
-  database?: string;
-  broken?: boolean;
-  /** 'cut': why */
-  reason?: string;
-}
 
 /** The hex oid of a persistent reference, or null (an unknown form). */
 export function refOidHex(ref: PersistentRef): string | null {
@@ -181,23 +155,6 @@ export class TreeBuilder {
     this.refs.push(node);
     return node;
   }
-}
-
-/** A record decoded for display. */
-export interface RecordView {
-  /** 'zlib' when the record was compressed by zc.zlibstorage */
-  compression: 'zlib' | null;
-  /** the record's size as stored */
-  size: number;
-  class: { module: string; name: string; form: ClassMeta['form'] | null };
-  /** the class metadata's args (`__getnewargs__`), when there are some */
-  args?: TreeNode;
-  state?: TreeNode;
-  /** when the record does not decode: why, and its bytes and opcodes instead of the tree */
-  error?: string;
-  raw?: { hex: string; text: string; length: number };
-  opcodes?: OpcodeSummary;
-  isBlob: boolean;
 }
 
 /** A record's first bytes as hex and as printable text, for a record that does not decode. */

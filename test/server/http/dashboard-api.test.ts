@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { TransactionSummary } from '../../../src/server/introspect.js';
+import type { TransactionSummary } from '../../../src/server/introspect-types.js';
 import { p64, z64 } from '../../../src/storage/ids.js';
 import { request } from '../../helpers/http.js';
 import { interopTest, type Oracle } from '../../helpers/oracle.js';
