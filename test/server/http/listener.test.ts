@@ -119,6 +119,18 @@ describe('the test server with its HTTP listener', () => {
     assert.equal(lower.status, 404);
   });
 
+  test('a malformed percent-escape is a 404 like any unknown file, not a 500; a path starting with // is that path', async () => {
+    for (const path of ['/ui/%ff', '/ui/%', '/ui/js/%e0%80.js']) {
+      const a = await request(`${url}${path}`, { token });
+      assert.equal(a.status, 404, path);
+      assert.match((JSON.parse(a.body) as { error: string }).error, /no such file/);
+    }
+    // '//metrics' is not /metrics, nor the page of a host named 'metrics'
+    const slashes = await request(`${url}//metrics`, { token });
+    assert.equal(slashes.status, 404);
+    assert.deepEqual(JSON.parse(slashes.body), { error: 'no such page: //metrics' });
+  });
+
   test('?token= sets a session cookie and redirects to the URL without it; the cookie alone then works', async () => {
     const a = await request(`${url}/some/page?a=1&token=${encodeURIComponent(token)}&b=2`);
     assert.equal(a.status, 303);
