@@ -91,7 +91,7 @@ export async function inspectObject(storage: Storage, oid: Oid, at: Tid | null =
     if (!node.class && info.class) node.class = info.class;
   }
   // the tree shows a bounded part of the state: references beyond it are in the record but not in `refs`
-  if (!refsTruncated && !view.error) refsTruncated = hasOtherReferences(rev.data, seen);
+  if (!refsTruncated && builder.partial && !view.error) refsTruncated = hasOtherReferences(rev.data, seen);
   let blob: ObjectView['blob'] = null;
   if (view.isBlob) {
     blob = { size: null };
