@@ -242,6 +242,25 @@ test('a listener on a unix socket', async () => {
   }
 });
 
+test('a token with +, / and = (openssl rand -base64) works in ?token=, as typed or percent-encoded', async () => {
+  const token = 'ab+cd/ef=';
+  const listener = await listen({ token });
+  try {
+    for (const query of [token, encodeURIComponent(token)]) {
+      const login = await request(`${listener.url}/hello?x=1&token=${query}`);
+      assert.equal(login.status, 303, query);
+      assert.equal(login.headers.location, '/hello?x=1');
+      const cookie = login.headers['set-cookie']![0].split(';')[0];
+      assert.equal((await request(`${listener.url}/hello`, { headers: { cookie } })).status, 200);
+    }
+    // a '+' is not a space here (a token has none): 'ab cd/ef=' is another token
+    assert.equal((await request(`${listener.url}/hello?token=ab%20cd/ef=`)).status, 401);
+    assert.equal((await request(`${listener.url}/hello?token=ab%ZZ`)).status, 401);
+  } finally {
+    await listener.close();
+  }
+});
+
 test('a listener with a route serves GET and HEAD to the token', async () => {
   const listener = await listen({ token: 't0ken' });
   try {
