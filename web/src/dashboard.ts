@@ -519,7 +519,11 @@ function start(): void {
     } catch (e) {
       panels.transactions.fail('the transactions', e);
     }
-    status.textContent = `Updated ${new Date().toLocaleTimeString()}`;
+    // (the panels keep what they showed last: the header must not call that an update)
+    status.textContent =
+      server.status === 'rejected'
+        ? `Update failed at ${new Date().toLocaleTimeString()}: ${describeError(server.reason)}`
+        : `Updated ${new Date().toLocaleTimeString()}`;
     status.dataset.rounds = String(Number(status.dataset.rounds ?? '0') + 1);
   };
 

@@ -245,6 +245,8 @@ test(
       const note = (await page.textContent('#metrics-note')) ?? '';
       assert.match(note, /^Metrics unavailable: could not read \/metrics/);
       assert.doesNotMatch(note, /has no \/metrics/);
+      // and the header does not say the page was updated when nothing could be read
+      await page.waitForSelector('#status:has-text("Update failed")');
       await keepScreenshot(page, 'dashboard-5-server-gone');
       // (Chromium reports the 404 of /metrics and each refused fetch as console errors; nothing else may be there)
       assert.deepEqual(
