@@ -388,9 +388,13 @@ async function scrapeMetrics(): Promise<Scrape | null> {
   if (noMetrics) return null;
   const res = await fetch('/metrics', { credentials: 'same-origin', headers: { accept: 'text/plain' } });
   if (!res.ok) {
-    if (res.status === 404) noMetrics = true;
     await res.body?.cancel();
-    return null;
+    if (res.status === 404) {
+      noMetrics = true;
+      return null;
+    }
+    // (401 once the server restarted with another token, a 500: not the same as a server without /metrics)
+    throw new ApiError(res.status, res.statusText);
   }
   return parsePrometheusText(await res.text());
 }
@@ -426,7 +430,9 @@ function start(): void {
     const snapshot = server.status === 'fulfilled' ? server.value : null;
     metricsNote.hidden = scrape !== null;
     metricsNote.textContent =
-      'Metrics unavailable: this server has no /metrics. The charts show what /api/server tells.';
+      metrics.status === 'rejected'
+        ? `Metrics unavailable: could not read /metrics (${describeError(metrics.reason)}).`
+        : 'Metrics unavailable: this server has no /metrics. The charts show what /api/server tells.';
     for (const d of defs) {
       d.chart.setNote(scrape === null && d.metricsOnly ? 'metrics unavailable' : '');
       d.chart.add(now, d.sample({ t: now, metrics: scrape, server: snapshot }, rates));
@@ -459,7 +465,11 @@ function start(): void {
     } catch (e) {
       panels.transactions.fail('the transactions', e);
     }
-    status.textContent = `Updated ${new Date().toLocaleTimeString()}`;
+    // (the panels keep what they showed last: the header must not call that an update)
+    status.textContent =
+      server.status === 'rejected'
+        ? `Update failed at ${new Date().toLocaleTimeString()}: ${describeError(server.reason)}`
+        : `Updated ${new Date().toLocaleTimeString()}`;
     status.dataset.rounds = String(Number(status.dataset.rounds ?? '0') + 1);
   };
 

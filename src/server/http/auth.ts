@@ -82,7 +82,7 @@ export class Authenticator {
 
   /** Whether the request may go on, and why not. A wrong ?token= is refused even beside other credentials. */
   check(req: IncomingMessage, url: URL): Verdict {
-    const query = url.searchParams.get('token');
+    const query = queryToken(url);
     if (query !== null) {
       if (this.tokenHash && sameSecret(query, this.tokenHash)) return { ok: true, via: 'query' };
       return { ok: false, status: 401, why: 'wrong token in the URL' };
@@ -123,6 +123,26 @@ function certificateProblem(req: IncomingMessage): string | null {
   if (!cert) return 'no client certificate';
   if (!socket.authorized) return `client certificate refused: ${String(socket.authorizationError)}`;
   return strictX509Problem(socket, 'client');
+}
+
+/**
+ * The first ?token= of the URL, percent-decoded only: a '+' stays a '+' (form decoding would make it a space,
+ * which no token has, and base64 tokens, `openssl rand -base64 32`, are full of them). A malformed escape is
+ * kept as it is (then it matches no token).
+ */
+function queryToken(url: URL): string | null {
+  for (const pair of url.search.slice(1).split('&')) {
+    const eq = pair.indexOf('=');
+    const name = eq < 0 ? pair : pair.slice(0, eq);
+    if (name !== 'token') continue;
+    const value = eq < 0 ? '' : pair.slice(eq + 1);
+    try {
+      return decodeURIComponent(value);
+    } catch {
+      return value;
+    }
+  }
+  return null;
 }
 
 /** The value of cookie `name` in a Cookie header, or null. */

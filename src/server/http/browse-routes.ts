@@ -35,7 +35,7 @@ async function answer<T>(work: () => Promise<T>): Promise<T> {
 function intParam(url: URL, name: string, dflt: number, max: number): number {
   const text = url.searchParams.get(name);
   if (text === null || text === '') return dflt;
-  if (!/^\d{1,9}$/.test(text) || Number(text) > max) {
+  if (!/^\d{1,10}$/.test(text) || Number(text) > max) {
     throw new HttpError(400, `bad ${name} ${JSON.stringify(text.slice(0, 20))}: expected 0 to ${max}`);
   }
   return Number(text);

@@ -11,7 +11,7 @@ import type { ListenAddress } from '../config.js';
 import type { Logger } from '../log.js';
 import { addressInUse, canConnect } from '../server.js';
 import { Authenticator } from './auth.js';
-import { dispatch, type HttpRoute } from './routes.js';
+import { dispatch, requestUrl, type HttpRoute } from './routes.js';
 
 export interface HttpLimits {
   /** the largest request head, in bytes (a larger one gets 431) */
@@ -146,9 +146,7 @@ export class HttpListener {
     if (hasBody) res.setHeader('connection', 'close');
     let url: URL;
     try {
-      // a path that starts with '//' is a path here, not a host
-      const target = req.url ?? '/';
-      url = new URL(target.startsWith('/') ? `http://localhost${target}` : target);
+      url = requestUrl(req);
     } catch {
       plain(res, 400, 'bad request URL');
       return;

@@ -41,6 +41,15 @@ function matches(route: HttpRoute, pathname: string): boolean {
 }
 
 /**
+ * The request's URL. Its target is a path even when it starts with '//' (resolved against a base, '//metrics'
+ * would name a host 'metrics'); throws on a target that is no URL.
+ */
+export function requestUrl(req: IncomingMessage): URL {
+  const target = req.url ?? '/';
+  return new URL(target.startsWith('/') ? `http://localhost${target}` : target);
+}
+
+/**
  * Answers the request with the first matching route; 404 when none matches. A route's HttpError becomes its
  * status with a JSON body {error}; any other failure a 500 whose detail goes to `onError`, not to the client.
  */
@@ -50,7 +59,13 @@ export async function dispatch(
   res: ServerResponse,
   onError: (e: unknown, url: URL) => void,
 ): Promise<void> {
-  const url = new URL(req.url ?? '/', 'http://localhost');
+  let url: URL;
+  try {
+    url = requestUrl(req);
+  } catch {
+    sendJson(res, 400, { error: 'bad request URL' });
+    return;
+  }
   const route = routes.find((r) => matches(r, url.pathname));
   try {
     if (!route) throw new HttpError(404, `no such page: ${url.pathname}`);
@@ -106,7 +121,12 @@ export function staticFiles(urlPath: string, dir: string): HttpRoute {
     path: urlPath,
     prefix: true,
     async handle(_req, res, url) {
-      const rel = decodeURIComponent(url.pathname.slice(urlPath.length));
+      let rel: string;
+      try {
+        rel = decodeURIComponent(url.pathname.slice(urlPath.length));
+      } catch {
+        throw new HttpError(404, `no such file: ${url.pathname}`); // (a malformed %-escape names no file)
+      }
       const type = CONTENT_TYPES[path.extname(rel)];
       const file = path.resolve(root, rel);
       if (!type || rel.split('/').some((p) => p.startsWith('.')) || !file.startsWith(root + path.sep)) {

@@ -1,6 +1,7 @@
 // One object as the browser shows it: its record (current, or the revision current at a tid) decoded, its
 // references resolved to the classes they point at (or marked broken), its blob's size. Reads only.
 import { stat } from 'node:fs/promises';
+import { decompressRecord, isZlibRecord, PickleError, scanReferences } from '../../pickle/index.js';
 import { POSKeyError } from '../errors.js';
 import { idFromHex, idHex, type Oid, type Tid } from '../ids.js';
 import type { Storage } from '../interfaces.js';
@@ -9,6 +10,25 @@ import { loadAt } from './read.js';
 import { containerKindOf } from './containers.js';
 import { recordClassName, TreeBuilder, viewRecord } from './record.js';
 import type { ObjectView, RefInfo } from './types.js';
+
+/** Whether the record refers to an object (other than by a weak or cross-database reference) not in `listed`. */
+function hasOtherReferences(stored: Uint8Array, listed: ReadonlyMap<string, RefInfo>): boolean {
+  let other = false;
+  try {
+    scanReferences(isZlibRecord(stored) ? decompressRecord(stored) : stored, (buf, start, end) => {
+      if (
+        !other &&
+        !listed.has(Buffer.from(buf.buffer, buf.byteOffset + start, end - start).toString('hex'))
+      ) {
+        other = true;
+      }
+    });
+  } catch (e) {
+    // (a record the tree decoded but referencesf refuses: the tree's references are all that can be told)
+    if (!(e instanceof PickleError)) throw e;
+  }
+  return other;
+}
 
 /** How many references an object view resolves (each is a load). */
 export const MAX_REFS = 200;
@@ -46,6 +66,8 @@ export async function inspectObject(storage: Storage, oid: Oid, at: Tid | null =
     if (info.broken) node.broken = true;
     if (!node.class && info.class) node.class = info.class;
   }
+  // the tree shows a bounded part of the state: references beyond it are in the record but not in `refs`
+  if (!refsTruncated && builder.partial && !view.error) refsTruncated = hasOtherReferences(rev.data, seen);
   let blob: ObjectView['blob'] = null;
   if (view.isBlob) {
     blob = { size: null };

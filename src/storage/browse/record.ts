@@ -60,6 +60,8 @@ export class TreeBuilder {
   private nodes = 0;
   /** every 'ref' node made, so that the caller can mark broken ones */
   readonly refs: TreeNode[] = [];
+  /** whether some container was shown in part or not at all (its references may then be missing from `refs`) */
+  partial = false;
 
   constructor(readonly limits: TreeLimits = DEFAULT_TREE_LIMITS) {}
 
@@ -76,6 +78,7 @@ export class TreeBuilder {
     if (v instanceof Uint8Array && !(v instanceof ByteArray)) return this.bytes(v, 'bytes');
     if (v instanceof PersistentRef) return this.ref(v);
     if (depth >= this.limits.maxDepth || this.nodes > this.limits.maxNodes) {
+      this.partial = true;
       return { type: 'cut', reason: depth >= this.limits.maxDepth ? 'nested too deep' : 'too many values' };
     }
     if (v instanceof ByteArray) return this.bytes(v, 'bytearray');
@@ -105,6 +108,7 @@ export class TreeBuilder {
 
   private sized(node: TreeNode, length: number, shown: number): TreeNode {
     if (shown < length) {
+      this.partial = true;
       node.truncated = true;
       node.length = length;
     }

@@ -22,6 +22,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip } from 'node:zlib';
 import { fsyncDirectory } from './file.js';
 import { encodeIndexFileChunks, openIndexFile, INDEX_SUFFIX } from './indexfile.js';
+import { LockError, LockFile } from './lockfile.js';
 import { exists, scanDataFile } from './scan.js';
 import { TimeStamp } from '../timestamp.js';
 
@@ -523,8 +524,6 @@ export interface RestoreResult {
  */
 export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   const { repository, output } = options;
-  const progress = options.onProgress ?? (() => {});
-  const log = options.log ?? (() => {});
   const date = options.date ? checkDate(options.date) : null;
   const until = options.until ? checkDate(options.until) : null;
   if (date !== null && until !== null)
@@ -542,6 +541,43 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   }
   const chain = await chainOf(repository, when);
   const total = chain[chain.length - 1].end;
+  // the output's lock, as a FileStorage takes it: a server (zeo serve, runzeo) that serves the output would keep
+  // writing to the file renamed away, and lose every commit from then on at its next start
+  const lock = await lockOutput(output);
+  try {
+    return await restoreChain(options, chain, total, limit);
+  } finally {
+    await lock?.release();
+  }
+}
+
+/** Takes `output`.lock when it exists (a storage that holds the file always has one); RepozoError when held. */
+async function lockOutput(output: string): Promise<LockFile | null> {
+  const path = output + '.lock';
+  if (!(await stat(path).catch(() => null))) return null;
+  try {
+    return await LockFile.acquire(path);
+  } catch (e) {
+    if (!(e instanceof LockError)) throw e;
+    const who = e.pid !== null ? ` by process ${e.pid}` : '';
+    throw new RepozoError(
+      `${output} is in use: ${path} is locked${who} (a server serving it?); stop it before restoring over it`,
+      { cause: e },
+    );
+  }
+}
+
+/** restore() once the chain is known and the output locked. */
+async function restoreChain(
+  options: RestoreOptions,
+  chain: DatLine[],
+  total: number,
+  limit: Uint8Array | null,
+): Promise<RestoreResult> {
+  const { repository, output } = options;
+  const progress = options.onProgress ?? (() => {});
+  const log = options.log ?? (() => {});
+  const until = options.until ? checkDate(options.until) : null;
   const cutter = limit ? new TransactionCutter(limit) : null;
   const part = `${output}.part`;
   const indexTmp = `${output}${INDEX_SUFFIX}.part`;

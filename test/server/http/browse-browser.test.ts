@@ -127,6 +127,12 @@ describe('the object browser in Chromium', { skip }, () => {
     await page.goto(`${s.http!.url}/browse#/1/object/${d.gadget}`);
     await shows(page, 'object', d.gadget);
     await objectClass(page, 'browse_vanished.Gadget');
+    // its 5,000-character string shows its first KB wrapped inside the page, not running off its right edge
+    const overflow = await page.evaluate(`(() => {
+      const state = document.querySelector('#state').getBoundingClientRect();
+      return Math.max(...[...document.querySelectorAll('#state .atom')].map((a) => a.getBoundingClientRect().right)) - state.right;
+    })()`);
+    assert.ok((overflow as number) <= 0, `the state's strings run ${String(overflow)} px past it`);
     // a record that does not decode (its class is a copyreg extension code): why, and its opcodes
     await page.goto(`${s.http!.url}/browse#/1/object/${d.families.coded}`);
     await shows(page, 'object', d.families.coded);

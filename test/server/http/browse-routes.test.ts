@@ -108,6 +108,11 @@ async function checkApi(s: TestServer, d: BrowseData): Promise<void> {
     [`/api/browse/1/object/${d.tree}/items?limit=1001`, 400, /bad limit/],
     [`/api/browse/1/object/${d.gadget}/items`, 400, /no container/],
     ['/api/browse/1/undo-log?first=0&last=100000', 400, /at most/],
+    [
+      '/api/browse/1/undo-log?first=1000000001&last=1000000002',
+      400,
+      /bad first .*: expected 0 to 1000000000/,
+    ],
     ['/api/browse/1/transaction/xyz', 400, /bad tid/],
     ['/api/browse/1/object/00000000000fffff', 404, /no such object/],
     [`/api/browse/1/object/${d.orphan}`, 404, /no such object/],
@@ -122,6 +127,13 @@ async function checkApi(s: TestServer, d: BrowseData): Promise<void> {
     assert.equal(r.status, status, path);
     assert.match(r.body.error, message, path);
   }
+  // the largest range the messages allow is allowed (it lists nothing: the log is shorter)
+  const farthest = await get<{ entries: unknown[] }>(
+    s,
+    '/api/browse/1/undo-log?first=999999000&last=1000000000',
+  );
+  assert.equal(farthest.status, 200);
+  assert.deepEqual(farthest.body.entries, []);
 
   // the page itself
   const page = await get<string>(s, '/browse');

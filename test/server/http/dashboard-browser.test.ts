@@ -240,6 +240,13 @@ test(
       for (const id of ['server', 'clients', 'locks', 'transactions']) {
         await page.waitForSelector(`#${id} .error:has-text("Could not read")`);
       }
+      // the charts say why they have no metrics: not that this server has no /metrics, which it had
+      await page.waitForSelector('#metrics-note:visible');
+      const note = (await page.textContent('#metrics-note')) ?? '';
+      assert.match(note, /^Metrics unavailable: could not read \/metrics/);
+      assert.doesNotMatch(note, /has no \/metrics/);
+      // and the header does not say the page was updated when nothing could be read
+      await page.waitForSelector('#status:has-text("Update failed")');
       await keepScreenshot(page, 'dashboard-5-server-gone');
       // (Chromium reports the 404 of /metrics and each refused fetch as console errors; nothing else may be there)
       assert.deepEqual(

@@ -119,6 +119,18 @@ describe('the test server with its HTTP listener', () => {
     assert.equal(lower.status, 404);
   });
 
+  test('a malformed percent-escape is a 404 like any unknown file, not a 500; a path starting with // is that path', async () => {
+    for (const path of ['/ui/%ff', '/ui/%', '/ui/js/%e0%80.js']) {
+      const a = await request(`${url}${path}`, { token });
+      assert.equal(a.status, 404, path);
+      assert.match((JSON.parse(a.body) as { error: string }).error, /no such file/);
+    }
+    // '//metrics' is not /metrics, nor the page of a host named 'metrics'
+    const slashes = await request(`${url}//metrics`, { token });
+    assert.equal(slashes.status, 404);
+    assert.deepEqual(JSON.parse(slashes.body), { error: 'no such page: //metrics' });
+  });
+
   test('?token= sets a session cookie and redirects to the URL without it; the cookie alone then works', async () => {
     const a = await request(`${url}/some/page?a=1&token=${encodeURIComponent(token)}&b=2`);
     assert.equal(a.status, 303);
@@ -227,6 +239,25 @@ test('a listener on a unix socket', async () => {
     await assert.rejects(listen({ address: { kind: 'unix', path } }), /already in use/);
   } finally {
     await again.close();
+  }
+});
+
+test('a token with +, / and = (openssl rand -base64) works in ?token=, as typed or percent-encoded', async () => {
+  const token = 'ab+cd/ef=';
+  const listener = await listen({ token });
+  try {
+    for (const query of [token, encodeURIComponent(token)]) {
+      const login = await request(`${listener.url}/hello?x=1&token=${query}`);
+      assert.equal(login.status, 303, query);
+      assert.equal(login.headers.location, '/hello?x=1');
+      const cookie = login.headers['set-cookie']![0].split(';')[0];
+      assert.equal((await request(`${listener.url}/hello`, { headers: { cookie } })).status, 200);
+    }
+    // a '+' is not a space here (a token has none): 'ab cd/ef=' is another token
+    assert.equal((await request(`${listener.url}/hello?token=ab%20cd/ef=`)).status, 401);
+    assert.equal((await request(`${listener.url}/hello?token=ab%ZZ`)).status, 401);
+  } finally {
+    await listener.close();
   }
 });
 

@@ -5,11 +5,13 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { deflateSync } from 'node:zlib';
+import { dumps, Global, PersistentRef, tuple } from '../../../src/pickle/index.js';
 import { copyStorage } from '../../../src/storage/copy.js';
 import { POSKeyError } from '../../../src/storage/errors.js';
 import { idFromHex, p64 } from '../../../src/storage/ids.js';
 import type { Storage } from '../../../src/storage/interfaces.js';
 import { MemoryStorage } from '../../../src/storage/memory/memory-storage.js';
+import { commitMany } from '../contract/helpers.js';
 import { PostgreSQLStorage } from '../../../src/storage/postgresql/index.js';
 import {
   BrowseInputError,
@@ -335,4 +337,27 @@ describe('the object browser over what Python ZODB wrote through ZEO', { skip },
       await cluster.stop();
     }
   });
+});
+
+test('an object with more references than its tree shows says its reference list is cut', async () => {
+  // a PersistentList of 150 PersistentMappings: the state tree shows the first 100 items, so the references
+  // listed are those 100, and the view must say there are more (there were 100,000 in the record that showed it)
+  const mem = new MemoryStorage();
+  try {
+    const mappingClass = Global.of('persistent.mapping', 'PersistentMapping');
+    const record = (state: unknown): Uint8Array =>
+      Buffer.concat([dumps(Global.of('persistent.list', 'PersistentList'), 3), dumps(state as never, 3)]);
+    const targets = Array.from({ length: 150 }, (_, i) => p64(i + 2));
+    const items = targets.map((o) => new PersistentRef(tuple(Buffer.from(o), mappingClass)));
+    const empty = Buffer.concat([dumps(mappingClass, 3), dumps(new Map([['data', new Map()]]), 3)]);
+    await commitMany(mem, [
+      [p64(1), p64(0), record(new Map([['data', items]]))],
+      ...targets.map((o): [Uint8Array, Uint8Array, Uint8Array] => [o, p64(0), empty]),
+    ]);
+    const view = await inspectObject(mem, p64(1));
+    assert.equal(view.refs.length, 100);
+    assert.equal(view.refsTruncated, true);
+  } finally {
+    await mem.close();
+  }
 });

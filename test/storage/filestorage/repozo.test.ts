@@ -27,6 +27,7 @@ import {
   VerificationFail,
   verifyRepository,
 } from '../../../src/storage/filestorage/repozo.js';
+import { FileStorage } from '../../../src/storage/filestorage/index.js';
 import { verifyDataFile } from '../../../src/storage/filestorage/fstest.js';
 import { tidTime, TimeStamp } from '../../../src/storage/timestamp.js';
 import { interopTest, type Oracle } from '../../helpers/oracle.js';
@@ -428,6 +429,35 @@ interopTest(
         restore({ repository: repo, output: empty, until: at(1), date: '2026-03-02' }),
         /not both/,
       );
+    });
+  },
+);
+
+interopTest(
+  'restore refuses to replace a data file a running storage holds (its .lock is locked)',
+  async (oracle) => {
+    await withDataFile(oracle, {}, async ({ dir, fs, repo }) => {
+      await backup({ repository: repo, file: fs, now: T1.date });
+      const live = join(dir, 'live.fs');
+      await copyFile(fs, live);
+      await pyCommit(oracle, live, 3, 'live');
+      const before = await readFile(live);
+      // a server serving live.fs: renaming a restored file over it would leave the server writing to a file that is
+      // gone from the directory, and every commit from then on lost at its next start
+      const storage = await FileStorage.open(live);
+      try {
+        await assert.rejects(restore({ repository: repo, output: live }), /in use.*live\.fs\.lock/);
+        assert.ok((await readFile(live)).equals(before), 'the live data file is untouched');
+        assert.deepEqual(
+          (await readdir(dir)).filter((n) => n.endsWith('.part')),
+          [],
+        );
+      } finally {
+        await storage.close();
+      }
+      // once the storage is closed, the restore goes ahead (and leaves the lock file as ZODB does)
+      await restore({ repository: repo, output: live });
+      assert.ok((await readFile(live)).equals(await readFile(fs)));
     });
   },
 );
