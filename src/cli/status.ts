@@ -116,7 +116,7 @@ export function statusCommand(): Command {
       )
       .argument('<address>', 'HOST:PORT, PORT (on 127.0.0.1), [V6]:PORT or a unix socket PATH')
       .option('--json', 'print the JSON as the server sent it')
-      .option('--timeout <seconds>', 'how long to wait for the answer', '10'),
+      .option('--timeout <seconds>', 'how long to wait for the answer (default 10)'),
   ).action(async (text: string, opts: StatusOptions) => {
     const fail = (why: string): void => {
       process.stderr.write(`zeo status: ${why}\n`);
@@ -129,7 +129,7 @@ export function statusCommand(): Command {
       fail((e as Error).message);
       return;
     }
-    const seconds = Number(opts.timeout);
+    const seconds = Number(opts.timeout ?? '10');
     if (!Number.isFinite(seconds) || seconds <= 0) {
       fail(`--timeout: not a number of seconds: ${opts.timeout}`);
       return;
