@@ -65,6 +65,11 @@ export class TreeBuilder {
 
   constructor(readonly limits: TreeLimits = DEFAULT_TREE_LIMITS) {}
 
+  /** nodes built so far (of `limits.maxNodes`) */
+  get nodeCount(): number {
+    return this.nodes;
+  }
+
   build(v: PickleValue | undefined, depth = 0): TreeNode {
     this.nodes++;
     if (v === undefined) return { type: 'NoneType', repr: 'None' };
