@@ -1,7 +1,6 @@
 // The object browser's pure work on one record: decoding it for an object view (the tree, its references) and
 // slicing a container's items out of it. Nothing here reads a storage, so that a big record's decoding can run
 // in the decode worker (offload.ts) instead of on the server's event loop, with the same result as inline.
-import { constants, inflateSync } from 'node:zlib';
 import {
   decodeRecord,
   decompressRecord,
@@ -17,7 +16,7 @@ import {
 
 import { opcodeSummary } from './opcodes.js';
 import { BrowseInputError } from './read.js';
-import { rawSummary, refOidHex, TreeBuilder, viewRecord, type TreeLimits } from './record.js';
+import { rawSummary, recordHead, refOidHex, TreeBuilder, viewRecord, type TreeLimits } from './record.js';
 import type { ContainerItem, ContainerKind, RecordView, TreeNode } from './types.js';
 
 /** How many references an object view resolves (each is a load). */
@@ -112,17 +111,7 @@ const HEAD = 64 * 1024;
  */
 export function hugeRecordAnalysis(stored: Uint8Array, ceiling: number): AnalyzedRecord {
   const compression = isZlibRecord(stored) ? 'zlib' : null;
-  let head = stored.subarray(0, HEAD);
-  if (compression) {
-    try {
-      // (a sync flush of the first compressed bytes: at most some MB out, whatever the whole inflates to)
-      head = new Uint8Array(
-        inflateSync(stored.subarray(2, 2 + 4096), { finishFlush: constants.Z_SYNC_FLUSH }),
-      ).subarray(0, HEAD);
-    } catch {
-      head = new Uint8Array(0);
-    }
-  }
+  const head = recordHead(stored, HEAD);
   const [module, name] = getPickleMetadata(head);
   const mib = (n: number): string => `${(n / 2 ** 20).toFixed(1)} MiB`;
   return {

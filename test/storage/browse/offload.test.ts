@@ -11,6 +11,7 @@ import {
   DECODE_THRESHOLD,
   inspectObject,
   RecordDecoder,
+  recordClassName,
   RecordTooLargeError,
   type ContainerPage,
 } from '../../../src/storage/browse/index.js';
@@ -143,6 +144,8 @@ describe('the decode worker', () => {
       const z = await inspectObject(mem, big.zlibList, null, new RecordDecoder({ ceiling: 1000 }));
       assert.equal(z.compression, 'zlib');
       assert.equal(z.class.name, 'PersistentList');
+      // (a reference's class, read the same way: from the first compressed bytes only)
+      assert.equal(recordClassName((await mem.load(big.zlibList)).data), 'persistent.list.PersistentList');
       assert.equal(small.hasWorker, false);
     } finally {
       await small.close();
