@@ -20,6 +20,8 @@ export interface BigRecords {
   bucket: Oid;
   /** a PersistentList record cut short: it does not decode */
   broken: Oid;
+  /** a small zlib record that inflates to 10 MB (a PersistentMapping holding a long str) */
+  inflating: Oid;
   /** the sizes of the list's and the bucket's records */
   listSize: number;
   bucketSize: number;
@@ -42,6 +44,11 @@ export async function storeBigRecords(storage: Storage): Promise<BigRecords> {
   const bucket = record('BTrees.OOBTree', 'OOBucket', tuple(tuple(...flat)));
   const bucketRef = new PersistentRef(tuple(Buffer.from(p64(5)), Global.of('BTrees.OOBTree', 'OOBucket')));
   const tree = record('BTrees.OOBTree', 'OOBTree', tuple(tuple(bucketRef), bucketRef));
+  const inflating = record(
+    'persistent.mapping',
+    'PersistentMapping',
+    new Map([['data', new Map([['text', 'x'.repeat(10_000_000)]])]]),
+  );
   const empty = record('persistent.mapping', 'PersistentMapping', new Map([['data', new Map()]]));
   await commitMany(storage, [
     [p64(1), p64(0), list],
@@ -49,6 +56,7 @@ export async function storeBigRecords(storage: Storage): Promise<BigRecords> {
     [p64(3), p64(0), list.subarray(0, list.length - 1000)],
     [p64(4), p64(0), tree],
     [p64(5), p64(0), bucket],
+    [p64(6), p64(0), Buffer.concat([Buffer.from('.z'), deflateSync(inflating)])],
     ...Array.from({ length: 100 }, (_, i): [Uint8Array, Uint8Array, Uint8Array] => [
       p64(first + i),
       p64(0),
@@ -61,6 +69,7 @@ export async function storeBigRecords(storage: Storage): Promise<BigRecords> {
     broken: p64(3),
     tree: p64(4),
     bucket: p64(5),
+    inflating: p64(6),
     listSize: list.length,
     bucketSize: bucket.length,
   };

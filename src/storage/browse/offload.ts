@@ -3,6 +3,7 @@
 // whole decode. The worker is made on first need, unref'd while idle, and terminated by close(). Its queue is
 // bounded (BrowseBusyError past it: a 503), and a record above the ceiling is not decoded at all.
 import { Worker } from 'node:worker_threads';
+import { inflateSync } from 'node:zlib';
 import {
   DECODE_JOBS,
   hugeRecordAnalysis,
@@ -11,7 +12,7 @@ import {
   type DecodeResult,
 } from './decode.js';
 import { BrowseInputError } from './read.js';
-import { PickleError } from '../../pickle/index.js';
+import { isZlibRecord, PickleError } from '../../pickle/index.js';
 
 /** Too many decodes waiting for the worker: try again later (a 503). */
 export class BrowseBusyError extends Error {
@@ -106,7 +107,7 @@ export class RecordDecoder {
         `the record is ${stored.length} bytes, above the browser's limit of ${this.ceiling}: its items are not listed`,
       );
     }
-    if (stored.length <= this.threshold || this.closed) {
+    if (!this.isBig(stored) || this.closed) {
       const job = DECODE_JOBS[op] as (s: Uint8Array, a: DecodeArgs<K>) => DecodeResult<K>;
       return job(stored, args);
     }
@@ -125,6 +126,20 @@ export class RecordDecoder {
       const request: DecodeRequest = { id, op, stored: copy, args };
       worker.postMessage(request, [copy.buffer]);
     });
+  }
+
+  /** Above the threshold as stored, or (zc.zlibstorage) once inflated: a small record may inflate 1000-fold. */
+  private isBig(stored: Uint8Array): boolean {
+    if (stored.length > this.threshold) return true;
+    if (!isZlibRecord(stored) || !Number.isFinite(this.threshold)) return false;
+    try {
+      // (bounded: inflating stops at the threshold)
+      inflateSync(stored.subarray(2), { maxOutputLength: Math.max(Math.floor(this.threshold), 1) });
+      return false;
+    } catch {
+      // past the threshold, or not inflating at all: the worker says which, as inline decoding would
+      return true;
+    }
   }
 
   private start(): Worker {

@@ -15,7 +15,7 @@ import {
   RecordTooLargeError,
   type ContainerPage,
 } from '../../../src/storage/browse/index.js';
-import { idHex, type Oid } from '../../../src/storage/ids.js';
+import { idHex, p64, type Oid } from '../../../src/storage/ids.js';
 import { MemoryStorage } from '../../../src/storage/memory/memory-storage.js';
 import { BUCKET_ITEMS, LIST_REFS, storeBigRecords, type BigRecords } from '../../helpers/big-records.js';
 import { RawClient } from '../../helpers/raw-client.js';
@@ -108,6 +108,23 @@ describe('the decode worker', () => {
       containerPage(mem, big.tree, { cursor: `${idHex(big.list)}.0.${at}.0`, decoder: worker }),
       (e) => e instanceof BrowseInputError && /is not a bucket/.test(e.message),
     );
+  });
+
+  test('a small zlib record that inflates past the threshold decodes in the worker too', async () => {
+    const d = new RecordDecoder();
+    try {
+      const rev = await mem.load(big.inflating);
+      assert.ok(rev.data.length < DECODE_THRESHOLD);
+      const view = d.run('view', rev.data, null);
+      assert.equal(d.pending, 1);
+      assert.equal((await view).view.compression, 'zlib');
+      // a small one is decoded inline
+      const listView = d.run('view', (await mem.load(p64(1000))).data, null);
+      assert.equal(d.pending, 0);
+      await listView;
+    } finally {
+      await d.close();
+    }
   });
 
   test('too many decodes waiting: busy, and the ones taken still finish', async () => {
