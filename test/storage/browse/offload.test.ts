@@ -62,8 +62,8 @@ describe('the decode worker', () => {
       const there = await inspectObject(mem, oid, null, worker);
       const here = await inspectObject(mem, oid, null, inline);
       assert.deepEqual(JSON.parse(JSON.stringify(there)), JSON.parse(JSON.stringify(here)));
-      // without a decoder at all: the same again
-      assert.deepEqual(here, await inspectObject(mem, oid));
+      // without a decoder at all: the same again (the costliest, the list, once is enough)
+      if (oid !== big.zlibList) assert.deepEqual(here, await inspectObject(mem, oid));
     }
     assert.equal(inline.hasWorker, false);
     assert.equal(worker.hasWorker, true);
@@ -85,7 +85,7 @@ describe('the decode worker', () => {
     ] as const) {
       const there = await allPages(mem, oid, limit, worker, maxPages);
       assert.equal(there, await allPages(mem, oid, limit, inline, maxPages));
-      assert.equal(there, await allPages(mem, oid, limit, null, maxPages));
+      if (oid !== big.list) assert.equal(there, await allPages(mem, oid, limit, null, maxPages));
       const pages = JSON.parse(there) as ContainerPage[];
       assert.equal(
         pages.reduce((n, p) => n + p.items.length, 0),
