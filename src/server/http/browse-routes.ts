@@ -4,12 +4,15 @@
 import { readFile } from 'node:fs/promises';
 import { PickleError } from '../../pickle/index.js';
 import {
+  BrowseBusyError,
   BrowseInputError,
   containerPage,
   inspectObject,
   objectHistory,
   pageLimit,
   parseId,
+  RecordDecoder,
+  RecordTooLargeError,
   transactionView,
   undoLogPage,
 } from '../../storage/browse/index.js';
@@ -28,6 +31,8 @@ async function answer<T>(work: () => Promise<T>): Promise<T> {
     if (e instanceof BrowseInputError) throw new HttpError(400, e.message);
     if (e instanceof PickleError) throw new HttpError(400, `the record does not decode: ${e.message}`);
     if (e instanceof POSKeyError) throw new HttpError(404, `no such object: ${e.message}`);
+    if (e instanceof RecordTooLargeError) throw new HttpError(422, e.message);
+    if (e instanceof BrowseBusyError) throw new HttpError(503, e.message);
     throw e;
   }
 }
@@ -41,7 +46,11 @@ function intParam(url: URL, name: string, dflt: number, max: number): number {
   return Number(text);
 }
 
-export function browseRoutes(ctx: HttpContext): HttpRoute[] {
+/**
+ * The routes, and the decoder their big records decode in (off the event loop, so that ZEO clients never wait
+ * for a page); `close` (the listener's) terminates its worker.
+ */
+export function browseRoutes(ctx: HttpContext, decoder = new RecordDecoder()): HttpRoute[] {
   const storageNamed = (name: string): Storage => {
     const served = ctx.server.storages.get(name);
     if (!served) throw new HttpError(404, `no storage named ${JSON.stringify(name)}`);
@@ -76,12 +85,13 @@ export function browseRoutes(ctx: HttpContext): HttpRoute[] {
     const storage = storageNamed(name);
     if (what === 'object' && id !== undefined && rest.length === 0) {
       const oid = parseId(id, 'oid');
-      if (sub === undefined) return inspectObject(storage, oid, tidParam(url));
+      if (sub === undefined) return inspectObject(storage, oid, tidParam(url), decoder);
       if (sub === 'items') {
         return containerPage(storage, oid, {
           cursor: url.searchParams.get('cursor'),
           limit: pageLimit(url.searchParams.get('limit')),
           at: tidParam(url),
+          decoder,
         });
       }
       if (sub === 'history') {
@@ -124,6 +134,7 @@ export function browseRoutes(ctx: HttpContext): HttpRoute[] {
       async handle(_req, res, url) {
         sendJson(res, 200, await answer(() => api(url)));
       },
+      close: () => decoder.close(),
     },
   ];
 }

@@ -209,6 +209,8 @@ export class HttpListener {
       this.server.close(() => resolve());
       this.server.closeAllConnections();
       for (const s of this.sockets) s.destroy();
+    }).then(async () => {
+      for (const r of this.options.routes) if (r.close) await r.close();
     });
     return this.closing;
   }

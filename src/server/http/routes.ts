@@ -23,6 +23,8 @@ export interface HttpRoute {
   path: string;
   prefix?: boolean;
   handle(req: IncomingMessage, res: ServerResponse, url: URL): void | Promise<void>;
+  /** what the route holds (a worker thread) released when the listener closes */
+  close?(): Promise<void>;
 }
 
 /** An error a route throws to answer with this status and message (anything else is a 500). */

@@ -20,6 +20,7 @@ import {
   pyStrRepr,
   type PickleValue,
 } from '../../pickle/index.js';
+import { constants, inflateSync } from 'node:zlib';
 import { idHex } from '../ids.js';
 import { opcodeSummary } from './opcodes.js';
 import type { RecordView, TreeNode } from './types.js';
@@ -64,6 +65,11 @@ export class TreeBuilder {
   partial = false;
 
   constructor(readonly limits: TreeLimits = DEFAULT_TREE_LIMITS) {}
+
+  /** nodes built so far (of `limits.maxNodes`) */
+  get nodeCount(): number {
+    return this.nodes;
+  }
 
   build(v: PickleValue | undefined, depth = 0): TreeNode {
     this.nodes++;
@@ -213,14 +219,23 @@ export function viewRecord(stored: Uint8Array, builder = new TreeBuilder()): Rec
   }
 }
 
-/** The dotted class name of a record, as ZODB's get_pickle_metadata reads it (zlib records decompressed). */
-export function recordClassName(stored: Uint8Array): string {
-  let data = stored;
+/**
+ * A record's first bytes, decompressed when zc.zlibstorage compressed it: only the first KB of the compressed
+ * bytes are inflated (at most some MB out), so that reading a class name never inflates a whole huge record on
+ * the event loop. Empty when they do not inflate.
+ */
+export function recordHead(stored: Uint8Array, max = 64 * 1024): Uint8Array {
+  if (!isZlibRecord(stored)) return stored.subarray(0, max);
   try {
-    if (isZlibRecord(stored)) data = decompressRecord(stored);
+    const out = inflateSync(stored.subarray(2, 2 + 4096), { finishFlush: constants.Z_SYNC_FLUSH });
+    return new Uint8Array(out.buffer, out.byteOffset, Math.min(out.length, max));
   } catch {
-    return '';
+    return new Uint8Array(0);
   }
-  const [module, name] = getPickleMetadata(data);
+}
+
+/** The dotted class name of a record, as ZODB's get_pickle_metadata reads it (from its head). */
+export function recordClassName(stored: Uint8Array): string {
+  const [module, name] = getPickleMetadata(isZlibRecord(stored) ? recordHead(stored) : stored);
   return name ? `${module}.${name}` : module;
 }

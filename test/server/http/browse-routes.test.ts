@@ -4,9 +4,19 @@
 import assert from 'node:assert/strict';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { test } from 'node:test';
+import { browseRoutes } from '../../../src/server/http/browse-routes.js';
+import { HttpListener } from '../../../src/server/http/listener.js';
+import { createLogger } from '../../../src/server/log.js';
+import { containerPage, inspectObject, RecordDecoder } from '../../../src/storage/browse/index.js';
+import { idHex, p64 } from '../../../src/storage/ids.js';
+import { MemoryStorage } from '../../../src/storage/memory/memory-storage.js';
+import { storeBigRecords } from '../../helpers/big-records.js';
 import { makeBrowseData, treeKeys, type BrowseData } from '../../helpers/browse-data.js';
 import { interopTest } from '../../helpers/oracle.js';
+import { RawClient } from '../../helpers/raw-client.js';
 import { startServer, type TestServer } from '../../helpers/server-fixture.js';
+import { waitUntil } from '../../helpers/wait.js';
 
 interface Answer<T> {
   status: number;
@@ -173,5 +183,84 @@ interopTest('the object browser API over a running server', async (oracle) => {
     assert.equal((await stat(join(s.dir, 'Data.fs'))).size, before.size);
   } finally {
     await s.stop();
+  }
+});
+
+test('big records decode off the event loop: the same answers, ZEO pings answered meanwhile, 503 when busy, 422 above the ceiling, no worker once the listener closes', async () => {
+  const mem = new MemoryStorage();
+  const big = await storeBigRecords(mem);
+  const s = await startServer({ opened: [{ name: '1', storage: mem }], http: {} });
+  const logging = createLogger(null, { stderr: { write: () => true } as unknown as NodeJS.WritableStream });
+  const ctx = { server: s.server, config: null, log: logging.root };
+  const listen = (decoder: RecordDecoder): Promise<HttpListener> =>
+    HttpListener.start({
+      address: { kind: 'tcp', host: '127.0.0.1', port: 0 },
+      routes: browseRoutes(ctx, decoder),
+      log: logging.root,
+      token: 'T',
+    });
+  const decoder = new RecordDecoder();
+  // no room in its queue, and a ceiling of 1 MB
+  const small = new RecordDecoder({ maxJobs: 0, ceiling: 1_000_000 });
+  const one = await listen(decoder);
+  const other = await listen(small);
+  const client = await RawClient.open(s.address);
+  const fetchFrom = (l: HttpListener, path: string): Promise<Response> =>
+    fetch(`${l.url}${path}`, { headers: { authorization: 'Bearer T' } });
+  try {
+    const list = idHex(big.list);
+    const tree = idHex(big.tree);
+    // the server's own listener (its decoder the default one): what inline decoding answers
+    const json = (v: unknown): unknown => JSON.parse(JSON.stringify(v));
+    const view = await get(s, `/api/browse/1/object/${list}`);
+    assert.equal(view.status, 200);
+    assert.deepEqual(view.body, json(await inspectObject(mem, big.list)));
+    const at = idHex(mem.lastTransaction());
+    for (const [oid, cursor] of [
+      [big.list, `${list}.50000.${at}.50000`],
+      [big.tree, `${idHex(big.bucket)}.19500.${at}.19500`],
+    ] as const) {
+      const page = await get(s, `/api/browse/1/object/${idHex(oid)}/items?limit=1000&cursor=${cursor}`);
+      assert.equal(page.status, 200);
+      assert.deepEqual(page.body, json(await containerPage(mem, oid, { limit: 1000, cursor })));
+    }
+
+    // a ZEO client's ping, sent while the worker decodes a page, is answered before the page
+    const order: string[] = [];
+    const page = fetchFrom(one, `/api/browse/1/object/${list}/items?limit=1000`).then(async (r) => {
+      order.push('page');
+      return { status: r.status, body: (await r.json()) as { items: unknown[] } };
+    });
+    await waitUntil(() => decoder.pending === 1, 'the page given to the worker');
+    assert.equal(await client.call('ping'), null);
+    order.push('ping');
+    const answered = await page;
+    assert.equal(answered.status, 200);
+    assert.equal(answered.body.items.length, 1000);
+    assert.deepEqual(order, ['ping', 'page']);
+
+    // busy: 503 for a record the worker would decode, a small one still answered inline
+    const busy = await fetchFrom(other, `/api/browse/1/object/${idHex(big.bucket)}`);
+    assert.equal(busy.status, 503);
+    assert.match(((await busy.json()) as { error: string }).error, /busy/);
+    assert.equal((await fetchFrom(other, `/api/browse/1/object/${idHex(p64(1000))}`)).status, 200);
+    // above the ceiling: the view from its head, the items refused
+    const head = await fetchFrom(other, `/api/browse/1/object/${list}`);
+    assert.equal(head.status, 200);
+    assert.match(((await head.json()) as { error: string }).error, /not decoded/);
+    const refused = await fetchFrom(other, `/api/browse/1/object/${list}/items`);
+    assert.equal(refused.status, 422);
+    assert.match(((await refused.json()) as { error: string }).error, /items are not listed/);
+    assert.equal((await fetchFrom(other, `/api/browse/1/object/${tree}/items`)).status, 503);
+
+    assert.equal(decoder.hasWorker, true);
+    await one.close();
+    assert.equal(decoder.hasWorker, false);
+  } finally {
+    client.socket.destroy();
+    await one.close();
+    await other.close();
+    await s.stop();
+    await logging.close();
   }
 });
