@@ -945,11 +945,15 @@ export function isZlibRecord(data: Uint8Array): boolean {
  * The record inside a zc.zlibstorage record; other records as they are. (zc.zlibstorage's pack gives the
  * storage a referencesf that decompresses first; referencesf here, like ZODB's, takes the plain record.)
  */
-export function decompressRecord(data: Uint8Array): Uint8Array {
+export function decompressRecord(data: Uint8Array, maxOutputLength?: number): Uint8Array {
   if (!isZlibRecord(data)) return data;
   try {
-    return new Uint8Array(inflateSync(data.subarray(2)));
+    // a bound for readers that must not inflate a zlib bomb (a few KB can inflate to gigabytes)
+    return new Uint8Array(inflateSync(data.subarray(2), maxOutputLength ? { maxOutputLength } : undefined));
   } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
+      throw new PickleError(`zc.zlibstorage record inflates past ${maxOutputLength} bytes`, 2);
+    }
     throw new PickleError(`bad zc.zlibstorage record: ${(e as Error).message}`, 2);
   }
 }

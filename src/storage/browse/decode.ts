@@ -16,7 +16,15 @@ import {
 
 import { opcodeSummary } from './opcodes.js';
 import { BrowseInputError } from './read.js';
-import { rawSummary, recordHead, refOidHex, TreeBuilder, viewRecord, type TreeLimits } from './record.js';
+import {
+  MAX_INFLATED,
+  rawSummary,
+  recordHead,
+  refOidHex,
+  TreeBuilder,
+  viewRecord,
+  type TreeLimits,
+} from './record.js';
 import type { ContainerItem, ContainerKind, RecordView, TreeNode } from './types.js';
 
 /** How many references an object view resolves (each is a load). */
@@ -59,14 +67,17 @@ export function containerKindOf(view: Pick<RecordView, 'class'>): ContainerKind 
 function hasOtherReferences(stored: Uint8Array, listed: ReadonlySet<string>): boolean {
   let other = false;
   try {
-    scanReferences(isZlibRecord(stored) ? decompressRecord(stored) : stored, (buf, start, end) => {
-      if (
-        !other &&
-        !listed.has(Buffer.from(buf.buffer, buf.byteOffset + start, end - start).toString('hex'))
-      ) {
-        other = true;
-      }
-    });
+    scanReferences(
+      isZlibRecord(stored) ? decompressRecord(stored, MAX_INFLATED) : stored,
+      (buf, start, end) => {
+        if (
+          !other &&
+          !listed.has(Buffer.from(buf.buffer, buf.byteOffset + start, end - start).toString('hex'))
+        ) {
+          other = true;
+        }
+      },
+    );
   } catch (e) {
     // (a record the tree decoded but referencesf refuses: the tree's references are all that can be told)
     if (!(e instanceof PickleError)) throw e;
@@ -228,7 +239,7 @@ export interface ContainerRecord {
 
 /** Decodes a container's record; with `own`, slices its own items (the page starts in this record). */
 export function containerRecord(stored: Uint8Array, a: SliceArgs & { own: boolean }): ContainerRecord {
-  const { classMeta, state } = decodeRecord(decompressRecord(stored));
+  const { classMeta, state } = decodeRecord(decompressRecord(stored, MAX_INFLATED));
   const cls = { module: classMeta.module, name: classMeta.name };
   const container = containerKindOf({ class: { ...cls, form: null } });
   if (!container) return { class: cls, container, first: null, slice: null };
@@ -259,7 +270,7 @@ export function containerRecord(stored: Uint8Array, a: SliceArgs & { own: boolea
 
 /** A bucket's (or set's) items from `index`, and its next bucket. */
 export function bucketRecord(stored: Uint8Array, a: SliceArgs & { values: boolean }): ItemsSlice {
-  return sliceBucket(decodeRecord(decompressRecord(stored)).state, a.values ? 2 : 1, a);
+  return sliceBucket(decodeRecord(decompressRecord(stored, MAX_INFLATED)).state, a.values ? 2 : 1, a);
 }
 
 /** The work a decoder runs, by name: inline, or in the worker with the same arguments. */

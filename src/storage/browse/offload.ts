@@ -12,6 +12,7 @@ import {
   type DecodeResult,
 } from './decode.js';
 import { BrowseInputError } from './read.js';
+import { MAX_INFLATED } from './record.js';
 import { isZlibRecord, PickleError } from '../../pickle/index.js';
 
 /** Too many decodes waiting for the worker: try again later (a 503). */
@@ -40,7 +41,7 @@ export interface DecoderOptions {
 }
 
 export const DECODE_THRESHOLD = 64 * 1024;
-export const DECODE_CEILING = 64 * 1024 * 1024;
+export const DECODE_CEILING = MAX_INFLATED;
 
 /** A message to the worker, and its answer. */
 export interface DecodeRequest {
@@ -57,10 +58,10 @@ const WORKER_SCRIPT = new URL('./decode-worker.js', import.meta.url);
 /**
  * The worker's heap: a young generation big enough that decoding a record of 100,000 objects is not mostly
  * scavenges (with the default, the worker spent twice inline's CPU, most of it collecting), and an old
- * generation bounded, so that a record that inflates to more than memory can hold kills the worker (its decodes
- * fail, the next one starts a new worker), not the server.
+ * generation bounded (records are inflated to MAX_INFLATED at most), so that a record whose objects need more
+ * kills the worker (its decodes fail, the next one starts a new worker), not the server.
  */
-const WORKER_LIMITS = { maxYoungGenerationSizeMb: 64, maxOldGenerationSizeMb: 2048 };
+const WORKER_LIMITS = { maxYoungGenerationSizeMb: 64, maxOldGenerationSizeMb: 1024 };
 
 interface Job {
   resolve(v: unknown): void;

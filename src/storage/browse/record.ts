@@ -175,6 +175,12 @@ export function rawSummary(data: Uint8Array, max = 256): { hex: string; text: st
 }
 
 /**
+ * The most a compressed record is inflated to for display (the browser's ceiling for records as stored, too):
+ * a zc.zlibstorage record of a few KB can inflate to gigabytes, which must never be allocated.
+ */
+export const MAX_INFLATED = 64 * 1024 * 1024;
+
+/**
  * Decodes a record (as a storage returns it) for display. Never throws for a bad record: it shows the error
  * and the raw summary instead, with the class names as ZODB's get_pickle_metadata reads them.
  */
@@ -182,7 +188,7 @@ export function viewRecord(stored: Uint8Array, builder = new TreeBuilder()): Rec
   const compression = isZlibRecord(stored) ? 'zlib' : null;
   let data: Uint8Array;
   try {
-    data = compression ? decompressRecord(stored) : stored;
+    data = compression ? decompressRecord(stored, MAX_INFLATED) : stored;
   } catch (e) {
     return {
       compression,

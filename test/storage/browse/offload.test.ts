@@ -214,3 +214,23 @@ describe('while the worker decodes, the server answers its ZEO clients', () => {
     }
   });
 });
+
+// A zlib bomb: a zc.zlibstorage record of a few hundred KB that inflates to 96 MiB is never inflated past the
+// browser's ceiling, inline or in the worker: the view says why, and nothing of that size is allocated.
+test('a zc.zlibstorage record that inflates past the ceiling is refused, not inflated', async () => {
+  const { deflateSync } = await import('node:zlib');
+  const { MAX_INFLATED, viewRecord } = await import('../../../src/storage/browse/index.js');
+  const inflated = MAX_INFLATED + 32 * 1024 * 1024;
+  const bomb = Buffer.concat([Buffer.from('.z'), deflateSync(Buffer.alloc(inflated))]);
+  assert.ok(bomb.length < 1024 * 1024, `${bomb.length} bytes stored`);
+  const view = viewRecord(bomb);
+  assert.equal(view.compression, 'zlib');
+  assert.match(view.error ?? '', /inflates past 67108864 bytes/);
+  const decoder = new RecordDecoder({ threshold: 1024 });
+  try {
+    const offloaded = await decoder.run('view', bomb, null);
+    assert.match(JSON.stringify(offloaded), /inflates past 67108864 bytes/);
+  } finally {
+    await decoder.close();
+  }
+});
