@@ -251,22 +251,26 @@ function formatSeconds(units: number): string {
   return percentFormat('%(s)09.6f', () => seconds);
 }
 
-let anchorWall = Date.now();
-let anchorMono = performance.now();
+/**
+ * The wall clock's time (ms since the epoch) at the monotonic clock's zero: performance.timeOrigin, which has
+ * microseconds (Date.now() read once would leave every later time behind by up to a millisecond: the part of
+ * its millisecond already gone). Moved only when the wall clock is stepped ahead of it.
+ */
+let origin = performance.timeOrigin;
 
 /**
  * Milliseconds since the epoch with the sub-millisecond part Python's time.time() has and Date.now() lacks:
- * the monotonic clock, anchored to the wall clock and kept within its millisecond (re-anchored when the wall
- * clock jumps ahead). ZODB stamps a transaction with time.time(): with whole milliseconds, a commit made just
- * after a client read the time (a pack time, say) could get a tid before it.
+ * the monotonic clock from the wall clock's origin, kept within the wall clock's millisecond. ZODB stamps a
+ * transaction with time.time(): a commit made just after a client (on this machine) read the time, a pack
+ * time say, must get a tid after it (ZODB's testTransactionalUndoAfterPack packs at such a time).
  */
 export function preciseNow(): number {
   const mono = performance.now();
   const wall = Date.now();
-  const t = anchorWall + (mono - anchorMono);
+  const t = origin + mono;
   if (t < wall) {
-    anchorWall = wall;
-    anchorMono = mono;
+    // the wall clock was stepped ahead: follow it (to its millisecond, all a step leaves known)
+    origin = wall - mono;
     return wall;
   }
   // (the monotonic clock ran ahead of a wall clock set back or slowed: wait for the wall clock)

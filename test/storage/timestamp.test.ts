@@ -102,6 +102,32 @@ test('preciseNow: the wall clock with sub-millisecond resolution, and new tids a
   }
 });
 
+test("preciseNow is the wall clock's time to well within a millisecond, wherever in it it is read", () => {
+  // the real time is known best at the edge of a millisecond of Date.now() (that millisecond and a few
+  // microseconds), and from there by the monotonic clock. Read 0.6 ms after an edge, then 0.7 ms after the
+  // next one: a clock anchored at a whole millisecond when it was read mid-millisecond stays behind the real
+  // time by the part of that millisecond gone. The median of many trials (a descheduled process measures some
+  // trials late, never early).
+  const errors: number[] = [];
+  const readAt = (edge: number, mono0: number, ms: number): number => {
+    while (performance.now() - mono0 < ms);
+    const before = performance.now();
+    const t = preciseNow();
+    const after = performance.now();
+    return t - (edge + (before + after) / 2 - mono0);
+  };
+  while (errors.length < 30) {
+    const w = Date.now();
+    while (Date.now() === w);
+    const mono0 = performance.now();
+    if (Date.now() !== w + 1) continue;
+    errors.push(Math.abs(readAt(w + 1, mono0, 0.6)), Math.abs(readAt(w + 1, mono0, 1.7)));
+  }
+  errors.sort((x, y) => x - y);
+  const median = errors[errors.length >> 1];
+  assert.ok(median < 0.15, `preciseNow is ${median.toFixed(3)} ms off the real time (median)`);
+});
+
 test('bad dates are refused as the C TimeStamp refuses them', () => {
   assert.throws(() => new TimeStamp(1899, 12, 31), RangeError);
   assert.throws(() => new TimeStamp(2023, 2, 29), RangeError);
